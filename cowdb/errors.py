@@ -1,0 +1,88 @@
+"""Every exception a cowdb user can catch.
+
+Each names what happened and what to do about it. All derive from
+:class:`CowdbError`; the ones that mirror a Python built-in also derive from
+it (``KeyTooLarge`` is a ``ValueError``, ``ReadOnly`` a ``PermissionError``...)
+so generic handlers keep working.
+"""
+
+
+class CowdbError(Exception):
+    """Base class of every cowdb error."""
+
+
+class NotACowdbFile(CowdbError, ValueError):
+    """The file exists but is not a cowdb database (or is from an unknown format version)."""
+
+
+class Corruption(CowdbError):
+    """A page or meta record failed its checksum or does not decode.
+
+    ``page`` is the page number that failed (None for a meta record).
+    """
+
+    def __init__(self, message: str, page: int | None = None):
+        super().__init__(message)
+        self.page = page
+
+
+class VersionNotFound(CowdbError, KeyError):
+    """The version, tag, branch or time names no commit."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class VersionReclaimed(VersionNotFound):
+    """The version existed but retention dropped it and gc() reclaimed it."""
+
+
+class ReadOnly(CowdbError, PermissionError):
+    """A write was attempted on a read-only database or a snapshot."""
+
+
+class TransactionClosed(CowdbError, RuntimeError):
+    """The transaction or snapshot was already committed, aborted or closed."""
+
+
+class DatabaseClosed(TransactionClosed):
+    """The database was closed."""
+
+
+class Locked(CowdbError, TimeoutError):
+    """Another process holds the writer lock and did not release it within the timeout."""
+
+
+class KeyTooLarge(CowdbError, ValueError):
+    """A key is longer than the database allows."""
+
+
+class InvalidKey(CowdbError, ValueError):
+    """A key is empty or otherwise unusable."""
+
+
+class NestedTransaction(CowdbError, RuntimeError):
+    """A thread opened a write transaction while it already holds one."""
+
+
+class RefExists(CowdbError, ValueError):
+    """A tag or branch with that name already exists."""
+
+
+class RefNotFound(VersionNotFound):
+    """No tag or branch has that name."""
+
+
+class MergeConflict(CowdbError):
+    """A merge or revert changed the same key differently on both sides.
+
+    ``conflicts`` lists each one (key, base, ours, theirs).
+    """
+
+    def __init__(self, message: str, conflicts: list):
+        super().__init__(message)
+        self.conflicts = conflicts
+
+
+class WriteFailed(CowdbError, OSError):
+    """An I/O error stopped a commit; nothing of it is visible and the database is unchanged."""
