@@ -1,0 +1,12 @@
+"""Persistent in-memory collections: PMap, PSet, PVector, PSortedMap.
+
+Each update returns a new collection that shares everything but the
+changed path with the old one, so keeping old versions is cheap.  This
+layer is independent of the on-disk engine and imports nothing from it.
+"""
+
+from cowdb.pds._diff import diff
+from cowdb.pds._missing import MISSING
+from cowdb.pds.pmap import PMap, PMapMutation
+
+__all__ = ["MISSING", "diff", "PMap", "PMapMutation"]

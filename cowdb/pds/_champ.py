@@ -1,0 +1,358 @@
+"""The CHAMP hash trie under PMap and PSet (Steindorfer & Vinju, OOPSLA 2015).
+
+A node is a plain list, because creating and copying lists is the cheapest
+thing pure Python does, and path copying does little else::
+
+    [datamap, nodemap, owner, k0, v0, k1, v1, ..., child_1, child_0]
+
+Bit ``b`` of ``datamap`` says slot ``b`` holds an inline key/value pair;
+bit ``b`` of ``nodemap`` says it holds a child node.  Pairs are stored in
+slot order after the three header fields, children in reverse slot order
+at the end, so both are found by a popcount of the lower bits.  ``owner``
+is the token of the mutation that created the node: only that mutation may
+edit it in place (persistent updates pass ``owner=None`` and never do).
+
+Each level consumes BITS bits of the 64-bit hash; a node reached after all
+64 bits are used is a collision node, ``[0, 0, owner, k0, v0, ...]``,
+scanned linearly.  Deletion keeps the trie canonical: a node left with a
+single pair and no children is folded into its parent, so the shape depends
+only on the set of keys, never on the order of updates.  Equality and diff
+rely on that to compare node by node and skip shared subtrees.
+
+The walks are loops with an explicit path rather than recursion: a Python
+call per level costs more than the list appends.
+"""
+
+from cowdb.pds._missing import MISSING
+
+BITS = 5
+_MASK = (1 << BITS) - 1
+M64 = (1 << 64) - 1
+
+
+def empty(owner=None):
+    """A root with no entries."""
+    return [0, 0, owner]
+
+
+def lookup(node, key, h, default, shift=0):
+    """The value of ``key`` (whose masked hash is ``h``), or ``default``."""
+    while shift < 64:
+        bit = 1 << ((h >> shift) & _MASK)
+        dm = node[0]
+        if dm & bit:
+            i = 3 + 2 * (dm & (bit - 1)).bit_count()
+            k = node[i]
+            if k is key or k == key:
+                return node[i + 1]
+            return default
+        nm = node[1]
+        if not nm & bit:
+            return default
+        node = node[len(node) - 1 - (nm & (bit - 1)).bit_count()]
+        shift += BITS
+    for i in range(3, len(node), 2):
+        k = node[i]
+        if k is key or k == key:
+            return node[i + 1]
+    return default
+
+
+def _editable(node, owner):
+    """``node`` itself if this mutation owns it, else an owned copy."""
+    if owner is not None and node[2] is owner:
+        return node
+    node = node[:]
+    node[2] = owner
+    return node
+
+
+def _pair(k1, v1, h1, k2, v2, h2, shift, owner):
+    """The smallest subtree at ``shift`` holding two distinct keys."""
+    if shift >= 64:
+        return [0, 0, owner, k1, v1, k2, v2]
+    b1 = (h1 >> shift) & _MASK
+    b2 = (h2 >> shift) & _MASK
+    if b1 == b2:
+        return [0, 1 << b1, owner, _pair(k1, v1, h1, k2, v2, h2, shift + BITS, owner)]
+    if b1 < b2:
+        return [(1 << b1) | (1 << b2), 0, owner, k1, v1, k2, v2]
+    return [(1 << b1) | (1 << b2), 0, owner, k2, v2, k1, v1]
+
+
+def _splice(path, old, new, root, owner):
+    """Point the ancestors in ``path`` at ``new`` instead of ``old``.
+
+    ``path`` holds (parent, child index, bit) triples from the root down.
+    Copying stops at the first ancestor the mutation owns: it is edited in
+    place, and so were its own ancestors when it was created.
+    """
+    while path:
+        if new is old:
+            return root
+        path.pop()
+        ci = path.pop()
+        parent = path.pop()
+        if owner is not None and parent[2] is owner:
+            parent[ci] = new
+            return root
+        copy = parent[:]
+        copy[2] = owner
+        copy[ci] = new
+        old = parent
+        new = copy
+    return new
+
+
+def assoc(root, h, key, val, owner):
+    """Bind ``key`` to ``val``; return (new root, previous value or MISSING).
+
+    The root comes back unchanged when ``val`` is already bound (by
+    identity), so callers can hand back the same map.
+    """
+    path = []
+    node = root
+    shift = 0
+    while shift < 64:
+        bit = 1 << ((h >> shift) & _MASK)
+        dm = node[0]
+        if dm & bit:
+            i = 3 + 2 * (dm & (bit - 1)).bit_count()
+            k = node[i]
+            if k is key or k == key:
+                old = node[i + 1]
+                if old is val:
+                    return root, old
+                new = _editable(node, owner)
+                new[i + 1] = val
+                return _splice(path, node, new, root, owner), old
+            # The slot holds another key: move both one level down.
+            sub = _pair(k, node[i + 1], hash(k) & M64, key, val, h, shift + BITS, owner)
+            new = _editable(node, owner)
+            del new[i:i + 2]
+            nm = new[1]
+            new[0] = dm ^ bit
+            new[1] = nm | bit
+            new.insert(len(new) - (nm & (bit - 1)).bit_count(), sub)
+            return _splice(path, node, new, root, owner), MISSING
+        nm = node[1]
+        if nm & bit:
+            ci = len(node) - 1 - (nm & (bit - 1)).bit_count()
+            path += (node, ci, bit)
+            node = node[ci]
+            shift += BITS
+            continue
+        new = _editable(node, owner)
+        i = 3 + 2 * (dm & (bit - 1)).bit_count()
+        new[i:i] = (key, val)
+        new[0] = dm | bit
+        return _splice(path, node, new, root, owner), MISSING
+    for i in range(3, len(node), 2):
+        k = node[i]
+        if k is key or k == key:
+            old = node[i + 1]
+            if old is val:
+                return root, old
+            new = _editable(node, owner)
+            new[i + 1] = val
+            return _splice(path, node, new, root, owner), old
+    new = _editable(node, owner)
+    new += (key, val)
+    return _splice(path, node, new, root, owner), MISSING
+
+
+def dissoc(root, h, key, owner):
+    """Remove ``key``; return (new root, removed value or MISSING)."""
+    path = []
+    node = root
+    shift = 0
+    while shift < 64:
+        bit = 1 << ((h >> shift) & _MASK)
+        dm = node[0]
+        if dm & bit:
+            i = 3 + 2 * (dm & (bit - 1)).bit_count()
+            k = node[i]
+            if not (k is key or k == key):
+                return root, MISSING
+            old = node[i + 1]
+            new = _editable(node, owner)
+            del new[i:i + 2]
+            new[0] = dm ^ bit
+            return _fold(path, node, new, root, owner), old
+        nm = node[1]
+        if not nm & bit:
+            return root, MISSING
+        ci = len(node) - 1 - (nm & (bit - 1)).bit_count()
+        path += (node, ci, bit)
+        node = node[ci]
+        shift += BITS
+    for i in range(3, len(node), 2):
+        k = node[i]
+        if k is key or k == key:
+            old = node[i + 1]
+            new = _editable(node, owner)
+            del new[i:i + 2]
+            return _fold(path, node, new, root, owner), old
+    return root, MISSING
+
+
+def _fold(path, old, new, root, owner):
+    """Like _splice, but first fold lone pairs into their parents.
+
+    This is what keeps the trie canonical (and nodes small) after deletes.
+    """
+    while path and new[1] == 0 and len(new) == 5:
+        bit = path.pop()
+        ci = path.pop()
+        parent = path.pop()
+        p = _editable(parent, owner)
+        del p[ci]
+        dm = p[0]
+        i = 3 + 2 * (dm & (bit - 1)).bit_count()
+        p[i:i] = (new[3], new[4])
+        p[0] = dm | bit
+        p[1] ^= bit
+        old = parent
+        new = p
+    return _splice(path, old, new, root, owner)
+
+
+def _split(node):
+    """Where the pairs of ``node`` end and its children begin."""
+    return len(node) - node[1].bit_count()
+
+
+def _walk(root):
+    """Each node under ``root`` with the index where its pairs end."""
+    stack = [root]
+    pop = stack.pop
+    push = stack.extend
+    while stack:
+        node = pop()
+        n = _split(node)
+        push(node[n:])
+        yield node, n
+
+
+def iter_items(root):
+    """Every (key, value) pair; the order follows the hashes."""
+    for node, n in _walk(root):
+        yield from zip(node[3:n:2], node[4:n:2])
+
+
+def iter_keys(root):
+    """Every key, in iter_items order."""
+    for node, n in _walk(root):
+        yield from node[3:n:2]
+
+
+def iter_values(root):
+    """Every value, in iter_items order."""
+    for node, n in _walk(root):
+        yield from node[4:n:2]
+
+
+def _collision_dict(node):
+    return dict(zip(node[3::2], node[4::2]))
+
+
+def equal(a, b):
+    """Whether two tries hold equal pairs, skipping subtrees they share.
+
+    Canonical shape means equal contents have equal bitmaps at every node,
+    so any bitmap difference answers False without looking further.
+    """
+    stack = [a, b]
+    pop = stack.pop
+    while stack:
+        y = pop()
+        x = pop()
+        if x is y:
+            continue
+        if x[0] != y[0] or x[1] != y[1] or len(x) != len(y):
+            return False
+        if not (x[0] or x[1]):  # collision nodes: same pairs in any order
+            if _collision_dict(x) != _collision_dict(y):
+                return False
+            continue
+        n = _split(x)
+        if x[3:n] != y[3:n]:
+            return False
+        for i in range(n, len(x)):
+            stack += (x[i], y[i])
+    return True
+
+
+def diff(a, b, shift=0):
+    """Yield (key, old, new) for every key whose binding differs.
+
+    ``old`` or ``new`` is MISSING where the key is absent.  Subtrees the two
+    tries share are skipped, so two versions one update apart cost one path.
+    """
+    if a is b:
+        return
+    if shift >= 64:
+        yield from diff_dicts(_collision_dict(a), _collision_dict(b))
+        return
+    adm, anm, bdm, bnm = a[0], a[1], b[0], b[1]
+    bits = adm | anm | bdm | bnm
+    while bits:
+        bit = bits & -bits
+        bits ^= bit
+        below = bit - 1
+        if adm & bit:
+            i = 3 + 2 * (adm & below).bit_count()
+            ka, va = a[i], a[i + 1]
+            if bdm & bit:
+                j = 3 + 2 * (bdm & below).bit_count()
+                kb, vb = b[j], b[j + 1]
+                if ka is kb or ka == kb:
+                    if not (va is vb or va == vb):
+                        yield ka, va, vb
+                else:
+                    yield ka, va, MISSING
+                    yield kb, MISSING, vb
+            elif bnm & bit:
+                sub = b[len(b) - 1 - (bnm & below).bit_count()]
+                yield from _diff_pair_vs_node(ka, va, sub, shift + BITS, False)
+            else:
+                yield ka, va, MISSING
+        elif anm & bit:
+            sa = a[len(a) - 1 - (anm & below).bit_count()]
+            if bdm & bit:
+                j = 3 + 2 * (bdm & below).bit_count()
+                yield from _diff_pair_vs_node(b[j], b[j + 1], sa, shift + BITS, True)
+            elif bnm & bit:
+                yield from diff(sa, b[len(b) - 1 - (bnm & below).bit_count()], shift + BITS)
+            else:
+                for k, v in iter_items(sa):
+                    yield k, v, MISSING
+        elif bdm & bit:
+            j = 3 + 2 * (bdm & below).bit_count()
+            yield b[j], MISSING, b[j + 1]
+        else:
+            for k, v in iter_items(b[len(b) - 1 - (bnm & below).bit_count()]):
+                yield k, MISSING, v
+
+
+def _diff_pair_vs_node(key, val, node, shift, pair_is_new):
+    """Diff one inline pair against the subtree that took its slot."""
+    other = lookup(node, key, hash(key) & M64, MISSING, shift)
+    if other is MISSING:
+        yield (key, MISSING, val) if pair_is_new else (key, val, MISSING)
+    elif not (other is val or other == val):
+        yield (key, other, val) if pair_is_new else (key, val, other)
+    for k, v in iter_items(node):
+        if not (k is key or k == key):
+            yield (k, v, MISSING) if pair_is_new else (k, MISSING, v)
+
+
+def diff_dicts(a, b):
+    """diff() for any two mappings, by lookups."""
+    for k, v in a.items():
+        w = b.get(k, MISSING)
+        if w is MISSING or not (v is w or v == w):
+            yield k, v, w
+    for k, w in b.items():
+        if k not in a:
+            yield k, MISSING, w

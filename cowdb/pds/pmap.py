@@ -1,0 +1,307 @@
+"""PMap: a persistent hash map, API-compatible with ``immutables.Map``.
+
+Every update returns a new map and leaves the old one intact; the two share
+all but the path that changed (see _champ).  ``mutate()`` gives a
+transient that edits its own nodes in place, for batches.
+"""
+
+import reprlib
+from collections.abc import ItemsView, KeysView, Mapping, ValuesView
+from types import GenericAlias
+
+from cowdb.pds import _champ
+from cowdb.pds._champ import M64, assoc, dissoc, lookup
+from cowdb.pds._hashing import accumulate, finish, shuffle
+from cowdb.pds._missing import MISSING
+
+_new = object.__new__
+
+
+def _rehash(acc, key, old, new):
+    """The hash accumulator after ``key`` went from ``old`` to ``new``.
+
+    None means "unknown": some value could not be hashed when it was set.
+    The map then hashes from scratch if asked, which raises if that value
+    is still there; an unhashable value must not make ``set`` fail.
+    """
+    if acc is None:
+        return None
+    try:
+        if old is not MISSING:
+            acc ^= shuffle(hash((key, old)) & M64)
+        if new is not MISSING:
+            acc ^= shuffle(hash((key, new)) & M64)
+    except Exception:
+        return None
+    return acc
+
+
+def _pairs(col, kw):
+    """The (key, value) pairs of a mapping or an iterable of pairs, then ``kw``."""
+    if col is None:
+        return kw.items()
+    if isinstance(col, PMapMutation):
+        raise TypeError("cannot create Maps from MapMutations: finish() it first")
+    pairs = col.items() if hasattr(col, "items") else _checked_pairs(iter(col))
+    if kw:
+        return _chain(pairs, kw.items())
+    return pairs
+
+
+def _chain(first, second):
+    yield from first
+    yield from second
+
+
+def _checked_pairs(it):
+    """Pairs from an iterable, with dict()'s checks and immutables' messages."""
+    for i, item in enumerate(it):
+        try:
+            item = tuple(item)
+        except TypeError:
+            raise TypeError(f"cannot convert map update sequence element #{i} to a sequence") from None
+        if len(item) != 2:
+            raise ValueError(f"map update sequence element #{i} has length {len(item)}; 2 is required")
+        yield item
+
+
+def _make(cls, root, count, acc):
+    m = _new(cls)
+    m._root = root
+    m._count = count
+    m._hacc = acc
+    return m
+
+
+class _Keys(KeysView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return _champ.iter_keys(self._mapping._root)
+
+
+class _Values(ValuesView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return _champ.iter_values(self._mapping._root)
+
+
+class _Items(ItemsView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return _champ.iter_items(self._mapping._root)
+
+
+class _Reader:
+    """The lookups a PMap and a PMapMutation share."""
+
+    __slots__ = ()
+
+    def __len__(self):
+        return self._count
+
+    def __getitem__(self, key):
+        v = lookup(self._root, key, hash(key) & M64, MISSING)
+        if v is MISSING:
+            raise KeyError(key)
+        return v
+
+    def get(self, key, default=None):
+        return lookup(self._root, key, hash(key) & M64, default)
+
+    def __contains__(self, key):
+        return lookup(self._root, key, hash(key) & M64, MISSING) is not MISSING
+
+
+class PMap(_Reader):
+    """An immutable mapping; ``set``/``delete``/``update`` return new maps.
+
+    ``PMap(mapping_or_pairs, **kw)`` builds one like ``dict(...)``.  Equal to
+    any Mapping with equal items; ``hash(m) == hash(frozenset(m.items()))``
+    and costs O(1), the accumulator being kept up to date by every update.
+    """
+
+    __slots__ = ("_root", "_count", "_hacc", "__weakref__")
+    __class_getitem__ = classmethod(GenericAlias)
+
+    def __init__(self, col=None, /, **kw):
+        if type(col) is type(self) and not kw:
+            self._root, self._count, self._hacc = col._root, col._count, col._hacc
+            return
+        m = _make(type(self), _champ.empty(), 0, 0).update(col, **kw)
+        self._root, self._count, self._hacc = m._root, m._count, m._hacc
+
+    def __iter__(self):
+        return _champ.iter_keys(self._root)
+
+    def keys(self):
+        return _Keys(self)
+
+    def values(self):
+        return _Values(self)
+
+    def items(self):
+        return _Items(self)
+
+    def set(self, key, val):
+        """A map with ``key`` bound to ``val`` (this one if it already is)."""
+        root, old = assoc(self._root, hash(key) & M64, key, val, None)
+        if root is self._root:
+            return self
+        return _make(type(self), root, self._count + (old is MISSING), _rehash(self._hacc, key, old, val))
+
+    def delete(self, key):
+        """A map without ``key``; KeyError if it is absent."""
+        root, old = dissoc(self._root, hash(key) & M64, key, None)
+        if old is MISSING:
+            raise KeyError(key)
+        return _make(type(self), root, self._count - 1, _rehash(self._hacc, key, old, MISSING))
+
+    def update(self, col=None, /, **kw):
+        """A map with the pairs of ``col`` and ``kw`` added, built in one transient."""
+        if col is None and not kw:
+            return self
+        mm = self.mutate()
+        mm.update(col, **kw)
+        return mm.finish()
+
+    def mutate(self):
+        """A transient copy to edit in place; ``finish()`` it into a PMap."""
+        return PMapMutation(self)
+
+    def __eq__(self, other):
+        if isinstance(other, PMap):
+            if self._count != other._count:
+                return False
+            a, b = self._hacc, other._hacc
+            if a is not None and b is not None and a != b:
+                return False
+            return _champ.equal(self._root, other._root)
+        if isinstance(other, Mapping):
+            return _mapping_equal(self._root, self._count, other)
+        return NotImplemented
+
+    def __hash__(self):
+        if self._hacc is None:
+            self._hacc = accumulate(self.items())
+        return finish(self._hacc, self._count)
+
+    def __reduce__(self):
+        return type(self), (dict(self.items()),)
+
+    @reprlib.recursive_repr("{...}")
+    def __repr__(self):
+        body = ", ".join(f"{k!r}: {v!r}" for k, v in self.items())
+        return f"{type(self).__name__}({{{body}}})"
+
+
+def _mapping_equal(root, count, other):
+    if len(other) != count:
+        return False
+    for k, v in other.items():
+        w = lookup(root, k, hash(k) & M64, MISSING)
+        if w is MISSING or not (w is v or w == v):
+            return False
+    return True
+
+
+class PMapMutation(_Reader):
+    """A PMap being edited in place: ``mm[k] = v``, ``del mm[k]``, ``finish()``.
+
+    Nodes it creates carry its token, so later edits reuse them instead of
+    copying; nodes it did not create are copied first, so the map it came
+    from never changes.  ``finish()`` is O(1): it retires the token, and any
+    further edit raises ValueError.
+    """
+
+    __slots__ = ("_root", "_count", "_hacc", "_owner", "_result")
+    __hash__ = None
+
+    def __init__(self, m):
+        self._root = m._root
+        self._count = m._count
+        self._hacc = m._hacc
+        self._owner = object()
+        self._result = None
+
+    def _token(self):
+        if self._owner is None:
+            raise ValueError("this mutation has been finished; start another with mutate()")
+        return self._owner
+
+    def __setitem__(self, key, val):
+        root, old = assoc(self._root, hash(key) & M64, key, val, self._token())
+        if old is not val:
+            self._root = root
+            self._count += old is MISSING
+            self._hacc = _rehash(self._hacc, key, old, val)
+
+    set = __setitem__
+
+    def __delitem__(self, key):
+        root, old = dissoc(self._root, hash(key) & M64, key, self._token())
+        if old is MISSING:
+            raise KeyError(key)
+        self._root = root
+        self._count -= 1
+        self._hacc = _rehash(self._hacc, key, old, MISSING)
+
+    def pop(self, key, default=MISSING):
+        """Remove ``key`` and return its value (or ``default`` if absent)."""
+        root, old = dissoc(self._root, hash(key) & M64, key, self._token())
+        if old is MISSING:
+            if default is MISSING:
+                raise KeyError(key)
+            return default
+        self._root = root
+        self._count -= 1
+        self._hacc = _rehash(self._hacc, key, old, MISSING)
+        return old
+
+    def update(self, col=None, /, **kw):
+        """Set every pair of ``col`` (a mapping or pairs) and ``kw``."""
+        owner = self._token()
+        root, count, acc = self._root, self._count, self._hacc
+        try:
+            for key, val in _pairs(col, kw):
+                root, old = assoc(root, hash(key) & M64, key, val, owner)
+                if old is not val:
+                    count += old is MISSING
+                    acc = _rehash(acc, key, old, val)
+        finally:  # nodes were edited in place: keep what was done
+            self._root, self._count, self._hacc = root, count, acc
+
+    def __iter__(self):
+        raise TypeError("a PMapMutation is not iterable: finish() it first")
+
+    def finish(self):
+        """The PMap this mutation built; it can no longer be edited."""
+        if self._result is None:
+            self._owner = None
+            self._result = _make(PMap, self._root, self._count, self._hacc)
+        return self._result
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.finish()
+        return False
+
+    def __eq__(self, other):
+        if not isinstance(other, PMapMutation):
+            return NotImplemented
+        return self._count == other._count and _champ.equal(self._root, other._root)
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle a PMapMutation: finish() it first")
+
+    @reprlib.recursive_repr("{...}")
+    def __repr__(self):
+        body = ", ".join(f"{k!r}: {v!r}" for k, v in _champ.iter_items(self._root))
+        return f"PMapMutation({{{body}}})"
+
+
+Mapping.register(PMap)

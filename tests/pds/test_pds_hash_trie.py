@@ -1,0 +1,200 @@
+"""PMap and PSet (both on the CHAMP trie) against dict and set.
+
+The state machines keep every version they made and check after each step
+that none of them changed: that is the promise of a persistent structure.
+"""
+
+import pickle
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from cowdb.pds import MISSING, PMap, diff
+
+
+class Collide:
+    """A key whose hash we choose, to force deep paths and full collisions."""
+
+    def __init__(self, h, name):
+        self.h = h
+        self.name = name
+
+    def __hash__(self):
+        return self.h
+
+    def __eq__(self, other):
+        return isinstance(other, Collide) and (self.h, self.name) == (other.h, other.name)
+
+    def __repr__(self):
+        return f"Collide({self.h}, {self.name})"
+
+
+# Hashes that share long prefixes of 5-bit chunks, and equal 64-bit hashes.
+_HASHES = [0, 1, 1 << 35, (1 << 35) | 1, -1 - (1 << 62), 2**61 - 7, 7 << 60]
+KEYS = st.one_of(
+    st.integers(0, 40),
+    st.builds(Collide, st.sampled_from(_HASHES), st.integers(0, 2)),
+)
+VALUES = st.one_of(st.integers(0, 3), st.lists(st.integers(), max_size=1))
+
+
+def shape(node):
+    """The trie's shape: bitmaps and child shapes, collision nodes by size."""
+    n = len(node) - node[1].bit_count()
+    if not (node[0] or node[1]):
+        return ("collision", (len(node) - 3) // 2)
+    return (node[0], node[1], tuple(shape(c) for c in node[n:]))
+
+
+class PMapMachine(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.model = {}
+        self.m = PMap()
+        self.versions = [(self.m, {})]
+
+    def _commit(self, m):
+        self.m = m
+        self.versions.append((m, dict(self.model)))
+
+    @rule(k=KEYS, v=VALUES)
+    def set(self, k, v):
+        self.model[k] = v
+        self._commit(self.m.set(k, v))
+
+    @rule(k=KEYS)
+    def delete(self, k):
+        if k in self.model:
+            del self.model[k]
+            self._commit(self.m.delete(k))
+        else:
+            try:
+                self.m.delete(k)
+            except KeyError as e:
+                assert e.args[0] is k
+            else:
+                raise AssertionError("delete of an absent key did not raise")
+
+    @rule(ops=st.lists(st.tuples(KEYS, st.one_of(st.none(), VALUES)), max_size=20))
+    def batch(self, ops):
+        with self.m.mutate() as mm:
+            for k, v in ops:
+                if v is None:
+                    assert mm.pop(k, "absent") == self.model.pop(k, "absent")
+                else:
+                    mm[k] = v
+                    self.model[k] = v
+                assert len(mm) == len(self.model)
+        self._commit(mm.finish())
+
+    @rule(pairs=st.dictionaries(KEYS, VALUES, max_size=10))
+    def update(self, pairs):
+        self.model.update(pairs)
+        self._commit(self.m.update(pairs))
+
+    @invariant()
+    def matches_model(self):
+        m = self.m
+        assert len(m) == len(self.model)
+        assert dict(m.items()) == self.model
+        for k, v in self.model.items():
+            assert m[k] == v and k in m
+        assert m == self.model and m == PMap(self.model)
+
+    @invariant()
+    def old_versions_unchanged(self):
+        for m, model in self.versions:
+            assert dict(m.items()) == model and len(m) == len(model)
+
+    @invariant()
+    def shape_is_canonical(self):
+        rebuilt = PMap(sorted(self.model.items(), key=repr))
+        assert shape(self.m._root) == shape(rebuilt._root)
+
+    @invariant()
+    def diff_matches_model(self):
+        old, old_model = self.versions[len(self.versions) // 2]
+        got = {k: (o, n) for k, o, n in diff(old, self.m)}
+        want = {}
+        for k in old_model.keys() | self.model.keys():
+            o, n = old_model.get(k, MISSING), self.model.get(k, MISSING)
+            if o is MISSING or n is MISSING or o != n:
+                want[k] = (o, n)
+        assert got == want
+        assert (old == self.m) == (not want)
+
+    @invariant()
+    def hash_is_frozenset_hash(self):
+        if all(not isinstance(v, list) for v in self.model.values()):
+            assert hash(self.m) == hash(frozenset(self.model.items()))
+
+
+TestPMap = PMapMachine.TestCase
+TestPMap.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_set_same_value_returns_same_map():
+    m = PMap(a=[])
+    assert m.set("a", m["a"]) is m
+
+
+def test_mutation_refuses_use_after_finish_and_finish_is_idempotent():
+    mm = PMap(a=1).mutate()
+    mm["b"] = 2
+    m = mm.finish()
+    assert mm.finish() is m
+    for edit in (lambda: mm.set("c", 3), lambda: mm.pop("a"), lambda: mm.update(c=3)):
+        try:
+            edit()
+        except ValueError as e:
+            assert "finished" in str(e)
+        else:
+            raise AssertionError("edit after finish() did not raise")
+    assert m == {"a": 1, "b": 2}
+
+
+def test_mutation_does_not_touch_source_or_sibling():
+    base = PMap((i, i) for i in range(2000))
+    mm1, mm2 = base.mutate(), base.mutate()
+    for i in range(0, 2000, 3):
+        mm1[i] = -i
+        del mm2[i]
+    a, b = mm1.finish(), mm2.finish()
+    assert dict(base.items()) == {i: i for i in range(2000)}
+    assert a == {i: (-i if i % 3 == 0 else i) for i in range(2000)}
+    assert b == {i: i for i in range(2000) if i % 3}
+
+
+def test_deletes_shrink_back_to_empty_root():
+    m = PMap((i, i) for i in range(5000))
+    for i in range(5000):
+        m = m.delete(i)
+    assert m._root == [0, 0, None] and m == PMap()
+
+
+def test_equality_rules():
+    m = PMap(a=1)
+    assert m == {"a": 1} and {"a": 1} == m
+    assert m != {"a": 2} and m != [("a", 1)] and m != 1
+    assert hash(m) == hash(PMap({"a": 1}))
+
+
+def test_diff_of_versions_one_path_apart():
+    a = PMap((i, str(i)) for i in range(10000))
+    b = a.set(5, "five").delete(7).set(-1, "new")
+    assert sorted(diff(a, b), key=repr) == sorted([(5, "5", "five"), (7, "7", MISSING), (-1, MISSING, "new")], key=repr)
+    assert list(diff(a, a)) == []
+
+
+def test_pickle_views_and_typing():
+    m = PMap({1: "a", 2: "b"})
+    assert pickle.loads(pickle.dumps(m)) == m
+    assert set(m.keys()) == {1, 2} and sorted(m.values()) == ["a", "b"]
+    assert (1, "a") in m.items() and m.keys() & {2, 3} == {2}
+    assert PMap[int, str].__origin__ is PMap
+    match m:
+        case {1: first}:
+            assert first == "a"
+        case _:
+            raise AssertionError("PMap did not match a mapping pattern")
