@@ -86,3 +86,11 @@ class MergeConflict(CowdbError):
 
 class WriteFailed(CowdbError, OSError):
     """An I/O error stopped a commit; nothing of it is visible and the database is unchanged."""
+
+
+class InvalidType(CowdbError, TypeError):
+    """A key or value is of a type cowdb does not store (keys: bytes or str; values: bytes)."""
+
+
+class DatabaseNotFound(CowdbError, FileNotFoundError):
+    """The path names no database and it could not (or must not) be created."""

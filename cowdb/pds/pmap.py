@@ -13,6 +13,7 @@ from cowdb.pds import _champ
 from cowdb.pds._champ import M64, assoc, dissoc, lookup
 from cowdb.pds._hashing import accumulate, finish, shuffle
 from cowdb.pds._missing import MISSING
+from cowdb.pds._transient import Transient
 
 _new = object.__new__
 
@@ -207,29 +208,20 @@ def _mapping_equal(root, count, other):
     return True
 
 
-class PMapMutation(_Reader):
+class PMapMutation(_Reader, Transient):
     """A PMap being edited in place: ``mm[k] = v``, ``del mm[k]``, ``finish()``.
 
-    Nodes it creates carry its token, so later edits reuse them instead of
-    copying; nodes it did not create are copied first, so the map it came
-    from never changes.  ``finish()`` is O(1): it retires the token, and any
-    further edit raises ValueError.
+    See Transient for the rules; a finished mutation raises ValueError on
+    any edit.
     """
 
-    __slots__ = ("_root", "_count", "_hacc", "_owner", "_result")
-    __hash__ = None
+    __slots__ = ("_root", "_count", "_hacc")
 
     def __init__(self, m):
+        super().__init__()
         self._root = m._root
         self._count = m._count
         self._hacc = m._hacc
-        self._owner = object()
-        self._result = None
-
-    def _token(self):
-        if self._owner is None:
-            raise ValueError("this mutation has been finished; start another with mutate()")
-        return self._owner
 
     def __setitem__(self, key, val):
         root, old = assoc(self._root, hash(key) & M64, key, val, self._token())
@@ -276,27 +268,13 @@ class PMapMutation(_Reader):
     def __iter__(self):
         raise TypeError("a PMapMutation is not iterable: finish() it first")
 
-    def finish(self):
-        """The PMap this mutation built; it can no longer be edited."""
-        if self._result is None:
-            self._owner = None
-            self._result = _make(PMap, self._root, self._count, self._hacc)
-        return self._result
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.finish()
-        return False
+    def _freeze(self):
+        return _make(PMap, self._root, self._count, self._hacc)
 
     def __eq__(self, other):
         if not isinstance(other, PMapMutation):
             return NotImplemented
         return self._count == other._count and _champ.equal(self._root, other._root)
-
-    def __reduce__(self):
-        raise TypeError("cannot pickle a PMapMutation: finish() it first")
 
     @reprlib.recursive_repr("{...}")
     def __repr__(self):

@@ -1,0 +1,29 @@
+"""cowdb: a copy-on-write, versioned, branching key-value store.
+
+    import cowdb
+    with cowdb.open("data.cow") as db:
+        with db.write(message="first") as tx:
+            tx[b"hello"] = b"world"
+        with db.read() as snap:
+            snap[b"hello"]
+"""
+from . import errors
+from .db import Database
+from .history.commits import Commit, CommitStats
+from .snapshot import Snapshot, Transaction
+
+__all__ = ["open", "Database", "Snapshot", "Transaction", "Commit", "CommitStats", "errors"]
+__version__ = "0.1.0"
+
+
+def open(path=None, *, readonly: bool = False, durability: str = "sync",
+         timeout: float | None = 5.0, page_size: int = 4096, cache_nodes: int = 65536,
+         io=None) -> Database:
+    """Open (or create) the database at ``path``; no path: a new in-memory database.
+
+    ``durability="sync"`` makes a commit durable when it returns; ``"none"``
+    skips the fsync (the file stays consistent; the newest commits may be
+    lost on power failure). ``timeout`` bounds the wait for the writer lock.
+    """
+    return Database(path, readonly=readonly, durability=durability, timeout=timeout,
+                    page_size=page_size, cache_nodes=cache_nodes, io=io)

@@ -1,0 +1,387 @@
+"""Database: opening and recovery, the writer, readers, and commits.
+
+State is published the LMDB way: ``self._state`` is an immutable record of
+the newest commit (txn, catalog root, head of main), swapped in one
+assignment after a commit's meta record is written. A reader copies that
+reference and pins its txn: O(1), no lock. A writer holds the writer lock
+(threads and processes) from ``write()`` to commit or abort.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from struct import Struct
+
+from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, NotACowdbFile,
+                     ReadOnly, RefNotFound, VersionNotFound, WriteFailed)
+from .history.catalog import Catalog
+from .history.commits import Commit, CommitStats
+from .locks import close_shared, open_shared
+from .pages.io import BlockIO, MemoryIO, OsFileIO
+from .pages.meta import EMPTY, Meta, RootRef
+from .pages.store import DEFAULT_PAGE_SIZE, PageStore
+from .snapshot import Snapshot, Transaction
+from .tree.btree import NodeCache, Tree
+from .tree.walk import walk
+
+_TXN = Struct("<Q")
+DURABILITY = ("sync", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    txn: int
+    catalog: RootRef
+    version: int        # newest version on any branch
+    head: Commit        # head of main
+
+
+class Database:
+    """A cowdb database: one file (or memory), every commit a readable version."""
+
+    def __init__(self, path=None, *, readonly: bool = False, durability: str = "sync",
+                 timeout: float | None = 5.0, page_size: int = DEFAULT_PAGE_SIZE,
+                 cache_nodes: int = 65536, io: BlockIO | None = None):
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
+        if page_size < 1024 or page_size & (page_size - 1) or page_size > 65536:
+            raise ValueError("page_size must be a power of two from 1024 to 65536")
+        self.path = None if path is None else os.fspath(path)
+        self.readonly = readonly
+        self.durability = durability
+        self.timeout = timeout
+        self._closed = False
+        self._poisoned: str | None = None
+        self._refresh_lock = threading.Lock()
+        self._commits: dict[int, Commit] = {}
+        self._wrote = False       # this handle committed: close() records a checkpoint
+        self._foreign = False     # the newest state was written by another process
+        if io is None:
+            io = MemoryIO() if self.path is None else self._open_file(page_size)
+        if self.path is None and io.size() == 0:
+            _create(io, page_size)
+        self._io = io
+        self._store = store = PageStore(io, page_size=page_size, readonly=readonly)
+        self._nodes = NodeCache(store, cache_nodes)
+        self._shared = open_shared(None if self.path is None else self.path + "-lock")
+        try:
+            self._state = self._recover()
+            self._map_meta()
+        except BaseException:
+            close_shared(self._shared)
+            io.close()
+            raise
+        self.max_key = store.page_size // 4 - 64
+
+    # ---- opening -------------------------------------------------------
+    def _open_file(self, page_size: int) -> BlockIO:
+        path = self.path
+        if os.path.isdir(path):
+            raise NotACowdbFile(f"{path} is a directory; give the path of a database file")
+        if not os.path.exists(path):
+            if self.readonly:
+                raise DatabaseNotFound(f"no database at {path}; open it without readonly=True "
+                                       f"to create one")
+            _create_file(path, page_size)
+        try:
+            io = OsFileIO(path, readonly=self.readonly)
+        except PermissionError as e:
+            raise ReadOnly(f"cannot open {path} for writing ({e.strerror}); open it with "
+                           f"readonly=True to read it") from e
+        if io.size() == 0:
+            io.close()
+            raise NotACowdbFile(f"{path} is empty, not a cowdb database; delete it or choose "
+                                f"another path")
+        return io
+
+    def _recover(self) -> _State:
+        """Adopt the newest meta record whose new pages all verify (see docs/format.md)."""
+        store, error = self._store, None
+        for slot, meta in store.candidates():
+            try:
+                store.adopt(slot, meta)
+                self._verify_since(meta, meta.durable_base)
+                state = self._load_state(meta)
+                break
+            except Corruption as e:
+                error = error or e
+        else:
+            raise error
+        if not self.readonly:
+            store.sync()  # what we adopted may sit only in the page cache: make it durable
+        return state
+
+    def _verify_since(self, meta: Meta, base: int) -> None:
+        """Check every page written after txn ``base`` that ``meta`` reaches."""
+        nodes = self._nodes
+        for _ in walk(nodes, meta.catalog, base):
+            pass
+        if meta.catalog.page:
+            for c in Catalog(Tree(nodes, meta.catalog)).commits(reverse=True):
+                if c.txn <= base:
+                    break
+                for _ in walk(nodes, c.root, base):
+                    pass
+
+    def _load_state(self, meta: Meta) -> _State:
+        cat = Catalog(Tree(self._nodes, meta.catalog))
+        head = cat.commit(cat.head("main"))
+        if head is None:
+            raise Corruption("the catalog has no head for branch main")
+        return _State(meta.txn, meta.catalog, cat.last_version(), head)
+
+    def _map_meta(self) -> None:
+        self._meta_map = None
+        if isinstance(self._io, OsFileIO):
+            self._meta_map = mmap.mmap(self._io.fd, 2 * self._store.page_size,
+                                       prot=mmap.PROT_READ)
+
+    # ---- state ---------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DatabaseClosed(self._poisoned or "the database is closed; open it again with "
+                                 "cowdb.open()")
+
+    def _current(self) -> _State:
+        """The newest state, noticing commits made by other processes."""
+        st = self._state
+        mm = self._meta_map
+        if mm is not None:
+            ps = self._store.page_size
+            if max(_TXN.unpack_from(mm, 16)[0], _TXN.unpack_from(mm, ps + 16)[0]) != st.txn:
+                st = self._reload()
+        return st
+
+    def _reload(self) -> _State:
+        with self._refresh_lock:
+            slot, meta = self._store.candidates()[0]
+            if meta.txn != self._state.txn:
+                self._store.adopt(slot, meta, durable=False)
+                self._state = self._load_state(meta)
+                self._foreign = True
+            return self._state
+
+    def _catalog(self, st: _State | None = None) -> Catalog:
+        st = st or self._current()
+        return Catalog(Tree(self._nodes, st.catalog))
+
+    def _commit_record(self, st: _State, version: int) -> Commit:
+        c = self._commits.get(version)
+        if c is None:
+            if type(version) is not int or isinstance(version, bool):
+                raise TypeError(f"a version is an int, not {type(version).__name__}")
+            c = self._catalog(st).commit(version)
+            if c is None:
+                raise VersionNotFound(f"version {version} does not exist (versions run from 0 "
+                                      f"to {st.version})")
+            self._commits[version] = c
+        return c
+
+    # ---- public reading ------------------------------------------------
+    @property
+    def version(self) -> int:
+        """The newest committed version."""
+        self._check_open()
+        return self._current().version
+
+    def read(self) -> Snapshot:
+        """A snapshot of the newest version of main: O(1), never blocks."""
+        self._check_open()
+        while True:
+            st = self._current()
+            head = st.head
+            self._shared.pin(st.txn)
+            if self._meta_map is None or self._current() is st:
+                return Snapshot(self, Tree(self._nodes, head.root, head.count), head.version,
+                                st.txn)
+            self._shared.unpin(st.txn)  # a commit raced the pin: take the newer state
+
+    def at(self, version: int) -> Snapshot:
+        """A read-only snapshot of any kept version."""
+        self._check_open()
+        while True:
+            st = self._current()
+            c = self._commit_record(st, version)
+            self._shared.pin(st.txn)
+            if self._meta_map is None or self._current() is st:
+                return Snapshot(self, Tree(self._nodes, c.root, c.count), c.version, st.txn)
+            self._shared.unpin(st.txn)
+
+    def _unpin(self, txn: int) -> None:
+        if not self._closed:
+            self._shared.unpin(txn)
+
+    # ---- writing -------------------------------------------------------
+    def write(self, message: str = "", *, author: str = "", branch: str = "main",
+              durability: str | None = None, timeout: float | None = None) -> Transaction:
+        """Start the write transaction; use it with ``with`` (commit on success)."""
+        self._check_open()
+        if self.readonly:
+            raise ReadOnly("this database was opened with readonly=True; open it without it "
+                           "to write")
+        if durability is not None and durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
+        if not isinstance(message, str) or not isinstance(author, str):
+            raise TypeError("message and author must be str")
+        self._shared.acquire_writer(self.timeout if timeout is None else timeout)
+        try:
+            st = self._current()
+            if self._foreign:  # another process wrote last: make its state durable, then ours
+                self._store.sync()
+                self._store.durable_slot = self._slot_of(st.txn)
+                self._store.durable_txn = st.txn
+                self._foreign = False
+            head = st.head if branch == "main" else self._branch_head(st, branch)
+            tree = Tree(self._nodes, head.root, head.count)
+        except BaseException:
+            self._shared.release_writer()
+            raise
+        return Transaction(self, tree, head, message, author, branch,
+                           durability or self.durability)
+
+    def _slot_of(self, txn: int) -> int:
+        for slot, meta in self._store.candidates():
+            if meta.txn == txn:
+                return slot
+        return self._store.durable_slot
+
+    def _branch_head(self, st: _State, branch: str) -> Commit:
+        v = self._catalog(st).head(branch)
+        if v is None:
+            raise RefNotFound(f"no branch named {branch!r}")
+        return self._commit_record(st, v)
+
+    def _end_write(self, tx: Transaction) -> None:
+        self._shared.release_writer()
+
+    def _reuse_bound(self) -> int:
+        oldest = self._shared.oldest_reader()
+        bound = self._store.durable_txn
+        return bound if oldest is None else min(bound, oldest)
+
+    def _commit(self, tx: Transaction) -> int:
+        """Write the transaction's tree and a commit record; publish. Runs under the writer lock."""
+        self._check_open()
+        store, st = self._store, self._state
+        txn = store.meta.txn + 1
+        store.begin(txn, self._reuse_bound())
+        pages0, bytes0 = store.pages_written, store.bytes_written
+        try:
+            tree = tx._tree
+            root = tree.write(txn)
+            stats = CommitStats(tx.puts, tx.deletes, store.pages_written - pages0,
+                                store.bytes_written - bytes0)
+            cat = Catalog(Tree(self._nodes, st.catalog, frees=True))
+            version = st.version + 1
+            now = max(time.time_ns(), self._commit_record(st, st.version).time_ns)
+            c = Commit(version, now, root, tree.count, (tx._head.version,), tx.message,
+                       tx.author, tx.branch, txn, stats)
+            cat.put_commit(c)
+            cat.set_head(tx.branch, version)
+            meta = store.publish(cat.tree.write(txn), durable=tx.durability == "sync")
+        except BaseException as e:
+            store.rollback()
+            if getattr(e, "uncertain", False):
+                self._poison(str(e))
+            raise
+        self._commits[version] = c
+        self._wrote = True
+        head = c if tx.branch == "main" else st.head
+        self._state = _State(meta.txn, meta.catalog, version, head)
+        return version
+
+    def _poison(self, why: str) -> None:
+        self._poisoned = why
+        self.close()
+
+    # ---- closing -------------------------------------------------------
+    def close(self) -> None:
+        """Close the database; snapshots and transactions still open become unusable."""
+        if self._closed:
+            return
+        try:
+            if not self.readonly and self._poisoned is None:
+                self._checkpoint()
+        finally:
+            self._closed = True
+            if self._meta_map is not None:
+                self._meta_map.close()
+            close_shared(self._shared)
+            self._io.close()
+
+    def _checkpoint(self) -> None:
+        """Sync and record that everything is durable, so the next open verifies nothing."""
+        store = self._store
+        if not self._wrote:
+            return
+        try:
+            self._shared.acquire_writer(0)
+        except CowdbError:
+            return  # another writer is active; it will record durability itself
+        try:
+            if self._current().txn == store.meta.txn:
+                store.sync()
+                store.durable_txn = store.meta.txn
+                store.begin(store.meta.txn + 1, store.durable_txn)
+                try:
+                    meta = store.publish(store.meta.catalog, durable=True)
+                except WriteFailed:
+                    store.rollback()
+                    return
+                self._state = _State(meta.txn, meta.catalog, self._state.version,
+                                     self._state.head)
+        finally:
+            self._shared.release_writer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        where = self.path or "memory"
+        return f"<cowdb.Database {where} {'closed' if self._closed else 'open'}>"
+
+
+def _create(io: BlockIO, page_size: int) -> None:
+    """Lay out a new database: meta slots, then version 0 (empty) as the head of main."""
+    store = PageStore(io, page_size=page_size)
+    store.initialize()
+    store.begin(2, 1)
+    cat = Catalog(Tree(NodeCache(store), EMPTY, frees=True))
+    cat.put_commit(Commit(0, time.time_ns(), EMPTY, 0, (), "create", "", "main", 2))
+    cat.set_head("main", 0)
+    store.publish(cat.tree.write(2), durable=True)
+
+
+def _create_file(path: str, page_size: int) -> None:
+    """Create atomically: build in a temporary file, fsync, rename, fsync the directory."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".cowdb-new-", dir=folder)
+    except FileNotFoundError as e:
+        raise DatabaseNotFound(f"cannot create {path}: folder {folder} does not exist") from e
+    except PermissionError as e:
+        raise ReadOnly(f"cannot create {path}: folder {folder} is not writable") from e
+    os.close(fd)
+    try:
+        io = OsFileIO(tmp)
+        try:
+            _create(io, page_size)
+        finally:
+            io.close()
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

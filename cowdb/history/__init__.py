@@ -1,0 +1,1 @@
+"""History: commit records, refs (branches, tags), all kept in the catalog tree."""

@@ -1,0 +1,47 @@
+"""The commit record: one per version, kept in the catalog under b"c" + version."""
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import msgpack
+
+from ..pages.meta import RootRef
+
+
+@dataclass(frozen=True, slots=True)
+class CommitStats:
+    keys_put: int = 0
+    keys_deleted: int = 0
+    pages_written: int = 0
+    bytes_written: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """A version: its tree root, its parents and what the writer said about it."""
+    version: int
+    time_ns: int
+    root: RootRef
+    count: int                       # keys in the tree
+    parents: tuple[int, ...] = ()
+    message: str = ""
+    author: str = ""
+    branch: str = "main"
+    txn: int = 0                     # the meta txn that published it
+    stats: CommitStats = field(default_factory=CommitStats)
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromtimestamp(self.time_ns / 1e9, tz=timezone.utc)
+
+    def encode(self) -> bytes:
+        s = self.stats
+        return msgpack.packb([self.time_ns, [self.root.page, self.root.checksum, self.root.txn],
+                              self.count, list(self.parents), self.message, self.author,
+                              self.branch, self.txn,
+                              [s.keys_put, s.keys_deleted, s.pages_written, s.bytes_written]])
+
+    @classmethod
+    def decode(cls, version: int, data: bytes) -> "Commit":
+        t, root, count, parents, message, author, branch, txn, stats = msgpack.unpackb(data)
+        return cls(version, t, RootRef(*root), count, tuple(parents), message, author, branch,
+                   txn, CommitStats(*stats))

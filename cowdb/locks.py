@@ -1,0 +1,193 @@
+"""The writer lock and the reader table, shared by every handle in a process.
+
+Beside ``data.cow`` lives ``data.cow-lock``: byte 0 is the writer lock
+(``fcntl`` record lock) and a table of reader slots (pid, txn) that writers
+read to learn the oldest txn a live reader may still use. A process claims
+one slot, holds a record lock on it for as long as it lives (so a dead
+process's slot is recognised and reaped), and keeps in it the oldest txn
+pinned by any of its snapshots. In-process, a ``threading.Lock`` makes
+threads take turns as the writer; fcntl locks would not, since they belong
+to the process.
+
+fcntl locks vanish when *any* descriptor of the file is closed, so there is
+exactly one ``Shared`` per lock file per process, found by inode.
+"""
+import fcntl
+import mmap
+import os
+import threading
+import time
+from struct import Struct
+
+from .errors import Locked, NestedTransaction
+
+SLOTS = 126
+_SLOT = Struct("<QQ")          # pid, txn
+_TABLE = 64                    # first slot's offset
+_LOCK_SIZE = 4096
+_SLOT_LOCK_BASE = 4096         # fcntl byte that guards slot i: 4096 + i
+_registry: dict = {}
+_registry_lock = threading.Lock()
+
+
+class Shared:
+    """One per lock file (or per in-memory database) per process."""
+
+    def __init__(self, fd: int | None):
+        self.fd = fd
+        self.mm = mmap.mmap(fd, _LOCK_SIZE) if fd is not None else None
+        self.writer = threading.Lock()
+        self.writer_thread: int | None = None
+        self.mutex = threading.Lock()
+        self.pins: dict[int, int] = {}
+        self.slot = -1
+        self.slot_txn = 0
+        self.users = 0
+        self.key = None
+
+    # ---- writer --------------------------------------------------------
+    def acquire_writer(self, timeout: float | None) -> None:
+        me = threading.get_ident()
+        if self.writer_thread == me:
+            raise NestedTransaction("this thread already has an open write transaction; commit "
+                                    "or abort it before starting another")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.writer.acquire(timeout=-1 if timeout is None else timeout):
+            raise Locked(f"another thread held the writer lock for {timeout} s; try again or "
+                         f"pass a larger timeout=")
+        try:
+            if self.fd is not None:
+                self._lock_file(deadline, timeout)
+        except BaseException:
+            self.writer.release()
+            raise
+        self.writer_thread = me
+
+    def _lock_file(self, deadline, timeout) -> None:
+        delay = 0.001
+        while True:
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+                return
+            except OSError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise Locked(f"another process holds the writer lock (waited {timeout} s); "
+                                 f"try again later or pass a larger timeout=") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    def release_writer(self) -> None:
+        self.writer_thread = None
+        if self.fd is not None:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, 0)
+        self.writer.release()
+
+    # ---- readers -------------------------------------------------------
+    def pin(self, txn: int) -> None:
+        with self.mutex:
+            pins = self.pins
+            pins[txn] = pins.get(txn, 0) + 1
+            if self.slot_txn == 0 or txn < self.slot_txn:
+                self._publish(txn)
+
+    def unpin(self, txn: int) -> None:
+        with self.mutex:
+            pins = self.pins
+            n = pins.get(txn, 0) - 1
+            if n > 0:
+                pins[txn] = n
+                return
+            pins.pop(txn, None)
+            if txn == self.slot_txn:
+                self._publish(min(pins) if pins else 0)
+
+    def _publish(self, txn: int) -> None:
+        self.slot_txn = txn
+        if self.mm is None:
+            return
+        if self.slot < 0 and not self._claim():
+            return
+        _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, os.getpid(), txn)
+
+    def _claim(self) -> bool:
+        for i in range(SLOTS):
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SLOT_LOCK_BASE + i)
+            except OSError:
+                continue
+            self.slot = i
+            return True
+        return False  # table full: this process's readers are not visible to other writers
+
+    def oldest_reader(self) -> int | None:
+        """The smallest txn pinned by a live reader in any process, or None."""
+        with self.mutex:
+            best = min(self.pins) if self.pins else None
+        if self.mm is None:
+            return best
+        for i, (pid, txn) in enumerate(_SLOT.iter_unpack(self.mm[_TABLE:_TABLE + 16 * SLOTS])):
+            if not txn or i == self.slot:
+                continue
+            try:  # if we can lock its slot, its owner is gone: reap it
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SLOT_LOCK_BASE + i)
+            except OSError:
+                best = txn if best is None else min(best, txn)
+                continue
+            _SLOT.pack_into(self.mm, _TABLE + 16 * i, 0, 0)
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, _SLOT_LOCK_BASE + i)
+        return best
+
+    def close(self) -> None:
+        if self.mm is not None:
+            if self.slot >= 0:
+                _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, 0, 0)
+            self.mm.close()
+            os.close(self.fd)  # releases every fcntl lock of this process on the file
+            self.mm = None
+
+
+def open_shared(lock_path: str | None) -> Shared:
+    """The process-wide Shared for a lock file (a fresh one for in-memory databases)."""
+    if lock_path is None:
+        s = Shared(None)
+        s.users = 1
+        return s
+    with _registry_lock:
+        # Look the file up before opening it: closing a second descriptor of
+        # it would drop every fcntl lock this process holds on it.
+        try:
+            st = os.stat(lock_path)
+            s = _registry.get((st.st_dev, st.st_ino, os.getpid()))
+        except OSError:
+            s = None
+        if s is not None:
+            s.users += 1
+            return s
+        fd = _open_lock_file(lock_path)
+        if fd is None:
+            key = (lock_path, os.getpid())
+        else:
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino, os.getpid())
+        s = Shared(fd)
+        s.key, s.users = key, 1
+        _registry[key] = s
+        return s
+
+
+def close_shared(s: Shared) -> None:
+    with _registry_lock:
+        s.users -= 1
+        if s.users == 0:
+            _registry.pop(s.key, None)
+            s.close()
+
+
+def _open_lock_file(path: str) -> int | None:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError:
+        return None  # read-only directory or file: no cross-process registry
+    if os.fstat(fd).st_size < _LOCK_SIZE:
+        os.ftruncate(fd, _LOCK_SIZE)
+    return fd

@@ -1,0 +1,1 @@
+"""Pages: block devices, the page store, meta slots, the free list."""

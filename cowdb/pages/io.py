@@ -1,0 +1,77 @@
+"""Block devices under the page store: an OS file and a bytearray.
+
+The page store talks to storage only through this small interface
+(``pread``, ``pwrite``, ``sync``, ``size``, ``truncate``, ``close``), so the
+fault-injection tests can slip a faulty device underneath it and an
+in-memory database is the same code over a bytearray.
+"""
+import os
+
+
+class BlockIO:
+    """The contract. Offsets and sizes are in bytes."""
+
+    def pread(self, size: int, offset: int) -> bytes: raise NotImplementedError
+    def pwrite(self, data, offset: int) -> None: raise NotImplementedError
+    def sync(self) -> None: raise NotImplementedError
+    def size(self) -> int: raise NotImplementedError
+    def truncate(self, size: int) -> None: raise NotImplementedError
+    def close(self) -> None: pass
+
+
+class MemoryIO(BlockIO):
+    """A growable bytearray; ``sync`` does nothing."""
+
+    def __init__(self, data: bytes = b""):
+        self.buf = bytearray(data)
+
+    def pread(self, size, offset):
+        return bytes(self.buf[offset:offset + size])
+
+    def pwrite(self, data, offset):
+        end = offset + len(data)
+        if end > len(self.buf):
+            self.buf.extend(bytes(end - len(self.buf)))
+        self.buf[offset:end] = data
+
+    def sync(self):
+        pass
+
+    def size(self):
+        return len(self.buf)
+
+    def truncate(self, size):
+        del self.buf[size:]
+
+
+class OsFileIO(BlockIO):
+    """A file opened by path, read with pread and made durable with fsync."""
+
+    def __init__(self, path: str, readonly: bool = False):
+        flags = os.O_RDONLY if readonly else os.O_RDWR | os.O_CREAT
+        self.fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+        self.path = path
+
+    def pread(self, size, offset):
+        return os.pread(self.fd, size, offset)
+
+    def pwrite(self, data, offset):
+        view = memoryview(data)
+        while view:  # pwrite may write less than asked
+            n = os.pwrite(self.fd, view, offset)
+            view = view[n:]
+            offset += n
+
+    def sync(self):
+        os.fsync(self.fd)
+
+    def size(self):
+        return os.fstat(self.fd).st_size
+
+    def truncate(self, size):
+        os.ftruncate(self.fd, size)
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,227 @@
+"""The page store: fixed-size pages in a block device, two meta slots, a free list.
+
+Pages 0 and 1 hold the meta slots; everything else is page images. An image
+(a node, an overflow value, the free list) starts on a page boundary, begins
+with a 24-byte header that carries its checksum and length, and spans as
+many whole pages as it needs. Above this layer a page number is an opaque
+reference. See docs/format.md for the bytes.
+
+A write transaction calls ``begin``, ``allocate``/``write``/``free`` as it
+writes, and ``publish`` to make the commit visible (and durable); on any
+error it calls ``rollback`` and the store is as it was at ``begin``.
+"""
+from __future__ import annotations
+
+from ..errors import Corruption, NotACowdbFile, WriteFailed
+from . import meta as metamod
+from .checksum import FREELIST, HEADER, HEADER_SIZE, seal, verify
+from .freelist import FreeList
+from .io import BlockIO
+from .meta import EMPTY, Meta, RootRef
+
+DEFAULT_PAGE_SIZE = 4096
+META_PAGES = 2
+
+
+class PageStore:
+    def __init__(self, io: BlockIO, *, page_size: int = DEFAULT_PAGE_SIZE, readonly: bool = False):
+        self.io = io
+        self.page_size = page_size
+        self.readonly = readonly
+        self.meta: Meta | None = None
+        self.freelist = FreeList()
+        self.page_count = META_PAGES
+        self.durable_slot = 0          # slot that holds the last durable commit
+        self.durable_txn = 0
+        self.bytes_written = 0         # images written since open (for commit stats)
+        self.pages_written = 0
+        self._txn = 0
+        self._saved = None
+
+    # ---- opening -------------------------------------------------------
+    def read_slots(self) -> list[tuple[int, Meta | metamod.BadMeta]]:
+        """Decode both meta slots: [(slot, Meta or BadMeta)].
+
+        Slot 1 sits one page in, so its offset depends on the page size: slot
+        0 tells it, and if slot 0 is damaged every supported size is tried.
+        """
+        first = self.io.pread(metamod.META_SIZE, 0)
+        try:
+            out = [(0, metamod.decode(first))]
+            sizes = [out[0][1].page_size]
+        except metamod.BadMeta as e:
+            out = [(0, e)]
+            sizes = [self.page_size] + [1 << b for b in range(9, 17) if 1 << b != self.page_size]
+        second = None
+        for ps in sizes:
+            try:
+                second = metamod.decode(self.io.pread(metamod.META_SIZE, ps))
+                break
+            except metamod.BadMeta as e:
+                second = second or e
+        return out + [(1, second)]
+
+    def candidates(self) -> list[tuple[int, Meta]]:
+        """Valid meta records, newest first. Raises if the file is not a cowdb file at all."""
+        slots = self.read_slots()
+        good = [(s, m) for s, m in slots if isinstance(m, Meta)]
+        if not good:
+            bad = [m for _, m in slots]
+            versions = [m.version for m in bad if m.version is not None]
+            if versions:
+                raise NotACowdbFile(f"this file uses cowdb format version {max(versions)}; this "
+                                    f"cowdb reads version {metamod.FORMAT_VERSION}: upgrade cowdb")
+            if all(m.foreign for m in bad):
+                raise NotACowdbFile("this file is not a cowdb database (no cowdb header); "
+                                    "check the path, or open a new file")
+            raise Corruption("both meta slots are damaged; the file cannot be opened "
+                             "(restore it from a backup)")
+        good.sort(key=lambda sm: sm[1].txn, reverse=True)
+        return good
+
+    def adopt(self, slot: int, meta: Meta, durable: bool = True) -> None:
+        """Make ``meta`` the current state (after the caller verified its new pages)."""
+        if meta.page_size != self.page_size:
+            self.page_size = meta.page_size
+        self.meta = meta
+        self.page_count = meta.page_count
+        self.freelist = FreeList()
+        if meta.freelist.page:
+            data = self.read(meta.freelist.page)
+            if int.from_bytes(data[:8], "little") != meta.freelist.checksum:
+                raise Corruption(f"page {meta.freelist.page} does not hold the free list the "
+                                 f"meta record expects", meta.freelist.page)
+            self.freelist = FreeList.decode(data[HEADER_SIZE:])
+        if durable:
+            self.durable_slot, self.durable_txn = slot, meta.txn
+
+    def initialize(self) -> Meta:
+        """Write the first meta record of a new, empty store (both meta pages, full size)."""
+        m = Meta(txn=1, durable_base=0, page_size=self.page_size, catalog=EMPTY,
+                 freelist=EMPTY, freelist_len=0, page_count=META_PAGES)
+        image = bytearray(META_PAGES * self.page_size)
+        image[:metamod.META_SIZE] = m.encode()
+        try:
+            self.io.pwrite(image, 0)
+            self.io.sync()
+        except OSError as e:
+            raise WriteFailed(f"could not create the database: {e}") from e
+        self.adopt(0, m)
+        return m
+
+    # ---- reading -------------------------------------------------------
+    def read(self, page: int) -> bytes:
+        """The verified image stored at ``page`` (one page or a run)."""
+        ps = self.page_size
+        if page < META_PAGES or (self.meta is not None and page >= self.page_count and
+                                 page >= self._high_water()):
+            raise Corruption(f"page {page} is outside the database (a reference is damaged)", page)
+        data = self.io.pread(ps, page * ps)
+        if len(data) >= HEADER_SIZE:
+            length = HEADER.unpack_from(data, 0)[4]
+            if length > ps:
+                if length > (1 << 40):
+                    raise Corruption(f"page {page} has a bad header (length {length})", page)
+                data += self.io.pread(length - ps, page * ps + ps)
+            elif length >= HEADER_SIZE:
+                data = data[:length]
+        verify(data, page)
+        return data
+
+    def _high_water(self) -> int:
+        return max(self.page_count, self.meta.page_count if self.meta else 0)
+
+    def pages_for(self, nbytes: int) -> int:
+        return -(-nbytes // self.page_size)
+
+    # ---- writing -------------------------------------------------------
+    def begin(self, txn: int, reuse_bound: int) -> None:
+        """Start writing txn; pages freed at txns <= reuse_bound become reusable."""
+        fl = self.freelist
+        self._saved = (list(fl.pool), {t: list(p) for t, p in fl.pending.items()},
+                       self.page_count, fl.changed)
+        self._txn = txn
+        fl.release(reuse_bound)
+
+    def allocate(self, npages: int) -> int:
+        page = self.freelist.take(npages)
+        if page is None:
+            page = self.page_count
+            self.page_count += npages
+        return page
+
+    def write(self, page: int, image) -> None:
+        try:
+            self.io.pwrite(image, page * self.page_size)
+        except OSError as e:
+            raise WriteFailed(f"writing page {page} failed: {e}; the commit was not applied") from e
+        self.bytes_written += len(image)
+        self.pages_written += 1
+
+    def free(self, page: int, npages: int = 1) -> None:
+        """Free a run that the current txn made unreachable from its catalog."""
+        self.freelist.free(self._txn, range(page, page + npages))
+
+    def write_image(self, kind: int, body, n: int = 0) -> RootRef:
+        """Write a header + body image as a run of fresh pages."""
+        image = bytearray(HEADER_SIZE)
+        image += body
+        HEADER.pack_into(image, 0, 0, kind, 0, n, len(image), self._txn)
+        s = seal(image)
+        page = self.allocate(self.pages_for(len(image)))
+        self.write(page, image)
+        return RootRef(page, s, self._txn)
+
+    def publish(self, catalog: RootRef, durable: bool) -> Meta:
+        """Write the free list and the meta record; sync if durable. The commit point."""
+        old = self.meta
+        fl = self.freelist
+        freelist, flen = old.freelist, old.freelist_len
+        if fl.changed or catalog != old.catalog:
+            if old.freelist.page:
+                self.free(old.freelist.page, self.pages_for(old.freelist_len))
+            need = self.pages_for(HEADER_SIZE + fl.encoded_size())
+            page = self.allocate(need)  # shrinks the list, so the image still fits
+            image = bytearray(HEADER_SIZE) + fl.encode()
+            HEADER.pack_into(image, 0, 0, FREELIST, 0, 0, len(image), self._txn)
+            freelist, flen = RootRef(page, seal(image), self._txn), len(image)
+            self.write(page, image)
+        m = Meta(txn=self._txn, durable_base=self.durable_txn, page_size=self.page_size,
+                 catalog=catalog, freelist=freelist, freelist_len=flen,
+                 page_count=self.page_count)
+        slot = 1 - self.durable_slot
+        try:
+            self.io.pwrite(m.encode(), slot * self.page_size)
+        except OSError as e:
+            raise WriteFailed(f"writing the meta record of txn {self._txn} failed: {e}; the "
+                              f"commit was not applied") from e
+        if durable:
+            try:
+                self.io.sync()
+            except OSError as e:
+                err = WriteFailed(f"fsync failed after writing txn {self._txn}: {e}; whether "
+                                  f"that commit survives is unknown, so the database was closed: "
+                                  f"reopen it to see the durable state")
+                err.uncertain = True
+                raise err from e
+        fl.changed = False
+        self.meta = m
+        self._saved = None
+        if durable:
+            self.durable_slot, self.durable_txn = slot, m.txn
+        return m
+
+    def rollback(self) -> None:
+        """Forget everything since begin(): allocations, frees."""
+        if self._saved is not None:
+            pool, pending, count, changed = self._saved
+            self.freelist.pool, self.freelist.pending = pool, pending
+            self.freelist.changed = changed
+            self.page_count = count
+            self._saved = None
+
+    def sync(self) -> None:
+        self.io.sync()
+
+    def close(self) -> None:
+        self.io.close()

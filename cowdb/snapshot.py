@@ -1,0 +1,212 @@
+"""Snapshot (a Mapping of one version) and Transaction (a MutableMapping being written).
+
+Both read through the same ``_Reader`` methods over a ``Tree``; a
+transaction's tree is writable and sees its own writes. A snapshot pins the
+txn it was taken at, so no page it can reach is reused until it closes.
+"""
+from collections.abc import Mapping, MutableMapping
+
+from .errors import (InvalidKey, InvalidType, KeyTooLarge, ReadOnly, TransactionClosed)
+from .tree import cursor
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with prefix (None: no bound)."""
+    p = prefix.rstrip(b"\xff")
+    return p[:-1] + bytes([p[-1] + 1]) if p else None
+
+
+def check_key(key, max_key: int) -> bytes:
+    if type(key) is not bytes:
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        elif isinstance(key, (bytearray, memoryview)):
+            key = bytes(key)
+        else:
+            raise InvalidType(f"keys must be bytes or str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKey("the empty key cannot be stored; use a key of at least one byte")
+    if len(key) > max_key:
+        raise KeyTooLarge(f"a key of {len(key)} bytes is longer than this database's limit of "
+                          f"{max_key} bytes (page size / 4 - 64); store long keys hashed")
+    return key
+
+
+def check_value(value) -> bytes:
+    if type(value) is bytes:
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidType(f"values must be bytes, not {type(value).__name__} (encode it first, or "
+                      f"open the database with a codec)")
+
+
+class _Reader:
+    """Read methods shared by snapshots and transactions."""
+    __slots__ = ()
+
+    def _live(self):
+        tree = self._tree
+        if tree is None:
+            raise TransactionClosed(f"this {type(self).__name__.lower()} is closed; take a new "
+                                    f"one with db.read() or db.write()")
+        return tree
+
+    def _bound(self, key):
+        return None if key is None else check_key(key, self._max_key)
+
+    def __getitem__(self, key):
+        v = self._live().get(check_key(key, self._max_key))
+        if v is None:
+            raise KeyError(key)
+        return v
+
+    def get(self, key, default=None):
+        return self._live().get(check_key(key, self._max_key), default)
+
+    def __contains__(self, key):
+        return self._live().get(check_key(key, self._max_key)) is not None
+
+    def __len__(self):
+        return self._live().count
+
+    def __iter__(self):
+        return (k for k, _ in cursor.items(self._live()))
+
+    def items(self, start=None, stop=None, *, prefix=None, reverse=False):
+        """(key, value) pairs in key order with start <= key < stop and the given prefix."""
+        tree = self._live()
+        start, stop = self._bound(start), self._bound(stop)
+        if prefix is not None:
+            prefix = check_key(prefix, self._max_key)
+            end = prefix_end(prefix)
+            start = prefix if start is None or start < prefix else start
+            stop = end if stop is None or (end is not None and stop > end) else stop
+        if start is not None and stop is not None and start >= stop:
+            return iter(())
+        return cursor.items(tree, start, stop, reverse)
+
+    def keys(self, start=None, stop=None, *, prefix=None, reverse=False):
+        return (k for k, _ in self.items(start, stop, prefix=prefix, reverse=reverse))
+
+    def values(self, start=None, stop=None, *, prefix=None, reverse=False):
+        return (v for _, v in self.items(start, stop, prefix=prefix, reverse=reverse))
+
+    def count(self, start=None, stop=None) -> int:
+        """How many keys k satisfy start <= k < stop, in O(log n)."""
+        tree = self._live()
+        lo = 0 if start is None else tree.rank(self._bound(start))
+        return max(0, tree.rank(self._bound(stop)) - lo)
+
+
+class Snapshot(_Reader, Mapping):
+    """One version, read-only, for as long as it is open. Cheap: a root and a pin."""
+    __slots__ = ("_tree", "_db", "_txn", "_max_key", "version", "__weakref__")
+
+    def __init__(self, db, tree, version: int, txn: int):
+        self._db, self._tree, self.version, self._txn = db, tree, version, txn
+        self._max_key = db.max_key
+
+    def close(self) -> None:
+        if self._tree is not None:
+            self._tree = None
+            self._db._unpin(self._txn)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_tree", None) is not None:
+            self.close()
+
+    def __setitem__(self, key, value):
+        raise ReadOnly("a snapshot is read-only; write with `with db.write() as tx:`")
+
+    __delitem__ = __setitem__
+
+    def __repr__(self):
+        state = "closed" if self._tree is None else f"{len(self)} keys"
+        return f"<cowdb.Snapshot version={self.version} {state}>"
+
+
+class Transaction(_Reader, MutableMapping):
+    """The one write transaction: commits on a clean ``with`` exit, aborts on an exception."""
+    __slots__ = ("_tree", "_db", "_max_key", "_head", "message", "author", "branch",
+                 "durability", "version", "puts", "deletes", "__weakref__")
+
+    def __init__(self, db, tree, head, message, author, branch, durability):
+        self._db, self._tree, self._head = db, tree, head
+        self._max_key = db.max_key
+        self.message, self.author, self.branch, self.durability = (message, author, branch,
+                                                                   durability)
+        self.version = None
+        self.puts = self.deletes = 0
+
+    def __setitem__(self, key, value):
+        tree = self._live()
+        tree.put(check_key(key, self._max_key), check_value(value))
+        self.puts += 1
+
+    put = __setitem__
+
+    def delete(self, key) -> bool:
+        """Remove key; True if it was there."""
+        done = self._live().delete(check_key(key, self._max_key))
+        self.deletes += done
+        return done
+
+    def __delitem__(self, key):
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def update(self, other=(), /, **kw):
+        """Put many pairs (a mapping, pairs, or keywords) in key order, which is faster."""
+        tree = self._live()
+        items = other.items() if hasattr(other, "items") else other
+        mk = self._max_key
+        batch = sorted((check_key(k, mk), check_value(v)) for k, v in items)
+        batch += sorted((check_key(k, mk), check_value(v)) for k, v in kw.items())
+        put = tree.put
+        for k, v in batch:
+            put(k, v)
+        self.puts += len(batch)
+
+    def commit(self) -> int:
+        """Publish the changes as a new version and return it."""
+        self._live()
+        try:
+            self.version = self._db._commit(self)
+        finally:
+            self._finish()
+        return self.version
+
+    def abort(self) -> None:
+        """Drop every change; the database stays as it was."""
+        if self._tree is not None:
+            self._finish()
+
+    def _finish(self):
+        self._tree = None
+        self._db._end_write(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._tree is None:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def __del__(self):
+        if getattr(self, "_tree", None) is not None:
+            self.abort()
+
+    def __repr__(self):
+        state = "closed" if self._tree is None else f"{len(self)} keys"
+        return f"<cowdb.Transaction on {self.branch!r} from version {self._head.version} {state}>"

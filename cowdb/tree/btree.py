@@ -1,0 +1,340 @@
+"""The copy-on-write B+tree over a page store.
+
+A ``Tree`` is one root. Reading never changes anything. Writing copies the
+path from the root to the leaf on first touch (path copying); the copies
+are owned by this tree and edited in place afterwards, so a transaction of
+k updates copies at most k x depth nodes and usually far fewer. ``write``
+stores every dirty node bottom-up and returns the new root reference; the
+old root stays valid for every version that holds it.
+
+Nodes split when their image outgrows a page and merge with a sibling when
+they fall under a quarter page, so every node is one page. Values longer
+than a quarter page go to overflow runs when written.
+"""
+from bisect import bisect_left, bisect_right
+
+from ..errors import Corruption
+from ..pages.checksum import HEADER_SIZE, OVERFLOW
+from ..pages.meta import EMPTY, RootRef
+from ..pages.store import PageStore
+from .node import (BRANCH_ENTRY, LEAF_ENTRY, OVERFLOW_REF_SIZE, Branch, Leaf, Overflow,
+                   branch_size, decode, encode_branch, encode_leaf)
+
+
+class NodeCache(dict):
+    """Decoded clean nodes by image checksum, bounded, oldest-first eviction.
+
+    Keyed by checksum rather than page number: a page reused after garbage
+    collection (perhaps by another process) can never be served stale, and
+    a load checks the image against the checksum its parent recorded.
+    """
+    __slots__ = ("store", "cap")
+
+    def __init__(self, store: PageStore, cap: int = 65536):
+        super().__init__()
+        self.store, self.cap = store, cap
+
+    def load(self, page: int, checksum: int):
+        node = self.get(checksum)
+        if node is None:
+            data = self.store.read(page)
+            if int.from_bytes(data[:8], "little") != checksum:
+                raise Corruption(f"page {page} does not hold the node its parent expects "
+                                 f"(stale or overwritten page)", page)
+            node = decode(data, page)
+            self.put(checksum, node)
+        return node
+
+    def put(self, checksum: int, node) -> None:
+        if len(self) >= self.cap:
+            for k in list(zip(range(self.cap // 8 + 1), self)):
+                self.pop(k[1], None)
+        self[checksum] = node
+
+
+class Tree:
+    """One B+tree root: read it, or (if given ``writable``) change it by path copying."""
+
+    __slots__ = ("store", "nodes", "page_size", "inline_max", "count", "mod", "frees",
+                 "_root", "_ref", "_dirty")
+
+    def __init__(self, nodes: NodeCache, ref: RootRef = EMPTY, count: int | None = None,
+                 frees: bool = False):
+        self.store = nodes.store
+        self.nodes = nodes
+        self.page_size = self.store.page_size
+        self.inline_max = self.page_size // 4
+        self.frees = frees      # free replaced pages (trees that no older version keeps)
+        self.mod = 0            # bumped on every change, so cursors can re-seek
+        self._ref = ref
+        self._dirty = False
+        self._root = nodes.load(ref.page, ref.checksum) if ref.page else None
+        if count is None:
+            count = 0 if self._root is None else self._root.count()
+        self.count = count
+
+    @property
+    def ref(self) -> RootRef:
+        """The root as last written (EMPTY for an empty tree)."""
+        return self._ref
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def root(self):
+        return self._root
+
+    # ---- reading -------------------------------------------------------
+    def get(self, key: bytes, default=None):
+        node = self._root
+        if node is None:
+            return default
+        get = self.nodes.get
+        while type(node) is Branch:
+            i = bisect_right(node.keys, key) - 1
+            kid = node.kids[i]
+            if type(kid) is int:
+                kid = get(node.sums[i]) or self.nodes.load(kid, node.sums[i])
+            node = kid
+        keys = node.keys
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            v = node.vals[i]
+            return v if type(v) is bytes else self.read_overflow(v)
+        return default
+
+    def kid(self, branch: Branch, i: int):
+        kid = branch.kids[i]
+        return kid if type(kid) is not int else self.nodes.load(kid, branch.sums[i])
+
+    def read_overflow(self, ov: Overflow) -> bytes:
+        data = self.store.read(ov.page)
+        if int.from_bytes(data[:8], "little") != ov.checksum or len(data) != HEADER_SIZE + ov.length:
+            raise Corruption(f"page {ov.page} does not hold the value its leaf expects", ov.page)
+        return data[HEADER_SIZE:]
+
+    def rank(self, key: bytes | None) -> int:
+        """How many keys sort before ``key`` (None: all of them). O(depth x fanout) in C."""
+        if key is None:
+            return self.count
+        node, r = self._root, 0
+        if node is None:
+            return 0
+        while type(node) is Branch:
+            i = bisect_right(node.keys, key) - 1
+            r += sum(node.counts[:i])
+            node = self.kid(node, i)
+        return r + bisect_left(node.keys, key)
+
+    # ---- writing -------------------------------------------------------
+    def _own_root(self):
+        if not self._dirty:
+            if self._root is None:
+                self._root = Leaf([], [], HEADER_SIZE)
+            else:
+                if self.frees:
+                    self.store.free(self._ref.page)
+                self._root = self._root.copy()
+            self._dirty = True
+        return self._root
+
+    def _own_kid(self, parent: Branch, i: int):
+        kid = parent.kids[i]
+        if type(kid) is int:
+            node = self.nodes.load(kid, parent.sums[i]).copy()
+            if self.frees:
+                self.store.free(kid)
+            parent.kids[i] = node
+            return node
+        return kid
+
+    def _descend(self, key: bytes):
+        """Own the path to key's leaf; return (leaf, [(branch, index), ...])."""
+        node = self._own_root()
+        path = []
+        while type(node) is Branch:
+            i = bisect_right(node.keys, key) - 1
+            path.append((node, i))
+            kid = node.kids[i]
+            node = kid if type(kid) is not int else self._own_kid(node, i)
+        return node, path
+
+    def _vsize(self, v) -> int:
+        return len(v) if type(v) is bytes and len(v) <= self.inline_max else OVERFLOW_REF_SIZE
+
+    def _drop_value(self, v) -> None:
+        if self.frees and type(v) is Overflow:
+            self.store.free(v.page, self.store.pages_for(HEADER_SIZE + v.length))
+
+    def put(self, key: bytes, val: bytes) -> bool:
+        """Set key to val; True if the key is new."""
+        self.mod += 1
+        leaf, path = self._descend(key)
+        keys = leaf.keys
+        i = bisect_left(keys, key)
+        vs = len(val) if len(val) <= self.inline_max else OVERFLOW_REF_SIZE
+        if i < len(keys) and keys[i] == key:
+            old = leaf.vals[i]
+            leaf.size += vs - self._vsize(old)
+            self._drop_value(old)
+            leaf.vals[i] = val
+            new = False
+        else:
+            keys.insert(i, key)
+            leaf.vals.insert(i, val)
+            leaf.size += LEAF_ENTRY + len(key) + vs
+            for b, j in path:
+                b.counts[j] += 1
+            self.count += 1
+            new = True
+        if leaf.size > self.page_size:
+            self._split_up(leaf, path)
+        return new
+
+    def delete(self, key: bytes) -> bool:
+        """Remove key; False if it was not there (and nothing is copied)."""
+        if self.get(key, _MISSING) is _MISSING:
+            return False
+        self.mod += 1
+        leaf, path = self._descend(key)
+        i = bisect_left(leaf.keys, key)
+        old = leaf.vals[i]
+        leaf.size -= LEAF_ENTRY + len(key) + self._vsize(old)
+        self._drop_value(old)
+        del leaf.keys[i], leaf.vals[i]
+        for b, j in path:
+            b.counts[j] -= 1
+        self.count -= 1
+        node, low = leaf, self.page_size // 4
+        while path and node.size < low:
+            parent, i = path.pop()
+            self._merge(parent, i)
+            node = parent
+        self._shrink_root()
+        return True
+
+    def _shrink_root(self) -> None:
+        root = self._root
+        while type(root) is Branch and len(root.kids) == 1:
+            kid = root.kids[0]
+            if type(kid) is int:  # the only child is clean: it becomes the root as it is
+                self._root, self._ref, self._dirty = (self.nodes.load(kid, root.sums[0]),
+                                                      RootRef(kid, root.sums[0], root.txns[0]),
+                                                      False)
+                return
+            self._root = root = kid
+        if type(root) is Leaf and not root.keys:
+            self._root = None
+
+    def _split(self, node):
+        """Split node in two by bytes; node keeps the left half. Return (separator, right)."""
+        keys, n = node.keys, len(node.keys)
+        half = (node.size - HEADER_SIZE) // 2
+        if type(node) is Leaf:
+            vsize, acc, m = self._vsize, 0, 0
+            for m in range(n - 1):
+                acc += LEAF_ENTRY + len(keys[m]) + vsize(node.vals[m])
+                if acc >= half:
+                    break
+            m += 1
+            right = Leaf(keys[m:], node.vals[m:], node.size - acc)
+            del keys[m:], node.vals[m:]
+            node.size = HEADER_SIZE + acc
+            return right.keys[0], right
+        acc, m = 0, 1
+        for m in range(1, n - 1):
+            acc += BRANCH_ENTRY + len(keys[m])
+            if acc >= half:
+                break
+        sep = keys[m]
+        right = Branch([b""] + keys[m + 1:], node.kids[m:], node.counts[m:], node.sums[m:],
+                       node.txns[m:], 0)
+        del keys[m:], node.kids[m:], node.counts[m:], node.sums[m:], node.txns[m:]
+        right.size = branch_size(right.keys)
+        node.size = branch_size(keys)
+        return sep, right
+
+    def _split_up(self, node, path) -> None:
+        while node.size > self.page_size:
+            sep, right = self._split(node)
+            if path:
+                parent, i = path.pop()
+                self._insert_kid(parent, i, node, sep, right)
+                node = parent
+            else:
+                self._root = Branch([b"", sep], [node, right], [node.count(), right.count()],
+                                    [0, 0], [0, 0], branch_size([b"", sep]))
+                return
+
+    @staticmethod
+    def _insert_kid(parent: Branch, i: int, left, sep: bytes, right) -> None:
+        parent.counts[i] = left.count()
+        parent.keys.insert(i + 1, sep)
+        parent.kids.insert(i + 1, right)
+        parent.counts.insert(i + 1, right.count())
+        parent.sums.insert(i + 1, 0)
+        parent.txns.insert(i + 1, 0)
+        parent.size += BRANCH_ENTRY + len(sep)
+
+    def _merge(self, parent: Branch, i: int) -> None:
+        """Merge child i with a sibling; split again if the result outgrows a page."""
+        if len(parent.kids) < 2:
+            return
+        l = i - 1 if i + 1 == len(parent.kids) else i
+        r = l + 1
+        left, right = self._own_kid(parent, l), self._own_kid(parent, r)
+        sep = parent.keys[r]
+        if type(left) is Leaf:
+            left.keys += right.keys
+            left.vals += right.vals
+            left.size += right.size - HEADER_SIZE
+        else:
+            left.keys += [sep] + right.keys[1:]
+            left.kids += right.kids
+            left.counts += right.counts
+            left.sums += right.sums
+            left.txns += right.txns
+            left.size += right.size - HEADER_SIZE + len(sep)
+        del parent.keys[r], parent.kids[r], parent.counts[r], parent.sums[r], parent.txns[r]
+        parent.size -= BRANCH_ENTRY + len(sep)
+        parent.counts[l] = left.count()
+        if left.size > self.page_size:
+            sep, right = self._split(left)
+            self._insert_kid(parent, l, left, sep, right)
+
+    def write(self, txn: int) -> RootRef:
+        """Store every dirty node (bottom-up) and return the new root reference."""
+        if self._dirty:
+            if self._root is None:
+                self._ref = EMPTY
+            else:
+                page, s = self._write_node(self._root, txn)
+                self._ref = RootRef(page, s, txn)
+            self._dirty = False
+        return self._ref
+
+    def _write_node(self, node, txn):
+        store = self.store
+        if type(node) is Branch:
+            kids, sums, txns = node.kids, node.sums, node.txns
+            for i, kid in enumerate(kids):
+                if type(kid) is not int:
+                    kids[i], sums[i] = self._write_node(kid, txn)
+                    txns[i] = txn
+            image = encode_branch(node, txn)
+        else:
+            vals, inline_max = node.vals, self.inline_max
+            for i, v in enumerate(vals):
+                if type(v) is bytes and len(v) > inline_max:
+                    ref = store.write_image(OVERFLOW, v)
+                    vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
+            image = encode_leaf(node, txn)
+        page = store.allocate(1)
+        store.write(page, image)
+        s = int.from_bytes(image[:8], "little")
+        self.nodes.put(s, node)
+        return page, s
+
+
+_MISSING = object()

@@ -1,0 +1,145 @@
+"""Nodes in memory and their page images.
+
+A node read from a page is *clean*: immutable, cached by page number and
+shared by every reader and version that reaches it. A writer copies a clean
+node before touching it; the copy is *dirty*, owned by that transaction and
+edited in place until the commit writes it. In a dirty branch, ``kids[i]``
+is either an ``int`` (a clean child's page) or the dirty child node itself,
+so "is this child mine to edit" is just ``type(kid) is not int``.
+
+Leaf image (after the 24-byte header; n = entry count):
+    n x u16 key lengths | n x u32 value lengths | keys | values
+A value length with bit 31 set marks an overflow value: its 32 bytes are
+(page, length, checksum, txn) of the run that holds it.
+
+Branch image:
+    n x u16 key lengths | n x (u64 page, u64 count, u64 checksum, u64 txn) | keys
+Key 0 of a branch is always empty: it stands for "everything below key 1".
+Each entry keeps the child's key count (for O(1) len and O(log n) ranks),
+checksum (a Merkle tree: a torn commit and equal subtrees are both visible
+from the parent) and writing txn (recovery walks only the newest pages).
+"""
+from itertools import accumulate, chain
+from struct import Struct, pack, unpack_from
+
+from ..errors import Corruption
+from ..pages.checksum import BRANCH, HEADER, HEADER_SIZE, LEAF, seal
+
+OVERFLOW_FLAG = 1 << 31
+_OVF = Struct("<QQQQ")
+OVERFLOW_REF_SIZE = _OVF.size   # bytes an overflow value takes in its leaf
+LEAF_ENTRY = 6                  # u16 + u32 per entry
+BRANCH_ENTRY = 34               # u16 + 4 x u64 per entry
+
+
+class Overflow:
+    """A value stored out of line in its own page run."""
+    __slots__ = ("page", "length", "checksum", "txn")
+
+    def __init__(self, page, length, checksum, txn):
+        self.page, self.length, self.checksum, self.txn = page, length, checksum, txn
+
+
+class Leaf:
+    __slots__ = ("keys", "vals", "size")
+
+    def __init__(self, keys, vals, size):
+        self.keys, self.vals, self.size = keys, vals, size
+
+    def copy(self):
+        return Leaf(self.keys[:], self.vals[:], self.size)
+
+    def count(self):
+        return len(self.keys)
+
+
+class Branch:
+    __slots__ = ("keys", "kids", "counts", "sums", "txns", "size")
+
+    def __init__(self, keys, kids, counts, sums, txns, size):
+        self.keys, self.kids, self.counts = keys, kids, counts
+        self.sums, self.txns, self.size = sums, txns, size
+
+    def copy(self):
+        return Branch(self.keys[:], self.kids[:], self.counts[:], self.sums[:], self.txns[:],
+                      self.size)
+
+    def count(self):
+        return sum(self.counts)
+
+
+def leaf_size(keys, vals, inline_max) -> int:
+    return HEADER_SIZE + sum(LEAF_ENTRY + len(k) for k in keys) + sum(
+        len(v) if type(v) is bytes and len(v) <= inline_max else OVERFLOW_REF_SIZE for v in vals)
+
+
+def branch_size(keys) -> int:
+    return HEADER_SIZE + sum(BRANCH_ENTRY + len(k) for k in keys)
+
+
+def decode(data: bytes, page: int):
+    """Page image -> Leaf or Branch. The image's checksum was already verified."""
+    _s, kind, _f, n, length, _txn = HEADER.unpack_from(data, 0)
+    try:
+        if kind == LEAF:
+            klens = unpack_from(f"<{n}H", data, HEADER_SIZE)
+            vlens = unpack_from(f"<{n}I", data, HEADER_SIZE + 2 * n)
+            ko = list(accumulate(klens, initial=HEADER_SIZE + 6 * n))
+            keys = [data[a:b] for a, b in zip(ko, ko[1:])]
+            pos = ko[-1]
+            if n and max(vlens) & OVERFLOW_FLAG:
+                vals = []
+                for vl in vlens:
+                    if vl & OVERFLOW_FLAG:
+                        vals.append(Overflow(*_OVF.unpack_from(data, pos)))
+                        pos += OVERFLOW_REF_SIZE
+                    else:
+                        vals.append(data[pos:pos + vl])
+                        pos += vl
+            else:
+                vo = list(accumulate(vlens, initial=pos))
+                vals = [data[a:b] for a, b in zip(vo, vo[1:])]
+                pos = vo[-1]
+            if pos != length:
+                raise ValueError("entries do not fill the image")
+            return Leaf(keys, vals, length)
+        if kind == BRANCH and n:
+            klens = unpack_from(f"<{n}H", data, HEADER_SIZE)
+            ents = unpack_from(f"<{4 * n}Q", data, HEADER_SIZE + 2 * n)
+            ko = list(accumulate(klens, initial=HEADER_SIZE + 34 * n))
+            if ko[-1] != length:
+                raise ValueError("entries do not fill the image")
+            keys = [data[a:b] for a, b in zip(ko, ko[1:])]
+            return Branch(keys, list(ents[0::4]), list(ents[1::4]), list(ents[2::4]),
+                          list(ents[3::4]), length)
+    except (ValueError, IndexError, OverflowError) as e:  # struct.error is a ValueError
+        raise Corruption(f"page {page} does not decode as a tree node: {e}", page) from e
+    raise Corruption(f"page {page} is not a tree node (type {kind}, {n} entries)", page)
+
+
+def encode_leaf(leaf: Leaf, txn: int) -> bytearray:
+    """The leaf's image; every value must already be inline bytes or an Overflow."""
+    keys, vals = leaf.keys, leaf.vals
+    n = len(keys)
+    vlens = [len(v) if type(v) is bytes else OVERFLOW_FLAG | OVERFLOW_REF_SIZE for v in vals]
+    image = bytearray(HEADER_SIZE)
+    image += pack(f"<{n}H", *map(len, keys))
+    image += pack(f"<{n}I", *vlens)
+    image += b"".join(keys)
+    image += b"".join([v if type(v) is bytes else
+                       _OVF.pack(v.page, v.length, v.checksum, v.txn) for v in vals])
+    HEADER.pack_into(image, 0, 0, LEAF, 0, n, len(image), txn)
+    seal(image)
+    return image
+
+
+def encode_branch(b: Branch, txn: int) -> bytearray:
+    keys = b.keys
+    n = len(keys)
+    image = bytearray(HEADER_SIZE)
+    image += pack(f"<{n}H", *map(len, keys))
+    image += pack(f"<{4 * n}Q", *chain.from_iterable(zip(b.kids, b.counts, b.sums, b.txns)))
+    image += b"".join(keys)
+    HEADER.pack_into(image, 0, 0, BRANCH, 0, n, len(image), txn)
+    seal(image)
+    return image
