@@ -8,5 +8,6 @@ layer is independent of the on-disk engine and imports nothing from it.
 from cowdb.pds._diff import diff
 from cowdb.pds._missing import MISSING
 from cowdb.pds.pmap import PMap, PMapMutation
+from cowdb.pds.pset import PSet, PSetMutation
 
-__all__ = ["MISSING", "diff", "PMap", "PMapMutation"]
+__all__ = ["MISSING", "diff", "PMap", "PMapMutation", "PSet", "PSetMutation"]

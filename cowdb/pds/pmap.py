@@ -233,12 +233,7 @@ class PMapMutation(_Reader, Transient):
     set = __setitem__
 
     def __delitem__(self, key):
-        root, old = dissoc(self._root, hash(key) & M64, key, self._token())
-        if old is MISSING:
-            raise KeyError(key)
-        self._root = root
-        self._count -= 1
-        self._hacc = _rehash(self._hacc, key, old, MISSING)
+        self.pop(key)
 
     def pop(self, key, default=MISSING):
         """Remove ``key`` and return its value (or ``default`` if absent)."""

@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from cowdb.pds import MISSING, PMap, diff
+from cowdb.pds import MISSING, PMap, PSet, diff
 
 
 class Collide:
@@ -132,6 +132,98 @@ class PMapMachine(RuleBasedStateMachine):
 
 TestPMap = PMapMachine.TestCase
 TestPMap.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+class PSetMachine(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.model = set()
+        self.s = PSet()
+        self.versions = [(self.s, frozenset())]
+
+    def _commit(self, s, model):
+        self.s, self.model = s, set(model)
+        self.versions.append((s, frozenset(model)))
+
+    @rule(e=KEYS)
+    def add(self, e):
+        self._commit(self.s.add(e), self.model | {e})
+
+    @rule(e=KEYS)
+    def discard(self, e):
+        self._commit(self.s.discard(e), self.model - {e})
+
+    @rule(e=KEYS)
+    def remove(self, e):
+        if e in self.model:
+            self._commit(self.s.remove(e), self.model - {e})
+        else:
+            try:
+                self.s.remove(e)
+            except KeyError:
+                pass
+            else:
+                raise AssertionError("remove of an absent element did not raise")
+
+    @rule(ops=st.lists(st.tuples(KEYS, st.booleans()), max_size=20))
+    def batch(self, ops):
+        model = set(self.model)
+        with self.s.mutate() as mm:
+            for e, add in ops:
+                if add:
+                    mm.add(e)
+                    model.add(e)
+                else:
+                    assert mm.discard(e) == (e in model)
+                    model.discard(e)
+                assert len(mm) == len(model)
+        self._commit(mm.finish(), model)
+
+    @rule(other=st.frozensets(KEYS, max_size=8), op=st.sampled_from(["|", "&", "-", "^"]))
+    def algebra(self, other, op):
+        ops = {"|": lambda a, b: a | b, "&": lambda a, b: a & b, "-": lambda a, b: a - b, "^": lambda a, b: a ^ b}
+        result = ops[op](self.s, other)
+        assert isinstance(result, PSet)
+        self._commit(result, ops[op](self.model, other))
+
+    @rule(other=st.frozensets(KEYS, max_size=8))
+    def comparisons(self, other):
+        s, m = self.s, self.model
+        assert (s <= other, s < other, s >= other, s > other) == (m <= other, m < other, m >= other, m > other)
+        assert s.isdisjoint(other) == m.isdisjoint(other)
+        assert s.issubset(other) == m.issubset(other) and s.issuperset(other) == m.issuperset(other)
+        assert (s == other) == (m == other) and (s == PSet(other)) == (m == other)
+
+    @invariant()
+    def matches_model(self):
+        assert len(self.s) == len(self.model) and set(self.s) == self.model
+        assert all(e in self.s for e in self.model)
+        assert self.s == self.model and self.s == frozenset(self.model)
+
+    @invariant()
+    def old_versions_unchanged(self):
+        for s, model in self.versions:
+            assert set(s) == model and len(s) == len(model)
+
+    @invariant()
+    def hash_and_shape(self):
+        assert hash(self.s) == hash(frozenset(self.model))
+        assert shape(self.s._root) == shape(PSet(sorted(self.model, key=repr))._root)
+
+
+TestPSet = PSetMachine.TestCase
+TestPSet.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_pset_basics():
+    s = PSet("abc")
+    assert s.add("a") is s and s.discard("z") is s
+    assert repr(s.remove("a").remove("b")) == "PSet({'c'})" and repr(PSet()) == "PSet()"
+    assert pickle.loads(pickle.dumps(s)) == s
+    assert {1} | PSet([2]) == {1, 2} and isinstance(PSet([2]) | {1}, PSet)
+    assert s.union("d", "e") == set("abcde") and s.intersection("ab", "bc") == {"b"}
+    assert s.difference("a", "b") == {"c"} and s.symmetric_difference("cd") == set("abd")
+    assert {s: 1}[PSet("cab")] == 1 and {frozenset("abc"): 1}[s] == 1
 
 
 def test_set_same_value_returns_same_map():

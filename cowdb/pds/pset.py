@@ -1,0 +1,198 @@
+"""PSet: a persistent set on the same CHAMP trie as PMap (values unused)."""
+
+import reprlib
+from collections.abc import Set
+from types import GenericAlias
+
+from cowdb.pds import _champ
+from cowdb.pds._champ import M64, assoc, dissoc, lookup
+from cowdb.pds._hashing import finish, shuffle
+from cowdb.pds._missing import MISSING
+from cowdb.pds._transient import Transient
+
+_new = object.__new__
+
+
+def _make(cls, root, count, acc):
+    s = _new(cls)
+    s._root = root
+    s._count = count
+    s._hacc = acc
+    return s
+
+
+class _Reader:
+    """The lookups a PSet and a PSetMutation share."""
+
+    __slots__ = ()
+
+    def __len__(self):
+        return self._count
+
+    def __contains__(self, elem):
+        return lookup(self._root, elem, hash(elem) & M64, MISSING) is not MISSING
+
+
+class PSet(_Reader, Set):
+    """An immutable set; ``add``/``discard``/``remove`` return new sets.
+
+    Equal to any Set with the same elements (set, frozenset, ...), and
+    ``hash(s) == hash(frozenset(s))`` in O(1).  The operators and the named
+    methods (union, intersection, ...) return PSets.
+    """
+
+    __slots__ = ("_root", "_count", "_hacc", "__weakref__")
+    __class_getitem__ = classmethod(GenericAlias)
+
+    def __init__(self, iterable=()):
+        if type(iterable) is type(self):
+            self._root, self._count, self._hacc = iterable._root, iterable._count, iterable._hacc
+            return
+        mm = PSetMutation(_make(type(self), _champ.empty(), 0, 0))
+        mm.update(iterable)
+        self._root, self._count, self._hacc = mm._root, mm._count, mm._hacc
+
+    @classmethod
+    def _from_iterable(cls, it):
+        return cls(it)
+
+    def __iter__(self):
+        return _champ.iter_keys(self._root)
+
+    def add(self, elem):
+        """A set with ``elem`` (this one if it is already in)."""
+        h = hash(elem) & M64
+        root, old = assoc(self._root, h, elem, None, None)
+        if root is self._root:
+            return self
+        return _make(type(self), root, self._count + 1, self._hacc ^ shuffle(h))
+
+    def discard(self, elem):
+        """A set without ``elem`` (this one if it was not in)."""
+        h = hash(elem) & M64
+        root, old = dissoc(self._root, h, elem, None)
+        if old is MISSING:
+            return self
+        return _make(type(self), root, self._count - 1, self._hacc ^ shuffle(h))
+
+    def remove(self, elem):
+        """A set without ``elem``; KeyError if it was not in."""
+        s = self.discard(elem)
+        if s is self:
+            raise KeyError(elem)
+        return s
+
+    def mutate(self):
+        """A transient copy to edit in place; ``finish()`` it into a PSet."""
+        return PSetMutation(self)
+
+    def _edited(self, edit, others):
+        mm = self.mutate()
+        for other in others:
+            edit(mm, other)
+        return mm.finish()
+
+    def union(self, *others):
+        return self._edited(PSetMutation.update, others)
+
+    def difference(self, *others):
+        return self._edited(PSetMutation.difference_update, others)
+
+    def intersection(self, *others):
+        result = self
+        for other in others:
+            result = type(self)(e for e in other if e in result)
+        return result
+
+    def symmetric_difference(self, other):
+        return self._edited(PSetMutation.symmetric_difference_update, (other,))
+
+    def issubset(self, other):
+        return self <= (other if isinstance(other, Set) else frozenset(other))
+
+    def issuperset(self, other):
+        return all(e in self for e in other)
+
+    def __or__(self, other):
+        return self.union(other) if isinstance(other, Set) else NotImplemented
+
+    def __sub__(self, other):
+        return self.difference(other) if isinstance(other, Set) else NotImplemented
+
+    def __xor__(self, other):
+        return self.symmetric_difference(other) if isinstance(other, Set) else NotImplemented
+
+    def __eq__(self, other):
+        if isinstance(other, PSet):
+            return (
+                self._count == other._count
+                and self._hacc == other._hacc
+                and _champ.equal(self._root, other._root)
+            )
+        if isinstance(other, Set):
+            return self._count == len(other) and all(e in self for e in other)
+        return NotImplemented
+
+    def __hash__(self):
+        return finish(self._hacc, self._count)
+
+    def __reduce__(self):
+        return type(self), (list(self),)
+
+    @reprlib.recursive_repr("{...}")
+    def __repr__(self):
+        return f"{type(self).__name__}({{{', '.join(map(repr, self))}}})" if self else f"{type(self).__name__}()"
+
+
+class PSetMutation(_Reader, Transient):
+    """A PSet being edited in place; see Transient for the rules."""
+
+    __slots__ = ("_root", "_count", "_hacc")
+
+    def __init__(self, s):
+        super().__init__()
+        self._root = s._root
+        self._count = s._count
+        self._hacc = s._hacc
+
+    def add(self, elem):
+        h = hash(elem) & M64
+        root, old = assoc(self._root, h, elem, None, self._token())
+        if old is MISSING:
+            self._root = root
+            self._count += 1
+            self._hacc ^= shuffle(h)
+
+    def discard(self, elem):
+        """Remove ``elem`` if present; return whether it was."""
+        h = hash(elem) & M64
+        root, old = dissoc(self._root, h, elem, self._token())
+        if old is MISSING:
+            return False
+        self._root = root
+        self._count -= 1
+        self._hacc ^= shuffle(h)
+        return True
+
+    def remove(self, elem):
+        if not self.discard(elem):
+            raise KeyError(elem)
+
+    def update(self, iterable):
+        for e in iterable:
+            self.add(e)
+
+    def difference_update(self, iterable):
+        for e in iterable:
+            self.discard(e)
+
+    def symmetric_difference_update(self, iterable):
+        for e in set(iterable):
+            if not self.discard(e):
+                self.add(e)
+
+    def __iter__(self):
+        raise TypeError("a PSetMutation is not iterable: finish() it first")
+
+    def _freeze(self):
+        return _make(PSet, self._root, self._count, self._hacc)
