@@ -9,5 +9,6 @@ from cowdb.pds._diff import diff
 from cowdb.pds._missing import MISSING
 from cowdb.pds.pmap import PMap, PMapMutation
 from cowdb.pds.pset import PSet, PSetMutation
+from cowdb.pds.pvector import PVector, PVectorMutation
 
-__all__ = ["MISSING", "diff", "PMap", "PMapMutation", "PSet", "PSetMutation"]
+__all__ = ["MISSING", "diff", "PMap", "PMapMutation", "PSet", "PSetMutation", "PVector", "PVectorMutation"]
