@@ -40,6 +40,25 @@ class _State:
     head: Commit        # head of main
 
 
+@dataclass(slots=True)
+class CheckReport:
+    """What ``Database.check()`` found: ok is True when errors is empty."""
+    versions: int = 0
+    pages: int = 0
+    free_pages: int = 0
+    page_count: int = 0
+    errors: list = None
+    pages_used: list = None
+
+    def __post_init__(self):
+        self.errors = [] if self.errors is None else self.errors
+        self.pages_used = [] if self.pages_used is None else self.pages_used
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
 class Database:
     """A cowdb database: one file (or memory), every commit a readable version."""
 
@@ -210,6 +229,50 @@ class Database:
             if self._meta_map is None or self._current() is st:
                 return Snapshot(self, Tree(self._nodes, c.root, c.count), c.version, st.txn)
             self._shared.unpin(st.txn)
+
+    def check(self) -> "CheckReport":
+        """Verify every page that any version, the catalog and the free list reach.
+
+        Also checks that no page is both free and in use and that every page
+        lies inside the file. Problems are collected, not raised.
+        """
+        self._check_open()
+        st = self._current()
+        self._shared.pin(st.txn)
+        report = CheckReport()
+        seen: set[int] = set()
+        used = report.pages_used
+        try:
+            try:
+                used.extend(walk(self._nodes, st.catalog, 0, seen))
+                for c in self._catalog(st).commits(reverse=False):
+                    report.versions += 1
+                    try:
+                        used.extend(walk(self._nodes, c.root, 0, seen))
+                    except Corruption as e:
+                        report.errors.append(f"version {c.version}: {e}")
+            except Corruption as e:
+                report.errors.append(f"catalog: {e}")
+            meta = self._store.meta
+            if meta.freelist.page:
+                used.append((meta.freelist.page, self._store.pages_for(meta.freelist_len)))
+            owned: dict[int, int] = {}
+            for first, n in used:
+                for p in range(first, first + n):
+                    if p >= meta.page_count:
+                        report.errors.append(f"page {p} lies past the end of the database")
+                    owned[p] = owned.get(p, 0) + 1
+            fl = self._store.freelist
+            free = set(fl.pool).union(*fl.pending.values()) if fl.pending else set(fl.pool)
+            both = sorted(free.intersection(owned))
+            if both:
+                report.errors.append(f"{len(both)} pages are both free and in use, e.g. {both[:5]}")
+            report.pages = len(owned)
+            report.free_pages = len(free)
+            report.page_count = meta.page_count
+        finally:
+            self._shared.unpin(st.txn)
+        return report
 
     def _unpin(self, txn: int) -> None:
         if not self._closed:

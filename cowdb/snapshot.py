@@ -16,7 +16,8 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return p[:-1] + bytes([p[-1] + 1]) if p else None
 
 
-def check_key(key, max_key: int) -> bytes:
+def check_key(key, max_key: int = 1 << 62) -> bytes:
+    """Normalise a key to bytes; reject other types, the empty key and oversized keys."""
     if type(key) is not bytes:
         if isinstance(key, str):
             key = key.encode("utf-8")
@@ -52,8 +53,10 @@ class _Reader:
                                     f"one with db.read() or db.write()")
         return tree
 
-    def _bound(self, key):
-        return None if key is None else check_key(key, self._max_key)
+    @staticmethod
+    def _bound(key):
+        """A range bound: any bytes or str (it is never stored, so any length will do)."""
+        return None if key is None else check_key(key)
 
     def __getitem__(self, key):
         v = self._live().get(check_key(key, self._max_key))
@@ -78,7 +81,7 @@ class _Reader:
         tree = self._live()
         start, stop = self._bound(start), self._bound(stop)
         if prefix is not None:
-            prefix = check_key(prefix, self._max_key)
+            prefix = check_key(prefix)
             end = prefix_end(prefix)
             start = prefix if start is None or start < prefix else start
             stop = end if stop is None or (end is not None and stop > end) else stop

@@ -9,6 +9,7 @@ from cowdb.pds._diff import diff
 from cowdb.pds._missing import MISSING
 from cowdb.pds.pmap import PMap, PMapMutation
 from cowdb.pds.pset import PSet, PSetMutation
+from cowdb.pds.psortedmap import PSortedMap, PSortedMapMutation
 from cowdb.pds.pvector import PVector, PVectorMutation
 
-__all__ = ["MISSING", "diff", "PMap", "PMapMutation", "PSet", "PSetMutation", "PVector", "PVectorMutation"]
+__all__ = ["MISSING", "diff", "PMap", "PMapMutation", "PSet", "PSetMutation", "PSortedMap", "PSortedMapMutation", "PVector", "PVectorMutation"]

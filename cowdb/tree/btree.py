@@ -129,15 +129,16 @@ class Tree:
 
     # ---- writing -------------------------------------------------------
     def _own_root(self):
-        if not self._dirty:
-            if self._root is None:
-                self._root = Leaf([], [], HEADER_SIZE)
-            else:
-                if self.frees:
-                    self.store.free(self._ref.page)
-                self._root = self._root.copy()
+        root = self._root
+        if root is None:  # empty (on disk, or emptied by this writer)
+            root = self._root = Leaf([], [], HEADER_SIZE)
             self._dirty = True
-        return self._root
+        elif not self._dirty:
+            if self.frees:
+                self.store.free(self._ref.page)
+            root = self._root = root.copy()
+            self._dirty = True
+        return root
 
     def _own_kid(self, parent: Branch, i: int):
         kid = parent.kids[i]

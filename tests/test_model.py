@@ -1,0 +1,166 @@
+"""The stateful model test: random writes, commits, aborts, snapshots and reopenings
+checked against a model that keeps one dict per version.
+"""
+import hypothesis.strategies as st
+from hypothesis import settings
+from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant,
+                                 precondition, rule)
+
+import cowdb
+from cowdb.errors import TransactionClosed
+
+# Few distinct keys so that updates and deletes hit existing ones; some values
+# are big enough to go to overflow pages, some keys long enough to split fast.
+keys = st.builds(lambda i, pad: b"k%03d" % i + b"x" * pad, st.integers(0, 60),
+                 st.sampled_from([0, 0, 0, 40, 150]))
+values = st.one_of(st.binary(max_size=12), st.binary(min_size=900, max_size=1200),
+                   st.builds(lambda n: bytes([n % 256]) * (3000 + n), st.integers(0, 50)))
+
+
+class DatabaseModel(RuleBasedStateMachine):
+    """The model: versions[v] is the dict committed as version v."""
+
+    snaps = Bundle("snaps")
+
+    def __init__(self):
+        super().__init__()
+        import tempfile
+        self.dir = tempfile.mkdtemp()
+        self.path = self.dir + "/model.cow"
+        self.db = None
+        self.tx = None
+        self.live = {}     # the open transaction's view
+        self.versions = {}
+        self.open_snaps = []
+
+    @initialize(in_memory=st.booleans(), page_size=st.sampled_from([1024, 4096]))
+    def open_db(self, in_memory, page_size):
+        self.in_memory = in_memory
+        self.db = cowdb.open(None if in_memory else self.path, page_size=page_size)
+        self.versions[0] = {}
+
+    def teardown(self):
+        if self.tx is not None:
+            self.tx.abort()
+        for s in self.open_snaps:
+            s.close()
+        if self.db is not None:
+            self.db.close()
+
+    # ---- writing -------------------------------------------------------
+    @precondition(lambda self: self.tx is None)
+    @rule()
+    def begin(self):
+        self.tx = self.db.write(message="m")
+        self.live = dict(self.versions[self.db.version])
+
+    @precondition(lambda self: self.tx is not None)
+    @rule(k=keys, v=values)
+    def put(self, k, v):
+        self.tx[k] = v
+        self.live[k] = v
+
+    @precondition(lambda self: self.tx is not None)
+    @rule(k=keys)
+    def delete(self, k):
+        assert self.tx.delete(k) == (k in self.live)
+        self.live.pop(k, None)
+
+    @precondition(lambda self: self.tx is not None)
+    @rule(n=st.integers(1, 400), v=values)
+    def put_many(self, n, v):
+        batch = {b"bulk%05d" % i: v for i in range(0, n * 7, 7)}
+        self.tx.update(batch)
+        self.live.update(batch)
+
+    @precondition(lambda self: self.tx is not None)
+    @rule(n=st.integers(1, 400))
+    def delete_many(self, n):
+        for k in sorted(self.live)[:n]:
+            del self.tx[k]
+            del self.live[k]
+
+    @precondition(lambda self: self.tx is not None)
+    @rule()
+    def commit(self):
+        v = self.tx.commit()
+        assert v == max(self.versions) + 1
+        self.versions[v] = self.live
+        self.tx = None
+        assert self.db.version == v
+
+    @precondition(lambda self: self.tx is not None)
+    @rule()
+    def abort(self):
+        self.tx.abort()
+        self.tx = None
+
+    # ---- reading -------------------------------------------------------
+    @rule(target=snaps, data=st.data())
+    def snapshot(self, data):
+        v = data.draw(st.sampled_from(sorted(self.versions)))
+        s = self.db.at(v)
+        self.open_snaps.append(s)
+        return (s, v)
+
+    @rule(s=snaps)
+    def check_snapshot(self, s):
+        snap, v = s
+        if snap._tree is None:
+            return
+        model = self.versions[v]
+        assert len(snap) == len(model)
+        assert list(snap.items()) == sorted(model.items())
+
+    @rule(s=snaps, a=keys, b=keys, reverse=st.booleans())
+    def check_range(self, s, a, b, reverse):
+        snap, v = s
+        if snap._tree is None:
+            return
+        model = sorted(self.versions[v].items())
+        want = [(k, x) for k, x in model if a <= k < b]
+        got = list(snap.items(a, b, reverse=reverse))
+        assert got == (want[::-1] if reverse else want)
+        assert snap.count(a, b) == len(want)
+        p = a[:3]
+        assert list(snap.keys(prefix=p)) == [k for k, _ in model if k.startswith(p)]
+
+    @precondition(lambda self: self.tx is not None)
+    @rule(a=keys)
+    def tx_reads_own_writes(self, a):
+        assert self.tx.get(a) == self.live.get(a)
+        assert len(self.tx) == len(self.live)
+
+    @precondition(lambda self: self.tx is None and not self.in_memory)
+    @rule()
+    def reopen(self):
+        for s in self.open_snaps:
+            s.close()
+        self.open_snaps.clear()
+        self.db.close()
+        self.db = cowdb.open(self.path)
+
+    @rule(s=snaps)
+    def close_snapshot(self, s):
+        s[0].close()
+        try:
+            len(s[0])
+        except TransactionClosed:
+            return
+        raise AssertionError("a closed snapshot must refuse reads")
+
+    @invariant()
+    def latest_matches(self):
+        if self.db is None:
+            return
+        with self.db.read() as snap:
+            model = self.versions[self.db.version]
+            assert snap.version == self.db.version
+            assert len(snap) == len(model)
+            for k in list(model)[:5]:
+                assert snap[k] == model[k]
+
+
+DatabaseModel.TestCase.settings = settings(max_examples=40, stateful_step_count=40,
+                                           deadline=None)
+TestDatabaseModel = DatabaseModel.TestCase
