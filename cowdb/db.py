@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import mmap
 import os
+from contextlib import contextmanager
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from struct import Struct
 
-from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, NotACowdbFile,
-                     ReadOnly, RefNotFound, VersionNotFound, WriteFailed)
-from .history.catalog import Catalog
+from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, InvalidType,
+                     NotACowdbFile, ReadOnly, RefNotFound, VersionNotFound, VersionReclaimed,
+                     WriteFailed)
+from .history.catalog import BRANCH, TAG, Catalog
 from .history.commits import Commit, CommitStats
 from .locks import close_shared, open_shared
 from .pages.io import BlockIO, MemoryIO, OsFileIO
@@ -27,6 +30,7 @@ from .pages.store import DEFAULT_PAGE_SIZE, PageStore
 from .snapshot import Snapshot, Transaction
 from .tree.btree import NodeCache, Tree
 from .tree.walk import walk
+from .versions import Versions
 
 _TXN = Struct("<Q")
 DURABILITY = ("sync", "none")
@@ -59,7 +63,7 @@ class CheckReport:
         return not self.errors
 
 
-class Database:
+class Database(Versions):
     """A cowdb database: one file (or memory), every commit a readable version."""
 
     def __init__(self, path=None, *, readonly: bool = False, durability: str = "sync",
@@ -191,12 +195,16 @@ class Database:
     def _commit_record(self, st: _State, version: int) -> Commit:
         c = self._commits.get(version)
         if c is None:
-            if type(version) is not int or isinstance(version, bool):
-                raise TypeError(f"a version is an int, not {type(version).__name__}")
+            if type(version) is not int:
+                raise InvalidType(f"a version is an int, a tag or branch name, or a datetime; "
+                                  f"not {type(version).__name__}")
             c = self._catalog(st).commit(version)
             if c is None:
-                raise VersionNotFound(f"version {version} does not exist (versions run from 0 "
-                                      f"to {st.version})")
+                if 0 <= version <= st.version:
+                    raise VersionReclaimed(f"version {version} was dropped by the retention "
+                                           f"rule and reclaimed by gc(); it cannot be read")
+                raise VersionNotFound(f"version {version} does not exist (the newest is "
+                                      f"{st.version})")
             self._commits[version] = c
         return c
 
@@ -207,28 +215,55 @@ class Database:
         self._check_open()
         return self._current().version
 
-    def read(self) -> Snapshot:
-        """A snapshot of the newest version of main: O(1), never blocks."""
+    def read(self, branch: str = "main") -> Snapshot:
+        """A snapshot of the newest version of a branch: O(1), never blocks."""
         self._check_open()
         while True:
             st = self._current()
-            head = st.head
-            self._shared.pin(st.txn)
-            if self._meta_map is None or self._current() is st:
-                return Snapshot(self, Tree(self._nodes, head.root, head.count), head.version,
-                                st.txn)
-            self._shared.unpin(st.txn)  # a commit raced the pin: take the newer state
+            c = st.head if branch == "main" else self._commit_record(
+                st, self._branch_version(st, branch))
+            snap = self._snapshot(st, c)
+            if snap is not None:
+                return snap
 
-    def at(self, version: int) -> Snapshot:
-        """A read-only snapshot of any kept version."""
+    def at(self, ref) -> Snapshot:
+        """A read-only snapshot of a kept version: an int version, a tag or branch name,
+        or a datetime (the newest version of main committed at or before it)."""
         self._check_open()
         while True:
             st = self._current()
-            c = self._commit_record(st, version)
-            self._shared.pin(st.txn)
-            if self._meta_map is None or self._current() is st:
-                return Snapshot(self, Tree(self._nodes, c.root, c.count), c.version, st.txn)
+            snap = self._snapshot(st, self._resolve(st, ref))
+            if snap is not None:
+                return snap
+
+    def _snapshot(self, st: _State, c: Commit) -> Snapshot | None:
+        """Pin st's txn and open c; None if another process committed meanwhile (retry)."""
+        self._shared.pin(st.txn)
+        if self._meta_map is not None and self._current() is not st:
             self._shared.unpin(st.txn)
+            return None
+        return Snapshot(self, Tree(self._nodes, c.root, c.count), c.version, st.txn)
+
+    def _resolve(self, st: _State, ref) -> Commit:
+        """What ``at()`` accepts -> the commit it names."""
+        if isinstance(ref, datetime):
+            if ref.tzinfo is None:
+                raise ValueError("give an aware datetime (for example with tzinfo=timezone.utc)")
+            t = int(ref.timestamp() * 1e9)
+            v = self._catalog(st).version_at("main", t)
+            if v is None:
+                raise VersionNotFound(f"no version of main was committed at or before {ref}")
+            return self._commit_record(st, v)
+        if isinstance(ref, str):
+            cat = self._catalog(st)
+            v = cat.ref(TAG, ref)
+            if v is None:
+                v = cat.ref(BRANCH, ref)
+            if v is None:
+                raise RefNotFound(f"no tag or branch named {ref!r}; see db.tags() and "
+                                  f"db.branches()")
+            return self._commit_record(st, v)
+        return self._commit_record(st, ref)
 
     def check(self) -> "CheckReport":
         """Verify every page that any version, the catalog and the free list reach.
@@ -282,23 +317,13 @@ class Database:
     def write(self, message: str = "", *, author: str = "", branch: str = "main",
               durability: str | None = None, timeout: float | None = None) -> Transaction:
         """Start the write transaction; use it with ``with`` (commit on success)."""
-        self._check_open()
-        if self.readonly:
-            raise ReadOnly("this database was opened with readonly=True; open it without it "
-                           "to write")
         if durability is not None and durability not in DURABILITY:
             raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
         if not isinstance(message, str) or not isinstance(author, str):
             raise TypeError("message and author must be str")
-        self._shared.acquire_writer(self.timeout if timeout is None else timeout)
+        st = self._lock_writer(timeout)
         try:
-            st = self._current()
-            if self._foreign:  # another process wrote last: make its state durable, then ours
-                self._store.sync()
-                self._store.durable_slot = self._slot_of(st.txn)
-                self._store.durable_txn = st.txn
-                self._foreign = False
-            head = st.head if branch == "main" else self._branch_head(st, branch)
+            head = self._commit_record(st, self._branch_version(st, branch))
             tree = Tree(self._nodes, head.root, head.count)
         except BaseException:
             self._shared.release_writer()
@@ -306,17 +331,43 @@ class Database:
         return Transaction(self, tree, head, message, author, branch,
                            durability or self.durability)
 
-    def _slot_of(self, txn: int) -> int:
-        for slot, meta in self._store.candidates():
-            if meta.txn == txn:
-                return slot
-        return self._store.durable_slot
+    def _lock_writer(self, timeout: float | None = None) -> _State:
+        """Take the writer lock and return the newest state, owned by this process."""
+        self._check_open()
+        if self.readonly:
+            raise ReadOnly("this database was opened with readonly=True; open it without it "
+                           "to write")
+        self._shared.acquire_writer(self.timeout if timeout is None else timeout)
+        try:
+            st = self._current()
+            if self._foreign:  # another process wrote last: make its state durable, then ours
+                store = self._store
+                store.sync()
+                store.durable_slot = next((s for s, m in store.candidates() if m.txn == st.txn),
+                                          store.durable_slot)
+                store.durable_txn = st.txn
+                self._foreign = False
+            return st
+        except BaseException:
+            self._shared.release_writer()
+            raise
 
-    def _branch_head(self, st: _State, branch: str) -> Commit:
+    @contextmanager
+    def _writer(self, timeout: float | None = None):
+        """Hold the writer lock for a catalog-only change (tag, branch, gc...)."""
+        st = self._lock_writer(timeout)
+        try:
+            yield st
+        finally:
+            self._shared.release_writer()
+
+    def _branch_version(self, st: _State, branch: str) -> int:
+        if branch == "main":
+            return st.head.version
         v = self._catalog(st).head(branch)
         if v is None:
-            raise RefNotFound(f"no branch named {branch!r}")
-        return self._commit_record(st, v)
+            raise RefNotFound(f"no branch named {branch!r}; see db.branches()")
+        return v
 
     def _end_write(self, tx: Transaction) -> None:
         self._shared.release_writer()
@@ -326,36 +377,57 @@ class Database:
         bound = self._store.durable_txn
         return bound if oldest is None else min(bound, oldest)
 
-    def _commit(self, tx: Transaction) -> int:
-        """Write the transaction's tree and a commit record; publish. Runs under the writer lock."""
+    def _update(self, change, durable: bool = True):
+        """Run ``change(catalog, txn)`` as one atomic txn and publish it (writer lock held).
+
+        Every write path goes through here: commits, tags, branches,
+        retention, gc. On any error the store rolls back and nothing of the
+        change is visible.
+        """
         self._check_open()
         store, st = self._store, self._state
         txn = store.meta.txn + 1
         store.begin(txn, self._reuse_bound())
-        pages0, bytes0 = store.pages_written, store.bytes_written
         try:
-            tree = tx._tree
-            root = tree.write(txn)
-            stats = CommitStats(tx.puts, tx.deletes, store.pages_written - pages0,
-                                store.bytes_written - bytes0)
             cat = Catalog(Tree(self._nodes, st.catalog, frees=True))
-            version = st.version + 1
-            now = max(time.time_ns(), self._commit_record(st, st.version).time_ns)
-            c = Commit(version, now, root, tree.count, (tx._head.version,), tx.message,
-                       tx.author, tx.branch, txn, stats)
-            cat.put_commit(c)
-            cat.set_head(tx.branch, version)
-            meta = store.publish(cat.tree.write(txn), durable=tx.durability == "sync")
+            result = change(cat, txn)
+            meta = store.publish(cat.tree.write(txn), durable)
         except BaseException as e:
             store.rollback()
             if getattr(e, "uncertain", False):
                 self._poison(str(e))
             raise
-        self._commits[version] = c
+        head = cat.commit(cat.head("main"))
+        self._state = _State(meta.txn, meta.catalog, cat.last_version(), head)
         self._wrote = True
-        head = c if tx.branch == "main" else st.head
-        self._state = _State(meta.txn, meta.catalog, version, head)
-        return version
+        return result
+
+    def _new_commit(self, cat: Catalog, txn: int, branch: str, root: RootRef, count: int,
+                    parents: tuple, message: str, author: str,
+                    stats: CommitStats = CommitStats()) -> Commit:
+        """Record a new version at the head of ``branch`` (inside ``_update``)."""
+        st = self._state
+        version = st.version + 1
+        now = max(time.time_ns(), self._commit_record(st, st.version).time_ns)
+        c = Commit(version, now, root, count, parents, message, author, branch, txn, stats)
+        cat.put_commit(c)
+        cat.set_ref(BRANCH, branch, version)
+        self._commits[version] = c
+        return c
+
+    def _commit(self, tx: Transaction) -> int:
+        """Write the transaction's tree and its commit record (writer lock held)."""
+        store = self._store
+
+        def change(cat, txn):
+            pages0, bytes0 = store.pages_written, store.bytes_written
+            root = tx._tree.write(txn)
+            stats = CommitStats(tx.puts, tx.deletes, store.pages_written - pages0,
+                                store.bytes_written - bytes0)
+            return self._new_commit(cat, txn, tx.branch, root, tx._tree.count,
+                                    (tx._head.version,), tx.message, tx.author, stats).version
+
+        return self._update(change, durable=tx.durability == "sync")
 
     def _poison(self, why: str) -> None:
         self._poisoned = why
@@ -418,7 +490,7 @@ def _create(io: BlockIO, page_size: int) -> None:
     store.begin(2, 1)
     cat = Catalog(Tree(NodeCache(store), EMPTY, frees=True))
     cat.put_commit(Commit(0, time.time_ns(), EMPTY, 0, (), "create", "", "main", 2))
-    cat.set_head("main", 0)
+    cat.set_ref(BRANCH, "main", 0)
     store.publish(cat.tree.write(2), durable=True)
 
 

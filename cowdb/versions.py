@@ -1,0 +1,303 @@
+"""The versioned face of Database: log, time travel, tags, branches, restore,
+retention and garbage collection.
+
+Every method here is a thin composition of the history layer (catalog,
+retention, gc) under the db layer's writer lock and ``_update`` mechanism:
+each change is one atomic txn, and a failure leaves the database as it was.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from .errors import InvalidKey, InvalidType, RefExists, RefNotFound
+from .history import gc as gcmod
+from .history.catalog import BRANCH, TAG
+from .history.commits import Commit
+from .history.retention import Retention
+from .snapshot import check_key
+from .tree.btree import Tree
+from .tree.walk import walk
+
+
+@dataclass(slots=True)
+class GcReport:
+    """What ``gc()`` did."""
+    versions_dropped: int = 0
+    pages_freed: int = 0
+    bytes_freed: int = 0
+    file_bytes_before: int = 0
+    file_bytes_after: int = 0
+
+
+@dataclass(slots=True)
+class Stats:
+    """Where the bytes are. ``pinned`` maps "tag NAME", "version V" and "reader TXN" to the
+    bytes each holds beyond what the branch heads (and newer kept versions) hold."""
+    file_bytes: int = 0
+    live_bytes: int = 0
+    reclaimable_bytes: int = 0
+    free_bytes: int = 0
+    versions: int = 0
+    kept_versions: int = 0
+    pinned: dict = field(default_factory=dict)
+
+
+def check_name(name, what: str) -> str:
+    if not isinstance(name, str):
+        raise InvalidType(f"a {what} name is a str, not {type(name).__name__}")
+    if not name or "\x00" in name or len(name.encode()) > 200 or name != name.strip():
+        raise InvalidKey(f"{what} name {name!r} is not valid: use 1 to 200 bytes, no NUL, "
+                         f"no leading or trailing spaces")
+    return name
+
+
+class Versions:
+    """Mixed into Database; uses its private state and mechanisms."""
+
+    # ---- reading history -----------------------------------------------
+    def commit_info(self, version) -> Commit:
+        """The commit record of a version (or of what a tag/branch/datetime names)."""
+        self._check_open()
+        return self._resolve(self._current(), version)
+
+    def log(self, limit: int | None = None, branch: str = "main"):
+        """Commits of a branch, newest first, following first parents."""
+        self._check_open()
+        st = self._current()
+        v: int | None = self._branch_version(st, check_name(branch, "branch"))
+        n = 0
+        cat = self._catalog(st)
+        while v is not None and (limit is None or n < limit):
+            c = self._commits.get(v) or cat.commit(v)
+            if c is None:  # older history was reclaimed
+                return
+            yield c
+            n += 1
+            v = c.parents[0] if c.parents else None
+
+    def history(self, key, limit: int | None = None, branch: str = "main"):
+        """(version, time, value or None) for each version of ``branch`` where key changed,
+        newest first."""
+        key = check_key(key, self.max_key)
+        prev = None
+        n = 0
+        for c in self.log(branch=branch):
+            value = Tree(self._nodes, c.root, c.count).get(key) if c.root.page else None
+            if prev is not None and value != prev[2]:
+                yield prev
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+            prev = (c.version, c.time, value)
+        if prev is not None and prev[2] is not None and (limit is None or n < limit):
+            yield prev
+
+    # ---- refs ------------------------------------------------------------
+    def tags(self) -> dict[str, int]:
+        self._check_open()
+        return self._catalog().refs(TAG)
+
+    def branches(self) -> dict[str, int]:
+        self._check_open()
+        return self._catalog().refs(BRANCH)
+
+    def tag(self, name: str, version=None) -> int:
+        """Name a version (None: the newest of main). Tags are immutable; returns the version."""
+        check_name(name, "tag")
+        with self._writer() as st:
+            v = st.head.version if version is None else self._resolve(st, version).version
+            if self._catalog(st).ref(TAG, name) is not None:
+                raise RefExists(f"tag {name!r} exists and tags never move; delete it first "
+                                f"or choose another name")
+            self._update(lambda cat, txn: cat.set_ref(TAG, name, v))
+        return v
+
+    def delete_tag(self, name: str) -> None:
+        check_name(name, "tag")
+        with self._writer():
+            if not self._update(lambda cat, txn: cat.delete_ref(TAG, name)):
+                raise RefNotFound(f"no tag named {name!r}; see db.tags()")
+
+    def branch(self, name: str, at=None) -> int:
+        """Start a branch at a version, tag or branch (None: head of main). O(1)."""
+        check_name(name, "branch")
+        with self._writer() as st:
+            v = st.head.version if at is None else self._resolve(st, at).version
+            if self._catalog(st).ref(BRANCH, name) is not None:
+                raise RefExists(f"branch {name!r} exists; delete it first or choose another name")
+            self._update(lambda cat, txn: cat.set_ref(BRANCH, name, v))
+        return v
+
+    def delete_branch(self, name: str) -> None:
+        check_name(name, "branch")
+        if name == "main":
+            raise InvalidKey("branch 'main' cannot be deleted")
+        with self._writer():
+            if not self._update(lambda cat, txn: cat.delete_ref(BRANCH, name)):
+                raise RefNotFound(f"no branch named {name!r}; see db.branches()")
+
+    # ---- restore ---------------------------------------------------------
+    def restore(self, version, message: str | None = None, branch: str = "main") -> int:
+        """Commit, on ``branch``, a new version whose content equals ``version``'s.
+
+        History is kept: the bad versions stay readable. O(1) pages: the new
+        version shares the old root.
+        """
+        with self._writer() as st:
+            target = self._resolve(st, version)
+            head = self._branch_version(st, check_name(branch, "branch"))
+            msg = f"restore version {target.version}" if message is None else message
+            return self._update(lambda cat, txn: self._new_commit(
+                cat, txn, branch, target.root, target.count, (head,), msg, "").version)
+
+    # ---- retention and gc ------------------------------------------------
+    @property
+    def retention(self) -> Retention:
+        self._check_open()
+        return Retention.decode(self._catalog().option("retention"))
+
+    def set_retention(self, keep_last: int | None = None,
+                      keep_within: timedelta | None = None) -> None:
+        """Keep the newest ``keep_last`` versions and those younger than ``keep_within``
+        (tags and branch heads always); both None keeps everything. Applied by gc()."""
+        if keep_last is not None and (type(keep_last) is not int or keep_last < 1):
+            raise ValueError("keep_last must be a positive int or None")
+        if keep_within is not None and not isinstance(keep_within, timedelta):
+            raise InvalidType("keep_within must be a datetime.timedelta or None")
+        r = Retention(keep_last, keep_within)
+        with self._writer():
+            self._update(lambda cat, txn: cat.set_option("retention", r.encode()))
+
+    def _plan(self, st):
+        """(all commits newest first, kept versions) under the stored retention rule."""
+        cat = self._catalog(st)
+        commits = list(cat.commits(reverse=True))
+        named = set(cat.refs(TAG).values()) | set(cat.refs(BRANCH).values())
+        rule = Retention.decode(cat.option("retention"))
+        return commits, rule.kept(commits, time.time_ns(), named)
+
+    def gc(self) -> GcReport:
+        """Drop versions the retention rule does not keep and free the pages only they reach.
+
+        Readers that hold a dropped version (here or in another process) keep
+        reading it: its pages are reused only after they close.
+        """
+        report = GcReport(file_bytes_before=self._io.size())
+        store = self._store
+        with self._writer() as st:
+            commits, keep = self._plan(st)
+            dropped = [c for c in commits if c.version not in keep]
+            if dropped:
+                marked = gcmod.mark(self._nodes, [c.root for c in commits if c.version in keep])
+                garbage = gcmod.sweep(self._nodes, [c.root for c in dropped], marked)
+
+                def change(cat, txn):
+                    for c in dropped:
+                        cat.drop_commit(c)
+                    for page, n in garbage:
+                        store.free(page, n)
+                self._update(change)
+                for c in dropped:
+                    self._commits.pop(c.version, None)
+                report.versions_dropped = len(dropped)
+                report.pages_freed = sum(n for _, n in garbage)
+                report.bytes_freed = report.pages_freed * store.page_size
+            self._give_back_tail()
+        report.file_bytes_after = self._io.size()
+        return report
+
+    def _give_back_tail(self) -> None:
+        """Truncate free pages at the end of the file (writer lock held)."""
+        store = self._store
+        fl = store.freelist
+
+        def change(cat, txn):
+            store.page_count = fl.trim_tail(store.page_count)
+        last = store.page_count - 1
+        if last in fl.pool or any(last in p for p in fl.pending.values()):
+            before = store.page_count
+            self._update(change)
+            if store.page_count < before:
+                self._io.truncate(store.page_count * store.page_size)
+
+    def compact(self, dest_path) -> None:
+        """Write a compacted copy to a new file: every kept version, tag, branch and the
+        retention rule, with the versions' shared pages shared in the copy too."""
+        import os
+        from .db import Database
+        dest_path = os.fspath(dest_path)
+        if os.path.exists(dest_path):
+            raise RefExists(f"{dest_path} exists; compact() writes a new file")
+        self._check_open()
+        st = self._current()
+        self._shared.pin(st.txn)  # the source stays readable whatever its writer does
+        try:
+            cat = self._catalog(st)
+            commits, keep = self._plan(st)
+            kept = [c for c in reversed(commits) if c.version in keep]
+            refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
+            retention = cat.option("retention")
+            dst = Database(dest_path, page_size=self._store.page_size)
+            try:
+                with dst._writer():
+                    dst._update(lambda dcat, txn: _fill(dcat, txn, self._nodes, dst._store,
+                                                        kept, refs, retention))
+            finally:
+                dst.close()
+        finally:
+            self._shared.unpin(st.txn)
+
+    # ---- stats -----------------------------------------------------------
+    def stats(self) -> Stats:
+        """Bytes in the file, live, reclaimable by gc(), free, and pinned by whom."""
+        self._check_open()
+        st = self._current()
+        store, nodes, ps = self._store, self._nodes, self._store.page_size
+        commits, keep = self._plan(st)
+        cat = self._catalog(st)
+        out = Stats(file_bytes=self._io.size(), versions=len(commits), kept_versions=len(keep))
+        by_version = {c.version: c for c in commits}
+        seen: set[int] = set()
+        catalog_pages = sum(n for _, n in walk(nodes, st.catalog, 0, seen))
+        heads = cat.refs(BRANCH)
+        live = catalog_pages + gcmod.mark_count(nodes, [by_version[v].root for v in
+                                                        heads.values()], seen)
+        for name, v in sorted(cat.refs(TAG).items()):
+            n = gcmod.mark_count(nodes, [by_version[v].root], seen)
+            out.pinned[f"tag {name}"] = n * ps
+            live += n
+        for c in commits:
+            if c.version in keep:
+                n = gcmod.mark_count(nodes, [c.root], seen)
+                if n:
+                    out.pinned[f"version {c.version}"] = n * ps
+                live += n
+        dead = sum(gcmod.mark_count(nodes, [c.root], seen) for c in commits
+                   if c.version not in keep)
+        fl = store.freelist
+        for txn in sorted(self._shared.pins):
+            held = sum(len(p) for t, p in fl.pending.items() if t > txn)
+            out.pinned[f"reader {txn}"] = held * ps
+        out.live_bytes = (live + store.pages_for(store.meta.freelist_len)) * ps
+        out.reclaimable_bytes = dead * ps
+        out.free_bytes = fl.count() * ps
+        return out
+
+
+def _fill(cat, txn, nodes, dst_store, kept, refs, retention) -> None:
+    """Fill a fresh catalog with copies of the kept commits and the refs."""
+    from dataclasses import replace
+    from .tree.copy import copy_tree
+    for c in list(cat.commits()):
+        cat.drop_commit(c)
+    memo: dict = {}
+    for c in kept:
+        root = copy_tree(nodes, dst_store, c.root, memo, txn)
+        cat.put_commit(replace(c, root=root, txn=txn))
+    for kind, names in refs.items():
+        for name, v in names.items():
+            cat.set_ref(kind, name, v)
+    if retention is not None:
+        cat.set_option("retention", retention)
