@@ -23,6 +23,8 @@ The walks are loops with an explicit path rather than recursion: a Python
 call per level costs more than the list appends.
 """
 
+from itertools import chain
+
 from cowdb.pds._missing import MISSING
 
 BITS = 5
@@ -35,10 +37,15 @@ def empty(owner=None):
     return [0, 0, owner]
 
 
-def lookup(node, key, h, default, shift=0):
-    """The value of ``key`` (whose masked hash is ``h``), or ``default``."""
-    while shift < 64:
-        bit = 1 << ((h >> shift) & _MASK)
+def lookup(node, key, h, default):
+    """The value of ``key`` (whose masked hash is ``h``), or ``default``.
+
+    The hottest loop of all: it shifts ``h`` instead of counting levels,
+    and only a miss checks for a collision node (the one kind of node with
+    both bitmaps empty, bar the empty root).
+    """
+    while True:
+        bit = 1 << (h & _MASK)
         dm = node[0]
         if dm & bit:
             i = 3 + 2 * (dm & (bit - 1)).bit_count()
@@ -47,15 +54,17 @@ def lookup(node, key, h, default, shift=0):
                 return node[i + 1]
             return default
         nm = node[1]
-        if not nm & bit:
+        if nm & bit:
+            node = node[~(nm & (bit - 1)).bit_count()]
+            h >>= BITS
+            continue
+        if dm or nm:
             return default
-        node = node[len(node) - 1 - (nm & (bit - 1)).bit_count()]
-        shift += BITS
-    for i in range(3, len(node), 2):
-        k = node[i]
-        if k is key or k == key:
-            return node[i + 1]
-    return default
+        for i in range(3, len(node), 2):
+            k = node[i]
+            if k is key or k == key:
+                return node[i + 1]
+        return default
 
 
 def _editable(node, owner):
@@ -234,22 +243,22 @@ def _walk(root):
         yield node, n
 
 
+# Each iterator is a C-level chain over per-node slices: no Python frame
+# runs per element, only one per node.
+
 def iter_items(root):
     """Every (key, value) pair; the order follows the hashes."""
-    for node, n in _walk(root):
-        yield from zip(node[3:n:2], node[4:n:2])
+    return chain.from_iterable(zip(node[3:n:2], node[4:n:2]) for node, n in _walk(root))
 
 
 def iter_keys(root):
     """Every key, in iter_items order."""
-    for node, n in _walk(root):
-        yield from node[3:n:2]
+    return chain.from_iterable(node[3:n:2] for node, n in _walk(root))
 
 
 def iter_values(root):
     """Every value, in iter_items order."""
-    for node, n in _walk(root):
-        yield from node[4:n:2]
+    return chain.from_iterable(node[4:n:2] for node, n in _walk(root))
 
 
 def _collision_dict(node):
@@ -337,7 +346,7 @@ def diff(a, b, shift=0):
 
 def _diff_pair_vs_node(key, val, node, shift, pair_is_new):
     """Diff one inline pair against the subtree that took its slot."""
-    other = lookup(node, key, hash(key) & M64, MISSING, shift)
+    other = lookup(node, key, (hash(key) & M64) >> shift, MISSING)
     if other is MISSING:
         yield (key, MISSING, val) if pair_is_new else (key, val, MISSING)
     elif not (other is val or other == val):

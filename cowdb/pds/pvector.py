@@ -10,6 +10,7 @@ shifting ``i`` five bits per level.
 
 import reprlib
 from collections.abc import Sequence
+from itertools import chain
 from types import GenericAlias
 
 from cowdb.pds._transient import Transient
@@ -141,9 +142,8 @@ class _Reader:
 
     def __iter__(self):
         root, shift, tail = self._root, self._shift, self._tail
-        for i in range(0, self._count - len(tail), 32):
-            yield from _leaf(root, shift, i)[:32]
-        yield from tail
+        leaves = (_leaf(root, shift, i)[:32] for i in range(0, self._count - len(tail), 32))
+        return chain(chain.from_iterable(leaves), tail)
 
 
 class PVector(_Reader):
