@@ -1,0 +1,90 @@
+"""The ``cowdb`` command: a click group, its global options, and error handling.
+
+Every command opens the database named by ``--db``, then ``COWDB_PATH``,
+then ``./cowdb.db``. Errors print one line (``Error: ...``) to stderr and
+exit 1; usage errors exit 2; ``--debug`` (or ``COWDB_DEBUG=1``) shows the
+traceback instead.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from cowdb.errors import CowdbError
+
+from . import engine
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Env:
+    """What every command gets: the database path and the global flags."""
+
+    def __init__(self, db: str, debug: bool, timeout: float | None):
+        self.path, self.debug, self.timeout = db, debug, timeout
+
+    def open(self, write: bool = False, create: bool = False):
+        return engine.open_db(self.path, write=write, create=create, timeout=self.timeout)
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        msg = f"{e.filename}: {e.strerror}"
+    return " ".join(msg.split())
+
+
+class CowdbGroup(click.Group):
+    """A group that turns any exception into one line on stderr (unless --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (KeyboardInterrupt, BrokenPipeError):
+            raise
+        except Exception as e:
+            debug = ctx.params.get("debug") or os.environ.get("COWDB_DEBUG", "") not in ("", "0")
+            if debug:
+                raise
+            if isinstance(e, (CowdbError, OSError, ValueError, KeyError, TypeError)):
+                raise click.ClickException(_one_line(e)) from e
+            raise click.ClickException(
+                f"internal error: {type(e).__name__}: {_one_line(e)} (run with --debug for the "
+                f"traceback, and please report it)") from e
+
+
+@click.group(cls=CowdbGroup, context_settings=CONTEXT)
+@click.option("--db", "db", envvar="COWDB_PATH", default="cowdb.db", show_default=True,
+              show_envvar=True, metavar="PATH", help="The database file.")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="How long a write waits for another writer (default 5).")
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.version_option(package_name="cowdb", prog_name="cowdb")
+@click.pass_context
+def cli(ctx: click.Context, db: str, timeout: float | None, debug: bool):
+    """cowdb: a copy-on-write, versioned key-value store.
+
+    Every commit is a version you can read, tag, diff and restore.
+
+    \b
+    Example:
+      cowdb tour /tmp/tour.cow            # a narrated tour on a real file
+      cowdb --db shop.cow init
+      cowdb --db shop.cow put apple red
+      export COWDB_PATH=shop.cow
+      cowdb scan --prefix a
+      cowdb log
+    """
+    ctx.obj = Env(db, debug, timeout)
+
+
+def main(argv=None) -> None:
+    """Entry point of the ``cowdb`` script and ``python -m cowdb``."""
+    cli.main(args=argv, prog_name="cowdb")
+
+
+from . import commands, tour  # noqa: E402,F401  (register the commands)

@@ -1,0 +1,347 @@
+"""The data and history commands: init, info, get, put, delete, scan, log, check."""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+
+import click
+
+from . import engine, fmt
+from .app import Env, cli
+
+pass_env = click.pass_obj
+
+
+def author_default() -> str:
+    a = os.environ.get("COWDB_AUTHOR")
+    if a is not None:
+        return a
+    try:
+        return getpass.getuser()
+    except Exception:
+        return ""
+
+
+def key_arg(s: str, escaped: bool) -> bytes:
+    if escaped:
+        try:
+            return fmt.unescape(s)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from e
+    return s.encode("utf-8", "surrogateescape")
+
+
+def _write_opts(f):
+    f = click.option("--branch", "-b", default="main", show_default=True,
+                     help="The branch to commit to.")(f)
+    f = click.option("--author", default=None, help="The commit's author "
+                     "(default: $COWDB_AUTHOR, else your login name).")(f)
+    f = click.option("--message", "-m", default=None, help="The commit message.")(f)
+    return f
+
+
+_escaped = click.option("--escaped", "-e", is_flag=True,
+                        help="Read backslash escapes (\\xNN, \\n, \\\\) in KEY, as scan prints "
+                             "them.")
+_at = click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None,
+                   help="Read that version instead of the head of main (TIME: ISO 8601, "
+                        "e.g. 2025-01-31T12:00, local time unless it has an offset).")
+
+
+def say_commit(branch: str, version: int, message: str) -> None:
+    click.echo(f"[{branch} {version}] {message}")
+
+
+# ---------------------------------------------------------------- init / info
+@cli.command()
+@click.argument("path", required=False)
+@pass_env
+def init(env: Env, path: str | None):
+    """Create an empty database (version 0).
+
+    PATH defaults to the --db path. Fails if a file is already there.
+
+    \b
+    Example:
+      cowdb init shop.cow
+      cowdb --db shop.cow init
+    """
+    path = path or env.path
+    if os.path.exists(path):
+        raise click.ClickException(f"{path} already exists; delete it first or choose another "
+                                   f"path")
+    import cowdb
+    cowdb.open(path).close()
+    click.echo(f"created {path} (version 0, empty)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@pass_env
+def info(env: Env, as_json: bool):
+    """What the database holds: path, size, versions, keys, branches and tags.
+
+    \b
+    Example:
+      cowdb --db shop.cow info
+    """
+    with env.open() as db, db.read() as snap:
+        head = engine.commit(db, snap.version)
+        d = {
+            "path": os.path.abspath(env.path),
+            "file_size": os.path.getsize(env.path),
+            "version": db.version,
+            "head": snap.version,
+            "keys": len(snap),
+            "last_commit": fmt.iso(head.time),
+            "branches": engine.branches(db),
+            "tags": engine.tags(db),
+        }
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    click.echo(f"path:         {d['path']}")
+    click.echo(f"file size:    {fmt.size(d['file_size'])}")
+    click.echo(f"head of main: version {d['head']} ({d['keys']} keys, committed "
+               f"{fmt.when(head.time)})")
+    click.echo(f"newest:       version {d['version']}")
+    br = ", ".join(f"{k} ({v})" for k, v in sorted(d["branches"].items()))
+    click.echo(f"branches:     {br}")
+    tg = ", ".join(f"{k} ({v})" for k, v in sorted(d["tags"].items())) or "none"
+    click.echo(f"tags:         {tg}")
+
+
+# ---------------------------------------------------------------- get / put / delete
+@cli.command()
+@click.argument("key")
+@_at
+@_escaped
+@click.option("--raw", is_flag=True, help="Write the value's exact bytes, with no newline.")
+@pass_env
+def get(env: Env, key: str, at: str | None, escaped: bool, raw: bool):
+    """Print the value of KEY (exit 1 if there is none).
+
+    The value is shown as UTF-8 text, with bytes that are not UTF-8 escaped
+    as \\xNN; --raw writes the bytes exactly (for binary values).
+
+    \b
+    Example:
+      cowdb get apple
+      cowdb get apple --at 3
+      cowdb get photo --raw > photo.jpg
+    """
+    k = key_arg(key, escaped)
+    with env.open() as db, engine.at(db, at) as snap:
+        v = snap.get(k)
+        if v is None:
+            raise click.ClickException(f"no key {fmt.inline(k)!r} at version {snap.version}")
+    if raw:
+        out = click.get_binary_stream("stdout")
+        out.write(v)
+        out.flush()
+    else:
+        click.echo(fmt.text(v))
+
+
+@cli.command()
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--file", "-f", "file", type=click.File("rb"), default=None,
+              help="Read the value from this file ('-' for stdin).")
+@_escaped
+@_write_opts
+@pass_env
+def put(env: Env, key: str, value: str | None, file, escaped: bool, message, author, branch):
+    """Set KEY to VALUE in a new version.
+
+    The value comes from the VALUE argument, from --file, or from standard
+    input when VALUE is '-' or missing.
+
+    \b
+    Example:
+      cowdb put apple red
+      cowdb put apple red -m "apples are red"
+      cowdb put photo --file photo.jpg
+      echo -n green | cowdb put apple
+    """
+    k = key_arg(key, escaped)
+    if file is not None and value is not None:
+        raise click.UsageError("give the value as VALUE or with --file, not both")
+    if file is not None:
+        v = file.read()
+    elif value is None or value == "-":
+        stdin = click.get_binary_stream("stdin")
+        if value is None and stdin.isatty():
+            raise click.UsageError("give a VALUE, --file PATH, or pipe the value on stdin")
+        v = stdin.read()
+    else:
+        v = key_arg(value, escaped)
+    message = f"put {fmt.inline(k)}" if message is None else message
+    with env.open(write=True) as db:
+        with db.write(message=message, author=author_default() if author is None else author,
+                      branch=branch) as tx:
+            tx[k] = v
+    say_commit(branch, tx.version, message)
+
+
+@cli.command()
+@click.argument("keys", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Do not fail when a key is missing.")
+@_escaped
+@_write_opts
+@pass_env
+def delete(env: Env, keys: tuple[str, ...], force: bool, escaped: bool, message, author, branch):
+    """Delete one or more KEYS in a new version.
+
+    Fails, changing nothing, if a key is missing (unless --force).
+
+    \b
+    Example:
+      cowdb delete apple
+      cowdb delete apple banana -m "no more fruit"
+    """
+    ks = [key_arg(k, escaped) for k in keys]
+    message = f"delete {' '.join(fmt.inline(k) for k in ks)}" if message is None else message
+    with env.open(write=True) as db:
+        tx = db.write(message=message, author=author_default() if author is None else author,
+                      branch=branch)
+        with tx:
+            gone = [k for k in ks if not tx.delete(k)]
+            if gone and not force:
+                tx.abort()
+                raise click.ClickException(
+                    f"no key {fmt.inline(gone[0])!r} on {branch}; nothing was deleted "
+                    f"(--force ignores missing keys)")
+            if len(gone) == len(ks):
+                tx.abort()
+                click.echo("nothing to delete")
+                return
+    say_commit(branch, tx.version, message)
+
+
+# ---------------------------------------------------------------- scan
+@cli.command()
+@click.option("--prefix", "-p", default=None, help="Only keys that start with this.")
+@click.option("--start", default=None, help="Only keys >= START.")
+@click.option("--stop", default=None, help="Only keys < STOP.")
+@click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
+              help="At most this many keys.")
+@click.option("--reverse", "-r", is_flag=True, help="In descending key order.")
+@click.option("--keys-only", "-k", is_flag=True, help="Print keys only.")
+@click.option("--count", "-c", "count_only", is_flag=True,
+              help="Print how many keys match (fast: O(log n) without --prefix).")
+@_at
+@_escaped
+@pass_env
+def scan(env: Env, prefix, start, stop, limit, reverse, keys_only, count_only, at, escaped):
+    """List keys and values in key order, one 'KEY<TAB>VALUE' line each.
+
+    Keys and values are printed on one line each: a backslash, control
+    characters and bytes that are not UTF-8 are escaped (\\\\, \\n, \\t, \\xNN);
+    pass such a key back with --escaped.
+
+    \b
+    Example:
+      cowdb scan
+      cowdb scan --prefix user: --limit 10
+      cowdb scan --start a --stop c --reverse
+      cowdb scan --at v1.0 --keys-only
+    """
+    conv = (lambda s: None if s is None else key_arg(s, escaped))
+    p, lo, hi = conv(prefix), conv(start), conv(stop)
+    if p == b"":
+        p = None
+    with env.open() as db, engine.at(db, at) as snap:
+        if count_only:
+            if p is None:
+                n = snap.count(lo, hi)
+            else:
+                n = sum(1 for _ in snap.keys(lo, hi, prefix=p))
+            if limit is not None:
+                n = min(n, limit)
+            click.echo(n)
+            return
+        out = sys.stdout
+        for i, (k, v) in enumerate(snap.items(lo, hi, prefix=p, reverse=reverse)):
+            if limit is not None and i >= limit:
+                break
+            if keys_only:
+                click.echo(fmt.inline(k))
+            else:
+                click.echo(f"{fmt.inline(k)}\t{fmt.inline(v)}")
+        out.flush()
+
+
+# ---------------------------------------------------------------- log
+def _commit_json(c) -> dict:
+    return {"version": c.version, "time": fmt.iso(c.time), "message": c.message,
+            "author": c.author, "parents": list(c.parents)}
+
+
+def _decorations(db) -> dict[int, list[str]]:
+    deco: dict[int, list[str]] = {}
+    for name, v in sorted(engine.branches(db).items()):
+        deco.setdefault(v, []).append(name)
+    for name, v in sorted(engine.tags(db).items()):
+        deco.setdefault(v, []).append(f"tag: {name}")
+    return deco
+
+
+@cli.command()
+@click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
+              help="Show at most this many versions.")
+@click.option("--branch", "-b", default="main", show_default=True,
+              help="Follow this branch's history.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON array of commits (version, time, message, author, parents).")
+@pass_env
+def log(env: Env, limit, branch, as_json):
+    """One line per version, newest first, like `git log --oneline`.
+
+    Each line: version, commit time (local), message, author, and the
+    branches and tags that point at it.
+
+    \b
+    Example:
+      cowdb log
+      cowdb log -n 5 --branch feature
+      cowdb log --json | jq '.[0].version'
+    """
+    with env.open() as db:
+        commits = engine.log(db, limit=limit, branch=branch)
+        if as_json:
+            click.echo(json.dumps([_commit_json(c) for c in commits], indent=2,
+                                  ensure_ascii=False))
+            return
+        deco = _decorations(db)
+        for c in commits:
+            line = click.style(f"{c.version:>4}", fg="yellow") + f"  {fmt.when(c.time)}  "
+            line += c.message or click.style("(no message)", dim=True)
+            if c.author:
+                line += click.style(f"  <{c.author}>", dim=True)
+            if c.version in deco:
+                line += " " + click.style(f"({', '.join(deco[c.version])})", fg="cyan")
+            click.echo(line)
+
+
+# ---------------------------------------------------------------- check
+@cli.command()
+@pass_env
+def check(env: Env):
+    """Verify every page of every version; exit 1 if anything is wrong.
+
+    \b
+    Example:
+      cowdb check && echo healthy
+    """
+    with env.open() as db:
+        r = db.check()
+    if r.ok:
+        click.echo(f"ok: {r.versions} versions, {r.pages} pages in use, {r.free_pages} free, "
+                   f"{r.page_count} in the file")
+        return
+    for e in r.errors:
+        click.echo(f"problem: {e}", err=True)
+    raise click.ClickException(f"{len(r.errors)} problem(s) found in {env.path}")

@@ -1,0 +1,133 @@
+"""How the command line shows bytes, versions and times, and parses them back.
+
+Keys and values are bytes. On the command line they are UTF-8 text:
+
+- ``text(b)``: the bytes as UTF-8 when they decode, else escaped (``\\xff``);
+  for showing one value on its own.
+- ``inline(b)``: always one line and reversible: control characters, bytes
+  that are not UTF-8 and the backslash itself are escaped (``\\n``,
+  ``\\xff``, ``\\\\``). ``unescape()`` turns that back into the bytes, so a
+  key printed by ``scan`` can be passed back with ``--escaped``.
+- ``jvalue(b)``: for JSON: a string when the bytes are UTF-8, else
+  ``{"base64": "..."}``; ``from_jvalue()`` reads either back.
+"""
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime, timezone
+
+_ESC = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def text(b: bytes) -> str:
+    """UTF-8 where it decodes; otherwise every byte that does not decode as \\xNN."""
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b.decode("utf-8", "backslashreplace")
+
+
+def inline(b: bytes) -> str:
+    """One line, reversible with ``unescape``: escape \\, control characters and non-UTF-8."""
+    s = b.decode("utf-8", "surrogateescape")
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if ch in _ESC:
+            out.append(_ESC[ch])
+        elif 0xDC80 <= o <= 0xDCFF:          # a byte that is not UTF-8
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0 or o in (0x2028, 0x2029):
+            out.append(f"\\x{o:02x}" if o < 0x80 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_UNESC = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|[\\nrt0])")
+
+
+def unescape(s: str) -> bytes:
+    """The bytes that ``inline`` showed as ``s`` (\\xNN is one raw byte)."""
+    out = bytearray()
+    pos = 0
+    for m in _UNESC.finditer(s):
+        out += s[pos:m.start()].encode("utf-8")
+        e = m.group(1)
+        if e[0] == "x":
+            out.append(int(e[1:], 16))
+        elif e[0] == "u":
+            out += chr(int(e[1:], 16)).encode("utf-8")
+        else:
+            out += {"\\": b"\\", "n": b"\n", "r": b"\r", "t": b"\t", "0": b"\0"}[e]
+        pos = m.end()
+    rest = s[pos:]
+    if "\\" in rest:
+        raise ValueError(f"unknown escape in {s!r}: use \\\\, \\n, \\r, \\t, \\0, \\xNN or \\uNNNN")
+    out += rest.encode("utf-8")
+    return bytes(out)
+
+
+def jvalue(b: bytes | None):
+    """JSON form of bytes: the string when UTF-8, else {"base64": ...}; None stays null."""
+    if b is None:
+        return None
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(b).decode("ascii")}
+
+
+def from_jvalue(v) -> bytes | None:
+    """Inverse of ``jvalue``."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    if isinstance(v, dict) and set(v) == {"base64"} and isinstance(v["base64"], str):
+        return base64.b64decode(v["base64"], validate=True)
+    raise ValueError(f'expected a string or {{"base64": "..."}}, not {v!r}')
+
+
+def when(t: datetime) -> str:
+    """A commit time for people: local time, to the second."""
+    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso(t: datetime) -> str:
+    """A commit time for machines: ISO 8601 in UTC with microseconds."""
+    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def parse_time(s: str) -> datetime | None:
+    """An ISO 8601 date or date-time; naive means local time. None when s is not one."""
+    s2 = s.strip()
+    if not re.match(r"^\d{4}-\d{2}-\d{2}", s2):
+        return None
+    if s2.endswith("Z"):
+        s2 = s2[:-1] + "+00:00"
+    try:
+        t = datetime.fromisoformat(s2)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.astimezone()   # local time
+    return t
+
+
+def ref(s: str):
+    """What ``--at`` names: an int version, a datetime, or a tag/branch name (str)."""
+    s = s.strip()
+    if s.isascii() and s.isdigit():
+        return int(s)
+    t = parse_time(s)
+    return t if t is not None else s
+
+
+def size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
