@@ -94,3 +94,11 @@ class InvalidType(CowdbError, TypeError):
 
 class DatabaseNotFound(CowdbError, FileNotFoundError):
     """The path names no database and it could not (or must not) be created."""
+
+
+class InvalidMerge(CowdbError, ValueError):
+    """A merge that cannot be done as asked (a branch into itself, no common history)."""
+
+
+class ProtectedBranch(CowdbError, ValueError):
+    """Branch "main" cannot be deleted."""

@@ -11,12 +11,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from .errors import InvalidKey, InvalidType, RefExists, RefNotFound
+from .errors import (InvalidKey, InvalidMerge, InvalidType, MergeConflict, ProtectedBranch,
+                     RefExists, RefNotFound, VersionReclaimed)
 from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG
-from .history.commits import Commit
+from .history.commits import Commit, CommitStats
 from .history.retention import Retention
-from .snapshot import check_key
+from .snapshot import check_key, prefix_end
+from .tree import diff as diffmod
+from .tree.merge import merge3
+from .pages.meta import EMPTY
 from .tree.btree import Tree
 from .tree.walk import walk
 
@@ -42,6 +46,53 @@ class Stats:
     versions: int = 0
     kept_versions: int = 0
     pinned: dict = field(default_factory=dict)
+
+
+class Diff:
+    """The changes between two versions, iterated once in key order.
+
+    ``pages_visited`` counts the pages the diff opened so far: O(d x depth)
+    for d changes. Both versions stay pinned until the iteration ends or
+    ``close()`` is called.
+    """
+
+    def __init__(self, nodes, a, b, start, stop):
+        self.stats = diffmod.DiffStats()
+        self._snaps = (a, b)
+        self._changes = diffmod.changes(nodes, a._tree.ref, b._tree.ref, start, stop,
+                                        self.stats)
+        self.a_version, self.b_version = a.version, b.version
+
+    @property
+    def pages_visited(self) -> int:
+        return self.stats.pages_visited
+
+    def __iter__(self):
+        try:
+            yield from self._changes
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for s in self._snaps:
+            s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def replace_root(c: Commit, root) -> Commit:
+    from dataclasses import replace
+    return replace(c, root=root, count=0)
+
+
+def _check_resolve(resolve) -> None:
+    if resolve is not None and resolve not in ("ours", "theirs") and not callable(resolve):
+        raise ValueError("resolve must be None, 'ours', 'theirs' or a callable "
+                         "(key, base, ours, theirs) -> bytes | None")
 
 
 def check_name(name, what: str) -> str:
@@ -133,7 +184,8 @@ class Versions:
     def delete_branch(self, name: str) -> None:
         check_name(name, "branch")
         if name == "main":
-            raise InvalidKey("branch 'main' cannot be deleted")
+            raise ProtectedBranch("branch 'main' cannot be deleted; it is where db.write() "
+                                  "and db.read() go by default")
         with self._writer():
             if not self._update(lambda cat, txn: cat.delete_ref(BRANCH, name)):
                 raise RefNotFound(f"no branch named {name!r}; see db.branches()")
@@ -151,6 +203,107 @@ class Versions:
             msg = f"restore version {target.version}" if message is None else message
             return self._update(lambda cat, txn: self._new_commit(
                 cat, txn, branch, target.root, target.count, (head,), msg, "").version)
+
+    # ---- diff, merge, revert ---------------------------------------------
+    def diff(self, a, b, prefix=None, start=None, stop=None) -> "Diff":
+        """Changes from a to b (anything at() accepts), in key order. Skips every subtree
+        the two versions share: O(d x depth) pages for d changes."""
+        start = None if start is None else check_key(start)
+        stop = None if stop is None else check_key(stop)
+        if prefix is not None:
+            prefix = check_key(prefix)
+            end = prefix_end(prefix)
+            start = prefix if start is None or start < prefix else start
+            stop = end if stop is None or (end is not None and stop > end) else stop
+        sa = self.at(a)
+        try:
+            sb = self.at(b)
+        except BaseException:
+            sa.close()
+            raise
+        return Diff(self._nodes, sa, sb, start, stop)
+
+    def _merge_base(self, st, a: int, b: int) -> int:
+        """The newest common ancestor of versions a and b in the commit graph."""
+        from heapq import heappop, heappush
+        flags = {a: 1}
+        flags[b] = flags.get(b, 0) | 2
+        heap, done = sorted({-a, -b}), set()  # a sorted list is a heap: newest first
+        cat = self._catalog(st)
+        while heap:
+            v = -heappop(heap)
+            if v in done:
+                continue
+            done.add(v)
+            if flags[v] == 3:
+                return v
+            c = self._commits.get(v) or cat.commit(v)
+            for p in (c.parents if c is not None else ()):
+                if p not in flags:
+                    heappush(heap, -p)
+                flags[p] = flags.get(p, 0) | flags[v]
+        raise VersionReclaimed(f"versions {a} and {b} have no common ancestor left (it was "
+                               f"reclaimed by gc()); merge is not possible")
+
+    def merge(self, source: str, into: str = "main", resolve=None,
+              message: str | None = None) -> int:
+        """Three-way merge of branch ``source`` into branch ``into``; returns the version
+        now at the head of ``into`` (a merge commit, or source's head on a fast-forward).
+
+        Conflicts (a key changed differently on both sides since the merge base)
+        raise MergeConflict with nothing committed, unless ``resolve`` is "ours",
+        "theirs" or a callable (key, base, ours, theirs) -> bytes | None.
+        """
+        check_name(source, "branch"), check_name(into, "branch")
+        if source == into:
+            raise InvalidMerge(f"cannot merge branch {source!r} into itself")
+        _check_resolve(resolve)
+        with self._writer() as st:
+            src = self._commit_record(st, self._branch_version(st, source))
+            dst = self._commit_record(st, self._branch_version(st, into))
+            base = self._commit_record(st, self._merge_base(st, dst.version, src.version))
+            if base.version == src.version:
+                return dst.version                    # nothing new on source
+            if base.version == dst.version:           # fast-forward
+                self._update(lambda cat, txn: cat.set_ref(BRANCH, into, src.version))
+                return src.version
+            msg = f"merge {source} into {into}" if message is None else message
+            return self._merge_commit(base, dst, src, into, resolve, msg,
+                                      (dst.version, src.version))
+
+    def revert(self, version, branch: str = "main", resolve=None,
+               message: str | None = None) -> int:
+        """Commit, on ``branch``, the inverse of exactly that version's changes.
+
+        A key that a later commit changed differently is a conflict (MergeConflict,
+        or settled by ``resolve`` as in merge)."""
+        check_name(branch, "branch")
+        _check_resolve(resolve)
+        with self._writer() as st:
+            c = self._resolve(st, version)
+            parent = (self._commit_record(st, c.parents[0]) if c.parents else
+                      replace_root(c, EMPTY))
+            head = self._commit_record(st, self._branch_version(st, branch))
+            msg = f"revert version {c.version}" if message is None else message
+            return self._merge_commit(c, head, parent, branch, resolve, msg, (head.version,))
+
+    def _merge_commit(self, base, ours, theirs, branch, resolve, message, parents) -> int:
+        """Apply base->theirs onto ours and commit it on branch (writer lock held)."""
+        store = self._store
+        tree = Tree(self._nodes, ours.root, ours.count)
+        conflicts = merge3(self._nodes, base.root, tree, theirs.root, resolve)
+        if conflicts:
+            raise MergeConflict(f"{len(conflicts)} keys changed differently on both sides, "
+                                f"e.g. {conflicts[0].key!r}; nothing was committed: pass "
+                                f"resolve='ours', 'theirs' or a function", conflicts)
+
+        def change(cat, txn):
+            pages0, bytes0 = store.pages_written, store.bytes_written
+            root = tree.write(txn)
+            stats = CommitStats(0, 0, store.pages_written - pages0, store.bytes_written - bytes0)
+            return self._new_commit(cat, txn, branch, root, tree.count, parents, message, "",
+                                    stats).version
+        return self._update(change)
 
     # ---- retention and gc ------------------------------------------------
     @property

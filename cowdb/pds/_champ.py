@@ -226,6 +226,37 @@ def _fold(path, old, new, root, owner):
     return _splice(path, old, new, root, owner)
 
 
+def build(entries, shift=0):
+    """A fresh trie from ``[(masked hash, key, value), ...]`` with distinct keys.
+
+    Partitions by hash fragment, level by level, instead of inserting one
+    pair at a time: several times faster for building from a dict.
+    """
+    if shift >= 64:
+        node = [0, 0, None]
+        for _, k, v in entries:
+            node += (k, v)
+        return node
+    groups = {}
+    for e in entries:
+        groups.setdefault(e[0] >> shift & _MASK, []).append(e)
+    node = [0, 0, None]
+    children = []
+    dm = nm = 0
+    for frag in sorted(groups):
+        group = groups[frag]
+        if len(group) == 1:
+            dm |= 1 << frag
+            node += group[0][1:]
+        else:
+            nm |= 1 << frag
+            children.append(build(group, shift + BITS))
+    node[0] = dm
+    node[1] = nm
+    node += reversed(children)
+    return node
+
+
 def _split(node):
     """Where the pairs of ``node`` end and its children begin."""
     return len(node) - node[1].bit_count()

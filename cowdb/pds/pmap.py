@@ -131,8 +131,13 @@ class PMap(_Reader):
         if type(col) is type(self) and not kw:
             self._root, self._count, self._hacc = col._root, col._count, col._hacc
             return
-        m = _make(type(self), _champ.empty(), 0, 0).update(col, **kw)
-        self._root, self._count, self._hacc = m._root, m._count, m._hacc
+        d = col if type(col) is dict and not kw else dict(_pairs(col, kw))
+        self._root = _champ.build([(hash(k) & M64, k, v) for k, v in d.items()])
+        self._count = len(d)
+        try:
+            self._hacc = accumulate(d.items())
+        except Exception:  # an unhashable value: see _rehash
+            self._hacc = None
 
     def __iter__(self):
         return _champ.iter_keys(self._root)

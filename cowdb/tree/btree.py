@@ -21,6 +21,14 @@ from .node import (BRANCH_ENTRY, LEAF_ENTRY, OVERFLOW_REF_SIZE, Branch, Leaf, Ov
                    branch_size, decode, encode_branch, encode_leaf)
 
 
+def read_overflow(store: PageStore, ov: Overflow) -> bytes:
+    """An overflow value, checked against the checksum and length its leaf recorded."""
+    data = store.read(ov.page)
+    if int.from_bytes(data[:8], "little") != ov.checksum or len(data) != HEADER_SIZE + ov.length:
+        raise Corruption(f"page {ov.page} does not hold the value its leaf expects", ov.page)
+    return data[HEADER_SIZE:]
+
+
 class NodeCache(dict):
     """Decoded clean nodes by image checksum, bounded, oldest-first eviction.
 
@@ -109,10 +117,7 @@ class Tree:
         return kid if type(kid) is not int else self.nodes.load(kid, branch.sums[i])
 
     def read_overflow(self, ov: Overflow) -> bytes:
-        data = self.store.read(ov.page)
-        if int.from_bytes(data[:8], "little") != ov.checksum or len(data) != HEADER_SIZE + ov.length:
-            raise Corruption(f"page {ov.page} does not hold the value its leaf expects", ov.page)
-        return data[HEADER_SIZE:]
+        return read_overflow(self.store, ov)
 
     def rank(self, key: bytes | None) -> int:
         """How many keys sort before ``key`` (None: all of them). O(depth x fanout) in C."""

@@ -1,0 +1,142 @@
+"""Structural diff of two trees: time proportional to the difference.
+
+Each tree is read as a stream, in key order, of subtrees and entries. Two
+subtrees at the head of both streams with the same checksum hold the same
+content (the checksum covers their whole subtree: a Merkle tree), so both
+are skipped unread. Otherwise the one that starts first, or the taller one,
+is opened into its children. For two versions d keys apart this visits
+O(d x depth) pages; ``DiffStats.pages_visited`` counts them so tests can
+check the bound.
+
+Stream elements: (SUB, low, high, page, checksum, height) or (ENT, key, value).
+``low``/``high`` bound the keys a subtree can hold (None: unbounded above).
+"""
+from dataclasses import dataclass
+
+from .btree import read_overflow
+from .node import Branch
+
+SUB, ENT = 0, 1
+
+
+@dataclass(slots=True)
+class Change:
+    key: bytes
+    old: bytes | None   # None: the key was added
+    new: bytes | None   # None: the key was deleted
+
+    def __iter__(self):
+        return iter((self.key, self.old, self.new))
+
+
+@dataclass(slots=True)
+class DiffStats:
+    pages_visited: int = 0
+
+
+def _height(nodes, ref) -> int:
+    node, h = nodes.load(ref.page, ref.checksum), 0
+    while type(node) is Branch:
+        node, h = nodes.load(node.kids[0], node.sums[0]), h + 1
+    return h
+
+
+def _root_stream(nodes, ref):
+    return [(SUB, b"", None, ref.page, ref.checksum, _height(nodes, ref))] if ref.page else []
+
+
+def changes(nodes, a_ref, b_ref, start=None, stop=None, stats: DiffStats | None = None):
+    """Yield Change for every key whose value differs between tree a and tree b."""
+    stats = stats if stats is not None else DiffStats()
+    if a_ref.page == b_ref.page or (a_ref.page and a_ref.checksum == b_ref.checksum):
+        return
+    a, b = _root_stream(nodes, a_ref), _root_stream(nodes, b_ref)   # stacks: head at the end
+    value = _reader(nodes)
+
+    def open_(stack):
+        _, low, high, page, checksum, height = stack.pop()
+        node = nodes.load(page, checksum)
+        stats.pages_visited += 1
+        if type(node) is Branch:
+            keys, n = node.keys, len(node.keys)
+            for i in range(n - 1, -1, -1):
+                lo = keys[i] if i else low
+                hi = keys[i + 1] if i + 1 < n else high
+                if (stop is not None and lo >= stop) or (start is not None and hi is not None
+                                                         and hi <= start):
+                    continue
+                stack.append((SUB, lo, hi, node.kids[i], node.sums[i], height - 1))
+        else:
+            for k, v in zip(reversed(node.keys), reversed(node.vals)):
+                if (start is None or k >= start) and (stop is None or k < stop):
+                    stack.append((ENT, k, v))
+
+    while a or b:
+        if not b:
+            if a[-1][0] == SUB:
+                open_(a)
+            else:
+                e = a.pop()
+                yield Change(e[1], value(e[2]), None)
+            continue
+        if not a:
+            if b[-1][0] == SUB:
+                open_(b)
+            else:
+                e = b.pop()
+                yield Change(e[1], None, value(e[2]))
+            continue
+        x, y = a[-1], b[-1]
+        if x[0] == ENT and y[0] == ENT:
+            if x[1] < y[1]:
+                a.pop()
+                yield Change(x[1], value(x[2]), None)
+            elif y[1] < x[1]:
+                b.pop()
+                yield Change(y[1], None, value(y[2]))
+            else:
+                a.pop(), b.pop()
+                if not _same(x[2], y[2], value):
+                    yield Change(x[1], value(x[2]), value(y[2]))
+        elif x[0] == SUB and y[0] == SUB:
+            if x[4] == y[4] and x[1] == y[1]:
+                a.pop(), b.pop()             # the same subtree: skip it unread
+            elif x[1] < y[1]:
+                open_(a)
+            elif y[1] < x[1]:
+                open_(b)
+            elif x[5] > y[5]:
+                open_(a)
+            elif y[5] > x[5]:
+                open_(b)
+            else:
+                open_(a), open_(b)
+        elif x[0] == ENT:                    # entry vs subtree
+            if x[1] < y[1]:
+                a.pop()
+                yield Change(x[1], value(x[2]), None)
+            else:
+                open_(b)
+        else:
+            if y[1] < x[1]:
+                b.pop()
+                yield Change(y[1], None, value(y[2]))
+            else:
+                open_(a)
+
+
+def _same(u, v, value) -> bool:
+    inline_u, inline_v = type(u) is bytes, type(v) is bytes
+    if inline_u and inline_v:
+        return u == v
+    if inline_u != inline_v:
+        return False  # inline values are at most a quarter page, overflow values longer
+    return u.checksum == v.checksum or (u.length == v.length and value(u) == value(v))
+
+
+def _reader(nodes):
+    store = nodes.store
+
+    def value(v):
+        return v if type(v) is bytes else read_overflow(store, v)
+    return value
