@@ -7,6 +7,7 @@ clear error (``Unsupported``) rather than failing with an AttributeError.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import click
 
 import cowdb
@@ -75,27 +76,26 @@ def branches(db) -> dict[str, int]:
     return dict(db.branches())
 
 
-def diff(db, a: int, b: int, prefix: bytes | None = None):
-    """(key, old, new) for every key whose value differs between versions a and b.
+@contextmanager
+def diff(db, a, b, prefix: bytes | None = None):
+    """Yields an iterator of (key, old, new) for every key whose value differs from a to b.
 
-    old/new is None where the key is absent. Uses the engine's diff when it
-    has one (which skips shared subtrees); otherwise walks both versions.
+    old/new is None where the key is absent. Uses the engine's diff, which
+    skips the subtrees both versions share, when it has one; otherwise walks
+    both versions in key order.
     """
     f = getattr(db, "diff", None)
     if callable(f):
+        d = f(a, b, prefix=prefix)
         try:
-            changes = f(a, b, prefix=prefix) if prefix is not None else f(a, b)
-        except TypeError:
-            changes = None
-        if changes is not None:
-            for ch in changes:
-                if isinstance(ch, tuple):
-                    yield ch[0], ch[1], ch[2]
-                else:
-                    yield ch.key, ch.old, ch.new
-            return
+            yield (tuple(ch) for ch in d)
+        finally:
+            close = getattr(d, "close", None)
+            if close is not None:
+                close()
+        return
     with db.at(a) as sa, db.at(b) as sb:
-        yield from _merge_walk(sa.items(prefix=prefix), sb.items(prefix=prefix))
+        yield _merge_walk(sa.items(prefix=prefix), sb.items(prefix=prefix))
 
 
 _END = object()

@@ -5,9 +5,6 @@ import os
 import tempfile
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 import cowdb
 
@@ -17,6 +14,7 @@ from .app import cli
 
 class _Narrator:
     def __init__(self):
+        from rich.console import Console
         self.c = Console(highlight=False, soft_wrap=True)
         self.n = 0
 
@@ -29,6 +27,7 @@ class _Narrator:
         self.c.print(text)
 
     def code(self, text: str) -> None:
+        from rich.markup import escape
         for line in text.splitlines():
             self.c.print(f"   [green]>>>[/] {escape(line)}")
 
@@ -130,6 +129,7 @@ def tour(path: str | None):
     t.step("Close, reopen the file: every version is still there")
     t.code(f"db = cowdb.open({path!r})")
     db = cowdb.open(path)
+    from rich.table import Table
     table = Table(show_edge=False, pad_edge=False)
     for col in ("version", "message", "apple", "banana", "cherry", "date"):
         table.add_column(col)

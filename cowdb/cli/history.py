@@ -1,0 +1,509 @@
+"""The version commands: show, diff, history, tag, branch, restore, merge, revert,
+retention, gc, stats, compact."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import click
+
+from cowdb.errors import MergeConflict
+
+from . import engine, fmt
+from .app import Env, cli
+from .commands import _commit_json, _escaped, key_arg, say_commit
+
+pass_env = click.pass_obj
+
+
+# ---------------------------------------------------------------- change lists
+def _change_json(k, old, new) -> dict:
+    return {"key": fmt.jvalue(k), "old": fmt.jvalue(old), "new": fmt.jvalue(new)}
+
+
+def _echo_change(k, old, new) -> None:
+    key = fmt.inline(k)
+    if old is None:
+        click.echo(click.style(f"A {key}\t{fmt.inline(new)}", fg="green"))
+    elif new is None:
+        click.echo(click.style(f"D {key}\t{fmt.inline(old)}", fg="red"))
+    else:
+        click.echo(click.style("M ", fg="yellow") + f"{key}\t" +
+                   click.style(fmt.inline(old), fg="red") + " -> " +
+                   click.style(fmt.inline(new), fg="green"))
+
+
+def _stat_line(added: int, deleted: int, modified: int) -> str:
+    n = added + deleted + modified
+    return (f"{n} key{'s' if n != 1 else ''} changed: {added} added, {deleted} deleted, "
+            f"{modified} modified")
+
+
+def _print_changes(changes, stat: bool, limit: int | None) -> tuple[int, int, int]:
+    counts = [0, 0, 0]
+    shown = 0
+    for k, old, new in changes:
+        counts[0 if old is None else 1 if new is None else 2] += 1
+        if not stat and (limit is None or shown < limit):
+            _echo_change(k, old, new)
+            shown += 1
+    total = sum(counts)
+    if not stat and limit is not None and total > shown:
+        click.echo(click.style(f"... and {total - shown} more (see --limit)", dim=True))
+    return tuple(counts)
+
+
+# ---------------------------------------------------------------- show
+@cli.command()
+@click.argument("ref", metavar="VERSION", default="main")
+@click.option("--stat", is_flag=True, help="Only count the changes.")
+@click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
+              help="List at most this many changes.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON object: the commit and its changes.")
+@pass_env
+def show(env: Env, ref: str, stat: bool, limit, as_json: bool):
+    """A version's commit record and its changes against its first parent.
+
+    VERSION is a version number, tag, branch or time (default: main).
+
+    \b
+    Example:
+      cowdb show 3
+      cowdb show v1.0 --stat
+      cowdb show 3 --json
+    """
+    with env.open() as db:
+        c = engine.commit(db, fmt.ref(ref))
+        parent = c.parents[0] if c.parents else None
+        if parent is None:
+            changes_cm = None
+        else:
+            changes_cm = engine.diff(db, parent, c.version)
+        if as_json:
+            d = _commit_json(c)
+            d["branch"] = c.branch
+            if changes_cm is None:
+                d["changes"] = []
+            else:
+                with changes_cm as ch:
+                    d["changes"] = [_change_json(*x) for x in ch]
+            click.echo(json.dumps(d, indent=2, ensure_ascii=False))
+            return
+        deco = [n for n, v in engine.branches(db).items() if v == c.version]
+        deco += [f"tag: {n}" for n, v in engine.tags(db).items() if v == c.version]
+        title = click.style(f"version {c.version}", fg="yellow")
+        if deco:
+            title += " " + click.style(f"({', '.join(sorted(deco))})", fg="cyan")
+        click.echo(title)
+        if len(c.parents) > 1:
+            click.echo(f"Merge:   {' '.join(map(str, c.parents))}")
+        elif c.parents:
+            click.echo(f"Parent:  {c.parents[0]}")
+        click.echo(f"Branch:  {c.branch}")
+        if c.author:
+            click.echo(f"Author:  {c.author}")
+        click.echo(f"Date:    {fmt.when(c.time)} ({fmt.iso(c.time)})")
+        st = c.stats
+        click.echo(f"Wrote:   {st.keys_put} puts, {st.keys_deleted} deletes, "
+                   f"{st.pages_written} pages ({fmt.size(st.bytes_written)})")
+        click.echo()
+        click.echo(f"    {c.message or '(no message)'}")
+        click.echo()
+        if changes_cm is None:
+            click.echo("(the first version: no parent to compare with)")
+            return
+        with changes_cm as ch:
+            counts = _print_changes(ch, stat, limit)
+        if stat or sum(counts) == 0 or limit is not None:
+            click.echo(_stat_line(*counts))
+
+
+# ---------------------------------------------------------------- diff
+@cli.command()
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B", default="main")
+@click.option("--prefix", "-p", default=None, help="Only keys that start with this.")
+@click.option("--stat", is_flag=True, help="Only count the changes.")
+@click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
+              help="List at most this many changes.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print a JSON array of {"key", "old", "new"} (null: absent).')
+@_escaped
+@pass_env
+def diff(env: Env, a: str, b: str, prefix, stat: bool, limit, as_json: bool, escaped: bool):
+    """The keys whose values differ from version A to version B (default: main).
+
+    One line per key, in key order: 'A KEY<TAB>VALUE' added, 'D KEY<TAB>VALUE'
+    deleted, 'M KEY<TAB>OLD -> NEW' modified. A and B are version numbers,
+    tags, branches or times. Only the pages that differ are read.
+
+    \b
+    Example:
+      cowdb diff 3 5
+      cowdb diff v1.0 main --stat
+      cowdb diff main feature --json
+    """
+    p = None if prefix is None else key_arg(prefix, escaped)
+    with env.open() as db:
+        with engine.diff(db, fmt.ref(a), fmt.ref(b), prefix=p) as changes:
+            if as_json:
+                out = click.get_text_stream("stdout")
+                out.write("[")
+                n = 0
+                for ch in changes:
+                    if limit is not None and n >= limit:
+                        break
+                    out.write(("," if n else "") + "\n  " +
+                              json.dumps(_change_json(*ch), ensure_ascii=False))
+                    n += 1
+                out.write("\n]\n" if n else "]\n")
+                return
+            counts = _print_changes(changes, stat, limit)
+    if stat:
+        click.echo(_stat_line(*counts))
+
+
+# ---------------------------------------------------------------- history
+@cli.command()
+@click.argument("key")
+@click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
+              help="Show at most this many changes.")
+@click.option("--branch", "-b", default="main", show_default=True)
+@_escaped
+@pass_env
+def history(env: Env, key: str, limit, branch: str, escaped: bool):
+    """The versions where KEY changed, newest first, with the value it got.
+
+    '(deleted)' marks a version that removed it.
+
+    \b
+    Example:
+      cowdb history apple
+      cowdb history user:42 -n 5
+    """
+    k = key_arg(key, escaped)
+    with env.open() as db:
+        f = engine.need(db, "history", "history of a key")
+        for v, t, value in f(k, limit=limit, branch=branch):
+            shown = click.style("(deleted)", fg="red") if value is None else fmt.inline(value)
+            click.echo(click.style(f"{v:>4}", fg="yellow") + f"  {fmt.when(t)}  {shown}")
+
+
+# ---------------------------------------------------------------- refs
+def _list_refs(refs: dict[str, int], as_json: bool, current: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(dict(sorted(refs.items())), indent=2, ensure_ascii=False))
+        return
+    width = max((len(n) for n in refs), default=0)
+    for name, v in sorted(refs.items()):
+        mark = "* " if name == current else "  " if current is not None else ""
+        click.echo(f"{mark}{name:<{width}}  {v}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None,
+              help="Where the new branch starts (default: the head of main).")
+@click.option("--delete", "-d", "delete", is_flag=True, help="Delete branch NAME.")
+@click.option("--json", "as_json", is_flag=True, help="List as a JSON object name -> version.")
+@pass_env
+def branch(env: Env, name, at, delete: bool, as_json: bool):
+    """List branches, or create or delete branch NAME.
+
+    Without NAME: one line per branch and the version at its head. With
+    NAME: start the branch at the head of main (or --at). Branching is O(1).
+
+    \b
+    Example:
+      cowdb branch                      # list
+      cowdb branch feature              # create at the head of main
+      cowdb branch hotfix --at v1.0
+      cowdb branch -d feature
+      cowdb put k v --branch feature    # commit to it
+    """
+    if name is None:
+        if delete or at:
+            raise click.UsageError("give the NAME of the branch")
+        with env.open() as db:
+            _list_refs(engine.branches(db), as_json, current="main")
+        return
+    with env.open(write=True) as db:
+        if delete:
+            if at:
+                raise click.UsageError("--at and --delete do not go together")
+            v = engine.branches(db).get(name)
+            db.delete_branch(name)
+            click.echo(f"deleted branch {name} (was at {v})")
+        else:
+            v = db.branch(name, None if at is None else fmt.ref(at))
+            click.echo(f"created branch {name} at version {v}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None,
+              help="The version to tag (default: the head of main).")
+@click.option("--delete", "-d", "delete", is_flag=True, help="Delete tag NAME.")
+@click.option("--json", "as_json", is_flag=True, help="List as a JSON object name -> version.")
+@pass_env
+def tag(env: Env, name, at, delete: bool, as_json: bool):
+    """List tags, or create or delete tag NAME.
+
+    A tag names one version for good: it never moves, and gc keeps the
+    version it names.
+
+    \b
+    Example:
+      cowdb tag                         # list
+      cowdb tag v1.0                    # tag the head of main
+      cowdb tag before-import --at 41
+      cowdb tag -d v1.0
+    """
+    if name is None:
+        if delete or at:
+            raise click.UsageError("give the NAME of the tag")
+        with env.open() as db:
+            _list_refs(engine.tags(db), as_json)
+        return
+    with env.open(write=True) as db:
+        if delete:
+            if at:
+                raise click.UsageError("--at and --delete do not go together")
+            v = engine.tags(db).get(name)
+            db.delete_tag(name)
+            click.echo(f"deleted tag {name} (was version {v})")
+        else:
+            v = db.tag(name, None if at is None else fmt.ref(at))
+            click.echo(f"tagged version {v} as {name}")
+
+
+# ---------------------------------------------------------------- restore / merge / revert
+@cli.command()
+@click.argument("ref", metavar="VERSION")
+@click.option("--branch", "-b", default="main", show_default=True,
+              help="The branch that gets the restored content.")
+@click.option("--message", "-m", default=None, help="The commit message.")
+@pass_env
+def restore(env: Env, ref: str, branch: str, message):
+    """Commit a new version whose content is exactly VERSION's.
+
+    History is kept: the versions in between stay readable. O(1): the new
+    version shares VERSION's pages.
+
+    \b
+    Example:
+      cowdb restore 3
+      cowdb restore before-import -m "undo the import"
+    """
+    with env.open(write=True) as db:
+        v = db.restore(fmt.ref(ref), message=message, branch=branch)
+        msg = engine.commit(db, v).message
+    say_commit(branch, v, msg)
+
+
+def _conflicts(e: MergeConflict) -> None:
+    for c in e.conflicts:
+        click.echo(f"conflict: {fmt.inline(c.key)}\tbase={_opt(c.base)} ours={_opt(c.ours)} "
+                   f"theirs={_opt(c.theirs)}", err=True)
+    raise click.ClickException(
+        f"{len(e.conflicts)} conflicting key(s); nothing was committed (--resolve ours|theirs "
+        f"settles them)")
+
+
+def _opt(b) -> str:
+    return "(absent)" if b is None else fmt.inline(b)
+
+
+_resolve = click.option("--resolve", type=click.Choice(["ours", "theirs"]), default=None,
+                        help="Settle conflicting keys with our side or theirs.")
+
+
+@cli.command()
+@click.argument("source", metavar="SRC")
+@click.option("--into", "into", default="main", show_default=True, metavar="DST",
+              help="The branch that receives the changes.")
+@_resolve
+@click.option("--message", "-m", default=None, help="The merge commit's message.")
+@pass_env
+def merge(env: Env, source: str, into: str, resolve, message):
+    """Three-way merge of branch SRC into branch DST.
+
+    Conflicts (a key changed differently on both sides) are listed on
+    stderr and nothing is committed (exit 1), unless --resolve.
+
+    \b
+    Example:
+      cowdb merge feature --into main
+      cowdb merge feature --resolve theirs
+    """
+    with env.open(write=True) as db:
+        f = engine.need(db, "merge", "merge")
+        before = engine.branches(db).get(into)
+        try:
+            v = f(source, into=into, resolve=resolve, message=message)
+        except MergeConflict as e:
+            _conflicts(e)
+        c = engine.commit(db, v)
+    if v == before:
+        click.echo(f"already up to date: {into} has every change of {source}")
+    elif len(c.parents) < 2:
+        click.echo(f"fast-forward: {into} is now at version {v}")
+    else:
+        say_commit(into, v, c.message)
+
+
+@cli.command()
+@click.argument("ref", metavar="VERSION")
+@click.option("--branch", "-b", default="main", show_default=True,
+              help="The branch that gets the revert commit.")
+@_resolve
+@click.option("--message", "-m", default=None, help="The commit message.")
+@pass_env
+def revert(env: Env, ref: str, branch: str, resolve, message):
+    """Commit the inverse of exactly VERSION's changes.
+
+    A key that a later commit changed again is a conflict: listed, nothing
+    committed, exit 1 (unless --resolve).
+
+    \b
+    Example:
+      cowdb revert 7
+      cowdb revert 7 --resolve theirs
+    """
+    with env.open(write=True) as db:
+        f = engine.need(db, "revert", "revert")
+        try:
+            v = f(fmt.ref(ref), branch=branch, resolve=resolve, message=message)
+        except MergeConflict as e:
+            _conflicts(e)
+        msg = engine.commit(db, v).message
+    say_commit(branch, v, msg)
+
+
+# ---------------------------------------------------------------- retention / gc / stats
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(s: str) -> timedelta:
+    m = _DURATION.match(s)
+    if not m:
+        raise click.BadParameter(f"{s!r} is not a duration; use a number and s, m, h, d or w "
+                                 f"(e.g. 90m, 7d)")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def _show_duration(t: timedelta) -> str:
+    s = t.total_seconds()
+    for u in ("w", "d", "h", "m"):
+        if s >= _UNITS[u] and s % _UNITS[u] == 0:
+            return f"{int(s // _UNITS[u])}{u}"
+    return f"{s:g}s"
+
+
+@cli.command()
+@click.option("--keep-last", type=click.IntRange(min=1), default=None,
+              help="Keep the newest N versions.")
+@click.option("--keep-within", default=None, metavar="DURATION",
+              help="Keep versions younger than this (90m, 12h, 7d, 2w).")
+@click.option("--keep-all", is_flag=True, help="Keep every version (the default rule).")
+@pass_env
+def retention(env: Env, keep_last, keep_within, keep_all: bool):
+    """Show or set which versions gc keeps.
+
+    Tags and branch heads are always kept. Without options: show the rule.
+
+    \b
+    Example:
+      cowdb retention
+      cowdb retention --keep-last 100 --keep-within 7d
+      cowdb retention --keep-all
+    """
+    if keep_all and (keep_last or keep_within):
+        raise click.UsageError("--keep-all does not go with --keep-last or --keep-within")
+    if not (keep_all or keep_last or keep_within):
+        with env.open() as db:
+            r = db.retention
+        if r.keeps_everything:
+            click.echo("keep every version")
+        else:
+            rules = []
+            if r.keep_last is not None:
+                rules.append(f"the newest {r.keep_last} versions")
+            if r.keep_within is not None:
+                rules.append(f"versions younger than {_show_duration(r.keep_within)}")
+            click.echo(f"keep {' and '.join(rules)}, and every tag and branch head")
+        return
+    within = None if keep_within is None else parse_duration(keep_within)
+    with env.open(write=True) as db:
+        db.set_retention(keep_last=keep_last, keep_within=within)
+    click.echo("retention set; `cowdb gc` applies it")
+
+
+@cli.command()
+@pass_env
+def gc(env: Env):
+    """Drop the versions retention does not keep and reclaim their pages.
+
+    \b
+    Example:
+      cowdb retention --keep-last 10
+      cowdb gc
+    """
+    with env.open(write=True) as db:
+        r = db.gc()
+    click.echo(f"dropped {r.versions_dropped} version(s), freed {r.pages_freed} page(s) "
+               f"({fmt.size(r.bytes_freed)}); file {fmt.size(r.file_bytes_before)} -> "
+               f"{fmt.size(r.file_bytes_after)}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@pass_env
+def stats(env: Env, as_json: bool):
+    """Where the bytes are: live, reclaimable by gc, free, and what pins them.
+
+    \b
+    Example:
+      cowdb stats
+      cowdb stats --json | jq .reclaimable_bytes
+    """
+    with env.open() as db:
+        s = db.stats()
+    d = {"file_bytes": s.file_bytes, "live_bytes": s.live_bytes,
+         "reclaimable_bytes": s.reclaimable_bytes, "free_bytes": s.free_bytes,
+         "versions": s.versions, "kept_versions": s.kept_versions, "pinned": dict(s.pinned)}
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    click.echo(f"file:         {fmt.size(s.file_bytes)}")
+    click.echo(f"live:         {fmt.size(s.live_bytes)}")
+    click.echo(f"reclaimable:  {fmt.size(s.reclaimable_bytes)} (by `cowdb gc`)")
+    click.echo(f"free:         {fmt.size(s.free_bytes)}")
+    click.echo(f"versions:     {s.versions} ({s.kept_versions} kept by retention)")
+    if s.pinned:
+        click.echo("pinned (bytes held beyond the branch heads):")
+        for what, n in s.pinned.items():
+            click.echo(f"  {what:<20} {fmt.size(n)}")
+
+
+@cli.command()
+@click.argument("dest", type=click.Path(dir_okay=False))
+@pass_env
+def compact(env: Env, dest: str):
+    """Write a compacted copy of the database to DEST (a new file).
+
+    Every kept version, tag, branch and the retention rule are copied, with
+    shared pages still shared.
+
+    \b
+    Example:
+      cowdb compact shop-compact.cow && mv shop-compact.cow shop.cow
+    """
+    import os
+    with env.open() as db:
+        engine.need(db, "compact", "compact")(dest)
+    click.echo(f"wrote {dest} ({fmt.size(os.path.getsize(dest))}, was "
+               f"{fmt.size(os.path.getsize(env.path))})")

@@ -1,0 +1,272 @@
+"""import and export: JSON Lines and CSV, streamed, with a progress bar on long runs."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+
+import click
+
+from . import engine, fmt
+from .app import Env, cli
+from .commands import _at, _escaped, author_default, key_arg, say_commit
+
+pass_env = click.pass_obj
+FORMATS = ("jsonl", "csv")
+
+
+def _guess_format(name: str | None, given: str | None) -> str:
+    if given:
+        return given
+    if name and name != "-":
+        ext = os.path.splitext(name)[1].lower()
+        if ext == ".csv":
+            return "csv"
+        if ext in (".jsonl", ".ndjson", ".json"):
+            return "jsonl"
+    return "jsonl"
+
+
+class Progress:
+    """A rich progress bar on stderr that appears only once a run has taken a second,
+    and only on a terminal (COWDB_PROGRESS=1 forces it, =0 hides it)."""
+
+    def __init__(self, description: str, total: int | None, unit: str = ""):
+        self.description, self.total, self.unit = description, total, unit
+        self.done = 0
+        self.started = time.monotonic()
+        self.bar = None
+        force = os.environ.get("COWDB_PROGRESS")
+        if force is not None:
+            self.enabled = force not in ("", "0")
+            self.delay = 0.0
+        else:
+            self.enabled = sys.stderr.isatty()
+            self.delay = 1.0
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.monotonic() - self.started < self.delay:
+                return
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar,
+                                       TaskProgressColumn, TextColumn, TimeRemainingColumn)
+            cols = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                    MofNCompleteColumn() if self.unit != "bytes" else TextColumn(""),
+                    TimeRemainingColumn()]
+            self.bar = Bar(*cols, console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.description, total=self.total)
+        self.bar.update(self.task, completed=self.done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---------------------------------------------------------------- export
+@cli.command()
+@click.option("--output", "-o", default="-", metavar="FILE",
+              help="Write here instead of standard output (written whole, then renamed).")
+@click.option("--format", "-F", "form", type=click.Choice(FORMATS), default=None,
+              help="jsonl (default, or from the .jsonl/.csv name of --output) or csv.")
+@click.option("--prefix", "-p", default=None, help="Only keys that start with this.")
+@_at
+@_escaped
+@pass_env
+def export(env: Env, output: str, form, prefix, at, escaped):
+    """Write every key and value of a version as JSON Lines or CSV.
+
+    JSON Lines: one {"key": K, "value": V} per line, in key order; a key or
+    value that is not UTF-8 is written as {"base64": "..."}. CSV: a header
+    'key,value', then one row per key; CSV holds text only, so a value that
+    is not UTF-8 stops the export (use JSON Lines for binary data).
+
+    \b
+    Example:
+      cowdb export -o backup.jsonl
+      cowdb export --at v1.0 --format csv > v1.csv
+      cowdb export --prefix user: | gzip > users.jsonl.gz
+    """
+    form = _guess_format(output, form)
+    p = None if prefix is None else key_arg(prefix, escaped)
+    tmp = None
+    if output == "-":
+        out = click.get_text_stream("stdout")
+    else:
+        folder = os.path.dirname(os.path.abspath(output))
+        fd, tmp = tempfile.mkstemp(prefix=".cowdb-export-", dir=folder)
+        out = io.open(fd, "w", encoding="utf-8", newline="")
+    n = 0
+    try:
+        with env.open() as db, engine.at(db, at) as snap:
+            total = len(snap) if p is None else None
+            with Progress(f"export {snap.version}", total) as bar:
+                if form == "jsonl":
+                    for k, v in snap.items(prefix=p):
+                        out.write(json.dumps({"key": fmt.jvalue(k), "value": fmt.jvalue(v)},
+                                             ensure_ascii=False) + "\n")
+                        n += 1
+                        bar.advance()
+                else:
+                    w = csv.writer(out, lineterminator="\n")
+                    w.writerow(["key", "value"])
+                    for k, v in snap.items(prefix=p):
+                        w.writerow([_csv_text(k, "key", k), _csv_text(v, "value of", k)])
+                        n += 1
+                        bar.advance()
+            out.flush()
+            version = snap.version
+        if tmp is not None:
+            out.close()
+            os.replace(tmp, output)
+            tmp = None
+    finally:
+        if tmp is not None:
+            out.close()
+            os.unlink(tmp)
+    if output != "-":
+        click.echo(f"exported {n} keys of version {version} to {output}", err=True)
+
+
+def _csv_text(b: bytes, what: str, key: bytes) -> str:
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.ClickException(
+            f"the {what} {fmt.inline(key)!r} is not UTF-8 text, which CSV cannot hold; export "
+            f"as JSON Lines (--format jsonl), which keeps bytes as base64") from None
+
+
+# ---------------------------------------------------------------- import
+def _jsonl_records(f):
+    for lineno, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or "key" not in rec or "value" not in rec:
+                raise ValueError('expected an object {"key": ..., "value": ...}')
+            k = fmt.from_jvalue(rec["key"])
+            if k is None:
+                raise ValueError("the key is null")
+            yield lineno, k, fmt.from_jvalue(rec["value"])
+        except ValueError as e:
+            raise click.ClickException(f"line {lineno}: {e}; nothing was imported") from e
+
+
+def _csv_records(f):
+    r = csv.reader(f)
+    header = next(r, None)
+    if header is None:
+        return
+    cols = [h.strip().lower() for h in header]
+    if "key" not in cols or "value" not in cols:
+        raise click.ClickException("line 1: a CSV import needs a header row with the columns "
+                                   "key and value; nothing was imported")
+    ki, vi = cols.index("key"), cols.index("value")
+    for row in r:
+        if not row:
+            continue
+        if len(row) <= max(ki, vi):
+            raise click.ClickException(f"line {r.line_num}: expected {len(cols)} columns, got "
+                                       f"{len(row)}; nothing was imported")
+        yield r.line_num, row[ki].encode("utf-8"), row[vi].encode("utf-8")
+
+
+class _Counting(io.RawIOBase):
+    """Counts the bytes read through it, for the progress bar."""
+
+    def __init__(self, raw, bar: Progress):
+        self.raw, self.bar = raw, bar
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = self.raw.readinto(b)
+        if n:
+            self.bar.advance(n)
+        return n
+
+
+@cli.command(name="import")
+@click.argument("file", metavar="FILE")
+@click.option("--format", "-F", "form", type=click.Choice(FORMATS), default=None,
+              help="jsonl or csv (default: from the file name; jsonl for stdin).")
+@click.option("--replace", is_flag=True,
+              help="Delete every key that is not in FILE, so the version equals FILE.")
+@click.option("--message", "-m", default=None, help="The commit message.")
+@click.option("--author", default=None, help="The commit's author.")
+@click.option("--branch", "-b", default="main", show_default=True)
+@pass_env
+def import_(env: Env, file: str, form, replace: bool, message, author, branch):
+    """Load keys and values from JSON Lines or CSV as one new version.
+
+    The format is the one `cowdb export` writes; in JSON Lines a null value
+    deletes the key. Creates the database if there is none. All or nothing:
+    on a bad line nothing is committed.
+
+    \b
+    Example:
+      cowdb import backup.jsonl
+      cowdb --db fresh.cow import backup.jsonl
+      cowdb import prices.csv -m "April prices" --replace
+      cat data.jsonl | cowdb import -
+    """
+    form = _guess_format(file, form)
+    if file == "-":
+        raw, total = click.get_binary_stream("stdin"), None
+    else:
+        try:
+            raw = open(file, "rb")
+        except OSError as e:
+            raise click.ClickException(f"cannot read {file}: {e.strerror}") from e
+        total = os.fstat(raw.fileno()).st_size
+    message = f"import {os.path.basename(file) if file != '-' else 'stdin'}" if message is None \
+        else message
+    puts = deletes = 0
+    try:
+        with Progress(f"import {file}", total, unit="bytes") as bar, \
+                env.open(write=True, create=True) as db:
+            text = io.TextIOWrapper(io.BufferedReader(_Counting(raw, bar)), encoding="utf-8",
+                                    newline="" if form == "csv" else None)
+            records = _jsonl_records(text) if form == "jsonl" else _csv_records(text)
+            with db.write(message=message, branch=branch,
+                          author=author_default() if author is None else author) as tx:
+                seen = set() if replace else None
+                try:
+                    for lineno, k, v in records:
+                        if v is None:
+                            deletes += tx.delete(k)
+                        else:
+                            tx[k] = v
+                            puts += 1
+                        if seen is not None:
+                            seen.add(k)
+                except UnicodeDecodeError as e:
+                    raise click.ClickException(f"{file} is not UTF-8 text ({e.reason}); "
+                                               f"nothing was imported") from e
+                if replace:
+                    gone = [k for k in tx.keys() if k not in seen]
+                    for k in gone:
+                        tx.delete(k)
+                    deletes += len(gone)
+    finally:
+        if raw is not click.get_binary_stream("stdin"):
+            raw.close()
+    say_commit(branch, tx.version, f"{message} ({puts} puts, {deletes} deletes)")
