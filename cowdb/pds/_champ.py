@@ -19,10 +19,11 @@ single pair and no children is folded into its parent, so the shape depends
 only on the set of keys, never on the order of updates.  Equality and diff
 rely on that to compare node by node and skip shared subtrees.
 
-The walks are loops with an explicit path rather than recursion: a Python
-call per level costs more than the list appends.
+Lookups are loops; updates recurse, which measured faster than keeping
+an explicit path (the trie is at most 13 levels deep).
 """
 
+from collections import defaultdict
 from itertools import chain
 
 from cowdb.pds._missing import MISSING
@@ -89,141 +90,120 @@ def _pair(k1, v1, h1, k2, v2, h2, shift, owner):
     return [(1 << b1) | (1 << b2), 0, owner, k2, v2, k1, v1]
 
 
-def _splice(path, old, new, root, owner):
-    """Point the ancestors in ``path`` at ``new`` instead of ``old``.
+def assoc(node, h, key, val, owner, shift, box):
+    """``node`` with ``key`` bound to ``val``; the old value goes into ``box``.
 
-    ``path`` holds (parent, child index, bit) triples from the root down.
-    Copying stops at the first ancestor the mutation owns: it is edited in
-    place, and so were its own ancestors when it was created.
+    ``box`` stays empty when the key is new.  The node itself comes back
+    when nothing changed, or when the mutation ``owner`` edited it in
+    place, so callers compare identities to know what to copy.  Recursion
+    measured faster than a loop with an explicit path here: the path
+    bookkeeping costs more than the calls.
     """
-    while path:
-        if new is old:
-            return root
-        path.pop()
-        ci = path.pop()
-        parent = path.pop()
-        if owner is not None and parent[2] is owner:
-            parent[ci] = new
-            return root
-        copy = parent[:]
-        copy[2] = owner
-        copy[ci] = new
-        old = parent
-        new = copy
+    if shift >= 64:
+        return _assoc_collision(node, key, val, owner, box)
+    bit = 1 << ((h >> shift) & _MASK)
+    dm = node[0]
+    if dm & bit:
+        i = 3 + 2 * (dm & (bit - 1)).bit_count()
+        k = node[i]
+        if k is key or k == key:
+            old = node[i + 1]
+            box.append(old)
+            if old is val:
+                return node
+            new = _editable(node, owner)
+            new[i + 1] = val
+            return new
+        # The slot holds another key: move both one level down.
+        sub = _pair(k, node[i + 1], hash(k) & M64, key, val, h, shift + BITS, owner)
+        new = _editable(node, owner)
+        del new[i:i + 2]
+        nm = new[1]
+        new[0] = dm ^ bit
+        new[1] = nm | bit
+        new.insert(len(new) - (nm & (bit - 1)).bit_count(), sub)
+        return new
+    nm = node[1]
+    if nm & bit:
+        ci = ~(nm & (bit - 1)).bit_count()
+        child = node[ci]
+        new_child = assoc(child, h, key, val, owner, shift + BITS, box)
+        if new_child is child:
+            return node
+        if owner is None or node[2] is not owner:
+            node = node[:]
+            node[2] = owner
+        node[ci] = new_child
+        return node
+    new = _editable(node, owner)
+    i = 3 + 2 * (dm & (bit - 1)).bit_count()
+    new[i:i] = (key, val)
+    new[0] = dm | bit
     return new
 
 
-def assoc(root, h, key, val, owner):
-    """Bind ``key`` to ``val``; return (new root, previous value or MISSING).
-
-    The root comes back unchanged when ``val`` is already bound (by
-    identity), so callers can hand back the same map.
-    """
-    path = []
-    node = root
-    shift = 0
-    while shift < 64:
-        bit = 1 << ((h >> shift) & _MASK)
-        dm = node[0]
-        if dm & bit:
-            i = 3 + 2 * (dm & (bit - 1)).bit_count()
-            k = node[i]
-            if k is key or k == key:
-                old = node[i + 1]
-                if old is val:
-                    return root, old
-                new = _editable(node, owner)
-                new[i + 1] = val
-                return _splice(path, node, new, root, owner), old
-            # The slot holds another key: move both one level down.
-            sub = _pair(k, node[i + 1], hash(k) & M64, key, val, h, shift + BITS, owner)
-            new = _editable(node, owner)
-            del new[i:i + 2]
-            nm = new[1]
-            new[0] = dm ^ bit
-            new[1] = nm | bit
-            new.insert(len(new) - (nm & (bit - 1)).bit_count(), sub)
-            return _splice(path, node, new, root, owner), MISSING
-        nm = node[1]
-        if nm & bit:
-            ci = len(node) - 1 - (nm & (bit - 1)).bit_count()
-            path += (node, ci, bit)
-            node = node[ci]
-            shift += BITS
-            continue
-        new = _editable(node, owner)
-        i = 3 + 2 * (dm & (bit - 1)).bit_count()
-        new[i:i] = (key, val)
-        new[0] = dm | bit
-        return _splice(path, node, new, root, owner), MISSING
+def _assoc_collision(node, key, val, owner, box):
     for i in range(3, len(node), 2):
         k = node[i]
         if k is key or k == key:
             old = node[i + 1]
+            box.append(old)
             if old is val:
-                return root, old
+                return node
             new = _editable(node, owner)
             new[i + 1] = val
-            return _splice(path, node, new, root, owner), old
+            return new
     new = _editable(node, owner)
     new += (key, val)
-    return _splice(path, node, new, root, owner), MISSING
+    return new
 
 
-def dissoc(root, h, key, owner):
-    """Remove ``key``; return (new root, removed value or MISSING)."""
-    path = []
-    node = root
-    shift = 0
-    while shift < 64:
-        bit = 1 << ((h >> shift) & _MASK)
-        dm = node[0]
-        if dm & bit:
-            i = 3 + 2 * (dm & (bit - 1)).bit_count()
-            k = node[i]
-            if not (k is key or k == key):
-                return root, MISSING
-            old = node[i + 1]
-            new = _editable(node, owner)
-            del new[i:i + 2]
-            new[0] = dm ^ bit
-            return _fold(path, node, new, root, owner), old
-        nm = node[1]
-        if not nm & bit:
-            return root, MISSING
-        ci = len(node) - 1 - (nm & (bit - 1)).bit_count()
-        path += (node, ci, bit)
-        node = node[ci]
-        shift += BITS
-    for i in range(3, len(node), 2):
-        k = node[i]
-        if k is key or k == key:
-            old = node[i + 1]
-            new = _editable(node, owner)
-            del new[i:i + 2]
-            return _fold(path, node, new, root, owner), old
-    return root, MISSING
+def dissoc(node, h, key, owner, shift, box):
+    """``node`` without ``key``; the removed value goes into ``box``.
 
-
-def _fold(path, old, new, root, owner):
-    """Like _splice, but first fold lone pairs into their parents.
-
-    This is what keeps the trie canonical (and nodes small) after deletes.
+    A child left holding a single pair and no children is folded into its
+    parent: this keeps the trie canonical, and its nodes small.
     """
-    while path and new[1] == 0 and len(new) == 5:
-        bit = path.pop()
-        ci = path.pop()
-        parent = path.pop()
-        p = _editable(parent, owner)
-        del p[ci]
-        dm = p[0]
+    if shift >= 64:
+        for i in range(3, len(node), 2):
+            k = node[i]
+            if k is key or k == key:
+                box.append(node[i + 1])
+                new = _editable(node, owner)
+                del new[i:i + 2]
+                return new
+        return node
+    bit = 1 << ((h >> shift) & _MASK)
+    dm = node[0]
+    if dm & bit:
         i = 3 + 2 * (dm & (bit - 1)).bit_count()
-        p[i:i] = (new[3], new[4])
-        p[0] = dm | bit
-        p[1] ^= bit
-        old = parent
-        new = p
-    return _splice(path, old, new, root, owner)
+        k = node[i]
+        if not (k is key or k == key):
+            return node
+        box.append(node[i + 1])
+        new = _editable(node, owner)
+        del new[i:i + 2]
+        new[0] = dm ^ bit
+        return new
+    nm = node[1]
+    if not nm & bit:
+        return node
+    ci = ~(nm & (bit - 1)).bit_count()
+    child = node[ci]
+    new_child = dissoc(child, h, key, owner, shift + BITS, box)
+    if new_child[1] == 0 and len(new_child) == 5:  # a lone pair: fold it in
+        new = _editable(node, owner)
+        del new[ci]
+        i = 3 + 2 * (dm & (bit - 1)).bit_count()
+        new[i:i] = (new_child[3], new_child[4])
+        new[0] = dm | bit
+        new[1] = nm ^ bit
+        return new
+    if new_child is child:
+        return node
+    new = _editable(node, owner)
+    new[ci] = new_child
+    return new
 
 
 def build(entries, shift=0):
@@ -237,9 +217,9 @@ def build(entries, shift=0):
         for _, k, v in entries:
             node += (k, v)
         return node
-    groups = {}
+    groups = defaultdict(list)
     for e in entries:
-        groups.setdefault(e[0] >> shift & _MASK, []).append(e)
+        groups[e[0] >> shift & _MASK].append(e)
     node = [0, 0, None]
     children = []
     dm = nm = 0
@@ -250,7 +230,11 @@ def build(entries, shift=0):
             node += group[0][1:]
         else:
             nm |= 1 << frag
-            children.append(build(group, shift + BITS))
+            if len(group) == 2:  # the usual case near the leaves
+                (h1, k1, v1), (h2, k2, v2) = group
+                children.append(_pair(k1, v1, h1, k2, v2, h2, shift + BITS, None))
+            else:
+                children.append(build(group, shift + BITS))
     node[0] = dm
     node[1] = nm
     node += reversed(children)

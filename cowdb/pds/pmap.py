@@ -153,14 +153,18 @@ class PMap(_Reader):
 
     def set(self, key, val):
         """A map with ``key`` bound to ``val`` (this one if it already is)."""
-        root, old = assoc(self._root, hash(key) & M64, key, val, None)
+        box = []
+        root = assoc(self._root, hash(key) & M64, key, val, None, 0, box)
+        old = box[0] if box else MISSING
         if root is self._root:
             return self
         return _make(type(self), root, self._count + (old is MISSING), _rehash(self._hacc, key, old, val))
 
     def delete(self, key):
         """A map without ``key``; KeyError if it is absent."""
-        root, old = dissoc(self._root, hash(key) & M64, key, None)
+        box = []
+        root = dissoc(self._root, hash(key) & M64, key, None, 0, box)
+        old = box[0] if box else MISSING
         if old is MISSING:
             raise KeyError(key)
         return _make(type(self), root, self._count - 1, _rehash(self._hacc, key, old, MISSING))
@@ -229,7 +233,9 @@ class PMapMutation(_Reader, Transient):
         self._hacc = m._hacc
 
     def __setitem__(self, key, val):
-        root, old = assoc(self._root, hash(key) & M64, key, val, self._token())
+        box = []
+        root = assoc(self._root, hash(key) & M64, key, val, self._token(), 0, box)
+        old = box[0] if box else MISSING
         if old is not val:
             self._root = root
             self._count += old is MISSING
@@ -242,7 +248,9 @@ class PMapMutation(_Reader, Transient):
 
     def pop(self, key, default=MISSING):
         """Remove ``key`` and return its value (or ``default`` if absent)."""
-        root, old = dissoc(self._root, hash(key) & M64, key, self._token())
+        box = []
+        root = dissoc(self._root, hash(key) & M64, key, self._token(), 0, box)
+        old = box[0] if box else MISSING
         if old is MISSING:
             if default is MISSING:
                 raise KeyError(key)
@@ -258,7 +266,9 @@ class PMapMutation(_Reader, Transient):
         root, count, acc = self._root, self._count, self._hacc
         try:
             for key, val in _pairs(col, kw):
-                root, old = assoc(root, hash(key) & M64, key, val, owner)
+                box = []
+                root = assoc(root, hash(key) & M64, key, val, owner, 0, box)
+                old = box[0] if box else MISSING
                 if old is not val:
                     count += old is MISSING
                     acc = _rehash(acc, key, old, val)

@@ -62,7 +62,8 @@ class PSet(_Reader, Set):
     def add(self, elem):
         """A set with ``elem`` (this one if it is already in)."""
         h = hash(elem) & M64
-        root, old = assoc(self._root, h, elem, None, None)
+        box = []
+        root = assoc(self._root, h, elem, None, None, 0, box)
         if root is self._root:
             return self
         return _make(type(self), root, self._count + 1, self._hacc ^ shuffle(h))
@@ -70,8 +71,9 @@ class PSet(_Reader, Set):
     def discard(self, elem):
         """A set without ``elem`` (this one if it was not in)."""
         h = hash(elem) & M64
-        root, old = dissoc(self._root, h, elem, None)
-        if old is MISSING:
+        box = []
+        root = dissoc(self._root, h, elem, None, 0, box)
+        if not box:
             return self
         return _make(type(self), root, self._count - 1, self._hacc ^ shuffle(h))
 
@@ -157,8 +159,9 @@ class PSetMutation(_Reader, Transient):
 
     def add(self, elem):
         h = hash(elem) & M64
-        root, old = assoc(self._root, h, elem, None, self._token())
-        if old is MISSING:
+        box = []
+        root = assoc(self._root, h, elem, None, self._token(), 0, box)
+        if not box:
             self._root = root
             self._count += 1
             self._hacc ^= shuffle(h)
@@ -166,8 +169,9 @@ class PSetMutation(_Reader, Transient):
     def discard(self, elem):
         """Remove ``elem`` if present; return whether it was."""
         h = hash(elem) & M64
-        root, old = dissoc(self._root, h, elem, self._token())
-        if old is MISSING:
+        box = []
+        root = dissoc(self._root, h, elem, self._token(), 0, box)
+        if not box:
             return False
         self._root = root
         self._count -= 1
