@@ -256,3 +256,221 @@ def test_subprocess_put_from_stdin(db):
     assert r.returncode == 0, r.stderr
     with cowdb.open(db, readonly=True) as d, d.read() as s:
         assert s[b"piped"] == b"\xffraw\n"
+
+
+# ---------------------------------------------------------------- show / diff / history
+def test_show(db):
+    out = run(db, "show", "2").output
+    assert out.startswith("version 2\nParent:  1\n")
+    assert "Author:  bob" in out and "    ripen" in out
+    assert "D banana\tyellow" in out and "M apple\tred -> green" in out
+    out = run(db, "show", "1", "--stat").output
+    assert out.rstrip().endswith("3 keys changed: 3 added, 0 deleted, 0 modified")
+    assert "no parent" in run(db, "show", "0").output
+    d = json.loads(run(db, "show", "2", "--json").output)
+    assert d["version"] == 2 and d["parents"] == [1] and d["branch"] == "main"
+    assert d["changes"] == [{"key": "apple", "old": "red", "new": "green"},
+                            {"key": "banana", "old": "yellow", "new": None}]
+
+
+def test_diff_lines_and_stat(db):
+    assert run(db, "diff", "1", "3").output == (
+        "M apple\tred -> green\nD banana\tyellow\nA bin\\xff\t\\x00\\xfe\n")
+    assert run(db, "diff", "1", "3", "--stat").output == \
+        "3 keys changed: 1 added, 1 deleted, 1 modified\n"
+    assert run(db, "diff", "3", "3").output == ""
+    assert run(db, "diff", "1", "--prefix", "b").output == "D banana\tyellow\nA bin\\xff\t\\x00\\xfe\n"
+    out = run(db, "diff", "1", "3", "-n", "1").output.splitlines()
+    assert out[0].startswith("M apple") and "2 more" in out[1]
+
+
+def test_diff_json_is_the_contract(db):
+    """diff --json: an array of {key, old, new}; UTF-8 as strings, other bytes as base64."""
+    out = run(db, "diff", "0", "3", "--json").output
+    assert out == (
+        '[\n'
+        '  {"key": "apple", "old": null, "new": "green"},\n'
+        '  {"key": {"base64": "Ymlu/w=="}, "old": null, "new": {"base64": "AP4="}},\n'
+        '  {"key": "cherry", "old": null, "new": "dark red"}\n'
+        ']\n')
+    assert json.loads(run(db, "diff", "2", "2", "--json").output) == []
+    changes = json.loads(run(db, "diff", "2", "3", "--json").output)
+    assert [fmt.from_jvalue(c["new"]) for c in changes] == [b"\x00\xfe"]
+
+
+def test_diff_unknown_version(db):
+    r = run(db, "diff", "1", "42", ok=False)
+    assert r.exit_code == 1 and "42" in r.stderr
+
+
+def test_history_of_a_key(db):
+    lines = run(db, "history", "banana").output.splitlines()
+    assert [ln.split()[0] for ln in lines] == ["2", "1"]
+    assert lines[0].endswith("(deleted)") and lines[1].endswith("yellow")
+    assert run(db, "history", "nope").output == ""
+
+
+# ---------------------------------------------------------------- tags and branches
+def test_tags(db):
+    assert run(db, "tag").output == ""
+    assert run(db, "tag", "v1", "--at", "1").output.strip() == "created tag v1 at version 1"
+    run(db, "tag", "head")
+    assert json.loads(run(db, "tag", "--json").output) == {"head": 3, "v1": 1}
+    assert run(db, "get", "banana", "--at", "v1").output == "yellow\n"
+    r = run(db, "tag", "v1", ok=False)
+    assert r.exit_code == 1 and "v1" in r.stderr
+    run(db, "tag", "-d", "v1")
+    assert json.loads(run(db, "tag", "--json").output) == {"head": 3}
+    r = run(db, "tag", "-d", "v1", ok=False)
+    assert r.exit_code == 1 and "cowdb tag" in r.stderr       # the CLI's hint, not db.tags()
+    assert run(db, "tag", "-d", ok=False).exit_code == 2
+
+
+def test_branches_commit_and_merge(db):
+    assert run(db, "branch").output == "* main  3\n"
+    run(db, "branch", "feat", "--at", "2")
+    assert json.loads(run(db, "branch", "--json").output) == {"feat": 2, "main": 3}
+    assert run(db, "put", "kiwi", "green", "-b", "feat").output.startswith("[feat 4]")
+    assert run(db, "get", "kiwi", ok=False).exit_code == 1          # not on main
+    assert run(db, "get", "kiwi", "--at", "feat").output == "green\n"
+    assert [ln.split()[0] for ln in run(db, "log", "-b", "feat").output.splitlines()] == \
+        ["4", "2", "1", "0"]
+    out = run(db, "merge", "feat", "--into", "main").output
+    assert out.startswith("[main 5] merge feat into main")
+    assert run(db, "get", "kiwi").output == "green\n"
+    assert run(db, "merge", "feat").output.startswith("already up to date")
+    assert json.loads(run(db, "show", "5", "--json").output)["parents"] == [3, 4]
+    run(db, "branch", "-d", "feat")
+    assert json.loads(run(db, "branch", "--json").output) == {"main": 5}
+    assert run(db, "branch", "-d", "main", ok=False).exit_code == 1
+
+
+def test_merge_fast_forward(db):
+    run(db, "branch", "ff")
+    run(db, "put", "x", "1", "-b", "ff")
+    assert run(db, "merge", "ff").output.strip() == "fast-forward: main is now at version 4"
+
+
+def test_merge_conflict_lists_keys_and_fails(db):
+    run(db, "branch", "other")
+    run(db, "put", "apple", "ours")
+    run(db, "put", "apple", "theirs", "-b", "other")
+    r = run(db, "merge", "other", ok=False)
+    assert r.exit_code == 1
+    assert "conflict: apple\tbase=green ours=ours theirs=theirs" in r.stderr
+    assert run(db, "get", "apple").output == "ours\n"                # nothing committed
+    run(db, "merge", "other", "--resolve", "theirs")
+    assert run(db, "get", "apple").output == "theirs\n"
+
+
+# ---------------------------------------------------------------- restore / revert
+def test_restore(db):
+    assert run(db, "restore", "1").output.strip() == "[main 4] restore version 1"
+    assert run(db, "scan", "-k").output.splitlines() == ["apple", "banana", "cherry"]
+    assert run(db, "get", "apple", "--at", "3").output == "green\n"    # history kept
+
+
+def test_revert(db):
+    assert run(db, "revert", "2").output.startswith("[main 4]")
+    assert run(db, "get", "banana").output == "yellow\n"
+    assert run(db, "get", "apple").output == "red\n"
+    assert run(db, "get", "-e", "bin\\xff").output == "\x00\\xfe\n"     # version 3 stays
+    run(db, "put", "apple", "blue")
+    r = run(db, "revert", "2", ok=False)                    # apple changed again since
+    assert r.exit_code == 1 and "conflict: apple" in r.stderr
+
+
+# ---------------------------------------------------------------- retention / gc / stats
+def test_retention_gc_stats(db):
+    assert run(db, "retention").output.strip() == "keep every version"
+    before = json.loads(run(db, "stats", "--json").output)
+    assert sorted(before) == ["file_bytes", "free_bytes", "kept_versions", "live_bytes",
+                              "pinned", "reclaimable_bytes", "versions"]
+    assert before["versions"] == 4 and before["reclaimable_bytes"] == 0
+    run(db, "retention", "--keep-last", "1")
+    assert "newest 1 versions" in run(db, "retention").output
+    s = json.loads(run(db, "stats", "--json").output)
+    assert s["kept_versions"] == 1 and s["reclaimable_bytes"] > 0
+    out = run(db, "gc").output
+    assert out.startswith("dropped 3 version(s)")
+    assert run(db, "get", "apple", "--at", "1", ok=False).exit_code == 1
+    assert json.loads(run(db, "stats", "--json").output)["versions"] == 1
+    run(db, "retention", "--keep-within", "7d")
+    assert "younger than 1w" in run(db, "retention").output
+    assert run(db, "retention", "--keep-within", "soon", ok=False).exit_code == 2
+    run(db, "retention", "--keep-all")
+    assert "file:" in run(db, "stats").output
+    assert run(db, "check").exit_code == 0
+
+
+def test_compact(db, tmp_path):
+    dest = str(tmp_path / "small.cow")
+    assert run(db, "compact", dest).output.startswith(f"wrote {dest}")
+    assert run(dest, "scan").output == run(db, "scan").output
+    assert run(db, "compact", dest, ok=False).exit_code == 1          # exists
+
+
+# ---------------------------------------------------------------- import / export
+def test_export_import_round_trip_is_diff_free(db, tmp_path):
+    dump = str(tmp_path / "dump.jsonl")
+    run(db, "export", "-o", dump)
+    fresh = str(tmp_path / "fresh.cow")
+    out = run(fresh, "import", dump).output                          # creates the database
+    assert out.startswith("[main 1] import dump.jsonl (3 puts")
+    with cowdb.open(db, readonly=True) as a, cowdb.open(fresh, readonly=True) as b:
+        with a.read() as sa, b.read() as sb:
+            assert dict(sa.items()) == dict(sb.items())
+    for ref in ("1", "2"):
+        again = str(tmp_path / f"again{ref}.cow")
+        run(again, "import", "-", input=run(db, "export", "--at", ref).stdout_bytes)
+        with cowdb.open(db, readonly=True) as a, cowdb.open(again, readonly=True) as b:
+            assert dict(a.at(int(ref)).items()) == dict(b.read().items())
+
+
+def test_export_formats(db):
+    lines = run(db, "export").output.splitlines()
+    assert lines == ['{"key": "apple", "value": "green"}',
+                     '{"key": {"base64": "Ymlu/w=="}, "value": {"base64": "AP4="}}',
+                     '{"key": "cherry", "value": "dark red"}']
+    assert run(db, "export", "-F", "csv", "--at", "1").output == \
+        "key,value\napple,red\nbanana,yellow\ncherry,dark red\n"
+    r = run(db, "export", "-F", "csv", ok=False)                      # not UTF-8: refused
+    assert r.exit_code == 1 and "JSON Lines" in r.stderr
+
+
+def test_export_to_file_is_all_or_nothing(db, tmp_path):
+    out = tmp_path / "x.csv"
+    assert run(db, "export", "-o", str(out), ok=False).exit_code == 1   # csv by name
+    assert not out.exists()
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".cowdb-export")]
+
+
+def test_import_csv_replace_and_deletes(db, tmp_path):
+    f = tmp_path / "in.csv"
+    f.write_text('value,key\n"a,b",x\n1,apple\n')
+    run(db, "import", str(f), "--replace", "-m", "load csv")
+    assert run(db, "scan").output == "apple\t1\nx\ta,b\n"
+    j = tmp_path / "del.jsonl"
+    j.write_text('{"key": "x", "value": null}\n\n{"key": "y", "value": "2"}\n')
+    run(db, "import", str(j))
+    assert run(db, "scan", "-k").output == "apple\ny\n"
+
+
+@pytest.mark.parametrize("content,fmt_,msg", [
+    ('{"key": "a", "value": "1"}\nnot json\n', "jsonl", "line 2"),
+    ('{"key": "a"}\n', "jsonl", "line 1"),
+    ('{"key": "a", "value": {"base64": "!!"}}\n', "jsonl", "line 1"),
+    ("k,v\n1,2\n", "csv", "header"),
+])
+def test_import_bad_input_commits_nothing(db, tmp_path, content, fmt_, msg):
+    f = tmp_path / f"bad.{fmt_}"
+    f.write_text(content)
+    r = run(db, "import", str(f), ok=False)
+    assert r.exit_code == 1 and msg in r.stderr and "nothing was imported" in r.stderr
+    with cowdb.open(db, readonly=True) as d:
+        assert d.version == 3
+
+
+def test_progress_bar_on_request(db, tmp_path):
+    r = run(db, "export", "-o", str(tmp_path / "p.jsonl"), env={"COWDB_PROGRESS": "1"})
+    assert "exported 3 keys of version 3" in r.stderr

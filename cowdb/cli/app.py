@@ -29,10 +29,21 @@ class Env:
         return engine.open_db(self.path, write=write, create=create, timeout=self.timeout)
 
 
+# The engine's messages point Python users at its API; point CLI users at commands.
+_HINTS = (("see db.tags() and db.branches()", "see `cowdb tag` and `cowdb branch`"),
+          ("see db.branches()", "see `cowdb branch`"),
+          ("see db.tags()", "see `cowdb tag`"),
+          ("open it with readonly=True to read it", "only commands that read will work"),
+          ("pass resolve='ours', 'theirs' or a function", "--resolve ours|theirs settles it"),
+          ("pass a larger timeout=", "pass a larger --timeout"))
+
+
 def _one_line(e: BaseException) -> str:
     msg = str(e).strip() or type(e).__name__
     if isinstance(e, OSError) and e.filename and e.strerror:
         msg = f"{e.filename}: {e.strerror}"
+    for api, cli_hint in _HINTS:
+        msg = msg.replace(api, cli_hint)
     return " ".join(msg.split())
 
 

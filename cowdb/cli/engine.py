@@ -1,9 +1,4 @@
-"""What the command line asks of the engine, in one place.
-
-Each helper uses the public ``Database`` API. Where a newer API has not
-landed yet in the engine this CLI runs against, the helper says so with a
-clear error (``Unsupported``) rather than failing with an AttributeError.
-"""
+"""What the command line asks of the engine, in one place (all through the public API)."""
 from __future__ import annotations
 
 import os
@@ -12,24 +7,6 @@ import click
 
 import cowdb
 from . import fmt
-
-
-class Unsupported(click.ClickException):
-    """The engine in use has no API for this yet."""
-
-    def __init__(self, what: str):
-        super().__init__(f"{what} is not supported by this version of cowdb's engine")
-
-
-def has(db, name: str) -> bool:
-    return callable(getattr(db, name, None))
-
-
-def need(db, name: str, what: str):
-    f = getattr(db, name, None)
-    if not callable(f):
-        raise Unsupported(what)
-    return f
 
 
 def open_db(path: str, *, write: bool = False, create: bool = False,
@@ -78,42 +55,10 @@ def branches(db) -> dict[str, int]:
 
 @contextmanager
 def diff(db, a, b, prefix: bytes | None = None):
-    """Yields an iterator of (key, old, new) for every key whose value differs from a to b.
-
-    old/new is None where the key is absent. Uses the engine's diff, which
-    skips the subtrees both versions share, when it has one; otherwise walks
-    both versions in key order.
-    """
-    f = getattr(db, "diff", None)
-    if callable(f):
-        d = f(a, b, prefix=prefix)
-        try:
-            yield (tuple(ch) for ch in d)
-        finally:
-            close = getattr(d, "close", None)
-            if close is not None:
-                close()
-        return
-    with db.at(a) as sa, db.at(b) as sb:
-        yield _merge_walk(sa.items(prefix=prefix), sb.items(prefix=prefix))
-
-
-_END = object()
-
-
-def _merge_walk(left, right):
-    left, right = iter(left), iter(right)
-    lk, lv = next(left, (_END, None))
-    rk, rv = next(right, (_END, None))
-    while lk is not _END or rk is not _END:
-        if rk is _END or (lk is not _END and lk < rk):
-            yield lk, lv, None
-            lk, lv = next(left, (_END, None))
-        elif lk is _END or rk < lk:
-            yield rk, None, rv
-            rk, rv = next(right, (_END, None))
-        else:
-            if lv != rv:
-                yield lk, lv, rv
-            lk, lv = next(left, (_END, None))
-            rk, rv = next(right, (_END, None))
+    """Yields an iterator of (key, old, new) for every key whose value differs from a to b
+    (old/new None: absent), and closes the engine's Diff (which pins both versions)."""
+    d = db.diff(a, b, prefix=prefix)
+    try:
+        yield (tuple(ch) for ch in d)
+    finally:
+        d.close()

@@ -185,8 +185,7 @@ def history(env: Env, key: str, limit, branch: str, escaped: bool):
     """
     k = key_arg(key, escaped)
     with env.open() as db:
-        f = engine.need(db, "history", "history of a key")
-        for v, t, value in f(k, limit=limit, branch=branch):
+        for v, t, value in db.history(k, limit=limit, branch=branch):
             shown = click.style("(deleted)", fg="red") if value is None else fmt.inline(value)
             click.echo(click.style(f"{v:>4}", fg="yellow") + f"  {fmt.when(t)}  {shown}")
 
@@ -200,6 +199,28 @@ def _list_refs(refs: dict[str, int], as_json: bool, current: str | None = None) 
     for name, v in sorted(refs.items()):
         mark = "* " if name == current else "  " if current is not None else ""
         click.echo(f"{mark}{name:<{width}}  {v}")
+
+
+def _ref_command(env: Env, kind: str, name, at, delete: bool, as_json: bool) -> None:
+    """List, create or delete a branch or a tag (kind)."""
+    if name is None:
+        if delete or at:
+            raise click.UsageError(f"give the NAME of the {kind}")
+        with env.open() as db:
+            refs = engine.branches(db) if kind == "branch" else engine.tags(db)
+            _list_refs(refs, as_json, current="main" if kind == "branch" else None)
+        return
+    if delete and at:
+        raise click.UsageError("--at and --delete do not go together")
+    with env.open(write=True) as db:
+        if delete:
+            refs = engine.branches(db) if kind == "branch" else engine.tags(db)
+            (db.delete_branch if kind == "branch" else db.delete_tag)(name)
+            click.echo(f"deleted {kind} {name} (was at version {refs.get(name)})")
+        else:
+            v = (db.branch if kind == "branch" else db.tag)(name, None if at is None
+                                                            else fmt.ref(at))
+            click.echo(f"created {kind} {name} at version {v}")
 
 
 @cli.command()
@@ -223,22 +244,7 @@ def branch(env: Env, name, at, delete: bool, as_json: bool):
       cowdb branch -d feature
       cowdb put k v --branch feature    # commit to it
     """
-    if name is None:
-        if delete or at:
-            raise click.UsageError("give the NAME of the branch")
-        with env.open() as db:
-            _list_refs(engine.branches(db), as_json, current="main")
-        return
-    with env.open(write=True) as db:
-        if delete:
-            if at:
-                raise click.UsageError("--at and --delete do not go together")
-            v = engine.branches(db).get(name)
-            db.delete_branch(name)
-            click.echo(f"deleted branch {name} (was at {v})")
-        else:
-            v = db.branch(name, None if at is None else fmt.ref(at))
-            click.echo(f"created branch {name} at version {v}")
+    _ref_command(env, "branch", name, at, delete, as_json)
 
 
 @cli.command()
@@ -261,22 +267,7 @@ def tag(env: Env, name, at, delete: bool, as_json: bool):
       cowdb tag before-import --at 41
       cowdb tag -d v1.0
     """
-    if name is None:
-        if delete or at:
-            raise click.UsageError("give the NAME of the tag")
-        with env.open() as db:
-            _list_refs(engine.tags(db), as_json)
-        return
-    with env.open(write=True) as db:
-        if delete:
-            if at:
-                raise click.UsageError("--at and --delete do not go together")
-            v = engine.tags(db).get(name)
-            db.delete_tag(name)
-            click.echo(f"deleted tag {name} (was version {v})")
-        else:
-            v = db.tag(name, None if at is None else fmt.ref(at))
-            click.echo(f"tagged version {v} as {name}")
+    _ref_command(env, "tag", name, at, delete, as_json)
 
 
 # ---------------------------------------------------------------- restore / merge / revert
@@ -339,10 +330,9 @@ def merge(env: Env, source: str, into: str, resolve, message):
       cowdb merge feature --resolve theirs
     """
     with env.open(write=True) as db:
-        f = engine.need(db, "merge", "merge")
         before = engine.branches(db).get(into)
         try:
-            v = f(source, into=into, resolve=resolve, message=message)
+            v = db.merge(source, into=into, resolve=resolve, message=message)
         except MergeConflict as e:
             _conflicts(e)
         c = engine.commit(db, v)
@@ -373,9 +363,8 @@ def revert(env: Env, ref: str, branch: str, resolve, message):
       cowdb revert 7 --resolve theirs
     """
     with env.open(write=True) as db:
-        f = engine.need(db, "revert", "revert")
         try:
-            v = f(fmt.ref(ref), branch=branch, resolve=resolve, message=message)
+            v = db.revert(fmt.ref(ref), branch=branch, resolve=resolve, message=message)
         except MergeConflict as e:
             _conflicts(e)
         msg = engine.commit(db, v).message
@@ -504,6 +493,6 @@ def compact(env: Env, dest: str):
     """
     import os
     with env.open() as db:
-        engine.need(db, "compact", "compact")(dest)
+        db.compact(dest)
     click.echo(f"wrote {dest} ({fmt.size(os.path.getsize(dest))}, was "
                f"{fmt.size(os.path.getsize(env.path))})")

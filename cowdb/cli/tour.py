@@ -45,8 +45,8 @@ def tour(path: str | None):
     """A short narrated tour of cowdb on a real file.
 
     Shows transactions, O(1) snapshots, time travel by version, reopening
-    the file with every version in it, and (where this version of cowdb has
-    them) tags, log, restore and branches. PATH (default: cowdb-tour.cow in
+    the file with every version in it, tags, the log, diff, restore,
+    branches and merge. PATH (default: cowdb-tour.cow in
     the temporary folder) is deleted first, with its "-lock" file, so the
     tour always starts fresh.
 
@@ -140,35 +140,46 @@ def tour(path: str | None):
                                                (b"apple", b"banana", b"cherry", b"date")))
     t.c.print(table)
 
-    # 5. what newer engines offer
-    if engine.has(db, "tag"):
-        t.step("Tags name versions")
-        t.code(f'db.tag("first-stock", {v1}); db.at("first-stock")[b"apple"]')
-        db.tag("first-stock", v1)
-        with db.at("first-stock") as s:
-            t.out(repr(s[b"apple"]))
-    if engine.has(db, "log"):
-        t.step("The log: one commit per version, newest first")
-        t.code("for c in db.log(): print(c.version, c.message)")
-        for c in db.log():
-            t.out(f"{c.version}  {fmt.when(c.time)}  {c.message or '(no message)'}")
-    if engine.has(db, "restore"):
-        t.step("Restore: make an old version the newest again (history is kept)")
-        t.code(f"db.restore({v1})")
-        v = db.restore(v1)
-        v = v if isinstance(v, int) else db.version
-        with db.read() as s:
-            t.out(f"version {v}: apple={s[b'apple']!r}, banana={s.get(b'banana')!r}")
-    if engine.has(db, "branch"):
-        t.step("Branches: an O(1) line of versions of its own")
-        t.code('db.branch("experiment")\nwith db.write(branch="experiment") as tx:\n'
-               '    tx[b"elderberry"] = b"black"')
-        db.branch("experiment")
-        with db.write(message="try elderberries", author="tour", branch="experiment") as tx:
-            tx[b"elderberry"] = b"black"
-        with db.read() as s:
-            t.out(f"on experiment: version {tx.version}; main still has "
-                  f"{len(s)} keys and no elderberry: {b'elderberry' not in s}")
+    # 5. history: tags, log, diff, restore, branches and merge
+    t.step("Tags name versions")
+    t.code(f'db.tag("first-stock", {v1}); db.at("first-stock")[b"apple"]')
+    db.tag("first-stock", v1)
+    with db.at("first-stock") as s:
+        t.out(repr(s[b"apple"]))
+
+    t.step("The log: one commit per version, newest first")
+    t.code("for c in db.log(): print(c.version, c.time, c.message)")
+    for c in db.log():
+        t.out(f"{c.version}  {fmt.when(c.time)}  {c.message or '(no message)'}")
+
+    t.step("Diff: what changed between two versions (shared pages are skipped unread)")
+    t.code(f"for key, old, new in db.diff({v1}, {v2}): ...")
+    for k, old, new in db.diff(v1, v2):
+        t.out(f"{k!r}: {_show(old)} -> {_show(new)}")
+
+    t.step("Restore: make an old version the newest again (history is kept)")
+    t.code(f"db.restore({v1})")
+    v = db.restore(v1)
+    with db.read() as s:
+        t.out(f"version {v}: apple={s[b'apple']!r}, banana={s.get(b'banana')!r}")
+
+    t.step("Branches: an O(1) line of versions of its own, merged back with three-way merge")
+    t.code('db.branch("experiment")\nwith db.write(branch="experiment") as tx:\n'
+           '    tx[b"elderberry"] = b"black"')
+    db.branch("experiment")
+    with db.write(message="try elderberries", author="tour", branch="experiment") as tx:
+        tx[b"elderberry"] = b"black"
+    with db.read() as s:
+        t.out(f"experiment is at version {tx.version}; main has no elderberry: "
+              f"{b'elderberry' not in s}")
+    with db.write(message="a fig for main", author="tour") as tx:
+        tx[b"fig"] = b"purple"
+    t.code('with db.write() as tx: tx[b"fig"] = b"purple"      # main moves on too')
+    t.code('db.merge("experiment", into="main")')
+    v = db.merge("experiment", into="main")
+    with db.read() as s:
+        t.out(f"merge commit {v} (parents {db.commit_info(v).parents}): "
+              f"{sorted(k.decode() for k in s.keys())}")
 
     r = db.check()
     t.step("Check the file")
@@ -179,6 +190,5 @@ def tour(path: str | None):
 
     t.c.print()
     t.c.print("[bold]Look around yourself:[/]")
-    for cmd in ("log", "scan", f"scan --at {v1}", f"diff {v1} {v2}" if "diff" in cli.commands
-                else f"get apple --at {v1}", "info"):
+    for cmd in ("log", "scan", f"scan --at {v1}", f"diff {v1} {v2}", "branch", "info"):
         t.c.print(f"   cowdb --db {path} {cmd}", markup=False)
