@@ -460,7 +460,11 @@ class Database(Versions):
         try:
             if self._current().txn == store.meta.txn:
                 store.sync()
-                store.durable_txn = store.meta.txn
+                # the newest record (maybe of a no-sync commit) is now the durable one: the
+                # checkpoint must go to the other slot, or a torn write loses both
+                slot = next((s for s, m in store.candidates() if m.txn == store.meta.txn), None)
+                if slot is not None:
+                    store.durable_slot, store.durable_txn = slot, store.meta.txn
                 store.begin(store.meta.txn + 1, store.durable_txn)
                 try:
                     meta = store.publish(store.meta.catalog, durable=True)

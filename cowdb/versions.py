@@ -281,6 +281,10 @@ class Versions:
         _check_resolve(resolve)
         with self._writer() as st:
             c = self._resolve(st, version)
+            if c.rewired:
+                raise VersionReclaimed(f"the parent of version {c.version} was reclaimed by "
+                                       f"gc(), so its changes are no longer known; restore() "
+                                       f"an older version instead")
             parent = (self._commit_record(st, c.parents[0]) if c.parents else
                       replace_root(c, EMPTY))
             head = self._commit_record(st, self._branch_version(st, branch))
@@ -345,14 +349,17 @@ class Versions:
             if dropped:
                 marked = gcmod.mark(self._nodes, [c.root for c in commits if c.version in keep])
                 garbage = gcmod.sweep(self._nodes, [c.root for c in dropped], marked)
+                rewired = gcmod.rewire(commits, {c.version for c in dropped})
 
                 def change(cat, txn):
                     for c in dropped:
                         cat.drop_commit(c)
+                    for c in rewired:
+                        cat.put_commit(c)
                     for page, n in garbage:
                         store.free(page, n)
                 self._update(change)
-                for c in dropped:
+                for c in dropped + rewired:
                     self._commits.pop(c.version, None)
                 report.versions_dropped = len(dropped)
                 report.pages_freed = sum(n for _, n in garbage)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 _ESC = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -113,6 +113,10 @@ def parse_time(s: str) -> datetime | None:
         return None
     if t.tzinfo is None:
         t = t.astimezone()   # local time
+    if t.microsecond:
+        # A time with microseconds was most likely copied from `log --json`, which
+        # rounds commit times (nanoseconds) to the microsecond: include that commit.
+        t += timedelta(microseconds=1)
     return t
 
 

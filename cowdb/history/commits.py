@@ -28,6 +28,7 @@ class Commit:
     branch: str = "main"
     txn: int = 0                     # the meta txn that published it
     stats: CommitStats = field(default_factory=CommitStats)
+    rewired: bool = False            # gc replaced a reclaimed parent by its kept ancestors
 
     @property
     def time(self) -> datetime:
@@ -38,10 +39,12 @@ class Commit:
         return msgpack.packb([self.time_ns, [self.root.page, self.root.checksum, self.root.txn],
                               self.count, list(self.parents), self.message, self.author,
                               self.branch, self.txn,
-                              [s.keys_put, s.keys_deleted, s.pages_written, s.bytes_written]])
+                              [s.keys_put, s.keys_deleted, s.pages_written, s.bytes_written],
+                              self.rewired])
 
     @classmethod
     def decode(cls, version: int, data: bytes) -> "Commit":
-        t, root, count, parents, message, author, branch, txn, stats = msgpack.unpackb(data)
+        t, root, count, parents, message, author, branch, txn, stats, rewired = \
+            msgpack.unpackb(data)
         return cls(version, t, RootRef(*root), count, tuple(parents), message, author, branch,
-                   txn, CommitStats(*stats))
+                   txn, CommitStats(*stats), rewired)

@@ -28,3 +28,33 @@ def sweep(nodes, roots, marked: set[int]) -> list[tuple[int, int]]:
 def mark_count(nodes, roots, seen: set[int]) -> int:
     """Mark ``roots`` into ``seen``; return how many pages were new."""
     return sum(n for ref in roots for _, n in walk(nodes, ref, 0, seen))
+
+
+def rewire(commits, dropped: set[int]) -> list:
+    """Kept commits whose parents were dropped, with each dropped parent replaced by its
+    nearest kept ancestors, so the commit graph of what is kept keeps its ancestry
+    (merge bases stay findable). ``commits`` is every commit, newest first."""
+    by_version = {c.version: c for c in commits}
+    memo: dict[int, tuple] = {}
+
+    def kept_ancestors(v: int) -> tuple:
+        if v not in dropped or v not in by_version:
+            return (v,) if v in by_version else ()
+        if v not in memo:
+            out: list[int] = []
+            for p in by_version[v].parents:
+                out += [a for a in kept_ancestors(p) if a not in out]
+            memo[v] = tuple(out)
+        return memo[v]
+
+    from dataclasses import replace
+    changed = []
+    for c in reversed(commits):  # oldest first, so memo fills bottom-up (no deep recursion)
+        if c.version in dropped:
+            kept_ancestors(c.version)
+        elif any(p in dropped for p in c.parents):
+            parents: list[int] = []
+            for p in c.parents:
+                parents += [a for a in kept_ancestors(p) if a not in parents]
+            changed.append(replace(c, parents=tuple(parents), rewired=True))
+    return changed

@@ -221,7 +221,13 @@ class PageStore:
             self._saved = None
 
     def sync(self) -> None:
-        self.io.sync()
+        try:
+            self.io.sync()
+        except OSError as e:
+            err = WriteFailed(f"fsync failed: {e}; what was written since the last successful "
+                              f"fsync may not be on disk")
+            err.uncertain = True
+            raise err from e
 
     def close(self) -> None:
         self.io.close()
