@@ -474,3 +474,41 @@ def test_import_bad_input_commits_nothing(db, tmp_path, content, fmt_, msg):
 def test_progress_bar_on_request(db, tmp_path):
     r = run(db, "export", "-o", str(tmp_path / "p.jsonl"), env={"COWDB_PROGRESS": "1"})
     assert "exported 3 keys of version 3" in r.stderr
+
+
+# ---------------------------------------------------------------- more edges
+def test_at_time(db):
+    with cowdb.open(db, readonly=True) as d:
+        t2 = d.commit_info(2).time
+    assert run(db, "get", "apple", "--at", fmt.iso(t2)).output == "green\n"
+    r = run(db, "scan", "--at", "1999-01-01T00:00Z", ok=False)
+    assert r.exit_code == 1 and "1999" in r.stderr
+
+
+def test_subprocess_locked_writer_and_concurrent_reader(db):
+    with cowdb.open(db) as d:
+        tx = d.write()
+        try:
+            r = _proc("--db", db, "--timeout", "0.1", "put", "k", "v")
+            assert r.returncode == 1
+            assert b"--timeout" in r.stderr and b"Traceback" not in r.stderr
+            r = _proc("--db", db, "get", "apple")      # readers never wait for the writer
+            assert (r.returncode, r.stdout) == (0, b"green\n")
+        finally:
+            tx.abort()
+
+
+def test_subprocess_non_utf8_argument(db):
+    r = _proc("--db", db, "put", os.fsdecode(b"k\xff"), "v")
+    assert r.returncode == 0, r.stderr
+    with cowdb.open(db, readonly=True) as d, d.read() as s:
+        assert s[b"k\xff"] == b"v"
+    r = _proc("--db", db, "scan", "-k", "--prefix", "k")
+    assert r.stdout == b"k\\xff\n"
+
+
+def test_subprocess_tour_and_help(tmp_path):
+    r = _proc("tour", str(tmp_path / "t.cow"))
+    assert r.returncode == 0, r.stderr
+    assert b"Close, reopen the file" in r.stdout
+    assert _proc("--help").returncode == 0
