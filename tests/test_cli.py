@@ -512,3 +512,19 @@ def test_subprocess_tour_and_help(tmp_path):
     assert r.returncode == 0, r.stderr
     assert b"Close, reopen the file" in r.stdout
     assert _proc("--help").returncode == 0
+
+
+def test_help_lists_every_command_by_topic():
+    out = CliRunner().invoke(cli, ["--help"]).output
+    assert "Other:" not in out                    # a new command needs a place in SECTIONS
+    for name in cli.commands:
+        assert f"\n  {name} " in out, name
+
+
+@pytest.mark.parametrize("opts", [[], ["--prefix", "b"], ["--prefix", "b", "--start", "bb"],
+                                  ["--prefix", "c", "--stop", "b"], ["--prefix", "zz"],
+                                  ["--start", "b", "--stop", "d"], ["--prefix", "a", "-n", "0"]])
+@pytest.mark.parametrize("at", ["1", "3"])
+def test_count_agrees_with_the_listing(db, opts, at):
+    listed = run(db, "scan", "-k", "--at", at, *opts).output.splitlines()
+    assert run(db, "scan", "--count", "--at", at, *opts).output == f"{len(listed)}\n"

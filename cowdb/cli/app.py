@@ -47,8 +47,30 @@ def _one_line(e: BaseException) -> str:
     return " ".join(msg.split())
 
 
+SECTIONS = (("Start", ("tour", "init", "info")),
+            ("Keys and values", ("get", "put", "delete", "scan", "import", "export")),
+            ("Versions", ("log", "show", "diff", "history", "restore", "revert")),
+            ("Branches and tags", ("branch", "tag", "merge")),
+            ("Upkeep", ("check", "stats", "retention", "gc", "compact")))
+
+
 class CowdbGroup(click.Group):
-    """A group that turns any exception into one line on stderr (unless --debug)."""
+    """A group that turns any exception into one line on stderr (unless --debug),
+    and lists its commands by topic."""
+
+    def format_commands(self, ctx: click.Context, formatter) -> None:
+        placed = set()
+        for title, names in SECTIONS + (("Other", tuple(self.list_commands(ctx))),):
+            rows = []
+            for name in names:
+                cmd = self.get_command(ctx, name)
+                if cmd is None or cmd.hidden or name in placed:
+                    continue
+                placed.add(name)
+                rows.append((name, cmd.get_short_help_str(formatter.width - 14)))
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
         try:

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from cowdb.snapshot import prefix_end
+
 from . import engine, fmt
 from .app import Env, cli
 
@@ -43,8 +45,8 @@ def _write_opts(f):
 
 
 _escaped = click.option("--escaped", "-e", is_flag=True,
-                        help="Read backslash escapes (\\xNN, \\n, \\\\) in KEY, as scan prints "
-                             "them.")
+                        help="Read backslash escapes (\\xNN, \\n, \\\\) in the keys given, as "
+                             "scan prints them.")
 _at = click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None,
                    help="Read that version instead of the head of main (TIME: ISO 8601, "
                         "e.g. 2025-01-31T12:00, local time unless it has an offset).")
@@ -231,7 +233,7 @@ def delete(env: Env, keys: tuple[str, ...], force: bool, escaped: bool, message,
 @click.option("--reverse", "-r", is_flag=True, help="In descending key order.")
 @click.option("--keys-only", "-k", is_flag=True, help="Print keys only.")
 @click.option("--count", "-c", "count_only", is_flag=True,
-              help="Print how many keys match (fast: O(log n) without --prefix).")
+              help="Print how many keys match, in O(log n).")
 @_at
 @_escaped
 @pass_env
@@ -255,13 +257,12 @@ def scan(env: Env, prefix, start, stop, limit, reverse, keys_only, count_only, a
         p = None
     with env.open() as db, engine.at(db, at) as snap:
         if count_only:
-            if p is None:
-                n = snap.count(lo, hi)
-            else:
-                n = sum(1 for _ in snap.keys(lo, hi, prefix=p))
-            if limit is not None:
-                n = min(n, limit)
-            click.echo(n)
+            if p is not None:          # the prefix as a range: O(log n) too
+                end = prefix_end(p)
+                lo = p if lo is None or lo < p else lo
+                hi = end if hi is None or (end is not None and hi > end) else hi
+            n = 0 if lo is not None and hi is not None and lo >= hi else snap.count(lo, hi)
+            click.echo(n if limit is None else min(n, limit))
             return
         out = sys.stdout
         for i, (k, v) in enumerate(snap.items(lo, hi, prefix=p, reverse=reverse)):
