@@ -10,7 +10,7 @@ Every mutating call (pwrite, sync, truncate) is one numbered *operation*.
 A dry run with no fault counts the operations of a workload and records
 their kinds (``ops``); a faulty run names one operation ``k`` and one fault:
 
-``eio``        pwrite k raises EIO and nothing of it lands (a transient error)
+``eio``        pwrite (or truncate) k raises EIO and nothing of it lands (a transient error)
 ``enospc``     the disk is full from pwrite k (counted among writes that grow
                the file) until ``free_space()``: every growing write raises ENOSPC
 ``torn``       pwrite k lands only a prefix of its bytes, then raises EIO
@@ -114,7 +114,10 @@ class FaultyIO(BlockIO):
         self.syncs += 1
 
     def truncate(self, size):
-        self._op("truncate", False)
+        n = self._op("truncate", False)
+        if n == self.k and self.kind == "eio":
+            self._fire(f"EIO on truncate op {n} (to {size} bytes)")
+            raise OSError(errno.EIO, "Input/output error (injected)")
         del self.live[size:]
         self.unsynced.append(("t", size))
 
@@ -198,7 +201,9 @@ class FaultyIO(BlockIO):
 
 def fault_points(ops: list[tuple[str, bool]], kind: str) -> list[int]:
     """The operation numbers where ``kind`` can strike, given a dry run's ``ops``."""
-    if kind in ("eio", "torn", "power_torn"):
+    if kind == "eio":
+        return [i for i, (what, _) in enumerate(ops) if what in ("write", "truncate")]
+    if kind in ("torn", "power_torn"):
         return [i for i, (what, _) in enumerate(ops) if what == "write"]
     if kind == "enospc":
         return [i for i, (what, grows) in enumerate(ops) if what == "write" and grows]

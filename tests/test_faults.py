@@ -391,6 +391,13 @@ class _Open(Step):
 # ---- checking a database against the model ------------------------------------------
 def verify(db, s: State) -> None:
     """Raise Failure unless db holds exactly state s."""
+    try:
+        _verify(db, s)
+    except CowdbError as e:
+        raise Failure(f"reading raised {type(e).__name__}: {e}") from e
+
+
+def _verify(db, s: State) -> None:
     if db.version != s.last:
         raise Failure(f"newest version {db.version}, model {s.last}")
     if "branches" in dir(db):
