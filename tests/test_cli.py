@@ -196,19 +196,33 @@ def test_log_json_is_the_contract(db):
 def test_info(db):
     out = run(db, "info").output
     assert "head of main: version 3 (3 keys" in out
+    assert CliRunner().invoke(cli, ["info", db]).output == out
     d = json.loads(run(db, "info", "--json").output)
     assert d["version"] == 3 and d["keys"] == 3 and d["branches"] == {"main": 3}
 
 
 def test_check_ok_and_corrupt(db):
     assert run(db, "check").output.startswith("ok: 4 versions")
-    with open(db, "r+b") as f:           # smash every page after the meta slots
+    assert CliRunner().invoke(cli, ["check", db]).output.startswith("ok: 4 versions")
+    with cowdb.open(db, readonly=True) as d:
+        first_version_page = d.check().pages_used[1][0]   # after the catalog's root
+    with open(db, "r+b") as f:
+        f.seek(first_version_page * 4096 + 40)
+        f.write(b"\xa5" * 16)
+    r = run(db, "check", ok=False)
+    assert r.exit_code == 1
+    assert r.stdout.startswith("damaged: 4 versions")
+    assert "problem: version" in r.stdout and f"page {first_version_page}" in r.stdout
+    assert r.stderr.startswith("Error: ") and "Traceback" not in r.output
+
+
+def test_check_of_a_smashed_file(db):
+    with open(db, "r+b") as f:           # every page after the meta slots
         size = f.seek(0, 2)
         f.seek(2 * 4096)
         f.write(b"\xa5" * (size - 2 * 4096))
     r = run(db, "check", ok=False)
-    assert r.exit_code == 1
-    assert "Traceback" not in r.output
+    assert r.exit_code == 1 and "Traceback" not in r.output
 
 
 # ---------------------------------------------------------------- errors

@@ -80,20 +80,25 @@ def init(env: Env, path: str | None):
 
 
 @cli.command()
+@click.argument("path", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @pass_env
-def info(env: Env, as_json: bool):
+def info(env: Env, path: str | None, as_json: bool):
     """What the database holds: path, size, versions, keys, branches and tags.
+
+    PATH defaults to the --db path.
 
     \b
     Example:
-      cowdb --db shop.cow info
+      cowdb info shop.cow
+      cowdb --db shop.cow info --json
     """
-    with env.open() as db, db.read() as snap:
+    path = path or env.path
+    with engine.open_db(path, timeout=env.timeout) as db, db.read() as snap:
         head = engine.commit(db, snap.version)
         d = {
-            "path": os.path.abspath(env.path),
-            "file_size": os.path.getsize(env.path),
+            "path": os.path.abspath(path),
+            "file_size": os.path.getsize(path),
             "version": db.version,
             "head": snap.version,
             "keys": len(snap),
@@ -329,20 +334,27 @@ def log(env: Env, limit, branch, as_json):
 
 # ---------------------------------------------------------------- check
 @cli.command()
+@click.argument("path", required=False)
 @pass_env
-def check(env: Env):
-    """Verify every page of every version; exit 1 if anything is wrong.
+def check(env: Env, path: str | None):
+    """Verify every page of every kept version; exit 1 if anything is wrong.
+
+    PATH defaults to the --db path. Prints a summary, and one line per
+    problem.
 
     \b
     Example:
-      cowdb check && echo healthy
+      cowdb check shop.cow && echo healthy
     """
-    with env.open() as db:
+    path = path or env.path
+    with engine.open_db(path, timeout=env.timeout) as db:
         r = db.check()
+    summary = (f"{r.versions} versions, {r.pages} pages in use, {r.free_pages} free, "
+               f"{r.page_count} in the file")
     if r.ok:
-        click.echo(f"ok: {r.versions} versions, {r.pages} pages in use, {r.free_pages} free, "
-                   f"{r.page_count} in the file")
+        click.echo(f"ok: {summary}")
         return
+    click.echo(f"damaged: {summary}")
     for e in r.errors:
-        click.echo(f"problem: {e}", err=True)
-    raise click.ClickException(f"{len(r.errors)} problem(s) found in {env.path}")
+        click.echo(f"problem: {e}")
+    raise click.ClickException(f"{len(r.errors)} problem(s) found in {path}")
