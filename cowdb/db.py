@@ -13,7 +13,6 @@ import os
 from contextlib import contextmanager
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from struct import Struct
@@ -22,7 +21,7 @@ from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, I
                      NotACowdbFile, ReadOnly, RefNotFound, VersionNotFound, VersionReclaimed,
                      WriteFailed)
 from .history.catalog import BRANCH, TAG, Catalog
-from .history.commits import Commit, CommitStats
+from .history.commits import Commit, CommitStats, now_ns, to_ns
 from .locks import close_shared, open_shared
 from .pages.io import BlockIO, MemoryIO, OsFileIO
 from .pages.meta import EMPTY, Meta, RootRef
@@ -249,8 +248,7 @@ class Database(Versions):
         if isinstance(ref, datetime):
             if ref.tzinfo is None:
                 raise ValueError("give an aware datetime (for example with tzinfo=timezone.utc)")
-            t = int(ref.timestamp() * 1e9)
-            v = self._catalog(st).version_at("main", t)
+            v = self._catalog(st).version_at("main", to_ns(ref))
             if v is None:
                 raise VersionNotFound(f"no version of main was committed at or before {ref}")
             return self._commit_record(st, v)
@@ -408,7 +406,7 @@ class Database(Versions):
         """Record a new version at the head of ``branch`` (inside ``_update``)."""
         st = self._state
         version = st.version + 1
-        now = max(time.time_ns(), self._commit_record(st, st.version).time_ns)
+        now = max(now_ns(), self._commit_record(st, st.version).time_ns)
         c = Commit(version, now, root, count, parents, message, author, branch, txn, stats)
         cat.put_commit(c)
         cat.set_ref(BRANCH, branch, version)
@@ -493,7 +491,7 @@ def _create(io: BlockIO, page_size: int) -> None:
     store.initialize()
     store.begin(2, 1)
     cat = Catalog(Tree(NodeCache(store), EMPTY, frees=True))
-    cat.put_commit(Commit(0, time.time_ns(), EMPTY, 0, (), "create", "", "main", 2))
+    cat.put_commit(Commit(0, now_ns(), EMPTY, 0, (), "create", "", "main", 2))
     cat.set_ref(BRANCH, "main", 0)
     store.publish(cat.tree.write(2), durable=True)
 

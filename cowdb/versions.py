@@ -378,9 +378,14 @@ class Versions:
         last = store.page_count - 1
         if last in fl.pool or any(last in p for p in fl.pending.values()):
             before = store.page_count
-            self._update(change)
-            if store.page_count < before:
-                self._io.truncate(store.page_count * store.page_size)
+            try:
+                self._update(change)
+                if store.page_count < before:
+                    self._io.truncate(store.page_count * store.page_size)
+            except OSError:  # WriteFailed too: gc's own txn is already durable, so giving
+                if self._closed:  # the tail back is best effort; the next gc() tries again
+                    raise
+
 
     def compact(self, dest_path) -> None:
         """Write a compacted copy to a new file: every kept version, tag, branch and the

@@ -1,10 +1,24 @@
 """The commit record: one per version, kept in the catalog under b"c" + version."""
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import msgpack
 
 from ..pages.meta import RootRef
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_ns(t: datetime) -> int:
+    """An aware datetime as integer nanoseconds since the epoch (exact: no float)."""
+    return (t - EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def now_ns() -> int:
+    """Commit times are kept in whole microseconds, the resolution of a datetime."""
+    return time.time_ns() // 1000 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +46,7 @@ class Commit:
 
     @property
     def time(self) -> datetime:
-        return datetime.fromtimestamp(self.time_ns / 1e9, tz=timezone.utc)
+        return EPOCH + timedelta(microseconds=self.time_ns // 1000)
 
     def encode(self) -> bytes:
         s = self.stats

@@ -1,0 +1,186 @@
+"""History: log, time travel, tags, restore, history(key), retention, gc, stats, compact."""
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import cowdb
+from cowdb.errors import (InvalidType, RefExists, RefNotFound, VersionNotFound,
+                          VersionReclaimed)
+
+
+def fill(db, n_commits, keys=200, seed=1):
+    rnd = random.Random(seed)
+    for i in range(n_commits):
+        with db.write(message=f"commit {i}", author="test") as tx:
+            for _ in range(10):
+                tx[b"key%05d" % rnd.randrange(keys)] = b"%d" % i
+
+
+def test_log_and_commit_info(path):
+    db = cowdb.open(path)
+    fill(db, 5)
+    log = list(db.log())
+    assert [c.version for c in log] == [5, 4, 3, 2, 1, 0]
+    assert [c.message for c in db.log(limit=2)] == ["commit 4", "commit 3"]
+    c = db.commit_info(3)
+    assert c.author == "test" and c.parents == (2,)
+    assert c.time.tzinfo is timezone.utc
+    assert c.stats.keys_put == 10 and c.stats.pages_written >= 1 and c.stats.bytes_written > 0
+    db.close()
+    db = cowdb.open(path)
+    assert db.commit_info(3).message == "commit 2"
+    with pytest.raises(VersionNotFound):
+        db.commit_info(99)
+
+
+def test_at_datetime_picks_newest_at_or_before():
+    db = cowdb.open()
+    times = []
+    for i in range(5):
+        with db.write() as tx:
+            tx[b"k"] = b"%d" % i
+        times.append(db.commit_info(db.version).time)
+    for i, t in enumerate(times):
+        assert db.at(t)[b"k"] == b"%d" % i
+        assert db.at(t + timedelta(microseconds=0)).version == i + 1
+    assert db.at(datetime.now(timezone.utc)).version == 5
+    with pytest.raises(VersionNotFound):
+        db.at(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    with pytest.raises(ValueError):
+        db.at(datetime(2030, 1, 1))  # naive: ambiguous
+    with pytest.raises(InvalidType):
+        db.at(1.5)
+
+
+def test_tags_are_immutable():
+    db = cowdb.open()
+    fill(db, 3)
+    assert db.tag("release-1") == 3
+    assert db.tag("old", 1) == 1
+    assert db.tags() == {"release-1": 3, "old": 1}
+    with pytest.raises(RefExists):
+        db.tag("release-1", 2)
+    assert db.at("release-1").version == 3
+    db.delete_tag("old")
+    with pytest.raises(RefNotFound):
+        db.delete_tag("old")
+    with pytest.raises(RefNotFound):
+        db.at("old")
+    with pytest.raises(VersionNotFound):
+        db.tag("future", 42)
+
+
+def test_restore_keeps_history_and_shares_the_root():
+    db = cowdb.open()
+    with db.write() as tx:
+        tx.update({b"a": b"good", b"b": b"good"})
+    with db.write(message="malicious edit") as tx:
+        tx[b"a"] = b"evil"
+    pages = db._store.page_count
+    v = db.restore(1)
+    assert db._store.page_count - pages <= 4  # catalog pages only: O(1)
+    assert dict(db.read().items()) == {b"a": b"good", b"b": b"good"}
+    assert db.at(2)[b"a"] == b"evil"  # the bad version is still there
+    assert db.commit_info(v).root == db.commit_info(1).root
+    assert db.commit_info(v).parents == (2,)
+
+
+def test_history_of_a_key():
+    db = cowdb.open()
+    for value in [b"1", b"1", b"2", None, b"3"]:
+        with db.write() as tx:
+            tx[b"other"] = value or b"x"
+            if value is None:
+                tx.delete(b"k")
+            else:
+                tx[b"k"] = value
+    h = [(v, value) for v, _, value in db.history(b"k")]
+    assert h == [(5, b"3"), (4, None), (3, b"2"), (1, b"1")]
+    assert [v for v, _, _ in db.history(b"k", limit=2)] == [5, 4]
+
+
+def test_gc_reclaims_and_reports_reclaimed_versions():
+    db = cowdb.open()
+    fill(db, 30)
+    db.tag("keep-me", 5)
+    db.set_retention(keep_last=3)
+    before = db.stats()
+    assert before.reclaimable_bytes > 0
+    report = db.gc()
+    assert report.versions_dropped == 31 - 3 - 1   # all but the newest 3 and the tag
+    assert report.pages_freed > 0
+    for v in (28, 29, 30, 5):
+        db.at(v).close()
+    for v in (0, 1, 10, 27):
+        with pytest.raises(VersionReclaimed):
+            db.at(v)
+    assert db.stats().reclaimable_bytes == 0
+    assert db.check().ok
+
+
+def test_open_snapshot_survives_gc_and_page_reuse():
+    db = cowdb.open()
+    fill(db, 10)
+    old = db.at(3)
+    want = dict(old.items())
+    db.set_retention(keep_last=1)
+    db.gc()
+    fill(db, 30, seed=2)  # would reuse the freed pages if the snapshot did not pin them
+    assert dict(old.items()) == want
+    old.close()
+    with pytest.raises(VersionReclaimed):
+        db.at(3)
+
+
+def test_steady_load_with_bounded_retention_stops_growing(path):
+    db = cowdb.open(path, durability="none")
+    db.set_retention(keep_last=10)
+    rnd = random.Random(7)
+    with db.write() as tx:
+        tx.update({b"key%06d" % i: bytes(100) for i in range(5000)})
+    sizes = []
+    for rounds in range(12):
+        for _ in range(100):
+            with db.write() as tx:
+                for _ in range(10):
+                    tx[b"key%06d" % rnd.randrange(5000)] = rnd.randbytes(100)
+        db.gc()
+        sizes.append(db.stats().file_bytes)
+    assert max(sizes[6:]) <= max(sizes[:6]) * 1.05, sizes
+    assert db.check().ok
+
+
+def test_stats_pins_tags_versions_and_readers():
+    db = cowdb.open()
+    fill(db, 5)
+    db.tag("t", 2)
+    reader = db.at(1)
+    fill(db, 5, seed=3)
+    db.set_retention(keep_last=2)
+    db.gc()
+    s = db.stats()
+    assert s.pinned["tag t"] > 0
+    assert any(k.startswith("reader ") and v > 0 for k, v in s.pinned.items())
+    assert s.live_bytes > 0 and s.file_bytes >= s.live_bytes
+    reader.close()
+
+
+def test_compact_keeps_versions_and_sharing(tmp_path):
+    src = cowdb.open(str(tmp_path / "a.cow"))
+    fill(src, 40)
+    src.tag("t", 7)
+    src.branch("side", at=20)
+    src.set_retention(keep_last=5)
+    src.gc()
+    src.compact(str(tmp_path / "b.cow"))
+    with pytest.raises(RefExists):
+        src.compact(str(tmp_path / "b.cow"))
+    dst = cowdb.open(str(tmp_path / "b.cow"))
+    assert dst.tags() == {"t": 7} and dst.branches() == src.branches()
+    for c in src.log():
+        assert dict(dst.at(c.version).items()) == dict(src.at(c.version).items())
+    assert dict(dst.at("t").items()) == dict(src.at("t").items())
+    assert dst.retention.keep_last == 5
+    assert dst.check().ok
+    assert dst.stats().file_bytes < src.stats().file_bytes
