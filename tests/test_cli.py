@@ -542,3 +542,17 @@ def test_help_lists_every_command_by_topic():
 def test_count_agrees_with_the_listing(db, opts, at):
     listed = run(db, "scan", "-k", "--at", at, *opts).output.splitlines()
     assert run(db, "scan", "--count", "--at", at, *opts).output == f"{len(listed)}\n"
+
+
+def test_unexpected_error_is_one_line_unless_debug(db, monkeypatch):
+    def boom(self, *a, **k):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(cowdb.Database, "read", boom)
+    r = CliRunner().invoke(cli, ["--db", db, "get", "apple"])
+    assert r.exit_code == 1
+    assert r.stderr == "Error: internal error: RuntimeError: boom (run with --debug for the " \
+                       "traceback, and please report it)\n"
+    r = CliRunner().invoke(cli, ["--db", db, "--debug", "get", "apple"])
+    assert isinstance(r.exception, RuntimeError)
+    r = CliRunner().invoke(cli, ["--db", db, "get", "apple"], env={"COWDB_DEBUG": "1"})
+    assert isinstance(r.exception, RuntimeError)
