@@ -556,3 +556,13 @@ def test_unexpected_error_is_one_line_unless_debug(db, monkeypatch):
     assert isinstance(r.exception, RuntimeError)
     r = CliRunner().invoke(cli, ["--db", db, "get", "apple"], env={"COWDB_DEBUG": "1"})
     assert isinstance(r.exception, RuntimeError)
+
+
+def test_log_all_branches(db):
+    run(db, "branch", "side", "--at", "1")
+    run(db, "put", "s", "1", "-b", "side")
+    assert [ln.split()[0] for ln in run(db, "log").output.splitlines()] == ["3", "2", "1", "0"]
+    lines = run(db, "log", "--all").output.splitlines()
+    assert [ln.split()[0] for ln in lines] == ["4", "3", "2", "1", "0"]
+    assert "(side)" in lines[0] and "(main)" in lines[1]
+    assert len(run(db, "log", "--all", "-n", "2").output.splitlines()) == 2

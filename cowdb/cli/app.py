@@ -112,6 +112,8 @@ def cli(ctx: click.Context, db: str, timeout: float | None, debug: bool):
       cowdb scan --prefix a
       cowdb log
     """
+    if os.environ.get("NO_COLOR"):
+        ctx.color = False
     ctx.obj = Env(db, debug, timeout)
 
 

@@ -300,10 +300,12 @@ def _decorations(db) -> dict[int, list[str]]:
               help="Show at most this many versions.")
 @click.option("--branch", "-b", default="main", show_default=True,
               help="Follow this branch's history.")
+@click.option("--all", "-a", "all_", is_flag=True,
+              help="Every version of every branch, newest first.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON array of commits (version, time, message, author, parents).")
 @pass_env
-def log(env: Env, limit, branch, as_json):
+def log(env: Env, limit, branch, all_, as_json):
     """One line per version, newest first, like `git log --oneline`.
 
     Each line: version, commit time (local), message, author, and the
@@ -313,10 +315,14 @@ def log(env: Env, limit, branch, as_json):
     Example:
       cowdb log
       cowdb log -n 5 --branch feature
+      cowdb log --all
       cowdb log --json | jq '.[0].version'
     """
     with env.open() as db:
-        commits = engine.log(db, limit=limit, branch=branch)
+        if all_:
+            commits = engine.log_all(db, limit)
+        else:
+            commits = engine.log(db, limit=limit, branch=branch)
         if as_json:
             click.echo(json.dumps([_commit_json(c) for c in commits], indent=2,
                                   ensure_ascii=False))

@@ -45,6 +45,21 @@ def log(db, limit: int | None = None, branch: str = "main"):
     return db.log(limit=limit, branch=branch)
 
 
+def log_all(db, limit: int | None = None):
+    """The commits reachable from every branch head, newest first."""
+    import heapq
+    from itertools import islice
+    streams = [db.log(branch=b) for b in sorted(db.branches())]
+    seen: set[int] = set()
+
+    def unique():
+        for c in heapq.merge(*streams, key=lambda c: -c.version):
+            if c.version not in seen:
+                seen.add(c.version)
+                yield c
+    return islice(unique(), limit)
+
+
 def tags(db) -> dict[str, int]:
     return dict(db.tags())
 
