@@ -1,9 +1,10 @@
 """Benchmark cowdb.pds against pyrsistent, immutables and sortedcontainers.
 
-    python bench/bench_pds.py [--n 100000] [--repeat 5]
+    PYTHONPATH=. python bench/bench_pds.py [--n 100000] [--repeat 5]
 
 Every figure is the best of ``--repeat`` runs (time.perf_counter), per
-operation, in microseconds.  Maps hold ``--n`` random integer keys; each
+operation, in microseconds (the best of 4 x ``--repeat`` for the loops of
+1,000 operations); the implementations take turns in each run.  Maps hold ``--n`` random integer keys; each
 per-key operation runs over 1,000 keys drawn from them (or new ones).
 "speedup" is pyrsistent's time over cowdb's (>= 2 is the target);
 "x immutables" is cowdb's time over immutables' (<= 2 is the target).
@@ -22,18 +23,30 @@ from cowdb.pds import PMap, PSortedMap, PVector
 K = 1000  # keys per timed loop
 
 
-def best(fn, repeat, per=K):
-    """Best time of ``repeat`` runs of ``fn``, in microseconds per operation."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times) / per * 1e6
+def measure(columns, repeat):
+    """{column: {op: µs per operation}}, best of ``repeat`` runs.
+
+    Loops of 1,000 operations are short, so they get four times as many
+    runs: on a busy machine the best of 5 alone still catches preemptions.
+
+    ``columns`` maps each implementation to {op: (fn, operations per call)}.
+    The implementations take turns inside every round, so a load spike on a
+    shared machine hits them alike instead of skewing one column.
+    """
+    best = {c: {op: float("inf") for op in ops} for c, ops in columns.items()}
+    for op in next(iter(columns.values())):
+        per = next(iter(columns.values()))[op][1]
+        for _ in range(repeat * 4 if per > 1 else repeat):
+            for c, ops in columns.items():
+                fn = ops[op][0]
+                t = time.perf_counter()
+                fn()
+                best[c][op] = min(best[c][op], (time.perf_counter() - t) / per * 1e6)
+    return best
 
 
-def map_ops(make, n, repeat, keys, probe, fresh):
-    """Timings of the map operations for one implementation."""
+def map_ops(make, n, keys, probe, fresh):
+    """The map operations to time for one implementation."""
     d = dict.fromkeys(keys, 0)
     m = make(d)
     other = m.set(probe[0], 1).set(probe[0], 0)  # equal, one path apart
@@ -75,18 +88,18 @@ def map_ops(make, n, repeat, keys, probe, fresh):
             pass
 
     return {
-        "get": best(get, repeat),
-        "set existing key": best(set_existing, repeat),
-        "set new key": best(set_new, repeat),
-        "delete": best(delete, repeat),
-        "batch of 1,000 sets (per batch)": best(batch, repeat, 1),
-        f"build from dict of {n:,} (per build)": best(lambda: make(d), repeat, 1),
-        f"iterate {n:,} items (per pass)": best(iterate, repeat, 1),
-        "equality, one path apart (per ==)": best(lambda: m == other, repeat, 1),
+        "get": (get, K),
+        "set existing key": (set_existing, K),
+        "set new key": (set_new, K),
+        "delete": (delete, K),
+        "batch of 1,000 sets (per batch)": (batch, 1),
+        f"build from dict of {n:,} (per build)": (lambda: make(d), 1),
+        f"iterate {n:,} items (per pass)": (iterate, 1),
+        "equality, one path apart (per ==)": (lambda: m == other, 1),
     }
 
 
-def vector_ops(make, n, repeat, idx):
+def vector_ops(make, n, idx):
     v = make(range(n))
 
     def append():
@@ -103,10 +116,10 @@ def vector_ops(make, n, repeat, idx):
         for i in idx:
             v[i]
 
-    return {"append": best(append, repeat), "set": best(set_, repeat), "index": best(index, repeat)}
+    return {"append": (append, K), "set": (set_, K), "index": (index, K)}
 
 
-def sorted_ops(make, setter, copy, repeat, keys, probe):
+def sorted_ops(make, setter, copy, keys, probe):
     m = make(dict.fromkeys(keys, 0))
 
     def get():
@@ -117,8 +130,7 @@ def sorted_ops(make, setter, copy, repeat, keys, probe):
         for k in probe:
             setter(m, k)
 
-    return {"get": best(get, repeat), "set existing key": best(set_, repeat),
-            "copy (per copy)": best(lambda: copy(m), repeat, 1)}
+    return {"get": (get, K), "set existing key": (set_, K), "copy (per copy)": (lambda: copy(m), 1)}
 
 
 def table(title, columns, rows, ratios):
@@ -129,7 +141,7 @@ def table(title, columns, rows, ratios):
     print("|" + "---|" * (1 + len(names) + len(ratios)))
     for op in rows:
         cells = [f"{columns[c][op]:.3f}" if columns[c][op] < 10 else f"{columns[c][op]:,.0f}" for c in names]
-        rs = [f"{fn(columns, op):.2f}" for _, fn in ratios]
+        rs = [f"{fn(columns, op):.3g}" for _, fn in ratios]
         print(f"| {op} | " + " | ".join(cells) + " | " + " | ".join(rs) + " |")
 
 
@@ -143,26 +155,26 @@ def main():
     keys, fresh = keys[:a.n], keys[a.n:]
     probe = rnd.sample(keys, K)
 
-    cols = {
-        "cowdb PMap": map_ops(PMap, a.n, a.repeat, keys, probe, fresh),
-        "pyrsistent": map_ops(pyrsistent.pmap, a.n, a.repeat, keys, probe, fresh),
-        "immutables": map_ops(immutables.Map, a.n, a.repeat, keys, probe, fresh),
-    }
+    cols = measure({
+        "cowdb PMap": map_ops(PMap, a.n, keys, probe, fresh),
+        "pyrsistent": map_ops(pyrsistent.pmap, a.n, keys, probe, fresh),
+        "immutables": map_ops(immutables.Map, a.n, keys, probe, fresh),
+    }, a.repeat)
     table(f"Maps, {a.n:,} int keys", cols, list(cols["cowdb PMap"]), [
         ("speedup vs pyrsistent", lambda c, op: c["pyrsistent"][op] / c["cowdb PMap"][op]),
         ("x immutables", lambda c, op: c["cowdb PMap"][op] / c["immutables"][op]),
     ])
 
     idx = [rnd.randrange(a.n) for _ in range(K)]
-    cols = {"cowdb PVector": vector_ops(PVector, a.n, a.repeat, idx),
-            "pyrsistent": vector_ops(pyrsistent.pvector, a.n, a.repeat, idx)}
+    cols = measure({"cowdb PVector": vector_ops(PVector, a.n, idx),
+                    "pyrsistent": vector_ops(pyrsistent.pvector, a.n, idx)}, a.repeat)
     table(f"Vectors, {a.n:,} elements", cols, list(cols["cowdb PVector"]), [
         ("speedup vs pyrsistent", lambda c, op: c["pyrsistent"][op] / c["cowdb PVector"][op])])
 
-    cols = {
-        "cowdb PSortedMap": sorted_ops(PSortedMap, lambda m, k: m.set(k, 1), PSortedMap, a.repeat, keys, probe),
-        "SortedDict": sorted_ops(SortedDict, lambda m, k: m.__setitem__(k, 1), SortedDict.copy, a.repeat, keys, probe),
-    }
+    cols = measure({
+        "cowdb PSortedMap": sorted_ops(PSortedMap, lambda m, k: m.set(k, 1), PSortedMap, keys, probe),
+        "SortedDict": sorted_ops(SortedDict, lambda m, k: m.__setitem__(k, 1), SortedDict.copy, keys, probe),
+    }, a.repeat)
     table(f"Sorted maps, {a.n:,} int keys (SortedDict sets in place, PSortedMap makes a new version)",
           cols, list(cols["cowdb PSortedMap"]), [
               ("x SortedDict", lambda c, op: c["cowdb PSortedMap"][op] / c["SortedDict"][op])])
