@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, strategies as st
 
 import cowdb
 from cowdb.cli import cli
@@ -43,6 +44,14 @@ def test_inline_is_one_line_and_reversible(b):
     s = fmt.inline(b)
     assert "\n" not in s and "\t" not in s and "\r" not in s
     assert fmt.unescape(s) == b
+
+
+@given(st.binary(max_size=40) | st.text(max_size=20).map(lambda t: t.encode("utf-8")))
+def test_inline_round_trips_any_bytes(b):
+    s = fmt.inline(b)
+    assert fmt.unescape(s) == b
+    assert not any(c in s for c in "\n\r\t\x00\u2028")
+    assert fmt.from_jvalue(json.loads(json.dumps(fmt.jvalue(b)))) == b
 
 
 def test_text_and_json_values():

@@ -8,7 +8,6 @@ traceback instead.
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import sys
+from itertools import islice
 
 import click
 
@@ -269,15 +269,10 @@ def scan(env: Env, prefix, start, stop, limit, reverse, keys_only, count_only, a
             n = 0 if lo is not None and hi is not None and lo >= hi else snap.count(lo, hi)
             click.echo(n if limit is None else min(n, limit))
             return
-        out = sys.stdout
-        for i, (k, v) in enumerate(snap.items(lo, hi, prefix=p, reverse=reverse)):
-            if limit is not None and i >= limit:
-                break
-            if keys_only:
-                click.echo(fmt.inline(k))
-            else:
-                click.echo(f"{fmt.inline(k)}\t{fmt.inline(v)}")
-        out.flush()
+        write = click.get_text_stream("stdout").write
+        items = snap.items(lo, hi, prefix=p, reverse=reverse)
+        for k, v in items if limit is None else islice(items, limit):
+            write(f"{fmt.inline(k)}\n" if keys_only else f"{fmt.inline(k)}\t{fmt.inline(v)}\n")
 
 
 # ---------------------------------------------------------------- log

@@ -28,9 +28,17 @@ def text(b: bytes) -> str:
         return b.decode("utf-8", "backslashreplace")
 
 
+_PLAIN_ASCII = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")
+_NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff]")
+
+
 def inline(b: bytes) -> str:
     """One line, reversible with ``unescape``: escape \\, control characters and non-UTF-8."""
+    if _PLAIN_ASCII.fullmatch(b):
+        return b.decode("ascii")
     s = b.decode("utf-8", "surrogateescape")
+    if not _NEEDS_ESCAPE.search(s):
+        return s
     out = []
     for ch in s:
         o = ord(ch)
