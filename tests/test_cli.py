@@ -484,10 +484,12 @@ def test_import_csv_replace_and_deletes(db, tmp_path):
     ('{"key": "a"}\n', "jsonl", "line 1"),
     ('{"key": "a", "value": {"base64": "!!"}}\n', "jsonl", "line 1"),
     ("k,v\n1,2\n", "csv", "header"),
+    ('{"key": "a", "value": "1"}\n{"key": "", "value": "1"}\n', "jsonl", "line 2: the empty key"),
+    ("key,value\n\xff,1\n", "csv", "not UTF-8"),
 ])
 def test_import_bad_input_commits_nothing(db, tmp_path, content, fmt_, msg):
     f = tmp_path / f"bad.{fmt_}"
-    f.write_text(content)
+    f.write_bytes(content.encode("latin-1") if "\xff" in content else content.encode())
     r = run(db, "import", str(f), ok=False)
     assert r.exit_code == 1 and msg in r.stderr and "nothing was imported" in r.stderr
     with cowdb.open(db, readonly=True) as d:
@@ -575,3 +577,11 @@ def test_log_all_branches(db):
     assert [ln.split()[0] for ln in lines] == ["4", "3", "2", "1", "0"]
     assert "(side)" in lines[0] and "(main)" in lines[1]
     assert len(run(db, "log", "--all", "-n", "2").output.splitlines()) == 2
+
+
+def test_failed_import_leaves_no_new_database(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text("nope\n")
+    p = str(tmp_path / "new.cow")
+    assert run(p, "import", str(f), ok=False).exit_code == 1
+    assert not os.path.exists(p) and not os.path.exists(p + "-lock")

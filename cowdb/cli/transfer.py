@@ -11,6 +11,8 @@ import time
 
 import click
 
+from cowdb.errors import CowdbError
+
 from . import engine, fmt
 from .app import Env, cli
 from .commands import _at, _escaped, author_default, key_arg, say_commit
@@ -237,9 +239,9 @@ def import_(env: Env, file: str, form, replace: bool, message, author, branch):
         except OSError as e:
             raise click.ClickException(f"cannot read {file}: {e.strerror}") from e
         total = os.fstat(raw.fileno()).st_size
-    message = f"import {os.path.basename(file) if file != '-' else 'stdin'}" if message is None \
-        else message
-    puts = deletes = 0
+    if message is None:
+        message = f"import {os.path.basename(file) if file != '-' else 'stdin'}"
+    created = not os.path.exists(env.path)
     try:
         with Progress(f"import {file}", total, unit="bytes") as bar, \
                 env.open(write=True, create=True) as db:
@@ -248,25 +250,42 @@ def import_(env: Env, file: str, form, replace: bool, message, author, branch):
             records = _jsonl_records(text) if form == "jsonl" else _csv_records(text)
             with db.write(message=message, branch=branch,
                           author=author_default() if author is None else author) as tx:
-                seen = set() if replace else None
-                try:
-                    for lineno, k, v in records:
-                        if v is None:
-                            deletes += tx.delete(k)
-                        else:
-                            tx[k] = v
-                            puts += 1
-                        if seen is not None:
-                            seen.add(k)
-                except UnicodeDecodeError as e:
-                    raise click.ClickException(f"{file} is not UTF-8 text ({e.reason}); "
-                                               f"nothing was imported") from e
-                if replace:
-                    gone = [k for k in tx.keys() if k not in seen]
-                    for k in gone:
-                        tx.delete(k)
-                    deletes += len(gone)
+                puts, deletes = _load(tx, records, replace, file)
+    except BaseException:
+        if created:   # leave no empty database behind a failed import
+            for p in (env.path, env.path + "-lock"):
+                if os.path.exists(p):
+                    os.remove(p)
+        raise
     finally:
-        if raw is not click.get_binary_stream("stdin"):
+        if file != "-":
             raw.close()
     say_commit(branch, tx.version, f"{message} ({puts} puts, {deletes} deletes)")
+
+
+def _load(tx, records, replace: bool, file: str) -> tuple[int, int]:
+    """Apply the records to the transaction; (puts, deletes)."""
+    puts = deletes = 0
+    seen = set() if replace else None
+    lineno = 0
+    try:
+        for lineno, k, v in records:
+            if v is None:
+                deletes += tx.delete(k)
+            else:
+                tx[k] = v
+                puts += 1
+            if seen is not None:
+                seen.add(k)
+    except UnicodeDecodeError as e:
+        raise click.ClickException(f"{file} is not UTF-8 text ({e.reason}); nothing was "
+                                   f"imported") from e
+    except CowdbError as e:
+        raise click.ClickException(f"line {lineno}: {e}; "
+                                   f"nothing was imported") from e
+    if replace:
+        gone = [k for k in tx.keys() if k not in seen]
+        for k in gone:
+            tx.delete(k)
+        deletes += len(gone)
+    return puts, deletes
