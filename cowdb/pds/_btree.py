@@ -27,10 +27,6 @@ MAX = 64
 MIN = MAX // 4
 
 
-def empty(owner=None):
-    return [[], [], None, owner]
-
-
 def size(node):
     return len(node[0]) if node[2] is None else sum(node[2])
 
@@ -194,19 +190,19 @@ def _rebalance(parent, j, owner):
     parent[2][j - 1:j + 1] = (size(left), size(right))
 
 
-def build(pairs, owner=None):
+def build(pairs):
     """(root, height) for pairs sorted by distinct keys, bottom-up."""
     n = len(pairs)
-    nodes = [[[k for k, _ in chunk], [v for _, v in chunk], None, owner] for chunk in _chunks(pairs)]
+    nodes = [[[k for k, _ in chunk], [v for _, v in chunk], None, None] for chunk in _chunks(pairs)]
     height = 0
     while len(nodes) > 1:
         groups = _chunks(nodes)
         nodes = [
-            [[_first_key(c) for c in g[1:]], g, [size(c) for c in g], owner]
+            [[_first_key(c) for c in g[1:]], g, [size(c) for c in g], None]
             for g in groups
         ]
         height += 1
-    return (nodes[0] if n else empty(owner)), height
+    return (nodes[0] if n else [[], [], None, None]), height
 
 
 def _chunks(seq):

@@ -33,11 +33,6 @@ _MASK = (1 << BITS) - 1
 M64 = (1 << 64) - 1
 
 
-def empty(owner=None):
-    """A root with no entries."""
-    return [0, 0, owner]
-
-
 def lookup(node, key, h, default):
     """The value of ``key`` (whose masked hash is ``h``), or ``default``.
 

@@ -48,9 +48,13 @@ class PSet(_Reader, Set):
         if type(iterable) is type(self):
             self._root, self._count, self._hacc = iterable._root, iterable._count, iterable._hacc
             return
-        mm = PSetMutation(_make(type(self), _champ.empty(), 0, 0))
-        mm.update(iterable)
-        self._root, self._count, self._hacc = mm._root, mm._count, mm._hacc
+        entries = [(hash(e) & M64, e, None) for e in dict.fromkeys(iterable)]
+        self._root = _champ.build(entries)
+        self._count = len(entries)
+        acc = 0
+        for h, _, _ in entries:
+            acc ^= shuffle(h)
+        self._hacc = acc
 
     @classmethod
     def _from_iterable(cls, it):

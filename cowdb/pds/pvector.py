@@ -104,15 +104,15 @@ def _pop_leaf(node, shift, i, owner):
     return node
 
 
-def _build(items, owner):
+def _build(items):
     """(root, shift, tail) for a list of elements, built bottom-up."""
     tailoff = (len(items) - 1) & ~31 if items else 0
-    nodes = [items[i:i + 32] + [owner] for i in range(0, tailoff, 32)]
+    nodes = [items[i:i + 32] + [None] for i in range(0, tailoff, 32)]
     shift = 5
     while len(nodes) > 32:
-        nodes = [_node(nodes[i:i + 32], owner) for i in range(0, len(nodes), 32)]
+        nodes = [_node(nodes[i:i + 32], None) for i in range(0, len(nodes), 32)]
         shift += 5
-    return _node(nodes, owner), shift, items[tailoff:]
+    return _node(nodes, None), shift, items[tailoff:]
 
 
 class _Reader:
@@ -158,7 +158,7 @@ class PVector(_Reader):
 
     def __init__(self, iterable=()):
         items = list(iterable)
-        self._root, self._shift, self._tail = _build(items, None)
+        self._root, self._shift, self._tail = _build(items)
         self._count = len(items)
         self._hash = None
 
