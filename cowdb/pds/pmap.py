@@ -7,6 +7,7 @@ transient that edits its own nodes in place, for batches.
 
 import reprlib
 from collections.abc import ItemsView, KeysView, Mapping, ValuesView
+from itertools import chain
 from types import GenericAlias
 
 from cowdb.pds import _champ
@@ -45,13 +46,8 @@ def _pairs(col, kw):
         raise TypeError("cannot create Maps from MapMutations: finish() it first")
     pairs = col.items() if hasattr(col, "items") else _checked_pairs(iter(col))
     if kw:
-        return _chain(pairs, kw.items())
+        return chain(pairs, kw.items())
     return pairs
-
-
-def _chain(first, second):
-    yield from first
-    yield from second
 
 
 def _checked_pairs(it):
