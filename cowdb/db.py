@@ -157,10 +157,13 @@ class Database(Versions):
         return _State(meta.txn, meta.catalog, cat.last_version(), head)
 
     def _map_meta(self) -> None:
-        self._meta_map = None
+        """Map the meta slots: noticing another process's commit is then two loads."""
+        self._meta_map = self._meta_q = None
         if isinstance(self._io, OsFileIO):
             self._meta_map = mmap.mmap(self._io.fd, 2 * self._store.page_size,
                                        prot=mmap.PROT_READ)
+            self._meta_q = memoryview(self._meta_map).cast("Q")  # txn fields: [2], [ps/8 + 2]
+            self._slot1_txn = self._store.page_size // 8 + 2
 
     # ---- state ---------------------------------------------------------
     def _check_open(self) -> None:
@@ -171,11 +174,9 @@ class Database(Versions):
     def _current(self) -> _State:
         """The newest state, noticing commits made by other processes."""
         st = self._state
-        mm = self._meta_map
-        if mm is not None:
-            ps = self._store.page_size
-            if max(_TXN.unpack_from(mm, 16)[0], _TXN.unpack_from(mm, ps + 16)[0]) != st.txn:
-                st = self._reload()
+        q = self._meta_q
+        if q is not None and (q[2] > st.txn or q[self._slot1_txn] > st.txn):
+            st = self._reload()
         return st
 
     def _reload(self) -> _State:
@@ -216,6 +217,15 @@ class Database(Versions):
 
     def read(self, branch: str = "main") -> Snapshot:
         """A snapshot of the newest version of a branch: O(1), never blocks."""
+        st = self._state
+        q = self._meta_q
+        if branch == "main" and not self._closed and (
+                q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn)):
+            # the common case, kept flat: pin, then make sure no commit raced the pin
+            self._shared.pin(st.txn)
+            if q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn):
+                return Snapshot(self, st.head, st.txn)
+            self._shared.unpin(st.txn)
         self._check_open()
         while True:
             st = self._current()
@@ -241,7 +251,7 @@ class Database(Versions):
         if self._meta_map is not None and self._current() is not st:
             self._shared.unpin(st.txn)
             return None
-        return Snapshot(self, Tree(self._nodes, c.root, c.count), c.version, st.txn)
+        return Snapshot(self, c, st.txn)
 
     def _resolve(self, st: _State, ref) -> Commit:
         """What ``at()`` accepts -> the commit it names."""
@@ -306,10 +316,6 @@ class Database(Versions):
         finally:
             self._shared.unpin(st.txn)
         return report
-
-    def _unpin(self, txn: int) -> None:
-        if not self._closed:
-            self._shared.unpin(txn)
 
     # ---- writing -------------------------------------------------------
     def write(self, message: str = "", *, author: str = "", branch: str = "main",
@@ -442,6 +448,7 @@ class Database(Versions):
         finally:
             self._closed = True
             if self._meta_map is not None:
+                self._meta_q.release()
                 self._meta_map.close()
             close_shared(self._shared)
             self._io.close()

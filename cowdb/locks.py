@@ -42,6 +42,12 @@ class Shared:
         self.pins: dict[int, int] = {}
         self.slot = -1
         self.slot_txn = 0
+        self.slot_q = None      # the lock file as u64s; slot_q[slot_index] = our oldest pin
+        self.slot_index = 0
+        if self.mm is not None and self._claim():
+            self.slot_q = memoryview(self.mm).cast("Q")
+            self.slot_index = (_TABLE + 16 * self.slot + 8) // 8
+            _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, os.getpid(), 0)
         self.users = 0
         self.key = None
 
@@ -83,31 +89,29 @@ class Shared:
         self.writer.release()
 
     # ---- readers -------------------------------------------------------
+    # pin/unpin run for every snapshot, so they are kept flat: one lock, a dict,
+    # and (only when this process's oldest pin changes) one store into the slot.
     def pin(self, txn: int) -> None:
         with self.mutex:
             pins = self.pins
             pins[txn] = pins.get(txn, 0) + 1
-            if self.slot_txn == 0 or txn < self.slot_txn:
-                self._publish(txn)
+            if txn < self.slot_txn or not self.slot_txn:
+                self.slot_txn = txn
+                if self.slot_q is not None:
+                    self.slot_q[self.slot_index] = txn
 
     def unpin(self, txn: int) -> None:
         with self.mutex:
             pins = self.pins
-            n = pins.get(txn, 0) - 1
-            if n > 0:
+            n = pins[txn] - 1
+            if n:
                 pins[txn] = n
                 return
-            pins.pop(txn, None)
+            del pins[txn]
             if txn == self.slot_txn:
-                self._publish(min(pins) if pins else 0)
-
-    def _publish(self, txn: int) -> None:
-        self.slot_txn = txn
-        if self.mm is None:
-            return
-        if self.slot < 0 and not self._claim():
-            return
-        _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, os.getpid(), txn)
+                self.slot_txn = oldest = min(pins) if pins else 0
+                if self.slot_q is not None:
+                    self.slot_q[self.slot_index] = oldest
 
     def _claim(self) -> bool:
         for i in range(SLOTS):
@@ -139,7 +143,9 @@ class Shared:
 
     def close(self) -> None:
         if self.mm is not None:
-            if self.slot >= 0:
+            if self.slot_q is not None:
+                self.slot_q.release()
+                self.slot_q = None
                 _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, 0, 0)
             self.mm.close()
             os.close(self.fd)  # releases every fcntl lock of this process on the file

@@ -8,6 +8,9 @@ from collections.abc import Mapping, MutableMapping
 
 from .errors import (InvalidKey, InvalidType, KeyTooLarge, ReadOnly, TransactionClosed)
 from .tree import cursor
+from .tree.btree import Tree
+
+_UNOPENED = object()  # a snapshot's tree before its first read
 
 
 def prefix_end(prefix: bytes) -> bytes | None:
@@ -103,17 +106,29 @@ class _Reader:
 
 
 class Snapshot(_Reader, Mapping):
-    """One version, read-only, for as long as it is open. Cheap: a root and a pin."""
-    __slots__ = ("_tree", "_db", "_txn", "_max_key", "version", "__weakref__")
+    """One version, read-only, for as long as it is open. Cheap: a commit and a pin;
+    the tree is opened on first use."""
+    __slots__ = ("_tree", "_commit", "_db", "_txn", "_max_key", "version", "__weakref__")
 
-    def __init__(self, db, tree, version: int, txn: int):
-        self._db, self._tree, self.version, self._txn = db, tree, version, txn
+    def __init__(self, db, commit, txn: int):
+        self._db, self._commit, self.version, self._txn = db, commit, commit.version, txn
+        self._tree = _UNOPENED
         self._max_key = db.max_key
+
+    def _live(self):
+        tree = self._tree
+        if tree is _UNOPENED:
+            c = self._commit
+            tree = self._tree = Tree(self._db._nodes, c.root, c.count)
+        elif tree is None:
+            raise TransactionClosed("this snapshot is closed; take a new one with db.read() "
+                                    "or db.at()")
+        return tree
 
     def close(self) -> None:
         if self._tree is not None:
             self._tree = None
-            self._db._unpin(self._txn)
+            self._db._shared.unpin(self._txn)
 
     def __enter__(self):
         return self
@@ -131,7 +146,7 @@ class Snapshot(_Reader, Mapping):
     __delitem__ = __setitem__
 
     def __repr__(self):
-        state = "closed" if self._tree is None else f"{len(self)} keys"
+        state = "closed" if self._tree is None else f"{self._commit.count} keys"
         return f"<cowdb.Snapshot version={self.version} {state}>"
 
 

@@ -59,7 +59,7 @@ class Diff:
     def __init__(self, nodes, a, b, start, stop):
         self.stats = diffmod.DiffStats()
         self._snaps = (a, b)
-        self._changes = diffmod.changes(nodes, a._tree.ref, b._tree.ref, start, stop,
+        self._changes = diffmod.changes(nodes, a._live().ref, b._live().ref, start, stop,
                                         self.stats)
         self.a_version, self.b_version = a.version, b.version
 
