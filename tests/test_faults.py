@@ -51,14 +51,29 @@ class State:
     branches: dict = field(default_factory=lambda: {"main": 0})
     tags: dict = field(default_factory=dict)
     keep_last: int | None = None
+    parents: dict = field(default_factory=lambda: {0: ()})
 
     def head(self, branch="main") -> dict:
         return self.contents[self.branches[branch]]
 
-    def with_version(self, content: dict, branch: str) -> "State":
+    def with_version(self, content: dict, branch: str, parents=None) -> "State":
         v = self.last + 1
+        parents = (self.branches[branch],) if parents is None else parents
         return replace(self, contents={**self.contents, v: content}, kept=self.kept | {v},
-                       last=v, branches={**self.branches, branch: v})
+                       last=v, branches={**self.branches, branch: v},
+                       parents={**self.parents, v: parents})
+
+    def ancestors(self, v: int) -> set | None:
+        """v and every version before it in the commit graph; None if gc dropped one."""
+        out, todo = set(), [v]
+        while todo:
+            x = todo.pop()
+            if x not in self.kept:
+                return None
+            if x not in out:
+                out.add(x)
+                todo.extend(self.parents[x])
+        return out
 
     def describe(self) -> str:
         return (f"version {self.last}, branches {self.branches}, tags {self.tags}, "
@@ -155,7 +170,7 @@ class Restore(Step):
         v = self.target(s)
         if v not in s.kept:
             return None
-        return s.with_version(dict(s.contents[v]), "main")
+        return s.with_version(dict(s.contents[v]), "main")  # parent: the head of main
 
     def apply(self, run):
         run.db.restore(self.target(run.state))
@@ -171,6 +186,39 @@ class SetRetention(Step):
 
     def apply(self, run):
         run.db.set_retention(keep_last=self.keep_last)
+
+
+@dataclass
+class Merge(Step):
+    """Merge a branch into main, changes from the branch winning conflicts."""
+    source: str
+    needs_api = "merge"
+
+    def expect(self, s):
+        if self.source not in s.branches:
+            return None
+        src, dst = s.branches[self.source], s.branches["main"]
+        a, b = s.ancestors(src), s.ancestors(dst)
+        if a is None or b is None:
+            return None  # gc rewired the graph; this model does not follow that
+        base = max(a & b)
+        self.durable = base != src
+        if base == src:
+            return s                                            # nothing new on the branch
+        if base == dst:                                         # fast-forward
+            return replace(s, branches={**s.branches, "main": src})
+        content = dict(s.contents[dst])
+        theirs, old = s.contents[src], s.contents[base]
+        for k in old.keys() | theirs.keys():
+            if theirs.get(k) != old.get(k):
+                if k in theirs:
+                    content[k] = theirs[k]
+                else:
+                    content.pop(k, None)
+        return s.with_version(content, "main", (dst, src))
+
+    def apply(self, run):
+        run.db.merge(self.source, resolve="theirs")
 
 
 class Gc(Step):
@@ -236,6 +284,13 @@ def workload(seed: int = 1) -> list[Step]:
         Branch("exp"),
         Commit(puts(10, hi=200), dels(5, hi=200), branch="exp"),
         Commit(puts(60, lo=200), []),                           # grows the tree to the right
+        Merge("exp"),                                           # a three-way merge commit
+        Branch("ff"),
+        Commit(puts(4, big=1), dels(3), "none", branch="ff"),
+        Merge("ff"),                                            # a fast-forward
+        Commit(puts(5, hi=200), dels(5, hi=200), branch="exp"),
+        Commit(puts(5, hi=200), [], "none"),
+        Merge("exp"),                                           # again, base = the last merge
         Commit({}, []),                                         # an empty commit
         Commit(puts(1), dels(80, hi=300), "none"),
         Restore(3),
@@ -425,6 +480,12 @@ def _verify(db, s: State) -> None:
             except VersionNotFound:
                 continue
             raise Failure(f"version {v} is readable but the model dropped it")
+    try:
+        db.at(s.last + 1).close()
+    except VersionNotFound:
+        pass
+    else:
+        raise Failure(f"version {s.last + 1} is readable but the model has no such version")
     with db.read() as snap:
         if dict(snap.items()) != s.head():
             raise Failure("WRONG READ: the head of main differs from the model")
