@@ -398,6 +398,7 @@ class Database(Versions):
             meta = store.publish(cat.tree.write(txn), durable)
         except BaseException as e:
             store.rollback()
+            self._commits.pop(st.version + 1, None)  # a commit record _new_commit cached
             if getattr(e, "uncertain", False):
                 self._poison(str(e))
             raise
