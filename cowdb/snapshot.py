@@ -5,6 +5,7 @@ transaction's tree is writable and sees its own writes. A snapshot pins the
 txn it was taken at, so no page it can reach is reused until it closes.
 """
 from collections.abc import Mapping, MutableMapping
+from itertools import chain
 
 from .errors import (InvalidKey, InvalidType, KeyTooLarge, ReadOnly, TransactionClosed)
 from .tree import cursor
@@ -77,7 +78,7 @@ class _Reader:
         return self._live().count
 
     def __iter__(self):
-        return (k for k, _ in cursor.items(self._live()))
+        return (k for k, _ in cursor.items(self._live(), live=self._live_cursor))
 
     def items(self, start=None, stop=None, *, prefix=None, reverse=False):
         """(key, value) pairs in key order with start <= key < stop and the given prefix."""
@@ -90,7 +91,7 @@ class _Reader:
             stop = end if stop is None or (end is not None and stop > end) else stop
         if start is not None and stop is not None and start >= stop:
             return iter(())
-        return cursor.items(tree, start, stop, reverse)
+        return cursor.items(tree, start, stop, reverse, self._live_cursor)
 
     def keys(self, start=None, stop=None, *, prefix=None, reverse=False):
         return (k for k, _ in self.items(start, stop, prefix=prefix, reverse=reverse))
@@ -108,6 +109,7 @@ class _Reader:
 class Snapshot(_Reader, Mapping):
     """One version, read-only, for as long as it is open. Cheap: a commit and a pin;
     the tree is opened on first use."""
+    _live_cursor = False  # a snapshot's tree never changes: cursors take the fast path
     __slots__ = ("_tree", "_commit", "_db", "_txn", "_max_key", "version", "__weakref__")
 
     def __init__(self, db, commit, txn: int):
@@ -152,6 +154,7 @@ class Snapshot(_Reader, Mapping):
 
 class Transaction(_Reader, MutableMapping):
     """The one write transaction: commits on a clean ``with`` exit, aborts on an exception."""
+    _live_cursor = True   # writes may come between two steps of an iteration
     __slots__ = ("_tree", "_db", "_max_key", "_head", "message", "author", "branch",
                  "durability", "version", "puts", "deletes", "__weakref__")
 
@@ -164,8 +167,14 @@ class Transaction(_Reader, MutableMapping):
         self.puts = self.deletes = 0
 
     def __setitem__(self, key, value):
-        tree = self._live()
-        tree.put(check_key(key, self._max_key), check_value(value))
+        tree = self._tree
+        if tree is None:
+            tree = self._live()  # raises TransactionClosed
+        if type(key) is not bytes or not 0 < len(key) <= self._max_key:  # the fast path is
+            key = check_key(key, self._max_key)                          # inline: bytes in,
+        if type(value) is not bytes:                                     # nothing to do
+            value = check_value(value)
+        tree.put(key, value)
         self.puts += 1
 
     put = __setitem__
@@ -181,15 +190,18 @@ class Transaction(_Reader, MutableMapping):
             raise KeyError(key)
 
     def update(self, other=(), /, **kw):
-        """Put many pairs (a mapping, pairs, or keywords) in key order, which is faster."""
+        """Put many pairs (a mapping, pairs, or keywords). Sorted first, then inserted
+        leaf by leaf: much faster than a loop of puts, and it fills pages."""
         tree = self._live()
         items = other.items() if hasattr(other, "items") else other
         mk = self._max_key
-        batch = sorted((check_key(k, mk), check_value(v)) for k, v in items)
-        batch += sorted((check_key(k, mk), check_value(v)) for k, v in kw.items())
-        put = tree.put
-        for k, v in batch:
-            put(k, v)
+        batch = {}
+        for k, v in chain(items, kw.items()):
+            if type(k) is not bytes or not 0 < len(k) <= mk:
+                k = check_key(k, mk)
+            batch[k] = v if type(v) is bytes else check_value(v)
+        order = sorted(batch)  # sorting bare keys is faster than sorting pairs
+        tree.put_sorted(zip(order, map(batch.__getitem__, order)))
         self.puts += len(batch)
 
     def commit(self) -> int:

@@ -198,6 +198,96 @@ class Tree:
             self._split_up(leaf, path)
         return new
 
+    def put_sorted(self, items) -> int:
+        """Put (key, value) pairs given in strictly increasing key order; return how many
+        keys were new.
+
+        One descent serves every key that falls in the same leaf, and a node
+        that overflows while being appended to splits full-left, so a bulk
+        load writes full pages (the loop of ``put`` would leave them half full).
+        """
+        self.mod += 1
+        if self._root is None:
+            return self._build(items)
+        inline_max, page_size = self.inline_max, self.page_size
+        new_keys = 0
+        leaf = None
+        for key, val in items:
+            if leaf is None or (hi is not None and key >= hi):
+                if leaf is not None:
+                    new_keys += self._settle(leaf, path, added, pos >= len(leaf.keys))
+                leaf, path = self._descend(key)
+                hi = next((b.keys[j + 1] for b, j in reversed(path) if j + 1 < len(b.keys)),
+                          None)
+                keys, vals, added, pos = leaf.keys, leaf.vals, 0, 0
+            i = bisect_left(keys, key, pos)
+            vs = len(val) if len(val) <= inline_max else OVERFLOW_REF_SIZE
+            if i < len(keys) and keys[i] == key:
+                old = vals[i]
+                leaf.size += vs - self._vsize(old)
+                self._drop_value(old)
+                vals[i] = val
+            else:
+                keys.insert(i, key)
+                vals.insert(i, val)
+                leaf.size += LEAF_ENTRY + len(key) + vs
+                added += 1
+            pos = i + 1
+            if leaf.size > page_size:
+                new_keys += self._settle(leaf, path, added, pos >= len(keys))
+                leaf = None
+        if leaf is not None:
+            new_keys += self._settle(leaf, path, added, pos >= len(leaf.keys))
+        return new_keys
+
+    def _build(self, items) -> int:
+        """Bulk load into an empty tree: cut the sorted items into full leaves, then
+        stack full branch levels on them. No descents, no splits."""
+        inline_max = self.inline_max
+        limit = HEADER_SIZE + (self.page_size - HEADER_SIZE) * 15 // 16
+        level, keys, vals, size = [], [], [], HEADER_SIZE   # level: [(lowest key, node)]
+        for k, v in items:
+            es = LEAF_ENTRY + len(k) + (len(v) if len(v) <= inline_max else OVERFLOW_REF_SIZE)
+            if size + es > limit and keys:
+                level.append((keys[0], Leaf(keys, vals, size)))
+                keys, vals, size = [], [], HEADER_SIZE
+            keys.append(k)
+            vals.append(v)
+            size += es
+        if keys:
+            level.append((keys[0], Leaf(keys, vals, size)))
+        if not level:
+            return 0
+        while len(level) > 1:
+            parents, node = [], None
+            for low, kid in level:
+                if node is None or node.size + BRANCH_ENTRY + len(low) > limit:
+                    node = Branch([b""], [kid], [kid.count()], [0], [0],
+                                  HEADER_SIZE + BRANCH_ENTRY)
+                    parents.append((low, node))
+                else:
+                    node.keys.append(low)
+                    node.kids.append(kid)
+                    node.counts.append(kid.count())
+                    node.sums.append(0)
+                    node.txns.append(0)
+                    node.size += BRANCH_ENTRY + len(low)
+            level = parents
+        level = [level[0][1]]
+        self._root, self._dirty = level[0], True
+        self.count = self._root.count()
+        return self.count
+
+    def _settle(self, leaf, path, added: int, appending: bool) -> int:
+        """Account ``added`` new keys along the path and split the leaf if it overflowed."""
+        if added:
+            for b, j in path:
+                b.counts[j] += added
+            self.count += added
+        if leaf.size > self.page_size:
+            self._split_up(leaf, path, appending)
+        return added
+
     def delete(self, key: bytes) -> bool:
         """Remove key; False if it was not there (and nothing is copied)."""
         if self.get(key, _MISSING) is _MISSING:
@@ -233,26 +323,25 @@ class Tree:
         if type(root) is Leaf and not root.keys:
             self._root = None
 
-    def _split(self, node):
-        """Split node in two by bytes; node keeps the left half. Return (separator, right)."""
-        keys, n = node.keys, len(node.keys)
-        half = (node.size - HEADER_SIZE) // 2
+    def _split(self, node, full_left: bool = False):
+        """Split node in two by bytes; node keeps the left part. Return (separator, right).
+
+        In half, or (``full_left``, when appending in key order) leaving the left
+        node as full as a page allows, so sequential loads fill their pages.
+        """
+        keys = node.keys
+        limit = self.page_size - HEADER_SIZE
+        target = limit * 15 // 16 if full_left else (node.size - HEADER_SIZE) // 2
         if type(node) is Leaf:
-            vsize, acc, m = self._vsize, 0, 0
-            for m in range(n - 1):
-                acc += LEAF_ENTRY + len(keys[m]) + vsize(node.vals[m])
-                if acc >= half:
-                    break
-            m += 1
+            im = self.inline_max
+            m, acc = _cut([LEAF_ENTRY + len(k) + (len(v) if type(v) is bytes and len(v) <= im
+                                                  else OVERFLOW_REF_SIZE)
+                           for k, v in zip(keys, node.vals)], target, limit)
             right = Leaf(keys[m:], node.vals[m:], node.size - acc)
             del keys[m:], node.vals[m:]
             node.size = HEADER_SIZE + acc
             return right.keys[0], right
-        acc, m = 0, 1
-        for m in range(1, n - 1):
-            acc += BRANCH_ENTRY + len(keys[m])
-            if acc >= half:
-                break
+        m, _ = _cut([BRANCH_ENTRY + len(k) for k in keys], target, limit)
         sep = keys[m]
         right = Branch([b""] + keys[m + 1:], node.kids[m:], node.counts[m:], node.sums[m:],
                        node.txns[m:], 0)
@@ -261,9 +350,9 @@ class Tree:
         node.size = branch_size(keys)
         return sep, right
 
-    def _split_up(self, node, path) -> None:
+    def _split_up(self, node, path, full_left: bool = False) -> None:
         while node.size > self.page_size:
-            sep, right = self._split(node)
+            sep, right = self._split(node, full_left)
             if path:
                 parent, i = path.pop()
                 self._insert_kid(parent, i, node, sep, right)
@@ -344,3 +433,16 @@ class Tree:
 
 
 _MISSING = object()
+
+
+def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
+    """How many leading entries (at least one, never all) reach ``target`` bytes without
+    passing ``limit``; and their bytes."""
+    acc = 0
+    for m, size in enumerate(sizes[:-1]):
+        if m and acc + size > limit:
+            return m, acc
+        acc += size
+        if acc >= target:
+            return m + 1, acc
+    return len(sizes) - 1, acc

@@ -1,20 +1,30 @@
 """Ordered iteration over a Tree: forward or reverse, bounded by [start, stop).
 
 The cursor keeps the path of (branch, index) from the root to the current
-leaf and yields a leaf's slice at a time through ``zip`` (C speed). If the
-tree changes under it (a transaction writing while it iterates), it
-re-seeks from the last key it yielded instead of following stale indexes.
+leaf and yields a leaf's slice at a time through ``zip`` (C speed). A tree
+that may change while it is iterated (a transaction's: ``live=True``) is
+watched after every item instead: when it changed, the cursor re-seeks
+just past the last key it yielded, so it sees exactly the current tree.
 """
 from bisect import bisect_left, bisect_right
 
 from .node import Branch
 
 
-def items(tree, start=None, stop=None, reverse=False):
+def items(tree, start=None, stop=None, reverse=False, live=False):
     """Yield (key, value) in key order with start <= key < stop."""
     if reverse:
-        return _backward(tree, start, stop)
-    return _forward(tree, start, stop)
+        return _backward(tree, start, stop, live)
+    return _forward(tree, start, stop, live)
+
+
+def _watched(tree, ks, vs, mod):
+    """Yield pairs one by one; stop early (returning the last key) if the tree changes."""
+    for k, v in zip(ks, vs):
+        yield k, v
+        if tree.mod != mod:
+            return k
+    return None
 
 
 def _values(tree, vals):
@@ -52,7 +62,7 @@ def _step(tree, path, forward):
     return None
 
 
-def _forward(tree, start, stop):
+def _forward(tree, start, stop, live):
     if tree.root() is None:
         return
     leaf, path = _seek(tree, start, False)
@@ -63,16 +73,19 @@ def _forward(tree, start, stop):
         j = len(keys) if stop is None or not keys or keys[-1] < stop else bisect_left(keys, stop, i)
         if i < j:
             ks = keys[i:j]
-            yield from zip(ks, _values(tree, leaf.vals[i:j]))
-            if tree.mod != mod:  # changed under us: find the next key afresh
-                yield from _forward(tree, ks[-1] + b"\x00", stop)
-                return
+            if live:
+                last = yield from _watched(tree, ks, _values(tree, leaf.vals[i:j]), mod)
+                if last is not None:  # changed under us: find the next key afresh
+                    yield from _forward(tree, last + b"\x00", stop, live)
+                    return
+            else:
+                yield from zip(ks, _values(tree, leaf.vals[i:j]))
         if j < len(keys):
             return
         leaf, i = _step(tree, path, True), 0
 
 
-def _backward(tree, start, stop):
+def _backward(tree, start, stop, live):
     if tree.root() is None:
         return
     leaf, path = _seek(tree, stop, True)
@@ -82,12 +95,14 @@ def _backward(tree, start, stop):
         keys = leaf.keys
         i = 0 if start is None or not keys or keys[0] >= start else bisect_left(keys, start, 0, j)
         if i < j:
-            ks = keys[i:j]
-            vs = _values(tree, leaf.vals[i:j])
-            yield from zip(reversed(ks), reversed(vs))
-            if tree.mod != mod:
-                yield from _backward(tree, start, ks[0])
-                return
+            ks, vs = keys[i:j][::-1], _values(tree, leaf.vals[i:j])[::-1]
+            if live:
+                last = yield from _watched(tree, ks, vs, mod)
+                if last is not None:
+                    yield from _backward(tree, start, last, live)
+                    return
+            else:
+                yield from zip(ks, vs)
         if i > 0:
             return
         leaf = _step(tree, path, False)
