@@ -62,17 +62,29 @@ class _Reader:
         """A range bound: any bytes or str (it is never stored, so any length will do)."""
         return None if key is None else check_key(key)
 
+    # The point reads are the hot path: the common case (an open tree, a bytes key of
+    # legal length) is checked inline, and only the rest goes through _live/check_key.
     def __getitem__(self, key):
-        v = self._live().get(check_key(key, self._max_key))
+        tree = self._tree
+        if type(tree) is not Tree:
+            tree = self._live()
+        if type(key) is not bytes or not 0 < len(key) <= self._max_key:
+            key = check_key(key, self._max_key)
+        v = tree.get(key)
         if v is None:
             raise KeyError(key)
         return v
 
     def get(self, key, default=None):
-        return self._live().get(check_key(key, self._max_key), default)
+        tree = self._tree
+        if type(tree) is not Tree:
+            tree = self._live()
+        if type(key) is not bytes or not 0 < len(key) <= self._max_key:
+            key = check_key(key, self._max_key)
+        return tree.get(key, default)
 
     def __contains__(self, key):
-        return self._live().get(check_key(key, self._max_key)) is not None
+        return self.get(key) is not None
 
     def __len__(self):
         return self._live().count
