@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from struct import Struct
 
+from .codecs import get_codec
 from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, InvalidType,
                      NotACowdbFile, ReadOnly, RefNotFound, VersionNotFound, VersionReclaimed,
                      WriteFailed)
@@ -67,11 +68,12 @@ class Database(Versions):
 
     def __init__(self, path=None, *, readonly: bool = False, durability: str = "sync",
                  timeout: float | None = 5.0, page_size: int = DEFAULT_PAGE_SIZE,
-                 cache_nodes: int = 65536, io: BlockIO | None = None):
+                 cache_nodes: int = 65536, io: BlockIO | None = None, codec="bytes"):
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
         if page_size < 1024 or page_size & (page_size - 1) or page_size > 65536:
             raise ValueError("page_size must be a power of two from 1024 to 65536")
+        self.codec = get_codec(codec)   # None: values are raw bytes
         self.path = None if path is None else os.fspath(path)
         self.readonly = readonly
         self.durability = durability

@@ -102,3 +102,7 @@ class InvalidMerge(CowdbError, ValueError):
 
 class ProtectedBranch(CowdbError, ValueError):
     """Branch "main" cannot be deleted."""
+
+
+class CodecError(CowdbError, ValueError):
+    """A value could not be encoded by the database's codec, or a stored value not decoded."""

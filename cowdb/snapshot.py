@@ -73,7 +73,7 @@ class _Reader:
         v = tree.get(key)
         if v is None:
             raise KeyError(key)
-        return v
+        return v if self._codec is None else self._codec.decode(v)
 
     def get(self, key, default=None):
         tree = self._tree
@@ -81,10 +81,13 @@ class _Reader:
             tree = self._live()
         if type(key) is not bytes or not 0 < len(key) <= self._max_key:
             key = check_key(key, self._max_key)
-        return tree.get(key, default)
+        v = tree.get(key)
+        if v is None:
+            return default
+        return v if self._codec is None else self._codec.decode(v)
 
     def __contains__(self, key):
-        return self.get(key) is not None
+        return self._live().get(check_key(key, self._max_key)) is not None
 
     def __len__(self):
         return self._live().count
@@ -103,7 +106,11 @@ class _Reader:
             stop = end if stop is None or (end is not None and stop > end) else stop
         if start is not None and stop is not None and start >= stop:
             return iter(())
-        return cursor.items(tree, start, stop, reverse, self._live_cursor)
+        pairs = cursor.items(tree, start, stop, reverse, self._live_cursor)
+        if self._codec is None:
+            return pairs
+        decode = self._codec.decode
+        return ((k, decode(v)) for k, v in pairs)
 
     def keys(self, start=None, stop=None, *, prefix=None, reverse=False):
         return (k for k, _ in self.items(start, stop, prefix=prefix, reverse=reverse))
@@ -122,12 +129,14 @@ class Snapshot(_Reader, Mapping):
     """One version, read-only, for as long as it is open. Cheap: a commit and a pin;
     the tree is opened on first use."""
     _live_cursor = False  # a snapshot's tree never changes: cursors take the fast path
-    __slots__ = ("_tree", "_commit", "_db", "_txn", "_max_key", "version", "__weakref__")
+    __slots__ = ("_tree", "_commit", "_db", "_txn", "_max_key", "_codec", "version",
+                 "__weakref__")
 
     def __init__(self, db, commit, txn: int):
         self._db, self._commit, self.version, self._txn = db, commit, commit.version, txn
         self._tree = _UNOPENED
         self._max_key = db.max_key
+        self._codec = db.codec
 
     def _live(self):
         tree = self._tree
@@ -167,12 +176,13 @@ class Snapshot(_Reader, Mapping):
 class Transaction(_Reader, MutableMapping):
     """The one write transaction: commits on a clean ``with`` exit, aborts on an exception."""
     _live_cursor = True   # writes may come between two steps of an iteration
-    __slots__ = ("_tree", "_db", "_max_key", "_head", "message", "author", "branch",
+    __slots__ = ("_tree", "_db", "_max_key", "_codec", "_head", "message", "author", "branch",
                  "durability", "version", "puts", "deletes", "__weakref__")
 
     def __init__(self, db, tree, head, message, author, branch, durability):
         self._db, self._tree, self._head = db, tree, head
         self._max_key = db.max_key
+        self._codec = db.codec
         self.message, self.author, self.branch, self.durability = (message, author, branch,
                                                                    durability)
         self.version = None
@@ -184,7 +194,9 @@ class Transaction(_Reader, MutableMapping):
             tree = self._live()  # raises TransactionClosed
         if type(key) is not bytes or not 0 < len(key) <= self._max_key:  # the fast path is
             key = check_key(key, self._max_key)                          # inline: bytes in,
-        if type(value) is not bytes:                                     # nothing to do
+        if self._codec is not None:                                      # nothing to do
+            value = check_value(self._codec.encode(value))
+        elif type(value) is not bytes:
             value = check_value(value)
         tree.put(key, value)
         self.puts += 1
@@ -208,9 +220,12 @@ class Transaction(_Reader, MutableMapping):
         items = other.items() if hasattr(other, "items") else other
         mk = self._max_key
         batch = {}
+        encode = None if self._codec is None else self._codec.encode
         for k, v in chain(items, kw.items()):
             if type(k) is not bytes or not 0 < len(k) <= mk:
                 k = check_key(k, mk)
+            if encode is not None:
+                v = encode(v)
             batch[k] = v if type(v) is bytes else check_value(v)
         order = sorted(batch)  # sorting bare keys is faster than sorting pairs
         tree.put_sorted(zip(order, map(batch.__getitem__, order)))

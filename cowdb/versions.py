@@ -19,7 +19,7 @@ from .history.commits import Commit, CommitStats
 from .history.retention import Retention
 from .snapshot import check_key, prefix_end
 from .tree import diff as diffmod
-from .tree.merge import merge3
+from .tree.merge import Conflict, merge3
 from .pages.meta import EMPTY
 from .tree.btree import Tree
 from .tree.walk import walk
@@ -56,8 +56,9 @@ class Diff:
     ``close()`` is called.
     """
 
-    def __init__(self, nodes, a, b, start, stop):
+    def __init__(self, nodes, a, b, start, stop, decode=None):
         self.stats = diffmod.DiffStats()
+        self._decode = decode
         self._snaps = (a, b)
         self._changes = diffmod.changes(nodes, a._live().ref, b._live().ref, start, stop,
                                         self.stats)
@@ -69,7 +70,13 @@ class Diff:
 
     def __iter__(self):
         try:
-            yield from self._changes
+            if self._decode is None:
+                yield from self._changes
+            else:
+                dec = self._decode
+                for c in self._changes:
+                    yield diffmod.Change(c.key, None if c.old is None else dec(c.old),
+                                         None if c.new is None else dec(c.new))
         finally:
             self.close()
 
@@ -136,6 +143,8 @@ class Versions:
         n = 0
         for c in self.log(branch=branch):
             value = Tree(self._nodes, c.root, c.count).get(key) if c.root.page else None
+            if value is not None and self.codec is not None:
+                value = self.codec.decode(value)
             if prev is not None and value != prev[2]:
                 yield prev
                 n += 1
@@ -221,7 +230,8 @@ class Versions:
         except BaseException:
             sa.close()
             raise
-        return Diff(self._nodes, sa, sb, start, stop)
+        return Diff(self._nodes, sa, sb, start, stop,
+                    None if self.codec is None else self.codec.decode)
 
     def _merge_base(self, st, a: int, b: int) -> int:
         """The newest common ancestor of versions a and b in the commit graph."""
@@ -295,7 +305,18 @@ class Versions:
         """Apply base->theirs onto ours and commit it on branch (writer lock held)."""
         store = self._store
         tree = Tree(self._nodes, ours.root, ours.count)
+        codec = self.codec
+        if codec is not None and callable(resolve):  # the callable sees and returns values
+            user, dec = resolve, (lambda b: None if b is None else codec.decode(b))
+
+            def resolve(key, base, ours, theirs):
+                v = user(key, dec(base), dec(ours), dec(theirs))
+                return None if v is None else codec.encode(v)
         conflicts = merge3(self._nodes, base.root, tree, theirs.root, resolve)
+        if conflicts and codec is not None:
+            dec = (lambda b: None if b is None else codec.decode(b))
+            conflicts = [Conflict(c.key, dec(c.base), dec(c.ours), dec(c.theirs))
+                         for c in conflicts]
         if conflicts:
             raise MergeConflict(f"{len(conflicts)} keys changed differently on both sides, "
                                 f"e.g. {conflicts[0].key!r}; nothing was committed: pass "
