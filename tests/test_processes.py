@@ -1,0 +1,199 @@
+"""Processes at once: one writer, four readers, each in its own process.
+
+The writer moves money between 100 accounts for a fixed number of commits
+(the sum of the balances never changes), rewrites filler keys so the tree
+has several levels, and runs gc() under a keep-the-last-3 rule every 25
+commits, so pages of old versions are freed and reused while readers hold
+them. Each reader opens the file with readonly=True while the writer runs,
+takes snapshots, checks the sum, holds the snapshot until the writer has
+committed more (and gc'd), then reads it again: it must be unchanged. A
+torn reader, a page reused under a reader, or a lost pin shows as a wrong
+sum, a changed snapshot or a Corruption.
+
+A second writer process waiting on the lock gets cowdb.errors.Locked after
+its timeout, and writes once the lock is free.
+"""
+import multiprocessing
+import random
+import struct
+import time
+import traceback
+
+import pytest
+
+import cowdb
+from cowdb.errors import Locked, VersionNotFound
+
+ACCOUNTS = 100
+START = 1000
+TOTAL = ACCOUNTS * START
+COMMITS = 200
+READERS = 4
+FILLER = 600
+ctx = multiprocessing.get_context("fork")
+
+
+def acct(i: int) -> bytes:
+    return b"acct%03d" % i
+
+
+def balance(v: bytes) -> int:
+    return struct.unpack_from("<q", v)[0]
+
+
+def encode(n: int, rng: random.Random) -> bytes:
+    return struct.pack("<q", n) + rng.randbytes(150)   # padded: accounts span several leaves
+
+
+def setup(path: str) -> None:
+    rng = random.Random(0)
+    with cowdb.open(path) as db:
+        with db.write(message="open accounts") as tx:
+            tx.update({acct(i): encode(START, rng) for i in range(ACCOUNTS)})
+            tx.update({b"filler%04d" % i: rng.randbytes(60) for i in range(FILLER)})
+        db.set_retention(keep_last=3)
+
+
+def writer(path: str, out) -> None:
+    try:
+        rng = random.Random(1)
+        gcs = 0
+        with cowdb.open(path) as db:
+            for n in range(1, COMMITS + 1):
+                with db.write(message=f"transfers {n}") as tx:
+                    for _ in range(rng.randrange(1, 6)):
+                        a, b = rng.sample(range(ACCOUNTS), 2)
+                        ba, bb = balance(tx[acct(a)]), balance(tx[acct(b)])
+                        amount = rng.randrange(0, ba + 1)
+                        tx[acct(a)] = encode(ba - amount, rng)
+                        tx[acct(b)] = encode(bb + amount, rng)
+                    for _ in range(rng.randrange(0, 20)):
+                        tx[b"filler%04d" % rng.randrange(FILLER)] = rng.randbytes(60)
+                    tx[b"n"] = b"%d" % n
+                    if n == COMMITS:
+                        tx[b"done"] = b"1"
+                if n % 25 == 0:
+                    gcs += 1
+                    db.gc()
+        out.put(("writer", None, {"commits": COMMITS, "gcs": gcs}))
+    except BaseException:
+        out.put(("writer", traceback.format_exc(), None))
+
+
+def reader(path: str, seed: int, out) -> None:
+    try:
+        rng = random.Random(seed)
+        stats = {"snapshots": 0, "held_across_commits": 0, "max_commits_held": 0,
+                 "held_while_reclaimed": 0}
+        last_version = -1
+        db = cowdb.open(path, readonly=True)
+        for _ in range(100_000):   # bounded: ends when the writer's last commit is seen
+            with db.read() as snap:
+                assert snap.version >= last_version, "a reader went back in time"
+                last_version = snap.version
+                first = {i: snap[acct(i)] for i in range(ACCOUNTS)}
+                total = sum(balance(v) for v in first.values())
+                assert total == TOTAL, f"version {snap.version}: balances sum to {total}"
+                n0 = int(snap.get(b"n", b"0"))
+                done = b"done" in snap
+                # hold the snapshot while the writer commits (and gc's) on
+                wait = rng.choice([0, 0, 1, 3, 10])
+                for _ in range(2000):
+                    if done or db.version >= snap.version + wait:
+                        break
+                    time.sleep(0.001)
+                again = {i: snap[acct(i)] for i in range(ACCOUNTS)}
+                assert again == first, f"snapshot of version {snap.version} changed while held"
+                assert int(snap.get(b"n", b"0")) == n0
+                assert len(snap) == ACCOUNTS + FILLER + (n0 > 0) + done
+                moved = db.version - snap.version
+                try:
+                    db.at(snap.version).close()
+                except VersionNotFound:  # gc dropped the version this snapshot still reads
+                    stats["held_while_reclaimed"] += 1
+                stats["snapshots"] += 1
+                stats["held_across_commits"] += moved > 0
+                stats["max_commits_held"] = max(stats["max_commits_held"], moved)
+            if done:
+                break
+        else:
+            raise AssertionError("the reader never saw the writer's last commit")
+        db.close()
+        out.put(("reader", None, stats))
+    except BaseException:
+        out.put(("reader", traceback.format_exc(), None))
+
+
+def test_readers_and_writer_in_processes(tmp_path):
+    path = str(tmp_path / "bank.cow")
+    setup(path)
+    out = ctx.Queue()
+    procs = [ctx.Process(target=reader, args=(path, s, out)) for s in range(READERS)]
+    procs.append(ctx.Process(target=writer, args=(path, out)))
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    errors = [err for _, err, _ in results if err]
+    assert not errors, errors[0]
+    readers = [s for who, _, s in results if who == "reader"]
+    assert len(readers) == READERS
+    assert sum(s["snapshots"] for s in readers) >= READERS
+    assert sum(s["held_across_commits"] for s in readers) > 0, \
+        "no reader held a snapshot while the writer committed: the test proved nothing"
+    assert sum(s["held_while_reclaimed"] for s in readers) > 0, \
+        "no reader held a snapshot across a gc() that dropped its version"
+    with cowdb.open(path, readonly=True) as db:
+        assert db.check().ok
+        with db.read() as snap:
+            assert snap[b"done"] == b"1" and snap[b"n"] == b"%d" % COMMITS
+            assert sum(balance(snap[acct(i)]) for i in range(ACCOUNTS)) == TOTAL
+
+
+def second_writer(path: str, out) -> None:
+    try:
+        with cowdb.open(path, timeout=0.2) as db:
+            try:
+                db.write(timeout=0.2)
+            except Locked as e:
+                out.put(("locked", str(e)))
+                return
+            out.put(("not locked", ""))
+    except BaseException:
+        out.put(("error", traceback.format_exc()))
+
+
+def free_writer(path: str, out) -> None:
+    try:
+        with cowdb.open(path) as db:
+            with db.write(timeout=5) as tx:
+                tx[b"second"] = b"writer"
+        out.put(("wrote", ""))
+    except BaseException:
+        out.put(("error", traceback.format_exc()))
+
+
+def test_second_writer_process_gets_locked(tmp_path):
+    path = str(tmp_path / "lock.cow")
+    setup(path)
+    out = ctx.Queue()
+    with cowdb.open(path) as db:
+        with db.write() as tx:           # this process holds the writer lock...
+            tx[b"first"] = b"writer"
+            p = ctx.Process(target=second_writer, args=(path, out))
+            p.start()
+            what, detail = out.get(timeout=60)   # ...while the other one waits on it
+            p.join(timeout=60)
+        assert what == "locked", detail
+        p = ctx.Process(target=free_writer, args=(path, out))   # the lock is free again
+        p.start()
+        what, detail = out.get(timeout=60)
+        p.join(timeout=60)
+        assert what == "wrote", detail
+        with db.read() as snap:
+            assert snap[b"first"] == b"writer" and snap[b"second"] == b"writer"
+
+
+if __name__ == "__main__":
+    pytest.main([__file__, "-q"])
