@@ -34,6 +34,7 @@ from .versions import Versions
 
 _TXN = Struct("<Q")
 DURABILITY = ("sync", "none")
+UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,8 @@ class Database(Versions):
 
     def _load_state(self, meta: Meta) -> _State:
         cat = Catalog(Tree(self._nodes, meta.catalog))
-        head = cat.commit(cat.head("main"))
+        v = cat.head("main")
+        head = None if v is None else cat.commit(v)
         if head is None:
             raise Corruption("the catalog has no head for branch main")
         return _State(meta.txn, meta.catalog, cat.last_version(), head)
@@ -397,10 +399,19 @@ class Database(Versions):
         try:
             cat = Catalog(Tree(self._nodes, st.catalog, frees=True))
             result = change(cat, txn)
+            # Without syncs, pages freed since the last sync can never be reused (a crash
+            # may fall back to a version that reaches them), so they pile up and the free
+            # list grows with every commit: sync once they pass a bound.
+            durable = durable or store.unsynced_free_pages() > UNSYNCED_FREE_LIMIT
             meta = store.publish(cat.tree.write(txn), durable)
         except BaseException as e:
-            store.rollback()
             self._commits.pop(st.version + 1, None)  # a commit record _new_commit cached
+            try:
+                store.rollback()
+            except Exception as again:  # cannot even reread the last state: stop here
+                self._poison(f"rolling back a failed commit failed too ({again}); reopen "
+                             f"the database")
+                raise e from again
             if getattr(e, "uncertain", False):
                 self._poison(str(e))
             raise

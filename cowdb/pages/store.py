@@ -36,7 +36,6 @@ class PageStore:
         self.bytes_written = 0         # images written since open (for commit stats)
         self.pages_written = 0
         self._txn = 0
-        self._saved = None
 
     # ---- opening -------------------------------------------------------
     def read_slots(self) -> list[tuple[int, Meta | metamod.BadMeta]]:
@@ -85,15 +84,18 @@ class PageStore:
             self.page_size = meta.page_size
         self.meta = meta
         self.page_count = meta.page_count
-        self.freelist = FreeList()
-        if meta.freelist.page:
-            data = self.read(meta.freelist.page)
-            if int.from_bytes(data[:8], "little") != meta.freelist.checksum:
-                raise Corruption(f"page {meta.freelist.page} does not hold the free list the "
-                                 f"meta record expects", meta.freelist.page)
-            self.freelist = FreeList.decode(data[HEADER_SIZE:])
+        self.freelist = self._load_freelist(meta)
         if durable:
             self.durable_slot, self.durable_txn = slot, meta.txn
+
+    def _load_freelist(self, meta: Meta) -> FreeList:
+        if not meta.freelist.page:
+            return FreeList()
+        data = self.read(meta.freelist.page)
+        if int.from_bytes(data[:8], "little") != meta.freelist.checksum:
+            raise Corruption(f"page {meta.freelist.page} does not hold the free list the "
+                             f"meta record expects", meta.freelist.page)
+        return FreeList.decode(data[HEADER_SIZE:])
 
     def initialize(self) -> Meta:
         """Write the first meta record of a new, empty store (both meta pages, full size)."""
@@ -137,11 +139,8 @@ class PageStore:
     # ---- writing -------------------------------------------------------
     def begin(self, txn: int, reuse_bound: int) -> None:
         """Start writing txn; pages freed at txns <= reuse_bound become reusable."""
-        fl = self.freelist
-        self._saved = (list(fl.pool), {t: list(p) for t, p in fl.pending.items()},
-                       self.page_count, fl.changed)
         self._txn = txn
-        fl.release(reuse_bound)
+        self.freelist.release(reuse_bound)
 
     def allocate(self, npages: int) -> int:
         page = self.freelist.take(npages)
@@ -157,6 +156,10 @@ class PageStore:
             raise WriteFailed(f"writing page {page} failed: {e}; the commit was not applied") from e
         self.bytes_written += len(image)
         self.pages_written += 1
+
+    def unsynced_free_pages(self) -> int:
+        """Pages freed after the last durable txn: not reusable until the next sync."""
+        return sum(len(p) for t, p in self.freelist.pending.items() if t > self.durable_txn)
 
     def free(self, page: int, npages: int = 1) -> None:
         """Free a run that the current txn made unreachable from its catalog."""
@@ -206,19 +209,19 @@ class PageStore:
                 raise err from e
         fl.changed = False
         self.meta = m
-        self._saved = None
         if durable:
             self.durable_slot, self.durable_txn = slot, m.txn
         return m
 
     def rollback(self) -> None:
-        """Forget everything since begin(): allocations, frees."""
-        if self._saved is not None:
-            pool, pending, count, changed = self._saved
-            self.freelist.pool, self.freelist.pending = pool, pending
-            self.freelist.changed = changed
-            self.page_count = count
-            self._saved = None
+        """Forget everything since begin(): allocations, frees.
+
+        The free list in memory always equals the image the current meta
+        record names (publish writes exactly what it holds), so rolling back
+        is reading that image again: no copy is kept on the commit path.
+        """
+        self.page_count = self.meta.page_count
+        self.freelist = self._load_freelist(self.meta)
 
     def sync(self) -> None:
         try:
