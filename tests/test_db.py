@@ -1,0 +1,169 @@
+"""The Database API: mapping behaviour, transactions, threads, closing."""
+import threading
+import time
+from collections.abc import Mapping, MutableMapping
+
+import pytest
+
+import cowdb
+from cowdb.errors import (DatabaseClosed, InvalidKey, InvalidType, KeyTooLarge,
+                          NestedTransaction, ReadOnly, TransactionClosed, VersionNotFound)
+
+
+def test_mapping_protocols():
+    db = cowdb.open()
+    with db.write() as tx:
+        assert isinstance(tx, MutableMapping)
+        tx[b"b"] = b"2"
+        tx["a"] = b"1"                    # str keys are UTF-8
+        tx.update({b"c": b"3"}, d=b"4")
+        assert tx.setdefault(b"e", b"5") == b"5"
+        assert tx.pop(b"e") == b"5"
+        assert sorted(tx) == [b"a", b"b", b"c", b"d"]
+    snap = db.read()
+    assert isinstance(snap, Mapping)
+    assert snap == {b"a": b"1", b"b": b"2", b"c": b"3", b"d": b"4"}
+    assert list(snap.keys()) == [b"a", b"b", b"c", b"d"]
+    assert list(snap.values(reverse=True)) == [b"4", b"3", b"2", b"1"]
+    assert snap["a"] == b"1" and "a" in snap and snap.get("zz", b"-") == b"-"
+    with pytest.raises(KeyError):
+        snap[b"zz"]
+    assert snap.count() == 4 and snap.count(b"b", b"d") == 2 and snap.count(b"x", b"a") == 0
+
+
+def test_transaction_lifecycle():
+    db = cowdb.open()
+    tx = db.write(message="explicit")
+    tx[b"k"] = b"v"
+    assert tx.commit() == 1 and tx.version == 1
+    with pytest.raises(TransactionClosed):
+        tx[b"k2"] = b"v"
+    with pytest.raises(TransactionClosed):
+        tx.get(b"k")
+    tx = db.write()
+    tx[b"k"] = b"changed"
+    tx.abort()
+    assert db.read()[b"k"] == b"v" and db.version == 1
+    with pytest.raises(RuntimeError):
+        with db.write() as tx:
+            tx[b"k"] = b"lost"
+            raise RuntimeError("boom")
+    assert db.read()[b"k"] == b"v" and db.version == 1
+    assert db.write().delete(b"nope") is False
+
+
+def test_bad_keys_and_values():
+    db = cowdb.open()
+    with db.write() as tx:
+        with pytest.raises(InvalidType):
+            tx[42] = b"v"
+        with pytest.raises(InvalidType):
+            tx[b"k"] = 42
+        with pytest.raises(InvalidKey):
+            tx[b""] = b"v"
+        with pytest.raises(KeyTooLarge):
+            tx[b"x" * (db.max_key + 1)] = b"v"
+        tx[b"x" * db.max_key] = b"fits"
+        with pytest.raises(TypeError):  # InvalidType is a TypeError too
+            tx.get(3.5)
+    with pytest.raises(VersionNotFound):
+        db.at(7)
+    snap = db.read()
+    with pytest.raises(ReadOnly):
+        snap[b"k"] = b"v"
+
+
+def test_snapshot_never_sees_later_writes():
+    db = cowdb.open()
+    with db.write() as tx:
+        tx.update({b"k%03d" % i: b"old" for i in range(500)})
+    snap = db.read()
+    with db.write() as tx:
+        for i in range(0, 500, 2):
+            tx[b"k%03d" % i] = b"new"
+        tx[b"added"] = b"x"
+    assert set(snap.values()) == {b"old"} and len(snap) == 500
+    assert db.read()[b"k000"] == b"new"
+
+
+def test_second_writer_thread_waits_and_nested_raises():
+    db = cowdb.open()
+    order = []
+    tx = db.write()
+    tx[b"first"] = b"1"
+
+    def second():
+        with db.write() as tx2:
+            order.append("second has the lock")
+            tx2[b"second"] = tx2[b"first"]   # sees the first commit: it waited for it
+
+    t = threading.Thread(target=second)
+    t.start()
+    time.sleep(0.05)
+    order.append("first commits")
+    with pytest.raises(NestedTransaction):
+        db.write()
+    tx.commit()
+    t.join(5)
+    assert order == ["first commits", "second has the lock"]
+    assert db.read()[b"second"] == b"1"
+
+
+def test_readers_in_threads_while_a_writer_commits():
+    db = cowdb.open()
+    with db.write() as tx:
+        tx.update({b"a%04d" % i: b"0" for i in range(200)})
+    errors = []
+
+    def reader():
+        for _ in range(50):
+            with db.read() as snap:
+                values = set(snap.values())
+                if len(values) != 1 or len(snap) != 200:
+                    errors.append(values)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for n in range(1, 30):
+        with db.write() as tx:
+            tx.update({b"a%04d" % i: b"%d" % n for i in range(200)})
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_closed_database_and_readonly(path):
+    db = cowdb.open(path)
+    with db.write() as tx:
+        tx[b"k"] = b"v"
+    snap = db.read()
+    db.close()
+    db.close()  # twice is fine
+    for op in (lambda: db.read(), lambda: db.write(), lambda: db.version, lambda: db.at(1)):
+        with pytest.raises(DatabaseClosed):
+            op()
+    with cowdb.open(path, readonly=True) as ro:
+        assert ro.read()[b"k"] == b"v"
+        with pytest.raises(ReadOnly):
+            ro.write()
+        with pytest.raises(ReadOnly):
+            ro.tag("t")
+    with cowdb.open(path) as db2:
+        assert db2.version == 1 and db2.read()[b"k"] == b"v"
+    del snap
+
+
+def test_large_values_use_overflow_pages(path):
+    big = bytes(range(256)) * 40_000   # ~10 MB
+    with cowdb.open(path) as db:
+        with db.write() as tx:
+            tx[b"big"] = big
+            tx[b"medium"] = b"m" * 5000
+            assert tx[b"big"] == big       # readable before commit
+    with cowdb.open(path) as db:
+        assert db.read()[b"big"] == big and db.read()[b"medium"] == b"m" * 5000
+        with db.write() as tx:
+            tx[b"big"] = b"small now"
+        assert db.at(1)[b"big"] == big
+        assert db.check().ok
