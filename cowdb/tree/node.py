@@ -21,6 +21,7 @@ from the parent) and writing txn (recovery walks only the newest pages).
 """
 from itertools import accumulate, chain
 from struct import Struct, pack, unpack_from
+from struct import error as struct_error
 
 from ..errors import Corruption
 from ..pages.checksum import BRANCH, HEADER, HEADER_SIZE, LEAF, seal
@@ -79,8 +80,8 @@ def branch_size(keys) -> int:
 
 def decode(data: bytes, page: int):
     """Page image -> Leaf or Branch. The image's checksum was already verified."""
-    _s, kind, _f, n, length, _txn = HEADER.unpack_from(data, 0)
     try:
+        _s, kind, _f, n, length, _txn = HEADER.unpack_from(data, 0)
         if kind == LEAF:
             klens = unpack_from(f"<{n}H", data, HEADER_SIZE)
             vlens = unpack_from(f"<{n}I", data, HEADER_SIZE + 2 * n)
@@ -112,7 +113,7 @@ def decode(data: bytes, page: int):
             keys = [data[a:b] for a, b in zip(ko, ko[1:])]
             return Branch(keys, list(ents[0::4]), list(ents[1::4]), list(ents[2::4]),
                           list(ents[3::4]), length)
-    except (ValueError, IndexError, OverflowError) as e:  # struct.error is a ValueError
+    except (struct_error, ValueError, IndexError, OverflowError) as e:
         raise Corruption(f"page {page} does not decode as a tree node: {e}", page) from e
     raise Corruption(f"page {page} is not a tree node (type {kind}, {n} entries)", page)
 
