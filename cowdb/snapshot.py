@@ -12,6 +12,7 @@ from .tree import cursor
 from .tree.btree import Tree
 
 _UNOPENED = object()  # a snapshot's tree before its first read
+_MISSING = object()
 
 
 def prefix_end(prefix: bytes) -> bytes | None:
@@ -62,19 +63,8 @@ class _Reader:
         """A range bound: any bytes or str (it is never stored, so any length will do)."""
         return None if key is None else check_key(key)
 
-    # The point reads are the hot path: the common case (an open tree, a bytes key of
+    # The point read is the hot path: the common case (an open tree, a bytes key of
     # legal length) is checked inline, and only the rest goes through _live/check_key.
-    def __getitem__(self, key):
-        tree = self._tree
-        if type(tree) is not Tree:
-            tree = self._live()
-        if type(key) is not bytes or not 0 < len(key) <= self._max_key:
-            key = check_key(key, self._max_key)
-        v = tree.get(key)
-        if v is None:
-            raise KeyError(key)
-        return v if self._codec is None else self._codec.decode(v)
-
     def get(self, key, default=None):
         tree = self._tree
         if type(tree) is not Tree:
@@ -85,6 +75,12 @@ class _Reader:
         if v is None:
             return default
         return v if self._codec is None else self._codec.decode(v)
+
+    def __getitem__(self, key):
+        v = self.get(key, _MISSING)
+        if v is _MISSING:
+            raise KeyError(key)
+        return v
 
     def __contains__(self, key):
         return self._live().get(check_key(key, self._max_key)) is not None
