@@ -7,9 +7,11 @@ each change is one atomic txn, and a failure leaves the database as it was.
 """
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from heapq import heappop, heappush
 
 from .errors import (InvalidKey, InvalidMerge, InvalidType, MergeConflict, ProtectedBranch,
                      RefExists, RefNotFound, VersionReclaimed)
@@ -17,11 +19,12 @@ from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG
 from .history.commits import Commit, CommitStats
 from .history.retention import Retention
+from .pages.meta import EMPTY
 from .snapshot import check_key, prefix_end
 from .tree import diff as diffmod
-from .tree.merge import Conflict, merge3
-from .pages.meta import EMPTY
 from .tree.btree import Tree
+from .tree.copy import copy_tree
+from .tree.merge import Conflict, merge3
 from .tree.walk import walk
 
 
@@ -89,11 +92,6 @@ class Diff:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def replace_root(c: Commit, root) -> Commit:
-    from dataclasses import replace
-    return replace(c, root=root, count=0)
 
 
 def _check_resolve(resolve) -> None:
@@ -235,7 +233,6 @@ class Versions:
 
     def _merge_base(self, st, a: int, b: int) -> int:
         """The newest common ancestor of versions a and b in the commit graph."""
-        from heapq import heappop, heappush
         flags = {a: 1}
         flags[b] = flags.get(b, 0) | 2
         heap, done = sorted({-a, -b}), set()  # a sorted list is a heap: newest first
@@ -296,7 +293,7 @@ class Versions:
                                        f"gc(), so its changes are no longer known; restore() "
                                        f"an older version instead")
             parent = (self._commit_record(st, c.parents[0]) if c.parents else
-                      replace_root(c, EMPTY))
+                      replace(c, root=EMPTY, count=0))  # the first version's parent: empty
             head = self._commit_record(st, self._branch_version(st, branch))
             msg = f"revert version {c.version}" if message is None else message
             return self._merge_commit(c, head, parent, branch, resolve, msg, (head.version,))
@@ -407,12 +404,9 @@ class Versions:
                 if self._closed:  # the tail back is best effort; the next gc() tries again
                     raise
 
-
     def compact(self, dest_path) -> None:
         """Write a compacted copy to a new file: every kept version, tag, branch and the
         retention rule, with the versions' shared pages shared in the copy too."""
-        import os
-        from .db import Database
         dest_path = os.fspath(dest_path)
         if os.path.exists(dest_path):
             raise RefExists(f"{dest_path} exists; compact() writes a new file")
@@ -425,7 +419,7 @@ class Versions:
             kept = [c for c in reversed(commits) if c.version in keep]
             refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
             retention = cat.option("retention")
-            dst = Database(dest_path, page_size=self._store.page_size)
+            dst = type(self)(dest_path, page_size=self._store.page_size)
             try:
                 with dst._writer():
                     dst._update(lambda dcat, txn: _fill(dcat, txn, self._nodes, dst._store,
@@ -474,8 +468,6 @@ class Versions:
 
 def _fill(cat, txn, nodes, dst_store, kept, refs, retention) -> None:
     """Fill a fresh catalog with copies of the kept commits and the refs."""
-    from dataclasses import replace
-    from .tree.copy import copy_tree
     for c in list(cat.commits()):
         cat.drop_commit(c)
     memo: dict = {}
