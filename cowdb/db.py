@@ -188,6 +188,7 @@ class Database(Versions):
             slot, meta = self._store.candidates()[0]
             if meta.txn != self._state.txn:
                 self._store.adopt(slot, meta, durable=False)
+                self._commits.clear()  # the other process may have reclaimed or rewired some
                 self._state = self._load_state(meta)
                 self._foreign = True
             return self._state

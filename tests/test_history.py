@@ -184,3 +184,16 @@ def test_compact_keeps_versions_and_sharing(tmp_path):
     assert dst.retention.keep_last == 5
     assert dst.check().ok
     assert dst.stats().file_bytes < src.stats().file_bytes
+
+
+def test_another_handle_sees_versions_reclaimed_by_the_writer(path):
+    writer = cowdb.open(path)
+    fill(writer, 5)
+    reader = cowdb.open(path, readonly=True)
+    assert reader.at(2).version == 2          # now cached by the reader
+    writer.set_retention(keep_last=1)
+    writer.gc()
+    with pytest.raises(VersionReclaimed):
+        reader.at(2)
+    reader.close()
+    writer.close()
