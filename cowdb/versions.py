@@ -198,7 +198,8 @@ class Versions:
                 raise RefNotFound(f"no branch named {name!r}; see db.branches()")
 
     # ---- restore ---------------------------------------------------------
-    def restore(self, version, message: str | None = None, branch: str = "main") -> int:
+    def restore(self, version, message: str | None = None, branch: str = "main",
+                author: str = "") -> int:
         """Commit, on ``branch``, a new version whose content equals ``version``'s.
 
         History is kept: the bad versions stay readable. O(1) pages: the new
@@ -209,7 +210,7 @@ class Versions:
             head = self._branch_version(st, check_name(branch, "branch"))
             msg = f"restore version {target.version}" if message is None else message
             return self._update(lambda cat, txn: self._new_commit(
-                cat, txn, branch, target.root, target.count, (head,), msg, "").version)
+                cat, txn, branch, target.root, target.count, (head,), msg, author).version)
 
     # ---- diff, merge, revert ---------------------------------------------
     def diff(self, a, b, prefix=None, start=None, stop=None) -> "Diff":
@@ -253,7 +254,7 @@ class Versions:
                                f"reclaimed by gc()); merge is not possible")
 
     def merge(self, source: str, into: str = "main", resolve=None,
-              message: str | None = None) -> int:
+              message: str | None = None, author: str = "") -> int:
         """Three-way merge of branch ``source`` into branch ``into``; returns the version
         now at the head of ``into`` (a merge commit, or source's head on a fast-forward).
 
@@ -275,11 +276,11 @@ class Versions:
                 self._update(lambda cat, txn: cat.set_ref(BRANCH, into, src.version))
                 return src.version
             msg = f"merge {source} into {into}" if message is None else message
-            return self._merge_commit(base, dst, src, into, resolve, msg,
+            return self._merge_commit(base, dst, src, into, resolve, msg, author,
                                       (dst.version, src.version))
 
     def revert(self, version, branch: str = "main", resolve=None,
-               message: str | None = None) -> int:
+               message: str | None = None, author: str = "") -> int:
         """Commit, on ``branch``, the inverse of exactly that version's changes.
 
         A key that a later commit changed differently is a conflict (MergeConflict,
@@ -296,9 +297,11 @@ class Versions:
                       replace(c, root=EMPTY, count=0))  # the first version's parent: empty
             head = self._commit_record(st, self._branch_version(st, branch))
             msg = f"revert version {c.version}" if message is None else message
-            return self._merge_commit(c, head, parent, branch, resolve, msg, (head.version,))
+            return self._merge_commit(c, head, parent, branch, resolve, msg, author,
+                                      (head.version,))
 
-    def _merge_commit(self, base, ours, theirs, branch, resolve, message, parents) -> int:
+    def _merge_commit(self, base, ours, theirs, branch, resolve, message, author,
+                      parents) -> int:
         """Apply base->theirs onto ours and commit it on branch (writer lock held)."""
         store = self._store
         tree = Tree(self._nodes, ours.root, ours.count)
@@ -323,7 +326,7 @@ class Versions:
             pages0, bytes0 = store.pages_written, store.bytes_written
             root = tree.write(txn)
             stats = CommitStats(0, 0, store.pages_written - pages0, store.bytes_written - bytes0)
-            return self._new_commit(cat, txn, branch, root, tree.count, parents, message, "",
+            return self._new_commit(cat, txn, branch, root, tree.count, parents, message, author,
                                     stats).version
         return self._update(change)
 

@@ -102,6 +102,20 @@ def test_merge_writes_pages_in_proportion_to_changes():
     assert snap[b"key00000000"] == b"theirs" and snap[b"key00000500"] == b"ours"
 
 
+def test_merge_restore_and_revert_record_their_author():
+    db = cowdb.open()
+    with db.write() as tx:
+        tx[b"a"] = b"1"
+    db.branch("b")
+    with db.write(branch="b") as tx:
+        tx[b"b"] = b"1"
+    with db.write() as tx:
+        tx[b"c"] = b"1"
+    assert db.commit_info(db.merge("b", author="alice")).author == "alice"
+    assert db.commit_info(db.restore(1, author="bob")).author == "bob"
+    assert db.commit_info(db.revert(3, author="carol")).author == "carol"
+
+
 def test_fast_forward_and_nothing_to_merge():
     db = cowdb.open()
     db.branch("b")
