@@ -322,6 +322,8 @@ def test_versions_that_do_not_exist(dbfile):
             db.tag("")
         with raises(E.RefNotFound):
             db.delete_tag("nope")
+        with raises(E.RefNotFound):
+            db.delete_branch("nope")
 
 
 def test_missing_paths(tmp_path):
