@@ -8,12 +8,13 @@ reference and pins its txn: O(1), no lock. A writer holds the writer lock
 """
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from contextlib import contextmanager
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from struct import Struct
 
@@ -53,7 +54,7 @@ class CheckReport:
     free_pages: int = 0
     page_count: int = 0
     errors: list = None
-    pages_used: list = None
+    pages_used: list = field(default=None, repr=False)
 
     def __post_init__(self):
         self.errors = [] if self.errors is None else self.errors
@@ -75,7 +76,7 @@ class Database(Versions):
         if page_size < 1024 or page_size & (page_size - 1) or page_size > 65536:
             raise ValueError("page_size must be a power of two from 1024 to 65536")
         self.codec = get_codec(codec)   # None: values are raw bytes
-        self.path = None if path is None else os.fspath(path)
+        self.path = None if path is None else os.fsdecode(path)
         self.readonly = readonly
         self.durability = durability
         self.timeout = timeout
@@ -93,6 +94,12 @@ class Database(Versions):
         self._store = store = PageStore(io, page_size=page_size, readonly=readonly)
         self._nodes = NodeCache(store, cache_nodes)
         self._shared = open_shared(None if self.path is None else self.path + "-lock")
+        if self.path is not None and self._shared.fd is None and not readonly:
+            close_shared(self._shared)
+            io.close()
+            raise ReadOnly(f"cannot open the lock file {self.path}-lock for writing, so other "
+                           f"processes could not see this writer; fix the folder's "
+                           f"permissions, or open with readonly=True")
         try:
             self._state = self._recover()
             self._map_meta()
@@ -114,7 +121,9 @@ class Database(Versions):
             _create_file(path, page_size)
         try:
             io = OsFileIO(path, readonly=self.readonly)
-        except PermissionError as e:
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
             raise ReadOnly(f"cannot open {path} for writing ({e.strerror}); open it with "
                            f"readonly=True to read it") from e
         if io.size() == 0:
@@ -203,7 +212,7 @@ class Database(Versions):
             if type(version) is not int:
                 raise InvalidType(f"a version is an int, a tag or branch name, or a datetime; "
                                   f"not {type(version).__name__}")
-            c = self._catalog(st).commit(version)
+            c = self._catalog(st).commit(version) if 0 <= version <= st.version else None
             if c is None:
                 if 0 <= version <= st.version:
                     raise VersionReclaimed(f"version {version} was dropped by the retention "
@@ -528,6 +537,9 @@ def _create_file(path: str, page_size: int) -> None:
     except PermissionError as e:
         raise ReadOnly(f"cannot create {path}: folder {folder} is not writable") from e
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o644 & ~umask)  # mkstemp makes 0600; a database is as readable as files
     try:
         io = OsFileIO(tmp)
         try:

@@ -97,7 +97,7 @@ class DatabaseNotFound(CowdbError, FileNotFoundError):
 
 
 class InvalidMerge(CowdbError, ValueError):
-    """A merge that cannot be done as asked (a branch into itself, no common history)."""
+    """A merge that cannot be done as asked (a branch into itself)."""
 
 
 class ProtectedBranch(CowdbError, ValueError):

@@ -38,6 +38,13 @@ def check_key(key, max_key: int = 1 << 62) -> bytes:
     return key
 
 
+def check_bound(key) -> bytes | None:
+    """A range bound or prefix: None, or any bytes or str, empty or long (never stored)."""
+    if key is None or type(key) is bytes:
+        return key
+    return b"" if key == "" else check_key(key)
+
+
 def check_value(value) -> bytes:
     if type(value) is bytes:
         return value
@@ -58,11 +65,6 @@ class _Reader:
                                     f"one with db.read() or db.write()")
         return tree
 
-    @staticmethod
-    def _bound(key):
-        """A range bound: any bytes or str (it is never stored, so any length will do)."""
-        return None if key is None else check_key(key)
-
     # The point read is the hot path: the common case (an open tree, a bytes key of
     # legal length) is checked inline, and only the rest goes through _live/check_key.
     def get(self, key, default=None):
@@ -70,7 +72,10 @@ class _Reader:
         if type(tree) is not Tree:
             tree = self._live()
         if type(key) is not bytes or not 0 < len(key) <= self._max_key:
-            key = check_key(key, self._max_key)
+            try:
+                key = check_key(key, self._max_key)
+            except (InvalidKey, KeyTooLarge):
+                return default  # a key that cannot be stored is simply not there
         v = tree.get(key)
         if v is None:
             return default
@@ -83,7 +88,7 @@ class _Reader:
         return v
 
     def __contains__(self, key):
-        return self._live().get(check_key(key, self._max_key)) is not None
+        return self.get(key, _MISSING) is not _MISSING
 
     def __len__(self):
         return self._live().count
@@ -94,9 +99,9 @@ class _Reader:
     def items(self, start=None, stop=None, *, prefix=None, reverse=False):
         """(key, value) pairs in key order with start <= key < stop and the given prefix."""
         tree = self._live()
-        start, stop = self._bound(start), self._bound(stop)
+        start, stop = check_bound(start), check_bound(stop)
         if prefix is not None:
-            prefix = check_key(prefix)
+            prefix = check_bound(prefix)
             end = prefix_end(prefix)
             start = prefix if start is None or start < prefix else start
             stop = end if stop is None or (end is not None and stop > end) else stop
@@ -117,8 +122,8 @@ class _Reader:
     def count(self, start=None, stop=None) -> int:
         """How many keys k satisfy start <= k < stop, in O(log n)."""
         tree = self._live()
-        lo = 0 if start is None else tree.rank(self._bound(start))
-        return max(0, tree.rank(self._bound(stop)) - lo)
+        lo = 0 if start is None else tree.rank(check_bound(start))
+        return max(0, tree.rank(check_bound(stop)) - lo)
 
 
 class Snapshot(_Reader, Mapping):
@@ -162,7 +167,8 @@ class Snapshot(_Reader, Mapping):
     def __setitem__(self, key, value):
         raise ReadOnly("a snapshot is read-only; write with `with db.write() as tx:`")
 
-    __delitem__ = __setitem__
+    def __delitem__(self, key):
+        self.__setitem__(key, None)
 
     def __repr__(self):
         state = "closed" if self._tree is None else f"{self._commit.count} keys"

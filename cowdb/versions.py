@@ -20,7 +20,7 @@ from .history.catalog import BRANCH, TAG
 from .history.commits import Commit, CommitStats
 from .history.retention import Retention
 from .pages.meta import EMPTY
-from .snapshot import check_key, prefix_end
+from .snapshot import check_bound, check_key, prefix_end
 from .tree import diff as diffmod
 from .tree.btree import Tree
 from .tree.copy import copy_tree
@@ -119,10 +119,13 @@ class Versions:
         return self._resolve(self._current(), version)
 
     def log(self, limit: int | None = None, branch: str = "main"):
-        """Commits of a branch, newest first, following first parents."""
+        """Commits of a branch, newest first, following first parents. Bad arguments
+        raise here, not at the first step of the iteration."""
         self._check_open()
         st = self._current()
-        v: int | None = self._branch_version(st, check_name(branch, "branch"))
+        return self._log(st, self._branch_version(st, check_name(branch, "branch")), limit)
+
+    def _log(self, st, v: int | None, limit: int | None):
         n = 0
         cat = self._catalog(st)
         while v is not None and (limit is None or n < limit):
@@ -136,10 +139,12 @@ class Versions:
     def history(self, key, limit: int | None = None, branch: str = "main"):
         """(version, time, value or None) for each version of ``branch`` where key changed,
         newest first."""
-        key = check_key(key, self.max_key)
+        return self._history(check_key(key, self.max_key), limit, self.log(branch=branch))
+
+    def _history(self, key: bytes, limit: int | None, commits):
         prev = None
         n = 0
-        for c in self.log(branch=branch):
+        for c in commits:
             value = Tree(self._nodes, c.root, c.count).get(key) if c.root.page else None
             if value is not None and self.codec is not None:
                 value = self.codec.decode(value)
@@ -166,25 +171,34 @@ class Versions:
         check_name(name, "tag")
         with self._writer() as st:
             v = st.head.version if version is None else self._resolve(st, version).version
-            if self._catalog(st).ref(TAG, name) is not None:
+            cat = self._catalog(st)
+            if cat.ref(TAG, name) is not None:
                 raise RefExists(f"tag {name!r} exists and tags never move; delete it first "
                                 f"or choose another name")
+            if cat.ref(BRANCH, name) is not None:
+                raise RefExists(f"a branch is named {name!r}; tags and branches share one "
+                                f"namespace (at() takes either), so choose another name")
             self._update(lambda cat, txn: cat.set_ref(TAG, name, v))
         return v
 
     def delete_tag(self, name: str) -> None:
         check_name(name, "tag")
-        with self._writer():
-            if not self._update(lambda cat, txn: cat.delete_ref(TAG, name)):
+        with self._writer() as st:
+            if self._catalog(st).ref(TAG, name) is None:  # before _update: it would publish
                 raise RefNotFound(f"no tag named {name!r}; see db.tags()")
+            self._update(lambda cat, txn: cat.delete_ref(TAG, name))
 
     def branch(self, name: str, at=None) -> int:
         """Start a branch at a version, tag or branch (None: head of main). O(1)."""
         check_name(name, "branch")
         with self._writer() as st:
             v = st.head.version if at is None else self._resolve(st, at).version
-            if self._catalog(st).ref(BRANCH, name) is not None:
+            cat = self._catalog(st)
+            if cat.ref(BRANCH, name) is not None:
                 raise RefExists(f"branch {name!r} exists; delete it first or choose another name")
+            if cat.ref(TAG, name) is not None:
+                raise RefExists(f"a tag is named {name!r}; tags and branches share one "
+                                f"namespace (at() takes either), so choose another name")
             self._update(lambda cat, txn: cat.set_ref(BRANCH, name, v))
         return v
 
@@ -193,9 +207,10 @@ class Versions:
         if name == "main":
             raise ProtectedBranch("branch 'main' cannot be deleted; it is where db.write() "
                                   "and db.read() go by default")
-        with self._writer():
-            if not self._update(lambda cat, txn: cat.delete_ref(BRANCH, name)):
+        with self._writer() as st:
+            if self._catalog(st).ref(BRANCH, name) is None:  # before _update: it would publish
                 raise RefNotFound(f"no branch named {name!r}; see db.branches()")
+            self._update(lambda cat, txn: cat.delete_ref(BRANCH, name))
 
     # ---- restore ---------------------------------------------------------
     def restore(self, version, message: str | None = None, branch: str = "main",
@@ -216,10 +231,9 @@ class Versions:
     def diff(self, a, b, prefix=None, start=None, stop=None) -> "Diff":
         """Changes from a to b (anything at() accepts), in key order. Skips every subtree
         the two versions share: O(d x depth) pages for d changes."""
-        start = None if start is None else check_key(start)
-        stop = None if stop is None else check_key(stop)
+        start, stop = check_bound(start), check_bound(stop)
         if prefix is not None:
-            prefix = check_key(prefix)
+            prefix = check_bound(prefix)
             end = prefix_end(prefix)
             start = prefix if start is None or start < prefix else start
             stop = end if stop is None or (end is not None and stop > end) else stop
@@ -312,7 +326,7 @@ class Versions:
             def resolve(key, base, ours, theirs):
                 v = user(key, dec(base), dec(ours), dec(theirs))
                 return None if v is None else codec.encode(v)
-        conflicts = merge3(self._nodes, base.root, tree, theirs.root, resolve)
+        conflicts, puts, deletes = merge3(self._nodes, base.root, tree, theirs.root, resolve)
         if conflicts and codec is not None:
             dec = (lambda b: None if b is None else codec.decode(b))
             conflicts = [Conflict(c.key, dec(c.base), dec(c.ours), dec(c.theirs))
@@ -325,7 +339,8 @@ class Versions:
         def change(cat, txn):
             pages0, bytes0 = store.pages_written, store.bytes_written
             root = tree.write(txn)
-            stats = CommitStats(0, 0, store.pages_written - pages0, store.bytes_written - bytes0)
+            stats = CommitStats(puts, deletes, store.pages_written - pages0,
+                                store.bytes_written - bytes0)
             return self._new_commit(cat, txn, branch, root, tree.count, parents, message, author,
                                     stats).version
         return self._update(change)

@@ -167,3 +167,30 @@ def test_large_values_use_overflow_pages(path):
             tx[b"big"] = b"small now"
         assert db.at(1)[b"big"] == big
         assert db.check().ok
+
+
+def test_unstorable_keys_are_simply_absent_and_any_bound_is_fine():
+    db = cowdb.open()
+    with db.write() as tx:
+        tx.update({b"a": b"1", b"b": b"2"})
+    snap = db.read()
+    assert b"" not in snap and b"x" * 5000 not in snap
+    assert snap.get(b"", b"-") == b"-"
+    with pytest.raises(KeyError):
+        snap[b""]
+    assert list(snap.keys(start=b"")) == [b"a", b"b"]
+    assert list(snap.keys(start="", stop=b"\xff" * 2000)) == [b"a", b"b"]
+    assert list(snap.keys(prefix=b"")) == [b"a", b"b"]
+    assert snap.count(b"", None) == 2
+
+
+def test_bytes_path_and_new_file_permissions(tmp_path):
+    import os
+    import stat
+    path = os.fsencode(str(tmp_path / "b.cow"))
+    with cowdb.open(path) as db:
+        assert db.path == os.fsdecode(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode == 0o644 & ~umask

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 
 import cowdb
-from cowdb.errors import (InvalidMerge, MergeConflict, ProtectedBranch, RefExists, RefNotFound,
-                          VersionReclaimed)
+from cowdb.errors import (InvalidKey, InvalidMerge, MergeConflict, ProtectedBranch, RefExists,
+                          RefNotFound, VersionReclaimed)
 from test_model_versions import fn_resolve, model_merge
 
 KEYS = [b"k%03d" % i for i in range(120)]
@@ -171,3 +171,36 @@ def test_bad_inputs_raise_specific_errors():
         list(db.diff(1, 3))
     with pytest.raises(ValueError):
         db.merge("main", into="main", resolve="mine")
+
+
+def test_tags_and_branches_share_one_namespace():
+    db = cowdb.open()
+    db.branch("x")
+    with pytest.raises(RefExists):
+        db.tag("x")
+    db.tag("t")
+    with pytest.raises(RefExists):
+        db.branch("t")
+
+
+def test_merge_commit_counts_the_keys_it_changed():
+    db = cowdb.open()
+    with db.write() as tx:
+        tx.update({b"a": b"1", b"b": b"1"})
+    db.branch("side")
+    with db.write(branch="side") as tx:
+        tx[b"a"] = b"2"
+        del tx[b"b"]
+        tx[b"c"] = b"3"
+    with db.write() as tx:
+        tx[b"z"] = b"z"
+    stats = db.commit_info(db.merge("side")).stats
+    assert (stats.keys_put, stats.keys_deleted) == (2, 1)
+
+
+def test_log_and_history_check_their_arguments_at_once():
+    db = cowdb.open()
+    with pytest.raises(RefNotFound):
+        db.log(branch="nope")
+    with pytest.raises(InvalidKey):
+        db.history(b"")

@@ -7,6 +7,8 @@ in-memory database is the same code over a bytearray.
 """
 import os
 
+from ..errors import DatabaseClosed
+
 
 class BlockIO:
     """The contract. Offsets and sizes are in bytes."""
@@ -53,7 +55,13 @@ class OsFileIO(BlockIO):
         self.path = path
 
     def pread(self, size, offset):
-        return os.pread(self.fd, size, offset)
+        try:
+            return os.pread(self.fd, size, offset)
+        except OSError as e:
+            if self.fd < 0:  # a snapshot outlived its database
+                raise DatabaseClosed("the database is closed; open it again with "
+                                     "cowdb.open()") from e
+            raise
 
     def pwrite(self, data, offset):
         view = memoryview(data)

@@ -21,8 +21,13 @@ rely on that to compare node by node and skip shared subtrees.
 
 Lookups are loops; updates recurse, which measured faster than keeping
 an explicit path (the trie is at most 13 levels deep).
+
+``lookup``, ``assoc`` and ``dissoc`` have C versions in the optional
+extension ``_champ_c`` (same signatures, same nodes, same results), used
+when it was built unless ``COWDB_PURE_PYTHON=1``: see the end of this file.
 """
 
+import os
 from collections import defaultdict
 from itertools import chain
 
@@ -375,3 +380,20 @@ def diff_dicts(a, b):
     for k, w in b.items():
         if k not in a:
             yield k, MISSING, w
+
+
+# The optional C accelerator (_champ_c.c) replaces the three hot operations
+# above; everything else here works on the nodes either version makes.  The
+# Python versions stay reachable as py_*, and recurse through the module
+# globals, so rebinding lookup/assoc/dissoc (as COWDB_PURE_PYTHON=1 does at
+# import) switches the whole path.  PMap and PSet import these names, so
+# the choice is made once, here, before they do.
+py_lookup, py_assoc, py_dissoc = lookup, assoc, dissoc
+
+if os.environ.get("COWDB_PURE_PYTHON") != "1":
+    try:
+        from cowdb.pds._champ_c import assoc, dissoc, lookup
+    except ImportError:  # not built (no C compiler at install): pure Python
+        pass
+
+ACCELERATED = lookup is not py_lookup

@@ -21,12 +21,13 @@ class Conflict:
 
 
 def merge3(nodes, base_ref, ours: Tree, theirs_ref, resolve=None,
-           stats: diffmod.DiffStats | None = None) -> list[Conflict]:
+           stats: diffmod.DiffStats | None = None) -> tuple[list[Conflict], int, int]:
     """Apply base->theirs onto ``ours`` (a writable Tree). Returns the conflicts left
-    unresolved (if any, ``ours`` must be thrown away)."""
+    unresolved (if any, ``ours`` must be thrown away) and the keys put and deleted."""
     mine = diffmod.changes(nodes, base_ref, ours.ref, stats=stats)
     other = diffmod.changes(nodes, base_ref, theirs_ref, stats=stats)
     conflicts = []
+    applied = [0, 0]  # puts, deletes
     m = next(mine, None)
     for t in other:
         while m is not None and m.key < t.key:
@@ -39,11 +40,11 @@ def merge3(nodes, base_ref, ours: Tree, theirs_ref, resolve=None,
                     continue
                 value = _settle(resolve, c)
                 if value != m.new:
-                    _apply(ours, t.key, value)
+                    _apply(ours, t.key, value, applied)
             m = next(mine, None)
         else:
-            _apply(ours, t.key, t.new)
-    return conflicts
+            _apply(ours, t.key, t.new, applied)
+    return conflicts, applied[0], applied[1]
 
 
 def _settle(resolve, c: Conflict):
@@ -57,8 +58,9 @@ def _settle(resolve, c: Conflict):
     return None if value is None else bytes(value)
 
 
-def _apply(tree: Tree, key: bytes, value) -> None:
+def _apply(tree: Tree, key: bytes, value, applied: list[int]) -> None:
     if value is None:
-        tree.delete(key)
+        applied[1] += tree.delete(key)
     else:
         tree.put(key, value)
+        applied[0] += 1
