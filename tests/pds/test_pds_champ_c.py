@@ -1,0 +1,415 @@
+"""The C accelerator of the CHAMP trie (_champ_c.c) beside the Python one.
+
+The rest of tests/pds runs on whichever implementation _champ picked at
+import: C when it is built, pure Python with COWDB_PURE_PYTHON=1 (CI runs
+the suite both ways).  This module checks, in one process, what that
+cannot: both build the very same nodes, a trie built by either is read and
+edited by the other (also halfway through a mutation), both raise what a
+key's __eq__ or __hash__ raises and leave the map as it was, and the C code
+stays memory-safe, and leaks no reference, when such a method edits the
+mutation being walked.
+
+The tests that compare or mix the two choose each implementation
+explicitly, so they do not depend on the default; in the COWDB_PURE_PYTHON=1
+run they would repeat the default run exactly, and are skipped there.
+"""
+
+import contextlib
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import rule
+from test_pds_hash_trie import Collide, PMapMachine, PSetMachine, shape
+
+from cowdb.pds import PMap, PSet, _champ, pmap, pset
+from cowdb.pds._champ import M64
+
+try:
+    from cowdb.pds import _champ_c
+except ImportError:
+    _champ_c = None
+
+NAMES = ("lookup", "assoc", "dissoc")
+IMPLS = {"py": (_champ.py_lookup, _champ.py_assoc, _champ.py_dissoc)}
+if _champ_c is not None:
+    IMPLS["c"] = (_champ_c.lookup, _champ_c.assoc, _champ_c.dissoc)
+# Every module that binds the trie operations by name (PMap and PSet import them).
+USERS = (_champ, pmap, pset)
+DEFAULT = {(mod, name): getattr(mod, name) for mod in USERS for name in NAMES if hasattr(mod, name)}
+
+needs_c = pytest.mark.skipif(_champ_c is None, reason="C accelerator not built: python setup.py build_ext --inplace")
+repeated = pytest.mark.skipif(
+    os.environ.get("COWDB_PURE_PYTHON") == "1",
+    reason="chooses each implementation itself: the same as in the default run",
+)
+
+
+def both_ways(test):
+    """For the tests that run the C code: skipped when it is not built, and
+    in the pure-Python run, which would repeat them exactly."""
+    return needs_c(repeated(test))
+
+
+def use(impl):
+    """Make ``impl`` ("c" or "py") the trie PMap and PSet run on, in this process."""
+    fns = dict(zip(NAMES, IMPLS[impl]))
+    for mod, name in DEFAULT:
+        setattr(mod, name, fns[name])
+
+
+def restore():
+    for (mod, name), fn in DEFAULT.items():
+        setattr(mod, name, fn)
+
+
+@contextlib.contextmanager
+def using(impl):
+    use(impl)
+    try:
+        yield
+    finally:
+        restore()
+
+
+def test_env_var_selects_the_implementation():
+    """COWDB_PURE_PYTHON=1 at import means pure Python everywhere; else C if built."""
+    code = (
+        "from cowdb.pds import _champ, pmap, pset\n"
+        "print(_champ.ACCELERATED, pmap.assoc is _champ.assoc is pset.assoc,"
+        " pmap.lookup is _champ.py_lookup)"
+    )
+    env = dict(os.environ, COWDB_PURE_PYTHON="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True"]
+    env.pop("COWDB_PURE_PYTHON")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    built = str(_champ_c is not None)
+    assert out.stdout.split() == [built, "True", str(_champ_c is None)]
+
+
+
+def test_the_switch_reaches_every_binding():
+    """use() must rebind every module that holds the trie operations, or a
+    test believed to run on one implementation would run on the other."""
+    every = {fn for fns in IMPLS.values() for fn in fns}
+    for modname, mod in list(sys.modules.items()):
+        if modname.startswith("cowdb.pds") and mod not in (None, _champ_c):
+            for name, value in vars(mod).items():
+                if any(value is fn for fn in every) and not name.startswith("py_"):
+                    assert (mod, name) in DEFAULT, f"{modname}.{name} is not switched by use()"
+
+
+# Keys: small ints (shallow), Collide keys sharing long hash prefixes or whole hashes.
+_HASHES = [0, 1, 1 << 35, (1 << 35) | 1, -1 - (1 << 62), 2**61 - 7, 7 << 60, 33, 1 << 60]
+
+
+def _random_key(rnd):
+    if rnd.random() < 0.5:
+        return rnd.randrange(200)
+    return Collide(rnd.choice(_HASHES), rnd.randrange(3))
+
+
+def _random_ops(seed, n):
+    rnd = random.Random(seed)
+    ops = []
+    for _ in range(n):
+        r = rnd.random()
+        kind = "set" if r < 0.55 else "del" if r < 0.85 else "get"
+        ops.append((kind, _random_key(rnd), rnd.randrange(4), rnd.random() < 0.3))
+    return ops
+
+
+def _replay(impl, ops, root, owner):
+    """Apply ``ops`` with the raw trie functions of ``impl``; every result."""
+    trace = []
+    with using(impl):
+        for kind, key, val, transient in ops:
+            h = hash(key) & M64
+            who = owner if transient else None
+            box = []
+            if kind == "set":
+                root = _champ.assoc(root, h, key, val, who, 0, box)
+            elif kind == "del":
+                root = _champ.dissoc(root, h, key, who, 0, box)
+            else:
+                box.append(_champ.lookup(root, key, h, "absent"))
+            trace.append((kind, box, _snapshot(root)))
+    return root, trace
+
+
+def _snapshot(node):
+    """A deep copy of a trie, to compare later (owners included)."""
+    return [_snapshot(x) if type(x) is list else x for x in node]
+
+
+@both_ways
+@pytest.mark.parametrize("seed", range(8))
+def test_both_build_the_same_nodes(seed):
+    """Same operations, same owner token: identical nodes and boxes at every step."""
+    ops = _random_ops(seed, 400)
+    base = PMap((i, -i) for i in range(0, 400, 3))._root
+    owner = object()
+    root_c, trace_c = _replay("c", ops, base, owner)
+    root_py, trace_py = _replay("py", ops, base, owner)
+    assert trace_c == trace_py
+    assert root_c == root_py
+
+
+@both_ways
+@pytest.mark.parametrize("seed", range(8))
+def test_mixed_updates_match_a_dict(seed):
+    """Each operation on a random implementation, persistent and in a mutation."""
+    rnd = random.Random(seed)
+    model = {}
+    m = PMap()
+    versions = []
+    try:
+        for step in range(300):
+            use(rnd.choice(["c", "py"]))
+            if step % 50 == 49:  # a mutation that switches implementation between edits
+                mm = m.mutate()
+                for _ in range(30):
+                    use(rnd.choice(["c", "py"]))
+                    k = _random_key(rnd)
+                    if rnd.random() < 0.6:
+                        mm[k] = model[k] = rnd.randrange(5)
+                    else:
+                        assert mm.pop(k, "absent") == model.pop(k, "absent")
+                    assert len(mm) == len(model) and all(mm[k] == v for k, v in model.items())
+                m = mm.finish()
+            else:
+                k = _random_key(rnd)
+                if rnd.random() < 0.6:
+                    model[k] = step
+                    m = m.set(k, step)
+                elif k in model:
+                    del model[k]
+                    m = m.delete(k)
+            versions.append((m, dict(model)))
+            use(rnd.choice(["c", "py"]))
+            assert dict(m.items()) == model and all(m[k] == v for k, v in model.items())
+        for impl in IMPLS:
+            use(impl)
+            for old, old_model in versions:
+                assert dict(old.items()) == old_model and len(old) == len(old_model)
+                assert all(old.get(k) == v for k, v in old_model.items())
+            assert shape(m._root) == shape(PMap(sorted(model.items(), key=repr))._root)
+    finally:
+        restore()
+
+
+class Switching:
+    """A state machine step that switches the implementation (mixed in)."""
+
+    @rule(impl=st.sampled_from(sorted(IMPLS)))
+    def switch(self, impl):
+        use(impl)
+
+    def teardown(self):
+        restore()
+
+
+class MixedPMap(Switching, PMapMachine):
+    """test_pds_hash_trie's machines, switching implementation as a step."""
+
+
+class MixedPSet(Switching, PSetMachine):
+    pass
+
+
+TestMixedPMap = both_ways(MixedPMap.TestCase)
+TestMixedPMap.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
+TestMixedPSet = both_ways(MixedPSet.TestCase)
+TestMixedPSet.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
+
+
+# User code in __eq__ and __hash__.
+
+class Boom(Exception):
+    pass
+
+
+class Key:
+    """A key with a chosen hash whose __eq__/__hash__ can raise or run a hook."""
+
+    def __init__(self, h, name):
+        self.h = h
+        self.name = name
+        self.hash_raises = False
+        self.on_eq = None
+
+    def __hash__(self):
+        if self.hash_raises:
+            raise Boom("hash")
+        return self.h
+
+    def __eq__(self, other):
+        if not isinstance(other, Key):
+            return NotImplemented
+        for k in (self, other):
+            if k.on_eq is not None:
+                hook, k.on_eq = k.on_eq, None
+                hook()
+        if self.name == "boom" or other.name == "boom":
+            raise Boom("eq")
+        return (self.h, self.name) == (other.h, other.name)
+
+    def __repr__(self):
+        return f"Key({self.h}, {self.name!r})"
+
+
+def _same_slot_maps():
+    """Maps where the probe Key(h, 'boom') meets a stored key: in a node's
+    slot (h=5), and in a collision node (h=7, three keys with that hash)."""
+    pairs = {Key(5, "a"): 1, Key(7, "b"): 2, Key(7, "c"): 3, Key(7, "d"): 4}
+    pairs.update((i, i) for i in range(64))
+    return pairs
+
+
+@both_ways
+@pytest.mark.parametrize("impl", sorted(IMPLS))
+@pytest.mark.parametrize("h", [5, 7])
+def test_eq_that_raises_propagates_and_changes_nothing(impl, h):
+    pairs = _same_slot_maps()
+    with using(impl):
+        m = PMap(pairs)
+        before = _snapshot(m._root)
+        bad = Key(h, "boom")
+        for op in (lambda: m.get(bad), lambda: bad in m, lambda: m.set(bad, 0), lambda: m.delete(bad)):
+            with pytest.raises(Boom):
+                op()
+        mm = m.mutate()
+        mm[Key(99, "z")] = 0  # the mutation owns its root now: edits in place
+        for op in (lambda: mm.set(bad, 0), lambda: mm.pop(bad), lambda: mm.get(bad)):
+            with pytest.raises(Boom):
+                op()
+        assert _snapshot(m._root) == before
+        assert dict(mm.finish().items()) == {**pairs, Key(99, "z"): 0}
+
+
+@both_ways
+@pytest.mark.parametrize("impl", sorted(IMPLS))
+def test_hash_that_raises_while_splitting_a_slot_propagates(impl):
+    """Setting a key whose slot holds another key rehashes the stored one."""
+    a = Key(5, "a")
+    with using(impl):
+        m = PMap({a: 1, 1: 1})
+        mm = m.mutate()
+        mm[2] = 2
+        a.hash_raises = True
+        newcomer = Key(5 + (1 << 5), "n")  # same first 5 bits as a
+        with pytest.raises(Boom):
+            m.set(newcomer, 0)
+        with pytest.raises(Boom):
+            mm[newcomer] = 0
+        a.hash_raises = False
+        assert dict(m.items()) == {a: 1, 1: 1}
+        assert dict(mm.finish().items()) == {a: 1, 1: 1, 2: 2}
+
+
+def _mutation_with(stored, added):
+    """A mutation holding ``stored`` and ``added`` keys (value 1 each) whose
+    nodes on the paths to the ``added`` keys it owns (edits in place)."""
+    mm = PMap(dict.fromkeys(stored, 1)).mutate()
+    for k in added + [Key(30, "owner")]:
+        mm[k] = 1
+    return mm
+
+
+@both_ways
+@pytest.mark.parametrize("where", ["slot", "collision"])
+@pytest.mark.parametrize("op", ["set", "pop", "get"])
+def test_eq_that_edits_the_mutation_is_caught(where, op):
+    """A stored key's __eq__ removes another key from the node being walked.
+
+    The C code raises RuntimeError where the positions it computed went
+    stale, instead of reading or writing the wrong slots, and the mutation
+    keeps what the hook did and nothing else.  (The Python version edits
+    the stale slots; a lookup that found its slot holds another key answers
+    without looking further, so it is right either way.)
+    """
+    h = 5 if where == "slot" else 7
+    a, victim = Key(h, "a"), Key(6 if where == "slot" else 7, "v")
+    added = [Key(7, "c")] if where == "collision" else []
+    with using("c"):
+        mm = _mutation_with([a, victim], added)
+        a.on_eq = lambda: mm.pop(victim)
+        probe = Key(h, "probe")
+        run = {"set": lambda: mm.set(probe, 2), "pop": lambda: mm.pop(probe), "get": lambda: mm.get(probe)}[op]
+        if op == "get" and where == "slot":
+            assert run() is None
+        else:
+            with pytest.raises(RuntimeError, match="changed during"):
+                run()
+        assert a.on_eq is None  # the hook ran
+        result = mm.finish()
+        assert dict(result.items()) == dict.fromkeys([a, Key(30, "owner")] + added, 1)
+        assert shape(result._root) == shape(PMap(dict(result.items()))._root)
+
+
+@both_ways
+def test_eq_that_rebinds_in_place_is_harmless():
+    """A hook that only rebinds a value leaves the node's shape: no error."""
+    a, b = Key(5, "a"), Key(6, "b")
+    with using("c"):
+        mm = _mutation_with([a, b], [])
+        a.on_eq = lambda: mm.set(b, 42)
+        mm[Key(5, "probe")] = 2
+        assert dict(mm.finish().items()) == {a: 1, b: 42, Key(5, "probe"): 2, Key(30, "owner"): 1}
+
+
+@both_ways
+def test_no_reference_is_leaked_or_lost():
+    """Refcounts of keys and values are back where they were after many
+    lookups, updates and failed updates, persistent and in place."""
+    keys = [Key(i % 40 + (i // 40) * (1 << 40), str(i)) for i in range(200)] + list(range(10**6, 10**6 + 50))
+    vals = [object() for _ in keys]
+    bad = Key(5, "boom")
+    with using("c"):
+        m = PMap(zip(keys, vals))
+        before = [sys.getrefcount(x) for x in keys + vals + [bad]]
+        for _ in range(20):
+            m2 = m
+            for k, v in zip(keys, vals):
+                m2 = m2.delete(k).set(k, v)
+                assert m2.get(k) is v
+            with pytest.raises(Boom):
+                m.set(bad, vals[0])
+            with pytest.raises(Boom):
+                m.get(bad)
+            mm = m.mutate()
+            for k, v in zip(keys, vals):
+                mm[k] = vals[0]
+                del mm[k]
+                mm[k] = v
+            with pytest.raises(Boom):
+                mm.pop(bad)
+            mm.finish()
+            del m2, mm, k, v  # the loops' last ones
+        after = [sys.getrefcount(x) for x in keys + vals + [bad]]
+    assert after == before
+
+
+@both_ways
+def test_not_a_node_raises_instead_of_crashing():
+    c = _champ_c
+    bad_nodes = (
+        [], [0, 0], ["x", 0, None], [1, 0, None], [0, 1, None, "not a node"],
+        [1, 1, None, 1, 2, []], [2**40, 0, None], [0, 0, None, 1],
+    )
+    for bad in bad_nodes:
+        with pytest.raises((TypeError, ValueError)):
+            c.lookup(bad, 0, 0, None)
+        with pytest.raises((TypeError, ValueError)):
+            c.assoc(bad, 0, 0, 0, None, 0, [])
+        with pytest.raises((TypeError, ValueError)):
+            c.dissoc(bad, 0, 0, None, 0, [])
+    with pytest.raises(OverflowError):
+        c.lookup([0, 0, None], 1, -1, None)
+    with pytest.raises(TypeError):
+        c.assoc([0, 0, None], 1, 1, 1, None, 0)
