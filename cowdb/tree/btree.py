@@ -180,6 +180,8 @@ class Tree:
         keys = leaf.keys
         i = bisect_left(keys, key)
         vs = len(val) if len(val) <= self.inline_max else OVERFLOW_REF_SIZE
+        if vs == OVERFLOW_REF_SIZE:
+            leaf.big = True
         if i < len(keys) and keys[i] == key:
             old = leaf.vals[i]
             leaf.size += vs - self._vsize(old)
@@ -222,6 +224,8 @@ class Tree:
                 keys, vals, added, pos = leaf.keys, leaf.vals, 0, 0
             i = bisect_left(keys, key, pos)
             vs = len(val) if len(val) <= inline_max else OVERFLOW_REF_SIZE
+            if vs == OVERFLOW_REF_SIZE:
+                leaf.big = True
             if i < len(keys) and keys[i] == key:
                 old = vals[i]
                 leaf.size += vs - self._vsize(old)
@@ -245,17 +249,20 @@ class Tree:
         stack full branch levels on them. No descents, no splits."""
         inline_max = self.inline_max
         limit = HEADER_SIZE + (self.page_size - HEADER_SIZE) * 15 // 16
-        level, keys, vals, size = [], [], [], HEADER_SIZE   # level: [(lowest key, node)]
+        level, keys, vals, size, big = [], [], [], HEADER_SIZE, False  # level: [(low, node)]
         for k, v in items:
-            es = LEAF_ENTRY + len(k) + (len(v) if len(v) <= inline_max else OVERFLOW_REF_SIZE)
+            vs = len(v)
+            if vs > inline_max:
+                vs, big = OVERFLOW_REF_SIZE, True
+            es = LEAF_ENTRY + len(k) + vs
             if size + es > limit and keys:
-                level.append((keys[0], Leaf(keys, vals, size)))
-                keys, vals, size = [], [], HEADER_SIZE
+                level.append((keys[0], Leaf(keys, vals, size, big)))
+                keys, vals, size, big = [], [], HEADER_SIZE, vs == OVERFLOW_REF_SIZE
             keys.append(k)
             vals.append(v)
             size += es
         if keys:
-            level.append((keys[0], Leaf(keys, vals, size)))
+            level.append((keys[0], Leaf(keys, vals, size, big)))
         if not level:
             return 0
         while len(level) > 1:
@@ -337,7 +344,7 @@ class Tree:
             m, acc = _cut([LEAF_ENTRY + len(k) + (len(v) if type(v) is bytes and len(v) <= im
                                                   else OVERFLOW_REF_SIZE)
                            for k, v in zip(keys, node.vals)], target, limit)
-            right = Leaf(keys[m:], node.vals[m:], node.size - acc)
+            right = Leaf(keys[m:], node.vals[m:], node.size - acc, node.big)
             del keys[m:], node.vals[m:]
             node.size = HEADER_SIZE + acc
             return right.keys[0], right
@@ -384,6 +391,7 @@ class Tree:
             left.keys += right.keys
             left.vals += right.vals
             left.size += right.size - HEADER_SIZE
+            left.big = left.big or right.big
         else:
             left.keys += [sep] + right.keys[1:]
             left.kids += right.kids
@@ -419,11 +427,13 @@ class Tree:
                     txns[i] = txn
             image = encode_branch(node, txn)
         else:
-            vals, inline_max = node.vals, self.inline_max
-            for i, v in enumerate(vals):
-                if type(v) is bytes and len(v) > inline_max:
-                    ref = store.write_image(OVERFLOW, v)
-                    vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
+            if node.big:
+                vals, inline_max = node.vals, self.inline_max
+                for i, v in enumerate(vals):
+                    if type(v) is bytes and len(v) > inline_max:
+                        ref = store.write_image(OVERFLOW, v)
+                        vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
+                node.big = any(type(v) is not bytes for v in vals)
             image = encode_leaf(node, txn)
         page = store.allocate(1)
         store.write(page, image)

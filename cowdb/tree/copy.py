@@ -32,7 +32,7 @@ def copy_tree(nodes, dst_store, ref: RootRef, memo: dict, txn: int) -> RootRef:
                     r = memo[v.page] = dst_store.write_image(OVERFLOW, body)
                 v = Overflow(r.page, v.length, r.checksum, r.txn)
             vals.append(v)
-        image = encode_leaf(Leaf(node.keys, vals, node.size), txn)
+        image = encode_leaf(Leaf(node.keys, vals, node.size, node.big), txn)
     page = dst_store.allocate(1)
     dst_store.write(page, image)
     out = memo[ref.page] = RootRef(page, int.from_bytes(image[:8], "little"), txn)

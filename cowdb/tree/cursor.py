@@ -27,8 +27,9 @@ def _watched(tree, ks, vs, mod):
     return None
 
 
-def _values(tree, vals):
-    if all(type(v) is bytes for v in vals):
+def _values(tree, leaf, i, j):
+    vals = leaf.vals[i:j]
+    if not leaf.big:
         return vals
     return [v if type(v) is bytes else tree.read_overflow(v) for v in vals]
 
@@ -74,12 +75,12 @@ def _forward(tree, start, stop, live):
         if i < j:
             ks = keys[i:j]
             if live:
-                last = yield from _watched(tree, ks, _values(tree, leaf.vals[i:j]), mod)
+                last = yield from _watched(tree, ks, _values(tree, leaf, i, j), mod)
                 if last is not None:  # changed under us: find the next key afresh
                     yield from _forward(tree, last + b"\x00", stop, live)
                     return
             else:
-                yield from zip(ks, _values(tree, leaf.vals[i:j]))
+                yield from zip(ks, _values(tree, leaf, i, j))
         if j < len(keys):
             return
         leaf, i = _step(tree, path, True), 0
@@ -95,7 +96,7 @@ def _backward(tree, start, stop, live):
         keys = leaf.keys
         i = 0 if start is None or not keys or keys[0] >= start else bisect_left(keys, start, 0, j)
         if i < j:
-            ks, vs = keys[i:j][::-1], _values(tree, leaf.vals[i:j])[::-1]
+            ks, vs = keys[i:j][::-1], _values(tree, leaf, i, j)[::-1]
             if live:
                 last = yield from _watched(tree, ks, vs, mod)
                 if last is not None:

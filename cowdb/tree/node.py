@@ -7,7 +7,7 @@ edited in place until the commit writes it. In a dirty branch, ``kids[i]``
 is either an ``int`` (a clean child's page) or the dirty child node itself,
 so "is this child mine to edit" is just ``type(kid) is not int``.
 
-Leaf image (after the 24-byte header; n = entry count):
+Leaf image (after the 24-byte header; n = entry count; little-endian like the rest):
     n x u16 key lengths | n x u32 value lengths | keys | values
 A value length with bit 31 set marks an overflow value: its 32 bytes are
 (page, length, checksum, txn) of the run that holds it.
@@ -19,12 +19,17 @@ Each entry keeps the child's key count (for O(1) len and O(log n) ranks),
 checksum (a Merkle tree: a torn commit and equal subtrees are both visible
 from the parent) and writing txn (recovery walks only the newest pages).
 """
+import sys
+from array import array
 from itertools import accumulate, chain
 from struct import Struct, pack, unpack_from
 from struct import error as struct_error
 
 from ..errors import Corruption
 from ..pages.checksum import BRANCH, HEADER, HEADER_SIZE, LEAF, seal
+
+if sys.byteorder != "little":  # arrays below pack in native order
+    raise ImportError("cowdb's page format is little-endian; this machine is big-endian")
 
 OVERFLOW_FLAG = 1 << 31
 _OVF = Struct("<QQQQ")
@@ -42,13 +47,15 @@ class Overflow:
 
 
 class Leaf:
-    __slots__ = ("keys", "vals", "size")
+    """``big`` is True when some value is not inline bytes (an Overflow, or bytes that will
+    go to one): readers and the writer check values one by one only then."""
+    __slots__ = ("keys", "vals", "size", "big")
 
-    def __init__(self, keys, vals, size):
-        self.keys, self.vals, self.size = keys, vals, size
+    def __init__(self, keys, vals, size, big=False):
+        self.keys, self.vals, self.size, self.big = keys, vals, size, big
 
     def copy(self):
-        return Leaf(self.keys[:], self.vals[:], self.size)
+        return Leaf(self.keys[:], self.vals[:], self.size, self.big)
 
     def count(self):
         return len(self.keys)
@@ -103,7 +110,7 @@ def decode(data: bytes, page: int):
                 pos = vo[-1]
             if pos != length:
                 raise ValueError("entries do not fill the image")
-            return Leaf(keys, vals, length)
+            return Leaf(keys, vals, length, bool(n) and max(vlens) >= OVERFLOW_FLAG)
         if kind == BRANCH and n:
             klens = unpack_from(f"<{n}H", data, HEADER_SIZE)
             ents = unpack_from(f"<{4 * n}Q", data, HEADER_SIZE + 2 * n)
@@ -122,13 +129,18 @@ def encode_leaf(leaf: Leaf, txn: int) -> bytearray:
     """The leaf's image; every value must already be inline bytes or an Overflow."""
     keys, vals = leaf.keys, leaf.vals
     n = len(keys)
-    vlens = [len(v) if type(v) is bytes else OVERFLOW_FLAG | OVERFLOW_REF_SIZE for v in vals]
     image = bytearray(HEADER_SIZE)
-    image += pack(f"<{n}H", *map(len, keys))
-    image += pack(f"<{n}I", *vlens)
-    image += b"".join(keys)
-    image += b"".join([v if type(v) is bytes else
-                       _OVF.pack(v.page, v.length, v.checksum, v.txn) for v in vals])
+    image += array("H", map(len, keys)).tobytes()   # arrays pack at C speed
+    if leaf.big:
+        image += array("I", [len(v) if type(v) is bytes else OVERFLOW_FLAG | OVERFLOW_REF_SIZE
+                             for v in vals]).tobytes()
+        image += b"".join(keys)
+        image += b"".join([v if type(v) is bytes else
+                           _OVF.pack(v.page, v.length, v.checksum, v.txn) for v in vals])
+    else:
+        image += array("I", map(len, vals)).tobytes()
+        image += b"".join(keys)
+        image += b"".join(vals)
     HEADER.pack_into(image, 0, 0, LEAF, 0, n, len(image), txn)
     seal(image)
     return image
