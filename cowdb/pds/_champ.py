@@ -28,6 +28,7 @@ when it was built unless ``COWDB_PURE_PYTHON=1``: see the end of this file.
 """
 
 import os
+import sys
 from collections import defaultdict
 from itertools import chain
 
@@ -385,15 +386,40 @@ def diff_dicts(a, b):
 # The optional C accelerator (_champ_c.c) replaces the three hot operations
 # above; everything else here works on the nodes either version makes.  The
 # Python versions stay reachable as py_*, and recurse through the module
-# globals, so rebinding lookup/assoc/dissoc (as COWDB_PURE_PYTHON=1 does at
-# import) switches the whole path.  PMap and PSet import these names, so
-# the choice is made once, here, before they do.
+# globals, so rebinding lookup/assoc/dissoc switches the whole path.  PMap
+# and PSet import these names, so the choice is made here, before they do.
 py_lookup, py_assoc, py_dissoc = lookup, assoc, dissoc
 
-if os.environ.get("COWDB_PURE_PYTHON") != "1":
-    try:
-        from cowdb.pds._champ_c import assoc, dissoc, lookup
-    except ImportError:  # not built (no C compiler at install): pure Python
-        pass
+IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc)}
+try:
+    from cowdb.pds import _champ_c
+except ImportError:  # not built (no C compiler at install): pure Python only
+    pass
+else:
+    IMPLEMENTATIONS["c"] = (_champ_c.lookup, _champ_c.assoc, _champ_c.dissoc)
+    if os.environ.get("COWDB_PURE_PYTHON") != "1":
+        lookup, assoc, dissoc = IMPLEMENTATIONS["c"]
 
-ACCELERATED = lookup is not py_lookup
+
+def implementation():
+    """"c" or "python": which trie operations PMap and PSet run on."""
+    return "python" if lookup is py_lookup else "c"
+
+
+def select(name):
+    """Run PMap and PSet on ``name`` ("c" or "python") from now on.
+
+    For tests and benchmarks that compare the two in one process; users get
+    the choice made at import.  Rebinds lookup/assoc/dissoc in every loaded
+    cowdb.pds module that holds them, which is how PMap and PSet use them.
+    """
+    names = ("lookup", "assoc", "dissoc")
+    new = dict(zip(names, IMPLEMENTATIONS[name]))
+    which = {id(fn): n for fns in IMPLEMENTATIONS.values() for n, fn in zip(names, fns)}
+    for modname, module in list(sys.modules.items()):
+        if modname.startswith("cowdb.pds.") and module is not None and modname != "cowdb.pds._champ_c":
+            namespace = vars(module)
+            for attr, value in list(namespace.items()):
+                n = which.get(id(value))
+                if n is not None and not attr.startswith("py_"):
+                    namespace[attr] = new[n]

@@ -34,13 +34,8 @@ try:
 except ImportError:
     _champ_c = None
 
-NAMES = ("lookup", "assoc", "dissoc")
-IMPLS = {"py": (_champ.py_lookup, _champ.py_assoc, _champ.py_dissoc)}
-if _champ_c is not None:
-    IMPLS["c"] = (_champ_c.lookup, _champ_c.assoc, _champ_c.dissoc)
-# Every module that binds the trie operations by name (PMap and PSet import them).
-USERS = (_champ, pmap, pset)
-DEFAULT = {(mod, name): getattr(mod, name) for mod in USERS for name in NAMES if hasattr(mod, name)}
+IMPLS = {"c": "c", "py": "python"} if _champ_c is not None else {"py": "python"}
+DEFAULT = _champ.implementation()
 
 needs_c = pytest.mark.skipif(_champ_c is None, reason="C accelerator not built: python setup.py build_ext --inplace")
 repeated = pytest.mark.skipif(
@@ -57,14 +52,11 @@ def both_ways(test):
 
 def use(impl):
     """Make ``impl`` ("c" or "py") the trie PMap and PSet run on, in this process."""
-    fns = dict(zip(NAMES, IMPLS[impl]))
-    for mod, name in DEFAULT:
-        setattr(mod, name, fns[name])
+    _champ.select(IMPLS[impl])
 
 
 def restore():
-    for (mod, name), fn in DEFAULT.items():
-        setattr(mod, name, fn)
+    _champ.select(DEFAULT)
 
 
 @contextlib.contextmanager
@@ -80,28 +72,33 @@ def test_env_var_selects_the_implementation():
     """COWDB_PURE_PYTHON=1 at import means pure Python everywhere; else C if built."""
     code = (
         "from cowdb.pds import _champ, pmap, pset\n"
-        "print(_champ.ACCELERATED, pmap.assoc is _champ.assoc is pset.assoc,"
+        "print(_champ.implementation(), pmap.assoc is _champ.assoc is pset.assoc,"
         " pmap.lookup is _champ.py_lookup)"
     )
     env = dict(os.environ, COWDB_PURE_PYTHON="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "True", "True"]
+    assert out.stdout.split() == ["python", "True", "True"]
     env.pop("COWDB_PURE_PYTHON")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    built = str(_champ_c is not None)
-    assert out.stdout.split() == [built, "True", str(_champ_c is None)]
+    built = _champ_c is not None
+    assert out.stdout.split() == ["c" if built else "python", "True", str(not built)]
 
 
-
-def test_the_switch_reaches_every_binding():
-    """use() must rebind every module that holds the trie operations, or a
-    test believed to run on one implementation would run on the other."""
-    every = {fn for fns in IMPLS.values() for fn in fns}
-    for modname, mod in list(sys.modules.items()):
-        if modname.startswith("cowdb.pds") and mod not in (None, _champ_c):
-            for name, value in vars(mod).items():
-                if any(value is fn for fn in every) and not name.startswith("py_"):
-                    assert (mod, name) in DEFAULT, f"{modname}.{name} is not switched by use()"
+@pytest.mark.parametrize("impl", sorted(IMPLS))
+def test_select_reaches_every_binding(impl):
+    """After select(), no cowdb.pds module may still hold the other
+    implementation's functions, or a test believed to run on one would run
+    on the other."""
+    chosen = _champ.IMPLEMENTATIONS[IMPLS[impl]]
+    others = [fn for name, fns in _champ.IMPLEMENTATIONS.items() if name != IMPLS[impl] for fn in fns]
+    with using(impl):
+        assert (pmap.lookup, pmap.assoc, pmap.dissoc) == (pset.lookup, pset.assoc, pset.dissoc) == chosen
+        assert (_champ.lookup, _champ.assoc, _champ.dissoc) == chosen
+        for modname, mod in list(sys.modules.items()):
+            if modname.startswith("cowdb.pds") and mod not in (None, _champ_c):
+                for name, value in vars(mod).items():
+                    if not name.startswith("py_"):
+                        assert not any(value is fn for fn in others), f"{modname}.{name} was not switched"
 
 
 # Keys: small ints (shallow), Collide keys sharing long hash prefixes or whole hashes.
