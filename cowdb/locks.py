@@ -39,7 +39,7 @@ class Shared:
         self.writer = threading.Lock()
         self.writer_thread: int | None = None
         self.mutex = threading.Lock()
-        self.pins: dict[int, int] = {}
+        self.pins: dict[int, list] = {}   # txn -> one token per open snapshot
         self.slot = -1
         self.slot_txn = 0
         self.slot_q = None      # the lock file as u64s; slot_q[slot_index] = our oldest pin
@@ -89,29 +89,47 @@ class Shared:
         self.writer.release()
 
     # ---- readers -------------------------------------------------------
-    # pin/unpin run for every snapshot, so they are kept flat: one lock, a dict,
-    # and (only when this process's oldest pin changes) one store into the slot.
+    # pin/unpin run for every snapshot, so their common case takes no lock: each
+    # pinned txn has a list with one token per open snapshot, and list.append/pop and
+    # dict.get/setdefault are atomic. The lock serialises only the rare paths: a txn's
+    # last unpin (which deletes its list and may move the slot) and moving the slot
+    # down. A pin that lands in a list just deleted notices (the dict no longer holds
+    # that list) and pins again. pin() returns only once the slot is <= txn.
     def pin(self, txn: int) -> None:
-        with self.mutex:
-            pins = self.pins
-            pins[txn] = pins.get(txn, 0) + 1
-            if txn < self.slot_txn or not self.slot_txn:
-                self.slot_txn = txn
-                if self.slot_q is not None:
-                    self.slot_q[self.slot_index] = txn
+        pins = self.pins
+        tokens = pins.get(txn)
+        if tokens is None:
+            tokens = pins.setdefault(txn, [])
+        tokens.append(None)
+        if pins.get(txn) is not tokens:          # deleted under us by a last unpin
+            tokens.pop()
+            with self.mutex:
+                pins.setdefault(txn, []).append(None)
+        if not self.slot_txn or txn < self.slot_txn:
+            with self.mutex:
+                if not self.slot_txn or txn < self.slot_txn:
+                    self._set_slot(txn)
 
     def unpin(self, txn: int) -> None:
+        tokens = self.pins[txn]
+        tokens.pop()
+        if tokens:
+            return
         with self.mutex:
-            pins = self.pins
-            n = pins[txn] - 1
-            if n:
-                pins[txn] = n
-                return
-            del pins[txn]
+            if tokens or self.pins.get(txn) is not tokens:
+                return                           # pinned again meanwhile
+            del self.pins[txn]
             if txn == self.slot_txn:
-                self.slot_txn = oldest = min(pins) if pins else 0
-                if self.slot_q is not None:
-                    self.slot_q[self.slot_index] = oldest
+                self._set_slot((self.oldest_pin() or 0) if self.pins else 0)
+
+    def oldest_pin(self) -> int | None:
+        """This process's oldest pinned txn (None: no snapshot is open)."""
+        return min((t for t, tokens in list(self.pins.items()) if tokens), default=None)
+
+    def _set_slot(self, txn: int) -> None:
+        self.slot_txn = txn
+        if self.slot_q is not None:
+            self.slot_q[self.slot_index] = txn
 
     def _claim(self) -> bool:
         for i in range(SLOTS):
@@ -125,8 +143,7 @@ class Shared:
 
     def oldest_reader(self) -> int | None:
         """The smallest txn pinned by a live reader in any process, or None."""
-        with self.mutex:
-            best = min(self.pins) if self.pins else None
+        best = self.oldest_pin()
         if self.mm is None:
             return best
         for i, (pid, txn) in enumerate(_SLOT.iter_unpack(self.mm[_TABLE:_TABLE + 16 * SLOTS])):

@@ -475,7 +475,7 @@ class Versions:
         dead = sum(gcmod.mark_count(nodes, [c.root], seen) for c in commits
                    if c.version not in keep)
         fl = store.freelist
-        for txn in sorted(self._shared.pins):
+        for txn in sorted(t for t, tokens in list(self._shared.pins.items()) if tokens):
             held = sum(len(p) for t, p in fl.pending.items() if t > txn)
             out.pinned[f"reader {txn}"] = held * ps
         out.live_bytes = (live + store.pages_for(store.meta.freelist_len)) * ps
