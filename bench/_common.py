@@ -264,8 +264,17 @@ class Doltlite:
         r = self.ex("SELECT v FROM dolt_at_kv(?) WHERE k = ?", (commit, key)).fetchone()
         return r[0] if r else None
 
+    def no_fsync(self, on: bool) -> None:
+        """Diagnostic: PRAGMA synchronous=OFF (on) or back to FULL, doltlite's default."""
+        self.ex(f"PRAGMA synchronous={'OFF' if on else 'FULL'}")
+
     def close(self) -> None:
         self.conn.close()
+
+
+def turns(engines: list, r: int) -> list:
+    """The engines in the order of round r: alternating, so neither always goes first."""
+    return engines if r % 2 == 0 else engines[::-1]
 
 
 def judge(value, bound, lower_is_better: bool = True) -> str:
