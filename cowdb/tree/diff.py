@@ -53,23 +53,52 @@ def changes(nodes, a_ref, b_ref, start=None, stop=None, stats: DiffStats | None 
     a, b = _root_stream(nodes, a_ref), _root_stream(nodes, b_ref)   # stacks: head at the end
     value = _reader(nodes)
 
-    def open_(stack):
-        _, low, high, page, checksum, height = stack.pop()
-        node = nodes.load(page, checksum)
-        stats.pages_visited += 1
+    def outside(lo, hi) -> bool:
+        return (stop is not None and lo >= stop) or (start is not None and hi is not None
+                                                     and hi <= start)
+
+    def push(stack, node, low, high, height, only=None):
+        """Push node's children (or entries) in reverse key order; ``only``: the indexes
+        of the children to push (the others are known equal on both sides)."""
         if type(node) is Branch:
             keys, n = node.keys, len(node.keys)
-            for i in range(n - 1, -1, -1):
+            for i in (range(n - 1, -1, -1) if only is None else reversed(only)):
                 lo = keys[i] if i else low
                 hi = keys[i + 1] if i + 1 < n else high
-                if (stop is not None and lo >= stop) or (start is not None and hi is not None
-                                                         and hi <= start):
-                    continue
-                stack.append((SUB, lo, hi, node.kids[i], node.sums[i], height - 1))
+                if not outside(lo, hi):
+                    stack.append((SUB, lo, hi, node.kids[i], node.sums[i], height - 1))
         else:
             for k, v in zip(reversed(node.keys), reversed(node.vals)):
                 if (start is None or k >= start) and (stop is None or k < stop):
                     stack.append((ENT, k, v))
+
+    def open_(stack):
+        _, low, high, page, checksum, height = stack.pop()
+        stats.pages_visited += 1
+        push(stack, nodes.load(page, checksum), low, high, height)
+
+    def open_both():
+        """Open the two head subtrees (same bounds and height, different content). When
+        their nodes have the same keys (always, after overwrites), only the children or
+        values that differ are looked at: the common case costs O(changes), not O(fanout)."""
+        _, low, high, page, checksum, height = a.pop()
+        na = nodes.load(page, checksum)
+        _, _, _, page, checksum, _ = b.pop()
+        nb = nodes.load(page, checksum)
+        stats.pages_visited += 2
+        if type(na) is not type(nb) or na.keys != nb.keys:
+            push(a, na, low, high, height)
+            push(b, nb, low, high, height)
+            return ()
+        if type(na) is Branch:
+            differ = [i for i, (u, v) in enumerate(zip(na.sums, nb.sums)) if u != v]
+            push(a, na, low, high, height, differ)
+            push(b, nb, low, high, height, differ)
+            return ()
+        return [Change(k, value(u), value(v))
+                for k, u, v in zip(na.keys, na.vals, nb.vals)
+                if u is not v and (start is None or k >= start) and (stop is None or k < stop)
+                and not _same(u, v, value)]
 
     while a or b:
         if not b:
@@ -110,7 +139,7 @@ def changes(nodes, a_ref, b_ref, start=None, stop=None, stats: DiffStats | None 
             elif y[5] > x[5]:
                 open_(b)
             else:
-                open_(a), open_(b)
+                yield from open_both()
         elif x[0] == ENT:                    # entry vs subtree
             if x[1] < y[1]:
                 a.pop()
