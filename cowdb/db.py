@@ -395,7 +395,7 @@ class Database(Versions):
         bound = self._store.durable_txn
         return bound if oldest is None else min(bound, oldest)
 
-    def _update(self, change, durable: bool = True):
+    def _update(self, change, durable: bool | None = None):
         """Run ``change(catalog, txn)`` as one atomic txn and publish it (writer lock held).
 
         Every write path goes through here: commits, tags, branches,
@@ -404,6 +404,8 @@ class Database(Versions):
         """
         self._check_open()
         store, st = self._store, self._state
+        if durable is None:  # catalog changes (tags, branches, gc...) follow the handle
+            durable = self.durability == "sync"
         txn = store.meta.txn + 1
         store.begin(txn, self._reuse_bound())
         try:

@@ -46,6 +46,9 @@ class MemoryIO(BlockIO):
         del self.buf[size:]
 
 
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
 class OsFileIO(BlockIO):
     """A file opened by path, read with pread and made durable with fsync."""
 
@@ -71,7 +74,9 @@ class OsFileIO(BlockIO):
             offset += n
 
     def sync(self):
-        os.fsync(self.fd)
+        # fdatasync flushes the data and what reading it back needs (the file size)
+        # and skips the rest (times): on Linux about half the cost of fsync.
+        _datasync(self.fd)
 
     def size(self):
         return os.fstat(self.fd).st_size
