@@ -131,31 +131,23 @@ class Commit(Step):
 
 
 @dataclass
-class Tag(Step):
+class NewRef(Step):
+    """db.tag(name) or db.branch(name) at the head of main (one namespace for both)."""
+    kind: str               # "tag" or "branch"
     name: str
-    needs_api = "tag"
+
+    @property
+    def needs_api(self):
+        return self.kind
 
     def expect(self, s):
-        if self.name in s.tags:
+        if self.name in s.tags or self.name in s.branches:
             return None
-        return replace(s, tags={**s.tags, self.name: s.branches["main"]})
+        refs = "tags" if self.kind == "tag" else "branches"
+        return replace(s, **{refs: {**getattr(s, refs), self.name: s.branches["main"]}})
 
     def apply(self, run):
-        run.db.tag(self.name)
-
-
-@dataclass
-class Branch(Step):
-    name: str
-    needs_api = "branch"
-
-    def expect(self, s):
-        if self.name in s.branches:
-            return None
-        return replace(s, branches={**s.branches, self.name: s.branches["main"]})
-
-    def apply(self, run):
-        run.db.branch(self.name)
+        getattr(run.db, self.kind)(self.name)
 
 
 @dataclass
@@ -280,12 +272,12 @@ def workload(seed: int = 1) -> list[Step]:
         Commit(puts(3), dels(40, hi=200), "none"),              # many deletes: merges
         Commit(puts(2, big=1, hi=200), [], "none"),             # overwrite the big value
         Close(),                                                # checkpoint after no-sync commits
-        Tag("t1"),
-        Branch("exp"),
+        NewRef("tag", "t1"),
+        NewRef("branch", "exp"),
         Commit(puts(10, hi=200), dels(5, hi=200), branch="exp"),
         Commit(puts(60, lo=200), []),                           # grows the tree to the right
         Merge("exp"),                                           # a three-way merge commit
-        Branch("ff"),
+        NewRef("branch", "ff"),
         Commit(puts(4, big=1), dels(3), "none", branch="ff"),
         Merge("ff"),                                            # a fast-forward
         Commit(puts(5, hi=200), dels(5, hi=200), branch="exp"),
