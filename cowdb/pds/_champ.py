@@ -22,8 +22,8 @@ rely on that to compare node by node and skip shared subtrees.
 Lookups are loops; updates recurse, which measured faster than keeping
 an explicit path (the trie is at most 13 levels deep).
 
-``lookup``, ``assoc`` and ``dissoc`` have C versions in the optional
-extension ``_champ_c`` (same signatures, same nodes, same results), used
+``lookup``, ``assoc``, ``dissoc`` and ``build`` have C versions in the
+optional extension ``_champ_c`` (same signatures, same nodes, same results), used
 when it was built unless ``COWDB_PURE_PYTHON=1``: see the end of this file.
 """
 
@@ -383,22 +383,23 @@ def diff_dicts(a, b):
             yield k, MISSING, w
 
 
-# The optional C accelerator (_champ_c.c) replaces the three hot operations
+# The optional C accelerator (_champ_c.c) replaces the four hot operations
 # above; everything else here works on the nodes either version makes.  The
 # Python versions stay reachable as py_*, and recurse through the module
-# globals, so rebinding lookup/assoc/dissoc switches the whole path.  PMap
-# and PSet import these names, so the choice is made here, before they do.
-py_lookup, py_assoc, py_dissoc = lookup, assoc, dissoc
+# globals, so rebinding lookup/assoc/dissoc/build switches the whole path.
+# PMap and PSet import these names, so the choice is made here, before they do.
+_NAMES = ("lookup", "assoc", "dissoc", "build")
+py_lookup, py_assoc, py_dissoc, py_build = lookup, assoc, dissoc, build
 
-IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc)}
+IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc, py_build)}
 try:
     from cowdb.pds import _champ_c
 except ImportError:  # not built (no C compiler at install): pure Python only
     pass
 else:
-    IMPLEMENTATIONS["c"] = (_champ_c.lookup, _champ_c.assoc, _champ_c.dissoc)
+    IMPLEMENTATIONS["c"] = (_champ_c.lookup, _champ_c.assoc, _champ_c.dissoc, _champ_c.build)
     if os.environ.get("COWDB_PURE_PYTHON") != "1":
-        lookup, assoc, dissoc = IMPLEMENTATIONS["c"]
+        lookup, assoc, dissoc, build = IMPLEMENTATIONS["c"]
 
 
 def implementation():
@@ -410,12 +411,11 @@ def select(name):
     """Run PMap and PSet on ``name`` ("c" or "python") from now on.
 
     For tests and benchmarks that compare the two in one process; users get
-    the choice made at import.  Rebinds lookup/assoc/dissoc in every loaded
+    the choice made at import.  Rebinds lookup/assoc/dissoc/build in every loaded
     cowdb.pds module that holds them, which is how PMap and PSet use them.
     """
-    names = ("lookup", "assoc", "dissoc")
-    new = dict(zip(names, IMPLEMENTATIONS[name]))
-    which = {id(fn): n for fns in IMPLEMENTATIONS.values() for n, fn in zip(names, fns)}
+    new = dict(zip(_NAMES, IMPLEMENTATIONS[name]))
+    which = {id(fn): n for fns in IMPLEMENTATIONS.values() for n, fn in zip(_NAMES, fns)}
     for modname, module in list(sys.modules.items()):
         if modname.startswith("cowdb.pds.") and module is not None and modname != "cowdb.pds._champ_c":
             namespace = vars(module)

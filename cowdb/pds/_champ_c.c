@@ -7,6 +7,7 @@
  *     lookup(node, key, h, default)
  *     assoc(node, h, key, val, owner, shift, box)
  *     dissoc(node, h, key, owner, shift, box)
+ *     build(entries, shift=0)
  *
  * A node is a Python list [datamap, nodemap, owner, k0, v0, ..., child_1,
  * child_0] (see _champ.py), so a trie built or edited by either side is
@@ -29,6 +30,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 #define BITS 5
 #define MASK 31u
@@ -672,6 +674,200 @@ champ_dissoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* build ----------------------------------------------------------------- */
+
+/* The entries of a build, as arrays; ``order`` is permuted in place. */
+typedef struct {
+    uint64_t *h;
+    PyObject **k;
+    PyObject **v;
+    Py_ssize_t *order;
+    Py_ssize_t *scratch;
+} Entries;
+
+/* Nodes are made untracked by the cyclic GC and tracked once the trie is
+ * complete: a build allocates thousands of lists, and each collection they
+ * trigger would otherwise traverse the half-built trie again.  No cycle can
+ * go through a node before build() returns it. */
+static void
+set_tracking(PyObject *node, int track)
+{
+    Py_ssize_t n = PyList_GET_SIZE(node), i, first_child;
+    uint32_t nm;
+    if (track) {
+        if (PyObject_GC_IsTracked(node))
+            return;
+        PyObject_GC_Track(node);
+    }
+    else if (PyObject_GC_IsTracked(node))
+        PyObject_GC_UnTrack(node);
+    nm = (uint32_t)PyLong_AsUnsignedLong(PyList_GET_ITEM(node, 1));  /* made here: valid */
+    first_child = n - POPCOUNT(nm);
+    for (i = first_child; i < n; i++)
+        set_tracking(PyList_GET_ITEM(node, i), track);
+}
+
+/* The trie of the entries order[lo:hi] at ``shift``, exactly as
+ * _champ.build makes it: slots in fragment order, a group of two through
+ * make_pair (_pair), larger groups by recursion, collision nodes in input
+ * order.  The order within each group is the input order (stable). */
+static PyObject *
+build_node(Entries *e, Py_ssize_t lo, Py_ssize_t hi, int shift)
+{
+    Py_ssize_t count[32] = {0}, start[32], i, j, n, p, c;
+    uint32_t dm = 0, nm = 0, f;
+    PyObject *node, *child;
+
+    if (shift >= 64) {
+        node = PyList_New(3 + 2 * (hi - lo));
+        if (node == NULL)
+            return NULL;
+        PyObject_GC_UnTrack(node);
+        PyList_SET_ITEM(node, 0, PyLong_FromLong(0));
+        PyList_SET_ITEM(node, 1, PyLong_FromLong(0));
+        PyList_SET_ITEM(node, 2, Py_NewRef(Py_None));
+        for (i = lo, j = 3; i < hi; i++, j += 2) {
+            PyList_SET_ITEM(node, j, Py_NewRef(e->k[e->order[i]]));
+            PyList_SET_ITEM(node, j + 1, Py_NewRef(e->v[e->order[i]]));
+        }
+        return node;
+    }
+    /* A stable counting sort of order[lo:hi] by fragment. */
+    for (i = lo; i < hi; i++)
+        count[(e->h[e->order[i]] >> shift) & MASK]++;
+    for (f = 0, p = lo; f < 32; f++) {
+        start[f] = p;
+        p += count[f];
+        if (count[f] == 1)
+            dm |= 1u << f;
+        else if (count[f] > 1)
+            nm |= 1u << f;
+    }
+    for (i = lo; i < hi; i++) {
+        f = (uint32_t)((e->h[e->order[i]] >> shift) & MASK);
+        e->scratch[start[f]++] = e->order[i];
+    }
+    memcpy(e->order + lo, e->scratch + lo, (size_t)(hi - lo) * sizeof(Py_ssize_t));
+
+    n = 3 + 2 * POPCOUNT(dm) + POPCOUNT(nm);
+    node = PyList_New(n);
+    if (node == NULL)
+        return NULL;
+    PyObject_GC_UnTrack(node);
+    PyList_SET_ITEM(node, 0, PyLong_FromUnsignedLong(dm));
+    PyList_SET_ITEM(node, 1, PyLong_FromUnsignedLong(nm));
+    PyList_SET_ITEM(node, 2, Py_NewRef(Py_None));
+    if (PyList_GET_ITEM(node, 0) == NULL || PyList_GET_ITEM(node, 1) == NULL) {
+        Py_DECREF(node);
+        return NULL;
+    }
+    /* Pairs from index 3 up, children from the end down, both in slot order;
+     * slots not filled yet are NULL, which list_dealloc skips on error. */
+    for (f = 0, p = lo, j = 3, c = n - 1; f < 32; p += count[f], f++) {
+        if (count[f] == 1) {
+            PyList_SET_ITEM(node, j, Py_NewRef(e->k[e->order[p]]));
+            PyList_SET_ITEM(node, j + 1, Py_NewRef(e->v[e->order[p]]));
+            j += 2;
+        }
+        else if (count[f] == 2) {
+            Py_ssize_t a = e->order[p], b = e->order[p + 1];
+            child = make_pair(e->k[a], e->v[a], e->h[a], e->k[b], e->v[b], e->h[b],
+                              shift + BITS, Py_None);
+            if (child == NULL)
+                goto error;
+            set_tracking(child, 0);
+            PyList_SET_ITEM(node, c--, child);
+        }
+        else if (count[f] > 2) {
+            child = build_node(e, p, p + count[f], shift + BITS);
+            if (child == NULL)
+                goto error;
+            PyList_SET_ITEM(node, c--, child);
+        }
+    }
+    return node;
+error:
+    Py_DECREF(node);
+    return NULL;
+}
+
+static PyObject *
+champ_build(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *seq = NULL, *held = NULL, *item, *result = NULL, *o;
+    Entries e = {NULL, NULL, NULL, NULL, NULL};
+    Py_ssize_t n, i;
+    long sh = 0;
+
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "build() takes 1 or 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (nargs == 2) {
+        sh = PyLong_AsLong(args[1]);
+        if (sh == -1 && PyErr_Occurred())
+            return NULL;
+        if (sh < 0) {
+            PyErr_SetString(PyExc_ValueError, "negative shift count");
+            return NULL;
+        }
+        if (sh > 64)
+            sh = 64;
+    }
+    /* A tuple of the entries, each a tuple: nothing can change under us
+     * while the nodes are made (a collection could run a finalizer). */
+    seq = PySequence_Tuple(args[0]);
+    if (seq == NULL)
+        return NULL;
+    n = PyTuple_GET_SIZE(seq);
+    held = PyList_New(0);
+    e.h = PyMem_Malloc(sizeof(uint64_t) * (size_t)(n ? n : 1));
+    e.k = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n ? n : 1));
+    e.v = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n ? n : 1));
+    e.order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
+    e.scratch = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
+    if (held == NULL || !e.h || !e.k || !e.v || !e.order || !e.scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        item = PyTuple_GET_ITEM(seq, i);
+        if (!PyTuple_CheckExact(item)) {
+            o = PySequence_Tuple(item);
+            if (o == NULL)
+                goto done;
+            if (PyList_Append(held, o) < 0) {
+                Py_DECREF(o);
+                goto done;
+            }
+            Py_DECREF(o);
+            item = o;
+        }
+        if (PyTuple_GET_SIZE(item) != 3) {
+            PyErr_Format(PyExc_ValueError, "build() entry %zd is not (hash, key, value)", i);
+            goto done;
+        }
+        e.h[i] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(item, 0));
+        if (e.h[i] == (uint64_t)-1 && PyErr_Occurred())
+            goto done;
+        e.k[i] = PyTuple_GET_ITEM(item, 1);
+        e.v[i] = PyTuple_GET_ITEM(item, 2);
+        e.order[i] = i;
+    }
+    result = build_node(&e, 0, n, (int)sh);
+    if (result != NULL)
+        set_tracking(result, 1);
+done:
+    PyMem_Free(e.h);
+    PyMem_Free(e.k);
+    PyMem_Free(e.v);
+    PyMem_Free(e.order);
+    PyMem_Free(e.scratch);
+    Py_XDECREF(held);
+    Py_DECREF(seq);
+    return result;
+}
+
 /* module ---------------------------------------------------------------- */
 
 static PyMethodDef champ_methods[] = {
@@ -683,6 +879,8 @@ static PyMethodDef champ_methods[] = {
     {"dissoc", (PyCFunction)(void (*)(void))champ_dissoc, METH_FASTCALL,
      "dissoc(node, h, key, owner, shift, box): node without key; "
      "the removed value is appended to box."},
+    {"build", (PyCFunction)(void (*)(void))champ_build, METH_FASTCALL,
+     "build(entries, shift=0): a fresh trie from [(masked hash, key, value), ...] with distinct keys."},
     {NULL, NULL, 0, NULL},
 };
 

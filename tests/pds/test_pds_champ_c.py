@@ -15,6 +15,7 @@ run they would repeat the default run exactly, and are skipped there.
 """
 
 import contextlib
+import gc
 import os
 import random
 import subprocess
@@ -92,8 +93,8 @@ def test_select_reaches_every_binding(impl):
     chosen = _champ.IMPLEMENTATIONS[IMPLS[impl]]
     others = [fn for name, fns in _champ.IMPLEMENTATIONS.items() if name != IMPLS[impl] for fn in fns]
     with using(impl):
-        assert (pmap.lookup, pmap.assoc, pmap.dissoc) == (pset.lookup, pset.assoc, pset.dissoc) == chosen
-        assert (_champ.lookup, _champ.assoc, _champ.dissoc) == chosen
+        assert (pmap.lookup, pmap.assoc, pmap.dissoc) == (pset.lookup, pset.assoc, pset.dissoc) == chosen[:3]
+        assert (_champ.lookup, _champ.assoc, _champ.dissoc, _champ.build) == chosen
         for modname, mod in list(sys.modules.items()):
             if modname.startswith("cowdb.pds") and mod not in (None, _champ_c):
                 for name, value in vars(mod).items():
@@ -157,6 +158,34 @@ def test_both_build_the_same_nodes(seed):
     assert root_c == root_py
 
 
+def _all_nodes(node):
+    yield node
+    for child in node[len(node) - node[1].bit_count():]:
+        yield from _all_nodes(child)
+
+
+@both_ways
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 40, 3000])
+def test_both_build_the_same_trie(n):
+    """build() from (hash, key, value) entries: identical nodes, in input
+    order inside collision nodes, every node tracked by the GC."""
+    rnd = random.Random(n)
+    keys = list(dict.fromkeys(_random_key(rnd) for _ in range(n)))
+    keys += [rnd.randrange(10**12) for _ in range(n)]
+    entries = [(hash(k) & M64, k, rnd.randrange(3)) for k in keys]
+    c_build, py_build = _champ.IMPLEMENTATIONS["c"][3], _champ.IMPLEMENTATIONS["python"][3]
+    with using("py"):
+        want = py_build(entries)
+        want_deep = py_build(entries[: n // 2], 35)
+    assert c_build(entries) == want
+    assert c_build([list(e) for e in entries]) == want
+    assert c_build(entries[: n // 2], 35) == want_deep
+    assert all(gc.is_tracked(node) for node in _all_nodes(c_build(entries)))
+    for bad in ([(1, 2)], [(-1, 2, 3)], [("x", 2, 3)], 5):
+        with pytest.raises((TypeError, ValueError, OverflowError)):
+            c_build(bad)
+
+
 @both_ways
 @pytest.mark.parametrize("seed", range(8))
 def test_mixed_updates_match_a_dict(seed):
@@ -167,6 +196,9 @@ def test_mixed_updates_match_a_dict(seed):
     versions = []
     try:
         for step in range(300):
+            if step % 100 == 99:  # rebuilt by either build()
+                use(rnd.choice(["c", "py"]))
+                m = PMap(dict(m.items()))
             use(rnd.choice(["c", "py"]))
             if step % 50 == 49:  # a mutation that switches implementation between edits
                 mm = m.mutate()
