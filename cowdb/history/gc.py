@@ -12,7 +12,7 @@ from ..tree.walk import walk
 def mark(nodes, roots) -> set[int]:
     seen: set[int] = set()
     for ref in roots:
-        for _ in walk(nodes, ref, 0, seen):
+        for _ in walk(nodes, ref, 0, seen, light=True):
             pass
     return seen
 
@@ -21,13 +21,13 @@ def sweep(nodes, roots, marked: set[int]) -> list[tuple[int, int]]:
     """(page, npages) runs reachable from ``roots`` and not marked; ``marked`` grows."""
     garbage = []
     for ref in roots:
-        garbage.extend(walk(nodes, ref, 0, marked))
+        garbage.extend(walk(nodes, ref, 0, marked, light=True))
     return garbage
 
 
 def mark_count(nodes, roots, seen: set[int]) -> int:
     """Mark ``roots`` into ``seen``; return how many pages were new."""
-    return sum(n for ref in roots for _, n in walk(nodes, ref, 0, seen))
+    return sum(n for ref in roots for _, n in walk(nodes, ref, 0, seen, light=True))
 
 
 def rewire(commits, dropped: set[int]) -> list:

@@ -130,6 +130,14 @@ class PageStore:
         verify(data, page)
         return data
 
+    def read_head(self, page: int) -> tuple:
+        """The header fields (checksum, type, flags, n, length, txn) of an image, unverified:
+        for walks that only need to know what a page is."""
+        data = self.io.pread(HEADER_SIZE, page * self.page_size)
+        if len(data) < HEADER_SIZE:
+            raise Corruption(f"page {page} is truncated", page)
+        return HEADER.unpack_from(data, 0)
+
     def _high_water(self) -> int:
         return max(self.page_count, self.meta.page_count if self.meta else 0)
 

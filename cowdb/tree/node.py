@@ -32,6 +32,7 @@ if sys.byteorder != "little":  # arrays below pack in native order
     raise ImportError("cowdb's page format is little-endian; this machine is big-endian")
 
 OVERFLOW_FLAG = 1 << 31
+HAS_OVERFLOW = 1                # leaf header flag: some value is in an overflow run
 _OVF = Struct("<QQQQ")
 OVERFLOW_REF_SIZE = _OVF.size   # bytes an overflow value takes in its leaf
 LEAF_ENTRY = 6                  # u16 + u32 per entry
@@ -141,9 +142,19 @@ def encode_leaf(leaf: Leaf, txn: int) -> bytearray:
         image += array("I", map(len, vals)).tobytes()
         image += b"".join(keys)
         image += b"".join(vals)
-    HEADER.pack_into(image, 0, 0, LEAF, 0, n, len(image), txn)
+    flags = HAS_OVERFLOW if leaf.big and any(type(v) is Overflow for v in vals) else 0
+    HEADER.pack_into(image, 0, 0, LEAF, flags, n, len(image), txn)
     seal(image)
     return image
+
+
+def branch_refs(data: bytes, page: int):
+    """(kids, sums, txns) of a branch image, without decoding its keys (for walks)."""
+    _s, kind, _f, n, length, _txn = HEADER.unpack_from(data, 0)
+    if kind != BRANCH or not n or HEADER_SIZE + 34 * n > length:
+        raise Corruption(f"page {page} is not a branch node (type {kind}, {n} entries)", page)
+    ents = unpack_from(f"<{4 * n}Q", data, HEADER_SIZE + 2 * n)
+    return ents[0::4], ents[2::4], ents[3::4]
 
 
 def encode_branch(b: Branch, txn: int) -> bytearray:

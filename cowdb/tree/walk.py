@@ -4,14 +4,21 @@ One walk serves recovery (only pages newer than the last durable txn),
 ``check`` (everything) and garbage-collection marking (everything not seen
 yet): a subtree already in ``seen`` is skipped whole, so marking many
 versions that share structure costs O(unique pages), not O(versions x n).
+
+``light=True`` (garbage collection) reads only what finding pages needs:
+branches' child references (from the node cache when there, else decoded
+without their keys and not cached) and leaves' 24-byte headers, whose flag
+says whether a leaf has overflow values at all (almost never); it does not
+verify checksums, and it leaves the node cache to the readers.
 """
 from ..errors import Corruption
-from ..pages.checksum import HEADER_SIZE
+from ..pages.checksum import BRANCH, HEADER_SIZE
 from ..pages.meta import RootRef
-from .node import Branch, Overflow
+from .node import HAS_OVERFLOW, Branch, Overflow, branch_refs
 
 
-def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None):
+def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
+         light: bool = False):
     """Yield (page, npages) for each image under ``ref`` written after txn ``newer_than``."""
     if not ref.page or ref.txn <= newer_than or (seen is not None and ref.page in seen):
         return
@@ -21,8 +28,20 @@ def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None)
         seen.add(ref.page)
     while stack:
         page, checksum = stack.pop()
-        node = tree_nodes.load(page, checksum)
+        node = tree_nodes.get(checksum) if light else tree_nodes.load(page, checksum)
         yield page, 1
+        if node is None:  # light walk, not cached
+            head = store.read_head(page)
+            if head[1] == BRANCH:
+                kids, sums, txns = branch_refs(store.read(page), page)
+                for kid, s, t in zip(kids, sums, txns):
+                    if t > newer_than and kid not in seen:  # light walks always have seen
+                        seen.add(kid)
+                        stack.append((kid, s))
+                continue
+            if not head[2] & HAS_OVERFLOW:
+                continue
+            node = tree_nodes.load(page, checksum)
         if type(node) is Branch:
             for kid, s, t in zip(node.kids, node.sums, node.txns):
                 if t > newer_than and (seen is None or kid not in seen):
