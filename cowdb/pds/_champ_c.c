@@ -29,13 +29,16 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
 #define BITS 5
 #define MASK 31u
 
-#if defined(__GNUC__) || defined(__clang__)
+/* The popcnt instruction when the compiler may use it; else bit tricks,
+ * which beat the library call __builtin_popcount becomes without it. */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__POPCNT__)
 #define POPCOUNT(x) __builtin_popcount(x)
 #else
 static inline int
@@ -108,6 +111,27 @@ check_unchanged(PyObject *node, const Shape *s)
                         "a CHAMP node changed during a key comparison or hash");
         return -1;
     }
+    return 0;
+}
+
+/* A masked hash as Python passes it (``hash(key) & M64``, or that
+ * shifted): an int in [0, 2**64), else OverflowError.  PyLong_AsUnsignedLong
+ * where it is 64 bits wide: PyLong_AsUnsignedLongLong takes a slow path for
+ * ints of more than one digit, which most hashes are. */
+static int
+read_hash(PyObject *o, uint64_t *h)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_SetString(PyExc_TypeError, "the hash must be an int");
+        return -1;
+    }
+#if ULONG_MAX >= 0xFFFFFFFFFFFFFFFFull
+    *h = PyLong_AsUnsignedLong(o);
+#else
+    *h = PyLong_AsUnsignedLongLong(o);
+#endif
+    if (*h == (uint64_t)-1 && PyErr_Occurred())
+        return -1;
     return 0;
 }
 
@@ -297,16 +321,20 @@ champ_lookup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     key = args[1];
     deflt = args[3];
-    h = PyLong_AsUnsignedLongLong(args[2]);
-    if (h == (uint64_t)-1 && PyErr_Occurred())
+    if (read_hash(args[2], &h) < 0)
         return NULL;
-    node = Py_NewRef(args[0]);
+    /* The descent runs no user code, so it borrows each node from its
+     * parent; the node is held from the first key comparison on. */
+    node = args[0];
     for (;;) {
         if (read_shape(node, &s) < 0)
-            goto done;
+            return NULL;
         bit = 1u << (h & MASK);
         if (s.dm & bit) {
             i = 3 + 2 * POPCOUNT(s.dm & (bit - 1));
+            if (PyList_GET_ITEM(node, i) == key)
+                return Py_NewRef(PyList_GET_ITEM(node, i + 1));
+            Py_INCREF(node);
             eq = keys_equal(PyList_GET_ITEM(node, i), key);
             if (eq < 0)
                 goto done;
@@ -320,14 +348,13 @@ champ_lookup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         if (s.nm & bit) {
-            Py_SETREF(node, Py_NewRef(PyList_GET_ITEM(node, s.n - 1 - POPCOUNT(s.nm & (bit - 1)))));
+            node = PyList_GET_ITEM(node, s.n - 1 - POPCOUNT(s.nm & (bit - 1)));
             h >>= BITS;
             continue;
         }
-        if (s.dm || s.nm) {
-            result = Py_NewRef(deflt);
-            goto done;
-        }
+        if (s.dm || s.nm)
+            return Py_NewRef(deflt);
+        Py_INCREF(node);
         for (i = 3; i < s.n; i += 2) {   /* a collision node (or the empty root) */
             eq = keys_equal(PyList_GET_ITEM(node, i), key);
             if (eq < 0 || check_unchanged(node, &s) < 0)
@@ -509,8 +536,7 @@ static int
 parse_hash_shift(PyObject *ho, PyObject *shifto, uint64_t *h, int *shift)
 {
     long sh;
-    *h = PyLong_AsUnsignedLongLong(ho);
-    if (*h == (uint64_t)-1 && PyErr_Occurred())
+    if (read_hash(ho, h) < 0)
         return -1;
     sh = PyLong_AsLong(shifto);
     if (sh == -1 && PyErr_Occurred())
