@@ -320,7 +320,10 @@ class Database(Versions):
                         report.errors.append(f"page {p} lies past the end of the database")
                     owned[p] = owned.get(p, 0) + 1
             fl = self._store.freelist
-            free = set(fl.pool).union(*fl.pending.values()) if fl.pending else set(fl.pool)
+            free = set(fl.pages())
+            if len(free) != fl.count():
+                report.errors.append(f"the free list holds {fl.count() - len(free)} pages "
+                                     f"more than once")
             both = sorted(free.intersection(owned))
             if both:
                 report.errors.append(f"{len(both)} pages are both free and in use, e.g. {both[:5]}")

@@ -412,7 +412,7 @@ class Versions:
         def change(cat, txn):
             store.page_count = fl.trim_tail(store.page_count)
         last = store.page_count - 1
-        if last in fl.pool or any(last in p for p in fl.pending.values()):
+        if fl.is_free(last):
             before = store.page_count
             try:
                 self._update(change)
@@ -476,7 +476,7 @@ class Versions:
                    if c.version not in keep)
         fl = store.freelist
         for txn in sorted(t for t, tokens in list(self._shared.pins.items()) if tokens):
-            held = sum(len(p) for t, p in fl.pending.items() if t > txn)
+            held = sum(fl.pages_in(runs) for t, runs in fl.pending.items() if t > txn)
             out.pinned[f"reader {txn}"] = held * ps
         out.live_bytes = (live + store.pages_for(store.meta.freelist_len)) * ps
         out.reclaimable_bytes = dead * ps

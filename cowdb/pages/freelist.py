@@ -1,79 +1,113 @@
-"""Free pages, grouped by the transaction that freed them.
+"""Free pages, as runs (first page, length), grouped by the transaction that freed them.
 
 A page freed by txn F was still reachable from F-1's trees. It may be
 reused only once F <= the reuse bound: the oldest live reader's txn and the
 last durable txn (so a crash of the current commit can fall back to a
-version whose pages are intact). Reusable pages sit in ``pool``; the rest
-wait in ``pending``. Nothing here touches storage: the page store writes
+version whose pages are intact). Reusable runs sit in ``pool``; the rest
+wait in ``pending``.
+
+Runs, not page lists: pages are allocated in runs (a commit's new pages
+are mostly consecutive) and gc frees whole versions, so runs keep the free
+list — which every commit that changes it rewrites — a few entries long
+instead of one per page (bbolt's flat free list is its known write
+amplification). Nothing here touches storage: the page store writes
 ``encode()`` as a page run at each commit that changed it.
 """
 from array import array
 from struct import Struct
 
-_GROUP = Struct("<QQ")  # txn, page count; then count u64 page numbers
+_GROUP = Struct("<QQ")  # txn, run count; then count x (u64 first page, u64 length)
+
+
+def _coalesce(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, merged runs, highest first (so pop() takes the lowest)."""
+    out: list[tuple[int, int]] = []
+    for start, n in sorted(runs):
+        if out and out[-1][0] + out[-1][1] == start:
+            out[-1] = (out[-1][0], out[-1][1] + n)
+        else:
+            out.append((start, n))
+    out.reverse()
+    return out
 
 
 class FreeList:
-    __slots__ = ("pool", "pending", "changed")
+    __slots__ = ("pool", "pending", "changed", "_loose")
 
     def __init__(self):
-        self.pool: list[int] = []            # reusable pages, sorted descending (pop() = lowest)
-        self.pending: dict[int, list[int]] = {}
+        self.pool: list[tuple[int, int]] = []              # reusable runs, highest first
+        self.pending: dict[int, list[tuple[int, int]]] = {}  # txn -> runs it freed
         self.changed = False
+        self._loose: set[int] = set()   # pending groups not merged into runs yet
 
     def release(self, bound: int) -> None:
         """Move every group freed at txn <= bound into the pool."""
         ready = [t for t in self.pending if t <= bound]
         if ready:
+            runs = self.pool
             for t in ready:
-                self.pool.extend(self.pending.pop(t))
-            self.pool.sort(reverse=True)
+                runs.extend(self.pending.pop(t))
+            self.pool = _coalesce(runs)
             self.changed = True
 
-    def free(self, txn: int, pages) -> None:
-        if pages:
-            self.pending.setdefault(txn, []).extend(pages)
-            self.changed = True
+    def free(self, txn: int, start: int, n: int = 1) -> None:
+        self.pending.setdefault(txn, []).append((start, n))
+        self._loose.add(txn)
+        self.changed = True
 
     def take(self, n: int) -> int | None:
-        """Take a run of n contiguous reusable pages; None if the pool has none."""
+        """Take n contiguous reusable pages, lowest first; None if no run is long enough."""
         pool = self.pool
-        if not pool:
-            return None
-        if n == 1:
-            self.changed = True
-            return pool.pop()
-        # pool is descending: a run p, p+1, ..., p+n-1 appears as pool[i-n+1 .. i] reversed
-        for i in range(len(pool) - 1, n - 2, -1):
-            p = pool[i]
-            if pool[i - n + 1] == p + n - 1:
-                del pool[i - n + 1:i + 1]
+        for i in range(len(pool) - 1, -1, -1):
+            start, length = pool[i]
+            if length >= n:
+                if length == n:
+                    del pool[i]
+                else:
+                    pool[i] = (start + n, length - n)
                 self.changed = True
-                return p
+                return start
         return None
 
+    @staticmethod
+    def pages_in(runs) -> int:
+        return sum(n for _, n in runs)
+
     def count(self) -> int:
-        return len(self.pool) + sum(len(v) for v in self.pending.values())
+        return self.pages_in(self.pool) + sum(self.pages_in(r) for r in self.pending.values())
+
+    def pages(self):
+        """Every free page, reusable or pending."""
+        for runs in (self.pool, *self.pending.values()):
+            for start, n in runs:
+                yield from range(start, start + n)
+
+    def is_free(self, page: int) -> bool:
+        return any(s <= page < s + n for runs in (self.pool, *self.pending.values())
+                   for s, n in runs)
 
     def trim_tail(self, page_count: int) -> int:
         """Drop reusable pages at the end of the file; return the new page count."""
-        pool = set(self.pool)
-        end = page_count
-        while end - 1 in pool:
-            end -= 1
-        if end != page_count:
-            self.pool = [p for p in self.pool if p < end]
+        pool = self.pool
+        while pool and pool[0][0] + pool[0][1] == page_count:
+            page_count = pool.pop(0)[0]
             self.changed = True
-        return end
+        return page_count
 
     def encoded_size(self) -> int:
-        return _GROUP.size * (1 + len(self.pending)) + 8 * self.count()
+        """An upper bound: encode() may merge pending runs, never split them."""
+        runs = len(self.pool) + sum(len(r) for r in self.pending.values())
+        return _GROUP.size * (1 + len(self.pending)) + 16 * runs
 
     def encode(self) -> bytes:
+        for txn in self._loose:  # pages freed one by one (a gc sweep) merge into runs here
+            if txn in self.pending:
+                self.pending[txn] = _coalesce(self.pending[txn])
+        self._loose.clear()
         parts = []
-        for txn, pages in [(0, self.pool), *sorted(self.pending.items())]:
-            parts.append(_GROUP.pack(txn, len(pages)))
-            parts.append(array("Q", pages).tobytes())
+        for txn, runs in [(0, self.pool), *sorted(self.pending.items())]:
+            parts.append(_GROUP.pack(txn, len(runs)))
+            parts.append(array("Q", [x for run in runs for x in run]).tobytes())
         return b"".join(parts)
 
     @classmethod
@@ -83,11 +117,12 @@ class FreeList:
         while pos < end:
             txn, n = _GROUP.unpack_from(data, pos)
             pos += _GROUP.size
-            pages = array("Q")
-            pages.frombytes(data[pos:pos + 8 * n])
-            pos += 8 * n
+            flat = array("Q")
+            flat.frombytes(data[pos:pos + 16 * n])
+            pos += 16 * n
+            runs = list(zip(flat[0::2], flat[1::2]))
             if txn == 0:
-                fl.pool = sorted(pages, reverse=True)
+                fl.pool = _coalesce(runs)
             else:
-                fl.pending[txn] = list(pages)
+                fl.pending[txn] = runs
         return fl

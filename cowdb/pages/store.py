@@ -167,11 +167,12 @@ class PageStore:
 
     def unsynced_free_pages(self) -> int:
         """Pages freed after the last durable txn: not reusable until the next sync."""
-        return sum(len(p) for t, p in self.freelist.pending.items() if t > self.durable_txn)
+        fl = self.freelist
+        return sum(fl.pages_in(runs) for t, runs in fl.pending.items() if t > self.durable_txn)
 
     def free(self, page: int, npages: int = 1) -> None:
         """Free a run that the current txn made unreachable from its catalog."""
-        self.freelist.free(self._txn, range(page, page + npages))
+        self.freelist.free(self._txn, page, npages)
 
     def write_image(self, kind: int, body, n: int = 0) -> RootRef:
         """Write a header + body image as a run of fresh pages."""
