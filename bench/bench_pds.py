@@ -8,6 +8,10 @@ operation, in microseconds (the best of 4 x ``--repeat`` for the loops of
 per-key operation runs over 1,000 keys drawn from them (or new ones).
 "speedup" is pyrsistent's time over cowdb's (>= 2 is the target);
 "x immutables" is cowdb's time over immutables' (<= 2 is the target).
+
+PMap is timed twice, on the C trie operations (cowdb/pds/_champ_c.c, when
+built: ``python setup.py build_ext --inplace``) and on the pure-Python ones,
+switched with ``_champ.select`` between turns, outside the timed calls.
 """
 
 import argparse
@@ -18,12 +22,12 @@ import immutables
 import pyrsistent
 from sortedcontainers import SortedDict
 
-from cowdb.pds import PMap, PSortedMap, PVector
+from cowdb.pds import PMap, PSortedMap, PVector, _champ
 
 K = 1000  # keys per timed loop
 
 
-def measure(columns, repeat):
+def measure(columns, repeat, before=None):
     """{column: {op: µs per operation}}, best of ``repeat`` runs.
 
     Loops of 1,000 operations are short, so they get four times as many
@@ -31,14 +35,21 @@ def measure(columns, repeat):
 
     ``columns`` maps each implementation to {op: (fn, operations per call)}.
     The implementations take turns inside every round, so a load spike on a
-    shared machine hits them alike instead of skewing one column.
+    shared machine hits them alike instead of skewing one column, and the
+    one going first (after the others evicted its data from the caches)
+    changes from round to round.
+    ``before`` maps a column to what to call, untimed, before each of its turns.
     """
+    before = before or {}
     best = {c: {op: float("inf") for op in ops} for c, ops in columns.items()}
-    for op in next(iter(columns.values())):
-        per = next(iter(columns.values()))[op][1]
-        for _ in range(repeat * 4 if per > 1 else repeat):
-            for c, ops in columns.items():
-                fn = ops[op][0]
+    names = list(columns)
+    for op in columns[names[0]]:
+        per = columns[names[0]][op][1]
+        for r in range(repeat * 4 if per > 1 else repeat):
+            for c in names[r % len(names):] + names[:r % len(names)]:
+                fn = columns[c][op][0]
+                if c in before:
+                    before[c]()
                 t = time.perf_counter()
                 fn()
                 best[c][op] = min(best[c][op], (time.perf_counter() - t) / per * 1e6)
@@ -155,15 +166,25 @@ def main():
     keys, fresh = keys[:a.n], keys[a.n:]
     probe = rnd.sample(keys, K)
 
+    default = _champ.implementation()
+    ours = {"cowdb PMap, C": "c", "cowdb PMap, Python": "python"}
+    if "c" not in _champ.IMPLEMENTATIONS:
+        print("(the C accelerator is not built: python setup.py build_ext --inplace)")
+        del ours["cowdb PMap, C"]
     cols = measure({
-        "cowdb PMap": map_ops(PMap, a.n, keys, probe, fresh),
+        **{name: map_ops(PMap, a.n, keys, probe, fresh) for name in ours},
         "pyrsistent": map_ops(pyrsistent.pmap, a.n, keys, probe, fresh),
         "immutables": map_ops(immutables.Map, a.n, keys, probe, fresh),
-    }, a.repeat)
-    table(f"Maps, {a.n:,} int keys", cols, list(cols["cowdb PMap"]), [
-        ("speedup vs pyrsistent", lambda c, op: c["pyrsistent"][op] / c["cowdb PMap"][op]),
-        ("x immutables", lambda c, op: c["cowdb PMap"][op] / c["immutables"][op]),
-    ])
+    }, a.repeat, before={name: (lambda impl=impl: _champ.select(impl)) for name, impl in ours.items()})
+    _champ.select(default)
+    ratios = []
+    for name in ours:
+        short = name.split(", ")[1]
+        ratios += [
+            (f"{short}: speedup vs pyrsistent", lambda c, op, name=name: c["pyrsistent"][op] / c[name][op]),
+            (f"{short}: x immutables", lambda c, op, name=name: c[name][op] / c["immutables"][op]),
+        ]
+    table(f"Maps, {a.n:,} int keys", cols, list(cols["pyrsistent"]), ratios)
 
     idx = [rnd.randrange(a.n) for _ in range(K)]
     cols = measure({"cowdb PVector": vector_ops(PVector, a.n, idx),
