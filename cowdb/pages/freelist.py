@@ -7,16 +7,27 @@ version whose pages are intact). Reusable runs sit in ``pool``; the rest
 wait in ``pending``.
 
 Runs, not page lists: pages are allocated in runs (a commit's new pages
-are mostly consecutive) and gc frees whole versions, so runs keep the free
-list — which every commit that changes it rewrites — a few entries long
-instead of one per page (bbolt's flat free list is its known write
-amplification). Nothing here touches storage: the page store writes
-``encode()`` as a page run at each commit that changed it.
+are mostly consecutive) and gc frees whole versions, so runs keep the list
+short.
+
+Stored as a chain, not rewritten whole: a *base* image holds the full list,
+and each commit that changes it appends a small *delta* image holding just
+the operations of that commit (take, free, release, trim), pointing back to
+the previous image. Loading replays the deltas over the base. Every
+``MAX_CHAIN`` deltas the next commit writes a fresh base and frees the old
+chain. A commit therefore writes a few hundred bytes of free list, not the
+whole list (bbolt's flat free list, rewritten at every commit, is its known
+write amplification). Nothing here touches storage: the page store writes
+the images ``encode()`` and ``encode_delta()`` return.
 """
 from array import array
 from struct import Struct
 
 _GROUP = Struct("<QQ")  # txn, run count; then count x (u64 first page, u64 length)
+_OP = Struct("<QQQQ")   # kind, a, b, c
+_PREV = Struct("<QQQQ")  # previous image of the chain: page, checksum, txn, length
+TAKE, FREE, RELEASE, TRIM = 1, 2, 3, 4
+MAX_CHAIN = 32          # deltas after a base before the next base
 
 
 def _coalesce(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -32,18 +43,21 @@ def _coalesce(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 class FreeList:
-    __slots__ = ("pool", "pending", "changed", "_loose")
+    __slots__ = ("pool", "pending", "changed", "_loose", "log", "chain")
 
     def __init__(self):
         self.pool: list[tuple[int, int]] = []              # reusable runs, highest first
         self.pending: dict[int, list[tuple[int, int]]] = {}  # txn -> runs it freed
         self.changed = False
         self._loose: set[int] = set()   # pending groups not merged into runs yet
+        self.log: list[tuple] = []      # operations since the newest stored image
+        self.chain: list[tuple[int, int]] = []  # stored images (page, npages), base first
 
     def release(self, bound: int) -> None:
         """Move every group freed at txn <= bound into the pool."""
         ready = [t for t in self.pending if t <= bound]
         if ready:
+            self.log.append((RELEASE, bound, 0, 0))
             runs = self.pool
             for t in ready:
                 runs.extend(self.pending.pop(t))
@@ -51,6 +65,7 @@ class FreeList:
             self.changed = True
 
     def free(self, txn: int, start: int, n: int = 1) -> None:
+        self.log.append((FREE, txn, start, n))
         self.pending.setdefault(txn, []).append((start, n))
         self._loose.add(txn)
         self.changed = True
@@ -66,8 +81,18 @@ class FreeList:
                 else:
                     pool[i] = (start + n, length - n)
                 self.changed = True
+                self.log.append((TAKE, start, n, 0))
                 return start
         return None
+
+    def _remove(self, start: int, n: int) -> None:
+        """Replay a take: cut [start, start + n) out of the pool run that holds it."""
+        for i, (s, length) in enumerate(self.pool):
+            if s <= start and start + n <= s + length:
+                self.pool[i:i + 1] = [r for r in ((start + n, s + length - start - n),
+                                                  (s, start - s)) if r[1]]
+                return
+        raise ValueError(f"free list replay: pages {start}+{n} are not free")
 
     @staticmethod
     def pages_in(runs) -> int:
@@ -88,6 +113,7 @@ class FreeList:
 
     def trim_tail(self, page_count: int) -> int:
         """Drop reusable pages at the end of the file; return the new page count."""
+        self.log.append((TRIM, page_count, 0, 0))
         pool = self.pool
         while pool and pool[0][0] + pool[0][1] == page_count:
             page_count = pool.pop(0)[0]
@@ -109,6 +135,30 @@ class FreeList:
             parts.append(_GROUP.pack(txn, len(runs)))
             parts.append(array("Q", [x for run in runs for x in run]).tobytes())
         return b"".join(parts)
+
+    def encode_delta(self, prev) -> bytes:
+        """This commit's operations, after a pointer to the previous image of the chain
+        (``prev``: page, checksum, txn, length)."""
+        return _PREV.pack(*prev) + b"".join(_OP.pack(*op) for op in self.log)
+
+    def delta_size(self) -> int:
+        """Bytes of encode_delta(), counting one more take (the delta's own pages)."""
+        return _PREV.size + _OP.size * (len(self.log) + 1)
+
+    def replay(self, data) -> None:
+        """Apply a delta's operations (after its pointer) to this list."""
+        handlers = {TAKE: lambda a, b, c: self._remove(a, b),
+                    FREE: lambda a, b, c: self.pending.setdefault(a, []).append((b, c)),
+                    RELEASE: lambda a, b, c: self.release(a),
+                    TRIM: lambda a, b, c: self.trim_tail(a)}
+        for kind, a, b, c in _OP.iter_unpack(memoryview(data)[_PREV.size:]):
+            handlers[kind](a, b, c)
+        self.log.clear()
+
+    @staticmethod
+    def previous(data) -> tuple:
+        """The (page, checksum, txn, length) a delta points back to."""
+        return _PREV.unpack_from(data, 0)
 
     @classmethod
     def decode(cls, data) -> "FreeList":

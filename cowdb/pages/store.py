@@ -15,11 +15,12 @@ from __future__ import annotations
 from ..errors import Corruption, NotACowdbFile, WriteFailed
 from . import meta as metamod
 from .checksum import FREELIST, HEADER, HEADER_SIZE, seal, verify
-from .freelist import FreeList
+from .freelist import MAX_CHAIN, FreeList
 from .io import BlockIO
 from .meta import EMPTY, Meta, RootRef
 
 DEFAULT_PAGE_SIZE = 4096
+FREELIST_DELTA = 1   # free list image header flag: a delta of the chain, not a base
 META_PAGES = 2
 
 
@@ -89,13 +90,33 @@ class PageStore:
             self.durable_slot, self.durable_txn = slot, meta.txn
 
     def _load_freelist(self, meta: Meta) -> FreeList:
-        if not meta.freelist.page:
+        """Read the chain back from the newest image to its base, then replay it."""
+        images, ref = [], (meta.freelist.page, meta.freelist.checksum)
+        while ref[0]:
+            page, checksum = ref
+            data = self.read(page)
+            if int.from_bytes(data[:8], "little") != checksum or len(images) > MAX_CHAIN + 1:
+                raise Corruption(f"page {page} does not hold the free list image its "
+                                 f"successor expects", page)
+            images.append((page, data))
+            if not data[9] & FREELIST_DELTA:
+                break
+            prev = FreeList.previous(memoryview(data)[HEADER_SIZE:])
+            ref = (prev[0], prev[1])
+        if not images:
             return FreeList()
-        data = self.read(meta.freelist.page)
-        if int.from_bytes(data[:8], "little") != meta.freelist.checksum:
-            raise Corruption(f"page {meta.freelist.page} does not hold the free list the "
-                             f"meta record expects", meta.freelist.page)
-        return FreeList.decode(data[HEADER_SIZE:])
+        page, base = images.pop()
+        try:
+            fl = FreeList.decode(memoryview(base)[HEADER_SIZE:])
+            fl.chain = [(page, self.pages_for(len(base)))]
+            for page, delta in reversed(images):
+                fl.replay(memoryview(delta)[HEADER_SIZE:])
+                fl.chain.append((page, self.pages_for(len(delta))))
+        except (ValueError, KeyError) as e:
+            raise Corruption(f"the free list at page {meta.freelist.page} does not "
+                             f"replay: {e}", meta.freelist.page) from e
+        fl.changed = False
+        return fl
 
     def initialize(self) -> Meta:
         """Write the first meta record of a new, empty store (both meta pages, full size)."""
@@ -190,14 +211,7 @@ class PageStore:
         fl = self.freelist
         freelist, flen = old.freelist, old.freelist_len
         if fl.changed or catalog != old.catalog:
-            if old.freelist.page:
-                self.free(old.freelist.page, self.pages_for(old.freelist_len))
-            need = self.pages_for(HEADER_SIZE + fl.encoded_size())
-            page = self.allocate(need)  # shrinks the list, so the image still fits
-            image = bytearray(HEADER_SIZE) + fl.encode()
-            HEADER.pack_into(image, 0, 0, FREELIST, 0, 0, len(image), self._txn)
-            freelist, flen = RootRef(page, seal(image), self._txn), len(image)
-            self.write(page, image)
+            freelist, flen = self._write_freelist(old)
         m = Meta(txn=self._txn, durable_base=self.durable_txn, page_size=self.page_size,
                  catalog=catalog, freelist=freelist, freelist_len=flen,
                  page_count=self.page_count)
@@ -221,6 +235,31 @@ class PageStore:
         if durable:
             self.durable_slot, self.durable_txn = slot, m.txn
         return m
+
+    def _write_freelist(self, old: Meta) -> tuple[RootRef, int]:
+        """Append a delta image to the free list's chain, or start a new chain with a
+        base image (freeing the old chain) when it is long. See freelist.py."""
+        fl = self.freelist
+        if fl.chain and len(fl.chain) <= MAX_CHAIN:
+            need = self.pages_for(HEADER_SIZE + fl.delta_size())
+            page = self.allocate(need)      # logged, so the delta records its own pages
+            prev = (old.freelist.page, old.freelist.checksum, old.freelist.txn,
+                    old.freelist_len)
+            body, flags = fl.encode_delta(prev), FREELIST_DELTA
+            fl.chain.append((page, need))
+        else:
+            for first, n in fl.chain:
+                self.free(first, n)
+            need = self.pages_for(HEADER_SIZE + fl.encoded_size())
+            page = self.allocate(need)      # shrinks the list, so the image still fits
+            body, flags = fl.encode(), 0
+            fl.chain = [(page, need)]
+        fl.log.clear()
+        image = bytearray(HEADER_SIZE) + body
+        HEADER.pack_into(image, 0, 0, FREELIST, flags, 0, len(image), self._txn)
+        ref = RootRef(page, seal(image), self._txn)
+        self.write(page, image)
+        return ref, len(image)
 
     def rollback(self) -> None:
         """Forget everything since begin(): allocations, frees.
