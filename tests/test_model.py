@@ -2,11 +2,11 @@
 checked against a model that keeps one dict per version.
 """
 import hypothesis.strategies as st
-from hypothesis import settings
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant,
                                  precondition, rule)
 
 import cowdb
+from conftest import model_settings
 from cowdb.errors import TransactionClosed
 
 # Few distinct keys so that updates and deletes hit existing ones; some values
@@ -161,6 +161,5 @@ class DatabaseModel(RuleBasedStateMachine):
                 assert snap[k] == model[k]
 
 
-DatabaseModel.TestCase.settings = settings(max_examples=40, stateful_step_count=40,
-                                           deadline=None)
+DatabaseModel.TestCase.settings = model_settings(120, 50)  # 6,000 steps
 TestDatabaseModel = DatabaseModel.TestCase

@@ -9,10 +9,11 @@ dict, reclaimed ones raise VersionReclaimed, open snapshots never change.
 import tempfile
 
 import hypothesis.strategies as st
-from hypothesis import event, settings
+from hypothesis import event
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import cowdb
+from conftest import model_settings
 from cowdb.errors import MergeConflict, RefExists, VersionReclaimed
 
 KEYS = [b"k%02d" % i for i in range(40)]
@@ -290,6 +291,5 @@ class VersionsModel(RuleBasedStateMachine):
             assert self.db.at(name).version == v
 
 
-VersionsModel.TestCase.settings = settings(max_examples=60, stateful_step_count=50,
-                                           deadline=None)
+VersionsModel.TestCase.settings = model_settings(100, 60)  # 6,000 steps
 TestVersionsModel = VersionsModel.TestCase
