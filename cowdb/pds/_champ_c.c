@@ -205,6 +205,12 @@ splice(PyObject *node, PyObject *owner, Py_ssize_t del_at, Py_ssize_t del_n,
     PyObject **src, **dst;
     if (new == NULL)
         return NULL;
+    if (PyList_GET_SIZE(node) != n) {
+        /* a collection during PyList_New ran a finalizer that edited it */
+        Py_DECREF(new);
+        PyErr_SetString(PyExc_RuntimeError, "a CHAMP node changed while it was copied");
+        return NULL;
+    }
     src = ((PyListObject *)node)->ob_item;
     dst = ((PyListObject *)new)->ob_item;
     for (i = 0; i <= n; i++) {
