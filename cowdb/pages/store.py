@@ -37,6 +37,7 @@ class PageStore:
         self.bytes_written = 0         # images written since open (for commit stats)
         self.pages_written = 0
         self._txn = 0
+        self._queue: dict[int, bytes] = {}   # images written by the txn, not yet flushed
 
     # ---- opening -------------------------------------------------------
     def read_slots(self) -> list[tuple[int, Meta | metamod.BadMeta]]:
@@ -135,6 +136,10 @@ class PageStore:
     # ---- reading -------------------------------------------------------
     def read(self, page: int) -> bytes:
         """The verified image stored at ``page`` (one page or a run)."""
+        if self._queue and page in self._queue:  # written by this txn, not flushed yet
+            data = bytes(self._queue[page])
+            verify(data, page)
+            return data
         ps = self.page_size
         if page < META_PAGES or (self.meta is not None and page >= self.page_count and
                                  page >= self._high_water()):
@@ -179,12 +184,35 @@ class PageStore:
         return page
 
     def write(self, page: int, image) -> None:
-        try:
-            self.io.pwrite(image, page * self.page_size)
-        except OSError as e:
-            raise WriteFailed(f"writing page {page} failed: {e}; the commit was not applied") from e
+        """Queue an image for this txn; publish() writes the queue before the meta record."""
+        self._queue[page] = image
         self.bytes_written += len(image)
         self.pages_written += 1
+
+    def _flush(self) -> None:
+        """Write the queued images, one pwrite per run of consecutive pages.
+
+        A commit's new pages are mostly consecutive (fresh pages come from the
+        end of the file, reused ones in runs), so a commit of a few dozen pages
+        is a few system calls. Images are padded to whole pages inside a run.
+        """
+        queue, self._queue = sorted(self._queue.items()), {}
+        ps = self.page_size
+        i = 0
+        while i < len(queue):
+            first, parts, end = queue[i][0], [], queue[i][0]
+            while i < len(queue) and queue[i][0] == end:
+                page, image = queue[i]
+                end = page + self.pages_for(len(image))
+                parts.append(image)
+                if i + 1 < len(queue) and queue[i + 1][0] == end:
+                    parts.append(bytes(end * ps - page * ps - len(image)))  # pad to the page
+                i += 1
+            try:
+                self.io.pwrite(b"".join(parts), first * ps)
+            except OSError as e:
+                raise WriteFailed(f"writing pages {first} to {end - 1} failed: {e}; the "
+                                  f"commit was not applied") from e
 
     def unsynced_free_pages(self) -> int:
         """Pages freed after the last durable txn: not reusable until the next sync."""
@@ -215,6 +243,7 @@ class PageStore:
         m = Meta(txn=self._txn, durable_base=self.durable_txn, page_size=self.page_size,
                  catalog=catalog, freelist=freelist, freelist_len=flen,
                  page_count=self.page_count)
+        self._flush()
         slot = 1 - self.durable_slot
         try:
             self.io.pwrite(m.encode(), slot * self.page_size)
@@ -268,6 +297,7 @@ class PageStore:
         record names (publish writes exactly what it holds), so rolling back
         is reading that image again: no copy is kept on the commit path.
         """
+        self._queue = {}
         self.page_count = self.meta.page_count
         self.freelist = self._load_freelist(self.meta)
 
