@@ -204,3 +204,24 @@ def test_log_and_history_check_their_arguments_at_once():
         db.log(branch="nope")
     with pytest.raises(InvalidKey):
         db.history(b"")
+
+
+def test_merge_grafts_subtrees_only_one_side_changed():
+    db = cowdb.open()
+    with db.write() as tx:
+        tx.update({b"key%08d" % i: b"v" * 100 for i in range(50_000)})
+    db.branch("side")
+    with db.write(branch="side") as tx:      # ten leaves, far apart
+        for i in range(100, 50_000, 5000):
+            tx[b"key%08d" % i] = b"theirs"
+    with db.write() as tx:
+        tx[b"key00049999"] = b"ours"
+    v = db.merge("side")
+    stats = db.commit_info(v).stats
+    assert stats.pages_written <= 3            # the root and a branch or two: no leaf copied
+    assert (stats.keys_put, stats.keys_deleted) == (0, 0)   # nothing merged key by key
+    snap = db.read()
+    assert snap[b"key00000100"] == b"theirs" and snap[b"key00049999"] == b"ours"
+    assert len(snap) == 50_000
+    assert [c.key for c in db.diff("side", v)] == [b"key00049999"]
+    assert db.check().ok

@@ -23,6 +23,8 @@ def now_ns() -> int:
 
 @dataclass(frozen=True, slots=True)
 class CommitStats:
+    """What a commit did. For a merge or revert, keys_put and keys_deleted count the keys
+    merged one by one; subtrees taken whole from the other side are not counted."""
     keys_put: int = 0
     keys_deleted: int = 0
     pages_written: int = 0

@@ -1,15 +1,21 @@
-"""Three-way merge at key level, by merging two structural diffs.
+"""Three-way merge: subtrees first, then keys, by merging two structural diffs.
 
-``theirs`` changes (base -> theirs) are applied to a writable copy of
-``ours`` unless ours changed the same key differently (base -> ours): that
-is a conflict, settled by ``resolve`` or reported. Both diffs skip shared
-subtrees, and applying d changes copies O(d x depth) pages, so a merge
-costs the size of the two sides' changes, not the size of the database.
+First the three trees are walked together while their nodes line up (same
+separator keys, as after overwrites): a child that only theirs changed is
+grafted into ours whole — its pages are shared, not copied or even read —
+and a child that only ours changed is kept. Where both sides changed a
+subtree (or the shapes differ), its key range is merged key by key:
+``theirs`` changes (base -> theirs) are applied to ``ours`` unless ours
+changed the same key differently (base -> ours), which is a conflict,
+settled by ``resolve`` or reported. A merge therefore reads and writes in
+proportion to where both sides changed, not to the size of the database.
 """
 from dataclasses import dataclass
 
 from . import diff as diffmod
 from .btree import Tree
+from ..pages.meta import RootRef
+from .node import Branch
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +29,64 @@ class Conflict:
 def merge3(nodes, base_ref, ours: Tree, theirs_ref, resolve=None,
            stats: diffmod.DiffStats | None = None) -> tuple[list[Conflict], int, int]:
     """Apply base->theirs onto ``ours`` (a writable Tree). Returns the conflicts left
-    unresolved (if any, ``ours`` must be thrown away) and the keys put and deleted."""
-    mine = diffmod.changes(nodes, base_ref, ours.ref, stats=stats)
-    other = diffmod.changes(nodes, base_ref, theirs_ref, stats=stats)
+    unresolved (if any, ``ours`` must be thrown away) and the keys put and deleted one
+    by one (subtrees grafted whole are not counted)."""
     conflicts = []
     applied = [0, 0]  # puts, deletes
+    for b, o, t in _graft(nodes, base_ref, ours, theirs_ref):
+        _merge_keys(nodes, b, o, ours, t, resolve, stats, conflicts, applied)
+    return conflicts, applied[0], applied[1]
+
+
+def _graft(nodes, base_ref, ours: Tree, theirs_ref) -> list[tuple]:
+    """Graft into ``ours`` every aligned subtree only theirs changed; return the
+    subtrees (base, ours, theirs references) both sides changed, to merge key by key."""
+    whole = [(base_ref, ours.ref, theirs_ref)]
+    if theirs_ref.checksum == base_ref.checksum:
+        return []
+    if not (base_ref.page and ours.ref.page and theirs_ref.page):
+        return whole
+    b = nodes.load(base_ref.page, base_ref.checksum)
+    t = nodes.load(theirs_ref.page, theirs_ref.checksum)
+    o = ours.root()
+    if not (type(b) is type(t) is type(o) is Branch and b.keys == t.keys == o.keys):
+        return whole
+    both: list[tuple] = []
+    _graft_children(nodes, ours, ours._own_root(), b, t, both)
+    ours.count = ours.root().count()
+    ours.mod += 1
+    return both
+
+
+def _graft_children(nodes, ours, o: Branch, b: Branch, t: Branch, both) -> None:
+    for i in range(len(o.keys)):
+        bs, ts = b.sums[i], t.sums[i]
+        if bs == ts:
+            continue                                   # theirs left this child alone
+        mine = o.kids[i]  # a page number: this walk owns only the path it is on
+        if o.sums[i] == bs:                            # only theirs changed it: take theirs'
+            o.kids[i], o.sums[i], o.txns[i], o.counts[i] = t.kids[i], ts, t.txns[i], t.counts[i]
+            continue
+        if o.sums[i] == ts:                            # both made the same change
+            continue
+        bk = nodes.load(b.kids[i], bs)
+        tk = nodes.load(t.kids[i], ts)
+        ok = nodes.load(mine, o.sums[i])
+        if type(bk) is type(tk) is type(ok) is Branch and bk.keys == tk.keys == ok.keys:
+            child = ours._own_kid(o, i)
+            _graft_children(nodes, ours, child, bk, tk, both)
+            o.counts[i] = child.count()
+        else:   # both changed it, or the shapes differ: its keys are merged one by one
+            both.append((RootRef(b.kids[i], bs, b.txns[i]), RootRef(mine, o.sums[i], o.txns[i]),
+                         RootRef(t.kids[i], ts, t.txns[i])))
+
+
+def _merge_keys(nodes, base_ref, ours_ref, ours, theirs_ref, resolve, stats,
+                conflicts, applied) -> None:
+    """Merge two subtrees key by key into ``ours``: theirs' changes, unless ours changed
+    the same key too."""
+    mine = diffmod.changes(nodes, base_ref, ours_ref, stats=stats)
+    other = diffmod.changes(nodes, base_ref, theirs_ref, stats=stats)
     m = next(mine, None)
     for t in other:
         while m is not None and m.key < t.key:
@@ -44,7 +103,6 @@ def merge3(nodes, base_ref, ours: Tree, theirs_ref, resolve=None,
             m = next(mine, None)
         else:
             _apply(ours, t.key, t.new, applied)
-    return conflicts, applied[0], applied[1]
 
 
 def _settle(resolve, c: Conflict):
