@@ -12,6 +12,8 @@ Stream elements: (SUB, low, high, page, checksum, height) or (ENT, key, value).
 ``low``/``high`` bound the keys a subtree can hold (None: unbounded above).
 """
 from dataclasses import dataclass
+from itertools import compress
+from operator import ne
 
 from .btree import read_overflow
 from .node import Branch
@@ -90,15 +92,16 @@ def changes(nodes, a_ref, b_ref, start=None, stop=None, stats: DiffStats | None 
             push(a, na, low, high, height)
             push(b, nb, low, high, height)
             return ()
-        if type(na) is Branch:
-            differ = [i for i, (u, v) in enumerate(zip(na.sums, nb.sums)) if u != v]
+        if type(na) is Branch:  # the positions that differ, found at C speed
+            differ = list(compress(range(len(na.sums)), map(ne, na.sums, nb.sums)))
             push(a, na, low, high, height, differ)
             push(b, nb, low, high, height, differ)
             return ()
-        return [Change(k, value(u), value(v))
-                for k, u, v in zip(na.keys, na.vals, nb.vals)
-                if u is not v and (start is None or k >= start) and (stop is None or k < stop)
-                and not _same(u, v, value)]
+        keys, va, vb = na.keys, na.vals, nb.vals
+        return [Change(keys[i], value(va[i]), value(vb[i]))
+                for i in compress(range(len(keys)), map(ne, va, vb))
+                if (start is None or keys[i] >= start) and (stop is None or keys[i] < stop)
+                and not _same(va[i], vb[i], value)]
 
     while a or b:
         if not b:
