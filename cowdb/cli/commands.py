@@ -4,6 +4,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 from itertools import islice
 
 import click
@@ -145,7 +146,7 @@ def get(env: Env, key: str, at: str | None, escaped: bool, raw: bool):
         if v is None:
             raise click.ClickException(f"no key {fmt.inline(k)!r} at version {snap.version}")
     if raw:
-        out = click.get_binary_stream("stdout")
+        out = sys.stdout.buffer
         out.write(v)
         out.flush()
     else:
@@ -179,7 +180,7 @@ def put(env: Env, key: str, value: str | None, file, escaped: bool, message, aut
     if file is not None:
         v = file.read()
     elif value is None or value == "-":
-        stdin = click.get_binary_stream("stdin")
+        stdin = sys.stdin.buffer
         if value is None and stdin.isatty():
             raise click.UsageError("give a VALUE, --file PATH, or pipe the value on stdin")
         v = stdin.read()
@@ -269,7 +270,7 @@ def scan(env: Env, prefix, start, stop, limit, reverse, keys_only, count_only, a
             n = 0 if lo is not None and hi is not None and lo >= hi else snap.count(lo, hi)
             click.echo(n if limit is None else min(n, limit))
             return
-        write = click.get_text_stream("stdout").write
+        write = sys.stdout.write
         items = snap.items(lo, hi, prefix=p, reverse=reverse)
         for k, v in items if limit is None else islice(items, limit):
             write(f"{fmt.inline(k)}\n" if keys_only else f"{fmt.inline(k)}\t{fmt.inline(v)}\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import timedelta
 
 import click
@@ -149,7 +150,7 @@ def diff(env: Env, a: str, b: str, prefix, stat: bool, limit, as_json: bool, esc
     with env.open() as db:
         with engine.diff(db, fmt.ref(a), fmt.ref(b), prefix=p) as changes:
             if as_json:
-                out = click.get_text_stream("stdout")
+                out = sys.stdout
                 out.write("[")
                 n = 0
                 for ch in changes:

@@ -108,7 +108,7 @@ def export(env: Env, output: str, form, prefix, at, escaped):
     p = None if prefix is None else key_arg(prefix, escaped)
     tmp = None
     if output == "-":
-        out = click.get_text_stream("stdout")
+        out = sys.stdout
     else:
         folder = os.path.dirname(os.path.abspath(output))
         fd, tmp = tempfile.mkstemp(prefix=".cowdb-export-", dir=folder)
@@ -232,7 +232,7 @@ def import_(env: Env, file: str, form, replace: bool, message, author, branch):
     """
     form = _guess_format(file, form)
     if file == "-":
-        raw, total = click.get_binary_stream("stdin"), None
+        raw, total = sys.stdin.buffer, None
     else:
         try:
             raw = open(file, "rb")
