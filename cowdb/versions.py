@@ -168,49 +168,45 @@ class Versions:
 
     def tag(self, name: str, version=None) -> int:
         """Name a version (None: the newest of main). Tags are immutable; returns the version."""
-        check_name(name, "tag")
-        with self._writer() as st:
-            v = st.head.version if version is None else self._resolve(st, version).version
-            cat = self._catalog(st)
-            if cat.ref(TAG, name) is not None:
-                raise RefExists(f"tag {name!r} exists and tags never move; delete it first "
-                                f"or choose another name")
-            if cat.ref(BRANCH, name) is not None:
-                raise RefExists(f"a branch is named {name!r}; tags and branches share one "
-                                f"namespace (at() takes either), so choose another name")
-            self._update(lambda cat, txn: cat.set_ref(TAG, name, v))
-        return v
+        return self._new_ref(TAG, name, version)
 
     def delete_tag(self, name: str) -> None:
-        check_name(name, "tag")
-        with self._writer() as st:
-            if self._catalog(st).ref(TAG, name) is None:  # before _update: it would publish
-                raise RefNotFound(f"no tag named {name!r}; see db.tags()")
-            self._update(lambda cat, txn: cat.delete_ref(TAG, name))
+        self._delete_ref(TAG, name)
 
     def branch(self, name: str, at=None) -> int:
         """Start a branch at a version, tag or branch (None: head of main). O(1)."""
-        check_name(name, "branch")
-        with self._writer() as st:
-            v = st.head.version if at is None else self._resolve(st, at).version
-            cat = self._catalog(st)
-            if cat.ref(BRANCH, name) is not None:
-                raise RefExists(f"branch {name!r} exists; delete it first or choose another name")
-            if cat.ref(TAG, name) is not None:
-                raise RefExists(f"a tag is named {name!r}; tags and branches share one "
-                                f"namespace (at() takes either), so choose another name")
-            self._update(lambda cat, txn: cat.set_ref(BRANCH, name, v))
-        return v
+        return self._new_ref(BRANCH, name, at)
 
     def delete_branch(self, name: str) -> None:
-        check_name(name, "branch")
         if name == "main":
             raise ProtectedBranch("branch 'main' cannot be deleted; it is where db.write() "
                                   "and db.read() go by default")
+        self._delete_ref(BRANCH, name)
+
+    _REF_WORDS = {TAG: ("tag", "a tag", "tags"), BRANCH: ("branch", "a branch", "branches")}
+
+    def _new_ref(self, kind: bytes, name: str, at) -> int:
+        """Name a version as a tag or a branch: one namespace, so at() takes either."""
+        word = self._REF_WORDS[kind][0]
+        check_name(name, word)
         with self._writer() as st:
-            if self._catalog(st).ref(BRANCH, name) is None:  # before _update: it would publish
-                raise RefNotFound(f"no branch named {name!r}; see db.branches()")
-            self._update(lambda cat, txn: cat.delete_ref(BRANCH, name))
+            v = st.head.version if at is None else self._resolve(st, at).version
+            cat = self._catalog(st)
+            for other in (kind, TAG if kind == BRANCH else BRANCH):
+                if cat.ref(other, name) is not None:
+                    raise RefExists(f"{self._REF_WORDS[other][1]} named {name!r} exists (tags "
+                                    f"never move; tags and branches share one namespace); "
+                                    f"delete it first or choose another name")
+            self._update(lambda cat, txn: cat.set_ref(kind, name, v))
+        return v
+
+    def _delete_ref(self, kind: bytes, name: str) -> None:
+        word, _, plural = self._REF_WORDS[kind]
+        check_name(name, word)
+        with self._writer() as st:
+            if self._catalog(st).ref(kind, name) is None:  # before _update: it would publish
+                raise RefNotFound(f"no {word} named {name!r}; see db.{plural}()")
+            self._update(lambda cat, txn: cat.delete_ref(kind, name))
 
     # ---- restore ---------------------------------------------------------
     def restore(self, version, message: str | None = None, branch: str = "main",
