@@ -106,3 +106,12 @@ class ProtectedBranch(CowdbError, ValueError):
 
 class CodecError(CowdbError, ValueError):
     """A value could not be encoded by the database's codec, or a stored value not decoded."""
+
+
+class ReadFailed(CowdbError, OSError):
+    """The operating system could not read a page (an I/O error): the disk or the file
+    system failed, not the data; retry, then check the device."""
+
+    def __init__(self, message: str, page: int | None = None):
+        super().__init__(message)
+        self.page = page

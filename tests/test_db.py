@@ -237,3 +237,29 @@ def test_reader_pins_stay_exact_under_threads(path):
     assert shared.oldest_pin() is None and shared.slot_txn == 0
     assert not any(shared.pins.values())
     db.close()
+
+
+def test_a_failing_read_raises_read_failed_naming_the_page():
+    import errno
+    from cowdb.errors import ReadFailed
+    from cowdb.pages.io import MemoryIO
+
+    class FlakyIO(MemoryIO):
+        fail = False
+
+        def pread(self, size, offset):
+            if self.fail and offset >= 2 * 4096:
+                raise OSError(errno.EIO, "Input/output error")
+            return super().pread(size, offset)
+
+    io = FlakyIO()
+    db = cowdb.open(io=io, cache_nodes=16)
+    with db.write() as tx:
+        tx.update({b"k%05d" % i: b"v" * 100 for i in range(3000)})
+    db._nodes.clear()
+    io.fail = True
+    with pytest.raises(ReadFailed) as e:
+        db.read()[b"k00001"]
+    assert e.value.page is not None and "page" in str(e.value)
+    io.fail = False
+    assert db.read()[b"k00001"] == b"v" * 100   # the database is fine once reads work

@@ -12,7 +12,7 @@ error it calls ``rollback`` and the store is as it was at ``begin``.
 """
 from __future__ import annotations
 
-from ..errors import Corruption, NotACowdbFile, WriteFailed
+from ..errors import Corruption, CowdbError, NotACowdbFile, ReadFailed, WriteFailed
 from . import meta as metamod
 from .checksum import FREELIST, HEADER, HEADER_SIZE, seal, verify
 from .freelist import MAX_CHAIN, FreeList
@@ -46,7 +46,7 @@ class PageStore:
         Slot 1 sits one page in, so its offset depends on the page size: slot
         0 tells it, and if slot 0 is damaged every supported size is tried.
         """
-        first = self.io.pread(metamod.META_SIZE, 0)
+        first = self._pread(metamod.META_SIZE, 0, None)
         try:
             out = [(0, metamod.decode(first))]
             sizes = [out[0][1].page_size]
@@ -56,7 +56,7 @@ class PageStore:
         second = None
         for ps in sizes:
             try:
-                second = metamod.decode(self.io.pread(metamod.META_SIZE, ps))
+                second = metamod.decode(self._pread(metamod.META_SIZE, ps, None))
                 break
             except metamod.BadMeta as e:
                 second = second or e
@@ -144,13 +144,13 @@ class PageStore:
         if page < META_PAGES or (self.meta is not None and page >= self.page_count and
                                  page >= self._high_water()):
             raise Corruption(f"page {page} is outside the database (a reference is damaged)", page)
-        data = self.io.pread(ps, page * ps)
+        data = self._pread(ps, page * ps, page)
         if len(data) >= HEADER_SIZE:
             length = HEADER.unpack_from(data, 0)[4]
             if length > ps:
                 if length > (1 << 40):
                     raise Corruption(f"page {page} has a bad header (length {length})", page)
-                data += self.io.pread(length - ps, page * ps + ps)
+                data += self._pread(length - ps, page * ps + ps, page)
             elif length >= HEADER_SIZE:
                 data = data[:length]
         verify(data, page)
@@ -159,10 +159,19 @@ class PageStore:
     def read_head(self, page: int) -> tuple:
         """The header fields (checksum, type, flags, n, length, txn) of an image, unverified:
         for walks that only need to know what a page is."""
-        data = self.io.pread(HEADER_SIZE, page * self.page_size)
+        data = self._pread(HEADER_SIZE, page * self.page_size, page)
         if len(data) < HEADER_SIZE:
             raise Corruption(f"page {page} is truncated", page)
         return HEADER.unpack_from(data, 0)
+
+    def _pread(self, size: int, offset: int, page: int | None) -> bytes:
+        try:
+            return self.io.pread(size, offset)
+        except CowdbError:
+            raise
+        except OSError as e:
+            where = "a meta slot" if page is None else f"page {page}"
+            raise ReadFailed(f"reading {where} failed: {e}", page) from e
 
     def _high_water(self) -> int:
         return max(self.page_count, self.meta.page_count if self.meta else 0)
