@@ -58,3 +58,17 @@ def test_mkdocs_nav_names_existing_pages():
         assert (DOCS / name).is_file(), f"mkdocs.yml names {name}, which does not exist"
     for page in PAGES:                       # every guide page is reachable from the nav
         assert page.relative_to(DOCS).as_posix() in named
+
+
+def test_the_readme_examples_run_in_order(tmp_path, monkeypatch):
+    """The README's Python blocks, run one after the other in a fresh folder."""
+    import re
+    from pathlib import Path
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    assert len(blocks) >= 3
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(readme), "exec"), namespace)
+    assert (tmp_path / "data.cow").exists()
