@@ -12,7 +12,7 @@ import errno
 import mmap
 import os
 from contextlib import contextmanager
-import tempfile
+import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -535,16 +535,13 @@ def _create(io: BlockIO, page_size: int) -> None:
 def _create_file(path: str, page_size: int) -> None:
     """Create atomically: build in a temporary file, fsync, rename, fsync the directory."""
     folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".cowdb-new-", dir=folder)
+    tmp = os.path.join(folder, f".cowdb-new-{os.getpid()}-{secrets.token_hex(4)}")
+    try:  # 0644 less the umask, like any new file (mkstemp would make it 0600)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644))
     except FileNotFoundError as e:
         raise DatabaseNotFound(f"cannot create {path}: folder {folder} does not exist") from e
     except PermissionError as e:
         raise ReadOnly(f"cannot create {path}: folder {folder} is not writable") from e
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o644 & ~umask)  # mkstemp makes 0600; a database is as readable as files
     try:
         io = OsFileIO(tmp)
         try:
