@@ -85,6 +85,7 @@ class Database(Versions):
         self._refresh_lock = threading.Lock()
         self._commits: dict[int, Commit] = {}
         self._wrote = False       # this handle committed: close() records a checkpoint
+        self._tx: Transaction | None = None   # the open write transaction of this handle
         self._foreign = False     # the newest state was written by another process
         if io is None:
             io = MemoryIO() if self.path is None else self._open_file(page_size)
@@ -349,8 +350,9 @@ class Database(Versions):
         except BaseException:
             self._shared.release_writer()
             raise
-        return Transaction(self, tree, head, message, author, branch,
-                           durability or self.durability)
+        self._tx = Transaction(self, tree, head, message, author, branch,
+                               durability or self.durability)
+        return self._tx
 
     def _lock_writer(self, timeout: float | None = None) -> _State:
         """Take the writer lock and return the newest state, owned by this process."""
@@ -391,6 +393,7 @@ class Database(Versions):
         return v
 
     def _end_write(self, tx: Transaction) -> None:
+        self._tx = None
         self._shared.release_writer()
 
     def _reuse_bound(self) -> int:
@@ -471,6 +474,8 @@ class Database(Versions):
         """Close the database; snapshots and transactions still open become unusable."""
         if self._closed:
             return
+        if self._tx is not None:  # an open write transaction cannot commit any more
+            self._tx.abort()
         try:
             if not self.readonly and self._poisoned is None:
                 self._checkpoint()

@@ -167,6 +167,7 @@ class Shared:
             self.mm.close()
             os.close(self.fd)  # releases every fcntl lock of this process on the file
             self.mm = None
+            self.fd = None     # so a late release_writer() touches no (reused) descriptor
 
 
 def open_shared(lock_path: str | None) -> Shared:

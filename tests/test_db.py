@@ -263,3 +263,18 @@ def test_a_failing_read_raises_read_failed_naming_the_page():
     assert e.value.page is not None and "page" in str(e.value)
     io.fail = False
     assert db.read()[b"k00001"] == b"v" * 100   # the database is fine once reads work
+
+
+def test_closing_the_database_aborts_its_open_transaction(path):
+    db = cowdb.open(path)
+    tx = db.write()
+    tx[b"a"] = b"1"
+    db.close()
+    with pytest.raises(TransactionClosed):
+        tx.commit()
+    tx.abort()  # harmless
+    with cowdb.open(path) as again:
+        assert again.version == 0 and b"a" not in again.read()
+        with again.write() as tx2:   # the writer lock was released
+            tx2[b"b"] = b"2"
+        assert again.version == 1
