@@ -393,8 +393,11 @@ class Database(Versions):
         return v
 
     def _end_write(self, tx: Transaction) -> None:
-        self._tx = None
-        self._shared.release_writer()
+        """Release the writer lock, once per transaction (a commit whose fsync failed
+        closes the database, which aborts it, and then ends it again)."""
+        if self._tx is tx:
+            self._tx = None
+            self._shared.release_writer()
 
     def _reuse_bound(self) -> int:
         oldest = self._shared.oldest_reader()

@@ -471,7 +471,7 @@ class Versions:
         dead = sum(gcmod.mark_count(nodes, [c.root], seen) for c in commits
                    if c.version not in keep)
         fl = store.freelist
-        for txn in sorted(t for t, tokens in list(self._shared.pins.items()) if tokens):
+        for txn in sorted(list(self._shared.pins)):
             held = sum(fl.pages_in(runs) for t, runs in fl.pending.items() if t > txn)
             out.pinned[f"reader {txn}"] = held * ps
         out.live_bytes = (live + store.pages_for(store.meta.freelist_len)) * ps
