@@ -45,6 +45,17 @@ def check_bound(key) -> bytes | None:
     return b"" if key == "" else check_key(key)
 
 
+def key_range(start, stop, prefix) -> tuple[bytes | None, bytes | None]:
+    """The [start, stop) bounds that ``start``, ``stop`` and ``prefix`` together allow."""
+    start, stop = check_bound(start), check_bound(stop)
+    if prefix is not None:
+        prefix = check_bound(prefix)
+        end = prefix_end(prefix)
+        start = prefix if start is None or start < prefix else start
+        stop = end if stop is None or (end is not None and stop > end) else stop
+    return start, stop
+
+
 def check_value(value) -> bytes:
     if type(value) is bytes:
         return value
@@ -99,12 +110,7 @@ class _Reader:
     def items(self, start=None, stop=None, *, prefix=None, reverse=False):
         """(key, value) pairs in key order with start <= key < stop and the given prefix."""
         tree = self._live()
-        start, stop = check_bound(start), check_bound(stop)
-        if prefix is not None:
-            prefix = check_bound(prefix)
-            end = prefix_end(prefix)
-            start = prefix if start is None or start < prefix else start
-            stop = end if stop is None or (end is not None and stop > end) else stop
+        start, stop = key_range(start, stop, prefix)
         if start is not None and stop is not None and start >= stop:
             return iter(())
         pairs = cursor.items(tree, start, stop, reverse, self._live_cursor)

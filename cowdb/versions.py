@@ -20,7 +20,7 @@ from .history.catalog import BRANCH, TAG
 from .history.commits import Commit, CommitStats
 from .history.retention import Retention
 from .pages.meta import EMPTY
-from .snapshot import check_bound, check_key, prefix_end
+from .snapshot import check_key, key_range
 from .tree import diff as diffmod
 from .tree.btree import Tree
 from .tree.copy import copy_tree
@@ -227,12 +227,7 @@ class Versions:
     def diff(self, a, b, prefix=None, start=None, stop=None) -> "Diff":
         """Changes from a to b (anything at() accepts), in key order. Skips every subtree
         the two versions share: O(d x depth) pages for d changes."""
-        start, stop = check_bound(start), check_bound(stop)
-        if prefix is not None:
-            prefix = check_bound(prefix)
-            end = prefix_end(prefix)
-            start = prefix if start is None or start < prefix else start
-            stop = end if stop is None or (end is not None and stop > end) else stop
+        start, stop = key_range(start, stop, prefix)
         sa = self.at(a)
         try:
             sb = self.at(b)
