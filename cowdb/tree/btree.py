@@ -86,10 +86,6 @@ class Tree:
         """The root as last written (EMPTY for an empty tree)."""
         return self._ref
 
-    @property
-    def dirty(self) -> bool:
-        return self._dirty
-
     def root(self):
         return self._root
 

@@ -77,11 +77,6 @@ class Branch:
         return sum(self.counts)
 
 
-def leaf_size(keys, vals, inline_max) -> int:
-    return HEADER_SIZE + sum(LEAF_ENTRY + len(k) for k in keys) + sum(
-        len(v) if type(v) is bytes and len(v) <= inline_max else OVERFLOW_REF_SIZE for v in vals)
-
-
 def branch_size(keys) -> int:
     return HEADER_SIZE + sum(BRANCH_ENTRY + len(k) for k in keys)
 
