@@ -226,9 +226,15 @@ class Database(Versions):
     # ---- public reading ------------------------------------------------
     @property
     def version(self) -> int:
-        """The newest committed version."""
+        """The newest committed version on any branch (see head() for one branch's)."""
         self._check_open()
         return self._current().version
+
+    def head(self, branch: str = "main") -> int:
+        """The version at the head of a branch: what db.read(branch) reads."""
+        self._check_open()
+        st = self._current()
+        return st.head.version if branch == "main" else self._branch_version(st, branch)
 
     def read(self, branch: str = "main") -> Snapshot:
         """A snapshot of the newest version of a branch: O(1), never blocks."""

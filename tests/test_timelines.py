@@ -225,3 +225,17 @@ def test_merge_grafts_subtrees_only_one_side_changed():
     assert len(snap) == 50_000
     assert [c.key for c in db.diff("side", v)] == [b"key00049999"]
     assert db.check().ok
+
+
+def test_head_of_a_branch_versus_the_newest_version():
+    db = cowdb.open()
+    with db.write() as tx:
+        tx[b"a"] = b"1"
+    db.branch("side")
+    with db.write(branch="side") as tx:
+        tx[b"b"] = b"1"
+    assert db.version == 2                         # newest on any branch
+    assert db.head() == 1 == db.read().version     # main's head
+    assert db.head("side") == 2 == db.read(branch="side").version
+    with pytest.raises(RefNotFound):
+        db.head("nope")
