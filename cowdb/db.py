@@ -194,17 +194,44 @@ class Database(Versions):
         return st
 
     def _reload(self) -> _State:
+        """Adopt another process's newer commit. Its pages are read under a pin of its
+        txn, taken before reading and checked to have been in time (the newest meta is
+        still that txn); otherwise a writer could reuse them under us."""
         with self._refresh_lock:
-            slot, meta = self._store.candidates()[0]
-            if meta.txn != self._state.txn:
-                self._store.adopt(slot, meta, durable=False)
-                self._commits.clear()  # the other process may have reclaimed or rewired some
-                self._state = self._load_state(meta)
-                self._foreign = True
-            return self._state
+            while True:
+                slot, meta = self._store.candidates()[0]
+                if meta.txn == self._state.txn:
+                    return self._state
+                self._shared.pin(meta.txn)
+                try:
+                    if self._store.candidates()[0][1].txn != meta.txn:
+                        continue  # superseded before the pin showed: take the newer one
+                    self._store.adopt(slot, meta, durable=False)
+                    self._commits.clear()  # the other process may have reclaimed some
+                    self._state = self._load_state(meta)
+                    self._foreign = True
+                    return self._state
+                finally:
+                    self._shared.unpin(meta.txn)
 
-    def _catalog(self, st: _State | None = None) -> Catalog:
-        st = st or self._current()
+    @contextmanager
+    def _pinned(self):
+        """The newest state, pinned while the caller reads its pages (catalog lookups,
+        logs): a writer in this process or another then reuses none of them."""
+        self._check_open()
+        while True:
+            st = self._current()
+            self._shared.pin(st.txn)
+            if self._current() is st:
+                break
+            self._shared.unpin(st.txn)  # a commit came between: pin the newer state
+        try:
+            yield st
+        finally:
+            self._shared.unpin(st.txn)
+
+    def _catalog(self, st: _State) -> Catalog:
+        """The catalog of a state the caller has pinned (or holds the writer lock on)."""
         return Catalog(Tree(self._nodes, st.catalog))
 
     def _commit_record(self, st: _State, version: int) -> Commit:
@@ -232,9 +259,8 @@ class Database(Versions):
 
     def head(self, branch: str = "main") -> int:
         """The version at the head of a branch: what db.read(branch) reads."""
-        self._check_open()
-        st = self._current()
-        return st.head.version if branch == "main" else self._branch_version(st, branch)
+        with self._pinned() as st:
+            return st.head.version if branch == "main" else self._branch_version(st, branch)
 
     def read(self, branch: str = "main") -> Snapshot:
         """A snapshot of the newest version of a branch: O(1), never blocks."""
@@ -244,35 +270,28 @@ class Database(Versions):
                 q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn)):
             # the common case, kept flat: pin, then make sure no commit raced the pin
             self._shared.pin(st.txn)
-            if q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn):
+            if self._state is st and (
+                    q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn)):
                 return Snapshot(self, st.head, st.txn)
             self._shared.unpin(st.txn)
-        self._check_open()
-        while True:
-            st = self._current()
-            c = st.head if branch == "main" else self._commit_record(
-                st, self._branch_version(st, branch))
-            snap = self._snapshot(st, c)
-            if snap is not None:
-                return snap
+        return self._open(lambda st: st.head if branch == "main" else self._commit_record(
+            st, self._branch_version(st, branch)))
 
     def at(self, ref) -> Snapshot:
         """A read-only snapshot of a kept version: an int version, a tag or branch name,
         or a datetime (the newest version of main committed at or before it)."""
-        self._check_open()
-        while True:
-            st = self._current()
-            snap = self._snapshot(st, self._resolve(st, ref))
-            if snap is not None:
-                return snap
+        return self._open(lambda st: self._resolve(st, ref))
 
-    def _snapshot(self, st: _State, c: Commit) -> Snapshot | None:
-        """Pin st's txn and open c; None if another process committed meanwhile (retry)."""
-        self._shared.pin(st.txn)
-        if self._meta_map is not None and self._current() is not st:
-            self._shared.unpin(st.txn)
-            return None
-        return Snapshot(self, c, st.txn)
+    def _open(self, find) -> Snapshot:
+        """A snapshot of the commit ``find(state)`` names, looked up under the pin that
+        the snapshot then keeps."""
+        with self._pinned() as st:
+            self._shared.pin(st.txn)  # the snapshot's own pin, released by close()
+            try:
+                return Snapshot(self, find(st), st.txn)
+            except BaseException:
+                self._shared.unpin(st.txn)
+                raise
 
     def _resolve(self, st: _State, ref) -> Commit:
         """What ``at()`` accepts -> the commit it names."""
@@ -300,45 +319,43 @@ class Database(Versions):
         Also checks that no page is both free and in use and that every page
         lies inside the file. Problems are collected, not raised.
         """
-        self._check_open()
-        st = self._current()
-        self._shared.pin(st.txn)
+        with self._pinned() as st:
+            return self._check(st)
+
+    def _check(self, st: _State) -> "CheckReport":
         report = CheckReport()
         seen: set[int] = set()
         used = report.pages_used
         try:
-            try:
-                used.extend(walk(self._nodes, st.catalog, 0, seen))
-                for c in self._catalog(st).commits(reverse=False):
-                    report.versions += 1
-                    try:
-                        used.extend(walk(self._nodes, c.root, 0, seen))
-                    except Corruption as e:
-                        report.errors.append(f"version {c.version}: {e}")
-            except Corruption as e:
-                report.errors.append(f"catalog: {e}")
-            meta = self._store.meta
-            if meta.freelist.page:
-                used.append((meta.freelist.page, self._store.pages_for(meta.freelist_len)))
-            owned: dict[int, int] = {}
-            for first, n in used:
-                for p in range(first, first + n):
-                    if p >= meta.page_count:
-                        report.errors.append(f"page {p} lies past the end of the database")
-                    owned[p] = owned.get(p, 0) + 1
-            fl = self._store.freelist
-            free = set(fl.pages())
-            if len(free) != fl.count():
-                report.errors.append(f"the free list holds {fl.count() - len(free)} pages "
-                                     f"more than once")
-            both = sorted(free.intersection(owned))
-            if both:
-                report.errors.append(f"{len(both)} pages are both free and in use, e.g. {both[:5]}")
-            report.pages = len(owned)
-            report.free_pages = len(free)
-            report.page_count = meta.page_count
-        finally:
-            self._shared.unpin(st.txn)
+            used.extend(walk(self._nodes, st.catalog, 0, seen))
+            for c in self._catalog(st).commits(reverse=False):
+                report.versions += 1
+                try:
+                    used.extend(walk(self._nodes, c.root, 0, seen))
+                except Corruption as e:
+                    report.errors.append(f"version {c.version}: {e}")
+        except Corruption as e:
+            report.errors.append(f"catalog: {e}")
+        meta = self._store.meta
+        if meta.freelist.page:
+            used.append((meta.freelist.page, self._store.pages_for(meta.freelist_len)))
+        owned: dict[int, int] = {}
+        for first, n in used:
+            for p in range(first, first + n):
+                if p >= meta.page_count:
+                    report.errors.append(f"page {p} lies past the end of the database")
+                owned[p] = owned.get(p, 0) + 1
+        fl = self._store.freelist
+        free = set(fl.pages())
+        if len(free) != fl.count():
+            report.errors.append(f"the free list holds {fl.count() - len(free)} pages "
+                                 f"more than once")
+        both = sorted(free.intersection(owned))
+        if both:
+            report.errors.append(f"{len(both)} pages are both free and in use, e.g. {both[:5]}")
+        report.pages = len(owned)
+        report.free_pages = len(free)
+        report.page_count = meta.page_count
         return report
 
     # ---- writing -------------------------------------------------------

@@ -115,26 +115,30 @@ class Versions:
     # ---- reading history -----------------------------------------------
     def commit_info(self, version) -> Commit:
         """The commit record of a version (or of what a tag/branch/datetime names)."""
-        self._check_open()
-        return self._resolve(self._current(), version)
+        with self._pinned() as st:
+            return self._resolve(st, version)
 
     def log(self, limit: int | None = None, branch: str = "main"):
         """Commits of a branch, newest first, following first parents. Bad arguments
         raise here, not at the first step of the iteration."""
-        self._check_open()
-        st = self._current()
-        return self._log(st, self._branch_version(st, check_name(branch, "branch")), limit)
+        check_name(branch, "branch")
+        with self._pinned() as st:
+            head = self._branch_version(st, branch)
+        return self._log(head, limit)
 
-    def _log(self, st, v: int | None, limit: int | None):
-        n = 0
-        cat = self._catalog(st)
-        while v is not None and (limit is None or n < limit):
-            c = self._commits.get(v) or cat.commit(v)
-            if c is None:  # older history was reclaimed
-                return
-            yield c
-            n += 1
-            v = c.parents[0] if c.parents else None
+    def _log(self, v: int | None, limit: int | None):
+        """Follow first parents from v, under a pin held for the whole iteration (the
+        commits and, for history(), their trees are read as it goes)."""
+        with self._pinned() as st:
+            n = 0
+            cat = self._catalog(st)
+            while v is not None and (limit is None or n < limit):
+                c = self._commits.get(v) or cat.commit(v)
+                if c is None:  # older history was reclaimed
+                    return
+                yield c
+                n += 1
+                v = c.parents[0] if c.parents else None
 
     def history(self, key, limit: int | None = None, branch: str = "main"):
         """(version, time, value or None) for each version of ``branch`` where key changed,
@@ -159,12 +163,12 @@ class Versions:
 
     # ---- refs ------------------------------------------------------------
     def tags(self) -> dict[str, int]:
-        self._check_open()
-        return self._catalog().refs(TAG)
+        with self._pinned() as st:
+            return self._catalog(st).refs(TAG)
 
     def branches(self) -> dict[str, int]:
-        self._check_open()
-        return self._catalog().refs(BRANCH)
+        with self._pinned() as st:
+            return self._catalog(st).refs(BRANCH)
 
     def tag(self, name: str, version=None) -> int:
         """Name a version (None: the newest of main). Tags are immutable; returns the version."""
@@ -339,8 +343,8 @@ class Versions:
     # ---- retention and gc ------------------------------------------------
     @property
     def retention(self) -> Retention:
-        self._check_open()
-        return Retention.decode(self._catalog().option("retention"))
+        with self._pinned() as st:
+            return Retention.decode(self._catalog(st).option("retention"))
 
     def set_retention(self, keep_last: int | None = None,
                       keep_within: timedelta | None = None) -> None:
@@ -419,10 +423,7 @@ class Versions:
         dest_path = os.fspath(dest_path)
         if os.path.exists(dest_path):
             raise RefExists(f"{dest_path} exists; compact() writes a new file")
-        self._check_open()
-        st = self._current()
-        self._shared.pin(st.txn)  # the source stays readable whatever its writer does
-        try:
+        with self._pinned() as st:  # the source stays readable whatever its writer does
             cat = self._catalog(st)
             commits, keep = self._plan(st)
             kept = [c for c in reversed(commits) if c.version in keep]
@@ -435,14 +436,14 @@ class Versions:
                                                         kept, refs, retention))
             finally:
                 dst.close()
-        finally:
-            self._shared.unpin(st.txn)
 
     # ---- stats -----------------------------------------------------------
     def stats(self) -> Stats:
         """Bytes in the file, live, reclaimable by gc(), free, and pinned by whom."""
-        self._check_open()
-        st = self._current()
+        with self._pinned() as st:
+            return self._stats(st)
+
+    def _stats(self, st) -> Stats:
         store, nodes, ps = self._store, self._nodes, self._store.page_size
         commits, keep = self._plan(st)
         cat = self._catalog(st)
