@@ -278,3 +278,43 @@ def test_closing_the_database_aborts_its_open_transaction(path):
         with again.write() as tx2:   # the writer lock was released
             tx2[b"b"] = b"2"
         assert again.version == 1
+
+
+def test_lookups_in_threads_while_a_writer_reuses_catalog_pages():
+    """A writer commits (and reuses the catalog pages each commit frees) while other
+    threads look versions, tags and logs up: every lookup must read pinned pages."""
+    import sys
+    db = cowdb.open(page_size=1024)
+    with db.write() as tx:
+        tx.update({b"k%04d" % i: b"v" for i in range(300)})
+    db.tag("t", 1)
+    errors, done = [], threading.Event()
+
+    def reader():
+        while not done.is_set():
+            try:
+                v = db.version
+                with db.at(max(1, v - 1)) as snap:
+                    len(snap)
+                db.tags(), db.branches(), db.head()
+                list(db.log(limit=3))
+            except Exception as e:  # any Corruption here is a page read while unpinned
+                errors.append(e)
+                return
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=reader) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for i in range(300):
+            with db.write() as tx:
+                tx[b"k%04d" % (i % 300)] = b"%d" % i
+        done.set()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert db.check().ok
