@@ -389,9 +389,8 @@ class Database(Versions):
             if self._foreign:  # another process wrote last: make its state durable, then ours
                 store = self._store
                 store.sync()
-                store.durable_slot = next((s for s, m in store.candidates() if m.txn == st.txn),
-                                          store.durable_slot)
-                store.durable_txn = st.txn
+                store.mark_durable(next((s for s, m in store.candidates() if m.txn == st.txn),
+                                        store.durable_slot), st.txn)
                 self._foreign = False
             return st
         except BaseException:
@@ -446,7 +445,7 @@ class Database(Versions):
             # Without syncs, pages freed since the last sync can never be reused (a crash
             # may fall back to a version that reaches them), so they pile up and the free
             # list grows with every commit: sync once they pass a bound.
-            durable = durable or store.unsynced_free_pages() > UNSYNCED_FREE_LIMIT
+            durable = durable or store.unsynced_free_pages > UNSYNCED_FREE_LIMIT
             meta = store.publish(cat.tree.write(txn), durable)
         except BaseException as e:
             self._commits.pop(st.version + 1, None)  # a commit record _new_commit cached
@@ -459,7 +458,8 @@ class Database(Versions):
             if getattr(e, "uncertain", False):
                 self._poison(str(e))
             raise
-        head = cat.commit(cat.head("main"))
+        main = cat.head("main")
+        head = self._commits.get(main) or cat.commit(main)  # gc drops what it rewrites
         self._state = _State(meta.txn, meta.catalog, cat.last_version(), head)
         self._wrote = True
         return result
@@ -529,7 +529,7 @@ class Database(Versions):
                 # checkpoint must go to the other slot, or a torn write loses both
                 slot = next((s for s, m in store.candidates() if m.txn == store.meta.txn), None)
                 if slot is not None:
-                    store.durable_slot, store.durable_txn = slot, store.meta.txn
+                    store.mark_durable(slot, store.meta.txn)
                 store.begin(store.meta.txn + 1, store.durable_txn)
                 try:
                     meta = store.publish(store.meta.catalog, durable=True)

@@ -17,12 +17,14 @@ import mmap
 import os
 import threading
 import time
+from itertools import compress
 from struct import Struct
 
 from .errors import Locked, NestedTransaction
 
 SLOTS = 126
 _SLOT = Struct("<QQ")          # pid, txn
+_SLOT_TXNS = Struct("<" + "Q8x" * (SLOTS - 1) + "Q")  # the txn of every slot
 _TABLE = 64                    # first slot's offset
 _LOCK_SIZE = 4096
 _SLOT_LOCK_BASE = 4096         # fcntl byte that guards slot i: 4096 + i
@@ -136,9 +138,11 @@ class Shared:
         best = self.oldest_pin()
         if self.mm is None:
             return best
-        for i, (pid, txn) in enumerate(_SLOT.iter_unpack(self.mm[_TABLE:_TABLE + 16 * SLOTS])):
-            if not txn or i == self.slot:
+        txns = _SLOT_TXNS.unpack_from(self.mm, _TABLE + 8)
+        for i in compress(range(SLOTS), txns):  # the used slots, found at C speed
+            if i == self.slot:
                 continue
+            txn = txns[i]
             try:  # if we can lock its slot, its owner is gone: reap it
                 fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SLOT_LOCK_BASE + i)
             except OSError:

@@ -389,9 +389,9 @@ class Versions:
                         cat.put_commit(c)
                     for page, n in garbage:
                         store.free(page, n)
+                    for c in dropped + rewired:  # before _update reads main's head back
+                        self._commits.pop(c.version, None)
                 self._update(change)
-                for c in dropped + rewired:
-                    self._commits.pop(c.version, None)
                 report.versions_dropped = len(dropped)
                 report.pages_freed = sum(n for _, n in garbage)
                 report.bytes_freed = report.pages_freed * store.page_size

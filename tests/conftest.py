@@ -24,6 +24,15 @@ def model_settings(examples: int, steps: int) -> settings:
                     suppress_health_check=[HealthCheck.too_slow])
 
 
+def check_store_counters(db) -> None:
+    """The page store's running count of pages freed since the last sync (which decides
+    when a no-sync commit must sync) equals a scan of its free list."""
+    store = db._store
+    want = sum(n for t, runs in store.freelist.pending.items() if t > store.durable_txn
+               for _, n in runs)
+    assert store.unsynced_free_pages == want
+
+
 @pytest.fixture
 def path(tmp_path):
     """A fresh database path in a temporary folder."""

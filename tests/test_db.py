@@ -318,3 +318,44 @@ def test_lookups_in_threads_while_a_writer_reuses_catalog_pages():
         sys.setswitchinterval(interval)
     assert errors == []
     assert db.check().ok
+
+
+@pytest.mark.parametrize("lookup", ["tags", "branches", "head", "log", "at", "version_time"])
+def test_a_commit_between_reading_the_state_and_pinning_it_is_noticed(lookup):
+    """The race the thread test above can only hope to hit, made deterministic: a lookup
+    reads the newest state, and before its pin lands a writer commits enough to reuse
+    that state's catalog pages (and the node cache forgets them). The lookup must notice
+    its pin came too late and use the newer state, never the reused pages."""
+    db = cowdb.open(page_size=1024)
+    with db.write() as tx:
+        tx.update({b"k%04d" % i: b"v" for i in range(300)})
+    for i in range(40):  # a catalog of several pages
+        db.tag("t%02d" % i, 1)
+    shared, real_pin, fired = db._shared, db._shared.pin, []
+
+    def pin_after_a_writer_moved_on(txn):
+        if not fired:
+            fired.append(txn)
+            for i in range(6):  # each commit frees the catalog pages the last one wrote
+                db.branch("b%d" % i)
+                db.delete_branch("b%d" % i)
+            db._nodes.clear()    # as if evicted, or as another process would see it
+            db._commits.clear()
+            assert db._store.meta.txn > txn
+        real_pin(txn)
+
+    db.branch("dev")
+    when = db.commit_info(1).time
+    want = {"tags": db.tags, "branches": db.branches, "head": lambda: db.head("dev"),
+            "log": lambda: [c.version for c in db.log(limit=3, branch="dev")],
+            "at": lambda: db.at("t07").version,
+            "version_time": lambda: db.at(when).version}[lookup]
+    expected = want()
+    shared.pin = pin_after_a_writer_moved_on
+    try:
+        got = want()
+    finally:
+        shared.pin = real_pin
+    assert fired, "the hook never ran: the lookup took no pin"
+    assert got == expected
+    assert db.check().ok

@@ -6,7 +6,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, inva
                                  precondition, rule)
 
 import cowdb
-from conftest import model_settings
+from conftest import check_store_counters, model_settings
 from cowdb.errors import TransactionClosed
 
 # Few distinct keys so that updates and deletes hit existing ones; some values
@@ -49,9 +49,9 @@ class DatabaseModel(RuleBasedStateMachine):
 
     # ---- writing -------------------------------------------------------
     @precondition(lambda self: self.tx is None)
-    @rule()
-    def begin(self):
-        self.tx = self.db.write(message="m")
+    @rule(durability=st.sampled_from(["sync", "none"]))
+    def begin(self, durability):
+        self.tx = self.db.write(message="m", durability=durability)
         self.live = dict(self.versions[self.db.version])
 
     @precondition(lambda self: self.tx is not None)
@@ -159,6 +159,7 @@ class DatabaseModel(RuleBasedStateMachine):
             assert len(snap) == len(model)
             for k in list(model)[:5]:
                 assert snap[k] == model[k]
+        check_store_counters(self.db)
 
 
 DatabaseModel.TestCase.settings = model_settings(120, 50)  # 6,000 steps

@@ -13,7 +13,7 @@ from hypothesis import event
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import cowdb
-from conftest import model_settings
+from conftest import check_store_counters, model_settings
 from cowdb.errors import MergeConflict, RefExists, VersionReclaimed
 
 KEYS = [b"k%02d" % i for i in range(40)]
@@ -86,11 +86,11 @@ class VersionsModel(RuleBasedStateMachine):
         return sorted(set(self.content) - self.reclaimed)
 
     # ---- writes ----------------------------------------------------------
-    @rule(data=st.data(), changes=ops)
-    def commit(self, data, changes):
+    @rule(data=st.data(), changes=ops, durability=st.sampled_from(["sync", "none"]))
+    def commit(self, data, changes, durability):
         branch = data.draw(st.sampled_from(sorted(self.heads)))
         content = dict(self.content[self.heads[branch]])
-        with self.db.write(branch=branch, message="c") as tx:
+        with self.db.write(branch=branch, message="c", durability=durability) as tx:
             for k, v in changes:
                 if v is None:
                     tx.delete(k)
@@ -289,6 +289,7 @@ class VersionsModel(RuleBasedStateMachine):
         assert self.db.tags() == self.tags
         for name, v in self.tags.items():
             assert self.db.at(name).version == v
+        check_store_counters(self.db)
 
 
 VersionsModel.TestCase.settings = model_settings(100, 60)  # 6,000 steps

@@ -55,7 +55,10 @@ class FreeList:
 
     def release(self, bound: int) -> None:
         """Move every group freed at txn <= bound into the pool."""
-        ready = [t for t in self.pending if t <= bound]
+        pending = self.pending
+        if not pending or min(pending) > bound:  # the common case, at C speed
+            return
+        ready = [t for t in pending if t <= bound]
         if ready:
             self.log.append((RELEASE, bound, 0, 0))
             runs = self.pool

@@ -38,6 +38,8 @@ class PageStore:
         self.pages_written = 0
         self._txn = 0
         self._queue: dict[int, bytes] = {}   # images written by the txn, not yet flushed
+        self.unsynced_free_pages = 0   # pages freed after the last durable txn: not reusable
+                                       # until the next sync (kept exact without a scan)
 
     # ---- opening -------------------------------------------------------
     def read_slots(self) -> list[tuple[int, Meta | metamod.BadMeta]]:
@@ -88,7 +90,19 @@ class PageStore:
         self.page_count = meta.page_count
         self.freelist = self._load_freelist(meta)
         if durable:
-            self.durable_slot, self.durable_txn = slot, meta.txn
+            self.mark_durable(slot, meta.txn)
+        else:
+            self._count_unsynced()
+
+    def mark_durable(self, slot: int, txn: int) -> None:
+        """Record that the commit of ``txn`` (in ``slot``) is on disk."""
+        self.durable_slot, self.durable_txn = slot, txn
+        self._count_unsynced()
+
+    def _count_unsynced(self) -> None:
+        durable = self.durable_txn
+        self.unsynced_free_pages = sum(FreeList.pages_in(runs) for t, runs
+                                       in self.freelist.pending.items() if t > durable)
 
     def _load_freelist(self, meta: Meta) -> FreeList:
         """Read the chain back from the newest image to its base, then replay it."""
@@ -181,7 +195,10 @@ class PageStore:
 
     # ---- writing -------------------------------------------------------
     def begin(self, txn: int, reuse_bound: int) -> None:
-        """Start writing txn; pages freed at txns <= reuse_bound become reusable."""
+        """Start writing txn; pages freed at txns <= reuse_bound become reusable.
+
+        The bound is never above the durable txn (see ``unsynced_free_pages``).
+        """
         self._txn = txn
         self.freelist.release(reuse_bound)
 
@@ -223,14 +240,10 @@ class PageStore:
                 raise WriteFailed(f"writing pages {first} to {end - 1} failed: {e}; the "
                                   f"commit was not applied") from e
 
-    def unsynced_free_pages(self) -> int:
-        """Pages freed after the last durable txn: not reusable until the next sync."""
-        fl = self.freelist
-        return sum(fl.pages_in(runs) for t, runs in fl.pending.items() if t > self.durable_txn)
-
     def free(self, page: int, npages: int = 1) -> None:
         """Free a run that the current txn made unreachable from its catalog."""
         self.freelist.free(self._txn, page, npages)
+        self.unsynced_free_pages += npages  # the txn being written is never durable yet
 
     def write_image(self, kind: int, body, n: int = 0) -> RootRef:
         """Write a header + body image as a run of fresh pages."""
@@ -270,8 +283,9 @@ class PageStore:
                 raise err from e
         fl.changed = False
         self.meta = m
-        if durable:
+        if durable:  # every pending group was freed at a txn <= m.txn: none is unsynced
             self.durable_slot, self.durable_txn = slot, m.txn
+            self.unsynced_free_pages = 0
         return m
 
     def _write_freelist(self, old: Meta) -> tuple[RootRef, int]:
@@ -309,6 +323,7 @@ class PageStore:
         self._queue = {}
         self.page_count = self.meta.page_count
         self.freelist = self._load_freelist(self.meta)
+        self._count_unsynced()
 
     def sync(self) -> None:
         try:

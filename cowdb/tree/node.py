@@ -20,7 +20,6 @@ checksum (a Merkle tree: a torn commit and equal subtrees are both visible
 from the parent) and writing txn (recovery walks only the newest pages).
 """
 import sys
-from array import array
 from itertools import accumulate, chain
 from struct import Struct, pack, unpack_from
 from struct import error as struct_error
@@ -28,7 +27,7 @@ from struct import error as struct_error
 from ..errors import Corruption
 from ..pages.checksum import BRANCH, HEADER, HEADER_SIZE, LEAF, seal
 
-if sys.byteorder != "little":  # arrays below pack in native order
+if sys.byteorder != "little":  # the free list's arrays pack in native order
     raise ImportError("cowdb's page format is little-endian; this machine is big-endian")
 
 OVERFLOW_FLAG = 1 << 31
@@ -126,15 +125,15 @@ def encode_leaf(leaf: Leaf, txn: int) -> bytearray:
     keys, vals = leaf.keys, leaf.vals
     n = len(keys)
     image = bytearray(HEADER_SIZE)
-    image += array("H", map(len, keys)).tobytes()   # arrays pack at C speed
+    image += pack(f"<{n}H", *map(len, keys))   # measured faster than array(...).tobytes()
     if leaf.big:
-        image += array("I", [len(v) if type(v) is bytes else OVERFLOW_FLAG | OVERFLOW_REF_SIZE
-                             for v in vals]).tobytes()
+        image += pack(f"<{n}I", *[len(v) if type(v) is bytes else OVERFLOW_FLAG | OVERFLOW_REF_SIZE
+                                  for v in vals])
         image += b"".join(keys)
         image += b"".join([v if type(v) is bytes else
                            _OVF.pack(v.page, v.length, v.checksum, v.txn) for v in vals])
     else:
-        image += array("I", map(len, vals)).tobytes()
+        image += pack(f"<{n}I", *map(len, vals))
         image += b"".join(keys)
         image += b"".join(vals)
     flags = HAS_OVERFLOW if leaf.big and any(type(v) is Overflow for v in vals) else 0
