@@ -378,12 +378,9 @@ class CowdbKV:
         return os.path.getsize(self.path)
 
     def no_fsync(self, on: bool) -> None:
-        """Diagnostic: skip the fsync (a stub on this handle's file object; cowdb unchanged)."""
-        io = self.db._store.io
-        if on:
-            io.sync = lambda: None
-        else:
-            io.__dict__.pop("sync", None)
+        """The handle's durability "none" (commits atomic and visible, synced later) or back
+        to "sync", its default: what an operation costs besides the disk flush."""
+        self.db.durability = "none" if on else "sync"
 
     def close(self) -> None:
         self.db.close()
