@@ -1,6 +1,6 @@
 """Benchmark cowdb.pds against pyrsistent, immutables and sortedcontainers.
 
-    PYTHONPATH=. python bench/bench_pds.py [--n 100000] [--repeat 5]
+    PYTHONPATH=. python bench/bench_pds.py [--n 100000] [--repeat 5] [--only maps|vectors|sorted]
 
 Every figure is the best of ``--repeat`` runs (time.perf_counter), per
 operation, in microseconds (the best of 4 x ``--repeat`` for the loops of
@@ -160,12 +160,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", choices=["maps", "vectors", "sorted"], help="run one table only")
     a = ap.parse_args()
     rnd = random.Random(6)
     keys = rnd.sample(range(10**12), a.n + K)
     keys, fresh = keys[:a.n], keys[a.n:]
     probe = rnd.sample(keys, K)
 
+    if a.only in (None, "maps"):
+        map_table(a, keys, probe, fresh)
+    if a.only in (None, "vectors"):
+        idx = [rnd.randrange(a.n) for _ in range(K)]
+        vector_table(a, idx)
+    if a.only in (None, "sorted"):
+        sorted_table(a, keys, probe)
+
+
+def map_table(a, keys, probe, fresh):
     default = _champ.implementation()
     ours = {"cowdb PMap, C": "c", "cowdb PMap, Python": "python"}
     if "c" not in _champ.IMPLEMENTATIONS:
@@ -186,12 +197,15 @@ def main():
         ]
     table(f"Maps, {a.n:,} int keys", cols, list(cols["pyrsistent"]), ratios)
 
-    idx = [rnd.randrange(a.n) for _ in range(K)]
+
+def vector_table(a, idx):
     cols = measure({"cowdb PVector": vector_ops(PVector, a.n, idx),
                     "pyrsistent": vector_ops(pyrsistent.pvector, a.n, idx)}, a.repeat)
     table(f"Vectors, {a.n:,} elements", cols, list(cols["cowdb PVector"]), [
         ("speedup vs pyrsistent", lambda c, op: c["pyrsistent"][op] / c["cowdb PVector"][op])])
 
+
+def sorted_table(a, keys, probe):
     cols = measure({
         "cowdb PSortedMap": sorted_ops(PSortedMap, lambda m, k: m.set(k, 1), PSortedMap, keys, probe),
         "SortedDict": sorted_ops(SortedDict, lambda m, k: m.__setitem__(k, 1), SortedDict.copy, keys, probe),

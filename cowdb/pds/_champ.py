@@ -22,9 +22,10 @@ rely on that to compare node by node and skip shared subtrees.
 Lookups are loops; updates recurse, which measured faster than keeping
 an explicit path (the trie is at most 13 levels deep).
 
-``lookup``, ``assoc``, ``dissoc`` and ``build`` have C versions in the
-optional extension ``_champ_c`` (same signatures, same nodes, same results), used
-when it was built unless ``COWDB_PURE_PYTHON=1``: see the end of this file.
+``lookup``, ``assoc``, ``dissoc``, ``build`` and the ``iter_*`` functions
+have C versions in the optional extension ``_champ_c`` (same signatures,
+same nodes, same results), used when it was built unless
+``COWDB_PURE_PYTHON=1``: see the end of this file.
 """
 
 import os
@@ -32,6 +33,7 @@ import sys
 from collections import defaultdict
 from itertools import chain
 
+from cowdb.pds._hashing import accumulate
 from cowdb.pds._missing import MISSING
 
 BITS = 5
@@ -383,23 +385,48 @@ def diff_dicts(a, b):
             yield k, MISSING, w
 
 
-# The optional C accelerator (_champ_c.c) replaces the four hot operations
-# above; everything else here works on the nodes either version makes.  The
-# Python versions stay reachable as py_*, and recurse through the module
-# globals, so rebinding lookup/assoc/dissoc/build switches the whole path.
+# The optional C accelerator (_champ_c.c) replaces the hot operations above
+# (and _hashing.accumulate); everything else here works on the nodes either
+# version makes.  The Python versions stay reachable as py_*, and recurse
+# through the module globals, so rebinding the names switches the whole path.
 # PMap and PSet import these names, so the choice is made here, before they do.
-_NAMES = ("lookup", "assoc", "dissoc", "build")
+#
+# It also holds the C bases of PMap and PMapMutation (MapBase, MutationBase:
+# their fields and hot methods).  A class cannot change its base once made,
+# so ``accelerator`` (the module, or None) is fixed at import; select()
+# switches those methods by installing the Python reference methods on the
+# classes (select("python")) and removing them again (select("c")).
+_NAMES = ("lookup", "assoc", "dissoc", "build", "iter_keys", "iter_values", "iter_items", "accumulate")
 py_lookup, py_assoc, py_dissoc, py_build = lookup, assoc, dissoc, build
+py_iter_keys, py_iter_values, py_iter_items, py_accumulate = iter_keys, iter_values, iter_items, accumulate
 
-IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc, py_build)}
+IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc, py_build, py_iter_keys, py_iter_values,
+                              py_iter_items, py_accumulate)}
+accelerator = None
 try:
     from cowdb.pds import _champ_c
 except ImportError:  # not built (no C compiler at install): pure Python only
     pass
 else:
-    IMPLEMENTATIONS["c"] = (_champ_c.lookup, _champ_c.assoc, _champ_c.dissoc, _champ_c.build)
+    IMPLEMENTATIONS["c"] = tuple(getattr(_champ_c, name) for name in _NAMES)
     if os.environ.get("COWDB_PURE_PYTHON") != "1":
-        lookup, assoc, dissoc, build = IMPLEMENTATIONS["c"]
+        lookup, assoc, dissoc, build, iter_keys, iter_values, iter_items, accumulate = IMPLEMENTATIONS["c"]
+        accelerator = _champ_c
+
+_OVERRIDES = []  # (class on a C base, {name: Python reference method})
+
+
+def python_methods(cls, reference):
+    """Let select("python") run ``cls`` (whose base is C) on the methods of
+    ``reference`` (the pure-Python base it has without the accelerator)."""
+    if accelerator is None:
+        return
+    methods = {}
+    for klass in reference.__mro__[:-1]:
+        for name, value in vars(klass).items():
+            if callable(value) and name not in methods and name not in ("__init_subclass__", "__subclasshook__"):
+                methods[name] = value
+    _OVERRIDES.append((cls, methods))
 
 
 def implementation():
@@ -411,8 +438,10 @@ def select(name):
     """Run PMap and PSet on ``name`` ("c" or "python") from now on.
 
     For tests and benchmarks that compare the two in one process; users get
-    the choice made at import.  Rebinds lookup/assoc/dissoc/build in every loaded
-    cowdb.pds module that holds them, which is how PMap and PSet use them.
+    the choice made at import.  Rebinds the trie functions in every loaded
+    cowdb.pds module that holds them, which is how PMap and PSet use them,
+    and puts the Python methods on (or takes them off) the classes whose
+    base is the accelerator's.
     """
     new = dict(zip(_NAMES, IMPLEMENTATIONS[name]))
     which = {id(fn): n for fns in IMPLEMENTATIONS.values() for n, fn in zip(_NAMES, fns)}
@@ -423,3 +452,9 @@ def select(name):
                 n = which.get(id(value))
                 if n is not None and not attr.startswith("py_"):
                     namespace[attr] = new[n]
+    for cls, methods in _OVERRIDES:
+        for attr, fn in methods.items():
+            if name == "python":
+                setattr(cls, attr, fn)
+            elif vars(cls).get(attr) is fn:
+                delattr(cls, attr)

@@ -29,6 +29,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
@@ -50,6 +51,12 @@ POPCOUNT(uint32_t x)
 }
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)0)
+#endif
+
 typedef struct {
     uint32_t dm;     /* datamap: slots holding a key/value pair */
     uint32_t nm;     /* nodemap: slots holding a child node */
@@ -57,7 +64,7 @@ typedef struct {
 } Shape;
 
 static int
-read_bitmap(PyObject *o, uint32_t *out)
+read_bitmap_slow(PyObject *o, uint32_t *out)
 {
     unsigned long v;
     if (!PyLong_Check(o)) {
@@ -75,15 +82,52 @@ read_bitmap(PyObject *o, uint32_t *out)
     return 0;
 }
 
+/* A bitmap: an int in [0, 2**32).  Small ints are read in place (no call),
+ * where this CPython's int layout is known; anything else the slow way. */
+static inline int
+read_bitmap(PyObject *o, uint32_t *out)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyLong_CheckExact(o) && PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+        Py_ssize_t v = PyUnstable_Long_CompactValue((PyLongObject *)o);
+        if (v >= 0) {
+            *out = (uint32_t)v;
+            return 0;
+        }
+    }
+#elif PYLONG_BITS_IN_DIGIT == 30
+    if (PyLong_CheckExact(o)) {
+        const digit *d = ((PyLongObject *)o)->ob_digit;
+        switch (Py_SIZE(o)) {
+        case 0:
+            *out = 0;
+            return 0;
+        case 1:
+            *out = (uint32_t)d[0];
+            return 0;
+        case 2:
+            if (d[1] < 4) {
+                *out = (uint32_t)d[0] | ((uint32_t)d[1] << 30);
+                return 0;
+            }
+        }
+    }
+#endif
+    return read_bitmap_slow(o, out);
+}
+
 /* Read and check a node's shape, so that every index derived from its
  * bitmaps is within the list. */
-static int
+static inline int
 read_shape(PyObject *node, Shape *s)
 {
     if (!PyList_Check(node) || PyList_GET_SIZE(node) < 3) {
         PyErr_SetString(PyExc_TypeError, "not a CHAMP node");
         return -1;
     }
+    /* The two bitmaps are separate objects, each likely a cache miss:
+     * start loading the second before waiting for the first. */
+    PREFETCH(PyList_GET_ITEM(node, 1));
     if (read_bitmap(PyList_GET_ITEM(node, 0), &s->dm) < 0
         || read_bitmap(PyList_GET_ITEM(node, 1), &s->nm) < 0)
         return -1;
@@ -167,10 +211,36 @@ box_append(PyObject *box, PyObject *v)
     return 0;
 }
 
+/* The int object for a bitmap.  Bitmaps repeat (few bits set deep down,
+ * all 32 near the root), so equal bitmaps share one object through a
+ * small direct-mapped cache: a lookup then reads a few thousand hot ints
+ * instead of one cold int per node.  Below 256, CPython's own small ints. */
+#define BITMAP_CACHE_BITS 12
+static PyObject *bitmap_cache[1 << BITMAP_CACHE_BITS];
+static uint32_t bitmap_cache_value[1 << BITMAP_CACHE_BITS];
+
+static PyObject *
+bitmap_int(uint32_t v)
+{
+    uint32_t slot;
+    PyObject *o;
+    if (v < 256)
+        return PyLong_FromUnsignedLong(v);
+    slot = (v * 2654435761u) >> (32 - BITMAP_CACHE_BITS);
+    if (bitmap_cache[slot] != NULL && bitmap_cache_value[slot] == v)
+        return Py_NewRef(bitmap_cache[slot]);
+    o = PyLong_FromUnsignedLong(v);
+    if (o != NULL) {
+        Py_XSETREF(bitmap_cache[slot], Py_NewRef(o));
+        bitmap_cache_value[slot] = v;
+    }
+    return o;
+}
+
 static int
 set_bitmap(PyObject *node, Py_ssize_t i, uint32_t v)
 {
-    PyObject *o = PyLong_FromUnsignedLong(v);
+    PyObject *o = bitmap_int(v);
     if (o == NULL)
         return -1;
     PyList_SET_ITEM(node, i, o);   /* the old int is released below */
@@ -278,7 +348,7 @@ make_pair(PyObject *k1, PyObject *v1, uint64_t h1, PyObject *k2, PyObject *v2,
             return NULL;
         }
         PyList_SET_ITEM(node, 0, PyLong_FromLong(0));
-        PyList_SET_ITEM(node, 1, PyLong_FromUnsignedLong(1ul << b1));
+        PyList_SET_ITEM(node, 1, bitmap_int(1u << b1));
         PyList_SET_ITEM(node, 2, Py_NewRef(owner));
         PyList_SET_ITEM(node, 3, sub);
         if (PyList_GET_ITEM(node, 1) == NULL) {
@@ -290,7 +360,7 @@ make_pair(PyObject *k1, PyObject *v1, uint64_t h1, PyObject *k2, PyObject *v2,
     node = PyList_New(7);
     if (node == NULL)
         return NULL;
-    PyList_SET_ITEM(node, 0, PyLong_FromUnsignedLong((1ul << b1) | (1ul << b2)));
+    PyList_SET_ITEM(node, 0, bitmap_int((1u << b1) | (1u << b2)));
     PyList_SET_ITEM(node, 1, PyLong_FromLong(0));
     PyList_SET_ITEM(node, 2, Py_NewRef(owner));
     if (b1 > b2) {
@@ -311,46 +381,40 @@ make_pair(PyObject *k1, PyObject *v1, uint64_t h1, PyObject *k2, PyObject *v2,
 
 /* lookup ---------------------------------------------------------------- */
 
-static PyObject *
-champ_lookup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* 1 with the value in ``*out`` (a new reference) if ``key`` (hash ``h``)
+ * is under ``node``, 0 if not, -1 on error. */
+static int
+lookup_node(PyObject *node, PyObject *key, uint64_t h, PyObject **out)
 {
-    PyObject *node, *key, *deflt, *result = NULL;
-    uint64_t h;
     Shape s;
     uint32_t bit;
     Py_ssize_t i;
-    int eq;
+    int eq, result = -1;
 
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "lookup() takes 4 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    key = args[1];
-    deflt = args[3];
-    if (read_hash(args[2], &h) < 0)
-        return NULL;
     /* The descent runs no user code, so it borrows each node from its
      * parent; the node is held from the first key comparison on. */
-    node = args[0];
     for (;;) {
         if (read_shape(node, &s) < 0)
-            return NULL;
+            return -1;
         bit = 1u << (h & MASK);
         if (s.dm & bit) {
             i = 3 + 2 * POPCOUNT(s.dm & (bit - 1));
-            if (PyList_GET_ITEM(node, i) == key)
-                return Py_NewRef(PyList_GET_ITEM(node, i + 1));
+            if (PyList_GET_ITEM(node, i) == key) {
+                *out = Py_NewRef(PyList_GET_ITEM(node, i + 1));
+                return 1;
+            }
             Py_INCREF(node);
             eq = keys_equal(PyList_GET_ITEM(node, i), key);
             if (eq < 0)
                 goto done;
             if (!eq) {
-                result = Py_NewRef(deflt);
+                result = 0;
                 goto done;
             }
             if (check_unchanged(node, &s) < 0)
                 goto done;
-            result = Py_NewRef(PyList_GET_ITEM(node, i + 1));
+            *out = Py_NewRef(PyList_GET_ITEM(node, i + 1));
+            result = 1;
             goto done;
         }
         if (s.nm & bit) {
@@ -359,18 +423,19 @@ champ_lookup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             continue;
         }
         if (s.dm || s.nm)
-            return Py_NewRef(deflt);
+            return 0;
         Py_INCREF(node);
         for (i = 3; i < s.n; i += 2) {   /* a collision node (or the empty root) */
             eq = keys_equal(PyList_GET_ITEM(node, i), key);
             if (eq < 0 || check_unchanged(node, &s) < 0)
                 goto done;
             if (eq) {
-                result = Py_NewRef(PyList_GET_ITEM(node, i + 1));
+                *out = Py_NewRef(PyList_GET_ITEM(node, i + 1));
+                result = 1;
                 goto done;
             }
         }
-        result = Py_NewRef(deflt);
+        result = 0;
         goto done;
     }
 done:
@@ -378,32 +443,47 @@ done:
     return result;
 }
 
+static PyObject *
+champ_lookup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *v = NULL;
+    uint64_t h;
+    int r;
+
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "lookup() takes 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (read_hash(args[2], &h) < 0)
+        return NULL;
+    r = lookup_node(args[0], args[1], h, &v);
+    if (r < 0)
+        return NULL;
+    return r ? v : Py_NewRef(args[3]);
+}
+
 /* assoc ----------------------------------------------------------------- */
 
 /* Bind ``val`` at the pair whose key is at ``i`` (found equal): the old
- * value goes into ``box``; ``node`` itself if it already was ``val``. */
+ * value goes into ``*old`` (a new reference, released by the caller even
+ * on error); ``node`` itself if it already was ``val``. */
 static PyObject *
-rebind(PyObject *node, Py_ssize_t i, PyObject *val, PyObject *owner, PyObject *box)
+rebind(PyObject *node, Py_ssize_t i, PyObject *val, PyObject *owner, PyObject **old)
 {
-    PyObject *old = Py_NewRef(PyList_GET_ITEM(node, i + 1)), *new = NULL, *keep;
-    if (box_append(box, old) < 0)
-        goto done;
-    if (old == val) {
-        new = Py_NewRef(node);
-        goto done;
-    }
+    PyObject *new, *keep;
+    Py_XSETREF(*old, Py_NewRef(PyList_GET_ITEM(node, i + 1)));
+    if (*old == val)
+        return Py_NewRef(node);
     new = editable(node, owner);
     if (new == NULL)
-        goto done;
+        return NULL;
     replace_item(new, i + 1, val, &keep);
-    Py_DECREF(keep);
-done:
-    Py_DECREF(old);
+    Py_DECREF(keep);   /* *old holds it */
     return new;
 }
 
 static PyObject *
-assoc_collision(PyObject *node, PyObject *key, PyObject *val, PyObject *owner, PyObject *box)
+assoc_collision(PyObject *node, PyObject *key, PyObject *val, PyObject *owner, PyObject **old)
 {
     Shape s;
     Py_ssize_t i;
@@ -417,7 +497,7 @@ assoc_collision(PyObject *node, PyObject *key, PyObject *val, PyObject *owner, P
         if (eq < 0 || check_unchanged(node, &s) < 0)
             return NULL;
         if (eq)
-            return rebind(node, i, val, owner, box);
+            return rebind(node, i, val, owner, old);
     }
     if (is_owned(node, owner)) {
         if (PyList_Append(node, key) < 0)
@@ -436,7 +516,7 @@ assoc_collision(PyObject *node, PyObject *key, PyObject *val, PyObject *owner, P
 
 static PyObject *
 assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
-           PyObject *owner, int shift, PyObject *box)
+           PyObject *owner, int shift, PyObject **old)
 {
     Shape s;
     uint32_t bit, below;
@@ -447,7 +527,7 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
     Py_hash_t kh;
 
     if (shift >= 64)
-        return assoc_collision(node, key, val, owner, box);
+        return assoc_collision(node, key, val, owner, old);
     if (read_shape(node, &s) < 0)
         return NULL;
     bit = 1u << ((h >> shift) & MASK);
@@ -459,7 +539,7 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
         if (eq < 0 || check_unchanged(node, &s) < 0)
             goto done;
         if (eq) {
-            new = rebind(node, i, val, owner, box);
+            new = rebind(node, i, val, owner, old);
             goto done;
         }
         /* The slot holds another key: move both one level down. */
@@ -494,7 +574,7 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
     if (s.nm & bit) {
         ci = s.n - 1 - POPCOUNT(s.nm & below);
         child = Py_NewRef(PyList_GET_ITEM(node, ci));
-        new_child = assoc_node(child, h, key, val, owner, shift + BITS, box);
+        new_child = assoc_node(child, h, key, val, owner, shift + BITS, old);
         if (new_child == NULL)
             goto done;
         if (new_child == child) {
@@ -560,7 +640,7 @@ champ_assoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t h;
     int shift;
-    PyObject *node, *result;
+    PyObject *node, *result, *old = NULL;
 
     if (nargs != 7) {
         PyErr_Format(PyExc_TypeError, "assoc() takes 7 arguments (%zd given)", nargs);
@@ -569,7 +649,10 @@ champ_assoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (parse_hash_shift(args[1], args[5], &h, &shift) < 0)
         return NULL;
     node = Py_NewRef(args[0]);
-    result = assoc_node(node, h, args[2], args[3], args[4], shift, args[6]);
+    result = assoc_node(node, h, args[2], args[3], args[4], shift, &old);
+    if (result != NULL && old != NULL && box_append(args[6], old) < 0)
+        Py_CLEAR(result);
+    Py_XDECREF(old);
     Py_DECREF(node);
     return result;
 }
@@ -578,7 +661,7 @@ champ_assoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyObject *
 dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
-            int shift, PyObject *box)
+            int shift, PyObject **old)
 {
     Shape s, cs;
     uint32_t bit = 0, below;
@@ -622,7 +705,7 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
     }
     ci = s.n - 1 - POPCOUNT(s.nm & below);
     child = Py_NewRef(PyList_GET_ITEM(node, ci));
-    new_child = dissoc_node(child, h, key, owner, shift + BITS, box);
+    new_child = dissoc_node(child, h, key, owner, shift + BITS, old);
     if (new_child == NULL)
         goto done;
     if (read_shape(new_child, &cs) < 0)
@@ -664,8 +747,7 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
 
 remove_pair:   /* the key at i is ``key``: drop the pair */
     v = Py_NewRef(PyList_GET_ITEM(node, i + 1));
-    if (box_append(box, v) < 0)
-        goto done;
+    Py_XSETREF(*old, Py_NewRef(v));
     if (is_owned(node, owner)) {
         if (PyList_SetSlice(node, i, i + 2, NULL) < 0)   /* k, v are held */
             goto done;
@@ -692,7 +774,7 @@ champ_dissoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t h;
     int shift;
-    PyObject *node, *result;
+    PyObject *node, *result, *old = NULL;
 
     if (nargs != 6) {
         PyErr_Format(PyExc_TypeError, "dissoc() takes 6 arguments (%zd given)", nargs);
@@ -701,7 +783,10 @@ champ_dissoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (parse_hash_shift(args[1], args[4], &h, &shift) < 0)
         return NULL;
     node = Py_NewRef(args[0]);
-    result = dissoc_node(node, h, args[2], args[3], shift, args[5]);
+    result = dissoc_node(node, h, args[2], args[3], shift, &old);
+    if (result != NULL && old != NULL && box_append(args[5], old) < 0)
+        Py_CLEAR(result);
+    Py_XDECREF(old);
     Py_DECREF(node);
     return result;
 }
@@ -786,8 +871,8 @@ build_node(Entries *e, Py_ssize_t lo, Py_ssize_t hi, int shift)
     if (node == NULL)
         return NULL;
     PyObject_GC_UnTrack(node);
-    PyList_SET_ITEM(node, 0, PyLong_FromUnsignedLong(dm));
-    PyList_SET_ITEM(node, 1, PyLong_FromUnsignedLong(nm));
+    PyList_SET_ITEM(node, 0, bitmap_int(dm));
+    PyList_SET_ITEM(node, 1, bitmap_int(nm));
     PyList_SET_ITEM(node, 2, Py_NewRef(Py_None));
     if (PyList_GET_ITEM(node, 0) == NULL || PyList_GET_ITEM(node, 1) == NULL) {
         Py_DECREF(node);
@@ -900,6 +985,845 @@ done:
     return result;
 }
 
+/* the hash accumulator (_hashing.py) ------------------------------------ */
+
+/* CPython's tuple hash (Objects/tupleobject.c, xxHash-based since 3.8), so
+ * the hash of the pair (key, value) is computed from the key's hash the
+ * caller already has, without building the tuple.  Checked against real
+ * tuples when the module loads; pair_from_tuple is set (and tuples are
+ * built and hashed) if this interpreter hashes tuples otherwise. */
+#if SIZEOF_PY_HASH_T == 8
+#define XXPRIME_1 11400714785074694791ULL
+#define XXPRIME_2 14029467366897019727ULL
+#define XXPRIME_5 2870177450012600261ULL
+#define XXROTATE(x) (((x) << 31) | ((x) >> 33))
+static int pair_from_tuple = 0;
+#else
+static int pair_from_tuple = 1;
+#endif
+
+static uint64_t
+pair_formula(Py_hash_t kh, Py_hash_t vh)
+{
+#if SIZEOF_PY_HASH_T == 8
+    uint64_t acc = XXPRIME_5;
+    acc += (uint64_t)kh * XXPRIME_2;
+    acc = XXROTATE(acc);
+    acc *= XXPRIME_1;
+    acc += (uint64_t)vh * XXPRIME_2;
+    acc = XXROTATE(acc);
+    acc *= XXPRIME_1;
+    acc += 2 ^ (XXPRIME_5 ^ 3527539UL);
+    if (acc == (uint64_t)-1)
+        return 1546275796;
+    return acc;
+#else
+    return 0;
+#endif
+}
+
+/* hash((key, value)) & M64, where ``kh`` is hash(key); -1 on error. */
+static int
+pair_hash(PyObject *key, Py_hash_t kh, PyObject *value, uint64_t *out)
+{
+    Py_hash_t vh;
+    if (pair_from_tuple) {
+        PyObject *t = PyTuple_Pack(2, key, value);
+        if (t == NULL)
+            return -1;
+        vh = PyObject_Hash(t);
+        Py_DECREF(t);
+        if (vh == -1 && PyErr_Occurred())
+            return -1;
+        *out = (uint64_t)vh;
+        return 0;
+    }
+    vh = PyObject_Hash(value);
+    if (vh == -1 && PyErr_Occurred())
+        return -1;
+    *out = pair_formula(kh, vh);
+    return 0;
+}
+
+/* _hashing.shuffle */
+static inline uint64_t
+shuffle(uint64_t h)
+{
+    return (h ^ 89869747u ^ (h << 16)) * 3644798167u;
+}
+
+/* pmap._rehash: the accumulator after ``key`` went from ``old`` to ``new``
+ * (NULL for absent).  A value whose hash raises an Exception makes it
+ * unknown (``*known = 0``) instead of failing; anything else (a
+ * KeyboardInterrupt) also makes it unknown, and propagates (-1). */
+static int
+rehash(uint64_t *acc, int *known, PyObject *key, Py_hash_t kh, PyObject *old, PyObject *new)
+{
+    uint64_t ph;
+    if (!*known)
+        return 0;
+    if (old != NULL) {
+        if (pair_hash(key, kh, old, &ph) < 0)
+            goto fail;
+        *acc ^= shuffle(ph);
+    }
+    if (new != NULL) {
+        if (pair_hash(key, kh, new, &ph) < 0)
+            goto fail;
+        *acc ^= shuffle(ph);
+    }
+    return 0;
+fail:
+    *known = 0;
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyErr_Clear();
+    return 0;
+}
+
+/* _hashing.accumulate(elements): XOR of shuffle(hash(e) & M64). */
+static PyObject *
+champ_accumulate(PyObject *module, PyObject *elements)
+{
+    PyObject *it, *e;
+    uint64_t acc = 0;
+    Py_hash_t h;
+
+    it = PyObject_GetIter(elements);
+    if (it == NULL)
+        return NULL;
+    while ((e = PyIter_Next(it)) != NULL) {
+        h = PyObject_Hash(e);
+        Py_DECREF(e);
+        if (h == -1 && PyErr_Occurred()) {
+            Py_DECREF(it);
+            return NULL;
+        }
+        acc ^= shuffle((uint64_t)h);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return NULL;
+    return PyLong_FromUnsignedLongLong(acc);
+}
+
+/* iteration (_champ.iter_keys / iter_values / iter_items) -------------- */
+
+/* Deeper than any trie: 13 levels of 5 bits, then a collision node. */
+#define MAX_DEPTH 16
+
+enum { ITER_KEYS, ITER_VALUES, ITER_ITEMS };
+
+typedef struct {
+    PyObject *node;     /* held */
+    Py_ssize_t n;       /* its length when entered */
+    Py_ssize_t i;       /* next pair's key index */
+    Py_ssize_t split;   /* where its pairs end */
+    Py_ssize_t c;       /* its children still to visit are [split, c) */
+} Frame;
+
+typedef struct {
+    PyObject_HEAD
+    int kind;
+    int depth;
+    PyObject *item;     /* the last (key, value) tuple, reused when free */
+    Frame stack[MAX_DEPTH];
+} IterObject;
+
+static PyTypeObject IterType;
+
+static int
+iter_push(IterObject *it, PyObject *node)
+{
+    Shape s;
+    Frame *f;
+    if (it->depth >= MAX_DEPTH) {
+        PyErr_SetString(PyExc_ValueError, "not a CHAMP trie: deeper than 64 bits of hash");
+        return -1;
+    }
+    if (read_shape(node, &s) < 0)
+        return -1;
+    f = &it->stack[it->depth++];
+    f->node = Py_NewRef(node);
+    f->n = s.n;
+    f->i = 3;
+    f->split = s.n - POPCOUNT(s.nm);
+    f->c = s.n;
+    return 0;
+}
+
+static PyObject *
+make_iter(PyObject *root, int kind)
+{
+    IterObject *it = PyObject_GC_New(IterObject, &IterType);
+    if (it == NULL)
+        return NULL;
+    it->kind = kind;
+    it->depth = 0;
+    it->item = NULL;
+    if (kind == ITER_ITEMS) {
+        it->item = PyTuple_Pack(2, Py_None, Py_None);
+        if (it->item == NULL) {
+            Py_DECREF(it);
+            return NULL;
+        }
+    }
+    if (iter_push(it, root) < 0) {
+        Py_DECREF(it);
+        return NULL;
+    }
+    PyObject_GC_Track(it);
+    return (PyObject *)it;
+}
+
+static PyObject *
+iter_next(IterObject *it)
+{
+    Frame *f;
+    PyObject *k, *v, *item, *child;
+    while (it->depth > 0) {
+        f = &it->stack[it->depth - 1];
+        if (PyList_GET_SIZE(f->node) != f->n) {
+            PyErr_SetString(PyExc_RuntimeError, "a CHAMP node changed during iteration");
+            return NULL;
+        }
+        if (f->i < f->split) {
+            k = PyList_GET_ITEM(f->node, f->i);
+            v = PyList_GET_ITEM(f->node, f->i + 1);
+            f->i += 2;
+            if (it->kind == ITER_KEYS)
+                return Py_NewRef(k);
+            if (it->kind == ITER_VALUES)
+                return Py_NewRef(v);
+            item = it->item;
+            if (Py_REFCNT(item) == 1) {   /* the caller dropped it: reuse */
+                PyObject *ok = PyTuple_GET_ITEM(item, 0), *ov = PyTuple_GET_ITEM(item, 1);
+                PyTuple_SET_ITEM(item, 0, Py_NewRef(k));
+                PyTuple_SET_ITEM(item, 1, Py_NewRef(v));
+                Py_DECREF(ok);
+                Py_DECREF(ov);
+                if (!PyObject_GC_IsTracked(item))
+                    PyObject_GC_Track(item);
+                return Py_NewRef(item);
+            }
+            item = PyTuple_Pack(2, k, v);
+            if (item == NULL)
+                return NULL;
+            Py_SETREF(it->item, Py_NewRef(item));
+            return item;
+        }
+        if (f->c > f->split) {   /* children from slot 0 (at the end) up */
+            child = PyList_GET_ITEM(f->node, --f->c);
+            if (iter_push(it, child) < 0)
+                return NULL;
+            continue;
+        }
+        it->depth--;
+        Py_DECREF(f->node);
+    }
+    return NULL;
+}
+
+static int
+iter_traverse(IterObject *it, visitproc visit, void *arg)
+{
+    int d;
+    for (d = 0; d < it->depth; d++)
+        Py_VISIT(it->stack[d].node);
+    Py_VISIT(it->item);
+    return 0;
+}
+
+static void
+iter_dealloc(IterObject *it)
+{
+    PyObject_GC_UnTrack(it);
+    while (it->depth > 0)
+        Py_DECREF(it->stack[--it->depth].node);
+    Py_XDECREF(it->item);
+    PyObject_GC_Del(it);
+}
+
+static PyTypeObject IterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb.pds._champ_c.iterator",
+    .tp_basicsize = sizeof(IterObject),
+    .tp_dealloc = (destructor)iter_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)iter_traverse,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)iter_next,
+};
+
+static PyObject *
+champ_iter_keys(PyObject *module, PyObject *root)
+{
+    return make_iter(root, ITER_KEYS);
+}
+
+static PyObject *
+champ_iter_values(PyObject *module, PyObject *root)
+{
+    return make_iter(root, ITER_VALUES);
+}
+
+static PyObject *
+champ_iter_items(PyObject *module, PyObject *root)
+{
+    return make_iter(root, ITER_ITEMS);
+}
+
+/* the map types ---------------------------------------------------------
+ *
+ * MapBase and MutationBase are the C versions of pmap._PyMap and
+ * pmap._PyMutation: the fields a PMap (or PMapMutation) holds and its hot
+ * methods, which PMap and PMapMutation inherit when this module is in use.
+ * Same fields (as attributes _root, _count, _hacc, and _owner, _result on
+ * a mutation), same results, same exceptions. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *root;          /* never NULL */
+    Py_ssize_t count;
+    uint64_t hacc;           /* the hash accumulator, if hknown */
+    int hknown;
+    PyObject *owner;         /* a mutation's token; None when finished */
+    PyObject *result;        /* a mutation's finish() result, or None */
+    PyObject *weakreflist;
+} MapObject;
+
+static PyTypeObject MapBaseType, MutationBaseType;
+
+static PyObject *
+empty_root(void)
+{
+    PyObject *node = PyList_New(3);
+    if (node == NULL)
+        return NULL;
+    PyList_SET_ITEM(node, 0, PyLong_FromLong(0));
+    PyList_SET_ITEM(node, 1, PyLong_FromLong(0));
+    PyList_SET_ITEM(node, 2, Py_NewRef(Py_None));
+    return node;
+}
+
+/* A new instance of ``type`` (a subtype of MapBase or MutationBase);
+ * steals ``root``. */
+static PyObject *
+new_map(PyTypeObject *type, PyObject *root, Py_ssize_t count, uint64_t hacc, int hknown)
+{
+    MapObject *m = (MapObject *)type->tp_alloc(type, 0);
+    if (m == NULL) {
+        Py_DECREF(root);
+        return NULL;
+    }
+    m->root = root;
+    m->count = count;
+    m->hacc = hacc;
+    m->hknown = hknown;
+    m->owner = Py_NewRef(Py_None);
+    m->result = Py_NewRef(Py_None);
+    return (PyObject *)m;
+}
+
+static PyObject *
+map_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *root = empty_root();
+    if (root == NULL)
+        return NULL;
+    return new_map(type, root, 0, 0, 1);
+}
+
+static int
+map_traverse(MapObject *m, visitproc visit, void *arg)
+{
+    Py_VISIT(m->root);
+    Py_VISIT(m->owner);
+    Py_VISIT(m->result);
+    return 0;
+}
+
+/* No tp_clear: a cycle through a map goes through its nodes, which are
+ * lists and are cleared; so root is never NULL. */
+static void
+map_dealloc(MapObject *m)
+{
+    PyObject_GC_UnTrack(m);
+    if (m->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)m);
+    Py_XDECREF(m->root);
+    Py_XDECREF(m->owner);
+    Py_XDECREF(m->result);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+/* make(cls, root, count, hacc): pmap._make for these types. */
+static PyObject *
+champ_make(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyTypeObject *type;
+    Py_ssize_t count;
+    uint64_t hacc = 0;
+    int hknown = 1;
+
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "make() takes 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (!PyType_Check(args[0])
+        || !(PyType_IsSubtype((PyTypeObject *)args[0], &MapBaseType)
+             || PyType_IsSubtype((PyTypeObject *)args[0], &MutationBaseType))) {
+        PyErr_SetString(PyExc_TypeError, "make() needs a subclass of MapBase or MutationBase");
+        return NULL;
+    }
+    type = (PyTypeObject *)args[0];
+    count = PyLong_AsSsize_t(args[2]);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (args[3] == Py_None)
+        hknown = 0;
+    else {
+        hacc = PyLong_AsUnsignedLongLong(args[3]);
+        if (hacc == (uint64_t)-1 && PyErr_Occurred())
+            return NULL;
+    }
+    return new_map(type, Py_NewRef(args[1]), count, hacc, hknown);
+}
+
+static PyObject *
+map_get_root(MapObject *m, void *closure)
+{
+    return Py_NewRef(m->root);
+}
+
+static int
+map_set_root(MapObject *m, PyObject *v, void *closure)
+{
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_root cannot be deleted");
+        return -1;
+    }
+    Py_SETREF(m->root, Py_NewRef(v));
+    return 0;
+}
+
+static PyObject *
+map_get_hacc(MapObject *m, void *closure)
+{
+    if (!m->hknown)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(m->hacc);
+}
+
+static int
+map_set_hacc(MapObject *m, PyObject *v, void *closure)
+{
+    uint64_t h;
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_hacc cannot be deleted");
+        return -1;
+    }
+    if (v == Py_None) {
+        m->hknown = 0;
+        return 0;
+    }
+    h = PyLong_AsUnsignedLongLong(v);
+    if (h == (uint64_t)-1 && PyErr_Occurred())
+        return -1;
+    m->hacc = h;
+    m->hknown = 1;
+    return 0;
+}
+
+static PyGetSetDef map_getset[] = {
+    {"_root", (getter)map_get_root, (setter)map_set_root, "the trie's root node", NULL},
+    {"_hacc", (getter)map_get_hacc, (setter)map_set_hacc,
+     "the hash accumulator, None when unknown", NULL},
+    {NULL},
+};
+
+static PyMemberDef map_members[] = {
+    {"_count", T_PYSSIZET, offsetof(MapObject, count), 0, "the number of keys"},
+    {NULL},
+};
+
+static PyMemberDef mutation_members[] = {
+    {"_count", T_PYSSIZET, offsetof(MapObject, count), 0, "the number of keys"},
+    {"_owner", T_OBJECT, offsetof(MapObject, owner), 0, "the owner token, None once finished"},
+    {"_result", T_OBJECT, offsetof(MapObject, result), 0, "what finish() returned, or None"},
+    {NULL},
+};
+
+static int
+set_key_error(PyObject *key)
+{
+    PyObject *t = PyTuple_Pack(1, key);   /* KeyError(key), a tuple key too */
+    if (t != NULL) {
+        PyErr_SetObject(PyExc_KeyError, t);
+        Py_DECREF(t);
+    }
+    return -1;
+}
+
+/* The readers both types share (pmap._PyReader). */
+
+static Py_ssize_t
+map_length(MapObject *m)
+{
+    return m->count;
+}
+
+/* 1 found (*out), 0 absent, -1 error. */
+static int
+map_find(MapObject *m, PyObject *key, PyObject **out)
+{
+    Py_hash_t kh = PyObject_Hash(key);
+    PyObject *root;
+    int r;
+    if (kh == -1 && PyErr_Occurred())
+        return -1;
+    root = Py_NewRef(m->root);
+    r = lookup_node(root, key, (uint64_t)kh, out);
+    Py_DECREF(root);
+    return r;
+}
+
+static PyObject *
+map_subscript(MapObject *m, PyObject *key)
+{
+    PyObject *v = NULL;
+    int r = map_find(m, key, &v);
+    if (r < 0)
+        return NULL;
+    if (r == 0) {
+        set_key_error(key);
+        return NULL;
+    }
+    return v;
+}
+
+static int
+map_contains(MapObject *m, PyObject *key)
+{
+    PyObject *v = NULL;
+    int r = map_find(m, key, &v);
+    Py_XDECREF(v);
+    return r;
+}
+
+static PyObject *
+map_get(MapObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *v = NULL;
+    int r;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "get() takes 1 or 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    r = map_find(m, args[0], &v);
+    if (r < 0)
+        return NULL;
+    if (r)
+        return v;
+    return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+}
+
+static PyObject *
+map_iter(MapObject *m)
+{
+    return make_iter(m->root, ITER_KEYS);
+}
+
+/* PMap.set and PMap.delete (pmap._PyMap). */
+
+static PyObject *
+map_set(MapObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *key, *val, *base, *root, *old = NULL, *result = NULL;
+    Py_hash_t kh;
+    uint64_t acc = m->hacc;
+    int known = m->hknown;
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "set() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    key = args[0];
+    val = args[1];
+    kh = PyObject_Hash(key);
+    if (kh == -1 && PyErr_Occurred())
+        return NULL;
+    base = Py_NewRef(m->root);
+    root = assoc_node(base, (uint64_t)kh, key, val, Py_None, 0, &old);
+    if (root == NULL)
+        goto done;
+    if (root == m->root) {
+        Py_DECREF(root);
+        result = Py_NewRef(m);
+        goto done;
+    }
+    acc = m->hacc;
+    known = m->hknown;
+    if (rehash(&acc, &known, key, kh, old, val) < 0) {
+        Py_DECREF(root);
+        goto done;
+    }
+    result = new_map(Py_TYPE(m), root, m->count + (old == NULL), acc, known);
+done:
+    Py_XDECREF(old);
+    Py_DECREF(base);
+    return result;
+}
+
+static PyObject *
+map_delete(MapObject *m, PyObject *key)
+{
+    PyObject *base, *root, *old = NULL, *result = NULL;
+    Py_hash_t kh;
+    uint64_t acc;
+    int known;
+
+    kh = PyObject_Hash(key);
+    if (kh == -1 && PyErr_Occurred())
+        return NULL;
+    base = Py_NewRef(m->root);
+    root = dissoc_node(base, (uint64_t)kh, key, Py_None, 0, &old);
+    if (root == NULL)
+        goto done;
+    if (old == NULL) {
+        Py_DECREF(root);
+        set_key_error(key);
+        goto done;
+    }
+    acc = m->hacc;
+    known = m->hknown;
+    if (rehash(&acc, &known, key, kh, old, NULL) < 0) {
+        Py_DECREF(root);
+        goto done;
+    }
+    result = new_map(Py_TYPE(m), root, m->count - 1, acc, known);
+done:
+    Py_XDECREF(old);
+    Py_DECREF(base);
+    return result;
+}
+
+/* PMapMutation's edits (pmap._PyMutation). */
+
+/* The owner token for an edit (borrowed); ValueError once finished. */
+static PyObject *
+mutation_token(MapObject *m)
+{
+    PyObject *name;
+    if (m->owner != Py_None)
+        return m->owner;
+    name = PyObject_GetAttrString((PyObject *)Py_TYPE(m), "__name__");
+    if (name != NULL) {
+        PyErr_Format(PyExc_ValueError,
+                     "this %U has been finished; start another with mutate()", name);
+        Py_DECREF(name);
+    }
+    return NULL;
+}
+
+/* Store an edit's result: the new root (stolen), the count, the
+ * accumulator; -1 if rehashing was interrupted (the edit is kept). */
+static int
+mutation_store(MapObject *m, PyObject *root, Py_ssize_t delta, PyObject *key,
+               Py_hash_t kh, PyObject *old, PyObject *new)
+{
+    uint64_t acc = m->hacc;
+    int known = m->hknown, r;
+    Py_SETREF(m->root, root);
+    m->count += delta;
+    r = rehash(&acc, &known, key, kh, old, new);
+    m->hacc = acc;
+    m->hknown = known;
+    return r;
+}
+
+static int
+mutation_setitem(MapObject *m, PyObject *key, PyObject *val)
+{
+    PyObject *base, *root, *owner, *old = NULL;
+    Py_hash_t kh;
+    int r = -1;
+
+    kh = PyObject_Hash(key);
+    if (kh == -1 && PyErr_Occurred())
+        return -1;
+    owner = mutation_token(m);
+    if (owner == NULL)
+        return -1;
+    owner = Py_NewRef(owner);
+    base = Py_NewRef(m->root);
+    root = assoc_node(base, (uint64_t)kh, key, val, owner, 0, &old);
+    if (root == NULL)
+        goto done;
+    if (old == val) {
+        Py_DECREF(root);
+        r = 0;
+        goto done;
+    }
+    r = mutation_store(m, root, old == NULL, key, kh, old, val);
+done:
+    Py_XDECREF(old);
+    Py_DECREF(base);
+    Py_DECREF(owner);
+    return r;
+}
+
+/* pop(): 1 with the value in *out, 0 if absent, -1 on error. */
+static int
+mutation_remove(MapObject *m, PyObject *key, PyObject **out)
+{
+    PyObject *base, *root, *owner, *old = NULL;
+    Py_hash_t kh;
+    int r = -1;
+
+    kh = PyObject_Hash(key);
+    if (kh == -1 && PyErr_Occurred())
+        return -1;
+    owner = mutation_token(m);
+    if (owner == NULL)
+        return -1;
+    owner = Py_NewRef(owner);
+    base = Py_NewRef(m->root);
+    root = dissoc_node(base, (uint64_t)kh, key, owner, 0, &old);
+    if (root == NULL)
+        goto done;
+    if (old == NULL) {
+        Py_DECREF(root);
+        r = 0;
+        goto done;
+    }
+    if (mutation_store(m, root, -1, key, kh, old, NULL) < 0)
+        goto done;
+    *out = old;
+    old = NULL;
+    r = 1;
+done:
+    Py_XDECREF(old);
+    Py_DECREF(base);
+    Py_DECREF(owner);
+    return r;
+}
+
+static int
+mutation_ass_subscript(MapObject *m, PyObject *key, PyObject *val)
+{
+    PyObject *old = NULL;
+    int r;
+    if (val != NULL)
+        return mutation_setitem(m, key, val);
+    r = mutation_remove(m, key, &old);
+    if (r == 0)
+        return set_key_error(key);
+    Py_XDECREF(old);
+    return r < 0 ? -1 : 0;
+}
+
+static PyObject *
+mutation_set(MapObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "set() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (mutation_setitem(m, args[0], args[1]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mutation_pop(MapObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *old = NULL;
+    int r;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "pop() takes 1 or 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    r = mutation_remove(m, args[0], &old);
+    if (r < 0)
+        return NULL;
+    if (r)
+        return old;
+    if (nargs == 2)
+        return Py_NewRef(args[1]);
+    set_key_error(args[0]);
+    return NULL;
+}
+
+static PyMappingMethods map_as_mapping = {
+    .mp_length = (lenfunc)map_length,
+    .mp_subscript = (binaryfunc)map_subscript,
+};
+
+static PyMappingMethods mutation_as_mapping = {
+    .mp_length = (lenfunc)map_length,
+    .mp_subscript = (binaryfunc)map_subscript,
+    .mp_ass_subscript = (objobjargproc)mutation_ass_subscript,
+};
+
+static PySequenceMethods map_as_sequence = {
+    .sq_contains = (objobjproc)map_contains,
+};
+
+static PyMethodDef map_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))map_get, METH_FASTCALL,
+     "get(key, default=None): the value of key, or default."},
+    {"set", (PyCFunction)(void (*)(void))map_set, METH_FASTCALL,
+     "set(key, val): a map with key bound to val (this one if it already is)."},
+    {"delete", (PyCFunction)map_delete, METH_O,
+     "delete(key): a map without key; KeyError if it is absent."},
+    {NULL},
+};
+
+static PyMethodDef mutation_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))map_get, METH_FASTCALL,
+     "get(key, default=None): the value of key, or default."},
+    {"set", (PyCFunction)(void (*)(void))mutation_set, METH_FASTCALL,
+     "set(key, val): bind key to val in place."},
+    {"pop", (PyCFunction)(void (*)(void))mutation_pop, METH_FASTCALL,
+     "pop(key[, default]): remove key and return its value (or default if absent)."},
+    {NULL},
+};
+
+static PyTypeObject MapBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb.pds._champ_c.MapBase",
+    .tp_doc = "The C base of PMap: its fields and hot methods (pmap._PyMap in C).",
+    .tp_basicsize = sizeof(MapObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = map_tp_new,
+    .tp_dealloc = (destructor)map_dealloc,
+    .tp_traverse = (traverseproc)map_traverse,
+    .tp_weaklistoffset = offsetof(MapObject, weakreflist),
+    .tp_as_mapping = &map_as_mapping,
+    .tp_as_sequence = &map_as_sequence,
+    .tp_iter = (getiterfunc)map_iter,
+    .tp_methods = map_methods,
+    .tp_members = map_members,
+    .tp_getset = map_getset,
+};
+
+static PyTypeObject MutationBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb.pds._champ_c.MutationBase",
+    .tp_doc = "The C base of PMapMutation: its fields and hot methods (pmap._PyMutation in C).",
+    .tp_basicsize = sizeof(MapObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = map_tp_new,
+    .tp_dealloc = (destructor)map_dealloc,
+    .tp_traverse = (traverseproc)map_traverse,
+    .tp_as_mapping = &mutation_as_mapping,
+    .tp_as_sequence = &map_as_sequence,
+    .tp_methods = mutation_methods,
+    .tp_members = mutation_members,
+    .tp_getset = map_getset,
+};
+
 /* module ---------------------------------------------------------------- */
 
 static PyMethodDef champ_methods[] = {
@@ -913,6 +1837,13 @@ static PyMethodDef champ_methods[] = {
      "the removed value is appended to box."},
     {"build", (PyCFunction)(void (*)(void))champ_build, METH_FASTCALL,
      "build(entries, shift=0): a fresh trie from [(masked hash, key, value), ...] with distinct keys."},
+    {"accumulate", (PyCFunction)champ_accumulate, METH_O,
+     "accumulate(elements): the XOR of shuffle(hash(e) & M64) over elements (_hashing.accumulate)."},
+    {"iter_keys", (PyCFunction)champ_iter_keys, METH_O, "iter_keys(root): every key of the trie."},
+    {"iter_values", (PyCFunction)champ_iter_values, METH_O, "iter_values(root): every value, in iter_keys order."},
+    {"iter_items", (PyCFunction)champ_iter_items, METH_O, "iter_items(root): every (key, value), in iter_keys order."},
+    {"make", (PyCFunction)(void (*)(void))champ_make, METH_FASTCALL,
+     "make(cls, root, count, hacc): a new cls (a MapBase or MutationBase subclass) with these fields."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -928,8 +1859,45 @@ static struct PyModuleDef champ_module = {
     NULL,
 };
 
+/* Whether pair_formula hashes pairs as this interpreter hashes tuples. */
+static int
+check_pair_formula(void)
+{
+    static const long samples[][2] = {{1, 2}, {-1, 0}, {0, -2}, {123456789, 987654321}};
+    size_t i;
+    for (i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
+        PyObject *k = PyLong_FromLong(samples[i][0]), *v = PyLong_FromLong(samples[i][1]);
+        PyObject *t = (k && v) ? PyTuple_Pack(2, k, v) : NULL;
+        Py_hash_t th = t ? PyObject_Hash(t) : -1, kh = k ? PyObject_Hash(k) : -1;
+        Py_hash_t vh = v ? PyObject_Hash(v) : -1;
+        Py_XDECREF(t);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        if (PyErr_Occurred())
+            return -1;
+        if ((uint64_t)th != pair_formula(kh, vh))
+            pair_from_tuple = 1;
+    }
+    return 0;
+}
+
 PyMODINIT_FUNC
 PyInit__champ_c(void)
 {
-    return PyModule_Create(&champ_module);
+    PyObject *m;
+    if (PyType_Ready(&IterType) < 0 || PyType_Ready(&MapBaseType) < 0
+        || PyType_Ready(&MutationBaseType) < 0)
+        return NULL;
+    if (!pair_from_tuple && check_pair_formula() < 0)
+        return NULL;
+    m = PyModule_Create(&champ_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "MapBase", (PyObject *)&MapBaseType) < 0
+        || PyModule_AddObjectRef(m, "MutationBase", (PyObject *)&MutationBaseType) < 0
+        || PyModule_AddIntConstant(m, "PAIR_HASH_FROM_TUPLE", pair_from_tuple) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -8,7 +8,9 @@ node is ever editable again) and wraps the current root.
 
 
 class Transient:
-    __slots__ = ("_owner", "_result")
+    """A mixin: the class (or its base) holds the ``_owner`` and ``_result`` fields."""
+
+    __slots__ = ()
     __hash__ = None  # it changes: unhashable, like a list
 
     def __init__(self):

@@ -11,12 +11,13 @@ from itertools import chain
 from types import GenericAlias
 
 from cowdb.pds import _champ
-from cowdb.pds._champ import M64, assoc, dissoc, lookup
-from cowdb.pds._hashing import accumulate, finish, shuffle
+from cowdb.pds._champ import M64, accumulate, assoc, dissoc, lookup
+from cowdb.pds._hashing import finish, shuffle
 from cowdb.pds._missing import MISSING
 from cowdb.pds._transient import Transient
 
 _new = object.__new__
+_NO_DEFAULT = object()
 
 
 def _rehash(acc, key, old, new):
@@ -62,7 +63,7 @@ def _checked_pairs(it):
         yield item
 
 
-def _make(cls, root, count, acc):
+def _py_make(cls, root, count, acc):
     m = _new(cls)
     m._root = root
     m._count = count
@@ -91,7 +92,14 @@ class _Items(ItemsView):
         return _champ.iter_items(self._mapping._root)
 
 
-class _Reader:
+# The fields and hot methods of PMap and PMapMutation, in Python.  These are
+# the reference: _champ_c.MapBase and _champ_c.MutationBase do the same in
+# C (same fields, results, exceptions), and PMap and PMapMutation subclass
+# those when the accelerator is in use, these otherwise.  Everything else
+# (views, equality, hashing, repr, pickling, update, finish) is the shared
+# code in PMap and PMapMutation below.
+
+class _PyReader:
     """The lookups a PMap and a PMapMutation share."""
 
     __slots__ = ()
@@ -105,14 +113,85 @@ class _Reader:
             raise KeyError(key)
         return v
 
-    def get(self, key, default=None):
+    def get(self, key, default=None, /):
         return lookup(self._root, key, hash(key) & M64, default)
 
     def __contains__(self, key):
         return lookup(self._root, key, hash(key) & M64, MISSING) is not MISSING
 
 
-class PMap(_Reader):
+class _PyMap(_PyReader):
+    """PMap's base without the accelerator."""
+
+    __slots__ = ("_root", "_count", "_hacc", "__weakref__")
+
+    def __iter__(self):
+        return _champ.iter_keys(self._root)
+
+    def set(self, key, val, /):
+        """A map with ``key`` bound to ``val`` (this one if it already is)."""
+        box = []
+        root = assoc(self._root, hash(key) & M64, key, val, None, 0, box)
+        old = box[0] if box else MISSING
+        if root is self._root:
+            return self
+        return _make(type(self), root, self._count + (old is MISSING), _rehash(self._hacc, key, old, val))
+
+    def delete(self, key, /):
+        """A map without ``key``; KeyError if it is absent."""
+        box = []
+        root = dissoc(self._root, hash(key) & M64, key, None, 0, box)
+        old = box[0] if box else MISSING
+        if old is MISSING:
+            raise KeyError(key)
+        return _make(type(self), root, self._count - 1, _rehash(self._hacc, key, old, MISSING))
+
+
+class _PyMutation(_PyReader):
+    """PMapMutation's base without the accelerator."""
+
+    __slots__ = ("_root", "_count", "_hacc", "_owner", "_result")
+
+    def __setitem__(self, key, val):
+        box = []
+        root = assoc(self._root, hash(key) & M64, key, val, self._token(), 0, box)
+        old = box[0] if box else MISSING
+        if old is not val:
+            self._root = root
+            self._count += old is MISSING
+            acc, self._hacc = self._hacc, None  # unknown if hashing is interrupted
+            self._hacc = _rehash(acc, key, old, val)
+
+    def set(self, key, val, /):
+        """Bind ``key`` to ``val`` in place."""
+        self[key] = val
+
+    def __delitem__(self, key):
+        self.pop(key)
+
+    def pop(self, key, default=_NO_DEFAULT, /):
+        """Remove ``key`` and return its value (or ``default`` if absent)."""
+        box = []
+        root = dissoc(self._root, hash(key) & M64, key, self._token(), 0, box)
+        old = box[0] if box else MISSING
+        if old is MISSING:
+            if default is _NO_DEFAULT:
+                raise KeyError(key)
+            return default
+        self._root = root
+        self._count -= 1
+        acc, self._hacc = self._hacc, None
+        self._hacc = _rehash(acc, key, old, MISSING)
+        return old
+
+
+if _champ.accelerator is not None:
+    _MapBase, _MutationBase, _make = _champ.accelerator.MapBase, _champ.accelerator.MutationBase, _champ.accelerator.make
+else:
+    _MapBase, _MutationBase, _make = _PyMap, _PyMutation, _py_make
+
+
+class PMap(_MapBase):
     """An immutable mapping; ``set``/``delete``/``update`` return new maps.
 
     ``PMap(mapping_or_pairs, **kw)`` builds one like ``dict(...)``.  Equal to
@@ -120,7 +199,7 @@ class PMap(_Reader):
     and costs O(1), the accumulator being kept up to date by every update.
     """
 
-    __slots__ = ("_root", "_count", "_hacc", "__weakref__")
+    __slots__ = ()
     __class_getitem__ = classmethod(GenericAlias)
 
     def __init__(self, col=None, /, **kw):
@@ -135,9 +214,6 @@ class PMap(_Reader):
         except Exception:  # an unhashable value: see _rehash
             self._hacc = None
 
-    def __iter__(self):
-        return _champ.iter_keys(self._root)
-
     def keys(self):
         return _Keys(self)
 
@@ -146,24 +222,6 @@ class PMap(_Reader):
 
     def items(self):
         return _Items(self)
-
-    def set(self, key, val):
-        """A map with ``key`` bound to ``val`` (this one if it already is)."""
-        box = []
-        root = assoc(self._root, hash(key) & M64, key, val, None, 0, box)
-        old = box[0] if box else MISSING
-        if root is self._root:
-            return self
-        return _make(type(self), root, self._count + (old is MISSING), _rehash(self._hacc, key, old, val))
-
-    def delete(self, key):
-        """A map without ``key``; KeyError if it is absent."""
-        box = []
-        root = dissoc(self._root, hash(key) & M64, key, None, 0, box)
-        old = box[0] if box else MISSING
-        if old is MISSING:
-            raise KeyError(key)
-        return _make(type(self), root, self._count - 1, _rehash(self._hacc, key, old, MISSING))
 
     def update(self, col=None, /, **kw):
         """A map with the pairs of ``col`` and ``kw`` added, built in one transient."""
@@ -213,14 +271,14 @@ def _mapping_equal(root, count, other):
     return True
 
 
-class PMapMutation(_Reader, Transient):
+class PMapMutation(_MutationBase, Transient):
     """A PMap being edited in place: ``mm[k] = v``, ``del mm[k]``, ``finish()``.
 
     See Transient for the rules; a finished mutation raises ValueError on
     any edit.
     """
 
-    __slots__ = ("_root", "_count", "_hacc")
+    __slots__ = ()
 
     def __init__(self, m):
         super().__init__()
@@ -228,48 +286,12 @@ class PMapMutation(_Reader, Transient):
         self._count = m._count
         self._hacc = m._hacc
 
-    def __setitem__(self, key, val):
-        box = []
-        root = assoc(self._root, hash(key) & M64, key, val, self._token(), 0, box)
-        old = box[0] if box else MISSING
-        if old is not val:
-            self._root = root
-            self._count += old is MISSING
-            self._hacc = _rehash(self._hacc, key, old, val)
-
-    set = __setitem__
-
-    def __delitem__(self, key):
-        self.pop(key)
-
-    def pop(self, key, default=MISSING):
-        """Remove ``key`` and return its value (or ``default`` if absent)."""
-        box = []
-        root = dissoc(self._root, hash(key) & M64, key, self._token(), 0, box)
-        old = box[0] if box else MISSING
-        if old is MISSING:
-            if default is MISSING:
-                raise KeyError(key)
-            return default
-        self._root = root
-        self._count -= 1
-        self._hacc = _rehash(self._hacc, key, old, MISSING)
-        return old
-
     def update(self, col=None, /, **kw):
         """Set every pair of ``col`` (a mapping or pairs) and ``kw``."""
-        owner = self._token()
-        root, count, acc = self._root, self._count, self._hacc
-        try:
-            for key, val in _pairs(col, kw):
-                box = []
-                root = assoc(root, hash(key) & M64, key, val, owner, 0, box)
-                old = box[0] if box else MISSING
-                if old is not val:
-                    count += old is MISSING
-                    acc = _rehash(acc, key, old, val)
-        finally:  # nodes were edited in place: keep what was done
-            self._root, self._count, self._hacc = root, count, acc
+        self._token()
+        setitem = self.__setitem__
+        for key, val in _pairs(col, kw):
+            setitem(key, val)
 
     def __iter__(self):
         raise TypeError("a PMapMutation is not iterable: finish() it first")
@@ -289,3 +311,5 @@ class PMapMutation(_Reader, Transient):
 
 
 Mapping.register(PMap)
+_champ.python_methods(PMap, _PyMap)
+_champ.python_methods(PMapMutation, _PyMutation)

@@ -153,7 +153,7 @@ class PSet(_Reader, Set):
 class PSetMutation(_Reader, Transient):
     """A PSet being edited in place; see Transient for the rules."""
 
-    __slots__ = ("_root", "_count", "_hacc")
+    __slots__ = ("_root", "_count", "_hacc", "_owner", "_result")
 
     def __init__(self, s):
         super().__init__()

@@ -216,7 +216,7 @@ def _diff(a, b):
 class PSortedMapMutation(_Reader, Transient):
     """A PSortedMap being edited in place; see Transient for the rules."""
 
-    __slots__ = ("_root", "_height", "_count")
+    __slots__ = ("_root", "_height", "_count", "_owner", "_result")
 
     def __init__(self, m):
         super().__init__()

@@ -250,7 +250,7 @@ class PVector(_Reader):
 class PVectorMutation(_Reader, Transient):
     """A PVector being edited in place (pyrsistent calls it an evolver)."""
 
-    __slots__ = ("_count", "_shift", "_root", "_tail")
+    __slots__ = ("_count", "_shift", "_root", "_tail", "_owner", "_result")
 
     def __init__(self, v):
         super().__init__()
