@@ -18,7 +18,8 @@ from ..pages.checksum import HEADER_SIZE, OVERFLOW
 from ..pages.meta import EMPTY, RootRef
 from ..pages.store import PageStore
 from .node import (BRANCH_ENTRY, LEAF_ENTRY, OVERFLOW_REF_SIZE, Branch, Leaf, Overflow,
-                   branch_size, decode, encode_branch, encode_leaf)
+                   branch_sig, branch_size, decode, encode_branch, encode_leaf,
+                   leaf_sig)
 
 
 def read_overflow(store: PageStore, ov: Overflow) -> bytes:
@@ -422,6 +423,7 @@ class Tree:
                     kids[i], sums[i] = self._write_node(kid, txn)
                     txns[i] = txn
             image = encode_branch(node, txn)
+            branch_sig(node)
         else:
             if node.big:
                 vals, inline_max = node.vals, self.inline_max
@@ -431,6 +433,7 @@ class Tree:
                         vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
                 node.big = any(type(v) is not bytes for v in vals)
             image = encode_leaf(node, txn)
+            leaf_sig(node)
         page = store.allocate(1)
         store.write(page, image)
         s = int.from_bytes(image[:8], "little")

@@ -11,12 +11,13 @@ check the bound.
 Stream elements: (SUB, low, high, page, checksum, height) or (ENT, key, value).
 ``low``/``high`` bound the keys a subtree can hold (None: unbounded above).
 """
+from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import compress
 from operator import ne
 
 from .btree import read_overflow
-from .node import Branch
+from .node import Branch, branch_sig, leaf_sig
 
 SUB, ENT = 0, 1
 
@@ -52,50 +53,153 @@ def changes(nodes, a_ref, b_ref, start=None, stop=None, stats: DiffStats | None 
     stats = stats if stats is not None else DiffStats()
     if a_ref.page == b_ref.page or (a_ref.page and a_ref.checksum == b_ref.checksum):
         return
-    a, b = _root_stream(nodes, a_ref), _root_stream(nodes, b_ref)   # stacks: head at the end
+    if not (a_ref.page and b_ref.page):
+        yield from _streams(nodes, _root_stream(nodes, a_ref), _root_stream(nodes, b_ref),
+                            start, stop, stats)
+        return
+    h = _height(nodes, a_ref)
+    if h != _height(nodes, b_ref):
+        yield from _streams(nodes, _root_stream(nodes, a_ref), _root_stream(nodes, b_ref),
+                            start, stop, stats)
+        return
+    yield from _aligned(nodes, nodes.load(a_ref.page, a_ref.checksum),
+                        nodes.load(b_ref.page, b_ref.checksum), h, start, stop, stats)
+
+
+def _aligned(nodes, na, nb, height, start, stop, stats):
+    """Walk two trees of the same height together while their nodes line up (the same
+    separator keys: always so after overwrites). For a pair of branches only the children
+    whose checksums differ are opened; for a pair of leaves only the values that differ
+    are looked at. A pair that does not line up (keys added or removed) goes to the
+    general merge of two streams. Pairs wait on a stack, in reverse key order."""
+    load, get = nodes.load, nodes.get
     value = _reader(nodes)
-
-    def outside(lo, hi) -> bool:
-        return (stop is not None and lo >= stop) or (start is not None and hi is not None
-                                                     and hi <= start)
-
-    def push(stack, node, low, high, height, only=None):
-        """Push node's children (or entries) in reverse key order; ``only``: the indexes
-        of the children to push (the others are known equal on both sides)."""
-        if type(node) is Branch:
-            keys, n = node.keys, len(node.keys)
-            for i in (range(n - 1, -1, -1) if only is None else reversed(only)):
+    stats.pages_visited += 2
+    todo = [(na, nb, b"", None, height)]
+    pop, push = todo.pop, todo.append
+    while todo:
+        na, nb, low, high, height = pop()
+        keys = na.keys
+        if keys != nb.keys:
+            if height:
+                a, b = [], []
+                _push(a, na, low, high, height, start, stop)
+                _push(b, nb, low, high, height, start, stop)
+                yield from _streams(nodes, a, b, start, stop, stats)
+            else:
+                yield from _leaves(na, nb, start, stop, value)
+            continue
+        if height:
+            sa, sb = na.sums, nb.sums
+            ka, kb = na.kids, nb.kids
+            n = len(keys)
+            height -= 1
+            x = ((na.sig if na.sig is not None else branch_sig(na))
+                 ^ (nb.sig if nb.sig is not None else branch_sig(nb)))
+            while x:  # a differing child per nonzero 64 bits, highest first (pushed first)
+                i = (x.bit_length() - 1) >> 6
+                x &= (1 << (i << 6)) - 1
                 lo = keys[i] if i else low
                 hi = keys[i + 1] if i + 1 < n else high
-                if not outside(lo, hi):
-                    stack.append((SUB, lo, hi, node.kids[i], node.sums[i], height - 1))
+                if (stop is not None and lo >= stop) or (start is not None and hi is not None
+                                                         and hi <= start):
+                    continue
+                stats.pages_visited += 2
+                s, t = sa[i], sb[i]
+                push((get(s) or load(ka[i], s), get(t) or load(kb[i], t), lo, hi, height))
+            continue
+        x = (na.sig if na.sig is not None else leaf_sig(na)) ^ (
+            nb.sig if nb.sig is not None else leaf_sig(nb))
+        differ = []
+        while x:                  # the entries whose values differ, highest first
+            i = (x.bit_length() - 1) >> 6
+            x &= (1 << (i << 6)) - 1
+            differ.append(i)
+        va, vb = na.vals, nb.vals
+        if not (na.big or nb.big) and ((start is None or low >= start) and (
+                stop is None or (high is not None and high <= stop))):
+            for i in reversed(differ):
+                yield Change(keys[i], va[i], vb[i])
         else:
-            for k, v in zip(reversed(node.keys), reversed(node.vals)):
-                if (start is None or k >= start) and (stop is None or k < stop):
-                    stack.append((ENT, k, v))
+            for i in reversed(differ):
+                k = keys[i]
+                if ((start is None or k >= start) and (stop is None or k < stop)
+                        and not _same(va[i], vb[i], value)):
+                    yield Change(k, value(va[i]), value(vb[i]))
+
+
+def _leaves(na, nb, start, stop, value):
+    """The changes between two leaves whose keys differ: a merge of two sorted lists."""
+    ka, va, kb, vb = na.keys, na.vals, nb.keys, nb.vals
+    i, j = 0, 0
+    m, n = len(ka), len(kb)
+    if start is not None:
+        i, j = bisect_left(ka, start), bisect_left(kb, start)
+    if stop is not None:
+        m, n = bisect_left(ka, stop, i), bisect_left(kb, stop, j)
+    out = []
+    while i < m and j < n:
+        x, y = ka[i], kb[j]
+        if x == y:
+            if va[i] != vb[j] and not _same(va[i], vb[j], value):
+                out.append(Change(x, value(va[i]), value(vb[j])))
+            i += 1
+            j += 1
+        elif x < y:
+            out.append(Change(x, value(va[i]), None))
+            i += 1
+        else:
+            out.append(Change(y, None, value(vb[j])))
+            j += 1
+    out += [Change(ka[x], value(va[x]), None) for x in range(i, m)]
+    out += [Change(kb[y], None, value(vb[y])) for y in range(j, n)]
+    return out
+
+
+def _push(stack, node, low, high, height, start, stop, only=None):
+    """Push node's children (or entries) in reverse key order; ``only``: the indexes
+    of the children to push (the others are known equal on both sides)."""
+    if type(node) is Branch:
+        keys, n = node.keys, len(node.keys)
+        for i in (range(n - 1, -1, -1) if only is None else reversed(only)):
+            lo = keys[i] if i else low
+            hi = keys[i + 1] if i + 1 < n else high
+            if not ((stop is not None and lo >= stop) or (start is not None and hi is not None
+                                                          and hi <= start)):
+                stack.append((SUB, lo, hi, node.kids[i], node.sums[i], height - 1))
+    else:
+        for k, v in zip(reversed(node.keys), reversed(node.vals)):
+            if (start is None or k >= start) and (stop is None or k < stop):
+                stack.append((ENT, k, v))
+
+
+def _streams(nodes, a, b, start, stop, stats):
+    """The general case: merge two streams (stacks, head at the end) of subtrees and
+    entries in key order, opening a subtree only when the other side cannot match it."""
+    value = _reader(nodes)
 
     def open_(stack):
         _, low, high, page, checksum, height = stack.pop()
         stats.pages_visited += 1
-        push(stack, nodes.load(page, checksum), low, high, height)
+        _push(stack, nodes.load(page, checksum), low, high, height, start, stop)
 
     def open_both():
         """Open the two head subtrees (same bounds and height, different content). When
-        their nodes have the same keys (always, after overwrites), only the children or
-        values that differ are looked at: the common case costs O(changes), not O(fanout)."""
+        their nodes have the same keys, only the children or values that differ are
+        looked at."""
         _, low, high, page, checksum, height = a.pop()
         na = nodes.load(page, checksum)
         _, _, _, page, checksum, _ = b.pop()
         nb = nodes.load(page, checksum)
         stats.pages_visited += 2
         if type(na) is not type(nb) or na.keys != nb.keys:
-            push(a, na, low, high, height)
-            push(b, nb, low, high, height)
+            _push(a, na, low, high, height, start, stop)
+            _push(b, nb, low, high, height, start, stop)
             return ()
         if type(na) is Branch:  # the positions that differ, found at C speed
             differ = list(compress(range(len(na.sums)), map(ne, na.sums, nb.sums)))
-            push(a, na, low, high, height, differ)
-            push(b, nb, low, high, height, differ)
+            _push(a, na, low, high, height, start, stop, differ)
+            _push(b, nb, low, high, height, start, stop, differ)
             return ()
         keys, va, vb = na.keys, na.vals, nb.vals
         return [Change(keys[i], value(va[i]), value(vb[i]))

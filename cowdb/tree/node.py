@@ -48,11 +48,13 @@ class Overflow:
 
 class Leaf:
     """``big`` is True when some value is not inline bytes (an Overflow, or bytes that will
-    go to one): readers and the writer check values one by one only then."""
-    __slots__ = ("keys", "vals", "size", "big")
+    go to one): readers and the writer check values one by one only then. ``sig`` (clean
+    leaves only, else None): see ``leaf_sig``."""
+    __slots__ = ("keys", "vals", "size", "big", "sig")
 
     def __init__(self, keys, vals, size, big=False):
         self.keys, self.vals, self.size, self.big = keys, vals, size, big
+        self.sig = None
 
     def copy(self):
         return Leaf(self.keys[:], self.vals[:], self.size, self.big)
@@ -62,11 +64,13 @@ class Leaf:
 
 
 class Branch:
-    __slots__ = ("keys", "kids", "counts", "sums", "txns", "size")
+    """``sig`` (clean branches only, else None): see ``branch_sig``."""
+    __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig")
 
     def __init__(self, keys, kids, counts, sums, txns, size):
         self.keys, self.kids, self.counts = keys, kids, counts
         self.sums, self.txns, self.size = sums, txns, size
+        self.sig = None
 
     def copy(self):
         return Branch(self.keys[:], self.kids[:], self.counts[:], self.sums[:], self.txns[:],
@@ -74,6 +78,29 @@ class Branch:
 
     def count(self):
         return sum(self.counts)
+
+
+def leaf_sig(leaf: Leaf) -> int:
+    """A clean leaf's values as one int, 64 bits per entry (entry i at bits 64i..64i+63):
+    the value's hash (an overflow value's: its checksum's). Two leaves with the same keys
+    differ at most at the entries whose bits differ, so a diff finds them with one XOR
+    instead of comparing every value (which touches every value object, wherever in
+    memory it lives). Made when the writer writes the leaf (its values are at hand then),
+    else on the first diff that needs it, and kept: a clean node never changes."""
+    vals = leaf.vals
+    if leaf.big:
+        vals = [v if type(v) is bytes else v.checksum for v in vals]
+    sig = leaf.sig = int.from_bytes(pack(f"<{len(vals)}q", *map(hash, vals)), "little")
+    return sig
+
+
+def branch_sig(branch: Branch) -> int:
+    """A clean branch's child checksums as one int, 64 bits per child (child i at bits
+    64i..64i+63): two branches with the same keys have different children exactly where
+    their bits differ (see ``leaf_sig``)."""
+    sums = branch.sums
+    sig = branch.sig = int.from_bytes(pack(f"<{len(sums)}Q", *sums), "little")
+    return sig
 
 
 def branch_size(keys) -> int:
