@@ -125,9 +125,17 @@ read_shape(PyObject *node, Shape *s)
         PyErr_SetString(PyExc_TypeError, "not a CHAMP node");
         return -1;
     }
-    /* The two bitmaps are separate objects, each likely a cache miss:
-     * start loading the second before waiting for the first. */
-    PREFETCH(PyList_GET_ITEM(node, 1));
+    /* The item array of a big node spans several cache lines (bitmaps at
+     * the start, children at the end), and the two bitmaps are separate
+     * objects: start loading all of them before waiting for the first. */
+    {
+        PyObject **items = ((PyListObject *)node)->ob_item;
+        Py_ssize_t i, n = PyList_GET_SIZE(node);
+        for (i = 8; i < n; i += 8)
+            PREFETCH(items + i);
+        PREFETCH(items + n - 1);
+        PREFETCH(items[1]);
+    }
     if (read_bitmap(PyList_GET_ITEM(node, 0), &s->dm) < 0
         || read_bitmap(PyList_GET_ITEM(node, 1), &s->nm) < 0)
         return -1;
@@ -196,6 +204,20 @@ static inline int
 is_owned(PyObject *node, PyObject *owner)
 {
     return owner != Py_None && PyList_GET_ITEM(node, 2) == owner;
+}
+
+/* A node on an update's path that will be copied: the copy increments the
+ * reference count of every item, each a separate object and likely a cache
+ * miss.  Start loading them now, on the way down, so that those misses
+ * overlap the descent's instead of following it. */
+static inline void
+prefetch_items(PyObject *node, Py_ssize_t n, PyObject *owner)
+{
+    Py_ssize_t i;
+    if (is_owned(node, owner))
+        return;
+    for (i = 3; i < n; i++)
+        PREFETCH(PyList_GET_ITEM(node, i));
 }
 
 static int
@@ -399,6 +421,7 @@ lookup_node(PyObject *node, PyObject *key, uint64_t h, PyObject **out)
         bit = 1u << (h & MASK);
         if (s.dm & bit) {
             i = 3 + 2 * POPCOUNT(s.dm & (bit - 1));
+            PREFETCH(PyList_GET_ITEM(node, i + 1));   /* the value, during the compare */
             if (PyList_GET_ITEM(node, i) == key) {
                 *out = Py_NewRef(PyList_GET_ITEM(node, i + 1));
                 return 1;
@@ -530,6 +553,7 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
         return assoc_collision(node, key, val, owner, old);
     if (read_shape(node, &s) < 0)
         return NULL;
+    prefetch_items(node, s.n, owner);
     bit = 1u << ((h >> shift) & MASK);
     below = bit - 1;
     if (s.dm & bit) {
@@ -672,6 +696,7 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
 
     if (read_shape(node, &s) < 0)
         return NULL;
+    prefetch_items(node, s.n, owner);
     if (shift >= 64) {
         for (i = 3; i < s.n; i += 2) {
             k = Py_NewRef(PyList_GET_ITEM(node, i));
@@ -1116,6 +1141,9 @@ enum { ITER_KEYS, ITER_VALUES, ITER_ITEMS };
 
 typedef struct {
     PyObject *node;     /* held */
+    PyObject *dmo;      /* its bitmap objects when entered, held so that */
+    PyObject *nmo;      /* an identical object means an identical value */
+    uint32_t dm, nm;
     Py_ssize_t n;       /* its length when entered */
     Py_ssize_t i;       /* next pair's key index */
     Py_ssize_t split;   /* where its pairs end */
@@ -1145,6 +1173,10 @@ iter_push(IterObject *it, PyObject *node)
         return -1;
     f = &it->stack[it->depth++];
     f->node = Py_NewRef(node);
+    f->dmo = Py_NewRef(PyList_GET_ITEM(node, 0));
+    f->nmo = Py_NewRef(PyList_GET_ITEM(node, 1));
+    f->dm = s.dm;
+    f->nm = s.nm;
     f->n = s.n;
     f->i = 3;
     f->split = s.n - POPCOUNT(s.nm);
@@ -1176,6 +1208,36 @@ make_iter(PyObject *root, int kind)
     return (PyObject *)it;
 }
 
+static void
+frame_clear(Frame *f)
+{
+    Py_DECREF(f->node);
+    Py_DECREF(f->dmo);
+    Py_DECREF(f->nmo);
+}
+
+/* Whether the node of ``f`` still has the shape it had when entered (an
+ * in-place edit by a live mutation may have changed it): -1 with
+ * RuntimeError if not. */
+static int
+frame_check(Frame *f)
+{
+    Shape s;
+    PyObject *node = f->node;
+    if (PyList_GET_SIZE(node) == f->n && PyList_GET_ITEM(node, 0) == f->dmo
+        && PyList_GET_ITEM(node, 1) == f->nmo)
+        return 0;
+    if (PyList_GET_SIZE(node) < 3 || read_shape(node, &s) < 0 || s.n != f->n
+        || s.dm != f->dm || s.nm != f->nm) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_RuntimeError, "a CHAMP node changed during iteration");
+        return -1;
+    }
+    Py_SETREF(f->dmo, Py_NewRef(PyList_GET_ITEM(node, 0)));   /* equal values */
+    Py_SETREF(f->nmo, Py_NewRef(PyList_GET_ITEM(node, 1)));
+    return 0;
+}
+
 static PyObject *
 iter_next(IterObject *it)
 {
@@ -1183,10 +1245,8 @@ iter_next(IterObject *it)
     PyObject *k, *v, *item, *child;
     while (it->depth > 0) {
         f = &it->stack[it->depth - 1];
-        if (PyList_GET_SIZE(f->node) != f->n) {
-            PyErr_SetString(PyExc_RuntimeError, "a CHAMP node changed during iteration");
+        if (frame_check(f) < 0)
             return NULL;
-        }
         if (f->i < f->split) {
             k = PyList_GET_ITEM(f->node, f->i);
             v = PyList_GET_ITEM(f->node, f->i + 1);
@@ -1219,7 +1279,7 @@ iter_next(IterObject *it)
             continue;
         }
         it->depth--;
-        Py_DECREF(f->node);
+        frame_clear(f);
     }
     return NULL;
 }
@@ -1228,8 +1288,11 @@ static int
 iter_traverse(IterObject *it, visitproc visit, void *arg)
 {
     int d;
-    for (d = 0; d < it->depth; d++)
+    for (d = 0; d < it->depth; d++) {
         Py_VISIT(it->stack[d].node);
+        Py_VISIT(it->stack[d].dmo);
+        Py_VISIT(it->stack[d].nmo);
+    }
     Py_VISIT(it->item);
     return 0;
 }
@@ -1239,7 +1302,7 @@ iter_dealloc(IterObject *it)
 {
     PyObject_GC_UnTrack(it);
     while (it->depth > 0)
-        Py_DECREF(it->stack[--it->depth].node);
+        frame_clear(&it->stack[--it->depth]);
     Py_XDECREF(it->item);
     PyObject_GC_Del(it);
 }
@@ -1615,7 +1678,7 @@ static PyObject *
 mutation_token(MapObject *m)
 {
     PyObject *name;
-    if (m->owner != Py_None)
+    if (m->owner != Py_None && m->owner != NULL)   /* NULL: del mm._owner */
         return m->owner;
     name = PyObject_GetAttrString((PyObject *)Py_TYPE(m), "__name__");
     if (name != NULL) {

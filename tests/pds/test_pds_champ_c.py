@@ -74,15 +74,17 @@ def test_env_var_selects_the_implementation():
     code = (
         "from cowdb.pds import _champ, pmap, pset\n"
         "print(_champ.implementation(), pmap.assoc is _champ.assoc is pset.assoc,"
-        " pmap.lookup is _champ.py_lookup)"
+        " pmap.lookup is _champ.py_lookup, pmap.PMap.__mro__[1].__name__,"
+        " pmap.PMapMutation.__mro__[1].__name__)"
     )
     env = dict(os.environ, COWDB_PURE_PYTHON="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["python", "True", "True"]
+    assert out.stdout.split() == ["python", "True", "True", "_PyMap", "_PyMutation"]
     env.pop("COWDB_PURE_PYTHON")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     built = _champ_c is not None
-    assert out.stdout.split() == ["c" if built else "python", "True", str(not built)]
+    assert out.stdout.split() == ["c" if built else "python", "True", str(not built)] + (
+        ["MapBase", "MutationBase"] if built else ["_PyMap", "_PyMutation"])
 
 
 @pytest.mark.parametrize("impl", sorted(IMPLS))
@@ -258,6 +260,20 @@ TestMixedPSet.settings = settings(max_examples=25, stateful_step_count=30, deadl
 
 
 # User code in __eq__ and __hash__.
+
+class Interrupt(BaseException):
+    pass
+
+
+class Value:
+    def __init__(self, raises=None):
+        self.raises = raises
+
+    def __hash__(self):
+        if self.raises is not None:
+            raise self.raises("hash")
+        return 7
+
 
 class Boom(Exception):
     pass
@@ -442,3 +458,147 @@ def test_not_a_node_raises_instead_of_crashing():
         c.lookup([0, 0, None], 1, -1, None)
     with pytest.raises(TypeError):
         c.assoc([0, 0, None], 1, 1, 1, None, 0)
+
+
+# The C bases of PMap and PMapMutation (MapBase, MutationBase), the C
+# iterators and the C hash accumulator.
+
+HOT_MAP_METHODS = {"__len__", "__getitem__", "get", "__contains__", "__iter__", "set", "delete"}
+HOT_MUTATION_METHODS = {"__len__", "__getitem__", "get", "__contains__", "__setitem__", "set", "__delitem__", "pop"}
+
+
+@both_ways
+def test_select_switches_the_methods_of_pmap():
+    """PMap's base is C for good; select("python") puts the reference
+    methods of pmap._PyMap on the class, select("c") takes them off."""
+    assert PMap.__mro__[1] is _champ_c.MapBase and pmap.PMapMutation.__mro__[1] is _champ_c.MutationBase
+    with using("py"):
+        for cls, ref, names in ((PMap, pmap._PyMap, HOT_MAP_METHODS),
+                                (pmap.PMapMutation, pmap._PyMutation, HOT_MUTATION_METHODS)):
+            for name in names:
+                assert vars(cls)[name] is getattr(ref, name)
+    with using("c"):
+        assert not (HOT_MAP_METHODS & set(vars(PMap))) and not (HOT_MUTATION_METHODS & set(vars(pmap.PMapMutation)))
+        assert PMap.get is _champ_c.MapBase.get
+
+
+def _deep_trie():
+    """Every kind of node: inline pairs, children, deep chains, collisions."""
+    pairs = {Key(h, n): (h, n) for h in [0, 1, 1 << 35, (1 << 35) | 1, 7 << 60, -1, 2**63 - 1] for n in "abc"}
+    pairs.update((i, -i) for i in range(2000))
+    return pairs
+
+
+@both_ways
+def test_c_iterators_walk_like_the_python_ones():
+    pairs = _deep_trie()
+    for build in ("c", "py"):
+        with using(build):
+            root = PMap(pairs)._root
+        for name in ("iter_keys", "iter_values", "iter_items"):
+            c_fn, py_fn = getattr(_champ_c, name), getattr(_champ, "py_" + name)
+            assert list(c_fn(root)) == list(py_fn(root))
+        assert dict(_champ_c.iter_items(root)) == pairs
+    assert list(_champ_c.iter_items([0, 0, None])) == []
+
+
+@both_ways
+def test_c_iterator_of_a_node_edited_during_iteration():
+    """A live mutation's node that changes size under an iterator: the
+    iterator raises RuntimeError instead of reading stale positions."""
+    mm = PMap((i, i) for i in range(40)).mutate()
+    mm[100] = 100  # the mutation owns its root: edits it in place
+    it = _champ_c.iter_items(mm._root)
+    next(it)
+    del mm[100]
+    mm[200] = 200
+    del mm[0]
+    with pytest.raises(RuntimeError, match="changed during iteration"):
+        list(it)
+
+
+@both_ways
+def test_c_iterators_refuse_what_is_not_a_trie():
+    for bad in ([], [0, 0], [1, 0, None], [0, 1, None, "not a node"], [0, 1, None, [2**40, 0, None]], 5):
+        with pytest.raises((TypeError, ValueError)):
+            list(_champ_c.iter_keys(bad))
+    too_deep = [0, 0, None]
+    for _ in range(20):
+        too_deep = [0, 1, None, too_deep]
+    with pytest.raises(ValueError, match="deeper"):
+        list(_champ_c.iter_items(too_deep))
+
+
+@both_ways
+def test_c_hash_accumulator_matches_python():
+    """Pairs are hashed from the key's hash without building the tuple; the
+    formula is the interpreter's tuple hash (checked at import)."""
+    assert _champ_c.PAIR_HASH_FROM_TUPLE == 0
+    rnd = random.Random(3)
+    keys = [rnd.randrange(-(2**70), 2**70) for _ in range(300)] + [-1, -2, 0, "s", None, (1, "x"), 2.5, Collide(-1, 0)]
+    values = [rnd.choice([None, -1, 0, 1.5, "v", (), (None,), 2**64, -(2**63)]) for _ in keys]
+    pairs = dict(zip(keys, values))
+    assert _champ_c.accumulate(pairs.items()) == _champ.py_accumulate(pairs.items())
+    with pytest.raises(TypeError):
+        _champ_c.accumulate([[1]])
+    m = PMap()
+    for k, v in pairs.items():
+        m = m.set(k, v)
+    assert hash(m) == hash(frozenset(pairs.items())) == hash(PMap(pairs))
+    for k in keys[::2]:
+        m = m.delete(k)
+        del pairs[k]
+    assert hash(m) == hash(frozenset(pairs.items()))
+
+
+@both_ways
+def test_c_base_fields_are_checked():
+    m = PMap(a=1)
+    with pytest.raises(OverflowError):
+        m._hacc = -1
+    with pytest.raises(AttributeError):
+        del m._root
+    with pytest.raises(TypeError):
+        _champ_c.make(dict, [0, 0, None], 0, 0)
+    m2 = _champ_c.make(PMap, m._root, 1, None)
+    assert type(m2) is PMap and m2._hacc is None and hash(m2) == hash(m) and m2._hacc == m._hacc
+    m2._root = [0, 0, None, 1]  # a broken node: errors, never a crash
+    for op in (lambda: m2.get(1), lambda: m2.set(1, 2), lambda: m2.delete(1), lambda: list(m2)):
+        with pytest.raises((TypeError, ValueError)):
+            op()
+    assert type(_champ_c.MapBase()) is _champ_c.MapBase and len(_champ_c.MapBase()) == 0
+
+
+@both_ways
+def test_c_base_balances_references():
+    """The C methods' own paths: iteration (with the reused item tuple),
+    values whose hash fails, pop with a default, the finished check."""
+    keys = [Key(i % 40 + (i // 40) * (1 << 40), str(i)) for i in range(200)] + list(range(10**6, 10**6 + 50))
+    vals = [object() for _ in keys]
+    unhashable, dflt = [], object()
+    stop = Value(Interrupt)
+    with using("c"):
+        m = PMap(zip(keys, vals))
+        objs = keys + vals + [unhashable, dflt, stop]
+        before = [sys.getrefcount(x) for x in objs]
+        for _ in range(10):
+            for k, v in m.items():
+                assert m[k] is v
+            assert list(m.values()) == [m[k] for k in m]
+            m2 = m.set(keys[0], unhashable).delete(keys[1])
+            assert m2._hacc is None and m2.get(keys[2], dflt) is vals[2]
+            with pytest.raises(Interrupt):
+                m.set(keys[3], stop)
+            mm = m2.mutate()
+            assert mm.pop(-5, dflt) is dflt and mm.pop(keys[0]) is unhashable
+            mm.finish()
+            mm = m.mutate()  # its hash is known: the value gets hashed
+            with pytest.raises(Interrupt):
+                mm[keys[4]] = stop
+            mm[keys[4]] = vals[4]
+            mm.finish()
+            with pytest.raises(ValueError):
+                mm[keys[5]] = vals[5]
+            del m2, mm, k, v
+        after = [sys.getrefcount(x) for x in objs]
+    assert after == before

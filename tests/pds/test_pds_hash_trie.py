@@ -290,3 +290,172 @@ def test_pickle_views_and_typing():
             assert first == "a"
         case _:
             raise AssertionError("PMap did not match a mapping pattern")
+
+
+# The hot methods (get, [], in, len, iteration, set, delete, and the
+# mutation's []=, set, del, pop) live in PMap's base: C (_champ_c.MapBase)
+# or Python (pmap._PyMap), as the import chose.  These run on either.
+
+class Interrupt(BaseException):
+    """Not an Exception: must propagate out of the hash accumulator."""
+
+
+class Value:
+    """A value whose __hash__ can be made to raise."""
+
+    def __init__(self, raises=None):
+        self.raises = raises
+
+    def __hash__(self):
+        if self.raises is not None:
+            raise self.raises("hash")
+        return 7
+
+
+def test_missing_keys_raise_key_error_holding_the_key():
+    m = PMap({(1, 2): "t", 3: 4})
+    mm = m.mutate()
+    for op in (lambda: m[(5, 6)], lambda: m.delete((5, 6)), lambda: mm[(5, 6)], lambda: mm.pop((5, 6))):
+        try:
+            op()
+        except KeyError as e:
+            assert e.args == ((5, 6),)
+        else:
+            raise AssertionError("no KeyError")
+    try:
+        del mm[(5, 6)]
+    except KeyError as e:
+        assert e.args == ((5, 6),)
+    assert m.get((5, 6)) is None and m.get((5, 6), "d") == "d" and mm.get((5, 6), 0) == 0
+    assert mm.pop((5, 6), None) is None and mm.pop((1, 2)) == "t" and mm.finish() == {3: 4}
+    assert (1, 2) in m and (5, 6) not in m and len(m) == 2 and m[(1, 2)] == "t"
+
+
+def test_unhashable_keys_raise_type_error_and_change_nothing():
+    m = PMap(a=1)
+    mm = m.mutate()
+    for op in (lambda: m.get([]), lambda: m.set([], 1), lambda: m.delete([]), lambda: [] in m,
+               lambda: mm.set([], 1), lambda: mm.pop([], 0)):
+        try:
+            op()
+        except TypeError:
+            pass
+        else:
+            raise AssertionError("an unhashable key did not raise TypeError")
+    assert mm.finish() == m == {"a": 1}
+
+
+def test_finished_mutation_checks_the_key_first():
+    """As in the Python reference: hash(key) is computed before the token is
+    checked, so an unhashable key on a finished mutation is a TypeError."""
+    mm = PMap().mutate()
+    mm.finish()
+    for op, exc in ((lambda: mm.set([], 1), TypeError), (lambda: mm.set(1, 1), ValueError),
+                    (lambda: mm.pop(1, None), ValueError)):
+        try:
+            op()
+        except exc as e:
+            assert exc is TypeError or str(e) == "this PMapMutation has been finished; start another with mutate()"
+        else:
+            raise AssertionError(f"no {exc.__name__}")
+
+
+def test_unhashable_values_make_the_hash_unknown_not_the_update_fail():
+    m = PMap(a=1, b=2).set("c", [1])
+    assert m._hacc is None and m["c"] == [1]
+    try:
+        hash(m)
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("hash() of a map holding a list did not raise")
+    m2 = m.set("c", 3)
+    assert hash(m2) == hash(frozenset({"a": 1, "b": 2, "c": 3}.items()))
+    with m.mutate() as mm:
+        mm["d"] = {}
+        del mm["d"]
+        mm["c"] = 4
+    assert hash(mm.finish()) == hash(frozenset({"a": 1, "b": 2, "c": 4}.items()))
+    assert m.delete("c") == {"a": 1, "b": 2} and hash(m.delete("c")) == hash(PMap(a=1, b=2))
+
+
+def test_a_value_hash_that_raises_exception_or_base_exception():
+    """An Exception from a value's __hash__ makes the hash unknown; anything
+    else propagates: the persistent update then makes no map, the mutation
+    keeps its edit (with the hash unknown)."""
+    m = PMap((i, i) for i in range(100))
+    bad = Value(ValueError)
+    assert m.set(1, bad)[1] is bad and m.set(1, bad)._hacc is None
+    stop = Value(Interrupt)
+    for op in (lambda: m.set(1, stop), lambda: m.set(1000, stop)):
+        try:
+            op()
+        except Interrupt:
+            pass
+        else:
+            raise AssertionError("the BaseException was swallowed")
+    assert m == {i: i for i in range(100)} and hash(m) == hash(frozenset((i, i) for i in range(100)))
+    mm = m.mutate()
+    try:
+        mm[1] = stop
+    except Interrupt:
+        pass
+    assert mm[1] is stop and mm._hacc is None
+    stop.raises = None
+    mm[1] = 1
+    result = mm.finish()
+    assert result == m and hash(result) == hash(m)
+
+
+def test_iteration_gives_distinct_item_tuples_and_matching_views():
+    m = PMap((i, -i) for i in range(3000)).set(Collide(5, "a"), 1).set(Collide(5, "b"), 2)
+    items = list(m.items())
+    assert len({id(t) for t in items}) == len(items) == len(m)
+    assert dict(items) == dict(zip(m.keys(), m.values())) == dict(zip(iter(m), m.values()))
+    assert list(m) == list(m.keys()) == [k for k, _ in items]
+    for k, v in m.items():  # the loop drops each tuple: it may be reused
+        assert m[k] is v
+    assert list(PMap().items()) == [] and list(PMap()) == []
+
+
+def test_subclasses_weakrefs_and_cycles():
+    import gc
+    import weakref
+
+    class Sub(PMap):
+        pass
+
+    s = Sub(a=1)
+    assert type(s.set("b", 2)) is Sub and type(s.delete("a")) is Sub
+    assert repr(s) == "Sub({'a': 1})"
+    box = []
+    m = PMap(x=box)
+    box.append(m)
+    ref = weakref.ref(m)
+    del m, box
+    gc.collect()
+    assert ref() is None
+
+
+def test_old_versions_never_change_under_any_update():
+    keys = [Collide(h, n) for h in (0, 1, 1 << 35, 7 << 60) for n in range(3)] + list(range(50))
+    versions = [(PMap(), {})]
+    m, model = PMap(), {}
+    for step, k in enumerate(keys * 3):
+        if step % 3 == 2 and k in model:
+            m = m.delete(k)
+            del model[k]
+        else:
+            m = m.set(k, step)
+            model[k] = step
+        versions.append((m, dict(model)))
+        if step % 17 == 0:
+            with m.mutate() as mm:
+                for j in keys[:10]:
+                    mm[j] = -step
+                mm.pop(keys[20], None)
+            versions.append((mm.finish(), {**model, **dict.fromkeys(keys[:10], -step)}))
+            versions[-1][1].pop(keys[20], None)
+    for v, want in versions:
+        assert dict(v.items()) == want and len(v) == len(want) and all(v[k] == x for k, x in want.items())
+        assert hash(v) == hash(frozenset(want.items()))
