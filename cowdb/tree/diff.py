@@ -1,20 +1,28 @@
 """Structural diff of two trees: time proportional to the difference.
 
-Each tree is read as a stream, in key order, of subtrees and entries. Two
-subtrees at the head of both streams with the same checksum hold the same
-content (the checksum covers their whole subtree: a Merkle tree), so both
-are skipped unread. Otherwise the one that starts first, or the taller one,
-is opened into its children. For two versions d keys apart this visits
-O(d x depth) pages; ``DiffStats.pages_visited`` counts them so tests can
-check the bound.
+Two subtrees with the same checksum hold the same content (the checksum
+covers their whole subtree: a Merkle tree), so the diff skips them unread.
+For two versions d keys apart it visits O(d x depth) pages;
+``DiffStats.pages_visited`` counts them so tests can check the bound.
+
+The common case is two trees whose nodes line up (the same separator keys,
+as after overwrites): ``_aligned`` walks them as pairs of nodes. Which
+children of two branches differ, or which values of two leaves, is found by
+one XOR of the nodes' signatures (``node.sig``: 64 bits per entry, see
+``leaf_sig``), not by comparing entry by entry: comparing the value lists
+reads every value object, wherever in memory it lives, and that was most of
+the cost (a 1,000-change diff at 1M keys opens ~1,000 leaf pairs of ~30
+entries and ~380 branch pairs of ~80). Pairs that do not line up (keys were
+added or removed) fall back to ``_streams``: each tree read as a stream, in
+key order, of subtrees and entries, opening a subtree only when the other
+stream cannot match it; it hands pairs that line up again back to
+``_aligned``.
 
 Stream elements: (SUB, low, high, page, checksum, height) or (ENT, key, value).
 ``low``/``high`` bound the keys a subtree can hold (None: unbounded above).
 """
 from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import compress
-from operator import ne
 
 from .btree import read_overflow
 from .node import Branch, branch_sig, leaf_sig
@@ -58,24 +66,28 @@ def changes(nodes, a_ref, b_ref, start=None, stop=None, stats: DiffStats | None 
                             start, stop, stats)
         return
     h = _height(nodes, a_ref)
-    if h != _height(nodes, b_ref):
+    if h != _height(nodes, b_ref):  # the streams open the taller root, then pairs line up
         yield from _streams(nodes, _root_stream(nodes, a_ref), _root_stream(nodes, b_ref),
                             start, stop, stats)
         return
+    stats.pages_visited += 2
     yield from _aligned(nodes, nodes.load(a_ref.page, a_ref.checksum),
-                        nodes.load(b_ref.page, b_ref.checksum), h, start, stop, stats)
+                        nodes.load(b_ref.page, b_ref.checksum), b"", None, h, start, stop,
+                        stats)
 
 
-def _aligned(nodes, na, nb, height, start, stop, stats):
-    """Walk two trees of the same height together while their nodes line up (the same
-    separator keys: always so after overwrites). For a pair of branches only the children
-    whose checksums differ are opened; for a pair of leaves only the values that differ
-    are looked at. A pair that does not line up (keys added or removed) goes to the
-    general merge of two streams. Pairs wait on a stack, in reverse key order."""
+def _aligned(nodes, na, nb, low, high, height, start, stop, stats):
+    """The changes between two nodes of the same height and key range (already counted
+    as visited), walked pair by pair while their nodes line up (the same separator keys:
+    always so after overwrites). For a pair of branches only the children whose checksums
+    differ are opened, for a pair of leaves only the values that differ are looked at,
+    both found by one XOR of the nodes' signatures (node.sig). A pair of branches that
+    does not line up (keys were added or removed) goes to the general merge of two
+    streams, a pair of leaves to a merge of their entries. Pairs wait on a stack, in
+    reverse key order."""
     load, get = nodes.load, nodes.get
     value = _reader(nodes)
-    stats.pages_visited += 2
-    todo = [(na, nb, b"", None, height)]
+    todo = [(na, nb, low, high, height)]
     pop, push = todo.pop, todo.append
     while todo:
         na, nb, low, high, height = pop()
@@ -156,12 +168,11 @@ def _leaves(na, nb, start, stop, value):
     return out
 
 
-def _push(stack, node, low, high, height, start, stop, only=None):
-    """Push node's children (or entries) in reverse key order; ``only``: the indexes
-    of the children to push (the others are known equal on both sides)."""
+def _push(stack, node, low, high, height, start, stop):
+    """Push node's children (or entries) in reverse key order."""
     if type(node) is Branch:
         keys, n = node.keys, len(node.keys)
-        for i in (range(n - 1, -1, -1) if only is None else reversed(only)):
+        for i in range(n - 1, -1, -1):
             lo = keys[i] if i else low
             hi = keys[i + 1] if i + 1 < n else high
             if not ((stop is not None and lo >= stop) or (start is not None and hi is not None
@@ -184,28 +195,17 @@ def _streams(nodes, a, b, start, stop, stats):
         _push(stack, nodes.load(page, checksum), low, high, height, start, stop)
 
     def open_both():
-        """Open the two head subtrees (same bounds and height, different content). When
-        their nodes have the same keys, only the children or values that differ are
-        looked at."""
+        """Open the two head subtrees (same bounds and height, different content)."""
         _, low, high, page, checksum, height = a.pop()
         na = nodes.load(page, checksum)
         _, _, _, page, checksum, _ = b.pop()
         nb = nodes.load(page, checksum)
         stats.pages_visited += 2
-        if type(na) is not type(nb) or na.keys != nb.keys:
-            _push(a, na, low, high, height, start, stop)
-            _push(b, nb, low, high, height, start, stop)
-            return ()
-        if type(na) is Branch:  # the positions that differ, found at C speed
-            differ = list(compress(range(len(na.sums)), map(ne, na.sums, nb.sums)))
-            _push(a, na, low, high, height, start, stop, differ)
-            _push(b, nb, low, high, height, start, stop, differ)
-            return ()
-        keys, va, vb = na.keys, na.vals, nb.vals
-        return [Change(keys[i], value(va[i]), value(vb[i]))
-                for i in compress(range(len(keys)), map(ne, va, vb))
-                if (start is None or keys[i] >= start) and (stop is None or keys[i] < stop)
-                and not _same(va[i], vb[i], value)]
+        if na.keys == nb.keys:  # they line up: the pair walk looks only at what differs
+            return _aligned(nodes, na, nb, low, high, height, start, stop, stats)
+        _push(a, na, low, high, height, start, stop)
+        _push(b, nb, low, high, height, start, stop)
+        return ()
 
     while a or b:
         if not b:

@@ -1,0 +1,177 @@
+"""The structural diff's paths, each against a dict comparison: node pairs that line up
+(overwrites), leaves whose keys differ (inserts and deletes, also at leaf boundaries),
+trees of different heights, overflow values, key ranges; with the node signatures made
+by the writer (in-process) and made on first use (nodes decoded after a reopen)."""
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given, settings
+
+import cowdb
+from cowdb.tree.node import Branch, Leaf, branch_sig, decode, leaf_sig
+
+KEYS = [b"k%04d" % i for i in range(400)]
+VALUES = [b"", b"a", b"b", b"x" * 100, b"y" * 100, b"z" * 300, b"w" * 300]  # 300: overflow
+
+
+def model_diff(a: dict, b: dict, start=None, stop=None):
+    out = []
+    for k in sorted(a.keys() | b.keys()):
+        if (start is not None and k < start) or (stop is not None and k >= stop):
+            continue
+        if a.get(k) != b.get(k):
+            out.append((k, a.get(k), b.get(k)))
+    return out
+
+
+def bound():
+    return st.one_of(st.none(), st.sampled_from(KEYS), st.sampled_from([b"k", b"k02", b"k1"]))
+
+
+edits = st.dictionaries(st.sampled_from(KEYS), st.one_of(st.none(), st.sampled_from(VALUES)),
+                        max_size=120)
+
+
+@settings(max_examples=60, deadline=None)
+@given(base=st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=400),
+       edit=edits, start=bound(), stop=bound(), reopen=st.booleans())
+def test_diff_matches_model(tmp_path_factory, base, edit, start, stop, reopen):
+    path = str(tmp_path_factory.mktemp("diff") / "db.cow")
+    db = cowdb.open(path, page_size=1024)
+    with db.write() as tx:
+        tx.update(base)
+    after = dict(base)
+    with db.write() as tx:
+        for k, v in edit.items():
+            if v is None:
+                tx.pop(k, None)
+                after.pop(k, None)
+            else:
+                tx[k] = v
+                after[k] = v
+    if reopen:  # decoded nodes: their signatures are made by the diff
+        db.close()
+        db = cowdb.open(path)
+    for a, b, ma, mb in ((1, 2, base, after), (2, 1, after, base), (0, 2, {}, after)):
+        got = [tuple(c) for c in db.diff(a, b, start=start, stop=stop)]
+        assert got == model_diff(ma, mb, start, stop)
+    db.close()
+
+
+def loaded(n=5000, **kw):
+    db = cowdb.open(page_size=1024, **kw)
+    with db.write() as tx:
+        tx.update({b"key%06d" % i: b"v%05d" % i * 10 for i in range(n)})
+    return db
+
+
+def leaf_bounds(db, version):
+    """The first key of every leaf of a version's tree."""
+    nodes, snap = db._nodes, db.at(version)
+    ref = snap._live().ref
+    firsts, todo = [], [nodes.load(ref.page, ref.checksum)]
+    while todo:
+        node = todo.pop()
+        if type(node) is Branch:
+            todo += [nodes.load(k, s) for k, s in zip(reversed(node.kids), reversed(node.sums))]
+        else:
+            firsts.append(node.keys[0])
+    snap.close()
+    return firsts
+
+
+def test_deletes_and_inserts_at_leaf_boundaries():
+    db = loaded()
+    firsts = leaf_bounds(db, 1)
+    assert len(firsts) > 50
+    model = {b"key%06d" % i: b"v%05d" % i * 10 for i in range(5000)}
+    before = dict(model)
+    with db.write() as tx:
+        for k in firsts[1::3]:          # the first key of a leaf: its separator stays
+            del tx[k]
+            del model[k]
+        for k in firsts[2::3]:          # just before a leaf's first key
+            tx[k[:-1] + b"/"] = b"new"  # b"/" < b"0"
+            model[k[:-1] + b"/"] = b"new"
+        for k in firsts[3::3]:          # the last key of the leaf before
+            i = int(k[3:]) - 1
+            tx[b"key%06d" % i] = b"changed"
+            model[b"key%06d" % i] = b"changed"
+    d = db.diff(1, 2)
+    assert [tuple(c) for c in d] == model_diff(before, model)
+    changed = len(model_diff(before, model))
+    assert d.pages_visited <= 2 * changed * 4 + 2, d.pages_visited
+
+
+def test_overwrites_visit_only_their_paths_and_ranges_cut_them():
+    db = loaded()
+    with db.write() as tx:
+        for i in range(0, 5000, 250):
+            tx[b"key%06d" % i] = b"changed"
+    d = db.diff(1, 2)
+    assert [c.key for c in d] == [b"key%06d" % i for i in range(0, 5000, 250)]
+    assert d.pages_visited <= 2 * 20 * 3 + 2, d.pages_visited
+    d = db.diff(1, 2, start=b"key001000", stop=b"key002000")
+    assert [c.key for c in d] == [b"key%06d" % i for i in range(1000, 2000, 250)]
+    assert d.pages_visited <= 2 * 4 * 3 + 2 * 3, d.pages_visited
+    assert [c.key for c in db.diff(1, 2, prefix=b"key0012")] == [b"key001250"]
+    assert list(db.diff(1, 2, prefix=b"key0013")) == []
+
+
+def test_rewriting_an_overflow_value_unchanged_is_no_change():
+    db = cowdb.open(page_size=1024)
+    big = b"B" * 1000
+    with db.write() as tx:
+        tx.update({b"a": b"1", b"b": big, b"c": b"3", b"d": b"x" * 300})
+    with db.write() as tx:
+        tx[b"b"] = big                  # a new overflow run, another checksum, same bytes
+        tx[b"d"] = b"y" * 300           # overflow -> overflow, other bytes
+        tx[b"a"] = b"A" * 400           # inline -> overflow
+        tx[b"c"] = b"C"
+    assert [tuple(c) for c in db.diff(1, 2)] == [
+        (b"a", b"1", b"A" * 400), (b"c", b"3", b"C"), (b"d", b"x" * 300, b"y" * 300)]
+    with db.write() as tx:
+        tx[b"a"] = b"1"                 # overflow -> inline
+    assert [tuple(c) for c in db.diff(2, 3)] == [(b"a", b"A" * 400, b"1")]
+
+
+@pytest.mark.parametrize("n", [1, 30, 3000])
+def test_trees_of_different_heights(n):
+    db = cowdb.open(page_size=1024)
+    with db.write() as tx:
+        tx.update({b"key%06d" % i: b"v" for i in range(n)})
+    with db.write() as tx:       # grows the tree by one or two levels
+        tx.update({b"key%06d" % i: b"w" * 50 for i in range(0, 20 * n, 7)})
+    a = {b"key%06d" % i: b"v" for i in range(n)}
+    b = a | {b"key%06d" % i: b"w" * 50 for i in range(0, 20 * n, 7)}
+    assert [tuple(c) for c in db.diff(1, 2)] == model_diff(a, b)
+    assert [tuple(c) for c in db.diff(2, 1)] == model_diff(b, a)
+    lo, hi = b"key%06d" % (n // 2), b"key%06d" % (3 * n)
+    assert [tuple(c) for c in db.diff(1, 2, start=lo, stop=hi)] == model_diff(a, b, lo, hi)
+
+
+def test_node_signatures_made_by_the_writer_match_decoded_nodes():
+    """A written node's signature (made by the writer) equals the one a decoded copy of
+    its image gets, so a diff may compare either kind with the other."""
+    db = cowdb.open(page_size=1024)
+    with db.write() as tx:
+        tx.update({b"key%05d" % i: (b"x" * 400 if i % 7 == 0 else b"v%d" % i)
+                   for i in range(3000)})
+    store, nodes = db._store, db._nodes
+    with db.read() as snap:
+        ref = snap._live().ref
+    todo, seen = [(ref.page, ref.checksum)], 0
+    while todo:
+        page, s = todo.pop()
+        node = nodes[s]                 # the writer's node, still cached
+        assert node.sig is not None
+        copy = decode(store.read(page), page)
+        assert copy.sig is None
+        if type(node) is Branch:
+            assert branch_sig(copy) == node.sig
+            todo += zip(node.kids, node.sums)
+        else:
+            assert type(node) is Leaf and leaf_sig(copy) == node.sig
+        seen += 1
+    assert seen > 30
+    # a writer's copy of a clean node starts without one (it is edited in place)
+    assert nodes[ref.checksum].copy().sig is None
