@@ -1,30 +1,45 @@
-/* The hot operations of the CHAMP trie in _champ.py, in C.
+/* The hot paths of PMap and PSet in C: the CHAMP trie operations of
+ * _champ.py, and the fields and hot methods of PMap and PMapMutation.
  *
- * Optional: _champ.py uses these when this module is importable (and
- * COWDB_PURE_PYTHON is not 1), else its own Python functions, which stay
- * the reference.  Same signatures, same node representation, same results:
+ * Optional: _champ.py uses this module when it is importable (and
+ * COWDB_PURE_PYTHON is not 1), else its own Python functions and pmap.py's
+ * Python bases, which stay the reference.  Same signatures, same node
+ * representation, same results:
  *
  *     lookup(node, key, h, default)
  *     assoc(node, h, key, val, owner, shift, box)
  *     dissoc(node, h, key, owner, shift, box)
  *     build(entries, shift=0)
+ *     iter_keys(root), iter_values(root), iter_items(root)
+ *     accumulate(elements)                   (_hashing.accumulate)
+ *     MapBase, MutationBase, make(cls, root, count, hacc)
+ *                                            (pmap._PyMap, _PyMutation, _py_make)
  *
  * A node is a Python list [datamap, nodemap, owner, k0, v0, ..., child_1,
  * child_0] (see _champ.py), so a trie built or edited by either side is
- * read and edited by the other, and iteration, equality, diff, transients
- * and pickling stay shared Python code.  A node whose owner is the
- * mutation's token is edited in place; any other is copied first.
+ * read and edited by the other, and equality, diff, transients' finish and
+ * pickling stay shared Python code.  A node whose owner is the mutation's
+ * token is edited in place; any other is copied first.
  *
  * Key equality is PyObject_RichCompareBool(stored_key, key, Py_EQ), which
  * takes the identity shortcut first, like `k is key or k == key`.  User
- * code (a key's __eq__ or __hash__) may raise, which propagates, or may
- * edit the very nodes being walked through a live mutation.  So every node
- * and key in use is held by a strong reference across such calls, every
- * node is checked against its bitmaps before it is indexed, and a node
- * whose shape changed under a call raises RuntimeError instead of being
- * indexed with stale positions.  Nothing is written to a node before the
- * last call into user code at its level, and references that might be the
- * last ones are dropped only after the writes.
+ * code (a key's __eq__ or __hash__, a value's __hash__) may raise, which
+ * propagates, or may edit the very mutation being walked.  So:
+ *  - every node and key in use is held by a strong reference across such
+ *    calls, and every node is checked against its bitmaps before it is
+ *    indexed;
+ *  - after such a call, the node must still have its shape and the slot
+ *    the walk uses must still hold the same key or child (check_slot),
+ *    else RuntimeError instead of using stale positions;
+ *  - a mutation's update checks its whole path from the root after its
+ *    last call into user code and before its first write in place
+ *    (path_intact), and refuses a root replaced meanwhile (root_unchanged):
+ *    an update happens whole or raises, so the count always matches;
+ *  - nothing is written before the last call into user code at a level,
+ *    and references that might be the last ones are dropped only after the
+ *    writes.
+ * The Python reference has none of these checks (it would go on with
+ * stale positions): the RuntimeErrors are where the two differ.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -159,6 +174,23 @@ check_unchanged(PyObject *node, const Shape *s)
     if (read_shape(node, &now) < 0)
         return -1;
     if (now.dm != s->dm || now.nm != s->nm || now.n != s->n) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "a CHAMP node changed during a key comparison or hash");
+        return -1;
+    }
+    return 0;
+}
+
+/* check_unchanged, and item ``i`` is still ``item`` (a key or child the
+ * caller holds): an edit may replace a key or a child without changing
+ * the node's shape, and writing a copy made from the old one over it
+ * would undo that edit. */
+static int
+check_slot(PyObject *node, const Shape *s, Py_ssize_t i, PyObject *item)
+{
+    if (check_unchanged(node, s) < 0)
+        return -1;
+    if (PyList_GET_ITEM(node, i) != item) {
         PyErr_SetString(PyExc_RuntimeError,
                         "a CHAMP node changed during a key comparison or hash");
         return -1;
@@ -412,6 +444,7 @@ lookup_node(PyObject *node, PyObject *key, uint64_t h, PyObject **out)
     uint32_t bit;
     Py_ssize_t i;
     int eq, result = -1;
+    PyObject *k = NULL;
 
     /* The descent runs no user code, so it borrows each node from its
      * parent; the node is held from the first key comparison on. */
@@ -427,14 +460,15 @@ lookup_node(PyObject *node, PyObject *key, uint64_t h, PyObject **out)
                 return 1;
             }
             Py_INCREF(node);
-            eq = keys_equal(PyList_GET_ITEM(node, i), key);
+            k = Py_NewRef(PyList_GET_ITEM(node, i));
+            eq = keys_equal(k, key);
             if (eq < 0)
                 goto done;
             if (!eq) {
                 result = 0;
                 goto done;
             }
-            if (check_unchanged(node, &s) < 0)
+            if (check_slot(node, &s, i, k) < 0)
                 goto done;
             *out = Py_NewRef(PyList_GET_ITEM(node, i + 1));
             result = 1;
@@ -449,19 +483,22 @@ lookup_node(PyObject *node, PyObject *key, uint64_t h, PyObject **out)
             return 0;
         Py_INCREF(node);
         for (i = 3; i < s.n; i += 2) {   /* a collision node (or the empty root) */
-            eq = keys_equal(PyList_GET_ITEM(node, i), key);
-            if (eq < 0 || check_unchanged(node, &s) < 0)
+            k = Py_NewRef(PyList_GET_ITEM(node, i));
+            eq = keys_equal(k, key);
+            if (eq < 0 || check_slot(node, &s, i, k) < 0)
                 goto done;
             if (eq) {
                 *out = Py_NewRef(PyList_GET_ITEM(node, i + 1));
                 result = 1;
                 goto done;
             }
+            Py_CLEAR(k);
         }
         result = 0;
         goto done;
     }
 done:
+    Py_XDECREF(k);
     Py_DECREF(node);
     return result;
 }
@@ -487,6 +524,55 @@ champ_lookup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* assoc ----------------------------------------------------------------- */
 
+/* The ancestors of the node an update is at: each node, its shape and the
+ * child the walk took.  A key's __eq__ or __hash__ runs at the bottom of
+ * the walk, and in a mutation it may edit any node on the path in place
+ * (detach the child the walk is in, fold it, split a slot) without the
+ * walk noticing from where it is.  So a mutation's update checks the whole
+ * path after its last call into user code and before its first write in
+ * place: an edit written into a node no longer on the path would be lost
+ * while the count moved. */
+#define PATH_MAX_DEPTH 16   /* 13 levels of 5 bits; collision nodes add none */
+
+typedef struct {
+    PyObject *node;      /* held by the caller */
+    Shape s;
+    Py_ssize_t ci;
+    PyObject *child;     /* held by the caller */
+} Step;
+
+typedef struct {
+    int depth;
+    Step steps[PATH_MAX_DEPTH];
+} Path;
+
+static int
+path_intact(const Path *p, PyObject *owner)
+{
+    int d;
+    if (owner == Py_None)   /* a persistent update writes only to its copies */
+        return 0;
+    for (d = 0; d < p->depth; d++)
+        if (check_slot(p->steps[d].node, &p->steps[d].s, p->steps[d].ci, p->steps[d].child) < 0)
+            return -1;
+    return 0;
+}
+
+static int
+path_push(Path *p, PyObject *node, const Shape *s, Py_ssize_t ci, PyObject *child)
+{
+    if (p->depth >= PATH_MAX_DEPTH) {
+        PyErr_SetString(PyExc_ValueError, "not a CHAMP trie: deeper than 64 bits of hash");
+        return -1;
+    }
+    p->steps[p->depth].node = node;
+    p->steps[p->depth].s = *s;
+    p->steps[p->depth].ci = ci;
+    p->steps[p->depth].child = child;
+    p->depth++;
+    return 0;
+}
+
 /* Bind ``val`` at the pair whose key is at ``i`` (found equal): the old
  * value goes into ``*old`` (a new reference, released by the caller even
  * on error); ``node`` itself if it already was ``val``. */
@@ -506,22 +592,32 @@ rebind(PyObject *node, Py_ssize_t i, PyObject *val, PyObject *owner, PyObject **
 }
 
 static PyObject *
-assoc_collision(PyObject *node, PyObject *key, PyObject *val, PyObject *owner, PyObject **old)
+assoc_collision(PyObject *node, PyObject *key, PyObject *val, PyObject *owner, PyObject **old,
+                Path *path)
 {
     Shape s;
     Py_ssize_t i;
     int eq;
-    PyObject *new, *pair[2];
+    PyObject *new, *k, *pair[2];
 
     if (read_shape(node, &s) < 0)
         return NULL;
     for (i = 3; i < s.n; i += 2) {
-        eq = keys_equal(PyList_GET_ITEM(node, i), key);
-        if (eq < 0 || check_unchanged(node, &s) < 0)
+        k = Py_NewRef(PyList_GET_ITEM(node, i));
+        eq = keys_equal(k, key);
+        if (eq >= 0 && check_slot(node, &s, i, k) < 0)
+            eq = -1;
+        Py_DECREF(k);
+        if (eq < 0)
             return NULL;
-        if (eq)
+        if (eq) {
+            if (path_intact(path, owner) < 0)
+                return NULL;
             return rebind(node, i, val, owner, old);
+        }
     }
+    if (s.n > 3 && path_intact(path, owner) < 0)   /* keys were compared */
+        return NULL;
     if (is_owned(node, owner)) {
         if (PyList_Append(node, key) < 0)
             return NULL;
@@ -539,7 +635,7 @@ assoc_collision(PyObject *node, PyObject *key, PyObject *val, PyObject *owner, P
 
 static PyObject *
 assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
-           PyObject *owner, int shift, PyObject **old)
+           PyObject *owner, int shift, PyObject **old, Path *path)
 {
     Shape s;
     uint32_t bit, below;
@@ -550,7 +646,7 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
     Py_hash_t kh;
 
     if (shift >= 64)
-        return assoc_collision(node, key, val, owner, old);
+        return assoc_collision(node, key, val, owner, old, path);
     if (read_shape(node, &s) < 0)
         return NULL;
     prefetch_items(node, s.n, owner);
@@ -560,9 +656,11 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
         i = 3 + 2 * POPCOUNT(s.dm & below);
         k = Py_NewRef(PyList_GET_ITEM(node, i));
         eq = keys_equal(k, key);
-        if (eq < 0 || check_unchanged(node, &s) < 0)
+        if (eq < 0 || check_slot(node, &s, i, k) < 0)
             goto done;
         if (eq) {
+            if (path_intact(path, owner) < 0)
+                goto done;
             new = rebind(node, i, val, owner, old);
             goto done;
         }
@@ -570,7 +668,7 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
         kh = PyObject_Hash(k);
         if (kh == -1 && PyErr_Occurred())
             goto done;
-        if (check_unchanged(node, &s) < 0)
+        if (check_slot(node, &s, i, k) < 0 || path_intact(path, owner) < 0)
             goto done;
         v = Py_NewRef(PyList_GET_ITEM(node, i + 1));
         sub = make_pair(k, v, (uint64_t)kh, key, val, h, shift + BITS, owner);
@@ -598,14 +696,17 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
     if (s.nm & bit) {
         ci = s.n - 1 - POPCOUNT(s.nm & below);
         child = Py_NewRef(PyList_GET_ITEM(node, ci));
-        new_child = assoc_node(child, h, key, val, owner, shift + BITS, old);
+        if (path_push(path, node, &s, ci, child) < 0)
+            goto done;
+        new_child = assoc_node(child, h, key, val, owner, shift + BITS, old, path);
+        path->depth--;
         if (new_child == NULL)
             goto done;
         if (new_child == child) {
             new = Py_NewRef(node);
             goto done;
         }
-        if (check_unchanged(node, &s) < 0)
+        if (check_slot(node, &s, ci, child) < 0)
             goto done;
         new = editable(node, owner);
         if (new == NULL)
@@ -665,6 +766,7 @@ champ_assoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     uint64_t h;
     int shift;
     PyObject *node, *result, *old = NULL;
+    Path path;
 
     if (nargs != 7) {
         PyErr_Format(PyExc_TypeError, "assoc() takes 7 arguments (%zd given)", nargs);
@@ -673,7 +775,8 @@ champ_assoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (parse_hash_shift(args[1], args[5], &h, &shift) < 0)
         return NULL;
     node = Py_NewRef(args[0]);
-    result = assoc_node(node, h, args[2], args[3], args[4], shift, &old);
+    path.depth = 0;
+    result = assoc_node(node, h, args[2], args[3], args[4], shift, &old, &path);
     if (result != NULL && old != NULL && box_append(args[6], old) < 0)
         Py_CLEAR(result);
     Py_XDECREF(old);
@@ -685,7 +788,7 @@ champ_assoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyObject *
 dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
-            int shift, PyObject **old)
+            int shift, PyObject **old, Path *path)
 {
     Shape s, cs;
     uint32_t bit = 0, below;
@@ -701,7 +804,7 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
         for (i = 3; i < s.n; i += 2) {
             k = Py_NewRef(PyList_GET_ITEM(node, i));
             eq = keys_equal(k, key);
-            if (eq < 0 || check_unchanged(node, &s) < 0)
+            if (eq < 0 || check_slot(node, &s, i, k) < 0)
                 goto done;
             if (eq)
                 goto remove_pair;
@@ -716,7 +819,7 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
         i = 3 + 2 * POPCOUNT(s.dm & below);
         k = Py_NewRef(PyList_GET_ITEM(node, i));
         eq = keys_equal(k, key);
-        if (eq < 0 || check_unchanged(node, &s) < 0)
+        if (eq < 0 || check_slot(node, &s, i, k) < 0)
             goto done;
         if (!eq) {
             new = Py_NewRef(node);
@@ -730,13 +833,16 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
     }
     ci = s.n - 1 - POPCOUNT(s.nm & below);
     child = Py_NewRef(PyList_GET_ITEM(node, ci));
-    new_child = dissoc_node(child, h, key, owner, shift + BITS, old);
+    if (path_push(path, node, &s, ci, child) < 0)
+        goto done;
+    new_child = dissoc_node(child, h, key, owner, shift + BITS, old, path);
+    path->depth--;
     if (new_child == NULL)
         goto done;
     if (read_shape(new_child, &cs) < 0)
         goto done;
     if (cs.nm == 0 && cs.n == 5) {   /* a lone pair: fold it into this node */
-        if (check_unchanged(node, &s) < 0)
+        if (check_slot(node, &s, ci, child) < 0)
             goto done;
         i = 3 + 2 * POPCOUNT(s.dm & below);
         pair[0] = PyList_GET_ITEM(new_child, 3);
@@ -762,7 +868,7 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
         new = Py_NewRef(node);
         goto done;
     }
-    if (check_unchanged(node, &s) < 0)
+    if (check_slot(node, &s, ci, child) < 0)
         goto done;
     new = editable(node, owner);
     if (new == NULL)
@@ -771,6 +877,8 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
     goto done;
 
 remove_pair:   /* the key at i is ``key``: drop the pair */
+    if (path_intact(path, owner) < 0)
+        goto done;
     v = Py_NewRef(PyList_GET_ITEM(node, i + 1));
     Py_XSETREF(*old, Py_NewRef(v));
     if (is_owned(node, owner)) {
@@ -800,6 +908,7 @@ champ_dissoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     uint64_t h;
     int shift;
     PyObject *node, *result, *old = NULL;
+    Path path;
 
     if (nargs != 6) {
         PyErr_Format(PyExc_TypeError, "dissoc() takes 6 arguments (%zd given)", nargs);
@@ -808,7 +917,8 @@ champ_dissoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (parse_hash_shift(args[1], args[4], &h, &shift) < 0)
         return NULL;
     node = Py_NewRef(args[0]);
-    result = dissoc_node(node, h, args[2], args[3], shift, &old);
+    path.depth = 0;
+    result = dissoc_node(node, h, args[2], args[3], shift, &old, &path);
     if (result != NULL && old != NULL && box_append(args[5], old) < 0)
         Py_CLEAR(result);
     Py_XDECREF(old);
@@ -1533,6 +1643,10 @@ set_key_error(PyObject *key)
 static Py_ssize_t
 map_length(MapObject *m)
 {
+    if (m->count < 0) {   /* only if _count was set so */
+        PyErr_SetString(PyExc_ValueError, "__len__() should return >= 0");
+        return -1;
+    }
     return m->count;
 }
 
@@ -1602,6 +1716,7 @@ map_iter(MapObject *m)
 static PyObject *
 map_set(MapObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
+    Path path;
     PyObject *key, *val, *base, *root, *old = NULL, *result = NULL;
     Py_hash_t kh;
     uint64_t acc = m->hacc;
@@ -1617,7 +1732,8 @@ map_set(MapObject *m, PyObject *const *args, Py_ssize_t nargs)
     if (kh == -1 && PyErr_Occurred())
         return NULL;
     base = Py_NewRef(m->root);
-    root = assoc_node(base, (uint64_t)kh, key, val, Py_None, 0, &old);
+    path.depth = 0;
+    root = assoc_node(base, (uint64_t)kh, key, val, Py_None, 0, &old, &path);
     if (root == NULL)
         goto done;
     if (root == m->root) {
@@ -1641,6 +1757,7 @@ done:
 static PyObject *
 map_delete(MapObject *m, PyObject *key)
 {
+    Path path;
     PyObject *base, *root, *old = NULL, *result = NULL;
     Py_hash_t kh;
     uint64_t acc;
@@ -1650,7 +1767,8 @@ map_delete(MapObject *m, PyObject *key)
     if (kh == -1 && PyErr_Occurred())
         return NULL;
     base = Py_NewRef(m->root);
-    root = dissoc_node(base, (uint64_t)kh, key, Py_None, 0, &old);
+    path.depth = 0;
+    root = dissoc_node(base, (uint64_t)kh, key, Py_None, 0, &old, &path);
     if (root == NULL)
         goto done;
     if (old == NULL) {
@@ -1705,9 +1823,25 @@ mutation_store(MapObject *m, PyObject *root, Py_ssize_t delta, PyObject *key,
     return r;
 }
 
+/* After an edit's walk: -1 with RuntimeError if a key's __eq__ or
+ * __hash__ replaced the mutation's root meanwhile (an edit nested in the
+ * walk, the mutation's first).  The walk then went through nodes the
+ * mutation did not own, so it edited nothing in place, and storing its
+ * result would drop the nested edit while keeping its count. */
+static int
+root_unchanged(MapObject *m, PyObject *base)
+{
+    if (m->root == base)
+        return 0;
+    PyErr_SetString(PyExc_RuntimeError,
+                    "a CHAMP node changed during a key comparison or hash");
+    return -1;
+}
+
 static int
 mutation_setitem(MapObject *m, PyObject *key, PyObject *val)
 {
+    Path path;
     PyObject *base, *root, *owner, *old = NULL;
     Py_hash_t kh;
     int r = -1;
@@ -1720,9 +1854,14 @@ mutation_setitem(MapObject *m, PyObject *key, PyObject *val)
         return -1;
     owner = Py_NewRef(owner);
     base = Py_NewRef(m->root);
-    root = assoc_node(base, (uint64_t)kh, key, val, owner, 0, &old);
+    path.depth = 0;
+    root = assoc_node(base, (uint64_t)kh, key, val, owner, 0, &old, &path);
     if (root == NULL)
         goto done;
+    if (root_unchanged(m, base) < 0) {
+        Py_DECREF(root);
+        goto done;
+    }
     if (old == val) {
         Py_DECREF(root);
         r = 0;
@@ -1740,6 +1879,7 @@ done:
 static int
 mutation_remove(MapObject *m, PyObject *key, PyObject **out)
 {
+    Path path;
     PyObject *base, *root, *owner, *old = NULL;
     Py_hash_t kh;
     int r = -1;
@@ -1752,9 +1892,14 @@ mutation_remove(MapObject *m, PyObject *key, PyObject **out)
         return -1;
     owner = Py_NewRef(owner);
     base = Py_NewRef(m->root);
-    root = dissoc_node(base, (uint64_t)kh, key, owner, 0, &old);
+    path.depth = 0;
+    root = dissoc_node(base, (uint64_t)kh, key, owner, 0, &old, &path);
     if (root == NULL)
         goto done;
+    if (root_unchanged(m, base) < 0) {
+        Py_DECREF(root);
+        goto done;
+    }
     if (old == NULL) {
         Py_DECREF(root);
         r = 0;
