@@ -1,5 +1,6 @@
 /* The hot paths of PMap and PSet in C: the CHAMP trie operations of
- * _champ.py, and the fields and hot methods of PMap and PMapMutation.
+ * _champ.py, and the fields and hot methods of PMap, PSet and their
+ * mutations.
  *
  * Optional: _champ.py uses this module when it is importable (and
  * COWDB_PURE_PYTHON is not 1), else its own Python functions and pmap.py's
@@ -14,6 +15,7 @@
  *     accumulate(elements)                   (_hashing.accumulate)
  *     MapBase, MutationBase, make(cls, root, count, hacc)
  *                                            (pmap._PyMap, _PyMutation, _py_make)
+ *     SetBase, SetMutationBase               (pset._PySet, _PySetMutation)
  *
  * A node is a Python list [datamap, nodemap, owner, k0, v0, ..., child_1,
  * child_0] (see _champ.py), so a trie built or edited by either side is
@@ -1465,7 +1467,7 @@ typedef struct {
     PyObject *weakreflist;
 } MapObject;
 
-static PyTypeObject MapBaseType, MutationBaseType;
+static PyTypeObject MapBaseType, MutationBaseType, SetBaseType, SetMutationBaseType;
 
 static PyObject *
 empty_root(void)
@@ -1545,8 +1547,10 @@ champ_make(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (!PyType_Check(args[0])
         || !(PyType_IsSubtype((PyTypeObject *)args[0], &MapBaseType)
-             || PyType_IsSubtype((PyTypeObject *)args[0], &MutationBaseType))) {
-        PyErr_SetString(PyExc_TypeError, "make() needs a subclass of MapBase or MutationBase");
+             || PyType_IsSubtype((PyTypeObject *)args[0], &MutationBaseType)
+             || PyType_IsSubtype((PyTypeObject *)args[0], &SetBaseType)
+             || PyType_IsSubtype((PyTypeObject *)args[0], &SetMutationBaseType))) {
+        PyErr_SetString(PyExc_TypeError, "make() needs a subclass of MapBase, MutationBase, SetBase or SetMutationBase");
         return NULL;
     }
     type = (PyTypeObject *)args[0];
@@ -2032,6 +2036,236 @@ static PyTypeObject MutationBaseType = {
     .tp_getset = map_getset,
 };
 
+/* the set types -----------------------------------------------------------
+ *
+ * SetBase and SetMutationBase: pset._PySet and pset._PySetMutation in C,
+ * the same struct as the maps' (values are None; the accumulator XORs
+ * shuffle(hash(element)) and is always known). */
+
+static PyTypeObject SetBaseType, SetMutationBaseType;
+
+/* PSet.add / PSet.discard: the new set, or this one if nothing changes. */
+static PyObject *
+set_add(MapObject *m, PyObject *elem)
+{
+    PyObject *base, *root, *old = NULL, *result = NULL;
+    Py_hash_t h;
+    Path path;
+
+    h = PyObject_Hash(elem);
+    if (h == -1 && PyErr_Occurred())
+        return NULL;
+    base = Py_NewRef(m->root);
+    path.depth = 0;
+    root = assoc_node(base, (uint64_t)h, elem, Py_None, Py_None, 0, &old, &path);
+    if (root == NULL)
+        goto done;
+    if (root == m->root) {
+        Py_DECREF(root);
+        result = Py_NewRef(m);
+        goto done;
+    }
+    result = new_map(Py_TYPE(m), root, m->count + 1, m->hacc ^ shuffle((uint64_t)h), 1);
+done:
+    Py_XDECREF(old);
+    Py_DECREF(base);
+    return result;
+}
+
+static PyObject *
+set_discard_impl(MapObject *m, PyObject *elem, int must)
+{
+    PyObject *base, *root, *old = NULL, *result = NULL;
+    Py_hash_t h;
+    Path path;
+
+    h = PyObject_Hash(elem);
+    if (h == -1 && PyErr_Occurred())
+        return NULL;
+    base = Py_NewRef(m->root);
+    path.depth = 0;
+    root = dissoc_node(base, (uint64_t)h, elem, Py_None, 0, &old, &path);
+    if (root == NULL)
+        goto done;
+    if (old == NULL) {
+        Py_DECREF(root);
+        if (must)
+            set_key_error(elem);
+        else
+            result = Py_NewRef(m);
+        goto done;
+    }
+    result = new_map(Py_TYPE(m), root, m->count - 1, m->hacc ^ shuffle((uint64_t)h), 1);
+done:
+    Py_XDECREF(old);
+    Py_DECREF(base);
+    return result;
+}
+
+static PyObject *
+set_discard(MapObject *m, PyObject *elem)
+{
+    return set_discard_impl(m, elem, 0);
+}
+
+static PyObject *
+set_remove(MapObject *m, PyObject *elem)
+{
+    return set_discard_impl(m, elem, 1);
+}
+
+static PyObject *
+setmut_add(MapObject *m, PyObject *elem)
+{
+    PyObject *base, *root, *owner, *old = NULL;
+    Py_hash_t h;
+    int ok = 0;
+    Path path;
+
+    h = PyObject_Hash(elem);
+    if (h == -1 && PyErr_Occurred())
+        return NULL;
+    owner = mutation_token(m);
+    if (owner == NULL)
+        return NULL;
+    owner = Py_NewRef(owner);
+    base = Py_NewRef(m->root);
+    path.depth = 0;
+    root = assoc_node(base, (uint64_t)h, elem, Py_None, owner, 0, &old, &path);
+    if (root == NULL)
+        goto done;
+    if (root_unchanged(m, base) < 0 || old != NULL) {
+        Py_DECREF(root);
+        ok = old != NULL && !PyErr_Occurred();
+        goto done;
+    }
+    Py_SETREF(m->root, root);
+    m->count += 1;
+    m->hacc ^= shuffle((uint64_t)h);
+    ok = 1;
+done:
+    Py_XDECREF(old);
+    Py_DECREF(base);
+    Py_DECREF(owner);
+    if (!ok)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* 1 if removed, 0 if absent, -1 on error. */
+static int
+setmut_discard_impl(MapObject *m, PyObject *elem)
+{
+    PyObject *base, *root, *owner, *old = NULL;
+    Py_hash_t h;
+    int r = -1;
+    Path path;
+
+    h = PyObject_Hash(elem);
+    if (h == -1 && PyErr_Occurred())
+        return -1;
+    owner = mutation_token(m);
+    if (owner == NULL)
+        return -1;
+    owner = Py_NewRef(owner);
+    base = Py_NewRef(m->root);
+    path.depth = 0;
+    root = dissoc_node(base, (uint64_t)h, elem, owner, 0, &old, &path);
+    if (root == NULL)
+        goto done;
+    if (root_unchanged(m, base) < 0) {
+        Py_DECREF(root);
+        goto done;
+    }
+    if (old == NULL) {
+        Py_DECREF(root);
+        r = 0;
+        goto done;
+    }
+    Py_SETREF(m->root, root);
+    m->count -= 1;
+    m->hacc ^= shuffle((uint64_t)h);
+    r = 1;
+done:
+    Py_XDECREF(old);
+    Py_DECREF(base);
+    Py_DECREF(owner);
+    return r;
+}
+
+static PyObject *
+setmut_discard(MapObject *m, PyObject *elem)
+{
+    int r = setmut_discard_impl(m, elem);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(r);
+}
+
+static PyObject *
+setmut_remove(MapObject *m, PyObject *elem)
+{
+    int r = setmut_discard_impl(m, elem);
+    if (r < 0)
+        return NULL;
+    if (r == 0) {
+        set_key_error(elem);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PySequenceMethods set_as_sequence = {
+    .sq_length = (lenfunc)map_length,
+    .sq_contains = (objobjproc)map_contains,
+};
+
+static PyMethodDef set_methods[] = {
+    {"add", (PyCFunction)set_add, METH_O, "add(elem): a set with elem (this one if it is already in)."},
+    {"discard", (PyCFunction)set_discard, METH_O, "discard(elem): a set without elem (this one if it was not in)."},
+    {"remove", (PyCFunction)set_remove, METH_O, "remove(elem): a set without elem; KeyError if it was not in."},
+    {NULL},
+};
+
+static PyMethodDef setmut_methods[] = {
+    {"add", (PyCFunction)setmut_add, METH_O, "add(elem): add elem in place."},
+    {"discard", (PyCFunction)setmut_discard, METH_O, "discard(elem): remove elem if present; whether it was."},
+    {"remove", (PyCFunction)setmut_remove, METH_O, "remove(elem): remove elem; KeyError if it was not in."},
+    {NULL},
+};
+
+static PyTypeObject SetBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb.pds._champ_c.SetBase",
+    .tp_doc = "The C base of PSet: its fields and hot methods (pset._PySet in C).",
+    .tp_basicsize = sizeof(MapObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = map_tp_new,
+    .tp_dealloc = (destructor)map_dealloc,
+    .tp_traverse = (traverseproc)map_traverse,
+    .tp_weaklistoffset = offsetof(MapObject, weakreflist),
+    .tp_as_sequence = &set_as_sequence,
+    .tp_iter = (getiterfunc)map_iter,
+    .tp_methods = set_methods,
+    .tp_members = map_members,
+    .tp_getset = map_getset,
+};
+
+static PyTypeObject SetMutationBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb.pds._champ_c.SetMutationBase",
+    .tp_doc = "The C base of PSetMutation: its fields and hot methods (pset._PySetMutation in C).",
+    .tp_basicsize = sizeof(MapObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = map_tp_new,
+    .tp_dealloc = (destructor)map_dealloc,
+    .tp_traverse = (traverseproc)map_traverse,
+    .tp_as_sequence = &set_as_sequence,
+    .tp_methods = setmut_methods,
+    .tp_members = mutation_members,
+    .tp_getset = map_getset,
+};
+
 /* module ---------------------------------------------------------------- */
 
 static PyMethodDef champ_methods[] = {
@@ -2094,7 +2328,8 @@ PyInit__champ_c(void)
 {
     PyObject *m;
     if (PyType_Ready(&IterType) < 0 || PyType_Ready(&MapBaseType) < 0
-        || PyType_Ready(&MutationBaseType) < 0)
+        || PyType_Ready(&MutationBaseType) < 0 || PyType_Ready(&SetBaseType) < 0
+        || PyType_Ready(&SetMutationBaseType) < 0)
         return NULL;
     if (!pair_from_tuple && check_pair_formula() < 0)
         return NULL;
@@ -2103,6 +2338,8 @@ PyInit__champ_c(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "MapBase", (PyObject *)&MapBaseType) < 0
         || PyModule_AddObjectRef(m, "MutationBase", (PyObject *)&MutationBaseType) < 0
+        || PyModule_AddObjectRef(m, "SetBase", (PyObject *)&SetBaseType) < 0
+        || PyModule_AddObjectRef(m, "SetMutationBase", (PyObject *)&SetMutationBaseType) < 0
         || PyModule_AddIntConstant(m, "PAIR_HASH_FROM_TUPLE", pair_from_tuple) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -5,7 +5,7 @@ from collections.abc import Set
 from types import GenericAlias
 
 from cowdb.pds import _champ
-from cowdb.pds._champ import M64, assoc, dissoc, lookup
+from cowdb.pds._champ import M64, accumulate, assoc, dissoc, lookup
 from cowdb.pds._hashing import finish, shuffle
 from cowdb.pds._missing import MISSING
 from cowdb.pds._transient import Transient
@@ -13,7 +13,7 @@ from cowdb.pds._transient import Transient
 _new = object.__new__
 
 
-def _make(cls, root, count, acc):
+def _py_make(cls, root, count, acc):
     s = _new(cls)
     s._root = root
     s._count = count
@@ -21,7 +21,12 @@ def _make(cls, root, count, acc):
     return s
 
 
-class _Reader:
+# The fields and hot methods of PSet and PSetMutation, in Python: the
+# reference for _champ_c.SetBase and SetMutationBase, as pmap's _PyMap is
+# for MapBase.  PSet and PSetMutation subclass the C ones when the
+# accelerator is in use, these otherwise; the rest below is shared.
+
+class _PyReader:
     """The lookups a PSet and a PSetMutation share."""
 
     __slots__ = ()
@@ -33,37 +38,15 @@ class _Reader:
         return lookup(self._root, elem, hash(elem) & M64, MISSING) is not MISSING
 
 
-class PSet(_Reader, Set):
-    """An immutable set; ``add``/``discard``/``remove`` return new sets.
-
-    Equal to any Set with the same elements (set, frozenset, ...), and
-    ``hash(s) == hash(frozenset(s))`` in O(1).  The operators and the named
-    methods (union, intersection, ...) return PSets.
-    """
+class _PySet(_PyReader):
+    """PSet's base without the accelerator."""
 
     __slots__ = ("_root", "_count", "_hacc", "__weakref__")
-    __class_getitem__ = classmethod(GenericAlias)
-
-    def __init__(self, iterable=()):
-        if type(iterable) is type(self):
-            self._root, self._count, self._hacc = iterable._root, iterable._count, iterable._hacc
-            return
-        entries = [(hash(e) & M64, e, None) for e in dict.fromkeys(iterable)]
-        self._root = _champ.build(entries)
-        self._count = len(entries)
-        acc = 0
-        for h, _, _ in entries:
-            acc ^= shuffle(h)
-        self._hacc = acc
-
-    @classmethod
-    def _from_iterable(cls, it):
-        return cls(it)
 
     def __iter__(self):
         return _champ.iter_keys(self._root)
 
-    def add(self, elem):
+    def add(self, elem, /):
         """A set with ``elem`` (this one if it is already in)."""
         h = hash(elem) & M64
         box = []
@@ -72,7 +55,7 @@ class PSet(_Reader, Set):
             return self
         return _make(type(self), root, self._count + 1, self._hacc ^ shuffle(h))
 
-    def discard(self, elem):
+    def discard(self, elem, /):
         """A set without ``elem`` (this one if it was not in)."""
         h = hash(elem) & M64
         box = []
@@ -81,12 +64,75 @@ class PSet(_Reader, Set):
             return self
         return _make(type(self), root, self._count - 1, self._hacc ^ shuffle(h))
 
-    def remove(self, elem):
+    def remove(self, elem, /):
         """A set without ``elem``; KeyError if it was not in."""
         s = self.discard(elem)
         if s is self:
             raise KeyError(elem)
         return s
+
+
+class _PySetMutation(_PyReader):
+    """PSetMutation's base without the accelerator."""
+
+    __slots__ = ("_root", "_count", "_hacc", "_owner", "_result")
+
+    def add(self, elem, /):
+        h = hash(elem) & M64
+        box = []
+        root = assoc(self._root, h, elem, None, self._token(), 0, box)
+        if not box:
+            self._root = root
+            self._count += 1
+            self._hacc ^= shuffle(h)
+
+    def discard(self, elem, /):
+        """Remove ``elem`` if present; return whether it was."""
+        h = hash(elem) & M64
+        box = []
+        root = dissoc(self._root, h, elem, self._token(), 0, box)
+        if not box:
+            return False
+        self._root = root
+        self._count -= 1
+        self._hacc ^= shuffle(h)
+        return True
+
+    def remove(self, elem, /):
+        if not self.discard(elem):
+            raise KeyError(elem)
+
+
+if _champ.accelerator is not None:
+    _SetBase, _SetMutationBase, _make = (_champ.accelerator.SetBase, _champ.accelerator.SetMutationBase,
+                                         _champ.accelerator.make)
+else:
+    _SetBase, _SetMutationBase, _make = _PySet, _PySetMutation, _py_make
+
+
+class PSet(_SetBase, Set):
+    """An immutable set; ``add``/``discard``/``remove`` return new sets.
+
+    Equal to any Set with the same elements (set, frozenset, ...), and
+    ``hash(s) == hash(frozenset(s))`` in O(1).  The operators and the named
+    methods (union, intersection, ...) return PSets.
+    """
+
+    __slots__ = ()
+    __class_getitem__ = classmethod(GenericAlias)
+
+    def __init__(self, iterable=()):
+        if type(iterable) is type(self):
+            self._root, self._count, self._hacc = iterable._root, iterable._count, iterable._hacc
+            return
+        elems = dict.fromkeys(iterable)
+        self._root = _champ.build([(hash(e) & M64, e, None) for e in elems])
+        self._count = len(elems)
+        self._hacc = accumulate(elems)
+
+    @classmethod
+    def _from_iterable(cls, it):
+        return cls(it)
 
     def mutate(self):
         """A transient copy to edit in place; ``finish()`` it into a PSet."""
@@ -150,41 +196,16 @@ class PSet(_Reader, Set):
         return f"{type(self).__name__}({{{', '.join(map(repr, self))}}})" if self else f"{type(self).__name__}()"
 
 
-class PSetMutation(_Reader, Transient):
+class PSetMutation(_SetMutationBase, Transient):
     """A PSet being edited in place; see Transient for the rules."""
 
-    __slots__ = ("_root", "_count", "_hacc", "_owner", "_result")
+    __slots__ = ()
 
     def __init__(self, s):
         super().__init__()
         self._root = s._root
         self._count = s._count
         self._hacc = s._hacc
-
-    def add(self, elem):
-        h = hash(elem) & M64
-        box = []
-        root = assoc(self._root, h, elem, None, self._token(), 0, box)
-        if not box:
-            self._root = root
-            self._count += 1
-            self._hacc ^= shuffle(h)
-
-    def discard(self, elem):
-        """Remove ``elem`` if present; return whether it was."""
-        h = hash(elem) & M64
-        box = []
-        root = dissoc(self._root, h, elem, self._token(), 0, box)
-        if not box:
-            return False
-        self._root = root
-        self._count -= 1
-        self._hacc ^= shuffle(h)
-        return True
-
-    def remove(self, elem):
-        if not self.discard(elem):
-            raise KeyError(elem)
 
     def update(self, iterable):
         for e in iterable:
@@ -204,3 +225,7 @@ class PSetMutation(_Reader, Transient):
 
     def _freeze(self):
         return _make(PSet, self._root, self._count, self._hacc)
+
+
+_champ.python_methods(PSet, _PySet)
+_champ.python_methods(PSetMutation, _PySetMutation)

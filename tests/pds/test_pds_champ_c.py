@@ -75,16 +75,16 @@ def test_env_var_selects_the_implementation():
         "from cowdb.pds import _champ, pmap, pset\n"
         "print(_champ.implementation(), pmap.assoc is _champ.assoc is pset.assoc,"
         " pmap.lookup is _champ.py_lookup, pmap.PMap.__mro__[1].__name__,"
-        " pmap.PMapMutation.__mro__[1].__name__)"
+        " pmap.PMapMutation.__mro__[1].__name__, pset.PSet.__mro__[1].__name__)"
     )
     env = dict(os.environ, COWDB_PURE_PYTHON="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["python", "True", "True", "_PyMap", "_PyMutation"]
+    assert out.stdout.split() == ["python", "True", "True", "_PyMap", "_PyMutation", "_PySet"]
     env.pop("COWDB_PURE_PYTHON")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     built = _champ_c is not None
     assert out.stdout.split() == ["c" if built else "python", "True", str(not built)] + (
-        ["MapBase", "MutationBase"] if built else ["_PyMap", "_PyMutation"])
+        ["MapBase", "MutationBase", "SetBase"] if built else ["_PyMap", "_PyMutation", "_PySet"])
 
 
 @pytest.mark.parametrize("impl", sorted(IMPLS))
@@ -465,6 +465,7 @@ def test_not_a_node_raises_instead_of_crashing():
 
 HOT_MAP_METHODS = {"__len__", "__getitem__", "get", "__contains__", "__iter__", "set", "delete"}
 HOT_MUTATION_METHODS = {"__len__", "__getitem__", "get", "__contains__", "__setitem__", "set", "__delitem__", "pop"}
+HOT_SET_METHODS = {"__len__", "__contains__", "__iter__", "add", "discard", "remove"}
 
 
 @both_ways
@@ -472,14 +473,20 @@ def test_select_switches_the_methods_of_pmap():
     """PMap's base is C for good; select("python") puts the reference
     methods of pmap._PyMap on the class, select("c") takes them off."""
     assert PMap.__mro__[1] is _champ_c.MapBase and pmap.PMapMutation.__mro__[1] is _champ_c.MutationBase
+    assert PSet.__mro__[1] is _champ_c.SetBase and pset.PSetMutation.__mro__[1] is _champ_c.SetMutationBase
     with using("py"):
         for cls, ref, names in ((PMap, pmap._PyMap, HOT_MAP_METHODS),
                                 (pmap.PMapMutation, pmap._PyMutation, HOT_MUTATION_METHODS)):
             for name in names:
                 assert vars(cls)[name] is getattr(ref, name)
+        for cls, ref in ((PSet, pset._PySet), (pset.PSetMutation, pset._PySetMutation)):
+            for name in HOT_SET_METHODS:
+                if hasattr(ref, name):
+                    assert vars(cls)[name] is getattr(ref, name)
     with using("c"):
         assert not (HOT_MAP_METHODS & set(vars(PMap))) and not (HOT_MUTATION_METHODS & set(vars(pmap.PMapMutation)))
-        assert PMap.get is _champ_c.MapBase.get
+        assert not (HOT_SET_METHODS & set(vars(PSet))) and not ((HOT_SET_METHODS - {"__iter__"}) & set(vars(pset.PSetMutation)))
+        assert PMap.get is _champ_c.MapBase.get and PSet.add is _champ_c.SetBase.add
 
 
 def _deep_trie():
@@ -686,3 +693,40 @@ def test_key_code_editing_the_mutation_keeps_it_consistent(seed):
         assert shape(m._root) == shape(PMap(sorted(m.items(), key=repr))._root)
         for v, items in versions:
             assert len(v) == len(items) == _count(v._root) and dict(v.items()) == items
+
+
+@both_ways
+def test_c_set_base_balances_references_and_keeps_versions():
+    elems = [Key(i % 40 + (i // 40) * (1 << 40), str(i)) for i in range(200)] + list(range(10**6, 10**6 + 50))
+    bad = Key(5, "boom")
+    with using("c"):
+        s = PSet(elems)
+        before = [sys.getrefcount(x) for x in elems + [bad]]
+        for _ in range(10):
+            s2 = s
+            for e in elems:
+                s2 = s2.remove(e)
+                assert e not in s2 and s2.discard(e) is s2
+                s2 = s2.add(e)
+                assert e in s2 and s2.add(e) is s2
+            assert s2 == s and hash(s2) == hash(s) == hash(frozenset(elems))
+            with pytest.raises(Boom):
+                s.add(bad)
+            with pytest.raises(KeyError):
+                s.remove(bad.__class__(12345, "absent"))
+            mm = s.mutate()
+            for e in elems:
+                assert mm.discard(e) is True and mm.discard(e) is False
+                mm.add(e)
+                mm.add(e)
+            with pytest.raises(KeyError):
+                mm.remove(-1)
+            with pytest.raises(Boom):
+                mm.discard(bad)
+            assert mm.finish() == s and len(mm) == len(elems)
+            with pytest.raises(ValueError, match="PSetMutation has been finished"):
+                mm.add(1)
+            assert list(s) == list(_champ.py_iter_keys(s._root))
+            del s2, mm, e
+        after = [sys.getrefcount(x) for x in elems + [bad]]
+    assert after == before and s == set(elems)
