@@ -18,8 +18,7 @@ from ..pages.checksum import HEADER_SIZE, OVERFLOW
 from ..pages.meta import EMPTY, RootRef
 from ..pages.store import PageStore
 from .node import (BRANCH_ENTRY, LEAF_ENTRY, OVERFLOW_REF_SIZE, Branch, Leaf, Overflow,
-                   branch_sig, branch_size, decode, encode_branch, encode_leaf,
-                   leaf_sig)
+                   branch_size, decode, encode_branch, encode_leaf, leaf_sig)
 
 
 def read_overflow(store: PageStore, ov: Overflow) -> bytes:
@@ -423,7 +422,6 @@ class Tree:
                     kids[i], sums[i] = self._write_node(kid, txn)
                     txns[i] = txn
             image = encode_branch(node, txn)
-            branch_sig(node)
         else:
             if node.big:
                 vals, inline_max = node.vals, self.inline_max

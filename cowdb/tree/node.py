@@ -64,13 +64,11 @@ class Leaf:
 
 
 class Branch:
-    """``sig`` (clean branches only, else None): see ``branch_sig``."""
-    __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig")
+    __slots__ = ("keys", "kids", "counts", "sums", "txns", "size")
 
     def __init__(self, keys, kids, counts, sums, txns, size):
         self.keys, self.kids, self.counts = keys, kids, counts
         self.sums, self.txns, self.size = sums, txns, size
-        self.sig = None
 
     def copy(self):
         return Branch(self.keys[:], self.kids[:], self.counts[:], self.sums[:], self.txns[:],
@@ -91,15 +89,6 @@ def leaf_sig(leaf: Leaf) -> int:
     if leaf.big:
         vals = [v if type(v) is bytes else v.checksum for v in vals]
     sig = leaf.sig = int.from_bytes(pack(f"<{len(vals)}q", *map(hash, vals)), "little")
-    return sig
-
-
-def branch_sig(branch: Branch) -> int:
-    """A clean branch's child checksums as one int, 64 bits per child (child i at bits
-    64i..64i+63): two branches with the same keys have different children exactly where
-    their bits differ (see ``leaf_sig``)."""
-    sums = branch.sums
-    sig = branch.sig = int.from_bytes(pack(f"<{len(sums)}Q", *sums), "little")
     return sig
 
 
