@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 
 import cowdb
-from cowdb.tree.node import Branch, Leaf, decode, leaf_sig
+from cowdb.tree.node import Branch, Leaf, branch_sig, decode, leaf_sig
 
 KEYS = [b"k%04d" % i for i in range(400)]
 VALUES = [b"", b"a", b"b", b"x" * 100, b"y" * 100, b"z" * 300, b"w" * 300]  # 300: overflow
@@ -149,28 +149,35 @@ def test_trees_of_different_heights(n):
     assert [tuple(c) for c in db.diff(1, 2, start=lo, stop=hi)] == model_diff(a, b, lo, hi)
 
 
-def test_leaf_signatures_made_by_the_writer_match_decoded_leaves():
-    """A written leaf's signature (made by the writer) equals the one a decoded copy of
-    its image gets, so a diff may compare either kind with the other."""
+def test_node_signatures_match_decoded_nodes():
+    """A written leaf's signature (made by the writer) and a branch's (made by the first
+    diff) equal the ones a decoded copy of the image gets, so a diff may compare either
+    kind of node with the other."""
     db = cowdb.open(page_size=1024)
     with db.write() as tx:
         tx.update({b"key%05d" % i: (b"x" * 400 if i % 7 == 0 else b"v%d" % i)
                    for i in range(3000)})
+    with db.write() as tx:
+        tx[b"key01234"] = b"changed"
     store, nodes = db._store, db._nodes
     with db.read() as snap:
         ref = snap._live().ref
-    todo, seen = [(ref.page, ref.checksum)], 0
+    assert type(nodes[ref.checksum]) is Branch and nodes[ref.checksum].sig is None
+    assert [c.key for c in db.diff(1, 2)] == [b"key01234"]
+    assert nodes[ref.checksum].sig is not None          # made by the diff, kept
+    todo, seen = [(ref.page, ref.checksum)], set()
     while todo:
         page, s = todo.pop()
         node = nodes[s]                 # the writer's node, still cached
-        if type(node) is Branch:
-            todo += zip(node.kids, node.sums)
-            continue
-        assert type(node) is Leaf and node.sig is not None
         copy = decode(store.read(page), page)
         assert copy.sig is None
-        assert leaf_sig(copy) == node.sig and copy.sig == node.sig
-        seen += 1
-    assert seen > 30
-    # a writer's copy of a clean leaf starts without one (it is edited in place)
-    assert node.copy().sig is None
+        if type(node) is Branch:
+            assert branch_sig(copy) == branch_sig(node)
+            todo += zip(node.kids, node.sums)
+        else:
+            assert type(node) is Leaf and node.sig is not None
+            assert leaf_sig(copy) == node.sig and copy.sig == node.sig
+        seen.add(type(node))
+    assert seen == {Branch, Leaf}
+    # a writer's copy of a clean node starts without one (it is edited in place)
+    assert nodes[ref.checksum].copy().sig is None and node.copy().sig is None

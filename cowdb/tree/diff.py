@@ -22,11 +22,9 @@ Stream elements: (SUB, low, high, page, checksum, height) or (ENT, key, value).
 """
 from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import compress
-from operator import ne
 
 from .btree import read_overflow
-from .node import Branch, leaf_sig
+from .node import Branch, branch_sig, leaf_sig
 
 SUB, ENT = 0, 1
 
@@ -107,9 +105,11 @@ def _aligned(nodes, na, nb, low, high, height, start, stop, stats):
             ka, kb = na.kids, nb.kids
             n = len(keys)
             height -= 1
-            # the children that differ, at C speed (a signature like the leaves' would cost
-            # each commit about what it saves each diff: measured, not worth it)
-            for i in reversed(list(compress(range(n), map(ne, sa, sb)))):
+            x = ((na.sig if na.sig is not None else branch_sig(na))
+                 ^ (nb.sig if nb.sig is not None else branch_sig(nb)))
+            while x:  # a differing child per nonzero 64 bits, highest first (pushed first)
+                i = (x.bit_length() - 1) >> 6
+                x &= (1 << (i << 6)) - 1
                 lo = keys[i] if i else low
                 hi = keys[i + 1] if i + 1 < n else high
                 if (stop is not None and lo >= stop) or (start is not None and hi is not None

@@ -64,11 +64,13 @@ class Leaf:
 
 
 class Branch:
-    __slots__ = ("keys", "kids", "counts", "sums", "txns", "size")
+    """``sig`` (clean branches only, else None): see ``branch_sig``."""
+    __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig")
 
     def __init__(self, keys, kids, counts, sums, txns, size):
         self.keys, self.kids, self.counts = keys, kids, counts
         self.sums, self.txns, self.size = sums, txns, size
+        self.sig = None
 
     def copy(self):
         return Branch(self.keys[:], self.kids[:], self.counts[:], self.sums[:], self.txns[:],
@@ -89,6 +91,16 @@ def leaf_sig(leaf: Leaf) -> int:
     if leaf.big:
         vals = [v if type(v) is bytes else v.checksum for v in vals]
     sig = leaf.sig = int.from_bytes(pack(f"<{len(vals)}q", *map(hash, vals)), "little")
+    return sig
+
+
+def branch_sig(branch: Branch) -> int:
+    """A clean branch's child checksums as one int, 64 bits per child (see ``leaf_sig``).
+    Made by the first diff that needs it (not by the writer: a commit writes about as many
+    branches as a diff of it compares, so that would cost commits what it saves diffs),
+    and kept: the diffs after it find the differing children with one XOR."""
+    sums = branch.sums
+    sig = branch.sig = int.from_bytes(pack(f"<{len(sums)}Q", *sums), "little")
     return sig
 
 
