@@ -28,8 +28,9 @@
  * code (a key's __eq__ or __hash__, a value's __hash__) may raise, which
  * propagates, or may edit the very mutation being walked.  So:
  *  - every node and key in use is held by a strong reference across such
- *    calls, and every node is checked against its bitmaps before it is
- *    indexed;
+ *    calls, and nothing is indexed outside a list: an update checks each
+ *    node's bitmaps against its length (read_shape), a lookup checks each
+ *    index it computes against the length (lookup_shape, lookup_index);
  *  - after such a call, the node must still have its shape and the slot
  *    the walk uses must still hold the same key or child (check_slot),
  *    else RuntimeError instead of using stale positions;
@@ -54,18 +55,36 @@
 #define BITS 5
 #define MASK 31u
 
-/* The popcnt instruction when the compiler may use it; else bit tricks,
- * which beat the library call __builtin_popcount becomes without it. */
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__POPCNT__)
-#define POPCOUNT(x) __builtin_popcount(x)
-#else
+/* The popcnt instruction when the compiler may use it; else, on x86, the
+ * instruction through inline assembly when the CPU has it (checked at
+ * import: builds do not assume it); else bit tricks, which beat the library
+ * call __builtin_popcount becomes without the instruction. */
 static inline int
-POPCOUNT(uint32_t x)
+popcount_bits(uint32_t x)
 {
     x = x - ((x >> 1) & 0x55555555u);
     x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
     return (int)((((x + (x >> 4)) & 0x0F0F0F0Fu) * 0x01010101u) >> 24);
 }
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__POPCNT__)
+#define POPCOUNT(x) __builtin_popcount(x)
+#elif (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define POPCNT_AT_RUNTIME
+static int have_popcnt = 0;
+
+static inline int
+POPCOUNT(uint32_t x)
+{
+    if (have_popcnt) {
+        uint32_t r;
+        __asm__("popcnt %1, %0" : "=r"(r) : "rm"(x) : "cc");
+        return (int)r;
+    }
+    return popcount_bits(x);
+}
+#else
+#define POPCOUNT(x) popcount_bits(x)
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -181,6 +200,42 @@ check_unchanged(PyObject *node, const Shape *s)
         return -1;
     }
     return 0;
+}
+
+/* What a lookup needs of a node: its bitmaps (not overlapping) and
+ * length.  Lighter than read_shape, which also checks the length against
+ * the bitmaps: a lookup instead checks each index it computes against the
+ * length before using it (lookup_index), which is what keeps it within the
+ * list; a malformed node then gives an error or a wrong answer, never a
+ * read outside it. */
+static inline int
+lookup_shape(PyObject *node, Shape *s)
+{
+    if (!PyList_Check(node) || PyList_GET_SIZE(node) < 3) {
+        PyErr_SetString(PyExc_TypeError, "not a CHAMP node");
+        return -1;
+    }
+    PREFETCH(PyList_GET_ITEM(node, 1));
+    if (read_bitmap(PyList_GET_ITEM(node, 0), &s->dm) < 0
+        || read_bitmap(PyList_GET_ITEM(node, 1), &s->nm) < 0)
+        return -1;
+    s->n = PyList_GET_SIZE(node);
+    if ((s->dm & s->nm) || (!(s->dm | s->nm) && (s->n - 3) % 2 != 0)) {
+        PyErr_SetString(PyExc_ValueError, "not a CHAMP node: bitmaps do not match its length");
+        return -1;
+    }
+    return 0;
+}
+
+/* -1 with ValueError if ``i`` is not an index lookup_shape's node has
+ * from 3 on (also for the value after a key: pass the value's index). */
+static inline int
+lookup_index(const Shape *s, Py_ssize_t i)
+{
+    if (i >= 3 && i < s->n)
+        return 0;
+    PyErr_SetString(PyExc_ValueError, "not a CHAMP node: bitmaps do not match its length");
+    return -1;
 }
 
 /* check_unchanged, and item ``i`` is still ``item`` (a key or child the
@@ -451,11 +506,13 @@ lookup_node(PyObject *node, PyObject *key, uint64_t h, PyObject **out)
     /* The descent runs no user code, so it borrows each node from its
      * parent; the node is held from the first key comparison on. */
     for (;;) {
-        if (read_shape(node, &s) < 0)
+        if (lookup_shape(node, &s) < 0)
             return -1;
         bit = 1u << (h & MASK);
         if (s.dm & bit) {
             i = 3 + 2 * POPCOUNT(s.dm & (bit - 1));
+            if (lookup_index(&s, i + 1) < 0)
+                return -1;
             PREFETCH(PyList_GET_ITEM(node, i + 1));   /* the value, during the compare */
             if (PyList_GET_ITEM(node, i) == key) {
                 *out = Py_NewRef(PyList_GET_ITEM(node, i + 1));
@@ -477,7 +534,10 @@ lookup_node(PyObject *node, PyObject *key, uint64_t h, PyObject **out)
             goto done;
         }
         if (s.nm & bit) {
-            node = PyList_GET_ITEM(node, s.n - 1 - POPCOUNT(s.nm & (bit - 1)));
+            i = s.n - 1 - POPCOUNT(s.nm & (bit - 1));
+            if (lookup_index(&s, i) < 0)
+                return -1;
+            node = PyList_GET_ITEM(node, i);
             h >>= BITS;
             continue;
         }
@@ -2327,6 +2387,10 @@ PyMODINIT_FUNC
 PyInit__champ_c(void)
 {
     PyObject *m;
+#ifdef POPCNT_AT_RUNTIME
+    __builtin_cpu_init();
+    have_popcnt = __builtin_cpu_supports("popcnt") ? 1 : 0;
+#endif
     if (PyType_Ready(&IterType) < 0 || PyType_Ready(&MapBaseType) < 0
         || PyType_Ready(&MutationBaseType) < 0 || PyType_Ready(&SetBaseType) < 0
         || PyType_Ready(&SetMutationBaseType) < 0)
