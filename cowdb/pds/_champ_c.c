@@ -1775,86 +1775,6 @@ map_iter(MapObject *m)
     return make_iter(m->root, ITER_KEYS);
 }
 
-/* PMap.set and PMap.delete (pmap._PyMap). */
-
-static PyObject *
-map_set(MapObject *m, PyObject *const *args, Py_ssize_t nargs)
-{
-    Path path;
-    PyObject *key, *val, *base, *root, *old = NULL, *result = NULL;
-    Py_hash_t kh;
-    uint64_t acc = m->hacc;
-    int known = m->hknown;
-
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "set() takes 2 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    key = args[0];
-    val = args[1];
-    kh = PyObject_Hash(key);
-    if (kh == -1 && PyErr_Occurred())
-        return NULL;
-    base = Py_NewRef(m->root);
-    path.depth = 0;
-    root = assoc_node(base, (uint64_t)kh, key, val, Py_None, 0, &old, &path);
-    if (root == NULL)
-        goto done;
-    if (root == m->root) {
-        Py_DECREF(root);
-        result = Py_NewRef(m);
-        goto done;
-    }
-    acc = m->hacc;
-    known = m->hknown;
-    if (rehash(&acc, &known, key, kh, old, val) < 0) {
-        Py_DECREF(root);
-        goto done;
-    }
-    result = new_map(Py_TYPE(m), root, m->count + (old == NULL), acc, known);
-done:
-    Py_XDECREF(old);
-    Py_DECREF(base);
-    return result;
-}
-
-static PyObject *
-map_delete(MapObject *m, PyObject *key)
-{
-    Path path;
-    PyObject *base, *root, *old = NULL, *result = NULL;
-    Py_hash_t kh;
-    uint64_t acc;
-    int known;
-
-    kh = PyObject_Hash(key);
-    if (kh == -1 && PyErr_Occurred())
-        return NULL;
-    base = Py_NewRef(m->root);
-    path.depth = 0;
-    root = dissoc_node(base, (uint64_t)kh, key, Py_None, 0, &old, &path);
-    if (root == NULL)
-        goto done;
-    if (old == NULL) {
-        Py_DECREF(root);
-        set_key_error(key);
-        goto done;
-    }
-    acc = m->hacc;
-    known = m->hknown;
-    if (rehash(&acc, &known, key, kh, old, NULL) < 0) {
-        Py_DECREF(root);
-        goto done;
-    }
-    result = new_map(Py_TYPE(m), root, m->count - 1, acc, known);
-done:
-    Py_XDECREF(old);
-    Py_DECREF(base);
-    return result;
-}
-
-/* PMapMutation's edits (pmap._PyMutation). */
-
 /* The owner token for an edit (borrowed); ValueError once finished. */
 static PyObject *
 mutation_token(MapObject *m)
@@ -1869,22 +1789,6 @@ mutation_token(MapObject *m)
         Py_DECREF(name);
     }
     return NULL;
-}
-
-/* Store an edit's result: the new root (stolen), the count, the
- * accumulator; -1 if rehashing was interrupted (the edit is kept). */
-static int
-mutation_store(MapObject *m, PyObject *root, Py_ssize_t delta, PyObject *key,
-               Py_hash_t kh, PyObject *old, PyObject *new)
-{
-    uint64_t acc = m->hacc;
-    int known = m->hknown, r;
-    Py_SETREF(m->root, root);
-    m->count += delta;
-    r = rehash(&acc, &known, key, kh, old, new);
-    m->hacc = acc;
-    m->hknown = known;
-    return r;
 }
 
 /* After an edit's walk: -1 with RuntimeError if a key's __eq__ or
@@ -1902,40 +1806,132 @@ root_unchanged(MapObject *m, PyObject *base)
     return -1;
 }
 
-static int
-mutation_setitem(MapObject *m, PyObject *key, PyObject *val)
+/* The walk of every update, persistent or in a mutation, map or set: hash
+ * ``key`` (into *kh), check the mutation's token (``in_mutation``), then
+ * bind ``val`` (assoc) or, if ``val`` is NULL, remove the key (dissoc),
+ * from the root.  The new root (a new reference; the same one if nothing
+ * changed or the mutation edited it in place) with the key's old value in
+ * *old (NULL if it was absent), or NULL on error. */
+static PyObject *
+walk(MapObject *m, PyObject *key, PyObject *val, int in_mutation, Py_hash_t *kh, PyObject **old)
 {
     Path path;
-    PyObject *base, *root, *owner, *old = NULL;
-    Py_hash_t kh;
-    int r = -1;
+    PyObject *owner = Py_None, *base, *root;
 
-    kh = PyObject_Hash(key);
-    if (kh == -1 && PyErr_Occurred())
-        return -1;
-    owner = mutation_token(m);
-    if (owner == NULL)
-        return -1;
+    *kh = PyObject_Hash(key);
+    if (*kh == -1 && PyErr_Occurred())
+        return NULL;
+    if (in_mutation && (owner = mutation_token(m)) == NULL)
+        return NULL;
     owner = Py_NewRef(owner);
     base = Py_NewRef(m->root);
     path.depth = 0;
-    root = assoc_node(base, (uint64_t)kh, key, val, owner, 0, &old, &path);
+    if (val != NULL)
+        root = assoc_node(base, (uint64_t)*kh, key, val, owner, 0, old, &path);
+    else
+        root = dissoc_node(base, (uint64_t)*kh, key, owner, 0, old, &path);
+    if (root != NULL && in_mutation && root_unchanged(m, base) < 0)
+        Py_CLEAR(root);
     if (root == NULL)
-        goto done;
-    if (root_unchanged(m, base) < 0) {
-        Py_DECREF(root);
-        goto done;
-    }
-    if (old == val) {
-        Py_DECREF(root);
-        r = 0;
-        goto done;
-    }
-    r = mutation_store(m, root, old == NULL, key, kh, old, val);
-done:
-    Py_XDECREF(old);
+        Py_CLEAR(*old);
     Py_DECREF(base);
     Py_DECREF(owner);
+    return root;
+}
+
+/* PMap.set and PMap.delete (pmap._PyMap). */
+
+static PyObject *
+map_set(MapObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *root, *old = NULL, *result = NULL;
+    Py_hash_t kh;
+    uint64_t acc;
+    int known;
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "set() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    root = walk(m, args[0], args[1], 0, &kh, &old);
+    if (root == NULL)
+        return NULL;
+    if (root == m->root) {
+        Py_DECREF(root);
+        result = Py_NewRef(m);
+        goto done;
+    }
+    acc = m->hacc;
+    known = m->hknown;
+    if (rehash(&acc, &known, args[0], kh, old, args[1]) < 0) {
+        Py_DECREF(root);
+        goto done;
+    }
+    result = new_map(Py_TYPE(m), root, m->count + (old == NULL), acc, known);
+done:
+    Py_XDECREF(old);
+    return result;
+}
+
+static PyObject *
+map_delete(MapObject *m, PyObject *key)
+{
+    PyObject *root, *old = NULL, *result = NULL;
+    Py_hash_t kh;
+    uint64_t acc;
+    int known;
+
+    root = walk(m, key, NULL, 0, &kh, &old);
+    if (root == NULL)
+        return NULL;
+    if (old == NULL) {
+        Py_DECREF(root);
+        set_key_error(key);
+        return NULL;
+    }
+    acc = m->hacc;
+    known = m->hknown;
+    if (rehash(&acc, &known, key, kh, old, NULL) < 0)
+        Py_DECREF(root);
+    else
+        result = new_map(Py_TYPE(m), root, m->count - 1, acc, known);
+    Py_DECREF(old);
+    return result;
+}
+
+/* PMapMutation's edits (pmap._PyMutation). */
+
+/* Store an edit's result: the new root (stolen), the count, the
+ * accumulator; -1 if rehashing was interrupted (the edit is kept). */
+static int
+mutation_store(MapObject *m, PyObject *root, Py_ssize_t delta, PyObject *key,
+               Py_hash_t kh, PyObject *old, PyObject *new)
+{
+    uint64_t acc = m->hacc;
+    int known = m->hknown, r;
+    Py_SETREF(m->root, root);
+    m->count += delta;
+    r = rehash(&acc, &known, key, kh, old, new);
+    m->hacc = acc;
+    m->hknown = known;
+    return r;
+}
+
+static int
+mutation_setitem(MapObject *m, PyObject *key, PyObject *val)
+{
+    PyObject *root, *old = NULL;
+    Py_hash_t kh;
+    int r = 0;
+
+    root = walk(m, key, val, 1, &kh, &old);
+    if (root == NULL)
+        return -1;
+    if (old == val)
+        Py_DECREF(root);
+    else
+        r = mutation_store(m, root, old == NULL, key, kh, old, val);
+    Py_XDECREF(old);
     return r;
 }
 
@@ -1943,42 +1939,22 @@ done:
 static int
 mutation_remove(MapObject *m, PyObject *key, PyObject **out)
 {
-    Path path;
-    PyObject *base, *root, *owner, *old = NULL;
+    PyObject *root, *old = NULL;
     Py_hash_t kh;
-    int r = -1;
 
-    kh = PyObject_Hash(key);
-    if (kh == -1 && PyErr_Occurred())
-        return -1;
-    owner = mutation_token(m);
-    if (owner == NULL)
-        return -1;
-    owner = Py_NewRef(owner);
-    base = Py_NewRef(m->root);
-    path.depth = 0;
-    root = dissoc_node(base, (uint64_t)kh, key, owner, 0, &old, &path);
+    root = walk(m, key, NULL, 1, &kh, &old);
     if (root == NULL)
-        goto done;
-    if (root_unchanged(m, base) < 0) {
-        Py_DECREF(root);
-        goto done;
-    }
+        return -1;
     if (old == NULL) {
         Py_DECREF(root);
-        r = 0;
-        goto done;
+        return 0;
     }
-    if (mutation_store(m, root, -1, key, kh, old, NULL) < 0)
-        goto done;
+    if (mutation_store(m, root, -1, key, kh, old, NULL) < 0) {
+        Py_DECREF(old);
+        return -1;
+    }
     *out = old;
-    old = NULL;
-    r = 1;
-done:
-    Py_XDECREF(old);
-    Py_DECREF(base);
-    Py_DECREF(owner);
-    return r;
+    return 1;
 }
 
 static int
@@ -2062,38 +2038,38 @@ static PyMethodDef mutation_methods[] = {
     {NULL},
 };
 
+/* What the four base types (MapBase, MutationBase, SetBase,
+ * SetMutationBase) share: one struct, its allocation and its GC. */
+#define BASE_TYPE_SLOTS \
+    .tp_basicsize = sizeof(MapObject), \
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, \
+    .tp_new = map_tp_new, \
+    .tp_dealloc = (destructor)map_dealloc, \
+    .tp_traverse = (traverseproc)map_traverse, \
+    .tp_getset = map_getset
+
 static PyTypeObject MapBaseType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "cowdb.pds._champ_c.MapBase",
     .tp_doc = "The C base of PMap: its fields and hot methods (pmap._PyMap in C).",
-    .tp_basicsize = sizeof(MapObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_new = map_tp_new,
-    .tp_dealloc = (destructor)map_dealloc,
-    .tp_traverse = (traverseproc)map_traverse,
+    BASE_TYPE_SLOTS,
     .tp_weaklistoffset = offsetof(MapObject, weakreflist),
     .tp_as_mapping = &map_as_mapping,
     .tp_as_sequence = &map_as_sequence,
     .tp_iter = (getiterfunc)map_iter,
     .tp_methods = map_methods,
     .tp_members = map_members,
-    .tp_getset = map_getset,
 };
 
 static PyTypeObject MutationBaseType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "cowdb.pds._champ_c.MutationBase",
     .tp_doc = "The C base of PMapMutation: its fields and hot methods (pmap._PyMutation in C).",
-    .tp_basicsize = sizeof(MapObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_new = map_tp_new,
-    .tp_dealloc = (destructor)map_dealloc,
-    .tp_traverse = (traverseproc)map_traverse,
+    BASE_TYPE_SLOTS,
     .tp_as_mapping = &mutation_as_mapping,
     .tp_as_sequence = &map_as_sequence,
     .tp_methods = mutation_methods,
     .tp_members = mutation_members,
-    .tp_getset = map_getset,
 };
 
 /* the set types -----------------------------------------------------------
@@ -2108,58 +2084,38 @@ static PyTypeObject SetBaseType, SetMutationBaseType;
 static PyObject *
 set_add(MapObject *m, PyObject *elem)
 {
-    PyObject *base, *root, *old = NULL, *result = NULL;
+    PyObject *root, *old = NULL;
     Py_hash_t h;
-    Path path;
 
-    h = PyObject_Hash(elem);
-    if (h == -1 && PyErr_Occurred())
-        return NULL;
-    base = Py_NewRef(m->root);
-    path.depth = 0;
-    root = assoc_node(base, (uint64_t)h, elem, Py_None, Py_None, 0, &old, &path);
+    root = walk(m, elem, Py_None, 0, &h, &old);
+    Py_XDECREF(old);
     if (root == NULL)
-        goto done;
+        return NULL;
     if (root == m->root) {
         Py_DECREF(root);
-        result = Py_NewRef(m);
-        goto done;
+        return Py_NewRef(m);
     }
-    result = new_map(Py_TYPE(m), root, m->count + 1, m->hacc ^ shuffle((uint64_t)h), 1);
-done:
-    Py_XDECREF(old);
-    Py_DECREF(base);
-    return result;
+    return new_map(Py_TYPE(m), root, m->count + 1, m->hacc ^ shuffle((uint64_t)h), 1);
 }
 
 static PyObject *
 set_discard_impl(MapObject *m, PyObject *elem, int must)
 {
-    PyObject *base, *root, *old = NULL, *result = NULL;
+    PyObject *root, *old = NULL;
     Py_hash_t h;
-    Path path;
 
-    h = PyObject_Hash(elem);
-    if (h == -1 && PyErr_Occurred())
-        return NULL;
-    base = Py_NewRef(m->root);
-    path.depth = 0;
-    root = dissoc_node(base, (uint64_t)h, elem, Py_None, 0, &old, &path);
+    root = walk(m, elem, NULL, 0, &h, &old);
     if (root == NULL)
-        goto done;
+        return NULL;
     if (old == NULL) {
         Py_DECREF(root);
-        if (must)
-            set_key_error(elem);
-        else
-            result = Py_NewRef(m);
-        goto done;
+        if (!must)
+            return Py_NewRef(m);
+        set_key_error(elem);
+        return NULL;
     }
-    result = new_map(Py_TYPE(m), root, m->count - 1, m->hacc ^ shuffle((uint64_t)h), 1);
-done:
-    Py_XDECREF(old);
-    Py_DECREF(base);
-    return result;
+    Py_DECREF(old);
+    return new_map(Py_TYPE(m), root, m->count - 1, m->hacc ^ shuffle((uint64_t)h), 1);
 }
 
 static PyObject *
@@ -2177,38 +2133,20 @@ set_remove(MapObject *m, PyObject *elem)
 static PyObject *
 setmut_add(MapObject *m, PyObject *elem)
 {
-    PyObject *base, *root, *owner, *old = NULL;
+    PyObject *root, *old = NULL;
     Py_hash_t h;
-    int ok = 0;
-    Path path;
 
-    h = PyObject_Hash(elem);
-    if (h == -1 && PyErr_Occurred())
-        return NULL;
-    owner = mutation_token(m);
-    if (owner == NULL)
-        return NULL;
-    owner = Py_NewRef(owner);
-    base = Py_NewRef(m->root);
-    path.depth = 0;
-    root = assoc_node(base, (uint64_t)h, elem, Py_None, owner, 0, &old, &path);
+    root = walk(m, elem, Py_None, 1, &h, &old);
     if (root == NULL)
-        goto done;
-    if (root_unchanged(m, base) < 0 || old != NULL) {
+        return NULL;
+    if (old != NULL) {   /* already in: nothing changed */
+        Py_DECREF(old);
         Py_DECREF(root);
-        ok = old != NULL && !PyErr_Occurred();
-        goto done;
+        Py_RETURN_NONE;
     }
     Py_SETREF(m->root, root);
     m->count += 1;
     m->hacc ^= shuffle((uint64_t)h);
-    ok = 1;
-done:
-    Py_XDECREF(old);
-    Py_DECREF(base);
-    Py_DECREF(owner);
-    if (!ok)
-        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -2216,41 +2154,21 @@ done:
 static int
 setmut_discard_impl(MapObject *m, PyObject *elem)
 {
-    PyObject *base, *root, *owner, *old = NULL;
+    PyObject *root, *old = NULL;
     Py_hash_t h;
-    int r = -1;
-    Path path;
 
-    h = PyObject_Hash(elem);
-    if (h == -1 && PyErr_Occurred())
-        return -1;
-    owner = mutation_token(m);
-    if (owner == NULL)
-        return -1;
-    owner = Py_NewRef(owner);
-    base = Py_NewRef(m->root);
-    path.depth = 0;
-    root = dissoc_node(base, (uint64_t)h, elem, owner, 0, &old, &path);
+    root = walk(m, elem, NULL, 1, &h, &old);
     if (root == NULL)
-        goto done;
-    if (root_unchanged(m, base) < 0) {
-        Py_DECREF(root);
-        goto done;
-    }
+        return -1;
     if (old == NULL) {
         Py_DECREF(root);
-        r = 0;
-        goto done;
+        return 0;
     }
+    Py_DECREF(old);
     Py_SETREF(m->root, root);
     m->count -= 1;
     m->hacc ^= shuffle((uint64_t)h);
-    r = 1;
-done:
-    Py_XDECREF(old);
-    Py_DECREF(base);
-    Py_DECREF(owner);
-    return r;
+    return 1;
 }
 
 static PyObject *
@@ -2298,32 +2216,22 @@ static PyTypeObject SetBaseType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "cowdb.pds._champ_c.SetBase",
     .tp_doc = "The C base of PSet: its fields and hot methods (pset._PySet in C).",
-    .tp_basicsize = sizeof(MapObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_new = map_tp_new,
-    .tp_dealloc = (destructor)map_dealloc,
-    .tp_traverse = (traverseproc)map_traverse,
+    BASE_TYPE_SLOTS,
     .tp_weaklistoffset = offsetof(MapObject, weakreflist),
     .tp_as_sequence = &set_as_sequence,
     .tp_iter = (getiterfunc)map_iter,
     .tp_methods = set_methods,
     .tp_members = map_members,
-    .tp_getset = map_getset,
 };
 
 static PyTypeObject SetMutationBaseType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "cowdb.pds._champ_c.SetMutationBase",
     .tp_doc = "The C base of PSetMutation: its fields and hot methods (pset._PySetMutation in C).",
-    .tp_basicsize = sizeof(MapObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_new = map_tp_new,
-    .tp_dealloc = (destructor)map_dealloc,
-    .tp_traverse = (traverseproc)map_traverse,
+    BASE_TYPE_SLOTS,
     .tp_as_sequence = &set_as_sequence,
     .tp_methods = setmut_methods,
     .tp_members = mutation_members,
-    .tp_getset = map_getset,
 };
 
 /* module ---------------------------------------------------------------- */

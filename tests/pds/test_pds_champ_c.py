@@ -25,7 +25,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
-from test_pds_hash_trie import Collide, PMapMachine, PSetMachine, shape
+from test_pds_hash_trie import Collide, Interrupt, PMapMachine, PSetMachine, Value, shape
 
 from cowdb.pds import PMap, PSet, _champ, pmap, pset
 from cowdb.pds._champ import M64
@@ -260,20 +260,6 @@ TestMixedPSet.settings = settings(max_examples=25, stateful_step_count=30, deadl
 
 
 # User code in __eq__ and __hash__.
-
-class Interrupt(BaseException):
-    pass
-
-
-class Value:
-    def __init__(self, raises=None):
-        self.raises = raises
-
-    def __hash__(self):
-        if self.raises is not None:
-            raise self.raises("hash")
-        return 7
-
 
 class Boom(Exception):
     pass
