@@ -11,7 +11,9 @@ the children whose checksums differ. Which values of two leaves differ is
 found by one XOR of the leaves' signatures (``Leaf.sig``: a 64-bit hash per
 value, see ``leaf_sig``), not by comparing the value lists: that reads every
 value object, wherever in memory it lives, and was most of the cost (a
-1,000-change diff at 1M keys opens ~1,000 leaf pairs of ~30 entries). Pairs that do not line up (keys were
+1,000-change diff at 1M keys opens ~1,000 leaf pairs of ~30 entries). Which
+children of two branches differ is found the same way (``Branch.sig``, the
+child checksums, see ``branch_sig``). Pairs that do not line up (keys were
 added or removed) fall back to ``_streams``: each tree read as a stream, in
 key order, of subtrees and entries, opening a subtree only when the other
 stream cannot match it; it hands pairs that line up again back to
@@ -80,7 +82,7 @@ def _aligned(nodes, na, nb, low, high, height, start, stop, stats):
     as visited), walked pair by pair while their nodes line up (the same separator keys:
     always so after overwrites). For a pair of branches only the children whose checksums
     differ are opened, for a pair of leaves only the values that differ are looked at
-    (found by one XOR of the leaves' signatures, Leaf.sig). A pair of branches that
+    (both found by one XOR of the two nodes' signatures). A pair of branches that
     does not line up (keys were added or removed) goes to the general merge of two
     streams, a pair of leaves to a merge of their entries. Pairs wait on a stack, in
     reverse key order."""
