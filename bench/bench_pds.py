@@ -9,9 +9,11 @@ per-key operation runs over 1,000 keys drawn from them (or new ones).
 "speedup" is pyrsistent's time over cowdb's (>= 2 is the target);
 "x immutables" is cowdb's time over immutables' (<= 2 is the target).
 
-PMap is timed twice, on the C trie operations (cowdb/pds/_champ_c.c, when
-built: ``python setup.py build_ext --inplace``) and on the pure-Python ones,
-switched with ``_champ.select`` between turns, outside the timed calls.
+PMap is timed twice: on the C accelerator (cowdb/pds/_champ_c.c, when
+built: ``python setup.py build_ext --inplace``; PMap's base type and trie
+operations in C) and on the pure-Python reference (pmap._PyMap's methods
+and _champ's Python trie operations), switched with ``_champ.select``
+between turns, outside the timed calls.
 """
 
 import argparse
