@@ -25,6 +25,10 @@ their kinds (``ops``); a faulty run names one operation ``k`` and one fault:
                the unsynced writes survives, sector by sector (512 bytes),
                in any order, so a page can be half old and half new
 
+and, counted apart from those (reads are numbered among reads only):
+
+``read_eio``   pread k raises EIO (a transient read error: the data is intact)
+
 A lost power raises ``PowerLoss``, a ``BaseException``: like a killed
 process, nothing the engine does afterwards reaches the disk (every later
 operation raises it again). ``crash_image()`` is then what a reboot finds.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import errno
 import random
+from contextlib import contextmanager
 
 from cowdb.pages.io import BlockIO
 
@@ -41,7 +46,8 @@ SECTOR = 512
 WRITE_KINDS = ("eio", "enospc", "torn")          # the run goes on after the error
 SYNC_KINDS = ("fsync",)                          # the database is closed; the run stops
 POWER_KINDS = ("power", "power_torn", "power_lost")
-KINDS = WRITE_KINDS + SYNC_KINDS + POWER_KINDS
+READ_KINDS = ("read_eio",)                       # the run goes on after the error
+KINDS = WRITE_KINDS + SYNC_KINDS + POWER_KINDS + READ_KINDS
 
 
 class PowerLoss(BaseException):
@@ -66,9 +72,20 @@ class FaultyIO(BlockIO):
         self.dead = False
         self.torn_write: tuple[int, bytes] | None = None  # power_torn: the partial write
         self.syncs = 0
+        self.reads = 0                    # preads so far (read_eio's k counts these)
+        self.checking = False             # the test's own reads: not counted, never failed
 
     # ---- the BlockIO contract -------------------------------------------
     def pread(self, size, offset):
+        if self.dead:
+            raise PowerLoss("the power is off")
+        if self.checking:
+            return bytes(self.live[offset:offset + size])
+        n = self.reads
+        self.reads += 1
+        if n == self.k and self.kind == "read_eio":
+            self._fire(f"EIO on pread {n} ({size} bytes at {offset})")
+            raise OSError(errno.EIO, "Input/output error (injected)")
         return bytes(self.live[offset:offset + size])
 
     def size(self):
@@ -120,6 +137,15 @@ class FaultyIO(BlockIO):
             raise OSError(errno.EIO, "Input/output error (injected)")
         del self.live[size:]
         self.unsynced.append(("t", size))
+
+    @contextmanager
+    def unfaulted(self):
+        """Reads made by the checker, not by the workload: no read fault strikes them."""
+        self.checking = True
+        try:
+            yield
+        finally:
+            self.checking = False
 
     # ---- faults -----------------------------------------------------------
     def _op(self, what: str, grows: bool) -> int:
@@ -199,8 +225,11 @@ class FaultyIO(BlockIO):
         return bytes(self.durable)
 
 
-def fault_points(ops: list[tuple[str, bool]], kind: str) -> list[int]:
-    """The operation numbers where ``kind`` can strike, given a dry run's ``ops``."""
+def fault_points(ops: list[tuple[str, bool]], kind: str, reads: int = 0) -> list[int]:
+    """The operation numbers where ``kind`` can strike, given a dry run's ``ops`` (and,
+    for read faults, its number of ``reads``)."""
+    if kind in READ_KINDS:
+        return list(range(reads))
     if kind == "eio":
         return [i for i, (what, _) in enumerate(ops) if what in ("write", "truncate")]
     if kind in ("torn", "power_torn"):
