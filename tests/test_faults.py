@@ -651,3 +651,33 @@ def test_fault_at_every_operation(kind):
     assert not failures, f"{len(failures)} of {faults} {kind} faults failed:\n" + \
         "\n".join(failures[:5])
     assert faults >= 14
+
+
+def test_a_no_sync_branch_is_made_durable_by_the_next_durable_commit():
+    """docs/concepts/durability.md: on a durability="none" handle a branch is visible at
+    once but reaches the disk with the next durable commit; a power loss before that loses
+    the branch (and nothing else), one after it keeps it."""
+    io = FaultyIO(base_image())
+    db = cowdb.open(io=io, page_size=PAGE_SIZE, durability="none")
+    with db.write(durability="sync") as tx:
+        tx[b"k"] = b"v"
+    db.branch("dev")
+    assert "dev" in db.branches()
+
+    def after_power_loss():
+        crashed = cowdb.open(io=MemoryIO(io.crash_image()), page_size=PAGE_SIZE)
+        try:
+            return crashed.branches(), crashed.version
+        finally:
+            crashed.close()
+
+    assert after_power_loss() == ({"main": 1}, 1)
+    with db.write(branch="dev", durability="sync") as tx:  # a durable commit on it
+        tx[b"k"] = b"w"
+    assert after_power_loss() == ({"main": 1, "dev": 2}, 2)
+    db.branch("fix")                     # and a durable commit anywhere else carries it too
+    assert after_power_loss() == ({"main": 1, "dev": 2}, 2)
+    with db.write(durability="sync") as tx:
+        tx[b"k"] = b"x"
+    assert after_power_loss() == ({"main": 3, "dev": 2, "fix": 1}, 3)
+    db.close()
