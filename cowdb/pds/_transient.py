@@ -7,6 +7,24 @@ node is ever editable again) and wraps the current root.
 """
 
 
+# Keys' own code (__eq__, __hash__) runs in the middle of an edit and may edit the very
+# mutation being edited. The C trie checks the path it walks and raises where such a
+# nested edit moved it; the Python trie has no such checks (they would cost every edit),
+# so its mutations refuse nested edits outright: an edit marks its mutation here for its
+# duration (begin_edit ... end_edit).
+_editing: set[int] = set()
+end_edit = _editing.discard
+
+
+def begin_edit(mutation) -> int:
+    me = id(mutation)
+    if me in _editing:
+        raise RuntimeError(f"a key's __eq__ or __hash__ edited this {type(mutation).__name__} "
+                           f"while an edit of it was running; edit it after that edit returns")
+    _editing.add(me)
+    return me
+
+
 class Transient:
     """A mixin: the class (or its base) holds the ``_owner`` and ``_result`` fields."""
 

@@ -14,7 +14,7 @@ from cowdb.pds import _champ
 from cowdb.pds._champ import M64, accumulate, assoc, dissoc, lookup
 from cowdb.pds._hashing import finish, shuffle
 from cowdb.pds._missing import MISSING
-from cowdb.pds._transient import Transient
+from cowdb.pds._transient import Transient, begin_edit, end_edit
 
 _new = object.__new__
 _NO_DEFAULT = object()
@@ -153,14 +153,19 @@ class _PyMutation(_PyReader):
     __slots__ = ("_root", "_count", "_hacc", "_owner", "_result")
 
     def __setitem__(self, key, val):
-        box = []
-        root = assoc(self._root, hash(key) & M64, key, val, self._token(), 0, box)
-        old = box[0] if box else MISSING
-        if old is not val:
-            self._root = root
-            self._count += old is MISSING
-            acc, self._hacc = self._hacc, None  # unknown if hashing is interrupted
-            self._hacc = _rehash(acc, key, old, val)
+        me = begin_edit(self)
+        try:
+            box = []
+            h = hash(key) & M64
+            root = assoc(self._root, h, key, val, self._token(), 0, box)
+            old = box[0] if box else MISSING
+            if old is not val:
+                self._root = root
+                self._count += old is MISSING
+                acc, self._hacc = self._hacc, None  # unknown if hashing is interrupted
+                self._hacc = _rehash(acc, key, old, val)
+        finally:
+            end_edit(me)
 
     def set(self, key, val, /):
         """Bind ``key`` to ``val`` in place."""
@@ -171,18 +176,23 @@ class _PyMutation(_PyReader):
 
     def pop(self, key, default=_NO_DEFAULT, /):
         """Remove ``key`` and return its value (or ``default`` if absent)."""
-        box = []
-        root = dissoc(self._root, hash(key) & M64, key, self._token(), 0, box)
-        old = box[0] if box else MISSING
-        if old is MISSING:
-            if default is _NO_DEFAULT:
-                raise KeyError(key)
-            return default
-        self._root = root
-        self._count -= 1
-        acc, self._hacc = self._hacc, None
-        self._hacc = _rehash(acc, key, old, MISSING)
-        return old
+        me = begin_edit(self)
+        try:
+            box = []
+            h = hash(key) & M64
+            root = dissoc(self._root, h, key, self._token(), 0, box)
+            old = box[0] if box else MISSING
+            if old is MISSING:
+                if default is _NO_DEFAULT:
+                    raise KeyError(key)
+                return default
+            self._root = root
+            self._count -= 1
+            acc, self._hacc = self._hacc, None
+            self._hacc = _rehash(acc, key, old, MISSING)
+            return old
+        finally:
+            end_edit(me)
 
 
 if _champ.accelerator is not None:

@@ -8,7 +8,7 @@ from cowdb.pds import _champ
 from cowdb.pds._champ import M64, accumulate, assoc, dissoc, lookup
 from cowdb.pds._hashing import finish, shuffle
 from cowdb.pds._missing import MISSING
-from cowdb.pds._transient import Transient
+from cowdb.pds._transient import Transient, begin_edit, end_edit
 
 _new = object.__new__
 
@@ -78,25 +78,33 @@ class _PySetMutation(_PyReader):
     __slots__ = ("_root", "_count", "_hacc", "_owner", "_result")
 
     def add(self, elem, /):
-        h = hash(elem) & M64
-        box = []
-        root = assoc(self._root, h, elem, None, self._token(), 0, box)
-        if not box:
-            self._root = root
-            self._count += 1
-            self._hacc ^= shuffle(h)
+        me = begin_edit(self)
+        try:
+            h = hash(elem) & M64
+            box = []
+            root = assoc(self._root, h, elem, None, self._token(), 0, box)
+            if not box:
+                self._root = root
+                self._count += 1
+                self._hacc ^= shuffle(h)
+        finally:
+            end_edit(me)
 
     def discard(self, elem, /):
         """Remove ``elem`` if present; return whether it was."""
-        h = hash(elem) & M64
-        box = []
-        root = dissoc(self._root, h, elem, self._token(), 0, box)
-        if not box:
-            return False
-        self._root = root
-        self._count -= 1
-        self._hacc ^= shuffle(h)
-        return True
+        me = begin_edit(self)
+        try:
+            h = hash(elem) & M64
+            box = []
+            root = dissoc(self._root, h, elem, self._token(), 0, box)
+            if not box:
+                return False
+            self._root = root
+            self._count -= 1
+            self._hacc ^= shuffle(h)
+            return True
+        finally:
+            end_edit(me)
 
     def remove(self, elem, /):
         if not self.discard(elem):
