@@ -389,8 +389,8 @@ class Database(Versions):
             if self._foreign:  # another process wrote last: make its state durable, then ours
                 store = self._store
                 store.sync()
-                store.mark_durable(next((s for s, m in store.candidates() if m.txn == st.txn),
-                                        store.durable_slot), st.txn)
+                slot = store.slot_of(st.txn)
+                store.mark_durable(store.durable_slot if slot is None else slot, st.txn)
                 self._foreign = False
             return st
         except BaseException:
@@ -527,7 +527,7 @@ class Database(Versions):
                 store.sync()
                 # the newest record (maybe of a no-sync commit) is now the durable one: the
                 # checkpoint must go to the other slot, or a torn write loses both
-                slot = next((s for s, m in store.candidates() if m.txn == store.meta.txn), None)
+                slot = store.slot_of(store.meta.txn)
                 if slot is not None:
                     store.mark_durable(slot, store.meta.txn)
                 store.begin(store.meta.txn + 1, store.durable_txn)

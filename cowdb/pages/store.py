@@ -94,6 +94,10 @@ class PageStore:
         else:
             self._count_unsynced()
 
+    def slot_of(self, txn: int) -> int | None:
+        """The meta slot whose valid record is that of ``txn`` (None: neither)."""
+        return next((s for s, m in self.candidates() if m.txn == txn), None)
+
     def mark_durable(self, slot: int, txn: int) -> None:
         """Record that the commit of ``txn`` (in ``slot``) is on disk."""
         self.durable_slot, self.durable_txn = slot, txn
@@ -283,9 +287,8 @@ class PageStore:
                 raise err from e
         fl.changed = False
         self.meta = m
-        if durable:  # every pending group was freed at a txn <= m.txn: none is unsynced
-            self.durable_slot, self.durable_txn = slot, m.txn
-            self.unsynced_free_pages = 0
+        if durable:
+            self.mark_durable(slot, m.txn)
         return m
 
     def _write_freelist(self, old: Meta) -> tuple[RootRef, int]:
