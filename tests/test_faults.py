@@ -382,27 +382,27 @@ class Run:
             return False
         return True
 
+    def _closed(self) -> bool:
+        """Whether the database is gone (never opened, or it closed itself); forget it then."""
+        if self.db is None:
+            return True
+        try:
+            self.db.version
+        except DatabaseClosed:
+            self.db = None
+            return True
+        return False
+
     def _expect_closed(self, step) -> None:
         """After a failed fsync the database must refuse further use."""
-        if self.db is None:
-            return
-        try:
-            self.db.version
-        except DatabaseClosed:
-            self.db = None
-            return
-        raise Failure(f"the database stayed open after a failed fsync {self.ctx(step)}")
+        if not self._closed():
+            raise Failure(f"the database stayed open after a failed fsync {self.ctx(step)}")
 
     def _after_error(self, step) -> None:
-        """After a write error: closed, or usable and exactly at the last acknowledged state."""
+        """After an I/O error: closed, or usable and exactly at the last acknowledged state."""
         if self.kind == "enospc":
             self.io.free_space()
-        if self.db is None:
-            return
-        try:
-            self.db.version
-        except DatabaseClosed:
-            self.db = None
+        if self._closed():
             return
         try:
             with self.io.unfaulted():
