@@ -5,24 +5,32 @@ in place; everything else is copied before it is touched, so the structure
 it started from never changes.  finish() is O(1): it drops the token (no
 node is ever editable again) and wraps the current root.
 """
-
+from functools import wraps
 
 # Keys' own code (__eq__, __hash__) runs in the middle of an edit and may edit the very
 # mutation being edited. The C trie checks the path it walks and raises where such a
 # nested edit moved it; the Python trie has no such checks (they would cost every edit),
 # so its mutations refuse nested edits outright: an edit marks its mutation here for its
-# duration (begin_edit ... end_edit).
+# duration.
 _editing: set[int] = set()
-end_edit = _editing.discard
 
 
-def begin_edit(mutation) -> int:
-    me = id(mutation)
-    if me in _editing:
-        raise RuntimeError(f"a key's __eq__ or __hash__ edited this {type(mutation).__name__} "
-                           f"while an edit of it was running; edit it after that edit returns")
-    _editing.add(me)
-    return me
+def edit(method):
+    """Decorate a Python mutation's edit method: a nested edit of the same mutation (from
+    a key's code) raises RuntimeError instead of running on stale positions."""
+    @wraps(method)
+    def guarded(self, *args):
+        me = id(self)
+        if me in _editing:
+            raise RuntimeError(f"a key's __eq__ or __hash__ edited this {type(self).__name__} "
+                               f"while an edit of it was running; edit it after that edit "
+                               f"returns")
+        _editing.add(me)
+        try:
+            return method(self, *args)
+        finally:
+            _editing.discard(me)
+    return guarded
 
 
 class Transient:

@@ -14,7 +14,7 @@ from cowdb.pds import _champ
 from cowdb.pds._champ import M64, accumulate, assoc, dissoc, lookup
 from cowdb.pds._hashing import finish, shuffle
 from cowdb.pds._missing import MISSING
-from cowdb.pds._transient import Transient, begin_edit, end_edit
+from cowdb.pds._transient import Transient, edit
 
 _new = object.__new__
 _NO_DEFAULT = object()
@@ -152,20 +152,17 @@ class _PyMutation(_PyReader):
 
     __slots__ = ("_root", "_count", "_hacc", "_owner", "_result")
 
+    @edit
     def __setitem__(self, key, val):
-        me = begin_edit(self)
-        try:
-            box = []
-            h = hash(key) & M64
-            root = assoc(self._root, h, key, val, self._token(), 0, box)
-            old = box[0] if box else MISSING
-            if old is not val:
-                self._root = root
-                self._count += old is MISSING
-                acc, self._hacc = self._hacc, None  # unknown if hashing is interrupted
-                self._hacc = _rehash(acc, key, old, val)
-        finally:
-            end_edit(me)
+        box = []
+        h = hash(key) & M64  # before reading the root: a key's __hash__ may edit it
+        root = assoc(self._root, h, key, val, self._token(), 0, box)
+        old = box[0] if box else MISSING
+        if old is not val:
+            self._root = root
+            self._count += old is MISSING
+            acc, self._hacc = self._hacc, None  # unknown if hashing is interrupted
+            self._hacc = _rehash(acc, key, old, val)
 
     def set(self, key, val, /):
         """Bind ``key`` to ``val`` in place."""
@@ -174,25 +171,22 @@ class _PyMutation(_PyReader):
     def __delitem__(self, key):
         self.pop(key)
 
+    @edit
     def pop(self, key, default=_NO_DEFAULT, /):
         """Remove ``key`` and return its value (or ``default`` if absent)."""
-        me = begin_edit(self)
-        try:
-            box = []
-            h = hash(key) & M64
-            root = dissoc(self._root, h, key, self._token(), 0, box)
-            old = box[0] if box else MISSING
-            if old is MISSING:
-                if default is _NO_DEFAULT:
-                    raise KeyError(key)
-                return default
-            self._root = root
-            self._count -= 1
-            acc, self._hacc = self._hacc, None
-            self._hacc = _rehash(acc, key, old, MISSING)
-            return old
-        finally:
-            end_edit(me)
+        box = []
+        h = hash(key) & M64  # before reading the root, as in __setitem__
+        root = dissoc(self._root, h, key, self._token(), 0, box)
+        old = box[0] if box else MISSING
+        if old is MISSING:
+            if default is _NO_DEFAULT:
+                raise KeyError(key)
+            return default
+        self._root = root
+        self._count -= 1
+        acc, self._hacc = self._hacc, None
+        self._hacc = _rehash(acc, key, old, MISSING)
+        return old
 
 
 if _champ.accelerator is not None:

@@ -8,7 +8,7 @@ from cowdb.pds import _champ
 from cowdb.pds._champ import M64, accumulate, assoc, dissoc, lookup
 from cowdb.pds._hashing import finish, shuffle
 from cowdb.pds._missing import MISSING
-from cowdb.pds._transient import Transient, begin_edit, end_edit
+from cowdb.pds._transient import Transient, edit
 
 _new = object.__new__
 
@@ -77,34 +77,28 @@ class _PySetMutation(_PyReader):
 
     __slots__ = ("_root", "_count", "_hacc", "_owner", "_result")
 
+    @edit
     def add(self, elem, /):
-        me = begin_edit(self)
-        try:
-            h = hash(elem) & M64
-            box = []
-            root = assoc(self._root, h, elem, None, self._token(), 0, box)
-            if not box:
-                self._root = root
-                self._count += 1
-                self._hacc ^= shuffle(h)
-        finally:
-            end_edit(me)
+        h = hash(elem) & M64
+        box = []
+        root = assoc(self._root, h, elem, None, self._token(), 0, box)
+        if not box:
+            self._root = root
+            self._count += 1
+            self._hacc ^= shuffle(h)
 
+    @edit
     def discard(self, elem, /):
         """Remove ``elem`` if present; return whether it was."""
-        me = begin_edit(self)
-        try:
-            h = hash(elem) & M64
-            box = []
-            root = dissoc(self._root, h, elem, self._token(), 0, box)
-            if not box:
-                return False
-            self._root = root
-            self._count -= 1
-            self._hacc ^= shuffle(h)
-            return True
-        finally:
-            end_edit(me)
+        h = hash(elem) & M64
+        box = []
+        root = dissoc(self._root, h, elem, self._token(), 0, box)
+        if not box:
+            return False
+        self._root = root
+        self._count -= 1
+        self._hacc ^= shuffle(h)
+        return True
 
     def remove(self, elem, /):
         if not self.discard(elem):
