@@ -214,6 +214,56 @@ class Merge(Step):
         run.db.merge(self.source, resolve="theirs")
 
 
+@dataclass
+class DeleteRef(Step):
+    """db.delete_tag(name) or db.delete_branch(name)."""
+    kind: str               # "tag" or "branch"
+    name: str
+
+    @property
+    def needs_api(self):
+        return f"delete_{self.kind}"
+
+    def expect(self, s):
+        refs = "tags" if self.kind == "tag" else "branches"
+        if self.name not in getattr(s, refs):
+            return None
+        left = dict(getattr(s, refs))
+        del left[self.name]
+        return replace(s, **{refs: left})
+
+    def apply(self, run):
+        getattr(run.db, f"delete_{self.kind}")(self.name)
+
+
+@dataclass
+class Revert(Step):
+    """Revert the version this many below the newest on main, the reverted values
+    winning where a later commit changed the same keys."""
+    back: int
+    needs_api = "revert"
+
+    def target(self, s):
+        return s.last - self.back
+
+    def expect(self, s):
+        v = self.target(s)
+        if v not in s.kept or any(p not in s.kept for p in s.parents[v][:1]):
+            return None  # reclaimed, or its changes are no longer known
+        before = s.contents[s.parents[v][0]] if s.parents[v] else {}
+        content = dict(s.head("main"))
+        for k in before.keys() | s.contents[v].keys():
+            if before.get(k) != s.contents[v].get(k):
+                if k in before:
+                    content[k] = before[k]
+                else:
+                    content.pop(k, None)
+        return s.with_version(content, "main")
+
+    def apply(self, run):
+        run.db.revert(self.target(run.state), resolve="theirs")
+
+
 class Gc(Step):
     needs_api = "gc"
     absorbs = True
@@ -285,6 +335,9 @@ def workload(seed: int = 1) -> list[Step]:
         Commit(puts(5, hi=200), [], "none"),
         Merge("exp"),                                           # again, base = the last merge
         Commit({}, []),                                         # an empty commit
+        Revert(2),                                              # undo a commit under later ones
+        DeleteRef("tag", "t1"),
+        DeleteRef("branch", "ff"),                              # merged into main already
         Commit(puts(1), dels(80, hi=300), "none"),
         Restore(3),
         SetRetention(4),
