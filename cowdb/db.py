@@ -12,7 +12,6 @@ import errno
 import mmap
 import os
 from contextlib import contextmanager
-import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +24,7 @@ from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, I
 from .history.catalog import BRANCH, TAG, Catalog
 from .history.commits import Commit, CommitStats, now_ns, to_ns
 from .locks import close_shared, open_shared
-from .pages.io import BlockIO, MemoryIO, OsFileIO
+from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
 from .pages.meta import EMPTY, Meta, RootRef
 from .pages.store import DEFAULT_PAGE_SIZE, PageStore
 from .snapshot import Snapshot, Transaction
@@ -119,7 +118,10 @@ class Database(Versions):
             if self.readonly:
                 raise DatabaseNotFound(f"no database at {path}; open it without readonly=True "
                                        f"to create one")
-            _create_file(path, page_size)
+            try:
+                _create_file(path, page_size)
+            except FileExistsError:
+                pass  # another process created it since the check: open that one
         try:
             io = OsFileIO(path, readonly=self.readonly)
         except OSError as e:
@@ -564,28 +566,11 @@ def _create(io: BlockIO, page_size: int) -> None:
 
 
 def _create_file(path: str, page_size: int) -> None:
-    """Create atomically: build in a temporary file, fsync, rename, fsync the directory."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".cowdb-new-{os.getpid()}-{secrets.token_hex(4)}")
-    try:  # 0644 less the umask, like any new file (mkstemp would make it 0600)
-        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644))
-    except FileNotFoundError as e:
-        raise DatabaseNotFound(f"cannot create {path}: folder {folder} does not exist") from e
-    except PermissionError as e:
-        raise ReadOnly(f"cannot create {path}: folder {folder} is not writable") from e
-    try:
+    """Create atomically: build in a temporary file, fsync, link it in, fsync the folder.
+    FileExistsError if another process created the file meanwhile."""
+    with new_file(path) as tmp:
         io = OsFileIO(tmp)
         try:
             _create(io, page_size)
         finally:
             io.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

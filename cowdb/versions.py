@@ -19,6 +19,7 @@ from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG
 from .history.commits import Commit, CommitStats
 from .history.retention import Retention
+from .pages.io import OsFileIO, new_file
 from .pages.meta import EMPTY
 from .snapshot import check_key, key_range
 from .tree import diff as diffmod
@@ -429,13 +430,18 @@ class Versions:
             kept = [c for c in reversed(commits) if c.version in keep]
             refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
             retention = cat.option("retention")
-            dst = type(self)(dest_path, page_size=self._store.page_size)
             try:
-                with dst._writer():
-                    dst._update(lambda dcat, txn: _fill(dcat, txn, self._nodes, dst._store,
-                                                        kept, refs, retention))
-            finally:
-                dst.close()
+                with new_file(dest_path) as tmp:  # appears whole at dest_path, or not at all
+                    dst = type(self)(io=OsFileIO(tmp), page_size=self._store.page_size)
+                    try:
+                        with dst._writer():
+                            dst._update(lambda dcat, txn: _fill(
+                                dcat, txn, self._nodes, dst._store, kept, refs, retention))
+                    finally:
+                        dst.close()
+            except FileExistsError:
+                raise RefExists(f"{dest_path} was created while compact() wrote the copy; "
+                                f"the copy was discarded: choose another path") from None
 
     # ---- stats -----------------------------------------------------------
     def stats(self) -> Stats:

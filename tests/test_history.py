@@ -197,3 +197,94 @@ def test_another_handle_sees_versions_reclaimed_by_the_writer(path):
         reader.at(2)
     reader.close()
     writer.close()
+
+
+def test_a_failed_compact_leaves_no_file(tmp_path, monkeypatch):
+    """A compact that fails part way (at each of the copy's writes and syncs in turn)
+    must not leave a database at the destination (an empty or partial copy would pass
+    for the result and block the retry), nor any temporary file; the retry succeeds."""
+    from cowdb.errors import WriteFailed
+    from cowdb.pages import io as iomod
+    src = cowdb.open(str(tmp_path / "a.cow"))
+    fill(src, 20)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    real = {op: getattr(iomod.OsFileIO, op) for op in ("pwrite", "sync")}
+    calls, fail_at = [], [None]
+
+    def faulty(op):
+        def call(self, *args):
+            if self.path != src.path:
+                calls.append(op)
+                if len(calls) == fail_at[0]:
+                    raise OSError(28, "No space left on device")
+            return real[op](self, *args)
+        return call
+
+    for op in real:
+        monkeypatch.setattr(iomod.OsFileIO, op, faulty(op))
+    fail_at[0] = 0
+    while True:  # fail the copy's first call, then its second... until one is not reached
+        fail_at[0] += 1
+        calls.clear()
+        try:
+            src.compact(str(tmp_path / "b.cow"))
+        except WriteFailed:
+            left = sorted(p.name for p in tmp_path.iterdir())
+            assert left == before, f"after a failure at the copy's call {fail_at[0]}"
+            continue
+        # done, whole: the fault was not reached, or close() absorbed it (its checkpoint
+        # record is an optimisation: the copy's commit was already durable)
+        reached, at = len(calls) >= fail_at[0], fail_at[0]
+        fail_at[0] = None
+        dst = cowdb.open(str(tmp_path / "b.cow"))
+        assert dict(dst.read().items()) == dict(src.read().items())
+        assert dst.check().ok
+        dst.close()
+        if not reached:
+            break
+        fail_at[0] = at
+        for p in tmp_path.iterdir():
+            if p.name.startswith("b.cow"):
+                p.unlink()
+    assert at > 4
+    src.close()
+
+
+def test_creating_a_database_never_replaces_a_file_made_meanwhile(tmp_path):
+    """Two processes that both find no file at a path both build a new one: the second
+    must not replace the first's, which may already hold commits."""
+    from cowdb.db import _create_file
+    path = str(tmp_path / "a.cow")
+    db = cowdb.open(path)
+    with db.write() as tx:
+        tx[b"k"] = b"v"
+    db.close()
+    with pytest.raises(FileExistsError):  # the slower process, past its "no file" check
+        _create_file(path, 4096)               # (cowdb.open then opens the file it found)
+    db = cowdb.open(path)
+    assert db.read()[b"k"] == b"v"
+    db.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.cow", "a.cow-lock"]
+
+
+def test_new_files_without_hard_links(tmp_path, monkeypatch):
+    """On a file system without hard links a new file is renamed in, still never over a
+    file that exists."""
+    import os
+
+    from cowdb.db import _create_file
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    src = cowdb.open(str(tmp_path / "a.cow"))
+    fill(src, 3)
+    src.compact(str(tmp_path / "b.cow"))
+    with pytest.raises(FileExistsError):
+        _create_file(str(tmp_path / "b.cow"), 4096)
+    dst = cowdb.open(str(tmp_path / "b.cow"))
+    assert dict(dst.read().items()) == dict(src.read().items())
+    dst.close()
+    src.close()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cowdb-new")]

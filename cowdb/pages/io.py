@@ -6,8 +6,10 @@ fault-injection tests can slip a faulty device underneath it and an
 in-memory database is the same code over a bytearray.
 """
 import os
+import secrets
+from contextlib import contextmanager
 
-from ..errors import DatabaseClosed
+from ..errors import DatabaseClosed, DatabaseNotFound, ReadOnly
 
 
 class BlockIO:
@@ -88,3 +90,42 @@ class OsFileIO(BlockIO):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+@contextmanager
+def new_file(path: str):
+    """Yield a temporary path beside ``path`` to build a file in; on success that file
+    appears at ``path`` at once and whole, and the folder is synced; on any failure it
+    is removed.
+
+    The file is linked in, not renamed over: a file that another process made at
+    ``path`` meanwhile (it may already hold commits) is never replaced; that raises
+    FileExistsError. A file system without hard links gets a rename checked just
+    before.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".cowdb-new-{os.getpid()}-{secrets.token_hex(4)}")
+    try:  # 0644 less the umask, like any new file (mkstemp would make it 0600)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644))
+    except FileNotFoundError as e:
+        raise DatabaseNotFound(f"cannot create {path}: folder {folder} does not exist") from e
+    except PermissionError as e:
+        raise ReadOnly(f"cannot create {path}: folder {folder} is not writable") from e
+    try:
+        yield tmp
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:
+            if os.path.exists(path):
+                raise FileExistsError(f"{path} exists") from None
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    dfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
