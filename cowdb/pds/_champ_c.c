@@ -4,8 +4,8 @@
  *
  * Optional: _champ.py uses this module when it is importable (and
  * COWDB_PURE_PYTHON is not 1), else its own Python functions and pmap.py's
- * Python bases, which stay the reference.  Same signatures, same node
- * representation, same results:
+ * Python bases, which stay the reference.  Same signatures, same tries,
+ * same results:
  *
  *     lookup(node, key, h, default)
  *     assoc(node, h, key, val, owner, shift, box)
@@ -16,28 +16,45 @@
  *     MapBase, MutationBase, make(cls, root, count, hacc)
  *                                            (pmap._PyMap, _PyMutation, _py_make)
  *     SetBase, SetMutationBase               (pset._PySet, _PySetMutation)
+ *     Node                                   (the nodes made here)
  *
- * A node is a Python list [datamap, nodemap, owner, k0, v0, ..., child_1,
- * child_0] (see _champ.py), so a trie built or edited by either side is
- * read and edited by the other, and equality, diff, transients' finish and
- * pickling stay shared Python code.  A node whose owner is the mutation's
- * token is edited in place; any other is copied first.
+ * The Python trie's node is a list [datamap, nodemap, owner, k0, v0, ...,
+ * child_1, child_0] (see _champ.py).  The nodes made here are Node
+ * objects: the same fields in one block (uint32 bitmaps, the owner, the
+ * items inline), so a lookup reads one object per level where a list
+ * costs the list, its item array and a bitmap int, three dependent cache
+ * misses.  A Node cannot resize: an edit that changes a node's size makes
+ * a new Node (in a mutation too) and rebinds the parent; a same-size edit
+ * (a value, a child) of a node the mutation's token owns is done in place.
+ * From Python a Node reads as the list (len, indexing, slices as lists,
+ * iteration) with its owner as None, so the Python trie copies a Node
+ * before editing it, and equality, diff, transients' finish and pickling
+ * stay shared Python code.  The list nodes the Python trie made are
+ * foreign here: read through the same Shape view as Nodes (its items
+ * pointer, count and bitmaps; read_shape, whose list branch is out of
+ * line), and copied into Nodes when edited, never edited in place.  So a
+ * trie built or edited by either side is read and edited by the other.
  *
  * Key equality is PyObject_RichCompareBool(stored_key, key, Py_EQ), which
  * takes the identity shortcut first, like `k is key or k == key`.  User
  * code (a key's __eq__ or __hash__, a value's __hash__) may raise, which
  * propagates, or may edit the very mutation being walked.  So:
  *  - every node and key in use is held by a strong reference across such
- *    calls, and nothing is indexed outside a list: an update checks each
- *    node's bitmaps against its length (read_shape), a lookup checks each
- *    index it computes against the length (lookup_shape, lookup_index);
+ *    calls, and nothing is indexed outside a node: a list node's bitmaps
+ *    are checked against its length when it is read (read_shape); a Node
+ *    is right by construction, made here from checked shapes;
  *  - after such a call, the node must still have its shape and the slot
  *    the walk uses must still hold the same key or child (check_slot),
- *    else RuntimeError instead of using stale positions;
+ *    else RuntimeError instead of using stale positions.  A Node keeps
+ *    its shape (a nested edit replaces it instead), so a walk that only
+ *    reads goes on over the Node it holds and answers for the trie as it
+ *    was when it started;
  *  - a mutation's update checks its whole path from the root after its
  *    last call into user code and before its first write in place
- *    (path_intact), and refuses a root replaced meanwhile (root_unchanged):
- *    an update happens whole or raises, so the count always matches;
+ *    (path_intact: the mutation's root is still the one the walk started
+ *    from, and every node on the path still holds the child the walk
+ *    took), and refuses a root replaced meanwhile (root_unchanged): an
+ *    update happens whole or raises, so the count always matches;
  *  - nothing is written before the last call into user code at a level,
  *    and references that might be the last ones are dropped only after the
  *    writes.
@@ -1454,6 +1471,17 @@ node_subscript(PyObject *node, PyObject *key)
 {
     Py_ssize_t start, stop, step, count, i, j;
     PyObject *list, *o;
+    if (PyLong_CheckExact(key)) {   /* the usual case, without PyIndex_Check's call */
+        i = PyLong_AsSsize_t(key);
+        if (i == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_IndexError, "Node index out of range");
+            return NULL;
+        }
+        if (i < 0)
+            i += Py_SIZE(node) + 3;
+        return node_item(node, i);
+    }
     if (PyIndex_Check(key)) {
         i = PyNumber_AsSsize_t(key, PyExc_IndexError);
         if (i == -1 && PyErr_Occurred())
@@ -1853,10 +1881,10 @@ mutation_token(MapObject *m)
 }
 
 /* After an edit's walk: -1 with RuntimeError if a key's __eq__ or
- * __hash__ replaced the mutation's root meanwhile (an edit nested in the
- * walk, the mutation's first).  The walk then went through nodes the
- * mutation did not own, so it edited nothing in place, and storing its
- * result would drop the nested edit while keeping its count. */
+ * __hash__ replaced the mutation's root meanwhile (a nested edit that
+ * resized the root, or the mutation's first edit).  The walk then wrote
+ * nothing in place (path_intact refuses to once the root moved), and
+ * storing its result would drop the nested edit while keeping its count. */
 static int
 root_unchanged(MapObject *m, PyObject *base)
 {
