@@ -357,6 +357,36 @@ box_append(PyObject *box, PyObject *v)
     return 0;
 }
 
+/* The ancestors of the node an update is at: each node, its shape and the
+ * child the walk took.  A key's __eq__ or __hash__ runs at the bottom of
+ * the walk, and in a mutation it may edit any node on the path (replace
+ * the child the walk is in, fold it, split a slot) without the walk
+ * noticing from where it is.  So a mutation's update checks the whole
+ * path after its last call into user code and before its first write in
+ * place: an edit written into a node no longer on the path would be lost
+ * while the count moved. */
+#define PATH_MAX_DEPTH 16   /* 13 levels of 5 bits; collision nodes add none */
+
+typedef struct {
+    PyObject *node;      /* held by the caller */
+    Shape s;
+    Py_ssize_t ci;
+    PyObject *child;     /* held by the caller */
+} Step;
+
+/* ``root`` is where the mutation keeps its root (NULL for the raw
+ * functions, whose caller keeps it), ``base`` the root the walk started
+ * from.  A nested edit that resizes the root replaces it with a copy
+ * sharing its children, which the mutation owns: the old root still holds
+ * the path, so only this check sees that writing into those children
+ * would change the live trie of an update that is going to be refused. */
+typedef struct {
+    int depth;
+    PyObject **root;
+    PyObject *base;
+    Step steps[PATH_MAX_DEPTH];
+} Path;
+
 /* A new C node of ``n`` items, all NULL, untracked by the GC: the caller
  * fills the items, then tracks it (or leaves that to build()). */
 static PyObject *
@@ -372,18 +402,48 @@ node_new(Py_ssize_t n, uint32_t dm, uint32_t nm, PyObject *owner)
     return (PyObject *)node;
 }
 
+/* Whether the node an insertion resizes (``node``, at the end of
+ * ``path``) may give its items' references to the new node instead of
+ * each item getting one more (and one less when the old node is freed):
+ * each item is a separate object, so on a big node of a mutation that
+ * grows, those increments are most of the edit.  Only when the mutation
+ * owns the node and its parent (or the node is the mutation's root), and
+ * nothing but the parent's slot (or the mutation's root field) and the
+ * walk holds it: the walk then rebinds the parent to the new node in
+ * place, with nothing in between that allocates, can fail or runs user
+ * code, so nobody ever sees the emptied node.  Not for deletions: an item
+ * dropped with the node could be freed, and run a __del__, before the
+ * parent is rebound. */
+static int
+may_move_items(PyObject *node, PyObject *owner, const Path *path)
+{
+    const Step *up;
+    if (!is_owned(node, owner) || Py_REFCNT(node) != 2)
+        return 0;
+    if (path->depth == 0)
+        return path->root != NULL && *path->root == node;
+    up = &path->steps[path->depth - 1];
+    return is_owned(up->node, owner) && up->ci < Py_SIZE(up->node)
+           && NODE(up->node)->items[up->ci] == node;
+}
+
 /* A C node copied from ``node`` (shape ``s``, a C node or a list node),
  * owned by ``owner``, with bitmaps ``dm`` and ``nm``: its items with
- * ``del_n`` of them at ``del_at`` left out and the ``ins_n`` items of
- * ``ins`` put before old item ``ins_at`` (outside the deleted range). */
+ * ``del_n`` (at most 2) of them at ``del_at`` left out and the ``ins_n``
+ * items of ``ins`` put before old item ``ins_at`` (outside the deleted
+ * range).  ``move`` (an insertion's path, else NULL): take the items'
+ * references and leave ``node`` empty if may_move_items allows it; the
+ * deleted items must then be held elsewhere too (a split's by the new
+ * child). */
 static PyObject *
 node_splice(PyObject *node, Shape *s, PyObject *owner, uint32_t dm, uint32_t nm,
             Py_ssize_t del_at, Py_ssize_t del_n, Py_ssize_t ins_at, PyObject *const *ins,
-            Py_ssize_t ins_n)
+            Py_ssize_t ins_n, const Path *move)
 {
-    Py_ssize_t n = s->n, i, j = 0, t;
+    Py_ssize_t n = s->n, i, j = 0, t, d = 0;
     PyObject *new = node_new(n - del_n + ins_n, dm, nm, owner);
-    PyObject **src, **dst;
+    PyObject **src, **dst, *dropped[2];
+    int moving;
     if (new == NULL)
         return NULL;
     /* a collection during the allocation may have run a finalizer that
@@ -392,6 +452,7 @@ node_splice(PyObject *node, Shape *s, PyObject *owner, uint32_t dm, uint32_t nm,
         Py_DECREF(new);
         return NULL;
     }
+    moving = move != NULL && may_move_items(node, owner, move);
     src = s->items;
     dst = NODE(new)->items;
     for (i = 0; i <= n; i++) {
@@ -400,9 +461,18 @@ node_splice(PyObject *node, Shape *s, PyObject *owner, uint32_t dm, uint32_t nm,
                 dst[j++] = Py_NewRef(ins[t]);
         if (i == n)
             break;
-        if (i >= del_at && i < del_at + del_n)
+        if (i >= del_at && i < del_at + del_n) {
+            if (moving)
+                dropped[d++] = src[i];
             continue;
-        dst[j++] = Py_NewRef(src[i]);
+        }
+        dst[j++] = moving ? src[i] : Py_NewRef(src[i]);
+    }
+    if (moving) {
+        Py_SET_SIZE(node, 0);
+        NODE(node)->dm = NODE(node)->nm = 0;
+        while (d > 0)
+            Py_DECREF(dropped[--d]);
     }
     PyObject_GC_Track(new);
     return new;
@@ -415,7 +485,7 @@ editable(PyObject *node, Shape *s, PyObject *owner)
 {
     if (is_owned(node, owner))
         return Py_NewRef(node);
-    return node_splice(node, s, owner, s->dm, s->nm, 0, 0, -1, NULL, 0);
+    return node_splice(node, s, owner, s->dm, s->nm, 0, 0, -1, NULL, 0, NULL);
 }
 
 /* Replace item ``i`` of an editable (C) node, keeping the old item alive
@@ -560,36 +630,6 @@ champ_lookup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* assoc ----------------------------------------------------------------- */
 
-/* The ancestors of the node an update is at: each node, its shape and the
- * child the walk took.  A key's __eq__ or __hash__ runs at the bottom of
- * the walk, and in a mutation it may edit any node on the path (replace
- * the child the walk is in, fold it, split a slot) without the walk
- * noticing from where it is.  So a mutation's update checks the whole
- * path after its last call into user code and before its first write in
- * place: an edit written into a node no longer on the path would be lost
- * while the count moved. */
-#define PATH_MAX_DEPTH 16   /* 13 levels of 5 bits; collision nodes add none */
-
-typedef struct {
-    PyObject *node;      /* held by the caller */
-    Shape s;
-    Py_ssize_t ci;
-    PyObject *child;     /* held by the caller */
-} Step;
-
-/* ``root`` is where the mutation keeps its root (NULL for the raw
- * functions, whose caller keeps it), ``base`` the root the walk started
- * from.  A nested edit that resizes the root replaces it with a copy
- * sharing its children, which the mutation owns: the old root still holds
- * the path, so only this check sees that writing into those children
- * would change the live trie of an update that is going to be refused. */
-typedef struct {
-    int depth;
-    PyObject **root;
-    PyObject *base;
-    Step steps[PATH_MAX_DEPTH];
-} Path;
-
 static int
 path_intact(Path *p, PyObject *owner)
 {
@@ -669,7 +709,7 @@ assoc_collision(PyObject *node, PyObject *key, PyObject *val, PyObject *owner, P
         return NULL;
     pair[0] = key;
     pair[1] = val;
-    return node_splice(node, &s, owner, 0, 0, 0, 0, s.n, pair, 2);
+    return node_splice(node, &s, owner, 0, 0, 0, 0, s.n, pair, 2, path);
 }
 
 static PyObject *
@@ -716,7 +756,7 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
         /* After deleting the pair, the child goes before the children of
          * the lower slots: old item n - popcount(nm & below). */
         new = node_splice(node, &s, owner, s.dm ^ bit, s.nm | bit, i, 2,
-                          s.n - POPCOUNT(s.nm & below), &sub, 1);
+                          s.n - POPCOUNT(s.nm & below), &sub, 1, path);
         goto done;
     }
     if (s.nm & bit) {
@@ -742,7 +782,8 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
     }
     pair[0] = key;
     pair[1] = val;
-    new = node_splice(node, &s, owner, s.dm | bit, s.nm, 0, 0, 2 * POPCOUNT(s.dm & below), pair, 2);
+    new = node_splice(node, &s, owner, s.dm | bit, s.nm, 0, 0, 2 * POPCOUNT(s.dm & below), pair, 2,
+                      path);
 done:
     Py_XDECREF(keep);
     Py_XDECREF(new_child);
@@ -861,7 +902,7 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
         pair[0] = Py_NewRef(cs.items[0]);
         pair[1] = Py_NewRef(cs.items[1]);
         new = node_splice(node, &s, owner, s.dm | bit, s.nm ^ bit, ci, 1,
-                          2 * POPCOUNT(s.dm & below), pair, 2);
+                          2 * POPCOUNT(s.dm & below), pair, 2, NULL);
         goto done;
     }
     if (new_child == child) {
@@ -881,7 +922,7 @@ remove_pair:   /* the key at item i is ``key``: drop the pair */
         goto done;
     v = Py_NewRef(s.items[i + 1]);
     Py_XSETREF(*old, Py_NewRef(v));
-    new = node_splice(node, &s, owner, s.dm ^ bit, s.nm, i, 2, -1, NULL, 0);
+    new = node_splice(node, &s, owner, s.dm ^ bit, s.nm, i, 2, -1, NULL, 0, NULL);
 done:
     Py_XDECREF(pair[0]);
     Py_XDECREF(pair[1]);

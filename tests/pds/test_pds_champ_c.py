@@ -975,3 +975,42 @@ def test_nodes_are_freed_and_balance_references():
         assert _live_nodes() == base and ref() is None
         after = [sys.getrefcount(x) for x in keys + vals]
     assert after == before
+
+
+@both_ways
+def test_a_growing_mutation_never_empties_a_node_held_elsewhere():
+    """An insertion that resizes a node its mutation owns hands the node's
+    items to the new node when nothing else holds the old one (left empty,
+    then freed); a node held from Python or by an iterator is copied
+    instead, and keeps its shape and its keys (a same-size edit of a node
+    the mutation owns is in place, as ever), and the mutation ends up right
+    either way."""
+    vals = [object() for _ in range(400)]
+    model = {i: vals[i] for i in range(0, 64, 2)}
+
+    def look(node):
+        return len(node), node[0], node[1], set(_champ.py_iter_keys(node))
+
+    with using("c"):
+        mm = PMap(model).mutate()
+        mm[1] = model[1] = vals[1]       # the mutation owns its root now
+        held_root = mm._root
+        root_before = look(held_root)
+        it = _champ_c.iter_items(mm._root)
+        seen = [next(it)]
+        for i in range(64, 400, 3):      # splits slots of the root, then grows the children
+            mm[i] = model[i] = vals[i]
+            if i == 127:
+                leaf = mm._root[-1]      # a child the mutation owns, held from here
+                leaf_before = look(leaf)
+        for before, node in ((root_before, held_root), (leaf_before, leaf)):
+            now = look(node)
+            assert now[:3] == before[:3] and before[3] <= now[3]
+        seen += list(it)
+        assert all(model[k] is v for k, v in seen) and root_before[3] <= {k for k, _ in seen}
+        m = mm.finish()
+        assert dict(m.items()) == model and len(m) == len(model)
+    with using("py"):
+        assert dict(m.items()) == model
+    del held_root, leaf, it, seen, m, mm, node, before, now
+    assert [sys.getrefcount(v) for v in vals] == [3 + (i in model) for i in range(len(vals))]  # vals, v, the argument
