@@ -367,7 +367,9 @@ def diff(a, b, shift=0):
                 j = 3 + 2 * (bdm & below).bit_count()
                 yield from _diff_pair_vs_node(b[j], b[j + 1], sa, shift + BITS, True)
             elif bnm & bit:
-                yield from diff(sa, b[len(b) - 1 - (bnm & below).bit_count()], shift + BITS)
+                sb = b[len(b) - 1 - (bnm & below).bit_count()]
+                if sa is not sb:  # shared: skipped without a generator
+                    yield from diff(sa, sb, shift + BITS)
             else:
                 for k, v in iter_items(sa):
                     yield k, v, MISSING
