@@ -45,10 +45,10 @@
  *    is right by construction, made here from checked shapes;
  *  - after such a call, the node must still have its shape and the slot
  *    the walk uses must still hold the same key or child (check_slot),
- *    else RuntimeError instead of using stale positions.  A Node keeps
- *    its shape (a nested edit replaces it instead), so a walk that only
- *    reads goes on over the Node it holds and answers for the trie as it
- *    was when it started;
+ *    else RuntimeError instead of using stale positions.  A Node a walk
+ *    holds keeps its shape (a nested edit replaces it instead), so a walk
+ *    that only reads goes on over the Node it holds and answers for the
+ *    trie as it was when it started;
  *  - a mutation's update checks its whole path from the root after its
  *    last call into user code and before its first write in place
  *    (path_intact: the mutation's root is still the one the walk started
@@ -122,7 +122,11 @@ POPCOUNT(uint32_t x)
  * makes a new node, even in a mutation that owns the old one, and the
  * parent is rebound to it.  Only a same-size edit (a value rebound, a child
  * replaced) of a node the mutation owns is done in place.  So a node's
- * shape never changes once it is made (tp_clear aside, which empties it). */
+ * shape never changes once it is made, except that it may be emptied: by
+ * tp_clear, or when an insertion moves its items into the new node
+ * (may_move_items: only if nothing but its parent and that walk hold it).
+ * A node anything else holds (a walk, an iterator, Python code) keeps its
+ * shape. */
 typedef struct {
     PyObject_VAR_HEAD        /* ob_size: the number of items */
     uint32_t dm;             /* datamap: slots holding a key/value pair */
