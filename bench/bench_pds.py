@@ -15,7 +15,8 @@ PMap is timed twice: on the C accelerator (cowdb/pds/_champ_c.c, when
 built: ``python setup.py build_ext --inplace``; PMap's base type and trie
 operations in C) and on the pure-Python reference (pmap._PyMap's methods
 and _champ's Python trie operations), switched with ``_champ.select``
-between turns, outside the timed calls.
+between turns, outside the timed calls; each on a map its own trie built
+(C nodes for the accelerator, lists for Python).
 """
 
 import argparse
@@ -191,8 +192,13 @@ def map_table(a, keys, probe, fresh):
     if "c" not in _champ.IMPLEMENTATIONS:
         print("(the C accelerator is not built: python setup.py build_ext --inplace)")
         del ours["cowdb PMap, C"]
+
+    def ours_ops(impl):
+        _champ.select(impl)   # each column's map made by its own trie: C nodes or lists
+        return map_ops(PMap, a.n, keys, probe, fresh)
+
     cols = measure({
-        **{name: map_ops(PMap, a.n, keys, probe, fresh) for name in ours},
+        **{name: ours_ops(impl) for name, impl in ours.items()},
         "pyrsistent": map_ops(pyrsistent.pmap, a.n, keys, probe, fresh),
         "immutables": map_ops(immutables.Map, a.n, keys, probe, fresh),
     }, a.repeat, before={name: (lambda impl=impl: _champ.select(impl)) for name, impl in ours.items()})

@@ -24,14 +24,26 @@ an explicit path (the trie is at most 13 levels deep).
 
 ``lookup``, ``assoc``, ``dissoc``, ``build`` and the ``iter_*`` functions
 have C versions in the optional extension ``_champ_c`` (same signatures,
-same nodes, same results), used when it was built unless
-``COWDB_PURE_PYTHON=1``: see the end of this file.
+same tries, same results), used when it was built unless
+``COWDB_PURE_PYTHON=1``: see the end of this file.  The nodes the C code
+makes are not lists but ``_champ_c.Node`` objects, one block each (the
+bitmaps, the owner and the items inline: a lookup reads one object per
+level), which read as the list above from Python: ``len``, indexing
+(negative too; the bitmaps as ints), slices (lists), iteration.  Except
+index 2, the owner, which reads as None: this code never owns a C node,
+so ``_editable`` copies one (``node[:]`` is a list) before any edit and
+never writes into it.  The C code likewise never edits a list node in
+place: it copies it into a C node.  So a trie may hold both kinds (after
+``select`` switched the implementation), each side editing only its own
+nodes in place, and everything here that only reads nodes (equality,
+diff, ``_walk``, the iterators) works on both.
 """
 
 import os
 import sys
 from collections import defaultdict
-from itertools import chain
+from itertools import chain, compress
+from operator import is_not
 
 from cowdb.pds._hashing import accumulate
 from cowdb.pds._missing import MISSING
@@ -287,13 +299,17 @@ def equal(a, b):
     """Whether two tries hold equal pairs, skipping subtrees they share.
 
     Canonical shape means equal contents have equal bitmaps at every node,
-    so any bitmap difference answers False without looking further.
+    so any bitmap difference answers False without looking further.  Only
+    the pairs of children that differ are pushed, picked by C-level
+    iterators over the two slices: no Python loop over the children, and
+    no indexing, which costs more on the C accelerator's nodes than on
+    lists.
     """
-    stack = [a, b]
+    stack = [(a, b)]
     pop = stack.pop
+    push = stack.extend
     while stack:
-        y = pop()
-        x = pop()
+        x, y = pop()
         if x is y:
             continue
         if x[0] != y[0] or x[1] != y[1] or len(x) != len(y):
@@ -305,8 +321,9 @@ def equal(a, b):
         n = _split(x)
         if x[3:n] != y[3:n]:
             return False
-        for i in range(n, len(x)):
-            stack += (x[i], y[i])
+        if n < len(x):
+            xs, ys = x[n:], y[n:]
+            push(compress(zip(xs, ys), map(is_not, xs, ys)))
     return True
 
 
@@ -350,7 +367,9 @@ def diff(a, b, shift=0):
                 j = 3 + 2 * (bdm & below).bit_count()
                 yield from _diff_pair_vs_node(b[j], b[j + 1], sa, shift + BITS, True)
             elif bnm & bit:
-                yield from diff(sa, b[len(b) - 1 - (bnm & below).bit_count()], shift + BITS)
+                sb = b[len(b) - 1 - (bnm & below).bit_count()]
+                if sa is not sb:  # shared: skipped without a generator
+                    yield from diff(sa, sb, shift + BITS)
             else:
                 for k, v in iter_items(sa):
                     yield k, v, MISSING

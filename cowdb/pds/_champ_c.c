@@ -4,8 +4,8 @@
  *
  * Optional: _champ.py uses this module when it is importable (and
  * COWDB_PURE_PYTHON is not 1), else its own Python functions and pmap.py's
- * Python bases, which stay the reference.  Same signatures, same node
- * representation, same results:
+ * Python bases, which stay the reference.  Same signatures, same tries,
+ * same results:
  *
  *     lookup(node, key, h, default)
  *     assoc(node, h, key, val, owner, shift, box)
@@ -16,28 +16,45 @@
  *     MapBase, MutationBase, make(cls, root, count, hacc)
  *                                            (pmap._PyMap, _PyMutation, _py_make)
  *     SetBase, SetMutationBase               (pset._PySet, _PySetMutation)
+ *     Node                                   (the nodes made here)
  *
- * A node is a Python list [datamap, nodemap, owner, k0, v0, ..., child_1,
- * child_0] (see _champ.py), so a trie built or edited by either side is
- * read and edited by the other, and equality, diff, transients' finish and
- * pickling stay shared Python code.  A node whose owner is the mutation's
- * token is edited in place; any other is copied first.
+ * The Python trie's node is a list [datamap, nodemap, owner, k0, v0, ...,
+ * child_1, child_0] (see _champ.py).  The nodes made here are Node
+ * objects: the same fields in one block (uint32 bitmaps, the owner, the
+ * items inline), so a lookup reads one object per level where a list
+ * costs the list, its item array and a bitmap int, three dependent cache
+ * misses.  A Node cannot resize: an edit that changes a node's size makes
+ * a new Node (in a mutation too) and rebinds the parent; a same-size edit
+ * (a value, a child) of a node the mutation's token owns is done in place.
+ * From Python a Node reads as the list (len, indexing, slices as lists,
+ * iteration) with its owner as None, so the Python trie copies a Node
+ * before editing it, and equality, diff, transients' finish and pickling
+ * stay shared Python code.  The list nodes the Python trie made are
+ * foreign here: read through the same Shape view as Nodes (its items
+ * pointer, count and bitmaps; read_shape, whose list branch is out of
+ * line), and copied into Nodes when edited, never edited in place.  So a
+ * trie built or edited by either side is read and edited by the other.
  *
  * Key equality is PyObject_RichCompareBool(stored_key, key, Py_EQ), which
  * takes the identity shortcut first, like `k is key or k == key`.  User
  * code (a key's __eq__ or __hash__, a value's __hash__) may raise, which
  * propagates, or may edit the very mutation being walked.  So:
  *  - every node and key in use is held by a strong reference across such
- *    calls, and nothing is indexed outside a list: an update checks each
- *    node's bitmaps against its length (read_shape), a lookup checks each
- *    index it computes against the length (lookup_shape, lookup_index);
+ *    calls, and nothing is indexed outside a node: a list node's bitmaps
+ *    are checked against its length when it is read (read_shape); a Node
+ *    is right by construction, made here from checked shapes;
  *  - after such a call, the node must still have its shape and the slot
  *    the walk uses must still hold the same key or child (check_slot),
- *    else RuntimeError instead of using stale positions;
+ *    else RuntimeError instead of using stale positions.  A Node a walk
+ *    holds keeps its shape (a nested edit replaces it instead), so a walk
+ *    that only reads goes on over the Node it holds and answers for the
+ *    trie as it was when it started;
  *  - a mutation's update checks its whole path from the root after its
  *    last call into user code and before its first write in place
- *    (path_intact), and refuses a root replaced meanwhile (root_unchanged):
- *    an update happens whole or raises, so the count always matches;
+ *    (path_intact: the mutation's root is still the one the walk started
+ *    from, and every node on the path still holds the child the walk
+ *    took), and refuses a root replaced meanwhile (root_unchanged): an
+ *    update happens whole or raises, so the count always matches;
  *  - nothing is written before the last call into user code at a level,
  *    and references that might be the last ones are dropped only after the
  *    writes.
@@ -93,10 +110,45 @@ POPCOUNT(uint32_t x)
 #define PREFETCH(p) ((void)0)
 #endif
 
+/* the nodes ------------------------------------------------------------- */
+
+/* A trie node made here: one block holding the two bitmaps, the owner
+ * token and the items, so that a lookup reads one object per level (a list
+ * node is the list, its separate item array and a bitmap int object: three
+ * dependent cache misses per level).  The items are the list node's after
+ * its three header fields: k0, v0, k1, v1, ..., child_1, child_0.
+ *
+ * A node cannot grow or shrink: an edit that changes the number of items
+ * makes a new node, even in a mutation that owns the old one, and the
+ * parent is rebound to it.  Only a same-size edit (a value rebound, a child
+ * replaced) of a node the mutation owns is done in place.  So a node's
+ * shape never changes once it is made, except that it may be emptied: by
+ * tp_clear, or when an insertion moves its items into the new node
+ * (may_move_items: only if nothing but its parent and that walk hold it).
+ * A node anything else holds (a walk, an iterator, Python code) keeps its
+ * shape. */
 typedef struct {
-    uint32_t dm;     /* datamap: slots holding a key/value pair */
-    uint32_t nm;     /* nodemap: slots holding a child node */
-    Py_ssize_t n;    /* list length */
+    PyObject_VAR_HEAD        /* ob_size: the number of items */
+    uint32_t dm;             /* datamap: slots holding a key/value pair */
+    uint32_t nm;             /* nodemap: slots holding a child node */
+    PyObject *owner;         /* the token of the mutation that made it, or None */
+    PyObject *items[1];
+} NodeObject;
+
+static PyTypeObject NodeType;
+
+#define IS_NODE(o) Py_IS_TYPE((o), &NodeType)
+#define NODE(o) ((NodeObject *)(o))
+
+/* What the walks read of a node, a C node or a list node alike: its
+ * bitmaps and its items (a list's from index 3 on, so item i is list
+ * index i + 3).  Python's list nodes are foreign here: read, and copied
+ * into C nodes when edited, never edited in place. */
+typedef struct {
+    PyObject **items;
+    Py_ssize_t n;    /* the number of items */
+    uint32_t dm;
+    uint32_t nm;
 } Shape;
 
 static int
@@ -118,8 +170,9 @@ read_bitmap_slow(PyObject *o, uint32_t *out)
     return 0;
 }
 
-/* A bitmap: an int in [0, 2**32).  Small ints are read in place (no call),
- * where this CPython's int layout is known; anything else the slow way. */
+/* A list node's bitmap: an int in [0, 2**32).  Small ints are read in
+ * place (no call), where this CPython's int layout is known; anything else
+ * the slow way. */
 static inline int
 read_bitmap(PyObject *o, uint32_t *out)
 {
@@ -152,44 +205,63 @@ read_bitmap(PyObject *o, uint32_t *out)
     return read_bitmap_slow(o, out);
 }
 
-/* Read and check a node's shape, so that every index derived from its
- * bitmaps is within the list. */
-static inline int
-read_shape(PyObject *node, Shape *s)
+/* read_shape for anything but a C node: a list node, checked, so that
+ * every index derived from its bitmaps is within the list. */
+static Py_NO_INLINE int
+read_list_shape(PyObject *node, Shape *s)
 {
+    Py_ssize_t n;
     if (!PyList_Check(node) || PyList_GET_SIZE(node) < 3) {
         PyErr_SetString(PyExc_TypeError, "not a CHAMP node");
         return -1;
     }
-    /* The item array of a big node spans several cache lines (bitmaps at
-     * the start, children at the end), and the two bitmaps are separate
-     * objects: start loading all of them before waiting for the first. */
-    {
-        PyObject **items = ((PyListObject *)node)->ob_item;
-        Py_ssize_t i, n = PyList_GET_SIZE(node);
-        for (i = 8; i < n; i += 8)
-            PREFETCH(items + i);
-        PREFETCH(items + n - 1);
-        PREFETCH(items[1]);
-    }
     if (read_bitmap(PyList_GET_ITEM(node, 0), &s->dm) < 0
         || read_bitmap(PyList_GET_ITEM(node, 1), &s->nm) < 0)
         return -1;
-    s->n = PyList_GET_SIZE(node);
+    n = PyList_GET_SIZE(node) - 3;
     if ((s->dm & s->nm)
-        || (s->dm | s->nm
-            ? s->n != 3 + 2 * POPCOUNT(s->dm) + POPCOUNT(s->nm)
-            : (s->n - 3) % 2 != 0)) {
+        || (s->dm | s->nm ? n != 2 * POPCOUNT(s->dm) + POPCOUNT(s->nm) : n % 2 != 0)) {
         PyErr_SetString(PyExc_ValueError, "not a CHAMP node: bitmaps do not match its length");
+        return -1;
+    }
+    s->items = ((PyListObject *)node)->ob_item + 3;
+    s->n = n;
+    return 0;
+}
+
+/* A node's shape.  A C node's is right by construction (made here from
+ * checked shapes), so the hot path is four loads from one block. */
+static inline int
+read_shape(PyObject *node, Shape *s)
+{
+    if (IS_NODE(node)) {
+        s->items = NODE(node)->items;
+        s->n = Py_SIZE(node);
+        s->dm = NODE(node)->dm;
+        s->nm = NODE(node)->nm;
+        return 0;
+    }
+    return read_list_shape(node, s);
+}
+
+/* At 64 bits of hash a node must be a collision node (no bitmaps): its
+ * items are then pairs only. */
+static int
+check_collision(const Shape *s)
+{
+    if (s->dm | s->nm) {
+        PyErr_SetString(PyExc_ValueError, "not a CHAMP node: bitmaps below 64 bits of hash");
         return -1;
     }
     return 0;
 }
 
 /* After a call into user code: -1 with RuntimeError if ``node`` no longer
- * has the shape ``s`` it had before (a mutation edited it in place). */
+ * has the shape ``s`` it had before (a mutation edited a list node in
+ * place; a C node's shape never changes).  Refreshes s->items, which a
+ * list may have moved. */
 static int
-check_unchanged(PyObject *node, const Shape *s)
+check_unchanged(PyObject *node, Shape *s)
 {
     Shape now;
     if (read_shape(node, &now) < 0)
@@ -199,43 +271,8 @@ check_unchanged(PyObject *node, const Shape *s)
                         "a CHAMP node changed during a key comparison or hash");
         return -1;
     }
+    s->items = now.items;
     return 0;
-}
-
-/* What a lookup needs of a node: its bitmaps (not overlapping) and
- * length.  Lighter than read_shape, which also checks the length against
- * the bitmaps: a lookup instead checks each index it computes against the
- * length before using it (lookup_index), which is what keeps it within the
- * list; a malformed node then gives an error or a wrong answer, never a
- * read outside it. */
-static inline int
-lookup_shape(PyObject *node, Shape *s)
-{
-    if (!PyList_Check(node) || PyList_GET_SIZE(node) < 3) {
-        PyErr_SetString(PyExc_TypeError, "not a CHAMP node");
-        return -1;
-    }
-    PREFETCH(PyList_GET_ITEM(node, 1));
-    if (read_bitmap(PyList_GET_ITEM(node, 0), &s->dm) < 0
-        || read_bitmap(PyList_GET_ITEM(node, 1), &s->nm) < 0)
-        return -1;
-    s->n = PyList_GET_SIZE(node);
-    if ((s->dm & s->nm) || (!(s->dm | s->nm) && (s->n - 3) % 2 != 0)) {
-        PyErr_SetString(PyExc_ValueError, "not a CHAMP node: bitmaps do not match its length");
-        return -1;
-    }
-    return 0;
-}
-
-/* -1 with ValueError if ``i`` is not an index lookup_shape's node has
- * from 3 on (also for the value after a key: pass the value's index). */
-static inline int
-lookup_index(const Shape *s, Py_ssize_t i)
-{
-    if (i >= 3 && i < s->n)
-        return 0;
-    PyErr_SetString(PyExc_ValueError, "not a CHAMP node: bitmaps do not match its length");
-    return -1;
 }
 
 /* check_unchanged, and item ``i`` is still ``item`` (a key or child the
@@ -243,11 +280,11 @@ lookup_index(const Shape *s, Py_ssize_t i)
  * the node's shape, and writing a copy made from the old one over it
  * would undo that edit. */
 static int
-check_slot(PyObject *node, const Shape *s, Py_ssize_t i, PyObject *item)
+check_slot(PyObject *node, Shape *s, Py_ssize_t i, PyObject *item)
 {
     if (check_unchanged(node, s) < 0)
         return -1;
-    if (PyList_GET_ITEM(node, i) != item) {
+    if (s->items[i] != item) {
         PyErr_SetString(PyExc_RuntimeError,
                         "a CHAMP node changed during a key comparison or hash");
         return -1;
@@ -289,10 +326,12 @@ keys_equal(PyObject *k, PyObject *key)
     return r;
 }
 
+/* Whether the mutation ``owner`` may edit ``node`` in place: a C node it
+ * made.  A list node never: the C code copies it. */
 static inline int
 is_owned(PyObject *node, PyObject *owner)
 {
-    return owner != Py_None && PyList_GET_ITEM(node, 2) == owner;
+    return owner != Py_None && IS_NODE(node) && NODE(node)->owner == owner;
 }
 
 /* A node on an update's path that will be copied: the copy increments the
@@ -300,13 +339,13 @@ is_owned(PyObject *node, PyObject *owner)
  * miss.  Start loading them now, on the way down, so that those misses
  * overlap the descent's instead of following it. */
 static inline void
-prefetch_items(PyObject *node, Py_ssize_t n, PyObject *owner)
+prefetch_items(PyObject *node, const Shape *s, PyObject *owner)
 {
     Py_ssize_t i;
     if (is_owned(node, owner))
         return;
-    for (i = 3; i < n; i++)
-        PREFETCH(PyList_GET_ITEM(node, i));
+    for (i = 0; i < s->n; i++)
+        PREFETCH(s->items[i]);
 }
 
 static int
@@ -322,107 +361,143 @@ box_append(PyObject *box, PyObject *v)
     return 0;
 }
 
-/* The int object for a bitmap.  Bitmaps repeat (few bits set deep down,
- * all 32 near the root), so equal bitmaps share one object through a
- * small direct-mapped cache: a lookup then reads a few thousand hot ints
- * instead of one cold int per node.  Below 256, CPython's own small ints. */
-#define BITMAP_CACHE_BITS 12
-static PyObject *bitmap_cache[1 << BITMAP_CACHE_BITS];
-static uint32_t bitmap_cache_value[1 << BITMAP_CACHE_BITS];
+/* The ancestors of the node an update is at: each node, its shape and the
+ * child the walk took.  A key's __eq__ or __hash__ runs at the bottom of
+ * the walk, and in a mutation it may edit any node on the path (replace
+ * the child the walk is in, fold it, split a slot) without the walk
+ * noticing from where it is.  So a mutation's update checks the whole
+ * path after its last call into user code and before its first write in
+ * place: an edit written into a node no longer on the path would be lost
+ * while the count moved. */
+#define PATH_MAX_DEPTH 16   /* 13 levels of 5 bits; collision nodes add none */
 
+typedef struct {
+    PyObject *node;      /* held by the caller */
+    Shape s;
+    Py_ssize_t ci;
+    PyObject *child;     /* held by the caller */
+} Step;
+
+/* ``root`` is where the mutation keeps its root (NULL for the raw
+ * functions, whose caller keeps it), ``base`` the root the walk started
+ * from.  A nested edit that resizes the root replaces it with a copy
+ * sharing its children, which the mutation owns: the old root still holds
+ * the path, so only this check sees that writing into those children
+ * would change the live trie of an update that is going to be refused. */
+typedef struct {
+    int depth;
+    PyObject **root;
+    PyObject *base;
+    Step steps[PATH_MAX_DEPTH];
+} Path;
+
+/* A new C node of ``n`` items, all NULL, untracked by the GC: the caller
+ * fills the items, then tracks it (or leaves that to build()). */
 static PyObject *
-bitmap_int(uint32_t v)
+node_new(Py_ssize_t n, uint32_t dm, uint32_t nm, PyObject *owner)
 {
-    uint32_t slot;
-    PyObject *o;
-    if (v < 256)
-        return PyLong_FromUnsignedLong(v);
-    slot = (v * 2654435761u) >> (32 - BITMAP_CACHE_BITS);
-    if (bitmap_cache[slot] != NULL && bitmap_cache_value[slot] == v)
-        return Py_NewRef(bitmap_cache[slot]);
-    o = PyLong_FromUnsignedLong(v);
-    if (o != NULL) {
-        Py_XSETREF(bitmap_cache[slot], Py_NewRef(o));
-        bitmap_cache_value[slot] = v;
-    }
-    return o;
+    NodeObject *node = PyObject_GC_NewVar(NodeObject, &NodeType, n);
+    if (node == NULL)
+        return NULL;
+    node->dm = dm;
+    node->nm = nm;
+    node->owner = Py_NewRef(owner);
+    memset(node->items, 0, (size_t)n * sizeof(PyObject *));
+    return (PyObject *)node;
 }
 
+/* Whether the node an insertion resizes (``node``, at the end of
+ * ``path``) may give its items' references to the new node instead of
+ * each item getting one more (and one less when the old node is freed):
+ * each item is a separate object, so on a big node of a mutation that
+ * grows, those increments are most of the edit.  Only when the mutation
+ * owns the node and its parent (or the node is the mutation's root), and
+ * nothing but the parent's slot (or the mutation's root field) and the
+ * walk holds it: the walk then rebinds the parent to the new node in
+ * place, with nothing in between that allocates, can fail or runs user
+ * code, so nobody ever sees the emptied node.  Not for deletions: an item
+ * dropped with the node could be freed, and run a __del__, before the
+ * parent is rebound. */
 static int
-set_bitmap(PyObject *node, Py_ssize_t i, uint32_t v)
+may_move_items(PyObject *node, PyObject *owner, const Path *path)
 {
-    PyObject *o = bitmap_int(v);
-    if (o == NULL)
-        return -1;
-    PyList_SET_ITEM(node, i, o);   /* the old int is released below */
-    return 0;
+    const Step *up;
+    if (!is_owned(node, owner) || Py_REFCNT(node) != 2)
+        return 0;
+    if (path->depth == 0)
+        return path->root != NULL && *path->root == node;
+    up = &path->steps[path->depth - 1];
+    return is_owned(up->node, owner) && up->ci < Py_SIZE(up->node)
+           && NODE(up->node)->items[up->ci] == node;
 }
 
-/* Set the two bitmaps of a node this call owns (fresh or owned). */
-static int
-set_bitmaps(PyObject *node, uint32_t dm, uint32_t nm)
-{
-    PyObject *old0 = PyList_GET_ITEM(node, 0), *old1 = PyList_GET_ITEM(node, 1);
-    if (set_bitmap(node, 0, dm) < 0)
-        return -1;
-    if (set_bitmap(node, 1, nm) < 0) {
-        Py_SETREF(((PyListObject *)node)->ob_item[0], old0);  /* restore */
-        return -1;
-    }
-    Py_DECREF(old0);
-    Py_DECREF(old1);
-    return 0;
-}
-
-/* A copy of ``node`` owned by ``owner``, with ``del_n`` items at ``del_at``
- * left out and the ``ins_n`` items of ``ins`` put before old index
- * ``ins_at`` (outside the deleted range, both past the header). */
+/* A C node copied from ``node`` (shape ``s``, a C node or a list node),
+ * owned by ``owner``, with bitmaps ``dm`` and ``nm``: its items with
+ * ``del_n`` (at most 2) of them at ``del_at`` left out and the ``ins_n``
+ * items of ``ins`` put before old item ``ins_at`` (outside the deleted
+ * range).  ``move`` (an insertion's path, else NULL): take the items'
+ * references and leave ``node`` empty if may_move_items allows it; the
+ * deleted items must then be held elsewhere too (a split's by the new
+ * child). */
 static PyObject *
-splice(PyObject *node, PyObject *owner, Py_ssize_t del_at, Py_ssize_t del_n,
-       Py_ssize_t ins_at, PyObject *const *ins, Py_ssize_t ins_n)
+node_splice(PyObject *node, Shape *s, PyObject *owner, uint32_t dm, uint32_t nm,
+            Py_ssize_t del_at, Py_ssize_t del_n, Py_ssize_t ins_at, PyObject *const *ins,
+            Py_ssize_t ins_n, const Path *move)
 {
-    Py_ssize_t n = PyList_GET_SIZE(node), i, j = 0, t;
-    PyObject *new = PyList_New(n - del_n + ins_n);
-    PyObject **src, **dst;
+    Py_ssize_t n = s->n, i, j = 0, t, d = 0;
+    PyObject *new = node_new(n - del_n + ins_n, dm, nm, owner);
+    PyObject **src, **dst, *dropped[2];
+    int moving;
     if (new == NULL)
         return NULL;
-    if (PyList_GET_SIZE(node) != n) {
-        /* a collection during PyList_New ran a finalizer that edited it */
+    /* a collection during the allocation may have run a finalizer that
+     * edited a list node */
+    if (check_unchanged(node, s) < 0) {
         Py_DECREF(new);
-        PyErr_SetString(PyExc_RuntimeError, "a CHAMP node changed while it was copied");
         return NULL;
     }
-    src = ((PyListObject *)node)->ob_item;
-    dst = ((PyListObject *)new)->ob_item;
+    moving = move != NULL && may_move_items(node, owner, move);
+    src = s->items;
+    dst = NODE(new)->items;
     for (i = 0; i <= n; i++) {
         if (i == ins_at)
             for (t = 0; t < ins_n; t++)
                 dst[j++] = Py_NewRef(ins[t]);
         if (i == n)
             break;
-        if (i >= del_at && i < del_at + del_n)
+        if (i >= del_at && i < del_at + del_n) {
+            if (moving)
+                dropped[d++] = src[i];
             continue;
-        dst[j++] = Py_NewRef(i == 2 ? owner : src[i]);
+        }
+        dst[j++] = moving ? src[i] : Py_NewRef(src[i]);
     }
+    if (moving) {
+        Py_SET_SIZE(node, 0);
+        NODE(node)->dm = NODE(node)->nm = 0;
+        while (d > 0)
+            Py_DECREF(dropped[--d]);
+    }
+    PyObject_GC_Track(new);
     return new;
 }
 
-/* ``node`` itself (a new reference) if ``owner`` owns it, else a copy
- * owned by ``owner``. */
+/* ``node`` itself (a new reference) if ``owner`` owns it, else a C node
+ * copied from it, owned by ``owner``. */
 static PyObject *
-editable(PyObject *node, PyObject *owner)
+editable(PyObject *node, Shape *s, PyObject *owner)
 {
     if (is_owned(node, owner))
         return Py_NewRef(node);
-    return splice(node, owner, 0, 0, -1, NULL, 0);
+    return node_splice(node, s, owner, s->dm, s->nm, 0, 0, -1, NULL, 0, NULL);
 }
 
-/* Replace item ``i`` of an editable node, keeping the old item alive in
- * ``*keep`` (released by the caller after all writes). */
+/* Replace item ``i`` of an editable (C) node, keeping the old item alive
+ * in ``*keep`` (released by the caller after all writes). */
 static void
 replace_item(PyObject *node, Py_ssize_t i, PyObject *v, PyObject **keep)
 {
-    PyObject **slot = &((PyListObject *)node)->ob_item[i];
+    PyObject **slot = &NODE(node)->items[i];
     *keep = *slot;
     *slot = Py_NewRef(v);
 }
@@ -432,61 +507,39 @@ static PyObject *
 make_pair(PyObject *k1, PyObject *v1, uint64_t h1, PyObject *k2, PyObject *v2,
           uint64_t h2, int shift, PyObject *owner)
 {
-    uint32_t b1, b2;
-    PyObject *node, *sub;
-    if (shift >= 64) {
-        node = PyList_New(7);
-        if (node == NULL)
-            return NULL;
-        PyList_SET_ITEM(node, 0, PyLong_FromLong(0));
-        PyList_SET_ITEM(node, 1, PyLong_FromLong(0));
-        PyList_SET_ITEM(node, 2, Py_NewRef(owner));
-        PyList_SET_ITEM(node, 3, Py_NewRef(k1));
-        PyList_SET_ITEM(node, 4, Py_NewRef(v1));
-        PyList_SET_ITEM(node, 5, Py_NewRef(k2));
-        PyList_SET_ITEM(node, 6, Py_NewRef(v2));
-        return node;
-    }
-    b1 = (uint32_t)((h1 >> shift) & MASK);
-    b2 = (uint32_t)((h2 >> shift) & MASK);
-    if (b1 == b2) {
-        sub = make_pair(k1, v1, h1, k2, v2, h2, shift + BITS, owner);
-        if (sub == NULL)
-            return NULL;
-        node = PyList_New(4);
-        if (node == NULL) {
-            Py_DECREF(sub);
-            return NULL;
+    uint32_t b1 = 0, b2 = 0;
+    PyObject *node, *sub, **items;
+    if (shift < 64) {
+        b1 = (uint32_t)((h1 >> shift) & MASK);
+        b2 = (uint32_t)((h2 >> shift) & MASK);
+        if (b1 == b2) {
+            sub = make_pair(k1, v1, h1, k2, v2, h2, shift + BITS, owner);
+            if (sub == NULL)
+                return NULL;
+            node = node_new(1, 0, 1u << b1, owner);
+            if (node == NULL) {
+                Py_DECREF(sub);
+                return NULL;
+            }
+            NODE(node)->items[0] = sub;
+            PyObject_GC_Track(node);
+            return node;
         }
-        PyList_SET_ITEM(node, 0, PyLong_FromLong(0));
-        PyList_SET_ITEM(node, 1, bitmap_int(1u << b1));
-        PyList_SET_ITEM(node, 2, Py_NewRef(owner));
-        PyList_SET_ITEM(node, 3, sub);
-        if (PyList_GET_ITEM(node, 1) == NULL) {
-            Py_DECREF(node);
-            return NULL;
-        }
-        return node;
     }
-    node = PyList_New(7);
+    node = shift < 64 ? node_new(4, (1u << b1) | (1u << b2), 0, owner) : node_new(4, 0, 0, owner);
     if (node == NULL)
         return NULL;
-    PyList_SET_ITEM(node, 0, bitmap_int((1u << b1) | (1u << b2)));
-    PyList_SET_ITEM(node, 1, PyLong_FromLong(0));
-    PyList_SET_ITEM(node, 2, Py_NewRef(owner));
     if (b1 > b2) {
         PyObject *t;
         t = k1; k1 = k2; k2 = t;
         t = v1; v1 = v2; v2 = t;
     }
-    PyList_SET_ITEM(node, 3, Py_NewRef(k1));
-    PyList_SET_ITEM(node, 4, Py_NewRef(v1));
-    PyList_SET_ITEM(node, 5, Py_NewRef(k2));
-    PyList_SET_ITEM(node, 6, Py_NewRef(v2));
-    if (PyList_GET_ITEM(node, 0) == NULL) {
-        Py_DECREF(node);
-        return NULL;
-    }
+    items = NODE(node)->items;
+    items[0] = Py_NewRef(k1);
+    items[1] = Py_NewRef(v1);
+    items[2] = Py_NewRef(k2);
+    items[3] = Py_NewRef(v2);
+    PyObject_GC_Track(node);
     return node;
 }
 
@@ -506,20 +559,18 @@ lookup_node(PyObject *node, PyObject *key, uint64_t h, PyObject **out)
     /* The descent runs no user code, so it borrows each node from its
      * parent; the node is held from the first key comparison on. */
     for (;;) {
-        if (lookup_shape(node, &s) < 0)
+        if (read_shape(node, &s) < 0)
             return -1;
         bit = 1u << (h & MASK);
         if (s.dm & bit) {
-            i = 3 + 2 * POPCOUNT(s.dm & (bit - 1));
-            if (lookup_index(&s, i + 1) < 0)
-                return -1;
-            PREFETCH(PyList_GET_ITEM(node, i + 1));   /* the value, during the compare */
-            if (PyList_GET_ITEM(node, i) == key) {
-                *out = Py_NewRef(PyList_GET_ITEM(node, i + 1));
+            i = 2 * POPCOUNT(s.dm & (bit - 1));
+            PREFETCH(s.items[i + 1]);   /* the value, during the compare */
+            if (s.items[i] == key) {
+                *out = Py_NewRef(s.items[i + 1]);
                 return 1;
             }
             Py_INCREF(node);
-            k = Py_NewRef(PyList_GET_ITEM(node, i));
+            k = Py_NewRef(s.items[i]);
             eq = keys_equal(k, key);
             if (eq < 0)
                 goto done;
@@ -529,28 +580,25 @@ lookup_node(PyObject *node, PyObject *key, uint64_t h, PyObject **out)
             }
             if (check_slot(node, &s, i, k) < 0)
                 goto done;
-            *out = Py_NewRef(PyList_GET_ITEM(node, i + 1));
+            *out = Py_NewRef(s.items[i + 1]);
             result = 1;
             goto done;
         }
         if (s.nm & bit) {
-            i = s.n - 1 - POPCOUNT(s.nm & (bit - 1));
-            if (lookup_index(&s, i) < 0)
-                return -1;
-            node = PyList_GET_ITEM(node, i);
+            node = s.items[s.n - 1 - POPCOUNT(s.nm & (bit - 1))];
             h >>= BITS;
             continue;
         }
         if (s.dm || s.nm)
             return 0;
         Py_INCREF(node);
-        for (i = 3; i < s.n; i += 2) {   /* a collision node (or the empty root) */
-            k = Py_NewRef(PyList_GET_ITEM(node, i));
+        for (i = 0; i < s.n; i += 2) {   /* a collision node (or the empty root) */
+            k = Py_NewRef(s.items[i]);
             eq = keys_equal(k, key);
             if (eq < 0 || check_slot(node, &s, i, k) < 0)
                 goto done;
             if (eq) {
-                *out = Py_NewRef(PyList_GET_ITEM(node, i + 1));
+                *out = Py_NewRef(s.items[i + 1]);
                 result = 1;
                 goto done;
             }
@@ -586,34 +634,17 @@ champ_lookup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* assoc ----------------------------------------------------------------- */
 
-/* The ancestors of the node an update is at: each node, its shape and the
- * child the walk took.  A key's __eq__ or __hash__ runs at the bottom of
- * the walk, and in a mutation it may edit any node on the path in place
- * (detach the child the walk is in, fold it, split a slot) without the
- * walk noticing from where it is.  So a mutation's update checks the whole
- * path after its last call into user code and before its first write in
- * place: an edit written into a node no longer on the path would be lost
- * while the count moved. */
-#define PATH_MAX_DEPTH 16   /* 13 levels of 5 bits; collision nodes add none */
-
-typedef struct {
-    PyObject *node;      /* held by the caller */
-    Shape s;
-    Py_ssize_t ci;
-    PyObject *child;     /* held by the caller */
-} Step;
-
-typedef struct {
-    int depth;
-    Step steps[PATH_MAX_DEPTH];
-} Path;
-
 static int
-path_intact(const Path *p, PyObject *owner)
+path_intact(Path *p, PyObject *owner)
 {
     int d;
     if (owner == Py_None)   /* a persistent update writes only to its copies */
         return 0;
+    if (p->root != NULL && *p->root != p->base) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "a CHAMP node changed during a key comparison or hash");
+        return -1;
+    }
     for (d = 0; d < p->depth; d++)
         if (check_slot(p->steps[d].node, &p->steps[d].s, p->steps[d].ci, p->steps[d].child) < 0)
             return -1;
@@ -635,17 +666,17 @@ path_push(Path *p, PyObject *node, const Shape *s, Py_ssize_t ci, PyObject *chil
     return 0;
 }
 
-/* Bind ``val`` at the pair whose key is at ``i`` (found equal): the old
+/* Bind ``val`` at the pair whose key is item ``i`` (found equal): the old
  * value goes into ``*old`` (a new reference, released by the caller even
  * on error); ``node`` itself if it already was ``val``. */
 static PyObject *
-rebind(PyObject *node, Py_ssize_t i, PyObject *val, PyObject *owner, PyObject **old)
+rebind(PyObject *node, Shape *s, Py_ssize_t i, PyObject *val, PyObject *owner, PyObject **old)
 {
     PyObject *new, *keep;
-    Py_XSETREF(*old, Py_NewRef(PyList_GET_ITEM(node, i + 1)));
+    Py_XSETREF(*old, Py_NewRef(s->items[i + 1]));
     if (*old == val)
         return Py_NewRef(node);
-    new = editable(node, owner);
+    new = editable(node, s, owner);
     if (new == NULL)
         return NULL;
     replace_item(new, i + 1, val, &keep);
@@ -660,12 +691,12 @@ assoc_collision(PyObject *node, PyObject *key, PyObject *val, PyObject *owner, P
     Shape s;
     Py_ssize_t i;
     int eq;
-    PyObject *new, *k, *pair[2];
+    PyObject *k, *pair[2];
 
-    if (read_shape(node, &s) < 0)
+    if (read_shape(node, &s) < 0 || check_collision(&s) < 0)
         return NULL;
-    for (i = 3; i < s.n; i += 2) {
-        k = Py_NewRef(PyList_GET_ITEM(node, i));
+    for (i = 0; i < s.n; i += 2) {
+        k = Py_NewRef(s.items[i]);
         eq = keys_equal(k, key);
         if (eq >= 0 && check_slot(node, &s, i, k) < 0)
             eq = -1;
@@ -675,24 +706,14 @@ assoc_collision(PyObject *node, PyObject *key, PyObject *val, PyObject *owner, P
         if (eq) {
             if (path_intact(path, owner) < 0)
                 return NULL;
-            return rebind(node, i, val, owner, old);
+            return rebind(node, &s, i, val, owner, old);
         }
     }
-    if (s.n > 3 && path_intact(path, owner) < 0)   /* keys were compared */
+    if (s.n > 0 && path_intact(path, owner) < 0)   /* keys were compared */
         return NULL;
-    if (is_owned(node, owner)) {
-        if (PyList_Append(node, key) < 0)
-            return NULL;
-        if (PyList_Append(node, val) < 0) {
-            PyList_SetSlice(node, s.n, s.n + 1, NULL);
-            return NULL;
-        }
-        return Py_NewRef(node);
-    }
     pair[0] = key;
     pair[1] = val;
-    new = splice(node, owner, 0, 0, s.n, pair, 2);
-    return new;
+    return node_splice(node, &s, owner, 0, 0, 0, 0, s.n, pair, 2, path);
 }
 
 static PyObject *
@@ -701,7 +722,7 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
 {
     Shape s;
     uint32_t bit, below;
-    Py_ssize_t i, ci, at;
+    Py_ssize_t i, ci;
     int eq;
     PyObject *k = NULL, *v = NULL, *sub = NULL, *child = NULL, *new_child = NULL;
     PyObject *new = NULL, *keep = NULL, *pair[2];
@@ -711,19 +732,19 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
         return assoc_collision(node, key, val, owner, old, path);
     if (read_shape(node, &s) < 0)
         return NULL;
-    prefetch_items(node, s.n, owner);
+    prefetch_items(node, &s, owner);
     bit = 1u << ((h >> shift) & MASK);
     below = bit - 1;
     if (s.dm & bit) {
-        i = 3 + 2 * POPCOUNT(s.dm & below);
-        k = Py_NewRef(PyList_GET_ITEM(node, i));
+        i = 2 * POPCOUNT(s.dm & below);
+        k = Py_NewRef(s.items[i]);
         eq = keys_equal(k, key);
         if (eq < 0 || check_slot(node, &s, i, k) < 0)
             goto done;
         if (eq) {
             if (path_intact(path, owner) < 0)
                 goto done;
-            new = rebind(node, i, val, owner, old);
+            new = rebind(node, &s, i, val, owner, old);
             goto done;
         }
         /* The slot holds another key: move both one level down. */
@@ -732,32 +753,19 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
             goto done;
         if (check_slot(node, &s, i, k) < 0 || path_intact(path, owner) < 0)
             goto done;
-        v = Py_NewRef(PyList_GET_ITEM(node, i + 1));
+        v = Py_NewRef(s.items[i + 1]);
         sub = make_pair(k, v, (uint64_t)kh, key, val, h, shift + BITS, owner);
         if (sub == NULL)
             goto done;
         /* After deleting the pair, the child goes before the children of
-         * the lower slots: old index n - popcount(nm & below). */
-        at = s.n - POPCOUNT(s.nm & below);
-        if (is_owned(node, owner)) {
-            if (PyList_Insert(node, at, sub) < 0)
-                goto done;
-            if (PyList_SetSlice(node, i, i + 2, NULL) < 0)   /* k, v are held */
-                goto done;
-            new = Py_NewRef(node);
-        }
-        else {
-            new = splice(node, owner, i, 2, at, &sub, 1);
-            if (new == NULL)
-                goto done;
-        }
-        if (set_bitmaps(new, s.dm ^ bit, s.nm | bit) < 0)
-            Py_CLEAR(new);
+         * the lower slots: old item n - popcount(nm & below). */
+        new = node_splice(node, &s, owner, s.dm ^ bit, s.nm | bit, i, 2,
+                          s.n - POPCOUNT(s.nm & below), &sub, 1, path);
         goto done;
     }
     if (s.nm & bit) {
         ci = s.n - 1 - POPCOUNT(s.nm & below);
-        child = Py_NewRef(PyList_GET_ITEM(node, ci));
+        child = Py_NewRef(s.items[ci]);
         if (path_push(path, node, &s, ci, child) < 0)
             goto done;
         new_child = assoc_node(child, h, key, val, owner, shift + BITS, old, path);
@@ -770,31 +778,16 @@ assoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *val,
         }
         if (check_slot(node, &s, ci, child) < 0)
             goto done;
-        new = editable(node, owner);
+        new = editable(node, &s, owner);
         if (new == NULL)
             goto done;
         replace_item(new, ci, new_child, &keep);
         goto done;
     }
-    i = 3 + 2 * POPCOUNT(s.dm & below);
-    if (is_owned(node, owner)) {
-        if (PyList_Insert(node, i, val) < 0)
-            goto done;
-        if (PyList_Insert(node, i, key) < 0) {
-            PyList_SetSlice(node, i, i + 1, NULL);
-            goto done;
-        }
-        new = Py_NewRef(node);
-    }
-    else {
-        pair[0] = key;
-        pair[1] = val;
-        new = splice(node, owner, 0, 0, i, pair, 2);
-        if (new == NULL)
-            goto done;
-    }
-    if (set_bitmaps(new, s.dm | bit, s.nm) < 0)
-        Py_CLEAR(new);
+    pair[0] = key;
+    pair[1] = val;
+    new = node_splice(node, &s, owner, s.dm | bit, s.nm, 0, 0, 2 * POPCOUNT(s.dm & below), pair, 2,
+                      path);
 done:
     Py_XDECREF(keep);
     Py_XDECREF(new_child);
@@ -838,6 +831,8 @@ champ_assoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     node = Py_NewRef(args[0]);
     path.depth = 0;
+    path.root = NULL;
+    path.base = node;
     result = assoc_node(node, h, args[2], args[3], args[4], shift, &old, &path);
     if (result != NULL && old != NULL && box_append(args[6], old) < 0)
         Py_CLEAR(result);
@@ -857,14 +852,16 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
     Py_ssize_t i, ci;
     int eq;
     PyObject *k = NULL, *v = NULL, *child = NULL, *new_child = NULL;
-    PyObject *new = NULL, *keep = NULL, *pair[2];
+    PyObject *new = NULL, *keep = NULL, *pair[2] = {NULL, NULL};
 
     if (read_shape(node, &s) < 0)
         return NULL;
-    prefetch_items(node, s.n, owner);
+    prefetch_items(node, &s, owner);
     if (shift >= 64) {
-        for (i = 3; i < s.n; i += 2) {
-            k = Py_NewRef(PyList_GET_ITEM(node, i));
+        if (check_collision(&s) < 0)
+            return NULL;
+        for (i = 0; i < s.n; i += 2) {
+            k = Py_NewRef(s.items[i]);
             eq = keys_equal(k, key);
             if (eq < 0 || check_slot(node, &s, i, k) < 0)
                 goto done;
@@ -878,8 +875,8 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
     bit = 1u << ((h >> shift) & MASK);
     below = bit - 1;
     if (s.dm & bit) {
-        i = 3 + 2 * POPCOUNT(s.dm & below);
-        k = Py_NewRef(PyList_GET_ITEM(node, i));
+        i = 2 * POPCOUNT(s.dm & below);
+        k = Py_NewRef(s.items[i]);
         eq = keys_equal(k, key);
         if (eq < 0 || check_slot(node, &s, i, k) < 0)
             goto done;
@@ -894,7 +891,7 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
         goto done;
     }
     ci = s.n - 1 - POPCOUNT(s.nm & below);
-    child = Py_NewRef(PyList_GET_ITEM(node, ci));
+    child = Py_NewRef(s.items[ci]);
     if (path_push(path, node, &s, ci, child) < 0)
         goto done;
     new_child = dissoc_node(child, h, key, owner, shift + BITS, old, path);
@@ -903,27 +900,13 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
         goto done;
     if (read_shape(new_child, &cs) < 0)
         goto done;
-    if (cs.nm == 0 && cs.n == 5) {   /* a lone pair: fold it into this node */
+    if (cs.nm == 0 && cs.n == 2) {   /* a lone pair: fold it into this node */
         if (check_slot(node, &s, ci, child) < 0)
             goto done;
-        i = 3 + 2 * POPCOUNT(s.dm & below);
-        pair[0] = PyList_GET_ITEM(new_child, 3);
-        pair[1] = PyList_GET_ITEM(new_child, 4);
-        if (is_owned(node, owner)) {
-            /* child and new_child are held, so nothing is freed here */
-            if (PyList_SetSlice(node, ci, ci + 1, NULL) < 0)
-                goto done;
-            if (PyList_Insert(node, i, pair[1]) < 0 || PyList_Insert(node, i, pair[0]) < 0)
-                goto done;
-            new = Py_NewRef(node);
-        }
-        else {
-            new = splice(node, owner, ci, 1, i, pair, 2);
-            if (new == NULL)
-                goto done;
-        }
-        if (set_bitmaps(new, s.dm | bit, s.nm ^ bit) < 0)
-            Py_CLEAR(new);
+        pair[0] = Py_NewRef(cs.items[0]);
+        pair[1] = Py_NewRef(cs.items[1]);
+        new = node_splice(node, &s, owner, s.dm | bit, s.nm ^ bit, ci, 1,
+                          2 * POPCOUNT(s.dm & below), pair, 2, NULL);
         goto done;
     }
     if (new_child == child) {
@@ -932,30 +915,21 @@ dissoc_node(PyObject *node, uint64_t h, PyObject *key, PyObject *owner,
     }
     if (check_slot(node, &s, ci, child) < 0)
         goto done;
-    new = editable(node, owner);
+    new = editable(node, &s, owner);
     if (new == NULL)
         goto done;
     replace_item(new, ci, new_child, &keep);
     goto done;
 
-remove_pair:   /* the key at i is ``key``: drop the pair */
+remove_pair:   /* the key at item i is ``key``: drop the pair */
     if (path_intact(path, owner) < 0)
         goto done;
-    v = Py_NewRef(PyList_GET_ITEM(node, i + 1));
+    v = Py_NewRef(s.items[i + 1]);
     Py_XSETREF(*old, Py_NewRef(v));
-    if (is_owned(node, owner)) {
-        if (PyList_SetSlice(node, i, i + 2, NULL) < 0)   /* k, v are held */
-            goto done;
-        new = Py_NewRef(node);
-    }
-    else {
-        new = splice(node, owner, i, 2, -1, NULL, 0);
-        if (new == NULL)
-            goto done;
-    }
-    if (shift < 64 && set_bitmaps(new, s.dm ^ bit, s.nm) < 0)
-        Py_CLEAR(new);
+    new = node_splice(node, &s, owner, s.dm ^ bit, s.nm, i, 2, -1, NULL, 0, NULL);
 done:
+    Py_XDECREF(pair[0]);
+    Py_XDECREF(pair[1]);
     Py_XDECREF(keep);
     Py_XDECREF(new_child);
     Py_XDECREF(child);
@@ -980,6 +954,8 @@ champ_dissoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     node = Py_NewRef(args[0]);
     path.depth = 0;
+    path.root = NULL;
+    path.base = node;
     result = dissoc_node(node, h, args[2], args[3], shift, &old, &path);
     if (result != NULL && old != NULL && box_append(args[5], old) < 0)
         Py_CLEAR(result);
@@ -1000,14 +976,13 @@ typedef struct {
 } Entries;
 
 /* Nodes are made untracked by the cyclic GC and tracked once the trie is
- * complete: a build allocates thousands of lists, and each collection they
+ * complete: a build allocates thousands of nodes, and each collection they
  * trigger would otherwise traverse the half-built trie again.  No cycle can
  * go through a node before build() returns it. */
 static void
 set_tracking(PyObject *node, int track)
 {
-    Py_ssize_t n = PyList_GET_SIZE(node), i, first_child;
-    uint32_t nm;
+    Py_ssize_t n = Py_SIZE(node), i;
     if (track) {
         if (PyObject_GC_IsTracked(node))
             return;
@@ -1015,10 +990,8 @@ set_tracking(PyObject *node, int track)
     }
     else if (PyObject_GC_IsTracked(node))
         PyObject_GC_UnTrack(node);
-    nm = (uint32_t)PyLong_AsUnsignedLong(PyList_GET_ITEM(node, 1));  /* made here: valid */
-    first_child = n - POPCOUNT(nm);
-    for (i = first_child; i < n; i++)
-        set_tracking(PyList_GET_ITEM(node, i), track);
+    for (i = n - POPCOUNT(NODE(node)->nm); i < n; i++)   /* made here: C nodes */
+        set_tracking(NODE(node)->items[i], track);
 }
 
 /* The trie of the entries order[lo:hi] at ``shift``, exactly as
@@ -1028,21 +1001,18 @@ set_tracking(PyObject *node, int track)
 static PyObject *
 build_node(Entries *e, Py_ssize_t lo, Py_ssize_t hi, int shift)
 {
-    Py_ssize_t count[32] = {0}, start[32], i, j, n, p, c;
+    Py_ssize_t count[32] = {0}, start[32], i, j, p, c;
     uint32_t dm = 0, nm = 0, f;
-    PyObject *node, *child;
+    PyObject *node, *child, **items;
 
     if (shift >= 64) {
-        node = PyList_New(3 + 2 * (hi - lo));
+        node = node_new(2 * (hi - lo), 0, 0, Py_None);
         if (node == NULL)
             return NULL;
-        PyObject_GC_UnTrack(node);
-        PyList_SET_ITEM(node, 0, PyLong_FromLong(0));
-        PyList_SET_ITEM(node, 1, PyLong_FromLong(0));
-        PyList_SET_ITEM(node, 2, Py_NewRef(Py_None));
-        for (i = lo, j = 3; i < hi; i++, j += 2) {
-            PyList_SET_ITEM(node, j, Py_NewRef(e->k[e->order[i]]));
-            PyList_SET_ITEM(node, j + 1, Py_NewRef(e->v[e->order[i]]));
+        items = NODE(node)->items;
+        for (i = lo, j = 0; i < hi; i++, j += 2) {
+            items[j] = Py_NewRef(e->k[e->order[i]]);
+            items[j + 1] = Py_NewRef(e->v[e->order[i]]);
         }
         return node;
     }
@@ -1063,24 +1033,16 @@ build_node(Entries *e, Py_ssize_t lo, Py_ssize_t hi, int shift)
     }
     memcpy(e->order + lo, e->scratch + lo, (size_t)(hi - lo) * sizeof(Py_ssize_t));
 
-    n = 3 + 2 * POPCOUNT(dm) + POPCOUNT(nm);
-    node = PyList_New(n);
+    node = node_new(2 * POPCOUNT(dm) + POPCOUNT(nm), dm, nm, Py_None);
     if (node == NULL)
         return NULL;
-    PyObject_GC_UnTrack(node);
-    PyList_SET_ITEM(node, 0, bitmap_int(dm));
-    PyList_SET_ITEM(node, 1, bitmap_int(nm));
-    PyList_SET_ITEM(node, 2, Py_NewRef(Py_None));
-    if (PyList_GET_ITEM(node, 0) == NULL || PyList_GET_ITEM(node, 1) == NULL) {
-        Py_DECREF(node);
-        return NULL;
-    }
-    /* Pairs from index 3 up, children from the end down, both in slot order;
-     * slots not filled yet are NULL, which list_dealloc skips on error. */
-    for (f = 0, p = lo, j = 3, c = n - 1; f < 32; p += count[f], f++) {
+    items = NODE(node)->items;
+    /* Pairs from item 0 up, children from the end down, both in slot order;
+     * items not filled yet are NULL, which node_dealloc skips on error. */
+    for (f = 0, p = lo, j = 0, c = Py_SIZE(node) - 1; f < 32; p += count[f], f++) {
         if (count[f] == 1) {
-            PyList_SET_ITEM(node, j, Py_NewRef(e->k[e->order[p]]));
-            PyList_SET_ITEM(node, j + 1, Py_NewRef(e->v[e->order[p]]));
+            items[j] = Py_NewRef(e->k[e->order[p]]);
+            items[j + 1] = Py_NewRef(e->v[e->order[p]]);
             j += 2;
         }
         else if (count[f] == 2) {
@@ -1090,13 +1052,13 @@ build_node(Entries *e, Py_ssize_t lo, Py_ssize_t hi, int shift)
             if (child == NULL)
                 goto error;
             set_tracking(child, 0);
-            PyList_SET_ITEM(node, c--, child);
+            items[c--] = child;
         }
         else if (count[f] > 2) {
             child = build_node(e, p, p + count[f], shift + BITS);
             if (child == NULL)
                 goto error;
-            PyList_SET_ITEM(node, c--, child);
+            items[c--] = child;
         }
     }
     return node;
@@ -1313,13 +1275,11 @@ enum { ITER_KEYS, ITER_VALUES, ITER_ITEMS };
 
 typedef struct {
     PyObject *node;     /* held */
-    PyObject *dmo;      /* its bitmap objects when entered, held so that */
-    PyObject *nmo;      /* an identical object means an identical value */
-    uint32_t dm, nm;
-    Py_ssize_t n;       /* its length when entered */
-    Py_ssize_t i;       /* next pair's key index */
+    uint32_t dm, nm;    /* its shape when entered */
+    Py_ssize_t n;
+    Py_ssize_t i;       /* next pair's key item */
     Py_ssize_t split;   /* where its pairs end */
-    Py_ssize_t c;       /* its children still to visit are [split, c) */
+    Py_ssize_t c;       /* its children still to visit are items [split, c) */
 } Frame;
 
 typedef struct {
@@ -1345,12 +1305,10 @@ iter_push(IterObject *it, PyObject *node)
         return -1;
     f = &it->stack[it->depth++];
     f->node = Py_NewRef(node);
-    f->dmo = Py_NewRef(PyList_GET_ITEM(node, 0));
-    f->nmo = Py_NewRef(PyList_GET_ITEM(node, 1));
     f->dm = s.dm;
     f->nm = s.nm;
     f->n = s.n;
-    f->i = 3;
+    f->i = 0;
     f->split = s.n - POPCOUNT(s.nm);
     f->c = s.n;
     return 0;
@@ -1380,48 +1338,34 @@ make_iter(PyObject *root, int kind)
     return (PyObject *)it;
 }
 
-static void
-frame_clear(Frame *f)
-{
-    Py_DECREF(f->node);
-    Py_DECREF(f->dmo);
-    Py_DECREF(f->nmo);
-}
-
-/* Whether the node of ``f`` still has the shape it had when entered (an
- * in-place edit by a live mutation may have changed it): -1 with
- * RuntimeError if not. */
-static int
-frame_check(Frame *f)
+/* The items of the node of ``f``, if it still has the shape it had when
+ * entered (a C node always does; a list node may have been edited in
+ * place by a live Python mutation): else NULL with RuntimeError. */
+static PyObject **
+frame_items(Frame *f)
 {
     Shape s;
-    PyObject *node = f->node;
-    if (PyList_GET_SIZE(node) == f->n && PyList_GET_ITEM(node, 0) == f->dmo
-        && PyList_GET_ITEM(node, 1) == f->nmo)
-        return 0;
-    if (PyList_GET_SIZE(node) < 3 || read_shape(node, &s) < 0 || s.n != f->n
-        || s.dm != f->dm || s.nm != f->nm) {
+    if (read_shape(f->node, &s) < 0 || s.n != f->n || s.dm != f->dm || s.nm != f->nm) {
         PyErr_Clear();
         PyErr_SetString(PyExc_RuntimeError, "a CHAMP node changed during iteration");
-        return -1;
+        return NULL;
     }
-    Py_SETREF(f->dmo, Py_NewRef(PyList_GET_ITEM(node, 0)));   /* equal values */
-    Py_SETREF(f->nmo, Py_NewRef(PyList_GET_ITEM(node, 1)));
-    return 0;
+    return s.items;
 }
 
 static PyObject *
 iter_next(IterObject *it)
 {
     Frame *f;
-    PyObject *k, *v, *item, *child;
+    PyObject **items, *k, *v, *item, *child;
     while (it->depth > 0) {
         f = &it->stack[it->depth - 1];
-        if (frame_check(f) < 0)
+        items = frame_items(f);
+        if (items == NULL)
             return NULL;
         if (f->i < f->split) {
-            k = PyList_GET_ITEM(f->node, f->i);
-            v = PyList_GET_ITEM(f->node, f->i + 1);
+            k = items[f->i];
+            v = items[f->i + 1];
             f->i += 2;
             if (it->kind == ITER_KEYS)
                 return Py_NewRef(k);
@@ -1445,13 +1389,13 @@ iter_next(IterObject *it)
             return item;
         }
         if (f->c > f->split) {   /* children from slot 0 (at the end) up */
-            child = PyList_GET_ITEM(f->node, --f->c);
+            child = items[--f->c];
             if (iter_push(it, child) < 0)
                 return NULL;
             continue;
         }
         it->depth--;
-        frame_clear(f);
+        Py_DECREF(f->node);
     }
     return NULL;
 }
@@ -1460,11 +1404,8 @@ static int
 iter_traverse(IterObject *it, visitproc visit, void *arg)
 {
     int d;
-    for (d = 0; d < it->depth; d++) {
+    for (d = 0; d < it->depth; d++)
         Py_VISIT(it->stack[d].node);
-        Py_VISIT(it->stack[d].dmo);
-        Py_VISIT(it->stack[d].nmo);
-    }
     Py_VISIT(it->item);
     return 0;
 }
@@ -1474,7 +1415,7 @@ iter_dealloc(IterObject *it)
 {
     PyObject_GC_UnTrack(it);
     while (it->depth > 0)
-        frame_clear(&it->stack[--it->depth]);
+        Py_DECREF(it->stack[--it->depth].node);
     Py_XDECREF(it->item);
     PyObject_GC_Del(it);
 }
@@ -1508,6 +1449,202 @@ champ_iter_items(PyObject *module, PyObject *root)
     return make_iter(root, ITER_ITEMS);
 }
 
+/* the node type, as Python sees it --------------------------------------
+ *
+ * A C node reads as the list node it stands for, [datamap, nodemap, None,
+ * k0, v0, ..., child_1, child_0]: len, indexing (negative too), slices
+ * (lists), iteration.  So the Python code that reads tries (equality,
+ * diff, _walk, the Python trie itself after select("python")) works on
+ * both kinds of node.  Index 2, the owner, reads as None: the Python trie
+ * then never takes a C node for its own and copies it (into a list)
+ * before any edit, never writing into one.  The real owner is the
+ * read-only attribute ``owner``, for tests. */
+
+/* The int object for a bitmap, for node[0] and node[1].  Bitmaps repeat
+ * (few bits set deep down, all 32 near the root), so equal bitmaps share
+ * one object through a small direct-mapped cache: equality and diff, which
+ * read both bitmaps of every node they compare, then allocate nothing.
+ * Below 256, CPython's own small ints. */
+#define BITMAP_CACHE_BITS 12
+static PyObject *bitmap_cache[1 << BITMAP_CACHE_BITS];
+static uint32_t bitmap_cache_value[1 << BITMAP_CACHE_BITS];
+
+static PyObject *
+bitmap_int(uint32_t v)
+{
+    uint32_t slot;
+    PyObject *o;
+    if (v < 256)
+        return PyLong_FromUnsignedLong(v);
+    slot = (v * 2654435761u) >> (32 - BITMAP_CACHE_BITS);
+    if (bitmap_cache[slot] != NULL && bitmap_cache_value[slot] == v)
+        return Py_NewRef(bitmap_cache[slot]);
+    o = PyLong_FromUnsignedLong(v);
+    if (o != NULL) {
+        Py_XSETREF(bitmap_cache[slot], Py_NewRef(o));
+        bitmap_cache_value[slot] = v;
+    }
+    return o;
+}
+
+static Py_ssize_t
+node_length(PyObject *node)
+{
+    return Py_SIZE(node) + 3;
+}
+
+static PyObject *
+node_item(PyObject *node, Py_ssize_t i)
+{
+    if (i < 0 || i >= Py_SIZE(node) + 3) {
+        PyErr_SetString(PyExc_IndexError, "Node index out of range");
+        return NULL;
+    }
+    switch (i) {
+    case 0:
+        return bitmap_int(NODE(node)->dm);
+    case 1:
+        return bitmap_int(NODE(node)->nm);
+    case 2:
+        Py_RETURN_NONE;
+    }
+    return Py_NewRef(NODE(node)->items[i - 3]);
+}
+
+static PyObject *
+node_subscript(PyObject *node, PyObject *key)
+{
+    Py_ssize_t start, stop, step, count, i, j;
+    PyObject *list, *o;
+    if (PyLong_CheckExact(key)) {   /* the usual case, without PyIndex_Check's call */
+        i = PyLong_AsSsize_t(key);
+        if (i == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_IndexError, "Node index out of range");
+            return NULL;
+        }
+        if (i < 0)
+            i += Py_SIZE(node) + 3;
+        return node_item(node, i);
+    }
+    if (PyIndex_Check(key)) {
+        i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred())
+            return NULL;
+        if (i < 0)
+            i += Py_SIZE(node) + 3;
+        return node_item(node, i);
+    }
+    if (!PySlice_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "Node indices must be integers or slices, not %.200s",
+                     Py_TYPE(key)->tp_name);
+        return NULL;
+    }
+    if (PySlice_Unpack(key, &start, &stop, &step) < 0)
+        return NULL;
+    count = PySlice_AdjustIndices(Py_SIZE(node) + 3, &start, &stop, step);
+    list = PyList_New(count);
+    if (list == NULL)
+        return NULL;
+    for (i = start, j = 0; j < count; i += step, j++) {
+        o = i >= 3 ? Py_NewRef(NODE(node)->items[i - 3]) : node_item(node, i);
+        if (o == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, j, o);
+    }
+    return list;
+}
+
+static PyObject *
+node_repr(PyObject *node)
+{
+    PyObject *list = PySequence_List(node), *r;
+    if (list == NULL)
+        return NULL;
+    r = PyUnicode_FromFormat("Node(%R)", list);
+    Py_DECREF(list);
+    return r;
+}
+
+static PyObject *
+node_get_owner(PyObject *node, void *closure)
+{
+    return Py_NewRef(NODE(node)->owner != NULL ? NODE(node)->owner : Py_None);
+}
+
+static int
+node_traverse(PyObject *node, visitproc visit, void *arg)
+{
+    Py_ssize_t i;
+    for (i = Py_SIZE(node); --i >= 0;)
+        Py_VISIT(NODE(node)->items[i]);
+    Py_VISIT(NODE(node)->owner);
+    return 0;
+}
+
+/* Break a reference cycle through the node: it becomes an empty node
+ * (what a reader may still meet) before its items are released. */
+static int
+node_clear(PyObject *node)
+{
+    Py_ssize_t i, n = Py_SIZE(node);
+    Py_SET_SIZE(node, 0);
+    NODE(node)->dm = NODE(node)->nm = 0;
+    for (i = 0; i < n; i++)
+        Py_CLEAR(NODE(node)->items[i]);
+    Py_CLEAR(NODE(node)->owner);
+    return 0;
+}
+
+static void
+node_dealloc(PyObject *node)
+{
+    Py_ssize_t i;
+    PyObject_GC_UnTrack(node);
+    Py_TRASHCAN_BEGIN(node, node_dealloc)
+    for (i = Py_SIZE(node); --i >= 0;)
+        Py_XDECREF(NODE(node)->items[i]);
+    Py_XDECREF(NODE(node)->owner);
+    PyObject_GC_Del(node);
+    Py_TRASHCAN_END
+}
+
+static PySequenceMethods node_as_sequence = {
+    .sq_length = node_length,
+    .sq_item = node_item,
+};
+
+static PyMappingMethods node_as_mapping = {
+    .mp_length = node_length,
+    .mp_subscript = node_subscript,
+};
+
+static PyGetSetDef node_getset[] = {
+    {"owner", node_get_owner, NULL,
+     "the token of the mutation that made the node (node[2] reads None)", NULL},
+    {NULL},
+};
+
+static PyTypeObject NodeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb.pds._champ_c.Node",
+    .tp_doc = "A CHAMP trie node made by the C code; reads as the list "
+              "[datamap, nodemap, None, k0, v0, ..., child_1, child_0].",
+    .tp_basicsize = offsetof(NodeObject, items),
+    .tp_itemsize = sizeof(PyObject *),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = node_dealloc,
+    .tp_traverse = node_traverse,
+    .tp_clear = node_clear,
+    .tp_repr = node_repr,
+    .tp_hash = PyObject_HashNotImplemented,
+    .tp_as_sequence = &node_as_sequence,
+    .tp_as_mapping = &node_as_mapping,
+    .tp_getset = node_getset,
+};
+
 /* the map types ---------------------------------------------------------
  *
  * MapBase and MutationBase are the C versions of pmap._PyMap and
@@ -1532,12 +1669,9 @@ static PyTypeObject MapBaseType, MutationBaseType, SetBaseType, SetMutationBaseT
 static PyObject *
 empty_root(void)
 {
-    PyObject *node = PyList_New(3);
-    if (node == NULL)
-        return NULL;
-    PyList_SET_ITEM(node, 0, PyLong_FromLong(0));
-    PyList_SET_ITEM(node, 1, PyLong_FromLong(0));
-    PyList_SET_ITEM(node, 2, Py_NewRef(Py_None));
+    PyObject *node = node_new(0, 0, 0, Py_None);
+    if (node != NULL)
+        PyObject_GC_Track(node);
     return node;
 }
 
@@ -1579,7 +1713,7 @@ map_traverse(MapObject *m, visitproc visit, void *arg)
 }
 
 /* No tp_clear: a cycle through a map goes through its nodes, which are
- * lists and are cleared; so root is never NULL. */
+ * cleared (C nodes and lists alike); so root is never NULL. */
 static void
 map_dealloc(MapObject *m)
 {
@@ -1792,10 +1926,10 @@ mutation_token(MapObject *m)
 }
 
 /* After an edit's walk: -1 with RuntimeError if a key's __eq__ or
- * __hash__ replaced the mutation's root meanwhile (an edit nested in the
- * walk, the mutation's first).  The walk then went through nodes the
- * mutation did not own, so it edited nothing in place, and storing its
- * result would drop the nested edit while keeping its count. */
+ * __hash__ replaced the mutation's root meanwhile (a nested edit that
+ * resized the root, or the mutation's first edit).  The walk then wrote
+ * nothing in place (path_intact refuses to once the root moved), and
+ * storing its result would drop the nested edit while keeping its count. */
 static int
 root_unchanged(MapObject *m, PyObject *base)
 {
@@ -1826,6 +1960,8 @@ walk(MapObject *m, PyObject *key, PyObject *val, int in_mutation, Py_hash_t *kh,
     owner = Py_NewRef(owner);
     base = Py_NewRef(m->root);
     path.depth = 0;
+    path.root = in_mutation ? &m->root : NULL;
+    path.base = base;
     if (val != NULL)
         root = assoc_node(base, (uint64_t)*kh, key, val, owner, 0, old, &path);
     else
@@ -2299,7 +2435,7 @@ PyInit__champ_c(void)
     __builtin_cpu_init();
     have_popcnt = __builtin_cpu_supports("popcnt") ? 1 : 0;
 #endif
-    if (PyType_Ready(&IterType) < 0 || PyType_Ready(&MapBaseType) < 0
+    if (PyType_Ready(&NodeType) < 0 || PyType_Ready(&IterType) < 0 || PyType_Ready(&MapBaseType) < 0
         || PyType_Ready(&MutationBaseType) < 0 || PyType_Ready(&SetBaseType) < 0
         || PyType_Ready(&SetMutationBaseType) < 0)
         return NULL;
@@ -2308,7 +2444,8 @@ PyInit__champ_c(void)
     m = PyModule_Create(&champ_module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "MapBase", (PyObject *)&MapBaseType) < 0
+    if (PyModule_AddObjectRef(m, "Node", (PyObject *)&NodeType) < 0
+        || PyModule_AddObjectRef(m, "MapBase", (PyObject *)&MapBaseType) < 0
         || PyModule_AddObjectRef(m, "MutationBase", (PyObject *)&MutationBaseType) < 0
         || PyModule_AddObjectRef(m, "SetBase", (PyObject *)&SetBaseType) < 0
         || PyModule_AddObjectRef(m, "SetMutationBase", (PyObject *)&SetMutationBaseType) < 0

@@ -124,13 +124,21 @@ def _random_ops(seed, n):
     return ops
 
 
-def _replay(impl, ops, root, owner):
-    """Apply ``ops`` with the raw trie functions of ``impl``; every result."""
+def _replay(impl, ops, root, owners):
+    """Apply ``ops`` with the raw trie functions of ``impl``; every result.
+
+    Each run of in-place ("transient") operations has its own owner token
+    from ``owners``, as a mutation has: the nodes a token owns are then
+    always a subtree holding the root, which is where the two tries make
+    the same nodes (C never resizes a node in place: it makes a new one and
+    rebinds the parent, which the Python trie would have edited in place)."""
     trace = []
+    run = 0
     with using(impl):
         for kind, key, val, transient in ops:
             h = hash(key) & M64
-            who = owner if transient else None
+            run += not transient
+            who = owners[run] if transient else None
             box = []
             if kind == "set":
                 root = _champ.assoc(root, h, key, val, who, 0, box)
@@ -142,22 +150,30 @@ def _replay(impl, ops, root, owner):
     return root, trace
 
 
+def _is_node(x):
+    return type(x) is list or (_champ_c is not None and type(x) is _champ_c.Node)
+
+
 def _snapshot(node):
-    """A deep copy of a trie, to compare later (owners included)."""
-    return [_snapshot(x) if type(x) is list else x for x in node]
+    """A deep copy of a trie as lists, to compare later (owners included: a
+    C node's reads as None from Python, its ``owner`` attribute has it)."""
+    copy = [_snapshot(x) if _is_node(x) else x for x in node]
+    if type(node) is not list:
+        copy[2] = node.owner
+    return copy
 
 
 @both_ways
 @pytest.mark.parametrize("seed", range(8))
 def test_both_build_the_same_nodes(seed):
-    """Same operations, same owner token: identical nodes and boxes at every step."""
+    """Same operations, same owner tokens: identical nodes and boxes at every step."""
     ops = _random_ops(seed, 400)
     base = PMap((i, -i) for i in range(0, 400, 3))._root
-    owner = object()
-    root_c, trace_c = _replay("c", ops, base, owner)
-    root_py, trace_py = _replay("py", ops, base, owner)
+    owners = [object() for _ in range(len(ops) + 1)]
+    root_c, trace_c = _replay("c", ops, base, owners)
+    root_py, trace_py = _replay("py", ops, base, owners)
     assert trace_c == trace_py
-    assert root_c == root_py
+    assert _snapshot(root_c) == _snapshot(root_py)
 
 
 def _all_nodes(node):
@@ -179,9 +195,10 @@ def test_both_build_the_same_trie(n):
     with using("py"):
         want = py_build(entries)
         want_deep = py_build(entries[: n // 2], 35)
-    assert c_build(entries) == want
-    assert c_build([list(e) for e in entries]) == want
-    assert c_build(entries[: n // 2], 35) == want_deep
+    assert _snapshot(c_build(entries)) == want
+    assert _snapshot(c_build([list(e) for e in entries])) == want
+    assert _snapshot(c_build(entries[: n // 2], 35)) == want_deep
+    assert all(type(node) is _champ_c.Node for node in _all_nodes(c_build(entries)))
     assert all(gc.is_tracked(node) for node in _all_nodes(c_build(entries)))
     for bad in ([(1, 2)], [(-1, 2, 3)], [("x", 2, 3)], 5):
         with pytest.raises((TypeError, ValueError, OverflowError)):
@@ -352,30 +369,57 @@ def _mutation_with(stored, added):
     return mm
 
 
+# What the C code does when a key's __eq__ removes another key from the node
+# being walked: a C node is replaced (a node never changes size), so a walk
+# that only reads goes on over the node it holds and answers for the trie as
+# it was (the probe is absent: None, KeyError), and a write finds the path
+# moved and raises; a list node (the Python trie's) shrinks in place, and
+# the C walk raises as soon as it sees that.
+_NESTED_EDIT_OUTCOME = {
+    ("c", "slot", "set"): RuntimeError, ("c", "slot", "pop"): RuntimeError, ("c", "slot", "get"): None,
+    ("c", "collision", "set"): RuntimeError, ("c", "collision", "pop"): KeyError, ("c", "collision", "get"): None,
+    ("py", "slot", "set"): RuntimeError, ("py", "slot", "pop"): RuntimeError, ("py", "slot", "get"): None,
+    ("py", "collision", "set"): RuntimeError, ("py", "collision", "pop"): RuntimeError,
+    ("py", "collision", "get"): RuntimeError,
+}
+
+
 @both_ways
+@pytest.mark.parametrize("nodes", ["c", "py"])
 @pytest.mark.parametrize("where", ["slot", "collision"])
 @pytest.mark.parametrize("op", ["set", "pop", "get"])
-def test_eq_that_edits_the_mutation_is_caught(where, op):
-    """A stored key's __eq__ removes another key from the node being walked.
+def test_eq_that_edits_the_mutation_is_caught(nodes, where, op):
+    """A stored key's __eq__ removes another key from the node being walked
+    by the C code, on C nodes or on the Python trie's list nodes (the hook
+    then edits with the Python trie, in place).
 
-    The C code raises RuntimeError where the positions it computed went
-    stale, instead of reading or writing the wrong slots, and the mutation
-    keeps what the hook did and nothing else.  (The Python version edits
-    the stale slots; a lookup that found its slot holds another key answers
-    without looking further, so it is right either way.)
+    The C code never reads or writes stale positions: it raises
+    RuntimeError where they went stale, or answers from the unchanged node
+    it holds, and the mutation keeps what the hook did and nothing else.
+    (The Python version edits the stale slots; a lookup that found its slot
+    holds another key answers without looking further, so it is right
+    either way.)
     """
     h = 5 if where == "slot" else 7
     a, victim = Key(h, "a"), Key(6 if where == "slot" else 7, "v")
     added = [Key(7, "c")] if where == "collision" else []
-    with using("c"):
+    with using(nodes):
         mm = _mutation_with([a, victim], added)
-        a.on_eq = lambda: mm.pop(victim)
+
+    def hook():
+        with using(nodes):
+            mm.pop(victim)
+        use("c")
+
+    with using("c"):
+        a.on_eq = hook
         probe = Key(h, "probe")
         run = {"set": lambda: mm.set(probe, 2), "pop": lambda: mm.pop(probe), "get": lambda: mm.get(probe)}[op]
-        if op == "get" and where == "slot":
+        outcome = _NESTED_EDIT_OUTCOME[nodes, where, op]
+        if outcome is None:
             assert run() is None
         else:
-            with pytest.raises(RuntimeError, match="changed during"):
+            with pytest.raises(outcome, match="changed during" if outcome is RuntimeError else None):
                 run()
         assert a.on_eq is None  # the hook ran
         result = mm.finish()
@@ -497,17 +541,30 @@ def test_c_iterators_walk_like_the_python_ones():
 
 @both_ways
 def test_c_iterator_of_a_node_edited_during_iteration():
-    """A live mutation's node that changes size under an iterator: the
-    iterator raises RuntimeError instead of reading stale positions."""
-    mm = PMap((i, i) for i in range(40)).mutate()
-    mm[100] = 100  # the mutation owns its root: edits it in place
-    it = _champ_c.iter_items(mm._root)
-    next(it)
-    del mm[100]
-    mm[200] = 200
-    del mm[0]
-    with pytest.raises(RuntimeError, match="changed during iteration"):
-        list(it)
+    """A list node (Python's) that a live mutation resizes in place under a
+    C iterator: the iterator raises RuntimeError instead of reading stale
+    positions.  A C node never changes size: the mutation replaces it, and
+    the iterator goes on over the node it holds."""
+    with using("py"):
+        mm = PMap((i, i) for i in range(40)).mutate()
+        mm[100] = 100  # the mutation owns its root: edits it in place
+        it = _champ_c.iter_items(mm._root)
+        next(it)
+        del mm[100]
+        mm[200] = 200
+        del mm[0]
+        with pytest.raises(RuntimeError, match="changed during iteration"):
+            list(it)
+    with using("c"):
+        mm = PMap((i, i) for i in range(40)).mutate()
+        mm[100] = 100
+        it = _champ_c.iter_items(mm._root)
+        first = next(it)
+        del mm[100]     # below the root: the root rebinds that child in place
+        mm[200] = 200   # splits a slot of the root: a new root
+        del mm[0]
+        assert dict([first] + list(it)) == {i: i for i in range(40)}
+        assert dict(mm.finish().items()) == {**{i: i for i in range(1, 40)}, 200: 200}
 
 
 @both_ways
@@ -749,3 +806,211 @@ def test_python_mutations_refuse_edits_from_keys_code(kind):
         probe.hash_raises = False
         mm[probe] = 1
         assert len(mm) == 2
+
+
+# The C node type (_champ_c.Node): what Python code sees of it, and tries
+# mixing C nodes and Python's list nodes.
+
+_SLICES = [slice(None), slice(3, None), slice(3, -1, 2), slice(4, None, 2), slice(None, None, -1),
+           slice(-2, 1, -3), slice(4, 2), slice(-3, None), slice(1, 100, 3), slice(-100, 2), slice(3, 3)]
+
+
+@both_ways
+def test_a_node_reads_as_the_list_layout():
+    """len, indexing (negative too; the bitmaps as ints, the owner as None),
+    slices (lists) and iteration give what the list node would."""
+    pairs = _deep_trie()
+    with using("py"):
+        want = PMap(pairs)._root
+    with using("c"):
+        root = PMap(pairs)._root
+    assert type(root) is _champ_c.Node and type(want) is list
+    assert _snapshot(root) == _snapshot(want)
+    nodes = list(_all_nodes(root))
+    assert any(not (n[0] or n[1]) and len(n) > 3 for n in nodes)   # collision nodes too
+    assert root[0] | root[1] == 2**32 - 1   # bitmaps past 2**31 are ints too
+    for node in nodes:
+        lst = list(node)
+        n = len(lst)
+        assert len(node) == n and n >= 3 and lst[2] is None and node.owner is None
+        assert type(node[0]) is int and type(node[1]) is int
+        assert [node[i] for i in range(n)] == lst == [node[i] for i in range(-n, 0)]
+        assert node[~0] is lst[-1] and all(node[i] is lst[i] for i in range(3, n))
+        for s in _SLICES:
+            got = node[s]
+            assert type(got) is list and got == lst[s]
+        for bad in (n, -n - 1, 2**70):
+            with pytest.raises(IndexError):
+                node[bad]
+        with pytest.raises(TypeError):
+            node["x"]
+        with pytest.raises(TypeError):
+            node[0] = 1
+    with pytest.raises(TypeError):
+        _champ_c.Node()
+    assert repr(PMap({1: 2})._root) == "Node([2, 0, None, 1, 2])"
+    empty = PMap()._root
+    assert type(empty) is _champ_c.Node and list(empty) == [0, 0, None] and empty[3:] == []
+
+
+@both_ways
+def test_python_copies_the_nodes_a_c_mutation_owns():
+    """node[2] reads None, so the Python trie copies a C node (into a list)
+    even when its mutation owns it, and never edits one in place; the C trie
+    copies Python's list nodes into C nodes (a list is never its to edit)."""
+    model = {i: i for i in range(100)}
+    with using("c"):
+        mm = PMap(model).mutate()
+        mm[1000] = model[1000] = 0  # the mutation owns its root now
+        root = mm._root
+        assert type(root) is _champ_c.Node and root.owner is mm._owner and root[2] is None
+        before = _snapshot(root)
+    with using("py"):
+        for k in range(0, 100, 7):
+            mm[k] = model[k] = -k
+        del mm[1000], model[1000]
+        mm[2000] = model[2000] = 1
+        assert type(mm._root) is list and mm._root[2] is mm._owner
+    assert _snapshot(root) == before
+    py_root = mm._root
+    py_before = _snapshot(py_root)
+    with using("c"):
+        mm[3000] = model[3000] = 3
+        mm[5] = model[5] = 55
+        assert type(mm._root) is _champ_c.Node and mm._root.owner is mm._owner
+        assert _snapshot(py_root) == py_before
+        m = mm.finish()
+        assert dict(m.items()) == model
+    with using("py"):
+        assert dict(m.items()) == model and all(m[k] == v for k, v in model.items())
+
+
+@both_ways
+@pytest.mark.parametrize("built, edited", [("c", "py"), ("py", "c")])
+def test_trie_built_by_one_is_edited_by_the_other(built, edited):
+    """Persistent updates and a mutation on a trie the other side built:
+    the result matches a dict, is canonical, and the original is unchanged."""
+    rnd = random.Random(built)
+    pairs = {_random_key(rnd): i for i in range(300)}
+    pairs.update((rnd.randrange(10**9), i) for i in range(3000))
+    with using(built):
+        m0 = PMap(pairs)
+    before = _snapshot(m0._root)
+    model = dict(pairs)
+    with using(edited):
+        m = m0
+        for step in range(400):
+            k = _random_key(rnd) if rnd.random() < 0.7 else rnd.choice(list(pairs))
+            if rnd.random() < 0.6:
+                m = m.set(k, step)
+                model[k] = step
+            elif k in model:
+                m = m.delete(k)
+                del model[k]
+        mm = m.mutate()
+        for step in range(400):
+            k = _random_key(rnd) if rnd.random() < 0.7 else rnd.choice(list(pairs))
+            if rnd.random() < 0.6:
+                mm[k] = model[k] = -step
+            else:
+                assert mm.pop(k, "absent") == model.pop(k, "absent")
+        m = mm.finish()
+    kinds = {type(node) for node in _all_nodes(m._root)}
+    assert kinds == {list, _champ_c.Node}   # both kinds of node in one trie
+    for impl in IMPLS:
+        with using(impl):
+            assert len(m) == len(model) and dict(m.items()) == model
+            assert all(m[k] == v for k, v in model.items())
+            assert m == PMap(model) and m0 == pairs and hash(m) == hash(PMap(model))
+            assert shape(m._root) == shape(PMap(sorted(model.items(), key=repr))._root)
+            assert dict((k, n) for k, o, n in _champ.diff(m0._root, m._root)) == {
+                k: model.get(k, pmap.MISSING) for k in pairs.keys() | model.keys() if pairs.get(k, pmap.MISSING) != model.get(k, pmap.MISSING)}
+    assert _snapshot(m0._root) == before
+
+
+def _live_nodes():
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is _champ_c.Node)
+
+
+@both_ways
+def test_nodes_are_freed_and_balance_references():
+    """Every C node made by build, set, delete, a mutation (in place and
+    resized), a fold, a copy of a Python list node, or a cycle through a
+    value is freed again; keys, values and owner tokens get their
+    references back, also after Python reads nodes (indexing, slices)."""
+    import weakref
+
+    keys = [Key(i % 40 + (i // 40) * (1 << 40), str(i)) for i in range(200)] + list(range(10**6, 10**6 + 50))
+    vals = [object() for _ in keys]
+    with using("c"):
+        base = _live_nodes()
+        before = [sys.getrefcount(x) for x in keys + vals]
+        for _ in range(3):
+            m = PMap(zip(keys, vals))
+            m2 = m
+            for k, v in zip(keys, vals):
+                m2 = m2.delete(k).set(k, v)
+            mm = m.mutate()
+            token = mm._owner
+            for k, v in zip(keys, vals):
+                mm[k] = vals[0]
+                del mm[k]
+                mm[k] = v
+            m3 = mm.finish()
+            assert m3 == m2 == m and not list(_champ.diff(m._root, m3._root))
+            for node in _all_nodes(m3._root):
+                node[3:], node[-1], node[0], list(node), node[::-2]
+            with using("py"):
+                m4 = PMap(zip(keys, vals))
+            m4 = m4.set(keys[0], 1).delete(keys[1])   # C copies the path into C nodes
+            del m, m2, m3, m4, mm, node, k, v
+            assert sys.getrefcount(token) == 2
+            del token
+        value = [None]
+        cyc = PMap({1: value, 2: 2})
+        value[0] = cyc
+        ref = weakref.ref(cyc)
+        del value, cyc
+        assert _live_nodes() == base and ref() is None
+        after = [sys.getrefcount(x) for x in keys + vals]
+    assert after == before
+
+
+@both_ways
+def test_a_growing_mutation_never_empties_a_node_held_elsewhere():
+    """An insertion that resizes a node its mutation owns hands the node's
+    items to the new node when nothing else holds the old one (left empty,
+    then freed); a node held from Python or by an iterator is copied
+    instead, and keeps its shape and its keys (a same-size edit of a node
+    the mutation owns is in place, as ever), and the mutation ends up right
+    either way."""
+    vals = [object() for _ in range(400)]
+    model = {i: vals[i] for i in range(0, 64, 2)}
+
+    def look(node):
+        return len(node), node[0], node[1], set(_champ.py_iter_keys(node))
+
+    with using("c"):
+        mm = PMap(model).mutate()
+        mm[1] = model[1] = vals[1]       # the mutation owns its root now
+        held_root = mm._root
+        root_before = look(held_root)
+        it = _champ_c.iter_items(mm._root)
+        seen = [next(it)]
+        for i in range(64, 400, 3):      # splits slots of the root, then grows the children
+            mm[i] = model[i] = vals[i]
+            if i == 127:
+                leaf = mm._root[-1]      # a child the mutation owns, held from here
+                leaf_before = look(leaf)
+        for before, node in ((root_before, held_root), (leaf_before, leaf)):
+            now = look(node)
+            assert now[:3] == before[:3] and before[3] <= now[3]
+        seen += list(it)
+        assert all(model[k] is v for k, v in seen) and root_before[3] <= {k for k, _ in seen}
+        m = mm.finish()
+        assert dict(m.items()) == model and len(m) == len(model)
+    with using("py"):
+        assert dict(m.items()) == model
+    del held_root, leaf, it, seen, m, mm, node, before, now
+    assert [sys.getrefcount(v) for v in vals] == [3 + (i in model) for i in range(len(vals))]  # vals, v, the argument

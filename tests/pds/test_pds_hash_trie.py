@@ -262,7 +262,7 @@ def test_deletes_shrink_back_to_empty_root():
     m = PMap((i, i) for i in range(5000))
     for i in range(5000):
         m = m.delete(i)
-    assert m._root == [0, 0, None] and m == PMap()
+    assert list(m._root) == [0, 0, None] and m == PMap()
 
 
 def test_equality_rules():
