@@ -17,9 +17,17 @@ operations in C) and on the pure-Python reference (pmap._PyMap's methods
 and _champ's Python trie operations), switched with ``_champ.select``
 between turns, outside the timed calls; each on a map its own trie built
 (C nodes for the accelerator, lists for Python).
+
+The cyclic garbage collector is off while an operation is measured, as
+``timeit`` does: what a collection costs depends on everything else alive in
+the process (here the other implementations' maps of 100,000 keys), and with
+it on, the collections that pyrsistent's allocations set off made its build
+and its batches 3-5x slower than in a process of its own, a cost of this
+benchmark rather than of pyrsistent.
 """
 
 import argparse
+import gc
 import random
 import time
 
@@ -51,6 +59,9 @@ def measure(columns, repeat, before=None):
     best = {c: {op: float("inf") for op in ops} for c, ops in columns.items()}
     names = list(columns)
     for op in columns[names[0]]:
+        gc.enable()
+        gc.collect()   # between operations, untimed; off for the measured calls
+        gc.disable()
         per = columns[names[0]][op][1]
         for r in range(repeat * 4 if per > 1 else repeat):
             for c in names[r % len(names):] + names[:r % len(names)]:
@@ -62,6 +73,7 @@ def measure(columns, repeat, before=None):
                 t = time.perf_counter()
                 fn()
                 best[c][op] = min(best[c][op], (time.perf_counter() - t) / per * 1e6)
+    gc.enable()
     return best
 
 
