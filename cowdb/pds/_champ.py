@@ -256,6 +256,24 @@ def build(entries, shift=0):
     return node
 
 
+def build_dict(d, pairs=True):
+    """``(root, count, acc)``: build()'s trie of dict ``d``'s items, how many it holds,
+    and the hash accumulator of its pairs (``pairs``: a map's; None if a value cannot be
+    hashed) or of its keys (a set's, whose values are None).
+
+    One call for what a new PMap or PSet needs, so that the C version makes it in
+    one pass over ``d`` (each key's object is read once) with no entry tuples.
+    """
+    entries = [(hash(k) & M64, k, v) for k, v in d.items()]
+    root = build(entries)
+    if not pairs:
+        return root, len(entries), accumulate(e[1] for e in entries)
+    try:
+        return root, len(entries), accumulate(e[1:] for e in entries)
+    except Exception:  # an unhashable value: see pmap._rehash
+        return root, len(entries), None
+
+
 def _split(node):
     """Where the pairs of ``node`` end and its children begin."""
     return len(node) - node[1].bit_count()
@@ -415,12 +433,13 @@ def diff_dicts(a, b):
 # so ``accelerator`` (the module, or None) is fixed at import; select()
 # switches those methods by installing the Python reference methods on the
 # classes (select("python")) and removing them again (select("c")).
-_NAMES = ("lookup", "assoc", "dissoc", "build", "iter_keys", "iter_values", "iter_items", "accumulate")
-py_lookup, py_assoc, py_dissoc, py_build = lookup, assoc, dissoc, build
+_NAMES = ("lookup", "assoc", "dissoc", "build", "build_dict", "iter_keys", "iter_values",
+          "iter_items", "accumulate")
+py_lookup, py_assoc, py_dissoc, py_build, py_build_dict = lookup, assoc, dissoc, build, build_dict
 py_iter_keys, py_iter_values, py_iter_items, py_accumulate = iter_keys, iter_values, iter_items, accumulate
 
-IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc, py_build, py_iter_keys, py_iter_values,
-                              py_iter_items, py_accumulate)}
+IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc, py_build, py_build_dict, py_iter_keys,
+                              py_iter_values, py_iter_items, py_accumulate)}
 accelerator = None
 try:
     from cowdb.pds import _champ_c
@@ -429,7 +448,8 @@ except ImportError:  # not built (no C compiler at install): pure Python only
 else:
     IMPLEMENTATIONS["c"] = tuple(getattr(_champ_c, name) for name in _NAMES)
     if os.environ.get("COWDB_PURE_PYTHON") != "1":
-        lookup, assoc, dissoc, build, iter_keys, iter_values, iter_items, accumulate = IMPLEMENTATIONS["c"]
+        (lookup, assoc, dissoc, build, build_dict, iter_keys, iter_values, iter_items,
+         accumulate) = IMPLEMENTATIONS["c"]
         accelerator = _champ_c
 
 _OVERRIDES = []  # (class on a C base, {name: Python reference method})

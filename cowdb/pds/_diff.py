@@ -3,7 +3,6 @@
 from collections.abc import Mapping
 
 from cowdb.pds import _champ
-from cowdb.pds._missing import MISSING
 from cowdb.pds.pmap import PMap
 from cowdb.pds.psortedmap import PSortedMap, _diff
 

@@ -211,12 +211,7 @@ class PMap(_MapBase):
             self._root, self._count, self._hacc = col._root, col._count, col._hacc
             return
         d = col if type(col) is dict and not kw else dict(_pairs(col, kw))
-        self._root = _champ.build([(hash(k) & M64, k, v) for k, v in d.items()])
-        self._count = len(d)
-        try:
-            self._hacc = accumulate(d.items())
-        except Exception:  # an unhashable value: see _rehash
-            self._hacc = None
+        self._root, self._count, self._hacc = _champ.build_dict(d)  # _hacc None: unhashable
 
     def keys(self):
         return _Keys(self)

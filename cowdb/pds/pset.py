@@ -5,7 +5,7 @@ from collections.abc import Set
 from types import GenericAlias
 
 from cowdb.pds import _champ
-from cowdb.pds._champ import M64, accumulate, assoc, dissoc, lookup
+from cowdb.pds._champ import M64, assoc, dissoc, lookup
 from cowdb.pds._hashing import finish, shuffle
 from cowdb.pds._missing import MISSING
 from cowdb.pds._transient import Transient, edit
@@ -128,9 +128,7 @@ class PSet(_SetBase, Set):
             self._root, self._count, self._hacc = iterable._root, iterable._count, iterable._hacc
             return
         elems = dict.fromkeys(iterable)
-        self._root = _champ.build([(hash(e) & M64, e, None) for e in elems])
-        self._count = len(elems)
-        self._hacc = accumulate(elems)
+        self._root, self._count, self._hacc = _champ.build_dict(elems, False)
 
     @classmethod
     def _from_iterable(cls, it):

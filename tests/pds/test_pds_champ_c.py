@@ -1014,3 +1014,85 @@ def test_a_growing_mutation_never_empties_a_node_held_elsewhere():
         assert dict(m.items()) == model
     del held_root, leaf, it, seen, m, mm, node, before, now
     assert [sys.getrefcount(v) for v in vals] == [3 + (i in model) for i in range(len(vals))]  # vals, v, the argument
+
+
+@both_ways
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 40, 3000])
+@pytest.mark.parametrize("pairs", [True, False])
+def test_both_build_the_same_trie_from_a_dict(n, pairs):
+    """build_dict(d, pairs): build()'s trie of d's items and the hash accumulator of its
+    pairs (a map's) or keys (a set's), in one pass; the same from both."""
+    rnd = random.Random(n)
+    keys = list(dict.fromkeys(_random_key(rnd) for _ in range(n)))
+    keys += [rnd.randrange(10**12) for _ in range(n)] + [Collide(-1, 0), Collide(-1, 1)] * (n > 1)
+    d = {k: (rnd.randrange(3) if pairs else None) for k in keys}
+    c_build, py_build = _champ_c.build_dict, _champ.py_build_dict
+    with using("py"):
+        want_root, want_n, want_acc = py_build(d, pairs)
+    root, count, acc = c_build(d, pairs)
+    assert _snapshot(root) == want_root and count == want_n == len(d) and acc == want_acc
+    assert acc == _champ.py_accumulate(d.items() if pairs else d)
+    assert all(type(node) is _champ_c.Node for node in _all_nodes(root))
+    assert all(gc.is_tracked(node) for node in _all_nodes(root))
+
+
+@both_ways
+def test_build_dict_hash_errors_and_references():
+    """A key that cannot be hashed fails the build; a value that cannot be hashed only
+    leaves the map's hash unknown (None), as build() + accumulate() do. Neither leaks
+    or loses a reference."""
+    keys = [Key(i, str(i)) for i in range(50)] + list(range(10**6, 10**6 + 50))
+    vals = [object() for _ in keys] + [[1]]
+    d = dict(zip(keys, vals))
+    d[10**7] = vals[-1]                         # an unhashable value
+    bad = Key(5, "bad")
+    with_bad = {**d, bad: vals[0]}
+    bad.hash_raises = True                      # from now on
+    before = [sys.getrefcount(x) for x in keys + vals + [bad]]
+    for build in (_champ_c.build_dict, _champ.py_build_dict):
+        root, count, acc = build(d)
+        assert acc is None and len(list(_champ.py_iter_items(root))) == count == len(d)
+        with pytest.raises(Boom):
+            build(with_bad)                     # a key whose __hash__ raises
+        with pytest.raises((TypeError, AttributeError)):
+            build([(1, 2)])                     # not a dict
+        del root
+    assert [sys.getrefcount(x) for x in keys + vals + [bad]] == before
+    with using("c"):
+        m = PMap(d)
+        with pytest.raises(TypeError):
+            hash(m)
+        assert PMap(m.items()) == m and PSet(keys) == set(keys)
+
+
+@both_ways
+def test_build_dict_with_keys_that_edit_the_dict():
+    """Keys whose __hash__ empties or refills the dict being built from: the C build
+    holds what it read first, so nothing is freed under it and the map it returns is a
+    consistent map of those items."""
+    class Meddling:
+        armed = False
+
+        def __init__(self, d, i):
+            self.d, self.i = d, i
+
+        def __hash__(self):
+            if Meddling.armed:
+                self.d.clear()
+                self.d.update({j: j for j in range(100)})
+            return self.i
+
+        def __eq__(self, other):
+            return self is other
+
+    d = {}
+    items = [(Meddling(d, i), i) for i in range(20)] + [(i + 1000, i) for i in range(200)]
+    d.update(items)
+    Meddling.armed = True
+    root, count, acc = _champ_c.build_dict(d)
+    Meddling.armed = False
+    got = list(_champ.py_iter_items(root))
+    assert sorted(v for _, v in got) == sorted(v for _, v in items) and count == len(items)
+    m = _champ_c.make(PMap, root, count, acc)
+    for k, v in items:
+        assert m[k] == v
