@@ -22,7 +22,7 @@ rely on that to compare node by node and skip shared subtrees.
 Lookups are loops; updates recurse, which measured faster than keeping
 an explicit path (the trie is at most 13 levels deep).
 
-``lookup``, ``assoc``, ``dissoc``, ``build`` and the ``iter_*`` functions
+``lookup``, ``assoc``, ``dissoc``, ``build_dict`` and the ``iter_*`` functions
 have C versions in the optional extension ``_champ_c`` (same signatures,
 same tries, same results), used when it was built unless
 ``COWDB_PURE_PYTHON=1``: see the end of this file.  The nodes the C code
@@ -433,12 +433,12 @@ def diff_dicts(a, b):
 # so ``accelerator`` (the module, or None) is fixed at import; select()
 # switches those methods by installing the Python reference methods on the
 # classes (select("python")) and removing them again (select("c")).
-_NAMES = ("lookup", "assoc", "dissoc", "build", "build_dict", "iter_keys", "iter_values",
-          "iter_items", "accumulate")
-py_lookup, py_assoc, py_dissoc, py_build, py_build_dict = lookup, assoc, dissoc, build, build_dict
+_NAMES = ("lookup", "assoc", "dissoc", "build_dict", "iter_keys", "iter_values", "iter_items",
+          "accumulate")
+py_lookup, py_assoc, py_dissoc, py_build_dict = lookup, assoc, dissoc, build_dict
 py_iter_keys, py_iter_values, py_iter_items, py_accumulate = iter_keys, iter_values, iter_items, accumulate
 
-IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc, py_build, py_build_dict, py_iter_keys,
+IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc, py_build_dict, py_iter_keys,
                               py_iter_values, py_iter_items, py_accumulate)}
 accelerator = None
 try:
@@ -448,7 +448,7 @@ except ImportError:  # not built (no C compiler at install): pure Python only
 else:
     IMPLEMENTATIONS["c"] = tuple(getattr(_champ_c, name) for name in _NAMES)
     if os.environ.get("COWDB_PURE_PYTHON") != "1":
-        (lookup, assoc, dissoc, build, build_dict, iter_keys, iter_values, iter_items,
+        (lookup, assoc, dissoc, build_dict, iter_keys, iter_values, iter_items,
          accumulate) = IMPLEMENTATIONS["c"]
         accelerator = _champ_c
 

@@ -10,7 +10,7 @@
  *     lookup(node, key, h, default)
  *     assoc(node, h, key, val, owner, shift, box)
  *     dissoc(node, h, key, owner, shift, box)
- *     build(entries, shift=0)
+ *     build_dict(d, pairs=True)
  *     iter_keys(root), iter_values(root), iter_items(root)
  *     accumulate(elements)                   (_hashing.accumulate)
  *     MapBase, MutationBase, make(cls, root, count, hacc)
@@ -392,7 +392,7 @@ typedef struct {
 } Path;
 
 /* A new C node of ``n`` items, all NULL, untracked by the GC: the caller
- * fills the items, then tracks it (or leaves that to build()). */
+ * fills the items, then tracks it (or leaves that to build_dict()). */
 static PyObject *
 node_new(Py_ssize_t n, uint32_t dm, uint32_t nm, PyObject *owner)
 {
@@ -966,36 +966,32 @@ champ_dissoc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* build ----------------------------------------------------------------- */
 
-/* The entries of a build, as arrays; ``order`` is permuted in place.  With
- * ``owned``, the arrays hold a reference to each key and value, which the
- * nodes take over (``take``): so a key object is not touched again for its
- * reference count, a cache miss each at 100,000 keys scattered in memory. */
+/* The entries of a build, as arrays; ``order`` is permuted in place.  The
+ * arrays hold a reference to each key and value, which the nodes take over
+ * (``take``): so a key object is not touched again for its reference count,
+ * a cache miss each at 100,000 keys scattered in memory. */
 typedef struct {
     uint64_t *h;
     PyObject **k;
     PyObject **v;
     Py_ssize_t *order;
     Py_ssize_t *scratch;
-    int owned;
 } Entries;
 
-/* A new reference to the object at ``slot``: the array's own (the slot is
- * emptied) if the entries are owned, else one more. */
+/* The array's reference to the object at ``slot``, which is emptied (what
+ * is left when a build fails is released by its caller). */
 static inline PyObject *
-take(const Entries *e, PyObject **slot)
+take(PyObject **slot)
 {
     PyObject *o = *slot;
-    if (e->owned)
-        *slot = NULL;
-    else
-        Py_INCREF(o);
+    *slot = NULL;
     return o;
 }
 
 /* Nodes are made untracked by the cyclic GC and tracked once the trie is
  * complete: a build allocates thousands of nodes, and each collection they
  * trigger would otherwise traverse the half-built trie again.  No cycle can
- * go through a node before build() returns it. */
+ * go through a node before build_dict() returns it. */
 static void
 set_tracking(PyObject *node, int track)
 {
@@ -1028,8 +1024,8 @@ build_node(Entries *e, Py_ssize_t lo, Py_ssize_t hi, int shift)
             return NULL;
         items = NODE(node)->items;
         for (i = lo, j = 0; i < hi; i++, j += 2) {
-            items[j] = take(e, &e->k[e->order[i]]);
-            items[j + 1] = take(e, &e->v[e->order[i]]);
+            items[j] = take(&e->k[e->order[i]]);
+            items[j + 1] = take(&e->v[e->order[i]]);
         }
         return node;
     }
@@ -1058,8 +1054,8 @@ build_node(Entries *e, Py_ssize_t lo, Py_ssize_t hi, int shift)
      * items not filled yet are NULL, which node_dealloc skips on error. */
     for (f = 0, p = lo, j = 0, c = Py_SIZE(node) - 1; f < 32; p += count[f], f++) {
         if (count[f] == 1) {
-            items[j] = take(e, &e->k[e->order[p]]);
-            items[j + 1] = take(e, &e->v[e->order[p]]);
+            items[j] = take(&e->k[e->order[p]]);
+            items[j + 1] = take(&e->v[e->order[p]]);
             j += 2;
         }
         else if (count[f] == 2) {
@@ -1068,12 +1064,10 @@ build_node(Entries *e, Py_ssize_t lo, Py_ssize_t hi, int shift)
                               shift + BITS, Py_None);
             if (child == NULL)
                 goto error;
-            if (e->owned) {   /* make_pair took references of its own */
-                Py_CLEAR(e->k[a]);
-                Py_CLEAR(e->v[a]);
-                Py_CLEAR(e->k[b]);
-                Py_CLEAR(e->v[b]);
-            }
+            Py_CLEAR(e->k[a]);   /* make_pair took references of its own */
+            Py_CLEAR(e->v[a]);
+            Py_CLEAR(e->k[b]);
+            Py_CLEAR(e->v[b]);
             set_tracking(child, 0);
             items[c--] = child;
         }
@@ -1088,83 +1082,6 @@ build_node(Entries *e, Py_ssize_t lo, Py_ssize_t hi, int shift)
 error:
     Py_DECREF(node);
     return NULL;
-}
-
-static PyObject *
-champ_build(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    PyObject *seq = NULL, *held = NULL, *item, *result = NULL, *o;
-    Entries e = {NULL, NULL, NULL, NULL, NULL, 0};
-    Py_ssize_t n, i;
-    long sh = 0;
-
-    if (nargs < 1 || nargs > 2) {
-        PyErr_Format(PyExc_TypeError, "build() takes 1 or 2 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    if (nargs == 2) {
-        sh = PyLong_AsLong(args[1]);
-        if (sh == -1 && PyErr_Occurred())
-            return NULL;
-        if (sh < 0) {
-            PyErr_SetString(PyExc_ValueError, "negative shift count");
-            return NULL;
-        }
-        if (sh > 64)
-            sh = 64;
-    }
-    /* A tuple of the entries, each a tuple: nothing can change under us
-     * while the nodes are made (a collection could run a finalizer). */
-    seq = PySequence_Tuple(args[0]);
-    if (seq == NULL)
-        return NULL;
-    n = PyTuple_GET_SIZE(seq);
-    held = PyList_New(0);
-    e.h = PyMem_Malloc(sizeof(uint64_t) * (size_t)(n ? n : 1));
-    e.k = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n ? n : 1));
-    e.v = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n ? n : 1));
-    e.order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
-    e.scratch = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
-    if (held == NULL || !e.h || !e.k || !e.v || !e.order || !e.scratch) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (i = 0; i < n; i++) {
-        item = PyTuple_GET_ITEM(seq, i);
-        if (!PyTuple_CheckExact(item)) {
-            o = PySequence_Tuple(item);
-            if (o == NULL)
-                goto done;
-            if (PyList_Append(held, o) < 0) {
-                Py_DECREF(o);
-                goto done;
-            }
-            Py_DECREF(o);
-            item = o;
-        }
-        if (PyTuple_GET_SIZE(item) != 3) {
-            PyErr_Format(PyExc_ValueError, "build() entry %zd is not (hash, key, value)", i);
-            goto done;
-        }
-        e.h[i] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(item, 0));
-        if (e.h[i] == (uint64_t)-1 && PyErr_Occurred())
-            goto done;
-        e.k[i] = PyTuple_GET_ITEM(item, 1);
-        e.v[i] = PyTuple_GET_ITEM(item, 2);
-        e.order[i] = i;
-    }
-    result = build_node(&e, 0, n, (int)sh);
-    if (result != NULL)
-        set_tracking(result, 1);
-done:
-    PyMem_Free(e.h);
-    PyMem_Free(e.k);
-    PyMem_Free(e.v);
-    PyMem_Free(e.order);
-    PyMem_Free(e.scratch);
-    Py_XDECREF(held);
-    Py_DECREF(seq);
-    return result;
 }
 
 /* the hash accumulator (_hashing.py) ------------------------------------ */
@@ -1298,7 +1215,7 @@ static PyObject *
 champ_build_dict(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *d, *k, *v, *root = NULL, *result = NULL, *acco;
-    Entries e = {NULL, NULL, NULL, NULL, NULL, 1};
+    Entries e = {NULL, NULL, NULL, NULL, NULL};
     Py_ssize_t n, i, pos = 0;
     Py_hash_t kh;
     uint64_t acc = 0;
@@ -2480,8 +2397,6 @@ static PyMethodDef champ_methods[] = {
     {"dissoc", (PyCFunction)(void (*)(void))champ_dissoc, METH_FASTCALL,
      "dissoc(node, h, key, owner, shift, box): node without key; "
      "the removed value is appended to box."},
-    {"build", (PyCFunction)(void (*)(void))champ_build, METH_FASTCALL,
-     "build(entries, shift=0): a fresh trie from [(masked hash, key, value), ...] with distinct keys."},
     {"build_dict", (PyCFunction)(void (*)(void))champ_build_dict, METH_FASTCALL,
      "build_dict(d, pairs=True): (build()'s trie of d's items, their count, the hash "
      "accumulator of its pairs, None if a value is unhashable, or of its keys) (_champ.build_dict)."},

@@ -183,29 +183,6 @@ def _all_nodes(node):
 
 
 @both_ways
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 40, 3000])
-def test_both_build_the_same_trie(n):
-    """build() from (hash, key, value) entries: identical nodes, in input
-    order inside collision nodes, every node tracked by the GC."""
-    rnd = random.Random(n)
-    keys = list(dict.fromkeys(_random_key(rnd) for _ in range(n)))
-    keys += [rnd.randrange(10**12) for _ in range(n)]
-    entries = [(hash(k) & M64, k, rnd.randrange(3)) for k in keys]
-    c_build, py_build = _champ.IMPLEMENTATIONS["c"][3], _champ.IMPLEMENTATIONS["python"][3]
-    with using("py"):
-        want = py_build(entries)
-        want_deep = py_build(entries[: n // 2], 35)
-    assert _snapshot(c_build(entries)) == want
-    assert _snapshot(c_build([list(e) for e in entries])) == want
-    assert _snapshot(c_build(entries[: n // 2], 35)) == want_deep
-    assert all(type(node) is _champ_c.Node for node in _all_nodes(c_build(entries)))
-    assert all(gc.is_tracked(node) for node in _all_nodes(c_build(entries)))
-    for bad in ([(1, 2)], [(-1, 2, 3)], [("x", 2, 3)], 5):
-        with pytest.raises((TypeError, ValueError, OverflowError)):
-            c_build(bad)
-
-
-@both_ways
 @pytest.mark.parametrize("seed", range(8))
 def test_mixed_updates_match_a_dict(seed):
     """Each operation on a random implementation, persistent and in a mutation."""
@@ -215,7 +192,7 @@ def test_mixed_updates_match_a_dict(seed):
     versions = []
     try:
         for step in range(300):
-            if step % 100 == 99:  # rebuilt by either build()
+            if step % 100 == 99:  # rebuilt by either build_dict()
                 use(rnd.choice(["c", "py"]))
                 m = PMap(dict(m.items()))
             use(rnd.choice(["c", "py"]))
@@ -935,7 +912,7 @@ def _live_nodes():
 
 @both_ways
 def test_nodes_are_freed_and_balance_references():
-    """Every C node made by build, set, delete, a mutation (in place and
+    """Every C node made by build_dict, set, delete, a mutation (in place and
     resized), a fold, a copy of a Python list node, or a cycle through a
     value is freed again; keys, values and owner tokens get their
     references back, also after Python reads nodes (indexing, slices)."""
