@@ -41,6 +41,7 @@ diff, ``_walk``, the iterators) works on both.
 
 import os
 import sys
+import warnings
 from collections import defaultdict
 from itertools import chain, compress
 from operator import is_not
@@ -440,12 +441,18 @@ py_iter_keys, py_iter_values, py_iter_items, py_accumulate = iter_keys, iter_val
 
 IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc, py_build_dict, py_iter_keys,
                               py_iter_values, py_iter_items, py_accumulate)}
+API = 2  # the _champ_c this code is written against (its API constant)
 accelerator = None
 try:
     from cowdb.pds import _champ_c
 except ImportError:  # not built (no C compiler at install): pure Python only
-    pass
-else:
+    _champ_c = None
+if _champ_c is not None and getattr(_champ_c, "API", None) != API:  # from an older checkout
+    warnings.warn("cowdb.pds: the compiled accelerator (_champ_c) is out of date, so pure "
+                  "Python is used; rebuild it: python setup.py build_ext --inplace",
+                  RuntimeWarning, stacklevel=2)
+    _champ_c = None
+if _champ_c is not None:
     IMPLEMENTATIONS["c"] = tuple(getattr(_champ_c, name) for name in _NAMES)
     if os.environ.get("COWDB_PURE_PYTHON") != "1":
         (lookup, assoc, dissoc, build_dict, iter_keys, iter_values, iter_items,

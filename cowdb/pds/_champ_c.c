@@ -72,6 +72,11 @@
 #define BITS 5
 #define MASK 31u
 
+/* _champ.API: what _champ.py expects of this module (its functions, its
+ * types, their node representation).  Bumped with every change to those,
+ * so a module left from an older checkout is refused, not half used. */
+#define CHAMP_API 2
+
 /* The popcnt instruction when the compiler may use it; else, on x86, the
  * instruction through inline assembly when the CPU has it (checked at
  * import: builds do not assume it); else bit tricks, which beat the library
@@ -2466,7 +2471,8 @@ PyInit__champ_c(void)
         || PyModule_AddObjectRef(m, "MutationBase", (PyObject *)&MutationBaseType) < 0
         || PyModule_AddObjectRef(m, "SetBase", (PyObject *)&SetBaseType) < 0
         || PyModule_AddObjectRef(m, "SetMutationBase", (PyObject *)&SetMutationBaseType) < 0
-        || PyModule_AddIntConstant(m, "PAIR_HASH_FROM_TUPLE", pair_from_tuple) < 0) {
+        || PyModule_AddIntConstant(m, "PAIR_HASH_FROM_TUPLE", pair_from_tuple) < 0
+        || PyModule_AddIntConstant(m, "API", CHAMP_API) < 0) {
         Py_DECREF(m);
         return NULL;
     }

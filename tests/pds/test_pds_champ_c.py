@@ -87,6 +87,25 @@ def test_env_var_selects_the_implementation():
         ["MapBase", "MutationBase", "SetBase"] if built else ["_PyMap", "_PyMutation", "_PySet"])
 
 
+def test_a_stale_accelerator_falls_back_to_python():
+    """A compiled module from an older checkout (not rebuilt after a pull) must not
+    break the import or half-apply: pure Python, with a warning saying how to rebuild."""
+    code = (
+        "import sys, types, warnings\n"
+        "stale = types.ModuleType('cowdb.pds._champ_c')\n"
+        "stale.lookup = stale.assoc = lambda *a: None\n"
+        "sys.modules['cowdb.pds._champ_c'] = stale\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from cowdb.pds import _champ, pmap, PMap\n"
+        "print(_champ.implementation(), pmap.PMap.__mro__[1].__name__, PMap({1: 2})[1],"
+        " 'build_ext' in str(caught[0].message))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "COWDB_PURE_PYTHON"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["python", "_PyMap", "2", "True"]
+
+
 @pytest.mark.parametrize("impl", sorted(IMPLS))
 def test_select_reaches_every_binding(impl):
     """After select(), no cowdb.pds module may still hold the other
