@@ -136,18 +136,32 @@ class Database(Versions):
         return io
 
     def _recover(self) -> _State:
-        """Adopt the newest meta record whose new pages all verify (see docs/format.md)."""
-        store, error = self._store, None
-        for slot, meta in store.candidates():
-            try:
-                store.adopt(slot, meta)
-                self._verify_since(meta, meta.durable_base)
-                state = self._load_state(meta)
-                break
-            except Corruption as e:
-                error = error or e
-        else:
-            raise error
+        """Adopt the newest meta record whose new pages all verify (see docs/format.md).
+
+        Each candidate is read under a pin of its txn, checked to have been in time (the
+        meta records have not moved since), as _reload does: a process already writing
+        this file could otherwise reuse its pages under us, and a page it rewrote would
+        read as corruption. If they moved, start again from the newer ones.
+        """
+        store = self._store
+        state = None
+        while state is None:
+            found, error = store.candidates(), None
+            for slot, meta in found:
+                self._shared.pin(meta.txn)
+                try:
+                    if [m.txn for _, m in store.candidates()] != [m.txn for _, m in found]:
+                        break  # a writer moved on before the pin showed
+                    store.adopt(slot, meta)
+                    self._verify_since(meta, meta.durable_base)
+                    state = self._load_state(meta)
+                    break
+                except Corruption as e:
+                    error = error or e
+                finally:
+                    self._shared.unpin(meta.txn)
+            else:
+                raise error
         if not self.readonly:
             store.sync()  # what we adopted may sit only in the page cache: make it durable
         return state

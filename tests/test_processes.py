@@ -197,3 +197,37 @@ def test_second_writer_process_gets_locked(tmp_path):
 
 if __name__ == "__main__":
     pytest.main([__file__, "-q"])
+
+
+def _create_and_write(path: str, who: int, start, out) -> None:
+    try:
+        start.wait()                      # all at once: each finds no file yet
+        with cowdb.open(path, timeout=30) as db:
+            for i in range(5):  # commits that free and reuse pages while others open
+                with db.write() as tx:
+                    tx[b"by%d" % who] = b"%d" % i
+        out.put(None)
+    except BaseException:
+        out.put(traceback.format_exc())
+
+
+def test_processes_creating_one_file_at_once_keep_every_commit(tmp_path):
+    """Processes that open a missing file at the same moment each create a database;
+    one file must win and every process's commits land in it (a process whose file
+    was replaced by another's would lose them), and an open that reads the file while
+    the others commit (and reuse pages) must not take their writes for corruption."""
+    for attempt in range(10):
+        path = str(tmp_path / f"race{attempt}.cow")
+        n = 4
+        start, out = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_create_and_write, args=(path, i, start, out))
+                 for i in range(n)]
+        for p in procs:
+            p.start()
+        errors = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        assert errors == [None] * n, errors
+        with cowdb.open(path, readonly=True) as db:
+            assert sorted(db.read().keys()) == sorted(b"by%d" % i for i in range(n))
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".cowdb-new")]
