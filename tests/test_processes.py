@@ -231,3 +231,54 @@ def test_processes_creating_one_file_at_once_keep_every_commit(tmp_path):
         with cowdb.open(path, readonly=True) as db:
             assert sorted(db.read().keys()) == sorted(b"by%d" % i for i in range(n))
         assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".cowdb-new")]
+
+
+def _busy_writer(path: str, commits: int, done, out) -> None:
+    try:
+        rng = random.Random(1)
+        with cowdb.open(path) as db:
+            for i in range(commits):
+                with db.write(durability="none" if i % 3 else "sync") as tx:
+                    for _ in range(50):
+                        tx[b"k%04d" % rng.randrange(400)] = struct.pack("<q", i) * 8
+                if i % 10 == 9:
+                    db.gc()   # keep_last=2: frees pages for the next commits to reuse
+        out.put(None)
+    except BaseException:
+        out.put(traceback.format_exc())
+    finally:
+        done.set()
+
+
+def _opener(path: str, done, out) -> None:
+    opens = 0
+    try:
+        while not done.is_set() or opens < 10:
+            with cowdb.open(path, readonly=opens % 2 == 0, timeout=30) as db:
+                with db.read() as snap:
+                    assert len(dict(snap.items())) > 0
+            opens += 1
+        out.put(opens)
+    except BaseException:
+        out.put(traceback.format_exc())
+
+
+def test_opening_while_a_writer_reuses_pages(tmp_path):
+    """Processes opening the file over and over (read-only or not) while a writer
+    commits, with gc freeing pages for it to reuse: every open reads a consistent
+    state, never a page the writer rewrote meanwhile."""
+    path = str(tmp_path / "busy.cow")
+    with cowdb.open(path) as db:
+        with db.write() as tx:
+            tx[b"k0000"] = b"start"
+        db.set_retention(keep_last=2)
+    done, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_busy_writer, args=(path, 400, done, out))]
+    procs += [ctx.Process(target=_opener, args=(path, done, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert not [r for r in results if isinstance(r, str)], results
+    assert results.count(None) == 1 and sum(r for r in results if r) >= 30
