@@ -546,7 +546,8 @@ class Database(Versions):
                 slot = store.slot_of(store.meta.txn)
                 if slot is not None:
                     store.mark_durable(slot, store.meta.txn)
-                store.begin(store.meta.txn + 1, store.durable_txn)
+                # the reuse bound of every txn: its free list must keep what readers pin
+                store.begin(store.meta.txn + 1, self._reuse_bound())
                 try:
                     meta = store.publish(store.meta.catalog, durable=True)
                 except WriteFailed:

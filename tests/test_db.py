@@ -359,3 +359,29 @@ def test_a_commit_between_reading_the_state_and_pinning_it_is_noticed(lookup):
     assert fired, "the hook never ran: the lookup took no pin"
     assert got == expected
     assert db.check().ok
+
+
+def test_closing_a_writer_keeps_the_pages_of_open_snapshots(path):
+    """close() records a checkpoint: a txn of its own. Its free list must keep the pages
+    that open snapshots (of other handles, here in the same process) still read, or the
+    next commit reuses them under the snapshot."""
+    old = {b"k%05d" % i: b"old" * 20 for i in range(2000)}
+    with cowdb.open(path) as db:
+        with db.write() as tx:
+            tx.update(old)
+    reader = cowdb.open(path)            # opens a checkpointed file: reads no tree page yet
+    snap = reader.read()
+    writer = cowdb.open(path)
+    with writer.write() as tx:
+        tx.update({k: b"new" * 20 for k in old})
+    writer.set_retention(keep_last=1)
+    writer.gc()                          # frees every page the snapshot reads
+    writer.close()                       # the checkpoint
+    other = cowdb.open(path)
+    with other.write() as tx:            # reuses what the free list says is free
+        tx.update({b"x%05d" % i: b"other" * 20 for i in range(2000)})
+    assert dict(snap.items()) == old
+    snap.close()
+    assert other.check().ok
+    other.close()
+    reader.close()
