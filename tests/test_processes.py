@@ -14,6 +14,7 @@ A second writer process waiting on the lock gets cowdb.errors.Locked after
 its timeout, and writes once the lock is free.
 """
 import multiprocessing
+import os
 import random
 import struct
 import time
@@ -132,7 +133,7 @@ def test_readers_and_writer_in_processes(tmp_path):
     procs.append(ctx.Process(target=writer, args=(path, out)))
     for p in procs:
         p.start()
-    results = [out.get(timeout=300) for _ in procs]
+    results = [out.get(timeout=1800) for _ in procs]
     for p in procs:
         p.join(timeout=60)
     errors = [err for _, err, _ in results if err]
@@ -250,13 +251,23 @@ def _busy_writer(path: str, commits: int, done, out) -> None:
         done.set()
 
 
-def _opener(path: str, done, out) -> None:
+def _opener(path: str, done, out, who: int) -> None:
+    """Open the file again and again until the writer is done: read-only or not; the
+    writable handles also commit, tag and close (a checkpoint) now and then."""
     opens = 0
     try:
         while not done.is_set() or opens < 10:
-            with cowdb.open(path, readonly=opens % 2 == 0, timeout=30) as db:
+            ro = opens % 2 == 0
+            with cowdb.open(path, readonly=ro, timeout=30) as db:
                 with db.read() as snap:
                     assert len(dict(snap.items())) > 0
+                if not ro and opens % 3 == 1:
+                    with db.write(durability="none" if opens % 4 == 1 else "sync") as tx:
+                        tx[b"by%d" % who] = b"%d" % opens
+                    assert db.read()[b"by%d" % who] == b"%d" % opens
+                if not ro and opens % 11 == 3:
+                    db.tag(f"t{who}-{opens}")
+                    db.delete_tag(f"t{who}-{opens}")
             opens += 1
         out.put(opens)
     except BaseException:
@@ -264,20 +275,22 @@ def _opener(path: str, done, out) -> None:
 
 
 def test_opening_while_a_writer_reuses_pages(tmp_path):
-    """Processes opening the file over and over (read-only or not) while a writer
-    commits, with gc freeing pages for it to reuse: every open reads a consistent
-    state, never a page the writer rewrote meanwhile."""
+    """Processes opening the file over and over (read-only or not, the writable ones
+    committing and closing too) while a writer commits, with gc freeing pages for it to
+    reuse: every open and snapshot reads a consistent state, never a page rewritten
+    meanwhile. COWDB_LONG=1: 20,000 commits instead of 400."""
     path = str(tmp_path / "busy.cow")
     with cowdb.open(path) as db:
         with db.write() as tx:
             tx[b"k0000"] = b"start"
         db.set_retention(keep_last=2)
     done, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_busy_writer, args=(path, 400, done, out))]
-    procs += [ctx.Process(target=_opener, args=(path, done, out)) for _ in range(3)]
+    commits = 20_000 if os.environ.get("COWDB_LONG") else 400
+    procs = [ctx.Process(target=_busy_writer, args=(path, commits, done, out))]
+    procs += [ctx.Process(target=_opener, args=(path, done, out, i)) for i in range(3)]
     for p in procs:
         p.start()
-    results = [out.get(timeout=300) for _ in procs]
+    results = [out.get(timeout=1800) for _ in procs]
     for p in procs:
         p.join(timeout=60)
     assert not [r for r in results if isinstance(r, str)], results
