@@ -46,7 +46,7 @@ from collections import defaultdict
 from itertools import chain, compress
 from operator import is_not
 
-from cowdb.pds._hashing import accumulate
+from cowdb.pds._hashing import accumulate, shuffle
 from cowdb.pds._missing import MISSING
 
 BITS = 5
@@ -267,8 +267,11 @@ def build_dict(d, pairs=True):
     """
     entries = [(hash(k) & M64, k, v) for k, v in d.items()]
     root = build(entries)
-    if not pairs:
-        return root, len(entries), accumulate(e[1] for e in entries)
+    if not pairs:  # a set's elements are hashed already: not their __hash__ again
+        acc = 0
+        for h, _, _ in entries:
+            acc ^= shuffle(h)
+        return root, len(entries), acc
     try:
         return root, len(entries), accumulate(e[1:] for e in entries)
     except Exception:  # an unhashable value: see pmap._rehash

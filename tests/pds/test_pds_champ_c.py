@@ -1092,3 +1092,28 @@ def test_build_dict_with_keys_that_edit_the_dict():
     m = _champ_c.make(PMap, root, count, acc)
     for k, v in items:
         assert m[k] == v
+
+
+@both_ways
+def test_a_new_pset_hashes_each_element_as_often_on_both():
+    """PSet(iterable): the set's hash accumulator comes from the hashes the build took,
+    not from calling each element's __hash__ once more (the Python reference did)."""
+    calls = []
+
+    class Counted:
+        def __init__(self, i):
+            self.i = i
+
+        def __hash__(self):
+            calls.append(self.i)
+            return self.i
+
+    elems = [Counted(i) for i in range(50)]
+    counts = {}
+    for impl in sorted(IMPLS):
+        with using(impl):
+            calls.clear()
+            s = PSet(elems)
+            counts[impl] = len(calls)
+            assert hash(s) == hash(frozenset(elems))
+    assert set(counts.values()) == {2 * len(elems)}   # dict.fromkeys, then the build
