@@ -27,8 +27,9 @@ benchmark rather than of pyrsistent.
 """
 
 import argparse
-import gc
+import os
 import random
+import sys
 import time
 
 import immutables
@@ -36,6 +37,9 @@ import pyrsistent
 from sortedcontainers import SortedDict
 
 from cowdb.pds import PMap, PSortedMap, PVector, _champ
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import gc_paused  # noqa: E402
 
 K = 1000  # keys per timed loop
 
@@ -59,21 +63,18 @@ def measure(columns, repeat, before=None):
     best = {c: {op: float("inf") for op in ops} for c, ops in columns.items()}
     names = list(columns)
     for op in columns[names[0]]:
-        gc.enable()
-        gc.collect()   # between operations, untimed; off for the measured calls
-        gc.disable()
         per = columns[names[0]][op][1]
-        for r in range(repeat * 4 if per > 1 else repeat):
-            for c in names[r % len(names):] + names[:r % len(names)]:
-                fn, _, *warm = columns[c][op]
-                if c in before:
-                    before[c]()
-                if warm:
+        with gc_paused():  # one collection between operations, untimed; off while measured
+            for r in range(repeat * 4 if per > 1 else repeat):
+                for c in names[r % len(names):] + names[:r % len(names)]:
+                    fn, _, *warm = columns[c][op]
+                    if c in before:
+                        before[c]()
+                    if warm:
+                        fn()
+                    t = time.perf_counter()
                     fn()
-                t = time.perf_counter()
-                fn()
-                best[c][op] = min(best[c][op], (time.perf_counter() - t) / per * 1e6)
-    gc.enable()
+                    best[c][op] = min(best[c][op], (time.perf_counter() - t) / per * 1e6)
     return best
 
 
