@@ -21,7 +21,7 @@ from .codecs import get_codec
 from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, InvalidType,
                      NotACowdbFile, ReadOnly, RefNotFound, VersionNotFound, VersionReclaimed,
                      WriteFailed)
-from .history.catalog import BRANCH, TAG, Catalog
+from .history.catalog import BRANCH, TAG, Catalog, decode_pending
 from .history.commits import Commit, CommitStats, now_ns, to_ns
 from .locks import close_shared, open_shared
 from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
@@ -43,6 +43,7 @@ class _State:
     catalog: RootRef
     version: int        # newest version on any branch
     head: Commit        # head of main
+    pending: dict       # ref changes the meta record carries (see history/catalog.py)
 
 
 @dataclass(slots=True)
@@ -179,12 +180,12 @@ class Database(Versions):
                     pass
 
     def _load_state(self, meta: Meta) -> _State:
-        cat = Catalog(Tree(self._nodes, meta.catalog))
+        cat = Catalog(Tree(self._nodes, meta.catalog), decode_pending(meta.pending))
         v = cat.head("main")
         head = None if v is None else cat.commit(v)
         if head is None:
             raise Corruption("the catalog has no head for branch main")
-        return _State(meta.txn, meta.catalog, cat.last_version(), head)
+        return _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending)
 
     def _map_meta(self) -> None:
         """Map the meta slots: noticing another process's commit is then two loads."""
@@ -248,7 +249,7 @@ class Database(Versions):
 
     def _catalog(self, st: _State) -> Catalog:
         """The catalog of a state the caller has pinned (or holds the writer lock on)."""
-        return Catalog(Tree(self._nodes, st.catalog))
+        return Catalog(Tree(self._nodes, st.catalog), st.pending)
 
     def _commit_record(self, st: _State, version: int) -> Commit:
         c = self._commits.get(version)
@@ -456,13 +457,14 @@ class Database(Versions):
         txn = store.meta.txn + 1
         store.begin(txn, self._reuse_bound())
         try:
-            cat = Catalog(Tree(self._nodes, st.catalog, frees=True))
+            cat = Catalog(Tree(self._nodes, st.catalog, frees=True), dict(st.pending))
             result = change(cat, txn)
+            pending = cat.settle(store.pending_room)  # a txn that only moves refs writes no page
             # Without syncs, pages freed since the last sync can never be reused (a crash
             # may fall back to a version that reaches them), so they pile up and the free
             # list grows with every commit: sync once they pass a bound.
             durable = durable or store.unsynced_free_pages > UNSYNCED_FREE_LIMIT
-            meta = store.publish(cat.tree.write(txn), durable)
+            meta = store.publish(cat.tree.write(txn), pending, durable)
         except BaseException as e:
             self._commits.pop(st.version + 1, None)  # a commit record _new_commit cached
             try:
@@ -476,7 +478,7 @@ class Database(Versions):
             raise
         main = cat.head("main")
         head = self._commits.get(main) or cat.commit(main)  # gc drops what it rewrites
-        self._state = _State(meta.txn, meta.catalog, cat.last_version(), head)
+        self._state = _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending)
         self._wrote = True
         return result
 
@@ -549,12 +551,12 @@ class Database(Versions):
                 # the reuse bound of every txn: its free list must keep what readers pin
                 store.begin(store.meta.txn + 1, self._reuse_bound())
                 try:
-                    meta = store.publish(store.meta.catalog, durable=True)
+                    meta = store.publish(store.meta.catalog, store.meta.pending, durable=True)
                 except WriteFailed:
                     store.rollback()
                     return
                 self._state = _State(meta.txn, meta.catalog, self._state.version,
-                                     self._state.head)
+                                     self._state.head, self._state.pending)
         finally:
             self._shared.release_writer()
 
@@ -577,7 +579,8 @@ def _create(io: BlockIO, page_size: int) -> None:
     cat = Catalog(Tree(NodeCache(store), EMPTY, frees=True))
     cat.put_commit(Commit(0, now_ns(), EMPTY, 0, (), "create", "", "main", 2))
     cat.set_ref(BRANCH, "main", 0)
-    store.publish(cat.tree.write(2), durable=True)
+    cat.settle(0)
+    store.publish(cat.tree.write(2), b"", durable=True)
 
 
 def _create_file(path: str, page_size: int) -> None:

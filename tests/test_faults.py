@@ -338,6 +338,8 @@ def workload(seed: int = 1) -> list[Step]:
         Revert(2),                                              # undo a commit under later ones
         DeleteRef("tag", "t1"),
         DeleteRef("branch", "ff"),                              # merged into main already
+        *[NewRef("tag", f"long-{i}-" + "x" * 180) for i in range(6)],  # the meta records
+        DeleteRef("tag", "long-0-" + "x" * 180),                # carry refs until they outgrow it
         Commit(puts(1), dels(80, hi=300), "none"),
         Restore(3),
         SetRetention(4),

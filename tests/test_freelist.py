@@ -36,7 +36,7 @@ def test_chain_replays_to_the_same_list(ops):
             page, n = owned.pop(x % len(owned))
             store.free(page, n)
         elif op in ("publish", "sync"):
-            store.publish(EMPTY, durable=op == "sync")
+            store.publish(EMPTY, b"", durable=op == "sync")
             publishes += 1
             assert state(store._load_freelist(store.meta)) == state(store.freelist)
             assert len(store.freelist.chain) <= MAX_CHAIN + 1

@@ -8,6 +8,17 @@
 
 Unlike a data tree, the catalog is not versioned: a commit replaces its
 pages, and the replaced ones are freed (``Tree(frees=True)``).
+
+Ref changes (branch, tag, their deletion, a fast-forward) are *pending*
+first: ``set_ref`` and ``delete_ref`` record them in a dict that every
+lookup here reads over the tree. A txn that writes the tree anyway (a
+commit, gc, a setting) folds them in; a txn that only moves refs publishes
+them in its meta record instead (``settle``), so naming a version writes one
+small record and no page: the copy-on-write of a catalog leaf and its path
+is deferred to the next txn that copies them anyway. They are bounded by
+the room in the meta slot (``PageStore.pending_room``); past it they fold.
+
+    pending = msgpack map {catalog key (bin): u64be(version) (bin), or nil: deleted}
 """
 from struct import Struct
 
@@ -30,11 +41,46 @@ def _time_key(branch: str, time_ns: int, version: int) -> bytes:
     return b"i" + branch.encode() + b"\x00" + _U64.pack(time_ns) + _U64.pack(version)
 
 
-class Catalog:
-    __slots__ = ("tree",)
+def decode_pending(data: bytes) -> dict:
+    """The pending ref changes a meta record carries (checked: it is input from disk)."""
+    if not data:
+        return {}
+    try:
+        pending = msgpack.unpackb(data, strict_map_key=False)
+        if type(pending) is dict and all(
+                type(k) is bytes and k[:1] in (BRANCH, TAG) and len(k) > 1 and
+                (v is None or type(v) is bytes and len(v) == 8) for k, v in pending.items()):
+            return pending
+    except Exception:
+        pass
+    raise Corruption("the ref changes in the meta record do not decode")
 
-    def __init__(self, tree: Tree):
+
+class Catalog:
+    """The catalog tree with the pending ref changes over it (``pending`` is the
+    caller's: a writer passes a copy it may change, a reader the state's)."""
+    __slots__ = ("tree", "pending")
+
+    def __init__(self, tree: Tree, pending: dict | None = None):
         self.tree = tree
+        self.pending = {} if pending is None else pending
+
+    def settle(self, room: int) -> bytes:
+        """What the meta record of this txn carries: the pending changes, if the tree is
+        not being written anyway and they fit in ``room``; else fold them into the tree
+        and carry nothing."""
+        pending = self.pending
+        if pending and not self.tree.dirty:
+            data = msgpack.packb(pending)
+            if len(data) <= room:
+                return data
+        for k, v in pending.items():
+            if v is None:
+                self.tree.delete(k)
+            else:
+                self.tree.put(k, v)
+        pending.clear()
+        return b""
 
     # ---- commits -------------------------------------------------------
     def commit(self, version: int) -> Commit | None:
@@ -73,18 +119,26 @@ class Catalog:
 
     # ---- refs: branches and tags --------------------------------------
     def refs(self, kind: bytes) -> dict[str, int]:
-        return {k[1:].decode(): _U64.unpack(v)[0]
-                for k, v in cursor.items(self.tree, kind, bytes([kind[0] + 1]))}
+        """Name -> version of every ref of a kind, in name order."""
+        found = dict(cursor.items(self.tree, kind, bytes([kind[0] + 1])))
+        if self.pending:
+            found.update((k, v) for k, v in self.pending.items() if k[:1] == kind)
+            found = {k: found[k] for k in sorted(found) if found[k] is not None}
+        return {k[1:].decode(): _U64.unpack(v)[0] for k, v in found.items()}
 
     def ref(self, kind: bytes, name: str) -> int | None:
-        v = self.tree.get(kind + name.encode())
+        key = kind + name.encode()
+        pending = self.pending
+        v = pending[key] if key in pending else self.tree.get(key)
         return None if v is None else _U64.unpack(v)[0]
 
     def set_ref(self, kind: bytes, name: str, version: int) -> None:
-        self.tree.put(kind + name.encode(), _U64.pack(version))
+        self.pending[kind + name.encode()] = _U64.pack(version)
 
     def delete_ref(self, kind: bytes, name: str) -> bool:
-        return self.tree.delete(kind + name.encode())
+        existed = self.ref(kind, name) is not None
+        self.pending[kind + name.encode()] = None
+        return existed
 
     def head(self, branch: str) -> int | None:
         return self.ref(BRANCH, branch)

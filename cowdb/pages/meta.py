@@ -4,6 +4,10 @@ Two slots, at the start of page 0 and page 1. A commit writes the slot that
 does not hold the last durable commit, so a torn meta write can only damage
 a record that is not needed. On open the newest slot whose checksum verifies
 and whose new pages verify is used (see docs/format.md).
+
+A record may carry ``pending`` bytes after it: catalog changes (ref moves)
+not yet written into the catalog tree. Naming a version then costs this one
+write and no page (see history/catalog.py); the checksum covers them.
 """
 from dataclasses import dataclass
 from struct import Struct
@@ -11,9 +15,11 @@ from struct import Struct
 from xxhash import xxh3_64_intdigest
 
 MAGIC = b"COWDB\x00\r\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)           # version 1: the same record, never with pending bytes
 _META = Struct("<8sIIQQQQQQQQQQQQ")  # see docs/format.md, "Meta record"
-META_SIZE = _META.size + 8            # + checksum
+META_SIZE = _META.size + 8            # + checksum; pending bytes follow
+PENDING_MAX = 1024                    # bytes of pending changes a record may carry
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +43,15 @@ class Meta:
     freelist_len: int     # bytes in that run's image
     page_count: int       # pages in use up to the high-water mark (incl. the two meta pages)
     flags: int = 0
+    pending: bytes = b""  # catalog changes not in the catalog tree yet (history/catalog.py)
 
     def encode(self) -> bytes:
         body = _META.pack(MAGIC, FORMAT_VERSION, self.page_size, self.txn, self.durable_base,
                           self.catalog.page, self.catalog.checksum, self.catalog.txn,
                           self.freelist.page, self.freelist.checksum, self.freelist.txn,
-                          self.freelist_len, self.page_count, self.flags, 0)
-        return body + xxh3_64_intdigest(body).to_bytes(8, "little")
+                          self.freelist_len, self.page_count, self.flags, len(self.pending))
+        checksum = xxh3_64_intdigest(body + self.pending).to_bytes(8, "little")
+        return body + checksum + self.pending
 
 
 class BadMeta(Exception):
@@ -55,14 +63,28 @@ class BadMeta(Exception):
         self.version = version
 
 
+def pending_length(head: bytes) -> int:
+    """How many pending bytes follow the record that ``head`` (its first META_SIZE bytes)
+    begins, as it claims: unverified, 0 if implausible (decode then rejects the record)."""
+    if len(head) < META_SIZE or head[:8] != MAGIC:
+        return 0
+    n = int.from_bytes(head[_META.size - 8:_META.size], "little")
+    return n if n <= PENDING_MAX else 0
+
+
 def decode(data: bytes) -> Meta:
+    """A record from its bytes: META_SIZE, then the pending bytes it claims."""
     if len(data) < META_SIZE or data[:8] != MAGIC:
         raise BadMeta("no cowdb magic", foreign=True)
     (_magic, version, page_size, txn, base, cpage, csum, ctxn, fpage, fsum, ftxn, flen,
-     count, flags, _res) = _META.unpack_from(data, 0)
-    if version != FORMAT_VERSION:
+     count, flags, npending) = _META.unpack_from(data, 0)
+    if version not in READABLE_VERSIONS:
         raise BadMeta(f"format version {version}", version=version)
-    if xxh3_64_intdigest(data[:_META.size]) != int.from_bytes(data[_META.size:META_SIZE], "little"):
+    if npending > (PENDING_MAX if version == 2 else 0) or len(data) < META_SIZE + npending:
+        raise BadMeta(f"bad pending length {npending}")
+    pending = bytes(data[META_SIZE:META_SIZE + npending])
+    if xxh3_64_intdigest(data[:_META.size] + pending) != int.from_bytes(
+            data[_META.size:META_SIZE], "little"):
         raise BadMeta("checksum mismatch")
     return Meta(txn, base, page_size, RootRef(cpage, csum, ctxn), RootRef(fpage, fsum, ftxn),
-                flen, count, flags)
+                flen, count, flags, pending)

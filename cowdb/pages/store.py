@@ -48,7 +48,7 @@ class PageStore:
         Slot 1 sits one page in, so its offset depends on the page size: slot
         0 tells it, and if slot 0 is damaged every supported size is tried.
         """
-        first = self._pread(metamod.META_SIZE, 0, None)
+        first = self._read_slot(0)
         try:
             out = [(0, metamod.decode(first))]
             sizes = [out[0][1].page_size]
@@ -58,11 +58,17 @@ class PageStore:
         second = None
         for ps in sizes:
             try:
-                second = metamod.decode(self._pread(metamod.META_SIZE, ps, None))
+                second = metamod.decode(self._read_slot(ps))
                 break
             except metamod.BadMeta as e:
                 second = second or e
         return out + [(1, second)]
+
+    def _read_slot(self, offset: int) -> bytes:
+        """A slot's record and the pending bytes it claims to carry (see meta.py)."""
+        data = self._pread(metamod.META_SIZE, offset, None)
+        n = metamod.pending_length(data)
+        return data + self._pread(n, offset + metamod.META_SIZE, None) if n else data
 
     def candidates(self) -> list[tuple[int, Meta]]:
         """Valid meta records, newest first. Raises if the file is not a cowdb file at all."""
@@ -73,7 +79,8 @@ class PageStore:
             versions = [m.version for m in bad if m.version is not None]
             if versions:
                 raise NotACowdbFile(f"this file uses cowdb format version {max(versions)}; this "
-                                    f"cowdb reads version {metamod.FORMAT_VERSION}: upgrade cowdb")
+                                    f"cowdb reads versions up to {metamod.FORMAT_VERSION}: upgrade "
+                                    f"cowdb")
             if all(m.foreign for m in bad):
                 raise NotACowdbFile("this file is not a cowdb database (no cowdb header); "
                                     "check the path, or open a new file")
@@ -259,8 +266,14 @@ class PageStore:
         self.write(page, image)
         return RootRef(page, s, self._txn)
 
-    def publish(self, catalog: RootRef, durable: bool) -> Meta:
-        """Write the free list and the meta record; sync if durable. The commit point."""
+    @property
+    def pending_room(self) -> int:
+        """Bytes of pending catalog changes a meta record may carry (see meta.py)."""
+        return min(metamod.PENDING_MAX, self.page_size - metamod.META_SIZE)
+
+    def publish(self, catalog: RootRef, pending: bytes, durable: bool) -> Meta:
+        """Write the free list and the meta record (with the catalog's pending changes);
+        sync if durable. The commit point."""
         old = self.meta
         fl = self.freelist
         freelist, flen = old.freelist, old.freelist_len
@@ -268,7 +281,7 @@ class PageStore:
             freelist, flen = self._write_freelist(old)
         m = Meta(txn=self._txn, durable_base=self.durable_txn, page_size=self.page_size,
                  catalog=catalog, freelist=freelist, freelist_len=flen,
-                 page_count=self.page_count)
+                 page_count=self.page_count, pending=pending)
         self._flush()
         slot = 1 - self.durable_slot
         try:

@@ -402,6 +402,11 @@ class Tree:
             sep, right = self._split(left)
             self._insert_kid(parent, l, left, sep, right)
 
+    @property
+    def dirty(self) -> bool:
+        """Whether write() has changes to store."""
+        return self._dirty
+
     def write(self, txn: int) -> RootRef:
         """Store every dirty node (bottom-up) and return the new root reference."""
         if self._dirty:
