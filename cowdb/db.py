@@ -460,6 +460,7 @@ class Database(Versions):
             cat = Catalog(Tree(self._nodes, st.catalog, frees=True), dict(st.pending))
             result = change(cat, txn)
             pending = cat.settle(store.pending_room)  # a txn that only moves refs writes no page
+            wrote_catalog = cat.tree.dirty
             # Without syncs, pages freed since the last sync can never be reused (a crash
             # may fall back to a version that reaches them), so they pile up and the free
             # list grows with every commit: sync once they pass a bound.
@@ -478,7 +479,9 @@ class Database(Versions):
             raise
         main = cat.head("main")
         head = self._commits.get(main) or cat.commit(main)  # gc drops what it rewrites
-        self._state = _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending)
+        # a txn that wrote no catalog page added no commit: no walk for the newest version
+        version = cat.last_version() if wrote_catalog else st.version
+        self._state = _State(meta.txn, meta.catalog, version, head, cat.pending)
         self._wrote = True
         return result
 
