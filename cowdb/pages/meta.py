@@ -11,6 +11,7 @@ write and no page (see history/catalog.py); the checksum covers them.
 """
 from dataclasses import dataclass
 from struct import Struct
+from typing import NamedTuple
 
 from xxhash import xxh3_64_intdigest
 
@@ -33,8 +34,9 @@ class RootRef:
 EMPTY = RootRef(0, 0, 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Meta:
+class Meta(NamedTuple):
+    """One record (immutable; a NamedTuple, because a frozen dataclass takes ~2 us to
+    construct and a ref change builds one per call)."""
     txn: int              # strictly increasing per published meta record
     durable_base: int     # every txn <= this was durable before this record was written
     page_size: int
