@@ -6,7 +6,9 @@ pure function of v), then prints v once ``commit()`` has returned. Every
 fourth commit skips the fsync (durability="none"): a killed process does
 not lose the OS page cache, so those must survive too. Every 40 versions it
 runs gc() under a keep-the-last-60 retention rule, so freed pages are
-reused while the kills go on.
+reused while the kills go on. Every third version it also tags v (``t<v>``)
+and deletes every other tag (``u<x>``), printing each once it has returned:
+ref changes ride in the meta record, and must survive a kill as commits do.
 
 The parent reads the child's output, kills it with SIGKILL after a random
 number of commits plus a random delay (so the kill lands anywhere: inside
@@ -64,6 +66,13 @@ def child(path: str) -> None:
             tx.update(puts)
         assert tx.version == v, (tx.version, v)
         print(v, flush=True)
+        if v % 3 == 0:
+            db.tag(f"t{v}")
+            print(f"t{v}", flush=True)
+            for name in db.tags():
+                if name != f"t{v}":
+                    db.delete_tag(name)
+                    print(f"u{name[1:]}", flush=True)
         if v % 40 == 0:
             db.gc()
 
@@ -74,10 +83,23 @@ class Checker:
     def __init__(self):
         self.model: dict = {}
         self.upto = 0          # versions <= upto were checked (or reclaimed)
+        self.tags: set[str] = set()  # as the printed ref changes left them
 
-    def check(self, path: str, printed: list[int], full_check: bool) -> int:
+    def check_tags(self, db, events: list[str]) -> None:
+        """Every printed ref change is there; at most one more (done, killed before its
+        line was printed) may be too."""
+        for e in events:
+            (self.tags.add if e[0] == "t" else self.tags.discard)("t" + e[1:])
+        tags = db.tags()
+        assert all(v == int(name[1:]) for name, v in tags.items()), tags
+        extra = set(tags) ^ self.tags
+        assert len(extra) <= 1, f"tags {sorted(tags)}, printed ref changes leave {self.tags}"
+        self.tags = set(tags)
+
+    def check(self, path: str, printed: list[int], events: list[str], full_check: bool) -> int:
         db = cowdb.open(path, readonly=True)
         try:
+            self.check_tags(db, events)
             newest = db.version
             assert newest >= max(printed, default=0), \
                 f"printed version {max(printed)} is lost: the file's newest is {newest}"
@@ -113,24 +135,27 @@ def run_kills(path: str, kills: int, seed: int) -> dict:
     for i in range(kills):
         proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), path],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        printed = []
+        printed, events = [], []
         target = rng.randrange(0, 12)
-        while len(printed) < target:
-            line = proc.stdout.readline()
+        while len(printed) + len(events) < target:  # the kill may follow a ref change
+            line = proc.stdout.readline().decode()
             if not line:
                 break
-            printed.append(int(line))
+            (printed.append(int(line)) if line[0].isdigit() else events.append(line.strip()))
         if rng.random() < 0.7:  # a random moment after the last line read
             for _ in range(rng.randrange(0, 20000)):
                 pass
         proc.send_signal(signal.SIGKILL)
         out, err = proc.communicate()
         assert proc.returncode == -signal.SIGKILL, f"the child died by itself: {err.decode()}"
-        printed += [int(x) for x in out.split()]
+        for x in out.decode().split():
+            (printed.append(int(x)) if x[0].isdigit() else events.append(x))
         stats["kills"] += 1
         stats["printed"] += len(printed)
         stats["killed_before_first_print"] += not printed
-        stats["versions"] = checker.check(path, printed, full_check=i % 10 == 0 or i == kills - 1)
+        stats["ref_changes"] = stats.get("ref_changes", 0) + len(events)
+        stats["versions"] = checker.check(path, printed, events,
+                                          full_check=i % 10 == 0 or i == kills - 1)
     return stats
 
 
