@@ -44,6 +44,7 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
     version: int        # newest version on any branch
     head: Commit        # head of main
     pending: dict       # ref changes the meta record carries (see history/catalog.py)
+    pending_log: bytes  # the same, as the record carries them
 
 
 @dataclass(slots=True)
@@ -180,12 +181,13 @@ class Database(Versions):
                     pass
 
     def _load_state(self, meta: Meta) -> _State:
-        cat = Catalog(Tree(self._nodes, meta.catalog), decode_pending(meta.pending))
+        cat = Catalog(Tree(self._nodes, meta.catalog), decode_pending(meta.pending),
+                      meta.pending)
         v = cat.head("main")
         head = None if v is None else cat.commit(v)
         if head is None:
             raise Corruption("the catalog has no head for branch main")
-        return _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending)
+        return _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending, cat.log)
 
     def _map_meta(self) -> None:
         """Map the meta slots: noticing another process's commit is then two loads."""
@@ -249,7 +251,7 @@ class Database(Versions):
 
     def _catalog(self, st: _State) -> Catalog:
         """The catalog of a state the caller has pinned (or holds the writer lock on)."""
-        return Catalog(Tree(self._nodes, st.catalog), st.pending)
+        return Catalog(Tree(self._nodes, st.catalog), st.pending, st.pending_log)
 
     def _commit_record(self, st: _State, version: int) -> Commit:
         c = self._commits.get(version)
@@ -457,7 +459,8 @@ class Database(Versions):
         txn = store.meta.txn + 1
         store.begin(txn, self._reuse_bound())
         try:
-            cat = Catalog(Tree(self._nodes, st.catalog, frees=True), dict(st.pending))
+            cat = Catalog(Tree(self._nodes, st.catalog, frees=True), dict(st.pending),
+                          st.pending_log)
             result = change(cat, txn)
             pending = cat.settle(store.pending_room)  # a txn that only moves refs writes no page
             wrote_catalog = cat.tree.dirty
@@ -477,11 +480,14 @@ class Database(Versions):
             if getattr(e, "uncertain", False):
                 self._poison(str(e))
             raise
-        main = cat.head("main")
-        head = self._commits.get(main) or cat.commit(main)  # gc drops what it rewrites
+        if wrote_catalog or b"hmain" in cat.pending:
+            main = cat.head("main")
+            head = self._commits.get(main) or cat.commit(main)  # gc drops what it rewrites
+        else:
+            head = st.head  # neither a catalog page nor a pending change moved main
         # a txn that wrote no catalog page added no commit: no walk for the newest version
         version = cat.last_version() if wrote_catalog else st.version
-        self._state = _State(meta.txn, meta.catalog, version, head, cat.pending)
+        self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log)
         self._wrote = True
         return result
 
@@ -558,8 +564,7 @@ class Database(Versions):
                 except WriteFailed:
                     store.rollback()
                     return
-                self._state = _State(meta.txn, meta.catalog, self._state.version,
-                                     self._state.head, self._state.pending)
+                self._state = self._state._replace(txn=meta.txn, catalog=meta.catalog)
         finally:
             self._shared.release_writer()
 

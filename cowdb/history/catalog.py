@@ -18,7 +18,9 @@ small record and no page: the copy-on-write of a catalog leaf and its path
 is deferred to the next txn that copies them anyway. They are bounded by
 the room in the meta slot (``PageStore.pending_room``); past it they fold.
 
-    pending = msgpack map {catalog key (bin): u64be(version) (bin), or nil: deleted}
+    pending = a log of msgpack arrays [catalog key (bin), u64be(version) (bin) or nil
+              (deleted)], applied in order: a change appends one (O(1), whatever
+              is pending already)
 """
 from struct import Struct
 
@@ -41,45 +43,57 @@ def _time_key(branch: str, time_ns: int, version: int) -> bytes:
     return b"i" + branch.encode() + b"\x00" + _U64.pack(time_ns) + _U64.pack(version)
 
 
-def decode_pending(data: bytes) -> dict:
-    """The pending ref changes a meta record carries (checked: it is input from disk)."""
-    if not data:
-        return {}
+def decode_pending(log: bytes) -> dict:
+    """The pending ref changes a meta record carries, replayed from its log (checked: it
+    is input from disk)."""
+    pending: dict = {}
+    if not log:
+        return pending
     try:
-        pending = msgpack.unpackb(data, strict_map_key=False)
-        if type(pending) is dict and all(
-                type(k) is bytes and k[:1] in (BRANCH, TAG) and len(k) > 1 and
-                (v is None or type(v) is bytes and len(v) == 8) for k, v in pending.items()):
-            return pending
+        unpacker = msgpack.Unpacker()
+        unpacker.feed(log)
+        while True:
+            k, v = unpacker.unpack()
+            if not (type(k) is bytes and k[:1] in (BRANCH, TAG) and len(k) > 1 and
+                    (v is None or type(v) is bytes and len(v) == 8)):
+                break
+            pending[k] = v
+            if unpacker.tell() == len(log):  # read whole (a cut-off change raises OutOfData)
+                return pending
     except Exception:
         pass
     raise Corruption("the ref changes in the meta record do not decode")
 
 
 class Catalog:
-    """The catalog tree with the pending ref changes over it (``pending`` is the
-    caller's: a writer passes a copy it may change, a reader the state's)."""
-    __slots__ = ("tree", "pending")
+    """The catalog tree with the pending ref changes over it: ``pending`` (key -> value,
+    None = deleted) and ``log``, the same changes as the meta record carries them. A
+    writer passes a copy of the dict, which it changes; a reader, the state's."""
+    __slots__ = ("tree", "pending", "log")
 
-    def __init__(self, tree: Tree, pending: dict | None = None):
+    def __init__(self, tree: Tree, pending: dict | None = None, log: bytes = b""):
         self.tree = tree
         self.pending = {} if pending is None else pending
+        self.log = log
+
+    def _change_ref(self, key: bytes, value: bytes | None) -> None:
+        self.pending[key] = value
+        self.log += msgpack.packb([key, value])
 
     def settle(self, room: int) -> bytes:
-        """What the meta record of this txn carries: the pending changes, if the tree is
-        not being written anyway and they fit in ``room``; else fold them into the tree
-        and carry nothing."""
+        """What the meta record of this txn carries: the pending log, if the tree is not
+        being written anyway and the log fits in ``room``; else fold the changes into
+        the tree and carry nothing."""
         pending = self.pending
-        if pending and not self.tree.dirty:
-            data = msgpack.packb(pending)
-            if len(data) <= room:
-                return data
+        if pending and not self.tree.dirty and len(self.log) <= room:
+            return self.log
         for k, v in pending.items():
             if v is None:
                 self.tree.delete(k)
             else:
                 self.tree.put(k, v)
         pending.clear()
+        self.log = b""
         return b""
 
     # ---- commits -------------------------------------------------------
@@ -133,11 +147,11 @@ class Catalog:
         return None if v is None else _U64.unpack(v)[0]
 
     def set_ref(self, kind: bytes, name: str, version: int) -> None:
-        self.pending[kind + name.encode()] = _U64.pack(version)
+        self._change_ref(kind + name.encode(), _U64.pack(version))
 
     def delete_ref(self, kind: bytes, name: str) -> bool:
         existed = self.ref(kind, name) is not None
-        self.pending[kind + name.encode()] = None
+        self._change_ref(kind + name.encode(), None)
         return existed
 
     def head(self, branch: str) -> int | None:
