@@ -22,7 +22,7 @@ from .codecs import get_codec
 from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, InvalidType,
                      NotACowdbFile, ReadOnly, RefNotFound, VersionNotFound, VersionReclaimed,
                      WriteFailed)
-from .history.catalog import BRANCH, TAG, Catalog, decode_pending
+from .history.catalog import BRANCH, MAIN_HEAD, TAG, Catalog, decode_pending
 from .history.commits import Commit, CommitStats, now_ns, to_ns
 from .locks import close_shared, open_shared
 from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
@@ -480,7 +480,7 @@ class Database(Versions):
             if getattr(e, "uncertain", False):
                 self._poison(str(e))
             raise
-        if wrote_catalog or b"hmain" in cat.pending:
+        if wrote_catalog or MAIN_HEAD in cat.pending:
             main = cat.head("main")
             head = self._commits.get(main) or cat.commit(main)  # gc drops what it rewrites
         else:

@@ -33,6 +33,7 @@ from .commits import Commit
 
 _U64 = Struct(">Q")
 BRANCH, TAG = b"h", b"g"
+MAIN_HEAD = BRANCH + b"main"  # the catalog key of main's head
 
 
 def commit_key(version: int) -> bytes:
