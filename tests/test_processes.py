@@ -266,8 +266,10 @@ def _opener(path: str, done, out, who: int) -> None:
                         tx[b"by%d" % who] = b"%d" % opens
                     assert db.read()[b"by%d" % who] == b"%d" % opens
                 if not ro and opens % 11 == 3:
-                    db.tag(f"t{who}-{opens}")
+                    v = db.tag(f"t{who}-{opens}")
+                    assert db.tags()[f"t{who}-{opens}"] == v
                     db.delete_tag(f"t{who}-{opens}")
+                    assert f"t{who}-{opens}" not in db.tags()
             opens += 1
         out.put(opens)
     except BaseException:
