@@ -217,3 +217,19 @@ def test_decode_pending_replays_only_ref_changes(changes, cut):
     if log and cut:
         with pytest.raises(cowdb.errors.Corruption):
             decode_pending(log[:-cut])
+
+
+def test_compact_copies_pending_refs(path, tmp_path):
+    db = cowdb.open(path)
+    _fill(db)
+    db.branch("exp")
+    db.tag("t1")
+    db.delete_branch("exp")
+    db.branch("keep")
+    assert db._store.meta.pending
+    dest = str(tmp_path / "compact.cow")
+    db.compact(dest)
+    with cowdb.open(dest) as copy:
+        assert copy.branches() == db.branches() and copy.tags() == db.tags()
+        assert copy._store.meta.pending == b"" and copy.check().ok
+    db.close()
