@@ -335,8 +335,9 @@ class Database(Versions):
     def check(self) -> "CheckReport":
         """Verify every page that any version, the catalog and the free list reach.
 
-        Also checks that no page is both free and in use and that every page
-        lies inside the file. Problems are collected, not raised.
+        Also checks that no page is both free and in use, that every page lies
+        inside the file and that every branch and tag names a kept version.
+        Problems are collected, not raised.
         """
         with self._pinned() as st:
             return self._check(st)
@@ -347,12 +348,18 @@ class Database(Versions):
         used = report.pages_used
         try:
             used.extend(walk(self._nodes, st.catalog, 0, seen))
-            for c in self._catalog(st).commits(reverse=False):
+            cat = self._catalog(st)
+            kept = set()
+            for c in cat.commits(reverse=False):
                 report.versions += 1
+                kept.add(c.version)
                 try:
                     used.extend(walk(self._nodes, c.root, 0, seen))
                 except Corruption as e:
                     report.errors.append(f"version {c.version}: {e}")
+            for kind, word in ((BRANCH, "branch"), (TAG, "tag")):
+                report.errors += [f"{word} {name!r} names version {v}, which is not kept"
+                                  for name, v in cat.refs(kind).items() if v not in kept]
         except Corruption as e:
             report.errors.append(f"catalog: {e}")
         meta = self._store.meta

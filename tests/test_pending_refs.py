@@ -233,3 +233,22 @@ def test_compact_copies_pending_refs(path, tmp_path):
         assert copy.branches() == db.branches() and copy.tags() == db.tags()
         assert copy._store.meta.pending == b"" and copy.check().ok
     db.close()
+
+
+def test_check_reports_a_ref_to_a_version_that_is_not_kept():
+    """check() holds every ref, pending or in the tree, to a kept version."""
+    import msgpack
+    db = cowdb.open(page_size=1024)
+    _fill(db)
+    db.tag("t1")
+    db.close()
+    data = bytearray(db._io.buf)
+    slots = {off: metamod.decode(bytes(data[off:off + 1024])) for off in (0, 1024)}
+    newest = max(slots, key=lambda off: slots[off].txn)
+    bad = msgpack.packb([b"gghost", (99).to_bytes(8, "big")])
+    _rewrite_slot(data, newest, lambda body, pending: (body, pending + bad))
+    db = cowdb.open(io=MemoryIO(bytes(data)), page_size=1024)
+    assert db.tags() == {"t1": 1, "ghost": 99}
+    report = db.check()
+    assert not report.ok and any("ghost" in e and "99" in e for e in report.errors)
+    db.close()
