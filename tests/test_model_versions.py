@@ -6,6 +6,8 @@ restores, diffs, merges (every resolve mode), reverts, branch deletion,
 gc() and reopening are checked against it: every kept version matches its
 dict, reclaimed ones raise VersionReclaimed, open snapshots never change.
 """
+import os
+import shutil
 import tempfile
 
 import hypothesis.strategies as st
@@ -55,12 +57,15 @@ class VersionsModel(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.path = tempfile.mkdtemp() + "/v.cow"
-        self.db = None
+        self.db = self.reader = None
 
     @initialize(in_memory=st.booleans())
     def open_db(self, in_memory):
         self.in_memory = in_memory
         self.db = cowdb.open(None if in_memory else self.path, page_size=1024)
+        # a second handle on the file: it adopts every change (pending ref changes in the
+        # meta record included) the way another process does
+        self.reader = None if in_memory else cowdb.open(self.path, readonly=True)
         self.content = {0: {}}
         self.parents = {0: ()}
         self.heads = {"main": 0}
@@ -72,8 +77,9 @@ class VersionsModel(RuleBasedStateMachine):
     def teardown(self):
         for s, _ in self.snaps:
             s.close()
-        if self.db is not None:
-            self.db.close()
+        for db in (self.db, self.reader):
+            if db is not None:
+                db.close()
 
     def _new_version(self, branch, content, parents):
         v = max(self.content) + 1
@@ -274,6 +280,22 @@ class VersionsModel(RuleBasedStateMachine):
         self.db.close()
         self.db = cowdb.open(self.path)
 
+    @precondition(lambda self: not self.in_memory)
+    @rule()
+    def open_a_copy_as_a_crash_leaves_it(self):
+        """The file as a kill -9 now would leave it (the page cache has every write that
+        returned): every acknowledged change is there."""
+        copy = self.path + ".crash"
+        shutil.copyfile(self.path, copy)
+        try:
+            with cowdb.open(copy) as db:
+                assert db.branches() == self.heads and db.tags() == self.tags
+                assert db.version == max(self.content)
+        finally:
+            os.unlink(copy)
+            if os.path.exists(copy + "-lock"):
+                os.unlink(copy + "-lock")
+
     @invariant()
     def everything_matches(self):
         if self.db is None:
@@ -286,7 +308,9 @@ class VersionsModel(RuleBasedStateMachine):
         for name, v in self.heads.items():
             with self.db.read(branch=name) as snap:
                 assert snap.version == v
-        assert self.db.tags() == self.tags
+        assert self.db.tags() == self.tags and self.db.branches() == self.heads
+        if self.reader is not None:
+            assert self.reader.tags() == self.tags and self.reader.branches() == self.heads
         for name, v in self.tags.items():
             assert self.db.at(name).version == v
         check_store_counters(self.db)
