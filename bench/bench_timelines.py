@@ -11,7 +11,7 @@ Both engines get the same data (n keys b"key%012d" in a seeded shuffled order,
 the same operations, in one process:
 
   branch    create 30 branches at the head of main, one at a time: µs (median of a
-            round, best round). cowdb: db.branch(name) (a durable meta record);
+            round, best round; a round runs before each merge round). cowdb: db.branch(name) (a durable meta record);
             doltlite: SELECT dolt_branch(name). Also without fsync: cowdb with
             durability "none", doltlite with PRAGMA synchronous=OFF.
   diff      version A (the load), B = A + a commit of 10 overwrites, C = B + a commit
@@ -226,10 +226,11 @@ def run_size(n, args, log):
                 log(f"  {e.name:8} round {r + 1}: diff {d:5} changes {m:8.3f} ms"
                     + (f", {pages} pages visited" if pages is not None else ""))
 
-    log(f"  [{time.perf_counter() - t0:.0f} s]")
-    # branch creation
-    for fsync, key in ((True, "branch"), (False, "branch_nosync")):
-        for r in range(rounds):
+    def branch_round(r):
+        """One round of branch creation (a few ms): rounds run one before each merge
+        round, so the best of them samples the VM at moments seconds apart, not in one
+        burst that a slow spell of the host can cover whole."""
+        for fsync, key in ((True, "branch"), (False, "branch_nosync")):
             for e in turns(engines, r):
                 e.no_fsync(not fsync)
                 try:
@@ -245,17 +246,17 @@ def run_size(n, args, log):
                 keep_min(res[e.name], key, m)
                 log(f"  {e.name:8} round {r + 1}: branch {'' if fsync else '(no fsync) '}"
                     f"median {m:8.1f} µs, min {min(ts):8.1f} µs")
-
-    # the floor under any durable branch: the disk's own synchronous write, timed alone
-    for r in range(rounds):
+        # the floor under any durable branch: the disk's own synchronous write, timed alone
         ts = durable_write_floor(folder, BRANCHES)
         keep_min(res.setdefault("disk", {}), "flush", median(ts))
         log(f"  disk     round {r + 1}: 4 KiB pwrite + fdatasync median {median(ts):8.1f} µs, "
             f"min {min(ts):8.1f} µs")
 
     log(f"  [{time.perf_counter() - t0:.0f} s]")
-    # merge: 1,000 changes on a branch into 1,000 other changes on main
+    # branch creation, then a merge of 1,000 changes on a branch into 1,000 other changes
+    # on main, round by round
     for r in range(rounds):
+        branch_round(r)
         picked = rng.sample(keys, 2 * MERGE_CHANGES)
         theirs = [(k, rng.randbytes(VALUE_SIZE)) for k in picked[:MERGE_CHANGES]]
         ours = [(k, rng.randbytes(VALUE_SIZE)) for k in picked[MERGE_CHANGES:]]
@@ -396,7 +397,9 @@ def notes_lines(args, results):
         "commits, doltlite's checkouts) is not timed. Values on main are checked after.",
         f"Each timed figure is the best of {rounds} rounds (branch and diff: the best round's "
         "median); both engines run each step in turn within a round, the order alternating; "
-        "the garbage collector is off in timed sections.",
+        "a branch round runs before each merge round, so the rounds sample the machine "
+        "seconds apart (this VM's CPU speed moves ~2× for seconds at a time); the garbage "
+        "collector is off in timed sections.",
     ]
     if args.profile:
         out.append("**This run profiled cowdb's timed sections: its timings are inflated.**")
