@@ -1,10 +1,15 @@
-"""Builds the optional C accelerator of cowdb.pds; the metadata is in pyproject.toml.
+"""Builds the optional C accelerators; the metadata is in pyproject.toml.
 
-``pip install .`` compiles cowdb/pds/_champ_c.c when a C compiler is there
-and installs the pure-Python package without it when not (optional=True).
+``pip install .`` compiles cowdb/pds/_champ_c.c (the persistent structures'
+trie) and cowdb/tree/_tree_c.c (the B+tree's point-read descent) when a C
+compiler is there, and installs the pure-Python package without them when not
+(optional=True).
 For development without installing: ``python setup.py build_ext --inplace``.
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("cowdb.pds._champ_c", ["cowdb/pds/_champ_c.c"], optional=True)])
+setup(ext_modules=[
+    Extension("cowdb.pds._champ_c", ["cowdb/pds/_champ_c.c"], optional=True),
+    Extension("cowdb.tree._tree_c", ["cowdb/tree/_tree_c.c"], optional=True),
+])

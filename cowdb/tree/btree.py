@@ -11,6 +11,8 @@ Nodes split when their image outgrows a page and merge with a sibling when
 they fall under a quarter page, so every node is one page. Values longer
 than a quarter page go to overflow runs when written.
 """
+import os
+import warnings
 from bisect import bisect_left, bisect_right
 
 from ..errors import Corruption
@@ -19,6 +21,23 @@ from ..pages.meta import EMPTY, RootRef
 from ..pages.store import PageStore
 from .node import (BRANCH_ENTRY, LEAF_ENTRY, OVERFLOW_REF_SIZE, Branch, Leaf, Overflow,
                    branch_size, decode, encode_branch, encode_leaf, leaf_sig)
+
+
+def py_get(node, key: bytes, nodes: "NodeCache"):
+    """The value under ``key`` below ``node`` (bytes or an Overflow), or None: the
+    point-read descent. _tree_c.get is this loop in C (see the end of this file)."""
+    get = nodes.get
+    while type(node) is Branch:
+        i = bisect_right(node.keys, key) - 1
+        kid = node.kids[i]
+        if type(kid) is int:
+            kid = get(node.sums[i]) or nodes.load(kid, node.sums[i])
+        node = kid
+    keys = node.keys
+    i = bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        return node.vals[i]
+    return None
 
 
 def read_overflow(store: PageStore, ov: Overflow) -> bytes:
@@ -94,19 +113,10 @@ class Tree:
         node = self._root
         if node is None:
             return default
-        get = self.nodes.get
-        while type(node) is Branch:
-            i = bisect_right(node.keys, key) - 1
-            kid = node.kids[i]
-            if type(kid) is int:
-                kid = get(node.sums[i]) or self.nodes.load(kid, node.sums[i])
-            node = kid
-        keys = node.keys
-        i = bisect_left(keys, key)
-        if i < len(keys) and keys[i] == key:
-            v = node.vals[i]
-            return v if type(v) is bytes else self.read_overflow(v)
-        return default
+        v = descend(node, key, self.nodes)
+        if v is None:
+            return default
+        return v if type(v) is bytes else self.read_overflow(v)
 
     def kid(self, branch: Branch, i: int):
         kid = branch.kids[i]
@@ -459,3 +469,22 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
         if acc >= target:
             return m + 1, acc
     return len(sizes) - 1, acc
+
+
+# The optional C accelerator (_tree_c.c) replaces py_get, the point-read descent,
+# unless COWDB_PURE_PYTHON=1 (the switch cowdb.pds obeys too); both pass the same
+# tests. An extension built from an older checkout is refused, as in cowdb.pds.
+API = 1  # the _tree_c this code is written against (its API constant)
+try:
+    from . import _tree_c
+except ImportError:  # not built (no C compiler at install): pure Python only
+    _tree_c = None
+if _tree_c is not None and getattr(_tree_c, "API", None) != API:
+    warnings.warn("cowdb.tree: the compiled accelerator (_tree_c) is out of date, so pure "
+                  "Python is used; rebuild it: python setup.py build_ext --inplace",
+                  RuntimeWarning, stacklevel=2)
+    _tree_c = None
+descend = py_get
+if _tree_c is not None and os.environ.get("COWDB_PURE_PYTHON") != "1":
+    _tree_c.bind(Branch)
+    descend = _tree_c.get
