@@ -133,8 +133,11 @@ def run_kills(path: str, kills: int, seed: int) -> dict:
         [os.path.dirname(os.path.dirname(os.path.abspath(cowdb.__file__)))] +
         [p for p in [os.environ.get("PYTHONPATH")] if p])}
     for i in range(kills):
+        # unbuffered: communicate() below reads the pipe's descriptor itself, so lines that
+        # a buffered readline() had already pulled in would be lost to the checks
         proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), path],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                bufsize=0)
         printed, events = [], []
         target = rng.randrange(0, 12)
         while len(printed) + len(events) < target:  # the kill may follow a ref change
