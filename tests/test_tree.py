@@ -188,3 +188,29 @@ def test_the_c_descent_is_used_unless_pure_python_is_asked_for():
         assert btree.descend is btree.py_get
     else:
         assert btree.descend is btree._tree_c.get
+
+
+def test_a_stale_tree_accelerator_falls_back_to_python():
+    """A compiled _tree_c from an older checkout is refused with a warning saying how to
+    rebuild, and the tree reads through py_get (the same loader as cowdb.pds's)."""
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import sys, types, warnings\n"
+        "stale = types.ModuleType('cowdb.tree._tree_c')\n"
+        "sys.modules['cowdb.tree._tree_c'] = stale\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from cowdb.tree import btree\n"
+        "import cowdb\n"
+        "db = cowdb.open()\n"
+        "with db.write() as tx:\n"
+        "    tx[b'k'] = b'v'\n"
+        "print(btree.descend is btree.py_get, db.read()[b'k'].decode(),"
+        " 'build_ext' in str(caught[0].message))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "COWDB_PURE_PYTHON"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.split() == ["True", "v", "True"]

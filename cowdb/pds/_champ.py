@@ -39,13 +39,12 @@ nodes in place, and everything here that only reads nodes (equality,
 diff, ``_walk``, the iterators) works on both.
 """
 
-import os
 import sys
-import warnings
 from collections import defaultdict
 from itertools import chain, compress
 from operator import is_not
 
+from cowdb._accelerators import load, wanted
 from cowdb.pds._hashing import accumulate, shuffle
 from cowdb.pds._missing import MISSING
 
@@ -446,18 +445,10 @@ IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc, py_build_dict, py_
                               py_iter_values, py_iter_items, py_accumulate)}
 API = 2  # the _champ_c this code is written against (its API constant)
 accelerator = None
-try:
-    from cowdb.pds import _champ_c
-except ImportError:  # not built (no C compiler at install): pure Python only
-    _champ_c = None
-if _champ_c is not None and getattr(_champ_c, "API", None) != API:  # from an older checkout
-    warnings.warn("cowdb.pds: the compiled accelerator (_champ_c) is out of date, so pure "
-                  "Python is used; rebuild it: python setup.py build_ext --inplace",
-                  RuntimeWarning, stacklevel=2)
-    _champ_c = None
+_champ_c = load("cowdb.pds", "_champ_c", API)  # None: not built, or out of date
 if _champ_c is not None:
     IMPLEMENTATIONS["c"] = tuple(getattr(_champ_c, name) for name in _NAMES)
-    if os.environ.get("COWDB_PURE_PYTHON") != "1":
+    if wanted():
         (lookup, assoc, dissoc, build_dict, iter_keys, iter_values, iter_items,
          accumulate) = IMPLEMENTATIONS["c"]
         accelerator = _champ_c

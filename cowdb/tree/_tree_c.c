@@ -132,12 +132,13 @@ tree_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         Py_ssize_t i = key_index(node, key, 1, NULL) - 1;
         if (i < -1)
             goto fail;
-        /* key 0 of a branch is b"", below every key: i is never -1 */
-        PyObject *kid = list_item(node, s_kids, i < 0 ? 0 : i);
+        if (i < 0)
+            i = 0;  /* key 0 of a branch is b"", below every key: never taken */
+        PyObject *kid = list_item(node, s_kids, i);
         if (kid == NULL)
             goto fail;
         if (PyLong_CheckExact(kid)) {  /* clean: cached by checksum, or loaded */
-            PyObject *sum = list_item(node, s_sums, i < 0 ? 0 : i);
+            PyObject *sum = list_item(node, s_sums, i);
             child = sum == NULL ? NULL : PyDict_GetItemWithError(nodes, sum);
             if (child != NULL)
                 Py_INCREF(child);

@@ -11,10 +11,9 @@ Nodes split when their image outgrows a page and merge with a sibling when
 they fall under a quarter page, so every node is one page. Values longer
 than a quarter page go to overflow runs when written.
 """
-import os
-import warnings
 from bisect import bisect_left, bisect_right
 
+from .._accelerators import load, wanted
 from ..errors import Corruption
 from ..pages.checksum import HEADER_SIZE, OVERFLOW
 from ..pages.meta import EMPTY, RootRef
@@ -471,20 +470,12 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
     return len(sizes) - 1, acc
 
 
-# The optional C accelerator (_tree_c.c) replaces py_get, the point-read descent,
-# unless COWDB_PURE_PYTHON=1 (the switch cowdb.pds obeys too); both pass the same
-# tests. An extension built from an older checkout is refused, as in cowdb.pds.
+# The optional C accelerator (_tree_c.c) replaces py_get, the point-read descent, when
+# it is built and current and COWDB_PURE_PYTHON=1 does not ask for Python (see
+# cowdb/_accelerators.py); both pass the same tests.
 API = 1  # the _tree_c this code is written against (its API constant)
-try:
-    from . import _tree_c
-except ImportError:  # not built (no C compiler at install): pure Python only
-    _tree_c = None
-if _tree_c is not None and getattr(_tree_c, "API", None) != API:
-    warnings.warn("cowdb.tree: the compiled accelerator (_tree_c) is out of date, so pure "
-                  "Python is used; rebuild it: python setup.py build_ext --inplace",
-                  RuntimeWarning, stacklevel=2)
-    _tree_c = None
+_tree_c = load("cowdb.tree", "_tree_c", API)
 descend = py_get
-if _tree_c is not None and os.environ.get("COWDB_PURE_PYTHON") != "1":
+if _tree_c is not None and wanted():
     _tree_c.bind(Branch)
     descend = _tree_c.get
