@@ -11,9 +11,10 @@ Both engines get the same data (n keys b"key%012d" in a seeded shuffled order,
 the same operations, in one process:
 
   branch    create 30 branches at the head of main, one at a time: µs (median of a
-            round, best round; a round runs before each merge round). cowdb: db.branch(name) (a durable meta record);
-            doltlite: SELECT dolt_branch(name). Also without fsync: cowdb with
-            durability "none", doltlite with PRAGMA synchronous=OFF.
+            round, best round; a round runs before each merge round). cowdb:
+            db.branch(name) (a durable meta record); doltlite: SELECT
+            dolt_branch(name). Also without fsync: cowdb with durability "none",
+            doltlite with PRAGMA synchronous=OFF.
   diff      version A (the load), B = A + a commit of 10 overwrites, C = B + a commit
             of 1,000 overwrites (distinct random keys): diff(A, B) and diff(B, C),
             every change read: ms (median of 20 and 5 a round, best round) and, for
