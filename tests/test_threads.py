@@ -1,0 +1,179 @@
+"""Threads sharing one Database handle (issue 13).
+
+The deterministic tests stop the writer at named points of a commit (the page
+store's ``hook``: "flushed" = the txn's pages written, its meta record not;
+"meta" = the meta record written, the new state not yet published) and run a
+reader operation from another thread exactly there. The random stress test
+runs 8 readers and 2 writers on one handle; ``COWDB_LONG=1`` runs it for
+minutes instead of seconds.
+"""
+import os
+import random
+import threading
+import time
+
+import pytest
+
+import cowdb
+from cowdb.errors import CowdbError
+
+WAIT = 10  # seconds a choreographed step waits for the other thread before giving up
+
+READS = {
+    "read": lambda db: len(db.read()),
+    "read_all": lambda db: sorted(db.read().items())[:3],
+    "version": lambda db: db.version,
+    "head": lambda db: db.head(),
+    "at": lambda db: len(db.at(1)),
+    "log": lambda db: [c.version for c in db.log(limit=3)],
+    "check": lambda db: db.check().errors,
+    "stats": lambda db: db.stats().versions,
+}
+
+
+def _fill(db, n=300):
+    with db.write() as tx:
+        tx.update({b"k%04d" % i: b"v0" * 10 for i in range(n)})
+
+
+def _verify(path, expected: dict) -> None:
+    """Every version committed is readable with exactly what it was committed with, and
+    check() is clean, in a fresh read-only handle."""
+    with cowdb.open(path, readonly=True) as db:
+        lost = []
+        for v, want in sorted(expected.items()):
+            try:
+                got = dict(db.at(v))
+            except CowdbError as e:
+                lost.append((v, repr(e)))
+                continue
+            if got != want:
+                lost.append((v, "differs"))
+        assert lost == []
+        report = db.check()
+        assert report.errors == []
+
+
+class Writer(threading.Thread):
+    """Commits ``n`` random updates, recording what each version holds."""
+
+    def __init__(self, db, n, seed, model):
+        super().__init__()
+        self.db, self.n, self.rnd, self.model = db, n, random.Random(seed), model
+        self.error = None
+
+    def run(self):
+        try:
+            for _ in range(self.n):
+                with self.db.write() as tx:
+                    for _ in range(self.rnd.randrange(1, 20)):
+                        k = b"k%04d" % self.rnd.randrange(300)
+                        if self.rnd.random() < 0.2:
+                            tx.pop(k, None)
+                        else:
+                            tx[k] = b"%d" % self.rnd.randrange(10 ** 6) * 3
+                    view = dict(tx)
+                self.model[tx.version] = view
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+
+def _reader(db, op, start: threading.Event, done: threading.Event, got: list):
+    """A thread that waits for ``start``, runs READS[op] once into ``got``, sets ``done``."""
+    def run():
+        assert start.wait(WAIT)
+        try:
+            got.append(READS[op](db))
+        except BaseException as e:
+            got.append(e)
+        finally:
+            done.set()
+    return threading.Thread(target=run)
+
+
+def _model(db) -> dict:
+    return {v: dict(db.at(v)) for v in range(1, db.version + 1)}
+
+
+@pytest.mark.parametrize("durability", ["sync", "none"])
+@pytest.mark.parametrize("point", ["flushed", "meta"])
+@pytest.mark.parametrize("op", sorted(READS))
+def test_a_reader_inside_the_publish_window(path, op, point, durability):
+    """One thread commits; another runs a read exactly while the commit is at ``point``
+    (for "meta": the meta record is in the file, the handle's state not yet moved, so
+    the reader sees a newer txn than the state and must not take it for another
+    process's commit). Then more commits reuse freed pages; nothing may be lost."""
+    db = cowdb.open(path, page_size=1024, durability=durability)
+    _fill(db)
+    model = _model(db)
+    target = db._store.meta.txn + 3     # the third txn of the writer below
+    in_window, reader_done = threading.Event(), threading.Event()
+    got = []
+
+    def hook(where, txn):
+        if where == point and txn == target:
+            in_window.set()
+            assert reader_done.wait(WAIT), "the reader did not finish inside the window"
+
+    db._store.hook = hook
+    w, r = Writer(db, 40, 1, model), _reader(db, op, in_window, reader_done, got)
+    r.start(), w.start()
+    w.join(), r.join()
+    db._store.hook = None
+    assert w.error is None
+    assert in_window.is_set()
+    assert got and not isinstance(got[0], BaseException), got
+    if op == "check":
+        assert got[0] == []
+    assert db.check().errors == []
+    db.close()
+    _verify(path, model)
+
+
+@pytest.mark.parametrize("durability", ["sync", "none"])
+@pytest.mark.parametrize("op", sorted(READS))
+def test_a_reload_that_resumes_after_the_writer_moved_on(path, op, durability):
+    """The interleaving that lost versions: a reader sees txn T's meta record in the
+    window, stops just after pinning it; the writer publishes T, starts T+1 and writes
+    its pages; then the reader resumes. Adopting T then would hand the writer's page
+    count and free list back to T's, and T+1 would reuse pages it had just written."""
+    db = cowdb.open(path, page_size=1024, durability=durability)
+    _fill(db)
+    model = _model(db)
+    target = db._store.meta.txn + 3
+    in_window, paused, resume, reader_done = (threading.Event() for _ in range(4))
+    got, real_pin = [], db._shared.pin
+    reader_id = []
+
+    def pin(txn):
+        real_pin(txn)
+        if reader_id and threading.get_ident() == reader_id[0] and txn == target:
+            paused.set()
+            resume.wait(WAIT)
+
+    def hook(where, txn):
+        if where == "meta" and txn == target:
+            in_window.set()
+            # the reader either finishes (it keeps the old state) or pauses in its pin
+            deadline = time.monotonic() + WAIT
+            while not (paused.is_set() or reader_done.is_set()):
+                assert time.monotonic() < deadline, "the reader neither paused nor finished"
+                time.sleep(0.001)
+        elif where == "flushed" and txn == target + 1 and paused.is_set():
+            resume.set()
+            assert reader_done.wait(WAIT)
+
+    db._shared.pin = pin
+    db._store.hook = hook
+    w, r = Writer(db, 40, 2, model), _reader(db, op, in_window, reader_done, got)
+    r.start()
+    reader_id.append(r.ident)
+    w.start()
+    w.join(), r.join()
+    db._store.hook = None
+    db._shared.pin = real_pin
+    assert w.error is None
+    assert got and not isinstance(got[0], BaseException), got
+    assert db.check().errors == []
+    db.close()
+    _verify(path, model)
