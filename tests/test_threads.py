@@ -9,6 +9,7 @@ minutes instead of seconds.
 """
 import os
 import random
+import sys
 import threading
 import time
 
@@ -16,6 +17,8 @@ import pytest
 
 import cowdb
 from cowdb.errors import CowdbError
+
+from conftest import LONG
 
 WAIT = 10  # seconds a choreographed step waits for the other thread before giving up
 
@@ -177,3 +180,95 @@ def test_a_reload_that_resumes_after_the_writer_moved_on(path, op, durability):
     assert db.check().errors == []
     db.close()
     _verify(path, model)
+
+
+# ---- random stress: 8 readers, 2 writers, one handle ------------------------------------
+
+STRESS_SECONDS = float(os.environ.get("COWDB_STRESS_SECONDS") or (300 if LONG else 3))
+TOTAL = 1000  # each writer's keys always sum to this
+
+
+def _sum(snap, prefix: bytes) -> int:
+    return sum(int(v) for v in snap.values(prefix=prefix))
+
+
+def run_stress(path, seconds: float, readers: int = 8, writers: int = 2, seed: int = 0,
+               switch: float = 1e-5) -> dict:
+    """``writers`` threads each move amounts between their own 40 keys (the sum stays
+    TOTAL) while ``readers`` threads check both sums on every snapshot, of the head or
+    of an older version; all share one handle. Returns the counts; raises on the first
+    broken invariant, reader error or lost version."""
+    db = cowdb.open(path, page_size=1024, durability="sync")
+    prefixes = [b"w%d/" % w for w in range(writers)]
+    with db.write() as tx:
+        for p in prefixes:
+            tx.update({p + b"%02d" % i: b"%d" % (TOTAL if i == 0 else 0) for i in range(40)})
+    model = {db.version: dict(db.read())}
+    stop = time.monotonic() + seconds
+    errors, counts, lock = [], {"commits": 0, "reads": 0}, threading.Lock()
+
+    def writer(w):
+        rnd, p = random.Random(seed * 100 + w), prefixes[w]
+        try:
+            while time.monotonic() < stop and not errors:
+                durability = "none" if rnd.random() < 0.5 else "sync"
+                with db.write(durability=durability) as tx:
+                    for _ in range(rnd.randrange(1, 6)):
+                        a, b = (p + b"%02d" % rnd.randrange(40) for _ in range(2))
+                        have = int(tx[a])
+                        amount = rnd.randrange(have + 1)
+                        tx[a] = b"%d" % (have - amount)
+                        tx[b] = b"%d" % (int(tx[b]) + amount)
+                    view = dict(tx)
+                with lock:
+                    model[tx.version] = view
+                    counts["commits"] += 1
+        except BaseException as e:
+            errors.append(("writer", w, repr(e)))
+
+    def reader(r):
+        rnd, n = random.Random(seed * 100 + 50 + r), 0
+        try:
+            while time.monotonic() < stop and not errors:
+                kind = rnd.random()
+                if kind < 0.7:
+                    snap = db.read()
+                else:
+                    snap = db.at(rnd.randrange(1, db.version + 1))
+                with snap:
+                    for p in prefixes:
+                        s = _sum(snap, p)
+                        if s != TOTAL:
+                            errors.append(("sum", snap.version, p, s))
+                n += 1
+                if kind > 0.995:
+                    db.log(limit=2), db.head(), db.stats()
+        except BaseException as e:
+            errors.append(("reader", r, repr(e)))
+        with lock:
+            counts["reads"] += n
+
+    threads = ([threading.Thread(target=writer, args=(w,)) for w in range(writers)] +
+               [threading.Thread(target=reader, args=(r,)) for r in range(readers)])
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(switch)  # switch threads often: more interleavings per second
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert db.check().errors == []
+    db.close()
+    _verify(path, model)
+    counts["versions"] = len(model)
+    return counts
+
+
+def test_stress_readers_and_writers_share_one_handle(path):
+    counts = run_stress(path, STRESS_SECONDS)
+    print(f"\nthread stress: 8 readers + 2 writers, {STRESS_SECONDS:g} s: "
+          f"{counts['commits']} commits, {counts['reads']} snapshots checked, 0 lost")
+    assert counts["commits"] > 0 and counts["reads"] > 0
