@@ -22,6 +22,8 @@ import mmap
 import os
 from contextlib import contextmanager
 import threading
+import warnings
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from struct import Struct
@@ -96,7 +98,9 @@ class Database(Versions):
         self._refresh_lock = threading.Lock()
         self._commits: dict[int, Commit] = {}
         self._wrote = False       # this handle committed: close() records a checkpoint
-        self._tx: Transaction | None = None   # the open write transaction of this handle
+        self._tx = None   # a weak reference to the open write transaction of this handle:
+                          # dropped, it aborts (Transaction.__del__) and frees the lock
+        self._end_lock = threading.Lock()    # one release per transaction (see _end_write)
         self._writing = False     # this handle holds the writer lock (see _reload)
         self._foreign = False     # the newest state was written by another process
         if io is None:
@@ -431,9 +435,32 @@ class Database(Versions):
         except BaseException:
             self._release_writer()
             raise
-        self._tx = Transaction(self, tree, head, message, author, branch,
-                               durability or self.durability)
-        return self._tx
+        tx = Transaction(self, tree, head, message, author, branch, durability or self.durability)
+        self._tx = weakref.ref(tx)
+        self._shared.abandoned = self._abandoned
+        return tx
+
+    def abort_write(self) -> bool:
+        """Abort this handle's open write transaction, whichever thread opened it: the way
+        out for a thread that lost its transaction object (db.write() then raises
+        NestedTransaction in that thread, Locked in others). True if there was one."""
+        ref = self._tx
+        tx = None if ref is None else ref()
+        if tx is None:
+            return False
+        tx.abort()
+        return True
+
+    def _abandoned(self, thread) -> None:
+        """Called by a thread waiting for the writer lock when the thread that holds it for
+        this handle's transaction has ended: abort that transaction."""
+        ref = self._tx
+        tx = None if ref is None else ref()
+        if tx is not None:
+            warnings.warn(f"the write transaction of thread {thread.name!r}, which ended "
+                          f"without committing or aborting it, was aborted", ResourceWarning,
+                          source=tx)
+            tx.abort()
 
     def _lock_writer(self, timeout: float | None = None) -> _State:
         """Take the writer lock and return the newest state, owned by this process."""
@@ -480,9 +507,15 @@ class Database(Versions):
     def _end_write(self, tx: Transaction) -> None:
         """Release the writer lock, once per transaction (a commit whose fsync failed
         closes the database, which aborts it, and then ends it again)."""
-        if self._tx is tx:
+        with self._end_lock:
+            ref = self._tx
+            # a dead reference: tx is being finalized (a reference cycle's weak references
+            # are cleared before __del__ runs), and only the open transaction calls this
+            held = None if ref is None else ref()
+            if ref is None or (held is not tx and held is not None):
+                return
             self._tx = None
-            self._release_writer()
+        self._release_writer()
 
     def _reuse_bound(self) -> int:
         oldest = self._shared.oldest_reader()
@@ -571,8 +604,7 @@ class Database(Versions):
         """Close the database; snapshots and transactions still open become unusable."""
         if self._closed:
             return
-        if self._tx is not None:  # an open write transaction cannot commit any more
-            self._tx.abort()
+        self.abort_write()  # an open write transaction cannot commit any more
         try:
             if not self.readonly and self._poisoned is None:
                 self._checkpoint()

@@ -272,3 +272,89 @@ def test_stress_readers_and_writers_share_one_handle(path):
     print(f"\nthread stress: 8 readers + 2 writers, {STRESS_SECONDS:g} s: "
           f"{counts['commits']} commits, {counts['reads']} snapshots checked, 0 lost")
     assert counts["commits"] > 0 and counts["reads"] > 0
+
+
+# ---- abandoned write transactions ---------------------------------------------------------
+
+def test_a_dropped_transaction_aborts_warns_and_frees_the_lock(path):
+    db = cowdb.open(path)
+    tx = db.write()
+    tx[b"lost"] = b"1"
+    with pytest.warns(ResourceWarning, match="dropped without commit"):
+        del tx
+    with db.write(timeout=0) as tx:       # the same thread: no NestedTransaction
+        tx[b"kept"] = b"1"
+    assert dict(db.read()) == {b"kept": b"1"}
+    assert _child_can_write(path)          # and the process lock went too
+    db.close()
+
+
+def test_a_transaction_dropped_in_a_reference_cycle_aborts_when_needed(path):
+    import gc
+    db = cowdb.open(path)
+    gc.disable()
+    try:
+        tx = db.write()
+        tx[b"lost"] = b"1"
+        cycle = [tx]
+        cycle.append(cycle)
+        del tx, cycle                       # unreachable, but not freed until gc runs
+        with pytest.warns(ResourceWarning):
+            with db.write(timeout=0) as tx:  # collects it instead of NestedTransaction
+                tx[b"kept"] = b"1"
+    finally:
+        gc.enable()
+    assert dict(db.read()) == {b"kept": b"1"}
+    db.close()
+
+
+def test_a_thread_that_ends_inside_a_transaction_does_not_keep_the_lock(path):
+    db = cowdb.open(path)
+    kept = []
+
+    def forgets():                       # its transaction dies with the thread's frame
+        tx = db.write()
+        tx[b"a"] = b"1"
+
+    def leaks():                         # its transaction outlives the thread
+        tx = db.write()
+        tx[b"b"] = b"1"
+        kept.append(tx)
+
+    for target in (forgets, leaks):
+        with pytest.warns(ResourceWarning):
+            t = threading.Thread(target=target, name=target.__name__)
+            t.start()
+            t.join()
+            with db.write(timeout=5) as tx:   # another thread: not Locked for good
+                tx[target.__name__] = b"ok"
+    assert dict(db.read()) == {b"forgets": b"ok", b"leaks": b"ok"}
+    with pytest.raises(cowdb.errors.TransactionClosed):
+        kept[0][b"c"] = b"1"
+    db.close()
+
+
+def test_a_thread_that_lost_its_transaction_has_a_way_out(path):
+    db = cowdb.open(path)
+    holder = {"tx": db.write()}            # somewhere this code no longer looks
+    holder["tx"][b"x"] = b"1"
+    with pytest.raises(cowdb.errors.NestedTransaction, match="abort_write"):
+        db.write()
+    assert db.abort_write() is True
+    assert db.abort_write() is False
+    with db.write(timeout=0) as tx:
+        tx[b"y"] = b"1"
+    assert dict(db.read()) == {b"y": b"1"}
+    db.close()
+
+
+def _child_can_write(path) -> bool:
+    import subprocess
+    code = ("import sys, cowdb\n"
+            "db = cowdb.open(sys.argv[1], timeout=0)\n"
+            "with db.write() as tx: tx[b'child'] = b'1'\n"
+            "db.close()\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code, path], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+    return done.returncode == 0
