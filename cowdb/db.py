@@ -110,7 +110,11 @@ class Database(Versions):
         self._io = io
         self._store = store = PageStore(io, page_size=page_size, readonly=readonly)
         self._nodes = NodeCache(store, cache_nodes)
-        self._shared = open_shared(None if self.path is None else self.path + "-lock")
+        try:
+            self._shared = open_shared(None if self.path is None else self.path + "-lock")
+        except BaseException:  # ReadersFull, WriteFailed (no space for the lock file)...
+            io.close()
+            raise
         if self.path is not None and self._shared.fd is None and not readonly:
             close_shared(self._shared)
             io.close()
@@ -545,6 +549,7 @@ class Database(Versions):
             # may fall back to a version that reaches them), so they pile up and the free
             # list grows with every commit: sync once they pass a bound.
             durable = durable or store.unsynced_free_pages > UNSYNCED_FREE_LIMIT
+            self._shared.check_identity()  # the lock file replaced since the lock was taken?
             meta = store.publish(cat.tree.write(txn), pending, durable)
         except BaseException as e:
             self._commits.pop(st.version + 1, None)  # a commit record _new_commit cached
