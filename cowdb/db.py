@@ -132,6 +132,7 @@ class Database(Versions):
             io.close()
             raise
         self.max_key = store.page_size // 4 - 64
+        _open_handles.add(self)
 
     # ---- opening -------------------------------------------------------
     def _open_file(self, page_size: int) -> BlockIO:
@@ -613,6 +614,26 @@ class Database(Versions):
 
         return self._update(change, durable=tx.durability == "sync")
 
+    def _after_fork_in_child(self) -> None:
+        """This handle in a forked child (the lock table made its Shared the child's
+        first, see locks.py): a write transaction open at the fork stays the parent's,
+        so its copy here is closed without releasing anything (the child holds no
+        writer lock), and the store forgets what that transaction had allocated."""
+        self._refresh_lock, self._end_lock = threading.Lock(), threading.Lock()
+        self._new = None   # a commit a parent thread was writing: not this process's
+        ref, self._tx = self._tx, None
+        tx = None if ref is None else ref()
+        if tx is not None:
+            tx._tree = None
+        if self._writing:
+            self._writing = False
+            self._store.rollback()
+        if self._shared.forked_without_slot and not self._closed:
+            self._poison(f"this process was forked while all reader slots of "
+                         f"{self.path}-lock were held, so its snapshots would be unprotected; "
+                         f"the handle was closed: close the database in some processes, then "
+                         f"open it again in this one")
+
     def _poison(self, why: str) -> None:
         self._poisoned = why
         self.close()
@@ -673,6 +694,19 @@ class Database(Versions):
     def __repr__(self):
         where = self.path or "memory"
         return f"<cowdb.Database {where} {'closed' if self._closed else 'open'}>"
+
+
+_open_handles: "weakref.WeakSet[Database]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_open_handles):
+        if not db._closed:
+            db._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # after locks.py's hook, which runs first
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _create(io: BlockIO, page_size: int) -> None:

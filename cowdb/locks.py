@@ -19,6 +19,7 @@ import mmap
 import os
 import threading
 import time
+import weakref
 from itertools import compress
 from struct import Struct
 
@@ -42,6 +43,7 @@ class Shared:
         self.path = path
         self.identity = None if fd is None else _identity(os.fstat(fd))
         self.mm = mmap.mmap(fd, _LOCK_SIZE) if fd is not None else None
+        self.forked_without_slot = False
         self.writer = threading.Lock()
         self.writer_thread: threading.Thread | None = None   # the thread holding it
         self.abandoned = None   # set by the holder: called (by a waiter) to abort the holder's
@@ -64,6 +66,7 @@ class Shared:
             _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, os.getpid(), 0)
         self.users = 0
         self.key = None
+        _every.add(self)
 
     # ---- writer --------------------------------------------------------
     def acquire_writer(self, timeout: float | None) -> None:
@@ -170,6 +173,25 @@ class Shared:
         with self.mutex:
             return min(self.pins) if self.pins else None
 
+    def _after_fork_in_child(self) -> None:
+        """Make this process's copy its own: fork copies the memory but no fcntl lock,
+        so the child holds neither the writer lock nor the parent's reader slot.
+        Thread locks are new (a thread that held one does not exist here); the child
+        claims a slot and publishes in it the oldest txn its inherited snapshots pin.
+        The parent waits for this (see _fork_handshake), so no page those snapshots
+        read can be reused in between."""
+        self.writer, self.mutex = threading.Lock(), threading.Lock()
+        self.writer_thread = self.abandoned = None
+        if self.mm is None:
+            return
+        self.slot = -1
+        if not self._claim():
+            self.forked_without_slot = True  # Database poisons its handles (see db.py)
+            return
+        self.slot_index = (_TABLE + 16 * self.slot + 8) // 8
+        _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, os.getpid(), 0)
+        self._set_slot(min(self.pins) if self.pins else 0)
+
     def _set_slot(self, txn: int) -> None:
         self.slot_txn = txn
         if self.slot_q is not None:
@@ -248,6 +270,61 @@ def open_shared(lock_path: str | None) -> Shared:
         s.key, s.users = key, 1
         _registry[key] = s
         return s
+
+
+# ---- fork ----------------------------------------------------------------
+# The parent holds every Shared's mutex across fork(), so no pin changes and no
+# writer computes a reuse bound, and waits until the child has claimed its reader
+# slots: from the first instruction of the child, its inherited snapshots are
+# visible to writers. The wait is one pipe read, taken only while a database
+# file is open.
+_every: "weakref.WeakSet[Shared]" = weakref.WeakSet()
+_handshake: list = []   # [read fd, write fd] of the fork in progress
+
+
+def _before_fork() -> None:
+    _registry_lock.acquire()
+    for s in list(_every):
+        s.mutex.acquire()
+    if any(s.mm is not None for s in _every):
+        _handshake[:] = os.pipe()
+
+
+def _after_fork_in_parent() -> None:
+    if _handshake:
+        r, w = _handshake
+        os.close(w)
+        try:
+            os.read(r, 1)   # the child claimed its slots (or died: end of file)
+        finally:
+            os.close(r)
+            _handshake.clear()
+    for s in list(_every):
+        s.mutex.release()
+    _registry_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    pid = os.getpid()
+    for key, s in list(_registry.items()):  # keyed by pid: a later open here finds it
+        del _registry[key]
+        s.key = key[:-1] + (pid,)
+        _registry[s.key] = s
+    for s in list(_every):
+        s._after_fork_in_child()
+    if _handshake:
+        r, w = _handshake
+        os.close(r)
+        os.write(w, b"1")
+        os.close(w)
+        _handshake.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 
 def close_shared(s: Shared) -> None:
