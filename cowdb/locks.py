@@ -262,7 +262,7 @@ def open_shared(lock_path: str | None) -> Shared:
             st = os.fstat(fd)
             key = (st.st_dev, st.st_ino, os.getpid())
         try:
-            s = Shared(fd, lock_path)
+            s = Shared(fd, os.path.abspath(lock_path))  # compared after any chdir()
         except BaseException:
             if fd is not None:
                 os.close(fd)  # releases the slot locks _claim tried
