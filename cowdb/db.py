@@ -9,6 +9,7 @@ reference and pins its txn: O(1), no lock. A writer holds the writer lock
 from __future__ import annotations
 
 import errno
+import logging
 import mmap
 import os
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from .tree.btree import NodeCache, Tree
 from .tree.walk import walk
 from .versions import Versions
 
+log = logging.getLogger("cowdb")
 _TXN = Struct("<Q")
 DURABILITY = ("sync", "none")
 UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
@@ -71,7 +73,11 @@ class Database(Versions):
 
     def __init__(self, path=None, *, readonly: bool = False, durability: str = "sync",
                  timeout: float | None = 5.0, page_size: int = DEFAULT_PAGE_SIZE,
-                 cache_nodes: int = 65536, io: BlockIO | None = None, codec="bytes"):
+                 cache_nodes: int = 65536, io: BlockIO | None = None, codec="bytes",
+                 recover: bool = False):
+        if recover and readonly:
+            raise ValueError("recover=True rewrites a damaged file; it cannot be readonly "
+                             "(use `cowdb salvage` to copy what is intact without writing)")
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
         if page_size < 1024 or page_size & (page_size - 1) or page_size > 65536:
@@ -88,6 +94,7 @@ class Database(Versions):
         self._wrote = False       # this handle committed: close() records a checkpoint
         self._tx: Transaction | None = None   # the open write transaction of this handle
         self._foreign = False     # the newest state was written by another process
+        self.recovery = None      # what open(recover=True) found and did
         if io is None:
             io = MemoryIO() if self.path is None else self._open_file(page_size)
         if self.path is None and io.size() == 0:
@@ -95,23 +102,61 @@ class Database(Versions):
         self._io = io
         self._store = store = PageStore(io, page_size=page_size, readonly=readonly)
         self._nodes = NodeCache(store, cache_nodes)
-        self._shared = open_shared(None if self.path is None else self.path + "-lock")
+        lock = None if self.path is None else self.path + "-lock"
+        new_lock = lock is not None and not os.path.exists(lock)
+        self._shared = open_shared(lock)
         if self.path is not None and self._shared.fd is None and not readonly:
-            close_shared(self._shared)
-            io.close()
+            self._close_failed(new_lock)
             raise ReadOnly(f"cannot open the lock file {self.path}-lock for writing, so other "
                            f"processes could not see this writer; fix the folder's "
                            f"permissions, or open with readonly=True")
         try:
+            if recover:
+                from .recovery import recover_io
+                self._shared.acquire_writer(timeout)
+                try:
+                    self.recovery = recover_io(io, page_size, self.path)
+                finally:
+                    self._shared.release_writer()
             self._state = self._recover()
             self._map_meta()
+        except Corruption as e:
+            self._close_failed(new_lock)
+            raise Corruption(self._damaged(e), e.page) from e
+        except NotACowdbFile as e:
+            pages = self.path is not None and "no cowdb header" in str(e) and _has_pages(io)
+            self._close_failed(new_lock)
+            if pages:
+                raise Corruption(self._damaged(Corruption(
+                    "both meta records are damaged, but cowdb pages follow them"))) from e
+            raise
         except BaseException:
-            close_shared(self._shared)
-            io.close()
+            self._close_failed(new_lock)
             raise
         self.max_key = store.page_size // 4 - 64
 
     # ---- opening -------------------------------------------------------
+    def _close_failed(self, new_lock: bool) -> None:
+        """Undo a failed open: close the lock file and the file, and remove the lock file
+        if this open created it (a PNG opened by mistake leaves nothing behind)."""
+        shared = self._shared
+        last = shared.users == 1
+        close_shared(shared)
+        self._io.close() if hasattr(self, "_io") else None
+        if new_lock and last:
+            try:
+                os.unlink(self.path + "-lock")
+            except OSError:
+                pass
+
+    def _damaged(self, e: Exception) -> str:
+        where = self.path or "the database"
+        if self.path is None:
+            return f"{where} is damaged: {e}"
+        return (f"{where} is damaged: {e}. Open its newest intact version with `cowdb recover "
+                f"{self.path}` (or cowdb.open(path, recover=True)), or copy every intact "
+                f"version to a new file with `cowdb salvage {self.path} NEW_PATH`")
+
     def _open_file(self, page_size: int) -> BlockIO:
         path = self.path
         if os.path.isdir(path):
@@ -157,6 +202,13 @@ class Database(Versions):
                     store.adopt(slot, meta)
                     self._verify_since(meta, meta.durable_base)
                     state = self._load_state(meta)
+                    if error is not None or len(found) < 2:
+                        why = (f"the newest meta record (txn {found[0][1].txn}) does not "
+                               f"verify: {error}" if error is not None
+                               else f"meta slot {1 - slot} is damaged")
+                        log.warning("cowdb: %s: %s; opened the record of txn %d in slot %d "
+                                    "(version %d)", self.path or "database", why, meta.txn,
+                                    slot, state.version)
                     break
                 except Corruption as e:
                     error = error or e
@@ -344,17 +396,19 @@ class Database(Versions):
 
     def _check(self, st: _State) -> "CheckReport":
         report = CheckReport()
+        store = self._store
+        nodes = NodeCache(store, 1 << 16)  # read from the file, not this handle's cache
         seen: set[int] = set()
         used = report.pages_used
         try:
-            used.extend(walk(self._nodes, st.catalog, 0, seen))
-            cat = self._catalog(st)
+            used.extend(walk(nodes, st.catalog, 0, seen))
+            cat = Catalog(Tree(nodes, st.catalog), st.pending, st.pending_log)
             kept = set()
             for c in cat.commits(reverse=False):
                 report.versions += 1
                 kept.add(c.version)
                 try:
-                    used.extend(walk(self._nodes, c.root, 0, seen))
+                    used.extend(walk(nodes, c.root, 0, seen))
                 except Corruption as e:
                     report.errors.append(f"version {c.version}: {e}")
             for kind, word in ((BRANCH, "branch"), (TAG, "tag")):
@@ -362,23 +416,34 @@ class Database(Versions):
                                   for name, v in cat.refs(kind).items() if v not in kept]
         except Corruption as e:
             report.errors.append(f"catalog: {e}")
-        meta = self._store.meta
-        if meta.freelist.page:
-            used.append((meta.freelist.page, self._store.pages_for(meta.freelist_len)))
+        meta = store.meta
+        try:  # every image of the chain, read from the file
+            fl = store._load_freelist(meta)
+        except Corruption as e:
+            report.errors.append(f"free list: {e}")
+            fl = None
+        if fl is not None:
+            used.extend(fl.chain)
         owned: dict[int, int] = {}
         for first, n in used:
             for p in range(first, first + n):
                 if p >= meta.page_count:
                     report.errors.append(f"page {p} lies past the end of the database")
                 owned[p] = owned.get(p, 0) + 1
-        fl = self._store.freelist
-        free = set(fl.pages())
-        if len(free) != fl.count():
-            report.errors.append(f"the free list holds {fl.count() - len(free)} pages "
-                                 f"more than once")
-        both = sorted(free.intersection(owned))
-        if both:
-            report.errors.append(f"{len(both)} pages are both free and in use, e.g. {both[:5]}")
+        free = set() if fl is None else set(fl.pages())
+        if fl is not None:
+            if len(free) != fl.count():
+                report.errors.append(f"the free list holds {fl.count() - len(free)} pages "
+                                     f"more than once")
+            both = sorted(free.intersection(owned))
+            if both:
+                report.errors.append(f"{len(both)} pages are both free and in use, e.g. "
+                                     f"{both[:5]}")
+            if not report.errors:  # with damage, what is unreachable says nothing new
+                lost = [p for p in range(2, meta.page_count) if p not in owned and p not in free]
+                if lost:
+                    report.errors.append(f"{len(lost)} pages are neither reachable nor free, "
+                                         f"e.g. {lost[:5]}")
         report.pages = len(owned)
         report.free_pages = len(free)
         report.page_count = meta.page_count
@@ -607,3 +672,13 @@ def _create_file(path: str, page_size: int) -> None:
             _create(io, page_size)
         finally:
             io.close()
+
+
+def _has_pages(io: BlockIO) -> bool:
+    """Whether the file holds cowdb page images (its meta records may be gone)."""
+    from .recovery import _page_size
+    try:
+        _page_size(io, DEFAULT_PAGE_SIZE)
+        return True
+    except (CowdbError, OSError):
+        return False

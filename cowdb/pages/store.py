@@ -30,7 +30,7 @@ class PageStore:
         self.page_size = page_size
         self.readonly = readonly
         self.meta: Meta | None = None
-        self.freelist = FreeList()
+        self._freelist: FreeList | None = FreeList()  # None: not loaded (read-only opens)
         self.page_count = META_PAGES
         self.durable_slot = 0          # slot that holds the last durable commit
         self.durable_txn = 0
@@ -95,7 +95,9 @@ class PageStore:
             self.page_size = meta.page_size
         self.meta = meta
         self.page_count = meta.page_count
-        self.freelist = self._load_freelist(meta)
+        # a read-only handle never allocates: its free list is read only if asked for
+        # (check, stats), so a damaged free list does not stop it reading
+        self._freelist = None if self.readonly else self._load_freelist(meta)
         if durable:
             self.mark_durable(slot, meta.txn)
         else:
@@ -110,7 +112,21 @@ class PageStore:
         self.durable_slot, self.durable_txn = slot, txn
         self._count_unsynced()
 
+    @property
+    def freelist(self) -> FreeList:
+        fl = self._freelist
+        if fl is None:
+            fl = self._freelist = self._load_freelist(self.meta)
+        return fl
+
+    @freelist.setter
+    def freelist(self, fl: FreeList) -> None:
+        self._freelist = fl
+
     def _count_unsynced(self) -> None:
+        if self._freelist is None:  # read-only: nothing is ever freed here
+            self.unsynced_free_pages = 0
+            return
         durable = self.durable_txn
         self.unsynced_free_pages = sum(FreeList.pages_in(runs) for t, runs
                                        in self.freelist.pending.items() if t > durable)
