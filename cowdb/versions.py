@@ -443,6 +443,13 @@ class Versions:
                 raise RefExists(f"{dest_path} was created while compact() wrote the copy; "
                                 f"the copy was discarded: choose another path") from None
 
+    def backup(self, dest_path) -> int:
+        """Write a consistent copy of the newest state (every version, branch, tag and
+        setting) to the new file ``dest_path``, while writers go on; returns the newest
+        version copied. Never ``cp`` a database that is being written: see cowdb/backup.py."""
+        from .backup import backup
+        return backup(self, dest_path)
+
     # ---- stats -----------------------------------------------------------
     def stats(self) -> Stats:
         """Bytes in the file, live, reclaimable by gc(), free, and pinned by whom."""

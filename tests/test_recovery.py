@@ -293,3 +293,67 @@ def test_recover_reports_lost_versions_and_refs(clean, tmp_path):
 def test_recover_refuses_readonly(tmp_path):
     with pytest.raises(ValueError):
         cowdb.open(str(tmp_path / "x.cow"), readonly=True, recover=True)
+
+
+# ---- the command line and backups ---------------------------------------------------
+def _cli(*args, ok=True):
+    from click.testing import CliRunner
+    from cowdb.cli.app import cli
+    r = CliRunner().invoke(cli, list(args))
+    assert (r.exit_code == 0) == ok, r.output
+    return r.output
+
+
+def test_cli_recover_and_salvage(clean, tmp_path):
+    path, model, *_ = clean
+    p, _ = damaged_copy(path, tmp_path, ("cut", 1))
+    out = _cli("salvage", p, str(tmp_path / "s.cow"))
+    assert f"salvaged {len(model)} versions" in out
+    out = _cli("--db", p, "recover")
+    assert "recovered: head of main is version" in out
+    out = _cli("recover", p)
+    assert "nothing to recover" in out
+    _cli("--db", p, "check")
+
+
+def test_backup_while_writing(tmp_path):
+    """A backup taken while another thread commits opens, checks and holds exactly the
+    versions it says it copied."""
+    import threading
+    p = str(tmp_path / "live.cow")
+    model = {}
+    with cowdb.open(p, page_size=PAGE, durability="none") as db:
+        stop = threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                with db.write() as tx:
+                    tx[b"k%03d" % (i % 50)] = b"%d" % i
+                    tx[b"n"] = b"%d" % i
+                model[tx.version] = i
+                i += 1
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            while len(model) < 5:
+                pass
+            v = db.backup(str(tmp_path / "copy.cow"))
+        finally:
+            stop.set()
+            t.join()
+    with cowdb.open(str(tmp_path / "copy.cow"), readonly=True) as b:
+        assert b.version == v and b.check().ok
+        assert b.read()[b"n"] == b"%d" % model[v]
+    with pytest.raises(cowdb.errors.RefExists):
+        with cowdb.open(p) as db:
+            db.backup(str(tmp_path / "copy.cow"))
+    out = _cli("backup", p, str(tmp_path / "copy2.cow"))
+    assert "backed up" in out
+
+
+def test_docs_warn_against_cp():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(here, "README.md")).read() + open(
+        os.path.join(here, "docs", "reliability.md")).read()
+    assert "cowdb backup" in text and "cp" in text
