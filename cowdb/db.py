@@ -21,10 +21,11 @@ from typing import NamedTuple
 
 from .codecs import get_codec
 from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, InvalidType,
+                     InvalidValue,
                      NotACowdbFile, ReadOnly, RefNotFound, VersionNotFound, VersionReclaimed,
                      WriteFailed)
 from .history.catalog import BRANCH, MAIN_HEAD, TAG, Catalog, decode_pending
-from .history.commits import Commit, CommitStats, now_ns, to_ns
+from .history.commits import Commit, CommitStats, now_ns, to_datetime, to_ns
 from .locks import close_shared, open_shared
 from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
 from .pages.meta import EMPTY, Meta, RootRef
@@ -368,8 +369,9 @@ class Database(Versions):
         """What ``at()`` accepts -> the commit it names."""
         if isinstance(ref, datetime):
             if ref.tzinfo is None:
-                raise ValueError("give an aware datetime (for example with tzinfo=timezone.utc)")
-            v = self._catalog(st).version_at("main", to_ns(ref))
+                raise InvalidValue("give an aware datetime (for example with "
+                                   "tzinfo=timezone.utc)")
+            v = self._catalog(st).version_at("main", to_ns(ref), st.head.version)
             if v is None:
                 raise VersionNotFound(f"no version of main was committed at or before {ref}")
             return self._commit_record(st, v)
@@ -569,7 +571,7 @@ class Database(Versions):
         """Record a new version at the head of ``branch`` (inside ``_update``)."""
         st = self._state
         version = st.version + 1
-        now = max(now_ns(), self._commit_record(st, st.version).time_ns)
+        now = _commit_time(now_ns(), self._commit_record(st, st.version).time_ns, self.path)
         c = Commit(version, now, root, count, parents, message, author, branch, txn, stats)
         cat.put_commit(c)
         cat.set_ref(BRANCH, branch, version)
@@ -649,6 +651,27 @@ class Database(Versions):
     def __repr__(self):
         where = self.path or "memory"
         return f"<cowdb.Database {where} {'closed' if self._closed else 'open'}>"
+
+
+CLOCK_SLACK_NS = 10 ** 9   # a clock this far behind the newest commit time: see below
+MAX_TIME_NS = (1 << 64) - 2
+
+
+def _commit_time(now: int, newest: int, where) -> int:
+    """A new commit's time: the clock's reading, made later than the newest commit's
+    time when the clock reads within a second of it (commits in one clock tick, a small
+    step back): each commit's own time then finds it with at(). A clock further behind
+    is recorded as it reads, with a warning: the newest commit's time was then a bad
+    reading (say 80 years ahead), and copying it forward would freeze time for every
+    later commit. at(t) names the version with the latest time at or before t."""
+    if now > newest:
+        return min(now, MAX_TIME_NS)
+    if newest - now <= CLOCK_SLACK_NS:
+        return min(newest + 1000, MAX_TIME_NS)
+    log.warning("cowdb: %s: the clock reads %s, before the newest commit's time (%s); the "
+                "commit records the clock's time: check the system clock", where or
+                "database", to_datetime(now), to_datetime(newest))
+    return now
 
 
 def _create(io: BlockIO, page_size: int) -> None:

@@ -88,6 +88,11 @@ class WriteFailed(CowdbError, OSError):
     """An I/O error stopped a commit; nothing of it is visible and the database is unchanged."""
 
 
+class InvalidValue(CowdbError, ValueError):
+    """An argument of the right type whose value cowdb cannot use (a naive datetime, a
+    negative timeout, a name that cannot be a branch...)."""
+
+
 class InvalidType(CowdbError, TypeError):
     """A key or value is of a type cowdb does not store (keys: bytes or str; values: bytes)."""
 
