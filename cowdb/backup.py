@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from .checks import check_path
 from .errors import RefExists
 from .history.catalog import BRANCH, TAG
 from .pages.io import OsFileIO, new_file
@@ -25,7 +26,8 @@ from .tree.copy import copy_tree
 
 def backup(db, dest) -> int:
     """Copy the newest state of ``db`` to the new file ``dest``; return its version."""
-    dest = os.fspath(dest)
+    dest = check_path(dest, "backup()'s destination")
+    db._check_open()
     if os.path.exists(dest):
         raise RefExists(f"{dest} exists; backup writes a new file")
     with db._pinned() as st:

@@ -19,6 +19,7 @@ from datetime import datetime
 from struct import Struct
 from typing import NamedTuple
 
+from .checks import check_text, check_timeout
 from .codecs import get_codec
 from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, InvalidType,
                      InvalidValue,
@@ -81,6 +82,7 @@ class Database(Versions):
                              "(use `cowdb salvage` to copy what is intact without writing)")
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
+        check_timeout(timeout)
         if page_size < 1024 or page_size & (page_size - 1) or page_size > 65536:
             raise ValueError("page_size must be a power of two from 1024 to 65536")
         self.codec = get_codec(codec)   # None: values are raw bytes
@@ -307,11 +309,11 @@ class Database(Versions):
         return Catalog(Tree(self._nodes, st.catalog), st.pending, st.pending_log)
 
     def _commit_record(self, st: _State, version: int) -> Commit:
+        if type(version) is not int:  # before the cache: 1.0 and True hash like 1
+            raise InvalidType(f"a version is an int, a tag or branch name, or a datetime; "
+                              f"not {type(version).__name__}")
         c = self._commits.get(version)
         if c is None:
-            if type(version) is not int:
-                raise InvalidType(f"a version is an int, a tag or branch name, or a datetime; "
-                                  f"not {type(version).__name__}")
             c = self._catalog(st).commit(version) if 0 <= version <= st.version else None
             if c is None:
                 if 0 <= version <= st.version:
@@ -331,11 +333,15 @@ class Database(Versions):
 
     def head(self, branch: str = "main") -> int:
         """The version at the head of a branch: what db.read(branch) reads."""
+        if type(branch) is not str:
+            raise InvalidType(f"a branch name is a str, not {type(branch).__name__}")
         with self._pinned() as st:
             return st.head.version if branch == "main" else self._branch_version(st, branch)
 
     def read(self, branch: str = "main") -> Snapshot:
         """A snapshot of the newest version of a branch: O(1), never blocks."""
+        if type(branch) is not str:
+            raise InvalidType(f"a branch name is a str, not {type(branch).__name__}")
         st = self._state
         q = self._meta_q
         if branch == "main" and not self._closed and (
@@ -457,8 +463,11 @@ class Database(Versions):
         """Start the write transaction; use it with ``with`` (commit on success)."""
         if durability is not None and durability not in DURABILITY:
             raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
-        if not isinstance(message, str) or not isinstance(author, str):
-            raise TypeError("message and author must be str")
+        check_text(message, "message")
+        check_text(author, "author")
+        check_timeout(timeout)
+        if type(branch) is not str:
+            raise InvalidType(f"a branch name is a str, not {type(branch).__name__}")
         st = self._lock_writer(timeout)
         try:
             head = self._commit_record(st, self._branch_version(st, branch))

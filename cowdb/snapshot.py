@@ -7,7 +7,8 @@ txn it was taken at, so no page it can reach is reused until it closes.
 from collections.abc import Mapping, MutableMapping
 from itertools import chain
 
-from .errors import (InvalidKey, InvalidType, KeyTooLarge, ReadOnly, TransactionClosed)
+from .errors import (DatabaseClosed, InvalidKey, InvalidType, KeyTooLarge, ReadOnly,
+                     TransactionClosed)
 from .tree import cursor
 from .tree.btree import Tree
 
@@ -25,7 +26,11 @@ def check_key(key, max_key: int = 1 << 62) -> bytes:
     """Normalise a key to bytes; reject other types, the empty key and oversized keys."""
     if type(key) is not bytes:
         if isinstance(key, str):
-            key = key.encode("utf-8")
+            try:
+                key = key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidKey(f"key {key!r} is not valid text (a lone surrogate); give "
+                                 f"bytes, or a str UTF-8 can encode") from None
         elif isinstance(key, (bytearray, memoryview)):
             key = bytes(key)
         else:
@@ -80,7 +85,7 @@ class _Reader:
     # legal length) is checked inline, and only the rest goes through _live/check_key.
     def get(self, key, default=None):
         tree = self._tree
-        if type(tree) is not Tree:
+        if type(tree) is not Tree or self._db._closed:
             tree = self._live()
         if type(key) is not bytes or not 0 < len(key) <= self._max_key:
             try:
@@ -147,6 +152,9 @@ class Snapshot(_Reader, Mapping):
 
     def _live(self):
         tree = self._tree
+        if self._db._closed and tree is not None:
+            raise DatabaseClosed("the database of this snapshot was closed; open it again "
+                                 "with cowdb.open()")
         if tree is _UNOPENED:
             c = self._commit
             tree = self._tree = Tree(self._db._nodes, c.root, c.count)

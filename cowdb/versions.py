@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from heapq import heappop, heappush
 
-from .errors import (InvalidKey, InvalidMerge, InvalidType, MergeConflict, ProtectedBranch,
-                     RefExists, RefNotFound, VersionReclaimed)
+from .checks import check_path, check_text
+from .errors import (InvalidKey, InvalidMerge, InvalidType, InvalidValue, MergeConflict,
+                     ProtectedBranch, RefExists, RefNotFound, VersionReclaimed)
 from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG
 from .history.commits import Commit, CommitStats
@@ -104,6 +105,10 @@ def _check_resolve(resolve) -> None:
 def check_name(name, what: str) -> str:
     if not isinstance(name, str):
         raise InvalidType(f"a {what} name is a str, not {type(name).__name__}")
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise InvalidKey(f"{what} name {name!r} is not valid text (a lone surrogate)") from None
     if not name or "\x00" in name or len(name.encode()) > 200 or name != name.strip():
         raise InvalidKey(f"{what} name {name!r} is not valid: use 1 to 200 bytes, no NUL, "
                          f"no leading or trailing spaces")
@@ -221,6 +226,9 @@ class Versions:
         History is kept: the bad versions stay readable. O(1) pages: the new
         version shares the old root.
         """
+        if message is not None:
+            check_text(message, "message")
+        check_text(author, "author")
         with self._writer() as st:
             target = self._resolve(st, version)
             head = self._branch_version(st, check_name(branch, "branch"))
@@ -273,6 +281,9 @@ class Versions:
         "theirs" or a callable (key, base, ours, theirs) -> bytes | None.
         """
         check_name(source, "branch"), check_name(into, "branch")
+        if message is not None:
+            check_text(message, "message")
+        check_text(author, "author")
         if source == into:
             raise InvalidMerge(f"cannot merge branch {source!r} into itself")
         _check_resolve(resolve)
@@ -297,6 +308,9 @@ class Versions:
         or settled by ``resolve`` as in merge)."""
         check_name(branch, "branch")
         _check_resolve(resolve)
+        if message is not None:
+            check_text(message, "message")
+        check_text(author, "author")
         with self._writer() as st:
             c = self._resolve(st, version)
             if c.rewired:
@@ -351,10 +365,14 @@ class Versions:
                       keep_within: timedelta | None = None) -> None:
         """Keep the newest ``keep_last`` versions and those younger than ``keep_within``
         (tags and branch heads always); both None keeps everything. Applied by gc()."""
-        if keep_last is not None and (type(keep_last) is not int or keep_last < 1):
-            raise ValueError("keep_last must be a positive int or None")
+        if keep_last is not None and type(keep_last) is not int:
+            raise InvalidType(f"keep_last must be an int or None, not {type(keep_last).__name__}")
+        if keep_last is not None and not 1 <= keep_last < 1 << 63:
+            raise InvalidValue(f"keep_last must be from 1 to 2**63 - 1, or None; not {keep_last}")
         if keep_within is not None and not isinstance(keep_within, timedelta):
             raise InvalidType("keep_within must be a datetime.timedelta or None")
+        if keep_within is not None and keep_within <= timedelta(0):
+            raise InvalidValue(f"keep_within must be a positive duration, not {keep_within}")
         r = Retention(keep_last, keep_within)
         with self._writer():
             self._update(lambda cat, txn: cat.set_option("retention", r.encode()))
@@ -373,6 +391,7 @@ class Versions:
         Readers that hold a dropped version (here or in another process) keep
         reading it: its pages are reused only after they close.
         """
+        self._check_open()
         report = GcReport(file_bytes_before=self._io.size())
         store = self._store
         with self._writer() as st:
@@ -421,7 +440,8 @@ class Versions:
     def compact(self, dest_path) -> None:
         """Write a compacted copy to a new file: every kept version, tag, branch and the
         retention rule, with the versions' shared pages shared in the copy too."""
-        dest_path = os.fspath(dest_path)
+        dest_path = check_path(dest_path, "compact()'s destination")
+        self._check_open()
         if os.path.exists(dest_path):
             raise RefExists(f"{dest_path} exists; compact() writes a new file")
         with self._pinned() as st:  # the source stays readable whatever its writer does

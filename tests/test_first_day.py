@@ -74,3 +74,82 @@ def test_times_out_of_range(t):
     else:
         with pytest.raises(cowdb.errors.VersionNotFound):
             db.at(t)
+
+
+# ---- everything from cowdb.errors, refused before anything is written ---------------
+def _db_with_history():
+    db = cowdb.open()
+    with db.write() as tx:
+        tx[b"k"] = b"1"
+    db.branch("b")
+    with db.write(branch="b") as tx:
+        tx[b"k"] = b"2"
+    return db
+
+
+def _unchanged(db, call):
+    before = (db.version, db.head(), db.head("b"), db.tags(), db.branches(), db._store.meta.txn)
+    with pytest.raises(CowdbError):
+        call()
+    assert before == (db.version, db.head(), db.head("b"), db.tags(), db.branches(),
+                      db._store.meta.txn)
+
+
+BAD_CALLS = {
+    "read(5)": lambda db: db.read(5),
+    "head(None)": lambda db: db.head(None),
+    "write(branch=5)": lambda db: db.write(branch=5),
+    "log(branch=5)": lambda db: list(db.log(branch=5)),
+    "keep_last=2**64": lambda db: db.set_retention(keep_last=2 ** 64),
+    "keep_within<0": lambda db: db.set_retention(keep_within=timedelta(days=-1)),
+    "at(naive)": lambda db: db.at(datetime(2025, 1, 1)),
+    "surrogate key": lambda db: _put(db, "\ud800"),
+    "surrogate message": lambda db: db.write(message="\ud800"),
+    "surrogate author": lambda db: db.write(author="\udcff"),
+    "restore message": lambda db: db.restore(1, message={"x": [1]}),
+    "restore author": lambda db: db.restore(1, author=b"\xff"),
+    "merge message": lambda db: db.merge("b", message={"x": [1]}),
+    "merge author": lambda db: db.merge("b", author=b"\xff"),
+    "revert message": lambda db: db.revert(1, message=3),
+    "revert author": lambda db: db.revert(1, author=None),
+    "branch at=1.0": lambda db: db.branch("n", at=1.0),
+    "tag version=True": lambda db: db.tag("t", version=True),
+    "tag surrogate": lambda db: db.tag("\ud800"),
+    "write timeout=-1": lambda db: db.write(timeout=-1),
+    "compact('')": lambda db: db.compact(""),
+    "backup('')": lambda db: db.backup(""),
+    "commit_info(1.0)": lambda db: db.commit_info(1.0),
+    "at(True)": lambda db: db.at(True),
+}
+
+
+def _put(db, key):
+    with db.write() as tx:
+        tx[key] = b"v"
+
+
+@pytest.mark.parametrize("name", list(BAD_CALLS))
+def test_bad_input_raises_cowdb_errors_and_changes_nothing(name):
+    db = _db_with_history()
+    _unchanged(db, lambda: BAD_CALLS[name](db))
+    with db.write() as tx:   # the writer lock was released
+        tx[b"after"] = b"ok"
+
+
+def test_open_with_negative_timeout():
+    with pytest.raises(CowdbError):
+        cowdb.open(timeout=-1)
+
+
+def test_closed_handle_gives_database_closed(tmp_path):
+    db = cowdb.open(str(tmp_path / "x.cow"))
+    with db.write() as tx:
+        tx[b"k"] = b"v"
+    snap = db.read()
+    assert snap[b"k"] == b"v"
+    db.close()
+    for call in (db.gc, lambda: db.compact(str(tmp_path / "y.cow")), db.stats, db.check,
+                 lambda: snap[b"k"], lambda: snap.get(b"k"), lambda: len(snap),
+                 lambda: list(snap), lambda: b"k" in snap):
+        with pytest.raises(cowdb.errors.DatabaseClosed):
+            call()
