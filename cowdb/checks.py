@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-from .errors import InvalidType, InvalidValue
+import re
+
+from .errors import InvalidRefName, InvalidType, InvalidValue
 
 
 def check_text(s, what: str) -> str:
@@ -42,3 +44,38 @@ def check_path(path, what: str) -> str:
     if not path:
         raise InvalidValue(f"{what} is empty; give the path of a new file")
     return os.fsdecode(path)
+
+
+_REF_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f~^:?*\[\\\u2028\u2029]")
+_TIME_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def check_ref_name(name: str, what: str) -> str:
+    """A name for a new branch or tag (the caller checked it is a valid str).
+
+    git's check-ref-format rules: no control characters or ``~ ^ : ? * [ \\``;
+    no ``..`` or ``@{``; not ``@``; no part (between ``/``) that starts with ``.`` or
+    ends with ``.lock``; no leading, trailing or doubled ``/``; no trailing ``.``.
+    And, so the command line can tell it from a version, a time or an option: not all
+    digits, not starting like a date (``2025-01-31``), not starting with ``-``.
+    Unlike git, a space inside a name is fine ("before shipping"): a quoted argument
+    shows where it ends. Existing refs are never checked again: they stay readable and deletable."""
+    def bad(why: str):
+        raise InvalidRefName(f"{what} name {name!r} is not allowed: {why}")
+    m = _REF_BAD_CHARS.search(name)
+    if m:
+        bad(f"it contains {m.group()!r} (no control characters or ~ ^ : ? * [ \\)")
+    if name.isdigit():
+        bad("a name of digits only would read as a version number")
+    if _TIME_LIKE.match(name):
+        bad("a name that starts like a date would read as a time")
+    if name.startswith("-"):
+        bad("a name that starts with '-' would read as an option")
+    if ".." in name or "@{" in name or name == "@":
+        bad("'..', '@{' and '@' alone are reserved (git's ref-name rules)")
+    if name.startswith("/") or name.endswith("/") or "//" in name or name.endswith("."):
+        bad("no leading, trailing or doubled '/', and no trailing '.'")
+    for part in name.split("/"):
+        if part.startswith(".") or part.endswith(".lock"):
+            bad("no part may start with '.' or end with '.lock'")
+    return name

@@ -61,6 +61,11 @@ class InvalidKey(CowdbError, ValueError):
     """A key is empty or otherwise unusable."""
 
 
+class InvalidRefName(InvalidKey):
+    """A branch or tag name the command line could not tell from a version, a time or an
+    option, or that git's ref-name rules refuse (see cowdb.checks.check_ref_name)."""
+
+
 class NestedTransaction(CowdbError, RuntimeError):
     """A thread opened a write transaction while it already holds one."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from heapq import heappop, heappush
 
-from .checks import check_path, check_text
+from .checks import check_path, check_ref_name, check_text
 from .errors import (InvalidKey, InvalidMerge, InvalidType, InvalidValue, MergeConflict,
                      ProtectedBranch, RefExists, RefNotFound, VersionReclaimed)
 from .history import gc as gcmod
@@ -198,6 +198,8 @@ class Versions:
     def _new_ref(self, kind: bytes, name: str, at) -> int:
         """Name a version as a tag or a branch: one namespace, so at() takes either."""
         word = self._REF_WORDS[kind][0]
+        if isinstance(name, str):
+            check_ref_name(name, word)
         check_name(name, word)
         with self._writer() as st:
             v = st.head.version if at is None else self._resolve(st, at).version

@@ -153,3 +153,46 @@ def test_closed_handle_gives_database_closed(tmp_path):
                  lambda: list(snap), lambda: b"k" in snap):
         with pytest.raises(cowdb.errors.DatabaseClosed):
             call()
+
+
+# ---- ref names ------------------------------------------------------------------------
+BAD_NAMES = ["5", "007", "2025-01-31", "2025-01-31T12:00", "-d", "--help", "..", "a..b",
+             "HEAD~1", "x^2", "a:b", "what?", "a*", "[x", "back\\slash", "line\nbreak",
+             "tab\tname", "esc\x1b[2J", "del\x7f", ".hidden", "a/.b", "a/",
+             "/a", "a//b", "x.lock", "a/b.lock", "end.", "@", "a@{1}", "\u2028"]
+GOOD_NAMES = ["feature/x", "v1.0", "release-2025", "ünïcødé", "a_b", "v2", "2025Q1", "x-1",
+              "before shipping"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_ref_names_are_refused(name):
+    db = cowdb.open()
+    with pytest.raises(cowdb.errors.InvalidRefName):
+        db.branch(name)
+    with pytest.raises(cowdb.errors.InvalidRefName):
+        db.tag(name)
+    assert db.branches() == {"main": 0} and db.tags() == {}
+
+
+@pytest.mark.parametrize("name", GOOD_NAMES)
+def test_good_ref_names_are_accepted(name):
+    db = cowdb.open()
+    db.branch(name)
+    db.tag(name + "-t")
+    assert name in db.branches() and name + "-t" in db.tags()
+
+
+def test_existing_refs_with_old_names_stay_readable():
+    """A ref made before the rules (written here under the hood) can be read, logged,
+    written to and deleted."""
+    db = cowdb.open()
+    with db.write() as tx:
+        tx[b"k"] = b"v"
+    with db._writer():
+        db._update(lambda cat, txn: (cat.set_ref(b"h", "5", 1), cat.set_ref(b"g", "-d", 1)))
+    assert db.head("5") == 1 and db.at("-d").version == 1
+    with db.write(branch="5") as tx:
+        tx[b"k"] = b"w"
+    assert [c.version for c in db.log(branch="5")][:1] == [2]
+    db.delete_branch("5")
+    db.delete_tag("-d")
