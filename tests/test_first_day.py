@@ -196,3 +196,26 @@ def test_existing_refs_with_old_names_stay_readable():
     assert [c.version for c in db.log(branch="5")][:1] == [2]
     db.delete_branch("5")
     db.delete_tag("-d")
+
+
+# ---- terminal safety ------------------------------------------------------------------
+EVIL = "\x1b]0;pwned\x07\x1b[2J\nforged line\r\x9b31m\u2028"
+
+
+def test_cli_escapes_control_characters_in_user_text(tmp_path):
+    from click.testing import CliRunner
+    from cowdb.cli.app import cli
+    p = str(tmp_path / "t.cow")
+    with cowdb.open(p) as db:
+        with db.write(message=EVIL, author=EVIL) as tx:
+            tx[b"k"] = b"v"
+        with db._writer():  # refs made before the name rules
+            db._update(lambda cat, txn: (cat.set_ref(b"h", "b" + EVIL + "x", 1),
+                                         cat.set_ref(b"g", "t" + EVIL + "x", 1)))
+    for args in (["log"], ["log", "--all"], ["show", "1"], ["branch"], ["tag"], ["info"]):
+        r = CliRunner().invoke(cli, ["--db", p, *args])
+        assert r.exit_code == 0, (args, r.output)
+        for bad in ("\x1b", "\x07", "\r", "\x9b", "\u2028", "\nforged"):
+            assert bad not in r.output, (args, bad, r.output)
+    r = CliRunner().invoke(cli, ["--db", p, "show", "nope" + EVIL])
+    assert r.exit_code == 1 and "\x1b" not in r.output

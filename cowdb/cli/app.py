@@ -43,7 +43,8 @@ def _one_line(e: BaseException) -> str:
         msg = f"{e.filename}: {e.strerror}"
     for api, cli_hint in _HINTS:
         msg = msg.replace(api, cli_hint)
-    return " ".join(msg.split())
+    from .fmt import safe  # names and messages in errors reach the terminal too
+    return safe(" ".join(msg.split()))
 
 
 SECTIONS = (("Start", ("tour", "init", "info")),

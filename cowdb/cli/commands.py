@@ -54,7 +54,7 @@ _at = click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None
 
 
 def say_commit(branch: str, version: int, message: str) -> None:
-    click.echo(f"[{branch} {version}] {message}")
+    click.echo(f"[{fmt.safe(branch)} {version}] {fmt.safe(message)}")
 
 
 # ---------------------------------------------------------------- init / info
@@ -110,14 +110,14 @@ def info(env: Env, path: str | None, as_json: bool):
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
-    click.echo(f"path:         {d['path']}")
+    click.echo(f"path:         {fmt.safe(d['path'])}")
     click.echo(f"file size:    {fmt.size(d['file_size'])}")
     click.echo(f"head of main: version {d['head']} ({d['keys']} keys, committed "
                f"{fmt.when(head.time)})")
     click.echo(f"newest:       version {d['version']}")
-    br = ", ".join(f"{k} ({v})" for k, v in sorted(d["branches"].items()))
+    br = ", ".join(f"{fmt.safe(k)} ({v})" for k, v in sorted(d["branches"].items()))
     click.echo(f"branches:     {br}")
-    tg = ", ".join(f"{k} ({v})" for k, v in sorted(d["tags"].items())) or "none"
+    tg = ", ".join(f"{fmt.safe(k)} ({v})" for k, v in sorted(d["tags"].items())) or "none"
     click.echo(f"tags:         {tg}")
 
 
@@ -285,9 +285,9 @@ def _commit_json(c) -> dict:
 def _decorations(db) -> dict[int, list[str]]:
     deco: dict[int, list[str]] = {}
     for name, v in sorted(engine.branches(db).items()):
-        deco.setdefault(v, []).append(name)
+        deco.setdefault(v, []).append(fmt.safe(name))
     for name, v in sorted(engine.tags(db).items()):
-        deco.setdefault(v, []).append(f"tag: {name}")
+        deco.setdefault(v, []).append(f"tag: {fmt.safe(name)}")
     return deco
 
 
@@ -326,9 +326,9 @@ def log(env: Env, limit, branch, all_, as_json):
         deco = _decorations(db)
         for c in commits:
             line = click.style(f"{c.version:>4}", fg="yellow") + f"  {fmt.when(c.time)}  "
-            line += c.message or click.style("(no message)", dim=True)
+            line += fmt.safe(c.message) or click.style("(no message)", dim=True)
             if c.author:
-                line += click.style(f"  <{c.author}>", dim=True)
+                line += click.style(f"  <{fmt.safe(c.author)}>", dim=True)
             if c.version in deco:
                 line += " " + click.style(f"({', '.join(deco[c.version])})", fg="cyan")
             click.echo(line)

@@ -92,8 +92,8 @@ def show(env: Env, ref: str, stat: bool, limit, as_json: bool):
                     d["changes"] = [_change_json(*x) for x in ch]
             click.echo(json.dumps(d, indent=2, ensure_ascii=False))
             return
-        deco = [n for n, v in engine.branches(db).items() if v == c.version]
-        deco += [f"tag: {n}" for n, v in engine.tags(db).items() if v == c.version]
+        deco = [fmt.safe(n) for n, v in engine.branches(db).items() if v == c.version]
+        deco += [f"tag: {fmt.safe(n)}" for n, v in engine.tags(db).items() if v == c.version]
         title = click.style(f"version {c.version}", fg="yellow")
         if deco:
             title += " " + click.style(f"({', '.join(sorted(deco))})", fg="cyan")
@@ -102,15 +102,15 @@ def show(env: Env, ref: str, stat: bool, limit, as_json: bool):
             click.echo(f"Merge:   {' '.join(map(str, c.parents))}")
         elif c.parents:
             click.echo(f"Parent:  {c.parents[0]}")
-        click.echo(f"Branch:  {c.branch}")
+        click.echo(f"Branch:  {fmt.safe(c.branch)}")
         if c.author:
-            click.echo(f"Author:  {c.author}")
+            click.echo(f"Author:  {fmt.safe(c.author)}")
         click.echo(f"Date:    {fmt.when(c.time)} ({fmt.iso(c.time)})")
         st = c.stats
         click.echo(f"Wrote:   {st.keys_put} puts, {st.keys_deleted} deletes, "
                    f"{st.pages_written} pages ({fmt.size(st.bytes_written)})")
         click.echo()
-        click.echo(f"    {c.message or '(no message)'}")
+        click.echo(f"    {fmt.safe(c.message) or '(no message)'}")
         click.echo()
         if changes_cm is None:
             click.echo("(the first version: no parent to compare with)")
@@ -199,7 +199,7 @@ def _list_refs(refs: dict[str, int], as_json: bool, current: str | None = None) 
     width = max((len(n) for n in refs), default=0)
     for name, v in sorted(refs.items()):
         mark = "* " if name == current else "  " if current is not None else ""
-        click.echo(f"{mark}{name:<{width}}  {v}")
+        click.echo(f"{mark}{fmt.safe(name):<{width}}  {v}")
 
 
 def _ref_command(env: Env, kind: str, name, at, delete: bool, as_json: bool) -> None:
@@ -217,11 +217,11 @@ def _ref_command(env: Env, kind: str, name, at, delete: bool, as_json: bool) -> 
         if delete:
             refs = engine.branches(db) if kind == "branch" else engine.tags(db)
             (db.delete_branch if kind == "branch" else db.delete_tag)(name)
-            click.echo(f"deleted {kind} {name} (was at version {refs.get(name)})")
+            click.echo(f"deleted {kind} {fmt.safe(name)} (was at version {refs.get(name)})")
         else:
             v = (db.branch if kind == "branch" else db.tag)(name, None if at is None
                                                             else fmt.ref(at))
-            click.echo(f"created {kind} {name} at version {v}")
+            click.echo(f"created {kind} {fmt.safe(name)} at version {v}")
 
 
 @cli.command()
@@ -338,9 +338,10 @@ def merge(env: Env, source: str, into: str, resolve, message):
             _conflicts(e)
         c = engine.commit(db, v)
     if v == before:
-        click.echo(f"already up to date: {into} has every change of {source}")
+        click.echo(f"already up to date: {fmt.safe(into)} has every change of "
+                   f"{fmt.safe(source)}")
     elif len(c.parents) < 2:
-        click.echo(f"fast-forward: {into} is now at version {v}")
+        click.echo(f"fast-forward: {fmt.safe(into)} is now at version {v}")
     else:
         say_commit(into, v, c.message)
 
@@ -476,7 +477,7 @@ def stats(env: Env, as_json: bool):
     if s.pinned:
         click.echo("pinned (bytes held beyond the branch heads):")
         for what, n in s.pinned.items():
-            click.echo(f"  {what:<20} {fmt.size(n)}")
+            click.echo(f"  {fmt.safe(what):<20} {fmt.size(n)}")
 
 
 @cli.command()
