@@ -34,7 +34,7 @@ from .pages.store import DEFAULT_PAGE_SIZE, PageStore
 from .snapshot import Snapshot, Transaction
 from .tree.btree import NodeCache, Tree
 from .tree.walk import walk
-from .versions import Versions
+from .versions import NothingChanged, Versions, same_content
 
 log = logging.getLogger("cowdb")
 _TXN = Struct("<Q")
@@ -459,8 +459,12 @@ class Database(Versions):
 
     # ---- writing -------------------------------------------------------
     def write(self, message: str = "", *, author: str = "", branch: str = "main",
-              durability: str | None = None, timeout: float | None = None) -> Transaction:
-        """Start the write transaction; use it with ``with`` (commit on success)."""
+              durability: str | None = None, timeout: float | None = None,
+              allow_empty: bool = False) -> Transaction:
+        """Start the write transaction; use it with ``with`` (commit on success).
+
+        A transaction that changes nothing makes no version: ``tx.version`` is then the
+        branch's head and ``tx.skipped`` is True; ``allow_empty=True`` commits anyway."""
         if durability is not None and durability not in DURABILITY:
             raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
         check_text(message, "message")
@@ -477,6 +481,7 @@ class Database(Versions):
             raise
         self._tx = Transaction(self, tree, head, message, author, branch,
                                durability or self.durability)
+        self._tx.allow_empty = bool(allow_empty)
         return self._tx
 
     def _lock_writer(self, timeout: float | None = None) -> _State:
@@ -591,15 +596,25 @@ class Database(Versions):
         """Write the transaction's tree and its commit record (writer lock held)."""
         store = self._store
 
+        if not tx.allow_empty and not tx._tree.dirty:  # nothing was even touched
+            tx.skipped = True
+            return tx._head.version
+
         def change(cat, txn):
             pages0, bytes0 = store.pages_written, store.bytes_written
             root = tx._tree.write(txn)
+            if not tx.allow_empty and same_content(self._nodes, tx._head.root, root):
+                raise NothingChanged
             stats = CommitStats(tx.puts, tx.deletes, store.pages_written - pages0,
                                 store.bytes_written - bytes0)
             return self._new_commit(cat, txn, tx.branch, root, tx._tree.count,
                                     (tx._head.version,), tx.message, tx.author, stats).version
 
-        return self._update(change, durable=tx.durability == "sync")
+        try:
+            return self._update(change, durable=tx.durability == "sync")
+        except NothingChanged:  # rolled back: no page and no version written
+            tx.skipped = True
+            return tx._head.version
 
     def _poison(self, why: str) -> None:
         self._poisoned = why

@@ -193,7 +193,8 @@ class Transaction(_Reader, MutableMapping):
     """The one write transaction: commits on a clean ``with`` exit, aborts on an exception."""
     _live_cursor = True   # writes may come between two steps of an iteration
     __slots__ = ("_tree", "_db", "_max_key", "_codec", "_head", "message", "author", "branch",
-                 "durability", "version", "puts", "deletes", "__weakref__")
+                 "durability", "version", "puts", "deletes", "allow_empty", "skipped",
+                 "__weakref__")
 
     def __init__(self, db, tree, head, message, author, branch, durability):
         self._db, self._tree, self._head = db, tree, head
@@ -203,6 +204,8 @@ class Transaction(_Reader, MutableMapping):
                                                                    durability)
         self.version = None
         self.puts = self.deletes = 0
+        self.allow_empty = False  # commit even if nothing changed
+        self.skipped = False      # commit() found nothing changed and made no version
 
     def __setitem__(self, key, value):
         tree = self._tree

@@ -96,6 +96,17 @@ class Diff:
         self.close()
 
 
+class NothingChanged(Exception):
+    """Raised inside _update by a commit whose tree equals its parent's (rolled back)."""
+
+
+def same_content(nodes, a: RootRef, b: RootRef) -> bool:
+    """Whether two trees hold the same keys and values (the diff stops at the first
+    difference: O(depth) for a tree that changed, O(n) only for one rewritten whole
+    with equal values)."""
+    return next(iter(diffmod.changes(nodes, a, b)), None) is None
+
+
 def _check_resolve(resolve) -> None:
     if resolve is not None and resolve not in ("ours", "theirs") and not callable(resolve):
         raise ValueError("resolve must be None, 'ours', 'theirs' or a callable "
@@ -303,11 +314,12 @@ class Versions:
                                       (dst.version, src.version))
 
     def revert(self, version, branch: str = "main", resolve=None,
-               message: str | None = None, author: str = "") -> int:
+               message: str | None = None, author: str = "", allow_empty: bool = False) -> int:
         """Commit, on ``branch``, the inverse of exactly that version's changes.
 
         A key that a later commit changed differently is a conflict (MergeConflict,
-        or settled by ``resolve`` as in merge)."""
+        or settled by ``resolve`` as in merge). A revert that changes nothing (already
+        undone) makes no version and returns the branch's head, unless ``allow_empty``."""
         check_name(branch, "branch")
         _check_resolve(resolve)
         if message is not None:
@@ -324,10 +336,10 @@ class Versions:
             head = self._commit_record(st, self._branch_version(st, branch))
             msg = f"revert version {c.version}" if message is None else message
             return self._merge_commit(c, head, parent, branch, resolve, msg, author,
-                                      (head.version,))
+                                      (head.version,), allow_empty)
 
     def _merge_commit(self, base, ours, theirs, branch, resolve, message, author,
-                      parents) -> int:
+                      parents, allow_empty: bool = True) -> int:
         """Apply base->theirs onto ours and commit it on branch (writer lock held)."""
         store = self._store
         tree = Tree(self._nodes, ours.root, ours.count)
@@ -348,14 +360,22 @@ class Versions:
                                 f"e.g. {conflicts[0].key!r}; nothing was committed: pass "
                                 f"resolve='ours', 'theirs' or a function", conflicts)
 
+        if not allow_empty and not tree.dirty:
+            return ours.version
+
         def change(cat, txn):
             pages0, bytes0 = store.pages_written, store.bytes_written
             root = tree.write(txn)
+            if not allow_empty and same_content(self._nodes, ours.root, root):
+                raise NothingChanged
             stats = CommitStats(puts, deletes, store.pages_written - pages0,
                                 store.bytes_written - bytes0)
             return self._new_commit(cat, txn, branch, root, tree.count, parents, message, author,
                                     stats).version
-        return self._update(change)
+        try:
+            return self._update(change)
+        except NothingChanged:
+            return ours.version
 
     # ---- retention and gc ------------------------------------------------
     @property
@@ -502,7 +522,9 @@ class Versions:
         dead = sum(gcmod.mark_count(nodes, [c.root], seen) for c in commits
                    if c.version not in keep)
         fl = store.freelist
-        for txn in sorted(list(self._shared.pins)):
+        pins = dict(self._shared.pins)
+        pins[st.txn] = pins.get(st.txn, 0) - 1   # stats()'s own pin is not a reader
+        for txn in sorted(t for t, n in pins.items() if n > 0):
             held = sum(fl.pages_in(runs) for t, runs in fl.pending.items() if t > txn)
             out.pinned[f"reader {txn}"] = held * ps
         out.live_bytes = (live + store.pages_for(store.meta.freelist_len)) * ps

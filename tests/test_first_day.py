@@ -219,3 +219,97 @@ def test_cli_escapes_control_characters_in_user_text(tmp_path):
             assert bad not in r.output, (args, bad, r.output)
     r = CliRunner().invoke(cli, ["--db", p, "show", "nope" + EVIL])
     assert r.exit_code == 1 and "\x1b" not in r.output
+
+
+# ---- first-day edges ------------------------------------------------------------------
+def test_empty_commits_make_no_version():
+    db = cowdb.open()
+    with db.write() as tx:
+        tx[b"k"] = b"v"
+    with db.write() as tx:
+        pass
+    assert tx.skipped and tx.version == 1 and db.version == 1
+    with db.write() as tx:
+        tx[b"k"] = b"v"            # the same value
+        tx.delete(b"missing")
+    assert tx.skipped and db.version == 1
+    with db.write() as tx:
+        tx[b"n"] = b"x"
+        del tx[b"n"]               # put and taken back
+    assert tx.skipped and db.version == 1
+    with db.write(allow_empty=True) as tx:
+        pass
+    assert not tx.skipped and tx.version == 2 and db.version == 2
+    with db.write() as tx:
+        tx[b"k"] = b"w"
+    assert db.version == 3
+    db.revert(3)
+    assert db.version == 4
+    assert db.revert(3) == 4 and db.version == 4     # already undone: nothing to do
+    assert db.revert(3, allow_empty=True) == 5
+
+
+def test_cli_says_an_empty_commit_was_skipped(tmp_path):
+    from click.testing import CliRunner
+    from cowdb.cli.app import cli
+    p = str(tmp_path / "e.cow")
+    run = lambda *a: CliRunner().invoke(cli, ["--db", p, *a])
+    assert run("init").exit_code == 0
+    assert run("put", "k", "v").exit_code == 0
+    r = run("put", "k", "v")
+    assert r.exit_code == 0 and "nothing changed" in r.output
+    r = run("put", "k", "v", "--allow-empty")
+    assert r.exit_code == 0 and "[main 2]" in r.output
+    f = tmp_path / "in.jsonl"
+    f.write_text('{"key": "k", "value": "v"}\n')
+    r = run("import", str(f))
+    assert r.exit_code == 0 and "nothing changed" in r.output, r.output
+    r = run("revert", "2")
+    assert r.exit_code == 0 and "nothing changed" in r.output, r.output
+
+
+def test_failed_open_leaves_no_lock_file(tmp_path):
+    p = tmp_path / "picture.png"
+    p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(5000))
+    with pytest.raises(cowdb.errors.NotACowdbFile):
+        cowdb.open(str(p))
+    assert not (tmp_path / "picture.png-lock").exists()
+    t = tmp_path / "notes.txt"
+    t.write_text("hello\n" * 100)
+    with pytest.raises(cowdb.errors.NotACowdbFile):
+        cowdb.open(str(t), readonly=True)
+    assert not (tmp_path / "notes.txt-lock").exists()
+
+
+def test_stats_pinned_does_not_list_its_own_snapshot():
+    db = cowdb.open()
+    for i in range(3):
+        with db.write() as tx:
+            tx[b"k%d" % i] = b"v" * 100
+    assert not any(k.startswith("reader") for k in db.stats().pinned)
+    with db.at(1):
+        assert any(k.startswith("reader") for k in db.stats().pinned)
+
+
+def test_cli_help_shows_optional_arguments_as_optional():
+    from click.testing import CliRunner
+    from cowdb.cli.app import cli
+    assert "show [OPTIONS] [VERSION]" in CliRunner().invoke(cli, ["show", "--help"]).output
+    assert "diff [OPTIONS] A [B]" in CliRunner().invoke(cli, ["diff", "--help"]).output
+
+
+def test_cli_author_for_merge_restore_revert(tmp_path):
+    from click.testing import CliRunner
+    from cowdb.cli.app import cli
+    p = str(tmp_path / "a.cow")
+    run = lambda *a: CliRunner().invoke(cli, ["--db", p, *a], env={"COWDB_AUTHOR": "env"})
+    assert run("init").exit_code == 0
+    assert run("put", "k", "1").exit_code == 0
+    assert run("branch", "f").exit_code == 0
+    assert run("put", "k", "2", "-b", "f").exit_code == 0
+    assert run("put", "j", "3").exit_code == 0
+    assert run("merge", "f", "--author", "mia").exit_code == 0
+    assert run("restore", "1", "--author", "rob").exit_code == 0
+    assert "[main 6]" in run("revert", "5").output
+    with cowdb.open(p, readonly=True) as db:
+        assert [c.author for c in db.log(limit=3)] == ["env", "rob", "mia"]

@@ -83,8 +83,13 @@ class DatabaseModel(RuleBasedStateMachine):
     @precondition(lambda self: self.tx is not None)
     @rule()
     def commit(self):
+        head = max(self.versions)
         v = self.tx.commit()
-        assert v == max(self.versions) + 1
+        if self.live == self.versions[head]:  # nothing changed: no new version
+            assert self.tx.skipped and v == head
+            self.tx = None
+            return
+        assert v == head + 1
         self.versions[v] = self.live
         self.tx = None
         assert self.db.version == v

@@ -53,7 +53,15 @@ _at = click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None
                         "e.g. 2025-01-31T12:00, local time unless it has an offset).")
 
 
-def say_commit(branch: str, version: int, message: str) -> None:
+_allow_empty = click.option("--allow-empty", is_flag=True,
+                            help="Make a new version even if nothing changed.")
+
+
+def say_commit(branch: str, version: int, message: str, skipped: bool = False) -> None:
+    if skipped:
+        click.echo(f"nothing changed: no new version (the head of {fmt.safe(branch)} is still "
+                   f"version {version}); --allow-empty commits anyway")
+        return
     click.echo(f"[{fmt.safe(branch)} {version}] {fmt.safe(message)}")
 
 
@@ -160,8 +168,10 @@ def get(env: Env, key: str, at: str | None, escaped: bool, raw: bool):
               help="Read the value from this file ('-' for stdin).")
 @_escaped
 @_write_opts
+@_allow_empty
 @pass_env
-def put(env: Env, key: str, value: str | None, file, escaped: bool, message, author, branch):
+def put(env: Env, key: str, value: str | None, file, escaped: bool, message, author, branch,
+        allow_empty: bool):
     """Set KEY to VALUE in a new version.
 
     The value comes from the VALUE argument, from --file, or from standard
@@ -189,9 +199,9 @@ def put(env: Env, key: str, value: str | None, file, escaped: bool, message, aut
     message = f"put {fmt.inline(k)}" if message is None else message
     with env.open(write=True) as db:
         with db.write(message=message, author=author_default() if author is None else author,
-                      branch=branch) as tx:
+                      branch=branch, allow_empty=allow_empty) as tx:
             tx[k] = v
-    say_commit(branch, tx.version, message)
+    say_commit(branch, tx.version, message, tx.skipped)
 
 
 @cli.command()

@@ -13,7 +13,14 @@ from cowdb.errors import MergeConflict
 
 from . import engine, fmt
 from .app import Env, cli
-from .commands import _commit_json, _escaped, key_arg, say_commit
+from .commands import _allow_empty, _commit_json, _escaped, author_default, key_arg, say_commit
+
+_author = click.option("--author", default=None, help="The commit's author "
+                       "(default: $COWDB_AUTHOR, else your login name).")
+
+
+def _who(author):
+    return author_default() if author is None else author
 
 pass_env = click.pass_obj
 
@@ -57,7 +64,7 @@ def _print_changes(changes, stat: bool, limit: int | None) -> tuple[int, int, in
 
 # ---------------------------------------------------------------- show
 @cli.command()
-@click.argument("ref", metavar="VERSION", default="main")
+@click.argument("ref", metavar="[VERSION]", default="main")
 @click.option("--stat", is_flag=True, help="Only count the changes.")
 @click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
               help="List at most this many changes.")
@@ -124,7 +131,7 @@ def show(env: Env, ref: str, stat: bool, limit, as_json: bool):
 # ---------------------------------------------------------------- diff
 @cli.command()
 @click.argument("a", metavar="A")
-@click.argument("b", metavar="B", default="main")
+@click.argument("b", metavar="[B]", default="main")
 @click.option("--prefix", "-p", default=None, help="Only keys that start with this.")
 @click.option("--stat", is_flag=True, help="Only count the changes.")
 @click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
@@ -277,8 +284,9 @@ def tag(env: Env, name, at, delete: bool, as_json: bool):
 @click.option("--branch", "-b", default="main", show_default=True,
               help="The branch that gets the restored content.")
 @click.option("--message", "-m", default=None, help="The commit message.")
+@_author
 @pass_env
-def restore(env: Env, ref: str, branch: str, message):
+def restore(env: Env, ref: str, branch: str, message, author):
     """Commit a new version whose content is exactly VERSION's.
 
     History is kept: the versions in between stay readable. O(1): the new
@@ -290,7 +298,7 @@ def restore(env: Env, ref: str, branch: str, message):
       cowdb restore before-import -m "undo the import"
     """
     with env.open(write=True) as db:
-        v = db.restore(fmt.ref(ref), message=message, branch=branch)
+        v = db.restore(fmt.ref(ref), message=message, branch=branch, author=_who(author))
         msg = engine.commit(db, v).message
     say_commit(branch, v, msg)
 
@@ -318,8 +326,9 @@ _resolve = click.option("--resolve", type=click.Choice(["ours", "theirs"]), defa
               help="The branch that receives the changes.")
 @_resolve
 @click.option("--message", "-m", default=None, help="The merge commit's message.")
+@_author
 @pass_env
-def merge(env: Env, source: str, into: str, resolve, message):
+def merge(env: Env, source: str, into: str, resolve, message, author):
     """Three-way merge of branch SRC into branch DST.
 
     Conflicts (a key changed differently on both sides) are listed on
@@ -333,7 +342,8 @@ def merge(env: Env, source: str, into: str, resolve, message):
     with env.open(write=True) as db:
         before = engine.branches(db).get(into)
         try:
-            v = db.merge(source, into=into, resolve=resolve, message=message)
+            v = db.merge(source, into=into, resolve=resolve, message=message,
+                         author=_who(author))
         except MergeConflict as e:
             _conflicts(e)
         c = engine.commit(db, v)
@@ -352,8 +362,10 @@ def merge(env: Env, source: str, into: str, resolve, message):
               help="The branch that gets the revert commit.")
 @_resolve
 @click.option("--message", "-m", default=None, help="The commit message.")
+@_author
+@_allow_empty
 @pass_env
-def revert(env: Env, ref: str, branch: str, resolve, message):
+def revert(env: Env, ref: str, branch: str, resolve, message, author, allow_empty: bool):
     """Commit the inverse of exactly VERSION's changes.
 
     A key that a later commit changed again is a conflict: listed, nothing
@@ -365,12 +377,14 @@ def revert(env: Env, ref: str, branch: str, resolve, message):
       cowdb revert 7 --resolve theirs
     """
     with env.open(write=True) as db:
+        before = db.head(branch)
         try:
-            v = db.revert(fmt.ref(ref), branch=branch, resolve=resolve, message=message)
+            v = db.revert(fmt.ref(ref), branch=branch, resolve=resolve, message=message,
+                          author=_who(author), allow_empty=allow_empty)
         except MergeConflict as e:
             _conflicts(e)
         msg = engine.commit(db, v).message
-    say_commit(branch, v, msg)
+    say_commit(branch, v, msg, skipped=v == before)
 
 
 # ---------------------------------------------------------------- retention / gc / stats

@@ -326,24 +326,50 @@ class PageStore:
         fl = self.freelist
         if fl.chain and len(fl.chain) <= MAX_CHAIN:
             need = self.pages_for(HEADER_SIZE + fl.delta_size())
+            fresh = self.page_count
             page = self.allocate(need)      # logged, so the delta records its own pages
             prev = (old.freelist.page, old.freelist.checksum, old.freelist.txn,
                     old.freelist_len)
             body, flags = fl.encode_delta(prev), FREELIST_DELTA
-            fl.chain.append((page, need))
+            used = self.pages_for(HEADER_SIZE + len(body))
+            if used < need:  # delta_size() counted a take that a fresh page did not log
+                self._give_back(page, need, used, fresh)
+                if page < fresh:             # the logged take: only the pages used
+                    fl.log[-1] = (fl.log[-1][0], page, used, 0)
+                    body = fl.encode_delta(prev)
+            fl.chain.append((page, used))
         else:
             for first, n in fl.chain:
                 self.free(first, n)
             need = self.pages_for(HEADER_SIZE + fl.encoded_size())
+            fresh = self.page_count
             page = self.allocate(need)      # shrinks the list, so the image still fits
             body, flags = fl.encode(), 0
-            fl.chain = [(page, need)]
+            used = self.pages_for(HEADER_SIZE + len(body))
+            if used < need:  # encoded_size() is a bound: give back the pages not used
+                self._give_back(page, need, used, fresh)
+                again = fl.encode()
+                if self.pages_for(HEADER_SIZE + len(again)) <= used:
+                    body = again
+                else:  # one more run no longer fits: keep the pages after all
+                    fl.take_exact(page + used, need - used)
+                    used = need
+            fl.chain = [(page, used)]
         fl.log.clear()
         image = bytearray(HEADER_SIZE) + body
         HEADER.pack_into(image, 0, 0, FREELIST, flags, 0, len(image), self._txn)
         ref = RootRef(page, seal(image), self._txn)
         self.write(page, image)
         return ref, len(image)
+
+    def _give_back(self, page: int, need: int, used: int, fresh: int) -> None:
+        """An image allocated ``need`` pages at ``page`` and uses ``used``: return the rest
+        (to the end of the file when they were fresh, else to the reusable pool), so no
+        page is left neither in use nor free."""
+        if page >= fresh:
+            self.page_count = page + used
+        else:
+            self.freelist.give_back(page + used, need - used)
 
     def rollback(self) -> None:
         """Forget everything since begin(): allocations, frees.
