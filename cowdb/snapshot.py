@@ -104,7 +104,15 @@ class _Reader:
         return v
 
     def __contains__(self, key):
-        return self.get(key, _MISSING) is not _MISSING
+        tree = self._tree
+        if type(tree) is not Tree or self._db._closed:
+            tree = self._live()
+        if type(key) is not bytes or not 0 < len(key) <= self._max_key:
+            try:
+                key = check_key(key, self._max_key)
+            except (InvalidKey, KeyTooLarge):
+                return False
+        return tree.contains(key)  # no value is read (nor decoded)
 
     def __len__(self):
         return self._live().count

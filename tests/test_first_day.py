@@ -363,3 +363,23 @@ def test_copies_keep_the_codec_record(tmp_path):
     for name in ("c.cow", "b.cow", "s.cow"):
         with cowdb.open(str(tmp_path / name), readonly=True) as db:
             assert db.read()["k"] == [1], name
+
+
+# ---- delete and `in` do not read overflow values ------------------------------------------
+def test_delete_and_contains_do_not_read_overflow_values():
+    from cowdb.tree import btree
+    db = cowdb.open()
+    with db.write() as tx:
+        tx[b"big"] = b"x" * 100_000
+        tx[b"small"] = b"y"
+    db._nodes.clear()
+    with mock.patch.object(btree, "read_overflow", side_effect=AssertionError("read")):
+        with db.read() as s:
+            assert b"big" in s and b"nope" not in s
+        with db.write() as tx:
+            assert b"big" in tx
+            assert tx.delete(b"big")
+            assert not tx.delete(b"big")
+    with db.read() as s:
+        assert b"big" not in s and s[b"small"] == b"y"
+    assert db.check().ok
