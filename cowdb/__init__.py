@@ -43,15 +43,21 @@ __version__ = "0.1.0"
 
 def open(path=None, *, readonly: bool = False, durability: str = "sync",
          timeout: float | None = 5.0, page_size: int = 4096, cache_nodes: int = 65536,
-         io=None, codec="bytes") -> "Database":
+         io=None, codec=None, recover: bool = False) -> "Database":
     """Open (or create) the database at ``path``; no path: a new in-memory database.
 
     ``durability="sync"`` makes a commit durable when it returns; ``"none"``
     skips the fsync (the file stays consistent; the newest commits may be
     lost on power failure). ``timeout`` bounds the wait for the writer lock.
     ``codec`` stores values as "bytes" (default), "json", "msgpack", or through
-    any object with encode(value) -> bytes and decode(bytes) -> value.
+    any object with encode(value) -> bytes and decode(bytes) -> value. A new file
+    records its codec: opening it later without ``codec=`` uses that one, and
+    another one is refused (CodecError).
+    ``recover=True`` opens a damaged file at its newest version whose whole tree
+    verifies (rewriting its catalog and free list); ``db.recovery`` then tells which
+    versions were lost (see cowdb.recovery).
     """
     from .db import Database
     return Database(path, readonly=readonly, durability=durability, timeout=timeout,
-                    page_size=page_size, cache_nodes=cache_nodes, io=io, codec=codec)
+                    page_size=page_size, cache_nodes=cache_nodes, io=io, codec=codec,
+                    recover=recover)

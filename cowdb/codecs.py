@@ -71,3 +71,33 @@ def get_codec(spec):
         return spec
     raise ValueError("a codec is 'bytes', 'json', 'msgpack' or an object with encode(value) "
                      "-> bytes and decode(bytes) -> value")
+
+
+def codec_name(codec) -> str:
+    """What the catalog records for a codec (see docs/format.md, "The catalog")."""
+    if codec is None:
+        return "bytes"
+    if codec in BUILTIN.values():
+        return codec.name
+    return "custom:" + str(getattr(codec, "name", None) or type(codec).__qualname__)
+
+
+def settle_codec(spec, recorded):
+    """The codec to open with: ``spec`` as given to open() (None: the recorded one) and
+    ``recorded``, the name the file records (None: a file from before the record, which
+    opens with whatever is given, "bytes" by default). A mismatch raises CodecError."""
+    if recorded is None:
+        return get_codec("bytes" if spec is None else spec)
+    if spec is None:
+        if recorded.startswith("custom:"):
+            raise CodecError(f"this database stores values with a custom codec "
+                             f"({recorded[7:]}); open it with codec= that codec")
+        return get_codec(recorded)
+    codec = get_codec(spec)
+    if codec_name(codec) != recorded:
+        raise CodecError(f"this database stores values with codec {recorded!r}, not "
+                         f"{codec_name(codec)!r}; open it with codec={recorded!r} (or without "
+                         f"codec=)" if not recorded.startswith("custom:") else
+                         f"this database stores values with the custom codec "
+                         f"{recorded[7:]!r}, not {codec_name(codec)!r}")
+    return codec

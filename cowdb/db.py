@@ -18,6 +18,7 @@ list are never swapped under it.
 from __future__ import annotations
 
 import errno
+import logging
 import mmap
 import os
 from contextlib import contextmanager
@@ -29,12 +30,14 @@ from datetime import datetime
 from struct import Struct
 from typing import NamedTuple
 
-from .codecs import get_codec
+from .checks import check_text, check_timeout
+from .codecs import codec_name, get_codec, settle_codec
 from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, InvalidType,
+                     InvalidValue,
                      NotACowdbFile, ReadOnly, RefNotFound, VersionNotFound, VersionReclaimed,
                      WriteFailed)
 from .history.catalog import BRANCH, MAIN_HEAD, TAG, Catalog, decode_pending
-from .history.commits import Commit, CommitStats, now_ns, to_ns
+from .history.commits import Commit, CommitStats, now_ns, to_datetime, to_ns
 from .locks import close_shared, open_shared
 from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
 from .pages.meta import EMPTY, Meta, RootRef
@@ -42,8 +45,9 @@ from .pages.store import DEFAULT_PAGE_SIZE, PageStore
 from .snapshot import Snapshot, Transaction
 from .tree.btree import NodeCache, Tree
 from .tree.walk import walk
-from .versions import Versions
+from .versions import NothingChanged, Versions, same_content
 
+log = logging.getLogger("cowdb")
 _TXN = Struct("<Q")
 DURABILITY = ("sync", "none")
 UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
@@ -86,12 +90,18 @@ class Database(Versions):
 
     def __init__(self, path=None, *, readonly: bool = False, durability: str = "sync",
                  timeout: float | None = 5.0, page_size: int = DEFAULT_PAGE_SIZE,
-                 cache_nodes: int = 65536, io: BlockIO | None = None, codec="bytes"):
+                 cache_nodes: int = 65536, io: BlockIO | None = None, codec=None,
+                 recover: bool = False):
+        if recover and readonly:
+            raise ValueError("recover=True rewrites a damaged file; it cannot be readonly "
+                             "(use `cowdb salvage` to copy what is intact without writing)")
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
+        check_timeout(timeout)
         if page_size < 1024 or page_size & (page_size - 1) or page_size > 65536:
             raise ValueError("page_size must be a power of two from 1024 to 65536")
-        self.codec = get_codec(codec)   # None: values are raw bytes
+        self.codec = get_codec("bytes" if codec is None else codec)  # checked again below
+        created = io is None and path is not None and not os.path.exists(os.fsdecode(path))
         self.path = None if path is None else os.fsdecode(path)
         self.readonly = readonly
         self.durability = durability
@@ -106,6 +116,7 @@ class Database(Versions):
         self._end_lock = threading.Lock()    # one release per transaction (see _end_write)
         self._writing = False     # this handle holds the writer lock (see _reload)
         self._foreign = False     # the newest state was written by another process
+        self.recovery = None      # what open(recover=True) found and did
         if io is None:
             io = MemoryIO() if self.path is None else self._open_file(page_size)
         if self.path is None and io.size() == 0:
@@ -113,28 +124,78 @@ class Database(Versions):
         self._io = io
         self._store = store = PageStore(io, page_size=page_size, readonly=readonly)
         self._nodes = NodeCache(store, cache_nodes)
+        lock = None if self.path is None else self.path + "-lock"
+        new_lock = lock is not None and not os.path.exists(lock)
         try:
-            self._shared = open_shared(None if self.path is None else self.path + "-lock")
+            self._shared = open_shared(lock)
         except BaseException:  # ReadersFull, WriteFailed (no space for the lock file)...
             io.close()
             raise
         if self.path is not None and self._shared.fd is None and not readonly:
-            close_shared(self._shared)
-            io.close()
+            self._close_failed(new_lock)
             raise ReadOnly(f"cannot open the lock file {self.path}-lock for writing, so other "
                            f"processes could not see this writer; fix the folder's "
                            f"permissions, or open with readonly=True")
         try:
+            if recover:
+                from .recovery import recover_io
+                self._shared.acquire_writer(timeout)
+                try:
+                    self.recovery = recover_io(io, page_size, self.path)
+                finally:
+                    self._shared.release_writer()
             self._state = self._recover()
             self._map_meta()
+            self._settle_codec(codec, created)
+        except Corruption as e:
+            self._close_failed(new_lock)
+            raise Corruption(self._damaged(e), e.page) from e
+        except NotACowdbFile as e:
+            pages = self.path is not None and "no cowdb header" in str(e) and _has_pages(io)
+            self._close_failed(new_lock)
+            if pages:
+                raise Corruption(self._damaged(Corruption(
+                    "both meta records are damaged, but cowdb pages follow them"))) from e
+            raise
         except BaseException:
-            close_shared(self._shared)
-            io.close()
+            self._close_failed(new_lock)
             raise
         self.max_key = store.page_size // 4 - 64
         _open_handles.add(self)
 
     # ---- opening -------------------------------------------------------
+    def _close_failed(self, new_lock: bool) -> None:
+        """Undo a failed open: close the lock file and the file, and remove the lock file
+        if this open created it (a PNG opened by mistake leaves nothing behind)."""
+        shared = self._shared
+        last = shared.users == 1
+        close_shared(shared)
+        self._io.close() if hasattr(self, "_io") else None
+        if new_lock and last:
+            try:
+                os.unlink(self.path + "-lock")
+            except OSError:
+                pass
+
+    def _settle_codec(self, spec, record: bool) -> None:
+        """Take the codec the file records (refusing another), or record it in a new file."""
+        with self._pinned() as st:
+            recorded = self._catalog(st).option("codec")
+        self.codec = settle_codec(spec, recorded)
+        if record and recorded is None and self._state.version == 0:
+            name = codec_name(self.codec)
+            with self._writer():
+                self._update(lambda cat, txn: cat.set_option("codec", name))
+            self._wrote = False  # no checkpoint needed for the record alone
+
+    def _damaged(self, e: Exception) -> str:
+        where = self.path or "the database"
+        if self.path is None:
+            return f"{where} is damaged: {e}"
+        return (f"{where} is damaged: {e}. Open its newest intact version with `cowdb recover "
+                f"{self.path}` (or cowdb.open(path, recover=True)), or copy every intact "
+                f"version to a new file with `cowdb salvage {self.path} NEW_PATH`")
+
     def _open_file(self, page_size: int) -> BlockIO:
         path = self.path
         if os.path.isdir(path):
@@ -180,6 +241,13 @@ class Database(Versions):
                     store.adopt(slot, meta)
                     self._verify_since(meta, meta.durable_base)
                     state = self._load_state(meta)
+                    if error is not None or len(found) < 2:
+                        why = (f"the newest meta record (txn {found[0][1].txn}) does not "
+                               f"verify: {error}" if error is not None
+                               else f"meta slot {1 - slot} is damaged")
+                        log.warning("cowdb: %s: %s; opened the record of txn %d in slot %d "
+                                    "(version %d)", self.path or "database", why, meta.txn,
+                                    slot, state.version)
                     break
                 except Corruption as e:
                     error = error or e
@@ -294,11 +362,11 @@ class Database(Versions):
         return self._state.commits
 
     def _commit_record(self, st: _State, version: int) -> Commit:
+        if type(version) is not int:  # before the cache: 1.0 and True hash like 1
+            raise InvalidType(f"a version is an int, a tag or branch name, or a datetime; "
+                              f"not {type(version).__name__}")
         c = st.commits.get(version)
         if c is None:
-            if type(version) is not int:
-                raise InvalidType(f"a version is an int, a tag or branch name, or a datetime; "
-                                  f"not {type(version).__name__}")
             c = self._catalog(st).commit(version) if 0 <= version <= st.version else None
             if c is None:
                 if 0 <= version <= st.version:
@@ -318,11 +386,15 @@ class Database(Versions):
 
     def head(self, branch: str = "main") -> int:
         """The version at the head of a branch: what db.read(branch) reads."""
+        if type(branch) is not str:
+            raise InvalidType(f"a branch name is a str, not {type(branch).__name__}")
         with self._pinned() as st:
             return st.head.version if branch == "main" else self._branch_version(st, branch)
 
     def read(self, branch: str = "main") -> Snapshot:
         """A snapshot of the newest version of a branch: O(1), never blocks."""
+        if type(branch) is not str:
+            raise InvalidType(f"a branch name is a str, not {type(branch).__name__}")
         st = self._state
         q = self._meta_q
         if branch == "main" and not self._closed and (
@@ -356,8 +428,9 @@ class Database(Versions):
         """What ``at()`` accepts -> the commit it names."""
         if isinstance(ref, datetime):
             if ref.tzinfo is None:
-                raise ValueError("give an aware datetime (for example with tzinfo=timezone.utc)")
-            v = self._catalog(st).version_at("main", to_ns(ref))
+                raise InvalidValue("give an aware datetime (for example with "
+                                   "tzinfo=timezone.utc)")
+            v = self._catalog(st).version_at("main", to_ns(ref), st.head.version)
             if v is None:
                 raise VersionNotFound(f"no version of main was committed at or before {ref}")
             return self._commit_record(st, v)
@@ -384,17 +457,19 @@ class Database(Versions):
 
     def _check(self, st: _State) -> "CheckReport":
         report = CheckReport()
+        store = self._store
+        nodes = NodeCache(store, 1 << 16)  # read from the file, not this handle's cache
         seen: set[int] = set()
         used = report.pages_used
         try:
-            used.extend(walk(self._nodes, st.catalog, 0, seen))
-            cat = self._catalog(st)
+            used.extend(walk(nodes, st.catalog, 0, seen))
+            cat = Catalog(Tree(nodes, st.catalog), st.pending, st.pending_log)
             kept = set()
             for c in cat.commits(reverse=False):
                 report.versions += 1
                 kept.add(c.version)
                 try:
-                    used.extend(walk(self._nodes, c.root, 0, seen))
+                    used.extend(walk(nodes, c.root, 0, seen))
                 except Corruption as e:
                     report.errors.append(f"version {c.version}: {e}")
             for kind, word in ((BRANCH, "branch"), (TAG, "tag")):
@@ -403,22 +478,33 @@ class Database(Versions):
         except Corruption as e:
             report.errors.append(f"catalog: {e}")
         meta = st.meta  # not the store's: a writer thread may be changing those
-        if meta.freelist.page:
-            used.append((meta.freelist.page, self._store.pages_for(meta.freelist_len)))
+        try:  # every image of the chain, read from the file
+            fl = store._load_freelist(meta)
+        except Corruption as e:
+            report.errors.append(f"free list: {e}")
+            fl = None
+        if fl is not None:
+            used.extend(fl.chain)
         owned: dict[int, int] = {}
         for first, n in used:
             for p in range(first, first + n):
                 if p >= meta.page_count:
                     report.errors.append(f"page {p} lies past the end of the database")
                 owned[p] = owned.get(p, 0) + 1
-        fl = self._freelist_of(st)
-        free = set(fl.pages())
-        if len(free) != fl.count():
-            report.errors.append(f"the free list holds {fl.count() - len(free)} pages "
-                                 f"more than once")
-        both = sorted(free.intersection(owned))
-        if both:
-            report.errors.append(f"{len(both)} pages are both free and in use, e.g. {both[:5]}")
+        free = set() if fl is None else set(fl.pages())
+        if fl is not None:
+            if len(free) != fl.count():
+                report.errors.append(f"the free list holds {fl.count() - len(free)} pages "
+                                     f"more than once")
+            both = sorted(free.intersection(owned))
+            if both:
+                report.errors.append(f"{len(both)} pages are both free and in use, e.g. "
+                                     f"{both[:5]}")
+            if not report.errors:  # with damage, what is unreachable says nothing new
+                lost = [p for p in range(2, meta.page_count) if p not in owned and p not in free]
+                if lost:
+                    report.errors.append(f"{len(lost)} pages are neither reachable nor free, "
+                                         f"e.g. {lost[:5]}")
         report.pages = len(owned)
         report.free_pages = len(free)
         report.page_count = meta.page_count
@@ -434,12 +520,19 @@ class Database(Versions):
 
     # ---- writing -------------------------------------------------------
     def write(self, message: str = "", *, author: str = "", branch: str = "main",
-              durability: str | None = None, timeout: float | None = None) -> Transaction:
-        """Start the write transaction; use it with ``with`` (commit on success)."""
+              durability: str | None = None, timeout: float | None = None,
+              allow_empty: bool = False) -> Transaction:
+        """Start the write transaction; use it with ``with`` (commit on success).
+
+        A transaction that changes nothing makes no version: ``tx.version`` is then the
+        branch's head and ``tx.skipped`` is True; ``allow_empty=True`` commits anyway."""
         if durability is not None and durability not in DURABILITY:
             raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
-        if not isinstance(message, str) or not isinstance(author, str):
-            raise TypeError("message and author must be str")
+        check_text(message, "message")
+        check_text(author, "author")
+        check_timeout(timeout)
+        if type(branch) is not str:
+            raise InvalidType(f"a branch name is a str, not {type(branch).__name__}")
         st = self._lock_writer(timeout)
         try:
             head = self._commit_record(st, self._branch_version(st, branch))
@@ -448,6 +541,7 @@ class Database(Versions):
             self._release_writer()
             raise
         tx = Transaction(self, tree, head, message, author, branch, durability or self.durability)
+        tx.allow_empty = bool(allow_empty)
         self._tx = weakref.ref(tx)
         self._shared.abandoned = self._abandoned
         return tx
@@ -593,7 +687,7 @@ class Database(Versions):
         """Record a new version at the head of ``branch`` (inside ``_update``)."""
         st = self._state
         version = st.version + 1
-        now = max(now_ns(), self._commit_record(st, st.version).time_ns)
+        now = _commit_time(now_ns(), self._commit_record(st, st.version).time_ns, self.path)
         c = Commit(version, now, root, count, parents, message, author, branch, txn, stats)
         cat.put_commit(c)
         cat.set_ref(BRANCH, branch, version)
@@ -604,15 +698,25 @@ class Database(Versions):
         """Write the transaction's tree and its commit record (writer lock held)."""
         store = self._store
 
+        if not tx.allow_empty and not tx._tree.dirty:  # nothing was even touched
+            tx.skipped = True
+            return tx._head.version
+
         def change(cat, txn):
             pages0, bytes0 = store.pages_written, store.bytes_written
             root = tx._tree.write(txn)
+            if not tx.allow_empty and same_content(self._nodes, tx._head.root, root):
+                raise NothingChanged
             stats = CommitStats(tx.puts, tx.deletes, store.pages_written - pages0,
                                 store.bytes_written - bytes0)
             return self._new_commit(cat, txn, tx.branch, root, tx._tree.count,
                                     (tx._head.version,), tx.message, tx.author, stats).version
 
-        return self._update(change, durable=tx.durability == "sync")
+        try:
+            return self._update(change, durable=tx.durability == "sync")
+        except NothingChanged:  # rolled back: no page and no version written
+            tx.skipped = True
+            return tx._head.version
 
     def _after_fork_in_child(self) -> None:
         """This handle in a forked child (the lock table made its Shared the child's
@@ -696,6 +800,27 @@ class Database(Versions):
         return f"<cowdb.Database {where} {'closed' if self._closed else 'open'}>"
 
 
+CLOCK_SLACK_NS = 10 ** 9   # a clock this far behind the newest commit time: see below
+MAX_TIME_NS = (1 << 64) - 2
+
+
+def _commit_time(now: int, newest: int, where) -> int:
+    """A new commit's time: the clock's reading, made later than the newest commit's
+    time when the clock reads within a second of it (commits in one clock tick, a small
+    step back): each commit's own time then finds it with at(). A clock further behind
+    is recorded as it reads, with a warning: the newest commit's time was then a bad
+    reading (say 80 years ahead), and copying it forward would freeze time for every
+    later commit. at(t) names the version with the latest time at or before t."""
+    if now > newest:
+        return min(now, MAX_TIME_NS)
+    if newest - now <= CLOCK_SLACK_NS:
+        return min(newest + 1000, MAX_TIME_NS)
+    log.warning("cowdb: %s: the clock reads %s, before the newest commit's time (%s); the "
+                "commit records the clock's time: check the system clock", where or
+                "database", to_datetime(now), to_datetime(newest))
+    return now
+
+
 _open_handles: "weakref.WeakSet[Database]" = weakref.WeakSet()
 
 
@@ -730,3 +855,13 @@ def _create_file(path: str, page_size: int) -> None:
             _create(io, page_size)
         finally:
             io.close()
+
+
+def _has_pages(io: BlockIO) -> bool:
+    """Whether the file holds cowdb page images (its meta records may be gone)."""
+    from .recovery import _page_size
+    try:
+        _page_size(io, DEFAULT_PAGE_SIZE)
+        return True
+    except (CowdbError, OSError):
+        return False

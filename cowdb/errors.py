@@ -61,6 +61,11 @@ class InvalidKey(CowdbError, ValueError):
     """A key is empty or otherwise unusable."""
 
 
+class InvalidRefName(InvalidKey):
+    """A branch or tag name the command line could not tell from a version, a time or an
+    option, or that git's ref-name rules refuse (see cowdb.checks.check_ref_name)."""
+
+
 class NestedTransaction(CowdbError, RuntimeError):
     """A thread opened a write transaction while it already holds one."""
 
@@ -86,6 +91,11 @@ class MergeConflict(CowdbError):
 
 class WriteFailed(CowdbError, OSError):
     """An I/O error stopped a commit; nothing of it is visible and the database is unchanged."""
+
+
+class InvalidValue(CowdbError, ValueError):
+    """An argument of the right type whose value cowdb cannot use (a naive datetime, a
+    negative timeout, a name that cannot be a branch...)."""
 
 
 class InvalidType(CowdbError, TypeError):

@@ -5,10 +5,11 @@ transaction's tree is writable and sees its own writes. A snapshot pins the
 txn it was taken at, so no page it can reach is reused until it closes.
 """
 import warnings
-from collections.abc import Mapping, MutableMapping
+from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
 from itertools import chain
 
-from .errors import (InvalidKey, InvalidType, KeyTooLarge, ReadOnly, TransactionClosed)
+from .errors import (DatabaseClosed, InvalidKey, InvalidType, KeyTooLarge, ReadOnly,
+                     TransactionClosed)
 from .tree import cursor
 from .tree.btree import Tree
 
@@ -26,7 +27,11 @@ def check_key(key, max_key: int = 1 << 62) -> bytes:
     """Normalise a key to bytes; reject other types, the empty key and oversized keys."""
     if type(key) is not bytes:
         if isinstance(key, str):
-            key = key.encode("utf-8")
+            try:
+                key = key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidKey(f"key {key!r} is not valid text (a lone surrogate); give "
+                                 f"bytes, or a str UTF-8 can encode") from None
         elif isinstance(key, (bytearray, memoryview)):
             key = bytes(key)
         else:
@@ -81,7 +86,7 @@ class _Reader:
     # legal length) is checked inline, and only the rest goes through _live/check_key.
     def get(self, key, default=None):
         tree = self._tree
-        if type(tree) is not Tree:
+        if type(tree) is not Tree or self._db._closed:
             tree = self._live()
         if type(key) is not bytes or not 0 < len(key) <= self._max_key:
             try:
@@ -100,7 +105,15 @@ class _Reader:
         return v
 
     def __contains__(self, key):
-        return self.get(key, _MISSING) is not _MISSING
+        tree = self._tree
+        if type(tree) is not Tree or self._db._closed:
+            tree = self._live()
+        if type(key) is not bytes or not 0 < len(key) <= self._max_key:
+            try:
+                key = check_key(key, self._max_key)
+            except (InvalidKey, KeyTooLarge):
+                return False
+        return tree.contains(key)  # no value is read (nor decoded)
 
     def __len__(self):
         return self._live().count
@@ -108,8 +121,24 @@ class _Reader:
     def __iter__(self):
         return (k for k, _ in cursor.items(self._live(), live=self._live_cursor))
 
-    def items(self, start=None, stop=None, *, prefix=None, reverse=False):
-        """(key, value) pairs in key order with start <= key < stop and the given prefix."""
+    def items(self, *args, start=None, stop=None, prefix=None, reverse=False):
+        """Without arguments a view, as a dict's (len, in, iterated again and again).
+        With a range, ``items(start, stop, prefix=, reverse=)``: an iterator over the
+        (key, value) pairs in key order with start <= key < stop and the given prefix."""
+        r = _range(args, start, stop, prefix, reverse, "items")
+        return _ItemsView(self) if r is None else self._pairs(*r)
+
+    def keys(self, *args, start=None, stop=None, prefix=None, reverse=False):
+        """A view, or with a range (as items()) an iterator over the keys in it."""
+        r = _range(args, start, stop, prefix, reverse, "keys")
+        return KeysView(self) if r is None else (k for k, _ in self._pairs(*r))
+
+    def values(self, *args, start=None, stop=None, prefix=None, reverse=False):
+        """A view, or with a range (as items()) an iterator over the values in it."""
+        r = _range(args, start, stop, prefix, reverse, "values")
+        return _ValuesView(self) if r is None else (v for _, v in self._pairs(*r))
+
+    def _pairs(self, start=None, stop=None, prefix=None, reverse=False):
         tree = self._live()
         start, stop = key_range(start, stop, prefix)
         if start is not None and stop is not None and start >= stop:
@@ -120,17 +149,60 @@ class _Reader:
         decode = self._codec.decode
         return ((k, decode(v)) for k, v in pairs)
 
-    def keys(self, start=None, stop=None, *, prefix=None, reverse=False):
-        return (k for k, _ in self.items(start, stop, prefix=prefix, reverse=reverse))
+    def __eq__(self, other):
+        """Equal to any mapping with the same keys and values; str keys count as their
+        UTF-8 bytes (as they are stored), so ``snap == {"a": b"1"}`` works."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        if len(self) != len(other):
+            return False
+        for k, v in other.items():
+            got = self.get(k, _MISSING) if isinstance(k, (bytes, str, bytearray, memoryview)) \
+                else _MISSING
+            if got is _MISSING or got != v:
+                return False
+        return True
 
-    def values(self, start=None, stop=None, *, prefix=None, reverse=False):
-        return (v for _, v in self.items(start, stop, prefix=prefix, reverse=reverse))
+    __hash__ = None
 
     def count(self, start=None, stop=None) -> int:
         """How many keys k satisfy start <= k < stop, in O(log n)."""
         tree = self._live()
         lo = 0 if start is None else tree.rank(check_bound(start))
         return max(0, tree.rank(check_bound(stop)) - lo)
+
+
+def _range(args, start, stop, prefix, reverse, name):
+    """(start, stop, prefix, reverse) of a range given to items()/keys()/values(), or None
+    for no range at all (the view). ``items(None)`` names nothing: a TypeError, as
+    dict.items(None) is (CPython's mapping tests check it)."""
+    if args:
+        if len(args) > 2 or args == (None,):
+            raise TypeError(f"{name}() takes no argument (the view), or a range: start, "
+                            f"stop, prefix=, reverse=")
+        if start is not None or (len(args) == 2 and stop is not None):
+            raise TypeError(f"{name}() got start or stop twice")
+        start = args[0]
+        stop = args[1] if len(args) == 2 else stop
+        return start, stop, prefix, reverse
+    if start is None and stop is None and prefix is None and not reverse:
+        return None
+    return start, stop, prefix, reverse
+
+
+class _ItemsView(ItemsView):
+    """items(): iterates with the tree's cursor (one pass), not a lookup per key."""
+    __slots__ = ()
+
+    def __iter__(self):
+        return self._mapping._pairs()
+
+
+class _ValuesView(ValuesView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return (v for _, v in self._mapping._pairs())
 
 
 class Snapshot(_Reader, Mapping):
@@ -148,6 +220,9 @@ class Snapshot(_Reader, Mapping):
 
     def _live(self):
         tree = self._tree
+        if self._db._closed and tree is not None:
+            raise DatabaseClosed("the database of this snapshot was closed; open it again "
+                                 "with cowdb.open()")
         if tree is _UNOPENED:
             c = self._commit
             tree = self._tree = Tree(self._db._nodes, c.root, c.count)
@@ -186,7 +261,8 @@ class Transaction(_Reader, MutableMapping):
     """The one write transaction: commits on a clean ``with`` exit, aborts on an exception."""
     _live_cursor = True   # writes may come between two steps of an iteration
     __slots__ = ("_tree", "_db", "_max_key", "_codec", "_head", "message", "author", "branch",
-                 "durability", "version", "puts", "deletes", "__weakref__")
+                 "durability", "version", "puts", "deletes", "allow_empty", "skipped",
+                 "__weakref__")
 
     def __init__(self, db, tree, head, message, author, branch, durability):
         self._db, self._tree, self._head = db, tree, head
@@ -196,6 +272,8 @@ class Transaction(_Reader, MutableMapping):
                                                                    durability)
         self.version = None
         self.puts = self.deletes = 0
+        self.allow_empty = False  # commit even if nothing changed
+        self.skipped = False      # commit() found nothing changed and made no version
 
     def __setitem__(self, key, value):
         tree = self._tree
@@ -226,7 +304,12 @@ class Transaction(_Reader, MutableMapping):
         """Put many pairs (a mapping, pairs, or keywords). Sorted first, then inserted
         leaf by leaf: much faster than a loop of puts, and it fills pages."""
         tree = self._live()
-        items = other.items() if hasattr(other, "items") else other
+        if isinstance(other, Mapping):
+            items = other.items()
+        elif hasattr(other, "keys"):  # as dict.update: keys() and [] are enough
+            items = ((k, other[k]) for k in other.keys())
+        else:
+            items = other
         mk = self._max_key
         batch = {}
         encode = None if self._codec is None else self._codec.encode

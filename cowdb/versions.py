@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from heapq import heappop, heappush
+from itertools import repeat
 
-from .errors import (InvalidKey, InvalidMerge, InvalidType, MergeConflict, ProtectedBranch,
-                     RefExists, RefNotFound, VersionReclaimed)
+from .checks import check_path, check_ref_name, check_text
+from .errors import (InvalidKey, InvalidMerge, InvalidType, InvalidValue, MergeConflict,
+                     ProtectedBranch, RefExists, RefNotFound, VersionReclaimed)
 from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG
 from .history.commits import Commit, CommitStats
@@ -26,6 +28,8 @@ from .tree import diff as diffmod
 from .tree.btree import Tree
 from .tree.copy import copy_tree
 from .tree.merge import Conflict, merge3
+from .tree.btree import read_overflow
+from .tree.node import Branch
 from .tree.walk import walk
 
 
@@ -95,6 +99,45 @@ class Diff:
         self.close()
 
 
+class NothingChanged(Exception):
+    """Raised inside _update by a commit whose tree equals its parent's (rolled back)."""
+
+
+def same_content(nodes, a, b) -> bool:
+    """Whether two trees surely hold the same keys and values: walked in step, skipping
+    children with equal checksums, comparing leaves' key and value lists (in C). Trees of
+    different shapes count as different (a version is then made: never a change lost).
+    Node signatures are left alone (see tree/node.py: commits must not pay for them)."""
+    if a.page == b.page:
+        return a.page == 0 or a.checksum == b.checksum
+    if not (a.page and b.page):
+        return False
+    todo = [(a.page, a.checksum, b.page, b.checksum)]
+    while todo:
+        pa, sa, pb, sb = todo.pop()
+        if sa == sb:
+            continue
+        x, y = nodes.load(pa, sa), nodes.load(pb, sb)
+        if type(x) is not type(y) or x.keys != y.keys:
+            return False
+        if type(x) is Branch:
+            todo.extend(zip(x.kids, x.sums, y.kids, y.sums))
+        elif x.vals != y.vals and not all(map(_same_value, x.vals, y.vals,
+                                               repeat(nodes.store))):
+            return False
+    return True
+
+
+def _same_value(v, w, store) -> bool:
+    """Leaf values, inline bytes or overflow refs; an overflow value rewritten with the
+    same bytes has another checksum (its image records its txn): then the bytes are read."""
+    if v is w or v == w:
+        return True
+    if type(v) is bytes or type(w) is bytes or v.length != w.length:
+        return False
+    return v.checksum == w.checksum or read_overflow(store, v) == read_overflow(store, w)
+
+
 def _check_resolve(resolve) -> None:
     if resolve is not None and resolve not in ("ours", "theirs") and not callable(resolve):
         raise ValueError("resolve must be None, 'ours', 'theirs' or a callable "
@@ -104,6 +147,10 @@ def _check_resolve(resolve) -> None:
 def check_name(name, what: str) -> str:
     if not isinstance(name, str):
         raise InvalidType(f"a {what} name is a str, not {type(name).__name__}")
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise InvalidKey(f"{what} name {name!r} is not valid text (a lone surrogate)") from None
     if not name or "\x00" in name or len(name.encode()) > 200 or name != name.strip():
         raise InvalidKey(f"{what} name {name!r} is not valid: use 1 to 200 bytes, no NUL, "
                          f"no leading or trailing spaces")
@@ -193,6 +240,8 @@ class Versions:
     def _new_ref(self, kind: bytes, name: str, at) -> int:
         """Name a version as a tag or a branch: one namespace, so at() takes either."""
         word = self._REF_WORDS[kind][0]
+        if isinstance(name, str):
+            check_ref_name(name, word)
         check_name(name, word)
         with self._writer() as st:
             v = st.head.version if at is None else self._resolve(st, at).version
@@ -221,6 +270,9 @@ class Versions:
         History is kept: the bad versions stay readable. O(1) pages: the new
         version shares the old root.
         """
+        if message is not None:
+            check_text(message, "message")
+        check_text(author, "author")
         with self._writer() as st:
             target = self._resolve(st, version)
             head = self._branch_version(st, check_name(branch, "branch"))
@@ -273,6 +325,9 @@ class Versions:
         "theirs" or a callable (key, base, ours, theirs) -> bytes | None.
         """
         check_name(source, "branch"), check_name(into, "branch")
+        if message is not None:
+            check_text(message, "message")
+        check_text(author, "author")
         if source == into:
             raise InvalidMerge(f"cannot merge branch {source!r} into itself")
         _check_resolve(resolve)
@@ -290,13 +345,17 @@ class Versions:
                                       (dst.version, src.version))
 
     def revert(self, version, branch: str = "main", resolve=None,
-               message: str | None = None, author: str = "") -> int:
+               message: str | None = None, author: str = "", allow_empty: bool = False) -> int:
         """Commit, on ``branch``, the inverse of exactly that version's changes.
 
         A key that a later commit changed differently is a conflict (MergeConflict,
-        or settled by ``resolve`` as in merge)."""
+        or settled by ``resolve`` as in merge). A revert that changes nothing (already
+        undone) makes no version and returns the branch's head, unless ``allow_empty``."""
         check_name(branch, "branch")
         _check_resolve(resolve)
+        if message is not None:
+            check_text(message, "message")
+        check_text(author, "author")
         with self._writer() as st:
             c = self._resolve(st, version)
             if c.rewired:
@@ -308,10 +367,10 @@ class Versions:
             head = self._commit_record(st, self._branch_version(st, branch))
             msg = f"revert version {c.version}" if message is None else message
             return self._merge_commit(c, head, parent, branch, resolve, msg, author,
-                                      (head.version,))
+                                      (head.version,), allow_empty)
 
     def _merge_commit(self, base, ours, theirs, branch, resolve, message, author,
-                      parents) -> int:
+                      parents, allow_empty: bool = True) -> int:
         """Apply base->theirs onto ours and commit it on branch (writer lock held)."""
         store = self._store
         tree = Tree(self._nodes, ours.root, ours.count)
@@ -332,14 +391,22 @@ class Versions:
                                 f"e.g. {conflicts[0].key!r}; nothing was committed: pass "
                                 f"resolve='ours', 'theirs' or a function", conflicts)
 
+        if not allow_empty and not tree.dirty:
+            return ours.version
+
         def change(cat, txn):
             pages0, bytes0 = store.pages_written, store.bytes_written
             root = tree.write(txn)
+            if not allow_empty and same_content(self._nodes, ours.root, root):
+                raise NothingChanged
             stats = CommitStats(puts, deletes, store.pages_written - pages0,
                                 store.bytes_written - bytes0)
             return self._new_commit(cat, txn, branch, root, tree.count, parents, message, author,
                                     stats).version
-        return self._update(change)
+        try:
+            return self._update(change)
+        except NothingChanged:
+            return ours.version
 
     # ---- retention and gc ------------------------------------------------
     @property
@@ -351,10 +418,14 @@ class Versions:
                       keep_within: timedelta | None = None) -> None:
         """Keep the newest ``keep_last`` versions and those younger than ``keep_within``
         (tags and branch heads always); both None keeps everything. Applied by gc()."""
-        if keep_last is not None and (type(keep_last) is not int or keep_last < 1):
-            raise ValueError("keep_last must be a positive int or None")
+        if keep_last is not None and type(keep_last) is not int:
+            raise InvalidType(f"keep_last must be an int or None, not {type(keep_last).__name__}")
+        if keep_last is not None and not 1 <= keep_last < 1 << 63:
+            raise InvalidValue(f"keep_last must be from 1 to 2**63 - 1, or None; not {keep_last}")
         if keep_within is not None and not isinstance(keep_within, timedelta):
             raise InvalidType("keep_within must be a datetime.timedelta or None")
+        if keep_within is not None and keep_within <= timedelta(0):
+            raise InvalidValue(f"keep_within must be a positive duration, not {keep_within}")
         r = Retention(keep_last, keep_within)
         with self._writer():
             self._update(lambda cat, txn: cat.set_option("retention", r.encode()))
@@ -373,6 +444,7 @@ class Versions:
         Readers that hold a dropped version (here or in another process) keep
         reading it: its pages are reused only after they close.
         """
+        self._check_open()
         report = GcReport(file_bytes_before=self._io.size())
         store = self._store
         with self._writer() as st:
@@ -420,7 +492,8 @@ class Versions:
     def compact(self, dest_path) -> None:
         """Write a compacted copy to a new file: every kept version, tag, branch and the
         retention rule, with the versions' shared pages shared in the copy too."""
-        dest_path = os.fspath(dest_path)
+        dest_path = check_path(dest_path, "compact()'s destination")
+        self._check_open()
         if os.path.exists(dest_path):
             raise RefExists(f"{dest_path} exists; compact() writes a new file")
         with self._pinned() as st:  # the source stays readable whatever its writer does
@@ -429,18 +502,27 @@ class Versions:
             kept = [c for c in reversed(commits) if c.version in keep]
             refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
             retention = cat.option("retention")
+            codec = cat.option("codec")
             try:
                 with new_file(dest_path) as tmp:  # appears whole at dest_path, or not at all
                     dst = type(self)(io=OsFileIO(tmp), page_size=self._store.page_size)
                     try:
                         with dst._writer():
                             dst._update(lambda dcat, txn: _fill(
-                                dcat, txn, self._nodes, dst._store, kept, refs, retention))
+                                dcat, txn, self._nodes, dst._store, kept, refs, retention,
+                                codec))
                     finally:
                         dst.close()
             except FileExistsError:
                 raise RefExists(f"{dest_path} was created while compact() wrote the copy; "
                                 f"the copy was discarded: choose another path") from None
+
+    def backup(self, dest_path) -> int:
+        """Write a consistent copy of the newest state (every version, branch, tag and
+        setting) to the new file ``dest_path``, while writers go on; returns the newest
+        version copied. Never ``cp`` a database that is being written: see cowdb/backup.py."""
+        from .backup import backup
+        return backup(self, dest_path)
 
     # ---- stats -----------------------------------------------------------
     def stats(self) -> Stats:
@@ -472,7 +554,9 @@ class Versions:
         dead = sum(gcmod.mark_count(nodes, [c.root], seen) for c in commits
                    if c.version not in keep)
         fl = self._freelist_of(st)  # not the store's: a writer thread may be changing it
-        for txn in sorted(list(self._shared.pins)):
+        pins = dict(self._shared.pins)
+        pins[st.txn] = pins.get(st.txn, 0) - 1   # stats()'s own pin is not a reader
+        for txn in sorted(t for t, n in pins.items() if n > 0):
             held = sum(fl.pages_in(runs) for t, runs in fl.pending.items() if t > txn)
             out.pinned[f"reader {txn}"] = held * ps
         out.live_bytes = (live + store.pages_for(st.meta.freelist_len)) * ps
@@ -481,7 +565,7 @@ class Versions:
         return out
 
 
-def _fill(cat, txn, nodes, dst_store, kept, refs, retention) -> None:
+def _fill(cat, txn, nodes, dst_store, kept, refs, retention, codec=None) -> None:
     """Fill a fresh catalog with copies of the kept commits and the refs."""
     for c in list(cat.commits()):
         cat.drop_commit(c)
@@ -494,3 +578,5 @@ def _fill(cat, txn, nodes, dst_store, kept, refs, retention) -> None:
             cat.set_ref(kind, name, v)
     if retention is not None:
         cat.set_option("retention", retention)
+    if codec is not None:  # the copy reads as the original does
+        cat.set_option("codec", codec)

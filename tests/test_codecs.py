@@ -106,6 +106,11 @@ def test_decoding_a_value_written_by_another_codec_says_so(tmp_path):
     with cowdb.open(path) as db:
         with db.write() as tx:
             tx[b"k"] = b"\xff\x00not json"
+    with pytest.raises(CodecError, match="codec 'bytes'"):  # the file records its codec
+        cowdb.open(path, codec="json")
+    with cowdb.open(path) as db:  # a file from before the record: nothing says which
+        with db._writer():
+            db._update(lambda cat, txn: cat.tree.delete(b"ocodec"))
     with cowdb.open(path, codec="json") as db:
         with pytest.raises(CodecError, match="another codec"):
             db.read()[b"k"]

@@ -121,7 +121,8 @@ class Commit(Step):
         return s.with_version(content, self.branch)
 
     def apply(self, run):
-        with run.db.write(message="w", branch=self.branch, durability=self.durability) as tx:
+        with run.db.write(message="w", branch=self.branch, durability=self.durability,
+                          allow_empty=True) as tx:  # a step is a version
             for k in self.deletes:
                 tx.delete(k)
             tx.update(self.puts)
@@ -261,7 +262,7 @@ class Revert(Step):
         return s.with_version(content, "main")
 
     def apply(self, run):
-        run.db.revert(self.target(run.state), resolve="theirs")
+        run.db.revert(self.target(run.state), resolve="theirs", allow_empty=True)
 
 
 class Gc(Step):

@@ -43,14 +43,16 @@ def _one_line(e: BaseException) -> str:
         msg = f"{e.filename}: {e.strerror}"
     for api, cli_hint in _HINTS:
         msg = msg.replace(api, cli_hint)
-    return " ".join(msg.split())
+    from .fmt import safe  # names and messages in errors reach the terminal too
+    return safe(" ".join(msg.split()))
 
 
 SECTIONS = (("Start", ("tour", "init", "info")),
             ("Keys and values", ("get", "put", "delete", "scan", "import", "export")),
             ("Versions", ("log", "show", "diff", "history", "restore", "revert")),
             ("Branches and tags", ("branch", "tag", "merge")),
-            ("Upkeep", ("check", "stats", "retention", "gc", "compact")))
+            ("Upkeep", ("check", "stats", "retention", "gc", "compact", "backup", "recover",
+                        "salvage")))
 
 
 class CowdbGroup(click.Group):
@@ -121,4 +123,4 @@ def main(argv=None) -> None:
     cli.main(args=argv, prog_name="cowdb")
 
 
-from . import commands, history, tour, transfer  # noqa: E402,F401  (register the commands)
+from . import commands, history, repair, tour, transfer  # noqa: E402,F401  (register them)

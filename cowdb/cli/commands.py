@@ -53,8 +53,16 @@ _at = click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None
                         "e.g. 2025-01-31T12:00, local time unless it has an offset).")
 
 
-def say_commit(branch: str, version: int, message: str) -> None:
-    click.echo(f"[{branch} {version}] {message}")
+_allow_empty = click.option("--allow-empty", is_flag=True,
+                            help="Make a new version even if nothing changed.")
+
+
+def say_commit(branch: str, version: int, message: str, skipped: bool = False) -> None:
+    if skipped:
+        click.echo(f"nothing changed: no new version (the head of {fmt.safe(branch)} is still "
+                   f"version {version}); --allow-empty commits anyway")
+        return
+    click.echo(f"[{fmt.safe(branch)} {version}] {fmt.safe(message)}")
 
 
 # ---------------------------------------------------------------- init / info
@@ -110,14 +118,14 @@ def info(env: Env, path: str | None, as_json: bool):
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
-    click.echo(f"path:         {d['path']}")
+    click.echo(f"path:         {fmt.safe(d['path'])}")
     click.echo(f"file size:    {fmt.size(d['file_size'])}")
     click.echo(f"head of main: version {d['head']} ({d['keys']} keys, committed "
                f"{fmt.when(head.time)})")
     click.echo(f"newest:       version {d['version']}")
-    br = ", ".join(f"{k} ({v})" for k, v in sorted(d["branches"].items()))
+    br = ", ".join(f"{fmt.safe(k)} ({v})" for k, v in sorted(d["branches"].items()))
     click.echo(f"branches:     {br}")
-    tg = ", ".join(f"{k} ({v})" for k, v in sorted(d["tags"].items())) or "none"
+    tg = ", ".join(f"{fmt.safe(k)} ({v})" for k, v in sorted(d["tags"].items())) or "none"
     click.echo(f"tags:         {tg}")
 
 
@@ -160,8 +168,10 @@ def get(env: Env, key: str, at: str | None, escaped: bool, raw: bool):
               help="Read the value from this file ('-' for stdin).")
 @_escaped
 @_write_opts
+@_allow_empty
 @pass_env
-def put(env: Env, key: str, value: str | None, file, escaped: bool, message, author, branch):
+def put(env: Env, key: str, value: str | None, file, escaped: bool, message, author, branch,
+        allow_empty: bool):
     """Set KEY to VALUE in a new version.
 
     The value comes from the VALUE argument, from --file, or from standard
@@ -189,9 +199,9 @@ def put(env: Env, key: str, value: str | None, file, escaped: bool, message, aut
     message = f"put {fmt.inline(k)}" if message is None else message
     with env.open(write=True) as db:
         with db.write(message=message, author=author_default() if author is None else author,
-                      branch=branch) as tx:
+                      branch=branch, allow_empty=allow_empty) as tx:
             tx[k] = v
-    say_commit(branch, tx.version, message)
+    say_commit(branch, tx.version, message, tx.skipped)
 
 
 @cli.command()
@@ -285,9 +295,9 @@ def _commit_json(c) -> dict:
 def _decorations(db) -> dict[int, list[str]]:
     deco: dict[int, list[str]] = {}
     for name, v in sorted(engine.branches(db).items()):
-        deco.setdefault(v, []).append(name)
+        deco.setdefault(v, []).append(fmt.safe(name))
     for name, v in sorted(engine.tags(db).items()):
-        deco.setdefault(v, []).append(f"tag: {name}")
+        deco.setdefault(v, []).append(f"tag: {fmt.safe(name)}")
     return deco
 
 
@@ -326,9 +336,9 @@ def log(env: Env, limit, branch, all_, as_json):
         deco = _decorations(db)
         for c in commits:
             line = click.style(f"{c.version:>4}", fg="yellow") + f"  {fmt.when(c.time)}  "
-            line += c.message or click.style("(no message)", dim=True)
+            line += fmt.safe(c.message) or click.style("(no message)", dim=True)
             if c.author:
-                line += click.style(f"  <{c.author}>", dim=True)
+                line += click.style(f"  <{fmt.safe(c.author)}>", dim=True)
             if c.version in deco:
                 line += " " + click.style(f"({', '.join(deco[c.version])})", fg="cyan")
             click.echo(line)

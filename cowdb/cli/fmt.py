@@ -53,6 +53,30 @@ def inline(b: bytes) -> str:
     return "".join(out)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def safe(s: str) -> str:
+    """User text (a message, an author, a ref name) made safe for a terminal: control
+    characters (escape sequences, newlines), lone surrogates and line separators are
+    shown escaped (\\x1b, \\n), so text can neither drive the terminal nor forge a
+    line. Everything else (any printable Unicode) stays as it is."""
+    if not _CONTROL.search(s):
+        return s
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if ch in _ESC and ch != "\\":
+            out.append(_ESC[ch])
+        elif o < 0x80 and (o < 0x20 or o == 0x7F):
+            out.append(f"\\x{o:02x}")
+        elif 0x80 <= o < 0xA0 or o in (0x2028, 0x2029) or 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 _UNESC = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|[\\nrt0])")
 
 

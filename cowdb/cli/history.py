@@ -13,7 +13,14 @@ from cowdb.errors import MergeConflict
 
 from . import engine, fmt
 from .app import Env, cli
-from .commands import _commit_json, _escaped, key_arg, say_commit
+from .commands import _allow_empty, _commit_json, _escaped, author_default, key_arg, say_commit
+
+_author = click.option("--author", default=None, help="The commit's author "
+                       "(default: $COWDB_AUTHOR, else your login name).")
+
+
+def _who(author):
+    return author_default() if author is None else author
 
 pass_env = click.pass_obj
 
@@ -57,7 +64,7 @@ def _print_changes(changes, stat: bool, limit: int | None) -> tuple[int, int, in
 
 # ---------------------------------------------------------------- show
 @cli.command()
-@click.argument("ref", metavar="VERSION", default="main")
+@click.argument("ref", metavar="[VERSION]", default="main")
 @click.option("--stat", is_flag=True, help="Only count the changes.")
 @click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
               help="List at most this many changes.")
@@ -92,8 +99,8 @@ def show(env: Env, ref: str, stat: bool, limit, as_json: bool):
                     d["changes"] = [_change_json(*x) for x in ch]
             click.echo(json.dumps(d, indent=2, ensure_ascii=False))
             return
-        deco = [n for n, v in engine.branches(db).items() if v == c.version]
-        deco += [f"tag: {n}" for n, v in engine.tags(db).items() if v == c.version]
+        deco = [fmt.safe(n) for n, v in engine.branches(db).items() if v == c.version]
+        deco += [f"tag: {fmt.safe(n)}" for n, v in engine.tags(db).items() if v == c.version]
         title = click.style(f"version {c.version}", fg="yellow")
         if deco:
             title += " " + click.style(f"({', '.join(sorted(deco))})", fg="cyan")
@@ -102,15 +109,15 @@ def show(env: Env, ref: str, stat: bool, limit, as_json: bool):
             click.echo(f"Merge:   {' '.join(map(str, c.parents))}")
         elif c.parents:
             click.echo(f"Parent:  {c.parents[0]}")
-        click.echo(f"Branch:  {c.branch}")
+        click.echo(f"Branch:  {fmt.safe(c.branch)}")
         if c.author:
-            click.echo(f"Author:  {c.author}")
+            click.echo(f"Author:  {fmt.safe(c.author)}")
         click.echo(f"Date:    {fmt.when(c.time)} ({fmt.iso(c.time)})")
         st = c.stats
         click.echo(f"Wrote:   {st.keys_put} puts, {st.keys_deleted} deletes, "
                    f"{st.pages_written} pages ({fmt.size(st.bytes_written)})")
         click.echo()
-        click.echo(f"    {c.message or '(no message)'}")
+        click.echo(f"    {fmt.safe(c.message) or '(no message)'}")
         click.echo()
         if changes_cm is None:
             click.echo("(the first version: no parent to compare with)")
@@ -124,7 +131,7 @@ def show(env: Env, ref: str, stat: bool, limit, as_json: bool):
 # ---------------------------------------------------------------- diff
 @cli.command()
 @click.argument("a", metavar="A")
-@click.argument("b", metavar="B", default="main")
+@click.argument("b", metavar="[B]", default="main")
 @click.option("--prefix", "-p", default=None, help="Only keys that start with this.")
 @click.option("--stat", is_flag=True, help="Only count the changes.")
 @click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
@@ -199,7 +206,7 @@ def _list_refs(refs: dict[str, int], as_json: bool, current: str | None = None) 
     width = max((len(n) for n in refs), default=0)
     for name, v in sorted(refs.items()):
         mark = "* " if name == current else "  " if current is not None else ""
-        click.echo(f"{mark}{name:<{width}}  {v}")
+        click.echo(f"{mark}{fmt.safe(name):<{width}}  {v}")
 
 
 def _ref_command(env: Env, kind: str, name, at, delete: bool, as_json: bool) -> None:
@@ -217,11 +224,11 @@ def _ref_command(env: Env, kind: str, name, at, delete: bool, as_json: bool) -> 
         if delete:
             refs = engine.branches(db) if kind == "branch" else engine.tags(db)
             (db.delete_branch if kind == "branch" else db.delete_tag)(name)
-            click.echo(f"deleted {kind} {name} (was at version {refs.get(name)})")
+            click.echo(f"deleted {kind} {fmt.safe(name)} (was at version {refs.get(name)})")
         else:
             v = (db.branch if kind == "branch" else db.tag)(name, None if at is None
                                                             else fmt.ref(at))
-            click.echo(f"created {kind} {name} at version {v}")
+            click.echo(f"created {kind} {fmt.safe(name)} at version {v}")
 
 
 @cli.command()
@@ -277,8 +284,9 @@ def tag(env: Env, name, at, delete: bool, as_json: bool):
 @click.option("--branch", "-b", default="main", show_default=True,
               help="The branch that gets the restored content.")
 @click.option("--message", "-m", default=None, help="The commit message.")
+@_author
 @pass_env
-def restore(env: Env, ref: str, branch: str, message):
+def restore(env: Env, ref: str, branch: str, message, author):
     """Commit a new version whose content is exactly VERSION's.
 
     History is kept: the versions in between stay readable. O(1): the new
@@ -290,7 +298,7 @@ def restore(env: Env, ref: str, branch: str, message):
       cowdb restore before-import -m "undo the import"
     """
     with env.open(write=True) as db:
-        v = db.restore(fmt.ref(ref), message=message, branch=branch)
+        v = db.restore(fmt.ref(ref), message=message, branch=branch, author=_who(author))
         msg = engine.commit(db, v).message
     say_commit(branch, v, msg)
 
@@ -318,8 +326,9 @@ _resolve = click.option("--resolve", type=click.Choice(["ours", "theirs"]), defa
               help="The branch that receives the changes.")
 @_resolve
 @click.option("--message", "-m", default=None, help="The merge commit's message.")
+@_author
 @pass_env
-def merge(env: Env, source: str, into: str, resolve, message):
+def merge(env: Env, source: str, into: str, resolve, message, author):
     """Three-way merge of branch SRC into branch DST.
 
     Conflicts (a key changed differently on both sides) are listed on
@@ -333,14 +342,16 @@ def merge(env: Env, source: str, into: str, resolve, message):
     with env.open(write=True) as db:
         before = engine.branches(db).get(into)
         try:
-            v = db.merge(source, into=into, resolve=resolve, message=message)
+            v = db.merge(source, into=into, resolve=resolve, message=message,
+                         author=_who(author))
         except MergeConflict as e:
             _conflicts(e)
         c = engine.commit(db, v)
     if v == before:
-        click.echo(f"already up to date: {into} has every change of {source}")
+        click.echo(f"already up to date: {fmt.safe(into)} has every change of "
+                   f"{fmt.safe(source)}")
     elif len(c.parents) < 2:
-        click.echo(f"fast-forward: {into} is now at version {v}")
+        click.echo(f"fast-forward: {fmt.safe(into)} is now at version {v}")
     else:
         say_commit(into, v, c.message)
 
@@ -351,8 +362,10 @@ def merge(env: Env, source: str, into: str, resolve, message):
               help="The branch that gets the revert commit.")
 @_resolve
 @click.option("--message", "-m", default=None, help="The commit message.")
+@_author
+@_allow_empty
 @pass_env
-def revert(env: Env, ref: str, branch: str, resolve, message):
+def revert(env: Env, ref: str, branch: str, resolve, message, author, allow_empty: bool):
     """Commit the inverse of exactly VERSION's changes.
 
     A key that a later commit changed again is a conflict: listed, nothing
@@ -364,12 +377,14 @@ def revert(env: Env, ref: str, branch: str, resolve, message):
       cowdb revert 7 --resolve theirs
     """
     with env.open(write=True) as db:
+        before = db.head(branch)
         try:
-            v = db.revert(fmt.ref(ref), branch=branch, resolve=resolve, message=message)
+            v = db.revert(fmt.ref(ref), branch=branch, resolve=resolve, message=message,
+                          author=_who(author), allow_empty=allow_empty)
         except MergeConflict as e:
             _conflicts(e)
         msg = engine.commit(db, v).message
-    say_commit(branch, v, msg)
+    say_commit(branch, v, msg, skipped=v == before)
 
 
 # ---------------------------------------------------------------- retention / gc / stats
@@ -476,7 +491,7 @@ def stats(env: Env, as_json: bool):
     if s.pinned:
         click.echo("pinned (bytes held beyond the branch heads):")
         for what, n in s.pinned.items():
-            click.echo(f"  {what:<20} {fmt.size(n)}")
+            click.echo(f"  {fmt.safe(what):<20} {fmt.size(n)}")
 
 
 @cli.command()

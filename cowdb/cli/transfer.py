@@ -15,7 +15,7 @@ from cowdb.errors import CowdbError
 
 from . import engine, fmt
 from .app import Env, cli
-from .commands import _at, _escaped, author_default, key_arg, say_commit
+from .commands import _allow_empty, _at, _escaped, author_default, key_arg, say_commit
 
 pass_env = click.pass_obj
 FORMATS = ("jsonl", "csv")
@@ -215,8 +215,10 @@ class _Counting(io.RawIOBase):
 @click.option("--message", "-m", default=None, help="The commit message.")
 @click.option("--author", default=None, help="The commit's author.")
 @click.option("--branch", "-b", default="main", show_default=True)
+@_allow_empty
 @pass_env
-def import_(env: Env, file: str, form, replace: bool, message, author, branch):
+def import_(env: Env, file: str, form, replace: bool, message, author, branch,
+            allow_empty: bool):
     """Load keys and values from JSON Lines or CSV as one new version.
 
     The format is the one `cowdb export` writes; in JSON Lines a null value
@@ -248,7 +250,7 @@ def import_(env: Env, file: str, form, replace: bool, message, author, branch):
             text = io.TextIOWrapper(io.BufferedReader(_Counting(raw, bar)), encoding="utf-8",
                                     newline="" if form == "csv" else None)
             records = _jsonl_records(text) if form == "jsonl" else _csv_records(text)
-            with db.write(message=message, branch=branch,
+            with db.write(message=message, branch=branch, allow_empty=allow_empty,
                           author=author_default() if author is None else author) as tx:
                 puts, deletes = _load(tx, records, replace, file)
     except BaseException:
@@ -260,7 +262,7 @@ def import_(env: Env, file: str, form, replace: bool, message, author, branch):
     finally:
         if file != "-":
             raw.close()
-    say_commit(branch, tx.version, f"{message} ({puts} puts, {deletes} deletes)")
+    say_commit(branch, tx.version, f"{message} ({puts} puts, {deletes} deletes)", tx.skipped)
 
 
 def _load(tx, records, replace: bool, file: str) -> tuple[int, int]:

@@ -125,12 +125,39 @@ class Catalog:
             return _U64.unpack_from(k, 1)[0]
         return -1
 
-    def version_at(self, branch: str, time_ns: int) -> int | None:
-        """The newest version committed on ``branch`` at or before time_ns: O(log n)."""
+    def version_at(self, branch: str, time_ns: int, head: int | None = None) -> int | None:
+        """The version of ``branch``'s first-parent history with the latest commit time at
+        or before time_ns (of equal times, the newest), or None; versions gc dropped are
+        skipped. O(log n) from the branch's time index, plus a walk over the versions a
+        fast-forward brought to the branch (they are indexed under the branch they were
+        committed on): between the branch's own commits around time_ns, or above its
+        newest own commit up to ``head``."""
+        if time_ns < 0:
+            return None
         lo = b"i" + branch.encode() + b"\x00"
-        for k, _ in cursor.items(self.tree, lo, lo + _U64.pack(time_ns + 1), reverse=True):
-            return _U64.unpack_from(k, len(k) - 8)[0]
-        return None
+        hi = lo + _U64.pack(min(time_ns + 1, (1 << 64) - 1))
+        found = nxt = None
+        for k, _ in cursor.items(self.tree, lo, hi, reverse=True):
+            v = _U64.unpack_from(k, len(k) - 8)[0]
+            if self.tree.get(commit_key(v)) is not None:  # else gc dropped it
+                found = v
+                break
+        for k, _ in cursor.items(self.tree, hi, lo[:-1] + b"\x01"):
+            v = _U64.unpack_from(k, len(k) - 8)[0]
+            c = self.commit(v)
+            if c is not None:
+                nxt = c.parents[0] if c.parents else None
+                break
+        else:
+            nxt = head
+        while nxt is not None and nxt != found and (found is None or nxt > found):
+            c = self.commit(nxt)
+            if c is None:
+                break
+            if c.time_ns <= time_ns and c.branch != branch:  # its own are in the index
+                return nxt
+            nxt = c.parents[0] if c.parents else None
+        return found
 
     # ---- refs: branches and tags --------------------------------------
     def refs(self, kind: bytes) -> dict[str, int]:

@@ -16,6 +16,10 @@ def to_ns(t: datetime) -> int:
     return (t - EPOCH) // timedelta(microseconds=1) * 1000
 
 
+def to_datetime(ns: int) -> datetime:
+    return EPOCH + timedelta(microseconds=ns // 1000)
+
+
 def now_ns() -> int:
     """Commit times are kept in whole microseconds, the resolution of a datetime."""
     return time.time_ns() // 1000 * 1000

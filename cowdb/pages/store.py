@@ -30,7 +30,7 @@ class PageStore:
         self.page_size = page_size
         self.readonly = readonly
         self.meta: Meta | None = None
-        self.freelist = FreeList()
+        self._freelist: FreeList | None = FreeList()  # None: not loaded (read-only opens)
         self.page_count = META_PAGES
         self.durable_slot = 0          # slot that holds the last durable commit
         self.durable_txn = 0
@@ -98,7 +98,9 @@ class PageStore:
             self.page_size = meta.page_size
         self.meta = meta
         self.page_count = meta.page_count
-        self.freelist = self._load_freelist(meta)
+        # a read-only handle never allocates: its free list is read only if asked for
+        # (check, stats), so a damaged free list does not stop it reading
+        self._freelist = None if self.readonly else self._load_freelist(meta)
         if durable:
             self.mark_durable(slot, meta.txn)
         else:
@@ -113,7 +115,21 @@ class PageStore:
         self.durable_slot, self.durable_txn = slot, txn
         self._count_unsynced()
 
+    @property
+    def freelist(self) -> FreeList:
+        fl = self._freelist
+        if fl is None:
+            fl = self._freelist = self._load_freelist(self.meta)
+        return fl
+
+    @freelist.setter
+    def freelist(self, fl: FreeList) -> None:
+        self._freelist = fl
+
     def _count_unsynced(self) -> None:
+        if self._freelist is None:  # read-only: nothing is ever freed here
+            self.unsynced_free_pages = 0
+            return
         durable = self.durable_txn
         self.unsynced_free_pages = sum(FreeList.pages_in(runs) for t, runs
                                        in self.freelist.pending.items() if t > durable)
@@ -317,24 +333,50 @@ class PageStore:
         fl = self.freelist
         if fl.chain and len(fl.chain) <= MAX_CHAIN:
             need = self.pages_for(HEADER_SIZE + fl.delta_size())
+            fresh = self.page_count
             page = self.allocate(need)      # logged, so the delta records its own pages
             prev = (old.freelist.page, old.freelist.checksum, old.freelist.txn,
                     old.freelist_len)
             body, flags = fl.encode_delta(prev), FREELIST_DELTA
-            fl.chain.append((page, need))
+            used = self.pages_for(HEADER_SIZE + len(body))
+            if used < need:  # delta_size() counted a take that a fresh page did not log
+                self._give_back(page, need, used, fresh)
+                if page < fresh:             # the logged take: only the pages used
+                    fl.log[-1] = (fl.log[-1][0], page, used, 0)
+                    body = fl.encode_delta(prev)
+            fl.chain.append((page, used))
         else:
             for first, n in fl.chain:
                 self.free(first, n)
             need = self.pages_for(HEADER_SIZE + fl.encoded_size())
+            fresh = self.page_count
             page = self.allocate(need)      # shrinks the list, so the image still fits
             body, flags = fl.encode(), 0
-            fl.chain = [(page, need)]
+            used = self.pages_for(HEADER_SIZE + len(body))
+            if used < need:  # encoded_size() is a bound: give back the pages not used
+                self._give_back(page, need, used, fresh)
+                again = fl.encode()
+                if self.pages_for(HEADER_SIZE + len(again)) <= used:
+                    body = again
+                else:  # one more run no longer fits: keep the pages after all
+                    fl.take_exact(page + used, need - used)
+                    used = need
+            fl.chain = [(page, used)]
         fl.log.clear()
         image = bytearray(HEADER_SIZE) + body
         HEADER.pack_into(image, 0, 0, FREELIST, flags, 0, len(image), self._txn)
         ref = RootRef(page, seal(image), self._txn)
         self.write(page, image)
         return ref, len(image)
+
+    def _give_back(self, page: int, need: int, used: int, fresh: int) -> None:
+        """An image allocated ``need`` pages at ``page`` and uses ``used``: return the rest
+        (to the end of the file when they were fresh, else to the reusable pool), so no
+        page is left neither in use nor free."""
+        if page >= fresh:
+            self.page_count = page + used
+        else:
+            self.freelist.give_back(page + used, need - used)
 
     def rollback(self) -> None:
         """Forget everything since begin(): allocations, frees.

@@ -119,6 +119,11 @@ class Tree:
             return default
         return v if type(v) is bytes else self.read_overflow(v)
 
+    def contains(self, key: bytes) -> bool:
+        """Whether key is in the tree, without reading its value if that is an overflow."""
+        node = self._root
+        return node is not None and descend(node, key, self.nodes) is not None
+
     def kid(self, branch: Branch, i: int):
         kid = branch.kids[i]
         return kid if type(kid) is not int else self.nodes.load(kid, branch.sums[i])
@@ -304,7 +309,7 @@ class Tree:
 
     def delete(self, key: bytes) -> bool:
         """Remove key; False if it was not there (and nothing is copied)."""
-        if self.get(key, _MISSING) is _MISSING:
+        if not self.contains(key):  # an overflow value is not read to be deleted
             return False
         self.mod += 1
         leaf, path = self._descend(key)

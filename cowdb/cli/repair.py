@@ -1,0 +1,89 @@
+"""The repair and copy commands: recover, salvage, backup."""
+from __future__ import annotations
+
+import os
+
+import click
+
+import cowdb
+from cowdb.recovery import salvage as salvage_file
+
+from . import fmt
+from .app import Env, cli
+
+pass_env = click.pass_obj
+
+
+def _say_report(rep) -> None:
+    for line in rep.lines():
+        click.echo(fmt.safe(line))
+
+
+@cli.command()
+@click.argument("path", required=False)
+@pass_env
+def recover(env: Env, path: str | None):
+    """Open a damaged database at its newest intact version, in place.
+
+    Every version whose whole tree still verifies is kept; branch heads of
+    lost versions move back to their newest intact ancestor; tags of lost
+    versions are dropped; the free list is rebuilt. Prints what was lost.
+    PATH defaults to the --db path. To keep the damaged file as it is, use
+    `cowdb salvage` instead.
+
+    \b
+    Example:
+      cowdb recover shop.cow
+    """
+    path = path or env.path
+    if not os.path.exists(path):
+        raise click.ClickException(f"no database at {path}")
+    kw = {} if env.timeout is None else {"timeout": env.timeout}
+    with cowdb.open(path, recover=True, **kw) as db:
+        rep = db.recovery
+        if not rep.rewritten:
+            click.echo(f"ok: {path} is not damaged; nothing to recover (head of main: "
+                       f"version {db.head()})")
+            return
+        _say_report(rep)
+
+
+@cli.command()
+@click.argument("src")
+@click.argument("dest")
+def salvage(src: str, dest: str):
+    """Copy every version, branch and tag of SRC that still verifies into DEST.
+
+    SRC is only read. DEST must not exist. Prints what could not be read.
+
+    \b
+    Example:
+      cowdb salvage damaged.cow rescued.cow
+    """
+    if not os.path.exists(src):
+        raise click.ClickException(f"no database at {src}")
+    rep = salvage_file(src, dest)
+    _say_report(rep)
+    click.echo(f"salvaged {len(rep.kept)} versions into {dest} (head of main: version "
+               f"{rep.head})")
+
+
+@cli.command()
+@click.argument("src")
+@click.argument("dest")
+@pass_env
+def backup(env: Env, src: str, dest: str):
+    """Copy a database, even while it is being written, to DEST (a new file).
+
+    The copy is consistent: the newest state with every version, branch and
+    tag. Never copy a live database with cp.
+
+    \b
+    Example:
+      cowdb backup shop.cow shop-backup.cow
+    """
+    if not os.path.exists(src):
+        raise click.ClickException(f"no database at {src}")
+    with cowdb.open(src, readonly=True) as db:
+        v = db.backup(dest)
+    click.echo(f"backed up {src} to {dest} (newest version {v})")

@@ -1,0 +1,534 @@
+"""Recovery and salvage: give back every version of a damaged file that still verifies.
+
+A plain open refuses a damaged file (``Corruption``, naming the file and the
+way out). Two ways out read what is left, page by page, checking every
+checksum:
+
+- ``recover`` (``cowdb.open(path, recover=True)``, ``cowdb recover PATH``)
+  rewrites the file in place: a new catalog holding every commit whose whole
+  tree verifies, branch heads moved back to their newest intact ancestor,
+  tags of lost versions dropped, and a free list rebuilt from what is
+  reachable. The new catalog and free list are written past every page a
+  kept tree uses, and the old meta record stays until the new one is
+  durable, so a crash during recovery leaves a file that recovers again.
+- ``salvage`` (``cowdb salvage SRC DST``) never writes the source: it copies
+  every intact version, branch and tag into a new file.
+
+Where the catalog comes from: the newest meta record whose catalog reads
+whole; if its catalog is damaged, the older record's catalog fills in what
+it lost; if both meta records are gone, the file is scanned for the newest
+tree that looks like a catalog (it has a head of ``main`` and commit records).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from struct import Struct
+
+from .errors import Corruption, CowdbError, NotACowdbFile
+from .history.catalog import BRANCH, TAG, Catalog, decode_pending
+from .history.commits import Commit
+from .pages import meta as metamod
+from .pages.checksum import BRANCH as BRANCH_PAGE, HEADER, HEADER_SIZE, LEAF, verify
+from .pages.freelist import FreeList, _coalesce
+from .pages.meta import EMPTY, Meta, RootRef
+from .pages.store import META_PAGES, PageStore
+from .tree.btree import NodeCache, Tree, read_overflow
+from .tree.node import Branch, Overflow, decode
+
+log = logging.getLogger("cowdb")
+_U64 = Struct(">Q")
+PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)
+
+
+@dataclass
+class RecoveryReport:
+    """What recovery or salvage found and did.
+
+    ``kept``: versions that verify (and are in the result); ``lost``: version ->
+    why it could not be read; ``refs_lost``: "tag NAME" / "branch NAME" -> the lost
+    version it named; ``refs_moved``: "branch NAME" -> (from, to); ``damage``: what
+    else was damaged (meta records, catalog pages, the free list); ``head``: the
+    head of main in the result; ``rewritten``: the file was changed.
+    """
+    path: str | None = None
+    kept: list = field(default_factory=list)
+    lost: dict = field(default_factory=dict)
+    refs_lost: dict = field(default_factory=dict)
+    refs_moved: dict = field(default_factory=dict)
+    damage: list = field(default_factory=list)
+    head: int | None = None
+    rewritten: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Nothing was lost or damaged."""
+        return not (self.lost or self.refs_lost or self.damage)
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.rewritten:
+            out.append(f"recovered: head of main is version {self.head}; "
+                       f"{len(self.kept)} versions kept, {len(self.lost)} lost")
+        for d in self.damage:
+            out.append(f"damaged: {d}")
+        for v, why in sorted(self.lost.items()):
+            out.append(f"lost version {v}: {why}")
+        for name, v in sorted(self.refs_lost.items()):
+            out.append(f"lost {name} (it named version {v})")
+        for name, (a, b) in sorted(self.refs_moved.items()):
+            out.append(f"moved {name} from version {a} to {b}")
+        return out
+
+
+class _Analysis:
+    """What the damaged file still holds: commits whose trees verify, refs, options."""
+
+    def __init__(self):
+        self.commits: dict[int, Commit] = {}     # every commit record found
+        self.kept: dict[int, Commit] = {}        # ... whose tree verifies
+        self.refs = {BRANCH: {}, TAG: {}}
+        self.options: dict[bytes, bytes] = {}
+        self.used: set[int] = set()              # pages the kept trees reach
+        self.max_txn = 0
+        self.metas: list[tuple[int, Meta]] = []
+        self.report = RecoveryReport()
+
+
+def _page_size(io, hint: int) -> int:
+    """The page size: from a meta slot if one decodes, else the size at which page 2
+    holds a valid image."""
+    for off in [0] + list(PAGE_SIZES):
+        try:
+            head = io.pread(metamod.META_SIZE, off)
+            n = metamod.pending_length(head)
+            m = metamod.decode(head + io.pread(n, off + metamod.META_SIZE) if n else head)
+            if off in (0, m.page_size):
+                return m.page_size
+        except metamod.BadMeta:
+            continue
+    size = io.size()
+    scores = {}
+    for ps in sorted(PAGE_SIZES):  # the share of page starts that hold a valid image
+        valid = tried = 0
+        for page in range(2, 66):
+            if page * ps + HEADER_SIZE > size:
+                break
+            tried += 1
+            data = io.pread(HEADER_SIZE, page * ps)
+            length = HEADER.unpack_from(data, 0)[4]
+            if HEADER_SIZE <= length <= (1 << 30):
+                try:
+                    verify(io.pread(length, page * ps), page)
+                    valid += 1
+                except Corruption:
+                    pass
+        if valid:
+            scores[ps] = valid / tried
+    if scores:  # a multiple of the page size also finds images (some of them): the
+        best = max(scores.values())  # smallest size that finds about as many is it
+        return min(ps for ps, f in scores.items() if f >= best / 2)
+    raise NotACowdbFile("no cowdb meta record and no cowdb page found: this is not a "
+                        "cowdb database")
+
+
+def _entries(nodes: NodeCache, ref: RootRef, damage: list, what: str) -> dict:
+    """Every (key, value) of the leaves of a tree that verify; damaged subtrees are
+    noted in ``damage`` and skipped."""
+    out: dict = {}
+    if not ref.page:
+        return out
+    stack = [(ref.page, ref.checksum)]
+    while stack:
+        page, checksum = stack.pop()
+        try:
+            node = nodes.load(page, checksum)
+        except (Corruption, OSError) as e:
+            damage.append(f"{what}: {e}")
+            continue
+        if type(node) is Branch:
+            stack.extend(zip(node.kids, node.sums))
+            continue
+        for k, v in zip(node.keys, node.vals):
+            if type(v) is Overflow:
+                try:
+                    v = read_overflow(nodes.store, v)
+                except (Corruption, OSError) as e:
+                    damage.append(f"{what}: {e}")
+                    continue
+            out[bytes(k)] = bytes(v)
+    return out
+
+
+def _catalog_source(nodes, ref: RootRef, pending: bytes, what: str):
+    """(commits, refs, options, damage) of one catalog tree and its pending changes."""
+    damage: list = []
+    ents = _entries(nodes, ref, damage, what)
+    if pending:
+        try:
+            for k, v in decode_pending(pending).items():
+                if v is None:
+                    ents.pop(k, None)
+                else:
+                    ents[k] = v
+        except Corruption as e:
+            damage.append(f"{what}: {e}")
+    commits, refs, options = {}, {BRANCH: {}, TAG: {}}, {}
+    for k, v in ents.items():
+        kind = k[:1]
+        if kind == b"c" and len(k) == 9:
+            version = _U64.unpack_from(k, 1)[0]
+            try:
+                commits[version] = Commit.decode(version, v)
+            except Exception as e:
+                damage.append(f"{what}: the commit record of version {version} does not "
+                              f"decode ({e})")
+        elif kind in (BRANCH, TAG) and len(v) == 8:
+            try:
+                refs[kind][k[1:].decode()] = _U64.unpack(v)[0]
+            except UnicodeDecodeError:
+                damage.append(f"{what}: a ref name does not decode: {k[1:]!r}")
+        elif kind == b"o":
+            options[k[1:]] = v
+    return commits, refs, options, damage
+
+
+def _catalog_leaf(node) -> bool:
+    """Whether every entry of a leaf has the shape of a catalog entry (commit records
+    decode, refs name one version, time index entries are empty)."""
+    if not node.keys:
+        return False
+    for k, v in zip(node.keys, node.vals):
+        kind = bytes(k[:1])
+        if type(v) is Overflow:
+            if kind != b"o":
+                return False
+        elif kind == b"c":
+            if len(k) != 9:
+                return False
+            try:
+                Commit.decode(_U64.unpack_from(k, 1)[0], bytes(v))
+            except Exception:
+                return False
+        elif kind in (BRANCH, TAG):
+            if len(v) != 8 or len(k) < 2:
+                return False
+        elif kind == b"i":
+            if v or len(k) < 18 or k[-17] != 0:
+                return False
+        elif kind != b"o":
+            return False
+    return True
+
+
+def _scan_catalog_leaves(store: PageStore, nodes: NodeCache, damage: list):
+    """The catalog entries of every catalog leaf found by reading the whole file (the
+    meta records or the catalog they name are damaged), the newest image of each entry
+    winning: (commits, refs, options, damage) like _catalog_source."""
+    ps = store.page_size
+    npages = -(-store.io.size() // ps)
+    best: dict = {}
+    for page in range(META_PAGES, npages):
+        try:
+            head = store.read_head(page)
+            if head[1] != LEAF or head[4] > ps:
+                continue
+            node = decode(store.read(page), page)
+        except (Corruption, OSError):
+            continue
+        if not _catalog_leaf(node):
+            continue
+        txn = head[5]
+        for k, v in zip(node.keys, node.vals):
+            k = bytes(k)
+            if k in best and best[k][0] >= txn:
+                continue
+            if type(v) is Overflow:
+                try:
+                    v = read_overflow(store, v)
+                except (Corruption, OSError):
+                    continue
+            best[k] = (txn, bytes(v))
+    commits, refs, options = {}, {BRANCH: {}, TAG: {}}, {}
+    for k, (_t, v) in best.items():
+        kind = k[:1]
+        if kind == b"c":
+            version = _U64.unpack_from(k, 1)[0]
+            commits[version] = Commit.decode(version, v)
+        elif kind in (BRANCH, TAG):
+            try:
+                refs[kind][k[1:].decode()] = _U64.unpack(v)[0]
+            except UnicodeDecodeError:
+                pass
+        elif kind == b"o":
+            options[k[1:]] = v
+    if commits:
+        damage.append(f"read {len(commits)} commit records from catalog pages found by "
+                      f"scanning the file")
+    return commits, refs, options, []
+
+
+def _verify(nodes: NodeCache, ref: RootRef, memo: dict, pages: set) -> str | None:
+    """None if every page of the tree verifies (and its pages are added to ``pages``),
+    else why not. ``memo`` (page, checksum) -> (error or None, pages) is shared between
+    the trees, so shared subtrees are read once."""
+    if not ref.page:
+        return None
+
+    def sub(page, checksum):
+        key = (page, checksum)
+        done = memo.get(key)
+        if done is not None:
+            return done
+        mine = {page}
+        try:
+            node = nodes.load(page, checksum)
+            err = None
+            if type(node) is Branch:
+                for kid, s in zip(node.kids, node.sums):
+                    e, p = sub(kid, s)
+                    if e is not None:
+                        err = e
+                        break
+                    mine |= p
+            else:
+                for v in node.vals:
+                    if type(v) is Overflow:
+                        read_overflow(nodes.store, v)
+                        mine.update(range(v.page, v.page + nodes.store.pages_for(
+                            HEADER_SIZE + v.length)))
+        except (Corruption, OSError) as e:
+            err = str(e)
+        out = memo[key] = (err, frozenset() if err else frozenset(mine))
+        return out
+
+    err, p = sub(ref.page, ref.checksum)
+    if err is None:
+        pages.update(p)
+    return err
+
+
+def analyze(store: PageStore, nodes: NodeCache) -> _Analysis:
+    """Read what a damaged file still holds (never writes)."""
+    a = _Analysis()
+    rep = a.report
+    try:
+        slots = store.read_slots()
+    except (OSError, CowdbError) as e:
+        slots = []
+        rep.damage.append(f"the meta records cannot be read: {e}")
+    metas = sorted(((s, m) for s, m in slots if isinstance(m, Meta)),
+                   key=lambda sm: sm[1].txn, reverse=True)
+    for s, m in slots:
+        if not isinstance(m, Meta):
+            rep.damage.append(f"meta slot {s} is damaged ({m})")
+    a.metas = metas
+    a.max_txn = max([m.txn for _, m in metas], default=0)
+    sources = []
+    for slot, meta in metas:
+        src = _catalog_source(nodes, meta.catalog, meta.pending,
+                              f"catalog of meta slot {slot} (txn {meta.txn})")
+        sources.append(src)
+        if not src[3]:
+            break
+    scanned = not sources or all(src[3] for src in sources)
+    if scanned:  # no catalog reads whole: take every catalog leaf the file still holds
+        sources.append(_scan_catalog_leaves(store, nodes, rep.damage))
+    for commits, refs, options, damage in reversed(sources):  # the newest source wins
+        a.commits.update(commits)
+        for kind in refs:
+            a.refs[kind].update(refs[kind])
+        a.options.update(options)
+    # an older source only fills gaps: the damage it has is not the result's
+    rep.damage[:0] = sources[0][3] if len(sources) == 1 else [
+        d for src in sources[:-1] for d in src[3]]
+    if not a.commits:
+        raise Corruption("no commit record could be read: no version can be recovered")
+    memo: dict = {}
+    for v in sorted(a.commits, reverse=True):
+        c = a.commits[v]
+        a.max_txn = max(a.max_txn, c.txn, c.root.txn)
+        err = _verify(nodes, c.root, memo, a.used)
+        if err is None:
+            a.kept[v] = c
+        else:
+            rep.lost[v] = err
+    if not a.kept:
+        raise Corruption("no version's tree verifies: nothing can be recovered")
+    if scanned:  # refs may come from old catalog pages: a branch's newest commit is newer
+        for name, v in list(a.refs[BRANCH].items()):
+            on = [x for x, c in a.kept.items() if c.branch == name]
+            if on and max(on) > v:
+                a.refs[BRANCH][name] = max(on)
+    _fix_refs(a)
+    rep.kept = sorted(a.kept)
+    rep.head = a.refs[BRANCH]["main"]
+    return a
+
+
+def _fix_refs(a: _Analysis) -> None:
+    """Branch heads of lost versions move to their newest intact first-parent ancestor;
+    tags of lost versions are dropped; main always has a head."""
+    rep = a.report
+    for name, v in list(a.refs[TAG].items()):
+        if v not in a.kept:
+            rep.refs_lost[f"tag {name}"] = v
+            del a.refs[TAG][name]
+    for name, v in list(a.refs[BRANCH].items()):
+        if v in a.kept:
+            continue
+        w, seen = v, set()
+        while w is not None and w not in a.kept and w not in seen:
+            seen.add(w)
+            c = a.commits.get(w)
+            w = c.parents[0] if c is not None and c.parents else None
+        if w is None or w not in a.kept:
+            on = [x for x, c in a.kept.items() if c.branch == name and x <= v]
+            w = max(on) if on else None
+        if w is None:
+            rep.refs_lost[f"branch {name}"] = v
+            del a.refs[BRANCH][name]
+        else:
+            rep.refs_moved[f"branch {name}"] = (v, w)
+            a.refs[BRANCH][name] = w
+    if "main" not in a.refs[BRANCH]:
+        a.refs[BRANCH]["main"] = max(a.kept)
+        rep.refs_moved["branch main"] = (None, max(a.kept))
+
+
+def _store_for(io, hint: int) -> tuple[PageStore, NodeCache]:
+    store = PageStore(io, page_size=_page_size(io, hint), readonly=True)
+    store.page_count = max(META_PAGES, -(-io.size() // store.page_size))
+    return store, NodeCache(store, 1 << 16)
+
+
+def _clean(io, page_size: int) -> bool:
+    """True when the file opens as it is and every page of every version verifies,
+    the free list included."""
+    from .db import Database
+    try:
+        db = Database(io=_Borrowed(io), page_size=page_size)
+    except (CowdbError, OSError):
+        return False
+    try:
+        return len(db._store.candidates()) == 2 and db.check().ok
+    except (CowdbError, OSError):
+        return False
+    finally:
+        db.close()
+
+
+class _Borrowed:
+    """A block device whose close() leaves the underlying one open."""
+
+    def __init__(self, io):
+        self._io = io
+
+    def __getattr__(self, name):
+        return getattr(self._io, name)
+
+    def close(self):
+        pass
+
+
+def recover_io(io, page_size: int, path: str | None = None) -> RecoveryReport:
+    """Recover the database on ``io`` in place (the caller holds the writer lock)."""
+    if _clean(io, page_size):
+        return RecoveryReport(path=path, head=None)
+    store, nodes = _store_for(io, page_size)
+    a = analyze(store, nodes)
+    rep = a.report
+    rep.path = path
+    _rewrite(store, nodes, a)
+    rep.rewritten = True
+    log.warning("cowdb: recovered %s: %s", path or "the database", "; ".join(rep.lines()))
+    return rep
+
+
+def _rewrite(store: PageStore, nodes: NodeCache, a: _Analysis) -> None:
+    """Write a new catalog and free list past every used page, then the meta records."""
+    store.readonly = False
+    ps = store.page_size
+    end = max(a.used, default=META_PAGES - 1) + 1
+    page_count = max(end, META_PAGES)
+    txn = a.max_txn + 1
+    best = a.metas[0][0] if a.metas else 1
+    store.meta = Meta(txn=txn - 1, durable_base=0, page_size=ps, catalog=EMPTY,
+                      freelist=EMPTY, freelist_len=0, page_count=page_count)
+    store.page_count = page_count
+    store.freelist = FreeList()
+    store.durable_slot = best      # publish writes the other slot: the best record stays
+    store.durable_txn = txn - 1
+    store.begin(txn, 0)
+    cat = Catalog(Tree(nodes, EMPTY))
+    for v in sorted(a.kept):
+        cat.put_commit(a.kept[v])
+    for kind, names in a.refs.items():
+        for name, v in names.items():
+            cat.set_ref(kind, name, v)
+    for name, value in a.options.items():
+        cat.tree.put(b"o" + name, value)
+    cat.settle(0)
+    root = cat.tree.write(txn)
+    used = a.used
+    free = []
+    run = None
+    for p in range(META_PAGES, page_count):
+        if p in used:
+            run = None
+        elif run is not None and run[0] + run[1] == p:
+            run[1] += 1
+        else:
+            run = [p, 1]
+            free.append(run)
+    fl = store.freelist
+    if free:  # reusable after the next durable txn: until then the old records may need them
+        fl.pending[txn] = [tuple(r) for r in free]
+    fl.changed = True
+    store.sync()
+    store.publish(root, b"", durable=True)
+    store.begin(txn + 1, 0)   # the same state in the other slot too
+    store.publish(root, b"", durable=True)
+
+
+def salvage(src, dst, page_size: int = 4096) -> RecoveryReport:
+    """Copy every version, branch and tag of ``src`` that verifies into a new file
+    ``dst``. The source is only read."""
+    from .db import Database
+    from .pages.io import OsFileIO, new_file
+    from .tree.copy import copy_tree
+    src, dst = os.fsdecode(src), os.fsdecode(dst)
+    if os.path.exists(dst):
+        from .errors import RefExists
+        raise RefExists(f"{dst} exists; salvage writes a new file")
+    io = OsFileIO(src, readonly=True)
+    try:
+        store, nodes = _store_for(io, page_size)
+        a = analyze(store, nodes)
+        rep = a.report
+        rep.path = dst
+        with new_file(dst) as tmp:
+            out = Database(io=OsFileIO(tmp), page_size=store.page_size)
+            try:
+                def fill(cat, txn):
+                    for c in list(cat.commits()):
+                        cat.drop_commit(c)
+                    memo: dict = {}
+                    from dataclasses import replace
+                    for v in sorted(a.kept):
+                        c = a.kept[v]
+                        root = copy_tree(nodes, out._store, c.root, memo, txn)
+                        cat.put_commit(replace(c, root=root, txn=txn))
+                    for kind, names in a.refs.items():
+                        for name, v in names.items():
+                            cat.set_ref(kind, name, v)
+                    for name, value in a.options.items():
+                        cat.tree.put(b"o" + name, value)
+                with out._writer():
+                    out._update(fill, durable=True)
+            finally:
+                out.close()
+    finally:
+        io.close()
+    return rep
