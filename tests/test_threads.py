@@ -192,18 +192,44 @@ def _sum(snap, prefix: bytes) -> int:
     return sum(int(v) for v in snap.values(prefix=prefix))
 
 
+CHILD_WRITER = """
+import random, sys, time, cowdb
+path, prefix, seconds, seed = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3]), int(sys.argv[4])
+rnd, n = random.Random(seed), 0
+with cowdb.open(path, timeout=30) as db:
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        with db.write(durability=rnd.choice(["sync", "none"])) as tx:
+            a, b = (prefix + b"%02d" % rnd.randrange(40) for _ in range(2))
+            have = int(tx[a])
+            amount = rnd.randrange(have + 1)
+            tx[a] = b"%d" % (have - amount)
+            tx[b] = b"%d" % (int(tx[b]) + amount)
+        n += 1
+print(n)
+"""
+
+
 def run_stress(path, seconds: float, readers: int = 8, writers: int = 2, seed: int = 0,
-               switch: float = 1e-5) -> dict:
+               switch: float = 1e-5, processes: int = 0) -> dict:
     """``writers`` threads each move amounts between their own 40 keys (the sum stays
-    TOTAL) while ``readers`` threads check both sums on every snapshot, of the head or
-    of an older version; all share one handle. Returns the counts; raises on the first
-    broken invariant, reader error or lost version."""
+    TOTAL) while ``readers`` threads check every sum on every snapshot, of the head or
+    of an older version; all share one handle. ``processes`` writer processes do the
+    same on keys of their own, so the handle also adopts other processes' commits while
+    its own writer threads commit. Returns the counts; raises on the first broken
+    invariant, reader error or lost version."""
+    import subprocess
     db = cowdb.open(path, page_size=1024, durability="sync")
-    prefixes = [b"w%d/" % w for w in range(writers)]
+    prefixes = [b"w%d/" % w for w in range(writers)] + [b"p%d/" % c for c in range(processes)]
     with db.write() as tx:
         for p in prefixes:
             tx.update({p + b"%02d" % i: b"%d" % (TOTAL if i == 0 else 0) for i in range(40)})
     model = {db.version: dict(db.read())}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    children = [subprocess.Popen([sys.executable, "-c", CHILD_WRITER, path, "p%d/" % c,
+                                  str(seconds), str(seed * 100 + 90 + c)], cwd=root,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for c in range(processes)]
     stop = time.monotonic() + seconds
     errors, counts, lock = [], {"commits": 0, "reads": 0}, threading.Lock()
 
@@ -259,12 +285,32 @@ def run_stress(path, seconds: float, readers: int = 8, writers: int = 2, seed: i
             t.join()
     finally:
         sys.setswitchinterval(interval)
+    for child in children:
+        out, err = child.communicate(timeout=seconds + 120)
+        assert child.returncode == 0, err
+        counts["commits"] += int(out)
     assert errors == []
     assert db.check().errors == []
+    last = db.version
     db.close()
     _verify(path, model)
+    if processes:  # the children's versions: readable, every sum intact
+        with cowdb.open(path, readonly=True) as db:
+            for v in range(1, last + 1):
+                with db.at(v) as snap:
+                    assert all(_sum(snap, p) == TOTAL for p in prefixes), v
     counts["versions"] = len(model)
     return counts
+
+
+def test_stress_threads_of_one_handle_beside_writer_processes(path):
+    """6 reader threads and a writer thread on one handle, 2 writer processes on the same
+    file: readers see the handle's own commits and adopt the processes' ones."""
+    counts = run_stress(path, STRESS_SECONDS, readers=6, writers=1, processes=2, seed=1)
+    print(f"\nthreads + processes: 6 readers + 1 writer thread, 2 writer processes, "
+          f"{STRESS_SECONDS:g} s: {counts['commits']} commits, {counts['reads']} snapshots "
+          f"checked, 0 lost")
+    assert counts["commits"] > 0 and counts["reads"] > 0
 
 
 def test_stress_readers_and_writers_share_one_handle(path):
