@@ -196,7 +196,7 @@ CHILD_WRITER = """
 import random, sys, time, cowdb
 path, prefix, seconds, seed = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3]), int(sys.argv[4])
 rnd, n = random.Random(seed), 0
-with cowdb.open(path, timeout=30) as db:
+with cowdb.open(path, timeout=120) as db:
     stop = time.monotonic() + seconds
     while time.monotonic() < stop:
         with db.write(durability=rnd.choice(["sync", "none"])) as tx:
@@ -219,7 +219,9 @@ def run_stress(path, seconds: float, readers: int = 8, writers: int = 2, seed: i
     its own writer threads commit. Returns the counts; raises on the first broken
     invariant, reader error or lost version."""
     import subprocess
-    db = cowdb.open(path, page_size=1024, durability="sync")
+    # the writer lock polls another process's fcntl lock: under load a writer can wait
+    # seconds behind writer processes that commit back to back, so wait long
+    db = cowdb.open(path, page_size=1024, durability="sync", timeout=120)
     prefixes = [b"w%d/" % w for w in range(writers)] + [b"p%d/" % c for c in range(processes)]
     with db.write() as tx:
         for p in prefixes:
