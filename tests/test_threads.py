@@ -3,9 +3,11 @@
 The deterministic tests stop the writer at named points of a commit (the page
 store's ``hook``: "flushed" = the txn's pages written, its meta record not;
 "meta" = the meta record written, the new state not yet published) and run a
-reader operation from another thread exactly there. The random stress test
-runs 8 readers and 2 writers on one handle; ``COWDB_LONG=1`` runs it for
-minutes instead of seconds.
+reader operation from another thread exactly there (also tests/windows.py).
+The random stress tests run 8 readers and 2 writers on one handle, and reader
+and writer threads beside writer processes; ``COWDB_LONG=1`` runs them for
+minutes instead of seconds. Then: abandoned write transactions, and the
+commit-record cache inside the window.
 """
 import os
 import random
@@ -19,8 +21,7 @@ import cowdb
 from cowdb.errors import CowdbError
 
 from conftest import LONG
-
-WAIT = 10  # seconds a choreographed step waits for the other thread before giving up
+from windows import WAIT, in_window
 
 READS = {
     "read": lambda db: len(db.read()),
@@ -110,21 +111,21 @@ def test_a_reader_inside_the_publish_window(path, op, point, durability):
     _fill(db)
     model = _model(db)
     target = db._store.meta.txn + 3     # the third txn of the writer below
-    in_window, reader_done = threading.Event(), threading.Event()
+    window, reader_done = threading.Event(), threading.Event()
     got = []
 
     def hook(where, txn):
         if where == point and txn == target:
-            in_window.set()
+            window.set()
             assert reader_done.wait(WAIT), "the reader did not finish inside the window"
 
     db._store.hook = hook
-    w, r = Writer(db, 40, 1, model), _reader(db, op, in_window, reader_done, got)
+    w, r = Writer(db, 40, 1, model), _reader(db, op, window, reader_done, got)
     r.start(), w.start()
     w.join(), r.join()
     db._store.hook = None
     assert w.error is None
-    assert in_window.is_set()
+    assert window.is_set()
     assert got and not isinstance(got[0], BaseException), got
     if op == "check":
         assert got[0] == []
@@ -144,7 +145,7 @@ def test_a_reload_that_resumes_after_the_writer_moved_on(path, op, durability):
     _fill(db)
     model = _model(db)
     target = db._store.meta.txn + 3
-    in_window, paused, resume, reader_done = (threading.Event() for _ in range(4))
+    window, paused, resume, reader_done = (threading.Event() for _ in range(4))
     got, real_pin = [], db._shared.pin
     reader_id = []
 
@@ -156,7 +157,7 @@ def test_a_reload_that_resumes_after_the_writer_moved_on(path, op, durability):
 
     def hook(where, txn):
         if where == "meta" and txn == target:
-            in_window.set()
+            window.set()
             # the reader either finishes (it keeps the old state) or pauses in its pin
             deadline = time.monotonic() + WAIT
             while not (paused.is_set() or reader_done.is_set()):
@@ -168,7 +169,7 @@ def test_a_reload_that_resumes_after_the_writer_moved_on(path, op, durability):
 
     db._shared.pin = pin
     db._store.hook = hook
-    w, r = Writer(db, 40, 2, model), _reader(db, op, in_window, reader_done, got)
+    w, r = Writer(db, 40, 2, model), _reader(db, op, window, reader_done, got)
     r.start()
     reader_id.append(r.ident)
     w.start()
@@ -414,7 +415,6 @@ def _child_can_write(path) -> bool:
 def test_a_version_looked_up_inside_gc_window_is_not_served_after_gc(path, point):
     """A reader in gc's window looks up a version gc drops (correctly: the published
     state still has it). Its cached record must not outlive gc's publication."""
-    from windows import in_window
     db = cowdb.open(path)
     for i in range(3):
         with db.write() as tx:
@@ -430,7 +430,6 @@ def test_a_version_looked_up_inside_gc_window_is_not_served_after_gc(path, point
 
 @pytest.mark.parametrize("point", ["flushed", "meta"])
 def test_the_version_being_committed_is_not_readable_inside_its_window(path, point):
-    from windows import in_window
     db = cowdb.open(path)
     tx = db.write()
     tx[b"k"] = b"new"
