@@ -640,6 +640,12 @@ class Database(Versions):
         store, st = self._store, self._state
         if durable is None:  # catalog changes (tags, branches, gc...) follow the handle
             durable = self.durability == "sync"
+        if store.meta.txn != st.txn or not self._writing:
+            # the store's writer side must be that of the published state, under the lock
+            # (a reader thread once swapped it: issue 13): never build on anything else
+            raise WriteFailed(f"internal error: the page store is at txn {store.meta.txn}, "
+                              f"the published state at txn {st.txn}; nothing was written: "
+                              f"close and reopen the database, and report this")
         txn = store.meta.txn + 1
         store.begin(txn, self._reuse_bound())
         try:
@@ -768,9 +774,10 @@ class Database(Versions):
             self._shared.acquire_writer(0)
         except CowdbError:
             return  # another writer is active; it will record durability itself
-        self._writing = True
         try:
-            if self._current().txn == store.meta.txn:
+            st = self._current()  # adopts another process's newer commit first: the
+            self._writing = True  # checkpoint goes on top of it, never over it
+            if st.txn == store.meta.txn:
                 store.sync()
                 # the newest record (maybe of a no-sync commit) is now the durable one: the
                 # checkpoint must go to the other slot, or a torn write loses both

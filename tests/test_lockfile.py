@@ -197,3 +197,16 @@ def test_a_full_disk_when_creating_the_lock_file_raises_not_sigbus(full_tmpfs):
         done = _python(OPEN_ON_FULL_DISK, path, mode)
         assert done.returncode == 0, f"the child died: {done.returncode} {done.stderr}"
         assert done.stdout.startswith("WriteFailed") and "free some space" in done.stdout
+
+
+def test_closing_after_another_process_committed_keeps_its_commit(path):
+    """close() records a checkpoint under the writer lock: it must first adopt a commit
+    another process made since this one's last, never write over it."""
+    db = cowdb.open(path)
+    with db.write() as tx:
+        tx[b"a"] = b"1"                  # this handle wrote: close() will checkpoint
+    for i in range(3):
+        done = _python(CHILD_WRITES.replace("b'child'", f"b'child{i}'"), path)
+        assert done.returncode == 0, done.stderr
+    db.close()
+    assert _content(path) == {b"a": b"1", b"child0": b"1", b"child1": b"1", b"child2": b"1"}

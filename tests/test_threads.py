@@ -3,9 +3,11 @@
 The deterministic tests stop the writer at named points of a commit (the page
 store's ``hook``: "flushed" = the txn's pages written, its meta record not;
 "meta" = the meta record written, the new state not yet published) and run a
-reader operation from another thread exactly there. The random stress test
-runs 8 readers and 2 writers on one handle; ``COWDB_LONG=1`` runs it for
-minutes instead of seconds.
+reader operation from another thread exactly there (also tests/windows.py).
+The random stress tests run 8 readers and 2 writers on one handle, and reader
+and writer threads beside writer processes; ``COWDB_LONG=1`` runs them for
+minutes instead of seconds. Then: abandoned write transactions, and the
+commit-record cache inside the window.
 """
 import os
 import random
@@ -19,8 +21,7 @@ import cowdb
 from cowdb.errors import CowdbError
 
 from conftest import LONG
-
-WAIT = 10  # seconds a choreographed step waits for the other thread before giving up
+from windows import WAIT, in_window
 
 READS = {
     "read": lambda db: len(db.read()),
@@ -110,21 +111,21 @@ def test_a_reader_inside_the_publish_window(path, op, point, durability):
     _fill(db)
     model = _model(db)
     target = db._store.meta.txn + 3     # the third txn of the writer below
-    in_window, reader_done = threading.Event(), threading.Event()
+    window, reader_done = threading.Event(), threading.Event()
     got = []
 
     def hook(where, txn):
         if where == point and txn == target:
-            in_window.set()
+            window.set()
             assert reader_done.wait(WAIT), "the reader did not finish inside the window"
 
     db._store.hook = hook
-    w, r = Writer(db, 40, 1, model), _reader(db, op, in_window, reader_done, got)
+    w, r = Writer(db, 40, 1, model), _reader(db, op, window, reader_done, got)
     r.start(), w.start()
     w.join(), r.join()
     db._store.hook = None
     assert w.error is None
-    assert in_window.is_set()
+    assert window.is_set()
     assert got and not isinstance(got[0], BaseException), got
     if op == "check":
         assert got[0] == []
@@ -144,7 +145,7 @@ def test_a_reload_that_resumes_after_the_writer_moved_on(path, op, durability):
     _fill(db)
     model = _model(db)
     target = db._store.meta.txn + 3
-    in_window, paused, resume, reader_done = (threading.Event() for _ in range(4))
+    window, paused, resume, reader_done = (threading.Event() for _ in range(4))
     got, real_pin = [], db._shared.pin
     reader_id = []
 
@@ -156,7 +157,7 @@ def test_a_reload_that_resumes_after_the_writer_moved_on(path, op, durability):
 
     def hook(where, txn):
         if where == "meta" and txn == target:
-            in_window.set()
+            window.set()
             # the reader either finishes (it keeps the old state) or pauses in its pin
             deadline = time.monotonic() + WAIT
             while not (paused.is_set() or reader_done.is_set()):
@@ -168,7 +169,7 @@ def test_a_reload_that_resumes_after_the_writer_moved_on(path, op, durability):
 
     db._shared.pin = pin
     db._store.hook = hook
-    w, r = Writer(db, 40, 2, model), _reader(db, op, in_window, reader_done, got)
+    w, r = Writer(db, 40, 2, model), _reader(db, op, window, reader_done, got)
     r.start()
     reader_id.append(r.ident)
     w.start()
@@ -192,18 +193,46 @@ def _sum(snap, prefix: bytes) -> int:
     return sum(int(v) for v in snap.values(prefix=prefix))
 
 
+CHILD_WRITER = """
+import random, sys, time, cowdb
+path, prefix, seconds, seed = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3]), int(sys.argv[4])
+rnd, n = random.Random(seed), 0
+with cowdb.open(path, timeout=120) as db:
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        with db.write(durability=rnd.choice(["sync", "none"])) as tx:
+            a, b = (prefix + b"%02d" % rnd.randrange(40) for _ in range(2))
+            have = int(tx[a])
+            amount = rnd.randrange(have + 1)
+            tx[a] = b"%d" % (have - amount)
+            tx[b] = b"%d" % (int(tx[b]) + amount)
+        n += 1
+print(n)
+"""
+
+
 def run_stress(path, seconds: float, readers: int = 8, writers: int = 2, seed: int = 0,
-               switch: float = 1e-5) -> dict:
+               switch: float = 1e-5, processes: int = 0) -> dict:
     """``writers`` threads each move amounts between their own 40 keys (the sum stays
-    TOTAL) while ``readers`` threads check both sums on every snapshot, of the head or
-    of an older version; all share one handle. Returns the counts; raises on the first
-    broken invariant, reader error or lost version."""
-    db = cowdb.open(path, page_size=1024, durability="sync")
-    prefixes = [b"w%d/" % w for w in range(writers)]
+    TOTAL) while ``readers`` threads check every sum on every snapshot, of the head or
+    of an older version; all share one handle. ``processes`` writer processes do the
+    same on keys of their own, so the handle also adopts other processes' commits while
+    its own writer threads commit. Returns the counts; raises on the first broken
+    invariant, reader error or lost version."""
+    import subprocess
+    # the writer lock polls another process's fcntl lock: under load a writer can wait
+    # seconds behind writer processes that commit back to back, so wait long
+    db = cowdb.open(path, page_size=1024, durability="sync", timeout=120)
+    prefixes = [b"w%d/" % w for w in range(writers)] + [b"p%d/" % c for c in range(processes)]
     with db.write() as tx:
         for p in prefixes:
             tx.update({p + b"%02d" % i: b"%d" % (TOTAL if i == 0 else 0) for i in range(40)})
     model = {db.version: dict(db.read())}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    children = [subprocess.Popen([sys.executable, "-c", CHILD_WRITER, path, "p%d/" % c,
+                                  str(seconds), str(seed * 100 + 90 + c)], cwd=root,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for c in range(processes)]
     stop = time.monotonic() + seconds
     errors, counts, lock = [], {"commits": 0, "reads": 0}, threading.Lock()
 
@@ -259,12 +288,32 @@ def run_stress(path, seconds: float, readers: int = 8, writers: int = 2, seed: i
             t.join()
     finally:
         sys.setswitchinterval(interval)
+    for child in children:
+        out, err = child.communicate(timeout=seconds + 120)
+        assert child.returncode == 0, err
+        counts["commits"] += int(out)
     assert errors == []
     assert db.check().errors == []
+    last = db.version
     db.close()
     _verify(path, model)
+    if processes:  # the children's versions: readable, every sum intact
+        with cowdb.open(path, readonly=True) as db:
+            for v in range(1, last + 1):
+                with db.at(v) as snap:
+                    assert all(_sum(snap, p) == TOTAL for p in prefixes), v
     counts["versions"] = len(model)
     return counts
+
+
+def test_stress_threads_of_one_handle_beside_writer_processes(path):
+    """6 reader threads and a writer thread on one handle, 2 writer processes on the same
+    file: readers see the handle's own commits and adopt the processes' ones."""
+    counts = run_stress(path, STRESS_SECONDS, readers=6, writers=1, processes=2, seed=1)
+    print(f"\nthreads + processes: 6 readers + 1 writer thread, 2 writer processes, "
+          f"{STRESS_SECONDS:g} s: {counts['commits']} commits, {counts['reads']} snapshots "
+          f"checked, 0 lost")
+    assert counts["commits"] > 0 and counts["reads"] > 0
 
 
 def test_stress_readers_and_writers_share_one_handle(path):
@@ -366,7 +415,6 @@ def _child_can_write(path) -> bool:
 def test_a_version_looked_up_inside_gc_window_is_not_served_after_gc(path, point):
     """A reader in gc's window looks up a version gc drops (correctly: the published
     state still has it). Its cached record must not outlive gc's publication."""
-    from windows import in_window
     db = cowdb.open(path)
     for i in range(3):
         with db.write() as tx:
@@ -382,7 +430,6 @@ def test_a_version_looked_up_inside_gc_window_is_not_served_after_gc(path, point
 
 @pytest.mark.parametrize("point", ["flushed", "meta"])
 def test_the_version_being_committed_is_not_readable_inside_its_window(path, point):
-    from windows import in_window
     db = cowdb.open(path)
     tx = db.write()
     tx[b"k"] = b"new"
