@@ -40,6 +40,7 @@ class PageStore:
         self._queue: dict[int, bytes] = {}   # images written by the txn, not yet flushed
         self.unsynced_free_pages = 0   # pages freed after the last durable txn: not reusable
                                        # until the next sync (kept exact without a scan)
+        self.rollback_hooks: list = []  # called with the txn a rollback forgets (node caches)
 
     # ---- opening -------------------------------------------------------
     def read_slots(self) -> list[tuple[int, Meta | metamod.BadMeta]]:
@@ -337,6 +338,8 @@ class PageStore:
         is reading that image again: no copy is kept on the commit path.
         """
         self._queue = {}
+        for hook in self.rollback_hooks:
+            hook(self._txn)
         self.page_count = self.meta.page_count
         self.freelist = self._load_freelist(self.meta)
         self._count_unsynced()

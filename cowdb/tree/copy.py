@@ -15,7 +15,7 @@ def copy_tree(nodes, dst_store, ref: RootRef, memo: dict, txn: int) -> RootRef:
     done = memo.get(ref.page)
     if done is not None:
         return done
-    node = nodes.load(ref.page, ref.checksum)
+    node = nodes.load(ref.page, ref.checksum, ref.txn)
     if type(node) is Branch:
         kids = [copy_tree(nodes, dst_store, RootRef(k, s, t), memo, txn)
                 for k, s, t in zip(node.kids, node.sums, node.txns)]
