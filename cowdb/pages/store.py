@@ -20,6 +20,8 @@ from .io import BlockIO
 from .meta import EMPTY, Meta, RootRef
 
 DEFAULT_PAGE_SIZE = 4096
+RESERVE_PAGES = 32   # kept allocated past the last page, for gc() on a full disk
+RESERVE_STEP = 8     # ... renewed this many pages at a time
 FREELIST_DELTA = 1   # free list image header flag: a delta of the chain, not a base
 META_PAGES = 2
 
@@ -41,6 +43,10 @@ class PageStore:
         self.unsynced_free_pages = 0   # pages freed after the last durable txn: not reusable
                                        # until the next sync (kept exact without a scan)
         self.rollback_hooks: list = []  # called with the txn a rollback forgets (node caches)
+        self.rebase_freelist = False   # the txn writes its free list as a new base (low pages)
+        self.barrier = False           # the txn syncs its images before its meta record
+        self.may_use_reserve = False   # the txn may write into the reserve it cannot renew
+        self._file_size = None         # bytes allocated to the file as last seen (None: ask)
 
     # ---- opening -------------------------------------------------------
     def read_slots(self) -> list[tuple[int, Meta | metamod.BadMeta]]:
@@ -96,6 +102,7 @@ class PageStore:
             self.page_size = meta.page_size
         self.meta = meta
         self.page_count = meta.page_count
+        self._file_size = None  # another process may have grown or cut the file
         self.freelist = self._load_freelist(meta)
         if durable:
             self.mark_durable(slot, meta.txn)
@@ -221,11 +228,39 @@ class PageStore:
             self.page_count += npages
         return page
 
+    def take_below(self, npages: int, below: int) -> int | None:
+        """A reusable run of ``npages`` ending at or before page ``below``, else None (the
+        file never grows for it): for moving images down (see tree/copy.py)."""
+        return self.freelist.take(npages, below)
+
     def write(self, page: int, image) -> None:
         """Queue an image for this txn; publish() writes the queue before the meta record."""
         self._queue[page] = image
         self.bytes_written += len(image)
         self.pages_written += 1
+
+    def _keep_reserve(self) -> None:
+        """Before a txn's images are written: keep ``RESERVE_PAGES`` allocated past the
+        last page, renewed ``RESERVE_STEP`` pages at a time as the file grows. When the disk is
+        full a txn fails here (nothing written, WriteFailed) unless it may use the
+        reserve (gc, the checkpoint: the txns that give space back) and fits in it."""
+        ps = self.page_size
+        end = self.page_count * ps
+        size = self._file_size
+        if size is None:
+            size = self._file_size = self.io.size()
+        if end + RESERVE_PAGES * ps <= size:
+            return
+        try:
+            self.io.reserve(end + (RESERVE_PAGES + RESERVE_STEP) * ps)
+            self._file_size = end + (RESERVE_PAGES + RESERVE_STEP) * ps
+        except OSError as e:
+            self._file_size = None
+            if self.may_use_reserve and end <= size:
+                return
+            raise WriteFailed(f"no room to grow the file ({e}); the commit was not applied. "
+                              f"gc() can still run on the reserve kept for it: drop versions "
+                              f"(set_retention) and call gc() to free space") from e
 
     def _flush(self) -> None:
         """Write the queued images, one pwrite per run of consecutive pages.
@@ -257,13 +292,15 @@ class PageStore:
         self.freelist.free(self._txn, page, npages)
         self.unsynced_free_pages += npages  # the txn being written is never durable yet
 
-    def write_image(self, kind: int, body, n: int = 0) -> RootRef:
-        """Write a header + body image as a run of fresh pages."""
+    def write_image(self, kind: int, body, n: int = 0, page: int | None = None) -> RootRef:
+        """Write a header + body image as a run of fresh pages (at ``page``: a run the
+        caller allocated)."""
         image = bytearray(HEADER_SIZE)
         image += body
         HEADER.pack_into(image, 0, 0, kind, 0, n, len(image), self._txn)
         s = seal(image)
-        page = self.allocate(self.pages_for(len(image)))
+        if page is None:
+            page = self.allocate(self.pages_for(len(image)))
         self.write(page, image)
         return RootRef(page, s, self._txn)
 
@@ -272,9 +309,14 @@ class PageStore:
         """Bytes of pending catalog changes a meta record may carry (see meta.py)."""
         return min(metamod.PENDING_MAX, self.page_size - metamod.META_SIZE)
 
-    def publish(self, catalog: RootRef, pending: bytes, durable: bool) -> Meta:
+    def publish(self, catalog: RootRef, pending: bytes, durable: bool,
+                barrier: bool = False) -> Meta:
         """Write the free list and the meta record (with the catalog's pending changes);
-        sync if durable. The commit point."""
+        sync if durable. The commit point.
+
+        ``barrier``: sync the images before the meta record is written (two syncs), for a
+        txn whose new pages open-time verification would not walk (a relocation rewrites
+        kept versions' trees under their old commit txns, see versions.gc)."""
         old = self.meta
         fl = self.freelist
         freelist, flen = old.freelist, old.freelist_len
@@ -283,7 +325,11 @@ class PageStore:
         m = Meta(txn=self._txn, durable_base=self.durable_txn, page_size=self.page_size,
                  catalog=catalog, freelist=freelist, freelist_len=flen,
                  page_count=self.page_count, pending=pending)
+        self._keep_reserve()
         self._flush()
+        if barrier or self.barrier:
+            self.sync()
+            self.barrier = False
         slot = 1 - self.durable_slot
         try:
             self.io.pwrite(m.encode(), slot * self.page_size)
@@ -300,6 +346,7 @@ class PageStore:
                 err.uncertain = True
                 raise err from e
         fl.changed = False
+        self.may_use_reserve = False
         self.meta = m
         if durable:
             self.mark_durable(slot, m.txn)
@@ -309,7 +356,7 @@ class PageStore:
         """Append a delta image to the free list's chain, or start a new chain with a
         base image (freeing the old chain) when it is long. See freelist.py."""
         fl = self.freelist
-        if fl.chain and len(fl.chain) <= MAX_CHAIN:
+        if fl.chain and len(fl.chain) <= MAX_CHAIN and not self.rebase_freelist:
             need = self.pages_for(HEADER_SIZE + fl.delta_size())
             page = self.allocate(need)      # logged, so the delta records its own pages
             prev = (old.freelist.page, old.freelist.checksum, old.freelist.txn,
@@ -324,6 +371,7 @@ class PageStore:
             body, flags = fl.encode(), 0
             fl.chain = [(page, need)]
         fl.log.clear()
+        self.rebase_freelist = False
         image = bytearray(HEADER_SIZE) + body
         HEADER.pack_into(image, 0, 0, FREELIST, flags, 0, len(image), self._txn)
         ref = RootRef(page, seal(image), self._txn)
@@ -338,6 +386,8 @@ class PageStore:
         is reading that image again: no copy is kept on the commit path.
         """
         self._queue = {}
+        self.rebase_freelist = self.barrier = self.may_use_reserve = False
+        self._file_size = None
         for hook in self.rollback_hooks:
             hook(self._txn)
         self.page_count = self.meta.page_count

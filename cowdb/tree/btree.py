@@ -439,6 +439,33 @@ class Tree:
             sep, right = self._split(left)
             self._insert_kid(parent, l, left, sep, right)
 
+    def relocate(self, limit: int) -> None:
+        """Own every node at a page >= ``limit`` and the path to it, so that ``write``
+        puts them in the lowest free pages (a tree that frees what it replaces: the
+        catalog, when gc gives the end of the file back)."""
+        root = self._root
+        if root is None:
+            return
+        load = self.nodes.load
+
+        def reaches(node) -> bool:
+            return type(node) is Branch and any(
+                k >= limit or reaches(load(k, s, t))
+                for k, s, t in zip(node.kids, node.sums, node.txns) if type(k) is int)
+
+        def own(node) -> None:
+            if type(node) is not Branch:
+                return
+            for i, k in enumerate(node.kids):
+                if type(k) is not int:
+                    own(k)
+                elif k >= limit or reaches(load(k, node.sums[i], node.txns[i])):
+                    own(self._own_kid(node, i))
+
+        if self._dirty or self._ref.page >= limit or reaches(root):
+            self.mod += 1
+            own(self._own_root())
+
     @property
     def dirty(self) -> bool:
         """Whether write() has changes to store."""
