@@ -56,6 +56,9 @@ class MemoryIO(BlockIO):
     def truncate(self, size):
         del self.buf[size:]
 
+    def reserve(self, size):
+        pass  # memory is not a disk that fills: nothing to set aside (writes extend buf)
+
 
 _datasync = getattr(os, "fdatasync", os.fsync)
 

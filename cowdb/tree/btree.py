@@ -529,7 +529,7 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
 # The optional C accelerator (_tree_c.c) replaces py_get, the point-read descent, when
 # it is built and current and COWDB_PURE_PYTHON=1 does not ask for Python (see
 # cowdb/_accelerators.py); both pass the same tests.
-API = 2  # the _tree_c this code is written against (its API constant)
+API = 3  # the _tree_c this code is written against (its API constant)
 _tree_c = load("cowdb.tree", "_tree_c", API)
 descend = py_get
 if _tree_c is not None and wanted():
