@@ -100,8 +100,9 @@ class NodeCache(dict):
 
     def forget_txn(self, txn: int) -> None:
         """Drop every node written by ``txn`` (rolled back: its number will be reused)."""
-        for page in [p for p, n in self.items() if n.txn >= txn]:
-            del self[page]
+        for page, node in list(self.items()):  # list(): copied in C, no thread switch
+            if node.txn >= txn:
+                self.pop(page, None)
 
 
 class Tree:
