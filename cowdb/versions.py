@@ -149,7 +149,7 @@ class Versions:
             n = 0
             cat = self._catalog(st)
             while v is not None and (limit is None or n < limit):
-                c = self._commits.get(v) or cat.commit(v)
+                c = st.commits.get(v) or cat.commit(v)
                 if c is None:  # older history was reclaimed
                     return
                 yield c
@@ -270,7 +270,7 @@ class Versions:
             done.add(v)
             if flags[v] == 3:
                 return v
-            c = self._commits.get(v) or cat.commit(v)
+            c = st.commits.get(v) or cat.commit(v)
             for p in (c.parents if c is not None else ()):
                 if p not in flags:
                     heappush(heap, -p)
@@ -442,11 +442,11 @@ class Versions:
                             cat.drop_commit(c)
                         for c in rewired:
                             cat.put_commit(c)
-                        for c in chunk + rewired:  # before _update reads main's head back
-                            self._commits.pop(c.version, None)
                     for page, n in part:
                         store.free(page, n)
-                self._update(change, durable=True)  # its frees are reusable by the next txn
+                # durable: its frees are reusable by the next txn; forget: readers may cache
+                # what it drops or rewires until it publishes, the new state forgets them
+                self._update(change, durable=True, forget=i == 0)
                 freed += sum(n for _, n in part)
             new = {c.version: c for c in rewired}
             remaining = [new.get(c.version, c) for c in remaining if c.version not in gone]
@@ -494,12 +494,11 @@ class Versions:
                 root = relocate_tree(nodes, store, c.root, memo, txn, limit)
                 if root != c.root:
                     cat.put_commit(replace(c, root=root))
-                    self._commits.pop(c.version, None)
             cat.tree.relocate(limit)
             store.rebase_freelist = True
             store.barrier = True
             store.may_use_reserve = True
-        self._update(change, durable=True)
+        self._update(change, durable=True, forget=True)  # commit records got new roots
 
     def _trim_tail(self) -> None:
         store = self._store
@@ -570,11 +569,11 @@ class Versions:
                 live += n
         dead = sum(gcmod.mark_count(nodes, [c.root], seen) for c in commits
                    if c.version not in keep)
-        fl = store.freelist
+        fl = self._freelist_of(st)  # not the store's: a writer thread may be changing it
         for txn in sorted(list(self._shared.pins)):
             held = sum(fl.pages_in(runs) for t, runs in fl.pending.items() if t > txn)
             out.pinned[f"reader {txn}"] = held * ps
-        out.live_bytes = (live + store.pages_for(store.meta.freelist_len)) * ps
+        out.live_bytes = (live + store.pages_for(st.meta.freelist_len)) * ps
         out.reclaimable_bytes = dead * ps
         out.free_bytes = fl.count() * ps
         return out

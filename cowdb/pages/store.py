@@ -47,6 +47,9 @@ class PageStore:
         self.barrier = False           # the txn syncs its images before its meta record
         self.may_use_reserve = False   # the txn may write into the reserve it cannot renew
         self._file_size = None         # bytes allocated to the file as last seen (None: ask)
+        self.hook = None               # tests: hook(point, txn) at "flushed" (the txn's
+                                       # pages written, not its meta) and "meta" (the meta
+                                       # record written, the commit not yet published)
 
     # ---- opening -------------------------------------------------------
     def read_slots(self) -> list[tuple[int, Meta | metamod.BadMeta]]:
@@ -330,12 +333,16 @@ class PageStore:
         if barrier or self.barrier:
             self.sync()
             self.barrier = False
+        if self.hook is not None:
+            self.hook("flushed", self._txn)
         slot = 1 - self.durable_slot
         try:
             self.io.pwrite(m.encode(), slot * self.page_size)
         except OSError as e:
             raise WriteFailed(f"writing the meta record of txn {self._txn} failed: {e}; the "
                               f"commit was not applied") from e
+        if self.hook is not None:
+            self.hook("meta", self._txn)
         if durable:
             try:
                 self.io.sync()
