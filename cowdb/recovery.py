@@ -139,16 +139,16 @@ def _entries(nodes: NodeCache, ref: RootRef, damage: list, what: str) -> dict:
     out: dict = {}
     if not ref.page:
         return out
-    stack = [(ref.page, ref.checksum)]
+    stack = [(ref.page, ref.checksum, ref.txn)]
     while stack:
-        page, checksum = stack.pop()
+        page, checksum, txn = stack.pop()
         try:
-            node = nodes.load(page, checksum)
+            node = nodes.load(page, checksum, txn)
         except (Corruption, OSError) as e:
             damage.append(f"{what}: {e}")
             continue
         if type(node) is Branch:
-            stack.extend(zip(node.kids, node.sums))
+            stack.extend(zip(node.kids, node.sums, node.txns))
             continue
         for k, v in zip(node.keys, node.vals):
             if type(v) is Overflow:
@@ -271,23 +271,23 @@ def _scan_catalog_leaves(store: PageStore, nodes: NodeCache, damage: list):
 
 def _verify(nodes: NodeCache, ref: RootRef, memo: dict, pages: set) -> str | None:
     """None if every page of the tree verifies (and its pages are added to ``pages``),
-    else why not. ``memo`` (page, checksum) -> (error or None, pages) is shared between
+    else why not. ``memo`` (page, checksum, txn) -> (error or None, pages) is shared between
     the trees, so shared subtrees are read once."""
     if not ref.page:
         return None
 
-    def sub(page, checksum):
-        key = (page, checksum)
+    def sub(page, checksum, txn):
+        key = (page, checksum, txn)
         done = memo.get(key)
         if done is not None:
             return done
         mine = {page}
         try:
-            node = nodes.load(page, checksum)
+            node = nodes.load(page, checksum, txn)
             err = None
             if type(node) is Branch:
-                for kid, s in zip(node.kids, node.sums):
-                    e, p = sub(kid, s)
+                for kid, s, t in zip(node.kids, node.sums, node.txns):
+                    e, p = sub(kid, s, t)
                     if e is not None:
                         err = e
                         break
@@ -303,7 +303,7 @@ def _verify(nodes: NodeCache, ref: RootRef, memo: dict, pages: set) -> str | Non
         out = memo[key] = (err, frozenset() if err else frozenset(mine))
         return out
 
-    err, p = sub(ref.page, ref.checksum)
+    err, p = sub(ref.page, ref.checksum, ref.txn)
     if err is None:
         pages.update(p)
     return err

@@ -7,6 +7,7 @@ each change is one atomic txn, and a failure leaves the database as it was.
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -16,21 +17,34 @@ from itertools import repeat
 
 from .checks import check_path, check_ref_name, check_text
 from .errors import (InvalidKey, InvalidMerge, InvalidType, InvalidValue, MergeConflict,
-                     ProtectedBranch, RefExists, RefNotFound, VersionReclaimed)
+                     ProtectedBranch, RefExists, RefNotFound, VersionReclaimed, WriteFailed)
 from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG
 from .history.commits import Commit, CommitStats
 from .history.retention import Retention
 from .pages.io import OsFileIO, new_file
 from .pages.meta import EMPTY
+from .pages.store import RESERVE_PAGES, RESERVE_STEP
 from .snapshot import check_key, key_range
 from .tree import diff as diffmod
-from .tree.btree import Tree
-from .tree.copy import copy_tree
+from .tree.btree import Tree, read_overflow
+from .tree.copy import copy_tree, relocate_tree
 from .tree.merge import Conflict, merge3
-from .tree.btree import read_overflow
 from .tree.node import Branch
 from .tree.walk import walk
+
+
+RELOCATE_MIN_PAGES = 16   # gc moves images down to give the end back only past this much
+GC_ROUND = 8              # on a full disk, gc drops this many versions per txn
+GC_ROUND_RUNS = 64        # ... and frees this many page runs per txn
+
+
+def _disk_full(e: BaseException) -> bool:
+    while e is not None:
+        if getattr(e, "errno", None) == errno.ENOSPC:
+            return True
+        e = e.__cause__
+    return False
 
 
 @dataclass(slots=True)
@@ -105,23 +119,23 @@ class NothingChanged(Exception):
 
 def same_content(nodes, a, b) -> bool:
     """Whether two trees surely hold the same keys and values: walked in step, skipping
-    children with equal checksums, comparing leaves' key and value lists (in C). Trees of
+    children that are one image (page, txn), comparing leaves' key and value lists (in C). Trees of
     different shapes count as different (a version is then made: never a change lost).
     Node signatures are left alone (see tree/node.py: commits must not pay for them)."""
-    if a.page == b.page:
-        return a.page == 0 or a.checksum == b.checksum
+    if a.page == b.page:  # identity is (page, txn), never the checksum (tree/btree.py)
+        return a.page == 0 or a.txn == b.txn
     if not (a.page and b.page):
         return False
-    todo = [(a.page, a.checksum, b.page, b.checksum)]
+    todo = [(a.page, a.checksum, a.txn, b.page, b.checksum, b.txn)]
     while todo:
-        pa, sa, pb, sb = todo.pop()
-        if sa == sb:
+        pa, sa, ta, pb, sb, tb = todo.pop()
+        if pa == pb and ta == tb:
             continue
-        x, y = nodes.load(pa, sa), nodes.load(pb, sb)
+        x, y = nodes.load(pa, sa, ta), nodes.load(pb, sb, tb)
         if type(x) is not type(y) or x.keys != y.keys:
             return False
         if type(x) is Branch:
-            todo.extend(zip(x.kids, x.sums, y.kids, y.sums))
+            todo.extend(zip(x.kids, x.sums, x.txns, y.kids, y.sums, y.txns))
         elif x.vals != y.vals and not all(map(_same_value, x.vals, y.vals,
                                                repeat(nodes.store))):
             return False
@@ -129,13 +143,16 @@ def same_content(nodes, a, b) -> bool:
 
 
 def _same_value(v, w, store) -> bool:
-    """Leaf values, inline bytes or overflow refs; an overflow value rewritten with the
-    same bytes has another checksum (its image records its txn): then the bytes are read."""
+    """Leaf values, inline bytes or overflow refs. Two overflow refs are the same value
+    when they name one image (page, txn); otherwise the bytes are read (equal checksums
+    prove nothing: see tree/btree.py on identity)."""
     if v is w or v == w:
         return True
     if type(v) is bytes or type(w) is bytes or v.length != w.length:
         return False
-    return v.checksum == w.checksum or read_overflow(store, v) == read_overflow(store, w)
+    if v.page == w.page and v.txn == w.txn:
+        return True
+    return read_overflow(store, v) == read_overflow(store, w)
 
 
 def _check_resolve(resolve) -> None:
@@ -427,8 +444,12 @@ class Versions:
         if keep_within is not None and keep_within <= timedelta(0):
             raise InvalidValue(f"keep_within must be a positive duration, not {keep_within}")
         r = Retention(keep_last, keep_within)
+
+        def change(cat, txn):
+            self._store.may_use_reserve = True  # a full disk is freed by retention + gc
+            cat.set_option("retention", r.encode())
         with self._writer():
-            self._update(lambda cat, txn: cat.set_option("retention", r.encode()))
+            self._update(change)
 
     def _plan(self, st):
         """(all commits newest first, kept versions) under the stored retention rule."""
@@ -443,6 +464,11 @@ class Versions:
 
         Readers that hold a dropped version (here or in another process) keep
         reading it: its pages are reused only after they close.
+
+        Works on a full disk: its txns may write into the pages the store keeps
+        in reserve (``RESERVE_PAGES``), and if one txn does not fit there it goes
+        again in small rounds, each durable, so each round reuses what the one
+        before freed.
         """
         self._check_open()
         report = GcReport(file_bytes_before=self._io.size())
@@ -451,43 +477,117 @@ class Versions:
             commits, keep = self._plan(st)
             dropped = [c for c in commits if c.version not in keep]
             if dropped:
-                marked = gcmod.mark(self._nodes, [c.root for c in commits if c.version in keep])
-                garbage = gcmod.sweep(self._nodes, [c.root for c in dropped], marked)
-                rewired = gcmod.rewire(commits, {c.version for c in dropped})
-
-                def change(cat, txn):
-                    for c in dropped:
-                        cat.drop_commit(c)
-                    for c in rewired:
-                        cat.put_commit(c)
-                    for page, n in garbage:
-                        store.free(page, n)
-                self._update(change, forget=True)  # readers may cache what it drops until
-                                                   # it publishes: the new state forgets them
+                try:
+                    freed = self._drop(commits, keep, [dropped], None)
+                except WriteFailed as e:
+                    if self._closed or not _disk_full(e):
+                        raise
+                    commits, keep = self._plan(self._state)
+                    dropped = [c for c in commits if c.version not in keep]
+                    rounds = [dropped[i:i + GC_ROUND] for i in range(0, len(dropped), GC_ROUND)]
+                    freed = self._drop(commits, keep, rounds, GC_ROUND_RUNS)
                 report.versions_dropped = len(dropped)
-                report.pages_freed = sum(n for _, n in garbage)
+                report.pages_freed = freed
                 report.bytes_freed = report.pages_freed * store.page_size
             self._give_back_tail()
         report.file_bytes_after = self._io.size()
         return report
 
+    def _drop(self, commits, keep, rounds, max_runs) -> int:
+        """Drop the commits of each round, and free the pages only they reach, in one
+        durable txn per round (per ``max_runs`` freed runs, if given: the later txns of
+        a round only free). A round's garbage is what it reaches and neither the kept
+        versions nor the later rounds do. Return the pages freed."""
+        store, nodes = self._store, self._nodes
+        marked = gcmod.mark(nodes, [c.root for c in commits if c.version in keep])
+        garbage = [gcmod.sweep(nodes, [c.root for c in r], marked) for r in reversed(rounds)]
+        garbage.reverse()
+        remaining, freed = list(commits), 0
+        for chunk, runs in zip(rounds, garbage):
+            gone = {c.version for c in chunk}
+            rewired = gcmod.rewire(remaining, gone)
+            step = max_runs or max(len(runs), 1)
+            slices = [runs[i:i + step] for i in range(0, len(runs), step)] or [[]]
+            for i, part in enumerate(slices):
+                def change(cat, txn, first=i == 0, part=part):
+                    store.may_use_reserve = True
+                    if first:
+                        for c in chunk:
+                            cat.drop_commit(c)
+                        for c in rewired:
+                            cat.put_commit(c)
+                    for page, n in part:
+                        store.free(page, n)
+                # durable: its frees are reusable by the next txn; forget: readers may cache
+                # what it drops or rewires until it publishes, the new state forgets them
+                self._update(change, durable=True, forget=i == 0)
+                freed += sum(n for _, n in part)
+            new = {c.version: c for c in rewired}
+            remaining = [new.get(c.version, c) for c in remaining if c.version not in gone]
+        return freed
+
     def _give_back_tail(self) -> None:
-        """Truncate free pages at the end of the file (writer lock held)."""
+        """Give the end of the file back (writer lock held): move what still lives near
+        the end into free space lower down, then truncate the free pages at the end.
+
+        Two txns, each durable. The first (only when enough is free to be worth it)
+        copies every image at a page >= a limit (the end the file would have if packed,
+        plus slack) into the lowest free pages: the kept versions' tree pages (their
+        commit records get the new roots; a subtree several versions share is copied
+        once), the catalog's and the free list's (written as a new base). It syncs its
+        images before its meta record (``store.barrier``), since open-time verification
+        walks only commits newer than the last durable txn. The second releases what
+        the first freed, once no reader and no fallback meta record can reach it (the
+        usual reuse bound: a reader pinning an older txn keeps those pages, and the
+        file, as they are until a later gc), cuts the free run at the end off the page
+        count and truncates the file. Both are best effort: gc's own txn is already
+        durable, so a failure here leaves a correct, longer file that the next gc()
+        shortens."""
+        try:
+            self._relocate_tail()
+            self._trim_tail()
+        except OSError:  # WriteFailed too
+            if self._closed:
+                raise
+
+    def _relocate_tail(self) -> None:
+        store = self._store
+        count = store.page_count
+        free = store.freelist.reusable_count(self._reuse_bound())
+        if free < max(RELOCATE_MIN_PAGES, count // 8):
+            return
+        packed = count - free
+        limit = packed + max(RELOCATE_MIN_PAGES, packed // 8)
+        if limit >= count:
+            return
+        nodes = self._nodes
+
+        def change(cat, txn):
+            memo: dict = {}
+            for c in list(cat.commits(reverse=False)):
+                root = relocate_tree(nodes, store, c.root, memo, txn, limit)
+                if root != c.root:
+                    cat.put_commit(replace(c, root=root))
+            cat.tree.relocate(limit)
+            store.rebase_freelist = True
+            store.barrier = True
+            store.may_use_reserve = True
+        self._update(change, durable=True, forget=True)  # commit records got new roots
+
+    def _trim_tail(self) -> None:
         store = self._store
         fl = store.freelist
 
         def change(cat, txn):
+            store.may_use_reserve = True
             store.page_count = fl.trim_tail(store.page_count)
-        last = store.page_count - 1
-        if fl.is_free(last):
+        if fl.reusable_count(self._reuse_bound()) and fl.is_free(store.page_count - 1):
             before = store.page_count
-            try:
-                self._update(change)
-                if store.page_count < before:
-                    self._io.truncate(store.page_count * store.page_size)
-            except OSError:  # WriteFailed too: gc's own txn is already durable, so giving
-                if self._closed:  # the tail back is best effort; the next gc() tries again
-                    raise
+            self._update(change, durable=True)
+            end = (store.page_count + RESERVE_PAGES + RESERVE_STEP) * store.page_size
+            if store.page_count < before and self._io.size() > end:
+                self._io.truncate(end)   # the reserve stays, for the next gc on a full disk
+                store._file_size = None
 
     def compact(self, dest_path) -> None:
         """Write a compacted copy to a new file: every kept version, tag, branch and the

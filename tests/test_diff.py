@@ -68,11 +68,12 @@ def leaf_bounds(db, version):
     """The first key of every leaf of a version's tree."""
     nodes, snap = db._nodes, db.at(version)
     ref = snap._live().ref
-    firsts, todo = [], [nodes.load(ref.page, ref.checksum)]
+    firsts, todo = [], [nodes.load(ref.page, ref.checksum, ref.txn)]
     while todo:
         node = todo.pop()
         if type(node) is Branch:
-            todo += [nodes.load(k, s) for k, s in zip(reversed(node.kids), reversed(node.sums))]
+            todo += [nodes.load(k, s, t) for k, s, t in zip(reversed(node.kids), reversed(node.sums),
+                                                             reversed(node.txns))]
         else:
             firsts.append(node.keys[0])
     snap.close()
@@ -162,22 +163,22 @@ def test_node_signatures_match_decoded_nodes():
     store, nodes = db._store, db._nodes
     with db.read() as snap:
         ref = snap._live().ref
-    assert type(nodes[ref.checksum]) is Branch and nodes[ref.checksum].sig is None
+    assert type(nodes[ref.page]) is Branch and nodes[ref.page].sig is None
     assert [c.key for c in db.diff(1, 2)] == [b"key01234"]
-    assert nodes[ref.checksum].sig is not None          # made by the diff, kept
-    todo, seen = [(ref.page, ref.checksum)], set()
+    assert nodes[ref.page].sig is not None          # made by the diff, kept
+    todo, seen = [ref.page], set()
     while todo:
-        page, s = todo.pop()
-        node = nodes[s]                 # the writer's node, still cached
+        page = todo.pop()
+        node = nodes[page]              # the writer's node, still cached
         copy = decode(store.read(page), page)
         assert copy.sig is None
         if type(node) is Branch:
             assert branch_sig(copy) == branch_sig(node)
-            todo += zip(node.kids, node.sums)
+            todo += node.kids
         else:
             assert type(node) is Leaf and node.sig is not None
             assert leaf_sig(copy) == node.sig and copy.sig == node.sig
         seen.add(type(node))
     assert seen == {Branch, Leaf}
     # a writer's copy of a clean node starts without one (it is edited in place)
-    assert nodes[ref.checksum].copy().sig is None and node.copy().sig is None
+    assert nodes[ref.page].copy().sig is None and node.copy().sig is None

@@ -102,8 +102,9 @@ def damaged_copy(clean_path, tmp_path, how):
     kind, arg = how
     rng = random.Random(hash(how) & 0xffff)
     with open(p, "r+b") as f:
-        if kind == "cut":
-            at = size - arg if arg > 0 else -arg
+        if kind == "cut":  # from the end of the data: the zeros padding the last image
+            end = len(f.read().rstrip(b"\0"))  # and the reserve past it hold nothing
+            at = end - arg if arg > 0 else -arg
             f.truncate(at)
             return p, [(at, size)]
         if kind == "zero":

@@ -2,7 +2,9 @@
 
 XXH3 hashes a 4 KiB page in well under a microsecond, so every read is
 verified. A parent also keeps each child's checksum (a Merkle tree), which
-lets recovery find a torn commit and lets diff skip equal subtrees.
+lets recovery find a torn commit. Checksums detect damage only: XXH3 is not
+collision resistant, so equality of subtrees is decided by page reference
+(see "Threat model" in docs/format.md).
 """
 from struct import Struct
 

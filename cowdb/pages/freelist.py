@@ -67,17 +67,25 @@ class FreeList:
             self.pool = _coalesce(runs)
             self.changed = True
 
+    def reusable_count(self, bound: int) -> int:
+        """Pages that are reusable, or would be after release(bound)."""
+        return self.pages_in(self.pool) + sum(self.pages_in(runs) for t, runs
+                                              in self.pending.items() if t <= bound)
+
     def free(self, txn: int, start: int, n: int = 1) -> None:
         self.log.append((FREE, txn, start, n))
         self.pending.setdefault(txn, []).append((start, n))
         self._loose.add(txn)
         self.changed = True
 
-    def take(self, n: int) -> int | None:
-        """Take n contiguous reusable pages, lowest first; None if no run is long enough."""
+    def take(self, n: int, below: int | None = None) -> int | None:
+        """Take n contiguous reusable pages, lowest first; None if no run is long enough
+        (that ends at or before page ``below``, if given)."""
         pool = self.pool
         for i in range(len(pool) - 1, -1, -1):
             start, length = pool[i]
+            if below is not None and start + n > below:
+                return None
             if length >= n:
                 if length == n:
                     del pool[i]

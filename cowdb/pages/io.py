@@ -5,6 +5,7 @@ The page store talks to storage only through this small interface
 fault-injection tests can slip a faulty device underneath it and an
 in-memory database is the same code over a bytearray.
 """
+import errno
 import os
 import secrets
 from contextlib import contextmanager
@@ -21,6 +22,14 @@ class BlockIO:
     def size(self) -> int: raise NotImplementedError
     def truncate(self, size: int) -> None: raise NotImplementedError
     def close(self) -> None: pass
+
+    def reserve(self, size: int) -> None:
+        """Make the file at least ``size`` bytes long, with its blocks allocated, so that
+        writes below ``size`` cannot fail for want of space (zeros are written past the
+        end; a file system device allocates them instead)."""
+        cur = self.size()
+        if size > cur:
+            self.pwrite(bytes(size - cur), cur)
 
 
 class MemoryIO(BlockIO):
@@ -46,6 +55,9 @@ class MemoryIO(BlockIO):
 
     def truncate(self, size):
         del self.buf[size:]
+
+    def reserve(self, size):
+        pass  # memory is not a disk that fills: nothing to set aside (writes extend buf)
 
 
 _datasync = getattr(os, "fdatasync", os.fsync)
@@ -85,6 +97,16 @@ class OsFileIO(BlockIO):
 
     def truncate(self, size):
         os.ftruncate(self.fd, size)
+
+    def reserve(self, size):
+        cur = self.size()
+        if size > cur:
+            try:
+                os.posix_fallocate(self.fd, cur, size - cur)
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                super().reserve(size)  # no fallocate here: write the zeros
 
     def close(self):
         if self.fd >= 0:

@@ -20,6 +20,8 @@ from .io import BlockIO
 from .meta import EMPTY, Meta, RootRef
 
 DEFAULT_PAGE_SIZE = 4096
+RESERVE_PAGES = 32   # kept allocated past the last page, for gc() on a full disk
+RESERVE_STEP = 8     # ... renewed this many pages at a time
 FREELIST_DELTA = 1   # free list image header flag: a delta of the chain, not a base
 META_PAGES = 2
 
@@ -40,6 +42,11 @@ class PageStore:
         self._queue: dict[int, bytes] = {}   # images written by the txn, not yet flushed
         self.unsynced_free_pages = 0   # pages freed after the last durable txn: not reusable
                                        # until the next sync (kept exact without a scan)
+        self.rollback_hooks: list = []  # called with the txn a rollback forgets (node caches)
+        self.rebase_freelist = False   # the txn writes its free list as a new base (low pages)
+        self.barrier = False           # the txn syncs its images before its meta record
+        self.may_use_reserve = False   # the txn may write into the reserve it cannot renew
+        self._file_size = None         # bytes allocated to the file as last seen (None: ask)
         self.hook = None               # tests: hook(point, txn) at "flushed" (the txn's
                                        # pages written, not its meta) and "meta" (the meta
                                        # record written, the commit not yet published)
@@ -98,6 +105,7 @@ class PageStore:
             self.page_size = meta.page_size
         self.meta = meta
         self.page_count = meta.page_count
+        self._file_size = None  # another process may have grown or cut the file
         # a read-only handle never allocates: its free list is read only if asked for
         # (check, stats), so a damaged free list does not stop it reading
         self._freelist = None if self.readonly else self._load_freelist(meta)
@@ -239,11 +247,39 @@ class PageStore:
             self.page_count += npages
         return page
 
+    def take_below(self, npages: int, below: int) -> int | None:
+        """A reusable run of ``npages`` ending at or before page ``below``, else None (the
+        file never grows for it): for moving images down (see tree/copy.py)."""
+        return self.freelist.take(npages, below)
+
     def write(self, page: int, image) -> None:
         """Queue an image for this txn; publish() writes the queue before the meta record."""
         self._queue[page] = image
         self.bytes_written += len(image)
         self.pages_written += 1
+
+    def _keep_reserve(self) -> None:
+        """Before a txn's images are written: keep ``RESERVE_PAGES`` allocated past the
+        last page, renewed ``RESERVE_STEP`` pages at a time as the file grows. When the disk is
+        full a txn fails here (nothing written, WriteFailed) unless it may use the
+        reserve (gc, the checkpoint: the txns that give space back) and fits in it."""
+        ps = self.page_size
+        end = self.page_count * ps
+        size = self._file_size
+        if size is None:
+            size = self._file_size = self.io.size()
+        if end + RESERVE_PAGES * ps <= size:
+            return
+        try:
+            self.io.reserve(end + (RESERVE_PAGES + RESERVE_STEP) * ps)
+            self._file_size = end + (RESERVE_PAGES + RESERVE_STEP) * ps
+        except OSError as e:
+            self._file_size = None
+            if self.may_use_reserve and end <= size:
+                return
+            raise WriteFailed(f"no room to grow the file ({e}); the commit was not applied. "
+                              f"gc() can still run on the reserve kept for it: drop versions "
+                              f"(set_retention) and call gc() to free space") from e
 
     def _flush(self) -> None:
         """Write the queued images, one pwrite per run of consecutive pages.
@@ -275,13 +311,15 @@ class PageStore:
         self.freelist.free(self._txn, page, npages)
         self.unsynced_free_pages += npages  # the txn being written is never durable yet
 
-    def write_image(self, kind: int, body, n: int = 0) -> RootRef:
-        """Write a header + body image as a run of fresh pages."""
+    def write_image(self, kind: int, body, n: int = 0, page: int | None = None) -> RootRef:
+        """Write a header + body image as a run of fresh pages (at ``page``: a run the
+        caller allocated)."""
         image = bytearray(HEADER_SIZE)
         image += body
         HEADER.pack_into(image, 0, 0, kind, 0, n, len(image), self._txn)
         s = seal(image)
-        page = self.allocate(self.pages_for(len(image)))
+        if page is None:
+            page = self.allocate(self.pages_for(len(image)))
         self.write(page, image)
         return RootRef(page, s, self._txn)
 
@@ -290,9 +328,14 @@ class PageStore:
         """Bytes of pending catalog changes a meta record may carry (see meta.py)."""
         return min(metamod.PENDING_MAX, self.page_size - metamod.META_SIZE)
 
-    def publish(self, catalog: RootRef, pending: bytes, durable: bool) -> Meta:
+    def publish(self, catalog: RootRef, pending: bytes, durable: bool,
+                barrier: bool = False) -> Meta:
         """Write the free list and the meta record (with the catalog's pending changes);
-        sync if durable. The commit point."""
+        sync if durable. The commit point.
+
+        ``barrier``: sync the images before the meta record is written (two syncs), for a
+        txn whose new pages open-time verification would not walk (a relocation rewrites
+        kept versions' trees under their old commit txns, see versions.gc)."""
         old = self.meta
         fl = self.freelist
         freelist, flen = old.freelist, old.freelist_len
@@ -301,7 +344,11 @@ class PageStore:
         m = Meta(txn=self._txn, durable_base=self.durable_txn, page_size=self.page_size,
                  catalog=catalog, freelist=freelist, freelist_len=flen,
                  page_count=self.page_count, pending=pending)
+        self._keep_reserve()
         self._flush()
+        if barrier or self.barrier:
+            self.sync()
+            self.barrier = False
         if self.hook is not None:
             self.hook("flushed", self._txn)
         slot = 1 - self.durable_slot
@@ -322,6 +369,7 @@ class PageStore:
                 err.uncertain = True
                 raise err from e
         fl.changed = False
+        self.may_use_reserve = False
         self.meta = m
         if durable:
             self.mark_durable(slot, m.txn)
@@ -331,7 +379,7 @@ class PageStore:
         """Append a delta image to the free list's chain, or start a new chain with a
         base image (freeing the old chain) when it is long. See freelist.py."""
         fl = self.freelist
-        if fl.chain and len(fl.chain) <= MAX_CHAIN:
+        if fl.chain and len(fl.chain) <= MAX_CHAIN and not self.rebase_freelist:
             need = self.pages_for(HEADER_SIZE + fl.delta_size())
             fresh = self.page_count
             page = self.allocate(need)      # logged, so the delta records its own pages
@@ -363,6 +411,7 @@ class PageStore:
                     used = need
             fl.chain = [(page, used)]
         fl.log.clear()
+        self.rebase_freelist = False
         image = bytearray(HEADER_SIZE) + body
         HEADER.pack_into(image, 0, 0, FREELIST, flags, 0, len(image), self._txn)
         ref = RootRef(page, seal(image), self._txn)
@@ -386,6 +435,10 @@ class PageStore:
         is reading that image again: no copy is kept on the commit path.
         """
         self._queue = {}
+        self.rebase_freelist = self.barrier = self.may_use_reserve = False
+        self._file_size = None
+        for hook in self.rollback_hooks:
+            hook(self._txn)
         self.page_count = self.meta.page_count
         self.freelist = self._load_freelist(self.meta)
         self._count_unsynced()

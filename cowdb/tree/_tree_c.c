@@ -4,8 +4,9 @@
  * and returns the leaf's value (bytes, or the Overflow object for Python to read),
  * or None.  It is the loop `py_get` in btree.py, line for line: in a branch the
  * child is kids[bisect_right(keys, key) - 1]; a clean child (an int page number)
- * is looked up in `nodes` (the NodeCache, a dict keyed by the child's checksum
- * sums[i]) and, when not cached, loaded by calling nodes.load(page, checksum);
+ * is looked up in `nodes` (the NodeCache, a dict keyed by page number) and used
+ * if the cached node's txn is the txn its parent recorded (txns[i]); else it is
+ * loaded by calling nodes.load(page, sums[i], txns[i]);
  * a dirty child (a writer's node object) is taken as it is.
  *
  * Why C: at 1M keys a warm get spends ~4.5 us in that Python loop, against ~2 us
@@ -20,10 +21,10 @@
 #include <Python.h>
 #include <string.h>
 
-#define API 1  /* btree.API must match: bump both on any change of get()'s contract */
+#define API 3  /* btree.API must match: bump both on any change of get()'s contract */
 
 static PyTypeObject *branch_type = NULL;   /* node.Branch, set by bind() */
-static PyObject *s_keys, *s_kids, *s_sums, *s_vals, *s_load;
+static PyObject *s_keys, *s_kids, *s_sums, *s_txns, *s_txn, *s_vals, *s_load;
 
 /* -1, 0, 1 as a <, ==, > b; -2 on error */
 static int
@@ -137,14 +138,35 @@ tree_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         PyObject *kid = list_item(node, s_kids, i);
         if (kid == NULL)
             goto fail;
-        if (PyLong_CheckExact(kid)) {  /* clean: cached by checksum, or loaded */
-            PyObject *sum = list_item(node, s_sums, i);
-            child = sum == NULL ? NULL : PyDict_GetItemWithError(nodes, sum);
-            if (child != NULL)
+        if (PyLong_CheckExact(kid)) {  /* clean: cached by (page, txn), or loaded */
+            PyObject *txn = list_item(node, s_txns, i);
+            if (txn == NULL) {
+                Py_DECREF(kid);
+                goto fail;
+            }
+            child = PyDict_GetItemWithError(nodes, kid);
+            if (child != NULL) {
                 Py_INCREF(child);
-            else if (sum != NULL && !PyErr_Occurred())
-                child = PyObject_CallMethodObjArgs(nodes, s_load, kid, sum, NULL);
-            Py_XDECREF(sum);
+                PyObject *ctxn = PyObject_GetAttr(child, s_txn);
+                int same = ctxn == NULL ? -1 : PyObject_RichCompareBool(ctxn, txn, Py_EQ);
+                Py_XDECREF(ctxn);
+                if (same < 0)
+                    Py_CLEAR(child);
+                else if (!same) {  /* the page was rewritten since: not this image */
+                    Py_CLEAR(child);
+                    PyObject *sum = list_item(node, s_sums, i);
+                    if (sum != NULL)
+                        child = PyObject_CallMethodObjArgs(nodes, s_load, kid, sum, txn, NULL);
+                    Py_XDECREF(sum);
+                }
+            }
+            else if (!PyErr_Occurred()) {
+                PyObject *sum = list_item(node, s_sums, i);
+                if (sum != NULL)
+                    child = PyObject_CallMethodObjArgs(nodes, s_load, kid, sum, txn, NULL);
+                Py_XDECREF(sum);
+            }
+            Py_DECREF(txn);
             Py_DECREF(kid);
         }
         else {  /* a writer's dirty child */
@@ -178,7 +200,70 @@ bind(PyObject *Py_UNUSED(self), PyObject *cls)
     Py_RETURN_NONE;
 }
 
+/* branch_body(keys, kids, counts, sums, txns): a branch image after its header:
+ * n x u16 key lengths, n x (u64 page, count, checksum, txn), the keys; the body of
+ * node.encode_branch in C (converting ~320 Python ints, most of them 64-bit checksums,
+ * is most of a branch's encoding). */
+static PyObject *
+branch_body(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "branch_body(keys, kids, counts, sums, txns)");
+        return NULL;
+    }
+    for (int j = 0; j < 5; j++) {
+        if (!PyList_CheckExact(args[j])) {
+            PyErr_SetString(PyExc_TypeError, "branch_body() takes 5 lists");
+            return NULL;
+        }
+    }
+    PyObject *keys = args[0];
+    Py_ssize_t n = PyList_GET_SIZE(keys), klen = 0;
+    for (int j = 1; j < 5; j++) {
+        if (PyList_GET_SIZE(args[j]) != n) {
+            PyErr_SetString(PyExc_ValueError, "branch_body(): the lists differ in length");
+            return NULL;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyList_GET_ITEM(keys, i);
+        if (!PyBytes_CheckExact(k) || PyBytes_GET_SIZE(k) > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "branch_body(): a key is not bytes of < 64 KiB");
+            return NULL;
+        }
+        klen += PyBytes_GET_SIZE(k);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 34 * n + klen);
+    if (out == NULL)
+        return NULL;
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t l = PyBytes_GET_SIZE(PyList_GET_ITEM(keys, i));
+        *p++ = (unsigned char)l;
+        *p++ = (unsigned char)(l >> 8);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        for (int j = 1; j < 5; j++) {
+            unsigned long long v = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(args[j], i));
+            if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            for (int b = 0; b < 8; b++)
+                *p++ = (unsigned char)(v >> (8 * b));
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyList_GET_ITEM(keys, i);
+        memcpy(p, PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k));
+        p += PyBytes_GET_SIZE(k);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"branch_body", (PyCFunction)(void (*)(void))branch_body, METH_FASTCALL,
+     "branch_body(keys, kids, counts, sums, txns): a branch image after its header."},
     {"get", (PyCFunction)(void (*)(void))tree_get, METH_FASTCALL,
      "get(root, key, nodes): the value stored under key below root (bytes or an "
      "Overflow), or None; the descent of btree.py's py_get."},
@@ -197,6 +282,8 @@ PyInit__tree_c(void)
     if (!(s_keys = PyUnicode_InternFromString("keys")) ||
         !(s_kids = PyUnicode_InternFromString("kids")) ||
         !(s_sums = PyUnicode_InternFromString("sums")) ||
+        !(s_txns = PyUnicode_InternFromString("txns")) ||
+        !(s_txn = PyUnicode_InternFromString("txn")) ||
         !(s_vals = PyUnicode_InternFromString("vals")) ||
         !(s_load = PyUnicode_InternFromString("load")))
         return NULL;

@@ -30,7 +30,10 @@ def py_get(node, key: bytes, nodes: "NodeCache"):
         i = bisect_right(node.keys, key) - 1
         kid = node.kids[i]
         if type(kid) is int:
-            kid = get(node.sums[i]) or nodes.load(kid, node.sums[i])
+            n = get(kid)
+            if n is None or n.txn != node.txns[i]:  # not cached, or the page was rewritten
+                n = nodes.load(kid, node.sums[i], node.txns[i])
+            kid = n
         node = kid
     keys = node.keys
     i = bisect_left(keys, key)
@@ -48,36 +51,60 @@ def read_overflow(store: PageStore, ov: Overflow) -> bytes:
 
 
 class NodeCache(dict):
-    """Decoded clean nodes by image checksum, bounded, oldest-first eviction.
+    """Decoded clean nodes by page number, bounded, oldest-first eviction.
 
-    Keyed by checksum rather than page number: a page reused after garbage
-    collection (perhaps by another process) can never be served stale, and
-    a load checks the image against the checksum its parent recorded.
+    A cached node is used only if the txn that wrote it (``node.txn``) is the
+    txn its parent recorded for that page: (page, txn) names one image for the
+    life of the file, because a page is rewritten only by a later txn (after
+    garbage collection, perhaps by another process), so a reused page is never
+    served stale. Identity never rests on the 64-bit XXH3 checksum, which a
+    user could craft a collision for (see "Threat model" in docs/format.md);
+    the checksum is still verified on every load, to detect damage. A txn that
+    fails and is retried under the same number could write other images at the
+    same pages: ``forget_txn`` drops what it cached (the store's rollback calls it).
     """
     __slots__ = ("store", "cap")
 
     def __init__(self, store: PageStore, cap: int = 65536):
         super().__init__()
         self.store, self.cap = store, cap
+        hooks = getattr(store, "rollback_hooks", None)
+        if hooks is not None:
+            hooks.append(self.forget_txn)
 
-    def load(self, page: int, checksum: int):
-        node = self.get(checksum)
-        if node is None:
+    def load(self, page: int, checksum: int, txn: int):
+        """The node at ``page`` that its parent recorded as (checksum, txn)."""
+        node = self.get(page)
+        if node is None or node.txn != txn:
             data = self.store.read(page)
             if int.from_bytes(data[:8], "little") != checksum:
                 raise Corruption(f"page {page} does not hold the node its parent expects "
                                  f"(stale or overwritten page)", page)
             node = decode(data, page)
-            self.put(checksum, node)
+            if node.txn != txn:
+                raise Corruption(f"page {page} was written by txn {node.txn}, its parent "
+                                 f"expects txn {txn}", page)
+            self.put(page, node)
         return node
 
-    def put(self, checksum: int, node) -> None:
+    def cached(self, page: int, txn: int):
+        """The cached node (page, txn), or None."""
+        node = self.get(page)
+        return node if node is not None and node.txn == txn else None
+
+    def put(self, page: int, node) -> None:
         if len(self) >= self.cap:
             # threads share the cache: list() walks the dict in C, with no thread switch
             # inside, and pop() tolerates a key another thread evicted meanwhile
             for k in list(zip(range(self.cap // 8 + 1), self)):
                 self.pop(k[1], None)
-        self[checksum] = node
+        self[page] = node
+
+    def forget_txn(self, txn: int) -> None:
+        """Drop every node written by ``txn`` (rolled back: its number will be reused)."""
+        for page, node in list(self.items()):  # list(): copied in C, no thread switch
+            if node.txn >= txn:
+                self.pop(page, None)
 
 
 class Tree:
@@ -96,7 +123,7 @@ class Tree:
         self.mod = 0            # bumped on every change, so cursors can re-seek
         self._ref = ref
         self._dirty = False
-        self._root = nodes.load(ref.page, ref.checksum) if ref.page else None
+        self._root = nodes.load(ref.page, ref.checksum, ref.txn) if ref.page else None
         if count is None:
             count = 0 if self._root is None else self._root.count()
         self.count = count
@@ -126,7 +153,8 @@ class Tree:
 
     def kid(self, branch: Branch, i: int):
         kid = branch.kids[i]
-        return kid if type(kid) is not int else self.nodes.load(kid, branch.sums[i])
+        return kid if type(kid) is not int else self.nodes.load(kid, branch.sums[i],
+                                                                 branch.txns[i])
 
     def read_overflow(self, ov: Overflow) -> bytes:
         return read_overflow(self.store, ov)
@@ -160,7 +188,7 @@ class Tree:
     def _own_kid(self, parent: Branch, i: int):
         kid = parent.kids[i]
         if type(kid) is int:
-            node = self.nodes.load(kid, parent.sums[i]).copy()
+            node = self.nodes.load(kid, parent.sums[i], parent.txns[i]).copy()
             if self.frees:
                 self.store.free(kid)
             parent.kids[i] = node
@@ -334,7 +362,8 @@ class Tree:
         while type(root) is Branch and len(root.kids) == 1:
             kid = root.kids[0]
             if type(kid) is int:  # the only child is clean: it becomes the root as it is
-                self._root, self._ref, self._dirty = (self.nodes.load(kid, root.sums[0]),
+                self._root, self._ref, self._dirty = (self.nodes.load(kid, root.sums[0],
+                                                                      root.txns[0]),
                                                       RootRef(kid, root.sums[0], root.txns[0]),
                                                       False)
                 return
@@ -418,6 +447,33 @@ class Tree:
             sep, right = self._split(left)
             self._insert_kid(parent, l, left, sep, right)
 
+    def relocate(self, limit: int) -> None:
+        """Own every node at a page >= ``limit`` and the path to it, so that ``write``
+        puts them in the lowest free pages (a tree that frees what it replaces: the
+        catalog, when gc gives the end of the file back)."""
+        root = self._root
+        if root is None:
+            return
+        load = self.nodes.load
+
+        def reaches(node) -> bool:
+            return type(node) is Branch and any(
+                k >= limit or reaches(load(k, s, t))
+                for k, s, t in zip(node.kids, node.sums, node.txns) if type(k) is int)
+
+        def own(node) -> None:
+            if type(node) is not Branch:
+                return
+            for i, k in enumerate(node.kids):
+                if type(k) is not int:
+                    own(k)
+                elif k >= limit or reaches(load(k, node.sums[i], node.txns[i])):
+                    own(self._own_kid(node, i))
+
+        if self._dirty or self._ref.page >= limit or reaches(root):
+            self.mod += 1
+            own(self._own_root())
+
     @property
     def dirty(self) -> bool:
         """Whether write() has changes to store."""
@@ -457,7 +513,8 @@ class Tree:
         page = store.allocate(1)
         store.write(page, image)
         s = int.from_bytes(image[:8], "little")
-        self.nodes.put(s, node)
+        node.txn = txn
+        self.nodes.put(page, node)
         return page, s
 
 
@@ -480,7 +537,7 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
 # The optional C accelerator (_tree_c.c) replaces py_get, the point-read descent, when
 # it is built and current and COWDB_PURE_PYTHON=1 does not ask for Python (see
 # cowdb/_accelerators.py); both pass the same tests.
-API = 1  # the _tree_c this code is written against (its API constant)
+API = 3  # the _tree_c this code is written against (its API constant)
 _tree_c = load("cowdb.tree", "_tree_c", API)
 descend = py_get
 if _tree_c is not None and wanted():

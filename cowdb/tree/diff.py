@@ -1,27 +1,33 @@
 """Structural diff of two trees: time proportional to the difference.
 
-Two subtrees with the same checksum hold the same content (the checksum
-covers their whole subtree: a Merkle tree), so the diff skips them unread.
+Two subtrees at the same page hold the same content (both trees are read
+under one pin, and a page is rewritten only once nothing pinned or kept
+reaches it), so the diff skips them unread. Equality is never decided by the
+64-bit XXH3 checksums, which a user could craft values to collide (see
+"Threat model" in docs/format.md); they only detect damage.
 For two versions d keys apart it visits O(d x depth) pages;
 ``DiffStats.pages_visited`` counts them so tests can check the bound.
 
 The common case is two trees whose nodes line up (the same separator keys,
 as after overwrites): ``_aligned`` walks them as pairs of nodes, opening only
 the children whose checksums differ. Which values of two leaves differ is
-found by one XOR of the leaves' signatures (``Leaf.sig``: a 64-bit hash per
-value, see ``leaf_sig``), not by comparing the value lists: that reads every
+found by one XOR of the leaves' signatures (``Leaf.sig``: a 64-bit keyed hash
+per value, see ``leaf_sig``; compared value by value where the hash key is not
+secret, see ``KEYED_HASH``), not by comparing the value lists: that reads every
 value object, wherever in memory it lives, and was most of the cost (a
 1,000-change diff at 1M keys opens ~1,000 leaf pairs of ~30 entries). Which
 children of two branches differ is found the same way (``Branch.sig``, the
-child checksums, see ``branch_sig``). Pairs that do not line up (keys were
+child page references, see ``branch_sig``). Pairs that do not line up (keys were
 added or removed) fall back to ``_streams``: each tree read as a stream, in
 key order, of subtrees and entries, opening a subtree only when the other
 stream cannot match it; it hands pairs that line up again back to
 ``_aligned``.
 
-Stream elements: (SUB, low, high, page, checksum, height) or (ENT, key, value).
+Stream elements: (SUB, low, high, page, checksum, height, txn) or (ENT, key, value).
 ``low``/``high`` bound the keys a subtree can hold (None: unbounded above).
 """
+import os
+import sys
 from bisect import bisect_left
 from dataclasses import dataclass
 
@@ -29,6 +35,13 @@ from .btree import read_overflow
 from .node import Branch, branch_sig, leaf_sig
 
 SUB, ENT = 0, 1
+
+# Whether Python's hash of bytes (SipHash) is keyed by a secret random per process: then
+# no user can craft two values whose 64-bit hashes collide, and leaf signatures may say
+# which values are equal. With PYTHONHASHSEED set (or randomization off) the key is known,
+# so the values of two leaves that line up are compared one by one instead.
+KEYED_HASH = bool(sys.flags.hash_randomization) and os.environ.get(
+    "PYTHONHASHSEED", "random") == "random"
 
 
 @dataclass(slots=True)
@@ -47,20 +60,21 @@ class DiffStats:
 
 
 def _height(nodes, ref) -> int:
-    node, h = nodes.load(ref.page, ref.checksum), 0
+    node, h = nodes.load(ref.page, ref.checksum, ref.txn), 0
     while type(node) is Branch:
-        node, h = nodes.load(node.kids[0], node.sums[0]), h + 1
+        node, h = nodes.load(node.kids[0], node.sums[0], node.txns[0]), h + 1
     return h
 
 
 def _root_stream(nodes, ref):
-    return [(SUB, b"", None, ref.page, ref.checksum, _height(nodes, ref))] if ref.page else []
+    return ([(SUB, b"", None, ref.page, ref.checksum, _height(nodes, ref), ref.txn)]
+            if ref.page else [])
 
 
 def changes(nodes, a_ref, b_ref, start=None, stop=None, stats: DiffStats | None = None):
     """Yield Change for every key whose value differs between tree a and tree b."""
     stats = stats if stats is not None else DiffStats()
-    if a_ref.page == b_ref.page or (a_ref.page and a_ref.checksum == b_ref.checksum):
+    if a_ref.page == b_ref.page:  # the same image (or both empty): nothing differs
         return
     if not (a_ref.page and b_ref.page):
         yield from _streams(nodes, _root_stream(nodes, a_ref), _root_stream(nodes, b_ref),
@@ -72,21 +86,23 @@ def changes(nodes, a_ref, b_ref, start=None, stop=None, stats: DiffStats | None 
                             start, stop, stats)
         return
     stats.pages_visited += 2
-    yield from _aligned(nodes, nodes.load(a_ref.page, a_ref.checksum),
-                        nodes.load(b_ref.page, b_ref.checksum), b"", None, h, start, stop,
+    yield from _aligned(nodes, nodes.load(a_ref.page, a_ref.checksum, a_ref.txn),
+                        nodes.load(b_ref.page, b_ref.checksum, b_ref.txn), b"", None, h,
+                        start, stop,
                         stats)
 
 
 def _aligned(nodes, na, nb, low, high, height, start, stop, stats):
     """The changes between two nodes of the same height and key range (already counted
     as visited), walked pair by pair while their nodes line up (the same separator keys:
-    always so after overwrites). For a pair of branches only the children whose checksums
+    always so after overwrites). For a pair of branches only the children whose pages
     differ are opened, for a pair of leaves only the values that differ are looked at
     (both found by one XOR of the two nodes' signatures). A pair of branches that
     does not line up (keys were added or removed) goes to the general merge of two
     streams, a pair of leaves to a merge of their entries. Pairs wait on a stack, in
     reverse key order."""
     load, get = nodes.load, nodes.get
+    keyed = KEYED_HASH
     value = _reader(nodes)
     todo = [(na, nb, low, high, height)]
     pop, push = todo.pop, todo.append
@@ -105,6 +121,7 @@ def _aligned(nodes, na, nb, low, high, height, start, stop, stats):
         if height:
             sa, sb = na.sums, nb.sums
             ka, kb = na.kids, nb.kids
+            ta, tb = na.txns, nb.txns
             n = len(keys)
             height -= 1
             x = ((na.sig if na.sig is not None else branch_sig(na))
@@ -118,8 +135,16 @@ def _aligned(nodes, na, nb, low, high, height, start, stop, stats):
                                                          and hi <= start):
                     continue
                 stats.pages_visited += 2
-                s, t = sa[i], sb[i]
-                push((get(s) or load(ka[i], s), get(t) or load(kb[i], t), lo, hi, height))
+                a, b = get(ka[i]), get(kb[i])
+                if a is None or a.txn != ta[i]:
+                    a = load(ka[i], sa[i], ta[i])
+                if b is None or b.txn != tb[i]:
+                    b = load(kb[i], sb[i], tb[i])
+                push((a, b, lo, hi, height))
+            continue
+        va, vb = na.vals, nb.vals
+        if not keyed:             # the hash key is known: compare the values themselves
+            yield from _leaves(na, nb, start, stop, value)
             continue
         x = (na.sig if na.sig is not None else leaf_sig(na)) ^ (
             nb.sig if nb.sig is not None else leaf_sig(nb))
@@ -128,7 +153,6 @@ def _aligned(nodes, na, nb, low, high, height, start, stop, stats):
             i = (x.bit_length() - 1) >> 6
             x &= (1 << (i << 6)) - 1
             differ.append(i)
-        va, vb = na.vals, nb.vals
         if not (na.big or nb.big) and ((start is None or low >= start) and (
                 stop is None or (high is not None and high <= stop))):
             for i in reversed(differ):
@@ -178,7 +202,8 @@ def _push(stack, node, low, high, height, start, stop):
             hi = keys[i + 1] if i + 1 < n else high
             if not ((stop is not None and lo >= stop) or (start is not None and hi is not None
                                                           and hi <= start)):
-                stack.append((SUB, lo, hi, node.kids[i], node.sums[i], height - 1))
+                stack.append((SUB, lo, hi, node.kids[i], node.sums[i], height - 1,
+                              node.txns[i]))
     else:
         for k, v in zip(reversed(node.keys), reversed(node.vals)):
             if (start is None or k >= start) and (stop is None or k < stop):
@@ -191,16 +216,16 @@ def _streams(nodes, a, b, start, stop, stats):
     value = _reader(nodes)
 
     def open_(stack):
-        _, low, high, page, checksum, height = stack.pop()
+        _, low, high, page, checksum, height, txn = stack.pop()
         stats.pages_visited += 1
-        _push(stack, nodes.load(page, checksum), low, high, height, start, stop)
+        _push(stack, nodes.load(page, checksum, txn), low, high, height, start, stop)
 
     def open_both():
         """Open the two head subtrees (same bounds and height, different content)."""
-        _, low, high, page, checksum, height = a.pop()
-        na = nodes.load(page, checksum)
-        _, _, _, page, checksum, _ = b.pop()
-        nb = nodes.load(page, checksum)
+        _, low, high, page, checksum, height, txn = a.pop()
+        na = nodes.load(page, checksum, txn)
+        _, _, _, page, checksum, _, txn = b.pop()
+        nb = nodes.load(page, checksum, txn)
         stats.pages_visited += 2
         if na.keys == nb.keys:  # they line up: the pair walk looks only at what differs
             return _aligned(nodes, na, nb, low, high, height, start, stop, stats)
@@ -236,8 +261,8 @@ def _streams(nodes, a, b, start, stop, stats):
                 if not _same(x[2], y[2], value):
                     yield Change(x[1], value(x[2]), value(y[2]))
         elif x[0] == SUB and y[0] == SUB:
-            if x[4] == y[4] and x[1] == y[1]:
-                a.pop(), b.pop()             # the same subtree: skip it unread
+            if x[3] == y[3] and x[6] == y[6] and x[1] == y[1]:
+                a.pop(), b.pop()             # the same page: the same subtree, skipped unread
             elif x[1] < y[1]:
                 open_(a)
             elif y[1] < x[1]:
@@ -268,7 +293,8 @@ def _same(u, v, value) -> bool:
         return u == v
     if inline_u != inline_v:
         return False  # inline values are at most a quarter page, overflow values longer
-    return u.checksum == v.checksum or (u.length == v.length and value(u) == value(v))
+    return (u.page == v.page and u.txn == v.txn) or (u.length == v.length and
+                                                     value(u) == value(v))
 
 
 def _reader(nodes):

@@ -42,12 +42,12 @@ def _graft(nodes, base_ref, ours: Tree, theirs_ref) -> list[tuple]:
     """Graft into ``ours`` every aligned subtree only theirs changed; return the
     subtrees (base, ours, theirs references) both sides changed, to merge key by key."""
     whole = [(base_ref, ours.ref, theirs_ref)]
-    if theirs_ref.checksum == base_ref.checksum:
+    if theirs_ref.page == base_ref.page:   # the same image: theirs changed nothing
         return []
     if not (base_ref.page and ours.ref.page and theirs_ref.page):
         return whole
-    b = nodes.load(base_ref.page, base_ref.checksum)
-    t = nodes.load(theirs_ref.page, theirs_ref.checksum)
+    b = nodes.load(base_ref.page, base_ref.checksum, base_ref.txn)
+    t = nodes.load(theirs_ref.page, theirs_ref.checksum, theirs_ref.txn)
     o = ours.root()
     if not (type(b) is type(t) is type(o) is Branch and b.keys == t.keys == o.keys):
         return whole
@@ -59,19 +59,22 @@ def _graft(nodes, base_ref, ours: Tree, theirs_ref) -> list[tuple]:
 
 
 def _graft_children(nodes, ours, o: Branch, b: Branch, t: Branch, both) -> None:
+    # Children are told apart by page, never by checksum (a crafted value could make
+    # two different subtrees' 64-bit checksums equal): equal pages are the same image.
     for i in range(len(o.keys)):
-        bs, ts = b.sums[i], t.sums[i]
-        if bs == ts:
+        bp, tp = b.kids[i], t.kids[i]
+        if bp == tp:
             continue                                   # theirs left this child alone
+        bs, ts = b.sums[i], t.sums[i]
         mine = o.kids[i]  # a page number: this walk owns only the path it is on
-        if o.sums[i] == bs:                            # only theirs changed it: take theirs'
-            o.kids[i], o.sums[i], o.txns[i], o.counts[i] = t.kids[i], ts, t.txns[i], t.counts[i]
+        if mine == bp:                                 # only theirs changed it: take theirs'
+            o.kids[i], o.sums[i], o.txns[i], o.counts[i] = tp, ts, t.txns[i], t.counts[i]
             continue
-        if o.sums[i] == ts:                            # both made the same change
+        if mine == tp:                                 # ours already has theirs' child
             continue
-        bk = nodes.load(b.kids[i], bs)
-        tk = nodes.load(t.kids[i], ts)
-        ok = nodes.load(mine, o.sums[i])
+        bk = nodes.load(bp, bs, b.txns[i])
+        tk = nodes.load(tp, ts, t.txns[i])
+        ok = nodes.load(mine, o.sums[i], o.txns[i])
         if type(bk) is type(tk) is type(ok) is Branch and bk.keys == tk.keys == ok.keys:
             child = ours._own_kid(o, i)
             _graft_children(nodes, ours, child, bk, tk, both)

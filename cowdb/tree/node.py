@@ -25,6 +25,7 @@ from itertools import accumulate
 from struct import Struct, pack, unpack_from
 from struct import error as struct_error
 
+from .._accelerators import load, wanted
 from ..errors import Corruption
 from ..pages.checksum import BRANCH, HEADER, HEADER_SIZE, LEAF, seal
 
@@ -51,11 +52,12 @@ class Leaf:
     """``big`` is True when some value is not inline bytes (an Overflow, or bytes that will
     go to one): readers and the writer check values one by one only then. ``sig`` (clean
     leaves only, else None): see ``leaf_sig``."""
-    __slots__ = ("keys", "vals", "size", "big", "sig")
+    __slots__ = ("keys", "vals", "size", "big", "sig", "txn")
 
     def __init__(self, keys, vals, size, big=False):
         self.keys, self.vals, self.size, self.big = keys, vals, size, big
         self.sig = None
+        self.txn = 0    # clean nodes: the txn that wrote the image (see NodeCache)
 
     def copy(self):
         return Leaf(self.keys[:], self.vals[:], self.size, self.big)
@@ -66,12 +68,13 @@ class Leaf:
 
 class Branch:
     """``sig`` (clean branches only, else None): see ``branch_sig``."""
-    __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig")
+    __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig", "txn")
 
     def __init__(self, keys, kids, counts, sums, txns, size):
         self.keys, self.kids, self.counts = keys, kids, counts
         self.sums, self.txns, self.size = sums, txns, size
         self.sig = None
+        self.txn = 0    # clean nodes: the txn that wrote the image (see NodeCache)
 
     def copy(self):
         return Branch(self.keys[:], self.kids[:], self.counts[:], self.sums[:], self.txns[:],
@@ -83,25 +86,31 @@ class Branch:
 
 def leaf_sig(leaf: Leaf) -> int:
     """A clean leaf's values as one int, 64 bits per entry (entry i at bits 64i..64i+63):
-    the value's hash (an overflow value's: its checksum's). Two leaves with the same keys
+    the value's hash (an overflow value's: the hash of its page reference, never of its
+    XXH3 checksum, which a crafted value could collide). Two leaves with the same keys
     differ at most at the entries whose bits differ, so a diff finds them with one XOR
     instead of comparing every value (which touches every value object, wherever in
-    memory it lives). Made when the writer writes the leaf (its values are at hand then),
-    else on the first diff that needs it, and kept: a clean node never changes."""
+    memory it lives). Python's bytes and str hash is SipHash keyed at random per process,
+    so a user cannot craft two values whose hashes collide; where the key is fixed
+    (PYTHONHASHSEED set), diff compares values instead (see diff.KEYED_HASH). Made when
+    the writer writes the leaf (its values are at hand then), else on the first diff
+    that needs it, and kept: a clean node never changes."""
     vals = leaf.vals
     if leaf.big:
-        vals = [v if type(v) is bytes else v.checksum for v in vals]
+        vals = [v if type(v) is bytes else ("overflow", v.page) for v in vals]
     sig = leaf.sig = int.from_bytes(pack(f"<{len(vals)}q", *map(hash, vals)), "little")
     return sig
 
 
 def branch_sig(branch: Branch) -> int:
-    """A clean branch's child checksums as one int, 64 bits per child (see ``leaf_sig``).
+    """A clean branch's child page references as one int, 64 bits per child (see
+    ``leaf_sig``): equal pages, read under one pin, are the same image (a page is
+    rewritten only once no kept version or reader reaches it); checksums could be forged.
     Made by the first diff that needs it (not by the writer: a commit writes about as many
     branches as a diff of it compares, so that would cost commits what it saves diffs),
     and kept: the diffs after it find the differing children with one XOR."""
-    sums = branch.sums
-    sig = branch.sig = int.from_bytes(pack(f"<{len(sums)}Q", *sums), "little")
+    kids = branch.kids
+    sig = branch.sig = int.from_bytes(pack(f"<{len(kids)}Q", *kids), "little")
     return sig
 
 
@@ -112,7 +121,7 @@ def branch_size(keys) -> int:
 def decode(data: bytes, page: int):
     """Page image -> Leaf or Branch. The image's checksum was already verified."""
     try:
-        _s, kind, _f, n, length, _txn = HEADER.unpack_from(data, 0)
+        _s, kind, _f, n, length, txn = HEADER.unpack_from(data, 0)
         if kind == LEAF:
             klens = unpack_from(f"<{n}H", data, HEADER_SIZE)
             vlens = unpack_from(f"<{n}I", data, HEADER_SIZE + 2 * n)
@@ -134,7 +143,9 @@ def decode(data: bytes, page: int):
                 pos = vo[-1]
             if pos != length:
                 raise ValueError("entries do not fill the image")
-            return Leaf(keys, vals, length, bool(n) and max(vlens) >= OVERFLOW_FLAG)
+            node = Leaf(keys, vals, length, bool(n) and max(vlens) >= OVERFLOW_FLAG)
+            node.txn = txn
+            return node
         if kind == BRANCH and n:
             klens = unpack_from(f"<{n}H", data, HEADER_SIZE)
             ents = unpack_from(f"<{4 * n}Q", data, HEADER_SIZE + 2 * n)
@@ -142,8 +153,10 @@ def decode(data: bytes, page: int):
             if ko[-1] != length:
                 raise ValueError("entries do not fill the image")
             keys = [data[a:b] for a, b in zip(ko, ko[1:])]
-            return Branch(keys, list(ents[0::4]), list(ents[1::4]), list(ents[2::4]),
+            node = Branch(keys, list(ents[0::4]), list(ents[1::4]), list(ents[2::4]),
                           list(ents[3::4]), length)
+            node.txn = txn
+            return node
     except (struct_error, ValueError, IndexError, OverflowError) as e:
         raise Corruption(f"page {page} does not decode as a tree node: {e}", page) from e
     raise Corruption(f"page {page} is not a tree node (type {kind}, {n} entries)", page)
@@ -184,14 +197,23 @@ def encode_branch(b: Branch, txn: int) -> bytearray:
     keys = b.keys
     n = len(keys)
     image = bytearray(HEADER_SIZE)
-    image += pack(f"<{n}H", *map(len, keys))
-    entries = array("Q", bytes(32 * n))  # interleaved by slice assignment: 40% faster than
-    entries[0::4] = array("Q", b.kids)   # pack(*chain(zip(...))) for ~90 entries
-    entries[1::4] = array("Q", b.counts)
-    entries[2::4] = array("Q", b.sums)
-    entries[3::4] = array("Q", b.txns)
-    image += entries
-    image += b"".join(keys)
+    if _branch_body is not None:
+        image += _branch_body(keys, b.kids, b.counts, b.sums, b.txns)
+    else:
+        image += pack(f"<{n}H", *map(len, keys))
+        entries = array("Q", bytes(32 * n))  # interleaved by slice assignment: 40% faster
+        entries[0::4] = array("Q", b.kids)   # than pack(*chain(zip(...))) for ~90 entries
+        entries[1::4] = array("Q", b.counts)
+        entries[2::4] = array("Q", b.sums)
+        entries[3::4] = array("Q", b.txns)
+        image += entries
+        image += b"".join(keys)
     HEADER.pack_into(image, 0, 0, BRANCH, 0, n, len(image), txn)
     seal(image)
     return image
+
+
+# The optional C accelerator (_tree_c.c) writes a branch's body (``branch_body``) when it
+# is built and current, as btree.py's point reads do (see cowdb/_accelerators.py).
+_tree_c = load("cowdb.tree", "_tree_c", 3)
+_branch_body = _tree_c.branch_body if _tree_c is not None and wanted() else None

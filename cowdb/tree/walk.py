@@ -23,12 +23,13 @@ def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
     if not ref.page or ref.txn <= newer_than or (seen is not None and ref.page in seen):
         return
     store = tree_nodes.store
-    stack = [(ref.page, ref.checksum)]
+    stack = [(ref.page, ref.checksum, ref.txn)]
     if seen is not None:
         seen.add(ref.page)
     while stack:
-        page, checksum = stack.pop()
-        node = tree_nodes.get(checksum) if light else tree_nodes.load(page, checksum)
+        page, checksum, txn = stack.pop()
+        node = (tree_nodes.cached(page, txn) if light
+                else tree_nodes.load(page, checksum, txn))
         yield page, 1
         if node is None:  # light walk, not cached
             head = store.read_head(page)
@@ -37,17 +38,17 @@ def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
                 for kid, s, t in zip(kids, sums, txns):
                     if t > newer_than and kid not in seen:  # light walks always have seen
                         seen.add(kid)
-                        stack.append((kid, s))
+                        stack.append((kid, s, t))
                 continue
             if not head[2] & HAS_OVERFLOW:
                 continue
-            node = tree_nodes.load(page, checksum)
+            node = tree_nodes.load(page, checksum, txn)
         if type(node) is Branch:
             for kid, s, t in zip(node.kids, node.sums, node.txns):
                 if t > newer_than and (seen is None or kid not in seen):
                     if seen is not None:
                         seen.add(kid)
-                    stack.append((kid, s))
+                    stack.append((kid, s, t))
         else:
             for v in node.vals:
                 if type(v) is Overflow and v.txn > newer_than and (seen is None or

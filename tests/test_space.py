@@ -1,0 +1,206 @@
+"""Space comes back (issue 14): after gc() the end of the file is given back, what
+lives near the end is moved into free space lower down, and free space inside the
+file is reused before the file grows. Nothing a live reader (in this handle or
+another) or a fallback meta record can reach is ever moved away or cut off."""
+import os
+import random
+
+import cowdb
+
+
+def contents(db, version):
+    with db.at(version) as s:
+        return dict(s.items())
+
+
+def big_value_come_and_gone(db, n, value, big, fill=b"x"):
+    """Three versions: n keys; a big value beside them; the keys rewritten to ``fill``
+    and the big value deleted."""
+    with db.write() as tx:
+        for i in range(n):
+            tx[b"k%04d" % i] = value
+    with db.write() as tx:
+        tx[b"big"] = os.urandom(big)
+    with db.write() as tx:
+        for i in range(n):
+            tx[b"k%04d" % i] = fill
+        del tx[b"big"]
+
+
+def test_a_deleted_big_value_gives_its_space_back(path):
+    db = cowdb.open(path)
+    big_value_come_and_gone(db, 100, b"x" * 100, 20 << 20, b"x" * 100)
+    assert os.path.getsize(path) > 20 << 20
+    db.set_retention(keep_last=1)
+    db.gc()
+    assert os.path.getsize(path) <= 1 << 20
+    with db.read() as s:
+        assert len(s) == 100 and s[b"k0042"] == b"x" * 100
+    assert db.check().ok
+    db.close()
+    assert os.path.getsize(path) <= 1 << 20
+    db = cowdb.open(path)
+    assert db.check().ok and len(db.read()) == 100
+    db.close()
+
+
+def test_kept_versions_read_the_same_after_the_tail_moves(path):
+    """Many versions share subtrees and overflow values; gc drops the oldest and moves
+    what lives at the end of the file down: every kept version reads as before."""
+    rng = random.Random(7)
+    db = cowdb.open(path, page_size=1024, durability="none")
+    with db.write() as tx:
+        for i in range(3000):
+            tx[b"key%05d" % i] = b"v" * 40
+        tx[b"shared-big"] = os.urandom(3000)      # an overflow value every version shares
+    for v in range(40):
+        with db.write() as tx:
+            for _ in range(30):
+                tx[b"key%05d" % rng.randrange(3000)] = b"%d" % v
+            if v % 7 == 0:
+                tx[b"big%d" % v] = os.urandom(5000)
+            if v % 5 == 0:
+                for i in range(rng.randrange(3000), 3000, 97):
+                    tx.pop(b"key%05d" % i, None)
+    db.tag("t", 12)
+    db.set_retention(keep_last=5)
+    report_size = os.path.getsize(path)
+    before = {c.version: contents(db, c.version) for c in db.log()}
+    db.gc()
+    want = {c.version: before[c.version] for c in db.log()}
+    assert 12 in want and len(want) == 6
+    for v, c in want.items():
+        assert contents(db, v) == c, v
+    assert db.check().ok
+    assert os.path.getsize(path) < report_size
+    db.close()
+    db = cowdb.open(path)
+    for v, c in want.items():
+        assert contents(db, v) == c, v
+    assert db.check().ok
+    db.close()
+
+
+def test_a_live_reader_keeps_its_pages_through_gc(path):
+    """Snapshots in this handle and in another one hold versions gc drops: the pages
+    they read are neither moved away nor cut off while they are open."""
+    db = cowdb.open(path)
+    big_value_come_and_gone(db, 500, b"a" * 50, 2 << 20, b"b" * 50)
+    other = cowdb.open(path)
+    here = db.at(2)
+    there = other.at(2)
+    want = dict(here.items())
+    db.set_retention(keep_last=1)
+    db.gc()
+    with db.write() as tx:                 # a commit that reuses whatever it may
+        for i in range(500):
+            tx[b"k%04d" % i] = b"c" * 50
+    db.gc()
+    assert dict(here.items()) == want
+    assert dict(there.items()) == want
+    assert os.path.getsize(path) > 2 << 20  # the readers pin the big value
+    here.close()
+    there.close()
+    other.close()
+    db.gc()
+    assert os.path.getsize(path) <= 1 << 20
+    assert db.check().ok
+    with db.read() as s:
+        assert s[b"k0001"] == b"c" * 50 and b"big" not in s
+    db.close()
+
+
+def test_free_space_inside_is_reused_before_the_file_grows(path):
+    """Every other overflow value deleted: gc frees holes all through the file, moves
+    what lies at the end into some of them, and stats() reports the rest as free;
+    new values then go into the holes, and the file does not grow."""
+    db = cowdb.open(path)
+    with db.write() as tx:
+        for i in range(300):
+            tx[b"v%03d" % i] = os.urandom(3000)   # one overflow page each
+    with db.write() as tx:
+        for i in range(0, 300, 2):
+            del tx[b"v%03d" % i]
+    db.set_retention(keep_last=1)
+    db.gc()
+    size = os.path.getsize(path)
+    st = db.stats()
+    assert 0 < st.free_bytes < st.file_bytes
+    with db.write() as tx:
+        for i in range(st.free_bytes // 4096 // 2):
+            tx[b"new%03d" % i] = os.urandom(3000)
+    assert os.path.getsize(path) <= size
+    assert db.check().ok
+    db.close()
+
+
+def many_versions_on_a_device(keys, versions, changes, seed, message=""):
+    """A database on a FaultyIO (1 KiB pages): ``keys`` keys, then ``versions`` versions
+    of ``changes`` random overwrites each. Returns (io, db, rng)."""
+    from faults import FaultyIO
+
+    io = FaultyIO(b"")
+    db = cowdb.open(io=io, page_size=1024)
+    rng = random.Random(seed)
+    with db.write() as tx:
+        for i in range(keys):
+            tx[b"key%05d" % i] = b"a" * 50
+    for v in range(versions):
+        with db.write(message=message) as tx:
+            for _ in range(changes):
+                tx[b"key%05d" % rng.randrange(keys)] = b"%d" % v * 10
+    return io, db, rng
+
+
+def test_gc_frees_a_full_disk():
+    """The disk fills: commits fail with WriteFailed, but set_retention() and gc() still
+    run (on the reserve the store keeps) and give the end of the file back."""
+    import pytest
+    from cowdb.errors import WriteFailed
+
+    io, db, rng = many_versions_on_a_device(3000, 60, 30, seed=3)
+    io.full = True                       # every write that grows the file fails now
+    with pytest.raises(WriteFailed):
+        for r in range(100):
+            with db.write() as tx:
+                for i in range(100):
+                    tx[b"more%03d%03d" % (r, i)] = b"m" * 50
+    with db.read() as s:
+        want = dict(s.items())
+    size = io.size()
+    db.set_retention(keep_last=1)
+    report = db.gc()
+    assert report.versions_dropped >= 60 and report.pages_freed > 100
+    with db.read() as s:
+        assert dict(s.items()) == want
+    assert io.size() < size * 0.7        # the end of the file went back to the disk
+    io.free_space()
+    for v in range(5):
+        with db.write() as tx:
+            for _ in range(30):
+                tx[b"key%05d" % rng.randrange(3000)] = b"after %d" % v
+    assert db.check().ok
+    db.close()
+
+
+def test_gc_on_a_full_disk_goes_in_rounds(monkeypatch):
+    """When even the reserve cannot hold gc's one txn, it drops versions a few at a
+    time, each round reusing what the one before freed."""
+    from cowdb.pages import store as storemod
+
+    monkeypatch.setattr(storemod, "RESERVE_PAGES", 8)
+    io, db, rng = many_versions_on_a_device(2000, 150, 20, seed=5, message="m" * 200)
+    io.full = True
+    calls = []
+    real = db._drop
+    monkeypatch.setattr(db, "_drop", lambda *a: calls.append(len(a[2])) or real(*a))
+    with db.read() as s:
+        want = dict(s.items())
+    db.set_retention(keep_last=1)
+    report = db.gc()
+    assert calls[0] == 1 and len(calls) == 2 and calls[1] > 1   # one txn failed: rounds
+    assert report.versions_dropped == 151   # all but the head (versions 0 to 150)
+    with db.read() as s:
+        assert dict(s.items()) == want
+    assert db.check().ok
+    db.close()
