@@ -99,3 +99,20 @@ async def test_pages_escape_user_text_and_errors_are_pages(setup):
         assert r.status_code == 404 and "text/html" in r.headers["content-type"]
         r = await c.get("/")
         assert "script-src 'self'" in r.headers["content-security-policy"]
+
+
+async def test_the_timeline_marks_versions_that_gc_will_drop(setup):
+    app, db, tok, _ = setup
+    for i in range(5):
+        with db.write(f"c{i}") as tx:
+            tx[b"k"] = b"%d" % i
+    db.set_retention(keep_last=2)
+    async with client(app, tok) as c:
+        html = (await c.get("/")).text
+    rows = re.findall(r'<div class="row( dropping)?" data-version="(\d+)"', html)
+    dropping = sorted(int(v) for d, v in rows if d)
+    assert dropping and html.count("gc drops") == len(dropping)
+    assert db.gc().versions_dropped == len(dropping)     # exactly what gc then drops
+    for v in dropping:
+        with pytest.raises(cowdb.errors.VersionNotFound):
+            db.commit_info(v)
