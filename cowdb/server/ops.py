@@ -233,7 +233,7 @@ def log(db, branch, *, before=None, limit=50, author=None, since=None, until=Non
     return out, None
 
 
-def all_commits(db, hi: int | None = None, lo: int = 0) -> list:
+def all_commits(db, hi: int | None = None, lo: int = -1) -> list:
     """Every kept commit with lo < version <= hi (default: all), newest first."""
     hi = db.version if hi is None else hi
     out = []
