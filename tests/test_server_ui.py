@@ -56,7 +56,10 @@ async def test_login_sets_a_strict_httponly_session_and_forms_need_csrf(setup):
         assert r.status_code == 403 and "b1" not in db.branches()
         r = await c.post("/create/branch", data={"name": "b1", "csrf": "0" * 64})
         assert r.status_code == 403
-        r = await c.post("/create/branch", data={"name": "b1", "csrf": csrf_of(page.text)})
+        confirm = await c.get("/create/branch", params={"name": "b1"})
+        assert "Create the branch &#39;b1&#39; at version 0" in confirm.text
+        assert "b1" not in db.branches()                     # not until confirmed
+        r = await c.post("/create/branch", data={"name": "b1", "csrf": csrf_of(confirm.text)})
         assert r.status_code == 303 and "b1" in db.branches()
         # an API write through the session cookie needs the token in a header
         r = await c.put("/api/v1/keys/k", json={"value": "v"}, headers={"If-Match": "*"})
@@ -75,6 +78,8 @@ async def test_a_reader_sees_no_write_forms_and_cannot_post(setup):
         await login(c, "rob", reader)
         page = await c.get("/branches")
         assert "Create branch" not in page.text
+        r = await c.get("/create/branch?name=x", headers={"accept": "text/html"})
+        assert r.status_code == 403
         r = await c.post("/create/branch", data={"name": "x", "csrf": csrf_of(page.text)},
                          headers={"accept": "text/html"})
         assert r.status_code == 403 and "reader" in r.text
@@ -116,3 +121,25 @@ async def test_the_timeline_marks_versions_that_gc_will_drop(setup):
     for v in dropping:
         with pytest.raises(cowdb.errors.VersionNotFound):
             db.commit_info(v)
+
+
+async def test_a_branch_keeps_its_lane_from_page_to_page(setup):
+    app, db, tok, _ = setup
+    for name in ("zeta", "alpha"):
+        db.branch(name)
+    for i in range(60):
+        branch = ("main", "zeta", "alpha")[i % 3]
+        with db.write(f"c{i}", branch=branch) as tx:
+            tx[b"k"] = b"%d" % i
+    x_of = {}
+    async with client(app, tok) as c:
+        first = (await c.get("/")).text
+        older = re.search(r'href="/\?before=(\d+)" id="older"', first).group(1)
+        second = (await c.get(f"/?before={older}")).text
+    for html in (first, second):
+        for v, x in re.findall(r'<circle data-v="(\d+)" cx="(\d+)"', html):
+            branch = db.commit_info(int(v)).branch
+            x_of.setdefault(branch, set()).add(int(x))
+    # main first, then the others by name: the same x on both pages
+    assert {b: len(xs) for b, xs in x_of.items()} == {"main": 1, "alpha": 1, "zeta": 1}
+    assert min(x_of["main"]) < min(x_of["alpha"]) < min(x_of["zeta"])
