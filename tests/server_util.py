@@ -17,6 +17,12 @@ import httpx  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture
+def anyio_backend():
+    """The async tests (pytest.mark.anyio) run on asyncio."""
+    return "asyncio"
+
+
 def client(app, token: str | None = None, **kw) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app),

@@ -6,18 +6,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from server_util import client  # noqa: F401  (skips the module without the extra)
+from server_util import anyio_backend, client  # noqa: F401  (skips without the extra)
 
 import cowdb
 from cowdb.server import Refused, create_app
 from cowdb.server.accounts import Accounts
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
 
 
 @pytest.fixture

@@ -93,3 +93,15 @@ def test_a_real_server_process(db, tmp_path):
     assert srv.proc.returncode is not None
     with __import__("cowdb").open(db, readonly=True) as d:
         assert [c.author for c in d.log(limit=2)][1] == "ann"
+
+
+def test_the_python_example_of_the_docs_runs(db):
+    import re
+    text = open(os.path.join(ROOT, "docs", "server.md")).read()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "increment" in b]
+    token = run(db, "user", "add", "ann", "--role", "writer").stdout.split()[0]
+    with ServeProcess(db) as srv:
+        ns = {"token": token}
+        exec(code.replace("http://127.0.0.1:8000", srv.url), ns)
+        assert [ns["increment"]("visits") for _ in range(3)] == [1, 2, 3]
+        ns["api"].close()

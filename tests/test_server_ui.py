@@ -4,18 +4,13 @@ import re
 
 import pytest
 
-from server_util import client
+from server_util import anyio_backend, client  # noqa: F401
 
 import cowdb
 from cowdb.server import create_app
 from cowdb.server.accounts import Accounts
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
 
 
 @pytest.fixture
