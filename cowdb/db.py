@@ -5,6 +5,15 @@ the newest commit (txn, catalog root, head of main), swapped in one
 assignment after a commit's meta record is written. A reader copies that
 reference and pins its txn: O(1), no lock. A writer holds the writer lock
 (threads and processes) from ``write()`` to commit or abort.
+
+Threads share one handle (docs/concepts/multiprocess.md lists what guards
+what). The meta record of a commit reaches the file before ``_state`` moves;
+a reader that sees it in that window must not take it for another process's
+commit: while this handle holds the writer lock (``_writing``) no other
+process can commit, so a newer record is this handle's own, and the reader
+keeps the published state. Only a handle that is not writing adopts
+(``_reload``) another process's commit, so the writer's page count and free
+list are never swapped under it.
 """
 from __future__ import annotations
 
@@ -13,6 +22,8 @@ import mmap
 import os
 from contextlib import contextmanager
 import threading
+import warnings
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from struct import Struct
@@ -45,6 +56,10 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
     head: Commit        # head of main
     pending: dict       # ref changes the meta record carries (see history/catalog.py)
     pending_log: bytes  # the same, as the record carries them
+    meta: Meta          # the meta record of txn (its free list, page count)
+    commits: dict       # version -> Commit, looked up so far: shared by the states that
+                        # follow until a txn drops or rewrites commits (gc), then a new one,
+                        # so a reader of an older state never caches into a newer one
 
 
 @dataclass(slots=True)
@@ -84,9 +99,12 @@ class Database(Versions):
         self._closed = False
         self._poisoned: str | None = None
         self._refresh_lock = threading.Lock()
-        self._commits: dict[int, Commit] = {}
+        self._new: Commit | None = None   # the commit being written (writer only)
         self._wrote = False       # this handle committed: close() records a checkpoint
-        self._tx: Transaction | None = None   # the open write transaction of this handle
+        self._tx = None   # a weak reference to the open write transaction of this handle:
+                          # dropped, it aborts (Transaction.__del__) and frees the lock
+        self._end_lock = threading.Lock()    # one release per transaction (see _end_write)
+        self._writing = False     # this handle holds the writer lock (see _reload)
         self._foreign = False     # the newest state was written by another process
         if io is None:
             io = MemoryIO() if self.path is None else self._open_file(page_size)
@@ -95,7 +113,11 @@ class Database(Versions):
         self._io = io
         self._store = store = PageStore(io, page_size=page_size, readonly=readonly)
         self._nodes = NodeCache(store, cache_nodes)
-        self._shared = open_shared(None if self.path is None else self.path + "-lock")
+        try:
+            self._shared = open_shared(None if self.path is None else self.path + "-lock")
+        except BaseException:  # ReadersFull, WriteFailed (no space for the lock file)...
+            io.close()
+            raise
         if self.path is not None and self._shared.fd is None and not readonly:
             close_shared(self._shared)
             io.close()
@@ -110,6 +132,7 @@ class Database(Versions):
             io.close()
             raise
         self.max_key = store.page_size // 4 - 64
+        _open_handles.add(self)
 
     # ---- opening -------------------------------------------------------
     def _open_file(self, page_size: int) -> BlockIO:
@@ -187,7 +210,8 @@ class Database(Versions):
         head = None if v is None else cat.commit(v)
         if head is None:
             raise Corruption("the catalog has no head for branch main")
-        return _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending, cat.log)
+        return _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending, cat.log,
+                      meta, {})
 
     def _map_meta(self) -> None:
         """Map the meta slots: noticing another process's commit is then two loads."""
@@ -215,18 +239,29 @@ class Database(Versions):
     def _reload(self) -> _State:
         """Adopt another process's newer commit. Its pages are read under a pin of its
         txn, taken before reading and checked to have been in time (the newest meta is
-        still that txn); otherwise a writer could reuse them under us."""
+        still that txn); otherwise a writer could reuse them under us.
+
+        A newer meta record may instead be this handle's own commit, written but not yet
+        published (``_update`` moves ``_state`` after ``publish``): that is never
+        adopted, or the writer's page count and free list would be swapped under it
+        (issue 13). While this handle holds the writer lock no other process commits,
+        and ``_writing`` is cleared only after ``_state`` moved; so a record is foreign
+        exactly when, read after it, ``_writing`` is False and ``_state`` is older.
+        """
+        if self._writing:
+            return self._state
         with self._refresh_lock:
             while True:
                 slot, meta = self._store.candidates()[0]
-                if meta.txn == self._state.txn:
+                if self._writing or meta.txn <= self._state.txn:
                     return self._state
                 self._shared.pin(meta.txn)
                 try:
                     if self._store.candidates()[0][1].txn != meta.txn:
                         continue  # superseded before the pin showed: take the newer one
+                    if self._writing or meta.txn <= self._state.txn:
+                        return self._state
                     self._store.adopt(slot, meta, durable=False)
-                    self._commits.clear()  # the other process may have reclaimed some
                     self._state = self._load_state(meta)
                     self._foreign = True
                     return self._state
@@ -253,8 +288,13 @@ class Database(Versions):
         """The catalog of a state the caller has pinned (or holds the writer lock on)."""
         return Catalog(Tree(self._nodes, st.catalog), st.pending, st.pending_log)
 
+    @property
+    def _commits(self) -> dict:
+        """The commit records the newest state has cached (see _State.commits)."""
+        return self._state.commits
+
     def _commit_record(self, st: _State, version: int) -> Commit:
-        c = self._commits.get(version)
+        c = st.commits.get(version)
         if c is None:
             if type(version) is not int:
                 raise InvalidType(f"a version is an int, a tag or branch name, or a datetime; "
@@ -266,7 +306,7 @@ class Database(Versions):
                                            f"rule and reclaimed by gc(); it cannot be read")
                 raise VersionNotFound(f"version {version} does not exist (the newest is "
                                       f"{st.version})")
-            self._commits[version] = c
+            st.commits[version] = c
         return c
 
     # ---- public reading ------------------------------------------------
@@ -362,7 +402,7 @@ class Database(Versions):
                                   for name, v in cat.refs(kind).items() if v not in kept]
         except Corruption as e:
             report.errors.append(f"catalog: {e}")
-        meta = self._store.meta
+        meta = st.meta  # not the store's: a writer thread may be changing those
         if meta.freelist.page:
             used.append((meta.freelist.page, self._store.pages_for(meta.freelist_len)))
         owned: dict[int, int] = {}
@@ -371,7 +411,7 @@ class Database(Versions):
                 if p >= meta.page_count:
                     report.errors.append(f"page {p} lies past the end of the database")
                 owned[p] = owned.get(p, 0) + 1
-        fl = self._store.freelist
+        fl = self._freelist_of(st)
         free = set(fl.pages())
         if len(free) != fl.count():
             report.errors.append(f"the free list holds {fl.count() - len(free)} pages "
@@ -383,6 +423,14 @@ class Database(Versions):
         report.free_pages = len(free)
         report.page_count = meta.page_count
         return report
+
+    def _freelist_of(self, st: _State):
+        """The free list as of a pinned state, read from its image: the store's own is the
+        writer's, which another thread may be changing."""
+        try:
+            return self._store._load_freelist(st.meta)
+        except Corruption as e:
+            raise Corruption(f"the free list of txn {st.txn} is damaged: {e}", e.page) from e
 
     # ---- writing -------------------------------------------------------
     def write(self, message: str = "", *, author: str = "", branch: str = "main",
@@ -397,11 +445,34 @@ class Database(Versions):
             head = self._commit_record(st, self._branch_version(st, branch))
             tree = Tree(self._nodes, head.root, head.count)
         except BaseException:
-            self._shared.release_writer()
+            self._release_writer()
             raise
-        self._tx = Transaction(self, tree, head, message, author, branch,
-                               durability or self.durability)
-        return self._tx
+        tx = Transaction(self, tree, head, message, author, branch, durability or self.durability)
+        self._tx = weakref.ref(tx)
+        self._shared.abandoned = self._abandoned
+        return tx
+
+    def abort_write(self) -> bool:
+        """Abort this handle's open write transaction, whichever thread opened it: the way
+        out for a thread that lost its transaction object (db.write() then raises
+        NestedTransaction in that thread, Locked in others). True if there was one."""
+        ref = self._tx
+        tx = None if ref is None else ref()
+        if tx is None:
+            return False
+        tx.abort()
+        return True
+
+    def _abandoned(self, thread) -> None:
+        """Called by a thread waiting for the writer lock when the thread that holds it for
+        this handle's transaction has ended: abort that transaction."""
+        ref = self._tx
+        tx = None if ref is None else ref()
+        if tx is not None:
+            warnings.warn(f"the write transaction of thread {thread.name!r}, which ended "
+                          f"without committing or aborting it, was aborted", ResourceWarning,
+                          source=tx)
+            tx.abort()
 
     def _lock_writer(self, timeout: float | None = None) -> _State:
         """Take the writer lock and return the newest state, owned by this process."""
@@ -418,10 +489,15 @@ class Database(Versions):
                 slot = store.slot_of(st.txn)
                 store.mark_durable(store.durable_slot if slot is None else slot, st.txn)
                 self._foreign = False
+            self._writing = True  # after _current(): it may have to adopt a foreign commit
             return st
         except BaseException:
             self._shared.release_writer()
             raise
+
+    def _release_writer(self) -> None:
+        self._writing = False  # after _state moved (see _reload), before others may write
+        self._shared.release_writer()
 
     @contextmanager
     def _writer(self, timeout: float | None = None):
@@ -430,7 +506,7 @@ class Database(Versions):
         try:
             yield st
         finally:
-            self._shared.release_writer()
+            self._release_writer()
 
     def _branch_version(self, st: _State, branch: str) -> int:
         if branch == "main":
@@ -443,21 +519,28 @@ class Database(Versions):
     def _end_write(self, tx: Transaction) -> None:
         """Release the writer lock, once per transaction (a commit whose fsync failed
         closes the database, which aborts it, and then ends it again)."""
-        if self._tx is tx:
+        with self._end_lock:
+            ref = self._tx
+            # a dead reference: tx is being finalized (a reference cycle's weak references
+            # are cleared before __del__ runs), and only the open transaction calls this
+            held = None if ref is None else ref()
+            if ref is None or (held is not tx and held is not None):
+                return
             self._tx = None
-            self._shared.release_writer()
+        self._release_writer()
 
     def _reuse_bound(self) -> int:
         oldest = self._shared.oldest_reader()
         bound = self._store.durable_txn
         return bound if oldest is None else min(bound, oldest)
 
-    def _update(self, change, durable: bool | None = None):
+    def _update(self, change, durable: bool | None = None, forget: bool = False):
         """Run ``change(catalog, txn)`` as one atomic txn and publish it (writer lock held).
 
         Every write path goes through here: commits, tags, branches,
         retention, gc. On any error the store rolls back and nothing of the
-        change is visible.
+        change is visible. ``forget``: the change drops or rewrites commits, so the new
+        state starts with no cached commit records.
         """
         self._check_open()
         store, st = self._store, self._state
@@ -475,9 +558,10 @@ class Database(Versions):
             # may fall back to a version that reaches them), so they pile up and the free
             # list grows with every commit: sync once they pass a bound.
             durable = durable or store.unsynced_free_pages > UNSYNCED_FREE_LIMIT
+            self._shared.check_identity()  # the lock file replaced since the lock was taken?
             meta = store.publish(cat.tree.write(txn), pending, durable)
         except BaseException as e:
-            self._commits.pop(st.version + 1, None)  # a commit record _new_commit cached
+            self._new = None
             try:
                 store.rollback()
             except Exception as again:  # cannot even reread the last state: stop here
@@ -487,14 +571,19 @@ class Database(Versions):
             if getattr(e, "uncertain", False):
                 self._poison(str(e))
             raise
+        commits = {} if forget else st.commits
+        new, self._new = self._new, None
+        if new is not None:
+            commits[new.version] = new  # published: readers may now look it up
         if wrote_catalog or MAIN_HEAD in cat.pending:
             main = cat.head("main")
-            head = self._commits.get(main) or cat.commit(main)  # gc drops what it rewrites
+            head = commits.get(main) or cat.commit(main)
         else:
             head = st.head  # neither a catalog page nor a pending change moved main
         # a txn that wrote no catalog page added no commit: no walk for the newest version
         version = cat.last_version() if wrote_catalog else st.version
-        self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log)
+        self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log, meta,
+                             commits)
         self._wrote = True
         return result
 
@@ -508,7 +597,7 @@ class Database(Versions):
         c = Commit(version, now, root, count, parents, message, author, branch, txn, stats)
         cat.put_commit(c)
         cat.set_ref(BRANCH, branch, version)
-        self._commits[version] = c
+        self._new = c  # cached once published: a reader in the window must not find it
         return c
 
     def _commit(self, tx: Transaction) -> int:
@@ -525,6 +614,26 @@ class Database(Versions):
 
         return self._update(change, durable=tx.durability == "sync")
 
+    def _after_fork_in_child(self) -> None:
+        """This handle in a forked child (the lock table made its Shared the child's
+        first, see locks.py): a write transaction open at the fork stays the parent's,
+        so its copy here is closed without releasing anything (the child holds no
+        writer lock), and the store forgets what that transaction had allocated."""
+        self._refresh_lock, self._end_lock = threading.Lock(), threading.Lock()
+        self._new = None   # a commit a parent thread was writing: not this process's
+        ref, self._tx = self._tx, None
+        tx = None if ref is None else ref()
+        if tx is not None:
+            tx._tree = None
+        if self._writing:
+            self._writing = False
+            self._store.rollback()
+        if self._shared.forked_without_slot and not self._closed:
+            self._poison(f"this process was forked while all reader slots of "
+                         f"{self.path}-lock were held, so its snapshots would be unprotected; "
+                         f"the handle was closed: close the database in some processes, then "
+                         f"open it again in this one")
+
     def _poison(self, why: str) -> None:
         self._poisoned = why
         self.close()
@@ -534,8 +643,7 @@ class Database(Versions):
         """Close the database; snapshots and transactions still open become unusable."""
         if self._closed:
             return
-        if self._tx is not None:  # an open write transaction cannot commit any more
-            self._tx.abort()
+        self.abort_write()  # an open write transaction cannot commit any more
         try:
             if not self.readonly and self._poisoned is None:
                 self._checkpoint()
@@ -556,6 +664,7 @@ class Database(Versions):
             self._shared.acquire_writer(0)
         except CowdbError:
             return  # another writer is active; it will record durability itself
+        self._writing = True
         try:
             if self._current().txn == store.meta.txn:
                 store.sync()
@@ -571,9 +680,10 @@ class Database(Versions):
                 except WriteFailed:
                     store.rollback()
                     return
-                self._state = self._state._replace(txn=meta.txn, catalog=meta.catalog)
+                self._state = self._state._replace(txn=meta.txn, catalog=meta.catalog,
+                                                   meta=meta)
         finally:
-            self._shared.release_writer()
+            self._release_writer()
 
     def __enter__(self):
         return self
@@ -584,6 +694,19 @@ class Database(Versions):
     def __repr__(self):
         where = self.path or "memory"
         return f"<cowdb.Database {where} {'closed' if self._closed else 'open'}>"
+
+
+_open_handles: "weakref.WeakSet[Database]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_open_handles):
+        if not db._closed:
+            db._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # after locks.py's hook, which runs first
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _create(io: BlockIO, page_size: int) -> None:
