@@ -60,7 +60,10 @@ class Broker:
         return out
 
     async def _watch(self) -> None:
-        while True:
+        me = asyncio.current_task()
+        # (Python 3.11's wait_for can swallow a cancel that races a wake-up: the task's
+        # pending cancel count still shows it, so the loop ends and the server can stop)
+        while not me.cancelling():
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll)
             except asyncio.TimeoutError:
@@ -95,7 +98,8 @@ class Broker:
                 for c in await run(self.commits_between, sent, upto):
                     yield sse(c)
                 sent = upto
-            while True:
+            me = asyncio.current_task()
+            while not me.cancelling():
                 try:
                     c = await asyncio.wait_for(q.get(), 15)
                 except asyncio.TimeoutError:
