@@ -52,7 +52,8 @@ SECTIONS = (("Start", ("tour", "init", "info")),
             ("Versions", ("log", "show", "diff", "history", "restore", "revert")),
             ("Branches and tags", ("branch", "tag", "merge")),
             ("Upkeep", ("check", "stats", "retention", "gc", "compact", "backup", "recover",
-                        "salvage")))
+                        "salvage")),
+            ("Server", ("serve", "user", "protect", "unprotect")))
 
 
 class CowdbGroup(click.Group):
@@ -123,4 +124,4 @@ def main(argv=None) -> None:
     cli.main(args=argv, prog_name="cowdb")
 
 
-from . import commands, history, repair, tour, transfer  # noqa: E402,F401  (register them)
+from . import commands, history, repair, serve, tour, transfer  # noqa: E402,F401  (register them)
