@@ -121,4 +121,4 @@ def main(argv=None) -> None:
     cli.main(args=argv, prog_name="cowdb")
 
 
-from . import commands, history, tour, transfer  # noqa: E402,F401  (register the commands)
+from . import commands, doc, history, tour, transfer  # noqa: E402,F401  (register the commands)
