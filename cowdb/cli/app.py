@@ -50,7 +50,8 @@ SECTIONS = (("Start", ("tour", "init", "info")),
             ("Keys and values", ("get", "put", "delete", "scan", "import", "export")),
             ("Versions", ("log", "show", "diff", "history", "restore", "revert")),
             ("Branches and tags", ("branch", "tag", "merge")),
-            ("Upkeep", ("check", "stats", "retention", "gc", "compact")))
+            ("Upkeep", ("check", "stats", "retention", "gc", "compact")),
+            ("Server", ("serve", "user", "protect", "unprotect")))
 
 
 class CowdbGroup(click.Group):
@@ -122,3 +123,4 @@ def main(argv=None) -> None:
 
 
 from . import commands, doc, history, tour, transfer  # noqa: E402,F401  (register the commands)
+from . import serve  # noqa: E402,F401

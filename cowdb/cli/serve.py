@@ -1,0 +1,159 @@
+"""The server commands: serve, user add/list/remove, protect, unprotect."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from .app import Env, cli
+
+pass_env = click.pass_obj
+
+
+def _need_server():
+    try:
+        import jinja2  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise click.ClickException(f"the server needs its extra ({e.name} is missing): "
+                                   f"python3 -m pip install 'cowdb[server]'") from None
+
+
+def _accounts(env: Env):
+    from cowdb.server.accounts import Accounts, accounts_path
+    if not os.path.exists(env.path):
+        raise click.ClickException(f"no database at {env.path}; create one with "
+                                   f"`cowdb --db {env.path} init`, or choose another with --db")
+    return Accounts(accounts_path(env.path))
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to bind. Any address but loopback needs accounts.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-body", default=16 * 1024 * 1024, show_default=True, type=int,
+              help="The largest request body accepted, in bytes (larger: 413).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@pass_env
+def serve(env: Env, path, host: str, port: int, max_body: int, log_level: str):
+    """Serve the database over HTTP: a JSON API under /api/v1 and a web UI.
+
+    PATH defaults to --db. With no account (see `cowdb user add`) the server
+    runs open for the local user, and only on 127.0.0.1.
+
+    \b
+    Example:
+      cowdb serve shop.cow                   # http://127.0.0.1:8000
+      cowdb --db shop.cow user add ann --role admin
+      cowdb serve shop.cow --host 0.0.0.0 --port 8080
+    """
+    _need_server()
+    import logging
+
+    import uvicorn
+
+    from cowdb.server.app import Refused, create_app
+    path = path or env.path
+    if not os.path.exists(path):
+        import cowdb
+        cowdb.open(path).close()
+        click.echo(f"created {path}", err=True)
+    try:
+        app = create_app(path, host=host, max_body=max_body,
+                         timeout=30.0 if env.timeout is None else env.timeout)
+    except Refused as e:
+        raise click.ClickException(str(e)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    server = app.state.server
+    mode = "open (no accounts: everyone on this machine is the local admin)" \
+        if server.open_mode else f"{len(server.accounts.list())} accounts"
+    click.echo(f"cowdb serving {path} on http://{host}:{port}  [{mode}]", err=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=2)
+
+
+@cli.group()
+def user():
+    """Accounts of `cowdb serve`: add (prints the token once), list, remove.
+
+    Kept hashed in PATH-accounts.json beside the database, never in its keys.
+
+    \b
+    Example:
+      cowdb --db shop.cow user add ann --role admin
+      cowdb --db shop.cow user list
+      cowdb --db shop.cow user remove ann
+    """
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["reader", "writer", "admin"]), default="reader",
+              show_default=True, help="reader reads; writer writes unprotected branches; "
+                                      "admin also protected ones, merges, gc, users.")
+@pass_env
+def user_add(env: Env, name: str, role: str):
+    """Add an account and print its token (shown this once; only a hash is kept)."""
+    from cowdb.server.accounts import AccountError
+    try:
+        token = _accounts(env).add(name, role)
+    except AccountError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(token)
+    click.echo(f"account {name!r} ({role}) added; the token above is shown only now", err=True)
+
+
+@user.command("list")
+@pass_env
+def user_list(env: Env):
+    """List the accounts and their roles."""
+    for a in _accounts(env).list():
+        click.echo(f"{a.name}\t{a.role}")
+
+
+@user.command("remove")
+@click.argument("name")
+@pass_env
+def user_remove(env: Env, name: str):
+    """Remove an account: its token stops working at once."""
+    from cowdb.server.accounts import AccountError
+    try:
+        _accounts(env).remove(name)
+    except AccountError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"account {name!r} removed")
+
+
+@cli.command()
+@click.argument("branch")
+@pass_env
+def protect(env: Env, branch: str):
+    """Protect a branch: only admins may write it or merge into it over HTTP.
+
+    \b
+    Example:
+      cowdb --db shop.cow protect main
+    """
+    _accounts(env).protect(branch)
+    click.echo(f"branch {branch!r} is protected")
+
+
+@cli.command()
+@click.argument("branch")
+@pass_env
+def unprotect(env: Env, branch: str):
+    """Let writers write to a branch again.
+
+    \b
+    Example:
+      cowdb --db shop.cow unprotect main
+    """
+    from cowdb.server.accounts import AccountError
+    try:
+        _accounts(env).unprotect(branch)
+    except AccountError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"branch {branch!r} is no longer protected")

@@ -1,0 +1,268 @@
+"""The application factory of ``cowdb serve``.
+
+    from cowdb.server.app import create_app
+    app = create_app("data.cow")                 # an ASGI app: uvicorn, httpx, ...
+
+Extensions add pages: ``create_app(db, extensions=["pkg.module"])`` (or a module
+object, or a callable) calls ``setup(server)`` of each, which may call
+``server.add_routes([...])``, ``server.add_templates(folder)`` and
+``server.add_nav(label, path)``. See docs/server.md.
+"""
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import logging
+import os
+import secrets
+import threading
+import traceback
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+import cowdb
+
+from .accounts import Accounts, accounts_path
+from .auth import LoginLimiter, Sessions
+from .events import Broker
+from .http import ApiError, BodyTooLarge, error_body, json_error
+from .web import HERE, make_env, render
+
+log = logging.getLogger("cowdb.server")
+
+MAX_BODY = 16 * 1024 * 1024
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+# extensions loaded by every server when importable (module path -> setup(server))
+EXTENSIONS: tuple[str, ...] = ()
+
+
+class Refused(Exception):
+    """The server must not start as asked (e.g. a public bind with no accounts)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Server:
+    """What every handler reaches through ``request.app.state.server``."""
+
+    def __init__(self, db, accounts: Accounts, *, host: str, open_mode: bool,
+                 max_body: int, poll: float, name: str):
+        self.db, self.accounts, self.host = db, accounts, host
+        self.open_allowed, self.max_body, self.name = open_mode, max_body, name
+        self.write_lock = threading.Lock()   # a head check and its commit are one step
+        self.sessions = Sessions()
+        self.limiter = LoginLimiter()
+        self.secret = secrets.token_bytes(32)
+        self.broker = Broker(db, poll)
+        self.routes: list = []
+        self.template_dirs: list[str] = []
+        self.nav: list[tuple[str, str]] = [("Timeline", "/"), ("Branches", "/branches"),
+                                           ("Browse", "/browse"), ("Compare", "/compare")]
+        self.templates = make_env()
+
+    @property
+    def open_mode(self) -> bool:
+        """Open (every request is the local admin) while no account exists, on loopback."""
+        return self.open_allowed and not self.accounts
+
+    # ---- the extension point --------------------------------------------
+    def add_routes(self, routes) -> None:
+        """Starlette routes served beside the built-in ones (before the UI's)."""
+        self.routes.extend(routes)
+
+    def add_templates(self, folder: str) -> None:
+        """A folder of Jinja2 templates, searched before the built-in ones; its pages
+        ``{% extends "base.html" %}`` to get the layout, nav and login state."""
+        self.template_dirs.append(folder)
+        self.templates = make_env(self.template_dirs)
+
+    def add_nav(self, label: str, path: str) -> None:
+        self.nav.append((label, path))
+
+    def notify_commit(self) -> None:
+        """Tell the event stream a commit was made (extensions call it after writing)."""
+        self.broker.notify()
+
+
+class Guard:
+    """Outermost ASGI middleware: bounds request bodies (413), refuses foreign Host
+    headers in open mode (DNS rebinding), adds security headers, starts the commit
+    watcher, and turns any unhandled exception into a 500 with an id that is logged
+    (never a traceback in a response)."""
+
+    def __init__(self, app, server: Server):
+        self.app, self.server = app, server
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        server = self.server
+        server.broker.start()
+        api = scope["path"].startswith("/api/")
+        started = False
+
+        async def send_wrapped(msg):
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+                headers = list(msg.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                for k, v in SECURITY_HEADERS:
+                    if k not in names:
+                        headers.append((k, v))
+                msg = dict(msg, headers=headers)
+            await send(msg)
+
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        try:
+            if length is not None and (not length.isdigit() or int(length) > server.max_body):
+                raise BodyTooLarge()
+            if server.open_mode:
+                host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0]
+                if host.startswith("[") or host.count(":") > 1:
+                    host = headers.get(b"host", b"").decode("latin-1").rsplit("]", 1)[0] + "]"
+                if not is_loopback(host):
+                    resp = json_error(421, "this server runs open for the local user only: "
+                                           "use http://127.0.0.1")
+                    return await resp(scope, receive, send_wrapped)
+            seen = 0
+
+            async def receive_bounded():
+                nonlocal seen
+                msg = await receive()
+                if msg["type"] == "http.request":
+                    seen += len(msg.get("body", b""))
+                    if seen > server.max_body:
+                        raise BodyTooLarge()
+                return msg
+            await self.app(scope, receive_bounded, send_wrapped)
+        except BodyTooLarge:
+            if not started:
+                resp = json_error(413, f"the request body is larger than "
+                                       f"{server.max_body} bytes")
+                await resp(scope, receive, send_wrapped)
+        except Exception as e:
+            eid = secrets.token_hex(6)
+            log.error("internal error %s on %s %s:\n%s", eid, scope.get("method"),
+                      scope.get("path"), "".join(traceback.format_exception(e)))
+            if not started:
+                resp = json_error(500, f"internal error (id {eid}, in the server log)",
+                                  id=eid)
+                await resp(scope, receive, send_wrapped)
+
+
+SECURITY_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+     b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+def _load_extension(ext):
+    if isinstance(ext, str):
+        ext = importlib.import_module(ext)
+    return ext if callable(ext) and not hasattr(ext, "setup") else ext.setup
+
+
+def create_app(db_or_path, *, accounts: Accounts | None = None, host: str = "127.0.0.1",
+               max_body: int = MAX_BODY, poll: float = 0.5, extensions=(),
+               timeout: float = 30.0) -> Starlette:
+    """The ASGI app serving ``db_or_path`` (a path, or an open cowdb Database).
+
+    ``accounts``: default the file beside the database (in memory for an in-memory
+    database). With no account, only a loopback ``host`` may serve (open mode: every
+    request is the local admin); any other bind raises :class:`Refused`.
+    """
+    owned = not isinstance(db_or_path, cowdb.Database)
+    db = cowdb.open(db_or_path, timeout=timeout) if owned else db_or_path
+    try:
+        if db.codec is not None:
+            raise ValueError("the server serves databases of raw bytes values (codec='bytes')")
+        if accounts is None:
+            accounts = Accounts(accounts_path(db.path) if db.path else None)
+        open_mode = not accounts
+        if open_mode and not is_loopback(host):
+            raise Refused(f"no accounts are configured, so the server would be open to anyone "
+                          f"who can reach {host}; add one with `cowdb user add NAME --role "
+                          f"admin`, or bind 127.0.0.1")
+        name = os.path.basename(db.path) if db.path else "(in memory)"
+        server = Server(db, accounts, host=host, open_mode=open_mode, max_body=max_body,
+                        poll=poll, name=name)
+        for ext in tuple(EXTENSIONS) + tuple(extensions):
+            try:
+                setup = _load_extension(ext)
+            except ImportError:
+                if ext in EXTENSIONS:
+                    continue
+                raise
+            setup(server)
+    except BaseException:
+        if owned:
+            db.close()
+        raise
+
+    from . import api, ui
+    routes = [Mount("/api/v1", routes=api.routes),
+              Mount("/static", app=StaticFiles(directory=os.path.join(HERE, "static")),
+                    name="static"),
+              *server.routes, *ui.routes]
+
+    async def on_error(request: Request, exc):
+        if isinstance(exc, ApiError):
+            status, message, hdrs, extra = exc.status, exc.message, exc.headers, exc.extra
+        else:  # starlette's own: 404 route, 405 method
+            status, hdrs, extra = exc.status_code, getattr(exc, "headers", None), {}
+            message = {404: f"nothing at {request.url.path}",
+                       405: f"{request.method} is not allowed on {request.url.path}"}.get(
+                status, str(exc.detail))
+        if request.url.path.startswith("/api/") or "text/html" not in \
+                request.headers.get("accept", ""):
+            return JSONResponse(error_body(status, message, **extra), status_code=status,
+                                headers=hdrs)
+        if status == 401 and request.method == "GET":
+            from urllib.parse import quote
+            return RedirectResponse("/login?next=" + quote(request.url.path + (
+                "?" + request.url.query if request.url.query else ""), safe=""), 303)
+        return await render(request, "error.html", {"status": status, "message": message,
+                                                    "extra": extra, "title": str(status)},
+                            status=status, headers=hdrs)
+
+    async def shutdown():
+        await server.broker.stop()
+        if owned:
+            db.close()
+
+    app = Starlette(routes=routes, lifespan=_lifespan(shutdown),
+                    exception_handlers={ApiError: on_error, HTTPException: on_error})
+    app.state.server = server
+    app.add_middleware(Guard, server=server)
+    return app
+
+
+def _lifespan(shutdown):
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await shutdown()
+    return lifespan
