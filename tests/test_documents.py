@@ -313,3 +313,13 @@ def test_cli(tmp_path):
         "--author", "owner")
     assert run(path, "doc", "show", "hb") == "one\n\ntwo\n\nthree\n"
     assert "Error" in run(path, "doc", "show", "hb", "--at", "nope", ok=False)
+
+
+def test_a_pasted_run_of_paragraphs_gets_short_keys(db):
+    doc = Document(db, "d")
+    doc.save("\n\n".join(f"p{i}" for i in range(20_000)), author="x")
+    doc.save(doc.text().replace("p5\n\n", "p5\n\n" + "\n\n".join(f"new{i}" for i in range(3000))
+                                + "\n\n"), author="y")
+    ids = [b.id for b in doc.blocks()]
+    assert len(ids) == 23_000 and max(map(len, ids)) < 20
+    assert doc.paragraphs()[6:9] == ["new0", "new1", "new2"]

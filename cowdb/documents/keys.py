@@ -29,9 +29,10 @@ def _jitter(rng) -> str:
     return "".join(DIGITS[rng.randrange(1, BASE)] for _ in range(JITTER))
 
 
-def between(a: str | None, b: str | None, rng=None) -> str:
+def between(a: str | None, b: str | None, rng=None, even: bool = False) -> str:
     """A key strictly between ``a`` and ``b``; None is the start (for a) or the end (for
-    b) of the document. Raises ValueError unless a < b."""
+    b) of the document. Raises ValueError unless a < b. ``even``: the middle of the gap
+    (used to split a gap for a run of keys, see run())."""
     rng = rng or _random
     a = a or ""
     if a and not is_key(a) or b is not None and not is_key(b):
@@ -51,7 +52,10 @@ def between(a: str | None, b: str | None, rng=None) -> str:
             # one digit per ~40 blocks. Prepending (below b, nothing of a left): a
             # digit or two down, likewise. An empty document: the middle.
             lo, hi = da + 1, db
-            if i >= len(a):
+            if even:
+                lo = (da + db) // 2
+                hi = lo + 1
+            elif i >= len(a):
                 if b is None:
                     lo = hi = BASE // 2
                     hi += 1
@@ -84,3 +88,22 @@ def spread(n: int, rng=None) -> list[str]:
             ds.append(DIGITS[d])
         keys.append("".join(reversed(ds)) + _jitter(rng))
     return keys
+
+
+def run(a: str | None, b: str | None, n: int, rng=None) -> list[str]:
+    """``n`` increasing keys strictly between ``a`` and ``b``, by halving the gap: a
+    block of n paragraphs pasted in one place gets keys of O(log n) digits, not the
+    O(n) that n successive appends would make."""
+    rng = rng or _random
+    out: list[str] = []
+
+    def fill(lo, hi, m):
+        if m <= 0:
+            return
+        mid = between(lo, hi, rng, even=True)
+        fill(lo, mid, m // 2)
+        out.append(mid)
+        fill(mid, hi, m - m // 2 - 1)
+
+    fill(a, b, n)
+    return out

@@ -261,7 +261,10 @@ class Document:
         with self.db.at(base_v) as snap:
             end = self.prefix + b"b0"    # b"b/" + 1 sorts below b"b0"
             by_op = {}
-            for i_op, o in enumerate(ops):
+            ops = list(ops)
+            i_op = 0
+            while i_op < len(ops):
+                o = ops[i_op]
                 kind = o[0]
                 if kind in ("set", "delete"):
                     bid = o[1]
@@ -285,14 +288,20 @@ class Document:
                         cur[1] = o[2]
                     else:
                         cur[1] = None
+                    i_op += 1
                 elif kind == "insert":
-                    after, text = o[1], o[2]
+                    after = o[1]
                     if isinstance(after, tuple):
                         if after[0] != "op" or after[1] not in by_op:
                             raise ValueError(f"insert after {after!r}: ('op', i) must name an "
                                              f"earlier insert")
                         after = by_op[after[1]]
-                    if not isinstance(text, str):
+                    # a run: each next insert goes right after the one before it
+                    j = i_op + 1
+                    while j < len(ops) and ops[j][0] == "insert" and ops[j][1] == ("op", j - 1):
+                        j += 1
+                    texts = [ops[x][2] for x in range(i_op, j)]
+                    if not all(isinstance(t, str) for t in texts):
                         raise TypeError("a block's text must be str")
                     if after is not None:
                         ka = self._bkey(after) if isinstance(after, str) else None
@@ -308,13 +317,19 @@ class Document:
                     if i < len(pending) and (nxt is None or pending[i] < nxt):
                         nxt = pending[i]
                     while True:
-                        bid = fkeys.between(after, nxt, rng)
-                        if snap.get(self._bkey(bid)) is None and bid not in pending:
+                        if len(texts) == 1:
+                            bids = [fkeys.between(after, nxt, rng)]
+                        else:
+                            bids = fkeys.run(after, nxt, len(texts), rng)
+                        if all(snap.get(self._bkey(b)) is None and b not in pending
+                               for b in bids):
                             break
-                    bisect.insort(pending, bid)
-                    inserted.append(bid)
-                    by_op[i_op] = bid
-                    intents[self._bkey(bid)] = [None, text]
+                    for x, (bid, text) in enumerate(zip(bids, texts)):
+                        bisect.insort(pending, bid)
+                        inserted.append(bid)
+                        by_op[i_op + x] = bid
+                        intents[self._bkey(bid)] = [None, text]
+                    i_op = j
                 else:
                     raise ValueError(f"unknown block operation {kind!r}: use set, insert "
                                      f"or delete")
