@@ -306,6 +306,8 @@ routes = [
 
 
 def setup(server) -> None:
+    if ("Documents", "/documents") in server.nav:
+        return          # listed in EXTENSIONS and passed to create_app too: once is enough
     server.add_routes(routes)
     server.add_templates(os.path.join(HERE, "templates"))
     server.add_nav("Documents", "/documents")
