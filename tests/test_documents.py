@@ -172,6 +172,7 @@ def test_read_by_number_tag_and_time(db):
     revs = doc.revisions()
     assert [(r.number, r.author) for r in revs] == [(2, "b"), (1, "a")]
     assert revs[0].bytes_changed == len("second") and revs[0].blocks_changed == 1
+    assert (revs[1].blocks_added, revs[1].blocks_deleted) == (1, 0)
 
 
 def test_diff_and_blame(db):

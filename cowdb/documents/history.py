@@ -24,6 +24,8 @@ class Revision:
     blocks_changed: int
     bytes_changed: int      # UTF-8 bytes of the changed middles of the changed blocks
     hidden: bool = False
+    blocks_added: int = 0
+    blocks_deleted: int = 0
 
     @property
     def merged(self) -> bool:
@@ -86,7 +88,8 @@ def make_revision(doc, c, changes, hidden) -> Revision:
                  for _, o, n in changes)
     return Revision(c.version, c.author, c.time, op, summary, base,
                     c.parents[0] if c.parents else None, len(changes), nbytes,
-                    c.version in hidden)
+                    c.version in hidden, sum(1 for _, o, _ in changes if o is None),
+                    sum(1 for _, _, n in changes if n is None))
 
 
 def revisions(doc, limit=None, author=None, since=None) -> list[Revision]:
