@@ -51,7 +51,8 @@ SECTIONS = (("Start", ("tour", "init", "info")),
             ("Versions", ("log", "show", "diff", "history", "restore", "revert")),
             ("Branches and tags", ("branch", "tag", "merge")),
             ("Upkeep", ("check", "stats", "retention", "gc", "compact")),
-            ("Server", ("serve", "user", "protect", "unprotect")))
+            ("Server", ("serve", "user", "protect", "unprotect")),
+            ("Documents", ("doc",)))
 
 
 class CowdbGroup(click.Group):

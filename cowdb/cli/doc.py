@@ -52,7 +52,15 @@ def _short(text: str | None, n: int = 70) -> str:
 
 @cli.group()
 def doc():
-    """Shared documents: revisions, blame, revert an author (see docs/documents.md)."""
+    """Shared documents: revisions, blame, revert an author (see docs/documents.md).
+
+    \b
+    Example:
+      cowdb doc log handbook
+      cowdb doc blame handbook
+      cowdb doc revert-author handbook mallory --since 2h          # the preview
+      cowdb doc revert-author handbook mallory --since 2h --apply  # do it
+    """
 
 
 @doc.command("log")
@@ -62,7 +70,12 @@ def doc():
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @pass_env
 def doc_log(env: Env, name: str, limit, author, as_json):
-    """The revisions of document NAME, newest first: number, time, author, size, summary."""
+    """The revisions of document NAME, newest first: number, time, author, size, summary.
+
+    \b
+    Example:
+      cowdb doc log handbook -n 20 --author mallory
+    """
     with env.open() as db:
         revs = Document(db, name).revisions(limit=limit, author=author)
     if as_json:
@@ -88,7 +101,13 @@ def doc_log(env: Env, name: str, limit, author, as_json):
 @click.option("--blocks", is_flag=True, help="Prefix each paragraph with its block id.")
 @pass_env
 def doc_show(env: Env, name: str, at, blocks):
-    """Print document NAME's text at a revision."""
+    """Print document NAME's text at a revision.
+
+    \b
+    Example:
+      cowdb doc show handbook --at 41
+      cowdb doc show handbook --at 2026-12-05T09:00Z --blocks
+    """
     with env.open() as db:
         d = Document(db, name)
         if blocks:
@@ -104,7 +123,13 @@ def doc_show(env: Env, name: str, at, blocks):
 @click.argument("rev2", required=False)
 @pass_env
 def doc_diff(env: Env, name: str, rev, rev2):
-    """What revision REV changed, or the changes from REV to REV2, word by word."""
+    """What revision REV changed, or the changes from REV to REV2, word by word.
+
+    \b
+    Example:
+      cowdb doc diff handbook 42        # what revision 42 changed
+      cowdb doc diff handbook 12 42
+    """
     with env.open() as db:
         changes = Document(db, name).diff(_rev(rev), _rev(rev2) if rev2 else None)
     for c in changes:
@@ -125,7 +150,12 @@ def doc_diff(env: Env, name: str, rev, rev2):
 @click.option("--at", "at", default=None, metavar="REV", help="Blame this revision.")
 @pass_env
 def doc_blame(env: Env, name: str, at):
-    """Each paragraph with the revision and author that last changed it."""
+    """Each paragraph with the revision and author that last changed it.
+
+    \b
+    Example:
+      cowdb doc blame handbook | grep mallory
+    """
     with env.open() as db:
         lines = Document(db, name).blame(_rev(at))
     for b in lines:
@@ -149,6 +179,11 @@ def doc_revert_author(env: Env, name, account, since, until, apply_, author):
     Blocks ACCOUNT edited go back; blocks ACCOUNT deleted come back in place; blocks
     ACCOUNT inserted go away; a block someone else changed later keeps that change and
     is listed. Prints the preview; --apply writes it as one revision.
+
+    \b
+    Example:
+      cowdb doc revert-author handbook mallory --since 2026-12-05T08:00Z
+      cowdb doc revert-author handbook mallory --since 2026-12-05T08:00Z --apply
     """
     t0 = _since(since)
     t1 = _since(until) if until else None
