@@ -7,10 +7,35 @@
         with db.read() as snap:
             snap[b"hello"]
 """
+from typing import TYPE_CHECKING
+
 from . import errors
-from .db import Database
-from .history.commits import Commit, CommitStats
-from .snapshot import Snapshot, Transaction
+
+if TYPE_CHECKING:
+    from .db import Database
+    from .history.commits import Commit, CommitStats
+    from .snapshot import Snapshot, Transaction
+
+# The engine (and msgpack, xxhash, fcntl with it) is imported on first use, not
+# by ``import cowdb``: ``cowdb.pds`` runs this file too, and must need only the
+# standard library (see tests/pds/test_pds_standalone.py).
+_LAZY = {"Database": "db", "Snapshot": "snapshot", "Transaction": "snapshot",
+         "Commit": "history.commits", "CommitStats": "history.commits"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cowdb' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = ["open", "Database", "Snapshot", "Transaction", "Commit", "CommitStats", "errors"]
 __version__ = "0.1.0"
@@ -18,7 +43,7 @@ __version__ = "0.1.0"
 
 def open(path=None, *, readonly: bool = False, durability: str = "sync",
          timeout: float | None = 5.0, page_size: int = 4096, cache_nodes: int = 65536,
-         io=None, codec="bytes") -> Database:
+         io=None, codec="bytes") -> "Database":
     """Open (or create) the database at ``path``; no path: a new in-memory database.
 
     ``durability="sync"`` makes a commit durable when it returns; ``"none"``
@@ -27,5 +52,6 @@ def open(path=None, *, readonly: bool = False, durability: str = "sync",
     ``codec`` stores values as "bytes" (default), "json", "msgpack", or through
     any object with encode(value) -> bytes and decode(bytes) -> value.
     """
+    from .db import Database
     return Database(path, readonly=readonly, durability=durability, timeout=timeout,
                     page_size=page_size, cache_nodes=cache_nodes, io=io, codec=codec)

@@ -5,6 +5,15 @@ the newest commit (txn, catalog root, head of main), swapped in one
 assignment after a commit's meta record is written. A reader copies that
 reference and pins its txn: O(1), no lock. A writer holds the writer lock
 (threads and processes) from ``write()`` to commit or abort.
+
+Threads share one handle (docs/concepts/multiprocess.md lists what guards
+what). The meta record of a commit reaches the file before ``_state`` moves;
+a reader that sees it in that window must not take it for another process's
+commit: while this handle holds the writer lock (``_writing``) no other
+process can commit, so a newer record is this handle's own, and the reader
+keeps the published state. Only a handle that is not writing adopts
+(``_reload``) another process's commit, so the writer's page count and free
+list are never swapped under it.
 """
 from __future__ import annotations
 
@@ -13,6 +22,8 @@ import mmap
 import os
 from contextlib import contextmanager
 import threading
+import warnings
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from struct import Struct
@@ -45,6 +56,7 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
     head: Commit        # head of main
     pending: dict       # ref changes the meta record carries (see history/catalog.py)
     pending_log: bytes  # the same, as the record carries them
+    meta: Meta          # the meta record of txn (its free list, page count)
 
 
 @dataclass(slots=True)
@@ -86,7 +98,10 @@ class Database(Versions):
         self._refresh_lock = threading.Lock()
         self._commits: dict[int, Commit] = {}
         self._wrote = False       # this handle committed: close() records a checkpoint
-        self._tx: Transaction | None = None   # the open write transaction of this handle
+        self._tx = None   # a weak reference to the open write transaction of this handle:
+                          # dropped, it aborts (Transaction.__del__) and frees the lock
+        self._end_lock = threading.Lock()    # one release per transaction (see _end_write)
+        self._writing = False     # this handle holds the writer lock (see _reload)
         self._foreign = False     # the newest state was written by another process
         if io is None:
             io = MemoryIO() if self.path is None else self._open_file(page_size)
@@ -187,7 +202,8 @@ class Database(Versions):
         head = None if v is None else cat.commit(v)
         if head is None:
             raise Corruption("the catalog has no head for branch main")
-        return _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending, cat.log)
+        return _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending, cat.log,
+                      meta)
 
     def _map_meta(self) -> None:
         """Map the meta slots: noticing another process's commit is then two loads."""
@@ -215,16 +231,28 @@ class Database(Versions):
     def _reload(self) -> _State:
         """Adopt another process's newer commit. Its pages are read under a pin of its
         txn, taken before reading and checked to have been in time (the newest meta is
-        still that txn); otherwise a writer could reuse them under us."""
+        still that txn); otherwise a writer could reuse them under us.
+
+        A newer meta record may instead be this handle's own commit, written but not yet
+        published (``_update`` moves ``_state`` after ``publish``): that is never
+        adopted, or the writer's page count and free list would be swapped under it
+        (issue 13). While this handle holds the writer lock no other process commits,
+        and ``_writing`` is cleared only after ``_state`` moved; so a record is foreign
+        exactly when, read after it, ``_writing`` is False and ``_state`` is older.
+        """
+        if self._writing:
+            return self._state
         with self._refresh_lock:
             while True:
                 slot, meta = self._store.candidates()[0]
-                if meta.txn == self._state.txn:
+                if self._writing or meta.txn <= self._state.txn:
                     return self._state
                 self._shared.pin(meta.txn)
                 try:
                     if self._store.candidates()[0][1].txn != meta.txn:
                         continue  # superseded before the pin showed: take the newer one
+                    if self._writing or meta.txn <= self._state.txn:
+                        return self._state
                     self._store.adopt(slot, meta, durable=False)
                     self._commits.clear()  # the other process may have reclaimed some
                     self._state = self._load_state(meta)
@@ -362,7 +390,7 @@ class Database(Versions):
                                   for name, v in cat.refs(kind).items() if v not in kept]
         except Corruption as e:
             report.errors.append(f"catalog: {e}")
-        meta = self._store.meta
+        meta = st.meta  # not the store's: a writer thread may be changing those
         if meta.freelist.page:
             used.append((meta.freelist.page, self._store.pages_for(meta.freelist_len)))
         owned: dict[int, int] = {}
@@ -371,7 +399,7 @@ class Database(Versions):
                 if p >= meta.page_count:
                     report.errors.append(f"page {p} lies past the end of the database")
                 owned[p] = owned.get(p, 0) + 1
-        fl = self._store.freelist
+        fl = self._freelist_of(st)
         free = set(fl.pages())
         if len(free) != fl.count():
             report.errors.append(f"the free list holds {fl.count() - len(free)} pages "
@@ -383,6 +411,14 @@ class Database(Versions):
         report.free_pages = len(free)
         report.page_count = meta.page_count
         return report
+
+    def _freelist_of(self, st: _State):
+        """The free list as of a pinned state, read from its image: the store's own is the
+        writer's, which another thread may be changing."""
+        try:
+            return self._store._load_freelist(st.meta)
+        except Corruption as e:
+            raise Corruption(f"the free list of txn {st.txn} is damaged: {e}", e.page) from e
 
     # ---- writing -------------------------------------------------------
     def write(self, message: str = "", *, author: str = "", branch: str = "main",
@@ -397,11 +433,34 @@ class Database(Versions):
             head = self._commit_record(st, self._branch_version(st, branch))
             tree = Tree(self._nodes, head.root, head.count)
         except BaseException:
-            self._shared.release_writer()
+            self._release_writer()
             raise
-        self._tx = Transaction(self, tree, head, message, author, branch,
-                               durability or self.durability)
-        return self._tx
+        tx = Transaction(self, tree, head, message, author, branch, durability or self.durability)
+        self._tx = weakref.ref(tx)
+        self._shared.abandoned = self._abandoned
+        return tx
+
+    def abort_write(self) -> bool:
+        """Abort this handle's open write transaction, whichever thread opened it: the way
+        out for a thread that lost its transaction object (db.write() then raises
+        NestedTransaction in that thread, Locked in others). True if there was one."""
+        ref = self._tx
+        tx = None if ref is None else ref()
+        if tx is None:
+            return False
+        tx.abort()
+        return True
+
+    def _abandoned(self, thread) -> None:
+        """Called by a thread waiting for the writer lock when the thread that holds it for
+        this handle's transaction has ended: abort that transaction."""
+        ref = self._tx
+        tx = None if ref is None else ref()
+        if tx is not None:
+            warnings.warn(f"the write transaction of thread {thread.name!r}, which ended "
+                          f"without committing or aborting it, was aborted", ResourceWarning,
+                          source=tx)
+            tx.abort()
 
     def _lock_writer(self, timeout: float | None = None) -> _State:
         """Take the writer lock and return the newest state, owned by this process."""
@@ -418,10 +477,15 @@ class Database(Versions):
                 slot = store.slot_of(st.txn)
                 store.mark_durable(store.durable_slot if slot is None else slot, st.txn)
                 self._foreign = False
+            self._writing = True  # after _current(): it may have to adopt a foreign commit
             return st
         except BaseException:
             self._shared.release_writer()
             raise
+
+    def _release_writer(self) -> None:
+        self._writing = False  # after _state moved (see _reload), before others may write
+        self._shared.release_writer()
 
     @contextmanager
     def _writer(self, timeout: float | None = None):
@@ -430,7 +494,7 @@ class Database(Versions):
         try:
             yield st
         finally:
-            self._shared.release_writer()
+            self._release_writer()
 
     def _branch_version(self, st: _State, branch: str) -> int:
         if branch == "main":
@@ -443,9 +507,15 @@ class Database(Versions):
     def _end_write(self, tx: Transaction) -> None:
         """Release the writer lock, once per transaction (a commit whose fsync failed
         closes the database, which aborts it, and then ends it again)."""
-        if self._tx is tx:
+        with self._end_lock:
+            ref = self._tx
+            # a dead reference: tx is being finalized (a reference cycle's weak references
+            # are cleared before __del__ runs), and only the open transaction calls this
+            held = None if ref is None else ref()
+            if ref is None or (held is not tx and held is not None):
+                return
             self._tx = None
-            self._shared.release_writer()
+        self._release_writer()
 
     def _reuse_bound(self) -> int:
         oldest = self._shared.oldest_reader()
@@ -494,7 +564,7 @@ class Database(Versions):
             head = st.head  # neither a catalog page nor a pending change moved main
         # a txn that wrote no catalog page added no commit: no walk for the newest version
         version = cat.last_version() if wrote_catalog else st.version
-        self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log)
+        self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log, meta)
         self._wrote = True
         return result
 
@@ -534,8 +604,7 @@ class Database(Versions):
         """Close the database; snapshots and transactions still open become unusable."""
         if self._closed:
             return
-        if self._tx is not None:  # an open write transaction cannot commit any more
-            self._tx.abort()
+        self.abort_write()  # an open write transaction cannot commit any more
         try:
             if not self.readonly and self._poisoned is None:
                 self._checkpoint()
@@ -556,6 +625,7 @@ class Database(Versions):
             self._shared.acquire_writer(0)
         except CowdbError:
             return  # another writer is active; it will record durability itself
+        self._writing = True
         try:
             if self._current().txn == store.meta.txn:
                 store.sync()
@@ -571,9 +641,10 @@ class Database(Versions):
                 except WriteFailed:
                     store.rollback()
                     return
-                self._state = self._state._replace(txn=meta.txn, catalog=meta.catalog)
+                self._state = self._state._replace(txn=meta.txn, catalog=meta.catalog,
+                                                   meta=meta)
         finally:
-            self._shared.release_writer()
+            self._release_writer()
 
     def __enter__(self):
         return self

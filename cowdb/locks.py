@@ -13,6 +13,7 @@ fcntl locks vanish when *any* descriptor of the file is closed, so there is
 exactly one ``Shared`` per lock file per process, found by inode.
 """
 import fcntl
+import gc
 import mmap
 import os
 import threading
@@ -39,7 +40,9 @@ class Shared:
         self.fd = fd
         self.mm = mmap.mmap(fd, _LOCK_SIZE) if fd is not None else None
         self.writer = threading.Lock()
-        self.writer_thread: int | None = None
+        self.writer_thread: threading.Thread | None = None   # the thread holding it
+        self.abandoned = None   # set by the holder: called (by a waiter) to abort the holder's
+                                # transaction when its thread has ended (see acquire_writer)
         self.mutex = threading.Lock()
         self.pins: dict[int, int] = {}   # txn -> how many open snapshots pin it
         self.slot = -1
@@ -55,14 +58,17 @@ class Shared:
 
     # ---- writer --------------------------------------------------------
     def acquire_writer(self, timeout: float | None) -> None:
-        me = threading.get_ident()
-        if self.writer_thread == me:
-            raise NestedTransaction("this thread already has an open write transaction; commit "
-                                    "or abort it before starting another")
+        me = threading.current_thread()
+        if self.writer_thread is me:
+            gc.collect()  # a transaction this thread dropped in a reference cycle aborts now
+            if self.writer_thread is me:
+                raise NestedTransaction(
+                    "this thread already has an open write transaction; commit or abort it "
+                    "before starting another (if you no longer hold it, db.abort_write() "
+                    "aborts it)")
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self.writer.acquire(timeout=-1 if timeout is None else timeout):
-            raise Locked(f"another thread held the writer lock for {timeout} s; try again or "
-                         f"pass a larger timeout=")
+        if not self.writer.acquire(blocking=False):
+            self._wait_writer(deadline, timeout)
         try:
             if self.fd is not None:
                 self._lock_file(deadline, timeout)
@@ -70,6 +76,20 @@ class Shared:
             self.writer.release()
             raise
         self.writer_thread = me
+
+    def _wait_writer(self, deadline, timeout) -> None:
+        """Wait for another thread's writer lock; abort its transaction if that thread has
+        ended (nothing else could ever commit or abort it)."""
+        while True:
+            holder, abandoned = self.writer_thread, self.abandoned
+            if holder is not None and not holder.is_alive() and abandoned is not None:
+                abandoned(holder)
+            wait = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if wait <= 0:
+                raise Locked(f"another thread held the writer lock for {timeout} s; try again "
+                             f"or pass a larger timeout=")
+            if self.writer.acquire(timeout=wait):
+                return
 
     def _lock_file(self, deadline, timeout) -> None:
         delay = 0.001
@@ -85,7 +105,7 @@ class Shared:
                 delay = min(delay * 2, 0.05)
 
     def release_writer(self) -> None:
-        self.writer_thread = None
+        self.writer_thread = self.abandoned = None
         if self.fd is not None:
             fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, 0)
         self.writer.release()

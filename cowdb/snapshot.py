@@ -4,6 +4,7 @@ Both read through the same ``_Reader`` methods over a ``Tree``; a
 transaction's tree is writable and sees its own writes. A snapshot pins the
 txn it was taken at, so no page it can reach is reused until it closes.
 """
+import warnings
 from collections.abc import Mapping, MutableMapping
 from itertools import chain
 
@@ -269,7 +270,12 @@ class Transaction(_Reader, MutableMapping):
             self.abort()
 
     def __del__(self):
+        # dropped while open (its thread ended, or the last reference went): abort, so the
+        # writer lock is not held until db.close(), and warn as an unclosed file does
         if getattr(self, "_tree", None) is not None:
+            warnings.warn(f"write transaction on {self.branch!r} from version "
+                          f"{self._head.version} was dropped without commit() or abort(); "
+                          f"it was aborted", ResourceWarning, source=self)
             self.abort()
 
     def __repr__(self):

@@ -472,11 +472,11 @@ class Versions:
                 live += n
         dead = sum(gcmod.mark_count(nodes, [c.root], seen) for c in commits
                    if c.version not in keep)
-        fl = store.freelist
+        fl = self._freelist_of(st)  # not the store's: a writer thread may be changing it
         for txn in sorted(list(self._shared.pins)):
             held = sum(fl.pages_in(runs) for t, runs in fl.pending.items() if t > txn)
             out.pinned[f"reader {txn}"] = held * ps
-        out.live_bytes = (live + store.pages_for(store.meta.freelist_len)) * ps
+        out.live_bytes = (live + store.pages_for(st.meta.freelist_len)) * ps
         out.reclaimable_bytes = dead * ps
         out.free_bytes = fl.count() * ps
         return out

@@ -40,6 +40,9 @@ class PageStore:
         self._queue: dict[int, bytes] = {}   # images written by the txn, not yet flushed
         self.unsynced_free_pages = 0   # pages freed after the last durable txn: not reusable
                                        # until the next sync (kept exact without a scan)
+        self.hook = None               # tests: hook(point, txn) at "flushed" (the txn's
+                                       # pages written, not its meta) and "meta" (the meta
+                                       # record written, the commit not yet published)
 
     # ---- opening -------------------------------------------------------
     def read_slots(self) -> list[tuple[int, Meta | metamod.BadMeta]]:
@@ -283,12 +286,16 @@ class PageStore:
                  catalog=catalog, freelist=freelist, freelist_len=flen,
                  page_count=self.page_count, pending=pending)
         self._flush()
+        if self.hook is not None:
+            self.hook("flushed", self._txn)
         slot = 1 - self.durable_slot
         try:
             self.io.pwrite(m.encode(), slot * self.page_size)
         except OSError as e:
             raise WriteFailed(f"writing the meta record of txn {self._txn} failed: {e}; the "
                               f"commit was not applied") from e
+        if self.hook is not None:
+            self.hook("meta", self._txn)
         if durable:
             try:
                 self.io.sync()

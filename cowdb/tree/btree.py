@@ -73,6 +73,8 @@ class NodeCache(dict):
 
     def put(self, checksum: int, node) -> None:
         if len(self) >= self.cap:
+            # threads share the cache: list() walks the dict in C, with no thread switch
+            # inside, and pop() tolerates a key another thread evicted meanwhile
             for k in list(zip(range(self.cap // 8 + 1), self)):
                 self.pop(k[1], None)
         self[checksum] = node
