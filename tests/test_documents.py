@@ -324,3 +324,18 @@ def test_a_pasted_run_of_paragraphs_gets_short_keys(db):
     ids = [b.id for b in doc.blocks()]
     assert len(ids) == 23_000 and max(map(len, ids)) < 20
     assert doc.paragraphs()[6:9] == ["new0", "new1", "new2"]
+
+
+def test_hiding_is_read_from_trusted_authors_only(db):
+    doc = Document(db, "d")
+    doc.save("ok", author="owner")
+    leak = doc.save("ok\n\nsecret", author="ed").revision
+    Document(db, "d").hide(leak, by="admin")
+    Document(db, "d").unhide(leak, by="ed")           # a writer tries to show it again
+    Document(db, "d").hide(1, by="ed")                # ... and to hide the owner's work
+    trusted = Document(db, "d", trust=lambda author: author == "admin")
+    assert set(trusted.hidden()) == {leak}
+    with pytest.raises(RevisionHidden):
+        trusted.text(leak, admin=False)
+    assert trusted.text(1, admin=False) == "ok"
+    assert set(Document(db, "d").hidden()) == {1}     # without trust: the keys as they are

@@ -98,6 +98,16 @@ def test_hidden_revision_and_revert_author_pages(site):
     assert boss.get(f"/documents/hb?at={bad}", headers=HTML).status_code == 200
     hist = rita.get("/documents/hb/history", headers=HTML).text
     assert "content hidden" in hist and "<script>alert" not in hist
+    # a writer cannot undo the hiding through the raw key API, nor hide a revision
+    key = f"doc/hb/m/hidden/{bad:012d}"
+    etag = vic.get(f"/api/v1/keys/{key}").headers["etag"]
+    h = {"X-CSRF-Token": csrf_of(vic, "/documents"), "If-Match": etag}
+    assert vic.delete(f"/api/v1/keys/{key}", headers=h).status_code == 200
+    h["If-Match"] = f'"{db.head()}"'
+    r = vic.put("/api/v1/keys/doc/hb/m/hidden/000000000001", json={"value": "{}"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert rita.get(f"/documents/hb?at={bad}", headers=HTML).status_code == 403
+    assert rita.get("/documents/hb?at=1", headers=HTML).status_code == 200
     # preview, then confirm
     q = f"/documents/hb/revert?account=vic&since={since.isoformat()}"
     prev = boss.get(q.replace("+", "%2B"), headers=HTML)

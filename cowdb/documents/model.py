@@ -97,7 +97,11 @@ def parse_message(message: str):
 class Document:
     """One named document in a database opened with the bytes codec (the default)."""
 
-    def __init__(self, db, name: str, branch: str = "main", rng=None):
+    def __init__(self, db, name: str, branch: str = "main", rng=None, trust=None):
+        """``trust``: None, or a function author -> bool naming who may hide revisions.
+        With it, what is hidden is read from the hide/unhide revisions of trusted
+        authors only, so a writer who can put raw keys (the server's key API) can
+        neither hide a revision nor show one an admin hid."""
         if getattr(db, "codec", None) is not None:
             raise ValueError("documents need a database opened with codec='bytes' (the default)")
         self.db, self.name, self.branch = db, check_name(name), branch
@@ -105,6 +109,7 @@ class Document:
         self.bprefix = self.prefix + b"b/"
         self.hprefix = self.prefix + b"m/hidden/"
         self._rng = rng
+        self.trust = trust
 
     def __repr__(self):
         return f"<Document {self.name!r} on {self.branch!r}>"
@@ -169,9 +174,31 @@ class Document:
 
     def hidden(self) -> dict[int, dict]:
         """Revisions whose content admins hid: {revision: {"by", "reason", "time"}}."""
+        if self.trust is not None:
+            return self._trusted_hidden()
         with self.db.read(self.branch) as snap:
             return {int(k[len(self.hprefix):]): json.loads(v)
                     for k, v in snap.items(prefix=self.hprefix)}
+
+    def _trusted_hidden(self) -> dict[int, dict]:
+        """The newest hide or unhide of each revision made by a trusted author (commit
+        records only: a walk of the log, no tree reads but one per hidden revision)."""
+        out: dict[int, dict] = {}
+        seen = set()
+        for c in self.db.log(branch=self.branch):
+            p = parse_message(c.message)
+            if not p or p[0] != self.name or p[1] not in ("hide", "unhide") or p[2] is None:
+                continue
+            rev = p[2]
+            if rev in seen or not self.trust(c.author):
+                continue
+            seen.add(rev)
+            if p[1] == "hide":
+                with self.db.at(c.version) as snap:
+                    v = snap.get(self.hprefix + b"%012d" % rev)
+                out[rev] = json.loads(v) if v else {"by": c.author, "reason": "",
+                                                    "time": c.time.isoformat()}
+        return out
 
     def _check_visible(self, version: int, admin: bool, hidden=None) -> None:
         if admin:

@@ -46,9 +46,23 @@ def colour(author: str) -> int:
     return zlib.crc32(author.encode()) % COLOURS
 
 
+def _trust(request: Request):
+    """Who may hide revisions: the accounts that are admins now. (In open mode the
+    local account is the admin.)"""
+    server = server_of(request)
+
+    def trusted(author: str) -> bool:
+        if server.open_mode:
+            return True
+        a = server.accounts.get(author)
+        return a is not None and a.can("admin")
+    return trusted
+
+
 def _doc(request: Request) -> Document:
     try:
-        return Document(server_of(request).db, request.path_params["name"])
+        return Document(server_of(request).db, request.path_params["name"],
+                        trust=_trust(request))
     except InvalidName as e:
         raise ApiError(404, str(e)) from None
 
