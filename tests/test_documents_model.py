@@ -9,7 +9,6 @@ of both sides exactly; a conflict leaves the block as the other side left it and
 hands ours back.
 """
 import random
-import string
 
 import hypothesis.strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule

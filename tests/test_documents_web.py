@@ -53,7 +53,7 @@ def post(c, path, data, form_page=None):
 
 def test_roles_escaping_and_editor_merges(site):
     db, client = site
-    boss, ed, vic, rita = client("boss"), client("ed"), client("vic"), client("rita")
+    ed, vic, rita = client("ed"), client("vic"), client("rita")
     r = post(ed, "/documents", {"name": "hb", "text": "one two three\n\nfour <b>five</b>"})
     assert r.status_code == 303
     assert Document(db, "hb").paragraphs() == ["one two three", "four <b>five</b>"]

@@ -29,7 +29,7 @@ def documents(db, branch: str = "main") -> list[str]:
             if k is None:
                 return names
             name = k[4:].split(b"/", 1)[0]
-            names.append(name.decode())
+            names.append(name.decode("utf-8", "replace"))
             start = b"doc/" + name + b"0"   # b"/" + 1: past every key of that document
 
 

@@ -9,7 +9,7 @@ from difflib import SequenceMatcher
 
 from .errors import NotARevision
 from .merge import words
-from .model import parse_message
+from .model import parse_message, text_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +155,9 @@ def diff(doc, a, b=None, admin: bool = True) -> list[BlockChange]:
     n = len(doc.bprefix)
     out = []
     for k, o, nw in raw:
-        o = None if o is None else o.decode()
-        nw = None if nw is None else nw.decode()
-        bid = k[n:].decode()
+        o = text_of(o)
+        nw = text_of(nw)
+        bid = k[n:].decode("utf-8", "replace")
         if o is None:
             out.append(BlockChange(bid, "added", None, nw, (("+", nw),)))
         elif nw is None:

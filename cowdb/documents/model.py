@@ -69,6 +69,12 @@ class SaveResult:
         return not self.conflicts
 
 
+def text_of(b: bytes | None) -> str | None:
+    """A stored value as text (None stays None); bytes that are not UTF-8 (written
+    through the raw key API, say) read with replacement characters, never an error."""
+    return None if b is None else b.decode("utf-8", "replace")
+
+
 def check_name(name) -> str:
     if not isinstance(name, str) or not NAME.match(name):
         raise InvalidName(f"document name {name!r} is not valid: use 1 to 100 of "
@@ -119,7 +125,7 @@ class Document:
         return self.bprefix + block_id.encode()
 
     def _bid(self, key: bytes) -> str:
-        return key[len(self.bprefix):].decode()
+        return key[len(self.bprefix):].decode("utf-8", "replace")
 
     # ---- reading ---------------------------------------------------------
     def head(self) -> int:
@@ -176,9 +182,14 @@ class Document:
         """Revisions whose content admins hid: {revision: {"by", "reason", "time"}}."""
         if self.trust is not None:
             return self._trusted_hidden()
+        out = {}
         with self.db.read(self.branch) as snap:
-            return {int(k[len(self.hprefix):]): json.loads(v)
-                    for k, v in snap.items(prefix=self.hprefix)}
+            for k, v in snap.items(prefix=self.hprefix):
+                try:
+                    out[int(k[len(self.hprefix):])] = json.loads(v)
+                except ValueError:
+                    continue        # not a record this module wrote
+        return out
 
     def _trusted_hidden(self) -> dict[int, dict]:
         """The newest hide or unhide of each revision made by a trusted author (commit
@@ -228,7 +239,8 @@ class Document:
             if at is None and not admin:
                 self._check_visible(snap.version, admin)
             n = len(self.bprefix)
-            return [Block(k[n:].decode(), v.decode()) for k, v in snap.items(prefix=self.bprefix)]
+            return [Block(text_of(k[n:]), text_of(v))
+                    for k, v in snap.items(prefix=self.bprefix)]
 
     def paragraphs(self, at=None, *, admin: bool = True) -> list[str]:
         return [b.text for b in self.blocks(at, admin=admin)]
@@ -237,7 +249,7 @@ class Document:
         """The document as text: blocks separated by a blank line."""
         if at is None and admin:
             with self.db.read(self.branch) as snap:
-                return b"\n\n".join(snap.values(prefix=self.bprefix)).decode()
+                return text_of(b"\n\n".join(snap.values(prefix=self.bprefix)))
         return join_text(self.paragraphs(at, admin=admin))
 
     def exists(self) -> bool:
@@ -257,7 +269,7 @@ class Document:
         base_v = self.resolve(base)
         with self.db.at(base_v) as snap:
             n = len(self.bprefix)
-            old = [(k[n:].decode(), v.decode()) for k, v in snap.items(prefix=self.bprefix)]
+            old = [(text_of(k[n:]), text_of(v)) for k, v in snap.items(prefix=self.bprefix)]
         new = split_text(text)
         ops = text_ops(old, new)
         return self.save_ops(ops, base_v, author=author, summary=summary)
@@ -305,7 +317,7 @@ class Document:
                         if v is None:
                             raise BlockNotFound(f"block {bid!r} is not in revision {base_v} "
                                                 f"of {self.name!r}")
-                        v = v.decode()
+                        v = v.decode("utf-8", "replace")
                         cur = intents[k] = [v, v]
                     if cur[1] is None:
                         raise BlockNotFound(f"block {bid!r} was deleted earlier in this save")
@@ -380,7 +392,7 @@ class Document:
             for k in sorted(intents):
                 b, o = intents[k]
                 h = tx.get(k)
-                h = None if h is None else h.decode()
+                h = text_of(h)
                 v, conflict = merge_block(b, o, h)
                 if conflict:
                     conflicts.append(Conflict(self._bid(k), b, o, h))

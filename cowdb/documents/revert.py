@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 
 from .errors import NotARevision
 from .history import changes_of, walk
+from .model import text_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +105,9 @@ def plan_revert_author(doc, account: str, since, until=None) -> RevertPlan:
         j = len(ev)
         while j and in_window(ev[j - 1][0]):
             j -= 1
-        bid = k[n:].decode()
+        bid = k[n:].decode("utf-8", "replace")
         current = ev[-1][2]
-        current = None if current is None else current.decode()
+        current = text_of(current)
         if j == len(ev):
             last_mine = max(i for i, e in enumerate(ev) if in_window(e[0]))
             plan.kept.append(KeptBlock(
@@ -114,7 +115,7 @@ def plan_revert_author(doc, account: str, since, until=None) -> RevertPlan:
                 tuple(e[0].version for e in ev if in_window(e[0]))))
             continue
         target = ev[j][1]
-        target = None if target is None else target.decode()
+        target = text_of(target)
         if target == current:
             continue
         kind = "restored" if current is None else "removed" if target is None else "reverted"
@@ -128,8 +129,7 @@ def undo(doc, revision, *, author: str):
     changes = changes_of(doc, c)
     if not changes:
         raise NotARevision(f"version {c.version} did not change document {doc.name!r}")
-    intents = {k: (None if new is None else new.decode(), None if old is None else old.decode())
-               for k, old, new in changes}
+    intents = {k: (text_of(new), text_of(old)) for k, old, new in changes}
     return doc._commit(intents, c.version, author=author, op="undo",
                        summary=f"undo revision {c.version}")
 
@@ -139,8 +139,7 @@ def restore(doc, revision, *, author: str):
     v = doc.resolve(revision)
     head = doc.head()
     with doc.db.diff(head, v, prefix=doc.bprefix) as d:
-        intents = {x.key: (None if x.old is None else x.old.decode(),
-                           None if x.new is None else x.new.decode()) for x in d}
+        intents = {x.key: (text_of(x.old), text_of(x.new)) for x in d}
     if not intents:
         from .model import SaveResult
         return SaveResult(None, head, head)
