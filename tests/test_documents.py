@@ -339,3 +339,17 @@ def test_hiding_is_read_from_trusted_authors_only(db):
         trusted.text(leak, admin=False)
     assert trusted.text(1, admin=False) == "ok"
     assert set(Document(db, "d").hidden()) == {1}     # without trust: the keys as they are
+
+
+def test_raw_writes_under_the_prefix_do_not_break_reading(db):
+    doc = Document(db, "d")
+    doc.save("a\n\nb", author="owner")
+    bid = doc.blocks()[0].id
+    with db.write(author="vandal") as tx:          # not through cowdb.documents
+        tx[b"doc/d/b/" + bid.encode()] = b"\xff\xfe bad"
+        tx[b"doc/d/m/hidden/garbage"] = b"\x00"
+    assert doc.paragraphs()[0] == "\ufffd\ufffd bad" and doc.hidden() == {}
+    assert doc.revisions()[0].op == "commit" and doc.blame()[0].author == "vandal"
+    plan = doc.revert_author("vandal", doc.revisions()[1].time)
+    plan.apply(author="owner")
+    assert doc.paragraphs() == ["a", "b"]
