@@ -178,21 +178,27 @@ class DocumentMachine(RuleBasedStateMachine):
             return
         since_v = data.draw(st.sampled_from(self.order[1:]))
         since = self.info[since_v][1]
+        later = [v for v in self.order[1:] if v >= since_v]
+        until_v = data.draw(st.one_of(st.none(), st.sampled_from(later)), label="until")
+        until = None if until_v is None else self.info[until_v][1]
         window = [v for v in self.order[1:] if self.info[v][1] >= since]
+
+        def mine(v):
+            return self.info[v][0] == account and (until is None or self.info[v][1] <= until)
         # the model's reading of the rule, over whole states
         events = {}
         for v in window:
             before, after = self.revs[self.info[v][2]], self.revs[v]
             for k in set(before) | set(after):
                 if before.get(k) != after.get(k):
-                    events.setdefault(k, []).append((self.info[v][0], before.get(k)))
+                    events.setdefault(k, []).append((mine(v), before.get(k)))
         target = dict(self.head)
         kept = set()
         for k, ev in events.items():
-            if not any(a == account for a, _ in ev):
+            if not any(m for m, _ in ev):
                 continue
             j = len(ev)
-            while j and ev[j - 1][0] == account:
+            while j and ev[j - 1][0]:
                 j -= 1
             if j == len(ev):
                 kept.add(k)
@@ -201,9 +207,9 @@ class DocumentMachine(RuleBasedStateMachine):
                 target.pop(k, None)
             else:
                 target[k] = ev[j][1]
-        plan = self.doc.revert_author(account, since)
+        plan = self.doc.revert_author(account, since, until)
         assert {k.block for k in plan.kept} == kept
-        assert plan.revisions == [v for v in window if self.info[v][0] == account]
+        assert plan.revisions == [v for v in window if mine(v)]
         result = plan.apply(author=author)
         assert not result.conflicts
         if target == self.head:
