@@ -353,3 +353,16 @@ def test_raw_writes_under_the_prefix_do_not_break_reading(db):
     plan = doc.revert_author("vandal", doc.revisions()[1].time)
     plan.apply(author="owner")
     assert doc.paragraphs() == ["a", "b"]
+
+
+def test_text_saves_pair_paragraphs_by_likeness():
+    from cowdb.documents.model import text_ops
+    old = [("A", "one fish"), ("B", "two fish"), ("C", "red fish blue fish")]
+    # B deleted and C edited: not "B becomes C's text, C becomes the new paragraph"
+    assert text_ops(old, ["one fish", "red fish, blue fish!", "new"]) == [
+        ("delete", "B"), ("set", "C", "red fish, blue fish!"), ("insert", "C", "new")]
+    # rewritten wholesale, as many paragraphs: edits in place
+    assert text_ops(old, ["one fish", "SPAM", "SPAM"]) == [("set", "B", "SPAM"),
+                                                           ("set", "C", "SPAM")]
+    assert text_ops(old, ["x", "one fish", "two fish"]) == [
+        ("insert", None, "x"), ("delete", "C")]

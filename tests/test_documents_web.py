@@ -111,7 +111,7 @@ def test_hidden_revision_and_revert_author_pages(site):
     # preview, then confirm
     q = f"/documents/hb/revert?account=vic&since={since.isoformat()}"
     prev = boss.get(q.replace("+", "%2B"), headers=HTML)
-    assert prev.status_code == 200 and "2 edited back" in prev.text
+    assert prev.status_code == 200 and "1 edited back, 1 restored, 1 removed" in prev.text
     assert "&lt;script&gt;" in prev.text and "<script>alert" not in prev.text
     assert doc.paragraphs()[1].startswith("b <script>")          # the preview wrote nothing
     r = post(boss, "/documents/hb/revert", {"account": "vic", "since": since.isoformat()},

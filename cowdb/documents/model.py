@@ -462,9 +462,12 @@ class Document:
 
 
 def text_ops(old: list[tuple[str, str]], new: list[str]) -> list[tuple]:
-    """Block operations turning blocks ``old`` [(id, text)] into paragraphs ``new``:
-    equal paragraphs keep their block, a changed run is paired block for block
-    (an edit), the surplus inserted or deleted."""
+    """Block operations turning blocks ``old`` [(id, text)] into paragraphs ``new``.
+
+    Equal paragraphs keep their block. Within a changed run, old and new paragraphs
+    are paired in order by likeness (shared words): a pair is an edit of the block,
+    the rest are deletions and insertions. A run rewritten wholesale (nothing alike)
+    with as many paragraphs as before is an edit of each block in place."""
     sm = SequenceMatcher(None, [t for _, t in old], new, autojunk=False)
     ops: list[tuple] = []
     after = None
@@ -472,17 +475,63 @@ def text_ops(old: list[tuple[str, str]], new: list[str]) -> list[tuple]:
         if tag == "equal":
             after = old[i2 - 1][0]
             continue
-        n = min(i2 - i1, j2 - j1)
-        for d in range(n):
-            ops.append(("set", old[i1 + d][0], new[j1 + d]))
-        if n:
-            after = old[i1 + n - 1][0]
-        for d in range(i1 + n, i2):
-            ops.append(("delete", old[d][0]))
-        for j in range(j1 + n, j2):
-            ops.append(("insert", after, new[j]))
-            after = ("op", len(ops) - 1)     # the block that insert makes
+        for i, j in _pair([t for _, t in old[i1:i2]], new[j1:j2]):
+            if i is not None and j is not None:
+                ops.append(("set", old[i1 + i][0], new[j1 + j]))
+                after = old[i1 + i][0]
+            elif i is not None:
+                ops.append(("delete", old[i1 + i][0]))
+            else:
+                ops.append(("insert", after, new[j1 + j]))
+                after = ("op", len(ops) - 1)     # the block that insert makes
     return ops
+
+
+LIKE = 0.3          # paragraphs sharing at least this share of their words are one block
+
+
+def _likeness(a: str, b: str) -> float:
+    wa, wb = set(a.split()), set(b.split())
+    return len(wa & wb) / len(wa | wb) if wa or wb else 1.0
+
+
+def _pair(olds: list[str], news: list[str]):
+    """An order-keeping alignment of a changed run: (i, j) an edit of old i into new j,
+    (i, None) old i deleted, (None, j) new j inserted."""
+    n, m = len(olds), len(news)
+    k = min(n, m)
+    in_place = [(d, d) for d in range(k)] + [(d, None) for d in range(k, n)] + \
+        [(None, d) for d in range(k, m)]
+    if not n or not m or n * m > 4000:
+        return in_place
+    like = [[_likeness(a, b) for b in news] for a in olds]
+    if n == m and all(like[d][d] >= LIKE for d in range(n)):
+        return in_place                 # each paragraph edited where it stands
+    best = [[0.0] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            v = max(best[i - 1][j], best[i][j - 1])
+            s = like[i - 1][j - 1]
+            if s >= LIKE:
+                v = max(v, best[i - 1][j - 1] + s)
+            best[i][j] = v
+    out = []
+    i, j = n, m
+    while i or j:
+        if i and j and like[i - 1][j - 1] >= LIKE and \
+                best[i][j] == best[i - 1][j - 1] + like[i - 1][j - 1]:
+            out.append((i - 1, j - 1))
+            i, j = i - 1, j - 1
+        elif i and (not j or best[i][j] == best[i - 1][j]):
+            out.append((i - 1, None))
+            i -= 1
+        else:
+            out.append((None, j - 1))
+            j -= 1
+    out.reverse()
+    if n == m and not any(i is not None and j is not None for i, j in out):
+        return in_place                 # rewritten wholesale: still edits in place
+    return out
 
 
 def _summarize(intents) -> str:
