@@ -122,3 +122,28 @@ def test_hidden_revision_and_revert_author_pages(site):
     # undo (a writer may) the revert
     post(vic, "/documents/hb/undo", {"revision": str(doc.head())}, "/documents/hb/history")
     assert doc.paragraphs()[2] == "secret=1"
+
+
+def test_block_operations_as_json(site):
+    db, client = site
+    ed, rita = client("ed"), client("rita")
+    Document(db, "big").save("\n\n".join(f"p{i}" for i in range(1000)), author="ed")
+    got = rita.get("/documents/big/blocks.json").json()
+    base, blocks = got["revision"], got["blocks"]
+    assert len(blocks) == 1000
+    h = {"X-CSRF-Token": csrf_of(ed, "/documents")}
+    ops = {"base": base, "ops": [["set", blocks[5]["id"], "five"],
+                                 ["insert", blocks[5]["id"], "after five"],
+                                 ["insert", ["op", 1], "after that"]]}
+    r = ed.post("/documents/big/ops.json", json=ops, headers=h)
+    assert r.status_code == 200 and r.json()["written"] == 3, r.text
+    assert db.commit_info(r.json()["revision"]).stats.keys_put == 3
+    assert Document(db, "big").paragraphs()[5:9] == ["five", "after five", "after that", "p6"]
+    # the same base again: the same block, other words -> a conflict, as data
+    r = ed.post("/documents/big/ops.json", headers=h, json={
+        "base": base, "ops": [["set", blocks[5]["id"], "FIVE"]]})
+    assert r.status_code == 409 and r.json()["conflicts"][0]["theirs"] == "five"
+    assert rita.post("/documents/big/ops.json", json=ops, headers=h).status_code == 403
+    assert ed.post("/documents/big/ops.json", json=ops).status_code == 403     # no CSRF
+    assert ed.post("/documents/big/ops.json", headers=h,
+                   json={"base": base, "ops": [["move", "x"]]}).status_code == 400

@@ -12,6 +12,9 @@ server's EXTENSIONS list.
                                        then confirm
     POST /documents/{name}/undo        writers: undo one revision
     POST /documents/{name}/hide        admins: hide (or show again) a revision's content
+    GET  /documents/{name}/blocks.json the blocks and the revision they are at (JSON)
+    POST /documents/{name}/ops.json    block operations on a base revision (JSON): how a
+                                       client saves one paragraph of a large document
 
 Roles are the server's: readers read, writers save/undo/restore (on a branch they
 may write), admins also revert an author and hide revisions. Nothing here deletes
@@ -25,12 +28,12 @@ import zlib
 from datetime import datetime, timezone
 
 from starlette.requests import Request
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Route
 
 from cowdb import errors as E
-from cowdb.server.auth import require, require_branch_write, server_of
-from cowdb.server.http import ApiError, run
+from cowdb.server.auth import csrf_token, require, require_branch_write, server_of
+from cowdb.server.http import ApiError, read_json, run
 from cowdb.server.ui import form_of, fstr, see_other
 from cowdb.server.web import render, url
 
@@ -296,6 +299,64 @@ async def hide(request: Request):
     return see_other(url(f"/documents/{doc.name}/history", saved=msg))
 
 
+# ---- JSON --------------------------------------------------------------------------
+async def blocks_json(request: Request):
+    account = await require(request, "reader")
+    doc = _doc(request)
+    at = _at(request)
+
+    def read():
+        v = doc.resolve(at)
+        return v, doc.blocks(v, admin=account.can("admin"))
+    v, blocks = await _call(read)
+    return JSONResponse({"document": doc.name, "revision": v,
+                         "blocks": [{"id": b.id, "text": b.text} for b in blocks]},
+                        headers={"ETag": f'"{v}"'})
+
+
+def _ops(data) -> list[tuple]:
+    ops = data.get("ops")
+    if not isinstance(ops, list) or not ops:
+        raise ApiError(400, 'give "ops": a list of ["set", id, text], ["insert", after, '
+                            'text] (after: an id, null for the top, or ["op", i]) and '
+                            '["delete", id]')
+    out = []
+    for o in ops:
+        if not isinstance(o, list) or not o or o[0] not in ("set", "insert", "delete") or \
+                len(o) != (2 if o[0] == "delete" else 3):
+            raise ApiError(400, f"not a block operation: {o!r}")
+        if o[0] == "insert" and isinstance(o[1], list):
+            o = ["insert", tuple(o[1]), o[2]]
+        out.append(tuple(o))
+    return out
+
+
+async def ops_json(request: Request):
+    """Apply block operations: {"base": N, "ops": [...], "summary": "..."}. 200 with the
+    new revision (merged onto the head when others saved since base), 409 when some
+    blocks conflict (the rest is saved; each conflict has base, ours and theirs)."""
+    account = await require(request, "writer")
+    doc = _doc(request)
+    require_branch_write(request, account, doc.branch)
+    if request.state.via_cookie and request.headers.get("x-csrf-token") != csrf_token(request):
+        raise ApiError(403, "send the page's CSRF token in X-CSRF-Token")
+    data = await read_json(request)
+    base = data.get("base")
+    if not isinstance(base, int) or isinstance(base, bool):
+        raise ApiError(400, 'give "base": the revision the operations were made on')
+    summary = data.get("summary")
+    if summary is not None and not isinstance(summary, str):
+        raise ApiError(400, '"summary" is a string')
+    r = await _call(doc.save_ops, _ops(data), base, author=account.name, summary=summary)
+    if r.revision is not None:
+        server_of(request).notify_commit()
+    body = {"revision": r.revision, "base": r.base, "head": r.head, "merged": r.merged,
+            "written": r.written, "inserted": list(r.inserted),
+            "conflicts": [{"block": c.block, "base": c.base, "ours": c.ours,
+                           "theirs": c.theirs} for c in r.conflicts]}
+    return JSONResponse(body, status_code=409 if r.conflicts else 200)
+
+
 async def static(request: Request):
     name = request.path_params["file"]
     if name not in ("documents.js", "documents.css"):
@@ -307,6 +368,8 @@ routes = [
     Route("/documents", index),
     Route("/documents", create, methods=["POST"]),
     Route("/documents/_static/{file}", static),
+    Route("/documents/{name}/blocks.json", blocks_json),
+    Route("/documents/{name}/ops.json", ops_json, methods=["POST"]),
     Route("/documents/{name}", view),
     Route("/documents/{name}/edit", edit, methods=["GET", "POST"]),
     Route("/documents/{name}/history", history),
