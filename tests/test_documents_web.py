@@ -57,6 +57,8 @@ def test_roles_escaping_and_editor_merges(site):
     r = post(ed, "/documents", {"name": "hb", "text": "one two three\n\nfour <b>five</b>"})
     assert r.status_code == 303
     assert Document(db, "hb").paragraphs() == ["one two three", "four <b>five</b>"]
+    r = post(ed, "/documents", {"name": "hb", "text": "overwritten"})
+    assert r.status_code == 409 and len(Document(db, "hb").revisions()) == 1
     page = rita.get("/documents/hb", headers=HTML).text
     assert "four &lt;b&gt;five&lt;/b&gt;" in page and "<b>five" not in page
     # a reader may not edit, a writer may not revert an author or hide

@@ -108,6 +108,8 @@ async def create(request: Request):
     except InvalidName as e:
         raise ApiError(400, str(e)) from None
     require_branch_write(request, account, doc.branch)
+    if await run(lambda: bool(doc.blocks())):
+        raise ApiError(409, f"a document named {name!r} exists; open it to edit it")
     text = fstr(form, "text")
     if text:
         await _call(doc.save, text, author=account.name, summary="created")
