@@ -124,6 +124,8 @@ def test_hidden_revision_and_revert_author_pages(site):
     # undo (a writer may) the revert
     post(vic, "/documents/hb/undo", {"revision": str(doc.head())}, "/documents/hb/history")
     assert doc.paragraphs()[2] == "secret=1"
+    post(vic, "/documents/hb/restore", {"revision": "1"}, "/documents/hb/history")
+    assert doc.paragraphs() == ["a", "b", "c"] and doc.revisions()[0].op == "restore"
 
 
 def test_block_operations_as_json(site):

@@ -11,6 +11,7 @@ server's EXTENSIONS list.
     /documents/{name}/revert           admins: "revert edits by ACCOUNT since TIME", preview
                                        then confirm
     POST /documents/{name}/undo        writers: undo one revision
+    POST /documents/{name}/restore     writers: a new revision equal to an old one
     POST /documents/{name}/hide        admins: hide (or show again) a revision's content
     GET  /documents/{name}/blocks.json the blocks and the revision they are at (JSON)
     POST /documents/{name}/ops.json    block operations on a base revision (JSON): how a
@@ -284,6 +285,22 @@ async def undo(request: Request):
     return see_other(url(f"/documents/{doc.name}/history", saved=msg))
 
 
+async def restore(request: Request):
+    account = await require(request, "writer")
+    doc = _doc(request)
+    require_branch_write(request, account, doc.branch)
+    form = await form_of(request)
+    rev = fstr(form, "revision")
+    if not rev.isdigit():
+        raise ApiError(400, "which revision?")
+    r = await _call(doc.restore, int(rev), author=account.name)
+    if r.revision is not None:
+        server_of(request).notify_commit()
+    msg = (f"restored revision {rev} as revision {r.revision}" if r.revision
+           else f"the text already equals revision {rev}")
+    return see_other(url(f"/documents/{doc.name}/history", saved=msg))
+
+
 async def hide(request: Request):
     account = await require(request, "admin")
     doc = _doc(request)
@@ -380,6 +397,7 @@ routes = [
     Route("/documents/{name}/blame", blame),
     Route("/documents/{name}/revert", revert, methods=["GET", "POST"]),
     Route("/documents/{name}/undo", undo, methods=["POST"]),
+    Route("/documents/{name}/restore", restore, methods=["POST"]),
     Route("/documents/{name}/hide", hide, methods=["POST"]),
 ]
 
