@@ -57,6 +57,9 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
     pending: dict       # ref changes the meta record carries (see history/catalog.py)
     pending_log: bytes  # the same, as the record carries them
     meta: Meta          # the meta record of txn (its free list, page count)
+    commits: dict       # version -> Commit, looked up so far: shared by the states that
+                        # follow until a txn drops or rewrites commits (gc), then a new one,
+                        # so a reader of an older state never caches into a newer one
 
 
 @dataclass(slots=True)
@@ -96,7 +99,7 @@ class Database(Versions):
         self._closed = False
         self._poisoned: str | None = None
         self._refresh_lock = threading.Lock()
-        self._commits: dict[int, Commit] = {}
+        self._new: Commit | None = None   # the commit being written (writer only)
         self._wrote = False       # this handle committed: close() records a checkpoint
         self._tx = None   # a weak reference to the open write transaction of this handle:
                           # dropped, it aborts (Transaction.__del__) and frees the lock
@@ -110,7 +113,11 @@ class Database(Versions):
         self._io = io
         self._store = store = PageStore(io, page_size=page_size, readonly=readonly)
         self._nodes = NodeCache(store, cache_nodes)
-        self._shared = open_shared(None if self.path is None else self.path + "-lock")
+        try:
+            self._shared = open_shared(None if self.path is None else self.path + "-lock")
+        except BaseException:  # ReadersFull, WriteFailed (no space for the lock file)...
+            io.close()
+            raise
         if self.path is not None and self._shared.fd is None and not readonly:
             close_shared(self._shared)
             io.close()
@@ -125,6 +132,7 @@ class Database(Versions):
             io.close()
             raise
         self.max_key = store.page_size // 4 - 64
+        _open_handles.add(self)
 
     # ---- opening -------------------------------------------------------
     def _open_file(self, page_size: int) -> BlockIO:
@@ -203,7 +211,7 @@ class Database(Versions):
         if head is None:
             raise Corruption("the catalog has no head for branch main")
         return _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending, cat.log,
-                      meta)
+                      meta, {})
 
     def _map_meta(self) -> None:
         """Map the meta slots: noticing another process's commit is then two loads."""
@@ -254,7 +262,6 @@ class Database(Versions):
                     if self._writing or meta.txn <= self._state.txn:
                         return self._state
                     self._store.adopt(slot, meta, durable=False)
-                    self._commits.clear()  # the other process may have reclaimed some
                     self._state = self._load_state(meta)
                     self._foreign = True
                     return self._state
@@ -281,8 +288,13 @@ class Database(Versions):
         """The catalog of a state the caller has pinned (or holds the writer lock on)."""
         return Catalog(Tree(self._nodes, st.catalog), st.pending, st.pending_log)
 
+    @property
+    def _commits(self) -> dict:
+        """The commit records the newest state has cached (see _State.commits)."""
+        return self._state.commits
+
     def _commit_record(self, st: _State, version: int) -> Commit:
-        c = self._commits.get(version)
+        c = st.commits.get(version)
         if c is None:
             if type(version) is not int:
                 raise InvalidType(f"a version is an int, a tag or branch name, or a datetime; "
@@ -294,7 +306,7 @@ class Database(Versions):
                                            f"rule and reclaimed by gc(); it cannot be read")
                 raise VersionNotFound(f"version {version} does not exist (the newest is "
                                       f"{st.version})")
-            self._commits[version] = c
+            st.commits[version] = c
         return c
 
     # ---- public reading ------------------------------------------------
@@ -522,12 +534,13 @@ class Database(Versions):
         bound = self._store.durable_txn
         return bound if oldest is None else min(bound, oldest)
 
-    def _update(self, change, durable: bool | None = None):
+    def _update(self, change, durable: bool | None = None, forget: bool = False):
         """Run ``change(catalog, txn)`` as one atomic txn and publish it (writer lock held).
 
         Every write path goes through here: commits, tags, branches,
         retention, gc. On any error the store rolls back and nothing of the
-        change is visible.
+        change is visible. ``forget``: the change drops or rewrites commits, so the new
+        state starts with no cached commit records.
         """
         self._check_open()
         store, st = self._store, self._state
@@ -545,9 +558,10 @@ class Database(Versions):
             # may fall back to a version that reaches them), so they pile up and the free
             # list grows with every commit: sync once they pass a bound.
             durable = durable or store.unsynced_free_pages > UNSYNCED_FREE_LIMIT
+            self._shared.check_identity()  # the lock file replaced since the lock was taken?
             meta = store.publish(cat.tree.write(txn), pending, durable)
         except BaseException as e:
-            self._commits.pop(st.version + 1, None)  # a commit record _new_commit cached
+            self._new = None
             try:
                 store.rollback()
             except Exception as again:  # cannot even reread the last state: stop here
@@ -557,14 +571,19 @@ class Database(Versions):
             if getattr(e, "uncertain", False):
                 self._poison(str(e))
             raise
+        commits = {} if forget else st.commits
+        new, self._new = self._new, None
+        if new is not None:
+            commits[new.version] = new  # published: readers may now look it up
         if wrote_catalog or MAIN_HEAD in cat.pending:
             main = cat.head("main")
-            head = self._commits.get(main) or cat.commit(main)  # gc drops what it rewrites
+            head = commits.get(main) or cat.commit(main)
         else:
             head = st.head  # neither a catalog page nor a pending change moved main
         # a txn that wrote no catalog page added no commit: no walk for the newest version
         version = cat.last_version() if wrote_catalog else st.version
-        self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log, meta)
+        self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log, meta,
+                             commits)
         self._wrote = True
         return result
 
@@ -578,7 +597,7 @@ class Database(Versions):
         c = Commit(version, now, root, count, parents, message, author, branch, txn, stats)
         cat.put_commit(c)
         cat.set_ref(BRANCH, branch, version)
-        self._commits[version] = c
+        self._new = c  # cached once published: a reader in the window must not find it
         return c
 
     def _commit(self, tx: Transaction) -> int:
@@ -594,6 +613,26 @@ class Database(Versions):
                                     (tx._head.version,), tx.message, tx.author, stats).version
 
         return self._update(change, durable=tx.durability == "sync")
+
+    def _after_fork_in_child(self) -> None:
+        """This handle in a forked child (the lock table made its Shared the child's
+        first, see locks.py): a write transaction open at the fork stays the parent's,
+        so its copy here is closed without releasing anything (the child holds no
+        writer lock), and the store forgets what that transaction had allocated."""
+        self._refresh_lock, self._end_lock = threading.Lock(), threading.Lock()
+        self._new = None   # a commit a parent thread was writing: not this process's
+        ref, self._tx = self._tx, None
+        tx = None if ref is None else ref()
+        if tx is not None:
+            tx._tree = None
+        if self._writing:
+            self._writing = False
+            self._store.rollback()
+        if self._shared.forked_without_slot and not self._closed:
+            self._poison(f"this process was forked while all reader slots of "
+                         f"{self.path}-lock were held, so its snapshots would be unprotected; "
+                         f"the handle was closed: close the database in some processes, then "
+                         f"open it again in this one")
 
     def _poison(self, why: str) -> None:
         self._poisoned = why
@@ -655,6 +694,19 @@ class Database(Versions):
     def __repr__(self):
         where = self.path or "memory"
         return f"<cowdb.Database {where} {'closed' if self._closed else 'open'}>"
+
+
+_open_handles: "weakref.WeakSet[Database]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_open_handles):
+        if not db._closed:
+            db._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # after locks.py's hook, which runs first
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _create(io: BlockIO, page_size: int) -> None:
