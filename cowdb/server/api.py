@@ -156,6 +156,8 @@ def body_key(item, what="key") -> bytes:
 
 
 def body_value(item) -> bytes:
+    if not isinstance(item, dict):
+        raise ApiError(400, "each put is an object with key and value")
     if item.get("value") is None:
         raise ApiError(400, "value is missing (to delete, use deletes or DELETE)")
     return decode_bytes(item.get("value"), item.get("value_encoding"), "value")
@@ -276,7 +278,8 @@ async def commit(request: Request):
     if len(p) + len(d) > 100000:
         raise ApiError(413, "at most 100,000 keys per commit")
     for item in p:
-        puts[body_key(item)] = body_value(item)
+        k = body_key(item)
+        puts[k] = body_value(item)
     for item in d:
         k = body_key(item)
         if k in puts:
@@ -598,34 +601,39 @@ async def openapi(request: Request):
     return JSONResponse(spec())
 
 
+def methods(path: str, **handlers) -> Route:
+    """One route per path, dispatching by method, so a 405 names every allowed method."""
+    table = {m.upper(): h for m, h in handlers.items()}
+
+    async def dispatch(request: Request):
+        return await table["GET" if request.method == "HEAD" else request.method](request)
+    return Route(path, dispatch, methods=list(table))
+
+
 routes = [
-    Route("/openapi.json", openapi, methods=["GET"]),
-    Route("/keys", list_keys, methods=["GET"]),
-    Route("/keys/{key:path}", get_key, methods=["GET"]),
-    Route("/keys/{key:path}", put_key, methods=["PUT"]),
-    Route("/keys/{key:path}", delete_key, methods=["DELETE"]),
-    Route("/commits", commit, methods=["POST"]),
-    Route("/commits/{version:int}", get_commit, methods=["GET"]),
-    Route("/log", get_log, methods=["GET"]),
-    Route("/diff", get_diff, methods=["GET"]),
-    Route("/history/{key:path}", key_history, methods=["GET"]),
-    Route("/branches", list_branches, methods=["GET"]),
-    Route("/branches", create_branch, methods=["POST"]),
-    Route("/branches/{name:path}", delete_branch, methods=["DELETE"]),
-    Route("/tags", list_tags, methods=["GET"]),
-    Route("/tags", create_tag, methods=["POST"]),
-    Route("/tags/{name:path}", delete_tag, methods=["DELETE"]),
-    Route("/merge", merge, methods=["POST"]),
-    Route("/revert", revert, methods=["POST"]),
-    Route("/restore", restore, methods=["POST"]),
-    Route("/retention", retention, methods=["GET", "PUT"]),
-    Route("/gc", gc, methods=["POST"]),
-    Route("/stats", stats, methods=["GET"]),
-    Route("/check", check, methods=["GET"]),
-    Route("/me", me, methods=["GET"]),
-    Route("/users", users, methods=["GET", "POST"]),
-    Route("/users/{name:path}", delete_user, methods=["DELETE"]),
-    Route("/protected", protected, methods=["GET"]),
-    Route("/protected/{name:path}", protected, methods=["PUT", "DELETE"]),
-    Route("/events", events, methods=["GET"]),
+    methods("/openapi.json", get=openapi),
+    methods("/keys", get=list_keys),
+    methods("/keys/{key:path}", get=get_key, put=put_key, delete=delete_key),
+    methods("/commits", post=commit),
+    methods("/commits/{version:int}", get=get_commit),
+    methods("/log", get=get_log),
+    methods("/diff", get=get_diff),
+    methods("/history/{key:path}", get=key_history),
+    methods("/branches", get=list_branches, post=create_branch),
+    methods("/branches/{name:path}", delete=delete_branch),
+    methods("/tags", get=list_tags, post=create_tag),
+    methods("/tags/{name:path}", delete=delete_tag),
+    methods("/merge", post=merge),
+    methods("/revert", post=revert),
+    methods("/restore", post=restore),
+    methods("/retention", get=retention, put=retention),
+    methods("/gc", post=gc),
+    methods("/stats", get=stats),
+    methods("/check", get=check),
+    methods("/me", get=me),
+    methods("/users", get=users, post=users),
+    methods("/users/{name:path}", delete=delete_user),
+    methods("/protected", get=protected),
+    methods("/protected/{name:path}", put=protected, delete=protected),
+    methods("/events", get=events),
 ]

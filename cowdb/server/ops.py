@@ -56,7 +56,11 @@ def conflict_json(c) -> dict:
 
 def parse_ref(s):
     """'12' -> 12 (a version); anything else is a tag or branch name."""
+    if isinstance(s, bool):
+        raise ApiError(400, "a ref is a version number, a tag or a branch name")
     if isinstance(s, int):
+        if s < 0:
+            raise ApiError(400, "a version number is 0 or more")
         return s
     if not isinstance(s, str) or not s:
         raise ApiError(400, "a ref is a version number, a tag or a branch name")
@@ -229,7 +233,7 @@ def log(db, branch, *, before=None, limit=50, author=None, since=None, until=Non
     return out, None
 
 
-def all_commits(db, hi: int | None = None, lo: int = 0) -> list:
+def all_commits(db, hi: int | None = None, lo: int = -1) -> list:
     """Every kept commit with lo < version <= hi (default: all), newest first."""
     hi = db.version if hi is None else hi
     out = []

@@ -303,9 +303,21 @@ async def branches_page(request: Request):
 async def create_ref(request: Request):
     account = await require(request, "writer")
     server = server_of(request)
-    form = await form_of(request)
     kind = request.path_params["kind"]
     _kind_ok(kind)
+    if request.method == "GET":   # the confirmation: what will be named, at which version
+        name = ops.check_branch_name(request.query_params.get("name", "").strip())
+        at = request.query_params.get("at", "").strip()
+        c = await run(server.db.commit_info, ops.parse_ref(at) if at else "main")
+        return await render(request, "confirm.html", {
+            "heading": f"Create {kind} {name}", "title": f"Create {kind}",
+            "question": f"Create the {kind} {name!r} at version {c.version} "
+                        f"(\"{c.message}\" by {c.author or 'nobody'})?"
+                        + (" Tags never move." if kind == "tag" else ""),
+            "details": [], "action": f"/create/{kind}",
+            "fields": {"name": name, "at": str(c.version)}, "button": f"Create {kind}",
+            "back": "/branches"})
+    form = await form_of(request)
     name = ops.check_branch_name(fstr(form, "name").strip())
     at = fstr(form, "at").strip()
     at = ops.parse_ref(at) if at else None
@@ -473,7 +485,7 @@ routes = [
     Route("/key", key_page, methods=["GET"]),
     Route("/history", history_page, methods=["GET"]),
     Route("/branches", branches_page, methods=["GET"]),
-    Route("/create/{kind:str}", create_ref, methods=["POST"]),
+    Route("/create/{kind:str}", create_ref, methods=["GET", "POST"]),
     Route("/delete/{kind:str}", delete_ref, methods=["GET", "POST"]),
     Route("/merge", merge_page, methods=["GET", "POST"]),
     Route("/revert/{version:int}", revert_page, methods=["GET", "POST"]),
