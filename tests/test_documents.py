@@ -366,3 +366,29 @@ def test_text_saves_pair_paragraphs_by_likeness():
                                                            ("set", "C", "SPAM")]
     assert text_ops(old, ["x", "one fish", "two fish"]) == [
         ("insert", None, "x"), ("delete", "C")]
+
+
+def test_saves_from_threads_on_one_handle_all_land(db):
+    import threading
+    doc = Document(db, "d")
+    doc.save("\n\n".join(f"p{i}" for i in range(40)), author="owner")
+    base = doc.head()
+    ids = [b.id for b in doc.blocks()]
+    errors = []
+
+    def work(t):
+        try:
+            for i in range(t, 40, 4):
+                r = Document(db, "d").save_ops([("set", ids[i], f"p{i} by t{t}")], base,
+                                               author=f"t{t}")
+                assert r.ok and r.revision is not None
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    assert doc.paragraphs() == [f"p{i} by t{i % 4}" for i in range(40)]
+    assert len(doc.revisions()) == 41
