@@ -162,6 +162,12 @@ class Document:
     def _at_time(self, t: datetime) -> int:
         if t.tzinfo is None:
             t = t.replace(tzinfo=timezone.utc)
+        if self.branch == "main":
+            try:
+                return self.db.commit_info(t).version      # main's time index: O(log n)
+            except VersionNotFound:
+                raise VersionNotFound(f"document {self.name!r}: no revision at or before "
+                                      f"{t}") from None
         for c in self.db.log(branch=self.branch):
             if c.time <= t:
                 return c.version
