@@ -13,7 +13,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGES = [DOCS / "index.md", DOCS / "dbm.md", *sorted((DOCS / "concepts").glob("*.md"))]
+PAGES = [DOCS / "index.md", DOCS / "dbm.md", DOCS / "documents.md",
+         *sorted((DOCS / "concepts").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.M | re.S)
 
 

@@ -53,7 +53,8 @@ SECTIONS = (("Start", ("tour", "init", "info")),
             ("Branches and tags", ("branch", "tag", "merge")),
             ("Upkeep", ("check", "stats", "retention", "gc", "compact", "backup", "recover",
                         "salvage")),
-            ("Server", ("serve", "user", "protect", "unprotect")))
+            ("Server", ("serve", "user", "protect", "unprotect")),
+            ("Documents", ("doc",)))
 
 
 class CowdbGroup(click.Group):
@@ -124,4 +125,5 @@ def main(argv=None) -> None:
     cli.main(args=argv, prog_name="cowdb")
 
 
-from . import commands, history, repair, serve, tour, transfer  # noqa: E402,F401  (register them)
+from . import (commands, doc, history, repair, serve, tour,  # noqa: E402,F401  (register
+               transfer)                                    # the commands)

@@ -39,7 +39,7 @@ MAX_BODY = 16 * 1024 * 1024
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 # extensions loaded by every server when importable (module path -> setup(server))
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("cowdb.documents.web",)
 
 
 class Refused(Exception):

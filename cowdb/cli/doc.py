@@ -1,0 +1,211 @@
+"""``cowdb doc``: the documents of cowdb.documents from the command line.
+
+    cowdb doc log NAME                  the revisions, newest first
+    cowdb doc show NAME --at REV        the text at a revision (number, tag, time)
+    cowdb doc diff NAME REV [REV2]      what a revision changed, or REV -> REV2
+    cowdb doc blame NAME                each paragraph with the revision that last changed it
+    cowdb doc revert-author NAME ACCOUNT --since TIME [--apply]
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+import click
+
+from cowdb.documents import Document
+
+from . import fmt
+from .app import Env, cli
+
+pass_env = click.pass_obj
+
+
+def _since(s: str) -> datetime:
+    """An ISO time, or a span back from now: 30m, 2h, 7d."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", s)
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return datetime.now(timezone.utc) - timedelta(**{unit: int(m.group(1))})
+    t = fmt.parse_time(s)
+    if t is None:
+        raise click.BadParameter(f"{s!r} is not a time: give an ISO time "
+                                 f"(2026-12-05T09:00Z) or a span like 2h or 7d")
+    return t
+
+
+def _rev(s: str | None):
+    if s is None:
+        return None
+    r = fmt.ref(s)
+    return r
+
+
+def _short(text: str | None, n: int = 70) -> str:
+    if text is None:
+        return "-"
+    t = " ".join(text.split())
+    return t if len(t) <= n else t[:n - 1] + "…"
+
+
+@cli.group()
+def doc():
+    """Shared documents: revisions, blame, revert an author (see docs/documents.md).
+
+    \b
+    Example:
+      cowdb doc log handbook
+      cowdb doc blame handbook
+      cowdb doc revert-author handbook mallory --since 2h          # the preview
+      cowdb doc revert-author handbook mallory --since 2h --apply  # do it
+    """
+
+
+@doc.command("log")
+@click.argument("name")
+@click.option("-n", "--limit", type=int, default=None, help="Show at most N revisions.")
+@click.option("--author", default=None, help="Only this account's revisions.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@pass_env
+def doc_log(env: Env, name: str, limit, author, as_json):
+    """The revisions of document NAME, newest first: number, time, author, size, summary.
+
+    \b
+    Example:
+      cowdb doc log handbook -n 20 --author mallory
+    """
+    with env.open() as db:
+        revs = Document(db, name).revisions(limit=limit, author=author)
+    if as_json:
+        click.echo(json.dumps([{"revision": r.number, "time": fmt.iso(r.time),
+                                "author": r.author, "op": r.op, "summary": r.summary,
+                                "base": r.base, "blocks_changed": r.blocks_changed,
+                                "bytes_changed": r.bytes_changed, "hidden": r.hidden}
+                               for r in revs], indent=2))
+        return
+    if not revs:
+        click.echo(f"document {name!r} has no revisions")
+    for r in revs:
+        mark = " [hidden]" if r.hidden else ""
+        merged = f" (merged onto {r.parent}, based on {r.base})" if r.merged else ""
+        click.echo(f"{r.number:>6}  {fmt.when(r.time)}  {r.author:<12} "
+                   f"{r.bytes_changed:>6} B  {r.op}: {r.summary}{merged}{mark}")
+
+
+@doc.command("show")
+@click.argument("name")
+@click.option("--at", "at", default=None, metavar="REV",
+              help="A revision number, a tag of the document, or a time (default: head).")
+@click.option("--blocks", is_flag=True, help="Prefix each paragraph with its block id.")
+@pass_env
+def doc_show(env: Env, name: str, at, blocks):
+    """Print document NAME's text at a revision.
+
+    \b
+    Example:
+      cowdb doc show handbook --at 41
+      cowdb doc show handbook --at 2026-12-05T09:00Z --blocks
+    """
+    with env.open() as db:
+        d = Document(db, name)
+        if blocks:
+            for b in d.blocks(_rev(at)):
+                click.echo(f"[{b.id}] {b.text}")
+        else:
+            click.echo(d.text(_rev(at)))
+
+
+@doc.command("diff")
+@click.argument("name")
+@click.argument("rev")
+@click.argument("rev2", required=False)
+@pass_env
+def doc_diff(env: Env, name: str, rev, rev2):
+    """What revision REV changed, or the changes from REV to REV2, word by word.
+
+    \b
+    Example:
+      cowdb doc diff handbook 42        # what revision 42 changed
+      cowdb doc diff handbook 12 42
+    """
+    with env.open() as db:
+        changes = Document(db, name).diff(_rev(rev), _rev(rev2) if rev2 else None)
+    for c in changes:
+        head = {"added": "A", "deleted": "D", "modified": "M"}[c.kind]
+        out = []
+        for op, t in c.segments:
+            if op == "=":
+                out.append(t)
+            elif op == "-":
+                out.append(click.style(f"[-{t}-]", fg="red"))
+            else:
+                out.append(click.style(f"{{+{t}+}}", fg="green"))
+        click.echo(f"{head} {c.block}  " + "".join(out))
+
+
+@doc.command("blame")
+@click.argument("name")
+@click.option("--at", "at", default=None, metavar="REV", help="Blame this revision.")
+@pass_env
+def doc_blame(env: Env, name: str, at):
+    """Each paragraph with the revision and author that last changed it.
+
+    \b
+    Example:
+      cowdb doc blame handbook | grep mallory
+    """
+    with env.open() as db:
+        lines = Document(db, name).blame(_rev(at))
+    for b in lines:
+        click.echo(f"{b.revision:>6} {b.author:<12} {fmt.when(b.time)}  {_short(b.text)}")
+
+
+@doc.command("revert-author")
+@click.argument("name")
+@click.argument("account")
+@click.option("--since", "since", required=True, metavar="TIME",
+              help="Revert ACCOUNT's revisions at or after this time (ISO, or 2h, 7d).")
+@click.option("--until", "until", default=None, metavar="TIME", help="... and at or before this.")
+@click.option("--apply", "apply_", is_flag=True,
+              help="Write the revert (without it: only the preview).")
+@click.option("--author", default=None, help="Who reverts (default: the login name).")
+@pass_env
+def doc_revert_author(env: Env, name, account, since, until, apply_, author):
+    """Undo everything ACCOUNT changed in NAME since TIME, keeping everyone else's work.
+
+    \b
+    Blocks ACCOUNT edited go back; blocks ACCOUNT deleted come back in place; blocks
+    ACCOUNT inserted go away; a block someone else changed later keeps that change and
+    is listed. Prints the preview; --apply writes it as one revision.
+
+    \b
+    Example:
+      cowdb doc revert-author handbook mallory --since 2026-12-05T08:00Z
+      cowdb doc revert-author handbook mallory --since 2026-12-05T08:00Z --apply
+    """
+    t0 = _since(since)
+    t1 = _since(until) if until else None
+    with env.open(write=apply_) as db:
+        d = Document(db, name)
+        plan = d.revert_author(account, t0, t1)
+        click.echo(plan.summary())
+        sign = {"reverted": "M", "restored": "+", "removed": "-"}
+        for c in plan.changes:
+            click.echo(f"  {sign[c.kind]} {c.block}  {_short(c.current, 35)} -> "
+                       f"{_short(c.target, 35)}")
+        for k in plan.kept:
+            who = ", ".join(f"{a} in {r}" for r, a in k.later)
+            click.echo(f"  = {k.block}  kept: changed later by {who}")
+        if not apply_:
+            if plan.changes:
+                click.echo("preview only: add --apply to write it")
+            return
+        r = plan.apply(author=author or getpass.getuser())
+        if r.revision is None:
+            click.echo("nothing to revert")
+        else:
+            click.echo(f"[doc {name} {r.revision}] reverted {r.written} block(s)" +
+                       (f", {len(r.conflicts)} conflict(s) left as they are"
+                        if r.conflicts else ""))

@@ -1,0 +1,38 @@
+"""Blame: for each block of a revision, the revision and author that last changed it.
+
+Walks the revisions newest first, each one's changes found by a structural diff
+(O(changes x depth) pages), and stops as soon as every block has its answer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .history import walk
+
+
+@dataclass(frozen=True, slots=True)
+class BlameLine:
+    block: str
+    text: str
+    revision: int
+    author: str
+    time: datetime
+
+
+def blame(doc, at=None, admin: bool = True) -> list[BlameLine]:
+    v = doc.resolve(at)
+    blocks = doc.blocks(v, admin=admin)
+    need = {doc._bkey(b.id) for b in blocks}
+    found = {}
+    if need:
+        for c, changes in walk(doc, start=v):
+            for k, _, new in changes:
+                if new is not None and k in need and k not in found:
+                    found[k] = c
+            if len(found) == len(need):
+                break
+    out = []
+    for b in blocks:
+        c = found[doc._bkey(b.id)]
+        out.append(BlameLine(b.id, b.text, c.version, c.author, c.time))
+    return out
