@@ -43,7 +43,7 @@ __version__ = "0.1.0"
 
 def open(path=None, *, readonly: bool = False, durability: str = "sync",
          timeout: float | None = 5.0, page_size: int = 4096, cache_nodes: int = 65536,
-         io=None, codec="bytes") -> "Database":
+         io=None, codec="bytes", **store_options) -> "Database":
     """Open (or create) the database at ``path``; no path: a new in-memory database.
 
     ``durability="sync"`` makes a commit durable when it returns; ``"none"``
@@ -51,7 +51,21 @@ def open(path=None, *, readonly: bool = False, durability: str = "sync",
     lost on power failure). ``timeout`` bounds the wait for the writer lock.
     ``codec`` stores values as "bytes" (default), "json", "msgpack", or through
     any object with encode(value) -> bytes and decode(bytes) -> value.
+
+    ``path`` may be a URL: ``s3://bucket/prefix``, ``gs://``, ``az://``,
+    ``file:///folder`` or ``memory://name`` open the database on an object store
+    (docs/object-store.md; needs ``pip install 'cowdb[s3]'``), and take these
+    ``store_options``: ``options`` (dict for obstore: endpoint, region, keys...),
+    ``cache_dir``, ``cache_bytes``, ``lease``, ``refresh_interval``, ``client``.
     """
+    from .objdb import ObjectDatabase, is_url
+    if is_url(path):
+        return ObjectDatabase(path, readonly=readonly, timeout=timeout, page_size=page_size,
+                              cache_nodes=cache_nodes, codec=codec, durability=durability,
+                              **store_options)
+    if store_options:
+        raise TypeError(f"unexpected options {sorted(store_options)} (they apply to "
+                        f"object-store URLs only)")
     from .db import Database
     return Database(path, readonly=readonly, durability=durability, timeout=timeout,
                     page_size=page_size, cache_nodes=cache_nodes, io=io, codec=codec)
