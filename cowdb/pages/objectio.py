@@ -34,7 +34,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import Corruption, CowdbError
+from ..errors import Corruption, CowdbError, ReadFailed
 from . import meta as metamod
 from .io import BlockIO
 from .manifest import (DATA_PREFIX, INDEX_PREFIX, MANIFEST_PREFIX, Manifest, decode,
@@ -113,6 +113,8 @@ class ObjectIO(BlockIO):
             try:
                 self._polled = now
                 self.refresh()
+            except CowdbError:
+                pass   # the store is unreachable for now: readers go on with what they have
             finally:
                 self.lock.release()
         return self.head
@@ -123,6 +125,12 @@ class ObjectIO(BlockIO):
         One GET (of manifest head + 1) when nothing changed. Otherwise LIST past the
         head, then probe the txns after the newest listed (a LIST may lag: the probe
         finds what it missed), and load what is new."""
+        try:
+            return self._refresh()
+        except (OSError, ObjectNotFound) as e:
+            raise ReadFailed(f"reading the manifests failed: {e}") from e
+
+    def _refresh(self) -> int:
         with self.lock:
             found: dict[int, Manifest] = {}
             if self.head:
@@ -159,7 +167,7 @@ class ObjectIO(BlockIO):
             self.sizes = [s for _, s in objects]
             self._objno = {k: i for i, k in enumerate(self.objects)}
             self.index = index
-            start = txn + 1
+            start = txn   # its own manifest too (its runs are in the checkpoint already)
         want = [t for t in range(start, newest + 1) if t not in found]
         if len(want) > 4:
             with ThreadPoolExecutor(8) as pool:
