@@ -164,3 +164,17 @@ def test_racing_writers_of_one_key_conflict_exactly_when_they_must(race_server):
             assert any(v > base for v in commits), base
             assert all(db.at(v)[b"shared"] != value for v in commits if v)
     assert won and lost, (len(won), len(lost))
+
+
+def test_the_command_line_takes_a_url(tmp_path):
+    from click.testing import CliRunner
+    from cowdb.cli import cli
+    url = f"file://{tmp_path}/store"
+    runner = CliRunner()
+    for args in (["init"], ["put", "k", "v"], ["tag", "t1"]):
+        r = runner.invoke(cli, ["--db", url, *args])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["--db", url, "get", "k"])
+    assert r.exit_code == 0 and r.output.strip() == "v"
+    with cowdb.open(url) as db:
+        assert db.tags() == {"t1": 1}
