@@ -110,7 +110,11 @@ class Database(Versions):
         self._io = io
         self._store = store = PageStore(io, page_size=page_size, readonly=readonly)
         self._nodes = NodeCache(store, cache_nodes)
-        self._shared = open_shared(None if self.path is None else self.path + "-lock")
+        try:
+            self._shared = open_shared(None if self.path is None else self.path + "-lock")
+        except BaseException:  # ReadersFull, WriteFailed (no space for the lock file)...
+            io.close()
+            raise
         if self.path is not None and self._shared.fd is None and not readonly:
             close_shared(self._shared)
             io.close()
@@ -125,6 +129,7 @@ class Database(Versions):
             io.close()
             raise
         self.max_key = store.page_size // 4 - 64
+        _open_handles.add(self)
 
     # ---- opening -------------------------------------------------------
     def _open_file(self, page_size: int) -> BlockIO:
@@ -545,6 +550,7 @@ class Database(Versions):
             # may fall back to a version that reaches them), so they pile up and the free
             # list grows with every commit: sync once they pass a bound.
             durable = durable or store.unsynced_free_pages > UNSYNCED_FREE_LIMIT
+            self._shared.check_identity()  # the lock file replaced since the lock was taken?
             meta = store.publish(cat.tree.write(txn), pending, durable)
         except BaseException as e:
             self._commits.pop(st.version + 1, None)  # a commit record _new_commit cached
@@ -594,6 +600,25 @@ class Database(Versions):
                                     (tx._head.version,), tx.message, tx.author, stats).version
 
         return self._update(change, durable=tx.durability == "sync")
+
+    def _after_fork_in_child(self) -> None:
+        """This handle in a forked child (the lock table made its Shared the child's
+        first, see locks.py): a write transaction open at the fork stays the parent's,
+        so its copy here is closed without releasing anything (the child holds no
+        writer lock), and the store forgets what that transaction had allocated."""
+        self._refresh_lock = threading.Lock()
+        ref, self._tx = self._tx, None
+        tx = None if ref is None else ref()
+        if tx is not None:
+            tx._tree = None
+        if self._writing:
+            self._writing = False
+            self._store.rollback()
+        if self._shared.forked_without_slot and not self._closed:
+            self._poison(f"this process was forked while all reader slots of "
+                         f"{self.path}-lock were held, so its snapshots would be unprotected; "
+                         f"the handle was closed: close the database in some processes, then "
+                         f"open it again in this one")
 
     def _poison(self, why: str) -> None:
         self._poisoned = why
@@ -655,6 +680,19 @@ class Database(Versions):
     def __repr__(self):
         where = self.path or "memory"
         return f"<cowdb.Database {where} {'closed' if self._closed else 'open'}>"
+
+
+_open_handles: "weakref.WeakSet[Database]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_open_handles):
+        if not db._closed:
+            db._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # after locks.py's hook, which runs first
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _create(io: BlockIO, page_size: int) -> None:

@@ -115,3 +115,14 @@ class ReadFailed(CowdbError, OSError):
     def __init__(self, message: str, page: int | None = None):
         super().__init__(message)
         self.page = page
+
+
+class LockFileReplaced(CowdbError, RuntimeError):
+    """The database's ``-lock`` file was deleted or replaced while this process had it
+    open: other processes no longer see this process's writer lock or readers, so it
+    refuses to write. Close the database in every process and open it again."""
+
+
+class ReadersFull(CowdbError, RuntimeError):
+    """Every slot of the reader table in the ``-lock`` file is held by a live process
+    (LMDB's MDB_READERS_FULL): this process could not read safely, so it may not open."""

@@ -12,16 +12,18 @@ to the process.
 fcntl locks vanish when *any* descriptor of the file is closed, so there is
 exactly one ``Shared`` per lock file per process, found by inode.
 """
+import errno
 import fcntl
 import gc
 import mmap
 import os
 import threading
 import time
+import weakref
 from itertools import compress
 from struct import Struct
 
-from .errors import Locked, NestedTransaction
+from .errors import LockFileReplaced, Locked, NestedTransaction, ReadersFull, WriteFailed
 
 SLOTS = 126
 _SLOT = Struct("<QQ")          # pid, txn
@@ -36,9 +38,12 @@ _registry_lock = threading.Lock()
 class Shared:
     """One per lock file (or per in-memory database) per process."""
 
-    def __init__(self, fd: int | None):
+    def __init__(self, fd: int | None, path: str | None = None):
         self.fd = fd
+        self.path = path
+        self.identity = None if fd is None else _identity(os.fstat(fd))
         self.mm = mmap.mmap(fd, _LOCK_SIZE) if fd is not None else None
+        self.forked_without_slot = False
         self.writer = threading.Lock()
         self.writer_thread: threading.Thread | None = None   # the thread holding it
         self.abandoned = None   # set by the holder: called (by a waiter) to abort the holder's
@@ -49,12 +54,19 @@ class Shared:
         self.slot_txn = 0
         self.slot_q = None      # the lock file as u64s; slot_q[slot_index] = our oldest pin
         self.slot_index = 0
-        if self.mm is not None and self._claim():
+        if self.mm is not None and not self._claim():
+            self.mm.close()
+            raise ReadersFull(f"all {SLOTS} reader slots of {path} are held by live processes "
+                              f"(each process with the database open takes one), so this one "
+                              f"could not read safely; close the database in some of them, or "
+                              f"share one handle between the threads of a process")
+        if self.mm is not None:
             self.slot_q = memoryview(self.mm).cast("Q")
             self.slot_index = (_TABLE + 16 * self.slot + 8) // 8
             _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, os.getpid(), 0)
         self.users = 0
         self.key = None
+        _every.add(self)
 
     # ---- writer --------------------------------------------------------
     def acquire_writer(self, timeout: float | None) -> None:
@@ -72,6 +84,11 @@ class Shared:
         try:
             if self.fd is not None:
                 self._lock_file(deadline, timeout)
+                try:
+                    self.check_identity()
+                except BaseException:
+                    fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, 0)
+                    raise
         except BaseException:
             self.writer.release()
             raise
@@ -103,6 +120,24 @@ class Shared:
                                  f"try again later or pass a larger timeout=") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
+
+    def check_identity(self) -> None:
+        """Raise LockFileReplaced if the lock file's path no longer names the file this
+        process locks (deleted, or replaced by another file): a process opening the
+        database now would lock the new file and write beside this one."""
+        if self.fd is None or self.path is None:
+            return
+        try:
+            now = _identity(os.stat(self.path))
+        except OSError:
+            now = None
+        if now != self.identity:
+            raise LockFileReplaced(
+                f"the lock file {self.path} was {'deleted' if now is None else 'replaced'} "
+                f"while this process had the database open, so other processes no longer "
+                f"see its writer lock or its readers and two writers could write at once; "
+                f"nothing was written. Close the database in every process and open it "
+                f"again, and never delete a -lock file while its database is in use")
 
     def release_writer(self) -> None:
         self.writer_thread = self.abandoned = None
@@ -137,6 +172,25 @@ class Shared:
         """This process's oldest pinned txn (None: no snapshot is open)."""
         with self.mutex:
             return min(self.pins) if self.pins else None
+
+    def _after_fork_in_child(self) -> None:
+        """Make this process's copy its own: fork copies the memory but no fcntl lock,
+        so the child holds neither the writer lock nor the parent's reader slot.
+        Thread locks are new (a thread that held one does not exist here); the child
+        claims a slot and publishes in it the oldest txn its inherited snapshots pin.
+        The parent waits for this (see _fork_handshake), so no page those snapshots
+        read can be reused in between."""
+        self.writer, self.mutex = threading.Lock(), threading.Lock()
+        self.writer_thread = self.abandoned = None
+        if self.mm is None:
+            return
+        self.slot = -1
+        if not self._claim():
+            self.forked_without_slot = True  # Database poisons its handles (see db.py)
+            return
+        self.slot_index = (_TABLE + 16 * self.slot + 8) // 8
+        _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, os.getpid(), 0)
+        self._set_slot(min(self.pins) if self.pins else 0)
 
     def _set_slot(self, txn: int) -> None:
         self.slot_txn = txn
@@ -207,10 +261,70 @@ def open_shared(lock_path: str | None) -> Shared:
         else:
             st = os.fstat(fd)
             key = (st.st_dev, st.st_ino, os.getpid())
-        s = Shared(fd)
+        try:
+            s = Shared(fd, lock_path)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)  # releases the slot locks _claim tried
+            raise
         s.key, s.users = key, 1
         _registry[key] = s
         return s
+
+
+# ---- fork ----------------------------------------------------------------
+# The parent holds every Shared's mutex across fork(), so no pin changes and no
+# writer computes a reuse bound, and waits until the child has claimed its reader
+# slots: from the first instruction of the child, its inherited snapshots are
+# visible to writers. The wait is one pipe read, taken only while a database
+# file is open.
+_every: "weakref.WeakSet[Shared]" = weakref.WeakSet()
+_handshake: list = []   # [read fd, write fd] of the fork in progress
+
+
+def _before_fork() -> None:
+    _registry_lock.acquire()
+    for s in list(_every):
+        s.mutex.acquire()
+    if any(s.mm is not None for s in _every):
+        _handshake[:] = os.pipe()
+
+
+def _after_fork_in_parent() -> None:
+    if _handshake:
+        r, w = _handshake
+        os.close(w)
+        try:
+            os.read(r, 1)   # the child claimed its slots (or died: end of file)
+        finally:
+            os.close(r)
+            _handshake.clear()
+    for s in list(_every):
+        s.mutex.release()
+    _registry_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    pid = os.getpid()
+    for key, s in list(_registry.items()):  # keyed by pid: a later open here finds it
+        del _registry[key]
+        s.key = key[:-1] + (pid,)
+        _registry[s.key] = s
+    for s in list(_every):
+        s._after_fork_in_child()
+    if _handshake:
+        r, w = _handshake
+        os.close(r)
+        os.write(w, b"1")
+        os.close(w)
+        _handshake.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 
 def close_shared(s: Shared) -> None:
@@ -221,11 +335,37 @@ def close_shared(s: Shared) -> None:
             s.close()
 
 
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
 def _open_lock_file(path: str) -> int | None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     except OSError:
         return None  # read-only directory or file: no cross-process registry
-    if os.fstat(fd).st_size < _LOCK_SIZE:
-        os.ftruncate(fd, _LOCK_SIZE)
+    try:
+        _allocate(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
+
+
+def _allocate(fd: int, path: str) -> None:
+    """Give the lock file real blocks before it is mapped: a store into a mapped hole on
+    a full disk is SIGBUS, which kills the interpreter. (posix_fallocate never changes
+    bytes already written, so a process using the file meanwhile loses nothing.)"""
+    try:
+        os.posix_fallocate(fd, 0, _LOCK_SIZE)
+        return
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise WriteFailed(f"cannot allocate the lock file {path}: {e.strerror}; free some "
+                              f"space on that file system and open the database again") from e
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    except AttributeError:
+        pass  # no posix_fallocate on this platform
+    if os.fstat(fd).st_size < _LOCK_SIZE:   # a file system that cannot preallocate
+        os.ftruncate(fd, _LOCK_SIZE)
