@@ -125,6 +125,14 @@ class ObjectDatabase(Database):
     def _update(self, change, durable: bool | None = None):
         return super()._update(change, True)
 
+    def _after_fork_in_child(self) -> None:
+        """obstore's clients do not survive fork(): a forked child must open its own handle
+        (or use the spawn start method)."""
+        super()._after_fork_in_child()
+        if not self._closed:
+            self._poison(f"{self.url} was opened before this process was forked, and the "
+                         f"object-store client does not survive fork(): open it again here")
+
     def refresh(self) -> int:
         """Look for other writers' commits now; returns the newest version."""
         self._check_open()
