@@ -4,8 +4,8 @@
 in this process. ``localstack_server()`` starts LocalStack (S3 only) in a child
 process with ``GATEWAY_SERVER=hypercorn`` bound to 127.0.0.1: it needs Python 3.13
 and ``localstack-core[runtime]``; the interpreter is ``$COWDB_LOCALSTACK_PYTHON``
-(not set up by ``.ci/run`` yet: localstack-core 2026.3.0 from PyPI found no runtime
-component plugins when started this way here; see docs/object-store.md). Each returns a ``Server`` or raises ``Unavailable``
+(``.ci/run`` makes that venv; localstack-core 2026.3.0 needs cbor2 < 5.7 and
+pyopenssl < 24.3 beside it). Each returns a ``Server`` or raises ``Unavailable``
 with the reason, which the tests show when they fall back or skip.
 """
 from __future__ import annotations

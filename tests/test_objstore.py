@@ -2,7 +2,7 @@
 
 The S3 tests start their own server on 127.0.0.1 (tests/s3server.py): the wire
 tests use moto; the races use LocalStack where it starts (it needs Python 3.13,
-see .ci/run) and moto otherwise, and say which in a warning of the test
+see tests/s3server.py) and moto otherwise, and say which in a warning of the test
 summary. Child processes use the spawn start method: obstore is not fork-safe.
 """
 from __future__ import annotations
