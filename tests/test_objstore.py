@@ -8,6 +8,7 @@ summary. Child processes use the spawn start method: obstore is not fork-safe.
 from __future__ import annotations
 
 import multiprocessing
+import uuid
 import warnings
 
 import pytest
@@ -178,3 +179,77 @@ def test_the_command_line_takes_a_url(tmp_path):
     assert r.exit_code == 0 and r.output.strip() == "v"
     with cowdb.open(url) as db:
         assert db.tags() == {"t1": 1}
+
+
+# ---- without a server: memory:// ---------------------------------------------------
+def _mem(name, **kw):
+    return cowdb.open(f"memory://{name}-{uuid.uuid4().hex}", **kw)
+
+
+def test_pages_are_reused_only_after_the_lease():
+    """lease=0 reuses freed pages as a file does; the default lease (600 s) reuses none of
+    the pages freed by this minute's commits, so the store grows more."""
+    growth = {}
+    for lease in (None, 0, 600):
+        with (cowdb.open() if lease is None else _mem("lease", lease=lease)) as db:
+            with db.write() as tx:
+                tx.update({b"k%04d" % i: b"v" * 50 for i in range(500)})
+            before = db._store.page_count
+            for i in range(30):
+                with db.write() as tx:
+                    tx[b"k%04d" % (i * 7)] = b"w%d" % i
+            growth[lease] = db._store.page_count - before
+            assert db.check().ok
+    assert growth[0] == growth[None] < growth[600], growth
+
+
+def test_racing_handles_tag_branch_and_commit():
+    url = f"memory://refs-{uuid.uuid4().hex}"
+    a, b = cowdb.open(url, refresh_interval=3600), cowdb.open(url, refresh_interval=3600)
+    with a.write() as tx:
+        tx[b"x"] = b"1"
+    b.refresh()
+    with a.write() as tx:     # b does not know this one
+        tx[b"y"] = b"2"
+    b.tag("t")                # loses the race for the txn, re-runs on the new head
+    b.branch("dev")
+    with a.write() as tx:
+        tx[b"z"] = b"3"
+    with b.write() as tx:     # rebased onto a's commit
+        tx[b"w"] = b"4"
+    a.refresh()
+    for db in (a, b):
+        db.refresh()
+        assert db.tags() == {"t": 2} and db.branches() == {"main": 4, "dev": 2}
+        assert dict(db.read()) == {b"x": b"1", b"y": b"2", b"z": b"3", b"w": b"4"}
+    a.close()
+    b.close()
+
+
+def test_gc_objects_fences_a_writer_paused_before_its_manifest():
+    """A writer that put its data object, then paused while another process collected
+    unreferenced objects (that one among them), loses its race for the manifest to the
+    fence and writes its object again: nothing it commits points to a deleted object."""
+    from test_objstore_faults import FaultyClient
+    url = f"memory://fence-{uuid.uuid4().hex}"
+    inner, _ = client_for_url(url)
+    other = cowdb.open(url, lease=0)
+    paused = FaultyClient(inner)
+    fired = []
+
+    def pause_then(op):
+        if op == "put_new" and not fired:
+            fired.append(other.gc_objects(min_age=0))   # runs while the writer is paused
+
+    paused.before = pause_then
+    from cowdb.objdb import ObjectDatabase
+    db = ObjectDatabase(client=paused, lease=0)
+    with db.write() as tx:
+        tx[b"k"] = b"v"
+    assert fired and fired[0]["deleted"] >= 1, fired
+    assert fired[0]["epoch"] == 2 and db._io.epoch == 2
+    with cowdb.open(url) as fresh:
+        assert dict(fresh.read()) == {b"k": b"v"} and fresh.check().ok
+        assert [c.version for c in fresh.log()] == [1, 0]
+    db.close()
+    other.close()

@@ -53,6 +53,7 @@ class FaultyClient(ObjectClient):
         self.fired: str | None = None
         self.healed = False
         self.only: str | None = None   # strike only this kind of request
+        self.before = None             # before(op): called before each request (tests)
 
     def heal(self) -> None:
         self.healed = True
@@ -60,6 +61,8 @@ class FaultyClient(ObjectClient):
     def _strike(self, op: str) -> str | None:
         """Which fault, if any, strikes this request."""
         i, self.n = self.n, self.n + 1
+        if self.before is not None:
+            self.before(op)
         kind = self.kind
         if kind is None or self.healed or i < self.k or self.only not in (None, op):
             return None
