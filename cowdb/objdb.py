@@ -211,9 +211,17 @@ class ObjectDatabase(Database):
         the newest one."""
         io = self._io
         min_age = io.lease if min_age is None else min_age
-        with self._writer():
-            io.bump_epoch = True
-            self._update(lambda cat, txn: None)
+        for _ in range(MAX_RETRIES):
+            try:
+                with self._writer():
+                    io.bump_epoch = True
+                    self._update(lambda cat, txn: None)
+                break
+            except ManifestConflict:
+                self._io.refresh()
+                self._reload()
+        else:
+            raise Locked(f"gc_objects() lost {MAX_RETRIES} races for the head in a row")
         live = {io.objects[loc >> 40] for loc in io.index.values()}
         fence = time.time() - min_age
         deleted = kept = 0
@@ -228,6 +236,27 @@ class ObjectDatabase(Database):
                 self.requests.delete(key)
                 deleted += 1
         return {"deleted": deleted, "kept": kept, "epoch": io.epoch}
+
+    def compact_objects(self, below: int = 1 << 20, budget: int = 64 << 20) -> dict:
+        """Copy the pages of objects smaller than ``below`` bytes (up to ``budget`` bytes
+        of pages) into one new object, published by an empty txn: reads then take fewer,
+        larger objects, and ``gc_objects()`` deletes the small ones after the lease."""
+        io = self._io
+        for _ in range(MAX_RETRIES):
+            try:
+                with self._writer():
+                    chosen = io.small_objects(below, budget)
+                    if not chosen:
+                        return {"objects": 0, "into": None}
+                    io.compact = chosen
+                    self._update(lambda cat, txn: None)
+                    return {"objects": len(chosen), "into": io.last_object}
+            except ManifestConflict:
+                self._io.refresh()
+                self._reload()
+            finally:
+                io.compact = set()
+        raise Locked(f"compact_objects() lost {MAX_RETRIES} races for the head in a row")
 
     def _listing(self, prefix: str):
         inner = self.requests.inner

@@ -253,3 +253,26 @@ def test_gc_objects_fences_a_writer_paused_before_its_manifest():
         assert [c.version for c in fresh.log()] == [1, 0]
     db.close()
     other.close()
+
+
+def test_compact_objects_then_gc_objects():
+    url = f"memory://compact-{uuid.uuid4().hex}"
+    with cowdb.open(url, lease=0) as db:
+        with db.write() as tx:
+            tx.update({b"k%04d" % i: b"v%d" % i * 10 for i in range(2000)})
+        for i in range(40):
+            with db.write() as tx:
+                tx[b"k%04d" % (i * 37)] = b"changed %d" % i
+        want = dict(db.read())
+        io = db._io
+        used = lambda: len({loc >> 40 for loc in io.index.values()})  # noqa: E731
+        before = used()
+        report = db.compact_objects()
+        assert report["objects"] >= before - 1 and used() <= 2, (report, used())
+        assert dict(db.read()) == want and db.check().ok
+        gone = db.gc_objects(min_age=0)["deleted"]
+        assert gone >= before - 2
+    with cowdb.open(url) as fresh:   # a cold open after the small objects were deleted
+        assert dict(fresh.read()) == want and fresh.check().ok
+        for v in range(1, 42):
+            fresh.at(v).close()

@@ -87,6 +87,7 @@ class ObjectIO(BlockIO):
         self._buf: dict[int, bytes] = {}  # first page -> run, for the txn being written
         self._polled = 0.0
         self.bump_epoch = False         # the next manifest fences: epoch + 1 (object gc)
+        self.compact: set[int] = set()  # the next commit copies these objects' pages too
         self.last_object: str | None = None
         self.refresh()
 
@@ -301,10 +302,16 @@ class ObjectIO(BlockIO):
         with self.lock:
             if txn <= self.head:       # a manifest of another writer was loaded meanwhile
                 raise ManifestConflict(txn)
-        runs, parts, off = [], [], 0
+        if self.compact:
+            self._copy_compacted(buf)
+        runs, parts, off, ps = [], [], 0, self.page_size
         for first in sorted(buf):
             run = buf[first]
-            runs.append((first, len(run), off))
+            if runs and runs[-1][1] % ps == 0 and runs[-1][0] + runs[-1][1] // ps == first:
+                f, n, o = runs[-1]         # it follows a run of whole pages: extend that
+                runs[-1] = (f, n + len(run), o)
+            else:
+                runs.append((first, len(run), off))
             parts.append(run)
             off += len(run)
         key = None
@@ -325,7 +332,37 @@ class ObjectIO(BlockIO):
                     self.cache.put(key, chunk // CHUNK, blob[chunk:chunk + CHUNK])
             self._apply(m)
             self.bump_epoch = False
+            self.compact = set()
             self.last_object = key
+
+    def _copy_compacted(self, buf: dict) -> None:
+        """Add to this commit's object every indexed page that lives in an object being
+        compacted (and that the commit does not write anew): the next manifest then maps
+        those pages here, and the old objects are left to object gc."""
+        ps, chosen = self.page_size, self.compact
+        with self.lock:
+            moved = [(p, loc) for p, loc in self.index.items() if loc >> SHIFT in chosen]
+        written = set()
+        for first, run in buf.items():
+            written.update(range(first, first + -(-len(run) // ps)))
+        for page, loc in sorted(moved):
+            if page not in written:
+                no, off = loc >> SHIFT, loc & MASK
+                buf[page] = self._read_object(no, off, min(ps, self.sizes[no] - off))
+
+    def small_objects(self, below: int, budget: int) -> set[int]:
+        """Objects smaller than ``below`` bytes, whose indexed pages total at most
+        ``budget`` bytes: what compaction should merge."""
+        with self.lock:
+            live: dict[int, int] = {}
+            for loc in self.index.values():
+                live[loc >> SHIFT] = live.get(loc >> SHIFT, 0) + 1
+        chosen, total = set(), 0
+        for no, pages in sorted(live.items()):
+            if self.sizes[no] < below and total + pages * self.page_size <= budget:
+                chosen.add(no)
+                total += pages * self.page_size
+        return chosen if len(chosen) > 1 else set()
 
     def _write_checkpoint(self, txn, key, blob, runs) -> tuple:
         with self.lock:
