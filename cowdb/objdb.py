@@ -80,6 +80,13 @@ class _HeadView:
 
 
 class ObjectDatabase(Database):
+    def __new__(cls, *args, io=None, **kw):
+        if io is not None:  # Versions.compact() builds its copy with type(self)(io=...):
+            db = Database.__new__(Database)  # a file, not an object store
+            db.__init__(io=io, **kw)
+            return db
+        return super().__new__(cls)
+
     def __init__(self, url: str | None = None, *, readonly: bool = False,
                  timeout: float | None = 5.0, page_size: int = 4096,
                  cache_nodes: int = 65536, codec="bytes", client: ObjectClient | None = None,

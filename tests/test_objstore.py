@@ -276,3 +276,13 @@ def test_compact_objects_then_gc_objects():
         assert dict(fresh.read()) == want and fresh.check().ok
         for v in range(1, 42):
             fresh.at(v).close()
+
+
+def test_compact_an_object_store_database_into_a_file(tmp_path):
+    with _mem("tofile") as db:
+        with db.write() as tx:
+            tx.update({b"k%03d" % i: b"v" for i in range(100)})
+        db.tag("t")
+        db.compact(str(tmp_path / "copy.cow"))
+    with cowdb.open(str(tmp_path / "copy.cow")) as copy:
+        assert len(copy.read()) == 100 and copy.tags() == {"t": 1}
