@@ -57,6 +57,9 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
     pending: dict       # ref changes the meta record carries (see history/catalog.py)
     pending_log: bytes  # the same, as the record carries them
     meta: Meta          # the meta record of txn (its free list, page count)
+    commits: dict       # version -> Commit, looked up so far: shared by the states that
+                        # follow until a txn drops or rewrites commits (gc), then a new one,
+                        # so a reader of an older state never caches into a newer one
 
 
 @dataclass(slots=True)
@@ -96,7 +99,7 @@ class Database(Versions):
         self._closed = False
         self._poisoned: str | None = None
         self._refresh_lock = threading.Lock()
-        self._commits: dict[int, Commit] = {}
+        self._new: Commit | None = None   # the commit being written (writer only)
         self._wrote = False       # this handle committed: close() records a checkpoint
         self._tx = None   # a weak reference to the open write transaction of this handle:
                           # dropped, it aborts (Transaction.__del__) and frees the lock
@@ -208,7 +211,7 @@ class Database(Versions):
         if head is None:
             raise Corruption("the catalog has no head for branch main")
         return _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending, cat.log,
-                      meta)
+                      meta, {})
 
     def _map_meta(self) -> None:
         """Map the meta slots: noticing another process's commit is then two loads."""
@@ -259,7 +262,6 @@ class Database(Versions):
                     if self._writing or meta.txn <= self._state.txn:
                         return self._state
                     self._store.adopt(slot, meta, durable=False)
-                    self._commits.clear()  # the other process may have reclaimed some
                     self._state = self._load_state(meta)
                     self._foreign = True
                     return self._state
@@ -286,8 +288,13 @@ class Database(Versions):
         """The catalog of a state the caller has pinned (or holds the writer lock on)."""
         return Catalog(Tree(self._nodes, st.catalog), st.pending, st.pending_log)
 
+    @property
+    def _commits(self) -> dict:
+        """The commit records the newest state has cached (see _State.commits)."""
+        return self._state.commits
+
     def _commit_record(self, st: _State, version: int) -> Commit:
-        c = self._commits.get(version)
+        c = st.commits.get(version)
         if c is None:
             if type(version) is not int:
                 raise InvalidType(f"a version is an int, a tag or branch name, or a datetime; "
@@ -299,7 +306,7 @@ class Database(Versions):
                                            f"rule and reclaimed by gc(); it cannot be read")
                 raise VersionNotFound(f"version {version} does not exist (the newest is "
                                       f"{st.version})")
-            self._commits[version] = c
+            st.commits[version] = c
         return c
 
     # ---- public reading ------------------------------------------------
@@ -527,12 +534,13 @@ class Database(Versions):
         bound = self._store.durable_txn
         return bound if oldest is None else min(bound, oldest)
 
-    def _update(self, change, durable: bool | None = None):
+    def _update(self, change, durable: bool | None = None, forget: bool = False):
         """Run ``change(catalog, txn)`` as one atomic txn and publish it (writer lock held).
 
         Every write path goes through here: commits, tags, branches,
         retention, gc. On any error the store rolls back and nothing of the
-        change is visible.
+        change is visible. ``forget``: the change drops or rewrites commits, so the new
+        state starts with no cached commit records.
         """
         self._check_open()
         store, st = self._store, self._state
@@ -553,7 +561,7 @@ class Database(Versions):
             self._shared.check_identity()  # the lock file replaced since the lock was taken?
             meta = store.publish(cat.tree.write(txn), pending, durable)
         except BaseException as e:
-            self._commits.pop(st.version + 1, None)  # a commit record _new_commit cached
+            self._new = None
             try:
                 store.rollback()
             except Exception as again:  # cannot even reread the last state: stop here
@@ -563,14 +571,19 @@ class Database(Versions):
             if getattr(e, "uncertain", False):
                 self._poison(str(e))
             raise
+        commits = {} if forget else st.commits
+        new, self._new = self._new, None
+        if new is not None:
+            commits[new.version] = new  # published: readers may now look it up
         if wrote_catalog or MAIN_HEAD in cat.pending:
             main = cat.head("main")
-            head = self._commits.get(main) or cat.commit(main)  # gc drops what it rewrites
+            head = commits.get(main) or cat.commit(main)
         else:
             head = st.head  # neither a catalog page nor a pending change moved main
         # a txn that wrote no catalog page added no commit: no walk for the newest version
         version = cat.last_version() if wrote_catalog else st.version
-        self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log, meta)
+        self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log, meta,
+                             commits)
         self._wrote = True
         return result
 
@@ -584,7 +597,7 @@ class Database(Versions):
         c = Commit(version, now, root, count, parents, message, author, branch, txn, stats)
         cat.put_commit(c)
         cat.set_ref(BRANCH, branch, version)
-        self._commits[version] = c
+        self._new = c  # cached once published: a reader in the window must not find it
         return c
 
     def _commit(self, tx: Transaction) -> int:
@@ -606,7 +619,8 @@ class Database(Versions):
         first, see locks.py): a write transaction open at the fork stays the parent's,
         so its copy here is closed without releasing anything (the child holds no
         writer lock), and the store forgets what that transaction had allocated."""
-        self._refresh_lock = threading.Lock()
+        self._refresh_lock, self._end_lock = threading.Lock(), threading.Lock()
+        self._new = None   # a commit a parent thread was writing: not this process's
         ref, self._tx = self._tx, None
         tx = None if ref is None else ref()
         if tx is not None:

@@ -101,12 +101,12 @@ class Shared:
             holder, abandoned = self.writer_thread, self.abandoned
             if holder is not None and not holder.is_alive() and abandoned is not None:
                 abandoned(holder)
-            wait = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
-            if wait <= 0:
+            left = None if deadline is None else deadline - time.monotonic()
+            if self.writer.acquire(timeout=0.05 if left is None else max(0.0, min(0.05, left))):
+                return
+            if left is not None and left <= 0.05:
                 raise Locked(f"another thread held the writer lock for {timeout} s; try again "
                              f"or pass a larger timeout=")
-            if self.writer.acquire(timeout=wait):
-                return
 
     def _lock_file(self, deadline, timeout) -> None:
         delay = 0.001
@@ -262,7 +262,7 @@ def open_shared(lock_path: str | None) -> Shared:
             st = os.fstat(fd)
             key = (st.st_dev, st.st_ino, os.getpid())
         try:
-            s = Shared(fd, lock_path)
+            s = Shared(fd, os.path.abspath(lock_path))  # compared after any chdir()
         except BaseException:
             if fd is not None:
                 os.close(fd)  # releases the slot locks _claim tried

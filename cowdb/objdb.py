@@ -129,8 +129,8 @@ class ObjectDatabase(Database):
     def _reuse_bound(self) -> int:
         return min(super()._reuse_bound(), self._io.reuse_bound())
 
-    def _update(self, change, durable: bool | None = None):
-        return super()._update(change, True)
+    def _update(self, change, durable: bool | None = None, **kw):
+        return super()._update(change, True, **kw)
 
     def _after_fork_in_child(self) -> None:
         """obstore's clients do not survive fork(): a forked child must open its own handle
@@ -163,8 +163,7 @@ class ObjectDatabase(Database):
             slot, meta = self._store.candidates()[0]
             if meta.txn > self._state.txn:
                 self._store.adopt(slot, meta)
-                self._commits.clear()
-                self._state = self._load_state(meta)
+                self._state = self._load_state(meta)  # with a fresh commit-record cache
         return self._state
 
     def _commit(self, tx) -> int:

@@ -273,10 +273,12 @@ class Transaction(_Reader, MutableMapping):
         # dropped while open (its thread ended, or the last reference went): abort, so the
         # writer lock is not held until db.close(), and warn as an unclosed file does
         if getattr(self, "_tree", None) is not None:
-            warnings.warn(f"write transaction on {self.branch!r} from version "
-                          f"{self._head.version} was dropped without commit() or abort(); "
-                          f"it was aborted", ResourceWarning, source=self)
-            self.abort()
+            try:
+                warnings.warn(f"write transaction on {self.branch!r} from version "
+                              f"{self._head.version} was dropped without commit() or abort(); "
+                              f"it was aborted", ResourceWarning, source=self)
+            finally:  # (at interpreter exit warnings may be half torn down)
+                self.abort()
 
     def __repr__(self):
         state = "closed" if self._tree is None else f"{len(self)} keys"

@@ -134,7 +134,7 @@ class Versions:
             n = 0
             cat = self._catalog(st)
             while v is not None and (limit is None or n < limit):
-                c = self._commits.get(v) or cat.commit(v)
+                c = st.commits.get(v) or cat.commit(v)
                 if c is None:  # older history was reclaimed
                     return
                 yield c
@@ -255,7 +255,7 @@ class Versions:
             done.add(v)
             if flags[v] == 3:
                 return v
-            c = self._commits.get(v) or cat.commit(v)
+            c = st.commits.get(v) or cat.commit(v)
             for p in (c.parents if c is not None else ()):
                 if p not in flags:
                     heappush(heap, -p)
@@ -390,9 +390,8 @@ class Versions:
                         cat.put_commit(c)
                     for page, n in garbage:
                         store.free(page, n)
-                    for c in dropped + rewired:  # before _update reads main's head back
-                        self._commits.pop(c.version, None)
-                self._update(change)
+                self._update(change, forget=True)  # readers may cache what it drops until
+                                                   # it publishes: the new state forgets them
                 report.versions_dropped = len(dropped)
                 report.pages_freed = sum(n for _, n in garbage)
                 report.bytes_freed = report.pages_freed * store.page_size

@@ -736,3 +736,72 @@ def test_a_no_sync_branch_is_made_durable_by_the_next_durable_commit():
         tx[b"k"] = b"x"
     assert after_power_loss() == ({"main": 3, "dev": 2, "fix": 1}, 3)
     db.close()
+
+
+# ---- a fault while another thread reads inside the publish window (issue 13) ----------
+WINDOW_FAULTS = {"eio": "flushed", "torn": "flushed", "power": "flushed",
+                 "power_torn": "flushed", "fsync": "meta"}
+
+
+@pytest.mark.parametrize("what", ["commit", "gc"])
+@pytest.mark.parametrize("kind", sorted(WINDOW_FAULTS))
+def test_a_fault_in_the_publish_window_while_a_thread_reads(kind, what):
+    """A commit (or gc) runs in a thread; at its window point another thread reads every
+    version and check()s, then the very next device operation of the writer fails (the
+    meta record's pwrite, or the fsync after it). The reader saw the published state; the
+    handle stays at it (or is closed, after a failed fsync); the disk opens as the state
+    before the change or, where the change may have landed, the one after."""
+    from windows import in_window
+    io = FaultyIO(base_image())
+    db = cowdb.open(io=io, page_size=PAGE_SIZE)
+    contents = {0: {}}
+    for v in range(1, 6):
+        with db.write() as tx:
+            tx.update({b"k%03d" % i: b"%d" % v * (v * 20) for i in range(0, 120, v)})
+        contents[v] = dict(db.read())
+    if what == "gc":
+        db.set_retention(keep_last=2)
+    after = {v: c for v, c in contents.items() if v >= 4} if what == "gc" else \
+        {**contents, 6: {**contents[5], b"new": b"1"}}
+
+    def write():
+        if what == "gc":
+            return db.gc()
+        with db.write() as tx:
+            tx[b"new"] = b"1"
+
+    seen = []
+
+    def read_then_arm():
+        seen.append(({v: dict(db.at(v)) for v in contents}, db.check().errors))
+        io.kind, io.k = kind, len(io.ops)   # the writer's next device operation fails
+
+    with pytest.raises((WriteFailed, PowerLoss)):
+        in_window(db, write, read_then_arm, WINDOW_FAULTS[kind])
+    assert io.fired, "the fault never struck"
+    assert seen == [(contents, [])]       # the reader saw the published state, whole
+
+    def holds(d, want) -> bool:
+        for v in range(0, 8):
+            try:
+                got = dict(d.at(v))
+            except VersionNotFound:
+                got = None
+            if got != want.get(v):
+                return False
+        return d.check().ok
+
+    if kind in ("eio", "torn"):        # the change was not applied: the handle says so
+        assert holds(db, contents)
+        db.close()
+    elif kind == "fsync":
+        with pytest.raises(DatabaseClosed):
+            db.read()                    # closed: whether the change landed is unknown
+    images = [io.crash_image()] + ([bytes(io.live)] if kind == "fsync" else [])
+    for image in images:
+        d = cowdb.open(io=MemoryIO(image), page_size=PAGE_SIZE)
+        try:
+            allowed = [contents] + ([after] if kind == "fsync" else [])
+            assert any(holds(d, want) for want in allowed)
+        finally:
+            d.close()

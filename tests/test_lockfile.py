@@ -59,6 +59,18 @@ def test_a_lock_file_deleted_or_replaced_stops_this_process_writing(path, how):
     assert _content(path) == {b"a": b"1", b"child": b"1"}
 
 
+def test_a_relative_path_keeps_working_after_chdir(tmp_path, monkeypatch):
+    """The identity check stats the lock file by its absolute path: a chdir() after
+    opening by a relative path is not a replaced lock file."""
+    monkeypatch.chdir(tmp_path)
+    db = cowdb.open("rel.cow")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with db.write() as tx:
+        tx[b"k"] = b"v"
+    db.close()
+
+
 def test_a_lock_file_deleted_during_a_transaction_fails_its_commit(path):
     db = cowdb.open(path)
     with db.write() as tx:

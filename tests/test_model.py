@@ -8,6 +8,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, inva
 import cowdb
 from conftest import KINDS, check_store_counters, forget, location, model_settings
 from cowdb.errors import TransactionClosed
+from windows import in_window
 
 # Few distinct keys so that updates and deletes hit existing ones; some values
 # are big enough to go to overflow pages, some keys long enough to split fast.
@@ -33,13 +34,16 @@ class DatabaseModel(RuleBasedStateMachine):
         self.versions = {}
         self.open_snaps = []
 
-    @initialize(kind=st.sampled_from(KINDS), page_size=st.sampled_from([1024, 4096]))
-    def open_db(self, kind, page_size):
+    @initialize(kind=st.sampled_from(KINDS), page_size=st.sampled_from([1024, 4096]),
+                cache_nodes=st.sampled_from([16, 65536]))
+    def open_db(self, kind, page_size, cache_nodes):
         self.in_memory = kind == "memory"
         self.path = location(kind, self.dir)
         # one handle per object store here: lease=0 reuses pages at once, as a file does
         self.options = {"lease": 0} if "://" in kind else {}
-        self.db = cowdb.open(self.path, page_size=page_size, **self.options)
+        # a small node cache evicts often: threads below meet inside it
+        self.db = cowdb.open(self.path, page_size=page_size, cache_nodes=cache_nodes,
+                             **self.options)
         self.versions[0] = {}
 
     def teardown(self):
@@ -89,6 +93,35 @@ class DatabaseModel(RuleBasedStateMachine):
     def commit(self):
         v = self.tx.commit()
         assert v == max(self.versions) + 1
+        self.versions[v] = self.live
+        self.tx = None
+        assert self.db.version == v
+
+    @precondition(lambda self: self.tx is not None)
+    @rule(point=st.sampled_from(["flushed", "meta"]), data=st.data())
+    def commit_while_another_thread_reads(self, point, data):
+        """The commit runs in a thread; this one reads inside its publish window (issue
+        13): the newest version, an older one, check(); all as published before it."""
+        before = self.db.version
+        old = data.draw(st.sampled_from(sorted(self.versions)))
+        snap = data.draw(st.sampled_from(self.open_snaps)) if self.open_snaps else None
+
+        def read():
+            with self.db.read() as s:
+                head = (s.version, dict(s.items()))
+            with self.db.at(old) as s:
+                older = dict(s.items())
+            mine = None if snap is None or snap._tree is None else dict(snap.items())
+            return head, older, mine, self.db.version, self.db.check().errors
+
+        v, (head, older, mine, version, errors), fired = in_window(self.db, self.tx.commit,
+                                                                   read, point)
+        assert fired
+        assert head == (before, self.versions[before])
+        assert older == self.versions[old]
+        assert mine is None or mine == self.versions[snap.version]
+        assert version == before and errors == []
+        assert v == before + 1
         self.versions[v] = self.live
         self.tx = None
         assert self.db.version == v

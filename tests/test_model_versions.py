@@ -17,6 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import cowdb
 from conftest import KINDS, check_store_counters, forget, location, model_settings
 from cowdb.errors import MergeConflict, RefExists, VersionReclaimed
+from windows import in_window
 
 KEYS = [b"k%02d" % i for i in range(40)]
 keys = st.sampled_from(KEYS)
@@ -29,6 +30,17 @@ resolves = st.sampled_from([None, "ours", "theirs", "fn"])
 
 def fn_resolve(key, base, ours, theirs):
     return None if ours is None else ours + b"!"
+
+
+def write_changes(tx, content: dict, changes) -> None:
+    """Apply (key, value or None to delete) pairs to a transaction and its model dict."""
+    for k, v in changes:
+        if v is None:
+            tx.delete(k)
+            content.pop(k, None)
+        else:
+            tx[k] = v
+            content[k] = v
 
 
 def model_merge(base, ours, theirs, resolve):
@@ -101,13 +113,7 @@ class VersionsModel(RuleBasedStateMachine):
         branch = data.draw(st.sampled_from(sorted(self.heads)))
         content = dict(self.content[self.heads[branch]])
         with self.db.write(branch=branch, message="c", durability=durability) as tx:
-            for k, v in changes:
-                if v is None:
-                    tx.delete(k)
-                    content.pop(k, None)
-                else:
-                    tx[k] = v
-                    content[k] = v
+            write_changes(tx, content, changes)
         assert tx.version == self._new_version(branch, content, (self.heads[branch],))
         assert self.db.branches() == self.heads
 
@@ -236,6 +242,9 @@ class VersionsModel(RuleBasedStateMachine):
     @rule()
     def gc(self):
         self.db.gc()
+        self.gc_model()
+
+    def gc_model(self):
         if self.keep_last is None:
             return
         existing = self._existing()
@@ -244,6 +253,55 @@ class VersionsModel(RuleBasedStateMachine):
         self.reclaimed |= set(existing) - keep
         event(f"gc reclaimed {len(set(existing) - keep)}")
         assert self.db.check().ok
+
+    @rule(data=st.data(), changes=ops, point=st.sampled_from(["flushed", "meta"]),
+          gc=st.booleans())
+    def write_while_another_thread_reads(self, data, changes, point, gc):
+        """A commit on a branch, or gc(), runs in a thread; this one reads inside its
+        publish window (issue 13) through both handles: kept versions, open snapshots,
+        refs, check(), all as published before it. gc frees pages those reads use."""
+        before = self._existing()
+        recent = before[-4:]
+        if gc:
+            write = self.db.gc
+        else:
+            branch = data.draw(st.sampled_from(sorted(self.heads)))
+            content = dict(self.content[self.heads[branch]])
+
+            def write():
+                with self.db.write(branch=branch, message="t") as tx:
+                    write_changes(tx, content, changes)
+                return tx.version
+
+        heads_after = dict(self.heads)
+        if not gc:
+            heads_after[branch] = max(self.content) + 1
+
+        def read():
+            out = []
+            for v in recent:  # this handle: the state published before the write
+                with self.db.at(v) as snap:
+                    out.append(dict(snap.items()) == self.content[v])
+            out.append(self.db.branches() == self.heads and self.db.tags() == self.tags)
+            out += [dict(s.items()) == want for s, want in self.snaps]
+            if self.reader is not None:  # another handle, as another process: it may see
+                for v in recent:         # the meta record already, so old or new
+                    try:
+                        with self.reader.at(v) as snap:
+                            out.append(dict(snap.items()) == self.content[v])
+                    except VersionReclaimed:
+                        out.append(gc and point == "meta")
+                out.append(self.reader.branches() in (self.heads, heads_after))
+            out.append(self.db.check().errors)
+            return out
+
+        result, got, fired = in_window(self.db, write, read, point)
+        if fired or not gc:  # gc with nothing to drop writes no txn
+            assert got[:-1] == [True] * (len(got) - 1) and got[-1] == []
+        if gc:
+            self.gc_model()
+        else:
+            assert result == self._new_version(branch, content, (self.heads[branch],))
 
     # ---- reads -----------------------------------------------------------
     @rule(data=st.data())

@@ -358,3 +358,43 @@ def _child_can_write(path) -> bool:
     done = subprocess.run([sys.executable, "-c", code, path], cwd=root, capture_output=True,
                           text=True, timeout=60)
     return done.returncode == 0
+
+
+# ---- the commit-record cache ----------------------------------------------------------------
+
+@pytest.mark.parametrize("point", ["flushed", "meta"])
+def test_a_version_looked_up_inside_gc_window_is_not_served_after_gc(path, point):
+    """A reader in gc's window looks up a version gc drops (correctly: the published
+    state still has it). Its cached record must not outlive gc's publication."""
+    from windows import in_window
+    db = cowdb.open(path)
+    for i in range(3):
+        with db.write() as tx:
+            tx[b"k"] = b"%d" % i
+    db.set_retention(keep_last=1)
+    _, got, fired = in_window(db, db.gc, lambda: dict(db.at(1)), point)
+    assert fired and got == {b"k": b"0"}
+    with pytest.raises(cowdb.errors.VersionReclaimed):
+        db.at(1)
+    assert db.check().ok
+    db.close()
+
+
+@pytest.mark.parametrize("point", ["flushed", "meta"])
+def test_the_version_being_committed_is_not_readable_inside_its_window(path, point):
+    from windows import in_window
+    db = cowdb.open(path)
+    tx = db.write()
+    tx[b"k"] = b"new"
+
+    def read():
+        try:
+            db.at(1)
+        except cowdb.errors.VersionNotFound:
+            return "not found"
+        return "found"
+
+    v, got, fired = in_window(db, tx.commit, read, point)
+    assert fired and v == 1 and got == "not found"
+    assert dict(db.at(1)) == {b"k": b"new"}
+    db.close()

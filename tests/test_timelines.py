@@ -7,7 +7,7 @@ from hypothesis import given, settings
 import cowdb
 from cowdb.errors import (InvalidKey, InvalidMerge, MergeConflict, ProtectedBranch, RefExists,
                           RefNotFound, VersionReclaimed)
-from test_model_versions import fn_resolve, model_merge
+from test_model_versions import fn_resolve, model_merge, write_changes
 
 KEYS = [b"k%03d" % i for i in range(120)]
 changes = st.dictionaries(st.sampled_from(KEYS), st.one_of(st.none(), st.sampled_from(
@@ -15,13 +15,7 @@ changes = st.dictionaries(st.sampled_from(KEYS), st.one_of(st.none(), st.sampled
 
 
 def apply(tx, model, edits):
-    for k, v in edits.items():
-        if v is None:
-            tx.delete(k)
-            model.pop(k, None)
-        else:
-            tx[k] = v
-            model[k] = v
+    write_changes(tx, model, edits.items())
 
 
 @settings(max_examples=60, deadline=None)
