@@ -17,7 +17,8 @@ with these differences, each in its own method below:
 - every commit is durable (a manifest PUT that returned is), so there is no
   checkpoint on close;
 - pages are reused only after the lease (ObjectIO.reuse_bound);
-- ``gc_objects()`` deletes objects no page references any more, behind a fence.
+- ``gc_objects()`` deletes objects no page references any more, behind a fence;
+  ``compact_objects()`` copies the pages of small objects into one.
 """
 from __future__ import annotations
 
@@ -228,7 +229,8 @@ class ObjectDatabase(Database):
                 self._reload()
         else:
             raise Locked(f"gc_objects() lost {MAX_RETRIES} races for the head in a row")
-        live = {io.objects[loc >> 40] for loc in io.index.values()}
+        with io.lock:  # a reader thread's poll may be adding to the index
+            live = {io.objects[loc >> 40] for loc in io.index.values()}
         fence = time.time() - min_age
         deleted = kept = 0
         for prefix in (DATA_PREFIX, INDEX_PREFIX):
