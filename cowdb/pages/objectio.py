@@ -286,6 +286,9 @@ class ObjectIO(BlockIO):
     def truncate(self, size: int) -> None:
         pass  # pages past the page count are unreachable; object gc drops their objects
 
+    def reserve(self, size: int) -> None:
+        pass  # a bucket does not fill up: nothing to set aside (and no zeros to upload)
+
     def close(self) -> None:
         self.client.close()
 
