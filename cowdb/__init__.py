@@ -43,7 +43,7 @@ __version__ = "0.1.0"
 
 def open(path=None, *, readonly: bool = False, durability: str = "sync",
          timeout: float | None = 5.0, page_size: int = 4096, cache_nodes: int = 65536,
-         io=None, codec=None, recover: bool = False) -> "Database":
+         io=None, codec=None, recover: bool = False, **store_options) -> "Database":
     """Open (or create) the database at ``path``; no path: a new in-memory database.
 
     ``durability="sync"`` makes a commit durable when it returns; ``"none"``
@@ -56,7 +56,25 @@ def open(path=None, *, readonly: bool = False, durability: str = "sync",
     ``recover=True`` opens a damaged file at its newest version whose whole tree
     verifies (rewriting its catalog and free list); ``db.recovery`` then tells which
     versions were lost (see cowdb.recovery).
+
+    ``path`` may be a URL: ``s3://bucket/prefix``, ``gs://``, ``az://``,
+    ``file:///folder`` or ``memory://name`` open the database on an object store
+    (docs/object-store.md; needs ``pip install 'cowdb[s3]'``), and take these
+    ``store_options``: ``options`` (dict for obstore: endpoint, region, keys...),
+    ``cache_dir``, ``cache_bytes``, ``lease``, ``refresh_interval``, ``client``.
     """
+    from .objdb import ObjectDatabase, is_url
+    if is_url(path):
+        if recover:
+            from .errors import InvalidValue
+            raise InvalidValue("recover=True applies to a file; an object store's manifests "
+                               "name only verified commits: open the URL without it")
+        return ObjectDatabase(path, readonly=readonly, timeout=timeout, page_size=page_size,
+                              cache_nodes=cache_nodes, codec=codec, durability=durability,
+                              **store_options)
+    if store_options:
+        raise TypeError(f"unexpected options {sorted(store_options)} (they apply to "
+                        f"object-store URLs only)")
     from .db import Database
     return Database(path, readonly=readonly, durability=durability, timeout=timeout,
                     page_size=page_size, cache_nodes=cache_nodes, io=io, codec=codec,

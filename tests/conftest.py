@@ -37,3 +37,35 @@ def check_store_counters(db) -> None:
 def path(tmp_path):
     """A fresh database path in a temporary folder."""
     return str(tmp_path / "test.cow")
+
+
+# ---- where a model test's database lives --------------------------------------
+# "memory" and "file" are the embedded kinds; "memory://" and "file://" put the same
+# database on an object store (obstore's MemoryStore and LocalStore): every model test
+# runs on all four when obstore is installed.
+try:
+    import obstore  # noqa: F401
+    KINDS = ["memory", "file", "memory://", "file://"]
+except ImportError:
+    KINDS = ["memory", "file"]
+if os.environ.get("COWDB_KINDS"):   # e.g. COWDB_KINDS=memory://,file:// to run only those
+    KINDS = os.environ["COWDB_KINDS"].split(",")
+
+
+def location(kind: str, folder: str) -> str | None:
+    """The path or URL a model opens for ``kind`` (None: an in-memory database)."""
+    import uuid
+    if kind == "memory":
+        return None
+    if kind == "file":
+        return folder + "/model.cow"
+    if kind == "memory://":
+        return f"memory://model-{uuid.uuid4().hex}"
+    return f"file://{folder}/store"
+
+
+def forget(url) -> None:
+    """Drop a memory:// store from the process (models make hundreds)."""
+    if isinstance(url, str) and url.startswith("memory://"):
+        from cowdb.pages.objclient import _memory_stores
+        _memory_stores.pop(url[len("memory://"):], None)

@@ -6,7 +6,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, inva
                                  precondition, rule)
 
 import cowdb
-from conftest import check_store_counters, model_settings
+from conftest import KINDS, check_store_counters, forget, location, model_settings
 from cowdb.errors import TransactionClosed
 from windows import in_window
 
@@ -34,13 +34,16 @@ class DatabaseModel(RuleBasedStateMachine):
         self.versions = {}
         self.open_snaps = []
 
-    @initialize(in_memory=st.booleans(), page_size=st.sampled_from([1024, 4096]),
+    @initialize(kind=st.sampled_from(KINDS), page_size=st.sampled_from([1024, 4096]),
                 cache_nodes=st.sampled_from([16, 65536]))
-    def open_db(self, in_memory, page_size, cache_nodes):
-        self.in_memory = in_memory
+    def open_db(self, kind, page_size, cache_nodes):
+        self.in_memory = kind == "memory"
+        self.path = location(kind, self.dir)
+        # one handle per object store here: lease=0 reuses pages at once, as a file does
+        self.options = {"lease": 0} if "://" in kind else {}
         # a small node cache evicts often: threads below meet inside it
-        self.db = cowdb.open(None if in_memory else self.path, page_size=page_size,
-                             cache_nodes=cache_nodes)
+        self.db = cowdb.open(self.path, page_size=page_size, cache_nodes=cache_nodes,
+                             **self.options)
         self.versions[0] = {}
 
     def teardown(self):
@@ -50,6 +53,7 @@ class DatabaseModel(RuleBasedStateMachine):
             s.close()
         if self.db is not None:
             self.db.close()
+        forget(self.path)
 
     # ---- writing -------------------------------------------------------
     @precondition(lambda self: self.tx is None)
@@ -178,7 +182,7 @@ class DatabaseModel(RuleBasedStateMachine):
             s.close()
         self.open_snaps.clear()
         self.db.close()
-        self.db = cowdb.open(self.path)
+        self.db = cowdb.open(self.path, **self.options)
 
     @rule(s=snaps)
     def close_snapshot(self, s):

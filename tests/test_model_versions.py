@@ -15,7 +15,7 @@ from hypothesis import event
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import cowdb
-from conftest import check_store_counters, model_settings
+from conftest import KINDS, check_store_counters, forget, location, model_settings
 from cowdb.errors import MergeConflict, RefExists, VersionReclaimed
 from windows import in_window
 
@@ -71,13 +71,16 @@ class VersionsModel(RuleBasedStateMachine):
         self.path = tempfile.mkdtemp() + "/v.cow"
         self.db = self.reader = None
 
-    @initialize(in_memory=st.booleans())
-    def open_db(self, in_memory):
-        self.in_memory = in_memory
-        self.db = cowdb.open(None if in_memory else self.path, page_size=1024)
+    @initialize(kind=st.sampled_from(KINDS))
+    def open_db(self, kind):
+        self.in_memory = kind == "memory"
+        self.kind = kind
+        self.path = location(kind, os.path.dirname(self.path))
+        self.db = cowdb.open(self.path, page_size=1024)
         # a second handle on the file: it adopts every change (pending ref changes in the
         # meta record included) the way another process does
-        self.reader = None if in_memory else cowdb.open(self.path, readonly=True)
+        self.reader = None if self.in_memory else cowdb.open(
+            self.path, readonly=True, **({"refresh_interval": 0} if "://" in kind else {}))
         self.content = {0: {}}
         self.parents = {0: ()}
         self.heads = {"main": 0}
@@ -92,6 +95,7 @@ class VersionsModel(RuleBasedStateMachine):
         for db in (self.db, self.reader):
             if db is not None:
                 db.close()
+        forget(self.path)
 
     def _new_version(self, branch, content, parents):
         v = max(self.content) + 1
@@ -344,7 +348,7 @@ class VersionsModel(RuleBasedStateMachine):
         self.db.close()
         self.db = cowdb.open(self.path)
 
-    @precondition(lambda self: not self.in_memory)
+    @precondition(lambda self: self.kind == "file")
     @rule()
     def open_a_copy_as_a_crash_leaves_it(self):
         """The file as a kill -9 now would leave it (the page cache has every write that

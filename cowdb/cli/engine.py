@@ -11,7 +11,13 @@ from . import fmt
 
 def open_db(path: str, *, write: bool = False, create: bool = False,
             timeout: float | None = None):
-    """Open the database at path, refusing to create one unless ``create``."""
+    """Open the database at path, refusing to create one unless ``create``. A URL
+    (s3://, gs://, az://, file://, memory://) opens it on an object store."""
+    from ..objdb import is_url
+    if is_url(path):
+        if not write and not create:
+            return cowdb.open(path, readonly=True)
+        return cowdb.open(path, **({} if timeout is None else {"timeout": timeout}))
     if not os.path.exists(path):
         if not create:
             raise click.ClickException(

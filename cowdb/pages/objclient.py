@@ -1,0 +1,224 @@
+"""The seam between cowdb and an object store: six calls, three errors.
+
+Everything the object-store layer (``objectio.py``) asks of a bucket goes
+through an ``ObjectClient``: put an object, put one only if absent (the
+commit point), get all or a byte range of one, list keys after a key, and
+delete. ``ObstoreClient`` implements it over obstore (S3, GCS, Azure, local
+folders, memory); the fault tests slip a faulty client in between.
+
+Errors a client raises, whatever the backend:
+
+- ``ObjectNotFound``: no object at that key;
+- ``ObjectExists``: ``put_new`` found the key taken (another writer won);
+- ``TransientError``: a request failed in a way that may heal (5xx, SlowDown,
+  a timeout, a reset connection). The request **may have succeeded**: a put
+  that times out can still land, so callers resolve it by reading back.
+"""
+from __future__ import annotations
+
+import os
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+
+class ObjectNotFound(KeyError):
+    pass
+
+
+class ObjectExists(Exception):
+    pass
+
+
+class TransientError(OSError):
+    """A request that may be retried; it may also have taken effect."""
+
+
+class ObjectClient:
+    """The contract. Keys are '/'-separated strings below the database's prefix."""
+
+    def put(self, key: str, data: bytes) -> None: raise NotImplementedError
+    def put_new(self, key: str, data: bytes) -> None: raise NotImplementedError
+    def get(self, key: str) -> bytes: raise NotImplementedError
+    def get_range(self, key: str, start: int, end: int) -> bytes: raise NotImplementedError
+    def list_after(self, prefix: str, after: str | None) -> list[str]: raise NotImplementedError
+    def delete(self, key: str) -> None: raise NotImplementedError
+    def close(self) -> None: pass
+
+
+class CountingClient(ObjectClient):
+    """Counts requests and bytes by kind (for stats and the benchmark)."""
+
+    def __init__(self, inner: ObjectClient):
+        self.inner = inner
+        self.counts = {"put": 0, "put_new": 0, "get": 0, "get_range": 0, "list": 0,
+                       "delete": 0}
+        self.bytes_up = self.bytes_down = 0
+
+    def put(self, key, data):
+        self.counts["put"] += 1
+        self.bytes_up += len(data)
+        self.inner.put(key, data)
+
+    def put_new(self, key, data):
+        self.counts["put_new"] += 1
+        self.bytes_up += len(data)
+        self.inner.put_new(key, data)
+
+    def get(self, key):
+        self.counts["get"] += 1
+        data = self.inner.get(key)
+        self.bytes_down += len(data)
+        return data
+
+    def get_range(self, key, start, end):
+        self.counts["get_range"] += 1
+        data = self.inner.get_range(key, start, end)
+        self.bytes_down += len(data)
+        return data
+
+    def list_after(self, prefix, after):
+        self.counts["list"] += 1
+        return self.inner.list_after(prefix, after)
+
+    def delete(self, key):
+        self.counts["delete"] += 1
+        self.inner.delete(key)
+
+    def close(self):
+        self.inner.close()
+
+
+def _is_transient(e: Exception) -> bool:
+    text = str(e).lower()
+    return any(w in text for w in ("timeout", "timed out", "503", "500", "502", "504",
+                                   "slowdown", "slow down", "connection", "reset",
+                                   "temporarily", "internalerror", "throttl"))
+
+
+class ObstoreClient(ObjectClient):
+    """An ObjectClient over an obstore store (imported only when used)."""
+
+    def __init__(self, store):
+        import obstore
+        from obstore import exceptions
+        self.store = store
+        self._ob = obstore
+        self._exc = exceptions
+
+    def _map(self, e: Exception, key: str):
+        exc = self._exc
+        if isinstance(e, (FileNotFoundError, exc.NotFoundError)):
+            return ObjectNotFound(key)
+        if isinstance(e, (exc.AlreadyExistsError, exc.PreconditionError)):
+            return ObjectExists(key)
+        if isinstance(e, (exc.PermissionDeniedError, exc.UnauthenticatedError,
+                          exc.NotSupportedError, exc.InvalidPathError,
+                          exc.UnknownConfigurationKeyError)):
+            return OSError(f"object store refused {key!r}: {e}")
+        if _is_transient(e) or isinstance(e, (TimeoutError, ConnectionError)):
+            return TransientError(f"object store request for {key!r} failed: {e}")
+        return OSError(f"object store request for {key!r} failed: {e}")
+
+    def put(self, key, data):
+        try:
+            self._ob.put(self.store, key, data, use_multipart=False)
+        except Exception as e:
+            raise self._map(e, key) from e
+
+    def put_new(self, key, data):
+        try:
+            self._ob.put(self.store, key, data, mode="create", use_multipart=False)
+        except Exception as e:
+            raise self._map(e, key) from e
+
+    def get(self, key):
+        try:
+            return bytes(self._ob.get(self.store, key).bytes())
+        except Exception as e:
+            raise self._map(e, key) from e
+
+    def get_range(self, key, start, end):
+        try:
+            return bytes(self._ob.get_range(self.store, key, start=start, end=end))
+        except Exception as e:
+            err = self._map(e, key)
+            if isinstance(err, OSError) and "range" in str(e).lower():
+                return b""   # a range wholly past the end of the object
+            raise err from e
+
+    def list_after(self, prefix, after):
+        try:
+            out = []
+            for batch in self._ob.list(self.store, prefix=prefix, offset=after,
+                                       chunk_size=1000):
+                out.extend(m["path"] for m in batch)
+            return sorted(k for k in out if after is None or k > after)
+        except Exception as e:
+            raise self._map(e, prefix) from e
+
+    def delete(self, key):
+        try:
+            self._ob.delete(self.store, key)
+        except Exception as e:
+            err = self._map(e, key)
+            if not isinstance(err, ObjectNotFound):
+                raise err from e
+
+
+_memory_stores: dict = {}
+
+
+def client_for_url(url: str, options: dict | None = None) -> tuple[ObjectClient, str]:
+    """An ObstoreClient for ``s3://bucket/prefix``, ``gs://``, ``az://``, ``file:///path``
+    or ``memory://name``, and a display name. Credentials and endpoints come from the
+    usual environment variables (AWS_*, GOOGLE_*, AZURE_*) or ``options``; query
+    parameters of the URL are options too (``s3://b/p?endpoint=http://127.0.0.1:9000``)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    opts = dict(parse_qsl(parts.query))
+    opts.update(options or {})
+    base = url.split("?", 1)[0]
+    try:
+        from obstore import store as obs
+    except ImportError as e:
+        raise ImportError("object storage needs obstore: pip install 'cowdb[s3]'") from e
+    if scheme == "memory":
+        # one store per name and process, so two handles of memory://x share it
+        name = parts.netloc + parts.path
+        st = _memory_stores.get(name)
+        if st is None:
+            st = _memory_stores[name] = obs.MemoryStore()
+        return ObstoreClient(st), base
+    if scheme == "file":
+        path = parts.path if not parts.netloc else "/" + parts.netloc + parts.path
+        os.makedirs(path, exist_ok=True)
+        return ObstoreClient(obs.LocalStore(path)), base
+    if scheme in ("s3", "s3a"):
+        client_options = opts.pop("client_options", None) or {}
+        endpoint = opts.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get(
+            "AWS_ENDPOINT")
+        if endpoint and endpoint.startswith("http://"):
+            client_options.setdefault("allow_http", True)
+        retry = opts.pop("retry_config", None)
+        kw = {"client_options": client_options} if client_options else {}
+        if retry is not None:
+            kw["retry_config"] = retry
+        prefix = parts.path.strip("/") or None
+        st = obs.S3Store(parts.netloc, prefix=prefix, **opts, **kw)
+        return ObstoreClient(st), base
+    if scheme in ("gs", "gcs", "az", "azure", "abfs", "abfss"):
+        st = obs.from_url(base, **opts)
+        return ObstoreClient(st), base
+    raise ValueError(f"unsupported URL scheme {scheme!r}: use s3://, gs://, az://, file:// "
+                     f"or memory://")
+
+
+def retry(fn, *args, attempts: int = 6, delay: float = 0.02, what: str = "request"):
+    """Call ``fn(*args)``, retrying TransientError with exponential backoff."""
+    for i in range(attempts):
+        try:
+            return fn(*args)
+        except TransientError:
+            if i == attempts - 1:
+                raise
+            time.sleep(delay * (2 ** i))

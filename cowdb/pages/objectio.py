@@ -1,0 +1,409 @@
+"""A block device on an object store: the page store, unchanged, over S3 and kin.
+
+``ObjectIO`` is a ``BlockIO`` (see io.py): the page store above it writes
+page images at page offsets, then a meta record into a meta slot, exactly as
+on a file. Here:
+
+- page writes are buffered; the meta record write is the commit: the
+  buffered runs become **one** immutable object (``data/<txn>-<writer>-<rand>``),
+  then manifest ``txn`` is put **create-if-absent** (``manifest.py``). Two PUTs.
+  If the manifest exists, another writer won this txn: ``ManifestConflict``
+  (the database rebases the transaction and retries, see objdb.py).
+- a put whose outcome is unknown (a timeout, a 5xx) is resolved by reading
+  the manifest back: ours (the nonce makes the bytes unique) means committed,
+  a rival's means conflict, none means put again. Only if that cannot be
+  settled does it raise ``UncertainCommit`` (the database closes itself).
+- reads map a page to (object, offset) through the page index, which every
+  manifest extends with the runs it wrote (an index checkpoint every
+  ``checkpoint_every`` txns bounds how many manifests a cold open reads), and
+  fetch by ranged GET into a ``ChunkCache`` (memory, then a folder).
+- the meta slot reads return the newest loaded manifest's meta record (slot
+  0) and nothing (slot 1): there are no torn meta records to fall back from.
+- ``sync`` does nothing: a manifest PUT that returned is durable.
+
+Pages are reused as on a file (the free list), but only once freed by a txn
+published more than ``lease`` seconds ago (``reuse_bound``): a reader in
+another process cannot pin pages here, so a snapshot is guaranteed for
+``lease`` seconds after the state it reads was superseded.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import Corruption, CowdbError, ReadFailed
+from . import meta as metamod
+from .io import BlockIO
+from .manifest import (DATA_PREFIX, INDEX_PREFIX, MANIFEST_PREFIX, Manifest, decode,
+                       decode_index, encode_index, manifest_key, txn_of_key)
+from .objcache import CHUNK, ChunkCache
+from .objclient import ObjectClient, ObjectExists, ObjectNotFound, TransientError, retry
+
+SHIFT = 40                 # index value: object number << SHIFT | byte offset in the object
+MASK = (1 << SHIFT) - 1
+
+
+class ManifestConflict(CowdbError):
+    """Another writer published this txn first (internal: the database rebases)."""
+
+    def __init__(self, txn: int):
+        super().__init__(f"another writer published txn {txn} first")
+        self.txn = txn
+
+
+class UncertainCommit(CowdbError):
+    """The manifest put failed in a way that may or may not have taken effect, and reading
+    it back did not settle which."""
+    uncertain = True
+
+
+class ObjectIO(BlockIO):
+    def __init__(self, client: ObjectClient, *, page_size: int = 4096,
+                 cache: ChunkCache | None = None, lease: float = 600.0,
+                 refresh_interval: float = 1.0, checkpoint_every: int = 64,
+                 attempts: int = 6, backoff: float = 0.05):
+        self.client = client
+        self.page_size = page_size
+        self.cache = cache if cache is not None else ChunkCache()
+        self.lease = lease
+        self.refresh_interval = refresh_interval
+        self.checkpoint_every = checkpoint_every
+        self.attempts, self.backoff = attempts, backoff
+        self.writer = os.urandom(4).hex()
+        self.lock = threading.RLock()
+        self.head = 0                   # txn of the newest manifest loaded (0: none)
+        self.meta_bytes = b""           # its meta record
+        self.epoch = 1
+        self.checkpoint: tuple | None = None
+        self.index: dict[int, int] = {}
+        self.objects: list[str] = []    # object number -> key
+        self.sizes: list[int] = []      # object number -> bytes
+        self._objno: dict[str, int] = {}
+        self.published: deque = deque()  # (txn, time_ns) of manifests seen, oldest first
+        self._floor = (0, 0)            # the newest (txn, time_ns) dropped from published
+        self._buf: dict[int, bytes] = {}  # first page -> run, for the txn being written
+        self._polled = 0.0
+        self.bump_epoch = False         # the next manifest fences: epoch + 1 (object gc)
+        self.compact: set[int] = set()  # the next commit copies these objects' pages too
+        self.last_object: str | None = None
+        self.refresh()
+
+    # ---- requests ------------------------------------------------------
+    def _retry(self, fn, *args):
+        return retry(fn, *args, attempts=self.attempts, delay=self.backoff)
+
+    def _get_manifest(self, txn: int) -> Manifest | None:
+        key = manifest_key(txn)
+        try:
+            data = self._retry(self.client.get, key)
+        except ObjectNotFound:
+            return None
+        m = decode(data, key)
+        if m.txn != txn:
+            raise Corruption(f"{key} holds the manifest of txn {m.txn}")
+        return m
+
+    # ---- following the newest manifest ----------------------------------
+    def poll(self) -> int:
+        """The newest txn, looking for new manifests at most every refresh_interval s."""
+        now = time.monotonic()
+        if now - self._polled >= self.refresh_interval and self.lock.acquire(blocking=False):
+            try:
+                self._polled = now
+                self.refresh()
+            except CowdbError:
+                pass   # the store is unreachable for now: readers go on with what they have
+            finally:
+                self.lock.release()
+        return self.head
+
+    def refresh(self) -> int:
+        """Load every manifest newer than the head; return the newest txn.
+
+        One GET (of manifest head + 1) when nothing changed. Otherwise LIST past the
+        head, then probe the txns after the newest listed (a LIST may lag: the probe
+        finds what it missed), and load what is new."""
+        try:
+            return self._refresh()
+        except (OSError, ObjectNotFound) as e:
+            raise ReadFailed(f"reading the manifests failed: {e}") from e
+
+    def _refresh(self) -> int:
+        with self.lock:
+            found: dict[int, Manifest] = {}
+            if self.head:
+                m = self._get_manifest(self.head + 1)
+                if m is None:
+                    return self.head
+                found[m.txn] = m
+            after = manifest_key(self.head) if self.head else None
+            keys = self._retry(self.client.list_after, MANIFEST_PREFIX, after)
+            listed = [t for t in map(txn_of_key, keys) if t is not None]
+            newest = max(listed + list(found) + [self.head])
+            while True:
+                m = self._get_manifest(newest + 1)
+                if m is None:
+                    break
+                found[m.txn] = m
+                newest = m.txn
+            if newest > self.head:
+                self._advance(newest, found)
+            self._polled = time.monotonic()
+            return self.head
+
+    def _advance(self, newest: int, found: dict) -> None:
+        top = found.get(newest) or self._get_manifest(newest)
+        if top is None:
+            raise Corruption(f"manifest {newest} was listed but cannot be read")
+        found[newest] = top
+        start = self.head + 1
+        cp = top.checkpoint
+        if cp and cp[0] >= start and (not self.head or newest - self.head > self.checkpoint_every):
+            data = self._retry(self.client.get, cp[1])
+            txn, objects, index = decode_index(data, cp[1], SHIFT)
+            self.objects = [k for k, _ in objects]
+            self.sizes = [s for _, s in objects]
+            self._objno = {k: i for i, k in enumerate(self.objects)}
+            self.index = index
+            start = txn   # its own manifest too (its runs are in the checkpoint already)
+        want = [t for t in range(start, newest + 1) if t not in found]
+        if len(want) > 4:
+            with ThreadPoolExecutor(8) as pool:
+                for t, m in zip(want, pool.map(self._get_manifest, want)):
+                    found[t] = m
+        else:
+            for t in want:
+                found[t] = self._get_manifest(t)
+        for t in range(start, newest + 1):
+            m = found.get(t)
+            if m is None:
+                if t == 1:
+                    continue  # txn 1 (an empty store) is never published: manifests start at 2
+                raise Corruption(f"manifest {t} is missing: the chain from txn {start - 1} "
+                                 f"to {newest} is broken")
+            self._apply(m)
+
+    def _apply(self, m: Manifest) -> None:
+        """Add a manifest's runs to the index and make it the head."""
+        ps = self.page_size = m.page_size
+        if m.object:
+            no = self._objno.get(m.object)
+            if no is None:
+                no = self._objno[m.object] = len(self.objects)
+                self.objects.append(m.object)
+                self.sizes.append(max((off + n for _, n, off in m.runs), default=0))
+            index, base = self.index, no << SHIFT
+            for first, nbytes, off in m.runs:
+                for i in range(-(-nbytes // ps)):
+                    index[first + i] = base | (off + i * ps)
+        self.head, self.meta_bytes = m.txn, m.meta
+        self.epoch = max(self.epoch, m.epoch)
+        if m.checkpoint:
+            self.checkpoint = m.checkpoint
+        self.published.append((m.txn, m.time_ns))
+        while len(self.published) > 1024:
+            self._floor = self.published.popleft()
+
+    def reuse_bound(self) -> int:
+        """The newest txn published more than ``lease`` seconds ago (as far as known)."""
+        if self.lease <= 0:
+            return self.head
+        cutoff = time.time_ns() - int(self.lease * 1e9)
+        best = self._floor[0] if self._floor[1] <= cutoff else 0
+        for txn, t in self.published:
+            if t <= cutoff and txn > best:
+                best = txn
+        return best
+
+    # ---- BlockIO ---------------------------------------------------------
+    def pread(self, size: int, offset: int) -> bytes:
+        ps = self.page_size
+        if offset < 2 * ps:
+            if offset >= ps:
+                return bytes(min(size, 16))  # slot 1: no record (a "foreign" slot)
+            rec = self.meta_bytes
+            # the whole record at once: a second read for its pending bytes appends bytes
+            # that decode() ignores, so a record replaced meanwhile cannot be torn
+            return rec[offset:] if offset == 0 else rec[offset:offset + size]
+        page, within = divmod(offset, ps)
+        out = []
+        index = self.index
+        while size > 0:
+            loc = index.get(page)
+            if loc is None:
+                break
+            n = min(size, ps - within)
+            piece = self._read_object(loc >> SHIFT, (loc & MASK) + within, n)
+            out.append(piece)
+            if len(piece) < n:
+                break
+            size -= n
+            page, within = page + 1, 0
+        return b"".join(out)
+
+    def _read_object(self, no: int, start: int, n: int) -> bytes:
+        key, size = self.objects[no], self.sizes[no]
+        out = []
+        while n > 0 and start < size:
+            chunk, at = divmod(start, CHUNK)
+            data = self.cache.get(key, chunk)
+            if data is None:
+                lo = chunk * CHUNK
+                try:
+                    data = self._retry(self.client.get_range, key, lo, min(lo + CHUNK, size))
+                except ObjectNotFound:
+                    raise Corruption(f"object {key} is missing (deleted while a snapshot older "
+                                     f"than the lease of {self.lease} s still read it?)") from None
+                self.cache.put(key, chunk, data)
+            piece = data[at:at + n]
+            if not piece:
+                break
+            out.append(piece)
+            n -= len(piece)
+            start += len(piece)
+        return b"".join(out)
+
+    def pwrite(self, data, offset: int) -> None:
+        ps = self.page_size
+        if offset < 2 * ps:
+            if offset in (0, ps) and bytes(data[:8]) == metamod.MAGIC:
+                self._commit(bytes(data))
+            return
+        self._buf[offset // ps] = bytes(data)
+
+    def sync(self) -> None:
+        pass  # a manifest PUT that returned is durable
+
+    def size(self) -> int:
+        if not self.meta_bytes:
+            return 0
+        m = metamod.decode(self.meta_bytes)
+        return m.page_count * self.page_size
+
+    def truncate(self, size: int) -> None:
+        pass  # pages past the page count are unreachable; object gc drops their objects
+
+    def reserve(self, size: int) -> None:
+        pass  # a bucket does not fill up: nothing to set aside (and no zeros to upload)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ---- the commit --------------------------------------------------------
+    def _commit(self, data: bytes) -> None:
+        """Publish the buffered runs and the meta record in ``data`` as manifest txn."""
+        buf, self._buf = self._buf, {}
+        meta = metamod.decode(data)
+        record = data[:metamod.META_SIZE + len(meta.pending)]
+        txn = meta.txn
+        if txn == 1 and not self.head:
+            self.meta_bytes = record   # a new database: its first manifest will be txn 2
+            return
+        with self.lock:
+            if txn <= self.head:       # a manifest of another writer was loaded meanwhile
+                raise ManifestConflict(txn)
+        if self.compact:
+            self._copy_compacted(buf)
+        runs, parts, off, ps = [], [], 0, self.page_size
+        for first in sorted(buf):
+            run = buf[first]
+            if runs and runs[-1][1] % ps == 0 and runs[-1][0] + runs[-1][1] // ps == first:
+                f, n, o = runs[-1]         # it follows a run of whole pages: extend that
+                runs[-1] = (f, n + len(run), o)
+            else:
+                runs.append((first, len(run), off))
+            parts.append(run)
+            off += len(run)
+        key = None
+        blob = b"".join(parts)
+        if blob:
+            key = f"{DATA_PREFIX}{txn:020d}-{self.writer}-{os.urandom(4).hex()}"
+            self._retry(self.client.put, key, blob)  # TransientError -> OSError: not applied
+        cp = self.checkpoint
+        if (cp[0] if cp else 0) + self.checkpoint_every <= txn:
+            cp = self._write_checkpoint(txn, key, blob, runs)
+        epoch = self.epoch + (1 if self.bump_epoch else 0)
+        m = Manifest(txn, record, self.page_size, epoch, key, runs, cp, time.time_ns(),
+                     self.writer, os.urandom(16))
+        self._put_manifest(m)
+        with self.lock:
+            if key:
+                for chunk in range(0, len(blob), CHUNK):
+                    self.cache.put(key, chunk // CHUNK, blob[chunk:chunk + CHUNK])
+            self._apply(m)
+            self.bump_epoch = False
+            self.compact = set()
+            self.last_object = key
+
+    def _copy_compacted(self, buf: dict) -> None:
+        """Add to this commit's object every indexed page that lives in an object being
+        compacted (and that the commit does not write anew): the next manifest then maps
+        those pages here, and the old objects are left to object gc."""
+        ps, chosen = self.page_size, self.compact
+        with self.lock:
+            moved = [(p, loc) for p, loc in self.index.items() if loc >> SHIFT in chosen]
+        written = set()
+        for first, run in buf.items():
+            written.update(range(first, first + -(-len(run) // ps)))
+        for page, loc in sorted(moved):
+            if page not in written:
+                no, off = loc >> SHIFT, loc & MASK
+                buf[page] = self._read_object(no, off, min(ps, self.sizes[no] - off))
+
+    def small_objects(self, below: int, budget: int) -> set[int]:
+        """Objects smaller than ``below`` bytes, whose indexed pages total at most
+        ``budget`` bytes: what compaction should merge."""
+        with self.lock:
+            live: dict[int, int] = {}
+            for loc in self.index.values():
+                live[loc >> SHIFT] = live.get(loc >> SHIFT, 0) + 1
+        chosen, total = set(), 0
+        for no, pages in sorted(live.items()):
+            if self.sizes[no] < below and total + pages * self.page_size <= budget:
+                chosen.add(no)
+                total += pages * self.page_size
+        return chosen if len(chosen) > 1 else set()
+
+    def _write_checkpoint(self, txn, key, blob, runs) -> tuple:
+        with self.lock:
+            objects = list(zip(self.objects, self.sizes))
+            index = dict(self.index)
+        if key:
+            no, ps = len(objects), self.page_size
+            objects.append((key, len(blob)))
+            for first, nbytes, off in runs:
+                for i in range(-(-nbytes // ps)):
+                    index[first + i] = (no << SHIFT) | (off + i * ps)
+        ckey = f"{INDEX_PREFIX}{txn:020d}-{self.writer}-{os.urandom(4).hex()}"
+        self._retry(self.client.put, ckey, encode_index(txn, objects, index, SHIFT))
+        return (txn, ckey)
+
+    def _put_manifest(self, m: Manifest) -> None:
+        """Create manifest m.txn; settle an ambiguous outcome by reading it back."""
+        key, data = manifest_key(m.txn), m.encode()
+        unsure = None
+        for i in range(self.attempts):
+            try:
+                self.client.put_new(key, data)
+                return
+            except ObjectExists:
+                pass
+            except TransientError as e:
+                unsure = e   # it may have landed: read it back
+            try:
+                there = self._retry(self.client.get, key)
+            except ObjectNotFound:
+                time.sleep(self.backoff * (2 ** i))
+                continue     # it did not land: put again (create-if-absent: never twice)
+            except TransientError as e:
+                unsure = e
+                time.sleep(self.backoff * (2 ** i))
+                continue
+            if there == data:
+                return       # our own put landed before it reported failure
+            raise ManifestConflict(m.txn)
+        raise UncertainCommit(f"publishing txn {m.txn} failed ({unsure}); whether it landed "
+                              f"is unknown, so the database was closed: open it again to see")
