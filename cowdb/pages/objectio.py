@@ -17,8 +17,8 @@ on a file. Here:
   manifest extends with the runs it wrote (an index checkpoint every
   ``checkpoint_every`` txns bounds how many manifests a cold open reads), and
   fetch by ranged GET into a ``ChunkCache`` (memory, then a folder).
-- the meta slot reads return the newest loaded manifest's meta record (slot
-  0) and nothing (slot 1): there are no torn meta records to fall back from.
+- both meta slots read as the newest loaded manifest's meta record: there are
+  no torn meta records to fall back from.
 - ``sync`` does nothing: a manifest PUT that returned is durable.
 
 Pages are reused as on a file (the free list), but only once freed by a txn
@@ -222,9 +222,10 @@ class ObjectIO(BlockIO):
     def pread(self, size: int, offset: int) -> bytes:
         ps = self.page_size
         if offset < 2 * ps:
-            if offset >= ps:
-                return bytes(min(size, 16))  # slot 1: no record (a "foreign" slot)
+            # both slots answer the head's record: there is no older one to fall back to,
+            # and an empty slot would read as a damaged one
             rec = self.meta_bytes
+            offset -= ps if offset >= ps else 0
             # the whole record at once: a second read for its pending bytes appends bytes
             # that decode() ignores, so a record replaced meanwhile cannot be torn
             return rec[offset:] if offset == 0 else rec[offset:offset + size]
