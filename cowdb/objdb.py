@@ -17,20 +17,28 @@ with these differences, each in its own method below:
 - every commit is durable (a manifest PUT that returned is), so there is no
   checkpoint on close;
 - pages are reused only after the lease (ObjectIO.reuse_bound);
-- ``gc_objects()`` deletes objects no page references any more, behind a fence;
-  ``compact_objects()`` copies the pages of small objects into one.
+- ``gc_objects()`` deletes objects no page references any more (and manifests
+  below the newest index checkpoint), behind a fence and after a grace period;
+  ``compact_objects()`` copies the pages of small objects into one; ``gc()`` runs
+  both after the usual version gc.
 """
 from __future__ import annotations
 
 import functools
+import os
 import time
+from dataclasses import dataclass
+
+import msgpack
 
 from .db import Database
-from .errors import DatabaseNotFound, Locked, MergeConflict
+from .errors import Corruption, DatabaseNotFound, Locked, MergeConflict, WriteFailed
 from .pages.objcache import ChunkCache
-from .pages.objclient import CountingClient, ObjectClient, client_for_url
-from .pages.objectio import ManifestConflict, ObjectIO
-from .pages.manifest import DATA_PREFIX, INDEX_PREFIX
+from .pages.objclient import CountingClient, ObjectClient, ObjectNotFound, client_for_url
+from .pages.objectio import SHIFT, ManifestConflict, ObjectIO
+from .pages.manifest import (DATA_PREFIX, INDEX_PREFIX, MANIFEST_PREFIX, MARK_PREFIX,
+                             manifest_key, txn_of_key)
+from .versions import GcReport
 from .tree.btree import Tree
 from .tree.merge import Conflict
 
@@ -208,14 +216,30 @@ class ObjectDatabase(Database):
         return tree
 
     # ---- object gc ----------------------------------------------------------
+    def gc(self) -> "ObjectGcReport":
+        """Database.gc (drop versions, free their pages), then the object store's own:
+        compact the small objects (``compact_objects``) and delete, after the grace
+        period of ``gc_objects`` (default: the lease), what nothing references."""
+        report = _gc_versions(self)
+        compacted = self.compact_objects()
+        objects = self.gc_objects()
+        return ObjectGcReport(**{f: getattr(report, f) for f in GcReport.__dataclass_fields__},
+                              objects_compacted=compacted["objects"],
+                              objects_marked=objects["marked"],
+                              objects_deleted=objects["deleted"])
+
     def gc_objects(self, min_age: float | None = None) -> dict:
-        """Delete the objects no page of the newest index references.
+        """Delete, after a grace period, the objects nothing references any more.
 
         First a fence: an empty txn whose manifest bumps the writer epoch, so a writer
         paused with an object not yet published loses its race for the next manifest and
-        rewrites it. Only objects older than the fence (by the store's clock, less
-        ``min_age``, default the lease) are candidates; index checkpoints are kept from
-        the newest one."""
+        rewrites it. Then the candidates: data objects and index checkpoints no page of
+        the newest index references (older than the fence, by the store's clock), and
+        manifests below the newest index checkpoint (a cold open starts from it). They
+        are written down in a mark (``gc/<time>-...``) and deleted by a later call, once
+        the mark is ``min_age`` seconds old (default: the lease): a reader on another
+        machine whose index is older than the gc keeps reading what it knows for that
+        long. ``min_age=0`` deletes at once (tests, a single process)."""
         io = self._io
         min_age = io.lease if min_age is None else min_age
         for _ in range(MAX_RETRIES):
@@ -223,27 +247,70 @@ class ObjectDatabase(Database):
                 with self._writer():
                     io.bump_epoch = True
                     self._update(lambda cat, txn: None)
+                    fence = io.head
                 break
             except ManifestConflict:
                 self._io.refresh()
                 self._reload()
         else:
             raise Locked(f"gc_objects() lost {MAX_RETRIES} races for the head in a row")
+        try:
+            return self._collect(fence, min_age)
+        except OSError as e:   # the store failed through every retry: nothing is lost,
+            raise WriteFailed(f"object gc stopped: {e}; run it again") from e  # gc resumes
+
+    def _collect(self, fence: int, min_age: float) -> dict:
+        io, req = self._io, self.requests
         with io.lock:  # a reader thread's poll may be adding to the index
-            live = {io.objects[loc >> 40] for loc in io.index.values()}
-        fence = time.time() - min_age
-        deleted = kept = 0
-        for prefix in (DATA_PREFIX, INDEX_PREFIX):
-            for key, mtime in self._listing(prefix):
-                if key in live or (io.checkpoint and key == io.checkpoint[1]):
-                    kept += 1
+            live = {io.objects[loc >> SHIFT] for loc in io.index.values()}
+            cp = io.checkpoint
+        if cp:
+            live.add(cp[1])
+        listed = {p: io._retry(req.list_info, p)
+                  for p in (MANIFEST_PREFIX, DATA_PREFIX, INDEX_PREFIX, MARK_PREFIX)}
+        fence_time = dict(listed[MANIFEST_PREFIX]).get(manifest_key(fence)) or time.time()
+        doomed = {key for p in (DATA_PREFIX, INDEX_PREFIX) for key, mtime in listed[p]
+                  if key not in live and (mtime is None or mtime <= fence_time)}
+        floor = cp[0] if cp else 0
+        doomed.update(key for key, _ in listed[MANIFEST_PREFIX]
+                      if (txn_of_key(key) or floor) < floor)
+        due, marks, pending = set(), [], set()
+        now = time.time()
+        if min_age <= 0:
+            due = doomed
+        else:
+            for mark, _ in listed[MARK_PREFIX]:
+                keys = self._read_mark(mark)
+                if keys is None:
                     continue
-                if mtime is None or mtime > fence:
-                    kept += 1
-                    continue
-                self.requests.delete(key)
+                if now - _mark_time(mark) >= min_age:
+                    due.update(keys)
+                    marks.append(mark)
+                else:
+                    pending.update(keys)
+            new = doomed - due - pending
+            if new:
+                key = f"{MARK_PREFIX}{time.time_ns():020d}-{io.writer}-{os.urandom(4).hex()}"
+                io._retry(req.put, key, msgpack.packb(sorted(new)))
+            pending |= new
+        deleted = 0
+        for key in sorted(due):      # manifests in ascending order: the chain stays a chain
+            if key not in live:
+                io._retry(req.delete, key)
                 deleted += 1
-        return {"deleted": deleted, "kept": kept, "epoch": io.epoch}
+        for mark in marks:
+            io._retry(req.delete, mark)
+        total = sum(len(v) for p, v in listed.items() if p != MARK_PREFIX)
+        return {"deleted": deleted, "marked": len(pending), "kept": total - deleted,
+                "epoch": io.epoch}
+
+    def _read_mark(self, key: str) -> list | None:
+        try:
+            return list(msgpack.unpackb(self._io._retry(self.requests.get, key)))
+        except ObjectNotFound:
+            return None        # another process's gc took it meanwhile
+        except (ValueError, TypeError) as e:
+            raise Corruption(f"{key} (an object gc mark) does not decode: {e}") from e
 
     def compact_objects(self, below: int = 1 << 20, budget: int = 64 << 20) -> dict:
         """Copy the pages of objects smaller than ``below`` bytes (up to ``budget`` bytes
@@ -266,16 +333,19 @@ class ObjectDatabase(Database):
                 io.compact = set()
         raise Locked(f"compact_objects() lost {MAX_RETRIES} races for the head in a row")
 
-    def _listing(self, prefix: str):
-        inner = self.requests.inner
-        store = getattr(inner, "store", None)
-        if store is None:
-            return [(k, 0.0) for k in self.requests.list_after(prefix, None)]
-        import obstore
-        out = []
-        for batch in obstore.list(store, prefix=prefix, chunk_size=1000):
-            out.extend((m["path"], m["last_modified"].timestamp()) for m in batch)
-        return out
+
+
+def _mark_time(key: str) -> float:
+    name = key[len(MARK_PREFIX):].split("-", 1)[0]
+    return int(name) / 1e9 if name.isdigit() else 0.0
+
+
+@dataclass(slots=True)
+class ObjectGcReport(GcReport):
+    """GcReport and what gc() did to the objects of the store."""
+    objects_compacted: int = 0   # small objects whose pages were copied into one
+    objects_marked: int = 0      # unreferenced objects waiting for their grace period
+    objects_deleted: int = 0     # objects (and manifests) deleted
 
 
 def _retrying(name: str):
@@ -295,5 +365,6 @@ def _retrying(name: str):
 
 
 for _name in ("tag", "delete_tag", "branch", "delete_branch", "restore", "merge", "revert",
-              "set_retention", "gc"):
+              "set_retention"):
     setattr(ObjectDatabase, _name, _retrying(_name))
+_gc_versions = _retrying("gc")

@@ -286,3 +286,109 @@ def test_compact_an_object_store_database_into_a_file(tmp_path):
         db.compact(str(tmp_path / "copy.cow"))
     with cowdb.open(str(tmp_path / "copy.cow")) as copy:
         assert len(copy.read()) == 100 and copy.tags() == {"t": 1}
+
+
+# ---- gc and compaction: the grace period, and a bounded bucket -------------------------
+def _keys(url):
+    client, _ = client_for_url(url)
+    return client.list_after("", None)
+
+
+def test_a_reader_keeps_its_snapshot_across_gc_within_the_grace_period():
+    """A reader on "another machine" (its own handle: its own page index, never refreshed)
+    holds version 1 while a writer rewrites everything, compacts and collects objects with
+    a grace period: the reader reads on. After the grace period the objects are gone."""
+    import time
+    url = f"memory://grace-{uuid.uuid4().hex}"
+    writer = cowdb.open(url, lease=0.5, checkpoint_every=8)
+    with writer.write() as tx:
+        tx.update({b"k%04d" % i: b"one %d" % i for i in range(1500)})
+    reader = cowdb.open(url, lease=0.5, refresh_interval=3600)
+    snap = reader.read()
+    assert snap.version == 1
+    first = {k for k in _keys(url) if k.startswith("data/")}
+    for round_ in range(20):
+        with writer.write() as tx:
+            for i in range(round_, 1500, 20):
+                tx[b"k%04d" % i] = b"two %d" % i
+    report = writer.gc()                    # compacts, marks; the grace is 0.5 s
+    assert report.objects_compacted >= 2 and report.objects_marked >= 2, report
+    assert report.objects_deleted == 0
+    assert first <= set(_keys(url))         # nothing deleted yet
+    assert all(snap[b"k%04d" % i] == b"one %d" % i for i in range(1500))
+    time.sleep(0.6)
+    report = writer.gc_objects()            # the marks are older than the grace: deleted
+    assert report["deleted"] >= 2, report
+    left = set(_keys(url))
+    assert not first & left, "the first commit's object outlived the grace period"
+    assert not any(k.startswith("manifest/") and int(k[9:]) < writer._io.checkpoint[0]
+                   for k in left)
+    snap.close()
+    reader.refresh()
+    with reader.read() as now:              # the new layout
+        assert now[b"k0000"] == b"two 0" and reader.check().ok
+    with cowdb.open(url) as cold:           # a cold open after manifests were deleted
+        assert dict(cold.read()) == dict(writer.read()) and cold.check().ok
+        assert [c.version for c in cold.log()][-1] == 0
+    reader.close()
+    writer.close()
+
+
+def test_the_bucket_stays_bounded_over_many_commits():
+    url = f"memory://bounded-{uuid.uuid4().hex}"
+    counts = []
+    with cowdb.open(url, lease=0, checkpoint_every=16) as db:
+        with db.write() as tx:
+            tx.update({b"k%04d" % i: b"v" * 40 for i in range(800)})
+        for i in range(1, 401):
+            with db.write() as tx:
+                tx[b"k%04d" % (i * 13 % 800)] = b"w%d" % i
+            if i % 25 == 0:
+                db.set_retention(keep_last=10)
+                db.gc()
+                counts.append(len(_keys(url)))
+        want = dict(db.read())
+        assert db.check().ok
+    assert max(counts) <= 45, counts                 # ~16 manifests, a few objects
+    assert max(counts[-4:]) <= max(counts[:4]) + 5, counts   # not growing
+    with cowdb.open(url) as cold:
+        assert dict(cold.read()) == want and cold.check().ok
+        assert len(list(cold.log())) == 10
+
+
+def test_a_writer_paused_while_gc_deleted_its_manifest_number_is_rebased():
+    """A writer learns head N, pauses; meanwhile others commit far past the next checkpoint
+    and gc deletes manifest N+1. Its create of N+1 then succeeds on the empty number: it
+    must notice that the chain went on without it and rebase, not report a commit that no
+    reader will ever see."""
+    from cowdb.objdb import ObjectDatabase
+    from test_objstore_faults import FaultyClient
+    url = f"memory://zombie-{uuid.uuid4().hex}"
+    inner, _ = client_for_url(url)
+    other = cowdb.open(url, lease=0, checkpoint_every=4)
+    with other.write() as tx:
+        tx[b"base"] = b"0"
+    paused = FaultyClient(inner)
+    fired = []
+
+    def pause_then(op):
+        if op == "put" and not fired:      # its data put: the writer is about to publish
+            fired.append(True)
+            for i in range(12):
+                with other.write() as tx:
+                    tx[b"other%d" % i] = b"x"
+            other.gc_objects(min_age=0)
+
+    db = ObjectDatabase(client=paused, lease=0, checkpoint_every=4)
+    tx = db.write()
+    tx[b"mine"] = b"1"
+    paused.before = pause_then
+    version = tx.commit()
+    assert fired
+    other.refresh()
+    with other.read() as snap:
+        assert snap.version == version and snap[b"mine"] == b"1" and snap[b"other11"] == b"x"
+    with cowdb.open(url) as cold:
+        assert cold.read()[b"mine"] == b"1" and cold.check().ok
+    db.close()
+    other.close()

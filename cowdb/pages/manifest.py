@@ -7,6 +7,9 @@ page images txn N wrote and where each run of pages sits in it, the newest
 index checkpoint, the writer epoch, and a random nonce: every manifest's bytes
 are unique, so a content hash (an S3 ETag) never names two of them, and a
 writer that lost track of its put can tell its own manifest from a rival's.
+Each manifest also carries the nonce of manifest N - 1 (``prev``), so a reader
+can tell the chain from a manifest put by a writer that was paused while the
+manifests before the newest checkpoint were deleted (see objdb.gc_objects).
 
 Bytes: ``COWDBMF1``, a msgpack map, then the XXH3-64 of both (8 bytes, LE).
 An index checkpoint (key ``index/``...) is ``COWDBIX1``, a msgpack map
@@ -30,6 +33,7 @@ INDEX_MAGIC = b"COWDBIX1"
 MANIFEST_PREFIX = "manifest/"
 DATA_PREFIX = "data/"
 INDEX_PREFIX = "index/"
+MARK_PREFIX = "gc/"          # object gc: keys found unreferenced, deleted after a grace period
 
 
 def manifest_key(txn: int) -> str:
@@ -53,6 +57,7 @@ class Manifest:
     time_ns: int = 0
     writer: str = ""
     nonce: bytes = b""
+    prev: bytes = b""               # the nonce of manifest txn - 1: the chain links
 
     def encode(self) -> bytes:
         body = msgpack.packb({
@@ -60,7 +65,7 @@ class Manifest:
             "object": self.object, "runs": self.runs,
             "cp": list(self.checkpoint) if self.checkpoint else None,
             "time": self.time_ns or time.time_ns(), "writer": self.writer,
-            "nonce": self.nonce or os.urandom(16)}, use_bin_type=True)
+            "nonce": self.nonce or os.urandom(16), "prev": self.prev}, use_bin_type=True)
         data = MAGIC + body
         return data + xxh3_64_intdigest(data).to_bytes(8, "little")
 
@@ -75,7 +80,7 @@ def decode(data: bytes, key: str = "manifest") -> Manifest:
         return Manifest(d["txn"], d["meta"], d["ps"], d["epoch"], d["object"],
                         [tuple(r) for r in d["runs"]],
                         tuple(d["cp"]) if d["cp"] else None, d["time"], d["writer"],
-                        d["nonce"])
+                        d["nonce"], d.get("prev", b""))
     except (ValueError, KeyError, TypeError) as e:
         raise Corruption(f"{key} does not decode: {e}") from e
 

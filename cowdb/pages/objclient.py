@@ -2,8 +2,8 @@
 
 Everything the object-store layer (``objectio.py``) asks of a bucket goes
 through an ``ObjectClient``: put an object, put one only if absent (the
-commit point), get all or a byte range of one, list keys after a key, and
-delete. ``ObstoreClient`` implements it over obstore (S3, GCS, Azure, local
+commit point), get all or a byte range of one, list keys after a key (or all
+keys with their times, for gc), and delete. ``ObstoreClient`` implements it over obstore (S3, GCS, Azure, local
 folders, memory); the fault tests slip a faulty client in between.
 
 Errors a client raises, whatever the backend:
@@ -41,6 +41,11 @@ class ObjectClient:
     def get(self, key: str) -> bytes: raise NotImplementedError
     def get_range(self, key: str, start: int, end: int) -> bytes: raise NotImplementedError
     def list_after(self, prefix: str, after: str | None) -> list[str]: raise NotImplementedError
+
+    def list_info(self, prefix: str) -> list[tuple[str, float | None]]:
+        """(key, last-modified time in seconds or None if unknown) of every key."""
+        return [(k, None) for k in self.list_after(prefix, None)]
+
     def delete(self, key: str) -> None: raise NotImplementedError
     def close(self) -> None: pass
 
@@ -79,6 +84,10 @@ class CountingClient(ObjectClient):
     def list_after(self, prefix, after):
         self.counts["list"] += 1
         return self.inner.list_after(prefix, after)
+
+    def list_info(self, prefix):
+        self.counts["list"] += 1
+        return self.inner.list_info(prefix)
 
     def delete(self, key):
         self.counts["delete"] += 1
@@ -153,6 +162,15 @@ class ObstoreClient(ObjectClient):
                                        chunk_size=1000):
                 out.extend(m["path"] for m in batch)
             return sorted(k for k in out if after is None or k > after)
+        except Exception as e:
+            raise self._map(e, prefix) from e
+
+    def list_info(self, prefix):
+        try:
+            out = []
+            for batch in self._ob.list(self.store, prefix=prefix, chunk_size=1000):
+                out.extend((m["path"], m["last_modified"].timestamp()) for m in batch)
+            return sorted(out)
         except Exception as e:
             raise self._map(e, prefix) from e
 

@@ -77,6 +77,9 @@ class ObjectIO(BlockIO):
         self.head = 0                   # txn of the newest manifest loaded (0: none)
         self.meta_bytes = b""           # its meta record
         self.epoch = 1
+        self.head_nonce = b""           # the nonce of the head's manifest (the next one's prev)
+        self.confirmed = 0.0            # monotonic time the head was last known to be newest
+        self._listed = 0.0              # monotonic time of the last LIST of the manifests
         self.checkpoint: tuple | None = None
         self.index: dict[int, int] = {}
         self.objects: list[str] = []    # object number -> key
@@ -123,8 +126,8 @@ class ObjectIO(BlockIO):
     def refresh(self) -> int:
         """Load every manifest newer than the head; return the newest txn.
 
-        One GET (of manifest head + 1) when nothing changed. Otherwise LIST past the
-        head, then probe the txns after the newest listed (a LIST may lag: the probe
+        One GET (of manifest head + 1) when nothing changed (and a LIST every lease / 2).
+        Otherwise LIST past the head, then probe the txns after the newest listed (a LIST may lag: the probe
         finds what it missed), and load what is new."""
         try:
             return self._refresh()
@@ -136,11 +139,18 @@ class ObjectIO(BlockIO):
             found: dict[int, Manifest] = {}
             if self.head:
                 m = self._get_manifest(self.head + 1)
-                if m is None:
+                if m is not None:
+                    found[m.txn] = m
+                elif time.monotonic() - self._listed <= self.lease / 2:
+                    self.confirmed = time.monotonic()
                     return self.head
-                found[m.txn] = m
+                # else: LIST too, every lease / 2 at least: object gc deletes the manifests
+                # below the newest checkpoint (head + 1 among them, if this handle fell that
+                # far behind) only after a grace period at least the lease
             after = manifest_key(self.head) if self.head else None
+            listed_at = time.monotonic()
             keys = self._retry(self.client.list_after, MANIFEST_PREFIX, after)
+            self._listed = listed_at
             listed = [t for t in map(txn_of_key, keys) if t is not None]
             newest = max(listed + list(found) + [self.head])
             while True:
@@ -151,25 +161,39 @@ class ObjectIO(BlockIO):
                 newest = m.txn
             if newest > self.head:
                 self._advance(newest, found)
-            self._polled = time.monotonic()
+            self._polled = self.confirmed = time.monotonic()
             return self.head
 
     def _advance(self, newest: int, found: dict) -> None:
+        """Apply the manifests after the head up to ``newest``: all of them, linked each to
+        the one before (``prev``); or, when far behind, or when some were deleted by object
+        gc (or one is not in the chain: a paused writer's, put where gc deleted one), the
+        newest index checkpoint and the manifests from its txn on."""
         top = found.get(newest) or self._get_manifest(newest)
         if top is None:
             raise Corruption(f"manifest {newest} was listed but cannot be read")
         found[newest] = top
         start = self.head + 1
         cp = top.checkpoint
-        if cp and cp[0] >= start and (not self.head or newest - self.head > self.checkpoint_every):
-            data = self._retry(self.client.get, cp[1])
-            txn, objects, index = decode_index(data, cp[1], SHIFT)
-            self.objects = [k for k, _ in objects]
-            self.sizes = [s for _, s in objects]
-            self._objno = {k: i for i, k in enumerate(self.objects)}
-            self.index = index
-            start = txn   # its own manifest too (its runs are in the checkpoint already)
-        want = [t for t in range(start, newest + 1) if t not in found]
+        usable = cp is not None and cp[0] >= start
+        chain = None
+        if not (usable and (not self.head or newest - self.head > self.checkpoint_every)):
+            chain = self._chain(start, newest, found, self.head_nonce if self.head else b"")
+        if chain is None:
+            if usable:
+                chain = self._chain(cp[0], newest, found, b"")
+            if chain is None:
+                raise Corruption(f"the manifests from txn {start} to {newest} are not one "
+                                 f"chain (missing or not linked) and no index checkpoint "
+                                 f"covers the gap")
+            self._load_checkpoint(cp)  # its own manifest is applied again: the same runs
+        for m in chain:
+            self._apply(m)
+
+    def _chain(self, first: int, last: int, found: dict, prev: bytes) -> list | None:
+        """Manifests first..last, each linked to the one before (the first to ``prev``,
+        if given); None if one is missing or a link is broken."""
+        want = [t for t in range(first, last + 1) if t not in found]
         if len(want) > 4:
             with ThreadPoolExecutor(8) as pool:
                 for t, m in zip(want, pool.map(self._get_manifest, want)):
@@ -177,14 +201,26 @@ class ObjectIO(BlockIO):
         else:
             for t in want:
                 found[t] = self._get_manifest(t)
-        for t in range(start, newest + 1):
+        chain = []
+        for t in range(first, last + 1):
             m = found.get(t)
             if m is None:
                 if t == 1:
                     continue  # txn 1 (an empty store) is never published: manifests start at 2
-                raise Corruption(f"manifest {t} is missing: the chain from txn {start - 1} "
-                                 f"to {newest} is broken")
-            self._apply(m)
+                return None
+            if m.prev and prev and m.prev != prev:
+                return None
+            chain.append(m)
+            prev = m.nonce
+        return chain
+
+    def _load_checkpoint(self, cp: tuple) -> None:
+        data = self._retry(self.client.get, cp[1])
+        _txn, objects, index = decode_index(data, cp[1], SHIFT)
+        self.objects = [k for k, _ in objects]
+        self.sizes = [s for _, s in objects]
+        self._objno = {k: i for i, k in enumerate(self.objects)}
+        self.index = index
 
     def _apply(self, m: Manifest) -> None:
         """Add a manifest's runs to the index and make it the head."""
@@ -199,7 +235,7 @@ class ObjectIO(BlockIO):
             for first, nbytes, off in m.runs:
                 for i in range(-(-nbytes // ps)):
                     index[first + i] = base | (off + i * ps)
-        self.head, self.meta_bytes = m.txn, m.meta
+        self.head, self.meta_bytes, self.head_nonce = m.txn, m.meta, m.nonce
         self.epoch = max(self.epoch, m.epoch)
         if m.checkpoint:
             self.checkpoint = m.checkpoint
@@ -237,7 +273,20 @@ class ObjectIO(BlockIO):
             if loc is None:
                 break
             n = min(size, ps - within)
-            piece = self._read_object(loc >> SHIFT, (loc & MASK) + within, n)
+            try:
+                piece = self._read_object(loc >> SHIFT, (loc & MASK) + within, n)
+            except ObjectNotFound as e:
+                # deleted by object gc after compaction moved the page: the newer
+                # manifests say where it is now
+                moved = self._relocated(page, loc)
+                try:
+                    if moved is None:
+                        raise e
+                    piece = self._read_object(moved >> SHIFT, (moved & MASK) + within, n)
+                except ObjectNotFound as gone:
+                    raise Corruption(f"object {gone.args[0]} is missing (deleted while a "
+                                     f"snapshot older than the lease of {self.lease} s still "
+                                     f"read it?)") from None
             out.append(piece)
             if len(piece) < n:
                 break
@@ -256,8 +305,7 @@ class ObjectIO(BlockIO):
                 try:
                     data = self._retry(self.client.get_range, key, lo, min(lo + CHUNK, size))
                 except ObjectNotFound:
-                    raise Corruption(f"object {key} is missing (deleted while a snapshot older "
-                                     f"than the lease of {self.lease} s still read it?)") from None
+                    raise ObjectNotFound(key) from None
                 self.cache.put(key, chunk, data)
             piece = data[at:at + n]
             if not piece:
@@ -266,6 +314,13 @@ class ObjectIO(BlockIO):
             n -= len(piece)
             start += len(piece)
         return b"".join(out)
+
+    def _relocated(self, page: int, loc: int) -> int | None:
+        """Where ``page`` is now, after the newest manifests, if not at ``loc``."""
+        with self.lock:
+            self.refresh()
+            now = self.index.get(page)
+        return now if now is not None and now != loc else None
 
     def pwrite(self, data, offset: int) -> None:
         ps = self.page_size
@@ -306,6 +361,7 @@ class ObjectIO(BlockIO):
         with self.lock:
             if txn <= self.head:       # a manifest of another writer was loaded meanwhile
                 raise ManifestConflict(txn)
+            known = self.confirmed
         if self.compact:
             self._copy_compacted(buf)
         runs, parts, off, ps = [], [], 0, self.page_size
@@ -328,13 +384,16 @@ class ObjectIO(BlockIO):
             cp = self._write_checkpoint(txn, key, blob, runs)
         epoch = self.epoch + (1 if self.bump_epoch else 0)
         m = Manifest(txn, record, self.page_size, epoch, key, runs, cp, time.time_ns(),
-                     self.writer, os.urandom(16))
+                     self.writer, os.urandom(16), self.head_nonce)
         self._put_manifest(m)
+        if time.monotonic() - known > self.lease:
+            self._check_linked(m)
         with self.lock:
             if key:
                 for chunk in range(0, len(blob), CHUNK):
                     self.cache.put(key, chunk // CHUNK, blob[chunk:chunk + CHUNK])
             self._apply(m)
+            self.confirmed = time.monotonic()
             self.bump_epoch = False
             self.compact = set()
             self.last_object = key
@@ -352,7 +411,11 @@ class ObjectIO(BlockIO):
         for page, loc in sorted(moved):
             if page not in written:
                 no, off = loc >> SHIFT, loc & MASK
-                buf[page] = self._read_object(no, off, min(ps, self.sizes[no] - off))
+                try:
+                    buf[page] = self._read_object(no, off, min(ps, self.sizes[no] - off))
+                except ObjectNotFound as e:
+                    raise Corruption(f"object {e.args[0]} is missing: compaction cannot copy "
+                                     f"page {page} out of it") from None
 
     def small_objects(self, below: int, budget: int) -> set[int]:
         """Objects smaller than ``below`` bytes, whose indexed pages total at most
@@ -368,6 +431,20 @@ class ObjectIO(BlockIO):
                 total += pages * self.page_size
         return chosen if len(chosen) > 1 else set()
 
+    def _check_linked(self, m: Manifest) -> None:
+        """After creating manifest m.txn on a head learned more than ``lease`` seconds ago:
+        was the number free only because object gc deleted the manifests below the newest
+        checkpoint while this writer was paused? Then the chain went on without it (the
+        next manifest does not link to it): ManifestConflict, and the transaction is
+        rebased onto the real head. One LIST (and one GET if later manifests exist)."""
+        keys = self._retry(self.client.list_after, MANIFEST_PREFIX, manifest_key(m.txn))
+        if not any(t is not None and t > m.txn for t in map(txn_of_key, keys)):
+            return
+        nxt = self._get_manifest(m.txn + 1)
+        if nxt is not None and (not nxt.prev or nxt.prev == m.nonce):
+            return
+        raise ManifestConflict(m.txn)
+
     def _write_checkpoint(self, txn, key, blob, runs) -> tuple:
         with self.lock:
             objects = list(zip(self.objects, self.sizes))
@@ -378,6 +455,12 @@ class ObjectIO(BlockIO):
             for first, nbytes, off in runs:
                 for i in range(-(-nbytes // ps)):
                     index[first + i] = (no << SHIFT) | (off + i * ps)
+        # only the objects some page still lives in, numbered anew: the checkpoint does not
+        # grow with every object ever written
+        used = sorted({loc >> SHIFT for loc in index.values()})
+        renum = {old: new for new, old in enumerate(used)}
+        objects = [objects[o] for o in used]
+        index = {p: (renum[loc >> SHIFT] << SHIFT) | (loc & MASK) for p, loc in index.items()}
         ckey = f"{INDEX_PREFIX}{txn:020d}-{self.writer}-{os.urandom(4).hex()}"
         self._retry(self.client.put, ckey, encode_index(txn, objects, index, SHIFT))
         return (txn, ckey)
