@@ -12,7 +12,9 @@ measures, for the same data on s3:// and on a local file:
   get (the same keys again; 15 rounds alternating between the two: the best round,
   and the median, per get);
 - a reader in a second process (spawn) catching up with ``--catchup`` new commits:
-  time and requests of its refresh().
+  time and requests of its refresh();
+- then ``gc()`` with no grace period: the keys in the bucket before and after
+  (compaction and object gc), its time and requests.
 
 Targets: 2 PUTs per commit; warm get <= 1.5x the local file.
 """
@@ -142,6 +144,18 @@ def main():
         v, elapsed, reqs = out.get(timeout=600)
         p.join()
         assert v == head + args.catchup, (v, head)
+        # object gc: compaction and deletion (no grace period: lease=0) after all that
+        g = cowdb.open(url, options=srv.options(), lease=0)
+        inner = g.requests.inner
+        keys_before = len(inner.list_info(""))
+        c0 = dict(g.requests.counts)
+        t = time.perf_counter()
+        rep = g.gc()
+        gc_s = time.perf_counter() - t
+        gc_reqs = {k: n - c0[k] for k, n in g.requests.counts.items() if n - c0[k]}
+        keys_after = len(inner.list_info(""))
+        assert g.check().ok
+        g.close()
     finally:
         srv.stop()
     s, f = rows["s3"], rows["file"]
@@ -162,6 +176,9 @@ def main():
     print(f"PUTs per commit: {puts:.2f} (target 2: {'met' if puts <= 2.05 else 'NOT met'})")
     print(f"second-process reader catching up with {args.catchup} commits (written in "
           f"{write_s:.1f} s): {elapsed:.2f} s, requests {reqs}")
+    print(f"gc() with lease=0 after all that: keys in the bucket {keys_before} -> "
+          f"{keys_after} ({rep.objects_compacted} objects compacted, {rep.objects_deleted} "
+          f"keys deleted) in {gc_s:.2f} s, requests {gc_reqs}")
 
 
 if __name__ == "__main__":

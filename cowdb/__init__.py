@@ -63,7 +63,11 @@ def open(path=None, *, readonly: bool = False, durability: str = "sync",
     ``store_options``: ``options`` (dict for obstore: endpoint, region, keys...),
     ``cache_dir``, ``cache_bytes``, ``lease``, ``refresh_interval``, ``client``.
     """
-    from .objdb import ObjectDatabase, is_url
+    from .objdb import ObjectDatabase, is_url, looks_like_url
+    if looks_like_url(path) and not is_url(path):
+        from .errors import InvalidValue
+        raise InvalidValue(f"unsupported URL scheme in {path!r}: use s3://, gs://, az://, "
+                           f"file:// or memory:// (or a file path)")
     if is_url(path):
         if recover:
             from .errors import InvalidValue

@@ -136,3 +136,13 @@ class LockFileReplaced(CowdbError, RuntimeError):
 class ReadersFull(CowdbError, RuntimeError):
     """Every slot of the reader table in the ``-lock`` file is held by a live process
     (LMDB's MDB_READERS_FULL): this process could not read safely, so it may not open."""
+
+
+class AccessDenied(CowdbError, PermissionError):
+    """An object store refused the credentials, or none were found (an object-store URL):
+    the message names the variables or options to set."""
+
+
+class StoreNotFound(DatabaseNotFound):
+    """The bucket (or container) of an object-store URL does not exist: create it, or
+    check the URL and the endpoint."""

@@ -50,6 +50,12 @@ def is_url(path) -> bool:
     return isinstance(path, str) and "://" in path and path.split("://", 1)[0].lower() in SCHEMES
 
 
+def looks_like_url(path) -> bool:
+    """``scheme://...`` with a scheme of two letters or more (not ``C://``)."""
+    import re
+    return isinstance(path, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]+://", path) is not None
+
+
 class LoggingTree(Tree):
     """A transaction's tree that also remembers the final value of every key it changed
     (None: deleted): what a rebase replays."""

@@ -100,3 +100,21 @@ def localstack_server(timeout: float = 90.0) -> Server:
     with open(os.path.join(data, "localstack.log"), "rb") as f:
         tail = f.read()[-400:].decode(errors="replace")
     raise Unavailable(f"LocalStack did not start in {timeout:.0f} s: {tail}")
+
+
+try:
+    import pytest
+except ImportError:        # the benchmark imports this module without pytest
+    pytest = None
+
+if pytest is not None:
+    @pytest.fixture(scope="module")
+    def moto():
+        """moto's S3 server for a test module (import this name into it); skipped, with
+        the reason, where it cannot start."""
+        try:
+            srv = moto_server()
+        except Unavailable as e:
+            pytest.skip(f"no S3 server: {e}")
+        yield srv
+        srv.stop()

@@ -18,17 +18,7 @@ pytest.importorskip("obstore")
 import cowdb                                          # noqa: E402
 from cowdb.errors import MergeConflict                # noqa: E402
 from cowdb.pages.objclient import ObjectExists, client_for_url  # noqa: E402
-from s3server import Unavailable, localstack_server, moto_server  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def moto():
-    try:
-        srv = moto_server()
-    except Unavailable as e:
-        pytest.skip(f"no S3 server: {e}")
-    yield srv
-    srv.stop()
+from s3server import Unavailable, localstack_server, moto, moto_server  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ def init(env: Env, path: str | None):
       cowdb --db shop.cow init
     """
     path = path or env.path
-    if os.path.exists(path):
+    if engine.exists(path):
         raise click.ClickException(f"{path} already exists; delete it first or choose another "
                                    f"path")
     import cowdb
@@ -106,8 +106,8 @@ def info(env: Env, path: str | None, as_json: bool):
     with engine.open_db(path, timeout=env.timeout) as db, db.read() as snap:
         head = engine.commit(db, snap.version)
         d = {
-            "path": os.path.abspath(path),
-            "file_size": os.path.getsize(path),
+            "path": path if engine.is_url(path) else os.path.abspath(path),
+            "file_size": engine.store_bytes(db, path),
             "version": db.version,
             "head": snap.version,
             "keys": len(snap),

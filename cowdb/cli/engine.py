@@ -12,12 +12,22 @@ from . import fmt
 def open_db(path: str, *, write: bool = False, create: bool = False,
             timeout: float | None = None):
     """Open the database at path, refusing to create one unless ``create``. A URL
-    (s3://, gs://, az://, file://, memory://) opens it on an object store."""
-    from ..objdb import is_url
+    (s3://, gs://, az://, file://, memory://) opens it on an object store (a write
+    there creates it)."""
+    from ..errors import DatabaseNotFound
+    kw = {} if timeout is None else {"timeout": timeout}
     if is_url(path):
-        if not write and not create:
-            return cowdb.open(path, readonly=True)
-        return cowdb.open(path, **({} if timeout is None else {"timeout": timeout}))
+        # memory:// lives only as long as this process: it can only be created here
+        if not write and not create and not path.lower().startswith("memory://"):
+            try:
+                return cowdb.open(path, readonly=True)
+            except DatabaseNotFound as e:
+                if type(e) is not DatabaseNotFound:
+                    raise          # StoreNotFound: no bucket, said by the engine
+                raise click.ClickException(
+                    f"no database at {path}; create one with `cowdb --db {path} init`, or "
+                    f"choose another with --db or COWDB_PATH") from None
+        return cowdb.open(path, **kw)
     if not os.path.exists(path):
         if not create:
             raise click.ClickException(
@@ -25,7 +35,6 @@ def open_db(path: str, *, write: bool = False, create: bool = False,
                 f"another with --db or COWDB_PATH")
         if not write:
             cowdb.open(path).close()
-    kw = {} if timeout is None else {"timeout": timeout}
     return cowdb.open(path, readonly=not write, **kw)
 
 
@@ -72,6 +81,31 @@ def tags(db) -> dict[str, int]:
 
 def branches(db) -> dict[str, int]:
     return dict(db.branches())
+
+
+def is_url(path: str) -> bool:
+    """An object-store URL (s3://, gs://, az://, file://, memory://), not a file path."""
+    from ..objdb import is_url as url
+    return url(path)
+
+
+def exists(path: str) -> bool:
+    """A database is at path (a file, or a URL whose store holds one)."""
+    if not is_url(path):
+        return os.path.exists(path)
+    from ..errors import DatabaseNotFound
+    try:
+        cowdb.open(path, readonly=True).close()
+    except DatabaseNotFound as e:
+        if type(e) is not DatabaseNotFound:
+            raise
+        return False
+    return True
+
+
+def store_bytes(db, path: str) -> int:
+    """The size of the file, or of the pages of a database at a URL."""
+    return db.stats().file_bytes if is_url(path) else os.path.getsize(path)
 
 
 @contextmanager

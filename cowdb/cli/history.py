@@ -462,6 +462,9 @@ def gc(env: Env):
     click.echo(f"dropped {r.versions_dropped} version(s), freed {r.pages_freed} page(s) "
                f"({fmt.size(r.bytes_freed)}); file {fmt.size(r.file_bytes_before)} -> "
                f"{fmt.size(r.file_bytes_after)}")
+    if hasattr(r, "objects_deleted"):   # a database at a URL: its objects too
+        click.echo(f"objects: {r.objects_compacted} compacted, {r.objects_deleted} deleted, "
+                   f"{r.objects_marked} waiting for the grace period")
 
 
 @cli.command()
@@ -510,5 +513,5 @@ def compact(env: Env, dest: str):
     import os
     with env.open() as db:
         db.compact(dest)
-    click.echo(f"wrote {dest} ({fmt.size(os.path.getsize(dest))}, was "
-               f"{fmt.size(os.path.getsize(env.path))})")
+    was = "" if engine.is_url(env.path) else f", was {fmt.size(os.path.getsize(env.path))}"
+    click.echo(f"wrote {dest} ({fmt.size(os.path.getsize(dest))}{was})")

@@ -22,6 +22,16 @@ def _need_server():
 
 def _accounts(env: Env):
     from cowdb.server.accounts import Accounts, accounts_path
+    from . import engine
+    if engine.is_url(env.path):
+        # a bucket is no place for secrets: a database at a URL keeps its accounts in a
+        # local file named by COWDB_ACCOUNTS (the same file `cowdb serve --accounts` reads)
+        path = os.environ.get("COWDB_ACCOUNTS")
+        if not path:
+            raise click.ClickException(
+                f"{env.path} is a URL: its accounts live in a local file; set COWDB_ACCOUNTS="
+                f"FILE here, and serve with `cowdb serve {env.path} --accounts FILE`")
+        return Accounts(path)
     if not os.path.exists(env.path):
         raise click.ClickException(f"no database at {env.path}; create one with "
                                    f"`cowdb --db {env.path} init`, or choose another with --db")
@@ -37,8 +47,13 @@ def _accounts(env: Env):
               help="The largest request body accepted, in bytes (larger: 413).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--accounts", "accounts_file", envvar="COWDB_ACCOUNTS", default=None,
+              type=click.Path(dir_okay=False), metavar="FILE",
+              help="The accounts file (default: PATH-accounts.json beside a database file; "
+                   "none for a URL, which then serves open on loopback only).")
 @pass_env
-def serve(env: Env, path, host: str, port: int, max_body: int, log_level: str):
+def serve(env: Env, path, host: str, port: int, max_body: int, log_level: str,
+          accounts_file: str | None):
     """Serve the database over HTTP: a JSON API under /api/v1 and a web UI.
 
     PATH defaults to --db. With no account (see `cowdb user add`) the server
@@ -49,21 +64,26 @@ def serve(env: Env, path, host: str, port: int, max_body: int, log_level: str):
       cowdb serve shop.cow                   # http://127.0.0.1:8000
       cowdb --db shop.cow user add ann --role admin
       cowdb serve shop.cow --host 0.0.0.0 --port 8080
+      cowdb serve s3://bucket/shop --accounts shop-accounts.json   # AWS_* variables
     """
     _need_server()
     import logging
 
     import uvicorn
 
+    from cowdb.server.accounts import Accounts
     from cowdb.server.app import Refused, create_app
+
+    from . import engine
     path = path or env.path
-    if not os.path.exists(path):
+    if not engine.is_url(path) and not os.path.exists(path):
         import cowdb
         cowdb.open(path).close()
         click.echo(f"created {path}", err=True)
     try:
         app = create_app(path, host=host, max_body=max_body,
-                         timeout=30.0 if env.timeout is None else env.timeout)
+                         timeout=30.0 if env.timeout is None else env.timeout,
+                         accounts=Accounts(accounts_file) if accounts_file else None)
     except Refused as e:
         raise click.ClickException(str(e)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

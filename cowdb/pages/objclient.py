@@ -33,6 +33,24 @@ class TransientError(OSError):
     """A request that may be retried; it may also have taken effect."""
 
 
+class Refused(PermissionError):
+    """The store refused the credentials, or none were found (not retried)."""
+
+
+class NoBucket(FileNotFoundError):
+    """The bucket or container does not exist (not retried)."""
+
+
+CREDENTIAL_HINTS = {
+    "s3": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or pass "
+          "options={'access_key_id': ..., 'secret_access_key': ...}",
+    "gs": "set GOOGLE_SERVICE_ACCOUNT (a key file) or GOOGLE_APPLICATION_CREDENTIALS, or pass "
+          "options={'service_account_path': ...}",
+    "az": "set AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or a SAS token), or "
+          "pass options={'account_name': ..., 'account_key': ...}",
+}
+
+
 class ObjectClient:
     """The contract. Keys are '/'-separated strings below the database's prefix."""
 
@@ -107,21 +125,36 @@ def _is_transient(e: Exception) -> bool:
 class ObstoreClient(ObjectClient):
     """An ObjectClient over an obstore store (imported only when used)."""
 
-    def __init__(self, store):
+    def __init__(self, store, url: str = "the object store", kind: str = ""):
         import obstore
         from obstore import exceptions
         self.store = store
+        self.url, self.kind = url, kind
         self._ob = obstore
         self._exc = exceptions
 
     def _map(self, e: Exception, key: str):
         exc = self._exc
+        text = str(e)
+        first = text.strip().splitlines()[0][:300] if text.strip() else type(e).__name__
+        if "NoSuchBucket" in text or "ContainerNotFound" in text or (
+                "bucket" in text.lower() and "does not exist" in text.lower()):
+            return NoBucket(f"the bucket of {self.url} does not exist: create it, or check the "
+                            f"URL and the endpoint (AWS_ENDPOINT_URL, options={{'endpoint': "
+                            f"...}})")
+        if isinstance(e, (exc.PermissionDeniedError, exc.UnauthenticatedError)) or any(
+                w in text for w in ("169.254.169.254", "latest/api/token", "computeMetadata",
+                                    "metadata/identity", "InvalidAccessKeyId", "AccessDenied",
+                                    "SignatureDoesNotMatch", "403 Forbidden",
+                                    "Unauthenticated", "credential")):
+            hint = CREDENTIAL_HINTS.get(self.kind, "check its credentials")
+            return Refused(f"{self.url} refused the request for {key!r}, or no credentials "
+                           f"were found ({first}): {hint}")
         if isinstance(e, (FileNotFoundError, exc.NotFoundError)):
             return ObjectNotFound(key)
         if isinstance(e, (exc.AlreadyExistsError, exc.PreconditionError)):
             return ObjectExists(key)
-        if isinstance(e, (exc.PermissionDeniedError, exc.UnauthenticatedError,
-                          exc.NotSupportedError, exc.InvalidPathError,
+        if isinstance(e, (exc.NotSupportedError, exc.InvalidPathError,
                           exc.UnknownConfigurationKeyError)):
             return OSError(f"object store refused {key!r}: {e}")
         if _is_transient(e) or isinstance(e, (TimeoutError, ConnectionError)):
@@ -190,10 +223,22 @@ def client_for_url(url: str, options: dict | None = None) -> tuple[ObjectClient,
     """An ObstoreClient for ``s3://bucket/prefix``, ``gs://``, ``az://``, ``file:///path``
     or ``memory://name``, and a display name. Credentials and endpoints come from the
     usual environment variables (AWS_*, GOOGLE_*, AZURE_*) or ``options``; query
-    parameters of the URL are options too (``s3://b/p?endpoint=http://127.0.0.1:9000``)."""
-    parts = urlsplit(url)
+    parameters of the URL are options too (``s3://b/p?endpoint=http://127.0.0.1:9000``).
+
+    A URL that cannot name a store raises InvalidValue; options the store does not know,
+    InvalidValue; a store that cannot find credentials when it is built, AccessDenied
+    (the errors of the first request are mapped by ObjectIO.refresh)."""
+    from ..errors import AccessDenied, DatabaseNotFound, InvalidValue
+    if not isinstance(url, str):
+        raise InvalidValue(f"an object-store URL is a str, not {type(url).__name__}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise InvalidValue(f"{url!r} is not a valid URL ({e})") from None
     scheme = parts.scheme.lower()
     opts = dict(parse_qsl(parts.query))
+    if options is not None and not isinstance(options, dict):
+        raise InvalidValue(f"options must be a dict, not {type(options).__name__}")
     opts.update(options or {})
     base = url.split("?", 1)[0]
     try:
@@ -206,29 +251,49 @@ def client_for_url(url: str, options: dict | None = None) -> tuple[ObjectClient,
         st = _memory_stores.get(name)
         if st is None:
             st = _memory_stores[name] = obs.MemoryStore()
-        return ObstoreClient(st), base
+        return ObstoreClient(st, base, "memory"), base
     if scheme == "file":
         path = parts.path if not parts.netloc else "/" + parts.netloc + parts.path
-        os.makedirs(path, exist_ok=True)
-        return ObstoreClient(obs.LocalStore(path)), base
-    if scheme in ("s3", "s3a"):
-        client_options = opts.pop("client_options", None) or {}
-        endpoint = opts.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get(
-            "AWS_ENDPOINT")
-        if endpoint and endpoint.startswith("http://"):
-            client_options.setdefault("allow_http", True)
-        retry = opts.pop("retry_config", None)
-        kw = {"client_options": client_options} if client_options else {}
-        if retry is not None:
-            kw["retry_config"] = retry
-        prefix = parts.path.strip("/") or None
-        st = obs.S3Store(parts.netloc, prefix=prefix, **opts, **kw)
-        return ObstoreClient(st), base
-    if scheme in ("gs", "gcs", "az", "azure", "abfs", "abfss"):
-        st = obs.from_url(base, **opts)
-        return ObstoreClient(st), base
-    raise ValueError(f"unsupported URL scheme {scheme!r}: use s3://, gs://, az://, file:// "
-                     f"or memory://")
+        if not path or path == "/":
+            raise InvalidValue(f"{url!r} names no folder: use file:///absolute/folder")
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:
+            raise DatabaseNotFound(f"cannot create the folder of {url}: {e.strerror or e}; "
+                                   f"choose a folder you can write") from None
+        return ObstoreClient(obs.LocalStore(path), base, "file"), base
+    if scheme not in ("s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss"):
+        raise InvalidValue(f"unsupported URL scheme {scheme!r} in {url!r}: use s3://, gs://, "
+                           f"az://, file:// or memory://")
+    kind = {"s3a": "s3", "gcs": "gs", "azure": "az", "abfs": "az", "abfss": "az"}.get(
+        scheme, scheme)
+    if not parts.netloc:
+        raise InvalidValue(f"{url!r} names no bucket: use {scheme}://BUCKET/PREFIX")
+    try:
+        if kind == "s3":
+            client_options = opts.pop("client_options", None) or {}
+            endpoint = opts.get("endpoint") or os.environ.get(
+                "AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT")
+            if endpoint and endpoint.startswith("http://"):
+                client_options.setdefault("allow_http", True)
+            retry = opts.pop("retry_config", None)
+            kw = {"client_options": client_options} if client_options else {}
+            if retry is not None:
+                kw["retry_config"] = retry
+            prefix = parts.path.strip("/") or None
+            st = obs.S3Store(parts.netloc, prefix=prefix, **opts, **kw)
+        else:
+            st = obs.from_url(base, **opts)
+    except Exception as e:
+        text = " ".join(str(e).split())[:300]
+        if type(e).__name__ == "UnknownConfigurationKeyError" or isinstance(e, TypeError):
+            raise InvalidValue(f"an option for {base} is not one the store knows ({text}): "
+                               f"see docs/object-store.md, Configuration") from None
+        if "must be specified" in text or "credential" in text.lower():
+            raise AccessDenied(f"{base} has no credentials ({text}): "
+                               f"{CREDENTIAL_HINTS[kind]}") from None
+        raise InvalidValue(f"cannot make a store for {base}: {text}") from None
+    return ObstoreClient(st, base, kind), base
 
 
 def retry(fn, *args, attempts: int = 6, delay: float = 0.02, what: str = "request"):

@@ -34,13 +34,14 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import Corruption, CowdbError, ReadFailed
+from ..errors import AccessDenied, Corruption, CowdbError, ReadFailed, StoreNotFound
 from . import meta as metamod
 from .io import BlockIO
 from .manifest import (DATA_PREFIX, INDEX_PREFIX, MANIFEST_PREFIX, Manifest, decode,
                        decode_index, encode_index, manifest_key, txn_of_key)
 from .objcache import CHUNK, ChunkCache
-from .objclient import ObjectClient, ObjectExists, ObjectNotFound, TransientError, retry
+from .objclient import (NoBucket, ObjectClient, ObjectExists, ObjectNotFound, Refused,
+                        TransientError, retry)
 
 SHIFT = 40                 # index value: object number << SHIFT | byte offset in the object
 MASK = (1 << SHIFT) - 1
@@ -131,8 +132,13 @@ class ObjectIO(BlockIO):
         finds what it missed), and load what is new."""
         try:
             return self._refresh()
+        except Refused as e:
+            raise AccessDenied(str(e)) from e
+        except NoBucket as e:
+            raise StoreNotFound(str(e)) from e
         except (OSError, ObjectNotFound) as e:
-            raise ReadFailed(f"reading the manifests failed: {e}") from e
+            raise ReadFailed(f"reading the manifests failed: {e} (is the endpoint right and "
+                             f"reachable? AWS_ENDPOINT_URL or options={{'endpoint': ...}})") from e
 
     def _refresh(self) -> int:
         with self.lock:
@@ -215,12 +221,20 @@ class ObjectIO(BlockIO):
         return chain
 
     def _load_checkpoint(self, cp: tuple) -> None:
+        """Replace the page index by the checkpoint's. Its objects keep the numbers this
+        handle gave them (new ones are appended): a reader thread between an index
+        lookup and its object lookup never finds another object under that number."""
         data = self._retry(self.client.get, cp[1])
         _txn, objects, index = decode_index(data, cp[1], SHIFT)
-        self.objects = [k for k, _ in objects]
-        self.sizes = [s for _, s in objects]
-        self._objno = {k: i for i, k in enumerate(self.objects)}
-        self.index = index
+        local = []
+        for key, size in objects:
+            no = self._objno.get(key)
+            if no is None:
+                no = self._objno[key] = len(self.objects)
+                self.objects.append(key)
+                self.sizes.append(size)
+            local.append(no << SHIFT)
+        self.index = {p: local[loc >> SHIFT] | (loc & MASK) for p, loc in index.items()}
 
     def _apply(self, m: Manifest) -> None:
         """Add a manifest's runs to the index and make it the head."""
@@ -279,14 +293,12 @@ class ObjectIO(BlockIO):
                 # deleted by object gc after compaction moved the page: the newer
                 # manifests say where it is now
                 moved = self._relocated(page, loc)
+                if moved is None:
+                    raise self._missing(e.args[0]) from None
                 try:
-                    if moved is None:
-                        raise e
                     piece = self._read_object(moved >> SHIFT, (moved & MASK) + within, n)
                 except ObjectNotFound as gone:
-                    raise Corruption(f"object {gone.args[0]} is missing (deleted while a "
-                                     f"snapshot older than the lease of {self.lease} s still "
-                                     f"read it?)") from None
+                    raise self._missing(gone.args[0]) from None
             out.append(piece)
             if len(piece) < n:
                 break
@@ -314,6 +326,10 @@ class ObjectIO(BlockIO):
             n -= len(piece)
             start += len(piece)
         return b"".join(out)
+
+    def _missing(self, key: str) -> Corruption:
+        return Corruption(f"object {key} is missing (deleted while a snapshot older than the "
+                          f"lease of {self.lease} s still read it?)")
 
     def _relocated(self, page: int, loc: int) -> int | None:
         """Where ``page`` is now, after the newest manifests, if not at ``loc``."""

@@ -189,7 +189,7 @@ def create_app(db_or_path, *, accounts: Accounts | None = None, host: str = "127
     """The ASGI app serving ``db_or_path`` (a path, or an open cowdb Database).
 
     ``accounts``: default the file beside the database (in memory for an in-memory
-    database). With no account, only a loopback ``host`` may serve (open mode: every
+    database or one at a URL: pass ``Accounts(file)`` to keep them). With no account, only a loopback ``host`` may serve (open mode: every
     request is the local admin); any other bind raises :class:`Refused`.
     """
     owned = not isinstance(db_or_path, cowdb.Database)
@@ -204,7 +204,8 @@ def create_app(db_or_path, *, accounts: Accounts | None = None, host: str = "127
             raise Refused(f"no accounts are configured, so the server would be open to anyone "
                           f"who can reach {host}; add one with `cowdb user add NAME --role "
                           f"admin`, or bind 127.0.0.1")
-        name = os.path.basename(db.path) if db.path else "(in memory)"
+        url = getattr(db, "url", None)   # a database on an object store
+        name = url if url else os.path.basename(db.path) if db.path else "(in memory)"
         server = Server(db, accounts, host=host, open_mode=open_mode, max_body=max_body,
                         poll=poll, name=name)
         for ext in tuple(EXTENSIONS) + tuple(extensions):
