@@ -305,6 +305,16 @@ async def test_merge_conflict_409_then_resolved(app, db):
         assert r.status_code == 200 and db.read()[b"k"] == b"both"
 
 
+async def test_an_unknown_query_parameter_is_a_400(app, db):
+    async with client(app) as c:
+        await put(c, "k", "v")
+        r = await c.get("/api/v1/keys", params={"prefx": "k"})
+        assert r.status_code == 400
+        msg = r.json()["error"]["message"]
+        assert "'prefx'" in msg and "prefix" in msg
+        assert (await c.get("/api/v1/keys", params={"prefix": "k"})).status_code == 200
+
+
 async def test_retention_gc_stats_check(app, db):
     async with client(app) as c:
         for i in range(5):
