@@ -119,35 +119,48 @@ class _Reader:
         return self._live().count
 
     def __iter__(self):
-        return (k for k, _ in cursor.items(self._live(), live=self._live_cursor))
+        return self._scan("keys")
 
     def items(self, *args, start=None, stop=None, prefix=None, reverse=False):
         """Without arguments a view, as a dict's (len, in, iterated again and again).
         With a range, ``items(start, stop, prefix=, reverse=)``: an iterator over the
         (key, value) pairs in key order with start <= key < stop and the given prefix."""
         r = _range(args, start, stop, prefix, reverse, "items")
-        return _ItemsView(self) if r is None else self._pairs(*r)
+        return _ItemsView(self) if r is None else self._scan("items", *r)
 
     def keys(self, *args, start=None, stop=None, prefix=None, reverse=False):
         """A view, or with a range (as items()) an iterator over the keys in it."""
         r = _range(args, start, stop, prefix, reverse, "keys")
-        return KeysView(self) if r is None else (k for k, _ in self._pairs(*r))
+        return KeysView(self) if r is None else self._scan("keys", *r)
 
     def values(self, *args, start=None, stop=None, prefix=None, reverse=False):
         """A view, or with a range (as items()) an iterator over the values in it."""
         r = _range(args, start, stop, prefix, reverse, "values")
-        return _ValuesView(self) if r is None else (v for _, v in self._pairs(*r))
+        return _ValuesView(self) if r is None else self._scan("values", *r)
 
-    def _pairs(self, start=None, stop=None, prefix=None, reverse=False):
+    def _scan(self, part, start=None, stop=None, prefix=None, reverse=False):
+        """An iterator over the ``part`` ("items", "keys" or "values") of a key range.
+        A snapshot's tree never changes, so its scans flatten whole leaves in C
+        (cursor.keys/values/items); a transaction's are watched item by item."""
         tree = self._live()
         start, stop = key_range(start, stop, prefix)
         if start is not None and stop is not None and start >= stop:
             return iter(())
-        pairs = cursor.items(tree, start, stop, reverse, self._live_cursor)
-        if self._codec is None:
-            return pairs
-        decode = self._codec.decode
-        return ((k, decode(v)) for k, v in pairs)
+        if self._live_cursor:
+            pairs = cursor.items(tree, start, stop, reverse, live=True)
+            if part == "keys":
+                return (k for k, _ in pairs)
+            part_of = pairs if part == "items" else (v for _, v in pairs)
+        else:
+            part_of = getattr(cursor, part)(tree, start, stop, reverse)
+            if part == "keys":
+                return part_of
+        decode = None if self._codec is None else self._codec.decode
+        if decode is None:
+            return part_of
+        if part == "values":
+            return map(decode, part_of)
+        return ((k, decode(v)) for k, v in part_of)
 
     def __eq__(self, other):
         """Equal to any mapping with the same keys and values; str keys count as their
@@ -195,14 +208,14 @@ class _ItemsView(ItemsView):
     __slots__ = ()
 
     def __iter__(self):
-        return self._mapping._pairs()
+        return self._mapping._scan("items")
 
 
 class _ValuesView(ValuesView):
     __slots__ = ()
 
     def __iter__(self):
-        return (v for _, v in self._mapping._pairs())
+        return self._mapping._scan("values")
 
 
 class Snapshot(_Reader, Mapping):

@@ -305,6 +305,16 @@ async def test_merge_conflict_409_then_resolved(app, db):
         assert r.status_code == 200 and db.read()[b"k"] == b"both"
 
 
+async def test_an_unknown_query_parameter_is_a_400(app, db):
+    async with client(app) as c:
+        await put(c, "k", "v")
+        r = await c.get("/api/v1/keys", params={"prefx": "k"})
+        assert r.status_code == 400
+        msg = r.json()["error"]["message"]
+        assert "'prefx'" in msg and "prefix" in msg
+        assert (await c.get("/api/v1/keys", params={"prefix": "k"})).status_code == 200
+
+
 async def test_retention_gc_stats_check(app, db):
     async with client(app) as c:
         for i in range(5):
@@ -313,6 +323,9 @@ async def test_retention_gc_stats_check(app, db):
         assert r.json() == {"keep_last": 2, "keep_within_seconds": None}
         r = await c.put("/api/v1/retention", json={"keep_last": 0})
         assert r.status_code == 400
+        # positive, but under a microsecond: the engine's InvalidValue is a 400, not a 500
+        r = await c.put("/api/v1/retention", json={"keep_within_seconds": 1e-9})
+        assert r.status_code == 400 and "positive" in r.json()["error"]["message"]
         r = await c.post("/api/v1/gc")
         assert r.status_code == 200 and r.json()["versions_dropped"] >= 3
         r = await c.get("/api/v1/stats")

@@ -100,10 +100,6 @@ class FreeList:
         """Return pages just taken (and not logged as taken) to the pool."""
         self.pool = _coalesce(self.pool + [(start, n)])
 
-    def take_exact(self, start: int, n: int) -> None:
-        """Take back pages just given back."""
-        self._remove(start, n)
-
     def _remove(self, start: int, n: int) -> None:
         """Replay a take: cut [start, start + n) out of the pool run that holds it."""
         for i, (s, length) in enumerate(self.pool):

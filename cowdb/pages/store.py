@@ -406,9 +406,18 @@ class PageStore:
                 again = fl.encode()
                 if self.pages_for(HEADER_SIZE + len(again)) <= used:
                     body = again
-                else:  # one more run no longer fits: keep the pages after all
-                    fl.take_exact(page + used, need - used)
-                    used = need
+                else:
+                    # the run given back no longer fits in the pages used. Keeping those
+                    # pages would leave them past the image's length, and a reload (a
+                    # rolled-back empty commit, an adopting process, a reopen) counts only
+                    # the image's pages: a leak. Put the taken run back whole instead and
+                    # write the base at the end of the file, which changes no list; the
+                    # list is then as it was before the take, within encoded_size()'s bound.
+                    fl.give_back(page, used)
+                    body = fl.encode()
+                    used = self.pages_for(HEADER_SIZE + len(body))
+                    page = self.page_count
+                    self.page_count += used
             fl.chain = [(page, used)]
         fl.log.clear()
         self.rebase_freelist = False

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -602,11 +603,26 @@ async def openapi(request: Request):
 
 
 def methods(path: str, **handlers) -> Route:
-    """One route per path, dispatching by method, so a 405 names every allowed method."""
+    """One route per path, dispatching by method, so a 405 names every allowed method.
+    A query parameter the OpenAPI document does not name is a 400: a typo such as
+    ``?prefx=`` must not silently list every key."""
     table = {m.upper(): h for m, h in handlers.items()}
+    documented = re.sub(r"{(\w+):\w+}", r"{\1}", path)   # "/keys/{key:path}" -> "/keys/{key}"
+    known: dict[str, frozenset] = {}
 
     async def dispatch(request: Request):
-        return await table["GET" if request.method == "HEAD" else request.method](request)
+        method = "GET" if request.method == "HEAD" else request.method
+        if method not in known:
+            from .openapi import spec
+            op = spec()["paths"].get(documented, {}).get(method.lower(), {})
+            known[method] = frozenset(p["name"] for p in op.get("parameters", ())
+                                      if p["in"] == "query")
+        unknown = sorted(set(request.query_params) - known[method])
+        if unknown:
+            takes = ", ".join(sorted(known[method])) or "none"
+            raise ApiError(400, f"unknown query parameter {unknown[0]!r}; {method} "
+                                f"/api/v1{documented} takes: {takes}")
+        return await table[method](request)
     return Route(path, dispatch, methods=list(table))
 
 

@@ -28,8 +28,8 @@ def cowdb_error(e: E.CowdbError) -> ApiError:
         return ApiError(503, msg, headers={"Retry-After": "1"})
     if isinstance(e, E.ReadOnly):
         return ApiError(403, msg)
-    if isinstance(e, (E.InvalidKey, E.KeyTooLarge, E.InvalidType, E.InvalidMerge,
-                      E.CodecError)):
+    if isinstance(e, (E.InvalidKey, E.KeyTooLarge, E.InvalidType, E.InvalidValue,
+                      E.InvalidMerge, E.CodecError)):
         return ApiError(400, msg)
     if isinstance(e, (E.DatabaseClosed,)):
         return ApiError(503, "the database is closed; the server is shutting down")
