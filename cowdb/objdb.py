@@ -310,6 +310,19 @@ class ObjectDatabase(Database):
         return {"deleted": deleted, "marked": len(pending), "kept": total - deleted,
                 "epoch": io.epoch}
 
+    def _dead_pages(self) -> set[int]:
+        """Pages no reader may read any more: free since a txn at or before the reuse
+        bound (the lease, and this process's readers), or past the end of the database."""
+        store, io = self._store, self._io
+        fl, bound = store.freelist, self._reuse_bound()
+        dead: set[int] = set()
+        for runs in [fl.pool] + [r for t, r in fl.pending.items() if t <= bound]:
+            for start, n in runs:
+                dead.update(range(start, start + n))
+        with io.lock:
+            dead.update(p for p in io.index if p >= store.page_count)
+        return dead
+
     def _read_mark(self, key: str) -> list | None:
         try:
             return list(msgpack.unpackb(self._io._retry(self.requests.get, key)))
@@ -318,25 +331,29 @@ class ObjectDatabase(Database):
         except (ValueError, TypeError) as e:
             raise Corruption(f"{key} (an object gc mark) does not decode: {e}") from e
 
-    def compact_objects(self, below: int = 1 << 20, budget: int = 64 << 20) -> dict:
-        """Copy the pages of objects smaller than ``below`` bytes (up to ``budget`` bytes
-        of pages) into one new object, published by an empty txn: reads then take fewer,
-        larger objects, and ``gc_objects()`` deletes the small ones after the lease."""
+    def compact_objects(self, below: int = 1 << 20, budget: int = 64 << 20,
+                        sparse: float = 0.5) -> dict:
+        """Copy the pages of objects smaller than ``below`` bytes, and of objects whose
+        pages still in use fill less than ``sparse`` of them (up to ``budget`` bytes of
+        pages), into one new object, published by an empty txn: reads then take fewer,
+        larger objects, the bucket holds about what the pages in use need, and
+        ``gc_objects()`` deletes the old objects after the grace period."""
         io = self._io
         for _ in range(MAX_RETRIES):
             try:
                 with self._writer():
-                    chosen = io.small_objects(below, budget)
+                    dead = self._dead_pages()
+                    chosen = io.small_objects(below, budget, sparse, dead)
                     if not chosen:
                         return {"objects": 0, "into": None}
-                    io.compact = chosen
+                    io.compact, io.dead = chosen, dead
                     self._update(lambda cat, txn: None)
                     return {"objects": len(chosen), "into": io.last_object}
             except ManifestConflict:
                 self._io.refresh()
                 self._reload()
             finally:
-                io.compact = set()
+                io.compact, io.dead = set(), set()
         raise Locked(f"compact_objects() lost {MAX_RETRIES} races for the head in a row")
 
 

@@ -58,6 +58,7 @@ class Manifest:
     writer: str = ""
     nonce: bytes = b""
     prev: bytes = b""               # the nonce of manifest txn - 1: the chain links
+    drop: list = field(default_factory=list)  # [first page, pages] no longer mapped
 
     def encode(self) -> bytes:
         body = msgpack.packb({
@@ -65,7 +66,8 @@ class Manifest:
             "object": self.object, "runs": self.runs,
             "cp": list(self.checkpoint) if self.checkpoint else None,
             "time": self.time_ns or time.time_ns(), "writer": self.writer,
-            "nonce": self.nonce or os.urandom(16), "prev": self.prev}, use_bin_type=True)
+            "nonce": self.nonce or os.urandom(16), "prev": self.prev,
+            "drop": self.drop}, use_bin_type=True)
         data = MAGIC + body
         return data + xxh3_64_intdigest(data).to_bytes(8, "little")
 
@@ -80,7 +82,8 @@ def decode(data: bytes, key: str = "manifest") -> Manifest:
         return Manifest(d["txn"], d["meta"], d["ps"], d["epoch"], d["object"],
                         [tuple(r) for r in d["runs"]],
                         tuple(d["cp"]) if d["cp"] else None, d["time"], d["writer"],
-                        d["nonce"], d.get("prev", b""))
+                        d["nonce"], d.get("prev", b""),
+                        [tuple(r) for r in d.get("drop", ())])
     except (ValueError, KeyError, TypeError) as e:
         raise Corruption(f"{key} does not decode: {e}") from e
 

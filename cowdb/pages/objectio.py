@@ -92,6 +92,7 @@ class ObjectIO(BlockIO):
         self._polled = 0.0
         self.bump_epoch = False         # the next manifest fences: epoch + 1 (object gc)
         self.compact: set[int] = set()  # the next commit copies these objects' pages too
+        self.dead: set[int] = set()     # ... but not these pages (free past the lease)
         self.last_object: str | None = None
         self.refresh()
 
@@ -239,6 +240,9 @@ class ObjectIO(BlockIO):
     def _apply(self, m: Manifest) -> None:
         """Add a manifest's runs to the index and make it the head."""
         ps = self.page_size = m.page_size
+        for first, n in m.drop:          # pages compaction unmapped (free past the lease)
+            for page in range(first, first + n):
+                self.index.pop(page, None)
         if m.object:
             no = self._objno.get(m.object)
             if no is None:
@@ -378,8 +382,7 @@ class ObjectIO(BlockIO):
             if txn <= self.head:       # a manifest of another writer was loaded meanwhile
                 raise ManifestConflict(txn)
             known = self.confirmed
-        if self.compact:
-            self._copy_compacted(buf)
+        drop = self._copy_compacted(buf) if self.compact else []
         runs, parts, off, ps = [], [], 0, self.page_size
         for first in sorted(buf):
             run = buf[first]
@@ -400,7 +403,7 @@ class ObjectIO(BlockIO):
             cp = self._write_checkpoint(txn, key, blob, runs)
         epoch = self.epoch + (1 if self.bump_epoch else 0)
         m = Manifest(txn, record, self.page_size, epoch, key, runs, cp, time.time_ns(),
-                     self.writer, os.urandom(16), self.head_nonce)
+                     self.writer, os.urandom(16), self.head_nonce, drop)
         self._put_manifest(m)
         if time.monotonic() - known > self.lease:
             self._check_linked(m)
@@ -411,41 +414,64 @@ class ObjectIO(BlockIO):
             self._apply(m)
             self.confirmed = time.monotonic()
             self.bump_epoch = False
-            self.compact = set()
+            self.compact, self.dead = set(), set()
             self.last_object = key
 
-    def _copy_compacted(self, buf: dict) -> None:
+    def _copy_compacted(self, buf: dict) -> list:
         """Add to this commit's object every indexed page that lives in an object being
         compacted (and that the commit does not write anew): the next manifest then maps
-        those pages here, and the old objects are left to object gc."""
-        ps, chosen = self.page_size, self.compact
+        those pages here, and the old objects are left to object gc. Pages in ``dead``
+        (free since before the lease: no reader may read them) are not copied but
+        unmapped; returns them as runs, for the manifest's ``drop``."""
+        ps, chosen, dead = self.page_size, self.compact, self.dead
         with self.lock:
             moved = [(p, loc) for p, loc in self.index.items() if loc >> SHIFT in chosen]
         written = set()
         for first, run in buf.items():
             written.update(range(first, first + -(-len(run) // ps)))
+        drop: list = []
         for page, loc in sorted(moved):
-            if page not in written:
-                no, off = loc >> SHIFT, loc & MASK
-                try:
-                    buf[page] = self._read_object(no, off, min(ps, self.sizes[no] - off))
-                except ObjectNotFound as e:
-                    raise Corruption(f"object {e.args[0]} is missing: compaction cannot copy "
-                                     f"page {page} out of it") from None
+            if page in written:
+                continue
+            if page in dead:
+                if drop and drop[-1][0] + drop[-1][1] == page:
+                    drop[-1][1] += 1
+                else:
+                    drop.append([page, 1])
+                continue
+            no, off = loc >> SHIFT, loc & MASK
+            try:
+                buf[page] = self._read_object(no, off, min(ps, self.sizes[no] - off))
+            except ObjectNotFound as e:
+                raise Corruption(f"object {e.args[0]} is missing: compaction cannot copy "
+                                 f"page {page} out of it") from None
+        return drop
 
-    def small_objects(self, below: int, budget: int) -> set[int]:
-        """Objects smaller than ``below`` bytes, whose indexed pages total at most
-        ``budget`` bytes: what compaction should merge."""
+    def small_objects(self, below: int, budget: int, sparse: float = 0.5,
+                      dead: set | frozenset = frozenset()) -> set[int]:
+        """What compaction should rewrite: objects smaller than ``below`` bytes (merged
+        into one, when there are two or more), and objects of any size whose indexed
+        pages not in ``dead`` fill less than ``sparse`` of them (their other pages were
+        reused or freed: rewritten, they shrink); at most ``budget`` bytes of pages."""
         with self.lock:
             live: dict[int, int] = {}
-            for loc in self.index.values():
-                live[loc >> SHIFT] = live.get(loc >> SHIFT, 0) + 1
-        chosen, total = set(), 0
+            for page, loc in self.index.items():
+                no = loc >> SHIFT
+                live[no] = live.get(no, 0) + (page not in dead)
+        ps = self.page_size
+        small, thin, total = set(), set(), 0
         for no, pages in sorted(live.items()):
-            if self.sizes[no] < below and total + pages * self.page_size <= budget:
-                chosen.add(no)
-                total += pages * self.page_size
-        return chosen if len(chosen) > 1 else set()
+            size, need = self.sizes[no], pages * ps
+            if total + need > budget:
+                continue
+            if size < below:
+                small.add(no)
+            elif need < size * sparse:
+                thin.add(no)
+            else:
+                continue
+            total += need
+        return (small if len(small) > 1 else set()) | thin
 
     def _check_linked(self, m: Manifest) -> None:
         """After creating manifest m.txn on a head learned more than ``lease`` seconds ago:
