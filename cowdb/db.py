@@ -27,7 +27,6 @@ import warnings
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
-from struct import Struct
 from typing import NamedTuple
 
 from .checks import check_text, check_timeout
@@ -48,7 +47,6 @@ from .tree.walk import walk
 from .versions import NothingChanged, Versions, same_content
 
 log = logging.getLogger("cowdb")
-_TXN = Struct("<Q")
 DURABILITY = ("sync", "none")
 UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
 

@@ -36,11 +36,6 @@ def at(db, spec: str | None):
     return db.at(fmt.ref(spec))
 
 
-def version_of(db, spec: str) -> int:
-    """The version number that a VERSION|TAG|BRANCH|TIME spec names."""
-    return db.commit_info(fmt.ref(spec)).version
-
-
 def commit(db, version):
     """The commit record of a version (or of what a tag, branch or datetime names)."""
     return db.commit_info(version)
