@@ -25,7 +25,7 @@ from .history.retention import Retention
 from .pages.io import OsFileIO, new_file
 from .pages.meta import EMPTY
 from .pages.store import RESERVE_PAGES, RESERVE_STEP
-from .snapshot import check_key, key_range
+from .checks import check_key, key_range
 from .tree import diff as diffmod
 from .tree.btree import Tree, read_overflow
 from .tree.copy import copy_tree, relocate_tree

@@ -9,7 +9,7 @@ from itertools import islice
 
 import click
 
-from cowdb.snapshot import prefix_end
+from cowdb.checks import prefix_end
 
 from . import engine, fmt
 from .app import Env, cli
