@@ -87,19 +87,29 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return p[:-1] + bytes([p[-1] + 1]) if p else None
 
 
-def check_key(key, max_key: int = 1 << 62) -> bytes:
+def as_bytes(x, what: str, text: bool = True, bad_text: type[Exception] = InvalidKey) -> bytes:
+    """The one rule for what stands for bytes: bytes as they are, bytearray and memoryview
+    copied, str (when ``text``) as UTF-8; anything else raises InvalidType naming ``what``."""
+    if type(x) is bytes:
+        return x
+    if isinstance(x, (bytearray, memoryview)):
+        return bytes(x)
+    if text and isinstance(x, str):
+        try:
+            return x.encode("utf-8")
+        except UnicodeEncodeError:
+            raise bad_text(f"{x!r} is not valid text (a lone surrogate); give bytes, or a str "
+                           f"UTF-8 can encode") from None
+    if text:
+        raise InvalidType(f"{what} must be bytes or str, not {type(x).__name__}")
+    raise InvalidType(f"{what} must be bytes, not {type(x).__name__} (encode it first, or "
+                      f"open the database with a codec)")
+
+
+def check_key(key, max_key: int = 1 << 62, what: str = "keys") -> bytes:
     """Normalise a key to bytes; reject other types, the empty key and oversized keys."""
     if type(key) is not bytes:
-        if isinstance(key, str):
-            try:
-                key = key.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InvalidKey(f"key {key!r} is not valid text (a lone surrogate); give "
-                                 f"bytes, or a str UTF-8 can encode") from None
-        elif isinstance(key, (bytearray, memoryview)):
-            key = bytes(key)
-        else:
-            raise InvalidType(f"keys must be bytes or str, not {type(key).__name__}")
+        key = as_bytes(key, what)
     if not key:
         raise InvalidKey("the empty key cannot be stored; use a key of at least one byte")
     if len(key) > max_key:
@@ -127,9 +137,4 @@ def key_range(start, stop, prefix) -> tuple[bytes | None, bytes | None]:
 
 
 def check_value(value) -> bytes:
-    if type(value) is bytes:
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise InvalidType(f"values must be bytes, not {type(value).__name__} (encode it first, or "
-                      f"open the database with a codec)")
+    return value if type(value) is bytes else as_bytes(value, "values", text=False)

@@ -20,6 +20,7 @@ import shelve
 from collections.abc import MutableMapping
 
 from . import errors
+from .checks import as_bytes, check_key
 from .db import Database
 
 __all__ = ["open", "open_shelf", "error", "ReadOnlyError", "CowDBM"]
@@ -108,14 +109,9 @@ def _umask() -> int:
 
 
 def _bytes(x, what: str = "keys") -> bytes:
-    """A key or value as bytes: bytes-like as is, str as UTF-8, anything else a TypeError."""
-    if type(x) is bytes:
-        return x
-    if isinstance(x, str):
-        return x.encode("utf-8")
-    if isinstance(x, (bytearray, memoryview)):
-        return bytes(x)
-    raise errors.InvalidType(f"dbm {what} must be bytes or str, not {type(x).__name__}")
+    """A key or value as bytes: bytes-like as is, str as UTF-8, anything else InvalidType."""
+    return as_bytes(x, f"dbm {what}", bad_text=errors.InvalidKey if what == "keys"
+                    else errors.InvalidValue)
 
 
 class CowDBM(MutableMapping):
@@ -225,14 +221,8 @@ class CowDBM(MutableMapping):
     # ---- writing -------------------------------------------------------------
     def __setitem__(self, key, value):
         pending = self._writable()
-        k, v = _bytes(key), _bytes(value, "values")
-        if not self._storable(k):
-            if not k:
-                raise errors.InvalidKey("cowdb cannot store the empty key; use a key of at "
-                                        "least one byte")
-            raise errors.KeyTooLarge(f"a key of {len(k)} bytes is longer than this database's "
-                                     f"limit of {self._db.max_key} bytes")
-        pending[k] = v
+        k = check_key(key, self._db.max_key, "dbm keys")
+        pending[k] = _bytes(value, "values")
 
     def __delitem__(self, key):
         pending = self._writable()
