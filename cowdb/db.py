@@ -700,27 +700,39 @@ class Database(Versions):
 
     def _commit(self, tx: Transaction) -> int:
         """Write the transaction's tree and its commit record (writer lock held)."""
-        store = self._store
-
         if not tx.allow_empty and not tx._tree.dirty:  # nothing was even touched
             tx.skipped = True
             return tx._head.version
+        v = self._commit_tree(tx._tree, tx._head, tx.branch, (tx._head.version,), tx.message,
+                              tx.author, tx.puts, tx.deletes, tx.allow_empty,
+                              durable=tx.durability == "sync")
+        if v is None:  # rolled back: no page and no version written
+            tx.skipped = True
+            return tx._head.version
+        return v
+
+    def _commit_tree(self, tree: Tree, head: Commit, branch: str, parents: tuple,
+                     message: str, author: str, puts: int, deletes: int, allow_empty: bool,
+                     durable: bool | None = None) -> int | None:
+        """Commit ``tree`` on ``branch`` as one txn, with its stats (writer lock held):
+        the new version, or None when the tree holds what ``head`` does and not
+        ``allow_empty`` (then nothing is written)."""
+        store = self._store
 
         def change(cat, txn):
             pages0, bytes0 = store.pages_written, store.bytes_written
-            root = tx._tree.write(txn)
-            if not tx.allow_empty and same_content(self._nodes, tx._head.root, root):
+            root = tree.write(txn)
+            if not allow_empty and same_content(self._nodes, head.root, root):
                 raise NothingChanged
-            stats = CommitStats(tx.puts, tx.deletes, store.pages_written - pages0,
+            stats = CommitStats(puts, deletes, store.pages_written - pages0,
                                 store.bytes_written - bytes0)
-            return self._new_commit(cat, txn, tx.branch, root, tx._tree.count,
-                                    (tx._head.version,), tx.message, tx.author, stats).version
+            return self._new_commit(cat, txn, branch, root, tree.count, parents, message,
+                                    author, stats).version
 
         try:
-            return self._update(change, durable=tx.durability == "sync")
-        except NothingChanged:  # rolled back: no page and no version written
-            tx.skipped = True
-            return tx._head.version
+            return self._update(change, durable=durable)
+        except NothingChanged:
+            return None
 
     def _after_fork_in_child(self) -> None:
         """This handle in a forked child (the lock table made its Shared the child's

@@ -20,7 +20,7 @@ from .errors import (InvalidKey, InvalidMerge, InvalidType, InvalidValue, MergeC
                      ProtectedBranch, RefExists, RefNotFound, VersionReclaimed, WriteFailed)
 from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG
-from .history.commits import Commit, CommitStats
+from .history.commits import Commit
 from .history.retention import Retention
 from .pages.io import OsFileIO, new_file
 from .pages.meta import EMPTY
@@ -389,7 +389,6 @@ class Versions:
     def _merge_commit(self, base, ours, theirs, branch, resolve, message, author,
                       parents, allow_empty: bool = True) -> int:
         """Apply base->theirs onto ours and commit it on branch (writer lock held)."""
-        store = self._store
         tree = Tree(self._nodes, ours.root, ours.count)
         codec = self.codec
         if codec is not None and callable(resolve):  # the callable sees and returns values
@@ -410,20 +409,9 @@ class Versions:
 
         if not allow_empty and not tree.dirty:
             return ours.version
-
-        def change(cat, txn):
-            pages0, bytes0 = store.pages_written, store.bytes_written
-            root = tree.write(txn)
-            if not allow_empty and same_content(self._nodes, ours.root, root):
-                raise NothingChanged
-            stats = CommitStats(puts, deletes, store.pages_written - pages0,
-                                store.bytes_written - bytes0)
-            return self._new_commit(cat, txn, branch, root, tree.count, parents, message, author,
-                                    stats).version
-        try:
-            return self._update(change)
-        except NothingChanged:
-            return ours.version
+        v = self._commit_tree(tree, ours, branch, parents, message, author, puts, deletes,
+                              allow_empty)
+        return ours.version if v is None else v
 
     # ---- retention and gc ------------------------------------------------
     @property
