@@ -231,13 +231,25 @@ def _ref_command(env: Env, kind: str, name, at, delete: bool, as_json: bool) -> 
             click.echo(f"created {kind} {fmt.safe(name)} at version {v}")
 
 
-@cli.command()
-@click.argument("name", required=False)
-@click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None,
-              help="Where the new branch starts (default: the head of main).")
-@click.option("--delete", "-d", "delete", is_flag=True, help="Delete branch NAME.")
-@click.option("--json", "as_json", is_flag=True, help="List as a JSON object name -> version.")
-@pass_env
+def _ref_command_of(kind: str, at_help: str):
+    """The command line of ``cowdb branch`` and ``cowdb tag``: [NAME] [--at] [-d] [--json]."""
+    def command(f):
+        for option in reversed((
+                cli.command(),
+                click.argument("name", required=False),
+                click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None,
+                             help=at_help),
+                click.option("--delete", "-d", "delete", is_flag=True,
+                             help=f"Delete {kind} NAME."),
+                click.option("--json", "as_json", is_flag=True,
+                             help="List as a JSON object name -> version."),
+                pass_env)):
+            f = option(f)
+        return f
+    return command
+
+
+@_ref_command_of("branch", "Where the new branch starts (default: the head of main).")
 def branch(env: Env, name, at, delete: bool, as_json: bool):
     """List branches, or create or delete branch NAME.
 
@@ -255,13 +267,7 @@ def branch(env: Env, name, at, delete: bool, as_json: bool):
     _ref_command(env, "branch", name, at, delete, as_json)
 
 
-@cli.command()
-@click.argument("name", required=False)
-@click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None,
-              help="The version to tag (default: the head of main).")
-@click.option("--delete", "-d", "delete", is_flag=True, help="Delete tag NAME.")
-@click.option("--json", "as_json", is_flag=True, help="List as a JSON object name -> version.")
-@pass_env
+@_ref_command_of("tag", "The version to tag (default: the head of main).")
 def tag(env: Env, name, at, delete: bool, as_json: bool):
     """List tags, or create or delete tag NAME.
 
