@@ -3,7 +3,6 @@ cowdb.errors before anything is written."""
 from __future__ import annotations
 
 import math
-
 import re
 
 from .errors import InvalidKey, InvalidRefName, InvalidType, InvalidValue, KeyTooLarge

@@ -21,20 +21,30 @@ import errno
 import logging
 import mmap
 import os
-from contextlib import contextmanager
 import threading
 import warnings
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
 from .checks import check_text, check_timeout
 from .codecs import codec_name, get_codec, settle_codec
-from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, InvalidType,
-                     InvalidValue,
-                     NotACowdbFile, ReadOnly, RefNotFound, VersionNotFound, VersionReclaimed,
-                     WriteFailed)
+from .errors import (
+    Corruption,
+    CowdbError,
+    DatabaseClosed,
+    DatabaseNotFound,
+    InvalidType,
+    InvalidValue,
+    NotACowdbFile,
+    ReadOnly,
+    RefNotFound,
+    VersionNotFound,
+    VersionReclaimed,
+    WriteFailed,
+)
 from .history.catalog import BRANCH, MAIN_HEAD, TAG, Catalog, decode_pending
 from .history.commits import Commit, CommitStats, now_ns, to_datetime, to_ns
 from .locks import close_shared, open_shared
@@ -49,6 +59,9 @@ from .versions import NothingChanged, Versions, same_content
 log = logging.getLogger("cowdb")
 DURABILITY = ("sync", "none")
 UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
+
+
+NO_STATS = CommitStats()  # a commit that records none (restore): immutable, so shared
 
 
 class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per txn
@@ -443,7 +456,7 @@ class Database(Versions):
             return self._commit_record(st, v)
         return self._commit_record(st, ref)
 
-    def check(self) -> "CheckReport":
+    def check(self) -> CheckReport:
         """Verify every page that any version, the catalog and the free list reach.
 
         Also checks that no page is both free and in use, that every page lies
@@ -453,7 +466,7 @@ class Database(Versions):
         with self._pinned() as st:
             return self._check(st)
 
-    def _check(self, st: _State) -> "CheckReport":
+    def _check(self, st: _State) -> CheckReport:
         report = CheckReport()
         store = self._store
         nodes = NodeCache(store, 1 << 16)  # read from the file, not this handle's cache
@@ -563,7 +576,7 @@ class Database(Versions):
         if tx is not None:
             warnings.warn(f"the write transaction of thread {thread.name!r}, which ended "
                           f"without committing or aborting it, was aborted", ResourceWarning,
-                          source=tx)
+                          stacklevel=2, source=tx)
             tx.abort()
 
     def _lock_writer(self, timeout: float | None = None) -> _State:
@@ -687,7 +700,7 @@ class Database(Versions):
 
     def _new_commit(self, cat: Catalog, txn: int, branch: str, root: RootRef, count: int,
                     parents: tuple, message: str, author: str,
-                    stats: CommitStats = CommitStats()) -> Commit:
+                    stats: CommitStats = NO_STATS) -> Commit:
         """Record a new version at the head of ``branch`` (inside ``_update``)."""
         st = self._state
         version = st.version + 1
@@ -838,7 +851,7 @@ def _commit_time(now: int, newest: int, where) -> int:
     return now
 
 
-_open_handles: "weakref.WeakSet[Database]" = weakref.WeakSet()
+_open_handles: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:

@@ -42,7 +42,7 @@ _FLAGS = ("r", "w", "c", "n")
 
 
 def open(file, flag: str = "r", mode: int = 0o666, *, message: str = "dbm sync",
-         author: str = "", durability: str = "sync", timeout: float | None = 5.0) -> "CowDBM":
+         author: str = "", durability: str = "sync", timeout: float | None = 5.0) -> CowDBM:
     """Open the cowdb database ``file`` as a dbm.
 
     flag: "r" read only, "w" read and write (both: the file must exist),

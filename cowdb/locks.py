@@ -23,7 +23,7 @@ import weakref
 from itertools import compress
 from struct import Struct
 
-from .errors import LockFileReplaced, Locked, NestedTransaction, ReadersFull, WriteFailed
+from .errors import Locked, LockFileReplaced, NestedTransaction, ReadersFull, WriteFailed
 
 SLOTS = 126
 _SLOT = Struct("<QQ")          # pid, txn

@@ -30,8 +30,8 @@ from .errors import Corruption, CowdbError, NotACowdbFile
 from .history.catalog import BRANCH, TAG, Catalog, decode_pending
 from .history.commits import Commit
 from .pages import meta as metamod
-from .pages.checksum import BRANCH as BRANCH_PAGE, HEADER, HEADER_SIZE, LEAF, verify
-from .pages.freelist import FreeList, _coalesce
+from .pages.checksum import HEADER, HEADER_SIZE, LEAF, verify
+from .pages.freelist import FreeList
 from .pages.meta import EMPTY, Meta, RootRef
 from .pages.store import META_PAGES, PageStore
 from .tree.btree import NodeCache, Tree, read_overflow
@@ -335,7 +335,7 @@ def analyze(store: PageStore, nodes: NodeCache) -> _Analysis:
     scanned = not sources or all(src[3] for src in sources)
     if scanned:  # no catalog reads whole: take every catalog leaf the file still holds
         sources.append(_scan_catalog_leaves(store, nodes, rep.damage))
-    for commits, refs, options, damage in reversed(sources):  # the newest source wins
+    for commits, refs, options, _damage in reversed(sources):  # the newest source wins
         a.commits.update(commits)
         for kind in refs:
             a.refs[kind].update(refs[kind])

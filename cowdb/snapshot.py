@@ -8,10 +8,13 @@ import warnings
 from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
 from itertools import chain
 
-from .checks import (check_bound, check_key, check_value,
-                     key_range, prefix_end)  # noqa: F401  (re-exported: they lived here)
-from .errors import (DatabaseClosed, InvalidKey, KeyTooLarge, ReadOnly,
-                     TransactionClosed)
+from .checks import (
+    check_bound,
+    check_key,
+    check_value,
+    key_range,  # noqa: F401  (re-exported: they lived here)
+    )
+from .errors import DatabaseClosed, InvalidKey, KeyTooLarge, ReadOnly, TransactionClosed
 from .tree import cursor
 from .tree.btree import Tree
 
@@ -307,7 +310,8 @@ class Transaction(_Reader, MutableMapping):
             try:
                 warnings.warn(f"write transaction on {self.branch!r} from version "
                               f"{self._head.version} was dropped without commit() or abort(); "
-                              f"it was aborted", ResourceWarning, source=self)
+                              f"it was aborted", ResourceWarning, stacklevel=2,
+                              source=self)
             finally:  # (at interpreter exit warnings may be half torn down)
                 self.abort()
 

@@ -15,9 +15,19 @@ from datetime import timedelta
 from heapq import heappop, heappush
 from itertools import repeat
 
-from .checks import check_path, check_ref_name, check_text
-from .errors import (InvalidKey, InvalidMerge, InvalidType, InvalidValue, MergeConflict,
-                     ProtectedBranch, RefExists, RefNotFound, VersionReclaimed, WriteFailed)
+from .checks import check_key, check_path, check_ref_name, check_text, key_range
+from .errors import (
+    InvalidKey,
+    InvalidMerge,
+    InvalidType,
+    InvalidValue,
+    MergeConflict,
+    ProtectedBranch,
+    RefExists,
+    RefNotFound,
+    VersionReclaimed,
+    WriteFailed,
+)
 from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG
 from .history.commits import Commit
@@ -25,14 +35,12 @@ from .history.retention import Retention
 from .pages.io import OsFileIO, new_file
 from .pages.meta import EMPTY
 from .pages.store import RESERVE_PAGES, RESERVE_STEP
-from .checks import check_key, key_range
 from .tree import diff as diffmod
 from .tree.btree import Tree, read_overflow
 from .tree.copy import copy_tree, relocate_tree
 from .tree.merge import Conflict, merge3
 from .tree.node import Branch
 from .tree.walk import walk
-
 
 RELOCATE_MIN_PAGES = 16   # gc moves images down to give the end back only past this much
 GC_ROUND = 8              # on a full disk, gc drops this many versions per txn
@@ -298,7 +306,7 @@ class Versions:
                 cat, txn, branch, target.root, target.count, (head,), msg, author).version)
 
     # ---- diff, merge, revert ---------------------------------------------
-    def diff(self, a, b, prefix=None, start=None, stop=None) -> "Diff":
+    def diff(self, a, b, prefix=None, start=None, stop=None) -> Diff:
         """Changes from a to b (anything at() accepts), in key order. Skips every subtree
         the two versions share: O(d x depth) pages for d changes."""
         start, stop = key_range(start, stop, prefix)
@@ -399,7 +407,8 @@ class Versions:
                 return None if v is None else codec.encode(v)
         conflicts, puts, deletes = merge3(self._nodes, base.root, tree, theirs.root, resolve)
         if conflicts and codec is not None:
-            dec = (lambda b: None if b is None else codec.decode(b))
+            def dec(b):
+                return None if b is None else codec.decode(b)
             conflicts = [Conflict(c.key, dec(c.base), dec(c.ours), dec(c.theirs))
                          for c in conflicts]
         if conflicts:
@@ -497,7 +506,7 @@ class Versions:
             step = max_runs or max(len(runs), 1)
             slices = [runs[i:i + step] for i in range(0, len(runs), step)] or [[]]
             for i, part in enumerate(slices):
-                def change(cat, txn, first=i == 0, part=part):
+                def change(cat, txn, first=i == 0, part=part, chunk=chunk, rewired=rewired):
                     store.may_use_reserve = True
                     if first:
                         for c in chunk:

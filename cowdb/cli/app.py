@@ -125,5 +125,12 @@ def main(argv=None) -> None:
     cli.main(args=argv, prog_name="cowdb")
 
 
-from . import (commands, doc, history, repair, serve, tour,  # noqa: E402,F401  (register
-               transfer)                                    # the commands)
+from . import (  # noqa: E402,F401  (register
+    commands,
+    doc,
+    history,
+    repair,
+    serve,
+    tour,
+    transfer,  # the commands)
+)

@@ -267,7 +267,8 @@ def scan(env: Env, prefix, start, stop, limit, reverse, keys_only, count_only, a
       cowdb scan --start a --stop c --reverse
       cowdb scan --at v1.0 --keys-only
     """
-    conv = (lambda s: None if s is None else key_arg(s, escaped))
+    def conv(s):
+        return None if s is None else key_arg(s, escaped)
     p, lo, hi = conv(prefix), conv(start), conv(stop)
     if p == b"":
         p = None

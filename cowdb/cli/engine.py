@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+
 import click
 
 import cowdb
+
 from . import fmt
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 _ESC = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -129,7 +129,7 @@ def when(t: datetime) -> str:
 
 def iso(t: datetime) -> str:
     """A commit time for machines: ISO 8601 in UTC with microseconds."""
-    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return t.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def parse_time(s: str) -> datetime | None:

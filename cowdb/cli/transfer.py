@@ -58,8 +58,14 @@ class Progress:
             if time.monotonic() - self.started < self.delay:
                 return
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar,
-                                       TaskProgressColumn, TextColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TaskProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as Bar
             cols = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                     MofNCompleteColumn() if self.unit != "bytes" else TextColumn(""),
                     TimeRemainingColumn()]
@@ -112,7 +118,7 @@ def export(env: Env, output: str, form, prefix, at, escaped):
     else:
         folder = os.path.dirname(os.path.abspath(output))
         fd, tmp = tempfile.mkstemp(prefix=".cowdb-export-", dir=folder)
-        out = io.open(fd, "w", encoding="utf-8", newline="")
+        out = open(fd, "w", encoding="utf-8", newline="")
     n = 0
     try:
         with env.open() as db, engine.at(db, at) as snap:
@@ -271,7 +277,7 @@ def _load(tx, records, replace: bool, file: str) -> tuple[int, int]:
     seen = set() if replace else None
     lineno = 0
     try:
-        for lineno, k, v in records:
+        for lineno, k, v in records:  # noqa: B007 (lineno: named by the error below)
             if v is None:
                 deletes += tx.delete(k)
             else:

@@ -22,7 +22,7 @@ import bisect
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from difflib import SequenceMatcher
 
 from cowdb.errors import VersionNotFound
@@ -155,13 +155,13 @@ class Document:
             except ValueError:
                 raise VersionNotFound(f"no revision {at!r} of document {self.name!r}: give a "
                                       f"number, a tag (see tags()), a time or 'head'") from None
-            return self._at_time(t if t.tzinfo else t.replace(tzinfo=timezone.utc))
+            return self._at_time(t if t.tzinfo else t.replace(tzinfo=UTC))
         raise TypeError(f"a revision is an int, a tag, a time or 'head', not "
                         f"{type(at).__name__}")
 
     def _at_time(self, t: datetime) -> int:
         if t.tzinfo is None:
-            t = t.replace(tzinfo=timezone.utc)
+            t = t.replace(tzinfo=UTC)
         if self.branch == "main":
             try:
                 return self.db.commit_info(t).version      # main's time index: O(log n)
@@ -421,7 +421,7 @@ class Document:
         from .history import revision_info
         revision_info(self, revision)   # raises NotARevision
         rec = json.dumps({"by": by, "reason": reason,
-                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                          "time": datetime.now(UTC).isoformat(timespec="seconds")})
         with self.db.write(self._message("hide", revision, f"hide revision {revision}"),
                            author=by, branch=self.branch) as tx:
             tx[self.hprefix + b"%012d" % revision] = rec.encode()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
@@ -72,7 +72,7 @@ def _doc(request: Request) -> Document:
 
 
 def _when(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _at(request: Request, name="at"):
@@ -236,7 +236,7 @@ def _parse_since(s: str) -> datetime:
         t = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith("Z") else s)
     except ValueError:
         raise ApiError(400, f"{s!r} is not a time: use 2026-12-05T09:00:00Z") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 async def revert(request: Request):

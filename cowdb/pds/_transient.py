@@ -46,7 +46,8 @@ class Transient:
     def _token(self):
         """The owner token for an edit; ValueError once finished."""
         if self._owner is None:
-            raise ValueError(f"this {type(self).__name__} has been finished; start another with mutate()")
+            raise ValueError(f"this {type(self).__name__} has been finished; start another "
+                             f"with mutate()")
         return self._owner
 
     def _freeze(self):

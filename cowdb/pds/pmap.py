@@ -57,9 +57,11 @@ def _checked_pairs(it):
         try:
             item = tuple(item)
         except TypeError:
-            raise TypeError(f"cannot convert map update sequence element #{i} to a sequence") from None
+            raise TypeError(f"cannot convert map update sequence element #{i} to a "
+                            f"sequence") from None
         if len(item) != 2:
-            raise ValueError(f"map update sequence element #{i} has length {len(item)}; 2 is required")
+            raise ValueError(f"map update sequence element #{i} has length {len(item)}; "
+                             f"2 is required")
         yield item
 
 
@@ -135,7 +137,8 @@ class _PyMap(_PyReader):
         old = box[0] if box else MISSING
         if root is self._root:
             return self
-        return _make(type(self), root, self._count + (old is MISSING), _rehash(self._hacc, key, old, val))
+        return _make(type(self), root, self._count + (old is MISSING),
+                     _rehash(self._hacc, key, old, val))
 
     def delete(self, key, /):
         """A map without ``key``; KeyError if it is absent."""
@@ -190,7 +193,8 @@ class _PyMutation(_PyReader):
 
 
 if _champ.accelerator is not None:
-    _MapBase, _MutationBase, _make = _champ.accelerator.MapBase, _champ.accelerator.MutationBase, _champ.accelerator.make
+    _acc = _champ.accelerator
+    _MapBase, _MutationBase, _make = _acc.MapBase, _acc.MutationBase, _acc.make
 else:
     _MapBase, _MutationBase, _make = _PyMap, _PyMutation, _py_make
 

@@ -106,8 +106,8 @@ class _PySetMutation(_PyReader):
 
 
 if _champ.accelerator is not None:
-    _SetBase, _SetMutationBase, _make = (_champ.accelerator.SetBase, _champ.accelerator.SetMutationBase,
-                                         _champ.accelerator.make)
+    _acc = _champ.accelerator
+    _SetBase, _SetMutationBase, _make = _acc.SetBase, _acc.SetMutationBase, _acc.make
 else:
     _SetBase, _SetMutationBase, _make = _PySet, _PySetMutation, _py_make
 
@@ -193,7 +193,8 @@ class PSet(_SetBase, Set):
 
     @reprlib.recursive_repr("{...}")
     def __repr__(self):
-        return f"{type(self).__name__}({{{', '.join(map(repr, self))}}})" if self else f"{type(self).__name__}()"
+        name = type(self).__name__
+        return f"{name}({{{', '.join(map(repr, self))}}})" if self else f"{name}()"
 
 
 class PSetMutation(_SetMutationBase, Transient):

@@ -50,7 +50,8 @@ class _Items(ItemsView):
 
     def __iter__(self):
         m = self._mapping
-        return chain.from_iterable(zip(leaf[0], leaf[1]) for leaf in _btree.leaves_from(m._root, m._height))
+        return chain.from_iterable(zip(leaf[0], leaf[1])
+                                   for leaf in _btree.leaves_from(m._root, m._height))
 
 
 class _Reader:
@@ -86,7 +87,8 @@ class PSortedMap(_Reader):
 
     def __init__(self, col=None, /, **kw):
         if type(col) is type(self) and not kw:
-            self._root, self._height, self._count, self._hash = col._root, col._height, col._count, col._hash
+            self._root, self._height = col._root, col._height
+            self._count, self._hash = col._count, col._hash
             return
         items = dict(_pairs(col, kw))
         try:
@@ -223,7 +225,8 @@ class PSortedMapMutation(_Reader, Transient):
         self._root, self._height, self._count = m._root, m._height, m._count
 
     def __setitem__(self, key, val):
-        self._root, self._height, old = _btree.assoc(self._root, self._height, key, val, self._token())
+        self._root, self._height, old = _btree.assoc(self._root, self._height, key, val,
+                                                     self._token())
         self._count += old is MISSING
 
     set = __setitem__

@@ -8,14 +8,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from cowdb import errors as E
-
 from . import ops
 from .accounts import ROLES, AccountError
 from .auth import require, require_branch_write, server_of
-from .http import (ApiError, commit_json, decode_bytes, key_json, parse_time, read_json, run,
-                   value_json)
-
+from .http import (
+    ApiError,
+    commit_json,
+    decode_bytes,
+    key_json,
+    parse_time,
+    read_json,
+    run,
+    value_json,
+)
 
 endpoint = ops.http_errors
 

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 import cowdb
@@ -113,7 +113,6 @@ class Guard:
             return await self.app(scope, receive, send)
         server = self.server
         server.broker.start()
-        api = scope["path"].startswith("/api/")
         started = False
 
         async def send_wrapped(msg):

@@ -66,7 +66,7 @@ class Broker:
         while not me.cancelling():
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
@@ -102,7 +102,7 @@ class Broker:
             while not me.cancelling():
                 try:
                     c = await asyncio.wait_for(q.get(), 15)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if await is_disconnected():
                         return
                     yield ": keep-alive\n\n"

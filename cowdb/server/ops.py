@@ -259,7 +259,7 @@ def dropping(db) -> set[int]:
 
 def history(db, key: bytes, branch: str, limit: int):
     out = []
-    for v, t, value in db.history(key, limit=limit, branch=branch):
+    for v, _t, value in db.history(key, limit=limit, branch=branch):
         c = db.commit_info(v)
         out.append({**commit_json(c), **value_json(value)})
     return out

@@ -4,6 +4,7 @@ in the API. Forms post back here with a CSRF token; actions that change history
 from __future__ import annotations
 
 import hmac
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -11,8 +12,15 @@ from starlette.routing import Route
 from cowdb import errors as E
 
 from . import diffview, ops, timeline
-from .auth import (SESSION_COOKIE, SESSION_SECONDS, check_csrf, client_ip, require,
-                   require_branch_write, server_of)
+from .auth import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    check_csrf,
+    client_ip,
+    require,
+    require_branch_write,
+    server_of,
+)
 from .http import ApiError, run
 from .web import render, url
 
@@ -267,7 +275,7 @@ async def history_page(request: Request):
     def read():
         ops.branch_head(db, branch)
         out = []
-        for v, t, value in db.history(key, limit=200, branch=branch):
+        for v, _t, value in db.history(key, limit=200, branch=branch):
             c = db.commit_info(v)
             out.append({"c": c, "time": c.time.strftime("%Y-%m-%d %H:%M:%S"),
                         "deleted": value is None,

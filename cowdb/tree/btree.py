@@ -18,8 +18,19 @@ from ..errors import Corruption
 from ..pages.checksum import HEADER_SIZE, OVERFLOW
 from ..pages.meta import EMPTY, RootRef
 from ..pages.store import PageStore
-from .node import (BRANCH_ENTRY, LEAF_ENTRY, OVERFLOW_REF_SIZE, Branch, Leaf, Overflow,
-                   branch_size, decode, encode_branch, encode_leaf, leaf_sig)
+from .node import (
+    BRANCH_ENTRY,
+    LEAF_ENTRY,
+    OVERFLOW_REF_SIZE,
+    Branch,
+    Leaf,
+    Overflow,
+    branch_size,
+    decode,
+    encode_branch,
+    encode_leaf,
+    leaf_sig,
+)
 
 
 def py_get(node, key: bytes, nodes: "NodeCache"):
@@ -429,9 +440,9 @@ class Tree:
         """Merge child i with a sibling; split again if the result outgrows a page."""
         if len(parent.kids) < 2:
             return
-        l = i - 1 if i + 1 == len(parent.kids) else i
-        r = l + 1
-        left, right = self._own_kid(parent, l), self._own_kid(parent, r)
+        lo = i - 1 if i + 1 == len(parent.kids) else i
+        r = lo + 1
+        left, right = self._own_kid(parent, lo), self._own_kid(parent, r)
         sep = parent.keys[r]
         if type(left) is Leaf:
             left.keys += right.keys
@@ -447,10 +458,10 @@ class Tree:
             left.size += right.size - HEADER_SIZE + len(sep)
         del parent.keys[r], parent.kids[r], parent.counts[r], parent.sums[r], parent.txns[r]
         parent.size -= BRANCH_ENTRY + len(sep)
-        parent.counts[l] = left.count()
+        parent.counts[lo] = left.count()
         if left.size > self.page_size:
             sep, right = self._split(left)
-            self._insert_kid(parent, l, left, sep, right)
+            self._insert_kid(parent, lo, left, sep, right)
 
     def relocate(self, limit: int) -> None:
         """Own every node at a page >= ``limit`` and the path to it, so that ``write``
