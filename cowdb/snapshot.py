@@ -8,12 +8,9 @@ import warnings
 from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
 from itertools import chain
 
-from .checks import (
-    check_bound,
-    check_key,
-    check_value,
-    key_range,  # noqa: F401  (re-exported: they lived here)
-    )
+from .checks import check_bound, check_key, check_value
+from .checks import key_range as key_range  # they lived here
+from .checks import prefix_end as prefix_end
 from .errors import DatabaseClosed, InvalidKey, KeyTooLarge, ReadOnly, TransactionClosed
 from .tree import cursor
 from .tree.btree import Tree
