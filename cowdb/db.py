@@ -51,7 +51,8 @@ from .locks import close_shared, open_shared
 from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
 from .pages.meta import EMPTY, Meta, RootRef
 from .pages.store import DEFAULT_PAGE_SIZE, PageStore
-from .snapshot import Snapshot, Transaction
+from .snapshot import Snapshot
+from .transaction import Transaction
 from .tree.btree import NodeCache, Tree
 from .tree.walk import walk
 from .versions import NothingChanged, Versions, same_content

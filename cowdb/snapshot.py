@@ -1,14 +1,13 @@
-"""Snapshot (a Mapping of one version) and Transaction (a MutableMapping being written).
+"""Snapshot: a Mapping of one version, and the ``_Reader`` methods it shares with the
+Transaction (cowdb/transaction.py), a MutableMapping being written.
 
 Both read through the same ``_Reader`` methods over a ``Tree``; a
 transaction's tree is writable and sees its own writes. A snapshot pins the
 txn it was taken at, so no page it can reach is reused until it closes.
 """
-import warnings
-from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
-from itertools import chain
+from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 
-from .checks import check_bound, check_key, check_value
+from .checks import check_bound, check_key
 from .checks import key_range as key_range  # they lived here
 from .checks import prefix_end as prefix_end
 from .errors import DatabaseClosed, InvalidKey, KeyTooLarge, ReadOnly, TransactionClosed
@@ -205,113 +204,10 @@ class Snapshot(_Reader, Mapping):
         return f"<cowdb.Snapshot version={self.version} {state}>"
 
 
-class Transaction(_Reader, MutableMapping):
-    """The one write transaction: commits on a clean ``with`` exit, aborts on an exception."""
-    _live_cursor = True   # writes may come between two steps of an iteration
-    __slots__ = ("_tree", "_db", "_max_key", "_codec", "_head", "message", "author", "branch",
-                 "durability", "version", "puts", "deletes", "allow_empty", "skipped",
-                 "__weakref__")
-
-    def __init__(self, db, tree, head, message, author, branch, durability):
-        self._db, self._tree, self._head = db, tree, head
-        self._max_key = db.max_key
-        self._codec = db.codec
-        self.message, self.author, self.branch, self.durability = (message, author, branch,
-                                                                   durability)
-        self.version = None
-        self.puts = self.deletes = 0
-        self.allow_empty = False  # commit even if nothing changed
-        self.skipped = False      # commit() found nothing changed and made no version
-
-    def __setitem__(self, key, value):
-        tree = self._tree
-        if tree is None:
-            tree = self._live()  # raises TransactionClosed
-        if type(key) is not bytes or not 0 < len(key) <= self._max_key:  # the fast path is
-            key = check_key(key, self._max_key)                          # inline: bytes in,
-        if self._codec is not None:                                      # nothing to do
-            value = check_value(self._codec.encode(value))
-        elif type(value) is not bytes:
-            value = check_value(value)
-        tree.put(key, value)
-        self.puts += 1
-
-    put = __setitem__
-
-    def delete(self, key) -> bool:
-        """Remove key; True if it was there."""
-        done = self._live().delete(check_key(key, self._max_key))
-        self.deletes += done
-        return done
-
-    def __delitem__(self, key):
-        if not self.delete(key):
-            raise KeyError(key)
-
-    def update(self, other=(), /, **kw):
-        """Put many pairs (a mapping, pairs, or keywords). Sorted first, then inserted
-        leaf by leaf: much faster than a loop of puts, and it fills pages."""
-        tree = self._live()
-        if isinstance(other, Mapping):
-            items = other.items()
-        elif hasattr(other, "keys"):  # as dict.update: keys() and [] are enough
-            items = ((k, other[k]) for k in other.keys())
-        else:
-            items = other
-        mk = self._max_key
-        batch = {}
-        encode = None if self._codec is None else self._codec.encode
-        for k, v in chain(items, kw.items()):
-            if type(k) is not bytes or not 0 < len(k) <= mk:
-                k = check_key(k, mk)
-            if encode is not None:
-                v = encode(v)
-            batch[k] = v if type(v) is bytes else check_value(v)
-        order = sorted(batch)  # sorting bare keys is faster than sorting pairs
-        tree.put_sorted(zip(order, map(batch.__getitem__, order)))
-        self.puts += len(batch)
-
-    def commit(self) -> int:
-        """Publish the changes as a new version and return it."""
-        self._live()
-        try:
-            self.version = self._db._commit(self)
-        finally:
-            self._finish()
-        return self.version
-
-    def abort(self) -> None:
-        """Drop every change; the database stays as it was."""
-        if self._tree is not None:
-            self._finish()
-
-    def _finish(self):
-        self._tree = None
-        self._db._end_write(self)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if self._tree is None:
-            return
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-    def __del__(self):
-        # dropped while open (its thread ended, or the last reference went): abort, so the
-        # writer lock is not held until db.close(), and warn as an unclosed file does
-        if getattr(self, "_tree", None) is not None:
-            try:
-                warnings.warn(f"write transaction on {self.branch!r} from version "
-                              f"{self._head.version} was dropped without commit() or abort(); "
-                              f"it was aborted", ResourceWarning, stacklevel=2,
-                              source=self)
-            finally:  # (at interpreter exit warnings may be half torn down)
-                self.abort()
-
-    def __repr__(self):
-        state = "closed" if self._tree is None else f"{len(self)} keys"
-        return f"<cowdb.Transaction on {self.branch!r} from version {self._head.version} {state}>"
+def __getattr__(name: str):
+    """``cowdb.snapshot.Transaction``: it lives in cowdb/transaction.py now (imported
+    lazily, since transaction.py builds on this module's ``_Reader``)."""
+    if name == "Transaction":
+        from .transaction import Transaction
+        return Transaction
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
