@@ -25,10 +25,10 @@ import threading
 import warnings
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+from .check import CheckReport, check_state
 from .checks import check_text, check_timeout
 from .codecs import codec_name, get_codec, settle_codec
 from .errors import (
@@ -76,25 +76,6 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
     commits: dict       # version -> Commit, looked up so far: shared by the states that
                         # follow until a txn drops or rewrites commits (gc), then a new one,
                         # so a reader of an older state never caches into a newer one
-
-
-@dataclass(slots=True)
-class CheckReport:
-    """What ``Database.check()`` found: ok is True when errors is empty."""
-    versions: int = 0
-    pages: int = 0
-    free_pages: int = 0
-    page_count: int = 0
-    errors: list = None
-    pages_used: list = field(default=None, repr=False)
-
-    def __post_init__(self):
-        self.errors = [] if self.errors is None else self.errors
-        self.pages_used = [] if self.pages_used is None else self.pages_used
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
 
 class Database(Versions):
@@ -465,62 +446,7 @@ class Database(Versions):
         Problems are collected, not raised.
         """
         with self._pinned() as st:
-            return self._check(st)
-
-    def _check(self, st: _State) -> CheckReport:
-        report = CheckReport()
-        store = self._store
-        nodes = NodeCache(store, 1 << 16)  # read from the file, not this handle's cache
-        seen: set[int] = set()
-        used = report.pages_used
-        try:
-            used.extend(walk(nodes, st.catalog, 0, seen))
-            cat = Catalog(Tree(nodes, st.catalog), st.pending, st.pending_log)
-            kept = set()
-            for c in cat.commits(reverse=False):
-                report.versions += 1
-                kept.add(c.version)
-                try:
-                    used.extend(walk(nodes, c.root, 0, seen))
-                except Corruption as e:
-                    report.errors.append(f"version {c.version}: {e}")
-            for kind, word in ((BRANCH, "branch"), (TAG, "tag")):
-                report.errors += [f"{word} {name!r} names version {v}, which is not kept"
-                                  for name, v in cat.refs(kind).items() if v not in kept]
-        except Corruption as e:
-            report.errors.append(f"catalog: {e}")
-        meta = st.meta  # not the store's: a writer thread may be changing those
-        try:  # every image of the chain, read from the file
-            fl = store._load_freelist(meta)
-        except Corruption as e:
-            report.errors.append(f"free list: {e}")
-            fl = None
-        if fl is not None:
-            used.extend(fl.chain)
-        owned: dict[int, int] = {}
-        for first, n in used:
-            for p in range(first, first + n):
-                if p >= meta.page_count:
-                    report.errors.append(f"page {p} lies past the end of the database")
-                owned[p] = owned.get(p, 0) + 1
-        free = set() if fl is None else set(fl.pages())
-        if fl is not None:
-            if len(free) != fl.count():
-                report.errors.append(f"the free list holds {fl.count() - len(free)} pages "
-                                     f"more than once")
-            both = sorted(free.intersection(owned))
-            if both:
-                report.errors.append(f"{len(both)} pages are both free and in use, e.g. "
-                                     f"{both[:5]}")
-            if not report.errors:  # with damage, what is unreachable says nothing new
-                lost = [p for p in range(2, meta.page_count) if p not in owned and p not in free]
-                if lost:
-                    report.errors.append(f"{len(lost)} pages are neither reachable nor free, "
-                                         f"e.g. {lost[:5]}")
-        report.pages = len(owned)
-        report.free_pages = len(free)
-        report.page_count = meta.page_count
-        return report
+            return check_state(self, st)
 
     def _freelist_of(self, st: _State):
         """The free list as of a pinned state, read from its image: the store's own is the
