@@ -54,8 +54,9 @@ from .pages.store import DEFAULT_PAGE_SIZE, PageStore
 from .snapshot import Snapshot
 from .transaction import Transaction
 from .tree.btree import NodeCache, Tree
+from .tree.compare import same_content
 from .tree.walk import walk
-from .versions import NothingChanged, Versions, same_content
+from .versions import Versions
 
 log = logging.getLogger("cowdb")
 DURABILITY = ("sync", "none")
@@ -63,6 +64,10 @@ UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
 
 
 NO_STATS = CommitStats()  # a commit that records none (restore): immutable, so shared
+
+
+class NothingChanged(Exception):
+    """Raised inside _update by a commit whose tree equals its parent's (rolled back)."""
 
 
 class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per txn

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from heapq import heappop, heappush
-from itertools import repeat
 
 from .checks import check_key, check_path, check_ref_name, check_text, key_range
 from .errors import (
@@ -36,10 +35,9 @@ from .pages.io import OsFileIO, new_file
 from .pages.meta import EMPTY
 from .pages.store import RESERVE_PAGES, RESERVE_STEP
 from .tree import diff as diffmod
-from .tree.btree import Tree, read_overflow
+from .tree.btree import Tree
 from .tree.copy import copy_tree, relocate_tree
 from .tree.merge import Conflict, merge3
-from .tree.node import Branch
 from .tree.walk import walk
 
 RELOCATE_MIN_PAGES = 16   # gc moves images down to give the end back only past this much
@@ -119,48 +117,6 @@ class Diff:
 
     def __exit__(self, *exc):
         self.close()
-
-
-class NothingChanged(Exception):
-    """Raised inside _update by a commit whose tree equals its parent's (rolled back)."""
-
-
-def same_content(nodes, a, b) -> bool:
-    """Whether two trees surely hold the same keys and values: walked in step, skipping
-    children that are one image (page, txn), comparing leaves' key and value lists (in C). Trees of
-    different shapes count as different (a version is then made: never a change lost).
-    Node signatures are left alone (see tree/node.py: commits must not pay for them)."""
-    if a.page == b.page:  # identity is (page, txn), never the checksum (tree/btree.py)
-        return a.page == 0 or a.txn == b.txn
-    if not (a.page and b.page):
-        return False
-    todo = [(a.page, a.checksum, a.txn, b.page, b.checksum, b.txn)]
-    while todo:
-        pa, sa, ta, pb, sb, tb = todo.pop()
-        if pa == pb and ta == tb:
-            continue
-        x, y = nodes.load(pa, sa, ta), nodes.load(pb, sb, tb)
-        if type(x) is not type(y) or x.keys != y.keys:
-            return False
-        if type(x) is Branch:
-            todo.extend(zip(x.kids, x.sums, x.txns, y.kids, y.sums, y.txns))
-        elif x.vals != y.vals and not all(map(_same_value, x.vals, y.vals,
-                                               repeat(nodes.store))):
-            return False
-    return True
-
-
-def _same_value(v, w, store) -> bool:
-    """Leaf values, inline bytes or overflow refs. Two overflow refs are the same value
-    when they name one image (page, txn); otherwise the bytes are read (equal checksums
-    prove nothing: see tree/btree.py on identity)."""
-    if v is w or v == w:
-        return True
-    if type(v) is bytes or type(w) is bytes or v.length != w.length:
-        return False
-    if v.page == w.page and v.txn == w.txn:
-        return True
-    return read_overflow(store, v) == read_overflow(store, w)
 
 
 def _check_resolve(resolve) -> None:
