@@ -56,6 +56,7 @@ from .transaction import Transaction
 from .tree.btree import NodeCache, Tree
 from .tree.compare import same_content
 from .tree.walk import walk
+from .upkeep import Upkeep
 from .versions import Versions
 
 log = logging.getLogger("cowdb")
@@ -83,7 +84,7 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
                         # so a reader of an older state never caches into a newer one
 
 
-class Database(Versions):
+class Database(Versions, Upkeep):
     """A cowdb database: one file (or memory), every commit a readable version."""
 
     def __init__(self, path=None, *, readonly: bool = False, durability: str = "sync",
