@@ -25,7 +25,7 @@ import threading
 import warnings
 import weakref
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from .check import CheckReport, check_state
@@ -47,6 +47,7 @@ from .errors import (
 )
 from .history.catalog import BRANCH, MAIN_HEAD, TAG, Catalog, decode_pending
 from .history.commits import Commit, CommitStats, now_ns, to_datetime, to_ns
+from .history.retention import Retention
 from .locks import close_shared, open_shared
 from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
 from .pages.meta import EMPTY, Meta, RootRef
@@ -56,8 +57,8 @@ from .transaction import Transaction
 from .tree.btree import NodeCache, Tree
 from .tree.compare import same_content
 from .tree.walk import walk
-from .upkeep import Upkeep
-from .versions import Versions
+from .upkeep import GcReport, Stats, Upkeep
+from .versions import Diff, Versions
 
 log = logging.getLogger("cowdb")
 DURABILITY = ("sync", "none")
@@ -84,7 +85,7 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
                         # so a reader of an older state never caches into a newer one
 
 
-class Database(Versions, Upkeep):
+class Database:
     """A cowdb database: one file (or memory), every commit a readable version."""
 
     def __init__(self, path=None, *, readonly: bool = False, durability: str = "sync",
@@ -99,6 +100,8 @@ class Database(Versions, Upkeep):
         check_timeout(timeout)
         if page_size < 1024 or page_size & (page_size - 1) or page_size > 65536:
             raise ValueError("page_size must be a power of two from 1024 to 65536")
+        self._versions = Versions(self)   # the version graph: log, refs, merge... (versions.py)
+        self._upkeep = Upkeep(self)       # retention, gc, compact, stats (upkeep.py)
         self.codec = get_codec("bytes" if codec is None else codec)  # checked again below
         created = io is None and path is not None and not os.path.exists(os.fsdecode(path))
         self.path = None if path is None else os.fsdecode(path)
@@ -461,6 +464,119 @@ class Database(Versions, Upkeep):
             return self._store._load_freelist(st.meta)
         except Corruption as e:
             raise Corruption(f"the free list of txn {st.txn} is damaged: {e}", e.page) from e
+
+    # ---- versions: log, refs, restore, diff, merge, revert (versions.py) ----
+    def commit_info(self, version) -> Commit:
+        """The commit record of a version (or of what a tag/branch/datetime names)."""
+        return self._versions.commit_info(version)
+
+    def log(self, limit: int | None = None, branch: str = "main"):
+        """Commits of a branch, newest first, following first parents. Bad arguments
+        raise here, not at the first step of the iteration."""
+        return self._versions.log(limit, branch)
+
+    def history(self, key, limit: int | None = None, branch: str = "main"):
+        """(version, time, value or None) for each version of ``branch`` where key changed,
+        newest first."""
+        return self._versions.history(key, limit, branch)
+
+    def tags(self) -> dict[str, int]:
+        """Every tag: name -> the version it names."""
+        return self._versions.tags()
+
+    def branches(self) -> dict[str, int]:
+        """Every branch: name -> the version at its head."""
+        return self._versions.branches()
+
+    def tag(self, name: str, version=None) -> int:
+        """Name a version (None: the newest of main). Tags are immutable; returns the version."""
+        return self._versions.tag(name, version)
+
+    def delete_tag(self, name: str) -> None:
+        """Delete a tag (the version it named is then kept only by the retention rule)."""
+        return self._versions.delete_tag(name)
+
+    def branch(self, name: str, at=None) -> int:
+        """Start a branch at a version, tag or branch (None: head of main). O(1)."""
+        return self._versions.branch(name, at)
+
+    def delete_branch(self, name: str) -> None:
+        """Delete a branch (not main); its versions stay readable until gc drops them."""
+        return self._versions.delete_branch(name)
+
+    def restore(self, version, message: str | None = None, branch: str = "main",
+                author: str = "") -> int:
+        """Commit, on ``branch``, a new version whose content equals ``version``'s.
+
+        History is kept: the bad versions stay readable. O(1) pages: the new
+        version shares the old root.
+        """
+        return self._versions.restore(version, message, branch, author)
+
+    def diff(self, a, b, prefix=None, start=None, stop=None) -> Diff:
+        """Changes from a to b (anything at() accepts), in key order. Skips every subtree
+        the two versions share: O(d x depth) pages for d changes."""
+        return self._versions.diff(a, b, prefix, start, stop)
+
+    def merge(self, source: str, into: str = "main", resolve=None,
+              message: str | None = None, author: str = "") -> int:
+        """Three-way merge of branch ``source`` into branch ``into``; returns the version
+        now at the head of ``into`` (a merge commit, or source's head on a fast-forward).
+
+        Conflicts (a key changed differently on both sides since the merge base)
+        raise MergeConflict with nothing committed, unless ``resolve`` is "ours",
+        "theirs" or a callable (key, base, ours, theirs) -> bytes | None.
+        """
+        return self._versions.merge(source, into, resolve, message, author)
+
+    def revert(self, version, branch: str = "main", resolve=None,
+               message: str | None = None, author: str = "", allow_empty: bool = False) -> int:
+        """Commit, on ``branch``, the inverse of exactly that version's changes.
+
+        A key that a later commit changed differently is a conflict (MergeConflict,
+        or settled by ``resolve`` as in merge). A revert that changes nothing (already
+        undone) makes no version and returns the branch's head, unless ``allow_empty``."""
+        return self._versions.revert(version, branch, resolve, message, author, allow_empty)
+
+    # ---- upkeep: retention, gc, compact, backup, stats (upkeep.py) ----------
+    @property
+    def retention(self) -> Retention:
+        """The retention rule gc() applies (see set_retention)."""
+        return self._upkeep.retention
+
+    def set_retention(self, keep_last: int | None = None,
+                      keep_within: timedelta | None = None) -> None:
+        """Keep the newest ``keep_last`` versions and those younger than ``keep_within``
+        (tags and branch heads always); both None keeps everything. Applied by gc()."""
+        return self._upkeep.set_retention(keep_last, keep_within)
+
+    def gc(self) -> GcReport:
+        """Drop versions the retention rule does not keep and free the pages only they reach.
+
+        Readers that hold a dropped version (here or in another process) keep
+        reading it: its pages are reused only after they close.
+
+        Works on a full disk: its txns may write into the pages the store keeps
+        in reserve (``RESERVE_PAGES``), and if one txn does not fit there it goes
+        again in small rounds, each durable, so each round reuses what the one
+        before freed.
+        """
+        return self._upkeep.gc()
+
+    def compact(self, dest_path) -> None:
+        """Write a compacted copy to a new file: every kept version, tag, branch and the
+        retention rule, with the versions' shared pages shared in the copy too."""
+        return self._upkeep.compact(dest_path)
+
+    def backup(self, dest_path) -> int:
+        """Write a consistent copy of the newest state (every version, branch, tag and
+        setting) to the new file ``dest_path``, while writers go on; returns the newest
+        version copied. Never ``cp`` a database that is being written: see cowdb/backup.py."""
+        return self._upkeep.backup(dest_path)
+
+    def stats(self) -> Stats:
+        """Bytes in the file, live, reclaimable by gc(), free, and pinned by whom."""
+        return self._upkeep.stats()
 
     # ---- writing -------------------------------------------------------
     def write(self, message: str = "", *, author: str = "", branch: str = "main",

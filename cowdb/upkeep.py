@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from .checks import check_path
+from .engine import Engine
 from .errors import InvalidType, InvalidValue, RefExists, WriteFailed
 from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG
@@ -56,18 +57,21 @@ class Stats:
 
 
 class Upkeep:
-    """Mixed into Database; uses its private state and mechanisms."""
+    """Retention, gc, compaction, backup and stats of one Database (``db``, through the
+    ``Engine`` interface): the work behind Database's methods of the same names, documented
+    there."""
+
+    def __init__(self, db: Engine) -> None:
+        self._db = db
 
     # ---- retention and gc ------------------------------------------------
     @property
     def retention(self) -> Retention:
-        with self._pinned() as st:
-            return Retention.decode(self._catalog(st).option("retention"))
+        with self._db._pinned() as st:
+            return Retention.decode(self._db._catalog(st).option("retention"))
 
     def set_retention(self, keep_last: int | None = None,
                       keep_within: timedelta | None = None) -> None:
-        """Keep the newest ``keep_last`` versions and those younger than ``keep_within``
-        (tags and branch heads always); both None keeps everything. Applied by gc()."""
         if keep_last is not None and type(keep_last) is not int:
             raise InvalidType(f"keep_last must be an int or None, not {type(keep_last).__name__}")
         if keep_last is not None and not 1 <= keep_last < 1 << 63:
@@ -79,43 +83,33 @@ class Upkeep:
         r = Retention(keep_last, keep_within)
 
         def change(cat, txn):
-            self._store.may_use_reserve = True  # a full disk is freed by retention + gc
+            self._db._store.may_use_reserve = True  # a full disk is freed by retention + gc
             cat.set_option("retention", r.encode())
-        with self._writer():
-            self._update(change)
+        with self._db._writer():
+            self._db._update(change)
 
     def _plan(self, st):
         """(all commits newest first, kept versions) under the stored retention rule."""
-        cat = self._catalog(st)
+        cat = self._db._catalog(st)
         commits = list(cat.commits(reverse=True))
         named = set(cat.refs(TAG).values()) | set(cat.refs(BRANCH).values())
         rule = Retention.decode(cat.option("retention"))
         return commits, rule.kept(commits, time.time_ns(), named)
 
     def gc(self) -> GcReport:
-        """Drop versions the retention rule does not keep and free the pages only they reach.
-
-        Readers that hold a dropped version (here or in another process) keep
-        reading it: its pages are reused only after they close.
-
-        Works on a full disk: its txns may write into the pages the store keeps
-        in reserve (``RESERVE_PAGES``), and if one txn does not fit there it goes
-        again in small rounds, each durable, so each round reuses what the one
-        before freed.
-        """
-        self._check_open()
-        report = GcReport(file_bytes_before=self._io.size())
-        store = self._store
-        with self._writer() as st:
+        self._db._check_open()
+        report = GcReport(file_bytes_before=self._db._io.size())
+        store = self._db._store
+        with self._db._writer() as st:
             commits, keep = self._plan(st)
             dropped = [c for c in commits if c.version not in keep]
             if dropped:
                 try:
                     freed = self._drop(commits, keep, [dropped], None)
                 except WriteFailed as e:
-                    if self._closed or not _disk_full(e):
+                    if self._db._closed or not _disk_full(e):
                         raise
-                    commits, keep = self._plan(self._state)
+                    commits, keep = self._plan(self._db._state)
                     dropped = [c for c in commits if c.version not in keep]
                     rounds = [dropped[i:i + GC_ROUND] for i in range(0, len(dropped), GC_ROUND)]
                     freed = self._drop(commits, keep, rounds, GC_ROUND_RUNS)
@@ -123,7 +117,7 @@ class Upkeep:
                 report.pages_freed = freed
                 report.bytes_freed = report.pages_freed * store.page_size
             self._give_back_tail()
-        report.file_bytes_after = self._io.size()
+        report.file_bytes_after = self._db._io.size()
         return report
 
     def _drop(self, commits, keep, rounds, max_runs) -> int:
@@ -131,7 +125,7 @@ class Upkeep:
         durable txn per round (per ``max_runs`` freed runs, if given: the later txns of
         a round only free). A round's garbage is what it reaches and neither the kept
         versions nor the later rounds do. Return the pages freed."""
-        store, nodes = self._store, self._nodes
+        store, nodes = self._db._store, self._db._nodes
         marked = gcmod.mark(nodes, [c.root for c in commits if c.version in keep])
         garbage = [gcmod.sweep(nodes, [c.root for c in r], marked) for r in reversed(rounds)]
         garbage.reverse()
@@ -153,7 +147,7 @@ class Upkeep:
                         store.free(page, n)
                 # durable: its frees are reusable by the next txn; forget: readers may cache
                 # what it drops or rewires until it publishes, the new state forgets them
-                self._update(change, durable=True, forget=i == 0)
+                self._db._update(change, durable=True, forget=i == 0)
                 freed += sum(n for _, n in part)
             new = {c.version: c for c in rewired}
             remaining = [new.get(c.version, c) for c in remaining if c.version not in gone]
@@ -180,20 +174,20 @@ class Upkeep:
             self._relocate_tail()
             self._trim_tail()
         except OSError:  # WriteFailed too
-            if self._closed:
+            if self._db._closed:
                 raise
 
     def _relocate_tail(self) -> None:
-        store = self._store
+        store = self._db._store
         count = store.page_count
-        free = store.freelist.reusable_count(self._reuse_bound())
+        free = store.freelist.reusable_count(self._db._reuse_bound())
         if free < max(RELOCATE_MIN_PAGES, count // 8):
             return
         packed = count - free
         limit = packed + max(RELOCATE_MIN_PAGES, packed // 8)
         if limit >= count:
             return
-        nodes = self._nodes
+        nodes = self._db._nodes
 
         def change(cat, txn):
             memo: dict = {}
@@ -205,32 +199,30 @@ class Upkeep:
             store.rebase_freelist = True
             store.barrier = True
             store.may_use_reserve = True
-        self._update(change, durable=True, forget=True)  # commit records got new roots
+        self._db._update(change, durable=True, forget=True)  # commit records got new roots
 
     def _trim_tail(self) -> None:
-        store = self._store
+        store = self._db._store
         fl = store.freelist
 
         def change(cat, txn):
             store.may_use_reserve = True
             store.page_count = fl.trim_tail(store.page_count)
-        if fl.reusable_count(self._reuse_bound()) and fl.is_free(store.page_count - 1):
+        if fl.reusable_count(self._db._reuse_bound()) and fl.is_free(store.page_count - 1):
             before = store.page_count
-            self._update(change, durable=True)
+            self._db._update(change, durable=True)
             end = (store.page_count + RESERVE_PAGES + RESERVE_STEP) * store.page_size
-            if store.page_count < before and self._io.size() > end:
-                self._io.truncate(end)   # the reserve stays, for the next gc on a full disk
+            if store.page_count < before and self._db._io.size() > end:
+                self._db._io.truncate(end)   # the reserve stays, for the next gc on a full disk
                 store._file_size = None
 
     def compact(self, dest_path) -> None:
-        """Write a compacted copy to a new file: every kept version, tag, branch and the
-        retention rule, with the versions' shared pages shared in the copy too."""
         dest_path = check_path(dest_path, "compact()'s destination")
-        self._check_open()
+        self._db._check_open()
         if os.path.exists(dest_path):
             raise RefExists(f"{dest_path} exists; compact() writes a new file")
-        with self._pinned() as st:  # the source stays readable whatever its writer does
-            cat = self._catalog(st)
+        with self._db._pinned() as st:  # the source stays readable whatever its writer does
+            cat = self._db._catalog(st)
             commits, keep = self._plan(st)
             kept = [c for c in reversed(commits) if c.version in keep]
             refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
@@ -238,11 +230,11 @@ class Upkeep:
             codec = cat.option("codec")
             try:
                 with new_file(dest_path) as tmp:  # appears whole at dest_path, or not at all
-                    dst = type(self)(io=OsFileIO(tmp), page_size=self._store.page_size)
+                    dst = type(self._db)(io=OsFileIO(tmp), page_size=self._db._store.page_size)
                     try:
                         with dst._writer():
                             dst._update(lambda dcat, txn: _fill(
-                                dcat, txn, self._nodes, dst._store, kept, refs, retention,
+                                dcat, txn, self._db._nodes, dst._store, kept, refs, retention,
                                 codec))
                     finally:
                         dst.close()
@@ -251,23 +243,19 @@ class Upkeep:
                                 f"the copy was discarded: choose another path") from None
 
     def backup(self, dest_path) -> int:
-        """Write a consistent copy of the newest state (every version, branch, tag and
-        setting) to the new file ``dest_path``, while writers go on; returns the newest
-        version copied. Never ``cp`` a database that is being written: see cowdb/backup.py."""
         from .backup import backup
-        return backup(self, dest_path)
+        return backup(self._db, dest_path)
 
     # ---- stats -----------------------------------------------------------
     def stats(self) -> Stats:
-        """Bytes in the file, live, reclaimable by gc(), free, and pinned by whom."""
-        with self._pinned() as st:
+        with self._db._pinned() as st:
             return self._stats(st)
 
     def _stats(self, st) -> Stats:
-        store, nodes, ps = self._store, self._nodes, self._store.page_size
+        store, nodes, ps = self._db._store, self._db._nodes, self._db._store.page_size
         commits, keep = self._plan(st)
-        cat = self._catalog(st)
-        out = Stats(file_bytes=self._io.size(), versions=len(commits), kept_versions=len(keep))
+        cat = self._db._catalog(st)
+        out = Stats(file_bytes=self._db._io.size(), versions=len(commits), kept_versions=len(keep))
         by_version = {c.version: c for c in commits}
         seen: set[int] = set()
         catalog_pages = sum(n for _, n in walk(nodes, st.catalog, 0, seen))
@@ -286,8 +274,8 @@ class Upkeep:
                 live += n
         dead = sum(gcmod.mark_count(nodes, [c.root], seen) for c in commits
                    if c.version not in keep)
-        fl = self._freelist_of(st)  # not the store's: a writer thread may be changing it
-        pins = dict(self._shared.pins)
+        fl = self._db._freelist_of(st)  # not the store's: a writer thread may be changing it
+        pins = dict(self._db._shared.pins)
         pins[st.txn] = pins.get(st.txn, 0) - 1   # stats()'s own pin is not a reader
         for txn in sorted(t for t, n in pins.items() if n > 0):
             held = sum(fl.pages_in(runs) for t, runs in fl.pending.items() if t > txn)

@@ -11,6 +11,7 @@ from dataclasses import replace
 from heapq import heappop, heappush
 
 from .checks import check_key, check_ref_name, check_text, key_range
+from .engine import Engine
 from .errors import (
     InvalidKey,
     InvalidMerge,
@@ -92,28 +93,29 @@ def check_name(name, what: str) -> str:
 
 
 class Versions:
-    """Mixed into Database; uses its private state and mechanisms."""
+    """The version graph of one Database (``db``, through the ``Engine`` interface): the work
+    behind Database's methods of the same names, documented there."""
+
+    def __init__(self, db: Engine) -> None:
+        self._db = db
 
     # ---- reading history -----------------------------------------------
     def commit_info(self, version) -> Commit:
-        """The commit record of a version (or of what a tag/branch/datetime names)."""
-        with self._pinned() as st:
-            return self._resolve(st, version)
+        with self._db._pinned() as st:
+            return self._db._resolve(st, version)
 
     def log(self, limit: int | None = None, branch: str = "main"):
-        """Commits of a branch, newest first, following first parents. Bad arguments
-        raise here, not at the first step of the iteration."""
         check_name(branch, "branch")
-        with self._pinned() as st:
-            head = self._branch_version(st, branch)
+        with self._db._pinned() as st:
+            head = self._db._branch_version(st, branch)
         return self._log(head, limit)
 
     def _log(self, v: int | None, limit: int | None):
         """Follow first parents from v, under a pin held for the whole iteration (the
         commits and, for history(), their trees are read as it goes)."""
-        with self._pinned() as st:
+        with self._db._pinned() as st:
             n = 0
-            cat = self._catalog(st)
+            cat = self._db._catalog(st)
             while v is not None and (limit is None or n < limit):
                 c = st.commits.get(v) or cat.commit(v)
                 if c is None:  # older history was reclaimed
@@ -123,17 +125,15 @@ class Versions:
                 v = c.parents[0] if c.parents else None
 
     def history(self, key, limit: int | None = None, branch: str = "main"):
-        """(version, time, value or None) for each version of ``branch`` where key changed,
-        newest first."""
-        return self._history(check_key(key, self.max_key), limit, self.log(branch=branch))
+        return self._history(check_key(key, self._db.max_key), limit, self.log(branch=branch))
 
     def _history(self, key: bytes, limit: int | None, commits):
         prev = None
         n = 0
         for c in commits:
-            value = Tree(self._nodes, c.root, c.count).get(key) if c.root.page else None
-            if value is not None and self.codec is not None:
-                value = self.codec.decode(value)
+            value = Tree(self._db._nodes, c.root, c.count).get(key) if c.root.page else None
+            if value is not None and self._db.codec is not None:
+                value = self._db.codec.decode(value)
             if prev is not None and value != prev[2]:
                 yield prev
                 n += 1
@@ -145,22 +145,20 @@ class Versions:
 
     # ---- refs ------------------------------------------------------------
     def tags(self) -> dict[str, int]:
-        with self._pinned() as st:
-            return self._catalog(st).refs(TAG)
+        with self._db._pinned() as st:
+            return self._db._catalog(st).refs(TAG)
 
     def branches(self) -> dict[str, int]:
-        with self._pinned() as st:
-            return self._catalog(st).refs(BRANCH)
+        with self._db._pinned() as st:
+            return self._db._catalog(st).refs(BRANCH)
 
     def tag(self, name: str, version=None) -> int:
-        """Name a version (None: the newest of main). Tags are immutable; returns the version."""
         return self._new_ref(TAG, name, version)
 
     def delete_tag(self, name: str) -> None:
         self._delete_ref(TAG, name)
 
     def branch(self, name: str, at=None) -> int:
-        """Start a branch at a version, tag or branch (None: head of main). O(1)."""
         return self._new_ref(BRANCH, name, at)
 
     def delete_branch(self, name: str) -> None:
@@ -177,63 +175,56 @@ class Versions:
         if isinstance(name, str):
             check_ref_name(name, word)
         check_name(name, word)
-        with self._writer() as st:
-            v = st.head.version if at is None else self._resolve(st, at).version
-            cat = self._catalog(st)
+        with self._db._writer() as st:
+            v = st.head.version if at is None else self._db._resolve(st, at).version
+            cat = self._db._catalog(st)
             for other in (kind, TAG if kind == BRANCH else BRANCH):
                 if cat.ref(other, name) is not None:
                     raise RefExists(f"{self._REF_WORDS[other][1]} named {name!r} exists (tags "
                                     f"never move; tags and branches share one namespace); "
                                     f"delete it first or choose another name")
-            self._update(lambda cat, txn: cat.set_ref(kind, name, v))
+            self._db._update(lambda cat, txn: cat.set_ref(kind, name, v))
         return v
 
     def _delete_ref(self, kind: bytes, name: str) -> None:
         word, _, plural = self._REF_WORDS[kind]
         check_name(name, word)
-        with self._writer() as st:
-            if self._catalog(st).ref(kind, name) is None:  # before _update: it would publish
+        with self._db._writer() as st:
+            if self._db._catalog(st).ref(kind, name) is None:  # before _update: it would publish
                 raise RefNotFound(f"no {word} named {name!r}; see db.{plural}()")
-            self._update(lambda cat, txn: cat.delete_ref(kind, name))
+            self._db._update(lambda cat, txn: cat.delete_ref(kind, name))
 
     # ---- restore ---------------------------------------------------------
     def restore(self, version, message: str | None = None, branch: str = "main",
                 author: str = "") -> int:
-        """Commit, on ``branch``, a new version whose content equals ``version``'s.
-
-        History is kept: the bad versions stay readable. O(1) pages: the new
-        version shares the old root.
-        """
         if message is not None:
             check_text(message, "message")
         check_text(author, "author")
-        with self._writer() as st:
-            target = self._resolve(st, version)
-            head = self._branch_version(st, check_name(branch, "branch"))
+        with self._db._writer() as st:
+            target = self._db._resolve(st, version)
+            head = self._db._branch_version(st, check_name(branch, "branch"))
             msg = f"restore version {target.version}" if message is None else message
-            return self._update(lambda cat, txn: self._new_commit(
+            return self._db._update(lambda cat, txn: self._db._new_commit(
                 cat, txn, branch, target.root, target.count, (head,), msg, author).version)
 
     # ---- diff, merge, revert ---------------------------------------------
     def diff(self, a, b, prefix=None, start=None, stop=None) -> Diff:
-        """Changes from a to b (anything at() accepts), in key order. Skips every subtree
-        the two versions share: O(d x depth) pages for d changes."""
         start, stop = key_range(start, stop, prefix)
-        sa = self.at(a)
+        sa = self._db.at(a)
         try:
-            sb = self.at(b)
+            sb = self._db.at(b)
         except BaseException:
             sa.close()
             raise
-        return Diff(self._nodes, sa, sb, start, stop,
-                    None if self.codec is None else self.codec.decode)
+        return Diff(self._db._nodes, sa, sb, start, stop,
+                    None if self._db.codec is None else self._db.codec.decode)
 
     def _merge_base(self, st, a: int, b: int) -> int:
         """The newest common ancestor of versions a and b in the commit graph."""
         flags = {a: 1}
         flags[b] = flags.get(b, 0) | 2
         heap, done = sorted({-a, -b}), set()  # a sorted list is a heap: newest first
-        cat = self._catalog(st)
+        cat = self._db._catalog(st)
         while heap:
             v = -heappop(heap)
             if v in done:
@@ -251,13 +242,6 @@ class Versions:
 
     def merge(self, source: str, into: str = "main", resolve=None,
               message: str | None = None, author: str = "") -> int:
-        """Three-way merge of branch ``source`` into branch ``into``; returns the version
-        now at the head of ``into`` (a merge commit, or source's head on a fast-forward).
-
-        Conflicts (a key changed differently on both sides since the merge base)
-        raise MergeConflict with nothing committed, unless ``resolve`` is "ours",
-        "theirs" or a callable (key, base, ours, theirs) -> bytes | None.
-        """
         check_name(source, "branch"), check_name(into, "branch")
         if message is not None:
             check_text(message, "message")
@@ -265,14 +249,14 @@ class Versions:
         if source == into:
             raise InvalidMerge(f"cannot merge branch {source!r} into itself")
         _check_resolve(resolve)
-        with self._writer() as st:
-            src = self._commit_record(st, self._branch_version(st, source))
-            dst = self._commit_record(st, self._branch_version(st, into))
-            base = self._commit_record(st, self._merge_base(st, dst.version, src.version))
+        with self._db._writer() as st:
+            src = self._db._commit_record(st, self._db._branch_version(st, source))
+            dst = self._db._commit_record(st, self._db._branch_version(st, into))
+            base = self._db._commit_record(st, self._merge_base(st, dst.version, src.version))
             if base.version == src.version:
                 return dst.version                    # nothing new on source
             if base.version == dst.version:           # fast-forward
-                self._update(lambda cat, txn: cat.set_ref(BRANCH, into, src.version))
+                self._db._update(lambda cat, txn: cat.set_ref(BRANCH, into, src.version))
                 return src.version
             msg = f"merge {source} into {into}" if message is None else message
             return self._merge_commit(base, dst, src, into, resolve, msg, author,
@@ -280,25 +264,20 @@ class Versions:
 
     def revert(self, version, branch: str = "main", resolve=None,
                message: str | None = None, author: str = "", allow_empty: bool = False) -> int:
-        """Commit, on ``branch``, the inverse of exactly that version's changes.
-
-        A key that a later commit changed differently is a conflict (MergeConflict,
-        or settled by ``resolve`` as in merge). A revert that changes nothing (already
-        undone) makes no version and returns the branch's head, unless ``allow_empty``."""
         check_name(branch, "branch")
         _check_resolve(resolve)
         if message is not None:
             check_text(message, "message")
         check_text(author, "author")
-        with self._writer() as st:
-            c = self._resolve(st, version)
+        with self._db._writer() as st:
+            c = self._db._resolve(st, version)
             if c.rewired:
                 raise VersionReclaimed(f"the parent of version {c.version} was reclaimed by "
                                        f"gc(), so its changes are no longer known; restore() "
                                        f"an older version instead")
-            parent = (self._commit_record(st, c.parents[0]) if c.parents else
+            parent = (self._db._commit_record(st, c.parents[0]) if c.parents else
                       replace(c, root=EMPTY, count=0))  # the first version's parent: empty
-            head = self._commit_record(st, self._branch_version(st, branch))
+            head = self._db._commit_record(st, self._db._branch_version(st, branch))
             msg = f"revert version {c.version}" if message is None else message
             return self._merge_commit(c, head, parent, branch, resolve, msg, author,
                                       (head.version,), allow_empty)
@@ -306,15 +285,15 @@ class Versions:
     def _merge_commit(self, base, ours, theirs, branch, resolve, message, author,
                       parents, allow_empty: bool = True) -> int:
         """Apply base->theirs onto ours and commit it on branch (writer lock held)."""
-        tree = Tree(self._nodes, ours.root, ours.count)
-        codec = self.codec
+        tree = Tree(self._db._nodes, ours.root, ours.count)
+        codec = self._db.codec
         if codec is not None and callable(resolve):  # the callable sees and returns values
             user, dec = resolve, (lambda b: None if b is None else codec.decode(b))
 
             def resolve(key, base, ours, theirs):
                 v = user(key, dec(base), dec(ours), dec(theirs))
                 return None if v is None else codec.encode(v)
-        conflicts, puts, deletes = merge3(self._nodes, base.root, tree, theirs.root, resolve)
+        conflicts, puts, deletes = merge3(self._db._nodes, base.root, tree, theirs.root, resolve)
         if conflicts and codec is not None:
             def dec(b):
                 return None if b is None else codec.decode(b)
@@ -327,6 +306,6 @@ class Versions:
 
         if not allow_empty and not tree.dirty:
             return ours.version
-        v = self._commit_tree(tree, ours, branch, parents, message, author, puts, deletes,
+        v = self._db._commit_tree(tree, ours, branch, parents, message, author, puts, deletes,
                               allow_empty)
         return ours.version if v is None else v
