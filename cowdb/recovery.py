@@ -30,9 +30,10 @@ from .errors import Corruption, CowdbError, NotACowdbFile
 from .history.catalog import BRANCH, TAG, Catalog, decode_pending
 from .history.commits import Commit
 from .pages import meta as metamod
-from .pages.checksum import HEADER, HEADER_SIZE, LEAF, verify
+from .pages.checksum import verify
 from .pages.freelist import FreeList
 from .pages.meta import EMPTY, Meta, RootRef
+from .pages.page import HEADER, HEADER_SIZE, LEAF
 from .pages.store import META_PAGES, PageStore
 from .tree.btree import NodeCache, Tree, read_overflow
 from .tree.node import Branch, Overflow, decode
