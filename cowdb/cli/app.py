@@ -125,12 +125,13 @@ def main(argv=None) -> None:
     cli.main(args=argv, prog_name="cowdb")
 
 
-from . import (  # noqa: E402,F401  (register
+# importing the modules registers their commands
+from . import (  # noqa: E402,F401
     commands,
     doc,
-    history,
     repair,
     serve,
     tour,
-    transfer,  # the commands)
+    transfer,
+    versions,
 )
