@@ -24,13 +24,15 @@ import os
 import threading
 import warnings
 import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple, Self
 
 from .check import CheckReport, check_state
 from .checks import check_text, check_timeout
 from .codecs import codec_name, get_codec, settle_codec
+from .engine import Resolve, StrPath, VersionRef
 from .errors import (
     Corruption,
     CowdbError,
@@ -49,6 +51,7 @@ from .history.catalog import BRANCH, MAIN_HEAD, TAG, Catalog, decode_pending
 from .history.commits import Commit, CommitStats, now_ns, to_datetime, to_ns
 from .history.retention import Retention
 from .locks import close_shared, open_shared
+from .pages.freelist import FreeList
 from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
 from .pages.meta import EMPTY, Meta, RootRef
 from .pages.store import DEFAULT_PAGE_SIZE, PageStore
@@ -77,10 +80,10 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
     catalog: RootRef
     version: int        # newest version on any branch
     head: Commit        # head of main
-    pending: dict       # ref changes the meta record carries (see history/catalog.py)
+    pending: dict[bytes, Any]  # ref changes the meta record carries (see history/catalog.py)
     pending_log: bytes  # the same, as the record carries them
     meta: Meta          # the meta record of txn (its free list, page count)
-    commits: dict       # version -> Commit, looked up so far: shared by the states that
+    commits: dict[int, Commit]  # version -> Commit, looked up so far: shared by the states that
                         # follow until a txn drops or rewrites commits (gc), then a new one,
                         # so a reader of an older state never caches into a newer one
 
@@ -88,10 +91,11 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
 class Database:
     """A cowdb database: one file (or memory), every commit a readable version."""
 
-    def __init__(self, path=None, *, readonly: bool = False, durability: str = "sync",
+    def __init__(self, path: StrPath | None = None, *, readonly: bool = False,
+                 durability: str = "sync",
                  timeout: float | None = 5.0, page_size: int = DEFAULT_PAGE_SIZE,
-                 cache_nodes: int = 65536, io: BlockIO | None = None, codec=None,
-                 recover: bool = False):
+                 cache_nodes: int = 65536, io: BlockIO | None = None, codec: Any = None,
+                 recover: bool = False) -> None:
         if recover and readonly:
             raise ValueError("recover=True rewrites a damaged file; it cannot be readonly "
                              "(use `cowdb salvage` to copy what is intact without writing)")
@@ -113,8 +117,9 @@ class Database:
         self._refresh_lock = threading.Lock()
         self._new: Commit | None = None   # the commit being written (writer only)
         self._wrote = False       # this handle committed: close() records a checkpoint
-        self._tx = None   # a weak reference to the open write transaction of this handle:
-                          # dropped, it aborts (Transaction.__del__) and frees the lock
+        # a weak reference to the open write transaction of this handle: dropped, it
+        # aborts (Transaction.__del__) and frees the lock
+        self._tx: weakref.ref[Transaction] | None = None
         self._end_lock = threading.Lock()    # one release per transaction (see _end_write)
         self._writing = False     # this handle holds the writer lock (see _reload)
         self._foreign = False     # the newest state was written by another process
@@ -173,13 +178,13 @@ class Database:
         last = shared.users == 1
         close_shared(shared)
         self._io.close() if hasattr(self, "_io") else None
-        if new_lock and last:
+        if new_lock and last and self.path is not None:
             try:
                 os.unlink(self.path + "-lock")
             except OSError:
                 pass
 
-    def _settle_codec(self, spec, record: bool) -> None:
+    def _settle_codec(self, spec: Any, record: bool) -> None:
         """Take the codec the file records (refusing another), or record it in a new file."""
         with self._pinned() as st:
             recorded = self._catalog(st).option("codec")
@@ -200,6 +205,7 @@ class Database:
 
     def _open_file(self, page_size: int) -> BlockIO:
         path = self.path
+        assert path is not None  # only a database with a path has a file
         if os.path.isdir(path):
             raise NotACowdbFile(f"{path} is a directory; give the path of a database file")
         if not os.path.exists(path):
@@ -256,7 +262,7 @@ class Database:
                 finally:
                     self._shared.unpin(meta.txn)
             else:
-                raise error
+                raise error if error is not None else Corruption("no meta record to open")
         if not self.readonly:
             store.sync()  # what we adopted may sit only in the page cache: make it durable
         return state
@@ -285,7 +291,8 @@ class Database:
 
     def _map_meta(self) -> None:
         """Map the meta slots: noticing another process's commit is then two loads."""
-        self._meta_map = self._meta_q = None
+        self._meta_map: mmap.mmap | None = None
+        self._meta_q: Any = None  # the txn fields of both slots, indexable (see _current)
         if isinstance(self._io, OsFileIO):
             self._meta_map = mmap.mmap(self._io.fd, 2 * self._store.page_size,
                                        prot=mmap.PROT_READ)
@@ -339,7 +346,7 @@ class Database:
                     self._shared.unpin(meta.txn)
 
     @contextmanager
-    def _pinned(self):
+    def _pinned(self) -> Iterator[_State]:
         """The newest state, pinned while the caller reads its pages (catalog lookups,
         logs): a writer in this process or another then reuses none of them."""
         self._check_open()
@@ -410,12 +417,12 @@ class Database:
         return self._open(lambda st: st.head if branch == "main" else self._commit_record(
             st, self._branch_version(st, branch)))
 
-    def at(self, ref) -> Snapshot:
+    def at(self, ref: VersionRef) -> Snapshot:
         """A read-only snapshot of a kept version: an int version, a tag or branch name,
         or a datetime (the newest version of main committed at or before it)."""
         return self._open(lambda st: self._resolve(st, ref))
 
-    def _open(self, find) -> Snapshot:
+    def _open(self, find: Callable[[_State], Commit]) -> Snapshot:
         """A snapshot of the commit ``find(state)`` names, looked up under the pin that
         the snapshot then keeps."""
         with self._pinned() as st:
@@ -426,7 +433,7 @@ class Database:
                 self._shared.unpin(st.txn)
                 raise
 
-    def _resolve(self, st: _State, ref) -> Commit:
+    def _resolve(self, st: _State, ref: VersionRef) -> Commit:
         """What ``at()`` accepts -> the commit it names."""
         if isinstance(ref, datetime):
             if ref.tzinfo is None:
@@ -457,7 +464,7 @@ class Database:
         with self._pinned() as st:
             return check_state(self, st)
 
-    def _freelist_of(self, st: _State):
+    def _freelist_of(self, st: _State) -> FreeList:
         """The free list as of a pinned state, read from its image: the store's own is the
         writer's, which another thread may be changing."""
         try:
@@ -466,16 +473,17 @@ class Database:
             raise Corruption(f"the free list of txn {st.txn} is damaged: {e}", e.page) from e
 
     # ---- versions: log, refs, restore, diff, merge, revert (versions.py) ----
-    def commit_info(self, version) -> Commit:
+    def commit_info(self, version: VersionRef) -> Commit:
         """The commit record of a version (or of what a tag/branch/datetime names)."""
         return self._versions.commit_info(version)
 
-    def log(self, limit: int | None = None, branch: str = "main"):
+    def log(self, limit: int | None = None, branch: str = "main") -> Iterator[Commit]:
         """Commits of a branch, newest first, following first parents. Bad arguments
         raise here, not at the first step of the iteration."""
         return self._versions.log(limit, branch)
 
-    def history(self, key, limit: int | None = None, branch: str = "main"):
+    def history(self, key: bytes | str, limit: int | None = None,
+                branch: str = "main") -> Iterator[tuple[int, datetime, Any]]:
         """(version, time, value or None) for each version of ``branch`` where key changed,
         newest first."""
         return self._versions.history(key, limit, branch)
@@ -488,7 +496,7 @@ class Database:
         """Every branch: name -> the version at its head."""
         return self._versions.branches()
 
-    def tag(self, name: str, version=None) -> int:
+    def tag(self, name: str, version: VersionRef | None = None) -> int:
         """Name a version (None: the newest of main). Tags are immutable; returns the version."""
         return self._versions.tag(name, version)
 
@@ -496,7 +504,7 @@ class Database:
         """Delete a tag (the version it named is then kept only by the retention rule)."""
         return self._versions.delete_tag(name)
 
-    def branch(self, name: str, at=None) -> int:
+    def branch(self, name: str, at: VersionRef | None = None) -> int:
         """Start a branch at a version, tag or branch (None: head of main). O(1)."""
         return self._versions.branch(name, at)
 
@@ -504,7 +512,7 @@ class Database:
         """Delete a branch (not main); its versions stay readable until gc drops them."""
         return self._versions.delete_branch(name)
 
-    def restore(self, version, message: str | None = None, branch: str = "main",
+    def restore(self, version: VersionRef, message: str | None = None, branch: str = "main",
                 author: str = "") -> int:
         """Commit, on ``branch``, a new version whose content equals ``version``'s.
 
@@ -513,12 +521,13 @@ class Database:
         """
         return self._versions.restore(version, message, branch, author)
 
-    def diff(self, a, b, prefix=None, start=None, stop=None) -> Diff:
+    def diff(self, a: VersionRef, b: VersionRef, prefix: bytes | str | None = None,
+             start: bytes | str | None = None, stop: bytes | str | None = None) -> Diff:
         """Changes from a to b (anything at() accepts), in key order. Skips every subtree
         the two versions share: O(d x depth) pages for d changes."""
         return self._versions.diff(a, b, prefix, start, stop)
 
-    def merge(self, source: str, into: str = "main", resolve=None,
+    def merge(self, source: str, into: str = "main", resolve: Resolve = None,
               message: str | None = None, author: str = "") -> int:
         """Three-way merge of branch ``source`` into branch ``into``; returns the version
         now at the head of ``into`` (a merge commit, or source's head on a fast-forward).
@@ -529,7 +538,7 @@ class Database:
         """
         return self._versions.merge(source, into, resolve, message, author)
 
-    def revert(self, version, branch: str = "main", resolve=None,
+    def revert(self, version: VersionRef, branch: str = "main", resolve: Resolve = None,
                message: str | None = None, author: str = "", allow_empty: bool = False) -> int:
         """Commit, on ``branch``, the inverse of exactly that version's changes.
 
@@ -563,12 +572,12 @@ class Database:
         """
         return self._upkeep.gc()
 
-    def compact(self, dest_path) -> None:
+    def compact(self, dest_path: StrPath) -> None:
         """Write a compacted copy to a new file: every kept version, tag, branch and the
         retention rule, with the versions' shared pages shared in the copy too."""
         return self._upkeep.compact(dest_path)
 
-    def backup(self, dest_path) -> int:
+    def backup(self, dest_path: StrPath) -> int:
         """Write a consistent copy of the newest state (every version, branch, tag and
         setting) to the new file ``dest_path``, while writers go on; returns the newest
         version copied. Never ``cp`` a database that is being written: see cowdb/backup.py."""
@@ -617,7 +626,7 @@ class Database:
         tx.abort()
         return True
 
-    def _abandoned(self, thread) -> None:
+    def _abandoned(self, thread: threading.Thread) -> None:
         """Called by a thread waiting for the writer lock when the thread that holds it for
         this handle's transaction has ended: abort that transaction."""
         ref = self._tx
@@ -654,7 +663,7 @@ class Database:
         self._shared.release_writer()
 
     @contextmanager
-    def _writer(self, timeout: float | None = None):
+    def _writer(self, timeout: float | None = None) -> Iterator[_State]:
         """Hold the writer lock for a catalog-only change (tag, branch, gc...)."""
         st = self._lock_writer(timeout)
         try:
@@ -868,13 +877,13 @@ class Database:
         finally:
             self._release_writer()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         where = self.path or "memory"
         return f"<cowdb.Database {where} {'closed' if self._closed else 'open'}>"
 
@@ -883,7 +892,7 @@ CLOCK_SLACK_NS = 10 ** 9   # a clock this far behind the newest commit time: see
 MAX_TIME_NS = (1 << 64) - 2
 
 
-def _commit_time(now: int, newest: int, where) -> int:
+def _commit_time(now: int, newest: int, where: str | None) -> int:
     """A new commit's time: the clock's reading, made later than the newest commit's
     time when the clock reads within a second of it (commits in one clock tick, a small
     step back): each commit's own time then finds it with at(). A clock further behind

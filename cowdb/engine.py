@@ -11,9 +11,11 @@ overrides ``_update`` and ``_reuse_bound``, and the components see its versions.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
     from .db import _State
@@ -28,6 +30,15 @@ if TYPE_CHECKING:
     from .tree.btree import NodeCache, Tree
 
 T = TypeVar("T")
+
+# What names a version (``db.at()``, ``commit_info()``, ``restore()``...): its number, a tag
+# or branch name, or an aware datetime (the newest version of main at or before it).
+VersionRef: TypeAlias = int | str | datetime
+# How merge() and revert() settle a conflict: not at all (None: MergeConflict), one side, or
+# a function (key, base, ours, theirs) -> the value to keep, or None to delete the key.
+Resolve: TypeAlias = Literal["ours", "theirs"] | Callable[[bytes, Any, Any, Any], Any] | None
+# A path of a new file.
+StrPath: TypeAlias = str | os.PathLike[str]
 
 
 class Engine(Protocol):

@@ -20,6 +20,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from itertools import compress
 from struct import Struct
 
@@ -46,8 +47,9 @@ class Shared:
         self.forked_without_slot = False
         self.writer = threading.Lock()
         self.writer_thread: threading.Thread | None = None   # the thread holding it
-        self.abandoned = None   # set by the holder: called (by a waiter) to abort the holder's
-                                # transaction when its thread has ended (see acquire_writer)
+        # set by the holder: called (by a waiter) to abort the holder's transaction when
+        # its thread has ended (see acquire_writer)
+        self.abandoned: Callable[[threading.Thread], None] | None = None
         self.mutex = threading.Lock()
         self.pins: dict[int, int] = {}   # txn -> how many open snapshots pin it
         self.slot = -1
