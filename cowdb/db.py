@@ -91,6 +91,9 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
 class Database:
     """A cowdb database: one file (or memory), every commit a readable version."""
 
+    codec: Any      # how values are stored: None for bytes as they are (see codecs.py)
+    max_key: int    # the longest key, in bytes (page size / 4 - 64)
+
     def __init__(self, path: StrPath | None = None, *, readonly: bool = False,
                  durability: str = "sync",
                  timeout: float | None = 5.0, page_size: int = DEFAULT_PAGE_SIZE,
@@ -757,7 +760,7 @@ class Database:
         return result
 
     def _new_commit(self, cat: Catalog, txn: int, branch: str, root: RootRef, count: int,
-                    parents: tuple, message: str, author: str,
+                    parents: tuple[int, ...], message: str, author: str,
                     stats: CommitStats = NO_STATS) -> Commit:
         """Record a new version at the head of ``branch`` (inside ``_update``)."""
         st = self._state
@@ -771,10 +774,12 @@ class Database:
 
     def _commit(self, tx: Transaction) -> int:
         """Write the transaction's tree and its commit record (writer lock held)."""
-        if not tx.allow_empty and not tx._tree.dirty:  # nothing was even touched
+        tree = tx._tree
+        assert tree is not None  # tx.commit() checked that tx is open
+        if not tx.allow_empty and not tree.dirty:  # nothing was even touched
             tx.skipped = True
             return tx._head.version
-        v = self._commit_tree(tx._tree, tx._head, tx.branch, (tx._head.version,), tx.message,
+        v = self._commit_tree(tree, tx._head, tx.branch, (tx._head.version,), tx.message,
                               tx.author, tx.puts, tx.deletes, tx.allow_empty,
                               durable=tx.durability == "sync")
         if v is None:  # rolled back: no page and no version written
@@ -782,7 +787,7 @@ class Database:
             return tx._head.version
         return v
 
-    def _commit_tree(self, tree: Tree, head: Commit, branch: str, parents: tuple,
+    def _commit_tree(self, tree: Tree, head: Commit, branch: str, parents: tuple[int, ...],
                      message: str, author: str, puts: int, deletes: int, allow_empty: bool,
                      durable: bool | None = None) -> int | None:
         """Commit ``tree`` on ``branch`` as one txn, with its stats (writer lock held):
@@ -790,7 +795,7 @@ class Database:
         ``allow_empty`` (then nothing is written)."""
         store = self._store
 
-        def change(cat, txn):
+        def change(cat: Catalog, txn: int) -> int:
             pages0, bytes0 = store.pages_written, store.bytes_written
             root = tree.write(txn)
             if not allow_empty and same_content(self._nodes, head.root, root):

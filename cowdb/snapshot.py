@@ -5,7 +5,10 @@ Both read through the same ``_Reader`` methods over a ``Tree``; a
 transaction's tree is writable and sees its own writes. A snapshot pins the
 txn it was taken at, so no page it can reach is reused until it closes.
 """
+from __future__ import annotations
+
 from collections.abc import ItemsView, KeysView, Mapping, ValuesView
+from typing import TYPE_CHECKING, Any, Self
 
 from .checks import check_bound, check_key
 from .checks import key_range as key_range  # they lived here
@@ -13,6 +16,10 @@ from .checks import prefix_end as prefix_end
 from .errors import DatabaseClosed, InvalidKey, KeyTooLarge, ReadOnly, TransactionClosed
 from .tree import cursor
 from .tree.btree import Tree
+
+if TYPE_CHECKING:
+    from .db import Database
+    from .history.commits import Commit
 
 _UNOPENED = object()  # a snapshot's tree before its first read
 _MISSING = object()
@@ -152,14 +159,14 @@ class _ValuesView(ValuesView):
         return (v for _, v in self._mapping._pairs())
 
 
-class Snapshot(_Reader, Mapping):
+class Snapshot(_Reader, Mapping[bytes, Any]):
     """One version, read-only, for as long as it is open. Cheap: a commit and a pin;
     the tree is opened on first use."""
     _live_cursor = False  # a snapshot's tree never changes: cursors take the fast path
     __slots__ = ("_tree", "_commit", "_db", "_txn", "_max_key", "_codec", "version",
                  "__weakref__")
 
-    def __init__(self, db, commit, txn: int):
+    def __init__(self, db: Database, commit: Commit, txn: int) -> None:
         self._db, self._commit, self.version, self._txn = db, commit, commit.version, txn
         self._tree = _UNOPENED
         self._max_key = db.max_key
@@ -183,23 +190,23 @@ class Snapshot(_Reader, Mapping):
             self._tree = None
             self._db._shared.unpin(self._txn)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         if getattr(self, "_tree", None) is not None:
             self.close()
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key: object, value: object) -> None:
         raise ReadOnly("a snapshot is read-only; write with `with db.write() as tx:`")
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: object) -> None:
         self.__setitem__(key, None)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self._tree is None else f"{self._commit.count} keys"
         return f"<cowdb.Snapshot version={self.version} {state}>"
 

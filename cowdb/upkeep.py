@@ -8,9 +8,10 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from .checks import check_path
-from .engine import Engine
+from .engine import Engine, StrPath
 from .errors import InvalidType, InvalidValue, RefExists, WriteFailed
 from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG
@@ -20,12 +21,20 @@ from .pages.store import RESERVE_PAGES, RESERVE_STEP
 from .tree.copy import copy_tree, relocate_tree
 from .tree.walk import walk
 
+if TYPE_CHECKING:
+    from .db import _State
+    from .history.catalog import Catalog
+    from .history.commits import Commit
+    from .pages.meta import RootRef
+    from .pages.store import PageStore
+    from .tree.btree import NodeCache
+
 RELOCATE_MIN_PAGES = 16   # gc moves images down to give the end back only past this much
 GC_ROUND = 8              # on a full disk, gc drops this many versions per txn
 GC_ROUND_RUNS = 64        # ... and frees this many page runs per txn
 
 
-def _disk_full(e: BaseException) -> bool:
+def _disk_full(e: BaseException | None) -> bool:
     while e is not None:
         if getattr(e, "errno", None) == errno.ENOSPC:
             return True
@@ -53,7 +62,7 @@ class Stats:
     free_bytes: int = 0
     versions: int = 0
     kept_versions: int = 0
-    pinned: dict = field(default_factory=dict)
+    pinned: dict[str, int] = field(default_factory=dict)
 
 
 class Upkeep:
@@ -82,13 +91,13 @@ class Upkeep:
             raise InvalidValue(f"keep_within must be a positive duration, not {keep_within}")
         r = Retention(keep_last, keep_within)
 
-        def change(cat, txn):
+        def change(cat: Catalog, txn: int) -> None:
             self._db._store.may_use_reserve = True  # a full disk is freed by retention + gc
             cat.set_option("retention", r.encode())
         with self._db._writer():
             self._db._update(change)
 
-    def _plan(self, st):
+    def _plan(self, st: _State) -> tuple[list[Commit], set[int]]:
         """(all commits newest first, kept versions) under the stored retention rule."""
         cat = self._db._catalog(st)
         commits = list(cat.commits(reverse=True))
@@ -120,7 +129,8 @@ class Upkeep:
         report.file_bytes_after = self._db._io.size()
         return report
 
-    def _drop(self, commits, keep, rounds, max_runs) -> int:
+    def _drop(self, commits: list[Commit], keep: set[int], rounds: list[list[Commit]],
+              max_runs: int | None) -> int:
         """Drop the commits of each round, and free the pages only they reach, in one
         durable txn per round (per ``max_runs`` freed runs, if given: the later txns of
         a round only free). A round's garbage is what it reaches and neither the kept
@@ -136,7 +146,9 @@ class Upkeep:
             step = max_runs or max(len(runs), 1)
             slices = [runs[i:i + step] for i in range(0, len(runs), step)] or [[]]
             for i, part in enumerate(slices):
-                def change(cat, txn, first=i == 0, part=part, chunk=chunk, rewired=rewired):
+                def change(cat: Catalog, txn: int, first: bool = i == 0,
+                           part: list[tuple[int, int]] = part, chunk: list[Commit] = chunk,
+                           rewired: list[Commit] = rewired) -> None:
                     store.may_use_reserve = True
                     if first:
                         for c in chunk:
@@ -189,8 +201,8 @@ class Upkeep:
             return
         nodes = self._db._nodes
 
-        def change(cat, txn):
-            memo: dict = {}
+        def change(cat: Catalog, txn: int) -> None:
+            memo: dict[int, RootRef] = {}  # old page -> its new reference
             for c in list(cat.commits(reverse=False)):
                 root = relocate_tree(nodes, store, c.root, memo, txn, limit)
                 if root != c.root:
@@ -205,7 +217,7 @@ class Upkeep:
         store = self._db._store
         fl = store.freelist
 
-        def change(cat, txn):
+        def change(cat: Catalog, txn: int) -> None:
             store.may_use_reserve = True
             store.page_count = fl.trim_tail(store.page_count)
         if fl.reusable_count(self._db._reuse_bound()) and fl.is_free(store.page_count - 1):
@@ -216,7 +228,7 @@ class Upkeep:
                 self._db._io.truncate(end)   # the reserve stays, for the next gc on a full disk
                 store._file_size = None
 
-    def compact(self, dest_path) -> None:
+    def compact(self, dest_path: StrPath) -> None:
         dest_path = check_path(dest_path, "compact()'s destination")
         self._db._check_open()
         if os.path.exists(dest_path):
@@ -230,7 +242,10 @@ class Upkeep:
             codec = cat.option("codec")
             try:
                 with new_file(dest_path) as tmp:  # appears whole at dest_path, or not at all
-                    dst = type(self._db)(io=OsFileIO(tmp), page_size=self._db._store.page_size)
+                    from .db import Database  # (db.py imports this module)
+
+                    # a file, whatever the source is (an object store too)
+                    dst = Database(io=OsFileIO(tmp), page_size=self._db._store.page_size)
                     try:
                         with dst._writer():
                             dst._update(lambda dcat, txn: _fill(
@@ -242,7 +257,7 @@ class Upkeep:
                 raise RefExists(f"{dest_path} was created while compact() wrote the copy; "
                                 f"the copy was discarded: choose another path") from None
 
-    def backup(self, dest_path) -> int:
+    def backup(self, dest_path: StrPath) -> int:
         from .backup import backup
         return backup(self._db, dest_path)
 
@@ -251,7 +266,7 @@ class Upkeep:
         with self._db._pinned() as st:
             return self._stats(st)
 
-    def _stats(self, st) -> Stats:
+    def _stats(self, st: _State) -> Stats:
         store, nodes, ps = self._db._store, self._db._nodes, self._db._store.page_size
         commits, keep = self._plan(st)
         cat = self._db._catalog(st)
@@ -286,11 +301,13 @@ class Upkeep:
         return out
 
 
-def _fill(cat, txn, nodes, dst_store, kept, refs, retention, codec=None) -> None:
+def _fill(cat: Catalog, txn: int, nodes: NodeCache, dst_store: PageStore, kept: list[Commit],
+          refs: dict[bytes, dict[str, int]], retention: bytes | None,
+          codec: bytes | None = None) -> None:
     """Fill a fresh catalog with copies of the kept commits and the refs."""
     for c in list(cat.commits()):
         cat.drop_commit(c)
-    memo: dict = {}
+    memo: dict[int, RootRef] = {}  # old page -> its new reference
     for c in kept:
         root = copy_tree(nodes, dst_store, c.root, memo, txn)
         cat.put_commit(replace(c, root=root, txn=txn))

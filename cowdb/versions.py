@@ -7,11 +7,14 @@ each change is one atomic txn, and a failure leaves the database as it was.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from datetime import datetime
 from heapq import heappop, heappush
+from typing import TYPE_CHECKING, Any, Self
 
 from .checks import check_key, check_ref_name, check_text, key_range
-from .engine import Engine
+from .engine import Engine, Resolve, VersionRef
 from .errors import (
     InvalidKey,
     InvalidMerge,
@@ -29,6 +32,11 @@ from .tree import diff as diffmod
 from .tree.btree import Tree
 from .tree.merge import Conflict, merge3
 
+if TYPE_CHECKING:
+    from .db import _State
+    from .snapshot import Snapshot
+    from .tree.btree import NodeCache
+
 
 class Diff:
     """The changes between two versions, iterated once in key order.
@@ -38,7 +46,8 @@ class Diff:
     ``close()`` is called.
     """
 
-    def __init__(self, nodes, a, b, start, stop, decode=None):
+    def __init__(self, nodes: NodeCache, a: Snapshot, b: Snapshot, start: bytes | None,
+                 stop: bytes | None, decode: Callable[[bytes], Any] | None = None) -> None:
         self.stats = diffmod.DiffStats()
         self._decode = decode
         self._snaps = (a, b)
@@ -50,7 +59,7 @@ class Diff:
     def pages_visited(self) -> int:
         return self.stats.pages_visited
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[diffmod.Change]:
         try:
             if self._decode is None:
                 yield from self._changes
@@ -66,20 +75,20 @@ class Diff:
         for s in self._snaps:
             s.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _check_resolve(resolve) -> None:
+def _check_resolve(resolve: Resolve) -> None:
     if resolve is not None and resolve not in ("ours", "theirs") and not callable(resolve):
         raise ValueError("resolve must be None, 'ours', 'theirs' or a callable "
                          "(key, base, ours, theirs) -> bytes | None")
 
 
-def check_name(name, what: str) -> str:
+def check_name(name: object, what: str) -> str:
     if not isinstance(name, str):
         raise InvalidType(f"a {what} name is a str, not {type(name).__name__}")
     try:
@@ -100,17 +109,17 @@ class Versions:
         self._db = db
 
     # ---- reading history -----------------------------------------------
-    def commit_info(self, version) -> Commit:
+    def commit_info(self, version: VersionRef) -> Commit:
         with self._db._pinned() as st:
             return self._db._resolve(st, version)
 
-    def log(self, limit: int | None = None, branch: str = "main"):
+    def log(self, limit: int | None = None, branch: str = "main") -> Iterator[Commit]:
         check_name(branch, "branch")
         with self._db._pinned() as st:
             head = self._db._branch_version(st, branch)
         return self._log(head, limit)
 
-    def _log(self, v: int | None, limit: int | None):
+    def _log(self, v: int | None, limit: int | None) -> Iterator[Commit]:
         """Follow first parents from v, under a pin held for the whole iteration (the
         commits and, for history(), their trees are read as it goes)."""
         with self._db._pinned() as st:
@@ -124,10 +133,12 @@ class Versions:
                 n += 1
                 v = c.parents[0] if c.parents else None
 
-    def history(self, key, limit: int | None = None, branch: str = "main"):
+    def history(self, key: bytes | str, limit: int | None = None,
+                branch: str = "main") -> Iterator[tuple[int, datetime, Any]]:
         return self._history(check_key(key, self._db.max_key), limit, self.log(branch=branch))
 
-    def _history(self, key: bytes, limit: int | None, commits):
+    def _history(self, key: bytes, limit: int | None,
+                 commits: Iterable[Commit]) -> Iterator[tuple[int, datetime, Any]]:
         prev = None
         n = 0
         for c in commits:
@@ -152,13 +163,13 @@ class Versions:
         with self._db._pinned() as st:
             return self._db._catalog(st).refs(BRANCH)
 
-    def tag(self, name: str, version=None) -> int:
+    def tag(self, name: str, version: VersionRef | None = None) -> int:
         return self._new_ref(TAG, name, version)
 
     def delete_tag(self, name: str) -> None:
         self._delete_ref(TAG, name)
 
-    def branch(self, name: str, at=None) -> int:
+    def branch(self, name: str, at: VersionRef | None = None) -> int:
         return self._new_ref(BRANCH, name, at)
 
     def delete_branch(self, name: str) -> None:
@@ -169,7 +180,7 @@ class Versions:
 
     _REF_WORDS = {TAG: ("tag", "a tag", "tags"), BRANCH: ("branch", "a branch", "branches")}
 
-    def _new_ref(self, kind: bytes, name: str, at) -> int:
+    def _new_ref(self, kind: bytes, name: str, at: VersionRef | None) -> int:
         """Name a version as a tag or a branch: one namespace, so at() takes either."""
         word = self._REF_WORDS[kind][0]
         if isinstance(name, str):
@@ -195,7 +206,7 @@ class Versions:
             self._db._update(lambda cat, txn: cat.delete_ref(kind, name))
 
     # ---- restore ---------------------------------------------------------
-    def restore(self, version, message: str | None = None, branch: str = "main",
+    def restore(self, version: VersionRef, message: str | None = None, branch: str = "main",
                 author: str = "") -> int:
         if message is not None:
             check_text(message, "message")
@@ -208,7 +219,8 @@ class Versions:
                 cat, txn, branch, target.root, target.count, (head,), msg, author).version)
 
     # ---- diff, merge, revert ---------------------------------------------
-    def diff(self, a, b, prefix=None, start=None, stop=None) -> Diff:
+    def diff(self, a: VersionRef, b: VersionRef, prefix: bytes | str | None = None,
+             start: bytes | str | None = None, stop: bytes | str | None = None) -> Diff:
         start, stop = key_range(start, stop, prefix)
         sa = self._db.at(a)
         try:
@@ -219,7 +231,7 @@ class Versions:
         return Diff(self._db._nodes, sa, sb, start, stop,
                     None if self._db.codec is None else self._db.codec.decode)
 
-    def _merge_base(self, st, a: int, b: int) -> int:
+    def _merge_base(self, st: _State, a: int, b: int) -> int:
         """The newest common ancestor of versions a and b in the commit graph."""
         flags = {a: 1}
         flags[b] = flags.get(b, 0) | 2
@@ -240,7 +252,7 @@ class Versions:
         raise VersionReclaimed(f"versions {a} and {b} have no common ancestor left (it was "
                                f"reclaimed by gc()); merge is not possible")
 
-    def merge(self, source: str, into: str = "main", resolve=None,
+    def merge(self, source: str, into: str = "main", resolve: Resolve = None,
               message: str | None = None, author: str = "") -> int:
         check_name(source, "branch"), check_name(into, "branch")
         if message is not None:
@@ -262,7 +274,7 @@ class Versions:
             return self._merge_commit(base, dst, src, into, resolve, msg, author,
                                       (dst.version, src.version))
 
-    def revert(self, version, branch: str = "main", resolve=None,
+    def revert(self, version: VersionRef, branch: str = "main", resolve: Resolve = None,
                message: str | None = None, author: str = "", allow_empty: bool = False) -> int:
         check_name(branch, "branch")
         _check_resolve(resolve)
@@ -282,21 +294,24 @@ class Versions:
             return self._merge_commit(c, head, parent, branch, resolve, msg, author,
                                       (head.version,), allow_empty)
 
-    def _merge_commit(self, base, ours, theirs, branch, resolve, message, author,
-                      parents, allow_empty: bool = True) -> int:
+    def _merge_commit(self, base: Commit, ours: Commit, theirs: Commit, branch: str,
+                      resolve: Resolve, message: str, author: str,
+                      parents: tuple[int, ...], allow_empty: bool = True) -> int:
         """Apply base->theirs onto ours and commit it on branch (writer lock held)."""
         tree = Tree(self._db._nodes, ours.root, ours.count)
         codec = self._db.codec
-        if codec is not None and callable(resolve):  # the callable sees and returns values
-            user, dec = resolve, (lambda b: None if b is None else codec.decode(b))
+        def dec(b: bytes | None) -> Any:
+            return None if b is None else codec.decode(b)
 
-            def resolve(key, base, ours, theirs):
+        if codec is not None and callable(resolve):  # the callable sees and returns values
+            user = resolve
+
+            def resolve(key: bytes, base: bytes | None, ours: bytes | None,
+                        theirs: bytes | None) -> bytes | None:
                 v = user(key, dec(base), dec(ours), dec(theirs))
-                return None if v is None else codec.encode(v)
+                return None if v is None else bytes(codec.encode(v))
         conflicts, puts, deletes = merge3(self._db._nodes, base.root, tree, theirs.root, resolve)
         if conflicts and codec is not None:
-            def dec(b):
-                return None if b is None else codec.decode(b)
             conflicts = [Conflict(c.key, dec(c.base), dec(c.ours), dec(c.theirs))
                          for c in conflicts]
         if conflicts:
