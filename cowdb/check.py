@@ -21,12 +21,8 @@ class CheckReport:
     pages: int = 0
     free_pages: int = 0
     page_count: int = 0
-    errors: list = None
-    pages_used: list = field(default=None, repr=False)
-
-    def __post_init__(self):
-        self.errors = [] if self.errors is None else self.errors
-        self.pages_used = [] if self.pages_used is None else self.pages_used
+    errors: list[str] = field(default_factory=list)
+    pages_used: list[tuple[int, int]] = field(default_factory=list, repr=False)  # runs
 
     @property
     def ok(self) -> bool:

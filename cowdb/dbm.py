@@ -123,7 +123,7 @@ class CowDBM(MutableMapping):
     """
 
     def __init__(self, db: Database, message: str = "dbm sync", author: str = ""):
-        self._db = db
+        self._db: Database | None = db   # None once closed
         self._pending: dict[bytes, object] = {}
         self.message, self.author = message, author
 
@@ -164,7 +164,7 @@ class CowDBM(MutableMapping):
         return v
 
     def _storable(self, k: bytes) -> bool:
-        return 0 < len(k) <= self._db.max_key
+        return 0 < len(k) <= self._live().max_key
 
     def __contains__(self, key) -> bool:
         try:
@@ -209,19 +209,20 @@ class CowDBM(MutableMapping):
     def __iter__(self):
         return (k for k, _ in self._items())
 
-    def keys(self) -> list:
+    # lists, as the dbm modules' keys() (and shelve's use of it) are
+    def keys(self) -> list[bytes]:  # type: ignore[override]
         return [k for k, _ in self._items()]
 
-    def values(self) -> list:
+    def values(self) -> list[bytes]:  # type: ignore[override]
         return [v for _, v in self._items()]
 
-    def items(self) -> list:
+    def items(self) -> list[tuple[bytes, bytes]]:  # type: ignore[override]
         return list(self._items())
 
     # ---- writing -------------------------------------------------------------
     def __setitem__(self, key, value):
         pending = self._writable()
-        k = check_key(key, self._db.max_key, "dbm keys")
+        k = check_key(key, self._live().max_key, "dbm keys")
         pending[k] = _bytes(value, "values")
 
     def __delitem__(self, key):

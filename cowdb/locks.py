@@ -243,12 +243,13 @@ class Shared:
 def open_shared(lock_path: str | None) -> Shared:
     """The process-wide Shared for a lock file (a fresh one for in-memory databases)."""
     if lock_path is None:
-        s = Shared(None)
-        s.users = 1
-        return s
+        mem = Shared(None)
+        mem.users = 1
+        return mem
     with _registry_lock:
         # Look the file up before opening it: closing a second descriptor of
         # it would drop every fcntl lock this process holds on it.
+        s: Shared | None
         try:
             st = os.stat(lock_path)
             s = _registry.get((st.st_dev, st.st_ino, os.getpid()))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from typing import Any
 
 import click
 
@@ -16,10 +17,11 @@ def open_db(path: str, *, write: bool = False, create: bool = False,
     """Open the database at path, refusing to create one unless ``create``. A URL
     (s3://, gs://, az://, file://, memory://) opens it on an object store."""
     from ..objdb import is_url
+    kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     if is_url(path):
         if not write and not create:
             return cowdb.open(path, readonly=True)
-        return cowdb.open(path, **({} if timeout is None else {"timeout": timeout}))
+        return cowdb.open(path, **kw)
     if not os.path.exists(path):
         if not create:
             raise click.ClickException(
@@ -27,7 +29,6 @@ def open_db(path: str, *, write: bool = False, create: bool = False,
                 f"another with --db or COWDB_PATH")
         if not write:
             cowdb.open(path).close()
-    kw = {} if timeout is None else {"timeout": timeout}
     return cowdb.open(path, readonly=not write, **kw)
 
 

@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Any
 
 import click
 
@@ -41,7 +42,7 @@ class Progress:
         self.description, self.total, self.unit = description, total, unit
         self.done = 0
         self.started = time.monotonic()
-        self.bar = None
+        self.bar: Any = None   # a rich progress bar, made once the load is slow
         force = os.environ.get("COWDB_PROGRESS")
         if force is not None:
             self.enabled = force not in ("", "0")
@@ -274,7 +275,7 @@ def import_(env: Env, file: str, form, replace: bool, message, author, branch,
 def _load(tx, records, replace: bool, file: str) -> tuple[int, int]:
     """Apply the records to the transaction; (puts, deletes)."""
     puts = deletes = 0
-    seen = set() if replace else None
+    seen: set[bytes] | None = set() if replace else None
     lineno = 0
     try:
         for lineno, k, v in records:  # noqa: B007 (lineno: named by the error below)
@@ -291,7 +292,7 @@ def _load(tx, records, replace: bool, file: str) -> tuple[int, int]:
     except CowdbError as e:
         raise click.ClickException(f"line {lineno}: {e}; "
                                    f"nothing was imported") from e
-    if replace:
+    if seen is not None:  # replace
         gone = [k for k in tx.keys() if k not in seen]
         for k in gone:
             tx.delete(k)

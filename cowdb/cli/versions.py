@@ -57,7 +57,7 @@ def _print_changes(changes, stat: bool, limit: int | None) -> tuple[int, int, in
     total = sum(counts)
     if not stat and limit is not None and total > shown:
         click.echo(click.style(f"... and {total - shown} more (see --limit)", dim=True))
-    return tuple(counts)
+    return counts[0], counts[1], counts[2]
 
 
 # ---------------------------------------------------------------- show

@@ -4,6 +4,7 @@ checking a branch head and committing on it are one step for this server."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import cowdb
 from cowdb import errors as E
@@ -166,7 +167,8 @@ def change_json(key, old, new, values: bool = True) -> dict:
 
 def changes(db, a, b, after: bytes | None, limit: int, prefix: bytes | None = None):
     """Up to ``limit`` changes from a to b (refs) after key ``after``: (list, next key)."""
-    out, last = [], None
+    out: list[Any] = []
+    last = None
     start = None if after is None else after + b"\x00"
     d = db.diff(a, b, prefix=prefix, start=start)
     try:
@@ -187,7 +189,8 @@ def commit_changes(db, c, after, limit):
             return changes(db, c.parents[0], c.version, after, limit)
         except E.VersionNotFound:
             pass  # the parent was reclaimed: show the content
-    out, last = [], None
+    out: list[Any] = []
+    last = None
     start = None if after is None else after + b"\x00"
     with db.at(c.version) as s:
         for k, v in s.items(start=start):

@@ -4,6 +4,7 @@ in the API. Forms post back here with a CSRF token; actions that change history
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -99,7 +100,7 @@ async def logout(request: Request):
 def timeline_data(db, before: int | None) -> dict:
     newest = db.version
     hi = newest if before is None else min(before - 1, newest)
-    commits = []
+    commits: list[Any] = []
     v = hi
     while v >= 0 and len(commits) < PAGE:
         try:
@@ -120,7 +121,8 @@ def timeline_data(db, before: int | None) -> dict:
                 return None
         return c.branch
     lay = timeline.layout(commits, branches, parent_branch)
-    heads, tag_of = {}, {}
+    heads: dict[int, list[str]] = {}
+    tag_of: dict[int, list[str]] = {}
     for name, hv in branches.items():
         heads.setdefault(hv, []).append(name)
     for name, tv in tags.items():
@@ -327,8 +329,8 @@ async def create_ref(request: Request):
             "back": "/branches"})
     form = await form_of(request)
     name = ops.check_branch_name(fstr(form, "name").strip())
-    at = fstr(form, "at").strip()
-    at = ops.parse_ref(at) if at else None
+    at_text = fstr(form, "at").strip()
+    at = ops.parse_ref(at_text) if at_text else None
     if kind == "branch":
         require_branch_write(request, account, name)
 
