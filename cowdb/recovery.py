@@ -25,6 +25,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from struct import Struct
+from typing import Any, cast
 
 from .errors import Corruption, CowdbError, NotACowdbFile
 from .history.catalog import BRANCH, TAG, Catalog, decode_pending
@@ -32,6 +33,7 @@ from .history.commits import Commit
 from .pages import meta as metamod
 from .pages.checksum import verify
 from .pages.freelist import FreeList
+from .pages.io import BlockIO
 from .pages.meta import EMPTY, Meta, RootRef
 from .pages.page import HEADER, HEADER_SIZE, LEAF
 from .pages.store import META_PAGES, PageStore
@@ -175,7 +177,9 @@ def _catalog_source(nodes, ref: RootRef, pending: bytes, what: str):
                     ents[k] = v
         except Corruption as e:
             damage.append(f"{what}: {e}")
-    commits, refs, options = {}, {BRANCH: {}, TAG: {}}, {}
+    commits: dict[int, Commit] = {}
+    refs: dict[bytes, dict[str, int]] = {BRANCH: {}, TAG: {}}
+    options: dict[str, Any] = {}
     for k, v in ents.items():
         kind = k[:1]
         if kind == b"c" and len(k) == 9:
@@ -251,7 +255,9 @@ def _scan_catalog_leaves(store: PageStore, nodes: NodeCache, damage: list):
                 except (Corruption, OSError):
                     continue
             best[k] = (txn, bytes(v))
-    commits, refs, options = {}, {BRANCH: {}, TAG: {}}, {}
+    commits: dict[int, Commit] = {}
+    refs: dict[bytes, dict[str, int]] = {BRANCH: {}, TAG: {}}
+    options: dict[str, Any] = {}
     for k, (_t, v) in best.items():
         kind = k[:1]
         if kind == b"c":
@@ -409,7 +415,7 @@ def _clean(io, page_size: int) -> bool:
     the free list included."""
     from .db import Database
     try:
-        db = Database(io=_Borrowed(io), page_size=page_size)
+        db = Database(io=cast(BlockIO, _Borrowed(io)), page_size=page_size)
     except (CowdbError, OSError):
         return False
     try:
@@ -485,7 +491,7 @@ def _rewrite(store: PageStore, nodes: NodeCache, a: _Analysis) -> None:
             free.append(run)
     fl = store.freelist
     if free:  # reusable after the next durable txn: until then the old records may need them
-        fl.pending[txn] = [tuple(r) for r in free]
+        fl.pending[txn] = [(r[0], r[1]) for r in free]
     fl.changed = True
     store.sync()
     store.publish(root, b"", durable=True)

@@ -43,6 +43,7 @@ import sys
 from collections import defaultdict
 from itertools import chain, compress
 from operator import is_not
+from typing import Any
 
 from cowdb._accelerators import load, wanted
 from cowdb.pds._hashing import accumulate, shuffle
@@ -454,7 +455,7 @@ if _champ_c is not None:
          accumulate) = IMPLEMENTATIONS["c"]
         accelerator = _champ_c
 
-_OVERRIDES = []  # (class on a C base, {name: Python reference method})
+_OVERRIDES: list[tuple[type, dict[str, Any]]] = []  # (class on a C base, {name: method})
 
 
 def python_methods(cls, reference):

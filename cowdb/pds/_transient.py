@@ -37,7 +37,7 @@ class Transient:
     """A mixin: the class (or its base) holds the ``_owner`` and ``_result`` fields."""
 
     __slots__ = ()
-    __hash__ = None  # it changes: unhashable, like a list
+    __hash__ = None  # type: ignore[assignment]  # it changes: unhashable, like a list
 
     def __init__(self):
         self._owner = object()

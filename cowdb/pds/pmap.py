@@ -9,6 +9,7 @@ import reprlib
 from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 from itertools import chain
 from types import GenericAlias
+from typing import Any
 
 from cowdb.pds import _champ
 from cowdb.pds._champ import M64, accumulate, assoc, dissoc, lookup
@@ -199,7 +200,7 @@ else:
     _MapBase, _MutationBase, _make = _PyMap, _PyMutation, _py_make
 
 
-class PMap(_MapBase):
+class PMap(_MapBase):  # type: ignore[valid-type,misc]  (the C-or-Python switch)
     """An immutable mapping; ``set``/``delete``/``update`` return new maps.
 
     ``PMap(mapping_or_pairs, **kw)`` builds one like ``dict(...)``.  Equal to
@@ -208,7 +209,7 @@ class PMap(_MapBase):
     """
 
     __slots__ = ()
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: Any = classmethod(GenericAlias)
 
     def __init__(self, col=None, /, **kw):
         if type(col) is type(self) and not kw:
@@ -274,7 +275,7 @@ def _mapping_equal(root, count, other):
     return True
 
 
-class PMapMutation(_MutationBase, Transient):
+class PMapMutation(_MutationBase, Transient):  # type: ignore[valid-type,misc]  (as PMap)
     """A PMap being edited in place: ``mm[k] = v``, ``del mm[k]``, ``finish()``.
 
     See Transient for the rules; a finished mutation raises ValueError on

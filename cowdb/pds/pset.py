@@ -3,6 +3,7 @@
 import reprlib
 from collections.abc import Set
 from types import GenericAlias
+from typing import Any
 
 from cowdb.pds import _champ
 from cowdb.pds._champ import M64, assoc, dissoc, lookup
@@ -112,7 +113,7 @@ else:
     _SetBase, _SetMutationBase, _make = _PySet, _PySetMutation, _py_make
 
 
-class PSet(_SetBase, Set):
+class PSet(_SetBase, Set):  # type: ignore[valid-type,misc]  (the C-or-Python switch)
     """An immutable set; ``add``/``discard``/``remove`` return new sets.
 
     Equal to any Set with the same elements (set, frozenset, ...), and
@@ -121,7 +122,7 @@ class PSet(_SetBase, Set):
     """
 
     __slots__ = ()
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: Any = classmethod(GenericAlias)
 
     def __init__(self, iterable=()):
         if type(iterable) is type(self):
@@ -197,7 +198,7 @@ class PSet(_SetBase, Set):
         return f"{name}({{{', '.join(map(repr, self))}}})" if self else f"{name}()"
 
 
-class PSetMutation(_SetMutationBase, Transient):
+class PSetMutation(_SetMutationBase, Transient):  # type: ignore[valid-type,misc]  (as PSet)
     """A PSet being edited in place; see Transient for the rules."""
 
     __slots__ = ()

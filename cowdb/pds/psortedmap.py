@@ -11,6 +11,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 from itertools import chain
 from types import GenericAlias
+from typing import Any
 
 from cowdb.pds import _btree
 from cowdb.pds._hashing import accumulate, finish
@@ -83,7 +84,7 @@ class PSortedMap(_Reader):
     """
 
     __slots__ = ("_root", "_height", "_count", "_hash", "__weakref__")
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: Any = classmethod(GenericAlias)
 
     def __init__(self, col=None, /, **kw):
         if type(col) is type(self) and not kw:

@@ -12,6 +12,7 @@ import reprlib
 from collections.abc import Sequence
 from itertools import chain
 from types import GenericAlias
+from typing import Any
 
 from cowdb.pds._transient import Transient
 
@@ -155,7 +156,7 @@ class PVector(_Reader):
     """
 
     __slots__ = ("_count", "_shift", "_root", "_tail", "_hash", "__weakref__")
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: Any = classmethod(GenericAlias)
 
     def __init__(self, iterable=()):
         items = list(iterable)
