@@ -378,20 +378,19 @@ async def list_branches(request: Request):
                             for n, v in sorted(br.items())]})
 
 
+def _new_ref(body: dict) -> tuple[str, object]:
+    """A new branch's or tag's name and where it starts (None: the head of main)."""
+    at = body.get("at")
+    return ops.check_branch_name(body.get("name")), None if at is None else ops.parse_ref(at)
+
+
 @endpoint
 async def create_branch(request: Request):
     account = await require(request, "writer")
     server = server_of(request)
-    body = await read_json(request)
-    name = ops.check_branch_name(body.get("name"))
+    name, at = _new_ref(await read_json(request))
     require_branch_write(request, account, name)
-    at = body.get("at")
-    at = None if at is None else ops.parse_ref(at)
-
-    def do():
-        with server.write_lock:
-            return server.db.branch(name, at=at)
-    v = await run(do)
+    v = await run(ops.create_ref, server, "branch", name, at)
     return ok({"name": name, "head": v}, status=201)
 
 
@@ -401,11 +400,7 @@ async def delete_branch(request: Request):
     server = server_of(request)
     name = ops.check_branch_name(request.path_params["name"])
     require_branch_write(request, account, name)
-
-    def do():
-        with server.write_lock:
-            server.db.delete_branch(name)
-    await run(do)
+    await run(ops.delete_ref, server, "branch", name)
     return ok({"deleted": name})
 
 
@@ -420,15 +415,8 @@ async def list_tags(request: Request):
 async def create_tag(request: Request):
     await require(request, "writer")
     server = server_of(request)
-    body = await read_json(request)
-    name = ops.check_branch_name(body.get("name"))
-    at = body.get("at")
-    at = None if at is None else ops.parse_ref(at)
-
-    def do():
-        with server.write_lock:
-            return server.db.tag(name, at)
-    v = await run(do)
+    name, at = _new_ref(await read_json(request))
+    v = await run(ops.create_ref, server, "tag", name, at)
     return ok({"name": name, "version": v}, status=201)
 
 
@@ -437,11 +425,7 @@ async def delete_tag(request: Request):
     await require(request, "admin")
     server = server_of(request)
     name = ops.check_branch_name(request.path_params["name"])
-
-    def do():
-        with server.write_lock:
-            server.db.delete_tag(name)
-    await run(do)
+    await run(ops.delete_ref, server, "tag", name)
     return ok({"deleted": name})
 
 

@@ -292,6 +292,17 @@ def _guard_head(db, branch, base):
                             f"look again and retry", head=head)
 
 
+def create_ref(server, kind: str, name: str, at) -> int:
+    """Create branch or tag (``kind``) ``name`` at ``at`` (None: the head of main)."""
+    with server.write_lock:
+        return server.db.branch(name, at=at) if kind == "branch" else server.db.tag(name, at)
+
+
+def delete_ref(server, kind: str, name: str) -> None:
+    with server.write_lock:
+        (server.db.delete_branch if kind == "branch" else server.db.delete_tag)(name)
+
+
 def merge(server, source, into, base, resolve, message, author) -> int:
     db = server.db
     with server.write_lock:

@@ -334,11 +334,7 @@ async def create_ref(request: Request):
     if kind == "branch":
         require_branch_write(request, account, name)
 
-    def do():
-        with server.write_lock:
-            return (server.db.branch(name, at=at) if kind == "branch"
-                    else server.db.tag(name, at))
-    v = await run(do)
+    v = await run(ops.create_ref, server, kind, name, at)
     return see_other(url("/branches", done=f"{kind} {name} at version {v}"))
 
 
@@ -360,10 +356,7 @@ async def delete_ref(request: Request):
     if kind == "branch":
         require_branch_write(request, account, name)
 
-    def do():
-        with server.write_lock:
-            (server.db.delete_branch if kind == "branch" else server.db.delete_tag)(name)
-    await run(do)
+    await run(ops.delete_ref, server, kind, name)
     return see_other(url("/branches", done=f"deleted {kind} {name}"))
 
 
