@@ -242,13 +242,19 @@ def _preview(v: bytes) -> str:
     return t if len(t) <= 120 else t[:120] + "…"
 
 
+def _key_of(request: Request) -> bytes:
+    """The key a page's query names (k= text, kb= base64url); 400 if none."""
+    key = diffview.key_from_query(request.query_params)
+    if not key:
+        raise ApiError(400, "name a key with k= (text) or kb= (base64url)")
+    return key
+
+
 @page
 async def key_page(request: Request):
     await require(request, "reader")
     db = server_of(request).db
-    key = diffview.key_from_query(request.query_params)
-    if not key:
-        raise ApiError(400, "name a key with k= (text) or kb= (base64url)")
+    key = _key_of(request)
     ref = request.query_params.get("ref", "") or "main"
 
     def read():
@@ -269,9 +275,7 @@ async def key_page(request: Request):
 async def history_page(request: Request):
     await require(request, "reader")
     db = server_of(request).db
-    key = diffview.key_from_query(request.query_params)
-    if not key:
-        raise ApiError(400, "name a key with k= (text) or kb= (base64url)")
+    key = _key_of(request)
     branch = request.query_params.get("branch", "") or "main"
 
     def read():
@@ -330,11 +334,10 @@ async def create_ref(request: Request):
     form = await form_of(request)
     name = ops.check_branch_name(fstr(form, "name").strip())
     at_text = fstr(form, "at").strip()
-    at = ops.parse_ref(at_text) if at_text else None
+    start = ops.parse_ref(at_text) if at_text else None
     if kind == "branch":
         require_branch_write(request, account, name)
-
-    v = await run(ops.create_ref, server, kind, name, at)
+    v = await run(ops.create_ref, server, kind, name, start)
     return see_other(url("/branches", done=f"{kind} {name} at version {v}"))
 
 
@@ -355,7 +358,6 @@ async def delete_ref(request: Request):
     name = ops.check_branch_name(name)
     if kind == "branch":
         require_branch_write(request, account, name)
-
     await run(ops.delete_ref, server, kind, name)
     return see_other(url("/branches", done=f"deleted {kind} {name}"))
 
