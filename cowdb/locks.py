@@ -67,7 +67,7 @@ class Shared:
             self.slot_index = (_TABLE + 16 * self.slot + 8) // 8
             _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, os.getpid(), 0)
         self.users = 0
-        self.key = None
+        self.key: tuple[object, ...] | None = None
         _every.add(self)
 
     # ---- writer --------------------------------------------------------
@@ -259,6 +259,7 @@ def open_shared(lock_path: str | None) -> Shared:
             s.users += 1
             return s
         fd = _open_lock_file(lock_path)
+        key: tuple[object, ...]  # (device, inode, pid), or (path, pid) without a lock file
         if fd is None:
             key = (lock_path, os.getpid())
         else:

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from difflib import SequenceMatcher
+from typing import Any
 
 from cowdb.errors import VersionNotFound
 
@@ -305,7 +306,7 @@ class Document:
         inserted = []
         with self.db.at(base_v) as snap:
             end = self.prefix + b"b0"    # b"b/" + 1 sorts below b"b0"
-            by_op = {}
+            by_op: dict[int, Any] = {}  # op index -> the block id it made
             ops = list(ops)
             i_op = 0
             while i_op < len(ops):

@@ -200,7 +200,7 @@ else:
     _MapBase, _MutationBase, _make = _PyMap, _PyMutation, _py_make
 
 
-class PMap(_MapBase):  # type: ignore[valid-type,misc]  (the C-or-Python switch)
+class PMap(_MapBase):  # type: ignore[valid-type,misc]  # C-or-Python switch
     """An immutable mapping; ``set``/``delete``/``update`` return new maps.
 
     ``PMap(mapping_or_pairs, **kw)`` builds one like ``dict(...)``.  Equal to
@@ -275,7 +275,7 @@ def _mapping_equal(root, count, other):
     return True
 
 
-class PMapMutation(_MutationBase, Transient):  # type: ignore[valid-type,misc]  (as PMap)
+class PMapMutation(_MutationBase, Transient):  # type: ignore[valid-type,misc]  # as PMap
     """A PMap being edited in place: ``mm[k] = v``, ``del mm[k]``, ``finish()``.
 
     See Transient for the rules; a finished mutation raises ValueError on

@@ -113,7 +113,7 @@ else:
     _SetBase, _SetMutationBase, _make = _PySet, _PySetMutation, _py_make
 
 
-class PSet(_SetBase, Set):  # type: ignore[valid-type,misc]  (the C-or-Python switch)
+class PSet(_SetBase, Set):  # type: ignore[valid-type,misc]  # C-or-Python switch
     """An immutable set; ``add``/``discard``/``remove`` return new sets.
 
     Equal to any Set with the same elements (set, frozenset, ...), and
@@ -198,7 +198,7 @@ class PSet(_SetBase, Set):  # type: ignore[valid-type,misc]  (the C-or-Python sw
         return f"{name}({{{', '.join(map(repr, self))}}})" if self else f"{name}()"
 
 
-class PSetMutation(_SetMutationBase, Transient):  # type: ignore[valid-type,misc]  (as PSet)
+class PSetMutation(_SetMutationBase, Transient):  # type: ignore[valid-type,misc]  # as PSet
     """A PSet being edited in place; see Transient for the rules."""
 
     __slots__ = ()
