@@ -491,8 +491,8 @@ async def retention(request: Request):
                            or kl > 2 ** 62):
         raise ApiError(400, "keep_last is a positive integer or null")
     if kw is not None and (isinstance(kw, bool) or not isinstance(kw, (int, float))
-                           or not 0 < kw < 1e11):
-        raise ApiError(400, "keep_within_seconds is a positive number or null")
+                           or not 1e-6 <= kw < 1e11):  # below a microsecond: zero
+        raise ApiError(400, "keep_within_seconds is a positive number (at least 1e-6) or null")
     await run(ops.set_retention, server, kl, kw)
     return ok(await run(ops.retention_json, server.db))
 
