@@ -14,12 +14,13 @@ from . import errors
 if TYPE_CHECKING:
     from .db import Database
     from .history.commits import Commit, CommitStats
-    from .snapshot import Snapshot, Transaction
+    from .snapshot import Snapshot
+    from .transaction import Transaction
 
 # The engine (and msgpack, xxhash, fcntl with it) is imported on first use, not
 # by ``import cowdb``: ``cowdb.pds`` runs this file too, and must need only the
 # standard library (see tests/pds/test_pds_standalone.py).
-_LAZY = {"Database": "db", "Snapshot": "snapshot", "Transaction": "snapshot",
+_LAZY = {"Database": "db", "Snapshot": "snapshot", "Transaction": "transaction",
          "Commit": "history.commits", "CommitStats": "history.commits"}
 
 

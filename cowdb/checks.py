@@ -3,10 +3,9 @@ cowdb.errors before anything is written."""
 from __future__ import annotations
 
 import math
-
 import re
 
-from .errors import InvalidRefName, InvalidType, InvalidValue
+from .errors import InvalidKey, InvalidRefName, InvalidType, InvalidValue, KeyTooLarge
 
 
 def check_text(s, what: str) -> str:
@@ -79,3 +78,62 @@ def check_ref_name(name: str, what: str) -> str:
         if part.startswith(".") or part.endswith(".lock"):
             bad("no part may start with '.' or end with '.lock'")
     return name
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with prefix (None: no bound)."""
+    p = prefix.rstrip(b"\xff")
+    return p[:-1] + bytes([p[-1] + 1]) if p else None
+
+
+def as_bytes(x, what: str, text: bool = True, bad_text: type[Exception] = InvalidKey) -> bytes:
+    """The one rule for what stands for bytes: bytes as they are, bytearray and memoryview
+    copied, str (when ``text``) as UTF-8; anything else raises InvalidType naming ``what``."""
+    if type(x) is bytes:
+        return x
+    if isinstance(x, (bytearray, memoryview)):
+        return bytes(x)
+    if text and isinstance(x, str):
+        try:
+            return x.encode("utf-8")
+        except UnicodeEncodeError:
+            raise bad_text(f"{x!r} is not valid text (a lone surrogate); give bytes, or a str "
+                           f"UTF-8 can encode") from None
+    if text:
+        raise InvalidType(f"{what} must be bytes or str, not {type(x).__name__}")
+    raise InvalidType(f"{what} must be bytes, not {type(x).__name__} (encode it first, or "
+                      f"open the database with a codec)")
+
+
+def check_key(key, max_key: int = 1 << 62, what: str = "keys") -> bytes:
+    """Normalise a key to bytes; reject other types, the empty key and oversized keys."""
+    if type(key) is not bytes:
+        key = as_bytes(key, what)
+    if not key:
+        raise InvalidKey("the empty key cannot be stored; use a key of at least one byte")
+    if len(key) > max_key:
+        raise KeyTooLarge(f"a key of {len(key)} bytes is longer than this database's limit of "
+                          f"{max_key} bytes (page size / 4 - 64); store long keys hashed")
+    return key
+
+
+def check_bound(key) -> bytes | None:
+    """A range bound or prefix: None, or any bytes or str, empty or long (never stored)."""
+    if key is None or type(key) is bytes:
+        return key
+    return b"" if key == "" else check_key(key)
+
+
+def key_range(start, stop, prefix) -> tuple[bytes | None, bytes | None]:
+    """The [start, stop) bounds that ``start``, ``stop`` and ``prefix`` together allow."""
+    start, stop = check_bound(start), check_bound(stop)
+    if prefix is not None:
+        prefix = check_bound(prefix)
+        end = prefix_end(prefix)
+        start = prefix if start is None or start < prefix else start
+        stop = end if stop is None or (end is not None and stop > end) else stop
+    return start, stop
+
+
+def check_value(value) -> bytes:
+    return value if type(value) is bytes else as_bytes(value, "values", text=False)

@@ -6,6 +6,7 @@ order is the database's order. The default ``"bytes"`` codec is no codec at
 all: values go in and come out as they are, with no call on the hot path.
 """
 import json
+from typing import Any
 
 import msgpack
 
@@ -17,7 +18,7 @@ class JsonCodec:
     name = "json"
 
     @staticmethod
-    def encode(value) -> bytes:
+    def encode(value: Any) -> bytes:
         try:
             return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
                               allow_nan=False).encode()
@@ -25,7 +26,7 @@ class JsonCodec:
             raise CodecError(f"the json codec cannot store {type(value).__name__}: {e}") from e
 
     @staticmethod
-    def decode(data: bytes):
+    def decode(data: bytes) -> Any:
         try:
             return json.loads(data)
         except ValueError as e:
@@ -38,7 +39,7 @@ class MsgpackCodec:
     name = "msgpack"
 
     @staticmethod
-    def encode(value) -> bytes:
+    def encode(value: Any) -> bytes:
         try:
             return msgpack.packb(value, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as e:
@@ -46,7 +47,7 @@ class MsgpackCodec:
                              f"{e}") from e
 
     @staticmethod
-    def decode(data: bytes):
+    def decode(data: bytes) -> Any:
         try:
             return msgpack.unpackb(data, raw=False)
         except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
@@ -57,7 +58,7 @@ class MsgpackCodec:
 BUILTIN = {"json": JsonCodec, "msgpack": MsgpackCodec}
 
 
-def get_codec(spec):
+def get_codec(spec: Any) -> Any:
     """None for raw bytes, else an object with encode/decode."""
     if spec is None or spec == "bytes":
         return None
@@ -73,7 +74,7 @@ def get_codec(spec):
                      "-> bytes and decode(bytes) -> value")
 
 
-def codec_name(codec) -> str:
+def codec_name(codec: Any) -> str:
     """What the catalog records for a codec (see docs/format.md, "The catalog")."""
     if codec is None:
         return "bytes"
@@ -82,7 +83,7 @@ def codec_name(codec) -> str:
     return "custom:" + str(getattr(codec, "name", None) or type(codec).__qualname__)
 
 
-def settle_codec(spec, recorded):
+def settle_codec(spec: Any, recorded: str | None) -> Any:
     """The codec to open with: ``spec`` as given to open() (None: the recorded one) and
     ``recorded``, the name the file records (None: a file from before the record, which
     opens with whatever is given, "bytes" by default). A mismatch raises CodecError."""

@@ -21,36 +21,58 @@ import errno
 import logging
 import mmap
 import os
-from contextlib import contextmanager
 import threading
 import warnings
 import weakref
-from dataclasses import dataclass, field
-from datetime import datetime
-from struct import Struct
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, Self
 
+from .check import CheckReport, check_state
 from .checks import check_text, check_timeout
 from .codecs import codec_name, get_codec, settle_codec
-from .errors import (CowdbError, Corruption, DatabaseClosed, DatabaseNotFound, InvalidType,
-                     InvalidValue,
-                     NotACowdbFile, ReadOnly, RefNotFound, VersionNotFound, VersionReclaimed,
-                     WriteFailed)
+from .engine import Resolve, StrPath, VersionRef
+from .errors import (
+    Corruption,
+    CowdbError,
+    DatabaseClosed,
+    DatabaseNotFound,
+    InvalidType,
+    InvalidValue,
+    NotACowdbFile,
+    ReadOnly,
+    RefNotFound,
+    VersionNotFound,
+    VersionReclaimed,
+    WriteFailed,
+)
 from .history.catalog import BRANCH, MAIN_HEAD, TAG, Catalog, decode_pending
 from .history.commits import Commit, CommitStats, now_ns, to_datetime, to_ns
+from .history.retention import Retention
 from .locks import close_shared, open_shared
+from .pages.freelist import FreeList
 from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
 from .pages.meta import EMPTY, Meta, RootRef
 from .pages.store import DEFAULT_PAGE_SIZE, PageStore
-from .snapshot import Snapshot, Transaction
+from .snapshot import Snapshot
+from .transaction import Transaction
 from .tree.btree import NodeCache, Tree
+from .tree.compare import same_content
 from .tree.walk import walk
-from .versions import NothingChanged, Versions, same_content
+from .upkeep import GcReport, Stats, Upkeep
+from .versions import Diff, Versions
 
 log = logging.getLogger("cowdb")
-_TXN = Struct("<Q")
 DURABILITY = ("sync", "none")
 UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
+
+
+NO_STATS = CommitStats()  # a commit that records none (restore): immutable, so shared
+
+
+class NothingChanged(Exception):
+    """Raised inside _update by a commit whose tree equals its parent's (rolled back)."""
 
 
 class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per txn
@@ -58,40 +80,25 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
     catalog: RootRef
     version: int        # newest version on any branch
     head: Commit        # head of main
-    pending: dict       # ref changes the meta record carries (see history/catalog.py)
+    pending: dict[bytes, Any]  # ref changes the meta record carries (see history/catalog.py)
     pending_log: bytes  # the same, as the record carries them
     meta: Meta          # the meta record of txn (its free list, page count)
-    commits: dict       # version -> Commit, looked up so far: shared by the states that
+    commits: dict[int, Commit]  # version -> Commit, looked up so far: shared by the states that
                         # follow until a txn drops or rewrites commits (gc), then a new one,
                         # so a reader of an older state never caches into a newer one
 
 
-@dataclass(slots=True)
-class CheckReport:
-    """What ``Database.check()`` found: ok is True when errors is empty."""
-    versions: int = 0
-    pages: int = 0
-    free_pages: int = 0
-    page_count: int = 0
-    errors: list = None
-    pages_used: list = field(default=None, repr=False)
-
-    def __post_init__(self):
-        self.errors = [] if self.errors is None else self.errors
-        self.pages_used = [] if self.pages_used is None else self.pages_used
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-
-class Database(Versions):
+class Database:
     """A cowdb database: one file (or memory), every commit a readable version."""
 
-    def __init__(self, path=None, *, readonly: bool = False, durability: str = "sync",
+    codec: Any      # how values are stored: None for bytes as they are (see codecs.py)
+    max_key: int    # the longest key, in bytes (page size / 4 - 64)
+
+    def __init__(self, path: StrPath | None = None, *, readonly: bool = False,
+                 durability: str = "sync",
                  timeout: float | None = 5.0, page_size: int = DEFAULT_PAGE_SIZE,
-                 cache_nodes: int = 65536, io: BlockIO | None = None, codec=None,
-                 recover: bool = False):
+                 cache_nodes: int = 65536, io: BlockIO | None = None, codec: Any = None,
+                 recover: bool = False) -> None:
         if recover and readonly:
             raise ValueError("recover=True rewrites a damaged file; it cannot be readonly "
                              "(use `cowdb salvage` to copy what is intact without writing)")
@@ -100,6 +107,8 @@ class Database(Versions):
         check_timeout(timeout)
         if page_size < 1024 or page_size & (page_size - 1) or page_size > 65536:
             raise ValueError("page_size must be a power of two from 1024 to 65536")
+        self._versions = Versions(self)   # the version graph: log, refs, merge... (versions.py)
+        self._upkeep = Upkeep(self)       # retention, gc, compact, stats (upkeep.py)
         self.codec = get_codec("bytes" if codec is None else codec)  # checked again below
         created = io is None and path is not None and not os.path.exists(os.fsdecode(path))
         self.path = None if path is None else os.fsdecode(path)
@@ -111,8 +120,9 @@ class Database(Versions):
         self._refresh_lock = threading.Lock()
         self._new: Commit | None = None   # the commit being written (writer only)
         self._wrote = False       # this handle committed: close() records a checkpoint
-        self._tx = None   # a weak reference to the open write transaction of this handle:
-                          # dropped, it aborts (Transaction.__del__) and frees the lock
+        # a weak reference to the open write transaction of this handle: dropped, it
+        # aborts (Transaction.__del__) and frees the lock
+        self._tx: weakref.ref[Transaction] | None = None
         self._end_lock = threading.Lock()    # one release per transaction (see _end_write)
         self._writing = False     # this handle holds the writer lock (see _reload)
         self._foreign = False     # the newest state was written by another process
@@ -171,13 +181,13 @@ class Database(Versions):
         last = shared.users == 1
         close_shared(shared)
         self._io.close() if hasattr(self, "_io") else None
-        if new_lock and last:
+        if new_lock and last and self.path is not None:
             try:
                 os.unlink(self.path + "-lock")
             except OSError:
                 pass
 
-    def _settle_codec(self, spec, record: bool) -> None:
+    def _settle_codec(self, spec: Any, record: bool) -> None:
         """Take the codec the file records (refusing another), or record it in a new file."""
         with self._pinned() as st:
             recorded = self._catalog(st).option("codec")
@@ -198,6 +208,7 @@ class Database(Versions):
 
     def _open_file(self, page_size: int) -> BlockIO:
         path = self.path
+        assert path is not None  # only a database with a path has a file
         if os.path.isdir(path):
             raise NotACowdbFile(f"{path} is a directory; give the path of a database file")
         if not os.path.exists(path):
@@ -254,7 +265,7 @@ class Database(Versions):
                 finally:
                     self._shared.unpin(meta.txn)
             else:
-                raise error
+                raise error if error is not None else Corruption("no meta record to open")
         if not self.readonly:
             store.sync()  # what we adopted may sit only in the page cache: make it durable
         return state
@@ -283,7 +294,8 @@ class Database(Versions):
 
     def _map_meta(self) -> None:
         """Map the meta slots: noticing another process's commit is then two loads."""
-        self._meta_map = self._meta_q = None
+        self._meta_map: mmap.mmap | None = None
+        self._meta_q: Any = None  # the txn fields of both slots, indexable (see _current)
         if isinstance(self._io, OsFileIO):
             self._meta_map = mmap.mmap(self._io.fd, 2 * self._store.page_size,
                                        prot=mmap.PROT_READ)
@@ -337,7 +349,7 @@ class Database(Versions):
                     self._shared.unpin(meta.txn)
 
     @contextmanager
-    def _pinned(self):
+    def _pinned(self) -> Iterator[_State]:
         """The newest state, pinned while the caller reads its pages (catalog lookups,
         logs): a writer in this process or another then reuses none of them."""
         self._check_open()
@@ -408,12 +420,12 @@ class Database(Versions):
         return self._open(lambda st: st.head if branch == "main" else self._commit_record(
             st, self._branch_version(st, branch)))
 
-    def at(self, ref) -> Snapshot:
+    def at(self, ref: VersionRef) -> Snapshot:
         """A read-only snapshot of a kept version: an int version, a tag or branch name,
         or a datetime (the newest version of main committed at or before it)."""
         return self._open(lambda st: self._resolve(st, ref))
 
-    def _open(self, find) -> Snapshot:
+    def _open(self, find: Callable[[_State], Commit]) -> Snapshot:
         """A snapshot of the commit ``find(state)`` names, looked up under the pin that
         the snapshot then keeps."""
         with self._pinned() as st:
@@ -424,7 +436,7 @@ class Database(Versions):
                 self._shared.unpin(st.txn)
                 raise
 
-    def _resolve(self, st: _State, ref) -> Commit:
+    def _resolve(self, st: _State, ref: VersionRef) -> Commit:
         """What ``at()`` accepts -> the commit it names."""
         if isinstance(ref, datetime):
             if ref.tzinfo is None:
@@ -445,7 +457,7 @@ class Database(Versions):
             return self._commit_record(st, v)
         return self._commit_record(st, ref)
 
-    def check(self) -> "CheckReport":
+    def check(self) -> CheckReport:
         """Verify every page that any version, the catalog and the free list reach.
 
         Also checks that no page is both free and in use, that every page lies
@@ -453,70 +465,130 @@ class Database(Versions):
         Problems are collected, not raised.
         """
         with self._pinned() as st:
-            return self._check(st)
+            return check_state(self, st)
 
-    def _check(self, st: _State) -> "CheckReport":
-        report = CheckReport()
-        store = self._store
-        nodes = NodeCache(store, 1 << 16)  # read from the file, not this handle's cache
-        seen: set[int] = set()
-        used = report.pages_used
-        try:
-            used.extend(walk(nodes, st.catalog, 0, seen))
-            cat = Catalog(Tree(nodes, st.catalog), st.pending, st.pending_log)
-            kept = set()
-            for c in cat.commits(reverse=False):
-                report.versions += 1
-                kept.add(c.version)
-                try:
-                    used.extend(walk(nodes, c.root, 0, seen))
-                except Corruption as e:
-                    report.errors.append(f"version {c.version}: {e}")
-            for kind, word in ((BRANCH, "branch"), (TAG, "tag")):
-                report.errors += [f"{word} {name!r} names version {v}, which is not kept"
-                                  for name, v in cat.refs(kind).items() if v not in kept]
-        except Corruption as e:
-            report.errors.append(f"catalog: {e}")
-        meta = st.meta  # not the store's: a writer thread may be changing those
-        try:  # every image of the chain, read from the file
-            fl = store._load_freelist(meta)
-        except Corruption as e:
-            report.errors.append(f"free list: {e}")
-            fl = None
-        if fl is not None:
-            used.extend(fl.chain)
-        owned: dict[int, int] = {}
-        for first, n in used:
-            for p in range(first, first + n):
-                if p >= meta.page_count:
-                    report.errors.append(f"page {p} lies past the end of the database")
-                owned[p] = owned.get(p, 0) + 1
-        free = set() if fl is None else set(fl.pages())
-        if fl is not None:
-            if len(free) != fl.count():
-                report.errors.append(f"the free list holds {fl.count() - len(free)} pages "
-                                     f"more than once")
-            both = sorted(free.intersection(owned))
-            if both:
-                report.errors.append(f"{len(both)} pages are both free and in use, e.g. "
-                                     f"{both[:5]}")
-            if not report.errors:  # with damage, what is unreachable says nothing new
-                lost = [p for p in range(2, meta.page_count) if p not in owned and p not in free]
-                if lost:
-                    report.errors.append(f"{len(lost)} pages are neither reachable nor free, "
-                                         f"e.g. {lost[:5]}")
-        report.pages = len(owned)
-        report.free_pages = len(free)
-        report.page_count = meta.page_count
-        return report
-
-    def _freelist_of(self, st: _State):
+    def _freelist_of(self, st: _State) -> FreeList:
         """The free list as of a pinned state, read from its image: the store's own is the
         writer's, which another thread may be changing."""
         try:
             return self._store._load_freelist(st.meta)
         except Corruption as e:
             raise Corruption(f"the free list of txn {st.txn} is damaged: {e}", e.page) from e
+
+    # ---- versions: log, refs, restore, diff, merge, revert (versions.py) ----
+    def commit_info(self, version: VersionRef) -> Commit:
+        """The commit record of a version (or of what a tag/branch/datetime names)."""
+        return self._versions.commit_info(version)
+
+    def log(self, limit: int | None = None, branch: str = "main") -> Iterator[Commit]:
+        """Commits of a branch, newest first, following first parents. Bad arguments
+        raise here, not at the first step of the iteration."""
+        return self._versions.log(limit, branch)
+
+    def history(self, key: bytes | str, limit: int | None = None,
+                branch: str = "main") -> Iterator[tuple[int, datetime, Any]]:
+        """(version, time, value or None) for each version of ``branch`` where key changed,
+        newest first."""
+        return self._versions.history(key, limit, branch)
+
+    def tags(self) -> dict[str, int]:
+        """Every tag: name -> the version it names."""
+        return self._versions.tags()
+
+    def branches(self) -> dict[str, int]:
+        """Every branch: name -> the version at its head."""
+        return self._versions.branches()
+
+    def tag(self, name: str, version: VersionRef | None = None) -> int:
+        """Name a version (None: the newest of main). Tags are immutable; returns the version."""
+        return self._versions.tag(name, version)
+
+    def delete_tag(self, name: str) -> None:
+        """Delete a tag (the version it named is then kept only by the retention rule)."""
+        return self._versions.delete_tag(name)
+
+    def branch(self, name: str, at: VersionRef | None = None) -> int:
+        """Start a branch at a version, tag or branch (None: head of main). O(1)."""
+        return self._versions.branch(name, at)
+
+    def delete_branch(self, name: str) -> None:
+        """Delete a branch (not main); its versions stay readable until gc drops them."""
+        return self._versions.delete_branch(name)
+
+    def restore(self, version: VersionRef, message: str | None = None, branch: str = "main",
+                author: str = "") -> int:
+        """Commit, on ``branch``, a new version whose content equals ``version``'s.
+
+        History is kept: the bad versions stay readable. O(1) pages: the new
+        version shares the old root.
+        """
+        return self._versions.restore(version, message, branch, author)
+
+    def diff(self, a: VersionRef, b: VersionRef, prefix: bytes | str | None = None,
+             start: bytes | str | None = None, stop: bytes | str | None = None) -> Diff:
+        """Changes from a to b (anything at() accepts), in key order. Skips every subtree
+        the two versions share: O(d x depth) pages for d changes."""
+        return self._versions.diff(a, b, prefix, start, stop)
+
+    def merge(self, source: str, into: str = "main", resolve: Resolve = None,
+              message: str | None = None, author: str = "") -> int:
+        """Three-way merge of branch ``source`` into branch ``into``; returns the version
+        now at the head of ``into`` (a merge commit, or source's head on a fast-forward).
+
+        Conflicts (a key changed differently on both sides since the merge base)
+        raise MergeConflict with nothing committed, unless ``resolve`` is "ours",
+        "theirs" or a callable (key, base, ours, theirs) -> bytes | None.
+        """
+        return self._versions.merge(source, into, resolve, message, author)
+
+    def revert(self, version: VersionRef, branch: str = "main", resolve: Resolve = None,
+               message: str | None = None, author: str = "", allow_empty: bool = False) -> int:
+        """Commit, on ``branch``, the inverse of exactly that version's changes.
+
+        A key that a later commit changed differently is a conflict (MergeConflict,
+        or settled by ``resolve`` as in merge). A revert that changes nothing (already
+        undone) makes no version and returns the branch's head, unless ``allow_empty``."""
+        return self._versions.revert(version, branch, resolve, message, author, allow_empty)
+
+    # ---- upkeep: retention, gc, compact, backup, stats (upkeep.py) ----------
+    @property
+    def retention(self) -> Retention:
+        """The retention rule gc() applies (see set_retention)."""
+        return self._upkeep.retention
+
+    def set_retention(self, keep_last: int | None = None,
+                      keep_within: timedelta | None = None) -> None:
+        """Keep the newest ``keep_last`` versions and those younger than ``keep_within``
+        (tags and branch heads always); both None keeps everything. Applied by gc()."""
+        return self._upkeep.set_retention(keep_last, keep_within)
+
+    def gc(self) -> GcReport:
+        """Drop versions the retention rule does not keep and free the pages only they reach.
+
+        Readers that hold a dropped version (here or in another process) keep
+        reading it: its pages are reused only after they close.
+
+        Works on a full disk: its txns may write into the pages the store keeps
+        in reserve (``RESERVE_PAGES``), and if one txn does not fit there it goes
+        again in small rounds, each durable, so each round reuses what the one
+        before freed.
+        """
+        return self._upkeep.gc()
+
+    def compact(self, dest_path: StrPath) -> None:
+        """Write a compacted copy to a new file: every kept version, tag, branch and the
+        retention rule, with the versions' shared pages shared in the copy too."""
+        return self._upkeep.compact(dest_path)
+
+    def backup(self, dest_path: StrPath) -> int:
+        """Write a consistent copy of the newest state (every version, branch, tag and
+        setting) to the new file ``dest_path``, while writers go on; returns the newest
+        version copied. Never ``cp`` a database that is being written: see cowdb/backup.py."""
+        return self._upkeep.backup(dest_path)
+
+    def stats(self) -> Stats:
+        """Bytes in the file, live, reclaimable by gc(), free, and pinned by whom."""
+        return self._upkeep.stats()
 
     # ---- writing -------------------------------------------------------
     def write(self, message: str = "", *, author: str = "", branch: str = "main",
@@ -557,7 +629,7 @@ class Database(Versions):
         tx.abort()
         return True
 
-    def _abandoned(self, thread) -> None:
+    def _abandoned(self, thread: threading.Thread) -> None:
         """Called by a thread waiting for the writer lock when the thread that holds it for
         this handle's transaction has ended: abort that transaction."""
         ref = self._tx
@@ -565,7 +637,7 @@ class Database(Versions):
         if tx is not None:
             warnings.warn(f"the write transaction of thread {thread.name!r}, which ended "
                           f"without committing or aborting it, was aborted", ResourceWarning,
-                          source=tx)
+                          stacklevel=2, source=tx)
             tx.abort()
 
     def _lock_writer(self, timeout: float | None = None) -> _State:
@@ -594,7 +666,7 @@ class Database(Versions):
         self._shared.release_writer()
 
     @contextmanager
-    def _writer(self, timeout: float | None = None):
+    def _writer(self, timeout: float | None = None) -> Iterator[_State]:
         """Hold the writer lock for a catalog-only change (tag, branch, gc...)."""
         st = self._lock_writer(timeout)
         try:
@@ -688,8 +760,8 @@ class Database(Versions):
         return result
 
     def _new_commit(self, cat: Catalog, txn: int, branch: str, root: RootRef, count: int,
-                    parents: tuple, message: str, author: str,
-                    stats: CommitStats = CommitStats()) -> Commit:
+                    parents: tuple[int, ...], message: str, author: str,
+                    stats: CommitStats = NO_STATS) -> Commit:
         """Record a new version at the head of ``branch`` (inside ``_update``)."""
         st = self._state
         version = st.version + 1
@@ -702,27 +774,41 @@ class Database(Versions):
 
     def _commit(self, tx: Transaction) -> int:
         """Write the transaction's tree and its commit record (writer lock held)."""
+        tree = tx._tree
+        assert tree is not None  # tx.commit() checked that tx is open
+        if not tx.allow_empty and not tree.dirty:  # nothing was even touched
+            tx.skipped = True
+            return tx._head.version
+        v = self._commit_tree(tree, tx._head, tx.branch, (tx._head.version,), tx.message,
+                              tx.author, tx.puts, tx.deletes, tx.allow_empty,
+                              durable=tx.durability == "sync")
+        if v is None:  # rolled back: no page and no version written
+            tx.skipped = True
+            return tx._head.version
+        return v
+
+    def _commit_tree(self, tree: Tree, head: Commit, branch: str, parents: tuple[int, ...],
+                     message: str, author: str, puts: int, deletes: int, allow_empty: bool,
+                     durable: bool | None = None) -> int | None:
+        """Commit ``tree`` on ``branch`` as one txn, with its stats (writer lock held):
+        the new version, or None when the tree holds what ``head`` does and not
+        ``allow_empty`` (then nothing is written)."""
         store = self._store
 
-        if not tx.allow_empty and not tx._tree.dirty:  # nothing was even touched
-            tx.skipped = True
-            return tx._head.version
-
-        def change(cat, txn):
+        def change(cat: Catalog, txn: int) -> int:
             pages0, bytes0 = store.pages_written, store.bytes_written
-            root = tx._tree.write(txn)
-            if not tx.allow_empty and same_content(self._nodes, tx._head.root, root):
+            root = tree.write(txn)
+            if not allow_empty and same_content(self._nodes, head.root, root):
                 raise NothingChanged
-            stats = CommitStats(tx.puts, tx.deletes, store.pages_written - pages0,
+            stats = CommitStats(puts, deletes, store.pages_written - pages0,
                                 store.bytes_written - bytes0)
-            return self._new_commit(cat, txn, tx.branch, root, tx._tree.count,
-                                    (tx._head.version,), tx.message, tx.author, stats).version
+            return self._new_commit(cat, txn, branch, root, tree.count, parents, message,
+                                    author, stats).version
 
         try:
-            return self._update(change, durable=tx.durability == "sync")
-        except NothingChanged:  # rolled back: no page and no version written
-            tx.skipped = True
-            return tx._head.version
+            return self._update(change, durable=durable)
+        except NothingChanged:
+            return None
 
     def _after_fork_in_child(self) -> None:
         """This handle in a forked child (the lock table made its Shared the child's
@@ -796,13 +882,13 @@ class Database(Versions):
         finally:
             self._release_writer()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         where = self.path or "memory"
         return f"<cowdb.Database {where} {'closed' if self._closed else 'open'}>"
 
@@ -811,7 +897,7 @@ CLOCK_SLACK_NS = 10 ** 9   # a clock this far behind the newest commit time: see
 MAX_TIME_NS = (1 << 64) - 2
 
 
-def _commit_time(now: int, newest: int, where) -> int:
+def _commit_time(now: int, newest: int, where: str | None) -> int:
     """A new commit's time: the clock's reading, made later than the newest commit's
     time when the clock reads within a second of it (commits in one clock tick, a small
     step back): each commit's own time then finds it with at(). A clock further behind
@@ -828,7 +914,7 @@ def _commit_time(now: int, newest: int, where) -> int:
     return now
 
 
-_open_handles: "weakref.WeakSet[Database]" = weakref.WeakSet()
+_open_handles: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:

@@ -20,6 +20,7 @@ import shelve
 from collections.abc import MutableMapping
 
 from . import errors
+from .checks import as_bytes, check_key
 from .db import Database
 
 __all__ = ["open", "open_shelf", "error", "ReadOnlyError", "CowDBM"]
@@ -41,7 +42,7 @@ _FLAGS = ("r", "w", "c", "n")
 
 
 def open(file, flag: str = "r", mode: int = 0o666, *, message: str = "dbm sync",
-         author: str = "", durability: str = "sync", timeout: float | None = 5.0) -> "CowDBM":
+         author: str = "", durability: str = "sync", timeout: float | None = 5.0) -> CowDBM:
     """Open the cowdb database ``file`` as a dbm.
 
     flag: "r" read only, "w" read and write (both: the file must exist),
@@ -108,14 +109,9 @@ def _umask() -> int:
 
 
 def _bytes(x, what: str = "keys") -> bytes:
-    """A key or value as bytes: bytes-like as is, str as UTF-8, anything else a TypeError."""
-    if type(x) is bytes:
-        return x
-    if isinstance(x, str):
-        return x.encode("utf-8")
-    if isinstance(x, (bytearray, memoryview)):
-        return bytes(x)
-    raise errors.InvalidType(f"dbm {what} must be bytes or str, not {type(x).__name__}")
+    """A key or value as bytes: bytes-like as is, str as UTF-8, anything else InvalidType."""
+    return as_bytes(x, f"dbm {what}", bad_text=errors.InvalidKey if what == "keys"
+                    else errors.InvalidValue)
 
 
 class CowDBM(MutableMapping):
@@ -127,7 +123,7 @@ class CowDBM(MutableMapping):
     """
 
     def __init__(self, db: Database, message: str = "dbm sync", author: str = ""):
-        self._db = db
+        self._db: Database | None = db   # None once closed
         self._pending: dict[bytes, object] = {}
         self.message, self.author = message, author
 
@@ -168,7 +164,7 @@ class CowDBM(MutableMapping):
         return v
 
     def _storable(self, k: bytes) -> bool:
-        return 0 < len(k) <= self._db.max_key
+        return 0 < len(k) <= self._live().max_key
 
     def __contains__(self, key) -> bool:
         try:
@@ -213,26 +209,21 @@ class CowDBM(MutableMapping):
     def __iter__(self):
         return (k for k, _ in self._items())
 
-    def keys(self) -> list:
+    # lists, as the dbm modules' keys() (and shelve's use of it) are
+    def keys(self) -> list[bytes]:  # type: ignore[override]
         return [k for k, _ in self._items()]
 
-    def values(self) -> list:
+    def values(self) -> list[bytes]:  # type: ignore[override]
         return [v for _, v in self._items()]
 
-    def items(self) -> list:
+    def items(self) -> list[tuple[bytes, bytes]]:  # type: ignore[override]
         return list(self._items())
 
     # ---- writing -------------------------------------------------------------
     def __setitem__(self, key, value):
         pending = self._writable()
-        k, v = _bytes(key), _bytes(value, "values")
-        if not self._storable(k):
-            if not k:
-                raise errors.InvalidKey("cowdb cannot store the empty key; use a key of at "
-                                        "least one byte")
-            raise errors.KeyTooLarge(f"a key of {len(k)} bytes is longer than this database's "
-                                     f"limit of {self._db.max_key} bytes")
-        pending[k] = v
+        k = check_key(key, self._live().max_key, "dbm keys")
+        pending[k] = _bytes(value, "values")
 
     def __delitem__(self, key):
         pending = self._writable()

@@ -20,10 +20,11 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from itertools import compress
 from struct import Struct
 
-from .errors import LockFileReplaced, Locked, NestedTransaction, ReadersFull, WriteFailed
+from .errors import Locked, LockFileReplaced, NestedTransaction, ReadersFull, WriteFailed
 
 SLOTS = 126
 _SLOT = Struct("<QQ")          # pid, txn
@@ -46,8 +47,9 @@ class Shared:
         self.forked_without_slot = False
         self.writer = threading.Lock()
         self.writer_thread: threading.Thread | None = None   # the thread holding it
-        self.abandoned = None   # set by the holder: called (by a waiter) to abort the holder's
-                                # transaction when its thread has ended (see acquire_writer)
+        # set by the holder: called (by a waiter) to abort the holder's transaction when
+        # its thread has ended (see acquire_writer)
+        self.abandoned: Callable[[threading.Thread], None] | None = None
         self.mutex = threading.Lock()
         self.pins: dict[int, int] = {}   # txn -> how many open snapshots pin it
         self.slot = -1
@@ -65,7 +67,7 @@ class Shared:
             self.slot_index = (_TABLE + 16 * self.slot + 8) // 8
             _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, os.getpid(), 0)
         self.users = 0
-        self.key = None
+        self.key: tuple[object, ...] | None = None
         _every.add(self)
 
     # ---- writer --------------------------------------------------------
@@ -241,12 +243,13 @@ class Shared:
 def open_shared(lock_path: str | None) -> Shared:
     """The process-wide Shared for a lock file (a fresh one for in-memory databases)."""
     if lock_path is None:
-        s = Shared(None)
-        s.users = 1
-        return s
+        mem = Shared(None)
+        mem.users = 1
+        return mem
     with _registry_lock:
         # Look the file up before opening it: closing a second descriptor of
         # it would drop every fcntl lock this process holds on it.
+        s: Shared | None
         try:
             st = os.stat(lock_path)
             s = _registry.get((st.st_dev, st.st_ino, os.getpid()))
@@ -256,6 +259,7 @@ def open_shared(lock_path: str | None) -> Shared:
             s.users += 1
             return s
         fd = _open_lock_file(lock_path)
+        key: tuple[object, ...]  # (device, inode, pid), or (path, pid) without a lock file
         if fd is None:
             key = (lock_path, os.getpid())
         else:

@@ -38,7 +38,7 @@ from .pages.objclient import CountingClient, ObjectClient, ObjectNotFound, clien
 from .pages.objectio import SHIFT, ManifestConflict, ObjectIO
 from .pages.manifest import (DATA_PREFIX, INDEX_PREFIX, MANIFEST_PREFIX, MARK_PREFIX,
                              manifest_key, txn_of_key)
-from .versions import GcReport
+from .upkeep import GcReport
 from .tree.btree import Tree
 from .tree.merge import Conflict
 
@@ -222,7 +222,7 @@ class ObjectDatabase(Database):
         return tree
 
     # ---- object gc ----------------------------------------------------------
-    def gc(self) -> "ObjectGcReport":
+    def gc(self) -> ObjectGcReport:
         """Database.gc (drop versions, free their pages), then the object store's own:
         compact the small objects (``compact_objects``) and delete, after the grace
         period of ``gc_objects`` (default: the lease), what nothing references."""

@@ -25,14 +25,17 @@ import logging
 import os
 from dataclasses import dataclass, field
 from struct import Struct
+from typing import Any, cast
 
 from .errors import Corruption, CowdbError, NotACowdbFile
 from .history.catalog import BRANCH, TAG, Catalog, decode_pending
 from .history.commits import Commit
 from .pages import meta as metamod
-from .pages.checksum import BRANCH as BRANCH_PAGE, HEADER, HEADER_SIZE, LEAF, verify
-from .pages.freelist import FreeList, _coalesce
+from .pages.checksum import verify
+from .pages.freelist import FreeList
+from .pages.io import BlockIO
 from .pages.meta import EMPTY, Meta, RootRef
+from .pages.page import HEADER, HEADER_SIZE, LEAF
 from .pages.store import META_PAGES, PageStore
 from .tree.btree import NodeCache, Tree, read_overflow
 from .tree.node import Branch, Overflow, decode
@@ -174,7 +177,9 @@ def _catalog_source(nodes, ref: RootRef, pending: bytes, what: str):
                     ents[k] = v
         except Corruption as e:
             damage.append(f"{what}: {e}")
-    commits, refs, options = {}, {BRANCH: {}, TAG: {}}, {}
+    commits: dict[int, Commit] = {}
+    refs: dict[bytes, dict[str, int]] = {BRANCH: {}, TAG: {}}
+    options: dict[str, Any] = {}
     for k, v in ents.items():
         kind = k[:1]
         if kind == b"c" and len(k) == 9:
@@ -250,7 +255,9 @@ def _scan_catalog_leaves(store: PageStore, nodes: NodeCache, damage: list):
                 except (Corruption, OSError):
                     continue
             best[k] = (txn, bytes(v))
-    commits, refs, options = {}, {BRANCH: {}, TAG: {}}, {}
+    commits: dict[int, Commit] = {}
+    refs: dict[bytes, dict[str, int]] = {BRANCH: {}, TAG: {}}
+    options: dict[str, Any] = {}
     for k, (_t, v) in best.items():
         kind = k[:1]
         if kind == b"c":
@@ -335,7 +342,7 @@ def analyze(store: PageStore, nodes: NodeCache) -> _Analysis:
     scanned = not sources or all(src[3] for src in sources)
     if scanned:  # no catalog reads whole: take every catalog leaf the file still holds
         sources.append(_scan_catalog_leaves(store, nodes, rep.damage))
-    for commits, refs, options, damage in reversed(sources):  # the newest source wins
+    for commits, refs, options, _damage in reversed(sources):  # the newest source wins
         a.commits.update(commits)
         for kind in refs:
             a.refs[kind].update(refs[kind])
@@ -408,7 +415,7 @@ def _clean(io, page_size: int) -> bool:
     the free list included."""
     from .db import Database
     try:
-        db = Database(io=_Borrowed(io), page_size=page_size)
+        db = Database(io=cast(BlockIO, _Borrowed(io)), page_size=page_size)
     except (CowdbError, OSError):
         return False
     try:
@@ -484,7 +491,7 @@ def _rewrite(store: PageStore, nodes: NodeCache, a: _Analysis) -> None:
             free.append(run)
     fl = store.freelist
     if free:  # reusable after the next durable txn: until then the old records may need them
-        fl.pending[txn] = [tuple(r) for r in free]
+        fl.pending[txn] = [(r[0], r[1]) for r in free]
     fl.changed = True
     store.sync()
     store.publish(root, b"", durable=True)

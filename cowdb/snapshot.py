@@ -1,74 +1,28 @@
-"""Snapshot (a Mapping of one version) and Transaction (a MutableMapping being written).
+"""Snapshot: a Mapping of one version, and the ``_Reader`` methods it shares with the
+Transaction (cowdb/transaction.py), a MutableMapping being written.
 
 Both read through the same ``_Reader`` methods over a ``Tree``; a
 transaction's tree is writable and sees its own writes. A snapshot pins the
 txn it was taken at, so no page it can reach is reused until it closes.
 """
-import warnings
-from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
-from itertools import chain
+from __future__ import annotations
 
-from .errors import (DatabaseClosed, InvalidKey, InvalidType, KeyTooLarge, ReadOnly,
-                     TransactionClosed)
+from collections.abc import ItemsView, KeysView, Mapping, ValuesView
+from typing import TYPE_CHECKING, Any, Self
+
+from .checks import check_bound, check_key
+from .checks import key_range as key_range  # they lived here
+from .checks import prefix_end as prefix_end
+from .errors import DatabaseClosed, InvalidKey, KeyTooLarge, ReadOnly, TransactionClosed
 from .tree import cursor
 from .tree.btree import Tree
 
+if TYPE_CHECKING:
+    from .db import Database
+    from .history.commits import Commit
+
 _UNOPENED = object()  # a snapshot's tree before its first read
 _MISSING = object()
-
-
-def prefix_end(prefix: bytes) -> bytes | None:
-    """The smallest key greater than every key starting with prefix (None: no bound)."""
-    p = prefix.rstrip(b"\xff")
-    return p[:-1] + bytes([p[-1] + 1]) if p else None
-
-
-def check_key(key, max_key: int = 1 << 62) -> bytes:
-    """Normalise a key to bytes; reject other types, the empty key and oversized keys."""
-    if type(key) is not bytes:
-        if isinstance(key, str):
-            try:
-                key = key.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InvalidKey(f"key {key!r} is not valid text (a lone surrogate); give "
-                                 f"bytes, or a str UTF-8 can encode") from None
-        elif isinstance(key, (bytearray, memoryview)):
-            key = bytes(key)
-        else:
-            raise InvalidType(f"keys must be bytes or str, not {type(key).__name__}")
-    if not key:
-        raise InvalidKey("the empty key cannot be stored; use a key of at least one byte")
-    if len(key) > max_key:
-        raise KeyTooLarge(f"a key of {len(key)} bytes is longer than this database's limit of "
-                          f"{max_key} bytes (page size / 4 - 64); store long keys hashed")
-    return key
-
-
-def check_bound(key) -> bytes | None:
-    """A range bound or prefix: None, or any bytes or str, empty or long (never stored)."""
-    if key is None or type(key) is bytes:
-        return key
-    return b"" if key == "" else check_key(key)
-
-
-def key_range(start, stop, prefix) -> tuple[bytes | None, bytes | None]:
-    """The [start, stop) bounds that ``start``, ``stop`` and ``prefix`` together allow."""
-    start, stop = check_bound(start), check_bound(stop)
-    if prefix is not None:
-        prefix = check_bound(prefix)
-        end = prefix_end(prefix)
-        start = prefix if start is None or start < prefix else start
-        stop = end if stop is None or (end is not None and stop > end) else stop
-    return start, stop
-
-
-def check_value(value) -> bytes:
-    if type(value) is bytes:
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise InvalidType(f"values must be bytes, not {type(value).__name__} (encode it first, or "
-                      f"open the database with a codec)")
 
 
 class _Reader:
@@ -218,14 +172,14 @@ class _ValuesView(ValuesView):
         return self._mapping._scan("values")
 
 
-class Snapshot(_Reader, Mapping):
+class Snapshot(_Reader, Mapping[bytes, Any]):
     """One version, read-only, for as long as it is open. Cheap: a commit and a pin;
     the tree is opened on first use."""
     _live_cursor = False  # a snapshot's tree never changes: cursors take the fast path
     __slots__ = ("_tree", "_commit", "_db", "_txn", "_max_key", "_codec", "version",
                  "__weakref__")
 
-    def __init__(self, db, commit, txn: int):
+    def __init__(self, db: Database, commit: Commit, txn: int) -> None:
         self._db, self._commit, self.version, self._txn = db, commit, commit.version, txn
         self._tree = _UNOPENED
         self._max_key = db.max_key
@@ -249,133 +203,31 @@ class Snapshot(_Reader, Mapping):
             self._tree = None
             self._db._shared.unpin(self._txn)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         if getattr(self, "_tree", None) is not None:
             self.close()
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key: object, value: object) -> None:
         raise ReadOnly("a snapshot is read-only; write with `with db.write() as tx:`")
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: object) -> None:
         self.__setitem__(key, None)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self._tree is None else f"{self._commit.count} keys"
         return f"<cowdb.Snapshot version={self.version} {state}>"
 
 
-class Transaction(_Reader, MutableMapping):
-    """The one write transaction: commits on a clean ``with`` exit, aborts on an exception."""
-    _live_cursor = True   # writes may come between two steps of an iteration
-    __slots__ = ("_tree", "_db", "_max_key", "_codec", "_head", "message", "author", "branch",
-                 "durability", "version", "puts", "deletes", "allow_empty", "skipped",
-                 "__weakref__")
-
-    def __init__(self, db, tree, head, message, author, branch, durability):
-        self._db, self._tree, self._head = db, tree, head
-        self._max_key = db.max_key
-        self._codec = db.codec
-        self.message, self.author, self.branch, self.durability = (message, author, branch,
-                                                                   durability)
-        self.version = None
-        self.puts = self.deletes = 0
-        self.allow_empty = False  # commit even if nothing changed
-        self.skipped = False      # commit() found nothing changed and made no version
-
-    def __setitem__(self, key, value):
-        tree = self._tree
-        if tree is None:
-            tree = self._live()  # raises TransactionClosed
-        if type(key) is not bytes or not 0 < len(key) <= self._max_key:  # the fast path is
-            key = check_key(key, self._max_key)                          # inline: bytes in,
-        if self._codec is not None:                                      # nothing to do
-            value = check_value(self._codec.encode(value))
-        elif type(value) is not bytes:
-            value = check_value(value)
-        tree.put(key, value)
-        self.puts += 1
-
-    put = __setitem__
-
-    def delete(self, key) -> bool:
-        """Remove key; True if it was there."""
-        done = self._live().delete(check_key(key, self._max_key))
-        self.deletes += done
-        return done
-
-    def __delitem__(self, key):
-        if not self.delete(key):
-            raise KeyError(key)
-
-    def update(self, other=(), /, **kw):
-        """Put many pairs (a mapping, pairs, or keywords). Sorted first, then inserted
-        leaf by leaf: much faster than a loop of puts, and it fills pages."""
-        tree = self._live()
-        if isinstance(other, Mapping):
-            items = other.items()
-        elif hasattr(other, "keys"):  # as dict.update: keys() and [] are enough
-            items = ((k, other[k]) for k in other.keys())
-        else:
-            items = other
-        mk = self._max_key
-        batch = {}
-        encode = None if self._codec is None else self._codec.encode
-        for k, v in chain(items, kw.items()):
-            if type(k) is not bytes or not 0 < len(k) <= mk:
-                k = check_key(k, mk)
-            if encode is not None:
-                v = encode(v)
-            batch[k] = v if type(v) is bytes else check_value(v)
-        order = sorted(batch)  # sorting bare keys is faster than sorting pairs
-        tree.put_sorted(zip(order, map(batch.__getitem__, order)))
-        self.puts += len(batch)
-
-    def commit(self) -> int:
-        """Publish the changes as a new version and return it."""
-        self._live()
-        try:
-            self.version = self._db._commit(self)
-        finally:
-            self._finish()
-        return self.version
-
-    def abort(self) -> None:
-        """Drop every change; the database stays as it was."""
-        if self._tree is not None:
-            self._finish()
-
-    def _finish(self):
-        self._tree = None
-        self._db._end_write(self)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if self._tree is None:
-            return
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-    def __del__(self):
-        # dropped while open (its thread ended, or the last reference went): abort, so the
-        # writer lock is not held until db.close(), and warn as an unclosed file does
-        if getattr(self, "_tree", None) is not None:
-            try:
-                warnings.warn(f"write transaction on {self.branch!r} from version "
-                              f"{self._head.version} was dropped without commit() or abort(); "
-                              f"it was aborted", ResourceWarning, source=self)
-            finally:  # (at interpreter exit warnings may be half torn down)
-                self.abort()
-
-    def __repr__(self):
-        state = "closed" if self._tree is None else f"{len(self)} keys"
-        return f"<cowdb.Transaction on {self.branch!r} from version {self._head.version} {state}>"
+def __getattr__(name: str):
+    """``cowdb.snapshot.Transaction``: it lives in cowdb/transaction.py now (imported
+    lazily, since transaction.py builds on this module's ``_Reader``)."""
+    if name == "Transaction":
+        from .transaction import Transaction
+        return Transaction
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

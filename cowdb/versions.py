@@ -1,73 +1,41 @@
-"""The versioned face of Database: log, time travel, tags, branches, restore,
-retention and garbage collection.
+"""The version graph of a Database: log, time travel, tags, branches, restore, diff,
+merge and revert (retention, gc, compact and stats are in upkeep.py).
 
-Every method here is a thin composition of the history layer (catalog,
-retention, gc) under the db layer's writer lock and ``_update`` mechanism:
+Every method here is a thin composition of the history layer (catalog, commits)
+under the db layer's writer lock and ``_update`` mechanism:
 each change is one atomic txn, and a failure leaves the database as it was.
 """
 from __future__ import annotations
 
-import errno
-import os
-import time
-from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from datetime import datetime
 from heapq import heappop, heappush
-from itertools import repeat
+from typing import TYPE_CHECKING, Any, Self
 
-from .checks import check_path, check_ref_name, check_text
-from .errors import (InvalidKey, InvalidMerge, InvalidType, InvalidValue, MergeConflict,
-                     ProtectedBranch, RefExists, RefNotFound, VersionReclaimed, WriteFailed)
-from .history import gc as gcmod
+from .checks import check_key, check_ref_name, check_text, key_range
+from .engine import Engine, Resolve, VersionRef
+from .errors import (
+    InvalidKey,
+    InvalidMerge,
+    InvalidType,
+    MergeConflict,
+    ProtectedBranch,
+    RefExists,
+    RefNotFound,
+    VersionReclaimed,
+)
 from .history.catalog import BRANCH, TAG
-from .history.commits import Commit, CommitStats
-from .history.retention import Retention
-from .pages.io import OsFileIO, new_file
+from .history.commits import Commit
 from .pages.meta import EMPTY
-from .pages.store import RESERVE_PAGES, RESERVE_STEP
-from .snapshot import check_key, key_range
 from .tree import diff as diffmod
-from .tree.btree import Tree, read_overflow
-from .tree.copy import copy_tree, relocate_tree
+from .tree.btree import Tree
 from .tree.merge import Conflict, merge3
-from .tree.node import Branch
-from .tree.walk import walk
 
-
-RELOCATE_MIN_PAGES = 16   # gc moves images down to give the end back only past this much
-GC_ROUND = 8              # on a full disk, gc drops this many versions per txn
-GC_ROUND_RUNS = 64        # ... and frees this many page runs per txn
-
-
-def _disk_full(e: BaseException) -> bool:
-    while e is not None:
-        if getattr(e, "errno", None) == errno.ENOSPC:
-            return True
-        e = e.__cause__
-    return False
-
-
-@dataclass(slots=True)
-class GcReport:
-    """What ``gc()`` did."""
-    versions_dropped: int = 0
-    pages_freed: int = 0
-    bytes_freed: int = 0
-    file_bytes_before: int = 0
-    file_bytes_after: int = 0
-
-
-@dataclass(slots=True)
-class Stats:
-    """Where the bytes are. ``pinned`` maps "tag NAME", "version V" and "reader TXN" to the
-    bytes each holds beyond what the branch heads (and newer kept versions) hold."""
-    file_bytes: int = 0
-    live_bytes: int = 0
-    reclaimable_bytes: int = 0
-    free_bytes: int = 0
-    versions: int = 0
-    kept_versions: int = 0
-    pinned: dict = field(default_factory=dict)
+if TYPE_CHECKING:
+    from .db import _State
+    from .snapshot import Snapshot
+    from .tree.btree import NodeCache
 
 
 class Diff:
@@ -78,7 +46,8 @@ class Diff:
     ``close()`` is called.
     """
 
-    def __init__(self, nodes, a, b, start, stop, decode=None):
+    def __init__(self, nodes: NodeCache, a: Snapshot, b: Snapshot, start: bytes | None,
+                 stop: bytes | None, decode: Callable[[bytes], Any] | None = None) -> None:
         self.stats = diffmod.DiffStats()
         self._decode = decode
         self._snaps = (a, b)
@@ -90,7 +59,7 @@ class Diff:
     def pages_visited(self) -> int:
         return self.stats.pages_visited
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[diffmod.Change]:
         try:
             if self._decode is None:
                 yield from self._changes
@@ -106,62 +75,20 @@ class Diff:
         for s in self._snaps:
             s.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class NothingChanged(Exception):
-    """Raised inside _update by a commit whose tree equals its parent's (rolled back)."""
-
-
-def same_content(nodes, a, b) -> bool:
-    """Whether two trees surely hold the same keys and values: walked in step, skipping
-    children that are one image (page, txn), comparing leaves' key and value lists (in C). Trees of
-    different shapes count as different (a version is then made: never a change lost).
-    Node signatures are left alone (see tree/node.py: commits must not pay for them)."""
-    if a.page == b.page:  # identity is (page, txn), never the checksum (tree/btree.py)
-        return a.page == 0 or a.txn == b.txn
-    if not (a.page and b.page):
-        return False
-    todo = [(a.page, a.checksum, a.txn, b.page, b.checksum, b.txn)]
-    while todo:
-        pa, sa, ta, pb, sb, tb = todo.pop()
-        if pa == pb and ta == tb:
-            continue
-        x, y = nodes.load(pa, sa, ta), nodes.load(pb, sb, tb)
-        if type(x) is not type(y) or x.keys != y.keys:
-            return False
-        if type(x) is Branch:
-            todo.extend(zip(x.kids, x.sums, x.txns, y.kids, y.sums, y.txns))
-        elif x.vals != y.vals and not all(map(_same_value, x.vals, y.vals,
-                                               repeat(nodes.store))):
-            return False
-    return True
-
-
-def _same_value(v, w, store) -> bool:
-    """Leaf values, inline bytes or overflow refs. Two overflow refs are the same value
-    when they name one image (page, txn); otherwise the bytes are read (equal checksums
-    prove nothing: see tree/btree.py on identity)."""
-    if v is w or v == w:
-        return True
-    if type(v) is bytes or type(w) is bytes or v.length != w.length:
-        return False
-    if v.page == w.page and v.txn == w.txn:
-        return True
-    return read_overflow(store, v) == read_overflow(store, w)
-
-
-def _check_resolve(resolve) -> None:
+def _check_resolve(resolve: Resolve) -> None:
     if resolve is not None and resolve not in ("ours", "theirs") and not callable(resolve):
         raise ValueError("resolve must be None, 'ours', 'theirs' or a callable "
                          "(key, base, ours, theirs) -> bytes | None")
 
 
-def check_name(name, what: str) -> str:
+def check_name(name: object, what: str) -> str:
     if not isinstance(name, str):
         raise InvalidType(f"a {what} name is a str, not {type(name).__name__}")
     try:
@@ -175,28 +102,29 @@ def check_name(name, what: str) -> str:
 
 
 class Versions:
-    """Mixed into Database; uses its private state and mechanisms."""
+    """The version graph of one Database (``db``, through the ``Engine`` interface): the work
+    behind Database's methods of the same names, documented there."""
+
+    def __init__(self, db: Engine) -> None:
+        self._db = db
 
     # ---- reading history -----------------------------------------------
-    def commit_info(self, version) -> Commit:
-        """The commit record of a version (or of what a tag/branch/datetime names)."""
-        with self._pinned() as st:
-            return self._resolve(st, version)
+    def commit_info(self, version: VersionRef) -> Commit:
+        with self._db._pinned() as st:
+            return self._db._resolve(st, version)
 
-    def log(self, limit: int | None = None, branch: str = "main"):
-        """Commits of a branch, newest first, following first parents. Bad arguments
-        raise here, not at the first step of the iteration."""
+    def log(self, limit: int | None = None, branch: str = "main") -> Iterator[Commit]:
         check_name(branch, "branch")
-        with self._pinned() as st:
-            head = self._branch_version(st, branch)
+        with self._db._pinned() as st:
+            head = self._db._branch_version(st, branch)
         return self._log(head, limit)
 
-    def _log(self, v: int | None, limit: int | None):
+    def _log(self, v: int | None, limit: int | None) -> Iterator[Commit]:
         """Follow first parents from v, under a pin held for the whole iteration (the
         commits and, for history(), their trees are read as it goes)."""
-        with self._pinned() as st:
+        with self._db._pinned() as st:
             n = 0
-            cat = self._catalog(st)
+            cat = self._db._catalog(st)
             while v is not None and (limit is None or n < limit):
                 c = st.commits.get(v) or cat.commit(v)
                 if c is None:  # older history was reclaimed
@@ -205,18 +133,18 @@ class Versions:
                 n += 1
                 v = c.parents[0] if c.parents else None
 
-    def history(self, key, limit: int | None = None, branch: str = "main"):
-        """(version, time, value or None) for each version of ``branch`` where key changed,
-        newest first."""
-        return self._history(check_key(key, self.max_key), limit, self.log(branch=branch))
+    def history(self, key: bytes | str, limit: int | None = None,
+                branch: str = "main") -> Iterator[tuple[int, datetime, Any]]:
+        return self._history(check_key(key, self._db.max_key), limit, self.log(branch=branch))
 
-    def _history(self, key: bytes, limit: int | None, commits):
+    def _history(self, key: bytes, limit: int | None,
+                 commits: Iterable[Commit]) -> Iterator[tuple[int, datetime, Any]]:
         prev = None
         n = 0
         for c in commits:
-            value = Tree(self._nodes, c.root, c.count).get(key) if c.root.page else None
-            if value is not None and self.codec is not None:
-                value = self.codec.decode(value)
+            value = Tree(self._db._nodes, c.root, c.count).get(key) if c.root.page else None
+            if value is not None and self._db.codec is not None:
+                value = self._db.codec.decode(value)
             if prev is not None and value != prev[2]:
                 yield prev
                 n += 1
@@ -228,22 +156,20 @@ class Versions:
 
     # ---- refs ------------------------------------------------------------
     def tags(self) -> dict[str, int]:
-        with self._pinned() as st:
-            return self._catalog(st).refs(TAG)
+        with self._db._pinned() as st:
+            return self._db._catalog(st).refs(TAG)
 
     def branches(self) -> dict[str, int]:
-        with self._pinned() as st:
-            return self._catalog(st).refs(BRANCH)
+        with self._db._pinned() as st:
+            return self._db._catalog(st).refs(BRANCH)
 
-    def tag(self, name: str, version=None) -> int:
-        """Name a version (None: the newest of main). Tags are immutable; returns the version."""
+    def tag(self, name: str, version: VersionRef | None = None) -> int:
         return self._new_ref(TAG, name, version)
 
     def delete_tag(self, name: str) -> None:
         self._delete_ref(TAG, name)
 
-    def branch(self, name: str, at=None) -> int:
-        """Start a branch at a version, tag or branch (None: head of main). O(1)."""
+    def branch(self, name: str, at: VersionRef | None = None) -> int:
         return self._new_ref(BRANCH, name, at)
 
     def delete_branch(self, name: str) -> None:
@@ -254,69 +180,63 @@ class Versions:
 
     _REF_WORDS = {TAG: ("tag", "a tag", "tags"), BRANCH: ("branch", "a branch", "branches")}
 
-    def _new_ref(self, kind: bytes, name: str, at) -> int:
+    def _new_ref(self, kind: bytes, name: str, at: VersionRef | None) -> int:
         """Name a version as a tag or a branch: one namespace, so at() takes either."""
         word = self._REF_WORDS[kind][0]
         if isinstance(name, str):
             check_ref_name(name, word)
         check_name(name, word)
-        with self._writer() as st:
-            v = st.head.version if at is None else self._resolve(st, at).version
-            cat = self._catalog(st)
+        with self._db._writer() as st:
+            v = st.head.version if at is None else self._db._resolve(st, at).version
+            cat = self._db._catalog(st)
             for other in (kind, TAG if kind == BRANCH else BRANCH):
                 if cat.ref(other, name) is not None:
                     raise RefExists(f"{self._REF_WORDS[other][1]} named {name!r} exists (tags "
                                     f"never move; tags and branches share one namespace); "
                                     f"delete it first or choose another name")
-            self._update(lambda cat, txn: cat.set_ref(kind, name, v))
+            self._db._update(lambda cat, txn: cat.set_ref(kind, name, v))
         return v
 
     def _delete_ref(self, kind: bytes, name: str) -> None:
         word, _, plural = self._REF_WORDS[kind]
         check_name(name, word)
-        with self._writer() as st:
-            if self._catalog(st).ref(kind, name) is None:  # before _update: it would publish
+        with self._db._writer() as st:
+            if self._db._catalog(st).ref(kind, name) is None:  # before _update: it would publish
                 raise RefNotFound(f"no {word} named {name!r}; see db.{plural}()")
-            self._update(lambda cat, txn: cat.delete_ref(kind, name))
+            self._db._update(lambda cat, txn: cat.delete_ref(kind, name))
 
     # ---- restore ---------------------------------------------------------
-    def restore(self, version, message: str | None = None, branch: str = "main",
+    def restore(self, version: VersionRef, message: str | None = None, branch: str = "main",
                 author: str = "") -> int:
-        """Commit, on ``branch``, a new version whose content equals ``version``'s.
-
-        History is kept: the bad versions stay readable. O(1) pages: the new
-        version shares the old root.
-        """
         if message is not None:
             check_text(message, "message")
         check_text(author, "author")
-        with self._writer() as st:
-            target = self._resolve(st, version)
-            head = self._branch_version(st, check_name(branch, "branch"))
+        with self._db._writer() as st:
+            target = self._db._resolve(st, version)
+            head = self._db._branch_version(st, check_name(branch, "branch"))
             msg = f"restore version {target.version}" if message is None else message
-            return self._update(lambda cat, txn: self._new_commit(
+            return self._db._update(lambda cat, txn: self._db._new_commit(
                 cat, txn, branch, target.root, target.count, (head,), msg, author).version)
 
     # ---- diff, merge, revert ---------------------------------------------
-    def diff(self, a, b, prefix=None, start=None, stop=None) -> "Diff":
-        """Changes from a to b (anything at() accepts), in key order. Skips every subtree
-        the two versions share: O(d x depth) pages for d changes."""
+    def diff(self, a: VersionRef, b: VersionRef, prefix: bytes | str | None = None,
+             start: bytes | str | None = None, stop: bytes | str | None = None) -> Diff:
         start, stop = key_range(start, stop, prefix)
-        sa = self.at(a)
+        sa = self._db.at(a)
         try:
-            sb = self.at(b)
+            sb = self._db.at(b)
         except BaseException:
             sa.close()
             raise
-        return Diff(self._nodes, sa, sb, start, stop,
-                    None if self.codec is None else self.codec.decode)
+        return Diff(self._db._nodes, sa, sb, start, stop,
+                    None if self._db.codec is None else self._db.codec.decode)
 
-    def _merge_base(self, st, a: int, b: int) -> int:
+    def _merge_base(self, st: _State, a: int, b: int) -> int:
         """The newest common ancestor of versions a and b in the commit graph."""
         flags = {a: 1}
         flags[b] = flags.get(b, 0) | 2
         heap, done = sorted({-a, -b}), set()  # a sorted list is a heap: newest first
-        cat = self._catalog(st)
+        cat = self._db._catalog(st)
         while heap:
             v = -heappop(heap)
             if v in done:
@@ -332,15 +252,8 @@ class Versions:
         raise VersionReclaimed(f"versions {a} and {b} have no common ancestor left (it was "
                                f"reclaimed by gc()); merge is not possible")
 
-    def merge(self, source: str, into: str = "main", resolve=None,
+    def merge(self, source: str, into: str = "main", resolve: Resolve = None,
               message: str | None = None, author: str = "") -> int:
-        """Three-way merge of branch ``source`` into branch ``into``; returns the version
-        now at the head of ``into`` (a merge commit, or source's head on a fast-forward).
-
-        Conflicts (a key changed differently on both sides since the merge base)
-        raise MergeConflict with nothing committed, unless ``resolve`` is "ours",
-        "theirs" or a callable (key, base, ours, theirs) -> bytes | None.
-        """
         check_name(source, "branch"), check_name(into, "branch")
         if message is not None:
             check_text(message, "message")
@@ -348,59 +261,57 @@ class Versions:
         if source == into:
             raise InvalidMerge(f"cannot merge branch {source!r} into itself")
         _check_resolve(resolve)
-        with self._writer() as st:
-            src = self._commit_record(st, self._branch_version(st, source))
-            dst = self._commit_record(st, self._branch_version(st, into))
-            base = self._commit_record(st, self._merge_base(st, dst.version, src.version))
+        with self._db._writer() as st:
+            src = self._db._commit_record(st, self._db._branch_version(st, source))
+            dst = self._db._commit_record(st, self._db._branch_version(st, into))
+            base = self._db._commit_record(st, self._merge_base(st, dst.version, src.version))
             if base.version == src.version:
                 return dst.version                    # nothing new on source
             if base.version == dst.version:           # fast-forward
-                self._update(lambda cat, txn: cat.set_ref(BRANCH, into, src.version))
+                self._db._update(lambda cat, txn: cat.set_ref(BRANCH, into, src.version))
                 return src.version
             msg = f"merge {source} into {into}" if message is None else message
             return self._merge_commit(base, dst, src, into, resolve, msg, author,
                                       (dst.version, src.version))
 
-    def revert(self, version, branch: str = "main", resolve=None,
+    def revert(self, version: VersionRef, branch: str = "main", resolve: Resolve = None,
                message: str | None = None, author: str = "", allow_empty: bool = False) -> int:
-        """Commit, on ``branch``, the inverse of exactly that version's changes.
-
-        A key that a later commit changed differently is a conflict (MergeConflict,
-        or settled by ``resolve`` as in merge). A revert that changes nothing (already
-        undone) makes no version and returns the branch's head, unless ``allow_empty``."""
         check_name(branch, "branch")
         _check_resolve(resolve)
         if message is not None:
             check_text(message, "message")
         check_text(author, "author")
-        with self._writer() as st:
-            c = self._resolve(st, version)
+        with self._db._writer() as st:
+            c = self._db._resolve(st, version)
             if c.rewired:
                 raise VersionReclaimed(f"the parent of version {c.version} was reclaimed by "
                                        f"gc(), so its changes are no longer known; restore() "
                                        f"an older version instead")
-            parent = (self._commit_record(st, c.parents[0]) if c.parents else
+            parent = (self._db._commit_record(st, c.parents[0]) if c.parents else
                       replace(c, root=EMPTY, count=0))  # the first version's parent: empty
-            head = self._commit_record(st, self._branch_version(st, branch))
+            head = self._db._commit_record(st, self._db._branch_version(st, branch))
             msg = f"revert version {c.version}" if message is None else message
             return self._merge_commit(c, head, parent, branch, resolve, msg, author,
                                       (head.version,), allow_empty)
 
-    def _merge_commit(self, base, ours, theirs, branch, resolve, message, author,
-                      parents, allow_empty: bool = True) -> int:
+    def _merge_commit(self, base: Commit, ours: Commit, theirs: Commit, branch: str,
+                      resolve: Resolve, message: str, author: str,
+                      parents: tuple[int, ...], allow_empty: bool = True) -> int:
         """Apply base->theirs onto ours and commit it on branch (writer lock held)."""
-        store = self._store
-        tree = Tree(self._nodes, ours.root, ours.count)
-        codec = self.codec
-        if codec is not None and callable(resolve):  # the callable sees and returns values
-            user, dec = resolve, (lambda b: None if b is None else codec.decode(b))
+        tree = Tree(self._db._nodes, ours.root, ours.count)
+        codec = self._db.codec
+        def dec(b: bytes | None) -> Any:
+            return None if b is None else codec.decode(b)
 
-            def resolve(key, base, ours, theirs):
+        if codec is not None and callable(resolve):  # the callable sees and returns values
+            user = resolve
+
+            def resolve(key: bytes, base: bytes | None, ours: bytes | None,
+                        theirs: bytes | None) -> bytes | None:
                 v = user(key, dec(base), dec(ours), dec(theirs))
-                return None if v is None else codec.encode(v)
-        conflicts, puts, deletes = merge3(self._nodes, base.root, tree, theirs.root, resolve)
+                return None if v is None else bytes(codec.encode(v))
+        conflicts, puts, deletes = merge3(self._db._nodes, base.root, tree, theirs.root, resolve)
         if conflicts and codec is not None:
-            dec = (lambda b: None if b is None else codec.decode(b))
             conflicts = [Conflict(c.key, dec(c.base), dec(c.ours), dec(c.theirs))
                          for c in conflicts]
         if conflicts:
@@ -410,273 +321,6 @@ class Versions:
 
         if not allow_empty and not tree.dirty:
             return ours.version
-
-        def change(cat, txn):
-            pages0, bytes0 = store.pages_written, store.bytes_written
-            root = tree.write(txn)
-            if not allow_empty and same_content(self._nodes, ours.root, root):
-                raise NothingChanged
-            stats = CommitStats(puts, deletes, store.pages_written - pages0,
-                                store.bytes_written - bytes0)
-            return self._new_commit(cat, txn, branch, root, tree.count, parents, message, author,
-                                    stats).version
-        try:
-            return self._update(change)
-        except NothingChanged:
-            return ours.version
-
-    # ---- retention and gc ------------------------------------------------
-    @property
-    def retention(self) -> Retention:
-        with self._pinned() as st:
-            return Retention.decode(self._catalog(st).option("retention"))
-
-    def set_retention(self, keep_last: int | None = None,
-                      keep_within: timedelta | None = None) -> None:
-        """Keep the newest ``keep_last`` versions and those younger than ``keep_within``
-        (tags and branch heads always); both None keeps everything. Applied by gc()."""
-        if keep_last is not None and type(keep_last) is not int:
-            raise InvalidType(f"keep_last must be an int or None, not {type(keep_last).__name__}")
-        if keep_last is not None and not 1 <= keep_last < 1 << 63:
-            raise InvalidValue(f"keep_last must be from 1 to 2**63 - 1, or None; not {keep_last}")
-        if keep_within is not None and not isinstance(keep_within, timedelta):
-            raise InvalidType("keep_within must be a datetime.timedelta or None")
-        if keep_within is not None and keep_within <= timedelta(0):
-            raise InvalidValue(f"keep_within must be a positive duration, not {keep_within}")
-        r = Retention(keep_last, keep_within)
-
-        def change(cat, txn):
-            self._store.may_use_reserve = True  # a full disk is freed by retention + gc
-            cat.set_option("retention", r.encode())
-        with self._writer():
-            self._update(change)
-
-    def _plan(self, st):
-        """(all commits newest first, kept versions) under the stored retention rule."""
-        cat = self._catalog(st)
-        commits = list(cat.commits(reverse=True))
-        named = set(cat.refs(TAG).values()) | set(cat.refs(BRANCH).values())
-        rule = Retention.decode(cat.option("retention"))
-        return commits, rule.kept(commits, time.time_ns(), named)
-
-    def gc(self) -> GcReport:
-        """Drop versions the retention rule does not keep and free the pages only they reach.
-
-        Readers that hold a dropped version (here or in another process) keep
-        reading it: its pages are reused only after they close.
-
-        Works on a full disk: its txns may write into the pages the store keeps
-        in reserve (``RESERVE_PAGES``), and if one txn does not fit there it goes
-        again in small rounds, each durable, so each round reuses what the one
-        before freed.
-        """
-        self._check_open()
-        report = GcReport(file_bytes_before=self._io.size())
-        store = self._store
-        with self._writer() as st:
-            commits, keep = self._plan(st)
-            dropped = [c for c in commits if c.version not in keep]
-            if dropped:
-                try:
-                    freed = self._drop(commits, keep, [dropped], None)
-                except WriteFailed as e:
-                    if self._closed or not _disk_full(e):
-                        raise
-                    commits, keep = self._plan(self._state)
-                    dropped = [c for c in commits if c.version not in keep]
-                    rounds = [dropped[i:i + GC_ROUND] for i in range(0, len(dropped), GC_ROUND)]
-                    freed = self._drop(commits, keep, rounds, GC_ROUND_RUNS)
-                report.versions_dropped = len(dropped)
-                report.pages_freed = freed
-                report.bytes_freed = report.pages_freed * store.page_size
-            self._give_back_tail()
-        report.file_bytes_after = self._io.size()
-        return report
-
-    def _drop(self, commits, keep, rounds, max_runs) -> int:
-        """Drop the commits of each round, and free the pages only they reach, in one
-        durable txn per round (per ``max_runs`` freed runs, if given: the later txns of
-        a round only free). A round's garbage is what it reaches and neither the kept
-        versions nor the later rounds do. Return the pages freed."""
-        store, nodes = self._store, self._nodes
-        marked = gcmod.mark(nodes, [c.root for c in commits if c.version in keep])
-        garbage = [gcmod.sweep(nodes, [c.root for c in r], marked) for r in reversed(rounds)]
-        garbage.reverse()
-        remaining, freed = list(commits), 0
-        for chunk, runs in zip(rounds, garbage):
-            gone = {c.version for c in chunk}
-            rewired = gcmod.rewire(remaining, gone)
-            step = max_runs or max(len(runs), 1)
-            slices = [runs[i:i + step] for i in range(0, len(runs), step)] or [[]]
-            for i, part in enumerate(slices):
-                def change(cat, txn, first=i == 0, part=part):
-                    store.may_use_reserve = True
-                    if first:
-                        for c in chunk:
-                            cat.drop_commit(c)
-                        for c in rewired:
-                            cat.put_commit(c)
-                    for page, n in part:
-                        store.free(page, n)
-                # durable: its frees are reusable by the next txn; forget: readers may cache
-                # what it drops or rewires until it publishes, the new state forgets them
-                self._update(change, durable=True, forget=i == 0)
-                freed += sum(n for _, n in part)
-            new = {c.version: c for c in rewired}
-            remaining = [new.get(c.version, c) for c in remaining if c.version not in gone]
-        return freed
-
-    def _give_back_tail(self) -> None:
-        """Give the end of the file back (writer lock held): move what still lives near
-        the end into free space lower down, then truncate the free pages at the end.
-
-        Two txns, each durable. The first (only when enough is free to be worth it)
-        copies every image at a page >= a limit (the end the file would have if packed,
-        plus slack) into the lowest free pages: the kept versions' tree pages (their
-        commit records get the new roots; a subtree several versions share is copied
-        once), the catalog's and the free list's (written as a new base). It syncs its
-        images before its meta record (``store.barrier``), since open-time verification
-        walks only commits newer than the last durable txn. The second releases what
-        the first freed, once no reader and no fallback meta record can reach it (the
-        usual reuse bound: a reader pinning an older txn keeps those pages, and the
-        file, as they are until a later gc), cuts the free run at the end off the page
-        count and truncates the file. Both are best effort: gc's own txn is already
-        durable, so a failure here leaves a correct, longer file that the next gc()
-        shortens."""
-        try:
-            self._relocate_tail()
-            self._trim_tail()
-        except OSError:  # WriteFailed too
-            if self._closed:
-                raise
-
-    def _relocate_tail(self) -> None:
-        store = self._store
-        count = store.page_count
-        free = store.freelist.reusable_count(self._reuse_bound())
-        if free < max(RELOCATE_MIN_PAGES, count // 8):
-            return
-        packed = count - free
-        limit = packed + max(RELOCATE_MIN_PAGES, packed // 8)
-        if limit >= count:
-            return
-        nodes = self._nodes
-
-        def change(cat, txn):
-            memo: dict = {}
-            for c in list(cat.commits(reverse=False)):
-                root = relocate_tree(nodes, store, c.root, memo, txn, limit)
-                if root != c.root:
-                    cat.put_commit(replace(c, root=root))
-            cat.tree.relocate(limit)
-            store.rebase_freelist = True
-            store.barrier = True
-            store.may_use_reserve = True
-        self._update(change, durable=True, forget=True)  # commit records got new roots
-
-    def _trim_tail(self) -> None:
-        store = self._store
-        fl = store.freelist
-
-        def change(cat, txn):
-            store.may_use_reserve = True
-            store.page_count = fl.trim_tail(store.page_count)
-        if fl.reusable_count(self._reuse_bound()) and fl.is_free(store.page_count - 1):
-            before = store.page_count
-            self._update(change, durable=True)
-            end = (store.page_count + RESERVE_PAGES + RESERVE_STEP) * store.page_size
-            if store.page_count < before and self._io.size() > end:
-                self._io.truncate(end)   # the reserve stays, for the next gc on a full disk
-                store._file_size = None
-
-    def compact(self, dest_path) -> None:
-        """Write a compacted copy to a new file: every kept version, tag, branch and the
-        retention rule, with the versions' shared pages shared in the copy too."""
-        dest_path = check_path(dest_path, "compact()'s destination")
-        self._check_open()
-        if os.path.exists(dest_path):
-            raise RefExists(f"{dest_path} exists; compact() writes a new file")
-        with self._pinned() as st:  # the source stays readable whatever its writer does
-            cat = self._catalog(st)
-            commits, keep = self._plan(st)
-            kept = [c for c in reversed(commits) if c.version in keep]
-            refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
-            retention = cat.option("retention")
-            codec = cat.option("codec")
-            try:
-                with new_file(dest_path) as tmp:  # appears whole at dest_path, or not at all
-                    dst = type(self)(io=OsFileIO(tmp), page_size=self._store.page_size)
-                    try:
-                        with dst._writer():
-                            dst._update(lambda dcat, txn: _fill(
-                                dcat, txn, self._nodes, dst._store, kept, refs, retention,
-                                codec))
-                    finally:
-                        dst.close()
-            except FileExistsError:
-                raise RefExists(f"{dest_path} was created while compact() wrote the copy; "
-                                f"the copy was discarded: choose another path") from None
-
-    def backup(self, dest_path) -> int:
-        """Write a consistent copy of the newest state (every version, branch, tag and
-        setting) to the new file ``dest_path``, while writers go on; returns the newest
-        version copied. Never ``cp`` a database that is being written: see cowdb/backup.py."""
-        from .backup import backup
-        return backup(self, dest_path)
-
-    # ---- stats -----------------------------------------------------------
-    def stats(self) -> Stats:
-        """Bytes in the file, live, reclaimable by gc(), free, and pinned by whom."""
-        with self._pinned() as st:
-            return self._stats(st)
-
-    def _stats(self, st) -> Stats:
-        store, nodes, ps = self._store, self._nodes, self._store.page_size
-        commits, keep = self._plan(st)
-        cat = self._catalog(st)
-        out = Stats(file_bytes=self._io.size(), versions=len(commits), kept_versions=len(keep))
-        by_version = {c.version: c for c in commits}
-        seen: set[int] = set()
-        catalog_pages = sum(n for _, n in walk(nodes, st.catalog, 0, seen))
-        heads = cat.refs(BRANCH)
-        live = catalog_pages + gcmod.mark_count(nodes, [by_version[v].root for v in
-                                                        heads.values()], seen)
-        for name, v in sorted(cat.refs(TAG).items()):
-            n = gcmod.mark_count(nodes, [by_version[v].root], seen)
-            out.pinned[f"tag {name}"] = n * ps
-            live += n
-        for c in commits:
-            if c.version in keep:
-                n = gcmod.mark_count(nodes, [c.root], seen)
-                if n:
-                    out.pinned[f"version {c.version}"] = n * ps
-                live += n
-        dead = sum(gcmod.mark_count(nodes, [c.root], seen) for c in commits
-                   if c.version not in keep)
-        fl = self._freelist_of(st)  # not the store's: a writer thread may be changing it
-        pins = dict(self._shared.pins)
-        pins[st.txn] = pins.get(st.txn, 0) - 1   # stats()'s own pin is not a reader
-        for txn in sorted(t for t, n in pins.items() if n > 0):
-            held = sum(fl.pages_in(runs) for t, runs in fl.pending.items() if t > txn)
-            out.pinned[f"reader {txn}"] = held * ps
-        out.live_bytes = (live + store.pages_for(st.meta.freelist_len)) * ps
-        out.reclaimable_bytes = dead * ps
-        out.free_bytes = fl.count() * ps
-        return out
-
-
-def _fill(cat, txn, nodes, dst_store, kept, refs, retention, codec=None) -> None:
-    """Fill a fresh catalog with copies of the kept commits and the refs."""
-    for c in list(cat.commits()):
-        cat.drop_commit(c)
-    memo: dict = {}
-    for c in kept:
-        root = copy_tree(nodes, dst_store, c.root, memo, txn)
-        cat.put_commit(replace(c, root=root, txn=txn))
-    for kind, names in refs.items():
-        for name, v in names.items():
-            cat.set_ref(kind, name, v)
-    if retention is not None:
-        cat.set_option("retention", retention)
-    if codec is not None:  # the copy reads as the original does
-        cat.set_option("codec", codec)
+        v = self._db._commit_tree(tree, ours, branch, parents, message, author, puts, deletes,
+                              allow_empty)
+        return ours.version if v is None else v

@@ -192,8 +192,8 @@ def test_gc_on_a_full_disk_goes_in_rounds(monkeypatch):
     io, db, rng = many_versions_on_a_device(2000, 150, 20, seed=5, message="m" * 200)
     io.full = True
     calls = []
-    real = db._drop
-    monkeypatch.setattr(db, "_drop", lambda *a: calls.append(len(a[2])) or real(*a))
+    real = db._upkeep._drop   # gc's work is in db._upkeep (cowdb/upkeep.py)
+    monkeypatch.setattr(db._upkeep, "_drop", lambda *a: calls.append(len(a[2])) or real(*a))
     with db.read() as s:
         want = dict(s.items())
     db.set_retention(keep_last=1)

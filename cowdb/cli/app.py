@@ -125,5 +125,14 @@ def main(argv=None) -> None:
     cli.main(args=argv, prog_name="cowdb")
 
 
-from . import (commands, doc, history, repair, serve, tour,  # noqa: E402,F401  (register
-               transfer)                                    # the commands)
+# importing the modules registers their commands
+from . import (  # noqa: E402,F401
+    commands,
+    doc,
+    repair,
+    serve,
+    tour,
+    transfer,
+    upkeep,
+    versions,
+)

@@ -9,7 +9,7 @@ from itertools import islice
 
 import click
 
-from cowdb.snapshot import prefix_end
+from cowdb.checks import key_range
 
 from . import engine, fmt
 from .app import Env, cli
@@ -267,16 +267,14 @@ def scan(env: Env, prefix, start, stop, limit, reverse, keys_only, count_only, a
       cowdb scan --start a --stop c --reverse
       cowdb scan --at v1.0 --keys-only
     """
-    conv = (lambda s: None if s is None else key_arg(s, escaped))
+    def conv(s):
+        return None if s is None else key_arg(s, escaped)
     p, lo, hi = conv(prefix), conv(start), conv(stop)
     if p == b"":
         p = None
     with env.open() as db, engine.at(db, at) as snap:
         if count_only:
-            if p is not None:          # the prefix as a range: O(log n) too
-                end = prefix_end(p)
-                lo = p if lo is None or lo < p else lo
-                hi = end if hi is None or (end is not None and hi > end) else hi
+            lo, hi = key_range(lo, hi, p)  # the prefix as a range: O(log n) too
             n = 0 if lo is not None and hi is not None and lo >= hi else snap.count(lo, hi)
             click.echo(n if limit is None else min(n, limit))
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 
@@ -28,7 +28,7 @@ def _since(s: str) -> datetime:
     m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", s)
     if m:
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return datetime.now(timezone.utc) - timedelta(**{unit: int(m.group(1))})
+        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
     t = fmt.parse_time(s)
     if t is None:
         raise click.BadParameter(f"{s!r} is not a time: give an ISO time "

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from typing import Any
+
 import click
 
 import cowdb
+
 from . import fmt
 
 
@@ -15,7 +18,7 @@ def open_db(path: str, *, write: bool = False, create: bool = False,
     (s3://, gs://, az://, file://, memory://) opens it on an object store (a write
     there creates it)."""
     from ..errors import DatabaseNotFound
-    kw = {} if timeout is None else {"timeout": timeout}
+    kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     if is_url(path):
         # memory:// lives only as long as this process: it can only be created here
         if not write and not create and not path.lower().startswith("memory://"):
@@ -43,11 +46,6 @@ def at(db, spec: str | None):
     if spec is None:
         return db.read()
     return db.at(fmt.ref(spec))
-
-
-def version_of(db, spec: str) -> int:
-    """The version number that a VERSION|TAG|BRANCH|TIME spec names."""
-    return db.commit_info(fmt.ref(spec)).version
 
 
 def commit(db, version):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 _ESC = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -129,7 +129,7 @@ def when(t: datetime) -> str:
 
 def iso(t: datetime) -> str:
     """A commit time for machines: ISO 8601 in UTC with microseconds."""
-    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return t.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def parse_time(s: str) -> datetime | None:
@@ -161,7 +161,7 @@ def ref(s: str):
     return t if t is not None else s
 
 
-def size(n: int) -> str:
+def size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -38,9 +39,10 @@ def recover(env: Env, path: str | None):
     path = path or env.path
     if not os.path.exists(path):
         raise click.ClickException(f"no database at {path}")
-    kw = {} if env.timeout is None else {"timeout": env.timeout}
+    kw: dict[str, Any] = {} if env.timeout is None else {"timeout": env.timeout}
     with cowdb.open(path, recover=True, **kw) as db:
         rep = db.recovery
+        assert rep is not None  # open(recover=True) reports
         if not rep.rewritten:
             click.echo(f"ok: {path} is not damaged; nothing to recover (head of main: "
                        f"version {db.head()})")

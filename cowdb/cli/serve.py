@@ -22,6 +22,7 @@ def _need_server():
 
 def _accounts(env: Env):
     from cowdb.server.accounts import Accounts, accounts_path
+
     from . import engine
     if engine.is_url(env.path):
         # a bucket is no place for secrets: a database at a URL keeps its accounts in a

@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Any
 
 import click
 
@@ -41,7 +42,7 @@ class Progress:
         self.description, self.total, self.unit = description, total, unit
         self.done = 0
         self.started = time.monotonic()
-        self.bar = None
+        self.bar: Any = None   # a rich progress bar, made once the load is slow
         force = os.environ.get("COWDB_PROGRESS")
         if force is not None:
             self.enabled = force not in ("", "0")
@@ -58,8 +59,14 @@ class Progress:
             if time.monotonic() - self.started < self.delay:
                 return
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar,
-                                       TaskProgressColumn, TextColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TaskProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as Bar
             cols = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                     MofNCompleteColumn() if self.unit != "bytes" else TextColumn(""),
                     TimeRemainingColumn()]
@@ -112,7 +119,7 @@ def export(env: Env, output: str, form, prefix, at, escaped):
     else:
         folder = os.path.dirname(os.path.abspath(output))
         fd, tmp = tempfile.mkstemp(prefix=".cowdb-export-", dir=folder)
-        out = io.open(fd, "w", encoding="utf-8", newline="")
+        out = open(fd, "w", encoding="utf-8", newline="")
     n = 0
     try:
         with env.open() as db, engine.at(db, at) as snap:
@@ -268,10 +275,10 @@ def import_(env: Env, file: str, form, replace: bool, message, author, branch,
 def _load(tx, records, replace: bool, file: str) -> tuple[int, int]:
     """Apply the records to the transaction; (puts, deletes)."""
     puts = deletes = 0
-    seen = set() if replace else None
+    seen: set[bytes] | None = set() if replace else None
     lineno = 0
     try:
-        for lineno, k, v in records:
+        for lineno, k, v in records:  # noqa: B007 (lineno: named by the error below)
             if v is None:
                 deletes += tx.delete(k)
             else:
@@ -285,7 +292,7 @@ def _load(tx, records, replace: bool, file: str) -> tuple[int, int]:
     except CowdbError as e:
         raise click.ClickException(f"line {lineno}: {e}; "
                                    f"nothing was imported") from e
-    if replace:
+    if seen is not None:  # replace
         gone = [k for k in tx.keys() if k not in seen]
         for k in gone:
             tx.delete(k)

@@ -21,7 +21,7 @@ from .revert import KeptBlock, PlannedChange, RevertPlan
 
 def documents(db, branch: str = "main") -> list[str]:
     """The names of the documents with blocks at the head of ``branch``."""
-    names = []
+    names: list[str] = []
     with db.read(branch) as snap:
         start = b"doc/"
         while True:

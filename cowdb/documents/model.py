@@ -22,8 +22,9 @@ import bisect
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from difflib import SequenceMatcher
+from typing import Any
 
 from cowdb.errors import VersionNotFound
 
@@ -155,13 +156,13 @@ class Document:
             except ValueError:
                 raise VersionNotFound(f"no revision {at!r} of document {self.name!r}: give a "
                                       f"number, a tag (see tags()), a time or 'head'") from None
-            return self._at_time(t if t.tzinfo else t.replace(tzinfo=timezone.utc))
+            return self._at_time(t if t.tzinfo else t.replace(tzinfo=UTC))
         raise TypeError(f"a revision is an int, a tag, a time or 'head', not "
                         f"{type(at).__name__}")
 
     def _at_time(self, t: datetime) -> int:
         if t.tzinfo is None:
-            t = t.replace(tzinfo=timezone.utc)
+            t = t.replace(tzinfo=UTC)
         if self.branch == "main":
             try:
                 return self.db.commit_info(t).version      # main's time index: O(log n)
@@ -305,7 +306,7 @@ class Document:
         inserted = []
         with self.db.at(base_v) as snap:
             end = self.prefix + b"b0"    # b"b/" + 1 sorts below b"b0"
-            by_op = {}
+            by_op: dict[int, Any] = {}  # op index -> the block id it made
             ops = list(ops)
             i_op = 0
             while i_op < len(ops):
@@ -421,7 +422,7 @@ class Document:
         from .history import revision_info
         revision_info(self, revision)   # raises NotARevision
         rec = json.dumps({"by": by, "reason": reason,
-                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                          "time": datetime.now(UTC).isoformat(timespec="seconds")})
         with self.db.write(self._message("hide", revision, f"hide revision {revision}"),
                            author=by, branch=self.branch) as tx:
             tx[self.hprefix + b"%012d" % revision] = rec.encode()

@@ -19,7 +19,7 @@ The plan is a preview; ``plan.apply(author=...)`` writes it as one revision.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .errors import NotARevision
 from .history import changes_of, walk
@@ -75,9 +75,9 @@ class RevertPlan:
 
 def _aware(t):
     if t is None or isinstance(t, datetime):
-        return t if t is None or t.tzinfo else t.replace(tzinfo=timezone.utc)
+        return t if t is None or t.tzinfo else t.replace(tzinfo=UTC)
     t = datetime.fromisoformat(str(t))
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def plan_revert_author(doc, account: str, since, until=None) -> RevertPlan:

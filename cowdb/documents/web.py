@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
@@ -72,7 +72,7 @@ def _doc(request: Request) -> Document:
 
 
 def _when(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _at(request: Request, name="at"):
@@ -236,7 +236,7 @@ def _parse_since(s: str) -> datetime:
         t = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith("Z") else s)
     except ValueError:
         raise ApiError(400, f"{s!r} is not a time: use 2026-12-05T09:00:00Z") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 async def revert(request: Request):
@@ -268,7 +268,9 @@ async def revert(request: Request):
         "since": since_s, "accounts": accounts, "colour": colour, "when": _when})
 
 
-async def undo(request: Request):
+async def _revision_action(request: Request, action: str):
+    """Run ``doc.undo`` or ``doc.restore`` (``action``) on the revision the form names, as
+    the signed-in writer: (the document, the revision named, its result)."""
     account = await require(request, "writer")
     doc = _doc(request)
     require_branch_write(request, account, doc.branch)
@@ -276,9 +278,14 @@ async def undo(request: Request):
     rev = fstr(form, "revision")
     if not rev.isdigit():
         raise ApiError(400, "which revision?")
-    r = await _call(doc.undo, int(rev), author=account.name)
+    r = await _call(getattr(doc, action), int(rev), author=account.name)
     if r.revision is not None:
         server_of(request).notify_commit()
+    return doc, rev, r
+
+
+async def undo(request: Request):
+    doc, rev, r = await _revision_action(request, "undo")
     msg = f"undid revision {rev} in revision {r.revision}" if r.revision else "nothing to undo"
     if r.conflicts:
         msg += f"; {len(r.conflicts)} paragraph(s) changed later were left as they are"
@@ -286,16 +293,7 @@ async def undo(request: Request):
 
 
 async def restore(request: Request):
-    account = await require(request, "writer")
-    doc = _doc(request)
-    require_branch_write(request, account, doc.branch)
-    form = await form_of(request)
-    rev = fstr(form, "revision")
-    if not rev.isdigit():
-        raise ApiError(400, "which revision?")
-    r = await _call(doc.restore, int(rev), author=account.name)
-    if r.revision is not None:
-        server_of(request).notify_commit()
+    doc, rev, r = await _revision_action(request, "restore")
     msg = (f"restored revision {rev} as revision {r.revision}" if r.revision
            else f"the text already equals revision {rev}")
     return see_other(url(f"/documents/{doc.name}/history", saved=msg))

@@ -1,14 +1,13 @@
 """The commit record: one per version, kept in the catalog under b"c" + version."""
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import msgpack
 
 from ..pages.meta import RootRef
 
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_ns(t: datetime) -> int:

@@ -17,7 +17,7 @@ class Retention:
     def keeps_everything(self) -> bool:
         return self.keep_last is None and self.keep_within is None
 
-    def encode(self):
+    def encode(self) -> list[int | float | None]:
         return [self.keep_last,
                 None if self.keep_within is None else self.keep_within.total_seconds()]
 

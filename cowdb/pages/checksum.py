@@ -4,7 +4,7 @@ XXH3 hashes a 4 KiB page in well under a microsecond, so every read is
 verified. A parent also keeps each child's checksum (a Merkle tree), which
 lets recovery find a torn commit. Checksums detect damage only: XXH3 is not
 collision resistant, so equality of subtrees is decided by page reference
-(see "Threat model" in docs/format.md).
+(see "Threat model" in docs/format.md). The header they cover is in page.py.
 """
 from struct import Struct
 
@@ -12,15 +12,15 @@ from xxhash import xxh3_64_intdigest
 
 from ..errors import Corruption
 
-HEADER = Struct("<QBBHIQ")  # checksum, type, flags, n, length, txn
-HEADER_SIZE = HEADER.size  # 24
-_SUM = Struct("<Q")
+# The header layout and page types live in page.py; imported from here too (they did).
+from .page import BRANCH as BRANCH
+from .page import FREELIST as FREELIST
+from .page import HEADER as HEADER
+from .page import HEADER_SIZE as HEADER_SIZE
+from .page import LEAF as LEAF
+from .page import OVERFLOW as OVERFLOW
 
-# Page types.
-LEAF = 1
-BRANCH = 2
-OVERFLOW = 3
-FREELIST = 4
+_SUM = Struct("<Q")
 
 
 def seal(image: bytearray) -> int:

@@ -3,7 +3,8 @@
 Everything the object-store layer (``objectio.py``) asks of a bucket goes
 through an ``ObjectClient``: put an object, put one only if absent (the
 commit point), get all or a byte range of one, list keys after a key (or all
-keys with their times, for gc), and delete. ``ObstoreClient`` implements it over obstore (S3, GCS, Azure, local
+keys with their times, for gc), and delete. ``ObstoreClient`` implements it over
+obstore (S3, GCS, Azure, local
 folders, memory); the fault tests slip a faulty client in between.
 
 Errors a client raises, whatever the backend:

@@ -129,7 +129,8 @@ class ObjectIO(BlockIO):
         """Load every manifest newer than the head; return the newest txn.
 
         One GET (of manifest head + 1) when nothing changed (and a LIST every lease / 2).
-        Otherwise LIST past the head, then probe the txns after the newest listed (a LIST may lag: the probe
+        Otherwise LIST past the head, then probe the txns after the newest listed (a LIST
+        may lag: the probe
         finds what it missed), and load what is new."""
         try:
             return self._refresh()

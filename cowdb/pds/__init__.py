@@ -12,4 +12,5 @@ from cowdb.pds.pset import PSet, PSetMutation
 from cowdb.pds.psortedmap import PSortedMap, PSortedMapMutation
 from cowdb.pds.pvector import PVector, PVectorMutation
 
-__all__ = ["MISSING", "diff", "PMap", "PMapMutation", "PSet", "PSetMutation", "PSortedMap", "PSortedMapMutation", "PVector", "PVectorMutation"]
+__all__ = ["MISSING", "diff", "PMap", "PMapMutation", "PSet", "PSetMutation", "PSortedMap",
+           "PSortedMapMutation", "PVector", "PVectorMutation"]

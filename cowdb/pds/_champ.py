@@ -43,6 +43,7 @@ import sys
 from collections import defaultdict
 from itertools import chain, compress
 from operator import is_not
+from typing import Any
 
 from cowdb._accelerators import load, wanted
 from cowdb.pds._hashing import accumulate, shuffle
@@ -439,7 +440,8 @@ def diff_dicts(a, b):
 _NAMES = ("lookup", "assoc", "dissoc", "build_dict", "iter_keys", "iter_values", "iter_items",
           "accumulate")
 py_lookup, py_assoc, py_dissoc, py_build_dict = lookup, assoc, dissoc, build_dict
-py_iter_keys, py_iter_values, py_iter_items, py_accumulate = iter_keys, iter_values, iter_items, accumulate
+py_iter_keys, py_iter_values = iter_keys, iter_values
+py_iter_items, py_accumulate = iter_items, accumulate
 
 IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc, py_build_dict, py_iter_keys,
                               py_iter_values, py_iter_items, py_accumulate)}
@@ -453,7 +455,7 @@ if _champ_c is not None:
          accumulate) = IMPLEMENTATIONS["c"]
         accelerator = _champ_c
 
-_OVERRIDES = []  # (class on a C base, {name: Python reference method})
+_OVERRIDES: list[tuple[type, dict[str, Any]]] = []  # (class on a C base, {name: method})
 
 
 def python_methods(cls, reference):
@@ -464,7 +466,8 @@ def python_methods(cls, reference):
     methods = {}
     for klass in reference.__mro__[:-1]:
         for name, value in vars(klass).items():
-            if callable(value) and name not in methods and name not in ("__init_subclass__", "__subclasshook__"):
+            if callable(value) and name not in methods and name not in (
+                    "__init_subclass__", "__subclasshook__"):
                 methods[name] = value
     _OVERRIDES.append((cls, methods))
 
@@ -486,7 +489,8 @@ def select(name):
     new = dict(zip(_NAMES, IMPLEMENTATIONS[name]))
     which = {id(fn): n for fns in IMPLEMENTATIONS.values() for n, fn in zip(_NAMES, fns)}
     for modname, module in list(sys.modules.items()):
-        if modname.startswith("cowdb.pds.") and module is not None and modname != "cowdb.pds._champ_c":
+        if (modname.startswith("cowdb.pds.") and module is not None
+                and modname != "cowdb.pds._champ_c"):
             namespace = vars(module)
             for attr, value in list(namespace.items()):
                 n = which.get(id(value))

@@ -37,7 +37,7 @@ class Transient:
     """A mixin: the class (or its base) holds the ``_owner`` and ``_result`` fields."""
 
     __slots__ = ()
-    __hash__ = None  # it changes: unhashable, like a list
+    __hash__ = None  # type: ignore[assignment]  # it changes: unhashable, like a list
 
     def __init__(self):
         self._owner = object()
@@ -46,7 +46,8 @@ class Transient:
     def _token(self):
         """The owner token for an edit; ValueError once finished."""
         if self._owner is None:
-            raise ValueError(f"this {type(self).__name__} has been finished; start another with mutate()")
+            raise ValueError(f"this {type(self).__name__} has been finished; start another "
+                             f"with mutate()")
         return self._owner
 
     def _freeze(self):

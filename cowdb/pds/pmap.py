@@ -9,6 +9,7 @@ import reprlib
 from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 from itertools import chain
 from types import GenericAlias
+from typing import Any
 
 from cowdb.pds import _champ
 from cowdb.pds._champ import M64, accumulate, assoc, dissoc, lookup
@@ -57,9 +58,11 @@ def _checked_pairs(it):
         try:
             item = tuple(item)
         except TypeError:
-            raise TypeError(f"cannot convert map update sequence element #{i} to a sequence") from None
+            raise TypeError(f"cannot convert map update sequence element #{i} to a "
+                            f"sequence") from None
         if len(item) != 2:
-            raise ValueError(f"map update sequence element #{i} has length {len(item)}; 2 is required")
+            raise ValueError(f"map update sequence element #{i} has length {len(item)}; "
+                             f"2 is required")
         yield item
 
 
@@ -135,7 +138,8 @@ class _PyMap(_PyReader):
         old = box[0] if box else MISSING
         if root is self._root:
             return self
-        return _make(type(self), root, self._count + (old is MISSING), _rehash(self._hacc, key, old, val))
+        return _make(type(self), root, self._count + (old is MISSING),
+                     _rehash(self._hacc, key, old, val))
 
     def delete(self, key, /):
         """A map without ``key``; KeyError if it is absent."""
@@ -190,12 +194,13 @@ class _PyMutation(_PyReader):
 
 
 if _champ.accelerator is not None:
-    _MapBase, _MutationBase, _make = _champ.accelerator.MapBase, _champ.accelerator.MutationBase, _champ.accelerator.make
+    _acc = _champ.accelerator
+    _MapBase, _MutationBase, _make = _acc.MapBase, _acc.MutationBase, _acc.make
 else:
     _MapBase, _MutationBase, _make = _PyMap, _PyMutation, _py_make
 
 
-class PMap(_MapBase):
+class PMap(_MapBase):  # type: ignore[valid-type,misc]  # C-or-Python switch
     """An immutable mapping; ``set``/``delete``/``update`` return new maps.
 
     ``PMap(mapping_or_pairs, **kw)`` builds one like ``dict(...)``.  Equal to
@@ -204,7 +209,7 @@ class PMap(_MapBase):
     """
 
     __slots__ = ()
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: Any = classmethod(GenericAlias)
 
     def __init__(self, col=None, /, **kw):
         if type(col) is type(self) and not kw:
@@ -270,7 +275,7 @@ def _mapping_equal(root, count, other):
     return True
 
 
-class PMapMutation(_MutationBase, Transient):
+class PMapMutation(_MutationBase, Transient):  # type: ignore[valid-type,misc]  # as PMap
     """A PMap being edited in place: ``mm[k] = v``, ``del mm[k]``, ``finish()``.
 
     See Transient for the rules; a finished mutation raises ValueError on

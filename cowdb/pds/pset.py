@@ -3,6 +3,7 @@
 import reprlib
 from collections.abc import Set
 from types import GenericAlias
+from typing import Any
 
 from cowdb.pds import _champ
 from cowdb.pds._champ import M64, assoc, dissoc, lookup
@@ -106,13 +107,13 @@ class _PySetMutation(_PyReader):
 
 
 if _champ.accelerator is not None:
-    _SetBase, _SetMutationBase, _make = (_champ.accelerator.SetBase, _champ.accelerator.SetMutationBase,
-                                         _champ.accelerator.make)
+    _acc = _champ.accelerator
+    _SetBase, _SetMutationBase, _make = _acc.SetBase, _acc.SetMutationBase, _acc.make
 else:
     _SetBase, _SetMutationBase, _make = _PySet, _PySetMutation, _py_make
 
 
-class PSet(_SetBase, Set):
+class PSet(_SetBase, Set):  # type: ignore[valid-type,misc]  # C-or-Python switch
     """An immutable set; ``add``/``discard``/``remove`` return new sets.
 
     Equal to any Set with the same elements (set, frozenset, ...), and
@@ -121,7 +122,7 @@ class PSet(_SetBase, Set):
     """
 
     __slots__ = ()
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: Any = classmethod(GenericAlias)
 
     def __init__(self, iterable=()):
         if type(iterable) is type(self):
@@ -193,10 +194,11 @@ class PSet(_SetBase, Set):
 
     @reprlib.recursive_repr("{...}")
     def __repr__(self):
-        return f"{type(self).__name__}({{{', '.join(map(repr, self))}}})" if self else f"{type(self).__name__}()"
+        name = type(self).__name__
+        return f"{name}({{{', '.join(map(repr, self))}}})" if self else f"{name}()"
 
 
-class PSetMutation(_SetMutationBase, Transient):
+class PSetMutation(_SetMutationBase, Transient):  # type: ignore[valid-type,misc]  # as PSet
     """A PSet being edited in place; see Transient for the rules."""
 
     __slots__ = ()

@@ -11,6 +11,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 from itertools import chain
 from types import GenericAlias
+from typing import Any
 
 from cowdb.pds import _btree
 from cowdb.pds._hashing import accumulate, finish
@@ -50,7 +51,8 @@ class _Items(ItemsView):
 
     def __iter__(self):
         m = self._mapping
-        return chain.from_iterable(zip(leaf[0], leaf[1]) for leaf in _btree.leaves_from(m._root, m._height))
+        return chain.from_iterable(zip(leaf[0], leaf[1])
+                                   for leaf in _btree.leaves_from(m._root, m._height))
 
 
 class _Reader:
@@ -82,11 +84,12 @@ class PSortedMap(_Reader):
     """
 
     __slots__ = ("_root", "_height", "_count", "_hash", "__weakref__")
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: Any = classmethod(GenericAlias)
 
     def __init__(self, col=None, /, **kw):
         if type(col) is type(self) and not kw:
-            self._root, self._height, self._count, self._hash = col._root, col._height, col._count, col._hash
+            self._root, self._height = col._root, col._height
+            self._count, self._hash = col._count, col._hash
             return
         items = dict(_pairs(col, kw))
         try:
@@ -223,7 +226,8 @@ class PSortedMapMutation(_Reader, Transient):
         self._root, self._height, self._count = m._root, m._height, m._count
 
     def __setitem__(self, key, val):
-        self._root, self._height, old = _btree.assoc(self._root, self._height, key, val, self._token())
+        self._root, self._height, old = _btree.assoc(self._root, self._height, key, val,
+                                                     self._token())
         self._count += old is MISSING
 
     set = __setitem__

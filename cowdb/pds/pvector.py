@@ -12,6 +12,7 @@ import reprlib
 from collections.abc import Sequence
 from itertools import chain
 from types import GenericAlias
+from typing import Any
 
 from cowdb.pds._transient import Transient
 
@@ -85,7 +86,8 @@ def _trie_equal(a, b, shift):
         return True
     if not shift:
         return a[:32] == b[:32]
-    return all(x is y or (x is not None and y is not None and _trie_equal(x, y, shift - 5)) for x, y in zip(a[:32], b[:32]))
+    return all(x is y or (x is not None and y is not None and _trie_equal(x, y, shift - 5))
+               for x, y in zip(a[:32], b[:32]))
 
 
 def _pop_leaf(node, shift, i, owner):
@@ -154,7 +156,7 @@ class PVector(_Reader):
     """
 
     __slots__ = ("_count", "_shift", "_root", "_tail", "_hash", "__weakref__")
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: Any = classmethod(GenericAlias)
 
     def __init__(self, iterable=()):
         items = list(iterable)
@@ -262,7 +264,8 @@ class PVectorMutation(_Reader, Transient):
         tail = self._tail
         if len(tail) == 32:
             tail.append(owner)  # the full tail becomes an owned leaf
-            self._root, self._shift = _push_leaf(self._root, self._shift, self._count - 32, tail, owner)
+            self._root, self._shift = _push_leaf(self._root, self._shift, self._count - 32,
+                                                 tail, owner)
             tail = self._tail = []
         tail.append(x)
         self._count += 1

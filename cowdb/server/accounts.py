@@ -9,6 +9,7 @@ SHA-256, in memory only) until the file changes.
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import json
@@ -18,6 +19,7 @@ import secrets
 import tempfile
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 ROLES = ("reader", "writer", "admin")
 _RANK = {r: i for i, r in enumerate(ROLES)}
@@ -57,7 +59,7 @@ class Accounts:
     def __init__(self, path: str | None = None):
         self.path = path
         self._lock = threading.Lock()
-        self._data = {"users": {}, "protected": []}
+        self._data: dict[str, Any] = {"users": {}, "protected": []}
         self._stamp = None
         self._verified: dict[bytes, str] = {}   # sha256(token) -> account name
         self._load()
@@ -78,7 +80,7 @@ class Accounts:
         if stamp == self._stamp:
             return
         if stamp is None:
-            data = {"users": {}, "protected": []}
+            data: dict[str, Any] = {"users": {}, "protected": []}
         else:
             with open(self.path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -179,7 +181,7 @@ class Accounts:
         return Account(name, u["role"])
 
     # ---- protected branches ---------------------------------------------
-    def protected(self) -> list[str]:
+    def protected(self) -> builtins.list[str]:  # (the method list() shadows the type)
         with self._lock:
             self._load()
             return sorted(self._data["protected"])

@@ -9,14 +9,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from cowdb import errors as E
-
 from . import ops
 from .accounts import ROLES, AccountError
 from .auth import require, require_branch_write, server_of
-from .http import (ApiError, commit_json, decode_bytes, key_json, parse_time, read_json, run,
-                   value_json)
-
+from .http import (
+    ApiError,
+    commit_json,
+    decode_bytes,
+    key_json,
+    parse_time,
+    read_json,
+    run,
+    value_json,
+)
 
 endpoint = ops.http_errors
 
@@ -374,20 +379,19 @@ async def list_branches(request: Request):
                             for n, v in sorted(br.items())]})
 
 
+def _new_ref(body: dict) -> tuple[str, object]:
+    """A new branch's or tag's name and where it starts (None: the head of main)."""
+    at = body.get("at")
+    return ops.check_branch_name(body.get("name")), None if at is None else ops.parse_ref(at)
+
+
 @endpoint
 async def create_branch(request: Request):
     account = await require(request, "writer")
     server = server_of(request)
-    body = await read_json(request)
-    name = ops.check_branch_name(body.get("name"))
+    name, at = _new_ref(await read_json(request))
     require_branch_write(request, account, name)
-    at = body.get("at")
-    at = None if at is None else ops.parse_ref(at)
-
-    def do():
-        with server.write_lock:
-            return server.db.branch(name, at=at)
-    v = await run(do)
+    v = await run(ops.create_ref, server, "branch", name, at)
     return ok({"name": name, "head": v}, status=201)
 
 
@@ -397,11 +401,7 @@ async def delete_branch(request: Request):
     server = server_of(request)
     name = ops.check_branch_name(request.path_params["name"])
     require_branch_write(request, account, name)
-
-    def do():
-        with server.write_lock:
-            server.db.delete_branch(name)
-    await run(do)
+    await run(ops.delete_ref, server, "branch", name)
     return ok({"deleted": name})
 
 
@@ -416,15 +416,8 @@ async def list_tags(request: Request):
 async def create_tag(request: Request):
     await require(request, "writer")
     server = server_of(request)
-    body = await read_json(request)
-    name = ops.check_branch_name(body.get("name"))
-    at = body.get("at")
-    at = None if at is None else ops.parse_ref(at)
-
-    def do():
-        with server.write_lock:
-            return server.db.tag(name, at)
-    v = await run(do)
+    name, at = _new_ref(await read_json(request))
+    v = await run(ops.create_ref, server, "tag", name, at)
     return ok({"name": name, "version": v}, status=201)
 
 
@@ -433,11 +426,7 @@ async def delete_tag(request: Request):
     await require(request, "admin")
     server = server_of(request)
     name = ops.check_branch_name(request.path_params["name"])
-
-    def do():
-        with server.write_lock:
-            server.db.delete_tag(name)
-    await run(do)
+    await run(ops.delete_ref, server, "tag", name)
     return ok({"deleted": name})
 
 
@@ -503,8 +492,8 @@ async def retention(request: Request):
                            or kl > 2 ** 62):
         raise ApiError(400, "keep_last is a positive integer or null")
     if kw is not None and (isinstance(kw, bool) or not isinstance(kw, (int, float))
-                           or not 0 < kw < 1e11):
-        raise ApiError(400, "keep_within_seconds is a positive number or null")
+                           or not 1e-6 <= kw < 1e11):  # below a microsecond: zero
+        raise ApiError(400, "keep_within_seconds is a positive number (at least 1e-6) or null")
     await run(ops.set_retention, server, kl, kw)
     return ok(await run(ops.retention_json, server.db))
 

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 import cowdb
@@ -113,7 +113,6 @@ class Guard:
             return await self.app(scope, receive, send)
         server = self.server
         server.broker.start()
-        api = scope["path"].startswith("/api/")
         started = False
 
         async def send_wrapped(msg):
@@ -189,7 +188,8 @@ def create_app(db_or_path, *, accounts: Accounts | None = None, host: str = "127
     """The ASGI app serving ``db_or_path`` (a path, or an open cowdb Database).
 
     ``accounts``: default the file beside the database (in memory for an in-memory
-    database or one at a URL: pass ``Accounts(file)`` to keep them). With no account, only a loopback ``host`` may serve (open mode: every
+    database or one at a URL: pass ``Accounts(file)`` to keep them). With no account,
+    only a loopback ``host`` may serve (open mode: every
     request is the local admin); any other bind raises :class:`Refused`.
     """
     owned = not isinstance(db_or_path, cowdb.Database)

@@ -7,6 +7,7 @@ import base64
 import difflib
 import json
 import re
+from typing import Any
 
 MAX_TEXT = 200_000     # beyond this a text value is shown by size, not diffed
 MAX_HEX = 256
@@ -129,7 +130,7 @@ def words(a: str, b: str):
 def line_rows(a: str, b: str, context: int = 3):
     """Rows (kind, old line no, new line no, segments) of a unified line diff."""
     la, lb = a.splitlines(), b.splitlines()
-    rows = []
+    rows: list[tuple[str, Any, Any, Any]] = []
     for group in difflib.SequenceMatcher(None, la, lb, autojunk=False) \
             .get_grouped_opcodes(context):
         if rows:

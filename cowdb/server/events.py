@@ -25,14 +25,14 @@ class Broker:
         self.last = db.version
         self.subscribers: set[asyncio.Queue] = set()
         self._wake: asyncio.Event | None = None
-        self._loop = None
-        self._task = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
-            self._loop = asyncio.get_running_loop()
+            self._loop = loop = asyncio.get_running_loop()
             self._wake = asyncio.Event()
-            self._task = self._loop.create_task(self._watch())
+            self._task = loop.create_task(self._watch())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -45,9 +45,9 @@ class Broker:
 
     def notify(self) -> None:
         """A commit was made here: look now (callable from any thread)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
 
     def commits_between(self, lo: int, hi: int) -> list[dict]:
         """Commits lo < version <= hi that still exist, oldest first (blocking)."""
@@ -60,15 +60,16 @@ class Broker:
         return out
 
     async def _watch(self) -> None:
-        me = asyncio.current_task()
+        me, wake = asyncio.current_task(), self._wake
+        assert me is not None and wake is not None  # a task started by start()
         # (Python 3.11's wait_for can swallow a cancel that races a wake-up: the task's
         # pending cancel count still shows it, so the loop ends and the server can stop)
         while not me.cancelling():
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll)
-            except asyncio.TimeoutError:
+                await asyncio.wait_for(wake.wait(), self.poll)
+            except TimeoutError:
                 pass
-            self._wake.clear()
+            wake.clear()
             try:
                 cur = await run(lambda: self.db.version)
                 if cur > self.last:
@@ -99,10 +100,11 @@ class Broker:
                     yield sse(c)
                 sent = upto
             me = asyncio.current_task()
+            assert me is not None  # (a request runs in a task)
             while not me.cancelling():
                 try:
                     c = await asyncio.wait_for(q.get(), 15)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if await is_disconnected():
                         return
                     yield ": keep-alive\n\n"

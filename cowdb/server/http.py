@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -102,7 +102,7 @@ def value_json(value: bytes | None, prefix: str = "value") -> dict:
 
 
 def iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_time(s: str, what: str) -> datetime:
@@ -111,7 +111,7 @@ def parse_time(s: str, what: str) -> datetime:
     except ValueError:
         raise ApiError(400, f"{what} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") \
             from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def commit_json(c) -> dict:

@@ -4,6 +4,7 @@ checking a branch head and committing on it are one step for this server."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import cowdb
 from cowdb import errors as E
@@ -166,7 +167,8 @@ def change_json(key, old, new, values: bool = True) -> dict:
 
 def changes(db, a, b, after: bytes | None, limit: int, prefix: bytes | None = None):
     """Up to ``limit`` changes from a to b (refs) after key ``after``: (list, next key)."""
-    out, last = [], None
+    out: list[Any] = []
+    last = None
     start = None if after is None else after + b"\x00"
     d = db.diff(a, b, prefix=prefix, start=start)
     try:
@@ -187,7 +189,8 @@ def commit_changes(db, c, after, limit):
             return changes(db, c.parents[0], c.version, after, limit)
         except E.VersionNotFound:
             pass  # the parent was reclaimed: show the content
-    out, last = [], None
+    out: list[Any] = []
+    last = None
     start = None if after is None else after + b"\x00"
     with db.at(c.version) as s:
         for k, v in s.items(start=start):
@@ -259,7 +262,7 @@ def dropping(db) -> set[int]:
 
 def history(db, key: bytes, branch: str, limit: int):
     out = []
-    for v, t, value in db.history(key, limit=limit, branch=branch):
+    for v, _t, value in db.history(key, limit=limit, branch=branch):
         c = db.commit_info(v)
         out.append({**commit_json(c), **value_json(value)})
     return out
@@ -287,6 +290,17 @@ def _guard_head(db, branch, base):
     if base is not None and head != base:
         raise ApiError(412, f"branch {branch!r} moved to version {head} since version {base}; "
                             f"look again and retry", head=head)
+
+
+def create_ref(server, kind: str, name: str, at) -> int:
+    """Create branch or tag (``kind``) ``name`` at ``at`` (None: the head of main)."""
+    with server.write_lock:
+        return server.db.branch(name, at=at) if kind == "branch" else server.db.tag(name, at)
+
+
+def delete_ref(server, kind: str, name: str) -> None:
+    with server.write_lock:
+        (server.db.delete_branch if kind == "branch" else server.db.delete_tag)(name)
 
 
 def merge(server, source, into, base, resolve, message, author) -> int:

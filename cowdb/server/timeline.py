@@ -5,6 +5,7 @@ the last lane."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 ROW = 36      # px per commit row (the rows beside the SVG use the same height)
 LANE = 22     # px between lanes
@@ -46,7 +47,7 @@ def layout(commits, branches: dict[str, int], parent_branch) -> Layout:
         return PAD + LANE * ln
 
     # a lane whose branch goes on above this page starts at the top
-    first_in_lane = {}
+    first_in_lane: dict[int, Any] = {}
     for c in commits:
         first_in_lane.setdefault(pos[c.version][2], c)
     for ln, c in first_in_lane.items():

@@ -4,6 +4,8 @@ in the API. Forms post back here with a CSRF token; actions that change history
 from __future__ import annotations
 
 import hmac
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -11,8 +13,15 @@ from starlette.routing import Route
 from cowdb import errors as E
 
 from . import diffview, ops, timeline
-from .auth import (SESSION_COOKIE, SESSION_SECONDS, check_csrf, client_ip, require,
-                   require_branch_write, server_of)
+from .auth import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    check_csrf,
+    client_ip,
+    require,
+    require_branch_write,
+    server_of,
+)
 from .http import ApiError, run
 from .web import render, url
 
@@ -91,7 +100,7 @@ async def logout(request: Request):
 def timeline_data(db, before: int | None) -> dict:
     newest = db.version
     hi = newest if before is None else min(before - 1, newest)
-    commits = []
+    commits: list[Any] = []
     v = hi
     while v >= 0 and len(commits) < PAGE:
         try:
@@ -112,7 +121,8 @@ def timeline_data(db, before: int | None) -> dict:
                 return None
         return c.branch
     lay = timeline.layout(commits, branches, parent_branch)
-    heads, tag_of = {}, {}
+    heads: dict[int, list[str]] = {}
+    tag_of: dict[int, list[str]] = {}
     for name, hv in branches.items():
         heads.setdefault(hv, []).append(name)
     for name, tv in tags.items():
@@ -232,13 +242,19 @@ def _preview(v: bytes) -> str:
     return t if len(t) <= 120 else t[:120] + "…"
 
 
+def _key_of(request: Request) -> bytes:
+    """The key a page's query names (k= text, kb= base64url); 400 if none."""
+    key = diffview.key_from_query(request.query_params)
+    if not key:
+        raise ApiError(400, "name a key with k= (text) or kb= (base64url)")
+    return key
+
+
 @page
 async def key_page(request: Request):
     await require(request, "reader")
     db = server_of(request).db
-    key = diffview.key_from_query(request.query_params)
-    if not key:
-        raise ApiError(400, "name a key with k= (text) or kb= (base64url)")
+    key = _key_of(request)
     ref = request.query_params.get("ref", "") or "main"
 
     def read():
@@ -259,15 +275,13 @@ async def key_page(request: Request):
 async def history_page(request: Request):
     await require(request, "reader")
     db = server_of(request).db
-    key = diffview.key_from_query(request.query_params)
-    if not key:
-        raise ApiError(400, "name a key with k= (text) or kb= (base64url)")
+    key = _key_of(request)
     branch = request.query_params.get("branch", "") or "main"
 
     def read():
         ops.branch_head(db, branch)
         out = []
-        for v, t, value in db.history(key, limit=200, branch=branch):
+        for v, _t, value in db.history(key, limit=200, branch=branch):
             c = db.commit_info(v)
             out.append({"c": c, "time": c.time.strftime("%Y-%m-%d %H:%M:%S"),
                         "deleted": value is None,
@@ -319,16 +333,11 @@ async def create_ref(request: Request):
             "back": "/branches"})
     form = await form_of(request)
     name = ops.check_branch_name(fstr(form, "name").strip())
-    at = fstr(form, "at").strip()
-    at = ops.parse_ref(at) if at else None
+    at_text = fstr(form, "at").strip()
+    start = ops.parse_ref(at_text) if at_text else None
     if kind == "branch":
         require_branch_write(request, account, name)
-
-    def do():
-        with server.write_lock:
-            return (server.db.branch(name, at=at) if kind == "branch"
-                    else server.db.tag(name, at))
-    v = await run(do)
+    v = await run(ops.create_ref, server, kind, name, start)
     return see_other(url("/branches", done=f"{kind} {name} at version {v}"))
 
 
@@ -349,11 +358,7 @@ async def delete_ref(request: Request):
     name = ops.check_branch_name(name)
     if kind == "branch":
         require_branch_write(request, account, name)
-
-    def do():
-        with server.write_lock:
-            (server.db.delete_branch if kind == "branch" else server.db.delete_tag)(name)
-    await run(do)
+    await run(ops.delete_ref, server, kind, name)
     return see_other(url("/branches", done=f"deleted {kind} {name}"))
 
 

@@ -18,8 +18,19 @@ from ..errors import Corruption
 from ..pages.checksum import HEADER_SIZE, OVERFLOW
 from ..pages.meta import EMPTY, RootRef
 from ..pages.store import PageStore
-from .node import (BRANCH_ENTRY, LEAF_ENTRY, OVERFLOW_REF_SIZE, Branch, Leaf, Overflow,
-                   branch_size, decode, encode_branch, encode_leaf, leaf_sig)
+from .node import (
+    BRANCH_ENTRY,
+    LEAF_ENTRY,
+    OVERFLOW_REF_SIZE,
+    Branch,
+    Leaf,
+    Overflow,
+    branch_size,
+    decode,
+    encode_branch,
+    encode_leaf,
+    leaf_sig,
+)
 
 
 def py_get(node, key: bytes, nodes: "NodeCache"):
@@ -207,6 +218,11 @@ class Tree:
         return node, path
 
     def _vsize(self, v) -> int:
+        """The bytes a value takes in its leaf: the inline-value rule, in one place. A value
+        of up to a quarter page lives in its leaf; a larger one (or an Overflow) takes a
+        reference, and ``_write_node`` writes it to an overflow run. So for bytes ``v``,
+        ``_vsize(v) != len(v)`` exactly when v overflows (a quarter page >= 256 bytes is far
+        more than a reference's size)."""
         return len(v) if type(v) is bytes and len(v) <= self.inline_max else OVERFLOW_REF_SIZE
 
     def _drop_value(self, v) -> None:
@@ -219,8 +235,8 @@ class Tree:
         leaf, path = self._descend(key)
         keys = leaf.keys
         i = bisect_left(keys, key)
-        vs = len(val) if len(val) <= self.inline_max else OVERFLOW_REF_SIZE
-        if vs == OVERFLOW_REF_SIZE:
+        vs = self._vsize(val)
+        if vs != len(val):
             leaf.big = True
         if i < len(keys) and keys[i] == key:
             old = leaf.vals[i]
@@ -251,9 +267,11 @@ class Tree:
         self.mod += 1
         if self._root is None:
             return self._build(items)
-        inline_max, page_size = self.inline_max, self.page_size
+        page_size = self.page_size
         new_keys = 0
         leaf = None
+        hi = path = keys = vals = None  # set at the first key (leaf is None)
+        added = pos = 0
         for key, val in items:
             if leaf is None or (hi is not None and key >= hi):
                 if leaf is not None:
@@ -263,8 +281,8 @@ class Tree:
                           None)
                 keys, vals, added, pos = leaf.keys, leaf.vals, 0, 0
             i = bisect_left(keys, key, pos)
-            vs = len(val) if len(val) <= inline_max else OVERFLOW_REF_SIZE
-            if vs == OVERFLOW_REF_SIZE:
+            vs = self._vsize(val)
+            if vs != len(val):
                 leaf.big = True
             if i < len(keys) and keys[i] == key:
                 old = vals[i]
@@ -287,17 +305,16 @@ class Tree:
     def _build(self, items) -> int:
         """Bulk load into an empty tree: cut the sorted items into full leaves, then
         stack full branch levels on them. No descents, no splits."""
-        inline_max = self.inline_max
         limit = HEADER_SIZE + (self.page_size - HEADER_SIZE) * 15 // 16
         level, keys, vals, size, big = [], [], [], HEADER_SIZE, False  # level: [(low, node)]
+        vsize = self._vsize
         for k, v in items:
-            vs = len(v)
-            if vs > inline_max:
-                vs, big = OVERFLOW_REF_SIZE, True
+            vs = vsize(v)
             es = LEAF_ENTRY + len(k) + vs
             if size + es > limit and keys:
                 level.append((keys[0], Leaf(keys, vals, size, big)))
-                keys, vals, size, big = [], [], HEADER_SIZE, vs == OVERFLOW_REF_SIZE
+                keys, vals, size, big = [], [], HEADER_SIZE, False
+            big = big or vs != len(v)
             keys.append(k)
             vals.append(v)
             size += es
@@ -381,10 +398,9 @@ class Tree:
         limit = self.page_size - HEADER_SIZE
         target = limit * 15 // 16 if full_left else (node.size - HEADER_SIZE) // 2
         if type(node) is Leaf:
-            im = self.inline_max
-            m, acc = _cut([LEAF_ENTRY + len(k) + (len(v) if type(v) is bytes and len(v) <= im
-                                                  else OVERFLOW_REF_SIZE)
-                           for k, v in zip(keys, node.vals)], target, limit)
+            vsize = self._vsize
+            m, acc = _cut([LEAF_ENTRY + len(k) + vsize(v) for k, v in zip(keys, node.vals)],
+                          target, limit)
             right = Leaf(keys[m:], node.vals[m:], node.size - acc, node.big)
             del keys[m:], node.vals[m:]
             node.size = HEADER_SIZE + acc
@@ -424,9 +440,9 @@ class Tree:
         """Merge child i with a sibling; split again if the result outgrows a page."""
         if len(parent.kids) < 2:
             return
-        l = i - 1 if i + 1 == len(parent.kids) else i
-        r = l + 1
-        left, right = self._own_kid(parent, l), self._own_kid(parent, r)
+        lo = i - 1 if i + 1 == len(parent.kids) else i
+        r = lo + 1
+        left, right = self._own_kid(parent, lo), self._own_kid(parent, r)
         sep = parent.keys[r]
         if type(left) is Leaf:
             left.keys += right.keys
@@ -442,10 +458,10 @@ class Tree:
             left.size += right.size - HEADER_SIZE + len(sep)
         del parent.keys[r], parent.kids[r], parent.counts[r], parent.sums[r], parent.txns[r]
         parent.size -= BRANCH_ENTRY + len(sep)
-        parent.counts[l] = left.count()
+        parent.counts[lo] = left.count()
         if left.size > self.page_size:
             sep, right = self._split(left)
-            self._insert_kid(parent, l, left, sep, right)
+            self._insert_kid(parent, lo, left, sep, right)
 
     def relocate(self, limit: int) -> None:
         """Own every node at a page >= ``limit`` and the path to it, so that ``write``
@@ -501,9 +517,9 @@ class Tree:
             image = encode_branch(node, txn)
         else:
             if node.big:
-                vals, inline_max = node.vals, self.inline_max
+                vals, vsize = node.vals, self._vsize
                 for i, v in enumerate(vals):
-                    if type(v) is bytes and len(v) > inline_max:
+                    if type(v) is bytes and vsize(v) != len(v):
                         ref = store.write_image(OVERFLOW, v)
                         vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
                 node.big = any(type(v) is not bytes for v in vals)

@@ -12,9 +12,9 @@ proportion to where both sides changed, not to the size of the database.
 """
 from dataclasses import dataclass
 
+from ..pages.meta import RootRef
 from . import diff as diffmod
 from .btree import Tree
-from ..pages.meta import RootRef
 from .node import Branch
 
 

@@ -1,0 +1,143 @@
+"""The upkeep commands: retention, gc, stats, compact."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import click
+
+from . import engine, fmt
+from .app import Env, cli
+
+pass_env = click.pass_obj
+
+
+# ---------------------------------------------------------------- retention / gc / stats
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(s: str) -> timedelta:
+    m = _DURATION.match(s)
+    if not m:
+        raise click.BadParameter(f"{s!r} is not a duration; use a number and s, m, h, d or w "
+                                 f"(e.g. 90m, 7d)")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def _show_duration(t: timedelta) -> str:
+    s = t.total_seconds()
+    for u in ("w", "d", "h", "m"):
+        if s >= _UNITS[u] and s % _UNITS[u] == 0:
+            return f"{int(s // _UNITS[u])}{u}"
+    return f"{s:g}s"
+
+
+@cli.command()
+@click.option("--keep-last", type=click.IntRange(min=1), default=None,
+              help="Keep the newest N versions.")
+@click.option("--keep-within", default=None, metavar="DURATION",
+              help="Keep versions younger than this (90m, 12h, 7d, 2w).")
+@click.option("--keep-all", is_flag=True, help="Keep every version (the default rule).")
+@pass_env
+def retention(env: Env, keep_last, keep_within, keep_all: bool):
+    """Show or set which versions gc keeps.
+
+    Tags and branch heads are always kept. Without options: show the rule.
+
+    \b
+    Example:
+      cowdb retention
+      cowdb retention --keep-last 100 --keep-within 7d
+      cowdb retention --keep-all
+    """
+    if keep_all and (keep_last or keep_within):
+        raise click.UsageError("--keep-all does not go with --keep-last or --keep-within")
+    if not (keep_all or keep_last or keep_within):
+        with env.open() as db:
+            r = db.retention
+        if r.keeps_everything:
+            click.echo("keep every version")
+        else:
+            rules = []
+            if r.keep_last is not None:
+                rules.append(f"the newest {r.keep_last} versions")
+            if r.keep_within is not None:
+                rules.append(f"versions younger than {_show_duration(r.keep_within)}")
+            click.echo(f"keep {' and '.join(rules)}, and every tag and branch head")
+        return
+    within = None if keep_within is None else parse_duration(keep_within)
+    with env.open(write=True) as db:
+        db.set_retention(keep_last=keep_last, keep_within=within)
+    click.echo("retention set; `cowdb gc` applies it")
+
+
+@cli.command()
+@pass_env
+def gc(env: Env):
+    """Drop the versions retention does not keep and reclaim their pages.
+
+    \b
+    Example:
+      cowdb retention --keep-last 10
+      cowdb gc
+    """
+    with env.open(write=True) as db:
+        r = db.gc()
+    click.echo(f"dropped {r.versions_dropped} version(s), freed {r.pages_freed} page(s) "
+               f"({fmt.size(r.bytes_freed)}); file {fmt.size(r.file_bytes_before)} -> "
+               f"{fmt.size(r.file_bytes_after)}")
+    if hasattr(r, "objects_deleted"):   # a database at a URL: its objects too
+        click.echo(f"objects: {r.objects_compacted} compacted, {r.objects_deleted} deleted, "
+                   f"{r.objects_marked} waiting for the grace period")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@pass_env
+def stats(env: Env, as_json: bool):
+    """Where the bytes are: live, reclaimable by gc, free, and what pins them.
+
+    \b
+    Example:
+      cowdb stats
+      cowdb stats --json | jq .reclaimable_bytes
+    """
+    with env.open() as db:
+        s = db.stats()
+    d = {"file_bytes": s.file_bytes, "live_bytes": s.live_bytes,
+         "reclaimable_bytes": s.reclaimable_bytes, "free_bytes": s.free_bytes,
+         "versions": s.versions, "kept_versions": s.kept_versions, "pinned": dict(s.pinned)}
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    click.echo(f"file:         {fmt.size(s.file_bytes)}")
+    click.echo(f"live:         {fmt.size(s.live_bytes)}")
+    click.echo(f"reclaimable:  {fmt.size(s.reclaimable_bytes)} (by `cowdb gc`)")
+    click.echo(f"free:         {fmt.size(s.free_bytes)}")
+    click.echo(f"versions:     {s.versions} ({s.kept_versions} kept by retention)")
+    if s.pinned:
+        click.echo("pinned (bytes held beyond the branch heads):")
+        for what, n in s.pinned.items():
+            click.echo(f"  {fmt.safe(what):<20} {fmt.size(n)}")
+
+
+@cli.command()
+@click.argument("dest", type=click.Path(dir_okay=False))
+@pass_env
+def compact(env: Env, dest: str):
+    """Write a compacted copy of the database to DEST (a new file).
+
+    Every kept version, tag, branch and the retention rule are copied, with
+    shared pages still shared.
+
+    \b
+    Example:
+      cowdb compact shop-compact.cow && mv shop-compact.cow shop.cow
+    """
+    import os
+    with env.open() as db:
+        db.compact(dest)
+    was = "" if engine.is_url(env.path) else f", was {fmt.size(os.path.getsize(env.path))}"
+    click.echo(f"wrote {dest} ({fmt.size(os.path.getsize(dest))}{was})")

@@ -1,0 +1,12 @@
+"""A page image's header and its types: the layout every page in the file starts with
+(docs/format.md). The checksum over it is in checksum.py."""
+from struct import Struct
+
+HEADER = Struct("<QBBHIQ")  # checksum, type, flags, n, length, txn
+HEADER_SIZE = HEADER.size  # 24
+
+# Page types.
+LEAF = 1
+BRANCH = 2
+OVERFLOW = 3
+FREELIST = 4

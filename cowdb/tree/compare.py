@@ -1,0 +1,46 @@
+"""Whether two trees hold the same content, walked in step: what lets a commit that
+changed nothing make no version (``Database._commit_tree``)."""
+from __future__ import annotations
+
+from itertools import repeat
+
+from .btree import read_overflow
+from .node import Branch
+
+
+def same_content(nodes, a, b) -> bool:
+    """Whether two trees surely hold the same keys and values: walked in step, skipping
+    children that are one image (page, txn), comparing leaves' key and value lists (in C). Trees of
+    different shapes count as different (a version is then made: never a change lost).
+    Node signatures are left alone (see tree/node.py: commits must not pay for them)."""
+    if a.page == b.page:  # identity is (page, txn), never the checksum (tree/btree.py)
+        return a.page == 0 or a.txn == b.txn
+    if not (a.page and b.page):
+        return False
+    todo = [(a.page, a.checksum, a.txn, b.page, b.checksum, b.txn)]
+    while todo:
+        pa, sa, ta, pb, sb, tb = todo.pop()
+        if pa == pb and ta == tb:
+            continue
+        x, y = nodes.load(pa, sa, ta), nodes.load(pb, sb, tb)
+        if type(x) is not type(y) or x.keys != y.keys:
+            return False
+        if type(x) is Branch:
+            todo.extend(zip(x.kids, x.sums, x.txns, y.kids, y.sums, y.txns))
+        elif x.vals != y.vals and not all(map(_same_value, x.vals, y.vals,
+                                               repeat(nodes.store))):
+            return False
+    return True
+
+
+def _same_value(v, w, store) -> bool:
+    """Leaf values, inline bytes or overflow refs. Two overflow refs are the same value
+    when they name one image (page, txn); otherwise the bytes are read (equal checksums
+    prove nothing: see tree/btree.py on identity)."""
+    if v is w or v == w:
+        return True
+    if type(v) is bytes or type(w) is bytes or v.length != w.length:
+        return False
+    if v.page == w.page and v.txn == w.txn:
+        return True
+    return read_overflow(store, v) == read_overflow(store, w)
