@@ -452,14 +452,20 @@ def body_version(body):
     return ops.parse_ref(v)
 
 
-@endpoint
-async def revert(request: Request):
+async def _branch_write(request: Request):
+    """(account, server, body, branch, If-Match base) of a write to the body's branch
+    (default main) by an account allowed to write it."""
     account = await require(request, "writer")
     server = server_of(request)
     body = await read_json(request)
     branch = ops.check_branch_name(body.get("branch", "main") or "main")
     require_branch_write(request, account, branch)
-    base = if_match(request)
+    return account, server, body, branch, if_match(request)
+
+
+@endpoint
+async def revert(request: Request):
+    account, server, body, branch, base = await _branch_write(request)
     v = await run(ops.revert, server, body_version(body), branch, base, body_resolve(body),
                   body_str(body, "message", None) or None, account.name)
     return ok({"version": v, "branch": branch, "author": account.name}, version=v)
@@ -467,12 +473,7 @@ async def revert(request: Request):
 
 @endpoint
 async def restore(request: Request):
-    account = await require(request, "writer")
-    server = server_of(request)
-    body = await read_json(request)
-    branch = ops.check_branch_name(body.get("branch", "main") or "main")
-    require_branch_write(request, account, branch)
-    base = if_match(request)
+    account, server, body, branch, base = await _branch_write(request)
     v = await run(ops.restore, server, body_version(body), branch, base,
                   body_str(body, "message", None) or None, account.name)
     return ok({"version": v, "branch": branch, "author": account.name}, version=v)
