@@ -53,6 +53,7 @@ from .history.retention import Retention
 from .locks import close_shared, open_shared
 from .pages.freelist import FreeList
 from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
+from .pages.mapfile import PageMap
 from .pages.meta import EMPTY, Meta, RootRef
 from .pages.store import DEFAULT_PAGE_SIZE, PageStore
 from .snapshot import Snapshot
@@ -134,6 +135,9 @@ class Database:
         self._io = io
         self._store = store = PageStore(io, page_size=page_size, readonly=readonly)
         self._nodes = NodeCache(store, cache_nodes)
+        if type(io) is OsFileIO:  # one read-only map of the file, for every snapshot
+            store.pagemap = PageMap(store, io.fd)
+            store.rollback_hooks.append(store.pagemap.forget_txn)
         lock = None if self.path is None else self.path + "-lock"
         new_lock = lock is not None and not os.path.exists(lock)
         try:
@@ -849,7 +853,7 @@ class Database:
                 self._meta_q.release()
                 self._meta_map.close()
             close_shared(self._shared)
-            self._io.close()
+            self._store.close()  # the map, then the file
 
     def _checkpoint(self) -> None:
         """Sync and record that everything is durable, so the next open verifies nothing."""

@@ -46,6 +46,7 @@ class PageStore:
         self.rebase_freelist = False   # the txn writes its free list as a new base (low pages)
         self.barrier = False           # the txn syncs its images before its meta record
         self.may_use_reserve = False   # the txn may write into the reserve it cannot renew
+        self.pagemap = None            # a PageMap of the file (mapfile.py), if it has one
         self._file_size = None         # bytes allocated to the file as last seen (None: ask)
         self.hook = None               # tests: hook(point, txn) at "flushed" (the txn's
                                        # pages written, not its meta) and "meta" (the meta
@@ -193,8 +194,7 @@ class PageStore:
             verify(data, page)
             return data
         ps = self.page_size
-        if page < META_PAGES or (self.meta is not None and page >= self.page_count and
-                                 page >= self._high_water()):
+        if self.outside(page):
             raise Corruption(f"page {page} is outside the database (a reference is damaged)", page)
         data = self._pread(ps, page * ps, page)
         if len(data) >= HEADER_SIZE:
@@ -207,6 +207,11 @@ class PageStore:
                 data = data[:length]
         verify(data, page)
         return data
+
+    def outside(self, page: int) -> bool:
+        """Whether ``page`` lies outside the committed database (a damaged reference)."""
+        return page < META_PAGES or (self.meta is not None and page >= self.page_count and
+                                     page >= self._high_water())
 
     def read_head(self, page: int) -> tuple:
         """The header fields (checksum, type, flags, n, length, txn) of an image, unverified:
@@ -462,4 +467,6 @@ class PageStore:
             raise err from e
 
     def close(self) -> None:
+        if self.pagemap is not None:
+            self.pagemap.close()
         self.io.close()

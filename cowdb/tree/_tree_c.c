@@ -19,24 +19,51 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
 #include <string.h>
 
-#define API 3  /* btree.API must match: bump both on any change of get()'s contract */
+#define API 4  /* btree.API must match: bump both on any change of get()'s or map_get()'s
+                  contract */
 
 static PyTypeObject *branch_type = NULL;   /* node.Branch, set by bind() */
 static PyObject *s_keys, *s_kids, *s_sums, *s_txns, *s_txn, *s_vals, *s_load;
+static PyObject *s_buf, *s_verified, *s_image, *s_page_size;
+
+/* compare key (k, kl) with the searched key (q, ql) */
+static inline int
+kcmp(const unsigned char *k, Py_ssize_t kl, const char *q, Py_ssize_t ql)
+{
+    int c = memcmp(k, q, kl < ql ? kl : ql);
+    if (c)
+        return c < 0 ? -1 : 1;
+    return kl < ql ? -1 : kl > ql;
+}
+
+/* the binary search of bisect_right (right = 1) or bisect_left (right = 0) over n keys,
+ * CMP(mid) comparing key mid with the one searched (-1, 0, 1; -2 on error) */
+#define BISECT(n, CMP, right)                                   \
+    Py_ssize_t lo = 0, hi = (n);                                \
+    while (lo < hi) {                                           \
+        Py_ssize_t mid = lo + (hi - lo) / 2;                    \
+        int c = CMP(mid);                                       \
+        if (c == -2)                                            \
+            return -1;                                          \
+        if (c < 0 || ((right) && c == 0))                       \
+            lo = mid + 1;                                       \
+        else                                                    \
+            hi = mid;                                           \
+    }                                                           \
+    return lo;
 
 /* -1, 0, 1 as a <, ==, > b; -2 on error */
 static int
 compare(PyObject *a, PyObject *b)
 {
-    if (PyBytes_CheckExact(a) && PyBytes_CheckExact(b)) {
-        Py_ssize_t la = PyBytes_GET_SIZE(a), lb = PyBytes_GET_SIZE(b);
-        int c = memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), la < lb ? la : lb);
-        if (c)
-            return c < 0 ? -1 : 1;
-        return la < lb ? -1 : la > lb;
-    }
+    if (PyBytes_CheckExact(a) && PyBytes_CheckExact(b))
+        return kcmp((const unsigned char *)PyBytes_AS_STRING(a), PyBytes_GET_SIZE(a),
+                    PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
     int lt = PyObject_RichCompareBool(a, b, Py_LT);
     if (lt < 0)
         return -2;
@@ -50,18 +77,9 @@ compare(PyObject *a, PyObject *b)
 static Py_ssize_t
 bisect(PyObject *list, PyObject *key, int right)
 {
-    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(list);
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        int c = compare(PyList_GET_ITEM(list, mid), key);
-        if (c == -2)
-            return -1;
-        if (c < 0 || (right && c == 0))
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+#define LIST_CMP(mid) compare(PyList_GET_ITEM(list, mid), key)
+    BISECT(PyList_GET_SIZE(list), LIST_CMP, right)
+#undef LIST_CMP
 }
 
 static PyObject *
@@ -188,6 +206,315 @@ fail:
     return NULL;
 }
 
+
+/* ---- the mapped descent: tree/mapped.py's py_map_get in C ----------------------
+ *
+ * map_get(pagemap, page, checksum, txn, key) searches page images (docs/format.md)
+ * in place: pagemap.buf is the read-only map of the file, pagemap.verified the
+ * pages (page -> txn) whose images were verified in this process, pagemap.image
+ * (page, checksum, txn) the one source of an image not verified yet (it verifies
+ * it, and returns a buffer holding it).  Every offset is checked against the image's
+ * length, so a damaged image that passed its checksum raises Corruption (through
+ * the `corrupt` callable bound below), never reads outside it.
+ */
+static PyObject *corrupt = NULL;  /* errors.Corruption, set by bind_map() */
+
+static inline unsigned long long
+le64(const unsigned char *p)
+{
+    unsigned long long v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline unsigned
+le16(const unsigned char *p)
+{
+    return (unsigned)p[0] | ((unsigned)p[1] << 8);
+}
+
+static inline unsigned
+le32(const unsigned char *p)
+{
+    unsigned v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static PyObject *
+damaged(unsigned long long page, const char *what)
+{
+    PyObject *e = PyObject_CallFunction(corrupt, "NK", PyUnicode_FromFormat(
+        "page %llu does not decode as a tree node: %s", page, what), page);
+    if (e != NULL) {
+        PyErr_SetObject(corrupt, e);
+        Py_DECREF(e);
+    }
+    return NULL;
+}
+
+
+/* SIGBUS guard: the file truncated under the map (by another process) makes reading a
+ * mapped page raise SIGBUS.  While map_get reads mapped bytes (and only then: no Python
+ * code runs inside), in_map is set and the handler jumps back, so the get raises
+ * Corruption instead of killing the interpreter. */
+static _Thread_local volatile sig_atomic_t in_map = 0;
+static _Thread_local sigjmp_buf map_jump;
+static struct sigaction old_bus;
+
+static void
+on_sigbus(int sig, siginfo_t *info, void *ctx)
+{
+    if (in_map) {
+        in_map = 0;
+        siglongjmp(map_jump, 1);
+    }
+    if (old_bus.sa_flags & SA_SIGINFO && old_bus.sa_sigaction != NULL)
+        old_bus.sa_sigaction(sig, info, ctx);
+    else if (old_bus.sa_handler != SIG_DFL && old_bus.sa_handler != SIG_IGN)
+        old_bus.sa_handler(sig);
+    else {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+#define SMALLN 1024  /* offsets of up to this many keys live on the stack */
+
+/* offsets of an image's n keys: off[j] .. off[j + 1]; the end of the keys, or -1 */
+static Py_ssize_t
+key_offsets(const unsigned char *d, unsigned n, Py_ssize_t base, uint32_t *off)
+{
+    Py_ssize_t o = base;
+    for (unsigned j = 0; j < n; j++) {
+        off[j] = (uint32_t)o;
+        o += le16(d + 24 + 2 * j);
+    }
+    off[n] = (uint32_t)o;
+    return o;
+}
+
+/* bisect over the keys: right = 1 bisect_right, else bisect_left */
+static Py_ssize_t
+key_bisect(const unsigned char *d, const uint32_t *off, unsigned n, const char *q,
+           Py_ssize_t ql, int right)
+{
+#define IMAGE_CMP(mid) kcmp(d + off[mid], off[mid + 1] - off[mid], q, ql)
+    BISECT(n, IMAGE_CMP, right)
+#undef IMAGE_CMP
+}
+
+static PyObject *
+map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyBytes_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "map_get(pagemap, page, checksum, txn, key: bytes)");
+        return NULL;
+    }
+    if (corrupt == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cowdb.tree._tree_c.bind_map() was not called");
+        return NULL;
+    }
+    PyObject *pm = args[0];
+    const char *q = PyBytes_AS_STRING(args[4]);
+    Py_ssize_t ql = PyBytes_GET_SIZE(args[4]);
+    /* volatile: set after sigsetjmp and read after a jump back */
+    volatile unsigned long long page = PyLong_AsUnsignedLongLong(args[1]);
+    unsigned long long sum = PyLong_AsUnsignedLongLong(args[2]);
+    unsigned long long txn = PyLong_AsUnsignedLongLong(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *bufobj = NULL, *verified = NULL, *pso = NULL;
+    PyObject *volatile result = NULL;
+    PyObject *volatile held = NULL;  /* an image pagemap.image returned, for this step */
+    Py_buffer map = {0}, img = {0};
+    uint32_t small[SMALLN + 1], *volatile off = small;
+    Py_ssize_t psz;
+    if ((pso = PyObject_GetAttr(pm, s_page_size)) == NULL ||
+        (psz = PyLong_AsSsize_t(pso)) <= 0 ||
+        (bufobj = PyObject_GetAttr(pm, s_buf)) == NULL ||
+        PyObject_GetBuffer(bufobj, &map, PyBUF_SIMPLE) < 0 ||
+        (verified = PyObject_GetAttr(pm, s_verified)) == NULL)
+        goto done;
+    if (!PyDict_Check(verified)) {
+        PyErr_SetString(PyExc_TypeError, "pagemap.verified is not a dict");
+        goto done;
+    }
+    if (sigsetjmp(map_jump, 0)) {
+        damaged(page, "the file was truncated under its map (by another process?)");
+        goto done;
+    }
+    for (;;) {
+        in_map = 0;
+        const unsigned char *d = NULL;
+        Py_ssize_t dl = 0;
+        PyObject *pk = PyLong_FromUnsignedLongLong(page);
+        if (pk == NULL)
+            goto done;
+        /* verified in this process and inside the map held: read it in place */
+        PyObject *vt = PyDict_GetItemWithError(verified, pk);
+        if (vt != NULL && PyLong_AsUnsignedLongLong(vt) == txn &&
+                page < (unsigned long long)(PY_SSIZE_T_MAX / psz)) {
+            Py_ssize_t start = (Py_ssize_t)page * psz;
+            if (start + 24 <= map.len) {
+                const unsigned char *h = (const unsigned char *)map.buf + start;
+                in_map = 1;
+                Py_ssize_t len = le32(h + 12);
+                if (len >= 24 && len <= map.len - start) {
+                    d = h;
+                    dl = len;
+                }
+                else
+                    in_map = 0;
+            }
+        }
+        if (d == NULL) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(pk);
+                goto done;
+            }
+            if (held != NULL) {
+                PyBuffer_Release(&img);
+                Py_CLEAR(held);
+            }
+            PyObject *so = PyLong_FromUnsignedLongLong(sum);
+            PyObject *to = PyLong_FromUnsignedLongLong(txn);
+            if (so != NULL && to != NULL)
+                held = PyObject_CallMethodObjArgs(pm, s_image, pk, so, to, NULL);
+            Py_XDECREF(so);
+            Py_XDECREF(to);
+            if (held != NULL && PyObject_GetBuffer(held, &img, PyBUF_SIMPLE) < 0)
+                Py_CLEAR(held);
+            if (held == NULL) {
+                Py_DECREF(pk);
+                goto done;
+            }
+            d = img.buf;
+            dl = img.len;
+        }
+        Py_DECREF(pk);
+        in_map = 1;  /* d may be the map (or a view of it): guarded from here */
+        if (dl < 24) {
+            in_map = 0;
+            damaged(page, "shorter than its header");
+            goto done;
+        }
+        unsigned kind = d[8], n = le16(d + 10);
+        Py_ssize_t length = le32(d + 12);
+        if (length > dl) {
+            in_map = 0;
+            damaged(page, "its length is past its image");
+            goto done;
+        }
+        if (n > SMALLN && off == small) {
+            in_map = 0;
+            off = PyMem_Malloc(sizeof(uint32_t) * 65537);
+            if (off == NULL) {
+                off = small;
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
+        in_map = 1;
+        if (kind == 2 && n) {   /* a branch */
+            Py_ssize_t base = 24 + 34 * (Py_ssize_t)n;
+            if (base > length || key_offsets(d, n, base, off) > length) {
+                in_map = 0;
+            damaged(page, "entries past its end");
+                goto done;
+            }
+            Py_ssize_t i = key_bisect(d, off, n, q, ql, 1) - 1;
+            const unsigned char *e = d + 24 + 2 * (Py_ssize_t)n + 32 * (i > 0 ? i : 0);
+            page = le64(e);
+            sum = le64(e + 16);
+            txn = le64(e + 24);
+            continue;
+        }
+        if (kind != 1) {
+            in_map = 0;
+            damaged(page, "not a leaf or a branch");
+            goto done;
+        }
+        Py_ssize_t base = 24 + 6 * (Py_ssize_t)n, pos;
+        if (base > length || (pos = key_offsets(d, n, base, off)) > length) {
+            in_map = 0;
+            damaged(page, "entries past its end");
+            goto done;
+        }
+        Py_ssize_t i = key_bisect(d, off, n, q, ql, 0);
+        if (i == n || kcmp(d + off[i], off[i + 1] - off[i], q, ql) != 0) {
+            in_map = 0;
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        const unsigned char *vl = d + 24 + 2 * (Py_ssize_t)n;
+        for (Py_ssize_t j = 0; j < i; j++) {
+            unsigned v = le32(vl + 4 * j);
+            pos += (v & 0x80000000u) ? 32 : v;
+        }
+        unsigned v = le32(vl + 4 * i);
+        Py_ssize_t size = (v & 0x80000000u) ? 32 : v;
+        if (pos + size > length) {
+            in_map = 0;
+            damaged(page, "values past its end");
+            goto done;
+        }
+        if (v & 0x80000000u) {
+            unsigned long long r[4];
+            memcpy(r, d + pos, 32);
+            in_map = 0;
+            result = Py_BuildValue("(KKKK)", r[0], r[1], r[2], r[3]);
+        }
+        else {
+            in_map = 0;
+            result = PyBytes_FromStringAndSize(NULL, size);
+            if (result != NULL) {
+                in_map = 1;
+                memcpy(PyBytes_AS_STRING(result), d + pos, size);
+                in_map = 0;
+            }
+        }
+        goto done;
+    }
+done:
+    in_map = 0;
+    if (held != NULL) {
+        PyBuffer_Release(&img);
+        Py_DECREF(held);
+    }
+    if (off != small)
+        PyMem_Free(off);
+    if (map.obj != NULL)
+        PyBuffer_Release(&map);
+    Py_XDECREF(verified);
+    Py_XDECREF(bufobj);
+    Py_XDECREF(pso);
+    return result;
+}
+
+static PyObject *
+bind_map(PyObject *Py_UNUSED(self), PyObject *cls)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "bind_map() takes the Corruption class");
+        return NULL;
+    }
+    Py_INCREF(cls);
+    Py_XSETREF(corrupt, cls);
+    static int installed = 0;
+    if (!installed) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_sigbus;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGBUS, &sa, &old_bus) < 0)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        installed = 1;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 bind(PyObject *Py_UNUSED(self), PyObject *cls)
 {
@@ -267,6 +594,9 @@ static PyMethodDef methods[] = {
     {"get", (PyCFunction)(void (*)(void))tree_get, METH_FASTCALL,
      "get(root, key, nodes): the value stored under key below root (bytes or an "
      "Overflow), or None; the descent of btree.py's py_get."},
+    {"map_get", (PyCFunction)(void (*)(void))map_get, METH_FASTCALL,
+     "map_get(pagemap, page, checksum, txn, key): mapped.py's py_map_get in C."},
+    {"bind_map", bind_map, METH_O, "bind_map(Corruption): the error a damaged image raises."},
     {"bind", bind, METH_O, "bind(Branch): the class whose instances are branch nodes."},
     {NULL, NULL, 0, NULL},
 };
@@ -285,7 +615,11 @@ PyInit__tree_c(void)
         !(s_txns = PyUnicode_InternFromString("txns")) ||
         !(s_txn = PyUnicode_InternFromString("txn")) ||
         !(s_vals = PyUnicode_InternFromString("vals")) ||
-        !(s_load = PyUnicode_InternFromString("load")))
+        !(s_load = PyUnicode_InternFromString("load")) ||
+        !(s_buf = PyUnicode_InternFromString("buf")) ||
+        !(s_verified = PyUnicode_InternFromString("verified")) ||
+        !(s_image = PyUnicode_InternFromString("image")) ||
+        !(s_page_size = PyUnicode_InternFromString("page_size")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "API", API) < 0)

@@ -152,6 +152,13 @@ class Tree:
         node = self._root
         if node is None:
             return default
+        pm = self.store.pagemap
+        if pm is not None and not self._dirty and map_descend is not None:
+            ref = self._ref  # a clean tree: search the mapped images, build no nodes
+            v = map_descend(pm, ref.page, ref.checksum, ref.txn, key)
+            if v is None:
+                return default
+            return v if type(v) is bytes else self.read_overflow(Overflow(*v))
         v = descend(node, key, self.nodes)
         if v is None:
             return default
@@ -553,9 +560,16 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
 # The optional C accelerator (_tree_c.c) replaces py_get, the point-read descent, when
 # it is built and current and COWDB_PURE_PYTHON=1 does not ask for Python (see
 # cowdb/_accelerators.py); both pass the same tests.
-API = 3  # the _tree_c this code is written against (its API constant)
+# Clean trees of a mapped file read through map_get (mapped.py), in C only: the pure-Python
+# search of images (py_map_get, tested beside it) is slower than its node cache, so pure
+# Python keeps the node objects.
+API = 4  # the _tree_c this code is written against (its API constant)
 _tree_c = load("cowdb.tree", "_tree_c", API)
 descend = py_get
-if _tree_c is not None and wanted():
+map_descend = None
+if _tree_c is not None:  # bound either way: the tests run both searches
     _tree_c.bind(Branch)
+    _tree_c.bind_map(Corruption)
+if _tree_c is not None and wanted():
     descend = _tree_c.get
+    map_descend = _tree_c.map_get

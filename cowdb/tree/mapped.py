@@ -1,0 +1,69 @@
+"""Point reads inside page images: the descent of ``btree.py_get`` over a PageMap's
+mapped bytes, with no node objects built (see cowdb/pages/mapfile.py for why).
+
+``map_get(pagemap, page, txn, key)`` starts at the root image (page, txn) and returns
+the value under ``key`` (bytes, or the (page, length, checksum, txn) tuple of an
+overflow value), or None. The images come from ``pagemap.image`` the first time a
+(page, txn) is met in this process, and from the map directly once it is in
+``pagemap.verified``. ``_tree_c.map_get`` is this function in C; the leaf and branch
+layouts are in node.py and docs/format.md.
+
+A damaged image that still passed its checksum (a crafted one) raises Corruption, never
+reads outside the image.
+"""
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
+from struct import unpack_from
+
+from ..errors import Corruption
+from ..pages.checksum import BRANCH, HEADER, HEADER_SIZE, LEAF
+from .node import OVERFLOW_FLAG, OVERFLOW_REF_SIZE
+
+
+def _keys(data, n: int, at: int, base: int, length: int, page: int):
+    """The n keys of an image, whose u16 lengths start at ``at`` and bytes at ``base``."""
+    ko = list(accumulate(unpack_from(f"<{n}H", data, at), initial=base))
+    if ko[-1] > length:
+        raise Corruption(f"page {page} does not decode as a tree node: keys past its end", page)
+    return [bytes(data[a:b]) for a, b in zip(ko, ko[1:])], ko[-1]
+
+
+def image_of(pagemap, page: int, sumv: int, txn: int):
+    """The image of (page, txn): straight from the map once verified in this process."""
+    if pagemap.verified.get(page) == txn:
+        ps = pagemap.page_size
+        buf = pagemap.buf
+        length = HEADER.unpack_from(buf, page * ps)[4]
+        return memoryview(buf)[page * ps:page * ps + length]
+    return pagemap.image(page, sumv, txn)
+
+
+def py_map_get(pagemap, page: int, sumv: int, txn: int, key: bytes):
+    while True:
+        data = image_of(pagemap, page, sumv, txn)
+        _s, kind, _f, n, length, _t = HEADER.unpack_from(data, 0)
+        if kind == BRANCH and n:
+            if HEADER_SIZE + 34 * n > length:
+                raise Corruption(f"page {page} does not decode as a tree node", page)
+            keys, _end = _keys(data, n, HEADER_SIZE, HEADER_SIZE + 34 * n, length, page)
+            i = max(bisect_right(keys, key) - 1, 0)
+            page, _count, sumv, txn = unpack_from("<QQQQ", data, HEADER_SIZE + 2 * n + 32 * i)
+            continue
+        if kind != LEAF:
+            raise Corruption(f"page {page} is not a tree node (type {kind}, {n} entries)", page)
+        if HEADER_SIZE + 6 * n > length:
+            raise Corruption(f"page {page} does not decode as a tree node", page)
+        keys, pos = _keys(data, n, HEADER_SIZE, HEADER_SIZE + 6 * n, length, page)
+        i = bisect_left(keys, key)
+        if i == n or keys[i] != key:
+            return None
+        vlens = unpack_from(f"<{i + 1}I", data, HEADER_SIZE + 2 * n)
+        pos += sum(OVERFLOW_REF_SIZE if v & OVERFLOW_FLAG else v for v in vlens[:i])
+        vl = vlens[i]
+        size = OVERFLOW_REF_SIZE if vl & OVERFLOW_FLAG else vl
+        if pos + size > length:
+            raise Corruption(f"page {page} does not decode as a tree node: values past its "
+                             f"end", page)
+        if vl & OVERFLOW_FLAG:
+            return unpack_from("<QQQQ", data, pos)
+        return bytes(data[pos:pos + vl])
