@@ -8,6 +8,7 @@ txn it was taken at, so no page it can reach is reused until it closes.
 from __future__ import annotations
 
 from collections.abc import ItemsView, KeysView, Mapping, ValuesView
+from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 from .checks import check_bound, check_key
@@ -15,7 +16,7 @@ from .checks import key_range as key_range  # they lived here
 from .checks import prefix_end as prefix_end
 from .errors import DatabaseClosed, InvalidKey, KeyTooLarge, ReadOnly, TransactionClosed
 from .tree import cursor
-from .tree.btree import Tree
+from .tree.btree import Tree, map_descend
 
 if TYPE_CHECKING:
     from .db import Database
@@ -177,13 +178,28 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
     the tree is opened on first use."""
     _live_cursor = False  # a snapshot's tree never changes: cursors take the fast path
     __slots__ = ("_tree", "_commit", "_db", "_txn", "_max_key", "_codec", "version",
-                 "__weakref__")
+                 "_mget", "__weakref__")
 
     def __init__(self, db: Database, commit: Commit, txn: int) -> None:
         self._db, self._commit, self.version, self._txn = db, commit, commit.version, txn
         self._tree = _UNOPENED
         self._max_key = db.max_key
         self._codec = db.codec
+        self._mget = None  # once opened on a mapped file: the C search bound to the root
+
+    def get(self, key, default=None):
+        """The hot path of a mapped file's snapshot: one C call (map_get bound to this
+        version's root) for an inline value under a legal bytes key; the rest (not opened
+        yet, an overflow value, a key to check, a closed database) as any reader."""
+        mget = self._mget
+        if mget is not None and type(key) is bytes and 0 < len(key) <= self._max_key \
+                and not self._db._closed:
+            v = mget(key)
+            if type(v) is bytes:
+                return v if self._codec is None else self._codec.decode(v)
+            if v is None:
+                return default
+        return _Reader.get(self, key, default)
 
     def _live(self):
         tree = self._tree
@@ -193,6 +209,10 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
         if tree is _UNOPENED:
             c = self._commit
             tree = self._tree = Tree(self._db._nodes, c.root, c.count)
+            pm = tree.store.pagemap
+            if pm is not None and map_descend is not None and c.root.page:
+                self._mget = partial(map_descend, pm, c.root.page, c.root.checksum,
+                                     c.root.txn)
         elif tree is None:
             raise TransactionClosed("this snapshot is closed; take a new one with db.read() "
                                     "or db.at()")
@@ -200,7 +220,7 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
 
     def close(self) -> None:
         if self._tree is not None:
-            self._tree = None
+            self._tree = self._mget = None
             self._db._shared.unpin(self._txn)
 
     def __enter__(self) -> Self:

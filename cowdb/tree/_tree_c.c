@@ -258,8 +258,8 @@ damaged(unsigned long long page, const char *what)
  * mapped page raise SIGBUS.  While map_get reads mapped bytes (and only then: no Python
  * code runs inside), in_map is set and the handler jumps back, so the get raises
  * Corruption instead of killing the interpreter. */
-static _Thread_local volatile sig_atomic_t in_map = 0;
-static _Thread_local sigjmp_buf map_jump;
+static volatile sig_atomic_t in_map = 0;  /* map_get holds the GIL: one thread at a time */
+static sigjmp_buf map_jump;
 static struct sigaction old_bus;
 
 static void
