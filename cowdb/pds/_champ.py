@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator, Mapping
 from itertools import chain, compress
 from operator import is_not
 from types import ModuleType
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias, overload
 
 from cowdb._accelerators import load, wanted
 from cowdb.pds._hashing import accumulate, shuffle
@@ -270,6 +270,10 @@ def build(entries: list[tuple[int, Any, Any]], shift: int = 0) -> Node:
     return node
 
 
+@overload
+def build_dict(d: Mapping[Any, Any], pairs: Literal[False]) -> tuple[Node, int, int]: ...
+@overload
+def build_dict(d: Mapping[Any, Any], pairs: bool = True) -> tuple[Node, int, int | None]: ...
 def build_dict(d: Mapping[Any, Any], pairs: bool = True) -> tuple[Node, int, int | None]:
     """``(root, count, acc)``: build()'s trie of dict ``d``'s items, how many it holds,
     and the hash accumulator of its pairs (``pairs``: a map's; None if a value cannot be
