@@ -7,7 +7,7 @@ node is ever editable again) and wraps the current root.
 """
 from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar, cast
 
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,7 +44,7 @@ class Transient(Generic[R]):
 
     if not TYPE_CHECKING:  # the fields are in the slots of the class that mixes it in
         __slots__ = ()
-    __hash__ = None  # type: ignore[assignment]  # it changes: unhashable, like a list
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]  # it changes: unhashable
 
     _owner: object | None
     _result: R | None

@@ -339,7 +339,9 @@ class PVectorMutation(_Reader, Transient[PVector[T]]):
     def _freeze(self) -> PVector[T]:
         return PVector._make(self._count, self._shift, self._root, self._tail)
 
-    persistent = Transient.finish  # pyrsistent's name
+    def persistent(self) -> PVector[T]:
+        """finish(), by pyrsistent's name."""
+        return self.finish()
 
 
 Sequence.register(PVector)
