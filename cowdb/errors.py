@@ -6,6 +6,8 @@ it (``KeyTooLarge`` is a ``ValueError``, ``ReadOnly`` a ``PermissionError``...)
 so generic handlers keep working.
 """
 
+from typing import Any
+
 
 class CowdbError(Exception):
     """Base class of every cowdb error."""
@@ -84,7 +86,7 @@ class MergeConflict(CowdbError):
     ``conflicts`` lists each one (key, base, ours, theirs).
     """
 
-    def __init__(self, message: str, conflicts: list):
+    def __init__(self, message: str, conflicts: list[tuple[Any, Any, Any, Any]]):
         super().__init__(message)
         self.conflicts = conflicts
 
