@@ -87,7 +87,7 @@ def measure(n: int, versions: int, seed: int = 20240603) -> None:
                 tx[k] = rng.randbytes(100)
     growth = (os.path.getsize(path) - size0) / versions
     units = (store.page_count - count0) / versions
-    unit = store.unit_size if hasattr(store, "unit_size") else store.page_size
+    unit = store.unit
     print(f"n = {n:,}, {versions} versions of 10 overwrites, unit {unit} B")
     print(f"file growth {growth / 1024:.1f} KiB/version; high-water mark "
           f"{units * unit / 1024:.1f} KiB/version")
