@@ -194,7 +194,7 @@ class Tree:
             self._dirty = True
         elif not self._dirty:
             if self.frees:
-                self.store.free(self._ref.page)
+                self.store.free(self._ref.page, self.store.pages_for(root.size))
             root = self._root = root.copy()
             self._dirty = True
         return root
@@ -202,10 +202,10 @@ class Tree:
     def _own_kid(self, parent: Branch, i: int):
         kid = parent.kids[i]
         if type(kid) is int:
-            node = self.nodes.load(kid, parent.sums[i], parent.txns[i]).copy()
+            node = self.nodes.load(kid, parent.sums[i], parent.txns[i])
             if self.frees:
-                self.store.free(kid)
-            parent.kids[i] = node
+                self.store.free(kid, self.store.pages_for(node.size))
+            node = parent.kids[i] = node.copy()
             return node
         return kid
 
@@ -529,7 +529,7 @@ class Tree:
             image = encode_leaf(node, txn)
             if not self.frees:  # a tree that frees what it replaces keeps no versions to diff
                 leaf_sig(node)
-        page = store.allocate(1)
+        page = store.allocate(store.pages_for(len(image)))
         store.write(page, image)
         s = int.from_bytes(image[:8], "little")
         node.txn = txn
