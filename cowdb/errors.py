@@ -6,7 +6,10 @@ it (``KeyTooLarge`` is a ``ValueError``, ``ReadOnly`` a ``PermissionError``...)
 so generic handlers keep working.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .tree.merge import Conflict
 
 
 class CowdbError(Exception):
@@ -86,7 +89,7 @@ class MergeConflict(CowdbError):
     ``conflicts`` lists each one (key, base, ours, theirs).
     """
 
-    def __init__(self, message: str, conflicts: list[tuple[Any, Any, Any, Any]]):
+    def __init__(self, message: str, conflicts: list["Conflict"]):
         super().__init__(message)
         self.conflicts = conflicts
 
