@@ -18,8 +18,9 @@ The plan is a preview; ``plan.apply(author=...)`` writes it as one revision.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, overload
 
 from .errors import NotARevision
@@ -74,6 +75,19 @@ class RevertPlan:
         since = self.since.isoformat(timespec="seconds")
         return doc._commit(intents, self.head, author=author, op="revert-author",
                            summary=f"revert edits by {self.account} since {since}")
+
+
+_SPAN = re.compile(r"\s*(\d+)\s*([smhd])\s*\Z")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def span_back(s: str) -> datetime | None:
+    """The time a span like 30m, 2h or 7d back from now names (None: not a span), the
+    other way to say when a revert-author window starts."""
+    m = _SPAN.match(s)
+    if m is None:
+        return None
+    return datetime.now(UTC) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
 
 
 @overload

@@ -44,7 +44,7 @@ from . import Document, documents
 from .errors import DocumentError, InvalidName, RevisionHidden
 from .history import Revision
 from .model import Block, BlockOp, HiddenRecord, SaveResult
-from .revert import RevertPlan
+from .revert import RevertPlan, span_back
 
 if TYPE_CHECKING:
     from cowdb.server.accounts import Account
@@ -244,10 +244,14 @@ def _parse_since(s: str) -> datetime:
     s = s.strip()
     if not s:
         raise ApiError(400, "give the time to revert from (since)")
+    back = span_back(s)
+    if back is not None:
+        return back
     try:
         t = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith("Z") else s)
     except ValueError:
-        raise ApiError(400, f"{s!r} is not a time: use 2026-12-05T09:00:00Z") from None
+        raise ApiError(400, f"{s!r} is not a time: use 2026-12-05T09:00:00Z, or a span "
+                            f"back from now like 2h or 7d") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
