@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import getpass
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import click
 
 from cowdb.documents import Document
+from cowdb.documents.revert import span_back
 
 from . import fmt
 from .app import Env, cli
@@ -25,11 +25,7 @@ pass_env = click.pass_obj
 
 def _since(s: str) -> datetime:
     """An ISO time, or a span back from now: 30m, 2h, 7d."""
-    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", s)
-    if m:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
-    t = fmt.parse_time(s)
+    t = span_back(s) or fmt.parse_time(s)
     if t is None:
         raise click.BadParameter(f"{s!r} is not a time: give an ISO time "
                                  f"(2026-12-05T09:00Z) or a span like 2h or 7d")
