@@ -22,12 +22,17 @@ the images ``encode()`` and ``encode_delta()`` return.
 """
 from array import array
 from struct import Struct
+from struct import error as struct_error
 
 _GROUP = Struct("<QQ")  # txn, run count; then count x (u64 first page, u64 length)
 _OP = Struct("<QQQQ")   # kind, a, b, c
 _PREV = Struct("<QQQQ")  # previous image of the chain: page, checksum, txn, length
 TAKE, FREE, RELEASE, TRIM = 1, 2, 3, 4
 MAX_CHAIN = 32          # deltas after a base before the next base
+# What decode(), previous() and replay() raise for an image that does not decode (cut
+# short, an unknown operation, a take of pages that are not free): the page store
+# reports them as Corruption.
+DECODE_ERRORS = (ValueError, KeyError, struct_error)
 
 
 def _coalesce(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
