@@ -35,6 +35,14 @@ MAX_CHAIN = 32          # deltas after a base before the next base
 DECODE_ERRORS = (ValueError, KeyError, struct_error)
 
 
+def _checked(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``runs`` read from an image, or ValueError if one ends past the largest page number
+    (a u64): the list could not be encoded again."""
+    if runs and max(s + n for s, n in runs) > 1 << 64:
+        raise ValueError("a free-list run ends past the largest page number")
+    return runs
+
+
 def _coalesce(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sorted, merged runs, highest first (so pop() takes the lowest)."""
     out: list[tuple[int, int]] = []
@@ -168,7 +176,8 @@ class FreeList:
     def replay(self, data) -> None:
         """Apply a delta's operations (after its pointer) to this list."""
         handlers = {TAKE: lambda a, b, c: self._remove(a, b),
-                    FREE: lambda a, b, c: self.pending.setdefault(a, []).append((b, c)),
+                    FREE: lambda a, b, c: self.pending.setdefault(a, []).extend(
+                        _checked([(b, c)])),
                     RELEASE: lambda a, b, c: self.release(a),
                     TRIM: lambda a, b, c: self.trim_tail(a)}
         for kind, a, b, c in _OP.iter_unpack(memoryview(data)[_PREV.size:]):
@@ -190,7 +199,7 @@ class FreeList:
             flat = array("Q")
             flat.frombytes(data[pos:pos + 16 * n])
             pos += 16 * n
-            runs = list(zip(flat[0::2], flat[1::2]))
+            runs = _checked(list(zip(flat[0::2], flat[1::2])))
             if txn == 0:
                 fl.pool = _coalesce(runs)
             else:
