@@ -288,3 +288,21 @@ def test_open_with_garbage_behind_valid_meta(data):
         assert isinstance(e, Corruption), repr(e)
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("flags, body", [(0, b"\x01" * 5),          # a base cut short
+                                         (1, b"\x01" * 5),          # a delta cut short
+                                         (0, bytes(16) + b"\x01" * 3)])
+def test_free_list_image_cut_short(flags, body):
+    """A free-list image that passes its checksum but is cut mid-record (found by the
+    atheris run of tests/fuzz, issue 18): Corruption, not struct.error."""
+    image = bytearray(HEADER_SIZE) + body
+    HEADER.pack_into(image, 0, 0, FREELIST, flags, 0, len(image), 1)
+    seal(image)
+    io = MemoryIO(bytes(2 * PAGE) + bytes(image))
+    store = PageStore(io, page_size=PAGE)
+    ref = metamod.RootRef(2, int.from_bytes(image[:8], "little"), 1)
+    meta = metamod.Meta(txn=2, durable_base=1, page_size=PAGE, catalog=metamod.EMPTY,
+                        freelist=ref, freelist_len=len(image), page_count=3)
+    with pytest.raises(Corruption, match="free list"):
+        store._load_freelist(meta)

@@ -23,12 +23,25 @@ the images ``encode()`` and ``encode_delta()`` return.
 from array import array
 from bisect import bisect_left
 from struct import Struct
+from struct import error as struct_error
 
 _GROUP = Struct("<QQ")  # txn, run count; then count x (u64 first page, u64 length)
 _OP = Struct("<QQQQ")   # kind, a, b, c
 _PREV = Struct("<QQQQ")  # previous image of the chain: page, checksum, txn, length
 TAKE, FREE, RELEASE, TRIM, GIVE = 1, 2, 3, 4, 5
 MAX_CHAIN = 32          # deltas after a base before the next base
+# What decode(), previous() and replay() raise for an image that does not decode (cut
+# short, an unknown operation, a take of pages that are not free): the page store
+# reports them as Corruption.
+DECODE_ERRORS = (ValueError, KeyError, struct_error)
+
+
+def _checked(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``runs`` read from an image, or ValueError if one ends past the largest page number
+    (a u64): the list could not be encoded again."""
+    if runs and max(s + n for s, n in runs) > 1 << 64:
+        raise ValueError("a free-list run ends past the largest page number")
+    return runs
 
 
 def _neg_start(run: tuple[int, int]) -> int:
@@ -209,7 +222,8 @@ class FreeList:
     def replay(self, data) -> None:
         """Apply a delta's operations (after its pointer) to this list."""
         handlers = {TAKE: lambda a, b, c: self._remove(a, b),
-                    FREE: lambda a, b, c: self.pending.setdefault(a, []).append((b, c)),
+                    FREE: lambda a, b, c: self.pending.setdefault(a, []).extend(
+                        _checked([(b, c)])),
                     RELEASE: lambda a, b, c: self.release(a),
                     TRIM: lambda a, b, c: self.trim_tail(a),
                     GIVE: lambda a, b, c: self.give_back(a, b)}
@@ -232,7 +246,7 @@ class FreeList:
             flat = array("Q")
             flat.frombytes(data[pos:pos + 16 * n])
             pos += 16 * n
-            runs = list(zip(flat[0::2], flat[1::2]))
+            runs = _checked(list(zip(flat[0::2], flat[1::2])))
             if txn == 0:
                 fl.pool = _coalesce(runs)
             else:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from ..errors import Corruption, CowdbError, NotACowdbFile, ReadFailed, WriteFailed
 from . import meta as metamod
 from .checksum import FREELIST, HEADER, HEADER_SIZE, seal, verify
-from .freelist import MAX_CHAIN, FreeList
+from .freelist import DECODE_ERRORS, MAX_CHAIN, FreeList
 from .io import BlockIO
 from .meta import EMPTY, Meta, RootRef
 
@@ -163,8 +163,10 @@ class PageStore:
             images.append((page, data))
             if not data[9] & FREELIST_DELTA:
                 break
-            prev = FreeList.previous(memoryview(data)[HEADER_SIZE:])
-            ref = (prev[0], prev[1])
+            try:
+                ref = FreeList.previous(memoryview(data)[HEADER_SIZE:])[:2]
+            except DECODE_ERRORS as e:
+                raise Corruption(f"the free list image at page {page} is cut short", page) from e
         if not images:
             return FreeList()
         page, base = images.pop()
@@ -174,7 +176,7 @@ class PageStore:
             for page, delta in reversed(images):
                 fl.replay(memoryview(delta)[HEADER_SIZE:])
                 fl.chain.append((page, self.pages_for(len(delta))))
-        except (ValueError, KeyError) as e:
+        except DECODE_ERRORS as e:
             raise Corruption(f"the free list at page {meta.freelist.page} does not "
                              f"replay: {e}", meta.freelist.page) from e
         fl.changed = False
