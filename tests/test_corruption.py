@@ -300,9 +300,9 @@ def test_free_list_image_cut_short(flags, body):
     HEADER.pack_into(image, 0, 0, FREELIST, flags, 0, len(image), 1)
     seal(image)
     io = MemoryIO(bytes(2 * PAGE) + bytes(image))
-    store = PageStore(io, page_size=PAGE)
+    store = PageStore(io, page_size=PAGE, unit=PAGE)  # whole-page units: page 2 is unit 2
     ref = metamod.RootRef(2, int.from_bytes(image[:8], "little"), 1)
     meta = metamod.Meta(txn=2, durable_base=1, page_size=PAGE, catalog=metamod.EMPTY,
-                        freelist=ref, freelist_len=len(image), page_count=3)
+                        freelist=ref, freelist_len=len(image), page_count=3, unit=PAGE)
     with pytest.raises(Corruption, match="free list"):
         store._load_freelist(meta)
