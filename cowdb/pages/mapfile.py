@@ -22,11 +22,11 @@ from .checksum import HEADER, HEADER_SIZE, verify
 
 
 class PageMap:
-    __slots__ = ("store", "fd", "buf", "verified", "page_size")
+    __slots__ = ("store", "fd", "buf", "verified", "unit")
 
     def __init__(self, store, fd: int):
         self.store, self.fd = store, fd
-        self.page_size = store.page_size  # as image() finds it (known once the meta is read)
+        self.unit = store.unit  # an image sits at page x unit (known once the meta is read)
         self.buf = b""          # the mmap (b"" until the first page is asked for)
         self.verified: dict[int, int] = {}
 
@@ -38,8 +38,7 @@ class PageMap:
         size = os.fstat(self.fd).st_size
         if size < end:
             return False
-        if len(self.buf) < end:
-            size -= size % self.page_size  # the old map goes when no reader holds it
+        if len(self.buf) < end:  # the old map goes when no reader holds it
             self.buf = mmap.mmap(self.fd, size, prot=mmap.PROT_READ)
         return True
 
@@ -49,12 +48,13 @@ class PageMap:
         checked before the map is touched, so a file truncated under it raises
         Corruption or ReadFailed here, not SIGBUS."""
         store = self.store
-        ps = self.page_size = store.page_size
-        start = page * ps
+        unit = self.unit = store.unit
+        start = page * unit
         data = None
-        if page not in store._queue and not store.outside(page) and self._covers(start + ps):
+        if page not in store._queue and not store.outside(page) and \
+                self._covers(start + HEADER_SIZE):
             length = HEADER.unpack_from(self.buf, start)[4]
-            if HEADER_SIZE <= length and (length <= ps or self._covers(start + length)):
+            if HEADER_SIZE <= length <= 1 << 40 and self._covers(start + length):
                 data = memoryview(self.buf)[start:start + length]
                 verify(data, page)
         if data is None:  # not flushed yet, past the file's end, or a damaged reference

@@ -29,7 +29,7 @@
 
 static PyTypeObject *branch_type = NULL;   /* node.Branch, set by bind() */
 static PyObject *s_keys, *s_kids, *s_sums, *s_txns, *s_txn, *s_vals, *s_load;
-static PyObject *s_buf, *s_verified, *s_image, *s_page_size;
+static PyObject *s_buf, *s_verified, *s_image, *s_unit;
 
 /* compare key (k, kl) with the searched key (q, ql) */
 static inline int
@@ -330,7 +330,7 @@ map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     Py_buffer map = {0}, img = {0};
     uint32_t small[SMALLN + 1], *volatile off = small;
     Py_ssize_t psz;
-    if ((pso = PyObject_GetAttr(pm, s_page_size)) == NULL ||
+    if ((pso = PyObject_GetAttr(pm, s_unit)) == NULL ||
         (psz = PyLong_AsSsize_t(pso)) <= 0 ||
         (bufobj = PyObject_GetAttr(pm, s_buf)) == NULL ||
         PyObject_GetBuffer(bufobj, &map, PyBUF_SIMPLE) < 0 ||
@@ -619,7 +619,7 @@ PyInit__tree_c(void)
         !(s_buf = PyUnicode_InternFromString("buf")) ||
         !(s_verified = PyUnicode_InternFromString("verified")) ||
         !(s_image = PyUnicode_InternFromString("image")) ||
-        !(s_page_size = PyUnicode_InternFromString("page_size")))
+        !(s_unit = PyUnicode_InternFromString("unit")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "API", API) < 0)

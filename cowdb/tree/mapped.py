@@ -31,10 +31,10 @@ def _keys(data, n: int, at: int, base: int, length: int, page: int):
 def image_of(pagemap, page: int, sumv: int, txn: int):
     """The image of (page, txn): straight from the map once verified in this process."""
     if pagemap.verified.get(page) == txn:
-        ps = pagemap.page_size
+        start = page * pagemap.unit
         buf = pagemap.buf
-        length = HEADER.unpack_from(buf, page * ps)[4]
-        return memoryview(buf)[page * ps:page * ps + length]
+        length = HEADER.unpack_from(buf, start)[4]
+        return memoryview(buf)[start:start + length]
     return pagemap.image(page, sumv, txn)
 
 
