@@ -76,7 +76,8 @@ def check_state(db: Database, st: _State) -> CheckReport:
             report.errors.append(f"{len(both)} pages are both free and in use, e.g. "
                                  f"{both[:5]}")
         if not report.errors:  # with damage, what is unreachable says nothing new
-            lost = [p for p in range(2, meta.page_count) if p not in owned and p not in free]
+            lost = [p for p in range(store.first_unit, meta.page_count)
+                    if p not in owned and p not in free]
             if lost:
                 report.errors.append(f"{len(lost)} pages are neither reachable nor free, "
                                      f"e.g. {lost[:5]}")

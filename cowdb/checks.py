@@ -3,12 +3,14 @@ cowdb.errors before anything is written."""
 from __future__ import annotations
 
 import math
+import os
 import re
+from typing import NoReturn
 
 from .errors import InvalidKey, InvalidRefName, InvalidType, InvalidValue, KeyTooLarge
 
 
-def check_text(s, what: str) -> str:
+def check_text(s: object, what: str) -> str:
     """A message or an author: a str that UTF-8 can store (no lone surrogates)."""
     if not isinstance(s, str):
         raise InvalidType(f"{what} must be a str, not {type(s).__name__}")
@@ -20,7 +22,7 @@ def check_text(s, what: str) -> str:
     return s
 
 
-def check_timeout(timeout) -> None:
+def check_timeout(timeout: float | None) -> None:
     """None (wait as long as it takes) or a number of seconds >= 0."""
     if timeout is None:
         return
@@ -32,9 +34,8 @@ def check_timeout(timeout) -> None:
                            f"not {timeout}")
 
 
-def check_path(path, what: str) -> str:
+def check_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes], what: str) -> str:
     """A path for a new file: non-empty."""
-    import os
     try:
         path = os.fspath(path)
     except TypeError:
@@ -59,7 +60,7 @@ def check_ref_name(name: str, what: str) -> str:
     digits, not starting like a date (``2025-01-31``), not starting with ``-``.
     Unlike git, a space inside a name is fine ("before shipping"): a quoted argument
     shows where it ends. Existing refs are never checked again: they stay readable and deletable."""
-    def bad(why: str):
+    def bad(why: str) -> NoReturn:
         raise InvalidRefName(f"{what} name {name!r} is not allowed: {why}")
     m = _REF_BAD_CHARS.search(name)
     if m:
@@ -86,7 +87,8 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return p[:-1] + bytes([p[-1] + 1]) if p else None
 
 
-def as_bytes(x, what: str, text: bool = True, bad_text: type[Exception] = InvalidKey) -> bytes:
+def as_bytes(x: object, what: str, text: bool = True,
+             bad_text: type[Exception] = InvalidKey) -> bytes:
     """The one rule for what stands for bytes: bytes as they are, bytearray and memoryview
     copied, str (when ``text``) as UTF-8; anything else raises InvalidType naming ``what``."""
     if type(x) is bytes:
@@ -105,7 +107,7 @@ def as_bytes(x, what: str, text: bool = True, bad_text: type[Exception] = Invali
                       f"open the database with a codec)")
 
 
-def check_key(key, max_key: int = 1 << 62, what: str = "keys") -> bytes:
+def check_key(key: object, max_key: int = 1 << 62, what: str = "keys") -> bytes:
     """Normalise a key to bytes; reject other types, the empty key and oversized keys."""
     if type(key) is not bytes:
         key = as_bytes(key, what)
@@ -117,23 +119,22 @@ def check_key(key, max_key: int = 1 << 62, what: str = "keys") -> bytes:
     return key
 
 
-def check_bound(key) -> bytes | None:
+def check_bound(key: object) -> bytes | None:
     """A range bound or prefix: None, or any bytes or str, empty or long (never stored)."""
     if key is None or type(key) is bytes:
         return key
     return b"" if key == "" else check_key(key)
 
 
-def key_range(start, stop, prefix) -> tuple[bytes | None, bytes | None]:
+def key_range(start: object, stop: object, prefix: object) -> tuple[bytes | None, bytes | None]:
     """The [start, stop) bounds that ``start``, ``stop`` and ``prefix`` together allow."""
-    start, stop = check_bound(start), check_bound(stop)
-    if prefix is not None:
-        prefix = check_bound(prefix)
-        end = prefix_end(prefix)
-        start = prefix if start is None or start < prefix else start
-        stop = end if stop is None or (end is not None and stop > end) else stop
-    return start, stop
+    lo, hi, pre = check_bound(start), check_bound(stop), check_bound(prefix)
+    if pre is not None:
+        end = prefix_end(pre)
+        lo = pre if lo is None or lo < pre else lo
+        hi = end if hi is None or (end is not None and hi > end) else hi
+    return lo, hi
 
 
-def check_value(value) -> bytes:
+def check_value(value: object) -> bytes:
     return value if type(value) is bytes else as_bytes(value, "values", text=False)

@@ -79,7 +79,8 @@ def codec_name(codec: Any) -> str:
     if codec is None:
         return "bytes"
     if codec in BUILTIN.values():
-        return codec.name
+        name: str = codec.name
+        return name
     return "custom:" + str(getattr(codec, "name", None) or type(codec).__qualname__)
 
 

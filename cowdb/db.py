@@ -729,7 +729,8 @@ class Database:
             # Without syncs, pages freed since the last sync can never be reused (a crash
             # may fall back to a version that reaches them), so they pile up and the free
             # list grows with every commit: sync once they pass a bound.
-            durable = durable or store.unsynced_free_pages > UNSYNCED_FREE_LIMIT
+            durable = durable or (store.unsynced_free_pages * store.unit >
+                                  UNSYNCED_FREE_LIMIT * store.page_size)
             self._shared.check_identity()  # the lock file replaced since the lock was taken?
             meta = store.publish(cat.tree.write(txn), pending, durable)
         except BaseException as e:

@@ -6,6 +6,11 @@ it (``KeyTooLarge`` is a ``ValueError``, ``ReadOnly`` a ``PermissionError``...)
 so generic handlers keep working.
 """
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .tree.merge import Conflict
+
 
 class CowdbError(Exception):
     """Base class of every cowdb error."""
@@ -84,7 +89,7 @@ class MergeConflict(CowdbError):
     ``conflicts`` lists each one (key, base, ours, theirs).
     """
 
-    def __init__(self, message: str, conflicts: list):
+    def __init__(self, message: str, conflicts: list["Conflict"]):
         super().__init__(message)
         self.conflicts = conflicts
 

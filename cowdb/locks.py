@@ -32,7 +32,7 @@ _SLOT_TXNS = Struct("<" + "Q8x" * (SLOTS - 1) + "Q")  # the txn of every slot
 _TABLE = 64                    # first slot's offset
 _LOCK_SIZE = 4096
 _SLOT_LOCK_BASE = 4096         # fcntl byte that guards slot i: 4096 + i
-_registry: dict = {}
+_registry: dict[tuple[object, ...], "Shared"] = {}
 _registry_lock = threading.Lock()
 
 
@@ -56,7 +56,7 @@ class Shared:
         self.slot_txn = 0
         self.slot_q = None      # the lock file as u64s; slot_q[slot_index] = our oldest pin
         self.slot_index = 0
-        if self.mm is not None and not self._claim():
+        if self.mm is not None and fd is not None and not self._claim(fd):
             self.mm.close()
             raise ReadersFull(f"all {SLOTS} reader slots of {path} are held by live processes "
                               f"(each process with the database open takes one), so this one "
@@ -85,7 +85,7 @@ class Shared:
             self._wait_writer(deadline, timeout)
         try:
             if self.fd is not None:
-                self._lock_file(deadline, timeout)
+                self._lock_file(self.fd, deadline, timeout)
                 try:
                     self.check_identity()
                 except BaseException:
@@ -96,7 +96,7 @@ class Shared:
             raise
         self.writer_thread = me
 
-    def _wait_writer(self, deadline, timeout) -> None:
+    def _wait_writer(self, deadline: float | None, timeout: float | None) -> None:
         """Wait for another thread's writer lock; abort its transaction if that thread has
         ended (nothing else could ever commit or abort it)."""
         while True:
@@ -110,11 +110,11 @@ class Shared:
                 raise Locked(f"another thread held the writer lock for {timeout} s; try again "
                              f"or pass a larger timeout=")
 
-    def _lock_file(self, deadline, timeout) -> None:
+    def _lock_file(self, fd: int, deadline: float | None, timeout: float | None) -> None:
         delay = 0.001
         while True:
             try:
-                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
                 return
             except OSError:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -184,10 +184,10 @@ class Shared:
         read can be reused in between."""
         self.writer, self.mutex = threading.Lock(), threading.Lock()
         self.writer_thread = self.abandoned = None
-        if self.mm is None:
+        if self.mm is None or self.fd is None:
             return
         self.slot = -1
-        if not self._claim():
+        if not self._claim(self.fd):
             self.forked_without_slot = True  # Database poisons its handles (see db.py)
             return
         self.slot_index = (_TABLE + 16 * self.slot + 8) // 8
@@ -199,10 +199,10 @@ class Shared:
         if self.slot_q is not None:
             self.slot_q[self.slot_index] = txn
 
-    def _claim(self) -> bool:
+    def _claim(self, fd: int) -> bool:
         for i in range(SLOTS):
             try:
-                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SLOT_LOCK_BASE + i)
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SLOT_LOCK_BASE + i)
             except OSError:
                 continue
             self.slot = i
@@ -212,24 +212,25 @@ class Shared:
     def oldest_reader(self) -> int | None:
         """The smallest txn pinned by a live reader in any process, or None."""
         best = self.oldest_pin()
-        if self.mm is None:
+        mm, fd = self.mm, self.fd
+        if mm is None or fd is None:  # in memory (both are None), or closed
             return best
-        txns = _SLOT_TXNS.unpack_from(self.mm, _TABLE + 8)
+        txns = _SLOT_TXNS.unpack_from(mm, _TABLE + 8)
         for i in compress(range(SLOTS), txns):  # the used slots, found at C speed
             if i == self.slot:
                 continue
             txn = txns[i]
             try:  # if we can lock its slot, its owner is gone: reap it
-                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SLOT_LOCK_BASE + i)
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SLOT_LOCK_BASE + i)
             except OSError:
                 best = txn if best is None else min(best, txn)
                 continue
-            _SLOT.pack_into(self.mm, _TABLE + 16 * i, 0, 0)
-            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, _SLOT_LOCK_BASE + i)
+            _SLOT.pack_into(mm, _TABLE + 16 * i, 0, 0)
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, _SLOT_LOCK_BASE + i)
         return best
 
     def close(self) -> None:
-        if self.mm is not None:
+        if self.mm is not None and self.fd is not None:  # both set, or both None
             if self.slot_q is not None:
                 self.slot_q.release()
                 self.slot_q = None
@@ -283,7 +284,7 @@ def open_shared(lock_path: str | None) -> Shared:
 # visible to writers. The wait is one pipe read, taken only while a database
 # file is open.
 _every: "weakref.WeakSet[Shared]" = weakref.WeakSet()
-_handshake: list = []   # [read fd, write fd] of the fork in progress
+_handshake: list[int] = []   # [read fd, write fd] of the fork in progress
 
 
 def _before_fork() -> None:
@@ -335,7 +336,8 @@ def close_shared(s: Shared) -> None:
     with _registry_lock:
         s.users -= 1
         if s.users == 0:
-            _registry.pop(s.key, None)
+            if s.key is not None:  # None: in memory, never registered
+                _registry.pop(s.key, None)
             s.close()
 
 

@@ -35,8 +35,9 @@ from .pages.checksum import verify
 from .pages.freelist import FreeList
 from .pages.io import BlockIO
 from .pages.meta import EMPTY, Meta, RootRef
+from .pages.page import BRANCH as BRANCH_IMAGE
 from .pages.page import HEADER, HEADER_SIZE, LEAF
-from .pages.store import META_PAGES, PageStore
+from .pages.store import DEFAULT_UNIT, META_PAGES, PageStore
 from .tree.btree import NodeCache, Tree, read_overflow
 from .tree.node import Branch, Overflow, decode
 
@@ -99,39 +100,53 @@ class _Analysis:
         self.report = RecoveryReport()
 
 
-def _page_size(io, hint: int) -> int:
-    """The page size: from a meta slot if one decodes, else the size at which page 2
-    holds a valid image."""
+def _slot_meta(io) -> Meta | None:
+    """The first meta record that decodes at its place (slot 0, or slot 1 at a page size)."""
     for off in [0] + list(PAGE_SIZES):
         try:
             head = io.pread(metamod.META_SIZE, off)
             n = metamod.pending_length(head)
             m = metamod.decode(head + io.pread(n, off + metamod.META_SIZE) if n else head)
             if off in (0, m.page_size):
-                return m.page_size
+                return m
         except metamod.BadMeta:
             continue
-    size = io.size()
-    scores = {}
-    for ps in sorted(PAGE_SIZES):  # the share of page starts that hold a valid image
-        valid = tried = 0
-        for page in range(2, 66):
-            if page * ps + HEADER_SIZE > size:
-                break
-            tried += 1
-            data = io.pread(HEADER_SIZE, page * ps)
+    return None
+
+
+def _image_at(io, offset: int) -> bool:
+    """Whether a node image (at most a page) that verifies starts at ``offset``."""
+    data = io.pread(HEADER_SIZE, offset)
+    length = HEADER.unpack_from(data, 0)[4] if len(data) == HEADER_SIZE else 0
+    if not HEADER_SIZE <= length <= max(PAGE_SIZES):
+        return False
+    try:
+        verify(io.pread(length, offset), offset)
+        return True
+    except Corruption:
+        return False
+
+
+def _page_size(io, hint: int) -> int:
+    """The page size: from a meta slot if one decodes, else the smallest size at which
+    the first image after the two meta pages is found (a smaller size would put it in a
+    meta page), else the longest node image found (nodes are at most a page, and most
+    are over half of one) rounded up to a page size."""
+    m = _slot_meta(io)
+    if m is not None:
+        return m.page_size
+    for ps in sorted(p for p in PAGE_SIZES if p >= 1024):
+        if _image_at(io, 2 * ps):
+            return ps
+    longest = 0  # else: the longest node image near the start, rounded up to a page size
+    for off in range(1024, min(io.size(), 1 << 20), 64):
+        data = io.pread(HEADER_SIZE, off)
+        if len(data) == HEADER_SIZE and data[8] in (LEAF, BRANCH_IMAGE):
             length = HEADER.unpack_from(data, 0)[4]
-            if HEADER_SIZE <= length <= (1 << 30):
-                try:
-                    verify(io.pread(length, page * ps), page)
-                    valid += 1
-                except Corruption:
-                    pass
-        if valid:
-            scores[ps] = valid / tried
-    if scores:  # a multiple of the page size also finds images (some of them): the
-        best = max(scores.values())  # smallest size that finds about as many is it
-        return min(ps for ps, f in scores.items() if f >= best / 2)
+            if length > longest and _image_at(io, off):
+                longest = length
+    if longest:
+        return next(p for p in sorted(PAGE_SIZES) if p >= max(longest, 1024))
     raise NotACowdbFile("no cowdb meta record and no cowdb page found: this is not a "
                         "cowdb database")
 
@@ -232,9 +247,9 @@ def _scan_catalog_leaves(store: PageStore, nodes: NodeCache, damage: list):
     meta records or the catalog they name are damaged), the newest image of each entry
     winning: (commits, refs, options, damage) like _catalog_source."""
     ps = store.page_size
-    npages = -(-store.io.size() // ps)
+    nunits = -(-store.io.size() // store.unit)
     best: dict = {}
-    for page in range(META_PAGES, npages):
+    for page in range(store.first_unit, nunits):
         try:
             head = store.read_head(page)
             if head[1] != LEAF or head[4] > ps:
@@ -288,9 +303,9 @@ def _verify(nodes: NodeCache, ref: RootRef, memo: dict, pages: set) -> str | Non
         done = memo.get(key)
         if done is not None:
             return done
-        mine = {page}
         try:
             node = nodes.load(page, checksum, txn)
+            mine = set(range(page, page + nodes.store.pages_for(node.size)))
             err = None
             if type(node) is Branch:
                 for kid, s, t in zip(node.kids, node.sums, node.txns):
@@ -404,9 +419,24 @@ def _fix_refs(a: _Analysis) -> None:
         rep.refs_moved["branch main"] = (None, max(a.kept))
 
 
+def _unit(io, page_size: int) -> int:
+    """The allocation unit: from a meta slot if one decodes, else the packed unit if an
+    image starts between page boundaries near the start of the data (format 3 packs
+    them), else the page size (a format 2 file)."""
+    m = _slot_meta(io)
+    if m is not None:
+        return m.unit
+    unit, first = DEFAULT_UNIT, META_PAGES * page_size
+    for off in range(first, min(first + 64 * page_size, io.size()), unit):
+        if off % page_size and _image_at(io, off):
+            return unit
+    return page_size
+
+
 def _store_for(io, hint: int) -> tuple[PageStore, NodeCache]:
-    store = PageStore(io, page_size=_page_size(io, hint), readonly=True)
-    store.page_count = max(META_PAGES, -(-io.size() // store.page_size))
+    ps = _page_size(io, hint)
+    store = PageStore(io, page_size=ps, readonly=True, unit=_unit(io, ps))
+    store.page_count = max(store.first_unit, -(-io.size() // store.unit))
     return store, NodeCache(store, 1 << 16)
 
 
@@ -457,12 +487,12 @@ def _rewrite(store: PageStore, nodes: NodeCache, a: _Analysis) -> None:
     """Write a new catalog and free list past every used page, then the meta records."""
     store.readonly = False
     ps = store.page_size
-    end = max(a.used, default=META_PAGES - 1) + 1
-    page_count = max(end, META_PAGES)
+    end = max(a.used, default=store.first_unit - 1) + 1
+    page_count = max(end, store.first_unit)
     txn = a.max_txn + 1
     best = a.metas[0][0] if a.metas else 1
     store.meta = Meta(txn=txn - 1, durable_base=0, page_size=ps, catalog=EMPTY,
-                      freelist=EMPTY, freelist_len=0, page_count=page_count)
+                      freelist=EMPTY, freelist_len=0, page_count=page_count, unit=store.unit)
     store.page_count = page_count
     store.freelist = FreeList()
     store.durable_slot = best      # publish writes the other slot: the best record stays
@@ -481,7 +511,7 @@ def _rewrite(store: PageStore, nodes: NodeCache, a: _Analysis) -> None:
     used = a.used
     free = []
     run = None
-    for p in range(META_PAGES, page_count):
+    for p in range(store.first_unit, page_count):
         if p in used:
             run = None
         elif run is not None and run[0] + run[1] == p:

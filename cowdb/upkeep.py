@@ -124,7 +124,7 @@ class Upkeep:
                     freed = self._drop(commits, keep, rounds, GC_ROUND_RUNS)
                 report.versions_dropped = len(dropped)
                 report.pages_freed = freed
-                report.bytes_freed = report.pages_freed * store.page_size
+                report.bytes_freed = report.pages_freed * store.unit
             self._give_back_tail()
         report.file_bytes_after = self._db._io.size()
         return report
@@ -193,10 +193,11 @@ class Upkeep:
         store = self._db._store
         count = store.page_count
         free = store.freelist.reusable_count(self._db._reuse_bound())
-        if free < max(RELOCATE_MIN_PAGES, count // 8):
+        least = RELOCATE_MIN_PAGES * store.page_size // store.unit  # in units
+        if free < max(least, count // 8):
             return
         packed = count - free
-        limit = packed + max(RELOCATE_MIN_PAGES, packed // 8)
+        limit = packed + max(least, packed // 8)
         if limit >= count:
             return
         nodes = self._db._nodes
@@ -223,7 +224,8 @@ class Upkeep:
         if fl.reusable_count(self._db._reuse_bound()) and fl.is_free(store.page_count - 1):
             before = store.page_count
             self._db._update(change, durable=True)
-            end = (store.page_count + RESERVE_PAGES + RESERVE_STEP) * store.page_size
+            end = (store.page_count * store.unit +
+                   (RESERVE_PAGES + RESERVE_STEP) * store.page_size)
             if store.page_count < before and self._db._io.size() > end:
                 self._db._io.truncate(end)   # the reserve stays, for the next gc on a full disk
                 store._file_size = None
@@ -267,7 +269,7 @@ class Upkeep:
             return self._stats(st)
 
     def _stats(self, st: _State) -> Stats:
-        store, nodes, ps = self._db._store, self._db._nodes, self._db._store.page_size
+        store, nodes, ps = self._db._store, self._db._nodes, self._db._store.unit
         commits, keep = self._plan(st)
         cat = self._db._catalog(st)
         out = Stats(file_bytes=self._db._io.size(), versions=len(commits), kept_versions=len(keep))

@@ -215,8 +215,9 @@ def test_check_ok_and_corrupt(db):
     assert CliRunner().invoke(cli, ["check", db]).output.startswith("ok: 4 versions")
     with cowdb.open(db, readonly=True) as d:
         first_version_page = d.check().pages_used[1][0]   # after the catalog's root
+        unit = d._store.unit
     with open(db, "r+b") as f:
-        f.seek(first_version_page * 4096 + 40)
+        f.seek(first_version_page * unit + 40)
         f.write(b"\xa5" * 16)
     r = run(db, "check", ok=False)
     assert r.exit_code == 1

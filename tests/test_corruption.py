@@ -26,7 +26,7 @@ from cowdb.errors import Corruption, CowdbError, NotACowdbFile
 from cowdb.pages import meta as metamod
 from cowdb.pages.checksum import BRANCH, FREELIST, HEADER, HEADER_SIZE, LEAF, OVERFLOW, seal, verify
 from cowdb.pages.io import MemoryIO
-from cowdb.pages.store import PageStore
+from cowdb.pages.store import DEFAULT_UNIT, PageStore
 from cowdb.tree.node import Branch, Leaf, decode
 
 LONG = bool(os.environ.get("COWDB_LONG"))
@@ -114,9 +114,10 @@ def damaged(image: bytes, model, damaged_page: int | None) -> str:
 
 def check_page(e: Corruption, damaged_page: int | None) -> None:
     if damaged_page is not None and damaged_page >= 2 and e.page is not None:
-        # a run (overflow value, free list) is named by its first page
-        assert 2 <= e.page <= damaged_page, f"Corruption names page {e.page}, " \
-                                            f"page {damaged_page} was damaged: {e}"
+        # references name allocation units (DEFAULT_UNIT bytes); an image is named by
+        # its first unit, which is in the damaged page or before it
+        assert 2 * PAGE // DEFAULT_UNIT <= e.page < (damaged_page + 1) * PAGE // DEFAULT_UNIT, \
+            f"Corruption names unit {e.page}, page {damaged_page} was damaged: {e}"
 
 
 def test_zero_every_page(clean):
@@ -273,7 +274,7 @@ def test_open_with_garbage_behind_valid_meta(data):
     cowdb.open(io=clean_io, page_size=PAGE).close()
     img = bytearray(clean_io.buf)
     junk = data.draw(st.binary(min_size=PAGE, max_size=4 * PAGE))
-    start = data.draw(st.integers(2, len(img) // PAGE - 1)) * PAGE
+    start = data.draw(st.integers(2, max(2, len(img) // PAGE - 1))) * PAGE
     img[start:start + len(junk)] = junk
     try:
         db = cowdb.open(io=MemoryIO(bytes(img)), page_size=PAGE)
@@ -299,9 +300,9 @@ def test_free_list_image_cut_short(flags, body):
     HEADER.pack_into(image, 0, 0, FREELIST, flags, 0, len(image), 1)
     seal(image)
     io = MemoryIO(bytes(2 * PAGE) + bytes(image))
-    store = PageStore(io, page_size=PAGE)
+    store = PageStore(io, page_size=PAGE, unit=PAGE)  # whole-page units: page 2 is unit 2
     ref = metamod.RootRef(2, int.from_bytes(image[:8], "little"), 1)
     meta = metamod.Meta(txn=2, durable_base=1, page_size=PAGE, catalog=metamod.EMPTY,
-                        freelist=ref, freelist_len=len(image), page_count=3)
+                        freelist=ref, freelist_len=len(image), page_count=3, unit=PAGE)
     with pytest.raises(Corruption, match="free list"):
         store._load_freelist(meta)

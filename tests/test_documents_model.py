@@ -11,10 +11,11 @@ hands ours back.
 import random
 
 import hypothesis.strategies as st
+from conftest import model_settings
+from hypothesis import given
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import cowdb
-from conftest import model_settings
 from cowdb.documents import Document, merge_words
 
 AUTHORS = ["ann", "bob", "eve"]
@@ -245,3 +246,24 @@ class DocumentMachine(RuleBasedStateMachine):
 
 TestDocuments = DocumentMachine.TestCase
 TestDocuments.settings = model_settings(examples=60, steps=30)
+
+
+def _middle_by_bytes(a: bytes, b: bytes) -> int:
+    """What a revision's bytes_changed counts for an edit, one byte at a time."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    j = 0
+    while j < n - i and a[-1 - j] == b[-1 - j]:
+        j += 1
+    return max(len(a) - i - j, len(b) - i - j)
+
+
+@given(st.binary(max_size=40), st.binary(max_size=40), st.binary(max_size=40),
+       st.binary(max_size=40))
+def test_changed_middle_matches_a_byte_walk(pre, a, b, post):
+    from cowdb.documents.history import _middle
+    old, new = pre + a + post, pre + b + post
+    assert _middle(old, new) == _middle_by_bytes(old, new)
+    assert _middle(new, old) == _middle_by_bytes(new, old)

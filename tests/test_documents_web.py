@@ -116,6 +116,10 @@ def test_hidden_revision_and_revert_author_pages(site):
     assert prev.status_code == 200 and "1 edited back, 1 restored, 1 removed" in prev.text
     assert "&lt;script&gt;" in prev.text and "<script>alert" not in prev.text
     assert doc.paragraphs()[1].startswith("b <script>")          # the preview wrote nothing
+    # a span back from now, as the command line takes it, previews the same plan
+    prev = boss.get("/documents/hb/revert?account=vic&since=1h", headers=HTML)
+    assert prev.status_code == 200 and "1 edited back, 1 restored, 1 removed" in prev.text
+    assert boss.get("/documents/hb/revert?account=vic&since=1x", headers=HTML).status_code == 400
     r = post(boss, "/documents/hb/revert", {"account": "vic", "since": since.isoformat()},
              "/documents/hb/revert")
     assert r.status_code == 303

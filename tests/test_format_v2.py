@@ -7,8 +7,10 @@
         tests/data/v2.cowdb
 
 ``model()`` replays the same steps in memory, so the test knows what every
-version must hold. When the format moves to version 3 (issue 14), this file
-must keep opening: read as it is, and written (upgraded) by the first write.
+version must hold. Format 3 (issue 14) reads it as it is; the
+first write upgrades its meta record to version 3 with whole-page units (the
+file's references stay page numbers); ``compact()`` copies it into a packed
+file (64-byte units).
 """
 import os
 import random
@@ -130,7 +132,30 @@ def test_a_version_2_file_opens_reads_and_writes(tmp_path):
             versions[v].pop(b"k000", None)
             heads["main"] = v
             assert db.check().ok
+            # upgraded: a version-3 record; the file keeps its whole-page units
+            m = db._store.meta
+            assert m.encode()[8:12] == (3).to_bytes(4, "little") and m.unit == PAGE_SIZE
         db.close()
+
+
+def test_compact_packs_a_version_2_file(tmp_path):
+    """compact() writes a version-3 file with packed (64-byte) units and every kept
+    version as it was."""
+    import cowdb
+    path, out = str(tmp_path / "v2.cowdb"), str(tmp_path / "v3.cowdb")
+    shutil.copyfile(DATA, path)
+    versions, _heads, tags = model()
+    with cowdb.open(path, readonly=True) as db:
+        kept = [c.version for c in db.log()]
+        db.compact(out)
+    with cowdb.open(out) as db:
+        assert db._store.unit == 64 and db._store.meta.encode()[8:12] == (3).to_bytes(4,
+                                                                                     "little")
+        assert [c.version for c in db.log()] == kept and db.tags() == tags
+        for v in kept:
+            with db.at(v) as s:
+                assert dict(s.items()) == versions[v], v
+        assert db.check().ok
 
 
 if __name__ == "__main__":

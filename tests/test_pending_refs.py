@@ -136,8 +136,10 @@ def _rewrite_slot(data: bytearray, off: int, edit) -> None:
     data[off:off + metamod.META_SIZE + len(pending)] = rec + pending
 
 
-def test_a_format_version_1_file_opens_and_is_written_as_version_2():
-    db = cowdb.open(page_size=1024)
+def test_a_format_version_1_file_opens_and_is_written_as_version_3():
+    io = MemoryIO()
+    io.unit = 1024  # whole-page units, as versions 1 and 2 allocate
+    db = cowdb.open(io=io, page_size=1024)
     _fill(db)
     db.close()
     data = bytearray(db._io.buf)
@@ -152,7 +154,7 @@ def test_a_format_version_1_file_opens_and_is_written_as_version_2():
     db = cowdb.open(io=MemoryIO(bytes(data)), page_size=1024)
     assert dict(db.read().items()) == {b"k%04d" % i: b"v" * 50 for i in range(300)}
     db.branch("exp")
-    assert db._store.meta.pending and db._store.meta.encode()[8:12] == (2).to_bytes(4, "little")
+    assert db._store.meta.pending and db._store.meta.encode()[8:12] == (3).to_bytes(4, "little")
     db.close()
 
 
@@ -193,7 +195,7 @@ def test_pending_bytes_that_do_not_decode_fall_back_to_the_other_slot():
 @given(st.binary(max_size=metamod.PENDING_MAX), st.integers(1, 2**40), st.integers(0, 2**40))
 def test_meta_records_round_trip_with_pending_bytes(pending, txn, count):
     m = metamod.Meta(txn, txn - 1, 4096, metamod.RootRef(7, 8, 9), metamod.EMPTY, 0, count,
-                     0, pending)
+                     64, pending)
     data = m.encode()
     assert metamod.pending_length(data[:metamod.META_SIZE]) == len(pending)
     assert metamod.decode(data + b"junk") == m

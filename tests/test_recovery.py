@@ -67,7 +67,7 @@ def ranges(path):
         def spans(ref):
             out = []
             for page, n in walk(nodes, ref, 0):
-                out.append((page * PAGE, store.read_head(page)[4]))
+                out.append((page * store.unit, store.read_head(page)[4]))
             return out
         from cowdb.history.catalog import Catalog
         from cowdb.tree.btree import Tree
@@ -253,10 +253,11 @@ def test_check_reads_from_disk_not_the_cache(tmp_path):
         report = db.check()
         assert report.ok
         page = report.pages_used[-1][0]
+        at = page * db._store.unit + 40
         with open(p, "r+b") as f:                # damage a data page under the handle
-            f.seek(page * PAGE + 40)
+            f.seek(at)
             b = f.read(1)
-            f.seek(page * PAGE + 40)
+            f.seek(at)
             f.write(bytes([b[0] ^ 1]))
         assert not db.check().ok
 

@@ -445,3 +445,45 @@ def test_the_version_being_committed_is_not_readable_inside_its_window(path, poi
     assert fired and v == 1 and got == "not found"
     assert dict(db.at(1)) == {b"k": b"new"}
     db.close()
+
+
+class _Node:
+    def __init__(self, txn):
+        self.txn = txn
+
+
+@pytest.mark.parametrize("op", ["forget_txn", "evict"])
+def test_the_node_cache_survives_another_thread_inserting_mid_walk(op):
+    """The node cache walks itself to forget a rolled-back txn and to evict. Another
+    thread may insert meanwhile: not only between bytecodes but inside the walk, since
+    a garbage collection there runs finalizers (Python code, so a thread switch). A
+    gc callback stands in for that thread: the walk must not raise "dictionary changed
+    size during iteration" (it did, and a rollback that raised it closed the database)."""
+    import gc
+
+    from cowdb.tree.btree import NodeCache
+
+    cache = NodeCache(store=None, cap=512)
+    for page in range(500):
+        cache[page] = _Node(page % 7)
+    fresh = iter(range(10_000, 20_000))
+
+    def other_thread(phase, info):
+        if phase == "start":
+            cache[next(fresh)] = _Node(1)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(other_thread)
+    gc.set_threshold(1)
+    try:
+        if op == "forget_txn":
+            cache.forget_txn(3)
+        else:
+            for _ in range(40):
+                cache.put(next(fresh), _Node(1))
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(other_thread)
+    if op == "forget_txn":
+        assert not [p for p, n in cache.items() if n.txn >= 3 and p < 10_000]
+    assert len(cache) <= cache.cap + 64

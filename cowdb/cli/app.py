@@ -8,6 +8,7 @@ traceback instead.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,16 +16,19 @@ from cowdb.errors import CowdbError
 
 from . import engine
 
+if TYPE_CHECKING:
+    from cowdb.db import Database
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 class Env:
     """What every command gets: the database path and the global flags."""
 
-    def __init__(self, db: str, debug: bool, timeout: float | None):
+    def __init__(self, db: str, debug: bool, timeout: float | None) -> None:
         self.path, self.debug, self.timeout = db, debug, timeout
 
-    def open(self, write: bool = False, create: bool = False):
+    def open(self, write: bool = False, create: bool = False) -> Database:
         return engine.open_db(self.path, write=write, create=create, timeout=self.timeout)
 
 
@@ -61,7 +65,7 @@ class CowdbGroup(click.Group):
     """A group that turns any exception into one line on stderr (unless --debug),
     and lists its commands by topic."""
 
-    def format_commands(self, ctx: click.Context, formatter) -> None:
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         placed = set()
         for title, names in SECTIONS + (("Other", tuple(self.list_commands(ctx))),):
             rows = []
@@ -75,7 +79,7 @@ class CowdbGroup(click.Group):
                 with formatter.section(title):
                     formatter.write_dl(rows)
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -101,7 +105,7 @@ class CowdbGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
 @click.version_option(package_name="cowdb", prog_name="cowdb")
 @click.pass_context
-def cli(ctx: click.Context, db: str, timeout: float | None, debug: bool):
+def cli(ctx: click.Context, db: str, timeout: float | None, debug: bool) -> None:
     """cowdb: a copy-on-write, versioned key-value store.
 
     Every commit is a version you can read, tag, diff and restore.
@@ -120,7 +124,7 @@ def cli(ctx: click.Context, db: str, timeout: float | None, debug: bool):
     ctx.obj = Env(db, debug, timeout)
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cowdb`` script and ``python -m cowdb``."""
     cli.main(args=argv, prog_name="cowdb")
 

@@ -5,7 +5,9 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable
 from itertools import islice
+from typing import IO, TYPE_CHECKING, TypedDict, TypeVar
 
 import click
 
@@ -14,7 +16,23 @@ from cowdb.checks import key_range
 from . import engine, fmt
 from .app import Env, cli
 
+if TYPE_CHECKING:
+    from cowdb.db import Database
+    from cowdb.history.commits import Commit
+
 pass_env = click.pass_obj
+F = TypeVar("F", bound=Callable[..., None])   # a command function
+
+
+class _Info(TypedDict):
+    path: str
+    file_size: int
+    version: int
+    head: int
+    keys: int
+    last_commit: str
+    branches: dict[str, int]
+    tags: dict[str, int]
 
 
 def author_default() -> str:
@@ -36,7 +54,7 @@ def key_arg(s: str, escaped: bool) -> bytes:
     return s.encode("utf-8", "surrogateescape")
 
 
-def _write_opts(f):
+def _write_opts(f: F) -> F:
     f = click.option("--branch", "-b", default="main", show_default=True,
                      help="The branch to commit to.")(f)
     f = click.option("--author", default=None, help="The commit's author "
@@ -57,7 +75,7 @@ _allow_empty = click.option("--allow-empty", is_flag=True,
                             help="Make a new version even if nothing changed.")
 
 
-def say_commit(branch: str, version: int, message: str, skipped: bool = False) -> None:
+def say_commit(branch: str, version: int | None, message: str, skipped: bool = False) -> None:
     if skipped:
         click.echo(f"nothing changed: no new version (the head of {fmt.safe(branch)} is still "
                    f"version {version}); --allow-empty commits anyway")
@@ -69,7 +87,7 @@ def say_commit(branch: str, version: int, message: str, skipped: bool = False) -
 @cli.command()
 @click.argument("path", required=False)
 @pass_env
-def init(env: Env, path: str | None):
+def init(env: Env, path: str | None) -> None:
     """Create an empty database (version 0).
 
     PATH defaults to the --db path. Fails if a file is already there.
@@ -92,7 +110,7 @@ def init(env: Env, path: str | None):
 @click.argument("path", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @pass_env
-def info(env: Env, path: str | None, as_json: bool):
+def info(env: Env, path: str | None, as_json: bool) -> None:
     """What the database holds: path, size, versions, keys, branches and tags.
 
     PATH defaults to the --db path.
@@ -105,7 +123,7 @@ def info(env: Env, path: str | None, as_json: bool):
     path = path or env.path
     with engine.open_db(path, timeout=env.timeout) as db, db.read() as snap:
         head = engine.commit(db, snap.version)
-        d = {
+        d: _Info = {
             "path": path if engine.is_url(path) else os.path.abspath(path),
             "file_size": engine.store_bytes(db, path),
             "version": db.version,
@@ -136,7 +154,7 @@ def info(env: Env, path: str | None, as_json: bool):
 @_escaped
 @click.option("--raw", is_flag=True, help="Write the value's exact bytes, with no newline.")
 @pass_env
-def get(env: Env, key: str, at: str | None, escaped: bool, raw: bool):
+def get(env: Env, key: str, at: str | None, escaped: bool, raw: bool) -> None:
     """Print the value of KEY (exit 1 if there is none).
 
     The value is shown as UTF-8 text, with bytes that are not UTF-8 escaped
@@ -170,8 +188,8 @@ def get(env: Env, key: str, at: str | None, escaped: bool, raw: bool):
 @_write_opts
 @_allow_empty
 @pass_env
-def put(env: Env, key: str, value: str | None, file, escaped: bool, message, author, branch,
-        allow_empty: bool):
+def put(env: Env, key: str, value: str | None, file: IO[bytes] | None, escaped: bool,
+        message: str | None, author: str | None, branch: str, allow_empty: bool) -> None:
     """Set KEY to VALUE in a new version.
 
     The value comes from the VALUE argument, from --file, or from standard
@@ -210,7 +228,8 @@ def put(env: Env, key: str, value: str | None, file, escaped: bool, message, aut
 @_escaped
 @_write_opts
 @pass_env
-def delete(env: Env, keys: tuple[str, ...], force: bool, escaped: bool, message, author, branch):
+def delete(env: Env, keys: tuple[str, ...], force: bool, escaped: bool, message: str | None,
+           author: str | None, branch: str) -> None:
     """Delete one or more KEYS in a new version.
 
     Fails, changing nothing, if a key is missing (unless --force).
@@ -253,7 +272,9 @@ def delete(env: Env, keys: tuple[str, ...], force: bool, escaped: bool, message,
 @_at
 @_escaped
 @pass_env
-def scan(env: Env, prefix, start, stop, limit, reverse, keys_only, count_only, at, escaped):
+def scan(env: Env, prefix: str | None, start: str | None, stop: str | None, limit: int | None,
+         reverse: bool, keys_only: bool, count_only: bool, at: str | None,
+         escaped: bool) -> None:
     """List keys and values in key order, one 'KEY<TAB>VALUE' line each.
 
     Keys and values are printed on one line each: a backslash, control
@@ -267,7 +288,7 @@ def scan(env: Env, prefix, start, stop, limit, reverse, keys_only, count_only, a
       cowdb scan --start a --stop c --reverse
       cowdb scan --at v1.0 --keys-only
     """
-    def conv(s):
+    def conv(s: str | None) -> bytes | None:
         return None if s is None else key_arg(s, escaped)
     p, lo, hi = conv(prefix), conv(start), conv(stop)
     if p == b"":
@@ -285,12 +306,12 @@ def scan(env: Env, prefix, start, stop, limit, reverse, keys_only, count_only, a
 
 
 # ---------------------------------------------------------------- log
-def _commit_json(c) -> dict:
+def _commit_json(c: Commit) -> dict[str, object]:
     return {"version": c.version, "time": fmt.iso(c.time), "message": c.message,
             "author": c.author, "parents": list(c.parents)}
 
 
-def _decorations(db) -> dict[int, list[str]]:
+def _decorations(db: Database) -> dict[int, list[str]]:
     deco: dict[int, list[str]] = {}
     for name, v in sorted(engine.branches(db).items()):
         deco.setdefault(v, []).append(fmt.safe(name))
@@ -309,7 +330,7 @@ def _decorations(db) -> dict[int, list[str]]:
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON array of commits (version, time, message, author, parents).")
 @pass_env
-def log(env: Env, limit, branch, all_, as_json):
+def log(env: Env, limit: int | None, branch: str, all_: bool, as_json: bool) -> None:
     """One line per version, newest first, like `git log --oneline`.
 
     Each line: version, commit time (local), message, author, and the
@@ -346,7 +367,7 @@ def log(env: Env, limit, branch, all_, as_json):
 @cli.command()
 @click.argument("path", required=False)
 @pass_env
-def check(env: Env, path: str | None):
+def check(env: Env, path: str | None) -> None:
     """Verify every page of every kept version; exit 1 if anything is wrong.
 
     PATH defaults to the --db path. Prints a summary, and one line per

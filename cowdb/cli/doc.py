@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import getpass
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import click
 
 from cowdb.documents import Document
+from cowdb.documents.revert import span_back
 
 from . import fmt
 from .app import Env, cli
@@ -25,18 +25,14 @@ pass_env = click.pass_obj
 
 def _since(s: str) -> datetime:
     """An ISO time, or a span back from now: 30m, 2h, 7d."""
-    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", s)
-    if m:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
-    t = fmt.parse_time(s)
+    t = span_back(s) or fmt.parse_time(s)
     if t is None:
         raise click.BadParameter(f"{s!r} is not a time: give an ISO time "
                                  f"(2026-12-05T09:00Z) or a span like 2h or 7d")
     return t
 
 
-def _rev(s: str | None):
+def _rev(s: str | None) -> int | datetime | str | None:
     if s is None:
         return None
     r = fmt.ref(s)
@@ -51,7 +47,7 @@ def _short(text: str | None, n: int = 70) -> str:
 
 
 @cli.group()
-def doc():
+def doc() -> None:
     """Shared documents: revisions, blame, revert an author (see docs/documents.md).
 
     \b
@@ -69,7 +65,8 @@ def doc():
 @click.option("--author", default=None, help="Only this account's revisions.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @pass_env
-def doc_log(env: Env, name: str, limit, author, as_json):
+def doc_log(env: Env, name: str, limit: int | None, author: str | None,
+            as_json: bool) -> None:
     """The revisions of document NAME, newest first: number, time, author, size, summary.
 
     \b
@@ -100,7 +97,7 @@ def doc_log(env: Env, name: str, limit, author, as_json):
               help="A revision number, a tag of the document, or a time (default: head).")
 @click.option("--blocks", is_flag=True, help="Prefix each paragraph with its block id.")
 @pass_env
-def doc_show(env: Env, name: str, at, blocks):
+def doc_show(env: Env, name: str, at: str | None, blocks: bool) -> None:
     """Print document NAME's text at a revision.
 
     \b
@@ -122,7 +119,7 @@ def doc_show(env: Env, name: str, at, blocks):
 @click.argument("rev")
 @click.argument("rev2", required=False)
 @pass_env
-def doc_diff(env: Env, name: str, rev, rev2):
+def doc_diff(env: Env, name: str, rev: str, rev2: str | None) -> None:
     """What revision REV changed, or the changes from REV to REV2, word by word.
 
     \b
@@ -149,7 +146,7 @@ def doc_diff(env: Env, name: str, rev, rev2):
 @click.argument("name")
 @click.option("--at", "at", default=None, metavar="REV", help="Blame this revision.")
 @pass_env
-def doc_blame(env: Env, name: str, at):
+def doc_blame(env: Env, name: str, at: str | None) -> None:
     """Each paragraph with the revision and author that last changed it.
 
     \b
@@ -172,7 +169,8 @@ def doc_blame(env: Env, name: str, at):
               help="Write the revert (without it: only the preview).")
 @click.option("--author", default=None, help="Who reverts (default: the login name).")
 @pass_env
-def doc_revert_author(env: Env, name, account, since, until, apply_, author):
+def doc_revert_author(env: Env, name: str, account: str, since: str, until: str | None,
+                      apply_: bool, author: str | None) -> None:
     """Undo everything ACCOUNT changed in NAME since TIME, keeping everyone else's work.
 
     \b

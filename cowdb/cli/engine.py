@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,9 +12,17 @@ import cowdb
 
 from . import fmt
 
+if TYPE_CHECKING:
+    from cowdb.db import Database
+    from cowdb.engine import VersionRef
+    from cowdb.history.commits import Commit
+    from cowdb.snapshot import Snapshot
+
+Change = tuple[bytes, bytes | None, bytes | None]   # (key, old, new): None is absent
+
 
 def open_db(path: str, *, write: bool = False, create: bool = False,
-            timeout: float | None = None):
+            timeout: float | None = None) -> Database:
     """Open the database at path, refusing to create one unless ``create``. A URL
     (s3://, gs://, az://, file://, memory://) opens it on an object store (a write
     there creates it)."""
@@ -41,31 +50,31 @@ def open_db(path: str, *, write: bool = False, create: bool = False,
     return cowdb.open(path, readonly=not write, **kw)
 
 
-def at(db, spec: str | None):
+def at(db: Database, spec: str | None) -> Snapshot:
     """A snapshot: the head of main (None) or what ``spec`` names (version, tag, branch, time)."""
     if spec is None:
         return db.read()
     return db.at(fmt.ref(spec))
 
 
-def commit(db, version):
+def commit(db: Database, version: VersionRef) -> Commit:
     """The commit record of a version (or of what a tag, branch or datetime names)."""
     return db.commit_info(version)
 
 
-def log(db, limit: int | None = None, branch: str = "main"):
+def log(db: Database, limit: int | None = None, branch: str = "main") -> Iterator[Commit]:
     """Commits from the head of ``branch`` back along first parents, newest first."""
     return db.log(limit=limit, branch=branch)
 
 
-def log_all(db, limit: int | None = None):
+def log_all(db: Database, limit: int | None = None) -> Iterator[Commit]:
     """The commits reachable from every branch head, newest first."""
     import heapq
     from itertools import islice
     streams = [db.log(branch=b) for b in sorted(db.branches())]
     seen: set[int] = set()
 
-    def unique():
+    def unique() -> Iterator[Commit]:
         for c in heapq.merge(*streams, key=lambda c: -c.version):
             if c.version not in seen:
                 seen.add(c.version)
@@ -73,11 +82,11 @@ def log_all(db, limit: int | None = None):
     return islice(unique(), limit)
 
 
-def tags(db) -> dict[str, int]:
+def tags(db: Database) -> dict[str, int]:
     return dict(db.tags())
 
 
-def branches(db) -> dict[str, int]:
+def branches(db: Database) -> dict[str, int]:
     return dict(db.branches())
 
 
@@ -101,13 +110,14 @@ def exists(path: str) -> bool:
     return True
 
 
-def store_bytes(db, path: str) -> int:
+def store_bytes(db: Database, path: str) -> int:
     """The size of the file, or of the pages of a database at a URL."""
     return db.stats().file_bytes if is_url(path) else os.path.getsize(path)
 
 
 @contextmanager
-def diff(db, a, b, prefix: bytes | None = None):
+def diff(db: Database, a: VersionRef, b: VersionRef,
+         prefix: bytes | None = None) -> Iterator[Iterator[Change]]:
     """Yields an iterator of (key, old, new) for every key whose value differs from a to b
     (old/new None: absent), and closes the engine's Diff (which pins both versions)."""
     d = db.diff(a, b, prefix=prefix)

@@ -101,7 +101,7 @@ def unescape(s: str) -> bytes:
     return bytes(out)
 
 
-def jvalue(b: bytes | None):
+def jvalue(b: bytes | None) -> str | dict[str, str] | None:
     """JSON form of bytes: the string when UTF-8, else {"base64": ...}; None stays null."""
     if b is None:
         return None
@@ -111,7 +111,7 @@ def jvalue(b: bytes | None):
         return {"base64": base64.b64encode(b).decode("ascii")}
 
 
-def from_jvalue(v) -> bytes | None:
+def from_jvalue(v: object) -> bytes | None:
     """Inverse of ``jvalue``."""
     if v is None:
         return None
@@ -152,7 +152,7 @@ def parse_time(s: str) -> datetime | None:
     return t
 
 
-def ref(s: str):
+def ref(s: str) -> int | datetime | str:
     """What ``--at`` names: an int version, a datetime, or a tag/branch name (str)."""
     s = s.strip()
     if s.isascii() and s.isdigit():

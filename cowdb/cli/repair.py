@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,10 +12,13 @@ from cowdb.recovery import salvage as salvage_file
 from . import fmt
 from .app import Env, cli
 
+if TYPE_CHECKING:
+    from cowdb.recovery import RecoveryReport
+
 pass_env = click.pass_obj
 
 
-def _say_report(rep) -> None:
+def _say_report(rep: RecoveryReport) -> None:
     for line in rep.lines():
         click.echo(fmt.safe(line))
 
@@ -23,7 +26,7 @@ def _say_report(rep) -> None:
 @cli.command()
 @click.argument("path", required=False)
 @pass_env
-def recover(env: Env, path: str | None):
+def recover(env: Env, path: str | None) -> None:
     """Open a damaged database at its newest intact version, in place.
 
     Every version whose whole tree still verifies is kept; branch heads of
@@ -53,7 +56,7 @@ def recover(env: Env, path: str | None):
 @cli.command()
 @click.argument("src")
 @click.argument("dest")
-def salvage(src: str, dest: str):
+def salvage(src: str, dest: str) -> None:
     """Copy every version, branch and tag of SRC that still verifies into DEST.
 
     SRC is only read. DEST must not exist. Prints what could not be read.
@@ -74,7 +77,7 @@ def salvage(src: str, dest: str):
 @click.argument("src")
 @click.argument("dest")
 @pass_env
-def backup(env: Env, src: str, dest: str):
+def backup(env: Env, src: str, dest: str) -> None:
     """Copy a database, even while it is being written, to DEST (a new file).
 
     The copy is consistent: the newest state with every version, branch and

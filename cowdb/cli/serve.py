@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from .app import Env, cli
 
+if TYPE_CHECKING:
+    from cowdb.server.accounts import Accounts
+
 pass_env = click.pass_obj
+T = TypeVar("T")
 
 
-def _need_server():
+def _need_server() -> None:
     try:
         import jinja2  # noqa: F401
         import starlette  # noqa: F401
@@ -20,7 +26,7 @@ def _need_server():
                                    f"python3 -m pip install 'cowdb[server]'") from None
 
 
-def _accounts(env: Env):
+def _accounts(env: Env) -> Accounts:
     from cowdb.server.accounts import Accounts, accounts_path
 
     from . import engine
@@ -39,6 +45,16 @@ def _accounts(env: Env):
     return Accounts(accounts_path(env.path))
 
 
+def _change(env: Env, change: Callable[[Accounts], T]) -> T:
+    """``change(accounts)``; an AccountError (no such account, a bad name...) becomes the
+    command's one-line error."""
+    from cowdb.server.accounts import AccountError
+    try:
+        return change(_accounts(env))
+    except AccountError as e:
+        raise click.ClickException(str(e)) from None
+
+
 @cli.command()
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -53,8 +69,8 @@ def _accounts(env: Env):
               help="The accounts file (default: PATH-accounts.json beside a database file; "
                    "none for a URL, which then serves open on loopback only).")
 @pass_env
-def serve(env: Env, path, host: str, port: int, max_body: int, log_level: str,
-          accounts_file: str | None):
+def serve(env: Env, path: str | None, host: str, port: int, max_body: int, log_level: str,
+          accounts_file: str | None) -> None:
     """Serve the database over HTTP: a JSON API under /api/v1 and a web UI.
 
     PATH defaults to --db. With no account (see `cowdb user add`) the server
@@ -97,7 +113,7 @@ def serve(env: Env, path, host: str, port: int, max_body: int, log_level: str,
 
 
 @cli.group()
-def user():
+def user() -> None:
     """Accounts of `cowdb serve`: add (prints the token once), list, remove.
 
     Kept hashed in PATH-accounts.json beside the database, never in its keys.
@@ -116,20 +132,16 @@ def user():
               show_default=True, help="reader reads; writer writes unprotected branches; "
                                       "admin also protected ones, merges, gc, users.")
 @pass_env
-def user_add(env: Env, name: str, role: str):
+def user_add(env: Env, name: str, role: str) -> None:
     """Add an account and print its token (shown this once; only a hash is kept)."""
-    from cowdb.server.accounts import AccountError
-    try:
-        token = _accounts(env).add(name, role)
-    except AccountError as e:
-        raise click.ClickException(str(e)) from None
+    token = _change(env, lambda accounts: accounts.add(name, role))
     click.echo(token)
     click.echo(f"account {name!r} ({role}) added; the token above is shown only now", err=True)
 
 
 @user.command("list")
 @pass_env
-def user_list(env: Env):
+def user_list(env: Env) -> None:
     """List the accounts and their roles."""
     for a in _accounts(env).list():
         click.echo(f"{a.name}\t{a.role}")
@@ -138,20 +150,16 @@ def user_list(env: Env):
 @user.command("remove")
 @click.argument("name")
 @pass_env
-def user_remove(env: Env, name: str):
+def user_remove(env: Env, name: str) -> None:
     """Remove an account: its token stops working at once."""
-    from cowdb.server.accounts import AccountError
-    try:
-        _accounts(env).remove(name)
-    except AccountError as e:
-        raise click.ClickException(str(e)) from None
+    _change(env, lambda accounts: accounts.remove(name))
     click.echo(f"account {name!r} removed")
 
 
 @cli.command()
 @click.argument("branch")
 @pass_env
-def protect(env: Env, branch: str):
+def protect(env: Env, branch: str) -> None:
     """Protect a branch: only admins may write it or merge into it over HTTP.
 
     \b
@@ -165,16 +173,12 @@ def protect(env: Env, branch: str):
 @cli.command()
 @click.argument("branch")
 @pass_env
-def unprotect(env: Env, branch: str):
+def unprotect(env: Env, branch: str) -> None:
     """Let writers write to a branch again.
 
     \b
     Example:
       cowdb --db shop.cow unprotect main
     """
-    from cowdb.server.accounts import AccountError
-    try:
-        _accounts(env).unprotect(branch)
-    except AccountError as e:
-        raise click.ClickException(str(e)) from None
+    _change(env, lambda accounts: accounts.unprotect(branch))
     click.echo(f"branch {branch!r} is no longer protected")

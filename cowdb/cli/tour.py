@@ -13,7 +13,7 @@ from .app import cli
 
 
 class _Narrator:
-    def __init__(self):
+    def __init__(self) -> None:
         from rich.console import Console
         self.c = Console(highlight=False, soft_wrap=True)
         self.n = 0
@@ -35,13 +35,13 @@ class _Narrator:
         self.c.print(f"   {text}", markup=False)
 
 
-def _show(v) -> str:
+def _show(v: bytes | None) -> str:
     return "-" if v is None else repr(v)
 
 
 @cli.command()
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
-def tour(path: str | None):
+def tour(path: str | None) -> None:
     """A short narrated tour of cowdb on a real file.
 
     Shows transactions, O(1) snapshots, time travel by version, reopening
@@ -82,6 +82,7 @@ def tour(path: str | None):
         tx[b"banana"] = b"yellow"
         tx[b"cherry"] = b"dark red"
     v1 = tx.version
+    assert v1 is not None   # the block committed
     t.say(f"Committed as version [bold]{v1}[/] (tx.version), durable when the block ends.")
 
     # 2. snapshot isolation
@@ -95,6 +96,7 @@ def tour(path: str | None):
         del tx[b"banana"]
         tx[b"date"] = b"brown"
     v2 = tx.version
+    assert v2 is not None
     t.code('snap[b"apple"], b"banana" in snap, snap.version')
     t.out(f"{snap[b'apple']!r}, {b'banana' in snap}, {snap.version}")
     t.code('db.read()[b"apple"], b"banana" in db.read(), db.version')

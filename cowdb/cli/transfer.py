@@ -8,7 +8,9 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any
+from collections.abc import Iterator
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import click
 
@@ -18,8 +20,12 @@ from . import engine, fmt
 from .app import Env, cli
 from .commands import _allow_empty, _at, _escaped, author_default, key_arg, say_commit
 
+if TYPE_CHECKING:
+    from cowdb.transaction import Transaction
+
 pass_env = click.pass_obj
 FORMATS = ("jsonl", "csv")
+Record = tuple[int, bytes, bytes | None]   # (line number, key, value: None deletes)
 
 
 def _guess_format(name: str | None, given: str | None) -> str:
@@ -80,10 +86,11 @@ class Progress:
             self.bar.stop()
             self.bar = None
 
-    def __enter__(self):
+    def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None
+                 ) -> None:
         self.close()
 
 
@@ -97,7 +104,8 @@ class Progress:
 @_at
 @_escaped
 @pass_env
-def export(env: Env, output: str, form, prefix, at, escaped):
+def export(env: Env, output: str, form: str | None, prefix: str | None, at: str | None,
+           escaped: bool) -> None:
     """Write every key and value of a version as JSON Lines or CSV.
 
     JSON Lines: one {"key": K, "value": V} per line, in key order; a key or
@@ -162,7 +170,7 @@ def _csv_text(b: bytes, what: str, key: bytes) -> str:
 
 
 # ---------------------------------------------------------------- import
-def _jsonl_records(f):
+def _jsonl_records(f: IO[str]) -> Iterator[Record]:
     for lineno, line in enumerate(f, 1):
         if not line.strip():
             continue
@@ -178,7 +186,7 @@ def _jsonl_records(f):
             raise click.ClickException(f"line {lineno}: {e}; nothing was imported") from e
 
 
-def _csv_records(f):
+def _csv_records(f: IO[str]) -> Iterator[Record]:
     r = csv.reader(f)
     header = next(r, None)
     if header is None:
@@ -200,13 +208,13 @@ def _csv_records(f):
 class _Counting(io.RawIOBase):
     """Counts the bytes read through it, for the progress bar."""
 
-    def __init__(self, raw, bar: Progress):
+    def __init__(self, raw: io.BufferedIOBase, bar: Progress) -> None:
         self.raw, self.bar = raw, bar
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
-    def readinto(self, b):
+    def readinto(self, b: Any) -> int | None:   # (a writable buffer)
         n = self.raw.readinto(b)
         if n:
             self.bar.advance(n)
@@ -224,8 +232,9 @@ class _Counting(io.RawIOBase):
 @click.option("--branch", "-b", default="main", show_default=True)
 @_allow_empty
 @pass_env
-def import_(env: Env, file: str, form, replace: bool, message, author, branch,
-            allow_empty: bool):
+def import_(env: Env, file: str, form: str | None, replace: bool, message: str | None,
+            author: str | None, branch: str,
+            allow_empty: bool) -> None:
     """Load keys and values from JSON Lines or CSV as one new version.
 
     The format is the one `cowdb export` writes; in JSON Lines a null value
@@ -241,7 +250,8 @@ def import_(env: Env, file: str, form, replace: bool, message, author, branch,
     """
     form = _guess_format(file, form)
     if file == "-":
-        raw, total = sys.stdin.buffer, None
+        # (typeshed says BinaryIO; it is a BufferedReader, or a BytesIO under CliRunner)
+        raw, total = cast(io.BufferedIOBase, sys.stdin.buffer), None
     else:
         try:
             raw = open(file, "rb")
@@ -272,7 +282,8 @@ def import_(env: Env, file: str, form, replace: bool, message, author, branch,
     say_commit(branch, tx.version, f"{message} ({puts} puts, {deletes} deletes)", tx.skipped)
 
 
-def _load(tx, records, replace: bool, file: str) -> tuple[int, int]:
+def _load(tx: Transaction, records: Iterator[Record], replace: bool,
+          file: str) -> tuple[int, int]:
     """Apply the records to the transaction; (puts, deletes)."""
     puts = deletes = 0
     seen: set[bytes] | None = set() if replace else None

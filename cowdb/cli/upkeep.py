@@ -41,7 +41,8 @@ def _show_duration(t: timedelta) -> str:
               help="Keep versions younger than this (90m, 12h, 7d, 2w).")
 @click.option("--keep-all", is_flag=True, help="Keep every version (the default rule).")
 @pass_env
-def retention(env: Env, keep_last, keep_within, keep_all: bool):
+def retention(env: Env, keep_last: int | None, keep_within: str | None,
+              keep_all: bool) -> None:
     """Show or set which versions gc keeps.
 
     Tags and branch heads are always kept. Without options: show the rule.
@@ -75,7 +76,7 @@ def retention(env: Env, keep_last, keep_within, keep_all: bool):
 
 @cli.command()
 @pass_env
-def gc(env: Env):
+def gc(env: Env) -> None:
     """Drop the versions retention does not keep and reclaim their pages.
 
     \b
@@ -88,7 +89,8 @@ def gc(env: Env):
     click.echo(f"dropped {r.versions_dropped} version(s), freed {r.pages_freed} page(s) "
                f"({fmt.size(r.bytes_freed)}); file {fmt.size(r.file_bytes_before)} -> "
                f"{fmt.size(r.file_bytes_after)}")
-    if hasattr(r, "objects_deleted"):   # a database at a URL: its objects too
+    from cowdb.objdb import ObjectGcReport
+    if isinstance(r, ObjectGcReport):   # a database at a URL: its objects too
         click.echo(f"objects: {r.objects_compacted} compacted, {r.objects_deleted} deleted, "
                    f"{r.objects_marked} waiting for the grace period")
 
@@ -96,7 +98,7 @@ def gc(env: Env):
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @pass_env
-def stats(env: Env, as_json: bool):
+def stats(env: Env, as_json: bool) -> None:
     """Where the bytes are: live, reclaimable by gc, free, and what pins them.
 
     \b
@@ -126,7 +128,7 @@ def stats(env: Env, as_json: bool):
 @cli.command()
 @click.argument("dest", type=click.Path(dir_okay=False))
 @pass_env
-def compact(env: Env, dest: str):
+def compact(env: Env, dest: str) -> None:
     """Write a compacted copy of the database to DEST (a new file).
 
     Every kept version, tag, branch and the retention rule are copied, with

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable
+from typing import Literal, TypeVar
 
 import click
 
@@ -17,20 +19,33 @@ _author = click.option("--author", default=None, help="The commit's author "
                        "(default: $COWDB_AUTHOR, else your login name).")
 
 
-def _who(author):
+def _who(author: str | None) -> str:
     return author_default() if author is None else author
 
 pass_env = click.pass_obj
+F = TypeVar("F", bound=Callable[..., None])   # a command function
+Side = Literal["ours", "theirs"] | None        # what --resolve settles conflicts with
+
+
+def _change_list(json_help: str) -> Callable[[F], F]:
+    """The options of the commands that list changes (show, diff): --stat, --limit, --json."""
+    def add(f: F) -> F:
+        f = click.option("--json", "as_json", is_flag=True, help=json_help)(f)
+        f = click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
+                         help="List at most this many changes.")(f)
+        return click.option("--stat", is_flag=True, help="Only count the changes.")(f)
+    return add
 
 
 # ---------------------------------------------------------------- change lists
-def _change_json(k, old, new) -> dict:
+def _change_json(k: bytes, old: bytes | None, new: bytes | None) -> dict[str, object]:
     return {"key": fmt.jvalue(k), "old": fmt.jvalue(old), "new": fmt.jvalue(new)}
 
 
-def _echo_change(k, old, new) -> None:
+def _echo_change(k: bytes, old: bytes | None, new: bytes | None) -> None:
     key = fmt.inline(k)
     if old is None:
+        assert new is not None   # a key absent on both sides is no change
         click.echo(click.style(f"A {key}\t{fmt.inline(new)}", fg="green"))
     elif new is None:
         click.echo(click.style(f"D {key}\t{fmt.inline(old)}", fg="red"))
@@ -46,7 +61,8 @@ def _stat_line(added: int, deleted: int, modified: int) -> str:
             f"{modified} modified")
 
 
-def _print_changes(changes, stat: bool, limit: int | None) -> tuple[int, int, int]:
+def _print_changes(changes: Iterable[engine.Change], stat: bool,
+                   limit: int | None) -> tuple[int, int, int]:
     counts = [0, 0, 0]
     shown = 0
     for k, old, new in changes:
@@ -63,13 +79,9 @@ def _print_changes(changes, stat: bool, limit: int | None) -> tuple[int, int, in
 # ---------------------------------------------------------------- show
 @cli.command()
 @click.argument("ref", metavar="[VERSION]", default="main")
-@click.option("--stat", is_flag=True, help="Only count the changes.")
-@click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
-              help="List at most this many changes.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON object: the commit and its changes.")
+@_change_list("Print a JSON object: the commit and its changes.")
 @pass_env
-def show(env: Env, ref: str, stat: bool, limit, as_json: bool):
+def show(env: Env, ref: str, stat: bool, limit: int | None, as_json: bool) -> None:
     """A version's commit record and its changes against its first parent.
 
     VERSION is a version number, tag, branch or time (default: main).
@@ -131,14 +143,11 @@ def show(env: Env, ref: str, stat: bool, limit, as_json: bool):
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="[B]", default="main")
 @click.option("--prefix", "-p", default=None, help="Only keys that start with this.")
-@click.option("--stat", is_flag=True, help="Only count the changes.")
-@click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
-              help="List at most this many changes.")
-@click.option("--json", "as_json", is_flag=True,
-              help='Print a JSON array of {"key", "old", "new"} (null: absent).')
+@_change_list('Print a JSON array of {"key", "old", "new"} (null: absent).')
 @_escaped
 @pass_env
-def diff(env: Env, a: str, b: str, prefix, stat: bool, limit, as_json: bool, escaped: bool):
+def diff(env: Env, a: str, b: str, prefix: str | None, stat: bool, limit: int | None,
+         as_json: bool, escaped: bool) -> None:
     """The keys whose values differ from version A to version B (default: main).
 
     One line per key, in key order: 'A KEY<TAB>VALUE' added, 'D KEY<TAB>VALUE'
@@ -179,7 +188,7 @@ def diff(env: Env, a: str, b: str, prefix, stat: bool, limit, as_json: bool, esc
 @click.option("--branch", "-b", default="main", show_default=True)
 @_escaped
 @pass_env
-def history(env: Env, key: str, limit, branch: str, escaped: bool):
+def history(env: Env, key: str, limit: int | None, branch: str, escaped: bool) -> None:
     """The versions where KEY changed, newest first, with the value it got.
 
     '(deleted)' marks a version that removed it.
@@ -207,7 +216,8 @@ def _list_refs(refs: dict[str, int], as_json: bool, current: str | None = None) 
         click.echo(f"{mark}{fmt.safe(name):<{width}}  {v}")
 
 
-def _ref_command(env: Env, kind: str, name, at, delete: bool, as_json: bool) -> None:
+def _ref_command(env: Env, kind: str, name: str | None, at: str | None, delete: bool,
+                 as_json: bool) -> None:
     """List, create or delete a branch or a tag (kind)."""
     if name is None:
         if delete or at:
@@ -229,26 +239,24 @@ def _ref_command(env: Env, kind: str, name, at, delete: bool, as_json: bool) -> 
             click.echo(f"created {kind} {fmt.safe(name)} at version {v}")
 
 
-def _ref_command_of(kind: str, at_help: str):
+def _ref_command_of(kind: str,
+                    at_help: str) -> Callable[[Callable[..., None]], click.Command]:
     """The command line of ``cowdb branch`` and ``cowdb tag``: [NAME] [--at] [-d] [--json]."""
-    def command(f):
-        for option in reversed((
-                cli.command(),
-                click.argument("name", required=False),
-                click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None,
-                             help=at_help),
-                click.option("--delete", "-d", "delete", is_flag=True,
-                             help=f"Delete {kind} NAME."),
-                click.option("--json", "as_json", is_flag=True,
-                             help="List as a JSON object name -> version."),
-                pass_env)):
-            f = option(f)
-        return f
+    def command(f: Callable[..., None]) -> click.Command:
+        g = pass_env(f)
+        g = click.option("--json", "as_json", is_flag=True,
+                         help="List as a JSON object name -> version.")(g)
+        g = click.option("--delete", "-d", "delete", is_flag=True,
+                         help=f"Delete {kind} NAME.")(g)
+        g = click.option("--at", "at", metavar="VERSION|TAG|BRANCH|TIME", default=None,
+                         help=at_help)(g)
+        g = click.argument("name", required=False)(g)
+        return cli.command()(g)
     return command
 
 
 @_ref_command_of("branch", "Where the new branch starts (default: the head of main).")
-def branch(env: Env, name, at, delete: bool, as_json: bool):
+def branch(env: Env, name: str | None, at: str | None, delete: bool, as_json: bool) -> None:
     """List branches, or create or delete branch NAME.
 
     Without NAME: one line per branch and the version at its head. With
@@ -266,7 +274,7 @@ def branch(env: Env, name, at, delete: bool, as_json: bool):
 
 
 @_ref_command_of("tag", "The version to tag (default: the head of main).")
-def tag(env: Env, name, at, delete: bool, as_json: bool):
+def tag(env: Env, name: str | None, at: str | None, delete: bool, as_json: bool) -> None:
     """List tags, or create or delete tag NAME.
 
     A tag names one version for good: it never moves, and gc keeps the
@@ -290,7 +298,7 @@ def tag(env: Env, name, at, delete: bool, as_json: bool):
 @click.option("--message", "-m", default=None, help="The commit message.")
 @_author
 @pass_env
-def restore(env: Env, ref: str, branch: str, message, author):
+def restore(env: Env, ref: str, branch: str, message: str | None, author: str | None) -> None:
     """Commit a new version whose content is exactly VERSION's.
 
     History is kept: the versions in between stay readable. O(1): the new
@@ -316,7 +324,7 @@ def _conflicts(e: MergeConflict) -> None:
         f"settles them)")
 
 
-def _opt(b) -> str:
+def _opt(b: bytes | None) -> str:
     return "(absent)" if b is None else fmt.inline(b)
 
 
@@ -332,7 +340,8 @@ _resolve = click.option("--resolve", type=click.Choice(["ours", "theirs"]), defa
 @click.option("--message", "-m", default=None, help="The merge commit's message.")
 @_author
 @pass_env
-def merge(env: Env, source: str, into: str, resolve, message, author):
+def merge(env: Env, source: str, into: str, resolve: Side, message: str | None,
+          author: str | None) -> None:
     """Three-way merge of branch SRC into branch DST.
 
     Conflicts (a key changed differently on both sides) are listed on
@@ -369,7 +378,8 @@ def merge(env: Env, source: str, into: str, resolve, message, author):
 @_author
 @_allow_empty
 @pass_env
-def revert(env: Env, ref: str, branch: str, resolve, message, author, allow_empty: bool):
+def revert(env: Env, ref: str, branch: str, resolve: Side, message: str | None,
+           author: str | None, allow_empty: bool) -> None:
     """Commit the inverse of exactly VERSION's changes.
 
     A key that a later commit changed again is a conflict: listed, nothing

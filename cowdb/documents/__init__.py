@@ -11,6 +11,10 @@ revert-by-author. Built on cowdb's public API only.
     plan = doc.revert_author("vandal", since=some_datetime)   # a preview
     plan.apply(author="owner")
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from .blame import BlameLine
 from .errors import BlockNotFound, DocumentError, InvalidName, NotARevision, RevisionHidden
 from .history import BlockChange, Revision
@@ -18,8 +22,11 @@ from .merge import merge_block, merge_words
 from .model import Block, Conflict, Document, SaveResult
 from .revert import KeptBlock, PlannedChange, RevertPlan
 
+if TYPE_CHECKING:
+    from cowdb.db import Database
 
-def documents(db, branch: str = "main") -> list[str]:
+
+def documents(db: Database, branch: str = "main") -> list[str]:
     """The names of the documents with blocks at the head of ``branch``."""
     names: list[str] = []
     with db.read(branch) as snap:

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .history import walk
+from .model import At, Document
+
+if TYPE_CHECKING:
+    from cowdb.history.commits import Commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +24,11 @@ class BlameLine:
     time: datetime
 
 
-def blame(doc, at=None, admin: bool = True) -> list[BlameLine]:
+def blame(doc: Document, at: At = None, admin: bool = True) -> list[BlameLine]:
     v = doc.resolve(at)
     blocks = doc.blocks(v, admin=admin)
     need = {doc._bkey(b.id) for b in blocks}
-    found = {}
+    found: dict[bytes, Commit] = {}
     if need:
         for c, changes in walk(doc, start=v):
             for k, _, new in changes:

@@ -13,8 +13,8 @@ class InvalidName(DocumentError, InvalidKey):
 class BlockNotFound(DocumentError, KeyError):
     """An operation named a block id that the base revision does not hold."""
 
-    def __str__(self):
-        return self.args[0] if self.args else "no such block"
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no such block"
 
 
 class NotARevision(DocumentError, VersionNotFound):

@@ -3,13 +3,21 @@ level. A revision is a commit on the document's branch that changed one of its b
 (commits that only hide a revision, or that touch other documents, are not)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from difflib import SequenceMatcher
+from typing import TYPE_CHECKING
 
 from .errors import NotARevision
 from .merge import words
-from .model import parse_message, text_of
+from .model import At, Document, HiddenRecord, parse_message, text_of
+
+if TYPE_CHECKING:
+    from cowdb.history.commits import Commit
+
+# One block's change in a commit: (its key, the value before, after); None: absent.
+RawChange = tuple[bytes, bytes | None, bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +51,7 @@ class BlockChange:
     segments: tuple[tuple[str, str], ...] = ()
 
 
-def changes_of(doc, commit):
+def changes_of(doc: Document, commit: Commit) -> list[RawChange]:
     """The block changes (key, old bytes, new bytes) that ``commit`` made."""
     db = doc.db
     parent = commit.parents[0] if commit.parents else None
@@ -54,7 +62,8 @@ def changes_of(doc, commit):
         return [(c.key, c.old, c.new) for c in d]
 
 
-def walk(doc, start: int | None = None, since: datetime | None = None):
+def walk(doc: Document, start: int | None = None, since: datetime | None = None
+         ) -> Iterator[tuple[Commit, list[RawChange]]]:
     """(commit, changes) for each revision of the document, newest first, from
     version ``start`` (default: the head), stopping before ``since``."""
     for c in doc.db.log(branch=doc.branch):
@@ -68,31 +77,51 @@ def walk(doc, start: int | None = None, since: datetime | None = None):
 
 
 def _middle(a: bytes, b: bytes) -> int:
+    """The bytes an edit of ``a`` into ``b`` changed: the longer side once their common
+    prefix, then their common suffix (not overlapping it), are taken off. The lengths
+    are found by halving, comparing slices (memcmp), not byte by byte in Python."""
     n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    j = 0
-    while j < n - i and a[-1 - j] == b[-1 - j]:
-        j += 1
-    return max(len(a) - i - j, len(b) - i - j)
+    lo, hi = 0, n                 # the common prefix
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    i = lo
+    lo, hi = 0, n - i             # the common suffix, within what the prefix left
+    la, lb = len(a), len(b)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[la - mid:] == b[lb - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return max(la - i - lo, lb - i - lo)
 
 
-def make_revision(doc, c, changes, hidden) -> Revision:
+def _changed_bytes(old: bytes | None, new: bytes | None) -> int:
+    if old is None or new is None:
+        return len(old or new or b"")
+    return _middle(old, new)
+
+
+def make_revision(doc: Document, c: Commit, changes: list[RawChange],
+                  hidden: dict[int, HiddenRecord]) -> Revision:
     parsed = parse_message(c.message)
     if parsed and parsed[0] == doc.name:
         _, op, base, summary = parsed
     else:
         op, base, summary = "commit", None, c.message
-    nbytes = sum(len(n) if o is None else len(o) if n is None else _middle(o, n)
-                 for _, o, n in changes)
+    nbytes = sum(_changed_bytes(o, n) for _, o, n in changes)
     return Revision(c.version, c.author, c.time, op, summary, base,
                     c.parents[0] if c.parents else None, len(changes), nbytes,
                     c.version in hidden, sum(1 for _, o, _ in changes if o is None),
                     sum(1 for _, _, n in changes if n is None))
 
 
-def revisions(doc, limit=None, author=None, since=None) -> list[Revision]:
+def revisions(doc: Document, limit: int | None = None, author: str | None = None,
+              since: datetime | None = None) -> list[Revision]:
     """The revisions, newest first (all, or the newest ``limit``; by ``author``;
     at or after ``since``)."""
     hidden = doc.hidden()
@@ -106,7 +135,7 @@ def revisions(doc, limit=None, author=None, since=None) -> list[Revision]:
     return out
 
 
-def revision_info(doc, number) -> Revision:
+def revision_info(doc: Document, number: int) -> Revision:
     c = doc.db.commit_info(number)
     ch = changes_of(doc, c)
     if not ch:
@@ -114,7 +143,7 @@ def revision_info(doc, number) -> Revision:
     return make_revision(doc, c, ch, doc.hidden())
 
 
-def content_revision(doc, version: int) -> int | None:
+def content_revision(doc: Document, version: int) -> int | None:
     for c, _ in walk(doc, start=version):
         return c.version
     return None
@@ -134,7 +163,7 @@ def word_segments(old: str, new: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def diff(doc, a, b=None, admin: bool = True) -> list[BlockChange]:
+def diff(doc: Document, a: At, b: At = None, admin: bool = True) -> list[BlockChange]:
     """What changed from revision ``a`` to ``b``, in document order; with b None, what
     revision ``a`` itself changed (against its parent)."""
     db = doc.db
@@ -154,14 +183,13 @@ def diff(doc, a, b=None, admin: bool = True) -> list[BlockChange]:
             raw = [(x.key, x.old, x.new) for x in d]
     n = len(doc.bprefix)
     out = []
-    for k, o, nw in raw:
-        o = text_of(o)
-        nw = text_of(nw)
+    for k, ob, nb in raw:
+        o, nw = text_of(ob), text_of(nb)
         bid = k[n:].decode("utf-8", "replace")
-        if o is None:
-            out.append(BlockChange(bid, "added", None, nw, (("+", nw),)))
-        elif nw is None:
-            out.append(BlockChange(bid, "deleted", o, None, (("-", o),)))
-        else:
+        if o is not None and nw is not None:
             out.append(BlockChange(bid, "modified", o, nw, word_segments(o, nw)))
+        elif nw is not None:
+            out.append(BlockChange(bid, "added", None, nw, (("+", nw),)))
+        elif o is not None:
+            out.append(BlockChange(bid, "deleted", o, None, (("-", o),)))
     return out

@@ -13,6 +13,14 @@ database's B+tree does) is comparing the fractions.
 from __future__ import annotations
 
 import random as _random
+from typing import Protocol
+
+
+class Rng(Protocol):
+    """What the keys need of a random source (random.Random, or the random module)."""
+
+    def randrange(self, start: int, stop: int, /) -> int: ...
+
 
 DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 BASE = len(DIGITS)
@@ -25,15 +33,15 @@ def is_key(k: str) -> bool:
     return bool(k) and all(c in _VALUE for c in k) and k[-1] != DIGITS[0]
 
 
-def _jitter(rng) -> str:
+def _jitter(rng: Rng) -> str:
     return "".join(DIGITS[rng.randrange(1, BASE)] for _ in range(JITTER))
 
 
-def between(a: str | None, b: str | None, rng=None, even: bool = False) -> str:
+def between(a: str | None, b: str | None, rng: Rng | None = None, even: bool = False) -> str:
     """A key strictly between ``a`` and ``b``; None is the start (for a) or the end (for
     b) of the document. Raises ValueError unless a < b. ``even``: the middle of the gap
     (used to split a gap for a run of keys, see run())."""
-    rng = rng or _random
+    r: Rng = rng or _random
     a = a or ""
     if a and not is_key(a) or b is not None and not is_key(b):
         raise ValueError(f"not block keys: {a!r}, {b!r}")
@@ -44,7 +52,7 @@ def between(a: str | None, b: str | None, rng=None, even: bool = False) -> str:
     upper_open = b is None
     while True:
         da = _VALUE[a[i]] if i < len(a) else 0
-        db = BASE if upper_open else (_VALUE[b[i]] if i < len(b) else 0)
+        db = BASE if upper_open or b is None else (_VALUE[b[i]] if i < len(b) else 0)
         if db - da >= 2:
             # room for a digit strictly between: pick one at random, then jitter
             # Inside a gap bounded on both sides: anywhere in it. Appending (above a,
@@ -63,18 +71,18 @@ def between(a: str | None, b: str | None, rng=None, even: bool = False) -> str:
                     lo = max(lo, db - 2)
             elif upper_open:
                 hi = min(db, da + 3)
-            out.append(DIGITS[rng.randrange(lo, hi)])
-            return "".join(out) + _jitter(rng)
+            out.append(DIGITS[r.randrange(lo, hi)])
+            return "".join(out) + _jitter(r)
         out.append(DIGITS[da])
         if db - da == 1:
             upper_open = True   # anything above a's digits now stays below b
         i += 1
 
 
-def spread(n: int, rng=None) -> list[str]:
+def spread(n: int, rng: Rng | None = None) -> list[str]:
     """``n`` increasing keys spread evenly over the whole range (for a new document),
     so later insertions anywhere stay short."""
-    rng = rng or _random
+    r: Rng = rng or _random
     width = 1
     while BASE ** width < 2 * (n + 1):
         width += 1
@@ -86,21 +94,21 @@ def spread(n: int, rng=None) -> list[str]:
         for _ in range(width):
             x, d = divmod(x, BASE)
             ds.append(DIGITS[d])
-        keys.append("".join(reversed(ds)) + _jitter(rng))
+        keys.append("".join(reversed(ds)) + _jitter(r))
     return keys
 
 
-def run(a: str | None, b: str | None, n: int, rng=None) -> list[str]:
+def run(a: str | None, b: str | None, n: int, rng: Rng | None = None) -> list[str]:
     """``n`` increasing keys strictly between ``a`` and ``b``, by halving the gap: a
     block of n paragraphs pasted in one place gets keys of O(log n) digits, not the
     O(n) that n successive appends would make."""
-    rng = rng or _random
+    r: Rng = rng or _random
     out: list[str] = []
 
-    def fill(lo, hi, m):
+    def fill(lo: str | None, hi: str | None, m: int) -> None:
         if m <= 0:
             return
-        mid = between(lo, hi, rng, even=True)
+        mid = between(lo, hi, r, even=True)
         fill(lo, mid, m // 2)
         out.append(mid)
         fill(mid, hi, m - m // 2 - 1)

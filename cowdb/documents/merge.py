@@ -24,14 +24,17 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
-def _changes(base: list[str], other: list[str]) -> list[tuple[int, int, list[str]]]:
+Region = tuple[int, int, list[str]]     # base words [i1, i2) replaced by a list of words
+
+
+def _changes(base: list[str], other: list[str]) -> list[Region]:
     """What ``other`` changed against ``base``: (i1, i2, replacement) regions."""
     sm = SequenceMatcher(None, base, other, autojunk=False)
     return [(i1, i2, other[j1:j2]) for tag, i1, i2, j1, j2 in sm.get_opcodes()
             if tag != "equal"]
 
 
-def _overlap(a, b) -> bool:
+def _overlap(a: Region, b: Region) -> bool:
     (a1, a2, _), (b1, b2, _) = a, b
     if a1 < b2 and b1 < a2:
         return True                   # they share a base word
@@ -52,7 +55,7 @@ def merge_words(base: str, ours: str, theirs: str) -> str | None:
         return theirs
     b = words(base)
     mine, yours = _changes(b, words(ours)), _changes(b, words(theirs))
-    regions = []
+    regions: list[Region] = []
     for c in mine:
         same = [d for d in yours if d[:2] == c[:2]]
         if same and same[0][2] == c[2]:
@@ -62,7 +65,8 @@ def merge_words(base: str, ours: str, theirs: str) -> str | None:
         regions.append(c)
     regions += yours
     regions.sort(key=lambda r: (r[0], r[1]))
-    out, at = [], 0
+    out: list[str] = []
+    at = 0
     for i1, i2, repl in regions:
         out += b[at:i1]
         out += repl
@@ -71,7 +75,8 @@ def merge_words(base: str, ours: str, theirs: str) -> str | None:
     return "".join(out)
 
 
-def merge_block(base, ours, theirs):
+def merge_block(base: str | None, ours: str | None, theirs: str | None
+                ) -> tuple[str | None, bool]:
     """Three-way merge of one block's value (a str, or None when absent).
 
     Returns (value, conflict): value is the merged value (None: the block is gone);

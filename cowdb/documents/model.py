@@ -21,16 +21,40 @@ from __future__ import annotations
 import bisect
 import json
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from difflib import SequenceMatcher
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, overload
 
 from cowdb.errors import VersionNotFound
 
 from . import keys as fkeys
 from .errors import BlockNotFound, InvalidName, RevisionHidden
 from .merge import merge_block
+
+if TYPE_CHECKING:
+    from cowdb.db import Database
+
+    from .blame import BlameLine
+    from .history import BlockChange, Revision
+    from .revert import RevertPlan
+
+# A block operation: ("set", id, text), ("insert", after, text) or ("delete", id), where
+# ``after`` is a block id, ("op", i) (the block ops[i] inserted) or None (the top). Checked
+# as it is applied: operations may come from JSON, as lists.
+BlockOp = Sequence[object]
+# What save_ops() means to write: {block key: (its value in the base, ours)}, None: absent.
+Intents = dict[bytes, tuple[str | None, str | None]]
+# What at= accepts: None or "head", a version number (or its digits), a tag, a time.
+At = int | str | datetime | None
+
+
+class HiddenRecord(TypedDict):
+    """Why a revision's content is hidden (stored as JSON under m/hidden/)."""
+    by: str
+    reason: str
+    time: str
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 _MESSAGE = re.compile(r"doc (\S+) ([a-z-]+)(?: base=(\d+))?: (.*)\Z", re.S)
@@ -70,13 +94,25 @@ class SaveResult:
         return not self.conflicts
 
 
+@overload
+def text_of(b: bytes) -> str: ...
+
+
+@overload
+def text_of(b: None) -> None: ...
+
+
+@overload
+def text_of(b: bytes | None) -> str | None: ...
+
+
 def text_of(b: bytes | None) -> str | None:
     """A stored value as text (None stays None); bytes that are not UTF-8 (written
     through the raw key API, say) read with replacement characters, never an error."""
     return None if b is None else b.decode("utf-8", "replace")
 
 
-def check_name(name) -> str:
+def check_name(name: object) -> str:
     if not isinstance(name, str) or not NAME.match(name):
         raise InvalidName(f"document name {name!r} is not valid: use 1 to 100 of "
                           f"A-Z a-z 0-9 . _ - (not starting with . _ -)")
@@ -89,11 +125,11 @@ def split_text(text: str) -> list[str]:
     return text.split("\n\n") if text else []
 
 
-def join_text(paragraphs) -> str:
+def join_text(paragraphs: Iterable[str]) -> str:
     return "\n\n".join(paragraphs)
 
 
-def parse_message(message: str):
+def parse_message(message: str) -> tuple[str, str, int | None, str] | None:
     """(document, op, base, summary) from a revision's commit message, or None."""
     m = _MESSAGE.match(message or "")
     if not m:
@@ -104,7 +140,8 @@ def parse_message(message: str):
 class Document:
     """One named document in a database opened with the bytes codec (the default)."""
 
-    def __init__(self, db, name: str, branch: str = "main", rng=None, trust=None):
+    def __init__(self, db: Database, name: str, branch: str = "main",
+                 rng: fkeys.Rng | None = None, trust: Callable[[str], bool] | None = None):
         """``trust``: None, or a function author -> bool naming who may hide revisions.
         With it, what is hidden is read from the hide/unhide revisions of trusted
         authors only, so a writer who can put raw keys (the server's key API) can
@@ -118,7 +155,7 @@ class Document:
         self._rng = rng
         self.trust = trust
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Document {self.name!r} on {self.branch!r}>"
 
     # ---- keys ----------------------------------------------------------
@@ -133,7 +170,7 @@ class Document:
         """The newest version of the branch (the revision a save would start from)."""
         return self.db.head(self.branch)
 
-    def resolve(self, at=None) -> int:
+    def resolve(self, at: At = None) -> int:
         """A version number from what at() accepts: None/'head', an int or digits, a tag
         of this document, a datetime or an ISO-8601 time."""
         if at is None or at == "head":
@@ -177,7 +214,7 @@ class Document:
     def _tag(self, tag: str) -> str:
         return f"doc/{self.name}/{tag}"
 
-    def tag(self, tag: str, at=None) -> int:
+    def tag(self, tag: str, at: At = None) -> int:
         """Name a revision of this document (tags never move)."""
         return self.db.tag(self._tag(tag), self.resolve(at))
 
@@ -185,7 +222,7 @@ class Document:
         pre = self._tag("")
         return {k[len(pre):]: v for k, v in self.db.tags().items() if k.startswith(pre)}
 
-    def hidden(self) -> dict[int, dict]:
+    def hidden(self) -> dict[int, HiddenRecord]:
         """Revisions whose content admins hid: {revision: {"by", "reason", "time"}}."""
         if self.trust is not None:
             return self._trusted_hidden()
@@ -198,17 +235,19 @@ class Document:
                     continue        # not a record this module wrote
         return out
 
-    def _trusted_hidden(self) -> dict[int, dict]:
+    def _trusted_hidden(self) -> dict[int, HiddenRecord]:
         """The newest hide or unhide of each revision made by a trusted author (commit
         records only: a walk of the log, no tree reads but one per hidden revision)."""
-        out: dict[int, dict] = {}
+        out: dict[int, HiddenRecord] = {}
         seen = set()
+        trust = self.trust
+        assert trust is not None        # hidden() calls this only with a trust function
         for c in self.db.log(branch=self.branch):
             p = parse_message(c.message)
             if not p or p[0] != self.name or p[1] not in ("hide", "unhide") or p[2] is None:
                 continue
             rev = p[2]
-            if rev in seen or not self.trust(c.author):
+            if rev in seen or not trust(c.author):
                 continue
             seen.add(rev)
             if p[1] == "hide":
@@ -218,7 +257,8 @@ class Document:
                                                     "time": c.time.isoformat()}
         return out
 
-    def _check_visible(self, version: int, admin: bool, hidden=None) -> None:
+    def _check_visible(self, version: int, admin: bool,
+                       hidden: dict[int, HiddenRecord] | None = None) -> None:
         if admin:
             return
         hidden = self.hidden() if hidden is None else hidden
@@ -234,7 +274,7 @@ class Document:
         from .history import content_revision
         return content_revision(self, version)
 
-    def blocks(self, at=None, *, admin: bool = True) -> list[Block]:
+    def blocks(self, at: At = None, *, admin: bool = True) -> list[Block]:
         """The blocks in order, at a revision (default: the head)."""
         if at is None:
             snap = self.db.read(self.branch)
@@ -249,10 +289,10 @@ class Document:
             return [Block(text_of(k[n:]), text_of(v))
                     for k, v in snap.items(prefix=self.bprefix)]
 
-    def paragraphs(self, at=None, *, admin: bool = True) -> list[str]:
+    def paragraphs(self, at: At = None, *, admin: bool = True) -> list[str]:
         return [b.text for b in self.blocks(at, admin=admin)]
 
-    def text(self, at=None, *, admin: bool = True) -> str:
+    def text(self, at: At = None, *, admin: bool = True) -> str:
         """The document as text: blocks separated by a blank line."""
         if at is None and admin:
             with self.db.read(self.branch) as snap:
@@ -265,7 +305,7 @@ class Document:
                 any(True for _ in self.revisions(limit=1))
 
     # ---- saving ----------------------------------------------------------
-    def save(self, text: str, base=None, *, author: str, summary: str | None = None
+    def save(self, text: str, base: At = None, *, author: str, summary: str | None = None
              ) -> SaveResult:
         """Save the whole text, edited from revision ``base`` (default: the head).
 
@@ -281,7 +321,8 @@ class Document:
         ops = text_ops(old, new)
         return self.save_ops(ops, base_v, author=author, summary=summary)
 
-    def save_ops(self, ops, base=None, *, author: str, summary: str | None = None,
+    def save_ops(self, ops: Iterable[BlockOp], base: At = None, *, author: str,
+                 summary: str | None = None,
                  op: str = "save") -> SaveResult:
         """Apply block operations made on revision ``base`` (default: the head):
 
@@ -298,67 +339,71 @@ class Document:
         return self._commit(intents, base_v, author=author, op=op, summary=summary,
                             inserted=tuple(inserted))
 
-    def _intents(self, ops, base_v: int):
+    def _intents(self, ops: Iterable[BlockOp], base_v: int) -> tuple[Intents, list[str]]:
         """{key: (base value, our value)} and the inserted ids, from ops on base_v."""
         rng = self._rng
-        intents: dict[bytes, list] = {}
+        intents: dict[bytes, list[str | None]] = {}
         pending: list[str] = []          # ids inserted by these ops, sorted
         inserted = []
         with self.db.at(base_v) as snap:
             end = self.prefix + b"b0"    # b"b/" + 1 sorts below b"b0"
-            by_op: dict[int, Any] = {}  # op index -> the block id it made
-            ops = list(ops)
+            by_op: dict[object, str] = {}  # op index -> the block id it made
+            todo = list(ops)
             i_op = 0
-            while i_op < len(ops):
-                o = ops[i_op]
+            while i_op < len(todo):
+                o = todo[i_op]
                 kind = o[0]
                 if kind in ("set", "delete"):
                     bid = o[1]
-                    k = self._bkey(bid) if isinstance(bid, str) else None
+                    if not isinstance(bid, str) or not fkeys.is_key(bid):
+                        raise BlockNotFound(f"no block {bid!r} in {self.name!r}")
+                    k = self._bkey(bid)
                     if k in intents:
                         cur = intents[k]
                     else:
-                        if k is None or not fkeys.is_key(bid):
-                            raise BlockNotFound(f"no block {bid!r} in {self.name!r}")
                         v = snap.get(k)
                         if v is None:
                             raise BlockNotFound(f"block {bid!r} is not in revision {base_v} "
                                                 f"of {self.name!r}")
-                        v = v.decode("utf-8", "replace")
-                        cur = intents[k] = [v, v]
+                        t = v.decode("utf-8", "replace")
+                        cur = intents[k] = [t, t]
                     if cur[1] is None:
                         raise BlockNotFound(f"block {bid!r} was deleted earlier in this save")
                     if kind == "set":
-                        if not isinstance(o[2], str):
+                        text = o[2]
+                        if not isinstance(text, str):
                             raise TypeError("a block's text must be str")
-                        cur[1] = o[2]
+                        cur[1] = text
                     else:
                         cur[1] = None
                     i_op += 1
                 elif kind == "insert":
-                    after = o[1]
-                    if isinstance(after, tuple):
-                        if after[0] != "op" or after[1] not in by_op:
-                            raise ValueError(f"insert after {after!r}: ('op', i) must name an "
+                    ref = o[1]
+                    if isinstance(ref, tuple):
+                        if ref[0] != "op" or ref[1] not in by_op:
+                            raise ValueError(f"insert after {ref!r}: ('op', i) must name an "
                                              f"earlier insert")
-                        after = by_op[after[1]]
+                        ref = by_op[ref[1]]
                     # a run: each next insert goes right after the one before it
                     j = i_op + 1
-                    while j < len(ops) and ops[j][0] == "insert" and ops[j][1] == ("op", j - 1):
+                    while j < len(todo) and todo[j][0] == "insert" and \
+                            todo[j][1] == ("op", j - 1):
                         j += 1
-                    texts = [ops[x][2] for x in range(i_op, j)]
-                    if not all(isinstance(t, str) for t in texts):
+                    texts = [t for t in (todo[x][2] for x in range(i_op, j))
+                             if isinstance(t, str)]
+                    if len(texts) != j - i_op:
                         raise TypeError("a block's text must be str")
-                    if after is not None:
-                        ka = self._bkey(after) if isinstance(after, str) else None
-                        if ka is None or not fkeys.is_key(after) or (
-                                after not in pending and snap.get(ka) is None):
-                            raise BlockNotFound(f"no block {after!r} to insert after")
-                        start = ka + b"\x00"
+                    after: str | None = None
+                    if ref is not None:
+                        if not isinstance(ref, str) or not fkeys.is_key(ref) or (
+                                ref not in pending and snap.get(self._bkey(ref)) is None):
+                            raise BlockNotFound(f"no block {ref!r} to insert after")
+                        after = ref
+                        start = self._bkey(ref) + b"\x00"
                     else:
                         start = self.bprefix
-                    nxt = next(iter(snap.keys(start, end)), None)
-                    nxt = None if nxt is None else self._bid(nxt)
+                    first = next(iter(snap.keys(start, end)), None)
+                    nxt = None if first is None else self._bid(first)
                     i = bisect.bisect_right(pending, after) if after is not None else 0
                     if i < len(pending) and (nxt is None or pending[i] < nxt):
                         nxt = pending[i]
@@ -385,8 +430,8 @@ class Document:
         summary = " ".join(str(summary).split())[:200]
         return f"doc {self.name} {op} base={base_v}: {summary}"
 
-    def _commit(self, intents, base_v: int, *, author: str, op: str, summary: str,
-                inserted=()) -> SaveResult:
+    def _commit(self, intents: Intents, base_v: int, *, author: str, op: str, summary: str,
+                inserted: tuple[str, ...] = ()) -> SaveResult:
         """Write intents {key: (base value, our value)} merged three-way onto the head,
         as one commit by ``author``."""
         if not isinstance(author, str) or not author:
@@ -426,7 +471,9 @@ class Document:
         with self.db.write(self._message("hide", revision, f"hide revision {revision}"),
                            author=by, branch=self.branch) as tx:
             tx[self.hprefix + b"%012d" % revision] = rec.encode()
-        return tx.version
+        v = tx.version
+        assert v is not None            # the record was written, so the commit happened
+        return v
 
     def unhide(self, revision: int, *, by: str) -> int | None:
         with self.db.write(self._message("unhide", revision, f"unhide revision {revision}"),
@@ -437,38 +484,40 @@ class Document:
         return tx.version
 
     # ---- the rest lives in its own module --------------------------------
-    def revisions(self, limit=None, *, author=None, since=None):
+    def revisions(self, limit: int | None = None, *, author: str | None = None,
+                  since: datetime | None = None) -> list[Revision]:
         from .history import revisions
         return revisions(self, limit=limit, author=author, since=since)
 
-    def revision(self, number: int):
+    def revision(self, number: int) -> Revision:
         from .history import revision_info
         return revision_info(self, number)
 
-    def diff(self, a, b=None, *, admin: bool = True):
+    def diff(self, a: At, b: At = None, *, admin: bool = True) -> list[BlockChange]:
         from .history import diff
         return diff(self, a, b, admin=admin)
 
-    def blame(self, at=None, *, admin: bool = True):
+    def blame(self, at: At = None, *, admin: bool = True) -> list[BlameLine]:
         from .blame import blame
         return blame(self, at, admin=admin)
 
-    def restore(self, revision, *, author: str):
+    def restore(self, revision: At, *, author: str) -> SaveResult:
         from .revert import restore
         return restore(self, revision, author=author)
 
-    def undo(self, revision: int, *, author: str):
+    def undo(self, revision: int, *, author: str) -> SaveResult:
         from .revert import undo
         return undo(self, revision, author=author)
 
-    def revert_author(self, account: str, since, until=None):
+    def revert_author(self, account: str, since: datetime | str,
+                      until: datetime | str | None = None) -> RevertPlan:
         """A preview: what reverting ``account``'s edits in [since, until] would do.
         Apply it with ``plan.apply(author=...)``."""
         from .revert import plan_revert_author
         return plan_revert_author(self, account, since, until)
 
 
-def text_ops(old: list[tuple[str, str]], new: list[str]) -> list[tuple]:
+def text_ops(old: list[tuple[str, str]], new: list[str]) -> list[BlockOp]:
     """Block operations turning blocks ``old`` [(id, text)] into paragraphs ``new``.
 
     Equal paragraphs keep their block. Within a changed run, old and new paragraphs
@@ -476,8 +525,8 @@ def text_ops(old: list[tuple[str, str]], new: list[str]) -> list[tuple]:
     the rest are deletions and insertions. A run rewritten wholesale (nothing alike)
     with as many paragraphs as before is an edit of each block in place."""
     sm = SequenceMatcher(None, [t for _, t in old], new, autojunk=False)
-    ops: list[tuple] = []
-    after = None
+    ops: list[BlockOp] = []
+    after: str | tuple[str, int] | None = None
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
         if tag == "equal":
             after = old[i2 - 1][0]
@@ -488,7 +537,7 @@ def text_ops(old: list[tuple[str, str]], new: list[str]) -> list[tuple]:
                 after = old[i1 + i][0]
             elif i is not None:
                 ops.append(("delete", old[i1 + i][0]))
-            else:
+            elif j is not None:
                 ops.append(("insert", after, new[j1 + j]))
                 after = ("op", len(ops) - 1)     # the block that insert makes
     return ops
@@ -502,13 +551,13 @@ def _likeness(a: str, b: str) -> float:
     return len(wa & wb) / len(wa | wb) if wa or wb else 1.0
 
 
-def _pair(olds: list[str], news: list[str]):
+def _pair(olds: list[str], news: list[str]) -> list[tuple[int | None, int | None]]:
     """An order-keeping alignment of a changed run: (i, j) an edit of old i into new j,
     (i, None) old i deleted, (None, j) new j inserted."""
     n, m = len(olds), len(news)
     k = min(n, m)
-    in_place = [(d, d) for d in range(k)] + [(d, None) for d in range(k, n)] + \
-        [(None, d) for d in range(k, m)]
+    in_place: list[tuple[int | None, int | None]] = [(d, d) for d in range(k)]
+    in_place += [(d, None) for d in range(k, n)] + [(None, d) for d in range(k, m)]
     if not n or not m or n * m > 4000:
         return in_place
     like = [[_likeness(a, b) for b in news] for a in olds]
@@ -522,7 +571,7 @@ def _pair(olds: list[str], news: list[str]):
             if s >= LIKE:
                 v = max(v, best[i - 1][j - 1] + s)
             best[i][j] = v
-    out = []
+    out: list[tuple[int | None, int | None]] = []
     i, j = n, m
     while i or j:
         if i and j and like[i - 1][j - 1] >= LIKE and \
@@ -541,7 +590,7 @@ def _pair(olds: list[str], news: list[str]):
     return out
 
 
-def _summarize(intents) -> str:
+def _summarize(intents: Intents) -> str:
     """'2 edited, 1 added' for intents {key: (base, ours)}."""
     add = sum(1 for b, o in intents.values() if b is None)
     rm = sum(1 for b, o in intents.values() if o is None)

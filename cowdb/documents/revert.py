@@ -18,12 +18,17 @@ The plan is a preview; ``plan.apply(author=...)`` writes it as one revision.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, overload
 
 from .errors import NotARevision
 from .history import changes_of, walk
-from .model import text_of
+from .model import At, Document, Intents, SaveResult, text_of
+
+if TYPE_CHECKING:
+    from cowdb.history.commits import Commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +50,7 @@ class KeptBlock:
 
 @dataclass
 class RevertPlan:
-    doc: object
+    doc: Document
     account: str
     since: datetime
     until: datetime | None
@@ -61,36 +66,57 @@ class RevertPlan:
                 f"{n['reverted']} edited back, {n['restored']} restored, {n['removed']} "
                 f"removed, {len(self.kept)} kept (changed later by others)")
 
-    def apply(self, *, author: str):
+    def apply(self, *, author: str) -> SaveResult:
         """Write the plan as one revision (merged onto the head if it moved)."""
         doc = self.doc
-        intents = {doc._bkey(c.block): (c.current, c.target) for c in self.changes}
+        intents: Intents = {doc._bkey(c.block): (c.current, c.target) for c in self.changes}
         if not intents:
-            from .model import SaveResult
             return SaveResult(None, self.head, doc.head())
         since = self.since.isoformat(timespec="seconds")
         return doc._commit(intents, self.head, author=author, op="revert-author",
                            summary=f"revert edits by {self.account} since {since}")
 
 
-def _aware(t):
+_SPAN = re.compile(r"\s*(\d+)\s*([smhd])\s*\Z")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def span_back(s: str) -> datetime | None:
+    """The time a span like 30m, 2h or 7d back from now names (None: not a span), the
+    other way to say when a revert-author window starts."""
+    m = _SPAN.match(s)
+    if m is None:
+        return None
+    return datetime.now(UTC) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+@overload
+def _aware(t: datetime | str) -> datetime: ...
+
+
+@overload
+def _aware(t: datetime | str | None) -> datetime | None: ...
+
+
+def _aware(t: datetime | str | None) -> datetime | None:
     if t is None or isinstance(t, datetime):
         return t if t is None or t.tzinfo else t.replace(tzinfo=UTC)
     t = datetime.fromisoformat(str(t))
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def plan_revert_author(doc, account: str, since, until=None) -> RevertPlan:
-    since, until = _aware(since), _aware(until)
+def plan_revert_author(doc: Document, account: str, since: datetime | str,
+                       until: datetime | str | None = None) -> RevertPlan:
+    t_since, t_until = _aware(since), _aware(until)
     head = doc.head()
-    plan = RevertPlan(doc, account, since, until, head)
-    history = list(walk(doc, start=head, since=since))
+    plan = RevertPlan(doc, account, t_since, t_until, head)
+    history = list(walk(doc, start=head, since=t_since))
     history.reverse()                       # oldest first
-    events: dict[bytes, list] = {}
+    events: dict[bytes, list[tuple[Commit, bytes | None, bytes | None]]] = {}
     mine = set()
 
-    def in_window(c):
-        return c.author == account and (until is None or c.time <= until)
+    def in_window(c: Commit) -> bool:
+        return c.author == account and (t_until is None or c.time <= t_until)
 
     for c, changes in history:
         if in_window(c):
@@ -106,16 +132,14 @@ def plan_revert_author(doc, account: str, since, until=None) -> RevertPlan:
         while j and in_window(ev[j - 1][0]):
             j -= 1
         bid = k[n:].decode("utf-8", "replace")
-        current = ev[-1][2]
-        current = text_of(current)
+        current = text_of(ev[-1][2])
         if j == len(ev):
             last_mine = max(i for i, e in enumerate(ev) if in_window(e[0]))
             plan.kept.append(KeptBlock(
                 bid, current, tuple((e[0].version, e[0].author) for e in ev[last_mine + 1:]),
                 tuple(e[0].version for e in ev if in_window(e[0]))))
             continue
-        target = ev[j][1]
-        target = text_of(target)
+        target = text_of(ev[j][1])
         if target == current:
             continue
         kind = "restored" if current is None else "removed" if target is None else "reverted"
@@ -123,7 +147,7 @@ def plan_revert_author(doc, account: str, since, until=None) -> RevertPlan:
     return plan
 
 
-def undo(doc, revision, *, author: str):
+def undo(doc: Document, revision: At, *, author: str) -> SaveResult:
     """Undo one revision: its inverse merged three-way onto the head."""
     c = doc.db.commit_info(doc.resolve(revision))
     changes = changes_of(doc, c)
@@ -134,14 +158,13 @@ def undo(doc, revision, *, author: str):
                        summary=f"undo revision {c.version}")
 
 
-def restore(doc, revision, *, author: str):
+def restore(doc: Document, revision: At, *, author: str) -> SaveResult:
     """A new revision whose blocks equal ``revision``'s (history is kept)."""
     v = doc.resolve(revision)
     head = doc.head()
     with doc.db.diff(head, v, prefix=doc.bprefix) as d:
         intents = {x.key: (text_of(x.old), text_of(x.new)) for x in d}
     if not intents:
-        from .model import SaveResult
         return SaveResult(None, head, head)
     return doc._commit(intents, head, author=author, op="restore",
                        summary=f"restore revision {v}")

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from cowdb import errors as E
@@ -40,6 +42,15 @@ from cowdb.server.web import render, url
 
 from . import Document, documents
 from .errors import DocumentError, InvalidName, RevisionHidden
+from .history import Revision
+from .model import Block, BlockOp, HiddenRecord, SaveResult
+from .revert import RevertPlan, span_back
+
+if TYPE_CHECKING:
+    from cowdb.server.accounts import Account
+    from cowdb.server.app import Server
+
+T = TypeVar("T")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLOURS = 8
@@ -50,7 +61,7 @@ def colour(author: str) -> int:
     return zlib.crc32(author.encode()) % COLOURS
 
 
-def _trust(request: Request):
+def _trust(request: Request) -> Callable[[str], bool]:
     """Who may hide revisions: the accounts that are admins now. (In open mode the
     local account is the admin.)"""
     server = server_of(request)
@@ -75,15 +86,15 @@ def _when(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _at(request: Request, name="at"):
-    v = request.query_params.get(name) or None
-    return v
+def _at(request: Request, name: str = "at") -> str | None:
+    return request.query_params.get(name) or None
 
 
-async def _call(fn, *a, **kw):
+async def _call(fn: Callable[..., T], *a: Any, **kw: Any) -> T:
     """Run a blocking documents call; its errors become the right HTTP status."""
     try:
-        return await run(fn, *a, **kw)
+        out: T = await run(fn, *a, **kw)
+        return out
     except RevisionHidden as e:
         raise ApiError(403, str(e)) from None
     except (E.VersionNotFound, KeyError) as e:
@@ -93,14 +104,14 @@ async def _call(fn, *a, **kw):
 
 
 # ---- pages ----------------------------------------------------------------------
-async def index(request: Request):
+async def index(request: Request) -> Response:
     account = await require(request, "reader")
     names = await run(documents, server_of(request).db)
     return await render(request, "doc_index.html", {"names": names, "title": "Documents",
                                                     "can_write": account.can("writer")})
 
 
-async def create(request: Request):
+async def create(request: Request) -> Response:
     account = await require(request, "writer")
     form = await form_of(request)
     name = fstr(form, "name").strip()
@@ -118,7 +129,7 @@ async def create(request: Request):
     return see_other(f"/documents/{name}/edit" if not text else f"/documents/{name}")
 
 
-async def view(request: Request):
+async def view(request: Request) -> Response:
     account = await require(request, "reader")
     doc = _doc(request)
     at = _at(request)
@@ -130,7 +141,7 @@ async def view(request: Request):
         "can_write": account.can("writer")})
 
 
-async def edit(request: Request):
+async def edit(request: Request) -> Response:
     account = await require(request, "writer")
     doc = _doc(request)
     require_branch_write(request, account, doc.branch)
@@ -161,17 +172,18 @@ async def edit(request: Request):
     return await render(request, "doc_edit.html", ctx, status=409 if ctx["conflicts"] else 200)
 
 
-def _revisions_ctx(doc, account):
+def _revisions_ctx(doc: Document, account: Account
+                   ) -> tuple[list[Revision], dict[int, HiddenRecord], list[str]]:
     revs = doc.revisions()
     hidden = doc.hidden()
-    authors = []
+    authors: list[str] = []
     for r in reversed(revs):
         if r.author not in authors:
             authors.append(r.author)
     return revs, hidden, authors
 
 
-async def history(request: Request):
+async def history(request: Request) -> Response:
     account = await require(request, "reader")
     doc = _doc(request)
     revs, hidden, authors = await _call(_revisions_ctx, doc, account)
@@ -183,7 +195,7 @@ async def history(request: Request):
         "oldest_first": list(reversed(revs))})
 
 
-async def scrub(request: Request):
+async def scrub(request: Request) -> Response:
     """The text at one revision, tinted by author: what the history slider shows."""
     account = await require(request, "reader")
     doc = _doc(request)
@@ -199,7 +211,7 @@ async def scrub(request: Request):
                                                     "hidden": hidden, "at": at})
 
 
-async def diff(request: Request):
+async def diff(request: Request) -> Response:
     account = await require(request, "reader")
     doc = _doc(request)
     a, b = _at(request, "a"), _at(request, "b")
@@ -214,7 +226,7 @@ async def diff(request: Request):
         "info": info, "colour": colour, "when": _when})
 
 
-async def blame(request: Request):
+async def blame(request: Request) -> Response:
     account = await require(request, "reader")
     doc = _doc(request)
     at = _at(request)
@@ -232,14 +244,18 @@ def _parse_since(s: str) -> datetime:
     s = s.strip()
     if not s:
         raise ApiError(400, "give the time to revert from (since)")
+    back = span_back(s)
+    if back is not None:
+        return back
     try:
         t = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith("Z") else s)
     except ValueError:
-        raise ApiError(400, f"{s!r} is not a time: use 2026-12-05T09:00:00Z") from None
+        raise ApiError(400, f"{s!r} is not a time: use 2026-12-05T09:00:00Z, or a span "
+                            f"back from now like 2h or 7d") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-async def revert(request: Request):
+async def revert(request: Request) -> Response:
     """GET: the form, and with ?account=&since= the preview. POST: apply it."""
     account = await require(request, "admin")
     doc = _doc(request)
@@ -247,8 +263,8 @@ async def revert(request: Request):
     if request.method == "POST":
         form = await form_of(request)
         who, since = fstr(form, "account"), _parse_since(fstr(form, "since"))
-        plan = await _call(doc.revert_author, who, since)
-        r = await _call(plan.apply, author=account.name)
+        todo = await _call(doc.revert_author, who, since)
+        r = await _call(todo.apply, author=account.name)
         if r.revision is not None:
             server_of(request).notify_commit()
         msg = (f"reverted {who}'s edits since {since.isoformat()} in revision {r.revision}"
@@ -258,7 +274,7 @@ async def revert(request: Request):
         return see_other(url(f"/documents/{doc.name}/history", saved=msg))
     who = request.query_params.get("account", "")
     since_s = request.query_params.get("since", "")
-    plan = None
+    plan: RevertPlan | None = None
     if who and since_s:
         plan = await _call(doc.revert_author, who, _parse_since(since_s))
     revs = await _call(doc.revisions)
@@ -268,7 +284,8 @@ async def revert(request: Request):
         "since": since_s, "accounts": accounts, "colour": colour, "when": _when})
 
 
-async def _revision_action(request: Request, action: str):
+async def _revision_action(request: Request, action: str
+                           ) -> tuple[Document, str, SaveResult]:
     """Run ``doc.undo`` or ``doc.restore`` (``action``) on the revision the form names, as
     the signed-in writer: (the document, the revision named, its result)."""
     account = await require(request, "writer")
@@ -278,13 +295,14 @@ async def _revision_action(request: Request, action: str):
     rev = fstr(form, "revision")
     if not rev.isdigit():
         raise ApiError(400, "which revision?")
-    r = await _call(getattr(doc, action), int(rev), author=account.name)
+    fn: Callable[..., SaveResult] = doc.undo if action == "undo" else doc.restore
+    r = await _call(fn, int(rev), author=account.name)
     if r.revision is not None:
         server_of(request).notify_commit()
     return doc, rev, r
 
 
-async def undo(request: Request):
+async def undo(request: Request) -> Response:
     doc, rev, r = await _revision_action(request, "undo")
     msg = f"undid revision {rev} in revision {r.revision}" if r.revision else "nothing to undo"
     if r.conflicts:
@@ -292,14 +310,14 @@ async def undo(request: Request):
     return see_other(url(f"/documents/{doc.name}/history", saved=msg))
 
 
-async def restore(request: Request):
+async def restore(request: Request) -> Response:
     doc, rev, r = await _revision_action(request, "restore")
     msg = (f"restored revision {rev} as revision {r.revision}" if r.revision
            else f"the text already equals revision {rev}")
     return see_other(url(f"/documents/{doc.name}/history", saved=msg))
 
 
-async def hide(request: Request):
+async def hide(request: Request) -> Response:
     account = await require(request, "admin")
     doc = _doc(request)
     form = await form_of(request)
@@ -317,12 +335,12 @@ async def hide(request: Request):
 
 
 # ---- JSON --------------------------------------------------------------------------
-async def blocks_json(request: Request):
+async def blocks_json(request: Request) -> Response:
     account = await require(request, "reader")
     doc = _doc(request)
     at = _at(request)
 
-    def read():
+    def read() -> tuple[int, list[Block]]:
         v = doc.resolve(at)
         return v, doc.blocks(v, admin=account.can("admin"))
     v, blocks = await _call(read)
@@ -331,13 +349,13 @@ async def blocks_json(request: Request):
                         headers={"ETag": f'"{v}"'})
 
 
-def _ops(data) -> list[tuple]:
+def _ops(data: dict[str, Any]) -> list[BlockOp]:
     ops = data.get("ops")
     if not isinstance(ops, list) or not ops:
         raise ApiError(400, 'give "ops": a list of ["set", id, text], ["insert", after, '
                             'text] (after: an id, null for the top, or ["op", i]) and '
                             '["delete", id]')
-    out = []
+    out: list[BlockOp] = []
     for o in ops:
         if not isinstance(o, list) or not o or o[0] not in ("set", "insert", "delete") or \
                 len(o) != (2 if o[0] == "delete" else 3):
@@ -348,7 +366,7 @@ def _ops(data) -> list[tuple]:
     return out
 
 
-async def ops_json(request: Request):
+async def ops_json(request: Request) -> Response:
     """Apply block operations: {"base": N, "ops": [...], "summary": "..."}. 200 with the
     new revision (merged onto the head when others saved since base), 409 when some
     blocks conflict (the rest is saved; each conflict has base, ours and theirs)."""
@@ -374,7 +392,7 @@ async def ops_json(request: Request):
     return JSONResponse(body, status_code=409 if r.conflicts else 200)
 
 
-async def static(request: Request):
+async def static(request: Request) -> Response:
     name = request.path_params["file"]
     if name not in ("documents.js", "documents.css"):
         raise ApiError(404, "nothing here")
@@ -400,7 +418,7 @@ routes = [
 ]
 
 
-def setup(server) -> None:
+def setup(server: Server) -> None:
     if ("Documents", "/documents") in server.nav:
         return          # listed in EXTENSIONS and passed to create_app too: once is enough
     server.add_routes(routes)

@@ -4,8 +4,13 @@ A version is kept if it is among the newest ``keep_last`` versions, or was
 committed within ``keep_within`` of now, or a tag or a branch head names it.
 With neither rule set, every version is kept (the default).
 """
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .commits import Commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +27,13 @@ class Retention:
                 None if self.keep_within is None else self.keep_within.total_seconds()]
 
     @classmethod
-    def decode(cls, value) -> "Retention":
+    def decode(cls, value: Sequence[Any] | None) -> "Retention":  # as encode() made it
         if not value:
             return cls()
         last, within = value
         return cls(last, None if within is None else timedelta(seconds=within))
 
-    def kept(self, commits, now_ns: int, named: set[int]) -> set[int]:
+    def kept(self, commits: Sequence["Commit"], now_ns: int, named: set[int]) -> set[int]:
         """The versions to keep among ``commits`` (newest first), plus every named one."""
         if self.keeps_everything:
             return {c.version for c in commits}

@@ -21,13 +21,14 @@ write amplification). Nothing here touches storage: the page store writes
 the images ``encode()`` and ``encode_delta()`` return.
 """
 from array import array
+from bisect import bisect_left
 from struct import Struct
 from struct import error as struct_error
 
 _GROUP = Struct("<QQ")  # txn, run count; then count x (u64 first page, u64 length)
 _OP = Struct("<QQQQ")   # kind, a, b, c
 _PREV = Struct("<QQQQ")  # previous image of the chain: page, checksum, txn, length
-TAKE, FREE, RELEASE, TRIM = 1, 2, 3, 4
+TAKE, FREE, RELEASE, TRIM, GIVE = 1, 2, 3, 4, 5
 MAX_CHAIN = 32          # deltas after a base before the next base
 # What decode(), previous() and replay() raise for an image that does not decode (cut
 # short, an unknown operation, a take of pages that are not free): the page store
@@ -43,6 +44,10 @@ def _checked(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return runs
 
 
+def _neg_start(run: tuple[int, int]) -> int:
+    return -run[0]
+
+
 def _coalesce(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sorted, merged runs, highest first (so pop() takes the lowest)."""
     out: list[tuple[int, int]] = []
@@ -56,15 +61,25 @@ def _coalesce(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 class FreeList:
-    __slots__ = ("pool", "pending", "changed", "_loose", "log", "chain")
+    __slots__ = ("_pool", "pending", "changed", "_loose", "log", "chain", "_fit")
 
     def __init__(self):
-        self.pool: list[tuple[int, int]] = []              # reusable runs, highest first
+        self._pool: list[tuple[int, int]] = []             # reusable runs, highest first
+        self._fit: int | None = None    # no pool run is longer than this (None: unknown)
         self.pending: dict[int, list[tuple[int, int]]] = {}  # txn -> runs it freed
         self.changed = False
         self._loose: set[int] = set()   # pending groups not merged into runs yet
         self.log: list[tuple] = []      # operations since the newest stored image
         self.chain: list[tuple[int, int]] = []  # stored images (page, npages), base first
+
+    @property
+    def pool(self) -> list[tuple[int, int]]:
+        """Reusable runs, highest first (so pop() takes the lowest)."""
+        return self._pool
+
+    @pool.setter
+    def pool(self, runs: list[tuple[int, int]]) -> None:
+        self._pool, self._fit = runs, None
 
     def release(self, bound: int) -> None:
         """Move every group freed at txn <= bound into the pool."""
@@ -91,15 +106,23 @@ class FreeList:
         self._loose.add(txn)
         self.changed = True
 
-    def take(self, n: int, below: int | None = None) -> int | None:
+    def take(self, n: int, below: int | None = None, most: int = 0) -> int | None:
         """Take n contiguous reusable pages, lowest first; None if no run is long enough
-        (that ends at or before page ``below``, if given)."""
-        pool = self.pool
+        (that ends at or before page ``below``, if given). ``most``: take up to that many
+        if the run has them (see ``taken``)."""
+        fit = self._fit
+        if fit is not None and n > fit:   # takes only shorten runs: still none fits
+            return None
+        pool = self._pool
+        longest = 0
         for i in range(len(pool) - 1, -1, -1):
             start, length = pool[i]
             if below is not None and start + n > below:
                 return None
+            if length > longest:
+                longest = length
             if length >= n:
+                n = max(n, min(length, most))
                 if length == n:
                     del pool[i]
                 else:
@@ -107,11 +130,34 @@ class FreeList:
                 self.changed = True
                 self.log.append((TAKE, start, n, 0))
                 return start
+        self._fit = longest
         return None
 
+    @property
+    def taken(self) -> int:
+        """How many pages the last ``take`` took."""
+        return self.log[-1][2]
+
     def give_back(self, start: int, n: int) -> None:
-        """Return pages just taken (and not logged as taken) to the pool."""
-        self.pool = _coalesce(self.pool + [(start, n)])
+        """Return pages just taken (and not logged as taken) to the pool, merged with the
+        runs either side (O(log runs) to find its place: a txn gives one back each)."""
+        pool = self._pool
+        i = bisect_left(pool, -start, key=_neg_start)   # pool[:i] start above it
+        if i < len(pool) and pool[i][0] + pool[i][1] == start:  # the run below ends here
+            start, n = pool[i][0], n + pool[i][1]
+            del pool[i]
+        if i and pool[i - 1][0] == start + n:                  # the run above starts here
+            n += pool[i - 1][1]
+            del pool[i - 1]
+            i -= 1
+        pool.insert(i, (start, n))
+        self._fit = None
+
+    def put_back(self, start: int, n: int) -> None:
+        """Return pages taken (and logged) by this txn and not used, to the pool, logged."""
+        self.log.append((GIVE, start, n, 0))
+        self.give_back(start, n)
+        self.changed = True
 
     def _remove(self, start: int, n: int) -> None:
         """Replay a take: cut [start, start + n) out of the pool run that holds it."""
@@ -179,7 +225,8 @@ class FreeList:
                     FREE: lambda a, b, c: self.pending.setdefault(a, []).extend(
                         _checked([(b, c)])),
                     RELEASE: lambda a, b, c: self.release(a),
-                    TRIM: lambda a, b, c: self.trim_tail(a)}
+                    TRIM: lambda a, b, c: self.trim_tail(a),
+                    GIVE: lambda a, b, c: self.give_back(a, b)}
         for kind, a, b, c in _OP.iter_unpack(memoryview(data)[_PREV.size:]):
             handlers[kind](a, b, c)
         self.log.clear()

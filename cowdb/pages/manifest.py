@@ -52,13 +52,13 @@ class Manifest:
     page_size: int
     epoch: int = 1                  # bumped by object gc: fences writers paused across it
     object: str | None = None       # the object holding this txn's page images
-    runs: list = field(default_factory=list)  # [first page, bytes, offset in object]
-    checkpoint: tuple | None = None  # (txn, key) of the newest index checkpoint
+    runs: list[tuple[int, int, int]] = field(default_factory=list)  # first page, bytes, offset
+    checkpoint: tuple[int, str] | None = None  # (txn, key) of the newest index checkpoint
     time_ns: int = 0
     writer: str = ""
     nonce: bytes = b""
     prev: bytes = b""               # the nonce of manifest txn - 1: the chain links
-    drop: list = field(default_factory=list)  # [first page, pages] no longer mapped
+    drop: list[tuple[int, int]] = field(default_factory=list)  # first page, pages: unmapped
 
     def encode(self) -> bytes:
         body = msgpack.packb({
@@ -88,7 +88,8 @@ def decode(data: bytes, key: str = "manifest") -> Manifest:
         raise Corruption(f"{key} does not decode: {e}") from e
 
 
-def encode_index(txn: int, objects: list[tuple], index: dict[int, int], shift: int) -> bytes:
+def encode_index(txn: int, objects: list[tuple[str, int]], index: dict[int, int],
+                 shift: int) -> bytes:
     """A checkpoint of the page index: page -> (object number, offset)."""
     flat = array("Q")
     mask = (1 << shift) - 1
@@ -101,7 +102,8 @@ def encode_index(txn: int, objects: list[tuple], index: dict[int, int], shift: i
     return data + xxh3_64_intdigest(data).to_bytes(8, "little")
 
 
-def decode_index(data: bytes, key: str, shift: int) -> tuple[int, list[tuple], dict[int, int]]:
+def decode_index(data: bytes, key: str,
+                 shift: int) -> tuple[int, list[tuple[str, int]], dict[int, int]]:
     if len(data) < 16 or data[:8] != INDEX_MAGIC or xxh3_64_intdigest(
             data[:-8]) != int.from_bytes(data[-8:], "little"):
         raise Corruption(f"index checkpoint {key} is damaged")

@@ -16,8 +16,9 @@ from typing import NamedTuple
 from xxhash import xxh3_64_intdigest
 
 MAGIC = b"COWDB\x00\r\n"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)           # version 1: the same record, never with pending bytes
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)        # version 1: the same record, never with pending bytes;
+                                     # versions 1 and 2: flags (0) where 3 has the unit
 _META = Struct("<8sIIQQQQQQQQQQQQ")  # see docs/format.md, "Meta record"
 META_SIZE = _META.size + 8            # + checksum; pending bytes follow
 PENDING_MAX = 1024                    # bytes of pending changes a record may carry
@@ -43,15 +44,16 @@ class Meta(NamedTuple):
     catalog: RootRef      # root of the catalog tree (commits, refs, settings)
     freelist: RootRef     # page run holding the free page lists
     freelist_len: int     # bytes in that run's image
-    page_count: int       # pages in use up to the high-water mark (incl. the two meta pages)
-    flags: int = 0
+    page_count: int       # units in use up to the high-water mark (incl. the meta pages)
+    unit: int = 0         # bytes per allocation unit (0 in versions 1 and 2: the page size)
     pending: bytes = b""  # catalog changes not in the catalog tree yet (history/catalog.py)
 
     def encode(self) -> bytes:
         body = _META.pack(MAGIC, FORMAT_VERSION, self.page_size, self.txn, self.durable_base,
                           self.catalog.page, self.catalog.checksum, self.catalog.txn,
                           self.freelist.page, self.freelist.checksum, self.freelist.txn,
-                          self.freelist_len, self.page_count, self.flags, len(self.pending))
+                          self.freelist_len, self.page_count, self.unit or self.page_size,
+                          len(self.pending))
         checksum = xxh3_64_intdigest(body + self.pending).to_bytes(8, "little")
         return body + checksum + self.pending
 
@@ -79,14 +81,18 @@ def decode(data: bytes) -> Meta:
     if len(data) < META_SIZE or data[:8] != MAGIC:
         raise BadMeta("no cowdb magic", foreign=True)
     (_magic, version, page_size, txn, base, cpage, csum, ctxn, fpage, fsum, ftxn, flen,
-     count, flags, npending) = _META.unpack_from(data, 0)
+     count, unit, npending) = _META.unpack_from(data, 0)
     if version not in READABLE_VERSIONS:
         raise BadMeta(f"format version {version}", version=version)
-    if npending > (PENDING_MAX if version == 2 else 0) or len(data) < META_SIZE + npending:
+    if npending > (PENDING_MAX if version >= 2 else 0) or len(data) < META_SIZE + npending:
         raise BadMeta(f"bad pending length {npending}")
     pending = bytes(data[META_SIZE:META_SIZE + npending])
     if xxh3_64_intdigest(data[:_META.size] + pending) != int.from_bytes(
             data[_META.size:META_SIZE], "little"):
         raise BadMeta("checksum mismatch")
+    if version < 3:
+        unit = page_size
+    elif not unit or unit & (unit - 1) or unit > page_size or (2 * page_size) % unit:
+        raise BadMeta(f"bad unit size {unit}")
     return Meta(txn, base, page_size, RootRef(cpage, csum, ctxn), RootRef(fpage, fsum, ftxn),
-                flen, count, flags, pending)
+                flen, count, unit, pending)

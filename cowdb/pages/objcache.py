@@ -21,7 +21,7 @@ class ChunkCache:
         self.memory_bytes = memory_bytes
         self.folder = folder
         self.folder_bytes = folder_bytes
-        self._mem: OrderedDict = OrderedDict()
+        self._mem: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._used = 0
         self._lock = threading.Lock()
         self._written = 0          # bytes written to the folder since its last trim
@@ -29,9 +29,10 @@ class ChunkCache:
         if folder:
             os.makedirs(folder, exist_ok=True)
 
-    def _path(self, key: str, chunk: int) -> str:
+    @staticmethod
+    def _path(folder: str, key: str, chunk: int) -> str:
         h = hashlib.sha1(key.encode()).hexdigest()
-        return os.path.join(self.folder, f"{h}-{chunk}")
+        return os.path.join(folder, f"{h}-{chunk}")
 
     def get(self, key: str, chunk: int) -> bytes | None:
         with self._lock:
@@ -42,7 +43,7 @@ class ChunkCache:
                 return data
         if self.folder:
             try:
-                with open(self._path(key, chunk), "rb") as f:
+                with open(self._path(self.folder, key, chunk), "rb") as f:
                     data = f.read()
             except OSError:
                 data = None
@@ -56,7 +57,7 @@ class ChunkCache:
     def put(self, key: str, chunk: int, data: bytes) -> None:
         self._remember(key, chunk, data)
         if self.folder:
-            path = self._path(key, chunk)
+            path = self._path(self.folder, key, chunk)
             tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
             try:
                 with open(tmp, "wb") as f:
@@ -71,7 +72,7 @@ class ChunkCache:
                 except OSError:
                     pass
 
-    def _remember(self, key, chunk, data) -> None:
+    def _remember(self, key: str, chunk: int, data: bytes) -> None:
         with self._lock:
             old = self._mem.pop((key, chunk), None)
             if old is not None:

@@ -274,6 +274,12 @@ class ObjectIO(BlockIO):
         return best
 
     # ---- BlockIO ---------------------------------------------------------
+    @property
+    def unit(self) -> int:
+        """The allocation unit a new database here uses: a whole page (the index maps
+        pages to objects)."""
+        return self.page_size
+
     def pread(self, size: int, offset: int) -> bytes:
         ps = self.page_size
         if offset < 2 * ps:

@@ -1,10 +1,14 @@
-"""The page store: fixed-size pages in a block device, two meta slots, a free list.
+"""The page store: images packed in a block device, two meta slots, a free list.
 
-Pages 0 and 1 hold the meta slots; everything else is page images. An image
-(a node, an overflow value, the free list) starts on a page boundary, begins
-with a 24-byte header that carries its checksum and length, and spans as
-many whole pages as it needs. Above this layer a page number is an opaque
-reference. See docs/format.md for the bytes.
+Space is allocated in *units* (64 bytes in format 3; a whole page in files
+made by format 2, which keep it): the first two pages hold the meta slots;
+everything after them is images. An image (a node, an overflow value, the
+free list) starts on a unit boundary, begins with a 24-byte header that
+carries its checksum and length, and takes as many whole units as it needs;
+the images of one txn are packed back to back. A reference's "page" is the
+unit index of an image; the free list, ``allocate``, ``free`` and the page
+count all count units. A node image is at most a page long. Above this layer
+a reference is opaque. See docs/format.md for the bytes.
 
 A write transaction calls ``begin``, ``allocate``/``write``/``free`` as it
 writes, and ``publish`` to make the commit visible (and durable); on any
@@ -20,26 +24,32 @@ from .io import BlockIO
 from .meta import EMPTY, Meta, RootRef
 
 DEFAULT_PAGE_SIZE = 4096
-RESERVE_PAGES = 32   # kept allocated past the last page, for gc() on a full disk
+DEFAULT_UNIT = 64    # bytes per allocation unit of a new file (format 3)
+RESERVE_PAGES = 32   # pages kept allocated past the last unit, for gc() on a full disk
 RESERVE_STEP = 8     # ... renewed this many pages at a time
 FREELIST_DELTA = 1   # free list image header flag: a delta of the chain, not a base
 META_PAGES = 2
 
 
 class PageStore:
-    def __init__(self, io: BlockIO, *, page_size: int = DEFAULT_PAGE_SIZE, readonly: bool = False):
+    def __init__(self, io: BlockIO, *, page_size: int = DEFAULT_PAGE_SIZE, readonly: bool = False,
+                 unit: int | None = None):
         self.io = io
         self.page_size = page_size
+        # bytes per allocation unit: the meta record says (adopt); a new store packs
+        # unless its device asks for whole pages (an object store indexes pages)
+        self.unit = unit or getattr(io, "unit", None) or DEFAULT_UNIT
         self.readonly = readonly
         self.meta: Meta | None = None
         self._freelist: FreeList | None = FreeList()  # None: not loaded (read-only opens)
-        self.page_count = META_PAGES
+        self.page_count = self.first_unit
         self.durable_slot = 0          # slot that holds the last durable commit
         self.durable_txn = 0
         self.bytes_written = 0         # images written since open (for commit stats)
         self.pages_written = 0
         self._txn = 0
         self._queue: dict[int, bytes] = {}   # images written by the txn, not yet flushed
+        self._run = (0, 0)             # reused units the txn took and has not filled yet
         self.unsynced_free_pages = 0   # pages freed after the last durable txn: not reusable
                                        # until the next sync (kept exact without a scan)
         self.rollback_hooks: list = []  # called with the txn a rollback forgets (node caches)
@@ -101,8 +111,7 @@ class PageStore:
 
     def adopt(self, slot: int, meta: Meta, durable: bool = True) -> None:
         """Make ``meta`` the current state (after the caller verified its new pages)."""
-        if meta.page_size != self.page_size:
-            self.page_size = meta.page_size
+        self.page_size, self.unit = meta.page_size, meta.unit
         self.meta = meta
         self.page_count = meta.page_count
         self._file_size = None  # another process may have grown or cut the file
@@ -176,7 +185,7 @@ class PageStore:
     def initialize(self) -> Meta:
         """Write the first meta record of a new, empty store (both meta pages, full size)."""
         m = Meta(txn=1, durable_base=0, page_size=self.page_size, catalog=EMPTY,
-                 freelist=EMPTY, freelist_len=0, page_count=META_PAGES)
+                 freelist=EMPTY, freelist_len=0, page_count=self.first_unit, unit=self.unit)
         image = bytearray(META_PAGES * self.page_size)
         image[:metamod.META_SIZE] = m.encode()
         try:
@@ -195,16 +204,17 @@ class PageStore:
             verify(data, page)
             return data
         ps = self.page_size
-        if page < META_PAGES or (self.meta is not None and page >= self.page_count and
-                                 page >= self._high_water()):
+        if page < self.first_unit or (self.meta is not None and page >= self.page_count and
+                                      page >= self._high_water()):
             raise Corruption(f"page {page} is outside the database (a reference is damaged)", page)
-        data = self._pread(ps, page * ps, page)
+        offset = page * self.unit
+        data = self._pread(ps, offset, page)
         if len(data) >= HEADER_SIZE:
             length = HEADER.unpack_from(data, 0)[4]
-            if length > ps:
+            if length > len(data):
                 if length > (1 << 40):
                     raise Corruption(f"page {page} has a bad header (length {length})", page)
-                data += self._pread(length - ps, page * ps + ps, page)
+                data += self._pread(length - len(data), offset + len(data), page)
             elif length >= HEADER_SIZE:
                 data = data[:length]
         verify(data, page)
@@ -213,7 +223,7 @@ class PageStore:
     def read_head(self, page: int) -> tuple:
         """The header fields (checksum, type, flags, n, length, txn) of an image, unverified:
         for walks that only need to know what a page is."""
-        data = self._pread(HEADER_SIZE, page * self.page_size, page)
+        data = self._pread(HEADER_SIZE, page * self.unit, page)
         if len(data) < HEADER_SIZE:
             raise Corruption(f"page {page} is truncated", page)
         return HEADER.unpack_from(data, 0)
@@ -230,8 +240,14 @@ class PageStore:
     def _high_water(self) -> int:
         return max(self.page_count, self.meta.page_count if self.meta else 0)
 
+    @property
+    def first_unit(self) -> int:
+        """The first unit after the two meta pages."""
+        return META_PAGES * self.page_size // self.unit
+
     def pages_for(self, nbytes: int) -> int:
-        return -(-nbytes // self.page_size)
+        """Units an image of ``nbytes`` takes."""
+        return -(-nbytes // self.unit)
 
     # ---- writing -------------------------------------------------------
     def begin(self, txn: int, reuse_bound: int) -> None:
@@ -243,11 +259,40 @@ class PageStore:
         self.freelist.release(reuse_bound)
 
     def allocate(self, npages: int) -> int:
+        """``npages`` units for an image of this txn: the next ones of the run of reused
+        units the txn is filling (a txn's images are packed back to back), else a new
+        run of at least two pages' worth from the free list (lowest first), else the end
+        of the file. One free-list search per run, not per image."""
+        start, end = self._run
+        if start + npages <= end:
+            self._run = (start + npages, end)
+            return start
+        fl = self.freelist
+        page = fl.take(npages, most=max(npages, 2 * self.page_size // self.unit))
+        if page is not None:
+            end = page + fl.taken
+            self._put_back_run()
+            self._run = (page + npages, end)
+            return page
+        return self._grow(npages)
+
+    def _take(self, npages: int) -> int:
+        """Exactly ``npages`` units from the free list (logged), else the end of the file:
+        for the free list's own image, which records its take."""
         page = self.freelist.take(npages)
-        if page is None:
-            page = self.page_count
-            self.page_count += npages
+        return self._grow(npages) if page is None else page
+
+    def _grow(self, npages: int) -> int:
+        page = self.page_count
+        self.page_count += npages
         return page
+
+    def _put_back_run(self) -> None:
+        """Give the unfilled rest of the txn's run back to the free list."""
+        start, end = self._run
+        if start < end:
+            self.freelist.put_back(start, end - start)
+        self._run = (0, 0)
 
     def take_below(self, npages: int, below: int) -> int | None:
         """A reusable run of ``npages`` ending at or before page ``below``, else None (the
@@ -266,7 +311,7 @@ class PageStore:
         full a txn fails here (nothing written, WriteFailed) unless it may use the
         reserve (gc, the checkpoint: the txns that give space back) and fits in it."""
         ps = self.page_size
-        end = self.page_count * ps
+        end = self.page_count * self.unit
         size = self._file_size
         if size is None:
             size = self._file_size = self.io.size()
@@ -286,12 +331,12 @@ class PageStore:
     def _flush(self) -> None:
         """Write the queued images, one pwrite per run of consecutive pages.
 
-        A commit's new pages are mostly consecutive (fresh pages come from the
-        end of the file, reused ones in runs), so a commit of a few dozen pages
-        is a few system calls. Images are padded to whole pages inside a run.
+        A commit's new images are mostly consecutive (fresh units come from the
+        end of the file, reused ones in runs), so a commit of a few dozen images
+        is a few system calls. Images are padded to whole units inside a run.
         """
         queue, self._queue = sorted(self._queue.items()), {}
-        ps = self.page_size
+        ps = self.unit
         i = 0
         while i < len(queue):
             first, parts, end = queue[i][0], [], queue[i][0]
@@ -340,12 +385,13 @@ class PageStore:
         kept versions' trees under their old commit txns, see versions.gc)."""
         old = self.meta
         fl = self.freelist
+        self._put_back_run()
         freelist, flen = old.freelist, old.freelist_len
         if fl.changed or catalog != old.catalog:
             freelist, flen = self._write_freelist(old)
         m = Meta(txn=self._txn, durable_base=self.durable_txn, page_size=self.page_size,
                  catalog=catalog, freelist=freelist, freelist_len=flen,
-                 page_count=self.page_count, pending=pending)
+                 page_count=self.page_count, unit=self.unit, pending=pending)
         self._keep_reserve()
         self._flush()
         if barrier or self.barrier:
@@ -384,7 +430,7 @@ class PageStore:
         if fl.chain and len(fl.chain) <= MAX_CHAIN and not self.rebase_freelist:
             need = self.pages_for(HEADER_SIZE + fl.delta_size())
             fresh = self.page_count
-            page = self.allocate(need)      # logged, so the delta records its own pages
+            page = self._take(need)         # logged, so the delta records its own pages
             prev = (old.freelist.page, old.freelist.checksum, old.freelist.txn,
                     old.freelist_len)
             body, flags = fl.encode_delta(prev), FREELIST_DELTA
@@ -400,7 +446,7 @@ class PageStore:
                 self.free(first, n)
             need = self.pages_for(HEADER_SIZE + fl.encoded_size())
             fresh = self.page_count
-            page = self.allocate(need)      # shrinks the list, so the image still fits
+            page = self._take(need)         # shrinks the list, so the image still fits
             body, flags = fl.encode(), 0
             used = self.pages_for(HEADER_SIZE + len(body))
             if used < need:  # encoded_size() is a bound: give back the pages not used
@@ -446,6 +492,7 @@ class PageStore:
         is reading that image again: no copy is kept on the commit path.
         """
         self._queue = {}
+        self._run = (0, 0)
         self.rebase_freelist = self.barrier = self.may_use_reserve = False
         self._file_size = None
         for hook in self.rollback_hooks:

@@ -19,19 +19,27 @@ tree shrinks as it empties.
 """
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from itertools import accumulate
+from typing import Any, TypeAlias
 
 from cowdb.pds._missing import MISSING
 
 MAX = 64
 MIN = MAX // 4
 
+# A node: [keys, items, counts, owner], a heterogeneous list (see above); items are
+# users' values in a leaf and child nodes in a branch, so its slots are typed Any.
+Node: TypeAlias = list[Any]
+# The path to a leaf: (branch, index of the child taken) from the root down.
+Path: TypeAlias = list[tuple[Node, int]]
 
-def size(node):
+
+def size(node: Node) -> int:
     return len(node[0]) if node[2] is None else sum(node[2])
 
 
-def _editable(node, owner):
+def _editable(node: Node, owner: object) -> Node:
     """``node`` if this mutation owns it, else a copy with private lists."""
     if owner is not None and node[3] is owner:
         return node
@@ -39,7 +47,7 @@ def _editable(node, owner):
     return [node[0][:], node[1][:], None if counts is None else counts[:], owner]
 
 
-def find_leaf(root, height, key):
+def find_leaf(root: Node, height: int, key: Any) -> Node:
     """The leaf where ``key`` is or would be."""
     node = root
     for _ in range(height):
@@ -47,7 +55,7 @@ def find_leaf(root, height, key):
     return node
 
 
-def lookup(root, height, key, default):
+def lookup(root: Node, height: int, key: Any, default: Any) -> Any:
     keys, vals = find_leaf(root, height, key)[:2]
     i = bisect_left(keys, key)
     if i < len(keys) and keys[i] == key:
@@ -55,9 +63,9 @@ def lookup(root, height, key, default):
     return default
 
 
-def _descend(root, height, key):
+def _descend(root: Node, height: int, key: Any) -> tuple[Path, Node]:
     """The path [(branch, child index), ...] to the leaf for ``key``, and the leaf."""
-    path = []
+    path: Path = []
     node = root
     for _ in range(height):
         j = bisect_right(node[0], key)
@@ -66,7 +74,7 @@ def _descend(root, height, key):
     return path, node
 
 
-def _split(node, owner):
+def _split(node: Node, owner: object) -> tuple[Node, Any, Node]:
     """Split an overfull node into (left, separator, right)."""
     keys, items, counts = node[0], node[1], node[2]
     h = len(items) // 2
@@ -76,7 +84,7 @@ def _split(node, owner):
     return left, keys[h - 1], [keys[h:], items[h:], counts[h:], owner]
 
 
-def assoc(root, height, key, val, owner):
+def assoc(root: Node, height: int, key: Any, val: Any, owner: object) -> tuple[Node, int, Any]:
     """Bind ``key``; return (root, height, previous value or MISSING)."""
     path, leaf = _descend(root, height, key)
     keys = leaf[0]
@@ -98,7 +106,7 @@ def assoc(root, height, key, val, owner):
 
 
 
-def _replace_child(path, node, owner, root):
+def _replace_child(path: Path, node: Node, owner: object, root: Node) -> Node:
     """Point the path at ``node``; counts do not change."""
     while path:
         parent, j = path.pop()
@@ -113,9 +121,9 @@ def _replace_child(path, node, owner, root):
     return node
 
 
-def _grow(path, node, owner, height):
+def _grow(path: Path, node: Node, owner: object, height: int) -> tuple[Node, int]:
     """Point the path at ``node``, which gained one key; split what overflows."""
-    split = None
+    split: tuple[Node, Any, Node] | None = None
     while True:
         if len(node[1]) > MAX:
             left, sep, right = _split(node, owner)
@@ -141,7 +149,7 @@ def _grow(path, node, owner, height):
     return node, height
 
 
-def dissoc(root, height, key, owner):
+def dissoc(root: Node, height: int, key: Any, owner: object) -> tuple[Node, int, Any]:
     """Remove ``key``; return (root, height, removed value or MISSING)."""
     path, leaf = _descend(root, height, key)
     keys = leaf[0]
@@ -165,7 +173,7 @@ def dissoc(root, height, key, owner):
     return node, height, old
 
 
-def _rebalance(parent, j, owner):
+def _rebalance(parent: Node, j: int, owner: object) -> None:
     """Merge the small child ``j`` of ``parent`` with a sibling, or borrow."""
     if j == 0:
         j = 1
@@ -190,10 +198,11 @@ def _rebalance(parent, j, owner):
     parent[2][j - 1:j + 1] = (size(left), size(right))
 
 
-def build(pairs):
+def build(pairs: list[tuple[Any, Any]]) -> tuple[Node, int]:
     """(root, height) for pairs sorted by distinct keys, bottom-up."""
     n = len(pairs)
-    nodes = [[[k for k, _ in chunk], [v for _, v in chunk], None, None] for chunk in _chunks(pairs)]
+    nodes: list[Node] = [[[k for k, _ in chunk], [v for _, v in chunk], None, None]
+                         for chunk in _chunks(pairs)]
     height = 0
     while len(nodes) > 1:
         groups = _chunks(nodes)
@@ -205,20 +214,20 @@ def build(pairs):
     return (nodes[0] if n else [[], [], None, None]), height
 
 
-def _chunks(seq):
+def _chunks(seq: list[Any]) -> list[list[Any]]:
     """``seq`` cut into nearly equal runs of at most MAX."""
     n = len(seq)
     parts = -(-n // MAX)
     return [seq[i * n // parts:(i + 1) * n // parts] for i in range(parts)]
 
 
-def _first_key(node):
+def _first_key(node: Node) -> Any:
     while node[2] is not None:
         node = node[1][0]
     return node[0][0]
 
 
-def position(root, height, key, right):
+def position(root: Node, height: int, key: Any, right: bool) -> int:
     """How many keys are below ``key`` (at or below it if ``right``)."""
     pos = 0
     node = root
@@ -229,7 +238,7 @@ def position(root, height, key, right):
     return pos + (bisect_right if right else bisect_left)(node[0], key)
 
 
-def at(root, height, i):
+def at(root: Node, height: int, i: int) -> tuple[Any, Any]:
     """(key, value) at position ``i`` (0 <= i < size)."""
     node = root
     for _ in range(height):
@@ -241,13 +250,14 @@ def at(root, height, i):
     return node[0][i], node[1][i]
 
 
-def leaves_from(root, height, key=MISSING, reverse=False):
+def leaves_from(root: Node, height: int, key: Any = MISSING,
+                reverse: bool = False) -> Iterator[Node]:
     """The leaves in key order (or reversed), from the one where ``key`` is.
 
     Without ``key``, from the first (or last) leaf.  The siblings passed on
     the way down wait on a stack, so starting mid-tree costs one descent.
     """
-    stack = []
+    stack: list[tuple[Node, int]] = []
     node = root
     h = height
     while True:
@@ -267,15 +277,16 @@ def leaves_from(root, height, key=MISSING, reverse=False):
         key = MISSING
 
 
-def diff(a, ha, b, hb):
+def diff(a: Node, ha: int, b: Node, hb: int) -> Iterator[tuple[Any, Any, Any]]:
     """Yield (key, old, new) in key order for keys bound differently.
 
     Both trees are walked as stacks of pending subtrees and items; when the
     two stacks show the same node on top, it is skipped unread.  Versions
     of one map share all but a few paths, so this costs those paths.
     """
-    sa = [(a, ha)]
-    sb = [(b, hb)]
+    # pending subtrees (node, height) and items ((key, value), -1), the next on top
+    sa: list[tuple[Any, int]] = [(a, ha)]
+    sb: list[tuple[Any, int]] = [(b, hb)]
     while sa and sb:
         x, hx = sa[-1]
         y, hy = sb[-1]
@@ -308,7 +319,7 @@ def diff(a, ha, b, hb):
                 yield (k, v, MISSING) if removed else (k, MISSING, v)
 
 
-def _expand(stack):
+def _expand(stack: list[tuple[Any, int]]) -> None:
     """Replace the subtree on top of ``stack`` by its children (or items)."""
     node, h = stack.pop()
     if h:

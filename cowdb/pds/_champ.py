@@ -41,9 +41,11 @@ diff, ``_walk``, the iterators) works on both.
 
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
 from itertools import chain, compress
 from operator import is_not
-from typing import Any
+from types import ModuleType
+from typing import Any, Literal, TypeAlias, overload
 
 from cowdb._accelerators import load, wanted
 from cowdb.pds._hashing import accumulate, shuffle
@@ -53,8 +55,14 @@ BITS = 5
 _MASK = (1 << BITS) - 1
 M64 = (1 << 64) - 1
 
+# A node: [datamap, nodemap, owner, k0, v0, ..., children], a list (or a C node that reads
+# as one) whose slots hold ints, the owner, users' keys and values, and child nodes.
+Node: TypeAlias = list[Any]
+# The (key, old, new) triples diff yields; MISSING on the side where the key is absent.
+Change: TypeAlias = tuple[Any, Any, Any]
 
-def lookup(node, key, h, default):
+
+def lookup(node: Node, key: object, h: int, default: Any) -> Any:
     """The value of ``key`` (whose masked hash is ``h``), or ``default``.
 
     The hottest loop of all: it shifts ``h`` instead of counting levels,
@@ -84,7 +92,7 @@ def lookup(node, key, h, default):
         return default
 
 
-def _editable(node, owner):
+def _editable(node: Node, owner: object) -> Node:
     """``node`` itself if this mutation owns it, else an owned copy."""
     if owner is not None and node[2] is owner:
         return node
@@ -93,7 +101,8 @@ def _editable(node, owner):
     return node
 
 
-def _pair(k1, v1, h1, k2, v2, h2, shift, owner):
+def _pair(k1: object, v1: object, h1: int, k2: object, v2: object, h2: int, shift: int,
+          owner: object) -> Node:
     """The smallest subtree at ``shift`` holding two distinct keys."""
     if shift >= 64:
         return [0, 0, owner, k1, v1, k2, v2]
@@ -106,7 +115,8 @@ def _pair(k1, v1, h1, k2, v2, h2, shift, owner):
     return [(1 << b1) | (1 << b2), 0, owner, k2, v2, k1, v1]
 
 
-def assoc(node, h, key, val, owner, shift, box):
+def assoc(node: Node, h: int, key: object, val: object, owner: object, shift: int,
+          box: list[Any]) -> Node:
     """``node`` with ``key`` bound to ``val``; the old value goes into ``box``.
 
     ``box`` stays empty when the key is new.  The node itself comes back
@@ -158,7 +168,8 @@ def assoc(node, h, key, val, owner, shift, box):
     return new
 
 
-def _assoc_collision(node, key, val, owner, box):
+def _assoc_collision(node: Node, key: object, val: object, owner: object,
+                     box: list[Any]) -> Node:
     for i in range(3, len(node), 2):
         k = node[i]
         if k is key or k == key:
@@ -174,7 +185,8 @@ def _assoc_collision(node, key, val, owner, box):
     return new
 
 
-def dissoc(node, h, key, owner, shift, box):
+def dissoc(node: Node, h: int, key: object, owner: object, shift: int,
+           box: list[Any]) -> Node:
     """``node`` without ``key``; the removed value goes into ``box``.
 
     A child left holding a single pair and no children is folded into its
@@ -222,22 +234,23 @@ def dissoc(node, h, key, owner, shift, box):
     return new
 
 
-def build(entries, shift=0):
+def build(entries: list[tuple[int, Any, Any]], shift: int = 0) -> Node:
     """A fresh trie from ``[(masked hash, key, value), ...]`` with distinct keys.
 
     Partitions by hash fragment, level by level, instead of inserting one
     pair at a time: several times faster for building from a dict.
     """
+    node: Node
     if shift >= 64:
         node = [0, 0, None]
         for _, k, v in entries:
             node += (k, v)
         return node
-    groups = defaultdict(list)
+    groups: defaultdict[int, list[tuple[int, Any, Any]]] = defaultdict(list)
     for e in entries:
         groups[e[0] >> shift & _MASK].append(e)
     node = [0, 0, None]
-    children = []
+    children: list[Node] = []
     dm = nm = 0
     for frag in sorted(groups):
         group = groups[frag]
@@ -257,7 +270,11 @@ def build(entries, shift=0):
     return node
 
 
-def build_dict(d, pairs=True):
+@overload
+def build_dict(d: Mapping[Any, Any], pairs: Literal[False]) -> tuple[Node, int, int]: ...
+@overload
+def build_dict(d: Mapping[Any, Any], pairs: bool = True) -> tuple[Node, int, int | None]: ...
+def build_dict(d: Mapping[Any, Any], pairs: bool = True) -> tuple[Node, int, int | None]:
     """``(root, count, acc)``: build()'s trie of dict ``d``'s items, how many it holds,
     and the hash accumulator of its pairs (``pairs``: a map's; None if a value cannot be
     hashed) or of its keys (a set's, whose values are None).
@@ -278,12 +295,13 @@ def build_dict(d, pairs=True):
         return root, len(entries), None
 
 
-def _split(node):
+def _split(node: Node) -> int:
     """Where the pairs of ``node`` end and its children begin."""
-    return len(node) - node[1].bit_count()
+    nodemap: int = node[1]
+    return len(node) - nodemap.bit_count()
 
 
-def _walk(root):
+def _walk(root: Node) -> Iterator[tuple[Node, int]]:
     """Each node under ``root`` with the index where its pairs end."""
     stack = [root]
     pop = stack.pop
@@ -298,26 +316,26 @@ def _walk(root):
 # Each iterator is a C-level chain over per-node slices: no Python frame
 # runs per element, only one per node.
 
-def iter_items(root):
+def iter_items(root: Node) -> Iterator[tuple[Any, Any]]:
     """Every (key, value) pair; the order follows the hashes."""
     return chain.from_iterable(zip(node[3:n:2], node[4:n:2]) for node, n in _walk(root))
 
 
-def iter_keys(root):
+def iter_keys(root: Node) -> Iterator[Any]:
     """Every key, in iter_items order."""
     return chain.from_iterable(node[3:n:2] for node, n in _walk(root))
 
 
-def iter_values(root):
+def iter_values(root: Node) -> Iterator[Any]:
     """Every value, in iter_items order."""
     return chain.from_iterable(node[4:n:2] for node, n in _walk(root))
 
 
-def _collision_dict(node):
+def _collision_dict(node: Node) -> dict[Any, Any]:
     return dict(zip(node[3::2], node[4::2]))
 
 
-def equal(a, b):
+def equal(a: Node, b: Node) -> bool:
     """Whether two tries hold equal pairs, skipping subtrees they share.
 
     Canonical shape means equal contents have equal bitmaps at every node,
@@ -349,7 +367,7 @@ def equal(a, b):
     return True
 
 
-def diff(a, b, shift=0):
+def diff(a: Node, b: Node, shift: int = 0) -> Iterator[Change]:
     """Yield (key, old, new) for every key whose binding differs.
 
     ``old`` or ``new`` is MISSING where the key is absent.  Subtrees the two
@@ -403,7 +421,8 @@ def diff(a, b, shift=0):
                 yield k, MISSING, v
 
 
-def _diff_pair_vs_node(key, val, node, shift, pair_is_new):
+def _diff_pair_vs_node(key: object, val: object, node: Node, shift: int,
+                       pair_is_new: bool) -> Iterator[Change]:
     """Diff one inline pair against the subtree that took its slot."""
     other = lookup(node, key, (hash(key) & M64) >> shift, MISSING)
     if other is MISSING:
@@ -415,7 +434,7 @@ def _diff_pair_vs_node(key, val, node, shift, pair_is_new):
             yield (k, v, MISSING) if pair_is_new else (k, MISSING, v)
 
 
-def diff_dicts(a, b):
+def diff_dicts(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> Iterator[Change]:
     """diff() for any two mappings, by lookups."""
     for k, v in a.items():
         w = b.get(k, MISSING)
@@ -443,10 +462,11 @@ py_lookup, py_assoc, py_dissoc, py_build_dict = lookup, assoc, dissoc, build_dic
 py_iter_keys, py_iter_values = iter_keys, iter_values
 py_iter_items, py_accumulate = iter_items, accumulate
 
-IMPLEMENTATIONS = {"python": (py_lookup, py_assoc, py_dissoc, py_build_dict, py_iter_keys,
-                              py_iter_values, py_iter_items, py_accumulate)}
+IMPLEMENTATIONS: dict[str, tuple[Callable[..., Any], ...]] = {
+    "python": (py_lookup, py_assoc, py_dissoc, py_build_dict, py_iter_keys, py_iter_values,
+               py_iter_items, py_accumulate)}
 API = 2  # the _champ_c this code is written against (its API constant)
-accelerator = None
+accelerator: ModuleType | None = None
 _champ_c = load("cowdb.pds", "_champ_c", API)  # None: not built, or out of date
 if _champ_c is not None:
     IMPLEMENTATIONS["c"] = tuple(getattr(_champ_c, name) for name in _NAMES)
@@ -458,12 +478,12 @@ if _champ_c is not None:
 _OVERRIDES: list[tuple[type, dict[str, Any]]] = []  # (class on a C base, {name: method})
 
 
-def python_methods(cls, reference):
+def python_methods(cls: type, reference: type) -> None:
     """Let select("python") run ``cls`` (whose base is C) on the methods of
     ``reference`` (the pure-Python base it has without the accelerator)."""
     if accelerator is None:
         return
-    methods = {}
+    methods: dict[str, Any] = {}
     for klass in reference.__mro__[:-1]:
         for name, value in vars(klass).items():
             if callable(value) and name not in methods and name not in (
@@ -472,12 +492,12 @@ def python_methods(cls, reference):
     _OVERRIDES.append((cls, methods))
 
 
-def implementation():
+def implementation() -> str:
     """"c" or "python": which trie operations PMap and PSet run on."""
     return "python" if lookup is py_lookup else "c"
 
 
-def select(name):
+def select(name: str) -> None:
     """Run PMap and PSet on ``name`` ("c" or "python") from now on.
 
     For tests and benchmarks that compare the two in one process; users get

@@ -1,13 +1,14 @@
 """diff(a, b): what changed between two versions of a map."""
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from cowdb.pds import _champ
 from cowdb.pds.pmap import PMap
 from cowdb.pds.psortedmap import PSortedMap, _diff
 
 
-def diff(a, b):
+def diff(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> Iterator[tuple[Any, Any, Any]]:
     """Yield ``(key, old, new)`` for every key bound differently in ``a`` and ``b``.
 
     A side where the key is absent reads MISSING.  Two PMaps, or two

@@ -8,15 +8,17 @@ frozenset requires, and a map, whose elements are its ``(key, value)``
 pairs, hashes like ``frozenset(m.items())``.
 """
 
+from collections.abc import Iterable
+
 M64 = (1 << 64) - 1
 
 
-def shuffle(h):
+def shuffle(h: int) -> int:
     """Spread an element's hash (``hash(e) & M64``) before XOR-ing it in."""
     return (h ^ 89869747 ^ (h << 16)) * 3644798167 & M64
 
 
-def finish(acc, n):
+def finish(acc: int, n: int) -> int:
     """The hash of ``n`` elements whose shuffled hashes XOR to ``acc``."""
     h = acc ^ ((n + 1) * 1927868237 & M64)
     h ^= (h >> 11) ^ (h >> 25)
@@ -26,7 +28,7 @@ def finish(acc, n):
     return h - (1 << 64) if h >> 63 else h
 
 
-def accumulate(elements):
+def accumulate(elements: Iterable[object]) -> int:
     """The XOR of the shuffled hashes of distinct ``elements``, from scratch."""
     acc = 0
     for e in elements:

@@ -6,10 +6,10 @@ class _Missing:
 
     __slots__ = ()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "MISSING"
 
-    def __reduce__(self):
+    def __reduce__(self) -> str:
         return "MISSING"
 
 

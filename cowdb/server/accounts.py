@@ -19,12 +19,27 @@ import secrets
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 ROLES = ("reader", "writer", "admin")
 _RANK = {r: i for i, r in enumerate(ROLES)}
 _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
+
+
+class _User(TypedDict):
+    role: str
+    id: str        # the token's id part: finds the account
+    salt: str      # hex
+    scrypt: str    # hex: the scrypt hash of the whole token
+
+
+class _File(TypedDict):
+    users: dict[str, _User]
+    protected: list[str]
+
+
+_Stamp = tuple[int, int, int]   # (mtime_ns, size, inode) of the accounts file
 
 
 class AccountError(ValueError):
@@ -45,6 +60,14 @@ class Account:
 LOCAL = Account("local", "admin")   # who the open mode (127.0.0.1, no accounts) serves
 
 
+def check_name(name: object) -> str:
+    """``name`` if it may name an account, else AccountError."""
+    if not isinstance(name, str) or not _NAME.match(name) or name != name.strip():
+        raise AccountError("an account name is 1 to 64 characters, no control characters, "
+                           "no leading or trailing spaces")
+    return name
+
+
 def accounts_path(db_path: str) -> str:
     return os.fspath(db_path) + "-accounts.json"
 
@@ -59,15 +82,16 @@ class Accounts:
     def __init__(self, path: str | None = None):
         self.path = path
         self._lock = threading.Lock()
-        self._data: dict[str, Any] = {"users": {}, "protected": []}
-        self._stamp = None
+        self._data: _File = {"users": {}, "protected": []}
+        self._stamp: _Stamp | None = None
         self._verified: dict[bytes, str] = {}   # sha256(token) -> account name
         self._load()
 
     # ---- the file --------------------------------------------------------
-    def _file_stamp(self):
+    @staticmethod
+    def _file_stamp(path: str) -> _Stamp | None:
         try:
-            st = os.stat(self.path)
+            st = os.stat(path)
         except FileNotFoundError:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -76,11 +100,12 @@ class Accounts:
         """Reread the file if it changed (another process ran `cowdb user`)."""
         if self.path is None:
             return
-        stamp = self._file_stamp()
+        stamp = self._file_stamp(self.path)
         if stamp == self._stamp:
             return
+        data: _File
         if stamp is None:
-            data: dict[str, Any] = {"users": {}, "protected": []}
+            data = {"users": {}, "protected": []}
         else:
             with open(self.path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -108,7 +133,7 @@ class Accounts:
             except OSError:
                 pass
             raise
-        self._stamp = self._file_stamp()
+        self._stamp = self._file_stamp(self.path)
 
     # ---- accounts ----------------------------------------------------------
     def __bool__(self) -> bool:
@@ -130,9 +155,7 @@ class Accounts:
 
     def add(self, name: str, role: str) -> str:
         """Make an account; returns its token (shown once, never stored)."""
-        if not isinstance(name, str) or not _NAME.match(name) or name != name.strip():
-            raise AccountError("an account name is 1 to 64 characters, no control characters, "
-                               "no leading or trailing spaces")
+        check_name(name)
         if role not in ROLES:
             raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         tid = secrets.token_hex(6)

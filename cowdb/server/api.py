@@ -4,16 +4,21 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import ops
-from .accounts import ROLES, AccountError
+from .accounts import ROLES, Account, AccountError, check_name
 from .auth import require, require_branch_write, server_of
 from .http import (
+    Answer,
     ApiError,
+    Body,
+    Handler,
     commit_json,
     decode_bytes,
     key_json,
@@ -23,16 +28,23 @@ from .http import (
     value_json,
 )
 
+if TYPE_CHECKING:
+    from cowdb.history.commits import Commit
+
+    from .app import Server
+
 endpoint = ops.http_errors
+D = TypeVar("D")   # a default given back as it is
 
 
 # ---- request parts ---------------------------------------------------------
-def q(request: Request, name: str, default=None):
+def q(request: Request, name: str, default: str | None = None) -> str | None:
     v = request.query_params.get(name)
     return default if v is None or v == "" else v
 
 
-def q_int(request, name, default=None, lo=0, hi=None):
+def q_int(request: Request, name: str, default: D, lo: int = 0,
+          hi: int | None = None) -> int | D:
     v = q(request, name)
     if v is None:
         return default
@@ -46,7 +58,7 @@ def q_int(request, name, default=None, lo=0, hi=None):
     return n
 
 
-def q_bool(request, name, default=False):
+def q_bool(request: Request, name: str, default: bool = False) -> bool:
     v = q(request, name)
     if v is None:
         return default
@@ -57,7 +69,7 @@ def q_bool(request, name, default=False):
     raise ApiError(400, f"{name} must be true or false")
 
 
-def q_bytes(request, name) -> bytes | None:
+def q_bytes(request: Request, name: str) -> bytes | None:
     """A key-like query parameter, text or base64 (``<name>_encoding=base64``)."""
     v = q(request, name)
     if v is None:
@@ -78,7 +90,7 @@ def cursor_encode(k: bytes | None) -> str | None:
     return None if k is None else base64.urlsafe_b64encode(k).decode().rstrip("=")
 
 
-def path_key(request) -> bytes:
+def path_key(request: Request) -> bytes:
     raw = request.path_params["key"]
     enc = request.query_params.get("key_encoding") or "utf8"
     if enc == "base64":
@@ -90,11 +102,11 @@ def path_key(request) -> bytes:
     return key
 
 
-def limit_of(request, default=100):
+def limit_of(request: Request, default: int = 100) -> int:
     return q_int(request, "limit", default, lo=1, hi=ops.MAX_PAGE)
 
 
-def ref_of(request):
+def ref_of(request: Request) -> tuple[int | str, datetime | None]:
     """(ref, at) of a read: ?ref=branch|tag|version (default main) or ?at=ISO time."""
     at = q(request, "at")
     return ops.parse_ref(q(request, "ref", "main")), (None if at is None
@@ -105,7 +117,7 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def if_match(request, required=True) -> int | None:
+def if_match(request: Request, required: bool = True) -> int | None:
     """The version If-Match names (None for '*'); 428 when missing."""
     v = request.headers.get("if-match")
     if v is None:
@@ -122,7 +134,7 @@ def if_match(request, required=True) -> int | None:
     return int(v)
 
 
-def not_modified(request, version: int) -> bool:
+def not_modified(request: Request, version: int) -> bool:
     inm = request.headers.get("if-none-match")
     if inm is None:
         return False
@@ -130,12 +142,12 @@ def not_modified(request, version: int) -> bool:
     return "*" in tags or etag(version) in tags
 
 
-def ok(data, status=200, version=None):
+def ok(data: Answer, status: int = 200, version: int | None = None) -> JSONResponse:
     headers = None if version is None else {"ETag": etag(version)}
     return JSONResponse(data, status_code=status, headers=headers)
 
 
-def body_str(body, name, default="", limit=10000):
+def body_str(body: Body, name: str, default: D | str = "", limit: int = 10000) -> str | D:
     v = body.get(name, default)
     if v is None:
         return default
@@ -152,7 +164,7 @@ def label(key: bytes) -> str:
     return s if len(s) <= 60 else s[:60] + "…"
 
 
-def body_key(item, what="key") -> bytes:
+def body_key(item: object, what: str = "key") -> bytes:
     if not isinstance(item, dict):
         raise ApiError(400, f"each {what} entry is an object with key (and value)")
     k = decode_bytes(item.get("key"), item.get("key_encoding"), "key")
@@ -161,7 +173,7 @@ def body_key(item, what="key") -> bytes:
     return k
 
 
-def body_value(item) -> bytes:
+def body_value(item: object) -> bytes:
     if not isinstance(item, dict):
         raise ApiError(400, "each put is an object with key and value")
     if item.get("value") is None:
@@ -169,27 +181,27 @@ def body_value(item) -> bytes:
     return decode_bytes(item.get("value"), item.get("value_encoding"), "value")
 
 
-def body_resolve(body):
+def body_resolve(body: Body) -> ops.BodyResolve:
     r = body.get("resolve")
     if r is None or r in ("ours", "theirs"):
         return r
     if not isinstance(r, list):
         raise ApiError(400, "resolve is 'ours', 'theirs' or a list of {key, value} (value "
                             "null deletes)")
-    out = {}
+    out: dict[bytes, bytes | None] = {}
     for item in r:
         k = body_key(item)
         out[k] = None if item.get("value") is None else body_value(item)
     return out
 
 
-def branch_param(request):
+def branch_param(request: Request) -> str:
     return ops.check_branch_name(q(request, "branch", "main"))
 
 
 # ---- keys ------------------------------------------------------------------
 @endpoint
-async def get_key(request: Request):
+async def get_key(request: Request) -> Response:
     await require(request, "reader")
     db = server_of(request).db
     key = path_key(request)
@@ -211,7 +223,7 @@ async def get_key(request: Request):
 
 
 @endpoint
-async def list_keys(request: Request):
+async def list_keys(request: Request) -> Response:
     await require(request, "reader")
     db = server_of(request).db
     ref, at = ref_of(request)
@@ -220,12 +232,13 @@ async def list_keys(request: Request):
     after = cursor_decode(q(request, "cursor"))
     limit, values = limit_of(request), q_bool(request, "values", True)
 
-    def read():
+    def read() -> tuple[int, list[tuple[bytes, bytes]], bytes | None]:
         with ops.open_snapshot(db, ref, at) as s:
             lo = start
             if after is not None:
                 lo = after + b"\x00" if lo is None or after >= lo else lo
-            items, nxt = [], None
+            items: list[tuple[bytes, bytes]] = []
+            nxt = None
             for k, v in s.items(start=lo, stop=stop, prefix=prefix):
                 if len(items) == limit:
                     nxt = items[-1][0]
@@ -240,7 +253,8 @@ async def list_keys(request: Request):
     return ok({"version": version, "keys": keys, "next": cursor_encode(nxt)}, version=version)
 
 
-async def _write(request, puts, deletes, message, must_exist=None):
+async def _write(request: Request, puts: dict[bytes, bytes], deletes: set[bytes],
+                 message: str, must_exist: bytes | None = None) -> JSONResponse:
     server = server_of(request)
     branch = branch_param(request)
     account = await require(request, "writer")
@@ -255,7 +269,7 @@ async def _write(request, puts, deletes, message, must_exist=None):
 
 
 @endpoint
-async def put_key(request: Request):
+async def put_key(request: Request) -> Response:
     key = path_key(request)
     await require(request, "writer")
     body = await read_json(request)
@@ -265,7 +279,7 @@ async def put_key(request: Request):
 
 
 @endpoint
-async def delete_key(request: Request):
+async def delete_key(request: Request) -> Response:
     key = path_key(request)
     await require(request, "writer")
     body = await read_json(request, required=False)
@@ -274,10 +288,11 @@ async def delete_key(request: Request):
 
 
 @endpoint
-async def commit(request: Request):
+async def commit(request: Request) -> Response:
     await require(request, "writer")
     body = await read_json(request)
-    puts, deletes = {}, set()
+    puts: dict[bytes, bytes] = {}
+    deletes: set[bytes] = set()
     p, d = body.get("puts", []), body.get("deletes", [])
     if not isinstance(p, list) or not isinstance(d, list):
         raise ApiError(400, "puts and deletes are lists")
@@ -300,19 +315,20 @@ async def commit(request: Request):
 
 # ---- history ---------------------------------------------------------------
 @endpoint
-async def get_log(request: Request):
+async def get_log(request: Request) -> Response:
     await require(request, "reader")
     db = server_of(request).db
     branch = branch_param(request)
     since, until = q(request, "since"), q(request, "until")
-    kw = dict(before=q_int(request, "cursor", None, lo=1), limit=limit_of(request, 50),
-              author=q(request, "author"), prefix=q_bytes(request, "prefix"),
-              since=None if since is None else parse_time(since, "since"),
-              until=None if until is None else parse_time(until, "until"))
+    before, limit = q_int(request, "cursor", None, lo=1), limit_of(request, 50)
+    author, prefix = q(request, "author"), q_bytes(request, "prefix")
+    t0 = None if since is None else parse_time(since, "since")
+    t1 = None if until is None else parse_time(until, "until")
 
-    def read():
+    def read() -> tuple[int, list[Commit], int | None]:
         head = ops.branch_head(db, branch)
-        commits, nxt = ops.log(db, branch, **kw)
+        commits, nxt = ops.log(db, branch, before=before, limit=limit, author=author,
+                               since=t0, until=t1, prefix=prefix)
         return head, commits, nxt
     head, commits, nxt = await run(read)
     if not_modified(request, head):
@@ -322,13 +338,13 @@ async def get_log(request: Request):
 
 
 @endpoint
-async def get_commit(request: Request):
+async def get_commit(request: Request) -> Response:
     await require(request, "reader")
     db = server_of(request).db
-    version = request.path_params["version"]
+    version: int = request.path_params["version"]
     after, limit = cursor_decode(q(request, "cursor")), limit_of(request)
 
-    def read():
+    def read() -> tuple[Commit, tuple[list[ops.Change], bytes | None]]:
         c = db.commit_info(version)
         return c, ops.commit_changes(db, c, after, limit)
     c, (chs, nxt) = await run(read)
@@ -337,17 +353,17 @@ async def get_commit(request: Request):
 
 
 @endpoint
-async def get_diff(request: Request):
+async def get_diff(request: Request) -> Response:
     await require(request, "reader")
     db = server_of(request).db
-    a, b = q(request, "a"), q(request, "b")
-    if a is None or b is None:
+    qa, qb = q(request, "a"), q(request, "b")
+    if qa is None or qb is None:
         raise ApiError(400, "give both a and b (versions, tags or branches)")
-    a, b = ops.parse_ref(a), ops.parse_ref(b)
+    a, b = ops.parse_ref(qa), ops.parse_ref(qb)
     after, limit = cursor_decode(q(request, "cursor")), limit_of(request)
     prefix = q_bytes(request, "prefix")
 
-    def read():
+    def read() -> tuple[int, int, tuple[list[ops.Change], bytes | None]]:
         va, vb = db.commit_info(a).version, db.commit_info(b).version
         return va, vb, ops.changes(db, va, vb, after, limit, prefix)
     va, vb, (chs, nxt) = await run(read)
@@ -356,13 +372,13 @@ async def get_diff(request: Request):
 
 
 @endpoint
-async def key_history(request: Request):
+async def key_history(request: Request) -> Response:
     await require(request, "reader")
     db = server_of(request).db
     key, branch = path_key(request), branch_param(request)
     limit = limit_of(request, 100)
 
-    def read():
+    def read() -> list[dict[str, object]]:
         ops.branch_head(db, branch)
         return ops.history(db, key, branch, limit)
     return ok({**key_json(key), "branch": branch, "versions": await run(read)})
@@ -370,7 +386,7 @@ async def key_history(request: Request):
 
 # ---- refs ------------------------------------------------------------------
 @endpoint
-async def list_branches(request: Request):
+async def list_branches(request: Request) -> Response:
     await require(request, "reader")
     server = server_of(request)
     br = await run(server.db.branches)
@@ -379,14 +395,14 @@ async def list_branches(request: Request):
                             for n, v in sorted(br.items())]})
 
 
-def _new_ref(body: dict) -> tuple[str, object]:
+def _new_ref(body: Body) -> tuple[str, int | str | None]:
     """A new branch's or tag's name and where it starts (None: the head of main)."""
     at = body.get("at")
     return ops.check_branch_name(body.get("name")), None if at is None else ops.parse_ref(at)
 
 
 @endpoint
-async def create_branch(request: Request):
+async def create_branch(request: Request) -> Response:
     account = await require(request, "writer")
     server = server_of(request)
     name, at = _new_ref(await read_json(request))
@@ -396,7 +412,7 @@ async def create_branch(request: Request):
 
 
 @endpoint
-async def delete_branch(request: Request):
+async def delete_branch(request: Request) -> Response:
     account = await require(request, "writer")
     server = server_of(request)
     name = ops.check_branch_name(request.path_params["name"])
@@ -406,14 +422,14 @@ async def delete_branch(request: Request):
 
 
 @endpoint
-async def list_tags(request: Request):
+async def list_tags(request: Request) -> Response:
     await require(request, "reader")
     tags = await run(server_of(request).db.tags)
     return ok({"tags": [{"name": n, "version": v} for n, v in sorted(tags.items())]})
 
 
 @endpoint
-async def create_tag(request: Request):
+async def create_tag(request: Request) -> Response:
     await require(request, "writer")
     server = server_of(request)
     name, at = _new_ref(await read_json(request))
@@ -422,7 +438,7 @@ async def create_tag(request: Request):
 
 
 @endpoint
-async def delete_tag(request: Request):
+async def delete_tag(request: Request) -> Response:
     await require(request, "admin")
     server = server_of(request)
     name = ops.check_branch_name(request.path_params["name"])
@@ -432,7 +448,7 @@ async def delete_tag(request: Request):
 
 # ---- merge, revert, restore ---------------------------------------------------
 @endpoint
-async def merge(request: Request):
+async def merge(request: Request) -> Response:
     account = await require(request, "writer")
     server = server_of(request)
     body = await read_json(request)
@@ -445,14 +461,14 @@ async def merge(request: Request):
     return ok({"version": v, "branch": into, "author": account.name}, version=v)
 
 
-def body_version(body):
+def body_version(body: Body) -> int | str:
     v = body.get("version")
     if isinstance(v, bool) or not isinstance(v, (int, str)):
         raise ApiError(400, "version is a version number, tag or branch name")
     return ops.parse_ref(v)
 
 
-async def _branch_write(request: Request):
+async def _branch_write(request: Request) -> tuple[Account, Server, Body, str, int | None]:
     """(account, server, body, branch, If-Match base) of a write to the body's branch
     (default main) by an account allowed to write it."""
     account = await require(request, "writer")
@@ -464,7 +480,7 @@ async def _branch_write(request: Request):
 
 
 @endpoint
-async def revert(request: Request):
+async def revert(request: Request) -> Response:
     account, server, body, branch, base = await _branch_write(request)
     v = await run(ops.revert, server, body_version(body), branch, base, body_resolve(body),
                   body_str(body, "message", None) or None, account.name)
@@ -472,7 +488,7 @@ async def revert(request: Request):
 
 
 @endpoint
-async def restore(request: Request):
+async def restore(request: Request) -> Response:
     account, server, body, branch, base = await _branch_write(request)
     v = await run(ops.restore, server, body_version(body), branch, base,
                   body_str(body, "message", None) or None, account.name)
@@ -481,53 +497,61 @@ async def restore(request: Request):
 
 # ---- upkeep ----------------------------------------------------------------
 @endpoint
-async def retention(request: Request):
+async def retention(request: Request) -> Response:
     server = server_of(request)
     if request.method == "GET":
         await require(request, "reader")
         return ok(await run(ops.retention_json, server.db))
     await require(request, "admin")
     body = await read_json(request)
-    kl, kw = body.get("keep_last"), body.get("keep_within_seconds")
-    if kl is not None and (isinstance(kl, bool) or not isinstance(kl, int) or kl < 1
-                           or kl > 2 ** 62):
-        raise ApiError(400, "keep_last is a positive integer or null")
-    if kw is not None and (isinstance(kw, bool) or not isinstance(kw, (int, float))
-                           or not 1e-6 <= kw < 1e11):  # below a microsecond: zero
-        raise ApiError(400, "keep_within_seconds is a positive number (at least 1e-6) or null")
+    kl, kw = _keep_last(body.get("keep_last")), _keep_within(body.get("keep_within_seconds"))
     await run(ops.set_retention, server, kl, kw)
     return ok(await run(ops.retention_json, server.db))
 
 
+def _keep_last(kl: object) -> int | None:
+    if kl is not None and (isinstance(kl, bool) or not isinstance(kl, int) or kl < 1
+                           or kl > 2 ** 62):
+        raise ApiError(400, "keep_last is a positive integer or null")
+    return kl
+
+
+def _keep_within(kw: object) -> float | None:
+    if kw is not None and (isinstance(kw, bool) or not isinstance(kw, (int, float))
+                           or not 1e-6 <= kw < 1e11):  # below a microsecond: zero
+        raise ApiError(400, "keep_within_seconds is a positive number (at least 1e-6) or null")
+    return kw
+
+
 @endpoint
-async def gc(request: Request):
+async def gc(request: Request) -> Response:
     await require(request, "admin")
     server = server_of(request)
     return ok(await run(ops.gc, server))
 
 
 @endpoint
-async def stats(request: Request):
+async def stats(request: Request) -> Response:
     await require(request, "reader")
     return ok(await run(ops.stats, server_of(request).db))
 
 
 @endpoint
-async def check(request: Request):
+async def check(request: Request) -> Response:
     await require(request, "admin")
     return ok(await run(ops.check, server_of(request).db))
 
 
 # ---- accounts ----------------------------------------------------------------
 @endpoint
-async def me(request: Request):
+async def me(request: Request) -> Response:
     account = await require(request, "reader")
     server = server_of(request)
     return ok({"name": account.name, "role": account.role, "open_mode": server.open_mode})
 
 
 @endpoint
-async def users(request: Request):
+async def users(request: Request) -> Response:
     await require(request, "admin")
     server = server_of(request)
     if request.method == "GET":
@@ -535,17 +559,17 @@ async def users(request: Request):
                              for a in server.accounts.list()]})
     body = await read_json(request)
     name, role = body.get("name"), body.get("role", "reader")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise ApiError(400, f"role is one of {', '.join(ROLES)}")
     try:
-        token = await run(server.accounts.add, name, role)
+        token = await run(server.accounts.add, check_name(name), role)
     except AccountError as e:
         raise ApiError(409 if "exists" in str(e) else 400, str(e)) from None
     return ok({"name": name, "role": role, "token": token}, status=201)
 
 
 @endpoint
-async def delete_user(request: Request):
+async def delete_user(request: Request) -> Response:
     await require(request, "admin")
     try:
         await run(server_of(request).accounts.remove, request.path_params["name"])
@@ -555,7 +579,7 @@ async def delete_user(request: Request):
 
 
 @endpoint
-async def protected(request: Request):
+async def protected(request: Request) -> Response:
     server = server_of(request)
     if request.method == "GET":
         await require(request, "reader")
@@ -574,39 +598,40 @@ async def protected(request: Request):
 
 # ---- events ------------------------------------------------------------------
 @endpoint
-async def events(request: Request):
+async def events(request: Request) -> Response:
     await require(request, "reader")
     broker = server_of(request).broker
-    since = request.headers.get("last-event-id") or q(request, "since")
-    if since is not None:
-        if not since.isdigit() or len(since) > 18:
+    given = request.headers.get("last-event-id") or q(request, "since")
+    since = None
+    if given is not None:
+        if not given.isdigit() or len(given) > 18:
             raise ApiError(400, "since (or Last-Event-ID) is a version number")
-        since = int(since)
+        since = int(given)
     return StreamingResponse(broker.follow(since, request.is_disconnected),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def openapi(request: Request):
+async def openapi(request: Request) -> Response:
     from .openapi import spec
     return JSONResponse(spec())
 
 
-def methods(path: str, **handlers) -> Route:
+def methods(path: str, **handlers: Handler) -> Route:
     """One route per path, dispatching by method, so a 405 names every allowed method.
     A query parameter the OpenAPI document does not name is a 400: a typo such as
     ``?prefx=`` must not silently list every key."""
     table = {m.upper(): h for m, h in handlers.items()}
     documented = re.sub(r"{(\w+):\w+}", r"{\1}", path)   # "/keys/{key:path}" -> "/keys/{key}"
-    known: dict[str, frozenset] = {}
+    known: dict[str, frozenset[str]] = {}
 
-    async def dispatch(request: Request):
+    async def dispatch(request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
         if method not in known:
             from .openapi import spec
-            op = spec()["paths"].get(documented, {}).get(method.lower(), {})
-            known[method] = frozenset(p["name"] for p in op.get("parameters", ())
-                                      if p["in"] == "query")
+            op = spec()["paths"].get(documented, {}).get(method.lower())
+            known[method] = frozenset(() if op is None else (
+                p["name"] for p in op["parameters"] if p["in"] == "query"))
         unknown = sorted(set(request.query_params) - known[method])
         if unknown:
             takes = ", ".join(sorted(known[method])) or "none"

@@ -17,13 +17,18 @@ import os
 import secrets
 import threading
 import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
-from starlette.routing import Mount
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import cowdb
 
@@ -33,6 +38,9 @@ from .events import Broker
 from .http import ApiError, BodyTooLarge, error_body, json_error
 from .web import HERE, make_env, render
 
+if TYPE_CHECKING:
+    from cowdb.db import Database
+
 log = logging.getLogger("cowdb.server")
 
 MAX_BODY = 16 * 1024 * 1024
@@ -40,6 +48,10 @@ LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 # extensions loaded by every server when importable (module path -> setup(server))
 EXTENSIONS: tuple[str, ...] = ("cowdb.documents.web",)
+
+#: An extension: a module path, a module with ``setup(server)``, or ``setup`` itself.
+Setup = Callable[["Server"], object]
+Extension = str | ModuleType | Setup
 
 
 class Refused(Exception):
@@ -58,8 +70,8 @@ def is_loopback(host: str) -> bool:
 class Server:
     """What every handler reaches through ``request.app.state.server``."""
 
-    def __init__(self, db, accounts: Accounts, *, host: str, open_mode: bool,
-                 max_body: int, poll: float, name: str):
+    def __init__(self, db: Database, accounts: Accounts, *, host: str, open_mode: bool,
+                 max_body: int, poll: float, name: str) -> None:
         self.db, self.accounts, self.host = db, accounts, host
         self.open_allowed, self.max_body, self.name = open_mode, max_body, name
         self.write_lock = threading.Lock()   # a head check and its commit are one step
@@ -67,7 +79,7 @@ class Server:
         self.limiter = LoginLimiter()
         self.secret = secrets.token_bytes(32)
         self.broker = Broker(db, poll)
-        self.routes: list = []
+        self.routes: list[BaseRoute] = []
         self.template_dirs: list[str] = []
         self.nav: list[tuple[str, str]] = [("Timeline", "/"), ("Branches", "/branches"),
                                            ("Browse", "/browse"), ("Compare", "/compare")]
@@ -79,7 +91,7 @@ class Server:
         return self.open_allowed and not self.accounts
 
     # ---- the extension point --------------------------------------------
-    def add_routes(self, routes) -> None:
+    def add_routes(self, routes: Iterable[BaseRoute]) -> None:
         """Starlette routes served beside the built-in ones (before the UI's)."""
         self.routes.extend(routes)
 
@@ -103,10 +115,10 @@ class Guard:
     watcher, and turns any unhandled exception into a 500 with an id that is logged
     (never a traceback in a response)."""
 
-    def __init__(self, app, server: Server):
+    def __init__(self, app: ASGIApp, server: Server) -> None:
         self.app, self.server = app, server
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return await self.app(scope, receive, send)
         if scope["type"] != "http":
@@ -115,7 +127,7 @@ class Guard:
         server.broker.start()
         started = False
 
-        async def send_wrapped(msg):
+        async def send_wrapped(msg: Message) -> None:
             nonlocal started
             if msg["type"] == "http.response.start":
                 started = True
@@ -142,7 +154,7 @@ class Guard:
                     return await resp(scope, receive, send_wrapped)
             seen = 0
 
-            async def receive_bounded():
+            async def receive_bounded() -> Message:
                 nonlocal seen
                 msg = await receive()
                 if msg["type"] == "http.request":
@@ -176,15 +188,19 @@ SECURITY_HEADERS = [
 ]
 
 
-def _load_extension(ext):
+def _load_extension(ext: Extension) -> Setup:
     if isinstance(ext, str):
         ext = importlib.import_module(ext)
+    if isinstance(ext, ModuleType):
+        setup: Setup = ext.setup
+        return setup
     return ext if callable(ext) and not hasattr(ext, "setup") else ext.setup
 
 
-def create_app(db_or_path, *, accounts: Accounts | None = None, host: str = "127.0.0.1",
-               max_body: int = MAX_BODY, poll: float = 0.5, extensions=(),
-               timeout: float = 30.0) -> Starlette:
+def create_app(db_or_path: Database | str | os.PathLike[str] | None, *,
+               accounts: Accounts | None = None, host: str = "127.0.0.1",
+               max_body: int = MAX_BODY, poll: float = 0.5,
+               extensions: Sequence[Extension] = (), timeout: float = 30.0) -> Starlette:
     """The ASGI app serving ``db_or_path`` (a path, or an open cowdb Database).
 
     ``accounts``: default the file beside the database (in memory for an in-memory
@@ -192,8 +208,10 @@ def create_app(db_or_path, *, accounts: Accounts | None = None, host: str = "127
     only a loopback ``host`` may serve (open mode: every
     request is the local admin); any other bind raises :class:`Refused`.
     """
-    owned = not isinstance(db_or_path, cowdb.Database)
-    db = cowdb.open(db_or_path, timeout=timeout) if owned else db_or_path
+    if isinstance(db_or_path, cowdb.Database):
+        db, owned = db_or_path, False
+    else:
+        db, owned = cowdb.open(db_or_path, timeout=timeout), True
     try:
         if db.codec is not None:
             raise ValueError("the server serves databases of raw bytes values (codec='bytes')")
@@ -227,10 +245,11 @@ def create_app(db_or_path, *, accounts: Accounts | None = None, host: str = "127
                     name="static"),
               *server.routes, *ui.routes]
 
-    async def on_error(request: Request, exc):
+    async def on_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, ApiError):
             status, message, hdrs, extra = exc.status, exc.message, exc.headers, exc.extra
         else:  # starlette's own: 404 route, 405 method
+            assert isinstance(exc, HTTPException)   # (the only other one handled)
             status, hdrs, extra = exc.status_code, getattr(exc, "headers", None), {}
             message = {404: f"nothing at {request.url.path}",
                        405: f"{request.method} is not allowed on {request.url.path}"}.get(
@@ -247,7 +266,7 @@ def create_app(db_or_path, *, accounts: Accounts | None = None, host: str = "127
                                                     "extra": extra, "title": str(status)},
                             status=status, headers=hdrs)
 
-    async def shutdown():
+    async def shutdown() -> None:
         await server.broker.stop()
         if owned:
             db.close()
@@ -259,11 +278,12 @@ def create_app(db_or_path, *, accounts: Accounts | None = None, host: str = "127
     return app
 
 
-def _lifespan(shutdown):
+def _lifespan(shutdown: Callable[[], Awaitable[None]]
+              ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await shutdown()
     return lifespan

@@ -13,11 +13,16 @@ import secrets
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 
 from .accounts import LOCAL, Account
 from .http import ApiError, run
+
+if TYPE_CHECKING:
+    from .app import Server
 
 SESSION_COOKIE = "cowdb_session"
 CSRF_COOKIE = "cowdb_csrf"
@@ -27,7 +32,7 @@ SESSION_SECONDS = 12 * 3600
 class Sessions:
     """Browser sessions, in memory: a server restart logs everyone out."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_id: dict[str, tuple[str, float]] = {}
 
@@ -58,9 +63,9 @@ class LoginLimiter:
     def __init__(self, limit: int = 10, window: float = 60.0):
         self.limit, self.window = limit, window
         self._lock = threading.Lock()
-        self._fails: dict[str, deque] = {}
+        self._fails: dict[str, deque[float]] = {}   # key -> times of its failures
 
-    def _q(self, key: str) -> deque:
+    def _q(self, key: str) -> deque[float]:
         q = self._fails.setdefault(key, deque())
         now = time.monotonic()
         while q and q[0] <= now - self.window:
@@ -85,9 +90,10 @@ class LoginLimiter:
                 self._fails = {k: q for k, q in self._fails.items() if q}
 
 
-def server_of(request: Request):
+def server_of(request: Request) -> Server:
     """The Server (database, accounts, templates...) behind this request."""
-    return request.app.state.server
+    server: Server = request.app.state.server
+    return server
 
 
 def client_ip(request: Request) -> str:
@@ -99,9 +105,10 @@ async def current_account(request: Request) -> Account | None:
     local account in open mode, else None. A wrong token is 401 (and counts as a
     failed login)."""
     if "account" in request.scope.get("state", {}):
-        return request.state.account
+        known: Account | None = request.state.account
+        return known
     server = server_of(request)
-    account = None
+    account: Account | None = None
     request.state.via_cookie = False
     auth = request.headers.get("authorization")
     if auth is not None:
@@ -169,7 +176,7 @@ def csrf_token(request: Request) -> str:
     return hmac.new(secret, f"{cookie}|{sid}".encode(), hashlib.sha256).hexdigest()
 
 
-async def check_csrf(request: Request, form) -> None:
+async def check_csrf(request: Request, form: FormData | None) -> None:
     """403 unless the form's ``csrf`` field matches this browser's token."""
     sent = form.get("csrf", "") if form is not None else ""
     if not request.cookies.get(CSRF_COOKIE) or not isinstance(sent, str) or \

@@ -7,13 +7,33 @@ import base64
 import difflib
 import json
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Literal, NotRequired, TypedDict
+
+Segment = tuple[bool, str]                  # (changed?, text)
+# (kind: same/del/add/gap, old line number or "", new line number or "", segments)
+LineRow = tuple[str, int | str, int | str, list[Segment]]
+JsonRow = tuple[str, str, str | None, str | None]    # (path, kind, old, new)
+
+
+class ChangeView(TypedDict):
+    """What the change template shows for one key (``mode`` says which fields are set)."""
+    key: str
+    q: dict[str, str]
+    kind: str
+    old_size: int | None
+    new_size: int | None
+    mode: NotRequired[Literal["binary", "large", "json", "text"]]
+    old_hex: NotRequired[str | None]     # binary
+    new_hex: NotRequired[str | None]
+    rows: NotRequired[list[JsonRow] | list[LineRow]]   # json, text
+
 
 MAX_TEXT = 200_000     # beyond this a text value is shown by size, not diffed
 MAX_HEX = 256
 
 
-def as_text(b: bytes | None):
+def as_text(b: bytes | None) -> str | None:
     if b is None:
         return ""
     try:
@@ -33,7 +53,7 @@ def key_label(k: bytes) -> str:
         return "0x" + k.hex()
 
 
-def key_query(k: bytes) -> dict:
+def key_query(k: bytes) -> dict[str, str]:
     """Query parameters naming a key in the UI's URLs: k=text or kb=base64url."""
     try:
         return {"k": k.decode("utf-8")}
@@ -41,7 +61,7 @@ def key_query(k: bytes) -> dict:
         return {"kb": base64.urlsafe_b64encode(k).decode().rstrip("=")}
 
 
-def key_from_query(params) -> bytes | None:
+def key_from_query(params: Mapping[str, str]) -> bytes | None:
     if params.get("kb"):
         raw = params["kb"]
         try:
@@ -63,7 +83,7 @@ def hexdump(b: bytes) -> str:
     return "\n".join(lines)
 
 
-def _json(s):
+def _json(s: str) -> tuple[object, bool]:
     if s is None or s == "":
         return None, True
     try:
@@ -73,7 +93,8 @@ def _json(s):
     return v, isinstance(v, (dict, list))
 
 
-def json_changes(a, b, path="$", out=None, limit=500):
+def json_changes(a: object, b: object, path: str = "$", out: list[JsonRow] | None = None,
+                 limit: int = 500) -> list[JsonRow]:
     """(path, kind, old, new) for each leaf that differs between two JSON values."""
     out = [] if out is None else out
     if len(out) >= limit:
@@ -102,7 +123,7 @@ def json_changes(a, b, path="$", out=None, limit=500):
     return out
 
 
-def _short(v):
+def _short(v: object) -> str:
     s = json.dumps(v, ensure_ascii=False)
     return s if len(s) <= 300 else s[:300] + "…"
 
@@ -110,10 +131,11 @@ def _short(v):
 _WORD = re.compile(r"\s+|\w+|[^\w\s]")
 
 
-def words(a: str, b: str):
+def words(a: str, b: str) -> tuple[list[Segment], list[Segment]]:
     """Two lists of (changed?, text) segments: the words that differ, marked."""
     wa, wb = _WORD.findall(a), _WORD.findall(b)
-    sa, sb = [], []
+    sa: list[Segment] = []
+    sb: list[Segment] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, wa, wb, autojunk=False) \
             .get_opcodes():
         if op == "equal":
@@ -127,10 +149,10 @@ def words(a: str, b: str):
     return sa, sb
 
 
-def line_rows(a: str, b: str, context: int = 3):
+def line_rows(a: str, b: str, context: int = 3) -> list[LineRow]:
     """Rows (kind, old line no, new line no, segments) of a unified line diff."""
     la, lb = a.splitlines(), b.splitlines()
-    rows: list[tuple[str, Any, Any, Any]] = []
+    rows: list[LineRow] = []
     for group in difflib.SequenceMatcher(None, la, lb, autojunk=False) \
             .get_grouped_opcodes(context):
         if rows:
@@ -153,25 +175,25 @@ def line_rows(a: str, b: str, context: int = 3):
     return rows
 
 
-def view(key: bytes, old: bytes | None, new: bytes | None) -> dict:
+def view(key: bytes, old: bytes | None, new: bytes | None) -> ChangeView:
     """Everything the change template shows for one key."""
     kind = "added" if old is None else "deleted" if new is None else "changed"
-    out = {"key": key_label(key), "q": key_query(key), "kind": kind,
-           "old_size": None if old is None else len(old),
-           "new_size": None if new is None else len(new)}
+    out: ChangeView = {"key": key_label(key), "q": key_query(key), "kind": kind,
+                       "old_size": None if old is None else len(old),
+                       "new_size": None if new is None else len(new)}
     ta, tb = as_text(old), as_text(new)
     if ta is None or tb is None:
-        out.update(mode="binary", old_hex=None if old is None else hexdump(old),
-                   new_hex=None if new is None else hexdump(new))
+        out.update({"mode": "binary", "old_hex": None if old is None else hexdump(old),
+                    "new_hex": None if new is None else hexdump(new)})
         return out
     if len(ta) + len(tb) > MAX_TEXT:
-        out.update(mode="large")
+        out["mode"] = "large"
         return out
     ja, oka = _json(ta)
     jb, okb = _json(tb)
     if oka and okb and (ja is not None or jb is not None):
-        out.update(mode="json", rows=json_changes({} if ja is None and old is None else ja,
-                                                  {} if jb is None and new is None else jb))
+        out.update({"mode": "json", "rows": json_changes(
+            {} if ja is None and old is None else ja, {} if jb is None and new is None else jb)})
         return out
-    out.update(mode="text", rows=line_rows(ta, tb))
+    out.update({"mode": "text", "rows": line_rows(ta, tb)})
     return out

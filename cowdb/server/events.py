@@ -6,24 +6,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from cowdb.errors import VersionNotFound
 
-from .http import commit_json, run
+from .http import CommitJSON, commit_json, run
+
+if TYPE_CHECKING:
+    from cowdb.db import Database
 
 log = logging.getLogger("cowdb.server")
 QUEUE = 10000   # a follower this far behind is dropped; it reconnects with Last-Event-ID
 
 
-def sse(c: dict) -> str:
+def sse(c: CommitJSON) -> str:
     return f"id: {c['version']}\nevent: commit\ndata: {json.dumps(c)}\n\n"
 
 
 class Broker:
-    def __init__(self, db, poll: float = 0.5):
+    def __init__(self, db: Database, poll: float = 0.5) -> None:
         self.db, self.poll = db, poll
         self.last = db.version
-        self.subscribers: set[asyncio.Queue] = set()
+        self.subscribers: set[asyncio.Queue[CommitJSON]] = set()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -49,7 +54,7 @@ class Broker:
         if loop is not None and wake is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wake.set)
 
-    def commits_between(self, lo: int, hi: int) -> list[dict]:
+    def commits_between(self, lo: int, hi: int) -> list[CommitJSON]:
         """Commits lo < version <= hi that still exist, oldest first (blocking)."""
         out = []
         for v in range(lo + 1, hi + 1):
@@ -87,9 +92,10 @@ class Broker:
                 log.exception("the commit watcher failed; retrying")
                 await asyncio.sleep(self.poll)
 
-    async def follow(self, since: int | None, is_disconnected):
+    async def follow(self, since: int | None,
+                     is_disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
         """Yield SSE text: commits after ``since`` (None: only new ones), then live."""
-        q: asyncio.Queue = asyncio.Queue(QUEUE)
+        q: asyncio.Queue[CommitJSON] = asyncio.Queue(QUEUE)
         self.subscribers.add(q)
         try:
             sent = self.last if since is None else since

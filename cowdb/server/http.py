@@ -5,13 +5,44 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ParamSpec, TypedDict, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
+
+if TYPE_CHECKING:
+    from cowdb.history.commits import Commit
 
 ENCODINGS = ("utf8", "base64")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: A JSON object as it arrives (every value still to be checked).
+Body = dict[str, object]
+#: A JSON object as a handler answers it.
+Answer = Mapping[str, object]
+#: A route's endpoint.
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class KeyJSON(TypedDict):
+    key: str
+    key_encoding: str
+
+
+class CommitJSON(TypedDict):
+    version: int
+    time: str
+    message: str
+    author: str
+    branch: str
+    parents: list[int]
+    keys: int
+    keys_put: int
+    keys_deleted: int
 
 
 class ApiError(Exception):
@@ -20,7 +51,8 @@ class ApiError(Exception):
     ``extra`` is merged into the JSON body (e.g. ``head`` on 412, ``conflicts`` on 409).
     """
 
-    def __init__(self, status: int, message: str, headers: dict | None = None, **extra):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
+                 **extra: object) -> None:
         super().__init__(message)
         self.status, self.message, self.headers, self.extra = status, message, headers, extra
 
@@ -29,21 +61,22 @@ class BodyTooLarge(Exception):
     """The request body is larger than the server accepts (413)."""
 
 
-def error_body(status: int, message: str, **extra) -> dict:
+def error_body(status: int, message: str, **extra: object) -> dict[str, object]:
     return {"error": {"status": status, "message": message}, **extra}
 
 
-def json_error(status: int, message: str, headers=None, **extra) -> JSONResponse:
+def json_error(status: int, message: str, headers: Mapping[str, str] | None = None,
+               **extra: object) -> JSONResponse:
     return JSONResponse(error_body(status, message, **extra), status_code=status,
                         headers=headers)
 
 
-async def run(fn, *args, **kw):
+async def run(fn: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
     """Run a blocking cowdb call in the thread pool (the event loop never waits on I/O)."""
     return await run_in_threadpool(fn, *args, **kw)
 
 
-async def read_json(request: Request, *, required: bool = True):
+async def read_json(request: Request, *, required: bool = True) -> Body:
     """The request's JSON body: 415 unless Content-Type is JSON, 400 naming the problem
     if it does not parse or is not an object. Size is bounded by the server (413)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -70,7 +103,7 @@ def encode_bytes(b: bytes) -> tuple[str, str]:
         return base64.b64encode(b).decode("ascii"), "base64"
 
 
-def decode_bytes(text, encoding, what: str) -> bytes:
+def decode_bytes(text: object, encoding: object, what: str) -> bytes:
     """The bytes a JSON field and its encoding name (400 if they do not decode)."""
     if encoding is None:
         encoding = "utf8"
@@ -89,12 +122,12 @@ def decode_bytes(text, encoding, what: str) -> bytes:
         raise ApiError(400, f"{what} is not valid base64") from None
 
 
-def key_json(key: bytes) -> dict:
+def key_json(key: bytes) -> KeyJSON:
     text, enc = encode_bytes(key)
     return {"key": text, "key_encoding": enc}
 
 
-def value_json(value: bytes | None, prefix: str = "value") -> dict:
+def value_json(value: bytes | None, prefix: str = "value") -> dict[str, str | None]:
     if value is None:
         return {prefix: None, f"{prefix}_encoding": None}
     text, enc = encode_bytes(value)
@@ -114,7 +147,7 @@ def parse_time(s: str, what: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def commit_json(c) -> dict:
+def commit_json(c: Commit) -> CommitJSON:
     """A commit record as JSON."""
     return {"version": c.version, "time": iso(c.time), "message": c.message,
             "author": c.author, "branch": c.branch, "parents": list(c.parents),

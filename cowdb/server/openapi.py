@@ -3,8 +3,51 @@ checks every answer against it in the tests."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
+from typing import NotRequired, TypedDict
 
-ENC = {"type": ["string", "null"], "enum": ["utf8", "base64", None]}
+#: A JSON Schema: built here, read only by clients (and schemathesis).
+Schema = dict[str, object]
+Content = dict[str, dict[str, Schema]]    # media type -> {"schema": ...}
+
+
+class Response(TypedDict):
+    description: str
+    content: NotRequired[Content]
+    headers: NotRequired[dict[str, Schema]]
+
+
+Responses = dict[str, Response]           # status code -> answer
+
+
+class RequestBody(TypedDict):
+    required: bool
+    content: Content
+
+
+# "in" is a keyword, hence the functional form
+Parameter = TypedDict("Parameter", {"name": str, "in": str, "required": bool,
+                                    "schema": Schema, "description": NotRequired[str]})
+
+
+class Operation(TypedDict):
+    summary: str
+    parameters: list[Parameter]
+    responses: Responses
+    requestBody: NotRequired[RequestBody]
+    tags: NotRequired[list[str]]
+
+
+class Spec(TypedDict):
+    openapi: str
+    info: dict[str, str]
+    servers: list[dict[str, str]]
+    security: list[dict[str, list[str]]]
+    components: dict[str, object]
+    paths: dict[str, dict[str, Operation]]     # path -> method -> operation
+
+
+ENC: Schema = {"type": ["string", "null"], "enum": ["utf8", "base64", None]}
 TEXT = {"type": "string"}
 NTEXT = {"type": ["string", "null"]}
 INT = {"type": "integer"}
@@ -12,23 +55,23 @@ NINT = {"type": ["integer", "null"]}
 REF_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
 
 
-def ref(name):
+def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def obj(props: dict, required=None, extra=True):
-    out = {"type": "object", "properties": props,
+def obj(props: Schema, required: list[str] | None = None, extra: bool = True) -> Schema:
+    out: Schema = {"type": "object", "properties": props,
            "required": list(props) if required is None else required}
     if not extra:
         out["additionalProperties"] = False
     return out
 
 
-def pair(prefix: str, nullable=True) -> dict:
+def pair(prefix: str, nullable: bool = True) -> Schema:
     return {prefix: NTEXT if nullable else TEXT, f"{prefix}_encoding": ENC}
 
 
-SCHEMAS = {
+SCHEMAS: dict[str, Schema] = {
     "Error": obj({"error": obj({"status": INT, "message": TEXT})}, ["error"]),
     "Commit": obj({"version": INT, "time": TEXT, "message": TEXT, "author": TEXT,
                    "branch": TEXT, "parents": {"type": "array", "items": INT}, "keys": INT,
@@ -44,24 +87,25 @@ SCHEMAS = {
 KEY_IN = obj({"key": TEXT, "key_encoding": {"enum": ["utf8", "base64"]}}, ["key"])
 PUT_IN = obj({"key": TEXT, "key_encoding": {"enum": ["utf8", "base64"]}, "value": TEXT,
               "value_encoding": {"enum": ["utf8", "base64"]}}, ["key", "value"])
-RESOLVE = {"oneOf": [{"type": "null"}, {"enum": ["ours", "theirs"]},
+RESOLVE: Schema = {"oneOf": [{"type": "null"}, {"enum": ["ours", "theirs"]},
                      {"type": "array", "items": obj({
                          "key": TEXT, "key_encoding": {"enum": ["utf8", "base64"]},
                          "value": NTEXT, "value_encoding": {"enum": ["utf8", "base64"]}},
                          ["key"])}]}
 
 
-def q(name, schema=None, desc="", required=False):
+def q(name: str, schema: Schema | None = None, desc: str = "",
+      required: bool = False) -> Parameter:
     return {"name": name, "in": "query", "required": required,
             "schema": schema or {"type": "string"}, "description": desc}
 
 
-def p(name, schema=None):
+def p(name: str, schema: Schema | None = None) -> Parameter:
     return {"name": name, "in": "path", "required": True,
             "schema": schema or {"type": "string", "minLength": 1}}
 
 
-def h(name, desc="", required=False):
+def h(name: str, desc: str = "", required: bool = False) -> Parameter:
     return {"name": name, "in": "header", "required": required,
             "schema": {"type": "string"}, "description": desc}
 
@@ -76,35 +120,36 @@ WRITE = [q("branch", desc="default main"), q("merge", {"enum": ["auto"]},
          h("If-Match", 'the ETag read, "N" (428 without, 412 stale), or *')]
 
 
-def errors(*codes):
+def errors(*codes: int) -> Responses:
     return {str(c): {"description": "error", "content": {"application/json": {
         "schema": ref("Error")}}} for c in codes}
 
 
-def ok(schema, code="200", desc="ok", etag=False):
-    r = {"description": desc, "content": {"application/json": {"schema": schema}}}
+def ok(schema: Schema, code: str = "200", desc: str = "ok", etag: bool = False,
+       raw: bool = False) -> Responses:
+    """A JSON answer (``raw``: or the value's bytes, application/octet-stream)."""
+    content: Content = {"application/json": {"schema": schema}}
+    if raw:
+        content["application/octet-stream"] = {"schema": {"type": "string",
+                                                          "format": "binary"}}
+    r: Response = {"description": desc, "content": content}
     if etag:
         r["headers"] = {"ETag": {"schema": {"type": "string"},
                                  "description": "the branch head version"}}
     return {code: r}
 
 
-def raw(resp):
-    resp["200"]["content"]["application/octet-stream"] = {"schema": {
-        "type": "string", "format": "binary"}}
-    return resp
-
-
-def body(schema, required=True):
+def body(schema: Schema, required: bool = True) -> RequestBody:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
 COMMON = (400, 401, 403, 404, 405, 413, 415, 429, 503)
-NOT_MODIFIED = {"304": {"description": "the branch has not moved (If-None-Match)"}}
+NOT_MODIFIED: Responses = {"304": {"description": "the branch has not moved (If-None-Match)"}}
 
 
-def op(summary, responses, params=(), request=None, tags=()):
-    o = {"summary": summary, "parameters": list(params),
+def op(summary: str, responses: Responses, params: Iterable[Parameter] = (),
+       request: RequestBody | None = None, tags: Iterable[str] = ()) -> Operation:
+    o: Operation = {"summary": summary, "parameters": list(params),
          "responses": {**responses, **errors(*COMMON)}}
     if request is not None:
         o["requestBody"] = request
@@ -113,17 +158,16 @@ def op(summary, responses, params=(), request=None, tags=()):
     return o
 
 
-def written(code="200"):
+def written(code: str = "200") -> Responses:
     return {**ok(ref("Written"), code, etag=True), **errors(409, 412, 428)}
 
 
-def listing(name, item):
+def listing(name: str, item: Schema) -> Schema:
     return obj({name: {"type": "array", "items": item}})
 
 
-def spec() -> dict:
-    changes = obj({"changes": {"type": "array", "items": ref("Change")}, "next": ref("Page")})
-    paths = {
+def spec() -> Spec:
+    paths: dict[str, dict[str, Operation]] = {
         "/keys": {"get": op("List keys in order, paginated", {**ok(obj({
             "version": INT, "keys": {"type": "array", "items": obj(
                 {**pair("key", False)}, ["key", "key_encoding"])},
@@ -132,7 +176,8 @@ def spec() -> dict:
                            q("start_encoding"), q("stop_encoding"),
                            q("values", {"type": "boolean"})])},
         "/keys/{key}": {
-            "get": op("Read one key", {**raw(ok(ref("KeyValue"), etag=True)), **NOT_MODIFIED},
+            "get": op("Read one key", {**ok(ref("KeyValue"), etag=True, raw=True),
+                                       **NOT_MODIFIED},
                       [p("key"), KEY_ENC, *READ, q("raw", {"type": "boolean"}),
                        h("If-None-Match")]),
             "put": op("Put one key (one commit)", written(),
@@ -154,8 +199,9 @@ def spec() -> dict:
             [q("branch"), q("author"), q("since", desc="ISO time"), q("until"),
              q("prefix", desc="only commits that changed a key with this prefix"),
              q("prefix_encoding"), *PAGE])},
-        "/diff": {"get": op("Changes between two refs, paginated", ok({
-            **changes, "properties": {**changes["properties"], "a": INT, "b": INT}}),
+        "/diff": {"get": op("Changes between two refs, paginated", ok(obj({
+            "changes": {"type": "array", "items": ref("Change")}, "next": ref("Page"),
+            "a": INT, "b": INT}, ["changes", "next"])),
             [q("a", required=True), q("b", required=True), q("prefix"), q("prefix_encoding"),
              *PAGE])},
         "/history/{key}": {"get": op("Every version of a branch that changed a key", ok(obj({

@@ -3,15 +3,68 @@ on cowdb's public API only. Every write goes through ``Server.write_lock`` so th
 checking a branch head and committing on it are one step for this server."""
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+import functools
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal, TypedDict
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 import cowdb
 from cowdb import errors as E
 
-from .http import ApiError, commit_json, key_json, value_json
+from .http import ApiError, Handler, commit_json, key_json, value_json
+
+if TYPE_CHECKING:
+    from cowdb.db import Database
+    from cowdb.engine import Resolve, VersionRef
+    from cowdb.history.commits import Commit
+    from cowdb.snapshot import Snapshot
+    from cowdb.tree.merge import Conflict
+
+    from .app import Server
 
 MAX_PAGE = 1000
+
+Change = tuple[bytes, bytes | None, bytes | None]     # (key, old, new): None is absent
+#: How a request settles merge conflicts: a side, or {key: value (None deletes)}.
+BodyResolve = Literal["ours", "theirs"] | dict[bytes, bytes | None] | None
+
+
+class RetentionJSON(TypedDict):
+    keep_last: int | None
+    keep_within_seconds: float | None
+
+
+class GcJSON(TypedDict):
+    versions_dropped: int
+    pages_freed: int
+    bytes_freed: int
+    file_bytes_before: int
+    file_bytes_after: int
+
+
+class StatsJSON(TypedDict):
+    file_bytes: int
+    live_bytes: int
+    reclaimable_bytes: int
+    free_bytes: int
+    versions: int
+    kept_versions: int
+    pinned: dict[str, int]
+    head: int
+    newest_version: int
+    branches: int
+    tags: int
+
+
+class CheckJSON(TypedDict):
+    ok: bool
+    errors: list[str]
+    versions: int
+    pages: int
+    free_pages: int
+    page_count: int
 
 
 def cowdb_error(e: E.CowdbError) -> ApiError:
@@ -37,12 +90,11 @@ def cowdb_error(e: E.CowdbError) -> ApiError:
     raise e
 
 
-def http_errors(handler):
+def http_errors(handler: Handler) -> Handler:
     """Decorate an async handler: cowdb exceptions become HTTP errors (404, 409, 400...)."""
-    import functools
 
     @functools.wraps(handler)
-    async def wrapper(request):
+    async def wrapper(request: Request) -> Response:
         try:
             return await handler(request)
         except E.CowdbError as e:
@@ -50,12 +102,12 @@ def http_errors(handler):
     return wrapper
 
 
-def conflict_json(c) -> dict:
+def conflict_json(c: Conflict) -> dict[str, object]:
     return {**key_json(c.key), **value_json(c.base, "base"), **value_json(c.ours, "ours"),
             **value_json(c.theirs, "theirs")}
 
 
-def parse_ref(s):
+def parse_ref(s: object) -> int | str:
     """'12' -> 12 (a version); anything else is a tag or branch name."""
     if isinstance(s, bool):
         raise ApiError(400, "a ref is a version number, a tag or a branch name")
@@ -70,21 +122,17 @@ def parse_ref(s):
     return s
 
 
-def is_branch(db, ref) -> bool:
-    return isinstance(ref, str) and ref in db.branches()
-
-
-def open_snapshot(db, ref, at=None):
+def open_snapshot(db: Database, ref: VersionRef, at: datetime | None = None) -> Snapshot:
     """A snapshot of a branch head (db.read), a version or tag (db.at), or the newest
     version of main at a time. Raises cowdb errors (404 via cowdb_error)."""
     if at is not None:
         return db.at(at)
-    if is_branch(db, ref):
+    if isinstance(ref, str) and ref in db.branches():
         return db.read(ref)
     return db.at(ref)
 
 
-def check_branch_name(name) -> str:
+def check_branch_name(name: object) -> str:
     if not isinstance(name, str) or not name or name != name.strip() or "\x00" in name \
             or len(name.encode()) > 200:
         raise ApiError(400, "a branch or tag name is 1 to 200 bytes, no NUL, no leading or "
@@ -92,7 +140,7 @@ def check_branch_name(name) -> str:
     return name
 
 
-def branch_head(db, branch: str) -> int:
+def branch_head(db: Database, branch: str) -> int:
     check_branch_name(branch)
     if branch not in db.branches():
         raise ApiError(404, f"no branch named {branch!r}")
@@ -100,8 +148,9 @@ def branch_head(db, branch: str) -> int:
 
 
 # ---- writing keys ---------------------------------------------------------
-def write_keys(server, branch: str, base: int | None, puts: dict, deletes: set,
-               message: str, author: str, auto: bool, must_exist: bytes | None = None) -> int:
+def write_keys(server: Server, branch: str, base: int | None, puts: dict[bytes, bytes],
+               deletes: set[bytes], message: str, author: str, auto: bool,
+               must_exist: bytes | None = None) -> int:
     """Commit puts and deletes on ``branch`` if its head is still ``base`` (None: any).
 
     A moved head is 412 unless ``auto``: then the write is rebased onto the new head
@@ -132,18 +181,20 @@ def write_keys(server, branch: str, base: int | None, puts: dict, deletes: set,
             for k in deletes:
                 tx.delete(k)
         version = tx.version
+    assert version is not None   # the with block committed
     server.notify_commit()
     return version
 
 
-def rebase_conflicts(db, base: int, head: int, puts: dict, deletes: set) -> list[dict]:
+def rebase_conflicts(db: Database, base: int, head: int, puts: dict[bytes, bytes],
+                     deletes: set[bytes]) -> list[dict[str, object]]:
     try:
         sb = db.at(base)
     except E.VersionNotFound:
         raise ApiError(412, f"version {base} is not kept any more, so the write cannot be "
                             f"rebased; read again and retry", head=head) from None
     with sb, db.at(head) as sh:
-        out = []
+        out: list[dict[str, object]] = []
         for k in sorted(set(puts) | deletes):
             b, o, t = sb.get(k), sh.get(k), puts.get(k)
             if o != b and o != t:
@@ -153,9 +204,10 @@ def rebase_conflicts(db, base: int, head: int, puts: dict, deletes: set) -> list
 
 
 # ---- reading history --------------------------------------------------------
-def change_json(key, old, new, values: bool = True) -> dict:
+def change_json(key: bytes, old: bytes | None, new: bytes | None,
+                values: bool = True) -> dict[str, object]:
     kind = "added" if old is None else "deleted" if new is None else "changed"
-    out = {**key_json(key), "kind": kind}
+    out: dict[str, object] = {**key_json(key), "kind": kind}
     if values:
         out.update(value_json(old, "old"))
         out.update(value_json(new, "new"))
@@ -165,9 +217,10 @@ def change_json(key, old, new, values: bool = True) -> dict:
     return out
 
 
-def changes(db, a, b, after: bytes | None, limit: int, prefix: bytes | None = None):
+def changes(db: Database, a: VersionRef, b: VersionRef, after: bytes | None, limit: int,
+            prefix: bytes | None = None) -> tuple[list[Change], bytes | None]:
     """Up to ``limit`` changes from a to b (refs) after key ``after``: (list, next key)."""
-    out: list[Any] = []
+    out: list[Change] = []
     last = None
     start = None if after is None else after + b"\x00"
     d = db.diff(a, b, prefix=prefix, start=start)
@@ -182,14 +235,15 @@ def changes(db, a, b, after: bytes | None, limit: int, prefix: bytes | None = No
     return out, None
 
 
-def commit_changes(db, c, after, limit):
+def commit_changes(db: Database, c: Commit, after: bytes | None,
+                   limit: int) -> tuple[list[Change], bytes | None]:
     """The changes a commit made (against its first parent; the first commit: all keys)."""
     if c.parents:
         try:
             return changes(db, c.parents[0], c.version, after, limit)
         except E.VersionNotFound:
             pass  # the parent was reclaimed: show the content
-    out: list[Any] = []
+    out: list[Change] = []
     last = None
     start = None if after is None else after + b"\x00"
     with db.at(c.version) as s:
@@ -201,7 +255,7 @@ def commit_changes(db, c, after, limit):
     return out, None
 
 
-def touches(db, c, prefix: bytes) -> bool:
+def touches(db: Database, c: Commit, prefix: bytes) -> bool:
     if c.parents:
         try:
             d = db.diff(c.parents[0], c.version, prefix=prefix)
@@ -215,10 +269,12 @@ def touches(db, c, prefix: bytes) -> bool:
         return next(iter(s.keys(prefix=prefix)), None) is not None
 
 
-def log(db, branch, *, before=None, limit=50, author=None, since=None, until=None,
-        prefix=None):
+def log(db: Database, branch: str, *, before: int | None = None, limit: int = 50,
+        author: str | None = None, since: datetime | None = None,
+        until: datetime | None = None,
+        prefix: bytes | None = None) -> tuple[list[Commit], int | None]:
     """Commits of a branch newest first with filters: (list of Commit, next cursor)."""
-    out = []
+    out: list[Commit] = []
     for c in db.log(branch=branch):
         if before is not None and c.version >= before:
             continue
@@ -236,10 +292,10 @@ def log(db, branch, *, before=None, limit=50, author=None, since=None, until=Non
     return out, None
 
 
-def all_commits(db, hi: int | None = None, lo: int = -1) -> list:
+def all_commits(db: Database, hi: int | None = None, lo: int = -1) -> list[Commit]:
     """Every kept commit with lo < version <= hi (default: all), newest first."""
     hi = db.version if hi is None else hi
-    out = []
+    out: list[Commit] = []
     for v in range(hi, lo, -1):
         try:
             out.append(db.commit_info(v))
@@ -248,7 +304,7 @@ def all_commits(db, hi: int | None = None, lo: int = -1) -> list:
     return out
 
 
-def dropping(db) -> set[int]:
+def dropping(db: Database) -> set[int]:
     """Versions that the next gc() will drop under the retention rule."""
     r = db.retention
     if r.keep_last is None and r.keep_within is None:
@@ -260,8 +316,8 @@ def dropping(db) -> set[int]:
     return {c.version for c in commits} - set(keep)
 
 
-def history(db, key: bytes, branch: str, limit: int):
-    out = []
+def history(db: Database, key: bytes, branch: str, limit: int) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
     for v, _t, value in db.history(key, limit=limit, branch=branch):
         c = db.commit_info(v)
         out.append({**commit_json(c), **value_json(value)})
@@ -273,37 +329,38 @@ class _Unresolved(Exception):
     pass
 
 
-def _resolver(resolve):
+def _resolver(resolve: BodyResolve) -> Resolve:
     """'ours' / 'theirs' / None, or {key: bytes | None} -> what cowdb.merge takes."""
     if resolve is None or isinstance(resolve, str):
         return resolve
 
-    def pick(key, base, ours, theirs):
+    def pick(key: bytes, base: object, ours: object, theirs: object) -> bytes | None:
         if key not in resolve:
             raise _Unresolved(key)
         return resolve[key]
     return pick
 
 
-def _guard_head(db, branch, base):
+def _guard_head(db: Database, branch: str, base: int | None) -> None:
     head = branch_head(db, branch)
     if base is not None and head != base:
         raise ApiError(412, f"branch {branch!r} moved to version {head} since version {base}; "
                             f"look again and retry", head=head)
 
 
-def create_ref(server, kind: str, name: str, at) -> int:
+def create_ref(server: Server, kind: str, name: str, at: VersionRef | None) -> int:
     """Create branch or tag (``kind``) ``name`` at ``at`` (None: the head of main)."""
     with server.write_lock:
         return server.db.branch(name, at=at) if kind == "branch" else server.db.tag(name, at)
 
 
-def delete_ref(server, kind: str, name: str) -> None:
+def delete_ref(server: Server, kind: str, name: str) -> None:
     with server.write_lock:
         (server.db.delete_branch if kind == "branch" else server.db.delete_tag)(name)
 
 
-def merge(server, source, into, base, resolve, message, author) -> int:
+def merge(server: Server, source: str, into: str, base: int | None, resolve: BodyResolve,
+          message: str | None, author: str) -> int:
     db = server.db
     with server.write_lock:
         _guard_head(db, into, base)
@@ -317,7 +374,8 @@ def merge(server, source, into, base, resolve, message, author) -> int:
     return v
 
 
-def revert(server, version, branch, base, resolve, message, author) -> int:
+def revert(server: Server, version: VersionRef, branch: str, base: int | None,
+           resolve: BodyResolve, message: str | None, author: str) -> int:
     db = server.db
     with server.write_lock:
         _guard_head(db, branch, base)
@@ -330,7 +388,8 @@ def revert(server, version, branch, base, resolve, message, author) -> int:
     return v
 
 
-def restore(server, version, branch, base, message, author) -> int:
+def restore(server: Server, version: VersionRef, branch: str, base: int | None,
+            message: str | None, author: str) -> int:
     db = server.db
     with server.write_lock:
         _guard_head(db, branch, base)
@@ -339,20 +398,21 @@ def restore(server, version, branch, base, message, author) -> int:
     return v
 
 
-def retention_json(db) -> dict:
+def retention_json(db: Database) -> RetentionJSON:
     r = db.retention
     return {"keep_last": r.keep_last,
             "keep_within_seconds": None if r.keep_within is None
             else r.keep_within.total_seconds()}
 
 
-def set_retention(server, keep_last, keep_within_seconds):
+def set_retention(server: Server, keep_last: int | None,
+                  keep_within_seconds: float | None) -> None:
     with server.write_lock:
         server.db.set_retention(keep_last=keep_last, keep_within=None if keep_within_seconds
                                 is None else timedelta(seconds=keep_within_seconds))
 
 
-def gc(server) -> dict:
+def gc(server: Server) -> GcJSON:
     with server.write_lock:
         r = server.db.gc()
     return {"versions_dropped": r.versions_dropped, "pages_freed": r.pages_freed,
@@ -360,7 +420,7 @@ def gc(server) -> dict:
             "file_bytes_after": r.file_bytes_after}
 
 
-def stats(db) -> dict:
+def stats(db: Database) -> StatsJSON:
     s = db.stats()
     return {"file_bytes": s.file_bytes, "live_bytes": s.live_bytes,
             "reclaimable_bytes": s.reclaimable_bytes, "free_bytes": s.free_bytes,
@@ -370,7 +430,7 @@ def stats(db) -> dict:
             "tags": len(db.tags())}
 
 
-def check(db) -> dict:
+def check(db: Database) -> CheckJSON:
     r = db.check()
     return {"ok": r.ok, "errors": list(r.errors), "versions": r.versions, "pages": r.pages,
             "free_pages": r.free_pages, "page_count": r.page_count}

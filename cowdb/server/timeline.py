@@ -4,8 +4,12 @@ colour on every page and after every reload. Commits of deleted branches share
 the last lane."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cowdb.history.commits import Commit
 
 ROW = 36      # px per commit row (the rows beside the SVG use the same height)
 LANE = 22     # px between lanes
@@ -18,36 +22,38 @@ class Layout:
     width: int
     height: int
     lanes: list[str]
-    dots: list = field(default_factory=list)     # (x, y, lane, version, is_merge)
-    paths: list = field(default_factory=list)    # (d, lane)
+    dots: list[tuple[int, int, int, int, bool]] = field(default_factory=list)
+    #     (x, y, lane, version, is_merge)
+    paths: list[tuple[str, int]] = field(default_factory=list)    # (d, lane)
 
 
 def lanes_for(branches: dict[str, int]) -> list[str]:
     return ["main"] + sorted(b for b in branches if b != "main")
 
 
-def layout(commits, branches: dict[str, int], parent_branch) -> Layout:
+def layout(commits: Sequence[Commit], branches: dict[str, int],
+           parent_branch: Callable[[int], str | None]) -> Layout:
     """``commits``: this page, newest first; ``parent_branch(v)``: the branch a commit
     not on this page was made on (or None)."""
     lanes = lanes_for(branches)
     index = {b: i for i, b in enumerate(lanes)}
     other = len(lanes)
 
-    def lane(branch):
+    def lane(branch: str) -> int:
         return index.get(branch, other)
 
     n_lanes = other + (1 if any(c.branch not in index for c in commits) else 0)
     height = max(1, len(commits)) * ROW
     out = Layout(width=PAD * 2 + LANE * max(0, n_lanes - 1) + 4, height=height, lanes=lanes)
-    pos = {}
+    pos: dict[int, tuple[int, int, int]] = {}   # version -> (x, y, lane)
     for i, c in enumerate(commits):
         pos[c.version] = (PAD + LANE * lane(c.branch), i * ROW + ROW // 2, lane(c.branch))
 
-    def x_of(ln):
+    def x_of(ln: int) -> int:
         return PAD + LANE * ln
 
     # a lane whose branch goes on above this page starts at the top
-    first_in_lane: dict[int, Any] = {}
+    first_in_lane: dict[int, Commit] = {}
     for c in commits:
         first_in_lane.setdefault(pos[c.version][2], c)
     for ln, c in first_in_lane.items():

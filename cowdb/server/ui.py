@@ -4,8 +4,9 @@ in the API. Forms post back here with a CSRF token; actions that change history
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import TYPE_CHECKING
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -25,6 +26,12 @@ from .auth import (
 from .http import ApiError, run
 from .web import render, url
 
+if TYPE_CHECKING:
+    from cowdb.db import Database
+    from cowdb.history.commits import Commit
+
+    from .diffview import ChangeView
+
 PAGE = 40
 
 
@@ -40,13 +47,13 @@ def see_other(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
 
-async def form_of(request: Request):
+async def form_of(request: Request) -> FormData:
     form = await request.form()
     await check_csrf(request, form)
     return form
 
 
-def fstr(form, name, default=""):
+def fstr(form: FormData, name: str, default: str = "") -> str:
     v = form.get(name, default)
     return v if isinstance(v, str) else default
 
@@ -57,7 +64,7 @@ def local_path(p: str) -> str:
 
 
 # ---- login -------------------------------------------------------------------
-async def login(request: Request):
+async def login(request: Request) -> Response:
     server = server_of(request)
     nxt = local_path(request.query_params.get("next", "/"))
     if request.method == "GET":
@@ -88,7 +95,7 @@ async def login(request: Request):
     return resp
 
 
-async def logout(request: Request):
+async def logout(request: Request) -> Response:
     await form_of(request)
     server_of(request).sessions.drop(request.cookies.get(SESSION_COOKIE))
     resp = see_other("/login")
@@ -97,10 +104,10 @@ async def logout(request: Request):
 
 
 # ---- timeline ----------------------------------------------------------------
-def timeline_data(db, before: int | None) -> dict:
+def timeline_data(db: Database, before: int | None) -> dict[str, object]:
     newest = db.version
     hi = newest if before is None else min(before - 1, newest)
-    commits: list[Any] = []
+    commits: list[Commit] = []
     v = hi
     while v >= 0 and len(commits) < PAGE:
         try:
@@ -112,7 +119,7 @@ def timeline_data(db, before: int | None) -> dict:
     tags = db.tags()
     cache = {c.version: c for c in commits}
 
-    def parent_branch(p):
+    def parent_branch(p: int) -> str | None:
         c = cache.get(p)
         if c is None:
             try:
@@ -141,7 +148,7 @@ def timeline_data(db, before: int | None) -> dict:
             "before": before}
 
 
-async def index(request: Request):
+async def index(request: Request) -> Response:
     await require(request, "reader")
     db = server_of(request).db
     before = _int(request.query_params.get("before"))
@@ -149,14 +156,14 @@ async def index(request: Request):
     return await render(request, "timeline.html", {**data, "title": "Timeline"})
 
 
-async def timeline_fragment(request: Request):
+async def timeline_fragment(request: Request) -> Response:
     await require(request, "reader")
     db = server_of(request).db
     data = await run(timeline_data, db, _int(request.query_params.get("before")))
     return await render(request, "timeline_rows.html", data)
 
 
-def _int(s):
+def _int(s: str | None) -> int | None:
     if s is None or s == "":
         return None
     if not s.isdigit() or len(s) > 18:
@@ -166,13 +173,13 @@ def _int(s):
 
 # ---- commit, compare -------------------------------------------------------------
 @page
-async def commit_page(request: Request):
+async def commit_page(request: Request) -> Response:
     await require(request, "reader")
     db = server_of(request).db
-    v = request.path_params["version"]
+    v: int = request.path_params["version"]
     after = diffview.key_from_query({"kb": request.query_params.get("after", "")})
 
-    def read():
+    def read() -> tuple[Commit, list[ChangeView], bytes | None]:
         c = db.commit_info(v)
         chs, nxt = ops.commit_changes(db, c, after or None, 100)
         return c, [diffview.view(*x) for x in chs], nxt
@@ -188,15 +195,16 @@ def _b64(k: bytes) -> str:
 
 
 @page
-async def compare(request: Request):
+async def compare(request: Request) -> Response:
     await require(request, "reader")
     db = server_of(request).db
     a, b = request.query_params.get("a", ""), request.query_params.get("b", "")
-    ctx = {"a": a, "b": b, "changes": None, "title": "Compare", "next": None}
+    ctx: dict[str, object] = {"a": a, "b": b, "changes": None, "title": "Compare",
+                              "next": None}
     if a and b:
         after = diffview.key_from_query({"kb": request.query_params.get("after", "")})
 
-        def read():
+        def read() -> tuple[Commit, Commit, list[ChangeView], bytes | None]:
             va, vb = db.commit_info(ops.parse_ref(a)), db.commit_info(ops.parse_ref(b))
             chs, nxt = ops.changes(db, va.version, vb.version, after or None, 100)
             return va, vb, [diffview.view(*x) for x in chs], nxt
@@ -208,17 +216,18 @@ async def compare(request: Request):
 
 # ---- browse, key, history ------------------------------------------------------------
 @page
-async def browse(request: Request):
+async def browse(request: Request) -> Response:
     await require(request, "reader")
     db = server_of(request).db
     ref = request.query_params.get("ref", "") or "main"
     prefix = request.query_params.get("prefix", "")
     after = diffview.key_from_query({"kb": request.query_params.get("after", "")})
 
-    def read():
+    def read() -> tuple[int, int, list[tuple[bytes, bytes]], bytes | None]:
         with ops.open_snapshot(db, ops.parse_ref(ref)) as s:
             start = None if not after else after + b"\x00"
-            out, nxt = [], None
+            out: list[tuple[bytes, bytes]] = []
+            nxt = None
             for k, val in s.items(start=start, prefix=prefix.encode() if prefix else None):
                 if len(out) == 100:
                     nxt = out[-1][0]
@@ -242,22 +251,22 @@ def _preview(v: bytes) -> str:
     return t if len(t) <= 120 else t[:120] + "…"
 
 
-def _key_of(request: Request) -> bytes:
-    """The key a page's query names (k= text, kb= base64url); 400 if none."""
+async def _key_of(request: Request, ref: str) -> tuple[Database, bytes, str]:
+    """(database, key, ref) of a key's page, for a reader: the key its query names (k=
+    text, kb= base64url; 400 if none) and its query parameter ``ref`` (default main)."""
+    await require(request, "reader")
+    db = server_of(request).db
     key = diffview.key_from_query(request.query_params)
     if not key:
         raise ApiError(400, "name a key with k= (text) or kb= (base64url)")
-    return key
+    return db, key, request.query_params.get(ref, "") or "main"
 
 
 @page
-async def key_page(request: Request):
-    await require(request, "reader")
-    db = server_of(request).db
-    key = _key_of(request)
-    ref = request.query_params.get("ref", "") or "main"
+async def key_page(request: Request) -> Response:
+    db, key, ref = await _key_of(request, "ref")
 
-    def read():
+    def read() -> tuple[int, bytes | None]:
         with ops.open_snapshot(db, ops.parse_ref(ref)) as s:
             return s.version, s.get(key)
     version, value = await run(read)
@@ -272,15 +281,12 @@ async def key_page(request: Request):
 
 
 @page
-async def history_page(request: Request):
-    await require(request, "reader")
-    db = server_of(request).db
-    key = _key_of(request)
-    branch = request.query_params.get("branch", "") or "main"
+async def history_page(request: Request) -> Response:
+    db, key, branch = await _key_of(request, "branch")
 
-    def read():
+    def read() -> list[dict[str, object]]:
         ops.branch_head(db, branch)
-        out = []
+        out: list[dict[str, object]] = []
         for v, _t, value in db.history(key, limit=200, branch=branch):
             c = db.commit_info(v)
             out.append({"c": c, "time": c.time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -295,12 +301,12 @@ async def history_page(request: Request):
 
 # ---- branches and tags -------------------------------------------------------------
 @page
-async def branches_page(request: Request):
+async def branches_page(request: Request) -> Response:
     await require(request, "reader")
     server = server_of(request)
     db = server.db
 
-    def read():
+    def read() -> tuple[dict[str, int], dict[str, int]]:
         return db.branches(), db.tags()
     br, tags = await run(read)
     prot = set(server.accounts.protected())
@@ -314,7 +320,7 @@ async def branches_page(request: Request):
 
 
 @page
-async def create_ref(request: Request):
+async def create_ref(request: Request) -> Response:
     account = await require(request, "writer")
     server = server_of(request)
     kind = request.path_params["kind"]
@@ -342,7 +348,7 @@ async def create_ref(request: Request):
 
 
 @page
-async def delete_ref(request: Request):
+async def delete_ref(request: Request) -> Response:
     kind = request.path_params["kind"]
     _kind_ok(kind)
     account = await require(request, "writer" if kind == "branch" else "admin")
@@ -364,7 +370,7 @@ async def delete_ref(request: Request):
 
 # ---- merge -------------------------------------------------------------------------
 @page
-async def merge_page(request: Request):
+async def merge_page(request: Request) -> Response:
     account = await require(request, "writer")
     server = server_of(request)
     db = server.db
@@ -374,7 +380,7 @@ async def merge_page(request: Request):
         ops.check_branch_name(source)
         ops.check_branch_name(into)
 
-        def read():
+        def read() -> tuple[int, int, list[ChangeView], bytes | None]:
             hs, hi = ops.branch_head(db, source), ops.branch_head(db, into)
             chs, more = ops.changes(db, hi, hs, None, 50)
             return hs, hi, [diffview.view(*x) for x in chs], more
@@ -387,12 +393,14 @@ async def merge_page(request: Request):
     into = ops.check_branch_name(fstr(form, "into") or "main")
     require_branch_write(request, account, into)
     base = _int(fstr(form, "head")) if fstr(form, "head") else None
-    resolve = None
+    resolve: dict[bytes, bytes | None] | None = None
     if fstr(form, "resolving"):
         resolve = {}
         for i in range(int(fstr(form, "n") or 0)):
             k = diffview.key_from_query({"kb": fstr(form, f"key{i}")})
             choice = fstr(form, f"pick{i}")
+            if k is None:
+                continue   # not a key this page sent: no conflict asks for it
             if choice == "ours":
                 resolve[k] = _unb64(fstr(form, f"ours{i}"))
             elif choice == "theirs":
@@ -420,13 +428,13 @@ async def merge_page(request: Request):
     return see_other(f"/commit/{v}")
 
 
-def _unb64(s: str):
+def _unb64(s: str) -> bytes | None:
     if s == "":
         return None
     return diffview.key_from_query({"kb": s})
 
 
-def _show(v):
+def _show(v: bytes | None) -> str | None:
     if v is None:
         return None
     t = diffview.as_text(v)
@@ -435,24 +443,24 @@ def _show(v):
 
 # ---- revert and restore --------------------------------------------------------------
 @page
-async def revert_page(request: Request):
+async def revert_page(request: Request) -> Response:
     return await _history_action(request, "revert")
 
 
 @page
-async def restore_page(request: Request):
+async def restore_page(request: Request) -> Response:
     return await _history_action(request, "restore")
 
 
-async def _history_action(request, what):
+async def _history_action(request: Request, what: str) -> Response:
     account = await require(request, "writer")
     server = server_of(request)
     db = server.db
-    v = request.path_params["version"]
+    v: int = request.path_params["version"]
     if request.method == "GET":
         branch = request.query_params.get("branch", "") or "main"
 
-        def read():
+        def read() -> tuple[Commit, int]:
             return db.commit_info(v), ops.branch_head(db, branch)
         c, head = await run(read)
         q = (f"Commit, on branch {branch!r}, the inverse of version {v}'s changes "
@@ -475,7 +483,7 @@ async def _history_action(request, what):
     return see_other(f"/commit/{nv}")
 
 
-async def favicon(request: Request):
+async def favicon(request: Request) -> Response:
     return Response(status_code=204)
 
 

@@ -12,6 +12,7 @@ they fall under a quarter page, so every node is one page. Values longer
 than a quarter page go to overflow runs when written.
 """
 from bisect import bisect_left, bisect_right
+from itertools import islice
 
 from .._accelerators import load, wanted
 from ..errors import Corruption
@@ -105,15 +106,17 @@ class NodeCache(dict):
 
     def put(self, page: int, node) -> None:
         if len(self) >= self.cap:
-            # threads share the cache: list() walks the dict in C, with no thread switch
-            # inside, and pop() tolerates a key another thread evicted meanwhile
-            for k in list(zip(range(self.cap // 8 + 1), self)):
-                self.pop(k[1], None)
+            # threads share the cache, and one may insert while this walks it: even inside
+            # a walk in C, since a collection there runs finalizers (Python code). dict.copy()
+            # of int keys allocates nothing per entry, so no collection runs inside it: walk
+            # the copy. pop() tolerates a key another thread evicted meanwhile.
+            for k in list(islice(self.copy(), self.cap // 8 + 1)):
+                self.pop(k, None)
         self[page] = node
 
     def forget_txn(self, txn: int) -> None:
         """Drop every node written by ``txn`` (rolled back: its number will be reused)."""
-        for page, node in list(self.items()):  # list(): copied in C, no thread switch
+        for page, node in self.copy().items():  # a copy, as in put()
             if node.txn >= txn:
                 self.pop(page, None)
 
@@ -191,7 +194,7 @@ class Tree:
             self._dirty = True
         elif not self._dirty:
             if self.frees:
-                self.store.free(self._ref.page)
+                self.store.free(self._ref.page, self.store.pages_for(root.size))
             root = self._root = root.copy()
             self._dirty = True
         return root
@@ -199,10 +202,10 @@ class Tree:
     def _own_kid(self, parent: Branch, i: int):
         kid = parent.kids[i]
         if type(kid) is int:
-            node = self.nodes.load(kid, parent.sums[i], parent.txns[i]).copy()
+            node = self.nodes.load(kid, parent.sums[i], parent.txns[i])
             if self.frees:
-                self.store.free(kid)
-            parent.kids[i] = node
+                self.store.free(kid, self.store.pages_for(node.size))
+            node = parent.kids[i] = node.copy()
             return node
         return kid
 
@@ -526,7 +529,7 @@ class Tree:
             image = encode_leaf(node, txn)
             if not self.frees:  # a tree that frees what it replaces keeps no versions to diff
                 leaf_sig(node)
-        page = store.allocate(1)
+        page = store.allocate(store.pages_for(len(image)))
         store.write(page, image)
         s = int.from_bytes(image[:8], "little")
         node.txn = txn

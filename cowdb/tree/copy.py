@@ -41,7 +41,7 @@ def copy_tree(nodes, dst_store, ref: RootRef, memo: dict, txn: int) -> RootRef:
                 v = Overflow(r.page, v.length, r.checksum, r.txn)
             vals.append(v)
         image = encode_leaf(Leaf(node.keys, vals, node.size, node.big), txn)
-    page = dst_store.allocate(1)
+    page = dst_store.allocate(dst_store.pages_for(len(image)))
     dst_store.write(page, image)
     out = memo[ref.page] = RootRef(page, int.from_bytes(image[:8], "little"), txn)
     return out
@@ -97,14 +97,15 @@ def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int) 
     if not moved and ref.page < limit:
         memo[ref.page] = ref
         return ref
-    page = store.take_below(1, ref.page)
+    image = (encode_branch(node, txn) if type(node) is Branch else encode_leaf(node, txn))
+    units = store.pages_for(len(image))
+    page = store.take_below(units, ref.page)
     if page is None:
         if not moved:                        # no lower place for it: leave it
             memo[ref.page] = ref
             return ref
-        page = store.allocate(1)             # a child moved: this node must be rewritten
-    image = (encode_branch(node, txn) if type(node) is Branch else encode_leaf(node, txn))
+        page = store.allocate(units)         # a child moved: this node must be rewritten
     store.write(page, image)
-    store.free(ref.page)
+    store.free(ref.page, store.pages_for(node.size))
     out = memo[ref.page] = RootRef(page, int.from_bytes(image[:8], "little"), txn)
     return out

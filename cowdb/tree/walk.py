@@ -19,7 +19,7 @@ from .node import HAS_OVERFLOW, Branch, Overflow, branch_refs
 
 def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
          light: bool = False):
-    """Yield (page, npages) for each image under ``ref`` written after txn ``newer_than``."""
+    """Yield (unit, units) for each image under ``ref`` written after txn ``newer_than``."""
     if not ref.page or ref.txn <= newer_than or (seen is not None and ref.page in seen):
         return
     store = tree_nodes.store
@@ -30,9 +30,11 @@ def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
         page, checksum, txn = stack.pop()
         node = (tree_nodes.cached(page, txn) if light
                 else tree_nodes.load(page, checksum, txn))
-        yield page, 1
         if node is None:  # light walk, not cached
             head = store.read_head(page)
+            if not HEADER_SIZE <= head[4] <= store.page_size:
+                raise Corruption(f"page {page} has a bad header (length {head[4]})", page)
+            yield page, store.pages_for(head[4])
             if head[1] == BRANCH:
                 kids, sums, txns = branch_refs(store.read(page), page)
                 for kid, s, t in zip(kids, sums, txns):
@@ -43,6 +45,8 @@ def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
             if not head[2] & HAS_OVERFLOW:
                 continue
             node = tree_nodes.load(page, checksum, txn)
+        else:
+            yield page, store.pages_for(node.size)
         if type(node) is Branch:
             for kid, s, t in zip(node.kids, node.sums, node.txns):
                 if t > newer_than and (seen is None or kid not in seen):
