@@ -332,3 +332,41 @@ def test_missing_paths(tmp_path):
     with raises(E.DatabaseNotFound):
         cowdb.open(str(tmp_path / "no" / "such" / "folder.cow"))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kwargs, exc", [
+    ({"durability": "sometimes"}, ValueError),
+    ({"page_size": 1000}, ValueError),
+    ({"page_size": 1 << 17}, ValueError),
+    ({"timeout": "5"}, E.InvalidType),
+])
+def test_bad_open_argument(dbfile, kwargs, exc):
+    """Error paths branch coverage found untested (issue 18): bad arguments to open()."""
+    with unchanged(dbfile), raises(exc):
+        cowdb.open(dbfile, **kwargs)
+
+
+@pytest.mark.parametrize("call, exc", [
+    (lambda db: db.write(durability="sometimes"), ValueError),
+    (lambda db: db.set_retention(keep_last="3"), E.InvalidType),
+    (lambda db: db.set_retention(keep_within=5), E.InvalidType),
+    (lambda db: db.backup(42), E.InvalidType),
+    (lambda db: db.merge("main", into="main"), E.InvalidMerge),
+    (lambda db: db.merge("main", into="other", resolve="mine"), ValueError),
+    (lambda db: db.read().items(b"a", start=b"b"), TypeError),
+])
+def test_bad_call_argument(dbfile, call, exc):
+    """Error paths branch coverage found untested (issue 18): bad arguments to the API."""
+    with unchanged(dbfile), cowdb.open(dbfile) as db, raises(exc):
+        call(db)
+
+
+def test_merge_resolve_returns_non_bytes(dbfile):
+    with cowdb.open(dbfile) as db:
+        db.branch("side", "main")
+        with db.write(branch="side") as tx:
+            tx[b"a"] = b"side"
+        with db.write() as tx:
+            tx[b"a"] = b"main"
+        with raises(TypeError, match="resolve"):
+            db.merge("side", resolve=lambda key, base, ours, theirs: 5)

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 
 import cowdb
+from cowdb.codecs import MsgpackCodec
 from cowdb.errors import CodecError, InvalidType
 
 json_values = st.recursive(
@@ -114,3 +115,18 @@ def test_decoding_a_value_written_by_another_codec_says_so(tmp_path):
     with cowdb.open(path, codec="json") as db:
         with pytest.raises(CodecError, match="another codec"):
             db.read()[b"k"]
+
+
+def test_msgpack_codec_errors(tmp_path):
+    """Error paths branch coverage found untested (issue 18)."""
+    db = cowdb.open(codec="msgpack")
+    with pytest.raises(CodecError, match="msgpack codec cannot store object"):
+        with db.write() as tx:
+            tx[b"k"] = object()
+    with pytest.raises(CodecError, match="not msgpack"):
+        MsgpackCodec.decode(b"\xc1")
+    db.close()
+    path = str(tmp_path / "custom.cow")
+    cowdb.open(path, codec=Upper()).close()
+    with pytest.raises(CodecError, match="custom codec"):
+        cowdb.open(path)

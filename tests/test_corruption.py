@@ -294,8 +294,8 @@ def test_open_with_garbage_behind_valid_meta(data):
                                          (1, b"\x01" * 5),          # a delta cut short
                                          (0, bytes(16) + b"\x01" * 3)])
 def test_free_list_image_cut_short(flags, body):
-    """A free-list image that passes its checksum but is cut mid-record (found by the
-    atheris run of tests/fuzz, issue 18): Corruption, not struct.error."""
+    """A free-list image that passes its checksum but is cut mid-record (found while
+    writing the fuzz target tests/fuzz freelist, issue 18): Corruption, not struct.error."""
     image = bytearray(HEADER_SIZE) + body
     HEADER.pack_into(image, 0, 0, FREELIST, flags, 0, len(image), 1)
     seal(image)

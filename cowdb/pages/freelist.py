@@ -226,7 +226,7 @@ class FreeList:
                         _checked([(b, c)])),
                     RELEASE: lambda a, b, c: self.release(a),
                     TRIM: lambda a, b, c: self.trim_tail(a),
-                    GIVE: lambda a, b, c: self.give_back(a, b)}
+                    GIVE: lambda a, b, c: self.give_back(*_checked([(a, b)])[0])}
         for kind, a, b, c in _OP.iter_unpack(memoryview(data)[_PREV.size:]):
             handlers[kind](a, b, c)
         self.log.clear()
