@@ -1,7 +1,8 @@
 """Builds the optional C accelerators; the metadata is in pyproject.toml.
 
 ``pip install .`` compiles cowdb/pds/_champ_c.c (the persistent structures'
-trie) and cowdb/tree/_tree_c.c (the B+tree's point-read descent) when a C
+trie), cowdb/tree/_tree_c.c (the B+tree's point-read descent) and
+cowdb/_pins_c.c (a process's reader pins: a snapshot's open and close) when a C
 compiler is there, and installs the pure-Python package without them when not
 (optional=True).
 For development without installing: ``python setup.py build_ext --inplace``.
@@ -12,4 +13,5 @@ from setuptools import Extension, setup
 setup(ext_modules=[
     Extension("cowdb.pds._champ_c", ["cowdb/pds/_champ_c.c"], optional=True),
     Extension("cowdb.tree._tree_c", ["cowdb/tree/_tree_c.c"], optional=True),
+    Extension("cowdb._pins_c", ["cowdb/_pins_c.c"], optional=True),
 ])

@@ -416,11 +416,11 @@ class Database:
         if branch == "main" and not self._closed and (
                 q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn)):
             # the common case, kept flat: pin, then make sure no commit raced the pin
-            self._shared.pin(st.txn)
+            pin = self._shared.hold(st.txn)
             if self._state is st and (
                     q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn)):
-                return Snapshot(self, st.head, st.txn)
-            self._shared.unpin(st.txn)
+                return Snapshot(self, st.head, pin)
+            pin.release()
         return self._open(lambda st: st.head if branch == "main" else self._commit_record(
             st, self._branch_version(st, branch)))
 
@@ -433,11 +433,11 @@ class Database:
         """A snapshot of the commit ``find(state)`` names, looked up under the pin that
         the snapshot then keeps."""
         with self._pinned() as st:
-            self._shared.pin(st.txn)  # the snapshot's own pin, released by close()
+            pin = self._shared.hold(st.txn)  # the snapshot's own pin, released by close()
             try:
-                return Snapshot(self, find(st), st.txn)
+                return Snapshot(self, find(st), pin)
             except BaseException:
-                self._shared.unpin(st.txn)
+                pin.release()
                 raise
 
     def _resolve(self, st: _State, ref: VersionRef) -> Commit:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from itertools import compress
 from struct import Struct
 
+from ._accelerators import load, wanted
 from .errors import Locked, LockFileReplaced, NestedTransaction, ReadersFull, WriteFailed
 
 SLOTS = 126
@@ -34,6 +35,97 @@ _LOCK_SIZE = 4096
 _SLOT_LOCK_BASE = 4096         # fcntl byte that guards slot i: 4096 + i
 _registry: dict[tuple[object, ...], "Shared"] = {}
 _registry_lock = threading.Lock()
+
+
+class PyPins:
+    """A process's reader pins of one lock file: for each txn, how many open snapshots
+    pin it, and the oldest such txn published in this process's slot of the lock file
+    (``attach(map, index)``: u64 number ``index`` of the mapped lock file), which writers
+    of every process read. ``hold(txn)`` pins and returns a PyPin that unpins once, when
+    released or deallocated. ``freeze()`` before fork holds every change until ``thaw()``
+    (the parent) or ``after_fork()`` (the child). The pure-Python twin of
+    ``_pins_c.Pins``, which needs no lock (its methods are atomic under the GIL)."""
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
+        self._counts: dict[int, int] = {}
+        self.slot_txn = 0
+        self._slot: memoryview | None = None
+        self._index = 0
+
+    def pin(self, txn: int) -> None:
+        with self.mutex:
+            counts = self._counts
+            counts[txn] = counts.get(txn, 0) + 1
+            if not self.slot_txn or txn < self.slot_txn:
+                self._set_slot(txn)
+
+    def unpin(self, txn: int) -> None:
+        with self.mutex:
+            counts = self._counts
+            n = counts[txn] - 1
+            if n:
+                counts[txn] = n
+                return
+            del counts[txn]
+            if txn == self.slot_txn:
+                self._set_slot(min(counts) if counts else 0)
+
+    def hold(self, txn: int) -> "PyPin":
+        self.pin(txn)
+        return PyPin(self, txn)
+
+    def oldest(self) -> int | None:
+        with self.mutex:
+            return min(self._counts) if self._counts else None
+
+    def counts(self) -> dict[int, int]:
+        with self.mutex:
+            return dict(self._counts)
+
+    def attach(self, buf: mmap.mmap, index: int) -> None:
+        self.detach()
+        self._slot, self._index = memoryview(buf).cast("Q"), index
+        self._set_slot(self.slot_txn)
+
+    def detach(self) -> None:
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+
+    def freeze(self) -> None:
+        self.mutex.acquire()
+
+    def thaw(self) -> None:
+        self.mutex.release()
+
+    def after_fork(self) -> None:
+        self.mutex = threading.Lock()  # held by the parent's freeze(): a new one
+
+    def _set_slot(self, txn: int) -> None:
+        self.slot_txn = txn
+        if self._slot is not None:
+            self._slot[self._index] = txn
+
+
+class PyPin:
+    """One pin of ``txn`` (see PyPins.hold)."""
+    __slots__ = ("_pins", "txn")
+
+    def __init__(self, pins: PyPins, txn: int) -> None:
+        self._pins, self.txn = pins, txn
+
+    def release(self) -> None:
+        pins, self._pins = self._pins, None
+        if pins is not None:
+            pins.unpin(self.txn)
+
+    __del__ = release
+
+
+PINS_API = 1  # the _pins_c this code is written against
+_pins_c = load("cowdb", "_pins_c", PINS_API)
+Pins = _pins_c.Pins if _pins_c is not None and wanted() else PyPins
 
 
 class Shared:
@@ -50,12 +142,10 @@ class Shared:
         # set by the holder: called (by a waiter) to abort the holder's transaction when
         # its thread has ended (see acquire_writer)
         self.abandoned: Callable[[threading.Thread], None] | None = None
-        self.mutex = threading.Lock()
-        self.pins: dict[int, int] = {}   # txn -> how many open snapshots pin it
+        self.readers = Pins()   # txn -> how many open snapshots pin it; the oldest in our slot
+        # bound once: a snapshot's open + close is these calls (see Pins)
+        self.pin, self.unpin, self.hold = self.readers.pin, self.readers.unpin, self.readers.hold
         self.slot = -1
-        self.slot_txn = 0
-        self.slot_q = None      # the lock file as u64s; slot_q[slot_index] = our oldest pin
-        self.slot_index = 0
         if self.mm is not None and fd is not None and not self._claim(fd):
             self.mm.close()
             raise ReadersFull(f"all {SLOTS} reader slots of {path} are held by live processes "
@@ -63,9 +153,8 @@ class Shared:
                               f"could not read safely; close the database in some of them, or "
                               f"share one handle between the threads of a process")
         if self.mm is not None:
-            self.slot_q = memoryview(self.mm).cast("Q")
-            self.slot_index = (_TABLE + 16 * self.slot + 8) // 8
             _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, os.getpid(), 0)
+            self.readers.attach(self.mm, (_TABLE + 16 * self.slot + 8) // 8)
         self.users = 0
         self.key: tuple[object, ...] | None = None
         _every.add(self)
@@ -148,32 +237,19 @@ class Shared:
         self.writer.release()
 
     # ---- readers -------------------------------------------------------
-    # pin/unpin run for every snapshot, so they are kept flat: one lock, a dict, and
-    # (only when this process's oldest pin changes) one store into the mapped slot.
-    # (A lock-free variant lost pins to a race between a txn's last unpin and a
-    # concurrent pin of the same txn; the lock costs ~0.2 us and keeps it exact.)
-    def pin(self, txn: int) -> None:
-        with self.mutex:
-            pins = self.pins
-            pins[txn] = pins.get(txn, 0) + 1
-            if not self.slot_txn or txn < self.slot_txn:
-                self._set_slot(txn)
+    @property
+    def pins(self) -> dict[int, int]:
+        """{txn: how many open snapshots of this process pin it}."""
+        return self.readers.counts()
 
-    def unpin(self, txn: int) -> None:
-        with self.mutex:
-            pins = self.pins
-            n = pins[txn] - 1
-            if n:
-                pins[txn] = n
-                return
-            del pins[txn]
-            if txn == self.slot_txn:
-                self._set_slot(min(pins) if pins else 0)
+    @property
+    def slot_txn(self) -> int:
+        """The txn published in this process's slot: its oldest pin (0: none)."""
+        return self.readers.slot_txn
 
     def oldest_pin(self) -> int | None:
         """This process's oldest pinned txn (None: no snapshot is open)."""
-        with self.mutex:
-            return min(self.pins) if self.pins else None
+        return self.readers.oldest()
 
     def _after_fork_in_child(self) -> None:
         """Make this process's copy its own: fork copies the memory but no fcntl lock,
@@ -182,22 +258,18 @@ class Shared:
         claims a slot and publishes in it the oldest txn its inherited snapshots pin.
         The parent waits for this (see _fork_handshake), so no page those snapshots
         read can be reused in between."""
-        self.writer, self.mutex = threading.Lock(), threading.Lock()
+        self.writer = threading.Lock()
         self.writer_thread = self.abandoned = None
+        self.readers.after_fork()
         if self.mm is None or self.fd is None:
             return
+        self.readers.detach()  # the parent's slot is the parent's
         self.slot = -1
         if not self._claim(self.fd):
             self.forked_without_slot = True  # Database poisons its handles (see db.py)
             return
-        self.slot_index = (_TABLE + 16 * self.slot + 8) // 8
         _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, os.getpid(), 0)
-        self._set_slot(min(self.pins) if self.pins else 0)
-
-    def _set_slot(self, txn: int) -> None:
-        self.slot_txn = txn
-        if self.slot_q is not None:
-            self.slot_q[self.slot_index] = txn
+        self.readers.attach(self.mm, (_TABLE + 16 * self.slot + 8) // 8)
 
     def _claim(self, fd: int) -> bool:
         for i in range(SLOTS):
@@ -231,9 +303,8 @@ class Shared:
 
     def close(self) -> None:
         if self.mm is not None and self.fd is not None:  # both set, or both None
-            if self.slot_q is not None:
-                self.slot_q.release()
-                self.slot_q = None
+            self.readers.detach()
+            if self.slot >= 0:
                 _SLOT.pack_into(self.mm, _TABLE + 16 * self.slot, 0, 0)
             self.mm.close()
             os.close(self.fd)  # releases every fcntl lock of this process on the file
@@ -278,11 +349,11 @@ def open_shared(lock_path: str | None) -> Shared:
 
 
 # ---- fork ----------------------------------------------------------------
-# The parent holds every Shared's mutex across fork(), so no pin changes and no
-# writer computes a reuse bound, and waits until the child has claimed its reader
-# slots: from the first instruction of the child, its inherited snapshots are
-# visible to writers. The wait is one pipe read, taken only while a database
-# file is open.
+# The parent freezes every Shared's pins across fork() (their slot and oldest pin only
+# fall, so no writer computes a reuse bound past a snapshot the child inherits), and
+# waits until the child has claimed its reader slots: from the first instruction of
+# the child, its inherited snapshots are visible to writers. The wait is one pipe
+# read, taken only while a database file is open.
 _every: "weakref.WeakSet[Shared]" = weakref.WeakSet()
 _handshake: list[int] = []   # [read fd, write fd] of the fork in progress
 
@@ -290,7 +361,7 @@ _handshake: list[int] = []   # [read fd, write fd] of the fork in progress
 def _before_fork() -> None:
     _registry_lock.acquire()
     for s in list(_every):
-        s.mutex.acquire()
+        s.readers.freeze()
     if any(s.mm is not None for s in _every):
         _handshake[:] = os.pipe()
 
@@ -305,7 +376,7 @@ def _after_fork_in_parent() -> None:
             os.close(r)
             _handshake.clear()
     for s in list(_every):
-        s.mutex.release()
+        s.readers.thaw()
     _registry_lock.release()
 
 

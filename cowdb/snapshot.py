@@ -174,18 +174,21 @@ class _ValuesView(ValuesView):
 
 
 class Snapshot(_Reader, Mapping[bytes, Any]):
-    """One version, read-only, for as long as it is open. Cheap: a commit and a pin;
+    """One version, read-only, for as long as it is open. Cheap: a commit and a pin
+    (a ``Pins.hold`` token: closing the snapshot, or dropping it unclosed, releases it);
     the tree is opened on first use."""
     _live_cursor = False  # a snapshot's tree never changes: cursors take the fast path
-    __slots__ = ("_tree", "_commit", "_db", "_txn", "_max_key", "_codec", "version",
-                 "_mget", "__weakref__")
+    __slots__ = ("_tree", "_commit", "_db", "_pin", "_max_key", "_codec", "_mget",
+                 "__weakref__")
 
-    def __init__(self, db: Database, commit: Commit, txn: int) -> None:
-        self._db, self._commit, self.version, self._txn = db, commit, commit.version, txn
-        self._tree = _UNOPENED
-        self._max_key = db.max_key
-        self._codec = db.codec
-        self._mget = None  # once opened on a mapped file: the C search bound to the root
+    def __init__(self, db: Database, commit: Commit, pin: Any) -> None:
+        # kept to what open + close needs (W5): _max_key and _codec are set on first use
+        self._db, self._commit, self._pin, self._tree, self._mget = \
+            db, commit, pin, _UNOPENED, None
+
+    @property
+    def version(self) -> int:
+        return self._commit.version
 
     def get(self, key, default=None):
         """The hot path of a mapped file's snapshot: one C call (map_get bound to this
@@ -207,8 +210,9 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
             raise DatabaseClosed("the database of this snapshot was closed; open it again "
                                  "with cowdb.open()")
         if tree is _UNOPENED:
-            c = self._commit
-            tree = self._tree = Tree(self._db._nodes, c.root, c.count)
+            c, db = self._commit, self._db
+            self._max_key, self._codec = db.max_key, db.codec
+            tree = self._tree = Tree(db._nodes, c.root, c.count)
             pm = tree.store.pagemap
             if pm is not None and map_descend is not None and c.root.page:
                 self._mget = partial(map_descend, pm, c.root.page, c.root.checksum,
@@ -219,19 +223,15 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
         return tree
 
     def close(self) -> None:
-        if self._tree is not None:
-            self._tree = self._mget = None
-            self._db._shared.unpin(self._txn)
+        self._tree = self._mget = None
+        self._pin.release()  # once: later calls do nothing
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_tree", None) is not None:
-            self.close()
+        self._tree = self._mget = None
+        self._pin.release()
 
     def __setitem__(self, key: object, value: object) -> None:
         raise ReadOnly("a snapshot is read-only; write with `with db.write() as tx:`")

@@ -1,0 +1,407 @@
+/* The optional C accelerator of cowdb/locks.py: a process's reader pins.
+ *
+ * Pins is the twin of locks.py's PyPins: for each txn that open snapshots pin, how
+ * many pin it, and the oldest of them published in this process's slot of the lock
+ * file (a u64 in the mapped lock file, read by writers of every process).  Why C:
+ * a snapshot's open + close is a pin and an unpin, and the Python twin spends most
+ * of the ~1.5 us it used to take in them (a threading.Lock, a dict, two calls).  Here
+ * every method runs under the GIL with no Python code inside, so they are atomic
+ * with respect to each other without a lock: no pin is lost between a txn's last
+ * unpin and a concurrent pin of the same txn.
+ *
+ * hold(txn) pins txn and returns a Pin whose release() (or deallocation, whichever
+ * comes first) unpins it once: a Snapshot keeps its Pin, so closing it, or dropping it
+ * unclosed, unpins with no __del__ in Python.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#define API 1  /* locks.py's PINS_API must match */
+
+typedef struct {
+    unsigned long long txn;
+    Py_ssize_t count;
+} Entry;
+
+typedef struct {
+    PyObject_HEAD
+    Entry *entries;               /* the pinned txns, unordered; few (one per version read) */
+    Py_ssize_t n, cap;
+    unsigned long long slot_txn;  /* what the slot holds: the oldest pin, 0 for none */
+    int frozen;                   /* between freeze() and thaw(): the slot only falls */
+    Py_buffer slot;               /* the lock file's map while attached (slot.obj != NULL) */
+    Py_ssize_t index;             /* the slot's u64 in it */
+} Pins;
+
+typedef struct {
+    PyObject_HEAD
+    Pins *pins;                   /* NULL once released */
+    unsigned long long txn;
+} Pin;
+
+static PyTypeObject PinsType, PinType;
+
+/* txn, or the slot's txn while frozen if that is older (0 is "none", the newest) */
+static inline unsigned long long
+floored(Pins *p, unsigned long long txn)
+{
+    return p->frozen && p->slot_txn && (!txn || p->slot_txn < txn) ? p->slot_txn : txn;
+}
+
+static void
+set_slot(Pins *p, unsigned long long txn)
+{
+    txn = floored(p, txn);
+    p->slot_txn = txn;
+    if (p->slot.obj != NULL)
+        __atomic_store_n((uint64_t *)p->slot.buf + p->index, (uint64_t)txn, __ATOMIC_RELEASE);
+}
+
+static unsigned long long
+oldest(Pins *p)
+{
+    unsigned long long o = 0;
+    for (Py_ssize_t j = 0; j < p->n; j++) {
+        if (!o || p->entries[j].txn < o)
+            o = p->entries[j].txn;
+    }
+    return o;
+}
+
+static int
+do_pin(Pins *p, unsigned long long txn)
+{
+    Py_ssize_t i;
+    for (i = 0; i < p->n; i++) {
+        if (p->entries[i].txn == txn) {
+            p->entries[i].count++;
+            return 0;
+        }
+    }
+    if (p->n == p->cap) {
+        Py_ssize_t cap = p->cap ? 2 * p->cap : 8;
+        Entry *e = PyMem_Realloc(p->entries, cap * sizeof(Entry));
+        if (e == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        p->entries = e;
+        p->cap = cap;
+    }
+    p->entries[p->n].txn = txn;
+    p->entries[p->n].count = 1;
+    p->n++;
+    if (!p->slot_txn || txn < p->slot_txn)
+        set_slot(p, txn);
+    return 0;
+}
+
+static int
+do_unpin(Pins *p, unsigned long long txn)
+{
+    for (Py_ssize_t i = 0; i < p->n; i++) {
+        if (p->entries[i].txn != txn)
+            continue;
+        if (--p->entries[i].count)
+            return 0;
+        p->entries[i] = p->entries[--p->n];
+        if (txn == p->slot_txn)
+            set_slot(p, oldest(p));
+        return 0;
+    }
+    PyObject *k = PyLong_FromUnsignedLongLong(txn);
+    if (k != NULL) {
+        PyErr_SetObject(PyExc_KeyError, k);
+        Py_DECREF(k);
+    }
+    return -1;
+}
+
+static int
+txn_arg(PyObject *o, unsigned long long *txn)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "a txn is an int, not %.100s", Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    *txn = PyLong_AsUnsignedLongLong(o);
+    return (*txn == (unsigned long long)-1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* change(p, txn) for the txn o names */
+static PyObject *
+apply(Pins *p, PyObject *o, int (*change)(Pins *, unsigned long long))
+{
+    unsigned long long txn;
+    if (txn_arg(o, &txn) < 0 || change(p, txn) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pins_pin(Pins *p, PyObject *o)
+{
+    return apply(p, o, do_pin);
+}
+
+static PyObject *
+pins_unpin(Pins *p, PyObject *o)
+{
+    return apply(p, o, do_unpin);
+}
+
+static PyObject *
+pins_hold(Pins *p, PyObject *o)
+{
+    unsigned long long txn;
+    if (txn_arg(o, &txn) < 0)
+        return NULL;
+    Pin *t = PyObject_New(Pin, &PinType);
+    if (t == NULL)
+        return NULL;
+    if (do_pin(p, txn) < 0) {
+        t->pins = NULL;
+        Py_DECREF(t);
+        return NULL;
+    }
+    Py_INCREF(p);
+    t->pins = p;
+    t->txn = txn;
+    return (PyObject *)t;
+}
+
+static PyObject *
+pins_oldest(Pins *p, PyObject *Py_UNUSED(ignored))
+{
+    unsigned long long o = floored(p, oldest(p));
+    if (!o)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(o);
+}
+
+/* fork: from freeze() in the parent until thaw() (once the child has published its
+ * own slot), the slot and oldest() only fall: a pin the child inherits stays covered
+ * by the parent's slot even if the parent drops it meanwhile */
+static PyObject *
+pins_freeze(Pins *p, PyObject *Py_UNUSED(ignored))
+{
+    p->frozen = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pins_thaw(Pins *p, PyObject *Py_UNUSED(ignored))
+{
+    p->frozen = 0;
+    set_slot(p, oldest(p));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pins_counts(Pins *p, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *d = PyDict_New();
+    for (Py_ssize_t j = 0; d != NULL && j < p->n; j++) {
+        PyObject *k = PyLong_FromUnsignedLongLong(p->entries[j].txn);
+        PyObject *v = PyLong_FromSsize_t(p->entries[j].count);
+        if (k == NULL || v == NULL || PyDict_SetItem(d, k, v) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+    }
+    return d;
+}
+
+static PyObject *
+pins_detach(Pins *p, PyObject *Py_UNUSED(ignored))
+{
+    if (p->slot.obj != NULL)
+        PyBuffer_Release(&p->slot);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pins_attach(Pins *p, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "attach(lock file map, slot index)");
+        return NULL;
+    }
+    Py_ssize_t index = PyLong_AsSsize_t(args[1]);
+    if (index == -1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer b;
+    if (PyObject_GetBuffer(args[0], &b, PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (index < 0 || (size_t)index >= (size_t)b.len / 8 || ((uintptr_t)b.buf & 7)) {
+        PyBuffer_Release(&b);
+        PyErr_SetString(PyExc_ValueError, "attach(): the slot is outside the map");
+        return NULL;
+    }
+    if (p->slot.obj != NULL)
+        PyBuffer_Release(&p->slot);
+    p->slot = b;
+    p->index = index;
+    set_slot(p, p->slot_txn);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pins_after_fork(Pins *p, PyObject *Py_UNUSED(ignored))
+{
+    p->frozen = 0;  /* the child's slot, once attached, covers its pins; no lock to re-create */
+    p->slot_txn = oldest(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pins_slot_txn(Pins *p, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(p->slot_txn);
+}
+
+static PyObject *
+pins_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    if (PyTuple_GET_SIZE(args) || (kw != NULL && PyDict_GET_SIZE(kw))) {
+        PyErr_SetString(PyExc_TypeError, "Pins() takes no arguments");
+        return NULL;
+    }
+    Pins *p = (Pins *)type->tp_alloc(type, 0);
+    if (p != NULL) {
+        p->entries = NULL;
+        p->n = p->cap = 0;
+        p->slot_txn = 0;
+        p->frozen = 0;
+        p->slot.obj = NULL;
+        p->index = 0;
+    }
+    return (PyObject *)p;
+}
+
+static void
+pins_dealloc(Pins *p)
+{
+    if (p->slot.obj != NULL)
+        PyBuffer_Release(&p->slot);
+    PyMem_Free(p->entries);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static int
+release_pin(Pin *t)
+{
+    Pins *p = t->pins;
+    if (p == NULL)
+        return 0;
+    t->pins = NULL;
+    int r = do_unpin(p, t->txn);
+    Py_DECREF(p);
+    return r;
+}
+
+static PyObject *
+pin_release(Pin *t, PyObject *Py_UNUSED(ignored))
+{
+    if (release_pin(t) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static void
+pin_dealloc(Pin *t)
+{
+    if (t->pins != NULL) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        if (release_pin(t) < 0)
+            PyErr_WriteUnraisable((PyObject *)t);
+        PyErr_Restore(et, ev, tb);
+    }
+    PyObject_Free(t);
+}
+
+static PyObject *
+pin_txn(Pin *t, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(t->txn);
+}
+
+static PyMethodDef pins_methods[] = {
+    {"pin", (PyCFunction)pins_pin, METH_O, "pin(txn): one more reader of txn."},
+    {"unpin", (PyCFunction)pins_unpin, METH_O, "unpin(txn): one reader of txn fewer."},
+    {"hold", (PyCFunction)pins_hold, METH_O,
+     "hold(txn): pin txn; the Pin returned unpins it when released or deallocated."},
+    {"oldest", (PyCFunction)pins_oldest, METH_NOARGS, "The oldest pinned txn, or None."},
+    {"counts", (PyCFunction)pins_counts, METH_NOARGS, "{txn: how many pins}."},
+    {"attach", (PyCFunction)(void (*)(void))pins_attach, METH_FASTCALL,
+     "attach(map, index): publish the oldest pin in u64 number index of map."},
+    {"detach", (PyCFunction)pins_detach, METH_NOARGS, "Let go of the map (before closing it)."},
+    {"freeze", (PyCFunction)pins_freeze, METH_NOARGS,
+     "Before fork: the slot and oldest() rise no higher until thaw()."},
+    {"thaw", (PyCFunction)pins_thaw, METH_NOARGS, "After fork, in the parent: end freeze()."},
+    {"after_fork", (PyCFunction)pins_after_fork, METH_NOARGS,
+     "In a forked child: end the parent's freeze()."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef pins_getset[] = {
+    {"slot_txn", (getter)pins_slot_txn, NULL, "the txn published in the slot (0: none)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef pin_methods[] = {
+    {"release", (PyCFunction)pin_release, METH_NOARGS, "Unpin (once; later calls do nothing)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef pin_getset[] = {
+    {"txn", (getter)pin_txn, NULL, "the pinned txn", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject PinsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb._pins_c.Pins",
+    .tp_basicsize = sizeof(Pins),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The reader pins of one lock file in this process.",
+    .tp_new = pins_new,
+    .tp_dealloc = (destructor)pins_dealloc,
+    .tp_methods = pins_methods,
+    .tp_getset = pins_getset,
+};
+
+static PyTypeObject PinType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb._pins_c.Pin",
+    .tp_basicsize = sizeof(Pin),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One pin of a txn, released by release() or when deallocated.",
+    .tp_dealloc = (destructor)pin_dealloc,
+    .tp_methods = pin_methods,
+    .tp_getset = pin_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_pins_c", "A process's reader pins (cowdb/locks.py).", -1, NULL,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__pins_c(void)
+{
+    if (PyType_Ready(&PinsType) < 0 || PyType_Ready(&PinType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "API", API) < 0 ||
+            PyModule_AddObjectRef(m, "Pins", (PyObject *)&PinsType) < 0 ||
+            PyModule_AddObjectRef(m, "Pin", (PyObject *)&PinType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
