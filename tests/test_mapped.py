@@ -128,6 +128,70 @@ else:
         assert out.stdout.strip() == "raised"
 
 
+def run_truncating(path, code):
+    """Run ``code`` in a child process after a prelude that opens ``path`` (db, snap,
+    ref, pm) and defines truncate(); the child's stdout, or the test fails if it died
+    (SIGBUS kills it with no output)."""
+    prelude = f"""
+import os, subprocess, sys, cowdb
+from cowdb.errors import Corruption, ReadFailed
+from cowdb.tree import btree
+from cowdb.tree.mapped import py_map_get
+db = cowdb.open({path!r}, readonly=True)
+snap = db.read()
+ref = snap._live().ref
+pm = db._store.pagemap
+def truncate():
+    subprocess.run([sys.executable, "-c", "import os; os.truncate({path!r}, 3 * {PAGE})"],
+                   check=True)
+"""
+    out = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    assert out.returncode == 0, f"the reader died ({out.returncode}): {out.stderr}"
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("search", ["py_map_get", "_tree_c.map_get"])
+def test_pages_verified_then_truncated_under_the_map_raise_on_both_searches(tmp_path,
+                                                                             search):
+    """Both searches read verified pages from the map; after another process truncates
+    the file, the next search raises (the pure-Python one checks the file's size before
+    touching the map; the C one catches SIGBUS), never kills the process."""
+    if search != "py_map_get" and btree._tree_c is None:
+        pytest.skip("the C accelerator is not built")
+    path = str(tmp_path / "v.cow")
+    build(path)
+    fn = "py_map_get" if search == "py_map_get" else "btree._tree_c.map_get"
+    assert run_truncating(path, f"""
+k = b"key001234"
+assert {fn}(pm, ref.page, ref.checksum, ref.txn, k) == b"v1234"
+assert pm.verified  # the path to the key is verified: the next search reads the map
+truncate()
+try:
+    {fn}(pm, ref.page, ref.checksum, ref.txn, k)
+except (Corruption, ReadFailed):
+    print("raised")
+""") == "raised"
+
+
+def test_a_page_is_verified_without_touching_the_map(tmp_path):
+    """PageMap.image reads a page it has not verified through the store (pread), never
+    through the map: even if the file is truncated right after the map was checked to
+    cover the page (simulated: covers() answers True), it raises instead of SIGBUS."""
+    path = str(tmp_path / "i.cow")
+    build(path)
+    assert run_truncating(path, """
+assert snap.get(b"key000007") == b"v7"   # the file is mapped
+truncate()
+pm.verified.clear()
+type(pm).covers = lambda self, end: True  # as if truncated just after the check
+try:
+    pm.image(ref.page, ref.checksum, ref.txn)
+except (Corruption, ReadFailed):
+    print("raised")
+""") == "raised"
+
+
 def test_a_snapshot_taken_before_fork_reads_through_the_map_in_the_child(tmp_path):
     path = str(tmp_path / "f.cow")
     build(path)

@@ -8,9 +8,15 @@ after its (page, txn) was verified once in this process: its checksum, its lengt
 the map and the txn its parent recorded. ``verified`` remembers that, page -> txn, never a
 copy of the page.
 
-``image(page, checksum, txn)`` is the one place a node's image comes from: the mapped
-bytes, or (a page this txn wrote and has not flushed, or one past the file's end) an
-image read through the store, which raises Corruption or ReadFailed as a read does.
+``image(page, checksum, txn)`` is the one place a node's image comes from, the first
+time a (page, txn) is met: it is read through the store (pread, never the map, so a
+file truncated under the map raises Corruption or ReadFailed there, not SIGBUS),
+checked against what the parent recorded, and remembered in ``verified`` when the map
+covers it. Later reads take it from the map: in C (_tree_c.map_get) under a SIGBUS
+guard; in Python (tree/mapped.py image_of) after ``covers`` checked the file's size,
+which leaves only the instant between that check and the read unguarded. An image that
+is not whole in the file at its page (a delta, materialised per process) is never
+marked verified, so every read of it goes through ``image``.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import mmap
 import os
 
 from ..errors import Corruption, DatabaseClosed
-from .checksum import HEADER, HEADER_SIZE, verify
+from .checksum import HEADER
 
 
 class PageMap:
@@ -30,7 +36,7 @@ class PageMap:
         self.buf = b""          # the mmap (b"" until the first page is asked for)
         self.verified: dict[int, int] = {}
 
-    def _covers(self, end: int) -> bool:
+    def covers(self, end: int) -> bool:
         """Whether the file reaches ``end`` bytes now (fstat: another process may have
         truncated it) and the map does; the file is mapped again if it grew."""
         if self.fd < 0:
@@ -42,23 +48,13 @@ class PageMap:
             self.buf = mmap.mmap(self.fd, size, prot=mmap.PROT_READ)
         return True
 
-    def image(self, page: int, checksum: int, txn: int):
-        """The verified image of ``page``, which its parent recorded as (checksum, txn):
-        a memoryview of the map, or bytes read through the store. The file's size is
-        checked before the map is touched, so a file truncated under it raises
-        Corruption or ReadFailed here, not SIGBUS."""
+    def image(self, page: int, checksum: int, txn: int) -> bytes:
+        """The verified image of ``page``, which its parent recorded as (checksum, txn),
+        read through the store (see the module's docstring); later reads of it in this
+        process may take it from the map."""
         store = self.store
-        unit = self.unit = store.unit
-        start = page * unit
-        data = None
-        if page not in store._queue and not store.outside(page) and \
-                self._covers(start + HEADER_SIZE):
-            length = HEADER.unpack_from(self.buf, start)[4]
-            if HEADER_SIZE <= length <= 1 << 40 and self._covers(start + length):
-                data = memoryview(self.buf)[start:start + length]
-                verify(data, page)
-        if data is None:  # not flushed yet, past the file's end, or a damaged reference
-            data = store.read(page)
+        self.unit = store.unit
+        data = store.read(page)  # verified, or Corruption / ReadFailed
         if int.from_bytes(data[:8], "little") != checksum:
             raise Corruption(f"page {page} does not hold the node its parent expects "
                              f"(stale or overwritten page)", page)
@@ -66,7 +62,7 @@ class PageMap:
         if got != txn:
             raise Corruption(f"page {page} was written by txn {got}, its parent "
                              f"expects txn {txn}", page)
-        if type(data) is memoryview:
+        if page not in store._queue and self.covers(page * self.unit + len(data)):
             self.verified[page] = txn
         return data
 

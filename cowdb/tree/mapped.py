@@ -29,12 +29,16 @@ def _keys(data, n: int, at: int, base: int, length: int, page: int):
 
 
 def image_of(pagemap, page: int, sumv: int, txn: int):
-    """The image of (page, txn): straight from the map once verified in this process."""
+    """The image of (page, txn): straight from the map once verified in this process and
+    while the file still covers it (checked before the map is touched: a file truncated
+    under the map then reads through ``pagemap.image``, which raises, not SIGBUS)."""
     if pagemap.verified.get(page) == txn:
         start = page * pagemap.unit
-        buf = pagemap.buf
-        length = HEADER.unpack_from(buf, start)[4]
-        return memoryview(buf)[start:start + length]
+        if pagemap.covers(start + HEADER_SIZE):
+            buf = pagemap.buf
+            end = start + HEADER.unpack_from(buf, start)[4]
+            if pagemap.covers(end):
+                return memoryview(buf)[start:end]
     return pagemap.image(page, sumv, txn)
 
 
