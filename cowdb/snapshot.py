@@ -8,7 +8,6 @@ txn it was taken at, so no page it can reach is reused until it closes.
 from __future__ import annotations
 
 from collections.abc import ItemsView, KeysView, Mapping, ValuesView
-from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 from .checks import check_bound, check_key
@@ -16,7 +15,7 @@ from .checks import key_range as key_range  # they lived here
 from .checks import prefix_end as prefix_end
 from .errors import DatabaseClosed, InvalidKey, KeyTooLarge, ReadOnly, TransactionClosed
 from .tree import cursor
-from .tree.btree import Tree, map_descend
+from .tree.btree import MapGetMethod, MapRoot, Tree
 
 if TYPE_CHECKING:
     from .db import Database
@@ -190,20 +189,6 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
     def version(self) -> int:
         return self._commit.version
 
-    def get(self, key, default=None):
-        """The hot path of a mapped file's snapshot: one C call (map_get bound to this
-        version's root) for an inline value under a legal bytes key; the rest (not opened
-        yet, an overflow value, a key to check, a closed database) as any reader."""
-        mget = self._mget
-        if mget is not None and type(key) is bytes and 0 < len(key) <= self._max_key \
-                and not self._db._closed:
-            v = mget(key)
-            if type(v) is bytes:
-                return v if self._codec is None else self._codec.decode(v)
-            if v is None:
-                return default
-        return _Reader.get(self, key, default)
-
     def _live(self):
         tree = self._tree
         if self._db._closed and tree is not None:
@@ -214,9 +199,10 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
             self._max_key, self._codec = db.max_key, db.codec
             tree = self._tree = Tree(db._nodes, c.root, c.count)
             pm = tree.store.pagemap
-            if pm is not None and map_descend is not None and c.root.page:
-                self._mget = partial(map_descend, pm, c.root.page, c.root.checksum,
-                                     c.root.txn)
+            if pm is not None and MapRoot is not None and c.root.page:
+                r = c.root
+                self._mget = MapRoot(pm, r.page, r.checksum, r.txn, self._max_key,
+                                     None if self._codec is None else self._codec.decode)
         elif tree is None:
             raise TransactionClosed("this snapshot is closed; take a new one with db.read() "
                                     "or db.at()")
@@ -242,6 +228,13 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
     def __repr__(self) -> str:
         state = "closed" if self._tree is None else f"{self._commit.count} keys"
         return f"<cowdb.Snapshot version={self.version} {state}>"
+
+
+# The point read of a mapped file's snapshot (with the C accelerator): one C call through
+# the version's root, bound on first use (_mget), which leaves the rest (not opened yet,
+# an overflow value, a key to check, a closed snapshot) to _Reader.get.
+if MapGetMethod is not None:
+    Snapshot.get = MapGetMethod(Snapshot._mget, _Reader.get)  # type: ignore[assignment]
 
 
 def __getattr__(name: str):

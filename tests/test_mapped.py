@@ -219,3 +219,39 @@ def test_a_commit_after_the_map_is_read_through_a_grown_map(tmp_path):
     with db.read() as snap:
         assert snap[b"key004999"] == b"w4999" and snap[b"key000002"] == b"v2"
     db.close()
+
+
+@pytest.mark.parametrize("codec", ["bytes", "json"])
+def test_snapshot_get_on_a_mapped_file_answers_as_any_reader(tmp_path, codec):
+    """Snapshot.get is one C call on a mapped file (btree.MapGetMethod) and hands what
+    it does not read in place to the Python reader: each case answers as a dict would."""
+    from cowdb.errors import DatabaseClosed, TransactionClosed
+    path = str(tmp_path / f"g-{codec}.cow")
+    value = (lambda i: b"v%d" % i) if codec == "bytes" else (lambda i: {"i": i})
+    big = b"x" * 5000 if codec == "bytes" else {"x": "y" * 5000}  # an overflow value
+    db = cowdb.open(path, page_size=PAGE, codec=codec)
+    with db.write() as tx:
+        for i in range(500):
+            tx[b"key%06d" % i] = value(i)
+        tx[b"big"] = big
+    snap = db.read()
+    for i in range(0, 500, 7):
+        assert snap.get(b"key%06d" % i) == value(i)
+        assert snap[b"key%06d" % i] == value(i)
+    assert snap.get(b"big") == big
+    assert snap.get(b"nope") is None and snap.get(b"nope", 5) == 5
+    assert snap.get(b"nope", default=6) == 6
+    assert snap.get("key000007") == value(7)       # a str key: its UTF-8 bytes
+    assert snap.get(b"k" * 100_000, 1) == 1          # too long to be stored: absent
+    with pytest.raises(cowdb.errors.InvalidType):     # not a key at all
+        snap.get(3)
+    if btree.MapGetMethod is not None:
+        assert snap._mget is not None                # the C path was taken
+    snap.close()
+    with pytest.raises(TransactionClosed):
+        snap.get(b"key000007")
+    snap2 = db.read()
+    assert snap2.get(b"key000014") == value(14)
+    db.close()
+    with pytest.raises(DatabaseClosed):
+        snap2.get(b"key000014")

@@ -52,6 +52,8 @@ class PageMap:
         """The verified image of ``page``, which its parent recorded as (checksum, txn),
         read through the store (see the module's docstring); later reads of it in this
         process may take it from the map."""
+        if self.fd < 0:
+            raise DatabaseClosed("the database is closed; open it again with cowdb.open()")
         store = self.store
         self.unit = store.unit
         data = store.read(page)  # verified, or Corruption / ReadFailed

@@ -19,12 +19,13 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
 
-#define API 4  /* btree.API must match: bump both on any change of get()'s or map_get()'s
+#define API 5  /* node.API must match: bump both on any change of get()'s or map_get()'s
                   contract */
 
 static PyTypeObject *branch_type = NULL;   /* node.Branch, set by bind() */
@@ -230,7 +231,13 @@ le64(const unsigned char *p)
 static inline unsigned
 le16(const unsigned char *p)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+#else
     return (unsigned)p[0] | ((unsigned)p[1] << 8);
+#endif
 }
 
 static inline unsigned
@@ -304,37 +311,52 @@ key_bisect(const unsigned char *d, const uint32_t *off, unsigned n, const char *
 #undef IMAGE_CMP
 }
 
+/* PageMap's buf, verified and unit: read through the slots' offsets when pm is a PageMap
+ * (bind_map gave its class), else by name */
+static PyTypeObject *pagemap_type = NULL;
+static Py_ssize_t off_buf = -1, off_verified = -1, off_unit = -1;
+
 static PyObject *
-map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+pm_field(PyObject *pm, Py_ssize_t offset, PyObject *name)
 {
-    if (nargs != 5 || !PyBytes_CheckExact(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "map_get(pagemap, page, checksum, txn, key: bytes)");
-        return NULL;
+    if (Py_TYPE(pm) == pagemap_type && offset >= 0) {
+        PyObject *v = *(PyObject **)((char *)pm + offset);
+        if (v == NULL)
+            PyErr_Format(PyExc_AttributeError, "the page map has no %U yet", name);
+        return Py_XNewRef(v);
     }
-    if (corrupt == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "cowdb.tree._tree_c.bind_map() was not called");
-        return NULL;
-    }
-    PyObject *pm = args[0];
-    const char *q = PyBytes_AS_STRING(args[4]);
-    Py_ssize_t ql = PyBytes_GET_SIZE(args[4]);
+    return PyObject_GetAttr(pm, name);
+}
+
+/* pages a Root found verified (page + 1 and txn, by page modulo SEEN; 0: empty): the
+ * upper levels of its tree are then not looked up in pagemap.verified on every read.
+ * Sound while the Root lives: its pages are pinned, and forget_txn only drops txns
+ * newer than any committed one; a closed page map has an empty map, so nothing is read
+ * in place whatever this says. */
+#define SEEN 64
+typedef struct {
+    unsigned long long page[SEEN], txn[SEEN];
+} Seen;
+
+/* the value under the key (q, ql) below the image (page, sum, txn) of pagemap pm: bytes,
+ * an overflow reference (page, length, checksum, txn) as a tuple, or None */
+static PyObject *
+search(PyObject *pm, unsigned long long page_, unsigned long long sum,
+       unsigned long long txn, const char *q, Py_ssize_t ql, Seen *seen)
+{
     /* volatile: set after sigsetjmp and read after a jump back */
-    volatile unsigned long long page = PyLong_AsUnsignedLongLong(args[1]);
-    unsigned long long sum = PyLong_AsUnsignedLongLong(args[2]);
-    unsigned long long txn = PyLong_AsUnsignedLongLong(args[3]);
-    if (PyErr_Occurred())
-        return NULL;
+    volatile unsigned long long page = page_;
     PyObject *bufobj = NULL, *verified = NULL, *pso = NULL;
     PyObject *volatile result = NULL;
     PyObject *volatile held = NULL;  /* an image pagemap.image returned, for this step */
     Py_buffer map = {0}, img = {0};
     uint32_t small[SMALLN + 1], *volatile off = small;
     Py_ssize_t psz;
-    if ((pso = PyObject_GetAttr(pm, s_unit)) == NULL ||
+    if ((pso = pm_field(pm, off_unit, s_unit)) == NULL ||
         (psz = PyLong_AsSsize_t(pso)) <= 0 ||
-        (bufobj = PyObject_GetAttr(pm, s_buf)) == NULL ||
+        (bufobj = pm_field(pm, off_buf, s_buf)) == NULL ||
         PyObject_GetBuffer(bufobj, &map, PyBUF_SIMPLE) < 0 ||
-        (verified = PyObject_GetAttr(pm, s_verified)) == NULL)
+        (verified = pm_field(pm, off_verified, s_verified)) == NULL)
         goto done;
     if (!PyDict_Check(verified)) {
         PyErr_SetString(PyExc_TypeError, "pagemap.verified is not a dict");
@@ -348,13 +370,25 @@ map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         in_map = 0;
         const unsigned char *d = NULL;
         Py_ssize_t dl = 0;
-        PyObject *pk = PyLong_FromUnsignedLongLong(page);
-        if (pk == NULL)
-            goto done;
-        /* verified in this process and inside the map held: read it in place */
-        PyObject *vt = PyDict_GetItemWithError(verified, pk);
-        if (vt != NULL && PyLong_AsUnsignedLongLong(vt) == txn &&
-                page < (unsigned long long)(PY_SSIZE_T_MAX / psz)) {
+        PyObject *pk = NULL;
+        int ok = 0;  /* verified in this process: seen by this root, or in pagemap.verified */
+        if (page < (unsigned long long)(PY_SSIZE_T_MAX / psz)) {
+            unsigned slot = (unsigned)(page % SEEN);
+            if (seen != NULL && seen->page[slot] == page + 1 && seen->txn[slot] == txn)
+                ok = 1;
+            else {
+                if ((pk = PyLong_FromUnsignedLongLong(page)) == NULL)
+                    goto done;
+                PyObject *vt = PyDict_GetItemWithError(verified, pk);
+                ok = vt != NULL && PyLong_AsUnsignedLongLong(vt) == txn;
+                if (ok && seen != NULL) {
+                    seen->page[slot] = page + 1;
+                    seen->txn[slot] = txn;
+                }
+            }
+        }
+        /* verified and inside the map held: read it in place */
+        if (ok) {
             Py_ssize_t start = (Py_ssize_t)page * psz;
             if (start + 24 <= map.len) {
                 const unsigned char *h = (const unsigned char *)map.buf + start;
@@ -369,8 +403,9 @@ map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
             }
         }
         if (d == NULL) {
-            if (PyErr_Occurred()) {
-                Py_DECREF(pk);
+            if (PyErr_Occurred() || (pk == NULL &&
+                    (pk = PyLong_FromUnsignedLongLong(page)) == NULL)) {
+                Py_XDECREF(pk);
                 goto done;
             }
             if (held != NULL) {
@@ -392,7 +427,7 @@ map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
             d = img.buf;
             dl = img.len;
         }
-        Py_DECREF(pk);
+        Py_XDECREF(pk);
         in_map = 1;  /* d may be the map (or a view of it): guarded from here */
         if (dl < 24) {
             in_map = 0;
@@ -420,7 +455,7 @@ map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
             Py_ssize_t base = 24 + 34 * (Py_ssize_t)n;
             if (base > length || key_offsets(d, n, base, off) > length) {
                 in_map = 0;
-            damaged(page, "entries past its end");
+                damaged(page, "entries past its end");
                 goto done;
             }
             Py_ssize_t i = key_bisect(d, off, n, q, ql, 1) - 1;
@@ -493,12 +528,250 @@ done:
 }
 
 static PyObject *
-bind_map(PyObject *Py_UNUSED(self), PyObject *cls)
+map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "bind_map() takes the Corruption class");
+    if (nargs != 5 || !PyBytes_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "map_get(pagemap, page, checksum, txn, key: bytes)");
         return NULL;
     }
+    if (corrupt == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cowdb.tree._tree_c.bind_map() was not called");
+        return NULL;
+    }
+    unsigned long long page = PyLong_AsUnsignedLongLong(args[1]);
+    unsigned long long sum = PyLong_AsUnsignedLongLong(args[2]);
+    unsigned long long txn = PyLong_AsUnsignedLongLong(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    return search(args[0], page, sum, txn, PyBytes_AS_STRING(args[4]),
+                  PyBytes_GET_SIZE(args[4]), NULL);
+}
+
+
+/* ---- Root: a version's root bound for point reads; GetMethod: a reader's get ----
+ *
+ * Root(pagemap, page, checksum, txn, max_key, decode) is map_get bound to one root:
+ * root(key) is the value under key (decoded by decode unless that is None), None when
+ * absent, or NotImplemented for what it leaves to Python (a key that is not bytes of
+ * 1..max_key bytes, an overflow value).
+ *
+ * GetMethod(member, fallback) is a method for a class whose slot `member` (its member
+ * descriptor) holds a Root or None: obj.get(key, default=None) asks the Root and returns
+ * its answer (default for None), and calls fallback(obj, key, default) for the rest.
+ * A Snapshot's get is one: one C call per point read, no Python frame.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *pm, *decode;
+    unsigned long long page, sum, txn;
+    Py_ssize_t max_key;
+    vectorcallfunc vectorcall;
+    Seen seen;
+} Root;
+
+static PyTypeObject RootType;
+
+static PyObject *
+root_search(Root *r, PyObject *key)
+{
+    if (!PyBytes_CheckExact(key) || PyBytes_GET_SIZE(key) < 1 ||
+            PyBytes_GET_SIZE(key) > r->max_key)
+        Py_RETURN_NOTIMPLEMENTED;
+    PyObject *v = search(r->pm, r->page, r->sum, r->txn, PyBytes_AS_STRING(key),
+                         PyBytes_GET_SIZE(key), &r->seen);
+    if (v == NULL || v == Py_None)
+        return v;
+    if (!PyBytes_CheckExact(v)) {  /* an overflow value: Python reads it */
+        Py_DECREF(v);
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    if (r->decode != Py_None)
+        Py_SETREF(v, PyObject_CallOneArg(r->decode, v));
+    return v;
+}
+
+static PyObject *
+root_call(Root *r, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "a Root takes one key");
+        return NULL;
+    }
+    return root_search(r, args[0]);
+}
+
+static PyObject *
+root_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PyObject *pm, *decode;
+    unsigned long long page, sum, txn;
+    Py_ssize_t max_key;
+    if (kw != NULL && PyDict_GET_SIZE(kw)) {
+        PyErr_SetString(PyExc_TypeError, "Root() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OKKKnO:Root", &pm, &page, &sum, &txn, &max_key, &decode))
+        return NULL;
+    if (corrupt == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cowdb.tree._tree_c.bind_map() was not called");
+        return NULL;
+    }
+    Root *r = (Root *)type->tp_alloc(type, 0);
+    if (r == NULL)
+        return NULL;
+    r->pm = Py_NewRef(pm);
+    r->decode = Py_NewRef(decode);
+    r->page = page;
+    r->sum = sum;
+    r->txn = txn;
+    r->max_key = max_key;
+    r->vectorcall = (vectorcallfunc)root_call;
+    memset(&r->seen, 0, sizeof r->seen);
+    return (PyObject *)r;
+}
+
+static void
+root_dealloc(Root *r)
+{
+    Py_DECREF(r->pm);
+    Py_DECREF(r->decode);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static PyObject *
+root_txn(Root *r, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(r->txn);
+}
+
+static PyGetSetDef root_getset[] = {
+    {"txn", (getter)root_txn, NULL, "the txn of the root image", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *owner;   /* the class whose slot holds the Root */
+    Py_ssize_t offset;     /* that slot's offset in its instances */
+    PyObject *fallback;
+    vectorcallfunc vectorcall;
+} GetMethod;
+
+static PyTypeObject GetMethodType;
+
+static PyObject *
+getmethod_call(GetMethod *g, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL && (nargs == 2 || nargs == 3) && PyObject_TypeCheck(args[0], g->owner)) {
+        PyObject *root = *(PyObject **)((char *)args[0] + g->offset);
+        if (root != NULL && Py_TYPE(root) == &RootType) {
+            Py_INCREF(root);
+            PyObject *v = root_search((Root *)root, args[1]);
+            Py_DECREF(root);
+            if (v == Py_None) {
+                Py_DECREF(v);
+                return Py_NewRef(nargs == 3 ? args[2] : Py_None);
+            }
+            if (v != Py_NotImplemented)
+                return v;
+            Py_DECREF(v);
+        }
+    }
+    return PyObject_Vectorcall(g->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *
+getmethod_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PyObject *member, *fallback;
+    if ((kw != NULL && PyDict_GET_SIZE(kw)) ||
+            !PyArg_ParseTuple(args, "OO:GetMethod", &member, &fallback))
+        return NULL;
+    if (Py_TYPE(member) != &PyMemberDescr_Type ||
+            ((PyMemberDescrObject *)member)->d_member->type != T_OBJECT_EX) {
+        PyErr_SetString(PyExc_TypeError, "GetMethod() takes a __slots__ member descriptor");
+        return NULL;
+    }
+    GetMethod *g = (GetMethod *)type->tp_alloc(type, 0);
+    if (g == NULL)
+        return NULL;
+    g->owner = (PyTypeObject *)Py_NewRef(((PyDescrObject *)member)->d_type);
+    g->offset = ((PyMemberDescrObject *)member)->d_member->offset;
+    g->fallback = Py_NewRef(fallback);
+    g->vectorcall = (vectorcallfunc)getmethod_call;
+    return (PyObject *)g;
+}
+
+static PyObject *
+getmethod_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(type))
+{
+    if (obj == NULL || obj == Py_None)
+        return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+static void
+getmethod_dealloc(GetMethod *g)
+{
+    Py_DECREF(g->owner);
+    Py_DECREF(g->fallback);
+    Py_TYPE(g)->tp_free((PyObject *)g);
+}
+
+static PyTypeObject RootType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb.tree._tree_c.Root",
+    .tp_basicsize = sizeof(Root),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Root(pagemap, page, checksum, txn, max_key, decode): map_get bound to a root.",
+    .tp_new = root_new,
+    .tp_dealloc = (destructor)root_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Root, vectorcall),
+    .tp_getset = root_getset,
+};
+
+static PyTypeObject GetMethodType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb.tree._tree_c.GetMethod",
+    .tp_basicsize = sizeof(GetMethod),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "GetMethod(member, fallback): a get method reading the Root in a slot.",
+    .tp_new = getmethod_new,
+    .tp_dealloc = (destructor)getmethod_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(GetMethod, vectorcall),
+    .tp_descr_get = getmethod_get,
+};
+
+/* the offset of cls's __slots__ member `name`, or -1 */
+static Py_ssize_t
+slot_offset(PyTypeObject *cls, PyObject *name)
+{
+    PyObject *d = PyDict_GetItemWithError(cls->tp_dict, name);
+    if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type ||
+            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)
+        return -1;
+    return ((PyMemberDescrObject *)d)->d_member->offset;
+}
+
+static PyObject *
+bind_map(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind_map(Corruption, PageMap) takes two classes");
+        return NULL;
+    }
+    PyObject *cls = args[0];
+    PyTypeObject *pmt = (PyTypeObject *)args[1];
+    off_buf = slot_offset(pmt, s_buf);
+    off_verified = slot_offset(pmt, s_verified);
+    off_unit = slot_offset(pmt, s_unit);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_INCREF(pmt);
+    Py_XSETREF(pagemap_type, pmt);
     Py_INCREF(cls);
     Py_XSETREF(corrupt, cls);
     static int installed = 0;
@@ -596,7 +869,8 @@ static PyMethodDef methods[] = {
      "Overflow), or None; the descent of btree.py's py_get."},
     {"map_get", (PyCFunction)(void (*)(void))map_get, METH_FASTCALL,
      "map_get(pagemap, page, checksum, txn, key): mapped.py's py_map_get in C."},
-    {"bind_map", bind_map, METH_O, "bind_map(Corruption): the error a damaged image raises."},
+    {"bind_map", (PyCFunction)(void (*)(void))bind_map, METH_FASTCALL,
+     "bind_map(Corruption, PageMap): the error a damaged image raises; the page map's class."},
     {"bind", bind, METH_O, "bind(Branch): the class whose instances are branch nodes."},
     {NULL, NULL, 0, NULL},
 };
@@ -621,8 +895,12 @@ PyInit__tree_c(void)
         !(s_image = PyUnicode_InternFromString("image")) ||
         !(s_unit = PyUnicode_InternFromString("unit")))
         return NULL;
+    if (PyType_Ready(&RootType) < 0 || PyType_Ready(&GetMethodType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "API", API) < 0)
+    if (m != NULL && (PyModule_AddIntConstant(m, "API", API) < 0 ||
+            PyModule_AddObjectRef(m, "Root", (PyObject *)&RootType) < 0 ||
+            PyModule_AddObjectRef(m, "GetMethod", (PyObject *)&GetMethodType) < 0))
         Py_CLEAR(m);
     return m;
 }
