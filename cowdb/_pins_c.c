@@ -12,12 +12,17 @@
  * hold(txn) pins txn and returns a Pin whose release() (or deallocation, whichever
  * comes first) unpins it once: a Snapshot keeps its Pin, so closing it, or dropping it
  * unclosed, unpins with no __del__ in Python.
+ *
+ * SnapshotBase is the twin of snapshot.py's _SnapshotBase: a snapshot's fields, its
+ * construction and its close (__enter__, __exit__, close), which are all a snapshot's
+ * open + close runs (W5), with no Python frame.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <structmember.h>
 
-#define API 1  /* locks.py's PINS_API must match */
+#define API 2  /* locks.py's PINS_API must match */
 
 typedef struct {
     unsigned long long txn;
@@ -384,6 +389,135 @@ static PyTypeObject PinType = {
     .tp_getset = pin_getset,
 };
 
+/* ---- SnapshotBase ------------------------------------------------------------ */
+static PyObject *unopened = NULL;  /* _tree before the first read (UNOPENED) */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *db, *commit, *pin, *tree, *mget, *max_key, *codec;
+    PyObject *weakrefs;
+} SnapshotBase;
+
+static int
+base_init(SnapshotBase *s, PyObject *args, PyObject *kw)
+{
+    PyObject *db, *commit, *pin;
+    if ((kw != NULL && PyDict_GET_SIZE(kw)) || PyTuple_GET_SIZE(args) != 3) {
+        PyErr_SetString(PyExc_TypeError, "Snapshot(db, commit, pin) takes 3 arguments");
+        return -1;
+    }
+    db = PyTuple_GET_ITEM(args, 0);
+    commit = PyTuple_GET_ITEM(args, 1);
+    pin = PyTuple_GET_ITEM(args, 2);
+    Py_XSETREF(s->db, Py_NewRef(db));
+    Py_XSETREF(s->commit, Py_NewRef(commit));
+    Py_XSETREF(s->pin, Py_NewRef(pin));
+    Py_XSETREF(s->tree, Py_NewRef(unopened));
+    Py_XSETREF(s->mget, Py_NewRef(Py_None));
+    return 0;
+}
+
+/* close: forget the tree and the bound root, release the pin (once) */
+static PyObject *
+base_close(SnapshotBase *s, PyObject *Py_UNUSED(ignored))
+{
+    Py_XSETREF(s->tree, Py_NewRef(Py_None));
+    Py_XSETREF(s->mget, Py_NewRef(Py_None));
+    PyObject *pin = s->pin;
+    if (pin == NULL)
+        Py_RETURN_NONE;
+    if (Py_TYPE(pin) == &PinType) {
+        if (release_pin((Pin *)pin) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return PyObject_CallMethod(pin, "release", NULL);
+}
+
+static PyObject *
+base_enter(PyObject *s, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(s);
+}
+
+static PyObject *
+base_exit(SnapshotBase *s, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
+{
+    return base_close(s, NULL);
+}
+
+static int
+base_traverse(SnapshotBase *s, visitproc visit, void *arg)
+{
+    Py_VISIT(s->db);
+    Py_VISIT(s->commit);
+    Py_VISIT(s->pin);
+    Py_VISIT(s->tree);
+    Py_VISIT(s->mget);
+    Py_VISIT(s->max_key);
+    Py_VISIT(s->codec);
+    return 0;
+}
+
+static int
+base_clear(SnapshotBase *s)
+{
+    Py_CLEAR(s->db);
+    Py_CLEAR(s->commit);
+    Py_CLEAR(s->pin);  /* a Pin unpins as it goes */
+    Py_CLEAR(s->tree);
+    Py_CLEAR(s->mget);
+    Py_CLEAR(s->max_key);
+    Py_CLEAR(s->codec);
+    return 0;
+}
+
+/* (a subclass's type is released by subtype_dealloc, which calls this) */
+static void
+base_dealloc(SnapshotBase *s)
+{
+    PyObject_GC_UnTrack(s);
+    if (s->weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)s);
+    base_clear(s);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyMemberDef base_members[] = {
+    {"_db", T_OBJECT_EX, offsetof(SnapshotBase, db), 0, NULL},
+    {"_commit", T_OBJECT_EX, offsetof(SnapshotBase, commit), 0, NULL},
+    {"_pin", T_OBJECT_EX, offsetof(SnapshotBase, pin), 0, NULL},
+    {"_tree", T_OBJECT_EX, offsetof(SnapshotBase, tree), 0, NULL},
+    {"_mget", T_OBJECT_EX, offsetof(SnapshotBase, mget), 0, NULL},
+    {"_max_key", T_OBJECT_EX, offsetof(SnapshotBase, max_key), 0, NULL},
+    {"_codec", T_OBJECT_EX, offsetof(SnapshotBase, codec), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef base_methods[] = {
+    {"close", (PyCFunction)base_close, METH_NOARGS,
+     "Close the snapshot: its pin is released (once), its pages may be reused."},
+    {"__enter__", base_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))base_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject SnapshotBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb._pins_c.SnapshotBase",
+    .tp_basicsize = sizeof(SnapshotBase),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A snapshot's fields, construction and close (snapshot.py's _SnapshotBase).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)base_init,
+    .tp_dealloc = (destructor)base_dealloc,
+    .tp_traverse = (traverseproc)base_traverse,
+    .tp_clear = (inquiry)base_clear,
+    .tp_members = base_members,
+    .tp_methods = base_methods,
+    .tp_weaklistoffset = offsetof(SnapshotBase, weakrefs),
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_pins_c", "A process's reader pins (cowdb/locks.py).", -1, NULL,
     NULL, NULL, NULL, NULL,
@@ -392,14 +526,19 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__pins_c(void)
 {
-    if (PyType_Ready(&PinsType) < 0 || PyType_Ready(&PinType) < 0)
+    if (PyType_Ready(&PinsType) < 0 || PyType_Ready(&PinType) < 0 ||
+            PyType_Ready(&SnapshotBaseType) < 0)
+        return NULL;
+    if (unopened == NULL && (unopened = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddIntConstant(m, "API", API) < 0 ||
             PyModule_AddObjectRef(m, "Pins", (PyObject *)&PinsType) < 0 ||
-            PyModule_AddObjectRef(m, "Pin", (PyObject *)&PinType) < 0) {
+            PyModule_AddObjectRef(m, "Pin", (PyObject *)&PinType) < 0 ||
+            PyModule_AddObjectRef(m, "SnapshotBase", (PyObject *)&SnapshotBaseType) < 0 ||
+            PyModule_AddObjectRef(m, "UNOPENED", unopened) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -123,9 +123,10 @@ class PyPin:
     __del__ = release
 
 
-PINS_API = 1  # the _pins_c this code is written against
+PINS_API = 2  # the _pins_c this code is written against
 _pins_c = load("cowdb", "_pins_c", PINS_API)
-Pins = _pins_c.Pins if _pins_c is not None and wanted() else PyPins
+pins_c = _pins_c if wanted() else None  # what runs (snapshot.py takes SnapshotBase from it)
+Pins = PyPins if pins_c is None else pins_c.Pins
 
 
 class Shared:

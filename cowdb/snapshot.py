@@ -14,6 +14,7 @@ from .checks import check_bound, check_key
 from .checks import key_range as key_range  # they lived here
 from .checks import prefix_end as prefix_end
 from .errors import DatabaseClosed, InvalidKey, KeyTooLarge, ReadOnly, TransactionClosed
+from .locks import pins_c
 from .tree import cursor
 from .tree.btree import MapGetMethod, MapRoot, Tree
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from .db import Database
     from .history.commits import Commit
 
-_UNOPENED = object()  # a snapshot's tree before its first read
+_UNOPENED = object() if pins_c is None else pins_c.UNOPENED  # a tree before its first read
 _MISSING = object()
 
 
@@ -172,18 +173,40 @@ class _ValuesView(ValuesView):
         return self._mapping._scan("values")
 
 
-class Snapshot(_Reader, Mapping[bytes, Any]):
-    """One version, read-only, for as long as it is open. Cheap: a commit and a pin
-    (a ``Pins.hold`` token: closing the snapshot, or dropping it unclosed, releases it);
-    the tree is opened on first use."""
-    _live_cursor = False  # a snapshot's tree never changes: cursors take the fast path
+class _SnapshotBase:
+    """A snapshot's fields, its construction and its close: all that a snapshot's open +
+    close runs (W5). The pure-Python twin of ``_pins_c.SnapshotBase``, which does it with
+    no Python frame. The pin is a ``Pins.hold`` token: closing the snapshot, or dropping
+    it unclosed, releases it (once)."""
     __slots__ = ("_tree", "_commit", "_db", "_pin", "_max_key", "_codec", "_mget",
                  "__weakref__")
 
     def __init__(self, db: Database, commit: Commit, pin: Any) -> None:
-        # kept to what open + close needs (W5): _max_key and _codec are set on first use
+        # kept to what open + close needs: _max_key and _codec are set on first use
         self._db, self._commit, self._pin, self._tree, self._mget = \
             db, commit, pin, _UNOPENED, None
+
+    def close(self) -> None:
+        """Close the snapshot: its pin is released (once), its pages may be reused."""
+        self._tree = self._mget = None
+        self._pin.release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tree = self._mget = None
+        self._pin.release()
+
+
+SnapshotBase: Any = _SnapshotBase if pins_c is None else pins_c.SnapshotBase
+
+
+class Snapshot(SnapshotBase, _Reader, Mapping[bytes, Any]):
+    """One version, read-only, for as long as it is open. Cheap: a commit and a pin
+    (see _SnapshotBase); the tree is opened on first use."""
+    _live_cursor = False  # a snapshot's tree never changes: cursors take the fast path
+    __slots__ = ()
 
     @property
     def version(self) -> int:
@@ -207,17 +230,6 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
             raise TransactionClosed("this snapshot is closed; take a new one with db.read() "
                                     "or db.at()")
         return tree
-
-    def close(self) -> None:
-        self._tree = self._mget = None
-        self._pin.release()  # once: later calls do nothing
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._tree = self._mget = None
-        self._pin.release()
 
     def __setitem__(self, key: object, value: object) -> None:
         raise ReadOnly("a snapshot is read-only; write with `with db.write() as tx:`")

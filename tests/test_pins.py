@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cowdb import locks
+from cowdb import locks, snapshot
 
 IMPLS = [locks.PyPins] + ([locks._pins_c.Pins] if locks._pins_c is not None else [])
 
@@ -135,3 +135,35 @@ def test_attach_refuses_a_slot_outside_the_map():
         pins.attach(mmap.mmap(-1, 64), 8)
     with pytest.raises(TypeError):
         pins.hold("1")
+
+
+BASES = [snapshot._SnapshotBase] + ([locks._pins_c.SnapshotBase]
+                                    if locks._pins_c is not None else [])
+
+
+@pytest.mark.parametrize("base", BASES, ids=lambda c: c.__module__)
+def test_snapshot_bases_open_close_and_unpin_alike(base):
+    """Both twins of a snapshot's base: close releases the pin once (again: nothing),
+    `with` closes, and a snapshot dropped unclosed, even in a reference cycle, unpins."""
+    import weakref
+
+    class Snap(base):
+        __slots__ = ()
+
+    pins = locks.PyPins() if base is snapshot._SnapshotBase else locks._pins_c.Pins()
+    s = Snap("db", "commit", pins.hold(4))
+    assert (s._db, s._commit, s._mget) == ("db", "commit", None)
+    assert s._tree is not None          # unopened: not closed
+    assert pins.counts() == {4: 1}
+    s.close()
+    s.close()
+    assert pins.counts() == {} and s._tree is None
+    with Snap("db", "commit", pins.hold(5)) as t:
+        assert pins.counts() == {5: 1}
+    assert pins.counts() == {} and t._tree is None
+    u = Snap("db", "commit", pins.hold(6))
+    u._max_key = u                     # a cycle: only the collector frees it
+    ref = weakref.ref(u)
+    del u
+    gc.collect()
+    assert ref() is None and pins.counts() == {}
