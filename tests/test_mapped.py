@@ -6,6 +6,7 @@ when built, _tree_c.map_get; a snapshot's gets go through the C one.
 import os
 import subprocess
 import sys
+from functools import partial
 
 import hypothesis.strategies as st
 import pytest
@@ -13,8 +14,9 @@ from hypothesis import given, settings
 
 import cowdb
 from cowdb.errors import Corruption
-from cowdb.tree import btree
-from cowdb.tree.mapped import py_map_get
+from cowdb.tree import btree, cursor
+from cowdb.tree.mapped import py_map_get, py_map_leaf
+from cowdb.tree.node import Branch, decode
 
 SEARCHES = [py_map_get] + ([btree._tree_c.map_get] if btree._tree_c is not None else [])
 PAGE = 1024
@@ -60,13 +62,12 @@ def build(path, n=3000):
     db.close()
 
 
-@pytest.mark.parametrize("search", SEARCHES)
-def test_a_damaged_page_is_corruption_never_wrong_data(tmp_path, search):
-    path = str(tmp_path / "d.cow")
-    build(path)
+def damaged_copies(path):
+    """Flip one byte in the middle of every third page of ``path`` in turn; yield the
+    database opened read-only (None if opening found the damage), then undo."""
     size = os.path.getsize(path)
     for page in range(2, size // PAGE, 3):
-        with open(path, "r+b") as f:  # flip one byte in the middle of the page
+        with open(path, "r+b") as f:
             f.seek(page * PAGE + PAGE // 2)
             b = f.read(1)
             f.seek(page * PAGE + PAGE // 2)
@@ -74,25 +75,15 @@ def test_a_damaged_page_is_corruption_never_wrong_data(tmp_path, search):
         try:
             db = cowdb.open(path, readonly=True)
         except Corruption:
-            pass
-        else:
-            try:
-                snap = db.read()
-                ref = snap._live().ref
-                for i in range(0, 3000, 37):
-                    k = b"key%06d" % i
-                    try:
-                        got = search(db._store.pagemap, ref.page, ref.checksum, ref.txn, k)
-                    except Corruption:
-                        continue
-                    assert got == b"v%d" % i, f"wrong data after damaging page {page}"
-            except Corruption:
-                pass
-            finally:
+            db = None
+        try:
+            yield db
+        finally:
+            if db is not None:
                 db.close()
-        with open(path, "r+b") as f:  # undo
-            f.seek(page * PAGE + PAGE // 2)
-            f.write(b)
+            with open(path, "r+b") as f:  # undo
+                f.seek(page * PAGE + PAGE // 2)
+                f.write(b)
 
 
 @pytest.mark.parametrize("read_first", [False, True])
@@ -255,3 +246,102 @@ def test_snapshot_get_on_a_mapped_file_answers_as_any_reader(tmp_path, codec):
     db.close()
     with pytest.raises(DatabaseClosed):
         snap2.get(b"key000014")
+
+
+LEAF_SPLITS = [py_map_leaf] + ([btree._tree_c.map_leaf] if btree._tree_c is not None else [])
+
+
+def leaves_and_branches(db, ref):
+    """Every (page, checksum, txn) below ref, with the node decode() makes of it."""
+    out, todo = [], [(ref.page, ref.checksum, ref.txn)]
+    while todo:
+        page, s, t = todo.pop()
+        node = decode(db._store.read(page), page)
+        out.append(((page, s, t), node))
+        if type(node) is Branch:
+            todo.extend(zip(node.kids, node.sums, node.txns))
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.dictionaries(keys, values, max_size=300),
+       st.tuples(st.one_of(st.none(), keys), st.one_of(st.none(), keys)), st.booleans())
+def test_mapped_scans_match_the_model(tmp_path_factory, model, bounds, reverse):
+    """map_leaf (both twins) splits every leaf as decode() does and says None for a
+    branch; a snapshot's scans, which split leaves from the map when they are not
+    cached, and the same scans through the pure-Python split, match a dict."""
+    path = str(tmp_path_factory.mktemp("s") / "s.cow")
+    db = cowdb.open(path, page_size=PAGE)
+    try:
+        with db.write() as tx:
+            tx.update(model)
+        start, stop = bounds
+        want = sorted((k, v) for k, v in model.items()
+                      if (start is None or k >= start) and (stop is None or k < stop))
+        if reverse:
+            want.reverse()
+        with db.read() as snap:
+            tree = snap._live()
+            if tree.ref.page:
+                for (page, s, t), node in leaves_and_branches(db, tree.ref):
+                    for split in LEAF_SPLITS:
+                        got = split(db._store.pagemap, page, s, t)
+                        if type(node) is Branch:
+                            assert got is None
+                        else:
+                            ks, vs, big, size = got
+                            assert ks == node.keys and size == node.size and big == node.big
+                            assert [v if type(v) is bytes else btree.Overflow(*v)
+                                    for v in vs] == node.vals or big
+            for split in LEAF_SPLITS:
+                db._nodes.clear()  # every leaf is split from the map
+                runs = cursor.runs(cursor._MappedKids(tree, partial(split,
+                                                                    db._store.pagemap)),
+                                   start, stop, reverse) if tree.ref.page else []
+                got = [(k, v if type(v) is bytes else tree.read_overflow(v))
+                       for ks, vs in runs for k, v in zip(ks, vs)]
+                assert got == want
+            db._nodes.clear()
+            if start is None or stop is None or start < stop:
+                assert list(snap.items(start=start, stop=stop, reverse=reverse)) == want
+                assert list(snap.items(start=start, stop=stop, reverse=reverse)) == want
+    finally:
+        db.close()
+
+
+def get_reads(db, ref, search):
+    """(what search answered, what it should have) for keys of build()."""
+    for i in range(0, 3000, 37):
+        yield lambda i=i: search(db._store.pagemap, ref.page, ref.checksum, ref.txn,
+                                 b"key%06d" % i), b"v%d" % i
+
+
+def leaf_reads(db, ref, split):
+    """(what split answered, as keys and values, what decode says) for every node."""
+    def read(p, s, t):
+        got = split(db._store.pagemap, p, s, t)
+        return None if got is None else tuple(got[:2])
+
+    for (p, s, t), node in leaves_and_branches(db, ref):
+        yield partial(read, p, s, t), None if type(node) is Branch else (node.keys, node.vals)
+
+
+@pytest.mark.parametrize("reads, fn", [(get_reads, f) for f in SEARCHES] +
+                         [(leaf_reads, f) for f in LEAF_SPLITS])
+def test_a_damaged_page_is_corruption_never_wrong_data(tmp_path, reads, fn):
+    """A byte flipped in a page: every mapped read (point gets, leaf splits) raises
+    Corruption or answers right, never wrong data."""
+    path = str(tmp_path / "d.cow")
+    build(path)
+    for db in damaged_copies(path):
+        if db is None:
+            continue
+        try:
+            for read, want in reads(db, db.read()._live().ref, fn):
+                try:
+                    got = read()
+                except Corruption:
+                    continue
+                assert got == want, "wrong data after damage"
+        except Corruption:
+            pass

@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define API 5  /* node.API must match: bump both on any change of get()'s or map_get()'s
+#define API 6  /* node.API must match: bump both on any change of get()'s or map_get()'s
                   contract */
 
 static PyTypeObject *branch_type = NULL;   /* node.Branch, set by bind() */
@@ -328,6 +328,53 @@ pm_field(PyObject *pm, Py_ssize_t offset, PyObject *name)
     return PyObject_GetAttr(pm, name);
 }
 
+/* (keys, values, big, length) of a leaf image d of n entries whose keys end at pos
+ * (checked within length): values are bytes, or (page, length, checksum, txn) tuples of
+ * overflow values (big is then True).  d is a private copy: no guard needed. */
+static PyObject *
+leaf_split(const unsigned char *d, unsigned n, const uint32_t *off, Py_ssize_t pos,
+           Py_ssize_t length, unsigned long long page)
+{
+    const unsigned char *vl = d + 24 + 2 * (Py_ssize_t)n;
+    PyObject *keys = PyList_New(n), *vals = PyList_New(n);
+    int big = 0;
+    if (keys == NULL || vals == NULL)
+        goto fail;
+    for (unsigned j = 0; j < n; j++) {
+        PyObject *k = PyBytes_FromStringAndSize((const char *)d + off[j], off[j + 1] - off[j]);
+        if (k == NULL)
+            goto fail;
+        PyList_SET_ITEM(keys, j, k);
+        unsigned v = le32(vl + 4 * j);
+        Py_ssize_t size = (v & 0x80000000u) ? 32 : v;
+        if (pos + size > length) {
+            damaged(page, "values past its end");
+            goto fail;
+        }
+        PyObject *val;
+        if (v & 0x80000000u) {
+            big = 1;
+            val = Py_BuildValue("(KKKK)", le64(d + pos), le64(d + pos + 8), le64(d + pos + 16),
+                                le64(d + pos + 24));
+        }
+        else
+            val = PyBytes_FromStringAndSize((const char *)d + pos, size);
+        if (val == NULL)
+            goto fail;
+        PyList_SET_ITEM(vals, j, val);
+        pos += size;
+    }
+    if (pos != length) {
+        damaged(page, "entries do not fill the image");
+        goto fail;
+    }
+    return Py_BuildValue("(NNOn)", keys, vals, big ? Py_True : Py_False, length);
+fail:
+    Py_XDECREF(keys);
+    Py_XDECREF(vals);
+    return NULL;
+}
+
 /* pages a Root found verified (page + 1 and txn, by page modulo SEEN; 0: empty): the
  * upper levels of its tree are then not looked up in pagemap.verified on every read.
  * Sound while the Root lives: its pages are pinned, and forget_txn only drops txns
@@ -339,7 +386,8 @@ typedef struct {
 } Seen;
 
 /* the value under the key (q, ql) below the image (page, sum, txn) of pagemap pm: bytes,
- * an overflow reference (page, length, checksum, txn) as a tuple, or None */
+ * an overflow reference (page, length, checksum, txn) as a tuple, or None.  With q NULL,
+ * the image itself: (keys, values, big, length) of a leaf (leaf_split), None for a branch. */
 static PyObject *
 search(PyObject *pm, unsigned long long page_, unsigned long long sum,
        unsigned long long txn, const char *q, Py_ssize_t ql, Seen *seen)
@@ -351,6 +399,7 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
     PyObject *volatile held = NULL;  /* an image pagemap.image returned, for this step */
     Py_buffer map = {0}, img = {0};
     uint32_t small[SMALLN + 1], *volatile off = small;
+    unsigned char *volatile copy = NULL;  /* leaf mode: the leaf's image, out of the map */
     Py_ssize_t psz;
     if ((pso = pm_field(pm, off_unit, s_unit)) == NULL ||
         (psz = PyLong_AsSsize_t(pso)) <= 0 ||
@@ -451,6 +500,11 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
             }
         }
         in_map = 1;
+        if (kind == 2 && n && q == NULL) {
+            in_map = 0;
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
         if (kind == 2 && n) {   /* a branch */
             Py_ssize_t base = 24 + 34 * (Py_ssize_t)n;
             if (base > length || key_offsets(d, n, base, off) > length) {
@@ -474,6 +528,18 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
         if (base > length || (pos = key_offsets(d, n, base, off)) > length) {
             in_map = 0;
             damaged(page, "entries past its end");
+            goto done;
+        }
+        if (q == NULL) {  /* leaf mode: copy the image out of the map, then split it */
+            in_map = 0;
+            if ((copy = PyMem_Malloc(length)) == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            in_map = 1;
+            memcpy(copy, d, length);
+            in_map = 0;
+            result = leaf_split(copy, n, off, pos, length, page);
             goto done;
         }
         Py_ssize_t i = key_bisect(d, off, n, q, ql, 0);
@@ -519,6 +585,7 @@ done:
     }
     if (off != small)
         PyMem_Free(off);
+    PyMem_Free(copy);
     if (map.obj != NULL)
         PyBuffer_Release(&map);
     Py_XDECREF(verified);
@@ -527,11 +594,14 @@ done:
     return result;
 }
 
+/* map_get (with_key) and map_leaf: search() below (pagemap, page, checksum, txn) */
 static PyObject *
-map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+mapped(PyObject *const *args, Py_ssize_t nargs, int with_key)
 {
-    if (nargs != 5 || !PyBytes_CheckExact(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "map_get(pagemap, page, checksum, txn, key: bytes)");
+    if (nargs != 4 + with_key || (with_key && !PyBytes_CheckExact(args[4]))) {
+        PyErr_SetString(PyExc_TypeError, with_key
+                        ? "map_get(pagemap, page, checksum, txn, key: bytes)"
+                        : "map_leaf(pagemap, page, checksum, txn)");
         return NULL;
     }
     if (corrupt == NULL) {
@@ -543,10 +613,23 @@ map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     unsigned long long txn = PyLong_AsUnsignedLongLong(args[3]);
     if (PyErr_Occurred())
         return NULL;
+    if (!with_key)
+        return search(args[0], page, sum, txn, NULL, 0, NULL);
     return search(args[0], page, sum, txn, PyBytes_AS_STRING(args[4]),
                   PyBytes_GET_SIZE(args[4]), NULL);
 }
 
+static PyObject *
+map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    return mapped(args, nargs, 1);
+}
+
+static PyObject *
+map_leaf(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    return mapped(args, nargs, 0);
+}
 
 /* ---- Root: a version's root bound for point reads; GetMethod: a reader's get ----
  *
@@ -869,6 +952,8 @@ static PyMethodDef methods[] = {
      "Overflow), or None; the descent of btree.py's py_get."},
     {"map_get", (PyCFunction)(void (*)(void))map_get, METH_FASTCALL,
      "map_get(pagemap, page, checksum, txn, key): mapped.py's py_map_get in C."},
+    {"map_leaf", (PyCFunction)(void (*)(void))map_leaf, METH_FASTCALL,
+     "map_leaf(pagemap, page, checksum, txn): mapped.py's py_map_leaf in C."},
     {"bind_map", (PyCFunction)(void (*)(void))bind_map, METH_FASTCALL,
      "bind_map(Corruption, PageMap): the error a damaged image raises; the page map's class."},
     {"bind", bind, METH_O, "bind(Branch): the class whose instances are branch nodes."},

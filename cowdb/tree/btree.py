@@ -568,16 +568,18 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
 # Clean trees of a mapped file read through map_get (mapped.py), in C only: the pure-Python
 # search of images (py_map_get, tested beside it) is slower than its node cache, so pure
 # Python keeps the node objects.
+# Scans of a clean tree on a mapped file split each leaf's image in C (map_leaf, see
+# cursor.py) instead of building and caching Leaf nodes.
 # A reader binds a version's root once (MapRoot, _tree_c.Root: map_get without the
 # per-call arguments) and may take MapGetMethod (_tree_c.GetMethod) as its get method:
 # one C call per point read. Both are None on the pure-Python path.
 _tree_c = load("cowdb.tree", "_tree_c", API)
 descend = py_get
-map_descend = MapRoot = MapGetMethod = None
+map_descend = map_leaf = MapRoot = MapGetMethod = None
 if _tree_c is not None:  # bound either way: the tests run both searches
     _tree_c.bind(Branch)
     _tree_c.bind_map(Corruption, PageMap)
 if _tree_c is not None and wanted():
     descend = _tree_c.get
-    map_descend = _tree_c.map_get
+    map_descend, map_leaf = _tree_c.map_get, _tree_c.map_leaf
     MapRoot, MapGetMethod = _tree_c.Root, _tree_c.GetMethod

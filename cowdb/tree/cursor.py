@@ -8,12 +8,21 @@ runs per item (a 50,000-key scan: 7.4 -> 2.4 ms). A tree that may change
 while it is iterated (a transaction's: ``live=True``) is watched after every
 item instead: when it changed, the cursor re-seeks just past the last key it
 yielded, so it sees exactly the current tree.
+
+On a clean tree of a mapped file (a snapshot's), with the C accelerator, a leaf
+that is not in the node cache is split in C straight from its page image
+(``btree.map_leaf``), not read and decoded in Python: a cold scan runs at C
+speed. The Leaf it makes is cached as a decoded one would be, so a warm scan
+flattens cached lists as before; branches (about one per hundred leaves) are
+decoded as before.
 """
 from bisect import bisect_left, bisect_right
+from functools import partial
 from itertools import chain, starmap
 from operator import itemgetter
 
-from .node import Branch
+from . import btree
+from .node import Branch, Leaf, Overflow
 
 _flat = chain.from_iterable
 
@@ -22,24 +31,28 @@ def items(tree, start=None, stop=None, reverse=False, live=False):
     """(key, value) in key order with start <= key < stop (reversed if asked)."""
     if live:
         return _backward(tree, start, stop) if reverse else _forward(tree, start, stop)
-    return _flat(starmap(zip, runs(tree, start, stop, reverse)))
+    return _flat(starmap(zip, runs(tree, start, stop, reverse, mapped=True)))
 
 
 def keys(tree, start=None, stop=None, reverse=False):
     """The keys of ``items`` on a tree that does not change while iterated."""
-    return _flat(map(itemgetter(0), runs(tree, start, stop, reverse)))
+    return _flat(map(itemgetter(0), runs(tree, start, stop, reverse, mapped=True)))
 
 
 def values(tree, start=None, stop=None, reverse=False):
     """The values of ``items`` on a tree that does not change while iterated."""
-    return _flat(map(itemgetter(1), runs(tree, start, stop, reverse)))
+    return _flat(map(itemgetter(1), runs(tree, start, stop, reverse, mapped=True)))
 
 
-def runs(tree, start=None, stop=None, reverse=False):
+def runs(tree, start=None, stop=None, reverse=False, mapped=False):
     """Yield (keys, values) lists, one per leaf, covering start <= key < stop in order
-    (each list reversed too when ``reverse``)."""
+    (each list reversed too when ``reverse``). ``mapped``: the tree does not change while
+    iterated, so leaves may be split from the map (see the module's docstring)."""
     if tree.root() is None:
         return
+    if mapped and btree.map_leaf is not None and tree.store.pagemap is not None and \
+            not tree._dirty:
+        tree = _MappedKids(tree, partial(btree.map_leaf, tree.store.pagemap))
     if reverse:
         leaf, path = _seek(tree, stop, True)
         j = len(leaf.keys) if stop is None else bisect_left(leaf.keys, stop)
@@ -129,3 +142,35 @@ def _backward(tree, start, stop):
         if last is not None:
             yield from _backward(tree, start, last)
             return
+
+
+class _MappedKids:
+    """A clean tree whose ``kid`` takes a node from the node cache, else has ``split``
+    (map_leaf) split a leaf's image into a Leaf, which it caches; a branch is loaded."""
+    __slots__ = ("tree", "split")
+
+    def __init__(self, tree, split):
+        self.tree, self.split = tree, split
+
+    def root(self):
+        return self.tree.root()
+
+    def read_overflow(self, ov: Overflow) -> bytes:
+        return self.tree.read_overflow(ov)
+
+    def kid(self, branch: Branch, i: int):
+        page, txn = branch.kids[i], branch.txns[i]
+        nodes = self.tree.nodes
+        node = nodes.get(page)  # NodeCache.cached, inline: this runs once a leaf
+        if node is not None and node.txn == txn:
+            return node
+        parts = self.split(page, branch.sums[i], txn)
+        if parts is None:  # a branch
+            return nodes.load(page, branch.sums[i], txn)
+        keys, vals, big, size = parts
+        if big:
+            vals = [v if type(v) is bytes else Overflow(*v) for v in vals]
+        node = Leaf(keys, vals, size, big)
+        node.txn = txn
+        nodes.put(page, node)
+        return node
