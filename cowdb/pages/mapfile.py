@@ -10,9 +10,11 @@ copy of the page.
 
 ``image(page, checksum, txn)`` is the one place a node's image comes from, the first
 time a (page, txn) is met: it is read through the store (pread, never the map, so a
-file truncated under the map raises Corruption or ReadFailed there, not SIGBUS),
-checked against what the parent recorded, and remembered in ``verified`` when the map
-covers it. Later reads take it from the map: in C (_tree_c.map_get) under a SIGBUS
+file truncated under the map raises Corruption or ReadFailed there, not SIGBUS), or
+verified from a copy C made of the map under its SIGBUS guard, checked against what
+the parent recorded, and remembered in ``verified`` when the map covers it. (C checks a
+copy of a whole leaf or branch image itself, the same way, and calls ``image`` for
+anything else: a damaged page, to raise; or an image that is not whole at its page.) Later reads take it from the map: in C (_tree_c.map_get) under a SIGBUS
 guard; in Python (tree/mapped.py image_of) after ``covers`` checked the file's size,
 which leaves only the instant between that check and the read unguarded. An image that
 is not whole in the file at its page (a delta, materialised per process) is never
@@ -24,7 +26,7 @@ import mmap
 import os
 
 from ..errors import Corruption, DatabaseClosed
-from .checksum import HEADER
+from .checksum import HEADER, verify
 
 
 class PageMap:
@@ -48,15 +50,21 @@ class PageMap:
             self.buf = mmap.mmap(self.fd, size, prot=mmap.PROT_READ)
         return True
 
-    def image(self, page: int, checksum: int, txn: int) -> bytes:
+    def image(self, page: int, checksum: int, txn: int, copied: bytes | None = None) -> bytes:
         """The verified image of ``page``, which its parent recorded as (checksum, txn),
-        read through the store (see the module's docstring); later reads of it in this
-        process may take it from the map."""
+        read through the store (see the module's docstring), or ``copied``: what C
+        copied out of the map at that page under its SIGBUS guard, verified here instead
+        of read again (unless the page is this txn's unflushed one, or outside the
+        database). Later reads of it in this process may take it from the map."""
         if self.fd < 0:
             raise DatabaseClosed("the database is closed; open it again with cowdb.open()")
         store = self.store
         self.unit = store.unit
-        data = store.read(page)  # verified, or Corruption / ReadFailed
+        if copied is not None and page not in store._queue and not store.outside(page):
+            verify(copied, page)
+            data = copied
+        else:
+            data = store.read(page)  # verified, or Corruption / ReadFailed
         if int.from_bytes(data[:8], "little") != checksum:
             raise Corruption(f"page {page} does not hold the node its parent expects "
                              f"(stale or overwritten page)", page)

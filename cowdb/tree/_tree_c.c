@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define API 6  /* node.API must match: bump both on any change of get()'s or map_get()'s
+#define API 7  /* node.API must match: bump both on any change of get()'s or map_get()'s
                   contract */
 
 static PyTypeObject *branch_type = NULL;   /* node.Branch, set by bind() */
@@ -266,6 +266,15 @@ damaged(unsigned long long page, const char *what)
  * code runs inside), in_map is set and the handler jumps back, so the get raises
  * Corruption instead of killing the interpreter. */
 static volatile sig_atomic_t in_map = 0;  /* map_get holds the GIL: one thread at a time */
+
+/* set in_map with compiler barriers on both sides: a read of the map must not be moved
+ * out of (or a guarded read's result used before) the guarded stretch */
+#if defined(__GNUC__)
+#define BARRIER() __asm__ __volatile__("" ::: "memory")
+#else
+#define BARRIER() ((void)0)
+#endif
+#define GUARD(on) do { BARRIER(); in_map = (on); BARRIER(); } while (0)
 static sigjmp_buf map_jump;
 static struct sigaction old_bus;
 
@@ -273,7 +282,7 @@ static void
 on_sigbus(int sig, siginfo_t *info, void *ctx)
 {
     if (in_map) {
-        in_map = 0;
+        GUARD(0);
         siglongjmp(map_jump, 1);
     }
     if (old_bus.sa_flags & SA_SIGINFO && old_bus.sa_sigaction != NULL)
@@ -385,6 +394,39 @@ typedef struct {
     unsigned long long page[SEEN], txn[SEEN];
 } Seen;
 
+/* A leaf or branch image copied out of the map, checked as PageMap.image checks one:
+ * its header names the checksum and txn its parent recorded and the checksum (digest,
+ * bound by bind_map) is right; then page -> txn goes into verified, as image() would
+ * do.  1 if so, 0 if not (image() then says what is wrong, or reads what is not a whole
+ * image at its page), -1 on error. */
+static PyObject *digest = NULL;
+
+static int
+checked(PyObject *copied, unsigned long long sum, unsigned long long txn, PyObject *verified,
+        PyObject *pk)
+{
+    const unsigned char *c = (const unsigned char *)PyBytes_AS_STRING(copied);
+    Py_ssize_t len = PyBytes_GET_SIZE(copied);
+    if (digest == NULL || len < 24 || (c[8] != 1 && c[8] != 2) || le64(c) != sum ||
+            le64(c + 16) != txn || (Py_ssize_t)le32(c + 12) != len)
+        return 0;
+    PyObject *mv = PyMemoryView_FromMemory((char *)c + 8, len - 8, PyBUF_READ);
+    PyObject *h = mv != NULL ? PyObject_CallOneArg(digest, mv) : NULL;
+    Py_XDECREF(mv);
+    if (h == NULL)
+        return -1;
+    unsigned long long hv = PyLong_AsUnsignedLongLong(h);
+    Py_DECREF(h);
+    if (hv == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    if (hv != sum)
+        return 0;
+    PyObject *to = PyLong_FromUnsignedLongLong(txn);
+    int r = to == NULL ? -1 : PyDict_SetItem(verified, pk, to);
+    Py_XDECREF(to);
+    return r < 0 ? -1 : 1;
+}
+
 /* the value under the key (q, ql) below the image (page, sum, txn) of pagemap pm: bytes,
  * an overflow reference (page, length, checksum, txn) as a tuple, or None.  With q NULL,
  * the image itself: (keys, values, big, length) of a leaf (leaf_split), None for a branch. */
@@ -400,6 +442,7 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
     Py_buffer map = {0}, img = {0};
     uint32_t small[SMALLN + 1], *volatile off = small;
     unsigned char *volatile copy = NULL;  /* leaf mode: the leaf's image, out of the map */
+    PyObject *volatile copied = NULL;     /* an image copied out of the map, to verify */
     Py_ssize_t psz;
     if ((pso = pm_field(pm, off_unit, s_unit)) == NULL ||
         (psz = PyLong_AsSsize_t(pso)) <= 0 ||
@@ -416,7 +459,7 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
         goto done;
     }
     for (;;) {
-        in_map = 0;
+        GUARD(0);
         const unsigned char *d = NULL;
         Py_ssize_t dl = 0;
         PyObject *pk = NULL;
@@ -441,14 +484,14 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
             Py_ssize_t start = (Py_ssize_t)page * psz;
             if (start + 24 <= map.len) {
                 const unsigned char *h = (const unsigned char *)map.buf + start;
-                in_map = 1;
+                GUARD(1);
                 Py_ssize_t len = le32(h + 12);
                 if (len >= 24 && len <= map.len - start) {
                     d = h;
                     dl = len;
                 }
                 else
-                    in_map = 0;
+                    GUARD(0);
             }
         }
         if (d == NULL) {
@@ -461,12 +504,45 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
                 PyBuffer_Release(&img);
                 Py_CLEAR(held);
             }
-            PyObject *so = PyLong_FromUnsignedLongLong(sum);
-            PyObject *to = PyLong_FromUnsignedLongLong(txn);
-            if (so != NULL && to != NULL)
-                held = PyObject_CallMethodObjArgs(pm, s_image, pk, so, to, NULL);
-            Py_XDECREF(so);
-            Py_XDECREF(to);
+            /* not verified yet: a copy of what the map holds there (read under the
+             * guard), verified here (checked()) or by pagemap.image, which otherwise
+             * reads the page again */
+            if (page < (unsigned long long)(PY_SSIZE_T_MAX / psz) &&
+                    (Py_ssize_t)page * psz + 24 <= map.len) {
+                Py_ssize_t start = (Py_ssize_t)page * psz;
+                GUARD(1);
+                Py_ssize_t len = le32((const unsigned char *)map.buf + start + 12);
+                GUARD(0);
+                if (len >= 24 && len <= map.len - start &&
+                        (copied = PyBytes_FromStringAndSize(NULL, len)) != NULL) {
+                    GUARD(1);
+                    memcpy(PyBytes_AS_STRING(copied), (const char *)map.buf + start, len);
+                    GUARD(0);
+                }
+                if (PyErr_Occurred()) {
+                    Py_DECREF(pk);
+                    goto done;
+                }
+            }
+            int ok_c = copied != NULL ? checked(copied, sum, txn, verified, pk) : 0;
+            if (ok_c < 0) {
+                Py_DECREF(pk);
+                goto done;
+            }
+            if (ok_c) {  /* verified here: the copy is the image */
+                held = copied;
+                copied = NULL;
+            }
+            else {
+                PyObject *so = PyLong_FromUnsignedLongLong(sum);
+                PyObject *to = PyLong_FromUnsignedLongLong(txn);
+                if (so != NULL && to != NULL)
+                    held = PyObject_CallMethodObjArgs(pm, s_image, pk, so, to,
+                                                      copied ? copied : Py_None, NULL);
+                Py_XDECREF(so);
+                Py_XDECREF(to);
+                Py_CLEAR(copied);
+            }
             if (held != NULL && PyObject_GetBuffer(held, &img, PyBUF_SIMPLE) < 0)
                 Py_CLEAR(held);
             if (held == NULL) {
@@ -477,21 +553,21 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
             dl = img.len;
         }
         Py_XDECREF(pk);
-        in_map = 1;  /* d may be the map (or a view of it): guarded from here */
+        GUARD(1);  /* d may be the map (or a view of it): guarded from here */
         if (dl < 24) {
-            in_map = 0;
+            GUARD(0);
             damaged(page, "shorter than its header");
             goto done;
         }
         unsigned kind = d[8], n = le16(d + 10);
         Py_ssize_t length = le32(d + 12);
         if (length > dl) {
-            in_map = 0;
+            GUARD(0);
             damaged(page, "its length is past its image");
             goto done;
         }
         if (n > SMALLN && off == small) {
-            in_map = 0;
+            GUARD(0);
             off = PyMem_Malloc(sizeof(uint32_t) * 65537);
             if (off == NULL) {
                 off = small;
@@ -499,16 +575,16 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
                 goto done;
             }
         }
-        in_map = 1;
+        GUARD(1);
         if (kind == 2 && n && q == NULL) {
-            in_map = 0;
+            GUARD(0);
             result = Py_NewRef(Py_None);
             goto done;
         }
         if (kind == 2 && n) {   /* a branch */
             Py_ssize_t base = 24 + 34 * (Py_ssize_t)n;
             if (base > length || key_offsets(d, n, base, off) > length) {
-                in_map = 0;
+                GUARD(0);
                 damaged(page, "entries past its end");
                 goto done;
             }
@@ -520,31 +596,31 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
             continue;
         }
         if (kind != 1) {
-            in_map = 0;
+            GUARD(0);
             damaged(page, "not a leaf or a branch");
             goto done;
         }
         Py_ssize_t base = 24 + 6 * (Py_ssize_t)n, pos;
         if (base > length || (pos = key_offsets(d, n, base, off)) > length) {
-            in_map = 0;
+            GUARD(0);
             damaged(page, "entries past its end");
             goto done;
         }
         if (q == NULL) {  /* leaf mode: copy the image out of the map, then split it */
-            in_map = 0;
+            GUARD(0);
             if ((copy = PyMem_Malloc(length)) == NULL) {
                 PyErr_NoMemory();
                 goto done;
             }
-            in_map = 1;
+            GUARD(1);
             memcpy(copy, d, length);
-            in_map = 0;
+            GUARD(0);
             result = leaf_split(copy, n, off, pos, length, page);
             goto done;
         }
         Py_ssize_t i = key_bisect(d, off, n, q, ql, 0);
         if (i == n || kcmp(d + off[i], off[i + 1] - off[i], q, ql) != 0) {
-            in_map = 0;
+            GUARD(0);
             result = Py_NewRef(Py_None);
             goto done;
         }
@@ -556,29 +632,29 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
         unsigned v = le32(vl + 4 * i);
         Py_ssize_t size = (v & 0x80000000u) ? 32 : v;
         if (pos + size > length) {
-            in_map = 0;
+            GUARD(0);
             damaged(page, "values past its end");
             goto done;
         }
         if (v & 0x80000000u) {
             unsigned long long r[4];
             memcpy(r, d + pos, 32);
-            in_map = 0;
+            GUARD(0);
             result = Py_BuildValue("(KKKK)", r[0], r[1], r[2], r[3]);
         }
         else {
-            in_map = 0;
+            GUARD(0);
             result = PyBytes_FromStringAndSize(NULL, size);
             if (result != NULL) {
-                in_map = 1;
+                GUARD(1);
                 memcpy(PyBytes_AS_STRING(result), d + pos, size);
-                in_map = 0;
+                GUARD(0);
             }
         }
         goto done;
     }
 done:
-    in_map = 0;
+    GUARD(0);
     if (held != NULL) {
         PyBuffer_Release(&img);
         Py_DECREF(held);
@@ -586,6 +662,7 @@ done:
     if (off != small)
         PyMem_Free(off);
     PyMem_Free(copy);
+    Py_XDECREF(copied);
     if (map.obj != NULL)
         PyBuffer_Release(&map);
     Py_XDECREF(verified);
@@ -842,10 +919,13 @@ slot_offset(PyTypeObject *cls, PyObject *name)
 static PyObject *
 bind_map(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "bind_map(Corruption, PageMap) takes two classes");
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyType_Check(args[1]) ||
+            !PyCallable_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind_map(Corruption, PageMap, digest)");
         return NULL;
     }
+    Py_INCREF(args[2]);
+    Py_XSETREF(digest, args[2]);
     PyObject *cls = args[0];
     PyTypeObject *pmt = (PyTypeObject *)args[1];
     off_buf = slot_offset(pmt, s_buf);
@@ -955,7 +1035,8 @@ static PyMethodDef methods[] = {
     {"map_leaf", (PyCFunction)(void (*)(void))map_leaf, METH_FASTCALL,
      "map_leaf(pagemap, page, checksum, txn): mapped.py's py_map_leaf in C."},
     {"bind_map", (PyCFunction)(void (*)(void))bind_map, METH_FASTCALL,
-     "bind_map(Corruption, PageMap): the error a damaged image raises; the page map's class."},
+     "bind_map(Corruption, PageMap, digest): the error a damaged image raises, the page "
+     "map's class, the checksum function of an image's bytes after its first 8."},
     {"bind", bind, METH_O, "bind(Branch): the class whose instances are branch nodes."},
     {NULL, NULL, 0, NULL},
 };

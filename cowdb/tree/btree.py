@@ -16,7 +16,7 @@ from itertools import islice
 
 from .._accelerators import load, wanted
 from ..errors import Corruption
-from ..pages.checksum import HEADER_SIZE, OVERFLOW
+from ..pages.checksum import HEADER_SIZE, OVERFLOW, xxh3_64_intdigest
 from ..pages.mapfile import PageMap
 from ..pages.meta import EMPTY, RootRef
 from ..pages.store import PageStore
@@ -578,7 +578,7 @@ descend = py_get
 map_descend = map_leaf = MapRoot = MapGetMethod = None
 if _tree_c is not None:  # bound either way: the tests run both searches
     _tree_c.bind(Branch)
-    _tree_c.bind_map(Corruption, PageMap)
+    _tree_c.bind_map(Corruption, PageMap, xxh3_64_intdigest)
 if _tree_c is not None and wanted():
     descend = _tree_c.get
     map_descend, map_leaf = _tree_c.map_get, _tree_c.map_leaf

@@ -215,6 +215,6 @@ def encode_branch(b: Branch, txn: int) -> bytearray:
 
 # The optional C accelerator (_tree_c.c) writes a branch's body (``branch_body``) when it
 # is built and current, as btree.py's point reads do (see cowdb/_accelerators.py).
-API = 6  # the _tree_c this package is written against (its API constant; btree.py's too)
+API = 7  # the _tree_c this package is written against (its API constant; btree.py's too)
 _tree_c = load("cowdb.tree", "_tree_c", API)
 _branch_body = _tree_c.branch_body if _tree_c is not None and wanted() else None
