@@ -14,9 +14,10 @@ file truncated under the map raises Corruption or ReadFailed there, not SIGBUS),
 verified from a copy C made of the map under its SIGBUS guard, checked against what
 the parent recorded, and remembered in ``verified`` when the map covers it. (C checks a
 copy of a whole leaf or branch image itself, the same way, and calls ``image`` for
-anything else: a damaged page, to raise; or an image that is not whole at its page.) Later reads take it from the map: in C (_tree_c.map_get) under a SIGBUS
-guard; in Python (tree/mapped.py image_of) after ``covers`` checked the file's size,
-which leaves only the instant between that check and the read unguarded. An image that
+anything else: a damaged page, to raise; or an image that is not whole at its page.)
+Later reads take it from the map: in C (_tree_c.map_get) under a SIGBUS guard; in
+Python (tree/mapped.py image_of) after ``covers`` checked the file's size, which
+leaves only the instant between that check and the read unguarded. An image that
 is not whole in the file at its page (a delta, materialised per process) is never
 marked verified, so every read of it goes through ``image``.
 """
