@@ -11,10 +11,12 @@ yielded, so it sees exactly the current tree.
 
 On a clean tree of a mapped file (a snapshot's), with the C accelerator, a leaf
 that is not in the node cache is split in C straight from its page image
-(``btree.map_leaf``), not read and decoded in Python: a cold scan runs at C
-speed. The Leaf it makes is cached as a decoded one would be, so a warm scan
-flattens cached lists as before; branches (about one per hundred leaves) are
-decoded as before.
+(``btree.map_leaf``), not read and decoded in Python, and not cached: a scan
+builds no node it keeps (a forked child dirties nothing of its parent's), and
+memory is recycled as it goes. At 1M keys (CPU time per full scan): cold 195 ms
+(lmdb 153); later scans 133 ms (lmdb 147). Caching the split leaves would make
+later scans 79 ms but the first 322 ms (the kept objects' fresh memory).
+Branches (about one per hundred leaves) are decoded and cached as before.
 """
 from bisect import bisect_left, bisect_right
 from functools import partial
@@ -146,7 +148,7 @@ def _backward(tree, start, stop):
 
 class _MappedKids:
     """A clean tree whose ``kid`` takes a node from the node cache, else has ``split``
-    (map_leaf) split a leaf's image into a Leaf, which it caches; a branch is loaded."""
+    (map_leaf) split a leaf's image into a Leaf, not cached; a branch is loaded."""
     __slots__ = ("tree", "split")
 
     def __init__(self, tree, split):
@@ -170,7 +172,4 @@ class _MappedKids:
         keys, vals, big, size = parts
         if big:
             vals = [v if type(v) is bytes else Overflow(*v) for v in vals]
-        node = Leaf(keys, vals, size, big)
-        node.txn = txn
-        nodes.put(page, node)
-        return node
+        return Leaf(keys, vals, size, big)
