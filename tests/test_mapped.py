@@ -294,13 +294,14 @@ def test_mapped_scans_match_the_model(tmp_path_factory, model, bounds, reverse):
                             assert [v if type(v) is bytes else btree.Overflow(*v)
                                     for v in vs] == node.vals or big
             for split in LEAF_SPLITS:
-                db._nodes.clear()  # every leaf is split from the map
-                runs = cursor.runs(cursor._MappedKids(tree, partial(split,
-                                                                    db._store.pagemap)),
-                                   start, stop, reverse) if tree.ref.page else []
-                got = [(k, v if type(v) is bytes else tree.read_overflow(v))
-                       for ks, vs in runs for k, v in zip(ks, vs)]
-                assert got == want
+                for keep in (False, True, True):  # (the second keep=True: from the cache)
+                    if not keep:
+                        db._nodes.clear()  # every leaf is split from the map
+                    kids = cursor._MappedKids(tree, partial(split, db._store.pagemap), keep)
+                    runs = cursor.runs(kids, start, stop, reverse) if tree.ref.page else []
+                    got = [(k, v if type(v) is bytes else tree.read_overflow(v))
+                           for ks, vs in runs for k, v in zip(ks, vs)]
+                    assert got == want
             db._nodes.clear()
             if start is None or stop is None or start < stop:
                 assert list(snap.items(start=start, stop=stop, reverse=reverse)) == want
@@ -345,3 +346,23 @@ def test_a_damaged_page_is_corruption_never_wrong_data(tmp_path, reads, fn):
                 assert got == want, "wrong data after damage"
         except Corruption:
             pass
+
+
+def test_a_full_scan_keeps_no_leaf_and_a_range_keeps_its_leaves(tmp_path):
+    """A snapshot's full scan on a mapped file caches no leaf (only branches); a bounded
+    range caches the leaves it split (see cursor.py)."""
+    path = str(tmp_path / "k.cow")
+    build(path)
+    db = cowdb.open(path)
+    try:
+        with db.read() as snap:
+            db._nodes.clear()
+            assert sum(1 for _ in snap.items()) == 3000
+            leaves = [n for n in db._nodes.values() if type(n) is not Branch]
+            if btree.map_leaf is not None:
+                assert leaves == []
+            assert len(list(snap.items(b"key000100", b"key000200"))) == 100
+            leaves = [n for n in db._nodes.values() if type(n) is not Branch]
+            assert leaves and all(n.txn for n in leaves)
+    finally:
+        db.close()

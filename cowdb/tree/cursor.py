@@ -11,12 +11,15 @@ yielded, so it sees exactly the current tree.
 
 On a clean tree of a mapped file (a snapshot's), with the C accelerator, a leaf
 that is not in the node cache is split in C straight from its page image
-(``btree.map_leaf``), not read and decoded in Python, and not cached: a scan
-builds no node it keeps (a forked child dirties nothing of its parent's), and
-memory is recycled as it goes. At 1M keys (CPU time per full scan): cold 195 ms
-(lmdb 153); later scans 133 ms (lmdb 147). Caching the split leaves would make
-later scans 79 ms but the first 322 ms (the kept objects' fresh memory).
-Branches (about one per hundred leaves) are decoded and cached as before.
+(``btree.map_leaf``), not read and decoded in Python. A full scan keeps none of
+them: it builds no node it keeps (a forked child dirties nothing of its
+parent's), and memory is recycled as it goes. At 1M keys (CPU time per full
+scan): cold 195 ms (lmdb 153); later scans 133 ms (lmdb 147); caching the split
+leaves would make later scans 79 ms but the first 322 ms (the kept objects'
+fresh memory). A bounded range caches the leaves it splits, as decoded leaves
+were: a range of 100 keys splits a few whole leaves for a part of each, and
+ranges come back to the same leaves. Branches (about one per hundred leaves) are
+decoded and cached as before.
 """
 from bisect import bisect_left, bisect_right
 from functools import partial
@@ -54,7 +57,8 @@ def runs(tree, start=None, stop=None, reverse=False, mapped=False):
         return
     if mapped and btree.map_leaf is not None and tree.store.pagemap is not None and \
             not tree._dirty:
-        tree = _MappedKids(tree, partial(btree.map_leaf, tree.store.pagemap))
+        tree = _MappedKids(tree, partial(btree.map_leaf, tree.store.pagemap),
+                           start is not None or stop is not None)
     if reverse:
         leaf, path = _seek(tree, stop, True)
         j = len(leaf.keys) if stop is None else bisect_left(leaf.keys, stop)
@@ -148,11 +152,12 @@ def _backward(tree, start, stop):
 
 class _MappedKids:
     """A clean tree whose ``kid`` takes a node from the node cache, else has ``split``
-    (map_leaf) split a leaf's image into a Leaf, not cached; a branch is loaded."""
-    __slots__ = ("tree", "split")
+    (map_leaf) split a leaf's image into a Leaf, cached if ``keep``; a branch is
+    loaded (and cached)."""
+    __slots__ = ("tree", "split", "keep")
 
-    def __init__(self, tree, split):
-        self.tree, self.split = tree, split
+    def __init__(self, tree, split, keep=False):
+        self.tree, self.split, self.keep = tree, split, keep
 
     def root(self):
         return self.tree.root()
@@ -172,4 +177,8 @@ class _MappedKids:
         keys, vals, big, size = parts
         if big:
             vals = [v if type(v) is bytes else Overflow(*v) for v in vals]
-        return Leaf(keys, vals, size, big)
+        node = Leaf(keys, vals, size, big)
+        if self.keep:
+            node.txn = txn
+            nodes.put(page, node)
+        return node
