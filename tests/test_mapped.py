@@ -285,7 +285,7 @@ def test_mapped_scans_match_the_model(tmp_path_factory, model, bounds, reverse):
             if tree.ref.page:
                 for (page, s, t), node in leaves_and_branches(db, tree.ref):
                     for split in LEAF_SPLITS:
-                        got = split(db._store.pagemap, page, s, t)
+                        got = split(db._store.pagemap, page, s, t, None, None)
                         if type(node) is Branch:
                             assert got is None
                         else:
@@ -294,10 +294,10 @@ def test_mapped_scans_match_the_model(tmp_path_factory, model, bounds, reverse):
                             assert [v if type(v) is bytes else btree.Overflow(*v)
                                     for v in vs] == node.vals or big
             for split in LEAF_SPLITS:
-                for keep in (False, True, True):  # (the second keep=True: from the cache)
-                    if not keep:
-                        db._nodes.clear()  # every leaf is split from the map
-                    kids = cursor._MappedKids(tree, partial(split, db._store.pagemap), keep)
+                for window in (False, True):  # whole leaves, or windows of [start, stop)
+                    db._nodes.clear()  # every leaf is split from the map
+                    kids = cursor._MappedKids(tree, partial(split, db._store.pagemap),
+                                              *((start, stop) if window else ()))
                     runs = cursor.runs(kids, start, stop, reverse) if tree.ref.page else []
                     got = [(k, v if type(v) is bytes else tree.read_overflow(v))
                            for ks, vs in runs for k, v in zip(ks, vs)]
@@ -320,7 +320,7 @@ def get_reads(db, ref, search):
 def leaf_reads(db, ref, split):
     """(what split answered, as keys and values, what decode says) for every node."""
     def read(p, s, t):
-        got = split(db._store.pagemap, p, s, t)
+        got = split(db._store.pagemap, p, s, t, None, None)
         return None if got is None else tuple(got[:2])
 
     for (p, s, t), node in leaves_and_branches(db, ref):
@@ -348,9 +348,9 @@ def test_a_damaged_page_is_corruption_never_wrong_data(tmp_path, reads, fn):
             pass
 
 
-def test_a_full_scan_keeps_no_leaf_and_a_range_keeps_its_leaves(tmp_path):
-    """A snapshot's full scan on a mapped file caches no leaf (only branches); a bounded
-    range caches the leaves it split (see cursor.py)."""
+def test_scans_keep_no_leaf_and_a_range_splits_only_its_window(tmp_path):
+    """A snapshot's scans on a mapped file cache no leaf (only branches); a bounded
+    range asks map_leaf for its window only (see cursor.py)."""
     path = str(tmp_path / "k.cow")
     build(path)
     db = cowdb.open(path)
@@ -358,11 +358,20 @@ def test_a_full_scan_keeps_no_leaf_and_a_range_keeps_its_leaves(tmp_path):
         with db.read() as snap:
             db._nodes.clear()
             assert sum(1 for _ in snap.items()) == 3000
-            leaves = [n for n in db._nodes.values() if type(n) is not Branch]
+            got = list(snap.items(b"key000100", b"key000200"))
+            assert got == [(b"key%06d" % i, b"v%d" % i) for i in range(100, 200)]
+            assert list(snap.keys(b"key000150", b"key000153", reverse=True)) == \
+                [b"key000152", b"key000151", b"key000150"]
             if btree.map_leaf is not None:
-                assert leaves == []
-            assert len(list(snap.items(b"key000100", b"key000200"))) == 100
-            leaves = [n for n in db._nodes.values() if type(n) is not Branch]
-            assert leaves and all(n.txn for n in leaves)
+                assert [n for n in db._nodes.values() if type(n) is not Branch] == []
+        for split in LEAF_SPLITS:
+            with db.read() as snap:
+                ref = snap._live().ref
+                for (p, s, t), node in leaves_and_branches(db, ref):
+                    if type(node) is Branch:
+                        continue
+                    ks, vs, _big, _size = split(db._store.pagemap, p, s, t, node.keys[3],
+                                                node.keys[5])
+                    assert ks == node.keys[2:6] and vs == node.vals[2:6]
     finally:
         db.close()

@@ -339,21 +339,40 @@ pm_field(PyObject *pm, Py_ssize_t offset, PyObject *name)
 
 /* (keys, values, big, length) of a leaf image d of n entries whose keys end at pos
  * (checked within length): values are bytes, or (page, length, checksum, txn) tuples of
- * overflow values (big is then True).  d is a private copy: no guard needed. */
+ * overflow values (big is then True); only a window of them if start or stop (bytes, or
+ * None) is given.  d is a private copy: no guard needed. */
 static PyObject *
 leaf_split(const unsigned char *d, unsigned n, const uint32_t *off, Py_ssize_t pos,
-           Py_ssize_t length, unsigned long long page)
+           Py_ssize_t length, unsigned long long page, PyObject *start, PyObject *stop)
 {
     const unsigned char *vl = d + 24 + 2 * (Py_ssize_t)n;
-    PyObject *keys = PyList_New(n), *vals = PyList_New(n);
+    /* the window [lo, hi): the keys in [start, stop) and the nearest key outside on
+     * each side, so that bisecting start and stop in it stops where it would in the
+     * whole leaf (see cursor.py) */
+    Py_ssize_t lo = 0, hi = n;
+    if (start != Py_None) {
+        lo = key_bisect(d, off, n, PyBytes_AS_STRING(start), PyBytes_GET_SIZE(start), 0);
+        lo = lo > 0 ? lo - 1 : 0;
+    }
+    if (stop != Py_None) {
+        hi = key_bisect(d, off, n, PyBytes_AS_STRING(stop), PyBytes_GET_SIZE(stop), 0);
+        hi = hi < n ? hi + 1 : n;
+    }
+    if (hi < lo)
+        hi = lo;
+    for (Py_ssize_t j = 0; j < lo; j++) {
+        unsigned v = le32(vl + 4 * j);
+        pos += (v & 0x80000000u) ? 32 : v;
+    }
+    PyObject *keys = PyList_New(hi - lo), *vals = PyList_New(hi - lo);
     int big = 0;
     if (keys == NULL || vals == NULL)
         goto fail;
-    for (unsigned j = 0; j < n; j++) {
+    for (Py_ssize_t j = lo; j < hi; j++) {
         PyObject *k = PyBytes_FromStringAndSize((const char *)d + off[j], off[j + 1] - off[j]);
         if (k == NULL)
             goto fail;
-        PyList_SET_ITEM(keys, j, k);
+        PyList_SET_ITEM(keys, j - lo, k);
         unsigned v = le32(vl + 4 * j);
         Py_ssize_t size = (v & 0x80000000u) ? 32 : v;
         if (pos + size > length) {
@@ -370,10 +389,10 @@ leaf_split(const unsigned char *d, unsigned n, const uint32_t *off, Py_ssize_t p
             val = PyBytes_FromStringAndSize((const char *)d + pos, size);
         if (val == NULL)
             goto fail;
-        PyList_SET_ITEM(vals, j, val);
+        PyList_SET_ITEM(vals, j - lo, val);
         pos += size;
     }
-    if (pos != length) {
+    if (hi == n && pos != length) {
         damaged(page, "entries do not fill the image");
         goto fail;
     }
@@ -429,10 +448,12 @@ checked(PyObject *copied, unsigned long long sum, unsigned long long txn, PyObje
 
 /* the value under the key (q, ql) below the image (page, sum, txn) of pagemap pm: bytes,
  * an overflow reference (page, length, checksum, txn) as a tuple, or None.  With q NULL,
- * the image itself: (keys, values, big, length) of a leaf (leaf_split), None for a branch. */
+ * the image itself: (keys, values, big, length) of a leaf (leaf_split: start and stop
+ * bound a window), None for a branch. */
 static PyObject *
 search(PyObject *pm, unsigned long long page_, unsigned long long sum,
-       unsigned long long txn, const char *q, Py_ssize_t ql, Seen *seen)
+       unsigned long long txn, const char *q, Py_ssize_t ql, Seen *seen, PyObject *start,
+       PyObject *stop)
 {
     /* volatile: set after sigsetjmp and read after a jump back */
     volatile unsigned long long page = page_;
@@ -615,7 +636,7 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
             GUARD(1);
             memcpy(copy, d, length);
             GUARD(0);
-            result = leaf_split(copy, n, off, pos, length, page);
+            result = leaf_split(copy, n, off, pos, length, page, start, stop);
             goto done;
         }
         Py_ssize_t i = key_bisect(d, off, n, q, ql, 0);
@@ -675,10 +696,13 @@ done:
 static PyObject *
 mapped(PyObject *const *args, Py_ssize_t nargs, int with_key)
 {
-    if (nargs != 4 + with_key || (with_key && !PyBytes_CheckExact(args[4]))) {
+    int ok = with_key ? nargs == 5 && PyBytes_CheckExact(args[4])
+                      : nargs == 6 && (args[4] == Py_None || PyBytes_CheckExact(args[4])) &&
+                        (args[5] == Py_None || PyBytes_CheckExact(args[5]));
+    if (!ok) {
         PyErr_SetString(PyExc_TypeError, with_key
                         ? "map_get(pagemap, page, checksum, txn, key: bytes)"
-                        : "map_leaf(pagemap, page, checksum, txn)");
+                        : "map_leaf(pagemap, page, checksum, txn, start, stop: bytes or None)");
         return NULL;
     }
     if (corrupt == NULL) {
@@ -691,9 +715,9 @@ mapped(PyObject *const *args, Py_ssize_t nargs, int with_key)
     if (PyErr_Occurred())
         return NULL;
     if (!with_key)
-        return search(args[0], page, sum, txn, NULL, 0, NULL);
+        return search(args[0], page, sum, txn, NULL, 0, NULL, args[4], args[5]);
     return search(args[0], page, sum, txn, PyBytes_AS_STRING(args[4]),
-                  PyBytes_GET_SIZE(args[4]), NULL);
+                  PyBytes_GET_SIZE(args[4]), NULL, NULL, NULL);
 }
 
 static PyObject *
@@ -738,7 +762,7 @@ root_search(Root *r, PyObject *key)
             PyBytes_GET_SIZE(key) > r->max_key)
         Py_RETURN_NOTIMPLEMENTED;
     PyObject *v = search(r->pm, r->page, r->sum, r->txn, PyBytes_AS_STRING(key),
-                         PyBytes_GET_SIZE(key), &r->seen);
+                         PyBytes_GET_SIZE(key), &r->seen, NULL, NULL);
     if (v == NULL || v == Py_None)
         return v;
     if (!PyBytes_CheckExact(v)) {  /* an overflow value: Python reads it */
@@ -1033,7 +1057,7 @@ static PyMethodDef methods[] = {
     {"map_get", (PyCFunction)(void (*)(void))map_get, METH_FASTCALL,
      "map_get(pagemap, page, checksum, txn, key): mapped.py's py_map_get in C."},
     {"map_leaf", (PyCFunction)(void (*)(void))map_leaf, METH_FASTCALL,
-     "map_leaf(pagemap, page, checksum, txn): mapped.py's py_map_leaf in C."},
+     "map_leaf(pagemap, page, checksum, txn, start, stop): mapped.py's py_map_leaf in C."},
     {"bind_map", (PyCFunction)(void (*)(void))bind_map, METH_FASTCALL,
      "bind_map(Corruption, PageMap, digest): the error a damaged image raises, the page "
      "map's class, the checksum function of an image's bytes after its first 8."},

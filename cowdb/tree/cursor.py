@@ -11,15 +11,14 @@ yielded, so it sees exactly the current tree.
 
 On a clean tree of a mapped file (a snapshot's), with the C accelerator, a leaf
 that is not in the node cache is split in C straight from its page image
-(``btree.map_leaf``), not read and decoded in Python. A full scan keeps none of
-them: it builds no node it keeps (a forked child dirties nothing of its
-parent's), and memory is recycled as it goes. At 1M keys (CPU time per full
-scan): cold 195 ms (lmdb 153); later scans 133 ms (lmdb 147); caching the split
-leaves would make later scans 79 ms but the first 322 ms (the kept objects'
-fresh memory). A bounded range caches the leaves it splits, as decoded leaves
-were: a range of 100 keys splits a few whole leaves for a part of each, and
-ranges come back to the same leaves. Branches (about one per hundred leaves) are
-decoded and cached as before.
+(``btree.map_leaf``), not read and decoded in Python, and not cached: a scan
+builds no node it keeps (a forked child dirties nothing of its parent's), and
+memory is recycled as it goes. At 1M keys (CPU time per full scan): cold 195 ms
+(lmdb 153); later scans 133 ms (lmdb 147); caching the split leaves would make
+later scans 79 ms but the first 322 ms (the kept objects' fresh memory). A
+bounded range splits only its window of each leaf (map_leaf's start and stop),
+so a range of 100 keys makes about 100 pairs, not its leaves' every pair.
+Branches (about one per hundred leaves) are decoded and cached as before.
 """
 from bisect import bisect_left, bisect_right
 from functools import partial
@@ -57,8 +56,7 @@ def runs(tree, start=None, stop=None, reverse=False, mapped=False):
         return
     if mapped and btree.map_leaf is not None and tree.store.pagemap is not None and \
             not tree._dirty:
-        tree = _MappedKids(tree, partial(btree.map_leaf, tree.store.pagemap),
-                           start is not None or stop is not None)
+        tree = _MappedKids(tree, partial(btree.map_leaf, tree.store.pagemap), start, stop)
     if reverse:
         leaf, path = _seek(tree, stop, True)
         j = len(leaf.keys) if stop is None else bisect_left(leaf.keys, stop)
@@ -152,12 +150,12 @@ def _backward(tree, start, stop):
 
 class _MappedKids:
     """A clean tree whose ``kid`` takes a node from the node cache, else has ``split``
-    (map_leaf) split a leaf's image into a Leaf, cached if ``keep``; a branch is
-    loaded (and cached)."""
-    __slots__ = ("tree", "split", "keep")
+    (map_leaf) split a leaf's image into a Leaf, not cached: its window for [start,
+    stop) if bounded (see map_leaf), all of it if not. A branch is loaded (cached)."""
+    __slots__ = ("tree", "split", "start", "stop")
 
-    def __init__(self, tree, split, keep=False):
-        self.tree, self.split, self.keep = tree, split, keep
+    def __init__(self, tree, split, start=None, stop=None):
+        self.tree, self.split, self.start, self.stop = tree, split, start, stop
 
     def root(self):
         return self.tree.root()
@@ -171,14 +169,10 @@ class _MappedKids:
         node = nodes.get(page)  # NodeCache.cached, inline: this runs once a leaf
         if node is not None and node.txn == txn:
             return node
-        parts = self.split(page, branch.sums[i], txn)
+        parts = self.split(page, branch.sums[i], txn, self.start, self.stop)
         if parts is None:  # a branch
             return nodes.load(page, branch.sums[i], txn)
         keys, vals, big, size = parts
         if big:
             vals = [v if type(v) is bytes else Overflow(*v) for v in vals]
-        node = Leaf(keys, vals, size, big)
-        if self.keep:
-            node.txn = txn
-            nodes.put(page, node)
-        return node
+        return Leaf(keys, vals, size, big)

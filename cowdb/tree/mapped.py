@@ -1,9 +1,12 @@
 """Point reads inside page images: the descent of ``btree.py_get`` over a PageMap's
 mapped bytes, with no node objects built (see cowdb/pages/mapfile.py for why).
 
-``map_leaf(pagemap, page, checksum, txn)`` is the image itself, for scans: (keys, values,
-big, length) of a leaf, its values bytes or (page, length, checksum, txn) tuples of
-overflow values (big is then True), or None for a branch (the cursor decodes those).
+``map_leaf(pagemap, page, checksum, txn, start, stop)`` is the image itself, for scans:
+(keys, values, big, length) of a leaf, its values bytes or (page, length, checksum, txn)
+tuples of overflow values (big is then True), or None for a branch (the cursor decodes
+those). With start or stop (else None), only a window: the entries in [start, stop)
+and the nearest one outside on each side, so that bisecting start and stop in the
+window stops where it would in the whole leaf (cursor.runs relies on it).
 
 ``map_get(pagemap, page, txn, key)`` starts at the root image (page, txn) and returns
 the value under ``key`` (bytes, or the (page, length, checksum, txn) tuple of an
@@ -77,7 +80,7 @@ def py_map_get(pagemap, page: int, sumv: int, txn: int, key: bytes):
         return bytes(data[pos:pos + vl])
 
 
-def py_map_leaf(pagemap, page: int, sumv: int, txn: int):
+def py_map_leaf(pagemap, page: int, sumv: int, txn: int, start=None, stop=None):
     data = image_of(pagemap, page, sumv, txn)
     _s, kind, _f, n, length, _t = HEADER.unpack_from(data, 0)
     if kind == BRANCH and n:
@@ -87,8 +90,13 @@ def py_map_leaf(pagemap, page: int, sumv: int, txn: int):
     if HEADER_SIZE + 6 * n > length:
         raise Corruption(f"page {page} does not decode as a tree node", page)
     keys, pos = _keys(data, n, HEADER_SIZE, HEADER_SIZE + 6 * n, length, page)
+    lo = 0 if start is None else max(bisect_left(keys, start) - 1, 0)
+    hi = n if stop is None else min(bisect_left(keys, stop) + 1, n)
+    hi = max(hi, lo)
+    vlens = unpack_from(f"<{n}I", data, HEADER_SIZE + 2 * n)
+    pos += sum(OVERFLOW_REF_SIZE if v & OVERFLOW_FLAG else v for v in vlens[:lo])
     vals, big = [], False
-    for vl in unpack_from(f"<{n}I", data, HEADER_SIZE + 2 * n):
+    for vl in vlens[lo:hi]:
         size = OVERFLOW_REF_SIZE if vl & OVERFLOW_FLAG else vl
         if pos + size > length:
             raise Corruption(f"page {page} does not decode as a tree node: values past its "
@@ -99,7 +107,7 @@ def py_map_leaf(pagemap, page: int, sumv: int, txn: int):
         else:
             vals.append(bytes(data[pos:pos + size]))
         pos += size
-    if pos != length:
+    if hi == n and pos != length:
         raise Corruption(f"page {page} does not decode as a tree node: entries do not fill "
                          f"the image", page)
-    return keys, vals, big, length
+    return keys[lo:hi], vals, big, length
