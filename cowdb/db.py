@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, TypeVar
 
 from .check import CheckReport, check_state
 from .checks import check_text, check_timeout
@@ -65,6 +65,7 @@ from .upkeep import GcReport, Stats, Upkeep
 from .versions import Diff, Versions
 
 log = logging.getLogger("cowdb")
+T = TypeVar("T")
 DURABILITY = ("sync", "none")
 UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
 
@@ -373,7 +374,7 @@ class Database:
         return Catalog(Tree(self._nodes, st.catalog), st.pending, st.pending_log)
 
     @property
-    def _commits(self) -> dict:
+    def _commits(self) -> dict[int, Commit]:
         """The commit records the newest state has cached (see _State.commits)."""
         return self._state.commits
 
@@ -704,7 +705,8 @@ class Database:
         bound = self._store.durable_txn
         return bound if oldest is None else min(bound, oldest)
 
-    def _update(self, change, durable: bool | None = None, forget: bool = False):
+    def _update(self, change: Callable[[Catalog, int], T], durable: bool | None = None,
+                forget: bool = False) -> T:
         """Run ``change(catalog, txn)`` as one atomic txn and publish it (writer lock held).
 
         Every write path goes through here: commits, tags, branches,
@@ -754,7 +756,10 @@ class Database:
             commits[new.version] = new  # published: readers may now look it up
         if wrote_catalog or MAIN_HEAD in cat.pending:
             main = cat.head("main")
-            head = commits.get(main) or cat.commit(main)
+            assert main is not None  # every catalog has a head of main
+            found = commits.get(main) or cat.commit(main)
+            assert found is not None  # ... and keeps its commit
+            head = found
         else:
             head = st.head  # neither a catalog page nor a pending change moved main
         # a txn that wrote no catalog page added no commit: no walk for the newest version

@@ -28,6 +28,7 @@ import functools
 import os
 import time
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import msgpack
 
@@ -46,11 +47,11 @@ SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss", "memory", "
 MAX_RETRIES = 64   # rebases of one transaction before giving up with Locked
 
 
-def is_url(path) -> bool:
+def is_url(path: object) -> TypeGuard[str]:
     return isinstance(path, str) and "://" in path and path.split("://", 1)[0].lower() in SCHEMES
 
 
-def looks_like_url(path) -> bool:
+def looks_like_url(path: object) -> bool:
     """``scheme://...`` with a scheme of two letters or more (not ``C://``)."""
     import re
     return isinstance(path, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]+://", path) is not None

@@ -16,12 +16,18 @@ error it calls ``rollback`` and the store is as it was at ``begin``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from ..errors import Corruption, CowdbError, NotACowdbFile, ReadFailed, WriteFailed
 from . import meta as metamod
 from .checksum import FREELIST, HEADER, HEADER_SIZE, seal, verify
 from .freelist import DECODE_ERRORS, MAX_CHAIN, FreeList
 from .io import BlockIO
 from .meta import EMPTY, Meta, RootRef
+
+if TYPE_CHECKING:
+    from .mapfile import PageMap
 
 DEFAULT_PAGE_SIZE = 4096
 DEFAULT_UNIT = 64    # bytes per allocation unit of a new file (format 3)
@@ -32,6 +38,10 @@ META_PAGES = 2
 
 
 class PageStore:
+    # The current meta record: None only until adopt() (or initialize()) sets it, before
+    # anything but read() (see outside()) uses it.
+    meta: Meta
+
     def __init__(self, io: BlockIO, *, page_size: int = DEFAULT_PAGE_SIZE, readonly: bool = False,
                  unit: int | None = None):
         self.io = io
@@ -40,7 +50,7 @@ class PageStore:
         # unless its device asks for whole pages (an object store indexes pages)
         self.unit = unit or getattr(io, "unit", None) or DEFAULT_UNIT
         self.readonly = readonly
-        self.meta: Meta | None = None
+        self.meta = None  # type: ignore[assignment]  # (see meta above)
         self._freelist: FreeList | None = FreeList()  # None: not loaded (read-only opens)
         self.page_count = self.first_unit
         self.durable_slot = 0          # slot that holds the last durable commit
@@ -52,15 +62,16 @@ class PageStore:
         self._run = (0, 0)             # reused units the txn took and has not filled yet
         self.unsynced_free_pages = 0   # pages freed after the last durable txn: not reusable
                                        # until the next sync (kept exact without a scan)
-        self.rollback_hooks: list = []  # called with the txn a rollback forgets (node caches)
+        # called with the txn a rollback forgets (node caches)
+        self.rollback_hooks: list[Callable[[int], object]] = []
         self.rebase_freelist = False   # the txn writes its free list as a new base (low pages)
         self.barrier = False           # the txn syncs its images before its meta record
         self.may_use_reserve = False   # the txn may write into the reserve it cannot renew
-        self.pagemap = None            # a PageMap of the file (mapfile.py), if it has one
-        self._file_size = None         # bytes allocated to the file as last seen (None: ask)
-        self.hook = None               # tests: hook(point, txn) at "flushed" (the txn's
-                                       # pages written, not its meta) and "meta" (the meta
-                                       # record written, the commit not yet published)
+        self.pagemap: PageMap | None = None  # a PageMap of the file (mapfile.py), if it has one
+        self._file_size: int | None = None  # bytes allocated to the file as last seen (None: ask)
+        # tests: hook(point, txn) at "flushed" (the txn's pages written, not its meta) and
+        # "meta" (the meta record written, the commit not yet published)
+        self.hook: Callable[[str, int], object] | None = None
 
     # ---- opening -------------------------------------------------------
     def read_slots(self) -> list[tuple[int, Meta | metamod.BadMeta]]:
