@@ -22,7 +22,11 @@ the room in the meta slot (``PageStore.pending_room``); past it they fold.
               (deleted)], applied in order: a change appends one (O(1), whatever
               is pending already)
 """
+from __future__ import annotations
+
+from collections.abc import Iterator
 from struct import Struct
+from typing import Any
 
 import msgpack
 
@@ -44,10 +48,10 @@ def _time_key(branch: str, time_ns: int, version: int) -> bytes:
     return b"i" + branch.encode() + b"\x00" + _U64.pack(time_ns) + _U64.pack(version)
 
 
-def decode_pending(log: bytes) -> dict:
+def decode_pending(log: bytes) -> dict[bytes, bytes | None]:
     """The pending ref changes a meta record carries, replayed from its log (checked: it
     is input from disk)."""
-    pending: dict = {}
+    pending: dict[bytes, bytes | None] = {}
     if not log:
         return pending
     try:
@@ -72,7 +76,8 @@ class Catalog:
     writer passes a copy of the dict, which it changes; a reader, the state's."""
     __slots__ = ("tree", "pending", "log")
 
-    def __init__(self, tree: Tree, pending: dict | None = None, log: bytes = b""):
+    def __init__(self, tree: Tree, pending: dict[bytes, bytes | None] | None = None,
+                 log: bytes = b"") -> None:
         self.tree = tree
         self.pending = {} if pending is None else pending
         self.log = log
@@ -115,14 +120,15 @@ class Catalog:
         self.tree.delete(commit_key(c.version))
         self.tree.delete(_time_key(c.branch, c.time_ns, c.version))
 
-    def commits(self, reverse: bool = True):
+    def commits(self, reverse: bool = True) -> Iterator[Commit]:
         """Every kept commit, newest first (or oldest first)."""
         for k, v in cursor.items(self.tree, b"c", b"d", reverse):
             yield Commit.decode(_U64.unpack_from(k, 1)[0], v)
 
     def last_version(self) -> int:
         for k, _ in cursor.items(self.tree, b"c", b"d", reverse=True):
-            return _U64.unpack_from(k, 1)[0]
+            v: int = _U64.unpack_from(k, 1)[0]
+            return v
         return -1
 
     def version_at(self, branch: str, time_ns: int, head: int | None = None) -> int | None:
@@ -186,9 +192,9 @@ class Catalog:
         return self.ref(BRANCH, branch)
 
     # ---- settings ------------------------------------------------------
-    def option(self, name: str, default=None):
+    def option(self, name: str, default: Any = None) -> Any:
         v = self.tree.get(b"o" + name.encode())
         return default if v is None else msgpack.unpackb(v)
 
-    def set_option(self, name: str, value) -> None:
+    def set_option(self, name: str, value: Any) -> None:
         self.tree.put(b"o" + name.encode(), msgpack.packb(value))
