@@ -41,7 +41,7 @@ def backup(db: Engine, dest: StrPath) -> int:
         cat = db._catalog(st)
         commits = list(cat.commits(reverse=False))
         refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
-        options = [(bytes(k), v) for k, v in cursor.items(cat.tree, b"o", b"p")]
+        options = [(bytes(k), value) for k, value in cursor.items(cat.tree, b"o", b"p")]
         try:
             with new_file(path) as tmp:
                 # a file, whatever the source is (an object store too), as compact()'s
@@ -57,8 +57,8 @@ def backup(db: Engine, dest: StrPath) -> int:
                         for kind, names in refs.items():
                             for name, v in names.items():
                                 dcat.set_ref(kind, name, v)
-                        for k, v in options:
-                            dcat.tree.put(k, bytes(v))
+                        for k, value in options:
+                            dcat.tree.put(k, bytes(value))
                     with out._writer():
                         out._update(fill, durable=True)
                 finally:

@@ -25,7 +25,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from struct import Struct
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias, TypeGuard, cast
 
 from .errors import Corruption, CowdbError, NotACowdbFile
 from .history.catalog import BRANCH, TAG, Catalog, decode_pending
@@ -39,7 +39,7 @@ from .pages.page import BRANCH as BRANCH_IMAGE
 from .pages.page import HEADER, HEADER_SIZE, LEAF
 from .pages.store import DEFAULT_UNIT, META_PAGES, PageStore
 from .tree.btree import NodeCache, Tree, read_overflow
-from .tree.node import Branch, Leaf, Overflow, decode
+from .tree.node import Branch, Leaf, Node, Overflow, decode
 
 log = logging.getLogger("cowdb")
 _U64 = Struct(">Q")
@@ -172,7 +172,7 @@ def _entries(nodes: NodeCache, ref: RootRef, damage: list[str], what: str
             damage.append(f"{what}: {e}")
             continue
         if type(node) is Branch:
-            stack.extend(zip(node.kids, node.sums, node.txns))
+            stack.extend(zip(node.kids, node.sums, node.txns))  # type: ignore[arg-type]  # (pages)
             continue
         for k, v in zip(node.keys, node.vals):
             if type(v) is Overflow:
@@ -220,10 +220,10 @@ def _catalog_source(nodes: NodeCache, ref: RootRef, pending: bytes, what: str) -
     return commits, refs, options, damage
 
 
-def _catalog_leaf(node: Leaf) -> bool:
-    """Whether every entry of a leaf has the shape of a catalog entry (commit records
-    decode, refs name one version, time index entries are empty)."""
-    if not node.keys:
+def _catalog_leaf(node: Node) -> TypeGuard[Leaf]:
+    """Whether a node is a leaf and every entry has the shape of a catalog entry (commit
+    records decode, refs name one version, time index entries are empty)."""
+    if type(node) is not Leaf or not node.keys:
         return False
     for k, v in zip(node.keys, node.vals):
         kind = bytes(k[:1])
@@ -315,7 +315,7 @@ def _verify(nodes: NodeCache, ref: RootRef, memo: _VerifyMemo, pages: set[int]) 
             err: str | None = None
             if type(node) is Branch:
                 for kid, s, t in zip(node.kids, node.sums, node.txns):
-                    e, p = sub(kid, s, t)
+                    e, p = sub(kid, s, t)  # type: ignore[arg-type]  # (clean: a page)
                     if e is not None:
                         err = e
                         break

@@ -168,11 +168,13 @@ class Catalog:
     # ---- refs: branches and tags --------------------------------------
     def refs(self, kind: bytes) -> dict[str, int]:
         """Name -> version of every ref of a kind, in name order."""
-        found = dict(cursor.items(self.tree, kind, bytes([kind[0] + 1])))
+        found: dict[bytes, bytes | None] = dict(cursor.items(self.tree, kind,
+                                                             bytes([kind[0] + 1])))
         if self.pending:
             found.update((k, v) for k, v in self.pending.items() if k[:1] == kind)
             found = {k: found[k] for k in sorted(found) if found[k] is not None}
-        return {k[1:].decode(): _U64.unpack(v)[0] for k, v in found.items()}
+        return {k[1:].decode(): _U64.unpack(v)[0]  # type: ignore[arg-type]  # (None: dropped)
+                for k, v in found.items()}
 
     def ref(self, kind: bytes, name: str) -> int | None:
         key = kind + name.encode()

@@ -23,7 +23,7 @@ from ..errors import Corruption, CowdbError, NotACowdbFile, ReadFailed, WriteFai
 from . import meta as metamod
 from .checksum import FREELIST, HEADER, HEADER_SIZE, seal, verify
 from .freelist import DECODE_ERRORS, MAX_CHAIN, FreeList
-from .io import BlockIO
+from .io import BlockIO, BytesLike
 from .meta import EMPTY, Meta, RootRef
 
 if TYPE_CHECKING:
@@ -58,7 +58,8 @@ class PageStore:
         self.bytes_written = 0         # images written since open (for commit stats)
         self.pages_written = 0
         self._txn = 0
-        self._queue: dict[int, bytes] = {}   # images written by the txn, not yet flushed
+        # images written by the txn, not yet flushed
+        self._queue: dict[int, bytes | bytearray] = {}
         self._run = (0, 0)             # reused units the txn took and has not filled yet
         self.unsynced_free_pages = 0   # pages freed after the last durable txn: not reusable
                                        # until the next sync (kept exact without a scan)
@@ -81,19 +82,22 @@ class PageStore:
         0 tells it, and if slot 0 is damaged every supported size is tried.
         """
         first = self._read_slot(0)
+        out: list[tuple[int, Meta | metamod.BadMeta]]
         try:
-            out = [(0, metamod.decode(first))]
-            sizes = [out[0][1].page_size]
+            m0 = metamod.decode(first)
+            out = [(0, m0)]
+            sizes = [m0.page_size]
         except metamod.BadMeta as e:
             out = [(0, e)]
             sizes = [self.page_size] + [1 << b for b in range(9, 17) if 1 << b != self.page_size]
-        second = None
+        second: Meta | metamod.BadMeta | None = None
         for ps in sizes:
             try:
                 second = metamod.decode(self._read_slot(ps))
                 break
             except metamod.BadMeta as e:
                 second = second or e
+        assert second is not None  # (sizes is never empty)
         return out + [(1, second)]
 
     def _read_slot(self, offset: int) -> bytes:
@@ -107,7 +111,7 @@ class PageStore:
         slots = self.read_slots()
         good = [(s, m) for s, m in slots if isinstance(m, Meta)]
         if not good:
-            bad = [m for _, m in slots]
+            bad = [m for _, m in slots if isinstance(m, metamod.BadMeta)]  # (all of them)
             versions = [m.version for m in bad if m.version is not None]
             if versions:
                 raise NotACowdbFile(f"this file uses cowdb format version {max(versions)}; this "
@@ -165,7 +169,8 @@ class PageStore:
 
     def _load_freelist(self, meta: Meta) -> FreeList:
         """Read the chain back from the newest image to its base, then replay it."""
-        images, ref = [], (meta.freelist.page, meta.freelist.checksum)
+        images: list[tuple[int, bytes]] = []
+        ref = (meta.freelist.page, meta.freelist.checksum)
         while ref[0]:
             page, checksum = ref
             data = self.read(page)
@@ -236,7 +241,7 @@ class PageStore:
         return page < self.first_unit or (self.meta is not None and page >= self.page_count
                                           and page >= self._high_water())
 
-    def read_head(self, page: int) -> tuple:
+    def read_head(self, page: int) -> tuple[int, int, int, int, int, int]:
         """The header fields (checksum, type, flags, n, length, txn) of an image, unverified:
         for walks that only need to know what a page is."""
         data = self._pread(HEADER_SIZE, page * self.unit, page)
@@ -315,7 +320,7 @@ class PageStore:
         file never grows for it): for moving images down (see tree/copy.py)."""
         return self.freelist.take(npages, below)
 
-    def write(self, page: int, image) -> None:
+    def write(self, page: int, image: bytes | bytearray) -> None:
         """Queue an image for this txn; publish() writes the queue before the meta record."""
         self._queue[page] = image
         self.bytes_written += len(image)
@@ -374,7 +379,8 @@ class PageStore:
         self.freelist.free(self._txn, page, npages)
         self.unsynced_free_pages += npages  # the txn being written is never durable yet
 
-    def write_image(self, kind: int, body, n: int = 0, page: int | None = None) -> RootRef:
+    def write_image(self, kind: int, body: BytesLike, n: int = 0, page: int | None = None
+                    ) -> RootRef:
         """Write a header + body image as a run of fresh pages (at ``page``: a run the
         caller allocated)."""
         image = bytearray(HEADER_SIZE)

@@ -3,12 +3,18 @@ changed nothing make no version (``Database._commit_tree``)."""
 from __future__ import annotations
 
 from itertools import repeat
+from typing import TYPE_CHECKING
 
 from .btree import read_overflow
-from .node import Branch
+from .node import Branch, Overflow
+
+if TYPE_CHECKING:
+    from ..pages.meta import RootRef
+    from ..pages.store import PageStore
+    from .btree import NodeCache
 
 
-def same_content(nodes, a, b) -> bool:
+def same_content(nodes: NodeCache, a: RootRef, b: RootRef) -> bool:
     """Whether two trees surely hold the same keys and values: walked in step, skipping
     children that are one image (page, txn), comparing leaves' key and value lists (in C). Trees of
     different shapes count as different (a version is then made: never a change lost).
@@ -25,21 +31,21 @@ def same_content(nodes, a, b) -> bool:
         x, y = nodes.load(pa, sa, ta), nodes.load(pb, sb, tb)
         if type(x) is not type(y) or x.keys != y.keys:
             return False
+        # (x and y are alike, and clean: their kids are pages)
         if type(x) is Branch:
-            todo.extend(zip(x.kids, x.sums, x.txns, y.kids, y.sums, y.txns))
-        elif x.vals != y.vals and not all(map(_same_value, x.vals, y.vals,
-                                               repeat(nodes.store))):
+            todo.extend(zip(x.kids, x.sums, x.txns, y.kids, y.sums, y.txns))  # type: ignore[union-attr]
+        elif x.vals != y.vals and not all(map(_same_value, x.vals, y.vals, repeat(nodes.store))):  # type: ignore[union-attr]
             return False
     return True
 
 
-def _same_value(v, w, store) -> bool:
+def _same_value(v: bytes | Overflow, w: bytes | Overflow, store: PageStore) -> bool:
     """Leaf values, inline bytes or overflow refs. Two overflow refs are the same value
     when they name one image (page, txn); otherwise the bytes are read (equal checksums
     prove nothing: see tree/btree.py on identity)."""
     if v is w or v == w:
         return True
-    if type(v) is bytes or type(w) is bytes or v.length != w.length:
+    if type(v) is not Overflow or type(w) is not Overflow or v.length != w.length:
         return False
     if v.page == w.page and v.txn == w.txn:
         return True
