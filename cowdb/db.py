@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
 
 from .check import CheckReport, check_state
 from .checks import check_text, check_timeout
@@ -64,7 +64,10 @@ from .tree.walk import walk
 from .upkeep import GcReport, Stats, Upkeep
 from .versions import Diff, Versions
 
-log = logging.getLogger("cowdb")
+if TYPE_CHECKING:
+    from .recovery import RecoveryReport
+
+log: logging.Logger = logging.getLogger("cowdb")
 T = TypeVar("T")
 DURABILITY = ("sync", "none")
 UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
@@ -95,6 +98,8 @@ class Database:
 
     codec: Any      # how values are stored: None for bytes as they are (see codecs.py)
     max_key: int    # the longest key, in bytes (page size / 4 - 64)
+    path: str | None
+    recovery: RecoveryReport | None
 
     def __init__(self, path: StrPath | None = None, *, readonly: bool = False,
                  durability: str = "sync",

@@ -130,6 +130,8 @@ class CowDBM(MutableMapping[bytes, bytes]):
     one version; reads see them at once. Iteration and ``keys()`` are in key
     order.
     """
+    message: str
+    author: str
 
     def __init__(self, db: Database, message: str = "dbm sync", author: str = ""):
         self._db: Database | None = db   # None once closed

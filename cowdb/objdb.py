@@ -107,6 +107,8 @@ class _HeadView:
 
 class ObjectDatabase(Database):
     _io: ObjectIO
+    url: str
+    requests: CountingClient
 
     def __new__(cls, *args: Any, io: BlockIO | None = None, **kw: Any) -> ObjectDatabase:
         if io is not None:  # Versions.compact() builds its copy with type(self)(io=...):

@@ -41,7 +41,7 @@ from .pages.store import DEFAULT_UNIT, META_PAGES, PageStore
 from .tree.btree import NodeCache, Tree, read_overflow
 from .tree.node import Branch, Leaf, Node, Overflow, decode
 
-log = logging.getLogger("cowdb")
+log: logging.Logger = logging.getLogger("cowdb")
 _U64 = Struct(">Q")
 PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)
 # What one catalog source gives: (commits, refs kind -> name -> version, options, damage).
@@ -93,6 +93,7 @@ class RecoveryReport:
 
 class _Analysis:
     """What the damaged file still holds: commits whose trees verify, refs, options."""
+    report: RecoveryReport
 
     def __init__(self) -> None:
         self.commits: dict[int, Commit] = {}     # every commit record found

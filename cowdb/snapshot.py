@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Self, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, overload
 
 from .checks import Key, check_bound, check_key
 from .checks import key_range as key_range  # they lived here
@@ -173,7 +173,7 @@ class _Reader:
                 return False
         return True
 
-    __hash__ = None  # type: ignore[assignment]  # a mutable view: unhashable, as dict
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]  # unhashable, as a dict
 
     def count(self, start: Key | None = None, stop: Key | None = None) -> int:
         """How many keys k satisfy start <= k < stop, in O(log n)."""
@@ -223,6 +223,7 @@ class _ValuesView(ValuesView[Any]):
 class Snapshot(_Reader, Mapping[bytes, Any]):
     """One version, read-only, for as long as it is open. Cheap: a commit and a pin;
     the tree is opened on first use."""
+    version: int
     _live_cursor = False  # a snapshot's tree never changes: cursors take the fast path
     __slots__ = ("_tree", "_commit", "_db", "_txn", "_max_key", "_codec", "version",
                  "_mget", "__weakref__")

@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 
 class Transaction(_Reader, MutableMapping[bytes, Any]):
     """The one write transaction: commits on a clean ``with`` exit, aborts on an exception."""
+    message: str
+    author: str
+    branch: str
+    durability: str
+    puts: int
+    deletes: int
+    allow_empty: bool
+    skipped: bool
     _live_cursor = True   # writes may come between two steps of an iteration
     __slots__ = ("_tree", "_db", "_max_key", "_codec", "_head", "message", "author", "branch",
                  "durability", "version", "puts", "deletes", "allow_empty", "skipped",

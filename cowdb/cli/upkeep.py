@@ -8,10 +8,7 @@ from datetime import timedelta
 import click
 
 from . import engine, fmt
-from .app import Env, cli
-
-pass_env = click.pass_obj
-
+from .app import Env, cli, pass_env
 
 # ---------------------------------------------------------------- retention / gc / stats
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")

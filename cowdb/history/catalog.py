@@ -75,6 +75,9 @@ class Catalog:
     None = deleted) and ``log``, the same changes as the meta record carries them. A
     writer passes a copy of the dict, which it changes; a reader, the state's."""
     __slots__ = ("tree", "pending", "log")
+    tree: Tree
+    pending: dict[bytes, bytes | None]
+    log: bytes
 
     def __init__(self, tree: Tree, pending: dict[bytes, bytes | None] | None = None,
                  log: bytes = b"") -> None:

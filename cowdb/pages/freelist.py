@@ -69,6 +69,7 @@ def _coalesce(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 class FreeList:
     __slots__ = ("_pool", "pending", "changed", "_loose", "log", "chain", "_fit")
+    changed: bool
 
     def __init__(self) -> None:
         self._pool: list[tuple[int, int]] = []             # reusable runs, highest first

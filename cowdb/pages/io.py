@@ -41,6 +41,7 @@ class BlockIO:
 
 class MemoryIO(BlockIO):
     """A growable bytearray; ``sync`` does nothing."""
+    buf: bytearray
 
     def __init__(self, data: bytes = b"") -> None:
         self.buf = bytearray(data)
@@ -72,6 +73,7 @@ _datasync = getattr(os, "fdatasync", os.fsync)
 
 class OsFileIO(BlockIO):
     """A file opened by path, read with pread and made durable with fsync."""
+    fd: int
 
     def __init__(self, path: str, readonly: bool = False) -> None:
         flags = os.O_RDONLY if readonly else os.O_RDWR | os.O_CREAT

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 class PageMap:
     __slots__ = ("store", "fd", "buf", "verified", "unit")
+    store: PageStore
+    fd: int
 
     def __init__(self, store: PageStore, fd: int) -> None:
         self.store, self.fd = store, fd

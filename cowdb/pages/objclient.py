@@ -75,6 +75,9 @@ class ObjectClient:
 
 class CountingClient(ObjectClient):
     """Counts requests and bytes by kind (for stats and the benchmark)."""
+    counts: dict[str, int]
+    bytes_up: int
+    bytes_down: int
 
     def __init__(self, inner: ObjectClient) -> None:
         self.inner = inner
@@ -129,6 +132,8 @@ def _is_transient(e: Exception) -> bool:
 
 class ObstoreClient(ObjectClient):
     """An ObjectClient over an obstore store (imported only when used)."""
+    url: str
+    kind: str
 
     def __init__(self, store: Any, url: str = "the object store", kind: str = "") -> None:
         import obstore

@@ -65,6 +65,18 @@ class UncertainCommit(CowdbError):
 
 
 class ObjectIO(BlockIO):
+    page_size: int
+    cache: ChunkCache
+    attempts: int
+    backoff: float
+    writer: str
+    lock: threading.RLock
+    head: int
+    meta_bytes: bytes
+    epoch: int
+    head_nonce: bytes
+    confirmed: float
+    bump_epoch: bool
     def __init__(self, client: ObjectClient, *, page_size: int = 4096,
                  cache: ChunkCache | None = None, lease: float = 600.0,
                  refresh_interval: float = 1.0, checkpoint_every: int = 64,

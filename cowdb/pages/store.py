@@ -41,6 +41,16 @@ class PageStore:
     # The current meta record: None only until adopt() (or initialize()) sets it, before
     # anything but read() (see outside()) uses it.
     meta: Meta
+    page_size: int
+    page_count: int
+    durable_slot: int
+    durable_txn: int
+    bytes_written: int
+    pages_written: int
+    unsynced_free_pages: int
+    rebase_freelist: bool
+    barrier: bool
+    may_use_reserve: bool
 
     def __init__(self, io: BlockIO, *, page_size: int = DEFAULT_PAGE_SIZE, readonly: bool = False,
                  unit: int | None = None):

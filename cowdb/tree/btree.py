@@ -86,6 +86,8 @@ class NodeCache(dict[int, Node]):
     same pages: ``forget_txn`` drops what it cached (the store's rollback calls it).
     """
     __slots__ = ("store", "cap")
+    store: PageStore
+    cap: int
 
     def __init__(self, store: PageStore, cap: int = 65536) -> None:
         super().__init__()
@@ -136,6 +138,13 @@ class Tree:
 
     __slots__ = ("store", "nodes", "page_size", "inline_max", "count", "mod", "frees",
                  "_root", "_ref", "_dirty")
+    store: PageStore
+    nodes: NodeCache
+    page_size: int
+    inline_max: int
+    count: int
+    mod: int
+    frees: bool
 
     def __init__(self, nodes: NodeCache, ref: RootRef = EMPTY, count: int | None = None,
                  frees: bool = False) -> None:

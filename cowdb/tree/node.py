@@ -48,6 +48,10 @@ BRANCH_ENTRY = 34               # u16 + 4 x u64 per entry
 class Overflow:
     """A value stored out of line in its own page run."""
     __slots__ = ("page", "length", "checksum", "txn")
+    page: int
+    length: int
+    checksum: int
+    txn: int
 
     def __init__(self, page: int, length: int, checksum: int, txn: int) -> None:
         self.page, self.length, self.checksum, self.txn = page, length, checksum, txn
@@ -60,6 +64,11 @@ class Leaf:
     go to one): readers and the writer check values one by one only then. ``sig`` (clean
     leaves only, else None): see ``leaf_sig``."""
     __slots__ = ("keys", "vals", "size", "big", "sig", "txn")
+    keys: list[bytes]
+    vals: list[bytes | Overflow]
+    size: int
+    big: bool
+    txn: int
 
     def __init__(self, keys: list[bytes], vals: list[bytes | Overflow], size: int,
                  big: bool = False) -> None:
@@ -79,6 +88,13 @@ class Branch:
     """``sig`` (clean branches only, else None): see ``branch_sig``. ``kids[i]`` is a
     clean child's page (int), or in a dirty branch the dirty child node itself."""
     __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig", "txn")
+    keys: list[bytes]
+    kids: list[int | Node]
+    counts: list[int]
+    sums: list[int]
+    txns: list[int]
+    size: int
+    txn: int
 
     def __init__(self, keys: list[bytes], kids: list[int | Node], counts: list[int],
                  sums: list[int], txns: list[int], size: int) -> None:
