@@ -411,23 +411,39 @@ class Database:
         """A snapshot of the newest version of a branch: O(1), never blocks."""
         if type(branch) is not str:
             raise InvalidType(f"a branch name is a str, not {type(branch).__name__}")
-        st = self._state
-        q = self._meta_q
-        if branch == "main" and not self._closed and (
-                q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn)):
-            # the common case, kept flat: pin, then make sure no commit raced the pin
-            self._shared.pin(st.txn)
-            if self._state is st and (
-                    q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn)):
+        if branch == "main":
+            st = self._state
+            if self._pin_published(st):
                 return Snapshot(self, st.head, st.txn)
-            self._shared.unpin(st.txn)
         return self._open(lambda st: st.head if branch == "main" else self._commit_record(
             st, self._branch_version(st, branch)))
 
     def at(self, ref: VersionRef) -> Snapshot:
         """A read-only snapshot of a kept version: an int version, a tag or branch name,
         or a datetime (the newest version of main committed at or before it)."""
+        st = self._state
+        if type(ref) is int and self._pin_published(st):  # the common case, kept flat
+            try:  # under the snapshot's own pin; a version looked up before is cached
+                return Snapshot(self, st.commits.get(ref) or self._commit_record(st, ref),
+                                st.txn)
+            except BaseException:
+                self._shared.unpin(st.txn)
+                raise
         return self._open(lambda st: self._resolve(st, ref))
+
+    def _pin_published(self, st: _State) -> bool:
+        """Pin ``st``, the published state, if no other process has committed since (the
+        common case of read() and at(), kept flat): pin, then make sure no commit raced
+        the pin. False, with nothing pinned, otherwise: take the slow path."""
+        q = self._meta_q
+        if self._closed or (q is not None and (q[2] > st.txn or q[self._slot1_txn] > st.txn)):
+            return False
+        self._shared.pin(st.txn)
+        if self._state is st and (
+                q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn)):
+            return True
+        self._shared.unpin(st.txn)
+        return False
 
     def _open(self, find: Callable[[_State], Commit]) -> Snapshot:
         """A snapshot of the commit ``find(state)`` names, looked up under the pin that
