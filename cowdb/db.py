@@ -280,7 +280,8 @@ class Database:
         for _ in walk(nodes, meta.catalog, base):
             pass
         if meta.catalog.page:
-            for c in Catalog(Tree(nodes, meta.catalog)).commits(reverse=True):
+            cat = Catalog(Tree(nodes, meta.catalog), decode_pending(meta.pending))
+            for c in cat.commits(reverse=True):  # the pending ones first: the newest
                 if c.txn <= base:
                     break
                 for _ in walk(nodes, c.root, base):
@@ -773,8 +774,9 @@ class Database:
             head = commits.get(main) or cat.commit(main)
         else:
             head = st.head  # neither a catalog page nor a pending change moved main
-        # a txn that wrote no catalog page added no commit: no walk for the newest version
-        version = cat.last_version() if wrote_catalog else st.version
+        # a txn that wrote no catalog page dropped no commit: no walk for the newest version
+        version = cat.last_version() if wrote_catalog else st.version if new is None \
+            else new.version
         self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log, meta,
                              commits)
         self._wrote = True
@@ -788,7 +790,7 @@ class Database:
         version = st.version + 1
         now = _commit_time(now_ns(), self._commit_record(st, st.version).time_ns, self.path)
         c = Commit(version, now, root, count, parents, message, author, branch, txn, stats)
-        cat.put_commit(c)
+        cat.add_commit(c)  # pending in the meta record until the catalog folds
         cat.set_ref(BRANCH, branch, version)
         self._new = c  # cached once published: a reader in the window must not find it
         return c
