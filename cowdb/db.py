@@ -54,7 +54,7 @@ from .locks import close_shared, open_shared
 from .pages.freelist import FreeList
 from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
 from .pages.mapfile import PageMap
-from .pages.meta import EMPTY, Meta, RootRef
+from .pages.meta import EMPTY, FORMAT_VERSION, Meta, RootRef
 from .pages.store import DEFAULT_PAGE_SIZE, PageStore
 from .snapshot import Snapshot
 from .transaction import Transaction
@@ -487,6 +487,23 @@ class Database:
         """
         with self._pinned() as st:
             return check_state(self, st)
+
+    def _upgrade(self) -> int | None:
+        """Rewrite both meta records in the current format version (`cowdb upgrade`):
+        return the oldest version they had, or None if both were current already.
+
+        Each record is a durable txn that changes nothing else (it writes its meta
+        record into the slot that does not hold the last durable one, then syncs), so a
+        crash at any point leaves a file that opens: at worst the older record, which
+        this code reads as it was. A version 1 or 2 file keeps its whole-page units
+        (`compact()` packs them)."""
+        with self._writer():
+            found = [m.version for _, m in self._store.candidates()]
+            if len(found) == 2 and min(found) == FORMAT_VERSION:
+                return None
+            for _ in range(2):  # one record per slot
+                self._update(lambda cat, txn: None, durable=True)
+        return min(found)
 
     def _freelist_of(self, st: _State) -> FreeList:
         """The free list as of a pinned state, read from its image: the store's own is the
