@@ -412,3 +412,16 @@ def test_check_reports_a_ref_to_a_version_that_is_not_kept():
     report = db.check()
     assert not report.ok and any("ghost" in e and "99" in e for e in report.errors)
     db.close()
+
+
+def test_a_commit_record_larger_than_the_room_folds_at_once():
+    db = cowdb.open(page_size=1024)
+    for i in range(5):
+        with db.write(message="x" * 3000 if i == 2 else f"c{i}") as tx:
+            tx[b"a%d" % i] = b"%d" % i
+        assert len(db._store.meta.pending) <= db._store.pending_room
+        if i == 2:  # too long to ride: everything pending went into the tree with it
+            assert db._store.meta.pending == b""
+    assert [len(c.message) for c in db.log()] == [2, 2, 3000, 2, 2, 6]
+    assert db.at(db.commit_info(3).time).version == 3 and db.check().ok
+    db.close()
