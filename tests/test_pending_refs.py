@@ -425,3 +425,28 @@ def test_a_commit_record_larger_than_the_room_folds_at_once():
     assert [len(c.message) for c in db.log()] == [2, 2, 3000, 2, 2, 6]
     assert db.at(db.commit_info(3).time).version == 3 and db.check().ok
     db.close()
+
+
+def test_a_pending_commit_older_than_the_tree_never_makes_a_version_number_reused():
+    """The file says every pending commit is newer than the tree's; a crafted record
+    that breaks this must not make the next commit take a number already in use."""
+    import msgpack
+    db = cowdb.open(page_size=1024)
+    _fill(db)
+    for i in range(3):
+        with db.write(message=f"c{i}") as tx:
+            tx[b"x"] = b"%d" % i
+    db.set_retention()  # everything folds: versions 0-4 in the tree
+    record = db._catalog(db._state).tree.get(b"c" + (2).to_bytes(8, "big"))
+    db.close()
+    data = bytearray(db._io.buf)
+    slots = {off: metamod.decode(bytes(data[off:off + 1024])) for off in (0, 1024)}
+    newest = max(slots, key=lambda off: slots[off].txn)
+    old = msgpack.packb([b"c" + (2).to_bytes(8, "big"), record])
+    _rewrite_slot(data, newest, lambda body, pending: (body, pending + old))
+    db = cowdb.open(io=MemoryIO(bytes(data)), page_size=1024)
+    assert db.version == 4
+    with db.write() as tx:
+        tx[b"y"] = b"1"
+    assert tx.version == 5 and [c.version for c in db.log(limit=2)] == [5, 4]
+    db.close()

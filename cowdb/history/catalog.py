@@ -181,12 +181,14 @@ class Catalog:
             yield self._decode(v, data)
 
     def last_version(self) -> int:
-        pending = self._pending_commits()
-        if pending:  # newer than every commit in the tree
-            return pending[-1][0]
+        """The newest version kept. (A pending commit is newer than every one in the tree,
+        but this does not trust a file to say so: a new version must never reuse a
+        number.)"""
+        last = max((_U64.unpack_from(k, 1)[0] for k in self.pending if k[:1] == COMMIT),
+                   default=-1)
         for k, _ in cursor.items(self.tree, b"c", b"d", reverse=True):
-            return _U64.unpack_from(k, 1)[0]
-        return -1
+            return max(last, _U64.unpack_from(k, 1)[0])
+        return last
 
     def version_at(self, branch: str, time_ns: int, head: int | None = None) -> int | None:
         """The version of ``branch``'s first-parent history with the latest commit time at
