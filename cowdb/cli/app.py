@@ -68,8 +68,8 @@ SECTIONS = (("Start", ("tour", "init", "info")),
             ("Keys and values", ("get", "put", "delete", "scan", "import", "export")),
             ("Versions", ("log", "show", "diff", "history", "restore", "revert")),
             ("Branches and tags", ("branch", "tag", "merge")),
-            ("Upkeep", ("check", "stats", "retention", "gc", "compact", "backup", "recover",
-                        "salvage")),
+            ("Upkeep", ("check", "stats", "retention", "gc", "compact", "upgrade", "backup",
+                        "recover", "salvage")),
             ("Server", ("serve", "user", "protect", "unprotect")),
             ("Documents", ("doc",)))
 

@@ -16,6 +16,7 @@ error it calls ``rollback`` and the store is as it was at ``begin``.
 """
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ DEFAULT_PAGE_SIZE = 4096
 DEFAULT_UNIT = 64    # bytes per allocation unit of a new file (format 3)
 RESERVE_PAGES = 32   # pages kept allocated past the last unit, for gc() on a full disk
 RESERVE_STEP = 8     # ... renewed this many pages at a time
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a renewal failing so may use the reserve
 FREELIST_DELTA = 1   # free list image header flag: a delta of the chain, not a base
 META_PAGES = 2
 
@@ -353,8 +355,9 @@ class PageStore:
             self._file_size = end + (RESERVE_PAGES + RESERVE_STEP) * ps
         except OSError as e:
             self._file_size = None
-            if self.may_use_reserve and end <= size:
-                return
+            if self.may_use_reserve and end <= size and e.errno in _DISK_FULL:
+                return  # a full disk: what frees space writes into the reserve; an I/O
+                        # error is not absorbed (the txn fails, nothing written)
             raise WriteFailed(f"no room to grow the file ({e}); the commit was not applied. "
                               f"gc() can still run on the reserve kept for it: drop versions "
                               f"(set_retention) and call gc() to free space") from e
