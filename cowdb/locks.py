@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Callable
 from itertools import compress
 from struct import Struct
+from typing import Any
 
 from ._accelerators import load, wanted
 from .errors import Locked, LockFileReplaced, NestedTransaction, ReadersFull, WriteFailed
@@ -113,7 +114,8 @@ class PyPin:
     __slots__ = ("_pins", "txn")
 
     def __init__(self, pins: PyPins, txn: int) -> None:
-        self._pins, self.txn = pins, txn
+        self._pins: PyPins | None = pins
+        self.txn = txn
 
     def release(self) -> None:
         pins, self._pins = self._pins, None
@@ -131,6 +133,14 @@ Pins = PyPins if pins_c is None else pins_c.Pins
 
 class Shared:
     """One per lock file (or per in-memory database) per process."""
+    identity: tuple[int, int] | None
+    forked_without_slot: bool
+    writer: threading.Lock
+    slot: int
+    readers: PyPins  # or its C twin, _pins_c.Pins (the same methods)
+    pin: Callable[[int], None]
+    unpin: Callable[[int], None]
+    hold: Callable[[int], Any]
 
     def __init__(self, fd: int | None, path: str | None = None):
         self.fd = fd

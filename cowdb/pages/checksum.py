@@ -8,7 +8,7 @@ collision resistant, so equality of subtrees is decided by page reference
 """
 from struct import Struct
 
-from xxhash import xxh3_64_intdigest
+from xxhash import xxh3_64_intdigest as xxh3_64_intdigest  # (tree/btree.py binds it)
 
 from ..errors import Corruption
 
@@ -30,13 +30,14 @@ def seal(image: bytearray) -> int:
     return s
 
 
-def verify(data: bytes, ref: int) -> int:
+def verify(data: bytes | memoryview, ref: int) -> int:
     """Check an image read from page ``ref``; return its checksum.
 
     Raises :class:`Corruption` naming the page on any mismatch.
     """
     if len(data) < HEADER_SIZE:
         raise Corruption(f"page {ref} is truncated ({len(data)} bytes)", ref)
+    s: int  # (a declaration: no cost at run time)
     s, kind, _flags, _n, length, _txn = HEADER.unpack_from(data, 0)
     if length != len(data) or not LEAF <= kind <= FREELIST:
         raise Corruption(f"page {ref} has a bad header (type {kind}, length {length})", ref)

@@ -25,18 +25,24 @@ from __future__ import annotations
 
 import mmap
 import os
+from typing import TYPE_CHECKING
 
 from ..errors import Corruption, DatabaseClosed
 from .checksum import HEADER, verify
 
+if TYPE_CHECKING:
+    from .store import PageStore
+
 
 class PageMap:
     __slots__ = ("store", "fd", "buf", "verified", "unit")
+    store: PageStore
+    fd: int
 
-    def __init__(self, store, fd: int):
+    def __init__(self, store: PageStore, fd: int) -> None:
         self.store, self.fd = store, fd
         self.unit = store.unit  # an image sits at page x unit (known once the meta is read)
-        self.buf = b""          # the mmap (b"" until the first page is asked for)
+        self.buf: mmap.mmap | bytes = b""  # the mmap (b"" until the first page is asked for)
         self.verified: dict[int, int] = {}
 
     def covers(self, end: int) -> bool:
@@ -51,7 +57,8 @@ class PageMap:
             self.buf = mmap.mmap(self.fd, size, prot=mmap.PROT_READ)
         return True
 
-    def image(self, page: int, checksum: int, txn: int, copied: bytes | None = None) -> bytes:
+    def image(self, page: int, checksum: int, txn: int, copied: bytes | None = None
+              ) -> bytes:
         """The verified image of ``page``, which its parent recorded as (checksum, txn),
         read through the store (see the module's docstring), or ``copied``: what C
         copied out of the map at that page under its SIGBUS guard, verified here instead

@@ -4,13 +4,22 @@ Used by compaction: every page reached from several roots is copied once
 (``memo`` maps old page -> new reference), so the copy of many versions is
 as small as their unique pages, laid out densely in a fresh file.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ..errors import Corruption
 from ..pages.checksum import HEADER_SIZE, OVERFLOW
 from ..pages.meta import EMPTY, RootRef
-from .node import Branch, Leaf, Overflow, encode_branch, encode_leaf
+from .node import Branch, Leaf, Node, Overflow, encode_branch, encode_leaf
+
+if TYPE_CHECKING:
+    from ..pages.store import PageStore
+    from .btree import NodeCache
 
 
-def _visit(nodes, ref: RootRef, memo: dict):
+def _visit(nodes: NodeCache, ref: RootRef, memo: dict[int, RootRef]
+           ) -> tuple[RootRef | None, Node | None]:
     """(what ``memo`` holds for ``ref``'s page, None) if it was visited, else (None, its
     node)."""
     done = memo.get(ref.page)
@@ -18,20 +27,23 @@ def _visit(nodes, ref: RootRef, memo: dict):
                                                                    ref.txn))
 
 
-def copy_tree(nodes, dst_store, ref: RootRef, memo: dict, txn: int) -> RootRef:
+def copy_tree(nodes: NodeCache, dst_store: PageStore, ref: RootRef, memo: dict[int, RootRef],
+              txn: int) -> RootRef:
     if not ref.page:
         return EMPTY
     done, node = _visit(nodes, ref, memo)
     if done is not None:
         return done
+    assert node is not None  # (not visited: loaded)
     if type(node) is Branch:
-        kids = [copy_tree(nodes, dst_store, RootRef(k, s, t), memo, txn)
+        kids = [copy_tree(nodes, dst_store, RootRef(k, s, t),  # type: ignore[arg-type]
+                          memo, txn)  # (a clean branch: its kids are pages)
                 for k, s, t in zip(node.kids, node.sums, node.txns)]
         new = Branch(node.keys, [r.page for r in kids], node.counts,
                      [r.checksum for r in kids], [txn] * len(kids), node.size)
         image = encode_branch(new, txn)
     else:
-        vals = []
+        vals: list[bytes | Overflow] = []
         for v in node.vals:
             if type(v) is Overflow:
                 r = memo.get(v.page)
@@ -47,7 +59,8 @@ def copy_tree(nodes, dst_store, ref: RootRef, memo: dict, txn: int) -> RootRef:
     return out
 
 
-def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int) -> RootRef:
+def relocate_tree(nodes: NodeCache, store: PageStore, ref: RootRef, memo: dict[int, RootRef],
+                  txn: int, limit: int) -> RootRef:
     """``ref``'s tree with every image at a page >= ``limit`` copied into the store's
     lowest free pages, and the path above each rewritten; the replaced pages are freed.
 
@@ -62,16 +75,18 @@ def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int) 
     done, node = _visit(nodes, ref, memo)
     if done is not None:
         return done
+    assert node is not None  # (not visited: loaded)
     moved = False
     if type(node) is Branch:
-        kids = [relocate_tree(nodes, store, RootRef(k, s, t), memo, txn, limit)
+        kids = [relocate_tree(nodes, store, RootRef(k, s, t),  # type: ignore[arg-type]
+                              memo, txn, limit)  # (a clean branch: its kids are pages)
                 for k, s, t in zip(node.kids, node.sums, node.txns)]
         if any(r.page != k for r, k in zip(kids, node.kids)):
             moved = True
             node = Branch(node.keys, [r.page for r in kids], node.counts,
                           [r.checksum for r in kids], [r.txn for r in kids], node.size)
     elif node.big:
-        vals = []
+        vals: list[bytes | Overflow] = []
         for v in node.vals:
             if type(v) is Overflow and v.page >= limit:
                 r = memo.get(v.page)       # a value several leaves share moves once

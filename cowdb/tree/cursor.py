@@ -20,71 +20,88 @@ bounded range splits only its window of each leaf (map_leaf's start and stop),
 so a range of 100 keys makes about 100 pairs, not its leaves' every pair.
 Branches (about one per hundred leaves) are decoded and cached as before.
 """
+from __future__ import annotations
+
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Generator, Iterator
 from functools import partial
 from itertools import chain, starmap
 from operator import itemgetter
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import btree
 from .node import Branch, Leaf, Overflow
 
+if TYPE_CHECKING:
+    from .btree import Tree
+
 _flat = chain.from_iterable
+# The cursor's path: [branch, index] from the root down, the index moved in place.
+Path: TypeAlias = list[list[Any]]
 
 
-def items(tree, start=None, stop=None, reverse=False, live=False):
+def items(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
+          reverse: bool = False, live: bool = False) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) in key order with start <= key < stop (reversed if asked)."""
     if live:
         return _backward(tree, start, stop) if reverse else _forward(tree, start, stop)
     return _flat(starmap(zip, runs(tree, start, stop, reverse, mapped=True)))
 
 
-def keys(tree, start=None, stop=None, reverse=False):
+def keys(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
+         reverse: bool = False) -> Iterator[bytes]:
     """The keys of ``items`` on a tree that does not change while iterated."""
     return _flat(map(itemgetter(0), runs(tree, start, stop, reverse, mapped=True)))
 
 
-def values(tree, start=None, stop=None, reverse=False):
+def values(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
+           reverse: bool = False) -> Iterator[bytes]:
     """The values of ``items`` on a tree that does not change while iterated."""
     return _flat(map(itemgetter(1), runs(tree, start, stop, reverse, mapped=True)))
 
 
-def runs(tree, start=None, stop=None, reverse=False, mapped=False):
+def runs(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
+         reverse: bool = False, mapped: bool = False
+         ) -> Iterator[tuple[list[bytes], list[bytes]]]:
     """Yield (keys, values) lists, one per leaf, covering start <= key < stop in order
     (each list reversed too when ``reverse``). ``mapped``: the tree does not change while
     iterated, so leaves may be split from the map (see the module's docstring)."""
     if tree.root() is None:
         return
+    reader: Tree | _MappedKids = tree
     if mapped and btree.map_leaf is not None and tree.store.pagemap is not None and \
             not tree._dirty:
-        tree = _MappedKids(tree, partial(btree.map_leaf, tree.store.pagemap), start, stop)
+        reader = _MappedKids(tree, partial(btree.map_leaf, tree.store.pagemap), start, stop)
+    leaf: Leaf | None  # (None past the last leaf)
     if reverse:
-        leaf, path = _seek(tree, stop, True)
+        leaf, path = _seek(reader, stop, True)
         j = len(leaf.keys) if stop is None else bisect_left(leaf.keys, stop)
         while leaf is not None:
             keys = leaf.keys
             i = 0 if start is None or not keys or keys[0] >= start else \
                 bisect_left(keys, start, 0, j)
             if i < j:
-                yield keys[i:j][::-1], _values(tree, leaf, i, j)[::-1]
+                yield keys[i:j][::-1], _values(reader, leaf, i, j)[::-1]
             if i > 0:
                 return
-            leaf = _step(tree, path, False)
+            leaf = _step(reader, path, False)
             j = len(leaf.keys) if leaf is not None else 0
         return
-    leaf, path = _seek(tree, start, False)
+    leaf, path = _seek(reader, start, False)
     i = 0 if start is None else bisect_left(leaf.keys, start)
     while leaf is not None:
         keys = leaf.keys
         j = len(keys) if stop is None or not keys or keys[-1] < stop else \
             bisect_left(keys, stop, i)
         if i < j:
-            yield keys[i:j], _values(tree, leaf, i, j)
+            yield keys[i:j], _values(reader, leaf, i, j)
         if j < len(keys):
             return
-        leaf, i = _step(tree, path, True), 0
+        leaf, i = _step(reader, path, True), 0
 
 
-def _watched(tree, ks, vs, mod):
+def _watched(tree: Tree, ks: list[bytes], vs: list[bytes], mod: int
+             ) -> Generator[tuple[bytes, bytes], None, bytes | None]:
     """Yield pairs one by one; stop early (returning the last key) if the tree changes."""
     for k, v in zip(ks, vs):
         yield k, v
@@ -93,16 +110,17 @@ def _watched(tree, ks, vs, mod):
     return None
 
 
-def _values(tree, leaf, i, j):
+def _values(tree: Tree | _MappedKids, leaf: Leaf, i: int, j: int) -> list[bytes]:
     vals = leaf.vals[i:j]
     if not leaf.big:
-        return vals
-    return [v if type(v) is bytes else tree.read_overflow(v) for v in vals]
+        return vals  # type: ignore[return-value]  # (not big: every value is inline bytes)
+    return [v if type(v) is not Overflow else tree.read_overflow(v) for v in vals]
 
 
-def _seek(tree, key, right):
+def _seek(tree: Tree | _MappedKids, key: bytes | None, right: bool) -> tuple[Leaf, Path]:
     """Path to the leaf holding key; ``right``: first leaf when key is None else last."""
     node, path = tree.root(), []
+    assert node is not None  # (runs() returned on an empty tree)
     while type(node) is Branch:
         if key is None:
             i = len(node.kids) - 1 if right else 0
@@ -113,7 +131,7 @@ def _seek(tree, key, right):
     return node, path
 
 
-def _step(tree, path, forward):
+def _step(tree: Tree | _MappedKids, path: Path, forward: bool) -> Leaf | None:
     """Move path to the next (or previous) leaf; None at the end."""
     while path:
         top = path[-1]
@@ -129,7 +147,8 @@ def _step(tree, path, forward):
     return None
 
 
-def _forward(tree, start, stop):
+def _forward(tree: Tree, start: bytes | None, stop: bytes | None
+             ) -> Iterator[tuple[bytes, bytes]]:
     """A live tree's pairs in order, watched after every item (see the module's doc)."""
     mod = tree.mod
     for ks, vs in runs(tree, start, stop):
@@ -139,7 +158,8 @@ def _forward(tree, start, stop):
             return
 
 
-def _backward(tree, start, stop):
+def _backward(tree: Tree, start: bytes | None, stop: bytes | None
+              ) -> Iterator[tuple[bytes, bytes]]:
     mod = tree.mod
     for ks, vs in runs(tree, start, stop, True):
         last = yield from _watched(tree, ks, vs, mod)
@@ -154,17 +174,19 @@ class _MappedKids:
     stop) if bounded (see map_leaf), all of it if not. A branch is loaded (cached)."""
     __slots__ = ("tree", "split", "start", "stop")
 
-    def __init__(self, tree, split, start=None, stop=None):
+    def __init__(self, tree: Tree, split: Callable[..., Any], start: bytes | None = None,
+                 stop: bytes | None = None) -> None:
         self.tree, self.split, self.start, self.stop = tree, split, start, stop
 
-    def root(self):
+    def root(self) -> Branch | Leaf | None:
         return self.tree.root()
 
     def read_overflow(self, ov: Overflow) -> bytes:
         return self.tree.read_overflow(ov)
 
-    def kid(self, branch: Branch, i: int):
-        page, txn = branch.kids[i], branch.txns[i]
+    def kid(self, branch: Branch, i: int) -> Branch | Leaf:
+        page: int = branch.kids[i]  # type: ignore[assignment]  # a clean tree: page numbers
+        txn = branch.txns[i]
         nodes = self.tree.nodes
         node = nodes.get(page)  # NodeCache.cached, inline: this runs once a leaf
         if node is not None and node.txn == txn:

@@ -19,11 +19,15 @@ Each entry keeps the child's key count (for O(1) len and O(log n) ranks),
 checksum (a Merkle tree: a torn commit and equal subtrees are both visible
 from the parent) and writing txn (recovery walks only the newest pages).
 """
+from __future__ import annotations
+
 import sys
 from array import array
+from collections.abc import Sequence
 from itertools import accumulate
 from struct import Struct, pack, unpack_from
 from struct import error as struct_error
+from typing import TypeAlias, final
 
 from .._accelerators import load, wanted
 from ..errors import Corruption
@@ -40,48 +44,74 @@ LEAF_ENTRY = 6                  # u16 + u32 per entry
 BRANCH_ENTRY = 34               # u16 + 4 x u64 per entry
 
 
+@final
 class Overflow:
     """A value stored out of line in its own page run."""
     __slots__ = ("page", "length", "checksum", "txn")
+    page: int
+    length: int
+    checksum: int
+    txn: int
 
-    def __init__(self, page, length, checksum, txn):
+    def __init__(self, page: int, length: int, checksum: int, txn: int) -> None:
         self.page, self.length, self.checksum, self.txn = page, length, checksum, txn
 
 
+# Leaf and Branch are final, so ``type(node) is Branch`` tells a checker the other case too.
+@final
 class Leaf:
     """``big`` is True when some value is not inline bytes (an Overflow, or bytes that will
     go to one): readers and the writer check values one by one only then. ``sig`` (clean
     leaves only, else None): see ``leaf_sig``."""
     __slots__ = ("keys", "vals", "size", "big", "sig", "txn")
+    keys: list[bytes]
+    vals: list[bytes | Overflow]
+    size: int
+    big: bool
+    txn: int
 
-    def __init__(self, keys, vals, size, big=False):
+    def __init__(self, keys: list[bytes], vals: list[bytes | Overflow], size: int,
+                 big: bool = False) -> None:
         self.keys, self.vals, self.size, self.big = keys, vals, size, big
-        self.sig = None
+        self.sig: int | None = None
         self.txn = 0    # clean nodes: the txn that wrote the image (see NodeCache)
 
-    def copy(self):
+    def copy(self) -> Leaf:
         return Leaf(self.keys[:], self.vals[:], self.size, self.big)
 
-    def count(self):
+    def count(self) -> int:
         return len(self.keys)
 
 
+@final
 class Branch:
-    """``sig`` (clean branches only, else None): see ``branch_sig``."""
+    """``sig`` (clean branches only, else None): see ``branch_sig``. ``kids[i]`` is a
+    clean child's page (int), or in a dirty branch the dirty child node itself."""
     __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig", "txn")
+    keys: list[bytes]
+    kids: list[int | Node]
+    counts: list[int]
+    sums: list[int]
+    txns: list[int]
+    size: int
+    txn: int
 
-    def __init__(self, keys, kids, counts, sums, txns, size):
+    def __init__(self, keys: list[bytes], kids: list[int | Node], counts: list[int],
+                 sums: list[int], txns: list[int], size: int) -> None:
         self.keys, self.kids, self.counts = keys, kids, counts
         self.sums, self.txns, self.size = sums, txns, size
-        self.sig = None
+        self.sig: int | None = None
         self.txn = 0    # clean nodes: the txn that wrote the image (see NodeCache)
 
-    def copy(self):
+    def copy(self) -> Branch:
         return Branch(self.keys[:], self.kids[:], self.counts[:], self.sums[:], self.txns[:],
                       self.size)
 
-    def count(self):
+    def count(self) -> int:
         return sum(self.counts)
+
+
+Node: TypeAlias = Leaf | Branch
 
 
 def leaf_sig(leaf: Leaf) -> int:
@@ -95,9 +125,9 @@ def leaf_sig(leaf: Leaf) -> int:
     (PYTHONHASHSEED set), diff compares values instead (see diff.KEYED_HASH). Made when
     the writer writes the leaf (its values are at hand then), else on the first diff
     that needs it, and kept: a clean node never changes."""
-    vals = leaf.vals
+    vals: list[bytes | Overflow] | list[bytes | tuple[str, int]] = leaf.vals
     if leaf.big:
-        vals = [v if type(v) is bytes else ("overflow", v.page) for v in vals]
+        vals = [v if type(v) is not Overflow else ("overflow", v.page) for v in leaf.vals]
     sig = leaf.sig = int.from_bytes(pack(f"<{len(vals)}q", *map(hash, vals)), "little")
     return sig
 
@@ -114,11 +144,11 @@ def branch_sig(branch: Branch) -> int:
     return sig
 
 
-def branch_size(keys) -> int:
+def branch_size(keys: Sequence[bytes]) -> int:
     return HEADER_SIZE + sum(BRANCH_ENTRY + len(k) for k in keys)
 
 
-def decode(data: bytes, page: int):
+def decode(data: bytes, page: int) -> Node:
     """Page image -> Leaf or Branch. The image's checksum was already verified."""
     try:
         _s, kind, _f, n, length, txn = HEADER.unpack_from(data, 0)
@@ -128,6 +158,7 @@ def decode(data: bytes, page: int):
             ko = list(accumulate(klens, initial=HEADER_SIZE + 6 * n))
             keys = [data[a:b] for a, b in zip(ko, ko[1:])]
             pos = ko[-1]
+            vals: list[bytes | Overflow]
             if n and max(vlens) & OVERFLOW_FLAG:
                 vals = []
                 for vl in vlens:
@@ -143,9 +174,9 @@ def decode(data: bytes, page: int):
                 pos = vo[-1]
             if pos != length:
                 raise ValueError("entries do not fill the image")
-            node = Leaf(keys, vals, length, bool(n) and max(vlens) >= OVERFLOW_FLAG)
-            node.txn = txn
-            return node
+            leaf = Leaf(keys, vals, length, bool(n) and max(vlens) >= OVERFLOW_FLAG)
+            leaf.txn = txn
+            return leaf
         if kind == BRANCH and n:
             klens = unpack_from(f"<{n}H", data, HEADER_SIZE)
             ents = unpack_from(f"<{4 * n}Q", data, HEADER_SIZE + 2 * n)
@@ -172,19 +203,20 @@ def encode_leaf(leaf: Leaf, txn: int) -> bytearray:
         image += pack(f"<{n}I", *[len(v) if type(v) is bytes else OVERFLOW_FLAG | OVERFLOW_REF_SIZE
                                   for v in vals])
         image += b"".join(keys)
-        image += b"".join([v if type(v) is bytes else
+        image += b"".join([v if type(v) is not Overflow else
                            _OVF.pack(v.page, v.length, v.checksum, v.txn) for v in vals])
-    else:
-        image += pack(f"<{n}I", *map(len, vals))
+    else:  # (not big: every value is inline bytes)
+        image += pack(f"<{n}I", *map(len, vals))  # type: ignore[arg-type]
         image += b"".join(keys)
-        image += b"".join(vals)
+        image += b"".join(vals)  # type: ignore[arg-type]
     flags = HAS_OVERFLOW if leaf.big and any(type(v) is Overflow for v in vals) else 0
     HEADER.pack_into(image, 0, 0, LEAF, flags, n, len(image), txn)
     seal(image)
     return image
 
 
-def branch_refs(data: bytes, page: int):
+def branch_refs(data: bytes, page: int
+                ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """(kids, sums, txns) of a branch image, without decoding its keys (for walks)."""
     _s, kind, _f, n, length, _txn = HEADER.unpack_from(data, 0)
     if kind != BRANCH or not n or HEADER_SIZE + 34 * n > length:
@@ -202,7 +234,8 @@ def encode_branch(b: Branch, txn: int) -> bytearray:
     else:
         image += pack(f"<{n}H", *map(len, keys))
         entries = array("Q", bytes(32 * n))  # interleaved by slice assignment: 40% faster
-        entries[0::4] = array("Q", b.kids)   # than pack(*chain(zip(...))) for ~90 entries
+        # than pack(*chain(zip(...))) for ~90 entries; every kid is a page now (written first)
+        entries[0::4] = array("Q", b.kids)  # type: ignore[arg-type, type-var]
         entries[1::4] = array("Q", b.counts)
         entries[2::4] = array("Q", b.sums)
         entries[3::4] = array("Q", b.txns)

@@ -11,14 +11,22 @@ without their keys and not cached) and leaves' 24-byte headers, whose flag
 says whether a leaf has overflow values at all (almost never); it does not
 verify checksums, and it leaves the node cache to the readers.
 """
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 from ..errors import Corruption
 from ..pages.checksum import BRANCH, HEADER_SIZE
 from ..pages.meta import RootRef
 from .node import HAS_OVERFLOW, Branch, Overflow, branch_refs
 
+if TYPE_CHECKING:
+    from .btree import NodeCache
 
-def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
-         light: bool = False):
+
+def walk(tree_nodes: NodeCache, ref: RootRef, newer_than: int = 0,
+         seen: set[int] | None = None, light: bool = False) -> Iterator[tuple[int, int]]:
     """Yield (unit, units) for each image under ``ref`` written after txn ``newer_than``."""
     if not ref.page or ref.txn <= newer_than or (seen is not None and ref.page in seen):
         return
@@ -37,8 +45,9 @@ def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
             yield page, store.pages_for(head[4])
             if head[1] == BRANCH:
                 kids, sums, txns = branch_refs(store.read(page), page)
+                assert seen is not None  # light walks always have seen
                 for kid, s, t in zip(kids, sums, txns):
-                    if t > newer_than and kid not in seen:  # light walks always have seen
+                    if t > newer_than and kid not in seen:
                         seen.add(kid)
                         stack.append((kid, s, t))
                 continue
@@ -47,8 +56,8 @@ def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
             node = tree_nodes.load(page, checksum, txn)
         else:
             yield page, store.pages_for(node.size)
-        if type(node) is Branch:
-            for kid, s, t in zip(node.kids, node.sums, node.txns):
+        if type(node) is Branch:  # (clean: its kids are pages)
+            for kid, s, t in zip(node.kids, node.sums, node.txns):  # type: ignore[assignment]
                 if t > newer_than and (seen is None or kid not in seen):
                     if seen is not None:
                         seen.add(kid)
