@@ -204,15 +204,30 @@ class Upkeep:
 
         def change(cat: Catalog, txn: int) -> None:
             memo: dict[int, RootRef] = {}  # old page -> its new reference
-            for c in list(cat.commits(reverse=False)):
+            commits = list(cat.commits(reverse=False))
+            roots = []
+            for c in commits:
                 root = relocate_tree(nodes, store, c.root, memo, txn, limit)
+                roots.append(root)
                 if root != c.root:
                     cat.put_commit(replace(c, root=root))
+            # free what the old trees reached and the new ones do not (an image that a
+            # kept delta chain still reaches stays)
+            for page, n in gcmod.sweep(nodes, [c.root for c in commits],
+                                       gcmod.mark(nodes, roots)):
+                store.free(page, n)
             cat.tree.relocate(limit)
+            if store.page_count > count:
+                # free space too cut up for what must move (small holes left by dropped
+                # deltas): moving would grow the file, so do not
+                raise _NoRoom
             store.rebase_freelist = True
             store.barrier = True
             store.may_use_reserve = True
-        self._db._update(change, durable=True, forget=True)  # commit records got new roots
+        try:
+            self._db._update(change, durable=True, forget=True)  # new roots in commits
+        except _NoRoom:
+            pass
 
     def _trim_tail(self) -> None:
         store = self._db._store
@@ -301,6 +316,10 @@ class Upkeep:
         out.reclaimable_bytes = dead * ps
         out.free_bytes = fl.count() * ps
         return out
+
+
+class _NoRoom(Exception):
+    """Relocation would grow the file: its txn is rolled back (see _relocate_tail)."""
 
 
 def _fill(cat: Catalog, txn: int, nodes: NodeCache, dst_store: PageStore, kept: list[Commit],

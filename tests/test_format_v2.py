@@ -7,10 +7,10 @@
         tests/data/v2.cowdb
 
 ``model()`` replays the same steps in memory, so the test knows what every
-version must hold. Format 3 (issue 14) reads it as it is; the
-first write upgrades its meta record to version 3 with whole-page units (the
-file's references stay page numbers); ``compact()`` copies it into a packed
-file (64-byte units).
+version must hold. Formats 3 and 4 (issue 14) read it as it is; the
+first write upgrades its meta record to version 4 with whole-page units (the
+file's references stay page numbers, and it gets no delta images: one would take
+a whole page); ``compact()`` copies it into a packed file (64-byte units).
 """
 import os
 import random
@@ -132,14 +132,14 @@ def test_a_version_2_file_opens_reads_and_writes(tmp_path):
             versions[v].pop(b"k000", None)
             heads["main"] = v
             assert db.check().ok
-            # upgraded: a version-3 record; the file keeps its whole-page units
+            # upgraded: a version-4 record; the file keeps its whole-page units
             m = db._store.meta
-            assert m.encode()[8:12] == (3).to_bytes(4, "little") and m.unit == PAGE_SIZE
+            assert m.encode()[8:12] == (4).to_bytes(4, "little") and m.unit == PAGE_SIZE
         db.close()
 
 
 def test_compact_packs_a_version_2_file(tmp_path):
-    """compact() writes a version-3 file with packed (64-byte) units and every kept
+    """compact() writes a version-4 file with packed (64-byte) units and every kept
     version as it was."""
     import cowdb
     path, out = str(tmp_path / "v2.cowdb"), str(tmp_path / "v3.cowdb")
@@ -149,7 +149,7 @@ def test_compact_packs_a_version_2_file(tmp_path):
         kept = [c.version for c in db.log()]
         db.compact(out)
     with cowdb.open(out) as db:
-        assert db._store.unit == 64 and db._store.meta.encode()[8:12] == (3).to_bytes(4,
+        assert db._store.unit == 64 and db._store.meta.encode()[8:12] == (4).to_bytes(4,
                                                                                      "little")
         assert [c.version for c in db.log()] == kept and db.tags() == tags
         for v in kept:

@@ -11,6 +11,10 @@ copy of the page.
 ``image(page, checksum, txn)`` is the one place a node's image comes from: the mapped
 bytes, or (a page this txn wrote and has not flushed, or one past the file's end) an
 image read through the store, which raises Corruption or ReadFailed as a read does.
+A reference to a delta image (format 4) gets the full image its chain materialises
+to: bytes made once per process by ``expand`` (the tree layer's
+``NodeCache.full_image``) and kept in ``made`` (page -> bytes, bounded), which the
+mapped search (C and Python) looks in before it calls ``image``.
 """
 from __future__ import annotations
 
@@ -18,17 +22,22 @@ import mmap
 import os
 
 from ..errors import Corruption, DatabaseClosed
-from .checksum import HEADER, HEADER_SIZE, verify
+from .checksum import BRANCH_DELTA, HEADER, HEADER_SIZE, LEAF_DELTA, verify
+
+MADE_MAX = 4096  # materialised images kept per process (each at most a page)
 
 
 class PageMap:
-    __slots__ = ("store", "fd", "buf", "verified", "unit")
+    __slots__ = ("store", "fd", "buf", "verified", "unit", "made", "expand")
 
     def __init__(self, store, fd: int):
         self.store, self.fd = store, fd
         self.unit = store.unit  # an image sits at page x unit (known once the meta is read)
         self.buf = b""          # the mmap (b"" until the first page is asked for)
         self.verified: dict[int, int] = {}
+        self.made: dict[int, bytes] = {}  # page -> the full image of a delta (header: its
+                                          # reference's checksum and txn)
+        self.expand = None      # (page, checksum, txn) -> that full image; set by the db
 
     def _covers(self, end: int) -> bool:
         """Whether the file reaches ``end`` bytes now (fstat: another process may have
@@ -47,6 +56,10 @@ class PageMap:
         a memoryview of the map, or bytes read through the store. The file's size is
         checked before the map is touched, so a file truncated under it raises
         Corruption or ReadFailed here, not SIGBUS."""
+        made = self.made.get(page)
+        if made is not None and made[16:24] == txn.to_bytes(8, "little") and \
+                made[:8] == checksum.to_bytes(8, "little"):
+            return made
         store = self.store
         unit = self.unit = store.unit
         start = page * unit
@@ -66,9 +79,22 @@ class PageMap:
         if got != txn:
             raise Corruption(f"page {page} was written by txn {got}, its parent "
                              f"expects txn {txn}", page)
+        if LEAF_DELTA <= data[8] <= BRANCH_DELTA:
+            return self._materialised(page, checksum, txn)
         if type(data) is memoryview:
             self.verified[page] = txn
         return data
+
+    def _materialised(self, page: int, checksum: int, txn: int) -> bytes:
+        if self.expand is None:
+            raise Corruption(f"page {page} is a delta image and this map cannot "
+                             f"materialise it", page)
+        made = self.expand(page, checksum, txn)
+        if len(self.made) >= MADE_MAX:
+            for k in list(self.made)[:MADE_MAX // 8]:
+                self.made.pop(k, None)
+        self.made[page] = made
+        return made
 
     def close(self) -> None:
         """Let go of the map (it is unmapped once no reader holds a view of it) and of the
@@ -76,9 +102,13 @@ class PageMap:
         self.fd = -1
         self.buf = b""
         self.verified.clear()
+        self.made.clear()
 
     def forget_txn(self, txn: int) -> None:
         """A rolled-back txn's number will be reused: forget the pages it verified."""
         for page, t in list(self.verified.items()):
             if t >= txn:
                 self.verified.pop(page, None)
+        for page, image in list(self.made.items()):
+            if int.from_bytes(image[16:24], "little") >= txn:
+                self.made.pop(page, None)

@@ -227,8 +227,9 @@ class PageStore:
 
     def read_head(self, page: int) -> tuple:
         """The header fields (checksum, type, flags, n, length, txn) of an image, unverified:
-        for walks that only need to know what a page is."""
-        data = self._pread(HEADER_SIZE, page * self.unit, page)
+        for walks that only need to know what a page is (one this txn wrote too)."""
+        queued = self._queue.get(page) if self._queue else None
+        data = queued if queued is not None else self._pread(HEADER_SIZE, page * self.unit, page)
         if len(data) < HEADER_SIZE:
             raise Corruption(f"page {page} is truncated", page)
         return HEADER.unpack_from(data, 0)

@@ -29,7 +29,7 @@
 
 static PyTypeObject *branch_type = NULL;   /* node.Branch, set by bind() */
 static PyObject *s_keys, *s_kids, *s_sums, *s_txns, *s_txn, *s_vals, *s_load;
-static PyObject *s_buf, *s_verified, *s_image, *s_unit;
+static PyObject *s_buf, *s_verified, *s_image, *s_unit, *s_made;
 
 /* compare key (k, kl) with the searched key (q, ql) */
 static inline int
@@ -324,7 +324,7 @@ map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     unsigned long long txn = PyLong_AsUnsignedLongLong(args[3]);
     if (PyErr_Occurred())
         return NULL;
-    PyObject *bufobj = NULL, *verified = NULL, *pso = NULL;
+    PyObject *bufobj = NULL, *verified = NULL, *made = NULL, *pso = NULL;
     PyObject *volatile result = NULL;
     PyObject *volatile held = NULL;  /* an image pagemap.image returned, for this step */
     Py_buffer map = {0}, img = {0};
@@ -334,10 +334,11 @@ map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         (psz = PyLong_AsSsize_t(pso)) <= 0 ||
         (bufobj = PyObject_GetAttr(pm, s_buf)) == NULL ||
         PyObject_GetBuffer(bufobj, &map, PyBUF_SIMPLE) < 0 ||
-        (verified = PyObject_GetAttr(pm, s_verified)) == NULL)
+        (verified = PyObject_GetAttr(pm, s_verified)) == NULL ||
+        (made = PyObject_GetAttr(pm, s_made)) == NULL)
         goto done;
-    if (!PyDict_Check(verified)) {
-        PyErr_SetString(PyExc_TypeError, "pagemap.verified is not a dict");
+    if (!PyDict_Check(verified) || !PyDict_Check(made)) {
+        PyErr_SetString(PyExc_TypeError, "pagemap.verified or pagemap.made is not a dict");
         goto done;
     }
     if (sigsetjmp(map_jump, 0)) {
@@ -377,8 +378,20 @@ map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
                 PyBuffer_Release(&img);
                 Py_CLEAR(held);
             }
-            PyObject *so = PyLong_FromUnsignedLongLong(sum);
-            PyObject *to = PyLong_FromUnsignedLongLong(txn);
+            /* a delta image materialised earlier in this process (mapfile.py: made):
+             * its full image, whose header carries the reference's checksum and txn */
+            PyObject *mi = PyDict_GetItemWithError(made, pk);
+            if (mi != NULL && PyBytes_CheckExact(mi) && PyBytes_GET_SIZE(mi) >= 24 &&
+                    le64((const unsigned char *)PyBytes_AS_STRING(mi)) == sum &&
+                    le64((const unsigned char *)PyBytes_AS_STRING(mi) + 16) == txn) {
+                held = Py_NewRef(mi);
+            }
+            else if (PyErr_Occurred()) {
+                Py_DECREF(pk);
+                goto done;
+            }
+            PyObject *so = held != NULL ? NULL : PyLong_FromUnsignedLongLong(sum);
+            PyObject *to = held != NULL ? NULL : PyLong_FromUnsignedLongLong(txn);
             if (so != NULL && to != NULL)
                 held = PyObject_CallMethodObjArgs(pm, s_image, pk, so, to, NULL);
             Py_XDECREF(so);
@@ -487,6 +500,7 @@ done:
     if (map.obj != NULL)
         PyBuffer_Release(&map);
     Py_XDECREF(verified);
+    Py_XDECREF(made);
     Py_XDECREF(bufobj);
     Py_XDECREF(pso);
     return result;
@@ -619,6 +633,7 @@ PyInit__tree_c(void)
         !(s_buf = PyUnicode_InternFromString("buf")) ||
         !(s_verified = PyUnicode_InternFromString("verified")) ||
         !(s_image = PyUnicode_InternFromString("image")) ||
+        !(s_made = PyUnicode_InternFromString("made")) ||
         !(s_unit = PyUnicode_InternFromString("unit")))
         return NULL;
     PyObject *m = PyModule_Create(&module);

@@ -2,12 +2,17 @@
 
 Used by compaction: every page reached from several roots is copied once
 (``memo`` maps old page -> new reference), so the copy of many versions is
-as small as their unique pages, laid out densely in a fresh file.
+as small as their unique pages, laid out densely in a fresh file. A node read
+from a delta chain is written as one full image (a consolidation).
 """
+from struct import Struct
+
 from ..errors import Corruption
-from ..pages.checksum import HEADER_SIZE, OVERFLOW
+from ..pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW, seal
 from ..pages.meta import EMPTY, RootRef
-from .node import Branch, Leaf, Overflow, encode_branch, encode_leaf
+from .node import Branch, Leaf, Overflow, delta_base, encode_branch, encode_delta, encode_leaf
+
+_REF = Struct("<QQQ")
 
 
 def _visit(nodes, ref: RootRef, memo: dict):
@@ -49,20 +54,23 @@ def copy_tree(nodes, dst_store, ref: RootRef, memo: dict, txn: int) -> RootRef:
 
 def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int) -> RootRef:
     """``ref``'s tree with every image at a page >= ``limit`` copied into the store's
-    lowest free pages, and the path above each rewritten; the replaced pages are freed.
+    lowest free pages, and the path above each rewritten. A delta node is written again
+    as a delta on its base (moved as an image, see ``_move_image``) when it or its base
+    moved or a child did.
 
     For giving the end of the file back after gc: ``memo`` (old page -> new reference)
     is shared by every tree relocated in one txn, so a subtree that several versions
-    share is copied once and every version points to the copy; the caller relocates
-    every tree that reaches a page, so a replaced page is reached by none (readers that
-    still hold one are protected by the reuse bound, like every freed page). A page
-    the store could only place at or above ``limit`` is left where it is."""
+    share is copied once and every version points to the copy. Nothing is freed here:
+    an image may still be another node's delta base, so the caller frees what the old
+    trees reached and the new ones do not (readers that still hold one are protected by
+    the reuse bound, like every freed page). A page the store could only place at or
+    above ``limit`` is left where it is."""
     if not ref.page:
         return ref
     done, node = _visit(nodes, ref, memo)
     if done is not None:
         return done
-    moved = False
+    moved, delta = False, node.chain is not None
     if type(node) is Branch:
         kids = [relocate_tree(nodes, store, RootRef(k, s, t), memo, txn, limit)
                 for k, s, t in zip(node.kids, node.sums, node.txns)]
@@ -86,7 +94,6 @@ def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int) 
                             raise Corruption(f"page {v.page} does not hold the value its "
                                              f"leaf expects", v.page)
                         r = store.write_image(OVERFLOW, data[HEADER_SIZE:], page=page)
-                        store.free(v.page, npages)
                     memo[v.page] = r
                 if r.page != v.page:
                     v = Overflow(r.page, v.length, r.checksum, r.txn)
@@ -94,18 +101,70 @@ def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int) 
             vals.append(v)
         if moved:
             node = Leaf(node.keys, vals, node.size, node.big)
-    if not moved and ref.page < limit:
-        memo[ref.page] = ref
-        return ref
-    image = (encode_branch(node, txn) if type(node) is Branch else encode_leaf(node, txn))
-    units = store.pages_for(len(image))
-    page = store.take_below(units, ref.page)
-    if page is None:
-        if not moved:                        # no lower place for it: leave it
+    image = None
+    if delta:  # a delta: keep it one, on its base moved as an image (if that is due)
+        bpage, bsum, btxn, _d = delta_base(store.read(ref.page), ref.page)
+        was = RootRef(bpage, bsum, btxn)
+        image = encode_delta(node, nodes.load(bpage, bsum, btxn), was, txn)
+        if image is not None:
+            base = _move_image(store, was, memo, txn, limit)  # used right below: no leak
+            if not moved and ref.page < limit and base == was:
+                memo[ref.page] = ref
+                return ref
+            if base != was:
+                _REF.pack_into(image, HEADER_SIZE, base.page, base.checksum, base.txn)
+                seal(image)
+        elif not moved and max(p for p, _u, _t in node.chain) < limit:
             memo[ref.page] = ref
             return ref
-        page = store.allocate(units)         # a child moved: this node must be rewritten
+    elif not moved and ref.page < limit:
+        memo[ref.page] = ref
+        return ref
+    if image is None:
+        image = encode_branch(node, txn) if type(node) is Branch else encode_leaf(node, txn)
+    units = store.pages_for(len(image))
+    page = store.take_below(units, ref.page if ref.page >= limit else limit)
+    if page is None:
+        if not moved and not delta:  # no lower place for it: leave it
+            memo[ref.page] = ref
+            return ref
+        page = store.allocate(units)  # a child or the base moved: it must be rewritten
     store.write(page, image)
-    store.free(ref.page, store.pages_for(node.size))
     out = memo[ref.page] = RootRef(page, int.from_bytes(image[:8], "little"), txn)
+    return out
+
+
+def _move_image(store, ref: RootRef, memo: dict, txn: int, limit: int) -> RootRef:
+    """A delta's base, as an image: the same content (its header's txn and, for a delta,
+    its base reference aside) below ``limit`` if it or an image of its chain was at or
+    above it, else ``ref``. Its own children are not followed: a base reached only
+    through a later delta may name children that no kept version reaches (freed). Moves
+    are remembered in ``memo`` under ``~page`` (a page may be both a kept node, relocated
+    with its children, and another node's base)."""
+    done = memo.get(~ref.page)
+    if done is not None:
+        return done
+    data = store.read(ref.page)
+    if int.from_bytes(data[:8], "little") != ref.checksum:
+        raise Corruption(f"page {ref.page} does not hold the image its delta expects",
+                         ref.page)
+    image = bytearray(data)
+    moved = ref.page >= limit
+    if LEAF_DELTA <= image[8] <= BRANCH_DELTA:
+        bpage, bsum, btxn, _d = delta_base(data, ref.page)
+        base = _move_image(store, RootRef(bpage, bsum, btxn), memo, txn, limit)
+        if base.page != bpage:
+            _REF.pack_into(image, HEADER_SIZE, base.page, base.checksum, base.txn)
+            moved = True
+    if not moved:
+        memo[~ref.page] = ref
+        return ref
+    image[16:24] = txn.to_bytes(8, "little")   # (page, txn) names one image: a new txn
+    s = seal(image)
+    units = store.pages_for(len(image))
+    page = store.take_below(units, limit)
+    if page is None:
+        page = store.allocate(units)
+    store.write(page, image)
+    out = memo[~ref.page] = RootRef(page, s, txn)
     return out
