@@ -566,12 +566,15 @@ class Tree:
 
     def _write_node(self, node, txn):
         store = self.store
+        dirty = None
         if type(node) is Branch:
             kids, sums, txns = node.kids, node.sums, node.txns
+            dirty = []
             for i, kid in enumerate(kids):
                 if type(kid) is not int:
                     kids[i], sums[i] = self._write_node(kid, txn)
                     txns[i] = txn
+                    dirty.append(i)
         else:
             if node.big:
                 vals, vsize = node.vals, self._vsize
@@ -585,7 +588,7 @@ class Tree:
         image = None
         base, node.base = node.base, None
         if base is not None:
-            image = encode_delta(node, base[0], base[1], txn)
+            image = encode_delta(node, base[0], base[1], txn, dirty)
         if image is None:
             base = None
             image = encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)

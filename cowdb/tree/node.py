@@ -31,7 +31,8 @@ image (1 .. MAX_CHAIN), so a cold read applies at most MAX_CHAIN of them.
 """
 import sys
 from array import array
-from itertools import accumulate
+from itertools import accumulate, chain, compress, count
+from operator import is_not
 from struct import Struct, pack, unpack_from
 from struct import error as struct_error
 
@@ -286,19 +287,24 @@ def _span(n: int, m: int, same) -> list[tuple[int, int, int, int]]:
     return [(p, n - s - p, p, m - s)] if (n - s - p or m - s - p) else []
 
 
-def _changes(node, base) -> list[tuple[int, int, int, int]]:
+def _changes(node, base, dirty=None) -> list[tuple[int, int, int, int]]:
     """The runs (at, cut, lo, hi) that turn ``base``'s entries into ``node``'s: the
     base's entries at..at+cut-1 are replaced by the node's lo..hi-1. Values and keys are
-    compared by identity (a copy shares its base's objects), references by value."""
+    compared by identity (a copy shares its base's objects), references by value. For a
+    branch with the same keys as its base, ``dirty`` (the writer's: the entries whose
+    child it wrote) are the entries that differ: only those change in place."""
     bk, nk = base.keys, node.keys
+    same = len(bk) == len(nk) and bk == nk
     if type(node) is Leaf:
         bv, nv = base.vals, node.vals
-        if len(bk) == len(nk) and bk == nk:
-            return _runs([i for i, (a, b) in enumerate(zip(bv, nv)) if a is not b])
+        if same:
+            return _runs(list(compress(count(), map(is_not, bv, nv))))
         return _span(len(bk), len(nk), lambda i, j: bk[i] is nk[j] and bv[i] is nv[j])
+    if same and dirty is not None:
+        return _runs(dirty)
     bkid, bs, bt, bc = base.kids, base.sums, base.txns, base.counts
     kid, ns, nt, nc = node.kids, node.sums, node.txns, node.counts
-    if len(bk) == len(nk) and bk == nk:
+    if same:
         return _runs([i for i, (a, b, c, d, e, f, g, h)
                       in enumerate(zip(bkid, kid, bs, ns, bt, nt, bc, nc))
                       if a != b or c != d or e != f or g != h])
@@ -306,32 +312,36 @@ def _changes(node, base) -> list[tuple[int, int, int, int]]:
                  bs[i] == ns[j] and bt[i] == nt[j] and bc[i] == nc[j])
 
 
-def encode_delta(node, base, ref, txn: int) -> bytearray | None:
+def _picked(seq, runs) -> list:
+    """The entries of ``seq`` that the runs put, in order."""
+    if len(runs) == 1:
+        return seq[runs[0][2]:runs[0][3]]
+    return list(chain.from_iterable(seq[lo:hi] for _a, _c, lo, hi in runs))
+
+
+def encode_delta(node, base, ref, txn: int, dirty=None) -> bytearray | None:
     """``node``'s image as a delta on ``base`` (the clean node at ``ref`` it was copied
     from), or None when a full image is due: the chain is MAX_CHAIN deltas long, or the
-    delta would not be under half the full image."""
+    delta would not be under half the full image. ``dirty``: see ``_changes``."""
     d = depth(base) + 1
     if d > MAX_CHAIN or type(node) is not type(base):
         return None
-    runs = _changes(node, base)
+    runs = _changes(node, base, dirty)
     if len(runs) > 0xFFFF:
         return None
     image = bytearray(HEADER_SIZE + DELTA_HEAD.size)
     image += pack(f"<{3 * len(runs)}H", *[x for at, cut, lo, hi in runs
                                          for x in (at, cut, hi - lo)])
-    keys = [k for _a, _c, lo, hi in runs for k in node.keys[lo:hi]]
+    keys = _picked(node.keys, runs)
     flags = 0
     if type(node) is Leaf:
-        vals = [v for _a, _c, lo, hi in runs for v in node.vals[lo:hi]]
-        _leaf_body(image, keys, vals, node.big)
+        _leaf_body(image, keys, _picked(node.vals, runs), node.big)
         kind = LEAF_DELTA
         if node.big and any(type(v) is Overflow for v in node.vals):
             flags = HAS_OVERFLOW
     else:
-        def part(seq):
-            return [x for _a, _c, lo, hi in runs for x in seq[lo:hi]]
-        _branch_body(image, keys, part(node.kids), part(node.counts), part(node.sums),
-                     part(node.txns))
+        _branch_body(image, keys, _picked(node.kids, runs), _picked(node.counts, runs),
+                     _picked(node.sums, runs), _picked(node.txns, runs))
         kind = BRANCH_DELTA
     if 2 * len(image) > node.size:
         return None
