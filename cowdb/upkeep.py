@@ -125,7 +125,7 @@ class Upkeep:
                 report.versions_dropped = len(dropped)
                 report.pages_freed = freed
                 report.bytes_freed = report.pages_freed * store.unit
-            self._give_back_tail()
+            self._give_back_tail(compact=bool(dropped))
         report.file_bytes_after = self._db._io.size()
         return report
 
@@ -165,7 +165,7 @@ class Upkeep:
             remaining = [new.get(c.version, c) for c in remaining if c.version not in gone]
         return freed
 
-    def _give_back_tail(self) -> None:
+    def _give_back_tail(self, compact: bool = False) -> None:
         """Give the end of the file back (writer lock held): move what still lives near
         the end into free space lower down, then truncate the free pages at the end.
 
@@ -183,6 +183,8 @@ class Upkeep:
         durable, so a failure here leaves a correct, longer file that the next gc()
         shortens."""
         try:
+            if compact:
+                self._compact_chains()
             self._relocate_tail()
             self._trim_tail()
         except OSError:  # WriteFailed too
@@ -200,28 +202,51 @@ class Upkeep:
         limit = packed + max(least, packed // 8)
         if limit >= count:
             return
+        self._rewrite_kept(limit, False)
+
+    def _compact_chains(self) -> None:
+        """After versions were dropped: write the kept delta nodes whose chains hold
+        dropped versions' images again on the nearest image of the chain that is a kept
+        node or a full one, and free those images (see tree/copy.py, ``live``). Without
+        this, what a dropped version wrote would stay, cut into small holes between kept
+        chain images, for as long as a kept version's chain reaches it."""
+        self._rewrite_kept(self._db._store.page_count, True)
+
+    def _rewrite_kept(self, limit: int, compact: bool) -> None:
+        """One durable txn that relocates every kept version's tree (images at or past
+        ``limit`` moved lower; with ``compact``, delta chains compacted), frees what the
+        old trees reached and the new ones do not, and gives the commits their new roots.
+        Nothing to do, or (relocation) a file that would grow: the txn is rolled back."""
+        store = self._db._store
+        count = store.page_count
         nodes = self._db._nodes
 
         def change(cat: Catalog, txn: int) -> None:
             memo: dict[int, RootRef] = {}  # old page -> its new reference
             commits = list(cat.commits(reverse=False))
+            old = [c.root for c in commits]
+            live = None
+            if compact:  # the pages of every node a kept version reaches (walk: ~page)
+                live = {~p for p in gcmod.mark(nodes, old) if p < 0}
             roots = []
             for c in commits:
-                root = relocate_tree(nodes, store, c.root, memo, txn, limit)
+                root = relocate_tree(nodes, store, c.root, memo, txn, limit, live)
                 roots.append(root)
                 if root != c.root:
                     cat.put_commit(replace(c, root=root))
+            if compact and roots == old:
+                raise _NoRoom  # no chain to compact
             # free what the old trees reached and the new ones do not (an image that a
             # kept delta chain still reaches stays)
-            for page, n in gcmod.sweep(nodes, [c.root for c in commits],
-                                       gcmod.mark(nodes, roots)):
+            for page, n in gcmod.sweep(nodes, old, gcmod.mark(nodes, roots)):
                 store.free(page, n)
-            cat.tree.relocate(limit)
-            if store.page_count > count:
-                # free space too cut up for what must move (small holes left by dropped
-                # deltas): moving would grow the file, so do not
-                raise _NoRoom
-            store.rebase_freelist = True
+            if not compact:
+                cat.tree.relocate(limit)
+                if store.page_count > count:
+                    # free space too cut up for what must move: moving would grow the
+                    # file, so do not
+                    raise _NoRoom
+                store.rebase_freelist = True
             store.barrier = True
             store.may_use_reserve = True
         try:

@@ -52,11 +52,17 @@ def copy_tree(nodes, dst_store, ref: RootRef, memo: dict, txn: int) -> RootRef:
     return out
 
 
-def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int) -> RootRef:
+def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int,
+                  live: set | None = None) -> RootRef:
     """``ref``'s tree with every image at a page >= ``limit`` copied into the store's
     lowest free pages, and the path above each rewritten. A delta node is written again
     as a delta on its base (moved as an image, see ``_move_image``) when it or its base
     moved or a child did.
+
+    ``live`` (the pages of every node the kept versions reach) also compacts delta
+    chains: a delta node whose chain holds images that are no kept node (a dropped
+    version's deltas) is written again on the nearest image of its chain that is a
+    kept node or a full image, so that those images can be freed.
 
     For giving the end of the file back after gc: ``memo`` (old page -> new reference)
     is shared by every tree relocated in one txn, so a subtree that several versions
@@ -72,7 +78,7 @@ def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int) 
         return done
     moved, delta = False, node.chain is not None
     if type(node) is Branch:
-        kids = [relocate_tree(nodes, store, RootRef(k, s, t), memo, txn, limit)
+        kids = [relocate_tree(nodes, store, RootRef(k, s, t), memo, txn, limit, live)
                 for k, s, t in zip(node.kids, node.sums, node.txns)]
         if any(r.page != k for r, k in zip(kids, node.kids)):
             moved = True
@@ -102,21 +108,29 @@ def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int) 
         if moved:
             node = Leaf(node.keys, vals, node.size, node.big)
     image = None
-    if delta:  # a delta: keep it one, on its base moved as an image (if that is due)
-        bpage, bsum, btxn, _d = delta_base(store.read(ref.page), ref.page)
-        was = RootRef(bpage, bsum, btxn)
-        image = encode_delta(node, nodes.load(bpage, bsum, btxn), was, txn)
-        if image is not None:
-            base = _move_image(store, was, memo, txn, limit)  # used right below: no leak
-            if not moved and ref.page < limit and base == was:
+    if delta:  # a delta: keep it one, on its base (moved if that is due)
+        was, direct, kept = _base_of(store, ref, live)
+        if kept:  # a kept node: relocated (and compacted) as one, used by its version
+            base = relocate_tree(nodes, store, was, memo, txn, limit, live)
+            if not moved and ref.page < limit and direct and base == was:
                 memo[ref.page] = ref
                 return ref
-            if base != was:
-                _REF.pack_into(image, HEADER_SIZE, base.page, base.checksum, base.txn)
-                seal(image)
-        elif not moved and max(p for p, _u, _t in node.chain) < limit:
-            memo[ref.page] = ref
-            return ref
+            image = encode_delta(node, nodes.load(base.page, base.checksum, base.txn),
+                                 base, txn, by_value=True)
+        else:  # an image only: moved only if the delta on it is written (else a leak)
+            image = encode_delta(node, nodes.load(was.page, was.checksum, was.txn), was,
+                                 txn, by_value=True)
+            if image is not None:
+                base = _move_image(store, was, memo, txn, limit)
+                if not moved and ref.page < limit and direct and base == was:
+                    memo[ref.page] = ref
+                    return ref
+                if base != was:
+                    _REF.pack_into(image, HEADER_SIZE, base.page, base.checksum, base.txn)
+                    seal(image)
+            elif not moved and direct and max(p for p, _u, _t in node.chain) < limit:
+                memo[ref.page] = ref   # nothing to move, nothing to compact
+                return ref
     elif not moved and ref.page < limit:
         memo[ref.page] = ref
         return ref
@@ -168,3 +182,25 @@ def _move_image(store, ref: RootRef, memo: dict, txn: int, limit: int) -> RootRe
     store.write(page, image)
     out = memo[~ref.page] = RootRef(page, s, txn)
     return out
+
+
+def _base_of(store, ref: RootRef, live: set | None) -> tuple[RootRef, bool, bool]:
+    """The image a delta at ``ref`` is to be written on: (its reference, whether it is
+    the delta's own base, whether it is a kept node). Without ``live``, its own base;
+    else the nearest image of its chain that is a kept node (in ``live``) or full."""
+    data = store.read(ref.page)
+    bpage, bsum, btxn, _d = delta_base(data, ref.page)
+    out = RootRef(bpage, bsum, btxn)
+    if live is None:
+        return out, True, False
+    direct = True
+    while out.page not in live:
+        data = store.read(out.page)
+        if int.from_bytes(data[:8], "little") != out.checksum:
+            raise Corruption(f"page {out.page} does not hold the image its delta expects",
+                             out.page)
+        if not LEAF_DELTA <= data[8] <= BRANCH_DELTA:
+            return out, direct, False   # the full image at the chain's end
+        bpage, bsum, btxn, _d = delta_base(data, out.page)
+        out, direct = RootRef(bpage, bsum, btxn), False
+    return out, direct, True

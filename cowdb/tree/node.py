@@ -32,7 +32,7 @@ image (1 .. MAX_CHAIN), so a cold read applies at most MAX_CHAIN of them.
 import sys
 from array import array
 from itertools import accumulate, chain, compress, count
-from operator import is_not
+from operator import is_not, ne
 from struct import Struct, pack, unpack_from
 from struct import error as struct_error
 
@@ -287,29 +287,44 @@ def _span(n: int, m: int, same) -> list[tuple[int, int, int, int]]:
     return [(p, n - s - p, p, m - s)] if (n - s - p or m - s - p) else []
 
 
-def _changes(node, base, dirty=None) -> list[tuple[int, int, int, int]]:
+def _changes(node, base, dirty=None, by_value=False) -> list[tuple[int, int, int, int]]:
     """The runs (at, cut, lo, hi) that turn ``base``'s entries into ``node``'s: the
     base's entries at..at+cut-1 are replaced by the node's lo..hi-1. Values and keys are
     compared by identity (a copy shares its base's objects), references by value. For a
     branch with the same keys as its base, ``dirty`` (the writer's: the entries whose
-    child it wrote) are the entries that differ: only those change in place."""
+    child it wrote) are usually the entries that differ; that is checked (a merge puts
+    other trees' children in place) with three list comparisons, then trusted: a
+    child's (page, txn) names one image, so its checksum cannot differ.
+    ``by_value``: a base read anew (relocation), whose objects the node does not share:
+    keys and values compare by value (overflow references still by identity)."""
     bk, nk = base.keys, node.keys
     same = len(bk) == len(nk) and bk == nk
     if type(node) is Leaf:
         bv, nv = base.vals, node.vals
         if same:
-            return _runs(list(compress(count(), map(is_not, bv, nv))))
+            return _runs(list(compress(count(), map(ne if by_value else is_not, bv, nv))))
+        if by_value:
+            return _span(len(bk), len(nk), lambda i, j: bk[i] == nk[j] and bv[i] == nv[j])
         return _span(len(bk), len(nk), lambda i, j: bk[i] is nk[j] and bv[i] is nv[j])
-    if same and dirty is not None:
-        return _runs(dirty)
     bkid, bs, bt, bc = base.kids, base.sums, base.txns, base.counts
     kid, ns, nt, nc = node.kids, node.sums, node.txns, node.counts
+    if same and dirty is not None and _only(dirty, bkid, kid) and _only(dirty, bt, nt) \
+            and _only(dirty, bc, nc):
+        return _runs(dirty)
     if same:
         return _runs([i for i, (a, b, c, d, e, f, g, h)
                       in enumerate(zip(bkid, kid, bs, ns, bt, nt, bc, nc))
                       if a != b or c != d or e != f or g != h])
-    return _span(len(bk), len(nk), lambda i, j: bk[i] is nk[j] and bkid[i] == kid[j] and
+    return _span(len(bk), len(nk), lambda i, j: bk[i] == nk[j] and bkid[i] == kid[j] and
                  bs[i] == ns[j] and bt[i] == nt[j] and bc[i] == nc[j])
+
+
+def _only(dirty: list[int], old: list, new: list) -> bool:
+    """Whether ``new`` equals ``old`` outside the indexes ``dirty``."""
+    patched = new[:]
+    for i in dirty:
+        patched[i] = old[i]
+    return patched == old
 
 
 def _picked(seq, runs) -> list:
@@ -319,14 +334,16 @@ def _picked(seq, runs) -> list:
     return list(chain.from_iterable(seq[lo:hi] for _a, _c, lo, hi in runs))
 
 
-def encode_delta(node, base, ref, txn: int, dirty=None) -> bytearray | None:
+def encode_delta(node, base, ref, txn: int, dirty=None,
+                 by_value: bool = False) -> bytearray | None:
     """``node``'s image as a delta on ``base`` (the clean node at ``ref`` it was copied
     from), or None when a full image is due: the chain is MAX_CHAIN deltas long, or the
-    delta would not be under half the full image. ``dirty``: see ``_changes``."""
+    delta would not be under half the full image. ``dirty``, ``by_value``: see
+    ``_changes``."""
     d = depth(base) + 1
     if d > MAX_CHAIN or type(node) is not type(base):
         return None
-    runs = _changes(node, base, dirty)
+    runs = _changes(node, base, dirty, by_value)
     if len(runs) > 0xFFFF:
         return None
     image = bytearray(HEADER_SIZE + DELTA_HEAD.size)
