@@ -433,7 +433,10 @@ class PageStore:
         """Append a delta image to the free list's chain, or start a new chain with a
         base image (freeing the old chain) when it is long. See freelist.py."""
         fl = self.freelist
-        if fl.chain and len(fl.chain) <= MAX_CHAIN and not self.rebase_freelist:
+        if fl.chain and len(fl.chain) <= MAX_CHAIN and not self.rebase_freelist and \
+                fl.delta_size() <= max(fl.encoded_size(), self.page_size):
+            # (a txn of many frees, gc's, whose delta is over a page and longer than a
+            # base, which coalesces them, writes a base)
             need = self.pages_for(HEADER_SIZE + fl.delta_size())
             fresh = self.page_count
             page = self._take(need)         # logged, so the delta records its own pages

@@ -50,7 +50,7 @@ OVERFLOW_REF_SIZE = _OVF.size   # bytes an overflow value takes in its leaf
 LEAF_ENTRY = 6                  # u16 + u32 per entry
 BRANCH_ENTRY = 34               # u16 + 4 x u64 per entry
 DELTA_HEAD = Struct("<QQQHH")   # base page, checksum, txn; depth; splice count
-MAX_CHAIN = 16                  # deltas in a chain: the next write of its node is a full image
+MAX_CHAIN = 8                   # deltas in a chain: the next write of its node is a full image
 
 
 class Overflow:
