@@ -20,6 +20,12 @@ the same operations, in one process:
   travel    back, the same keys: µs/get, and old over latest. cowdb: db.read() and
             db.at(v), one snapshot per pass; doltlite: SELECT v FROM kv WHERE k = ?
             and SELECT v FROM dolt_at_kv(commit) WHERE k = ?, in one read transaction.
+  open old  opening an old version (issue 19): for each of the AT_VERSIONS versions
+            before the one TRAVEL_BACK back, open it, get one key, close: µs each.
+            cowdb: with db.at(v) as s: s.get(k); doltlite: SELECT v FROM
+            dolt_at_kv(commit) WHERE k = ? (it has no handle on a version: the query is
+            its open). Also cowdb's db.at(v) + close alone, on versions this handle has
+            opened, and the first at(v) of each version after reopening the file.
   restore   to the version 200 commits back, 20 times a round: ms (median of a round,
             best round). cowdb: db.restore(v), a new durable commit; doltlite:
             dolt_reset('--hard', commit), moving main back (it is moved forward again,
@@ -56,6 +62,7 @@ W6_VERSIONS = 200
 COMMITS = 500
 GETS = 5_000
 TRAVEL_BACK = 100
+AT_VERSIONS = 100
 RESTORE_BACK = 200
 RESTORES = 20
 GC_KEEP_LAST = 10
@@ -104,6 +111,21 @@ class Cowdb(_common.CowdbKV):
         with self.db.at(version) as snap:
             return [snap.get(k) for k in keys]
 
+    def open_get(self, versions, key):
+        at = self.db.at
+        for v in versions:
+            with at(v) as snap:
+                snap.get(key)
+
+    def opens(self, versions):
+        at = self.db.at
+        for v in versions:
+            at(v).close()
+
+    def reopen(self):
+        self.db.close()
+        self.db = cowdb.open(self.path)
+
     def restore(self, version):
         self.db.restore(version)
 
@@ -131,16 +153,23 @@ class Doltlite(_common.Doltlite):
             ex(q, (k,)).fetchone()
         ex("COMMIT")
 
-    def gets_at(self, commit, keys):
+    def _gets_at(self, pairs):
+        """A get on an old version for each (commit, key), in one read transaction."""
         ex = self.ex
         ex("BEGIN")
         q = "SELECT v FROM dolt_at_kv(?) WHERE k = ?"
-        for k in keys:
-            ex(q, (commit, k)).fetchone()
+        for pair in pairs:
+            ex(q, pair).fetchone()
         ex("COMMIT")
+
+    def gets_at(self, commit, keys):
+        self._gets_at([(commit, k) for k in keys])
 
     def values_at(self, commit, keys):
         return [self.get_at(commit, k) for k in keys]
+
+    def open_get(self, commits, key):
+        self._gets_at([(c, key) for c in commits])
 
     def restore(self, commit):
         if not hasattr(self, "_tip"):
@@ -250,6 +279,30 @@ def run_size(n, args, log):
         d["travel_ratio"] = median(d.pop("pairs"))
 
     log(f"  [{time.perf_counter() - t0:.0f} s]")
+    # opening old versions: at(v), one get, close
+    olds = {e.name: [e.back(TRAVEL_BACK + i) for i in range(AT_VERSIONS)] for e in engines}
+    for r in range(rounds):
+        for e in turns(engines, r):
+            with gc_paused():
+                dt, _ = run(e, "open_get", e.open_get, olds[e.name], gets[0])
+            us = dt / AT_VERSIONS * 1e6
+            res[e.name]["open_get"] = min(res[e.name].get("open_get", us), us)
+            log(f"  {e.name:8} round {r + 1}: open an old version, get, close {us:8.2f} µs")
+    cow = engines[0]
+    for r in range(rounds):
+        cow.reopen()  # a fresh handle: no version opened yet
+        with gc_paused():
+            dt, _ = run(cow, "at_first", cow.opens, olds["cowdb"])
+            first = dt / AT_VERSIONS * 1e6
+            dt, _ = run(cow, "at_again", cow.opens, olds["cowdb"])
+            again = dt / AT_VERSIONS * 1e6
+        d = res["cowdb"]
+        d["at_first"] = min(d.get("at_first", first), first)
+        d["at_again"] = min(d.get("at_again", again), again)
+        log(f"  cowdb    round {r + 1}: at(v) + close {first:.2f} µs first after reopening, "
+            f"{again:.2f} µs again")
+
+    log(f"  [{time.perf_counter() - t0:.0f} s]")
     # restore to the version RESTORE_BACK commits back
     target = {e.name: e.back(RESTORE_BACK) for e in engines}
     for fsync, key in ((True, "restore"), (False, "restore_nosync")):
@@ -347,6 +400,11 @@ ROWS = [
     ("get_old", f"get on the version {TRAVEL_BACK} commits back", "µs", 1, True, None),
     ("travel_ratio", "time travel: old get / latest get (median of passes)", "×", 1, True,
      lambda n, r: ("≤ 1.2×", 1.2)),
+    ("open_get", "open an old version, get one key, close", "µs", 1, True, None),
+    ("at_again", "… `db.at(v)` + close alone, a version this handle opened before", "µs", 1,
+     True, lambda n, r: ("≤ 5 µs", 5)),
+    ("at_first", "… `db.at(v)` + close, first of each version after reopening", "µs", 1,
+     True, lambda n, r: ("≤ 5 µs", 5)),
     ("restore", f"restore to {RESTORE_BACK} commits back", "ms", 1, True,
      lambda n, r: ("≤ 0.5 ms", 0.5)),
     ("restore_nosync", "restore, no fsync (durability \"none\")", "ms", 1, True,

@@ -7,13 +7,17 @@
         with db.read() as snap:
             snap[b"hello"]
 """
-from typing import TYPE_CHECKING
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 
 if TYPE_CHECKING:
     from .db import Database
+    from .engine import StrPath
     from .history.commits import Commit, CommitStats
+    from .pages.io import BlockIO
     from .snapshot import Snapshot
     from .transaction import Transaction
 
@@ -24,7 +28,7 @@ _LAZY = {"Database": "db", "Snapshot": "snapshot", "Transaction": "transaction",
          "Commit": "history.commits", "CommitStats": "history.commits"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cowdb' has no attribute {name!r}")
@@ -34,7 +38,7 @@ def __getattr__(name: str):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
@@ -42,9 +46,10 @@ __all__ = ["open", "Database", "Snapshot", "Transaction", "Commit", "CommitStats
 __version__ = "0.1.0"
 
 
-def open(path=None, *, readonly: bool = False, durability: str = "sync",
+def open(path: StrPath | None = None, *, readonly: bool = False, durability: str = "sync",
          timeout: float | None = 5.0, page_size: int = 4096, cache_nodes: int = 65536,
-         io=None, codec=None, recover: bool = False, **store_options) -> "Database":
+         io: BlockIO | None = None, codec: Any = None, recover: bool = False,
+         **store_options: Any) -> Database:
     """Open (or create) the database at ``path``; no path: a new in-memory database.
 
     ``durability="sync"`` makes a commit durable when it returns; ``"none"``

@@ -9,9 +9,10 @@ half used; and ``COWDB_PURE_PYTHON=1`` selects every pure-Python path.
 import importlib
 import os
 import warnings
+from types import ModuleType
 
 
-def load(package: str, name: str, api: int):
+def load(package: str, name: str, api: int) -> ModuleType | None:
     """The compiled module ``package.name`` if it is built and current, else None."""
     try:
         module = importlib.import_module(f"{package}.{name}")

@@ -15,47 +15,55 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .checks import check_path
+from .db import Database
 from .errors import RefExists
 from .history.catalog import BRANCH, TAG
 from .pages.io import OsFileIO, new_file
 from .tree import cursor
 from .tree.copy import copy_tree
 
+if TYPE_CHECKING:
+    from .engine import Engine, StrPath
+    from .history.catalog import Catalog
+    from .pages.meta import RootRef
 
-def backup(db, dest) -> int:
+
+def backup(db: Engine, dest: StrPath) -> int:
     """Copy the newest state of ``db`` to the new file ``dest``; return its version."""
-    dest = check_path(dest, "backup()'s destination")
+    path = check_path(dest, "backup()'s destination")
     db._check_open()
-    if os.path.exists(dest):
-        raise RefExists(f"{dest} exists; backup writes a new file")
+    if os.path.exists(path):
+        raise RefExists(f"{path} exists; backup writes a new file")
     with db._pinned() as st:
         cat = db._catalog(st)
         commits = list(cat.commits(reverse=False))
         refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
-        options = [(bytes(k), v) for k, v in cursor.items(cat.tree, b"o", b"p")]
+        options = [(bytes(k), value) for k, value in cursor.items(cat.tree, b"o", b"p")]
         try:
-            with new_file(dest) as tmp:
-                out = type(db)(io=OsFileIO(tmp), page_size=db._store.page_size)
+            with new_file(path) as tmp:
+                # a file, whatever the source is (an object store too), as compact()'s
+                out = Database(io=OsFileIO(tmp), page_size=db._store.page_size)
                 try:
-                    def fill(dcat, txn):
+                    def fill(dcat: Catalog, txn: int) -> None:
                         for c in list(dcat.commits()):
                             dcat.drop_commit(c)
-                        memo: dict = {}
+                        memo: dict[int, RootRef] = {}
                         for c in commits:
                             root = copy_tree(db._nodes, out._store, c.root, memo, txn)
                             dcat.put_commit(replace(c, root=root, txn=txn))
                         for kind, names in refs.items():
                             for name, v in names.items():
                                 dcat.set_ref(kind, name, v)
-                        for k, v in options:
-                            dcat.tree.put(k, bytes(v))
+                        for k, value in options:
+                            dcat.tree.put(k, bytes(value))
                     with out._writer():
                         out._update(fill, durable=True)
                 finally:
                     out.close()
         except FileExistsError:
-            raise RefExists(f"{dest} was created while backup() wrote the copy; the copy "
+            raise RefExists(f"{path} was created while backup() wrote the copy; the copy "
                             f"was discarded: choose another path") from None
         return st.version

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import NoReturn
+from typing import NoReturn, TypeAlias
 
 from .errors import InvalidKey, InvalidRefName, InvalidType, InvalidValue, KeyTooLarge
 
@@ -79,6 +79,11 @@ def check_ref_name(name: str, what: str) -> str:
         if part.startswith(".") or part.endswith(".lock"):
             bad("no part may start with '.' or end with '.lock'")
     return name
+
+
+# What stands for a key (check_key, as_bytes): bytes, a copy of a bytearray or memoryview's
+# bytes, or a str's UTF-8 bytes.
+Key: TypeAlias = bytes | bytearray | memoryview | str
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

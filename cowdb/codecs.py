@@ -55,7 +55,7 @@ class MsgpackCodec:
                              f"another codec?") from e
 
 
-BUILTIN = {"json": JsonCodec, "msgpack": MsgpackCodec}
+BUILTIN: dict[str, type[JsonCodec | MsgpackCodec]] = {"json": JsonCodec, "msgpack": MsgpackCodec}
 
 
 def get_codec(spec: Any) -> Any:

@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
 
 from .check import CheckReport, check_state
 from .checks import check_text, check_timeout
@@ -54,7 +54,7 @@ from .locks import close_shared, open_shared
 from .pages.freelist import FreeList
 from .pages.io import BlockIO, MemoryIO, OsFileIO, new_file
 from .pages.mapfile import PageMap
-from .pages.meta import EMPTY, Meta, RootRef
+from .pages.meta import EMPTY, FORMAT_VERSION, Meta, RootRef
 from .pages.store import DEFAULT_PAGE_SIZE, PageStore
 from .snapshot import Snapshot
 from .transaction import Transaction
@@ -64,7 +64,11 @@ from .tree.walk import walk
 from .upkeep import GcReport, Stats, Upkeep
 from .versions import Diff, Versions
 
-log = logging.getLogger("cowdb")
+if TYPE_CHECKING:
+    from .recovery import RecoveryReport
+
+log: logging.Logger = logging.getLogger("cowdb")
+T = TypeVar("T")
 DURABILITY = ("sync", "none")
 UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
 
@@ -94,6 +98,8 @@ class Database:
 
     codec: Any      # how values are stored: None for bytes as they are (see codecs.py)
     max_key: int    # the longest key, in bytes (page size / 4 - 64)
+    path: str | None
+    recovery: RecoveryReport | None
 
     def __init__(self, path: StrPath | None = None, *, readonly: bool = False,
                  durability: str = "sync",
@@ -281,7 +287,8 @@ class Database:
         for _ in walk(nodes, meta.catalog, base):
             pass
         if meta.catalog.page:
-            for c in Catalog(Tree(nodes, meta.catalog)).commits(reverse=True):
+            cat = Catalog(Tree(nodes, meta.catalog), decode_pending(meta.pending))
+            for c in cat.commits(reverse=True):  # the pending ones first: the newest
                 if c.txn <= base:
                     break
                 for _ in walk(nodes, c.root, base):
@@ -374,7 +381,7 @@ class Database:
         return Catalog(Tree(self._nodes, st.catalog), st.pending, st.pending_log)
 
     @property
-    def _commits(self) -> dict:
+    def _commits(self) -> dict[int, Commit]:
         """The commit records the newest state has cached (see _State.commits)."""
         return self._state.commits
 
@@ -412,23 +419,39 @@ class Database:
         """A snapshot of the newest version of a branch: O(1), never blocks."""
         if type(branch) is not str:
             raise InvalidType(f"a branch name is a str, not {type(branch).__name__}")
-        st = self._state
-        q = self._meta_q
-        if branch == "main" and not self._closed and (
-                q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn)):
-            # the common case, kept flat: pin, then make sure no commit raced the pin
-            self._shared.pin(st.txn)
-            if self._state is st and (
-                    q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn)):
+        if branch == "main":
+            st = self._state
+            if self._pin_published(st):
                 return Snapshot(self, st.head, st.txn)
-            self._shared.unpin(st.txn)
         return self._open(lambda st: st.head if branch == "main" else self._commit_record(
             st, self._branch_version(st, branch)))
 
     def at(self, ref: VersionRef) -> Snapshot:
         """A read-only snapshot of a kept version: an int version, a tag or branch name,
         or a datetime (the newest version of main committed at or before it)."""
+        st = self._state
+        if type(ref) is int and self._pin_published(st):  # the common case, kept flat
+            try:  # under the snapshot's own pin; a version looked up before is cached
+                return Snapshot(self, st.commits.get(ref) or self._commit_record(st, ref),
+                                st.txn)
+            except BaseException:
+                self._shared.unpin(st.txn)
+                raise
         return self._open(lambda st: self._resolve(st, ref))
+
+    def _pin_published(self, st: _State) -> bool:
+        """Pin ``st``, the published state, if no other process has committed since (the
+        common case of read() and at(), kept flat): pin, then make sure no commit raced
+        the pin. False, with nothing pinned, otherwise: take the slow path."""
+        q = self._meta_q
+        if self._closed or (q is not None and (q[2] > st.txn or q[self._slot1_txn] > st.txn)):
+            return False
+        self._shared.pin(st.txn)
+        if self._state is st and (
+                q is None or (q[2] <= st.txn and q[self._slot1_txn] <= st.txn)):
+            return True
+        self._shared.unpin(st.txn)
+        return False
 
     def _open(self, find: Callable[[_State], Commit]) -> Snapshot:
         """A snapshot of the commit ``find(state)`` names, looked up under the pin that
@@ -471,6 +494,23 @@ class Database:
         """
         with self._pinned() as st:
             return check_state(self, st)
+
+    def _upgrade(self) -> int | None:
+        """Rewrite both meta records in the current format version (`cowdb upgrade`):
+        return the oldest version they had, or None if both were current already.
+
+        Each record is a durable txn that changes nothing else (it writes its meta
+        record into the slot that does not hold the last durable one, then syncs), so a
+        crash at any point leaves a file that opens: at worst the older record, which
+        this code reads as it was. A version 1 or 2 file keeps its whole-page units
+        (`compact()` packs them)."""
+        with self._writer():
+            found = [m.version for _, m in self._store.candidates()]
+            if len(found) == 2 and min(found) == FORMAT_VERSION:
+                return None
+            for _ in range(2):  # one record per slot
+                self._update(lambda cat, txn: None, durable=True)
+        return min(found)
 
     def _freelist_of(self, st: _State) -> FreeList:
         """The free list as of a pinned state, read from its image: the store's own is the
@@ -705,7 +745,8 @@ class Database:
         bound = self._store.durable_txn
         return bound if oldest is None else min(bound, oldest)
 
-    def _update(self, change, durable: bool | None = None, forget: bool = False):
+    def _update(self, change: Callable[[Catalog, int], T], durable: bool | None = None,
+                forget: bool = False) -> T:
         """Run ``change(catalog, txn)`` as one atomic txn and publish it (writer lock held).
 
         Every write path goes through here: commits, tags, branches,
@@ -755,11 +796,15 @@ class Database:
             commits[new.version] = new  # published: readers may now look it up
         if wrote_catalog or MAIN_HEAD in cat.pending:
             main = cat.head("main")
-            head = commits.get(main) or cat.commit(main)
+            assert main is not None  # every catalog has a head of main
+            found = commits.get(main) or cat.commit(main)
+            assert found is not None  # ... and keeps its commit
+            head = found
         else:
             head = st.head  # neither a catalog page nor a pending change moved main
-        # a txn that wrote no catalog page added no commit: no walk for the newest version
-        version = cat.last_version() if wrote_catalog else st.version
+        # a txn that wrote no catalog page dropped no commit: no walk for the newest version
+        version = cat.last_version() if wrote_catalog else st.version if new is None \
+            else new.version
         self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log, meta,
                              commits)
         self._wrote = True
@@ -773,7 +818,7 @@ class Database:
         version = st.version + 1
         now = _commit_time(now_ns(), self._commit_record(st, st.version).time_ns, self.path)
         c = Commit(version, now, root, count, parents, message, author, branch, txn, stats)
-        cat.put_commit(c)
+        cat.add_commit(c)  # pending in the meta record until the catalog folds
         cat.set_ref(BRANCH, branch, version)
         self._new = c  # cached once published: a reader in the window must not find it
         return c

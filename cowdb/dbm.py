@@ -17,11 +17,14 @@ from __future__ import annotations
 import builtins
 import os
 import shelve
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from enum import Enum
+from typing import Any, Final, Self
 
 from . import errors
-from .checks import as_bytes, check_key
+from .checks import Key, as_bytes, check_key
 from .db import Database
+from .snapshot import Snapshot
 
 __all__ = ["open", "open_shelf", "error", "ReadOnlyError", "CowDBM"]
 
@@ -36,13 +39,18 @@ class ReadOnlyError(error, errors.ReadOnly):
     """A write to a dbm opened with flag "r"."""
 
 
-_DELETED = object()        # an overlay entry that hides a committed key
+class _Deleted(Enum):
+    DELETED = 0
+
+
+_DELETED: Final = _Deleted.DELETED  # an overlay entry that hides a committed key
 _CLOSED = "DBM object has already been closed"
 _FLAGS = ("r", "w", "c", "n")
 
 
-def open(file, flag: str = "r", mode: int = 0o666, *, message: str = "dbm sync",
-         author: str = "", durability: str = "sync", timeout: float | None = 5.0) -> CowDBM:
+def open(file: str | bytes | os.PathLike[str] | os.PathLike[bytes], flag: str = "r",
+         mode: int = 0o666, *, message: str = "dbm sync", author: str = "",
+         durability: str = "sync", timeout: float | None = 5.0) -> CowDBM:
     """Open the cowdb database ``file`` as a dbm.
 
     flag: "r" read only, "w" read and write (both: the file must exist),
@@ -78,8 +86,9 @@ def open(file, flag: str = "r", mode: int = 0o666, *, message: str = "dbm sync",
     return CowDBM(db, message, author)
 
 
-def open_shelf(file, flag: str = "c", protocol: int | None = None,
-               writeback: bool = False, **kw) -> shelve.Shelf:
+def open_shelf(file: str | bytes | os.PathLike[str] | os.PathLike[bytes], flag: str = "c",
+               protocol: int | None = None, writeback: bool = False,
+               **kw: Any) -> shelve.Shelf[Any]:
     """``shelve.Shelf(cowdb.dbm.open(file, flag, **kw), protocol, writeback)``: str keys,
     pickled values, and every ``sync()`` (and ``close()``) of the shelf one version."""
     return shelve.Shelf(open(file, flag, **kw), protocol, writeback)
@@ -108,23 +117,25 @@ def _umask() -> int:
     return mask
 
 
-def _bytes(x, what: str = "keys") -> bytes:
+def _bytes(x: object, what: str = "keys") -> bytes:
     """A key or value as bytes: bytes-like as is, str as UTF-8, anything else InvalidType."""
     return as_bytes(x, f"dbm {what}", bad_text=errors.InvalidKey if what == "keys"
                     else errors.InvalidValue)
 
 
-class CowDBM(MutableMapping):
+class CowDBM(MutableMapping[bytes, bytes]):
     """A dbm object: bytes keys to bytes values (str is encoded as UTF-8).
 
     Changes are buffered until ``sync()`` or ``close()``, which commit them as
     one version; reads see them at once. Iteration and ``keys()`` are in key
     order.
     """
+    message: str
+    author: str
 
     def __init__(self, db: Database, message: str = "dbm sync", author: str = ""):
         self._db: Database | None = db   # None once closed
-        self._pending: dict[bytes, object] = {}
+        self._pending: dict[bytes, bytes | _Deleted] = {}
         self.message, self.author = message, author
 
     # ---- state -----------------------------------------------------------
@@ -139,13 +150,13 @@ class CowDBM(MutableMapping):
             raise error(_CLOSED)
         return db
 
-    def _read(self):
+    def _read(self) -> Snapshot:
         try:
             return self._live().read()
         except errors.DatabaseClosed as e:
             raise error(_CLOSED) from e
 
-    def _writable(self) -> dict:
+    def _writable(self) -> dict[bytes, bytes | _Deleted]:
         db = self._live()
         if db.readonly:
             raise ReadOnlyError("this dbm was opened with flag 'r'; open it with 'w' or 'c' "
@@ -153,7 +164,7 @@ class CowDBM(MutableMapping):
         return self._pending
 
     # ---- reading -----------------------------------------------------------
-    def __getitem__(self, key):
+    def __getitem__(self, key: Key) -> bytes:
         k = _bytes(key)
         v = self._pending.get(k) if self._pending else None
         if v is None:
@@ -166,14 +177,14 @@ class CowDBM(MutableMapping):
     def _storable(self, k: bytes) -> bool:
         return 0 < len(k) <= self._live().max_key
 
-    def __contains__(self, key) -> bool:
+    def __contains__(self, key: object) -> bool:
         try:
-            self[key]
+            self[key]  # type: ignore[index]  # any key: a bad one raises (as dbm's do)
         except KeyError:
             return False
         return True
 
-    def get(self, key, default=None):
+    def get(self, key: Key, default: Any = None) -> Any:
         try:
             return self[key]
         except KeyError:
@@ -187,15 +198,16 @@ class CowDBM(MutableMapping):
                 n += (v is not _DELETED) - (k in snap)
         return n
 
-    def _items(self):
+    def _items(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) in key order: the overlay merged over one snapshot."""
         pending = sorted(self._pending.items())
         with self._read() as snap:
             i = 0
             for k, v in snap.items():
                 while i < len(pending) and pending[i][0] < k:
-                    if pending[i][1] is not _DELETED:
-                        yield pending[i]
+                    pk, pv = pending[i]
+                    if pv is not _DELETED:
+                        yield pk, pv
                     i += 1
                 if i < len(pending) and pending[i][0] == k:
                     v = pending[i][1]
@@ -206,7 +218,7 @@ class CowDBM(MutableMapping):
             if v is not _DELETED:
                 yield k, v
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return (k for k, _ in self._items())
 
     # lists, as the dbm modules' keys() (and shelve's use of it) are
@@ -220,12 +232,12 @@ class CowDBM(MutableMapping):
         return list(self._items())
 
     # ---- writing -------------------------------------------------------------
-    def __setitem__(self, key, value):
+    def __setitem__(self, key: Key, value: Key) -> None:
         pending = self._writable()
         k = check_key(key, self._live().max_key, "dbm keys")
         pending[k] = _bytes(value, "values")
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: Key) -> None:
         pending = self._writable()
         k = _bytes(key)
         v = pending.get(k)
@@ -281,13 +293,13 @@ class CowDBM(MutableMapping):
             self._pending = {}
             db.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         # The stdlib dbm modules write on close, and close when collected; so does this.
         # An error here has nowhere to go, so it is dropped.
         if getattr(self, "_db", None) is not None:
@@ -296,7 +308,7 @@ class CowDBM(MutableMapping):
             except Exception:
                 pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         db = self._db
         if db is None:
             return "<cowdb.dbm closed>"

@@ -95,7 +95,11 @@ class MergeConflict(CowdbError):
 
 
 class WriteFailed(CowdbError, OSError):
-    """An I/O error stopped a commit; nothing of it is visible and the database is unchanged."""
+    """An I/O error stopped a commit; nothing of it is visible and the database is unchanged.
+
+    ``uncertain``: the failure came after the commit's meta record was written (a failed
+    fsync), so whether the commit survives is unknown: the database closes itself."""
+    uncertain = False
 
 
 class InvalidValue(CowdbError, ValueError):

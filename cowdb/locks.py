@@ -38,6 +38,14 @@ _registry_lock = threading.Lock()
 
 class Shared:
     """One per lock file (or per in-memory database) per process."""
+    identity: tuple[int, int] | None
+    forked_without_slot: bool
+    writer: threading.Lock
+    mutex: threading.Lock
+    slot: int
+    slot_txn: int
+    slot_q: memoryview | None
+    slot_index: int
 
     def __init__(self, fd: int | None, path: str | None = None):
         self.fd = fd

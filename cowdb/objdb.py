@@ -27,7 +27,9 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import msgpack
 
@@ -42,15 +44,24 @@ from .upkeep import GcReport
 from .tree.btree import Tree
 from .tree.merge import Conflict
 
+if TYPE_CHECKING:
+    from .db import _State
+    from .history.catalog import Catalog
+    from .history.commits import Commit
+    from .pages.io import BlockIO
+    from .transaction import Transaction
+
+T = TypeVar("T")
+
 SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss", "memory", "file")
 MAX_RETRIES = 64   # rebases of one transaction before giving up with Locked
 
 
-def is_url(path) -> bool:
+def is_url(path: object) -> TypeGuard[str]:
     return isinstance(path, str) and "://" in path and path.split("://", 1)[0].lower() in SCHEMES
 
 
-def looks_like_url(path) -> bool:
+def looks_like_url(path: object) -> bool:
     """``scheme://...`` with a scheme of two letters or more (not ``C://``)."""
     import re
     return isinstance(path, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]+://", path) is not None
@@ -61,20 +72,20 @@ class LoggingTree(Tree):
     (None: deleted): what a rebase replays."""
     __slots__ = ("log",)
 
-    def __init__(self, *a, **kw):
+    def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
-        self.log: dict = {}
+        self.log: dict[bytes, bytes | None] = {}
 
-    def put(self, key, val):
+    def put(self, key: bytes, val: bytes) -> bool:
         self.log[key] = val
         return super().put(key, val)
 
-    def put_sorted(self, items):
+    def put_sorted(self, items: Iterable[tuple[bytes, bytes]]) -> int:
         items = list(items)
         self.log.update(items)
         return super().put_sorted(items)
 
-    def delete(self, key):
+    def delete(self, key: bytes) -> bool:
         self.log[key] = None
         return super().delete(key)
 
@@ -84,31 +95,36 @@ class _HeadView:
     answers the newest txn known, polling the store at most every refresh_interval."""
     __slots__ = ("io",)
 
-    def __init__(self, io: ObjectIO):
+    def __init__(self, io: ObjectIO) -> None:
         self.io = io
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> int:
         return self.io.poll()
 
-    def release(self):
+    def release(self) -> None:
         pass
 
 
 class ObjectDatabase(Database):
-    def __new__(cls, *args, io=None, **kw):
+    _io: ObjectIO
+    url: str
+    requests: CountingClient
+
+    def __new__(cls, *args: Any, io: BlockIO | None = None, **kw: Any) -> ObjectDatabase:
         if io is not None:  # Versions.compact() builds its copy with type(self)(io=...):
             db = Database.__new__(Database)  # a file, not an object store
-            db.__init__(io=io, **kw)
-            return db
+            Database.__init__(db, io=io, **kw)
+            return db  # type: ignore[return-value]  # (a Database: __init__ is not called)
         return super().__new__(cls)
 
     def __init__(self, url: str | None = None, *, readonly: bool = False,
                  timeout: float | None = 5.0, page_size: int = 4096,
-                 cache_nodes: int = 65536, codec=None, client: ObjectClient | None = None,
-                 options: dict | None = None, cache_dir: str | None = None,
+                 cache_nodes: int = 65536, codec: Any = None,
+                 client: ObjectClient | None = None, options: dict[str, Any] | None = None,
+                 cache_dir: str | None = None,
                  cache_bytes: int = 64 << 20, lease: float = 600.0,
                  refresh_interval: float = 1.0, checkpoint_every: int = 64,
-                 durability: str = "sync", attempts: int = 6, backoff: float = 0.05):
+                 durability: str = "sync", attempts: int = 6, backoff: float = 0.05) -> None:
         if client is None:
             client, url = client_for_url(url, options)
         self.url = url or "object store"
@@ -144,8 +160,9 @@ class ObjectDatabase(Database):
     def _reuse_bound(self) -> int:
         return min(super()._reuse_bound(), self._io.reuse_bound())
 
-    def _update(self, change, durable: bool | None = None, **kw):
-        return super()._update(change, True, **kw)
+    def _update(self, change: Callable[[Catalog, int], T], durable: bool | None = None,
+                forget: bool = False) -> T:
+        return super()._update(change, True, forget)
 
     def _after_fork_in_child(self) -> None:
         """obstore's clients do not survive fork(): a forked child must open its own handle
@@ -161,17 +178,18 @@ class ObjectDatabase(Database):
         self._io.refresh()
         return self.version
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<cowdb.Database {self.url} {'closed' if self._closed else 'open'}>"
 
     # ---- racing writers ---------------------------------------------------
-    def write(self, *args, **kw):
+    def write(self, *args: Any, **kw: Any) -> Transaction:
         tx = super().write(*args, **kw)
         t = tx._tree
+        assert t is not None  # (just opened)
         tx._tree = LoggingTree(self._nodes, t.ref, t.count)
         return tx
 
-    def _adopt_newest(self):
+    def _adopt_newest(self) -> _State:
         """Adopt the newest manifest while this handle holds the writer lock."""
         self._io.refresh()
         with self._refresh_lock:
@@ -181,8 +199,10 @@ class ObjectDatabase(Database):
                 self._state = self._load_state(meta)  # with a fresh commit-record cache
         return self._state
 
-    def _commit(self, tx) -> int:
-        base, log = tx._head, tx._tree.log
+    def _commit(self, tx: Transaction) -> int:
+        tree = tx._tree
+        assert isinstance(tree, LoggingTree)  # (write() made it)
+        base, log = tx._head, tree.log
         for _ in range(MAX_RETRIES):
             try:
                 return super()._commit(tx)
@@ -193,14 +213,15 @@ class ObjectDatabase(Database):
             tx._tree, tx._head = self._rebase(base, head, log), head
         raise Locked(f"the commit lost {MAX_RETRIES} races for the head in a row; try again")
 
-    def _rebase(self, base, head, log: dict) -> LoggingTree:
+    def _rebase(self, base: Commit, head: Commit, log: dict[bytes, bytes | None]
+                ) -> LoggingTree:
         """A tree at ``head`` with the changes ``log`` made to ``base``: three-way per key."""
         nodes = self._nodes
         old = Tree(nodes, base.root, base.count)
         theirs = Tree(nodes, head.root, head.count)
         tree = LoggingTree(nodes, head.root, head.count)
         tree.log = log
-        conflicts = []
+        conflicts: list[Conflict] = []
         for key in sorted(log):
             ours, b = log[key], old.get(key)
             if ours == b:
@@ -234,7 +255,7 @@ class ObjectDatabase(Database):
                               objects_marked=objects["marked"],
                               objects_deleted=objects["deleted"])
 
-    def gc_objects(self, min_age: float | None = None) -> dict:
+    def gc_objects(self, min_age: float | None = None) -> dict[str, int]:
         """Delete, after a grace period, the objects nothing references any more.
 
         First a fence: an empty txn whose manifest bumps the writer epoch, so a writer
@@ -265,7 +286,7 @@ class ObjectDatabase(Database):
         except OSError as e:   # the store failed through every retry: nothing is lost,
             raise WriteFailed(f"object gc stopped: {e}; run it again") from e  # gc resumes
 
-    def _collect(self, fence: int, min_age: float) -> dict:
+    def _collect(self, fence: int, min_age: float) -> dict[str, int]:
         io, req = self._io, self.requests
         with io.lock:  # a reader thread's poll may be adding to the index
             live = {io.objects[loc >> SHIFT] for loc in io.index.values()}
@@ -280,7 +301,9 @@ class ObjectDatabase(Database):
         floor = cp[0] if cp else 0
         doomed.update(key for key, _ in listed[MANIFEST_PREFIX]
                       if (txn_of_key(key) or floor) < floor)
-        due, marks, pending = set(), [], set()
+        due: set[str] = set()
+        marks: list[str] = []
+        pending: set[str] = set()
         now = time.time()
         if min_age <= 0:
             due = doomed
@@ -323,7 +346,7 @@ class ObjectDatabase(Database):
             dead.update(p for p in io.index if p >= store.page_count)
         return dead
 
-    def _read_mark(self, key: str) -> list | None:
+    def _read_mark(self, key: str) -> list[str] | None:
         try:
             return list(msgpack.unpackb(self._io._retry(self.requests.get, key)))
         except ObjectNotFound:
@@ -332,7 +355,7 @@ class ObjectDatabase(Database):
             raise Corruption(f"{key} (an object gc mark) does not decode: {e}") from e
 
     def compact_objects(self, below: int = 1 << 20, budget: int = 64 << 20,
-                        sparse: float = 0.5) -> dict:
+                        sparse: float = 0.5) -> dict[str, Any]:
         """Copy the pages of objects smaller than ``below`` bytes, and of objects whose
         pages still in use fill less than ``sparse`` of them (up to ``budget`` bytes of
         pages), into one new object, published by an empty txn: reads then take fewer,
@@ -371,12 +394,12 @@ class ObjectGcReport(GcReport):
     objects_deleted: int = 0     # objects (and manifests) deleted
 
 
-def _retrying(name: str):
+def _retrying(name: str) -> Callable[..., Any]:
     """A write operation re-run from the start when another writer won the txn."""
     base = getattr(Database, name)
 
     @functools.wraps(base)
-    def method(self, *args, **kw):
+    def method(self: ObjectDatabase, *args: Any, **kw: Any) -> Any:
         for _ in range(MAX_RETRIES):
             try:
                 return base(self, *args, **kw)

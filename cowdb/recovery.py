@@ -25,7 +25,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from struct import Struct
-from typing import Any, cast
+from typing import Any, TypeAlias, TypeGuard, cast
 
 from .errors import Corruption, CowdbError, NotACowdbFile
 from .history.catalog import BRANCH, TAG, Catalog, decode_pending
@@ -39,11 +39,16 @@ from .pages.page import BRANCH as BRANCH_IMAGE
 from .pages.page import HEADER, HEADER_SIZE, LEAF
 from .pages.store import DEFAULT_UNIT, META_PAGES, PageStore
 from .tree.btree import NodeCache, Tree, images, read_overflow
-from .tree.node import Branch, Overflow, decode
+from .tree.node import Branch, Leaf, Node, Overflow, decode
 
-log = logging.getLogger("cowdb")
+log: logging.Logger = logging.getLogger("cowdb")
 _U64 = Struct(">Q")
 PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)
+# What one catalog source gives: (commits, refs kind -> name -> version, options, damage).
+_Source: TypeAlias = tuple[dict[int, Commit], dict[bytes, dict[str, int]], dict[bytes, bytes],
+                           list[str]]
+# _verify's memo: (page, checksum, txn) -> (why the subtree does not verify, or None; its pages)
+_VerifyMemo: TypeAlias = dict[tuple[int, int, int], tuple[str | None, frozenset[int]]]
 
 
 @dataclass
@@ -57,11 +62,11 @@ class RecoveryReport:
     head of main in the result; ``rewritten``: the file was changed.
     """
     path: str | None = None
-    kept: list = field(default_factory=list)
-    lost: dict = field(default_factory=dict)
-    refs_lost: dict = field(default_factory=dict)
-    refs_moved: dict = field(default_factory=dict)
-    damage: list = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)
+    lost: dict[int, str] = field(default_factory=dict)
+    refs_lost: dict[str, int] = field(default_factory=dict)
+    refs_moved: dict[str, tuple[int | None, int]] = field(default_factory=dict)
+    damage: list[str] = field(default_factory=list)
     head: int | None = None
     rewritten: bool = False
 
@@ -88,11 +93,12 @@ class RecoveryReport:
 
 class _Analysis:
     """What the damaged file still holds: commits whose trees verify, refs, options."""
+    report: RecoveryReport
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.commits: dict[int, Commit] = {}     # every commit record found
         self.kept: dict[int, Commit] = {}        # ... whose tree verifies
-        self.refs = {BRANCH: {}, TAG: {}}
+        self.refs: dict[bytes, dict[str, int]] = {BRANCH: {}, TAG: {}}
         self.options: dict[bytes, bytes] = {}
         self.used: set[int] = set()              # pages the kept trees reach
         self.max_txn = 0
@@ -100,7 +106,7 @@ class _Analysis:
         self.report = RecoveryReport()
 
 
-def _slot_meta(io) -> Meta | None:
+def _slot_meta(io: BlockIO) -> Meta | None:
     """The first meta record that decodes at its place (slot 0, or slot 1 at a page size)."""
     for off in [0] + list(PAGE_SIZES):
         try:
@@ -114,7 +120,7 @@ def _slot_meta(io) -> Meta | None:
     return None
 
 
-def _image_at(io, offset: int) -> bool:
+def _image_at(io: BlockIO, offset: int) -> bool:
     """Whether a node image (at most a page) that verifies starts at ``offset``."""
     data = io.pread(HEADER_SIZE, offset)
     length = HEADER.unpack_from(data, 0)[4] if len(data) == HEADER_SIZE else 0
@@ -127,7 +133,7 @@ def _image_at(io, offset: int) -> bool:
         return False
 
 
-def _page_size(io, hint: int) -> int:
+def _page_size(io: BlockIO, hint: int) -> int:
     """The page size: from a meta slot if one decodes, else the smallest size at which
     the first image after the two meta pages is found (a smaller size would put it in a
     meta page), else the longest node image found (nodes are at most a page, and most
@@ -151,10 +157,11 @@ def _page_size(io, hint: int) -> int:
                         "cowdb database")
 
 
-def _entries(nodes: NodeCache, ref: RootRef, damage: list, what: str) -> dict:
+def _entries(nodes: NodeCache, ref: RootRef, damage: list[str], what: str
+             ) -> dict[bytes, bytes]:
     """Every (key, value) of the leaves of a tree that verify; damaged subtrees are
     noted in ``damage`` and skipped."""
-    out: dict = {}
+    out: dict[bytes, bytes] = {}
     if not ref.page:
         return out
     stack = [(ref.page, ref.checksum, ref.txn)]
@@ -166,7 +173,7 @@ def _entries(nodes: NodeCache, ref: RootRef, damage: list, what: str) -> dict:
             damage.append(f"{what}: {e}")
             continue
         if type(node) is Branch:
-            stack.extend(zip(node.kids, node.sums, node.txns))
+            stack.extend(zip(node.kids, node.sums, node.txns))  # type: ignore[arg-type]  # (pages)
             continue
         for k, v in zip(node.keys, node.vals):
             if type(v) is Overflow:
@@ -179,9 +186,9 @@ def _entries(nodes: NodeCache, ref: RootRef, damage: list, what: str) -> dict:
     return out
 
 
-def _catalog_source(nodes, ref: RootRef, pending: bytes, what: str):
+def _catalog_source(nodes: NodeCache, ref: RootRef, pending: bytes, what: str) -> _Source:
     """(commits, refs, options, damage) of one catalog tree and its pending changes."""
-    damage: list = []
+    damage: list[str] = []
     ents = _entries(nodes, ref, damage, what)
     if pending:
         try:
@@ -194,7 +201,7 @@ def _catalog_source(nodes, ref: RootRef, pending: bytes, what: str):
             damage.append(f"{what}: {e}")
     commits: dict[int, Commit] = {}
     refs: dict[bytes, dict[str, int]] = {BRANCH: {}, TAG: {}}
-    options: dict[str, Any] = {}
+    options: dict[bytes, bytes] = {}
     for k, v in ents.items():
         kind = k[:1]
         if kind == b"c" and len(k) == 9:
@@ -214,10 +221,10 @@ def _catalog_source(nodes, ref: RootRef, pending: bytes, what: str):
     return commits, refs, options, damage
 
 
-def _catalog_leaf(node) -> bool:
-    """Whether every entry of a leaf has the shape of a catalog entry (commit records
-    decode, refs name one version, time index entries are empty)."""
-    if not node.keys:
+def _catalog_leaf(node: Node) -> TypeGuard[Leaf]:
+    """Whether a node is a leaf and every entry has the shape of a catalog entry (commit
+    records decode, refs name one version, time index entries are empty)."""
+    if type(node) is not Leaf or not node.keys:
         return False
     for k, v in zip(node.keys, node.vals):
         kind = bytes(k[:1])
@@ -242,13 +249,13 @@ def _catalog_leaf(node) -> bool:
     return True
 
 
-def _scan_catalog_leaves(store: PageStore, nodes: NodeCache, damage: list):
+def _scan_catalog_leaves(store: PageStore, nodes: NodeCache, damage: list[str]) -> _Source:
     """The catalog entries of every catalog leaf found by reading the whole file (the
     meta records or the catalog they name are damaged), the newest image of each entry
     winning: (commits, refs, options, damage) like _catalog_source."""
     ps = store.page_size
     nunits = -(-store.io.size() // store.unit)
-    best: dict = {}
+    best: dict[bytes, tuple[int, bytes]] = {}
     for page in range(store.first_unit, nunits):
         try:
             head = store.read_head(page)
@@ -272,7 +279,7 @@ def _scan_catalog_leaves(store: PageStore, nodes: NodeCache, damage: list):
             best[k] = (txn, bytes(v))
     commits: dict[int, Commit] = {}
     refs: dict[bytes, dict[str, int]] = {BRANCH: {}, TAG: {}}
-    options: dict[str, Any] = {}
+    options: dict[bytes, bytes] = {}
     for k, (_t, v) in best.items():
         kind = k[:1]
         if kind == b"c":
@@ -291,14 +298,14 @@ def _scan_catalog_leaves(store: PageStore, nodes: NodeCache, damage: list):
     return commits, refs, options, []
 
 
-def _verify(nodes: NodeCache, ref: RootRef, memo: dict, pages: set) -> str | None:
+def _verify(nodes: NodeCache, ref: RootRef, memo: _VerifyMemo, pages: set[int]) -> str | None:
     """None if every page of the tree verifies (and its pages are added to ``pages``),
     else why not. ``memo`` (page, checksum, txn) -> (error or None, pages) is shared between
     the trees, so shared subtrees are read once."""
     if not ref.page:
         return None
 
-    def sub(page, checksum, txn):
+    def sub(page: int, checksum: int, txn: int) -> tuple[str | None, frozenset[int]]:
         key = (page, checksum, txn)
         done = memo.get(key)
         if done is not None:
@@ -306,10 +313,10 @@ def _verify(nodes: NodeCache, ref: RootRef, memo: dict, pages: set) -> str | Non
         try:
             node = nodes.load(page, checksum, txn)
             mine = {u for p, n, _t in images(nodes.store, page, node) for u in range(p, p + n)}
-            err = None
+            err: str | None = None
             if type(node) is Branch:
                 for kid, s, t in zip(node.kids, node.sums, node.txns):
-                    e, p = sub(kid, s, t)
+                    e, p = sub(kid, s, t)  # type: ignore[arg-type]  # (clean: a page)
                     if e is not None:
                         err = e
                         break
@@ -347,7 +354,7 @@ def analyze(store: PageStore, nodes: NodeCache) -> _Analysis:
             rep.damage.append(f"meta slot {s} is damaged ({m})")
     a.metas = metas
     a.max_txn = max([m.txn for _, m in metas], default=0)
-    sources = []
+    sources: list[_Source] = []
     for slot, meta in metas:
         src = _catalog_source(nodes, meta.catalog, meta.pending,
                               f"catalog of meta slot {slot} (txn {meta.txn})")
@@ -367,7 +374,7 @@ def analyze(store: PageStore, nodes: NodeCache) -> _Analysis:
         d for src in sources[:-1] for d in src[3]]
     if not a.commits:
         raise Corruption("no commit record could be read: no version can be recovered")
-    memo: dict = {}
+    memo: _VerifyMemo = {}
     for v in sorted(a.commits, reverse=True):
         c = a.commits[v]
         a.max_txn = max(a.max_txn, c.txn, c.root.txn)
@@ -400,7 +407,8 @@ def _fix_refs(a: _Analysis) -> None:
     for name, v in list(a.refs[BRANCH].items()):
         if v in a.kept:
             continue
-        w, seen = v, set()
+        w: int | None = v
+        seen: set[int] = set()
         while w is not None and w not in a.kept and w not in seen:
             seen.add(w)
             c = a.commits.get(w)
@@ -419,7 +427,7 @@ def _fix_refs(a: _Analysis) -> None:
         rep.refs_moved["branch main"] = (None, max(a.kept))
 
 
-def _unit(io, page_size: int) -> int:
+def _unit(io: BlockIO, page_size: int) -> int:
     """The allocation unit: from a meta slot if one decodes, else the packed unit if an
     image starts between page boundaries near the start of the data (format 3 packs
     them), else the page size (a format 2 file)."""
@@ -433,14 +441,14 @@ def _unit(io, page_size: int) -> int:
     return page_size
 
 
-def _store_for(io, hint: int) -> tuple[PageStore, NodeCache]:
+def _store_for(io: BlockIO, hint: int) -> tuple[PageStore, NodeCache]:
     ps = _page_size(io, hint)
     store = PageStore(io, page_size=ps, readonly=True, unit=_unit(io, ps))
     store.page_count = max(store.first_unit, -(-io.size() // store.unit))
     return store, NodeCache(store, 1 << 16)
 
 
-def _clean(io, page_size: int) -> bool:
+def _clean(io: BlockIO, page_size: int) -> bool:
     """True when the file opens as it is and every page of every version verifies,
     the free list included."""
     from .db import Database
@@ -459,17 +467,17 @@ def _clean(io, page_size: int) -> bool:
 class _Borrowed:
     """A block device whose close() leaves the underlying one open."""
 
-    def __init__(self, io):
+    def __init__(self, io: BlockIO) -> None:
         self._io = io
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._io, name)
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
-def recover_io(io, page_size: int, path: str | None = None) -> RecoveryReport:
+def recover_io(io: BlockIO, page_size: int, path: str | None = None) -> RecoveryReport:
     """Recover the database on ``io`` in place (the caller holds the writer lock)."""
     if _clean(io, page_size):
         return RecoveryReport(path=path, head=None)
@@ -504,13 +512,13 @@ def _rewrite(store: PageStore, nodes: NodeCache, a: _Analysis) -> None:
     for kind, names in a.refs.items():
         for name, v in names.items():
             cat.set_ref(kind, name, v)
-    for name, value in a.options.items():
-        cat.tree.put(b"o" + name, value)
+    for opt, value in a.options.items():
+        cat.tree.put(b"o" + opt, value)
     cat.settle(0)
     root = cat.tree.write(txn)
     used = a.used
-    free = []
-    run = None
+    free: list[list[int]] = []
+    run: list[int] | None = None
     for p in range(store.first_unit, page_count):
         if p in used:
             run = None
@@ -529,29 +537,31 @@ def _rewrite(store: PageStore, nodes: NodeCache, a: _Analysis) -> None:
     store.publish(root, b"", durable=True)
 
 
-def salvage(src, dst, page_size: int = 4096) -> RecoveryReport:
+def salvage(src: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+            dst: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+            page_size: int = 4096) -> RecoveryReport:
     """Copy every version, branch and tag of ``src`` that verifies into a new file
     ``dst``. The source is only read."""
     from .db import Database
     from .pages.io import OsFileIO, new_file
     from .tree.copy import copy_tree
-    src, dst = os.fsdecode(src), os.fsdecode(dst)
-    if os.path.exists(dst):
+    src_path, dst_path = os.fsdecode(src), os.fsdecode(dst)
+    if os.path.exists(dst_path):
         from .errors import RefExists
-        raise RefExists(f"{dst} exists; salvage writes a new file")
-    io = OsFileIO(src, readonly=True)
+        raise RefExists(f"{dst_path} exists; salvage writes a new file")
+    io = OsFileIO(src_path, readonly=True)
     try:
         store, nodes = _store_for(io, page_size)
         a = analyze(store, nodes)
         rep = a.report
-        rep.path = dst
-        with new_file(dst) as tmp:
+        rep.path = dst_path
+        with new_file(dst_path) as tmp:
             out = Database(io=OsFileIO(tmp), page_size=store.page_size)
             try:
-                def fill(cat, txn):
+                def fill(cat: Catalog, txn: int) -> None:
                     for c in list(cat.commits()):
                         cat.drop_commit(c)
-                    memo: dict = {}
+                    memo: dict[int, RootRef] = {}
                     from dataclasses import replace
                     for v in sorted(a.kept):
                         c = a.kept[v]
@@ -560,8 +570,8 @@ def salvage(src, dst, page_size: int = 4096) -> RecoveryReport:
                     for kind, names in a.refs.items():
                         for name, v in names.items():
                             cat.set_ref(kind, name, v)
-                    for name, value in a.options.items():
-                        cat.tree.put(b"o" + name, value)
+                    for opt, value in a.options.items():
+                        cat.tree.put(b"o" + opt, value)
                 with out._writer():
                     out._update(fill, durable=True)
             finally:

@@ -7,11 +7,12 @@ txn it was taken at, so no page it can reach is reused until it closes.
 """
 from __future__ import annotations
 
-from collections.abc import ItemsView, KeysView, Mapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
+from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, overload
 
-from .checks import check_bound, check_key
+from .checks import Key, check_bound, check_key
 from .checks import key_range as key_range  # they lived here
 from .checks import prefix_end as prefix_end
 from .errors import DatabaseClosed, InvalidKey, KeyTooLarge, ReadOnly, TransactionClosed
@@ -21,25 +22,37 @@ from .tree.btree import Tree, map_descend
 if TYPE_CHECKING:
     from .db import Database
     from .history.commits import Commit
+    from .transaction import Transaction
 
-_UNOPENED = object()  # a snapshot's tree before its first read
-_MISSING = object()
+
+class _Unopened(Enum):
+    UNOPENED = 0
+
+
+_UNOPENED: Final = _Unopened.UNOPENED  # a snapshot's tree before its first read
+_MISSING: Any = object()
 
 
 class _Reader:
     """Read methods shared by snapshots and transactions."""
     __slots__ = ()
+    if TYPE_CHECKING:  # the slots of Snapshot and Transaction
+        _tree: Tree | _Unopened | None  # None once closed
+        _db: Database
+        _max_key: int
+        _codec: Any
+        _live_cursor: bool
 
-    def _live(self):
+    def _live(self) -> Tree:
         tree = self._tree
-        if tree is None:
+        if not isinstance(tree, Tree):  # closed (a transaction's tree is never _UNOPENED)
             raise TransactionClosed(f"this {type(self).__name__.lower()} is closed; take a new "
                                     f"one with db.read() or db.write()")
         return tree
 
     # The point read is the hot path: the common case (an open tree, a bytes key of
     # legal length) is checked inline, and only the rest goes through _live/check_key.
-    def get(self, key, default=None):
+    def get(self, key: Key, default: Any = None) -> Any:
         tree = self._tree
         if type(tree) is not Tree or self._db._closed:
             tree = self._live()
@@ -53,13 +66,13 @@ class _Reader:
             return default
         return v if self._codec is None else self._codec.decode(v)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Key) -> Any:
         v = self.get(key, _MISSING)
         if v is _MISSING:
             raise KeyError(key)
         return v
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         tree = self._tree
         if type(tree) is not Tree or self._db._closed:
             tree = self._live()
@@ -70,30 +83,59 @@ class _Reader:
                 return False
         return tree.contains(key)  # no value is read (nor decoded)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._live().count
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return self._scan("keys")
 
-    def items(self, *args, start=None, stop=None, prefix=None, reverse=False):
+    @overload
+    def items(self) -> ItemsView[bytes, Any]: ...
+
+    @overload
+    def items(self, *args: Key | None, start: Key | None = None, stop: Key | None = None,
+              prefix: Key | None = None, reverse: bool = False
+              ) -> Iterator[tuple[bytes, Any]]: ...
+
+    def items(self, *args: Key | None, start: Key | None = None, stop: Key | None = None,
+              prefix: Key | None = None, reverse: bool = False
+              ) -> ItemsView[bytes, Any] | Iterator[tuple[bytes, Any]]:
         """Without arguments a view, as a dict's (len, in, iterated again and again).
         With a range, ``items(start, stop, prefix=, reverse=)``: an iterator over the
         (key, value) pairs in key order with start <= key < stop and the given prefix."""
         r = _range(args, start, stop, prefix, reverse, "items")
         return _ItemsView(self) if r is None else self._scan("items", *r)
 
-    def keys(self, *args, start=None, stop=None, prefix=None, reverse=False):
+    @overload
+    def keys(self) -> KeysView[bytes]: ...
+
+    @overload
+    def keys(self, *args: Key | None, start: Key | None = None, stop: Key | None = None,
+             prefix: Key | None = None, reverse: bool = False) -> Iterator[bytes]: ...
+
+    def keys(self, *args: Key | None, start: Key | None = None, stop: Key | None = None,
+             prefix: Key | None = None, reverse: bool = False
+             ) -> KeysView[bytes] | Iterator[bytes]:
         """A view, or with a range (as items()) an iterator over the keys in it."""
         r = _range(args, start, stop, prefix, reverse, "keys")
         return KeysView(self) if r is None else self._scan("keys", *r)
 
-    def values(self, *args, start=None, stop=None, prefix=None, reverse=False):
+    @overload
+    def values(self) -> ValuesView[Any]: ...
+
+    @overload
+    def values(self, *args: Key | None, start: Key | None = None, stop: Key | None = None,
+               prefix: Key | None = None, reverse: bool = False) -> Iterator[Any]: ...
+
+    def values(self, *args: Key | None, start: Key | None = None, stop: Key | None = None,
+               prefix: Key | None = None, reverse: bool = False
+               ) -> ValuesView[Any] | Iterator[Any]:
         """A view, or with a range (as items()) an iterator over the values in it."""
         r = _range(args, start, stop, prefix, reverse, "values")
         return _ValuesView(self) if r is None else self._scan("values", *r)
 
-    def _scan(self, part, start=None, stop=None, prefix=None, reverse=False):
+    def _scan(self, part: str, start: object = None, stop: object = None,
+              prefix: object = None, reverse: bool = False) -> Iterator[Any]:
         """An iterator over the ``part`` ("items", "keys" or "values") of a key range.
         A snapshot's tree never changes, so its scans flatten whole leaves in C
         (cursor.keys/values/items); a transaction's are watched item by item."""
@@ -105,7 +147,7 @@ class _Reader:
             pairs = cursor.items(tree, start, stop, reverse, live=True)
             if part == "keys":
                 return (k for k, _ in pairs)
-            part_of = pairs if part == "items" else (v for _, v in pairs)
+            part_of: Iterator[Any] = pairs if part == "items" else (v for _, v in pairs)
         else:
             part_of = getattr(cursor, part)(tree, start, stop, reverse)
             if part == "keys":
@@ -117,7 +159,7 @@ class _Reader:
             return map(decode, part_of)
         return ((k, decode(v)) for k, v in part_of)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         """Equal to any mapping with the same keys and values; str keys count as their
         UTF-8 bytes (as they are stored), so ``snap == {"a": b"1"}`` works."""
         if not isinstance(other, Mapping):
@@ -131,16 +173,17 @@ class _Reader:
                 return False
         return True
 
-    __hash__ = None
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]  # unhashable, as a dict
 
-    def count(self, start=None, stop=None) -> int:
+    def count(self, start: Key | None = None, stop: Key | None = None) -> int:
         """How many keys k satisfy start <= k < stop, in O(log n)."""
         tree = self._live()
         lo = 0 if start is None else tree.rank(check_bound(start))
         return max(0, tree.rank(check_bound(stop)) - lo)
 
 
-def _range(args, start, stop, prefix, reverse, name):
+def _range(args: tuple[object, ...], start: object, stop: object, prefix: object,
+           reverse: bool, name: str) -> tuple[object, object, object, bool] | None:
     """(start, stop, prefix, reverse) of a range given to items()/keys()/values(), or None
     for no range at all (the view). ``items(None)`` names nothing: a TypeError, as
     dict.items(None) is (CPython's mapping tests check it)."""
@@ -158,24 +201,29 @@ def _range(args, start, stop, prefix, reverse, name):
     return start, stop, prefix, reverse
 
 
-class _ItemsView(ItemsView):
+class _ItemsView(ItemsView[bytes, Any]):
     """items(): iterates with the tree's cursor (one pass), not a lookup per key."""
     __slots__ = ()
+    if TYPE_CHECKING:
+        _mapping: _Reader
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[bytes, Any]]:
         return self._mapping._scan("items")
 
 
-class _ValuesView(ValuesView):
+class _ValuesView(ValuesView[Any]):
     __slots__ = ()
+    if TYPE_CHECKING:
+        _mapping: _Reader
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return self._mapping._scan("values")
 
 
 class Snapshot(_Reader, Mapping[bytes, Any]):
     """One version, read-only, for as long as it is open. Cheap: a commit and a pin;
     the tree is opened on first use."""
+    version: int
     _live_cursor = False  # a snapshot's tree never changes: cursors take the fast path
     __slots__ = ("_tree", "_commit", "_db", "_txn", "_max_key", "_codec", "version",
                  "_mget", "__weakref__")
@@ -185,9 +233,10 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
         self._tree = _UNOPENED
         self._max_key = db.max_key
         self._codec = db.codec
-        self._mget = None  # once opened on a mapped file: the C search bound to the root
+        # once opened on a mapped file: the C search bound to the root
+        self._mget: Callable[[bytes], Any] | None = None
 
-    def get(self, key, default=None):
+    def get(self, key: Key, default: Any = None) -> Any:
         """The hot path of a mapped file's snapshot: one C call (map_get bound to this
         version's root) for an inline value under a legal bytes key; the rest (not opened
         yet, an overflow value, a key to check, a closed database) as any reader."""
@@ -201,7 +250,7 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
                 return default
         return _Reader.get(self, key, default)
 
-    def _live(self):
+    def _live(self) -> Tree:
         tree = self._tree
         if self._db._closed and tree is not None:
             raise DatabaseClosed("the database of this snapshot was closed; open it again "
@@ -244,7 +293,7 @@ class Snapshot(_Reader, Mapping[bytes, Any]):
         return f"<cowdb.Snapshot version={self.version} {state}>"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type[Transaction]:
     """``cowdb.snapshot.Transaction``: it lives in cowdb/transaction.py now (imported
     lazily, since transaction.py builds on this module's ``_Reader``)."""
     if name == "Transaction":

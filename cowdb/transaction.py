@@ -10,7 +10,7 @@ from itertools import chain
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from .checks import check_key, check_value
+from .checks import Key, check_key, check_value
 from .snapshot import _Reader
 
 if TYPE_CHECKING:
@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 
 class Transaction(_Reader, MutableMapping[bytes, Any]):
     """The one write transaction: commits on a clean ``with`` exit, aborts on an exception."""
+    message: str
+    author: str
+    branch: str
+    durability: str
+    puts: int
+    deletes: int
+    allow_empty: bool
+    skipped: bool
     _live_cursor = True   # writes may come between two steps of an iteration
     __slots__ = ("_tree", "_db", "_max_key", "_codec", "_head", "message", "author", "branch",
                  "durability", "version", "puts", "deletes", "allow_empty", "skipped",
@@ -39,7 +47,7 @@ class Transaction(_Reader, MutableMapping[bytes, Any]):
         self.allow_empty = False  # commit even if nothing changed
         self.skipped = False      # commit() found nothing changed and made no version
 
-    def __setitem__(self, key: bytes | str, value: Any) -> None:
+    def __setitem__(self, key: Key, value: Any) -> None:
         tree = self._tree
         if tree is None:
             tree = self._live()  # raises TransactionClosed
@@ -54,13 +62,13 @@ class Transaction(_Reader, MutableMapping[bytes, Any]):
 
     put = __setitem__
 
-    def delete(self, key: bytes | str) -> bool:
+    def delete(self, key: Key) -> bool:
         """Remove key; True if it was there."""
         done = self._live().delete(check_key(key, self._max_key))
         self.deletes += done
         return done
 
-    def __delitem__(self, key: bytes | str) -> None:
+    def __delitem__(self, key: Key) -> None:
         if not self.delete(key):
             raise KeyError(key)
 

@@ -45,6 +45,9 @@ class Diff:
     for d changes. Both versions stay pinned until the iteration ends or
     ``close()`` is called.
     """
+    stats: diffmod.DiffStats
+    a_version: int
+    b_version: int
 
     def __init__(self, nodes: NodeCache, a: Snapshot, b: Snapshot, start: bytes | None,
                  stop: bytes | None, decode: Callable[[bytes], Any] | None = None) -> None:

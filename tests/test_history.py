@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import cowdb
-from cowdb.errors import (InvalidType, RefExists, RefNotFound, VersionNotFound,
+from cowdb.errors import (DatabaseClosed, InvalidType, RefExists, RefNotFound, VersionNotFound,
                           VersionReclaimed)
 
 
@@ -32,6 +32,32 @@ def test_log_and_commit_info(path):
     assert db.commit_info(3).message == "commit 2"
     with pytest.raises(VersionNotFound):
         db.commit_info(99)
+
+
+def test_at_a_version_pins_only_while_open_and_rejects_bad_versions(path):
+    """at(int) takes read()'s flat path (issue 19): the snapshot holds one pin, a failed
+    lookup leaves none, and each kind of bad version raises its own error."""
+    db = cowdb.open(path)
+    fill(db, 3)
+    other = cowdb.open(path)  # a handle that has cached no commit record
+    for h in (db, other):
+        with h.at(2) as snap, h.at(2) as again:
+            assert snap.version == again.version == 2 and len(snap) == len(again)
+            assert sum(h._shared.pins.values()) == 2
+        assert not h._shared.pins
+        for bad, err in ((99, VersionNotFound), (-1, VersionNotFound), (2.0, InvalidType),
+                         (True, InvalidType)):
+            with pytest.raises(err):
+                h.at(bad)
+            assert not h._shared.pins
+    with db.write() as tx:  # another handle's commit: the other handle adopts it first
+        tx[b"new"] = b"1"
+    with other.at(db.version) as snap:
+        assert snap[b"new"] == b"1"
+    other.close()
+    db.close()
+    with pytest.raises(DatabaseClosed):
+        db.at(1)
 
 
 def test_at_datetime_picks_newest_at_or_before():

@@ -179,7 +179,9 @@ def _mem(name, **kw):
 
 def test_pages_are_reused_only_after_the_lease():
     """lease=0 reuses freed pages as a file does; the default lease (600 s) reuses none of
-    the pages freed by this minute's commits, so the store grows more."""
+    the pages freed by this minute's txns, so the store grows more. (A commit frees no
+    page: its record rides in the meta record; a setting rewrites the catalog's path and
+    frees the old one.)"""
     growth = {}
     whole_pages = MemoryIO()
     whole_pages.unit = 4096  # an object store allocates whole pages: compare with that
@@ -192,6 +194,7 @@ def test_pages_are_reused_only_after_the_lease():
             for i in range(30):
                 with db.write() as tx:
                     tx[b"k%04d" % (i * 7)] = b"w%d" % i
+                db.set_retention(keep_last=1000 + i)
             growth[lease] = db._store.page_count - before
             assert db.check().ok
     assert growth[0] == growth[None] < growth[600], growth

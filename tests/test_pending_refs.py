@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from xxhash import xxh3_64_intdigest
 
 import cowdb
-from cowdb.history.catalog import decode_pending
+from cowdb.history.catalog import decode_pending, encode_pending
 from cowdb.pages import meta as metamod
 from cowdb.pages.io import MemoryIO
 
@@ -36,7 +36,7 @@ def test_a_ref_change_writes_only_the_meta_record(path):
     db.delete_tag("t1")
     assert (store.page_count, store.pages_written, store.freelist.count()) == (
         pages, written, count)
-    assert decode_pending(store.meta.pending).keys() == {b"hexp", b"gt1"}
+    assert {b"hexp", b"gt1"} <= decode_pending(store.meta.pending).keys()
     assert db.branches() == {"exp": v, "main": v} and db.tags() == {}
     db.close()
 
@@ -69,20 +69,24 @@ def test_another_handle_sees_pending_refs(path):
     writer.close()
 
 
-def test_a_commit_folds_pending_refs_into_the_catalog_tree(path):
+def test_a_txn_that_writes_the_catalog_folds_pending_changes_into_its_tree(path):
     db = cowdb.open(path)
     _fill(db)
     db.branch("exp")
     db.tag("t1")
     db.delete_branch("exp")
-    assert db._store.meta.pending
-    with db.write(message="fold") as tx:
+    with db.write(message="pending") as tx:
         tx[b"new"] = b"1"
+    assert db._store.meta.pending  # the commit record rides in the meta record too
+    assert db._catalog(db._state).tree.get(b"c" + db.version.to_bytes(8, "big")) is None
+    db.set_retention(keep_last=100)  # a setting writes the catalog tree: everything folds
     assert db._store.meta.pending == b""
     cat = db._catalog(db._state)
     assert cat.pending == {} and cat.tree.get(b"gt1") is not None
     assert cat.tree.get(b"hexp") is None
+    assert cat.tree.get(b"c" + db.version.to_bytes(8, "big")) is not None
     assert db.tags() == {"t1": db.version - 1} and set(db.branches()) == {"main"}
+    assert [c.version for c in db.log()] == list(range(db.version, -1, -1))
     db.close()
 
 
@@ -141,6 +145,7 @@ def test_a_format_version_1_file_opens_and_is_written_as_version_4():
     io.unit = 1024  # whole-page units, as versions 1 and 2 allocate
     db = cowdb.open(io=io, page_size=1024)
     _fill(db)
+    db.set_retention()  # folds the pending commit: a version 1 record carries none
     db.close()
     data = bytearray(db._io.buf)
 
@@ -203,15 +208,28 @@ def test_meta_records_round_trip_with_pending_bytes(pending, txn, count):
         metamod.decode(data[:-1] if pending else data[:-9])
 
 
-@given(st.lists(st.tuples(st.binary(min_size=1, max_size=40), st.one_of(
-    st.none(), st.binary(min_size=8, max_size=8))), max_size=20), st.integers(0, 3))
-def test_decode_pending_replays_only_ref_changes(changes, cut):
+def _legal(k: bytes, v) -> bool:
+    """The oracle of the pending log's shape (docs/format.md, "The catalog")."""
+    if k[:1] in (b"h", b"g"):
+        return len(k) > 1 and (v is None or type(v) is bytes and len(v) == 8)
+    return k[:1] == b"c" and len(k) == 9 and type(v) is bytes and len(v) > 0
+
+
+_keys = st.one_of(st.binary(min_size=1, max_size=40),
+                  st.builds(lambda v: b"c" + v.to_bytes(8, "big"), st.integers(0, 2**64 - 1)),
+                  st.builds(lambda k, n: k + n, st.sampled_from([b"h", b"g"]),
+                            st.binary(min_size=0, max_size=20)))
+_values = st.one_of(st.none(), st.binary(min_size=8, max_size=8), st.binary(max_size=120))
+
+
+@given(st.lists(st.tuples(_keys, _values), max_size=20), st.integers(0, 3))
+def test_decode_pending_replays_ref_changes_and_commit_records(changes, cut):
     """A log of changes replays to the last word on each key; anything else in it (a key
-    that is not a ref's, a cut-off last change) is Corruption, never a partial read."""
+    that is neither a ref's nor a commit's, a ref's value that is not a version, an
+    empty commit record, a cut-off last change) is Corruption, never a partial read."""
     import msgpack
     log = b"".join(msgpack.packb([k, v]) for k, v in changes)
-    ok = all(k[:1] in (b"h", b"g") and len(k) > 1 for k, _ in changes)
-    if ok:
+    if all(_legal(k, v) for k, v in changes):
         assert decode_pending(log) == dict(changes)
     else:
         with pytest.raises(cowdb.errors.Corruption):
@@ -219,6 +237,147 @@ def test_decode_pending_replays_only_ref_changes(changes, cut):
     if log and cut:
         with pytest.raises(cowdb.errors.Corruption):
             decode_pending(log[:-cut])
+
+
+@given(st.lists(st.tuples(_keys, _values).filter(lambda kv: _legal(*kv)), max_size=30))
+def test_a_log_written_again_says_the_same_in_fewer_bytes(changes):
+    """encode_pending (a log that outgrew the room, written with each key once) reads
+    back as the same changes as the appended log, and is never longer."""
+    import msgpack
+    log = b"".join(msgpack.packb([k, v]) for k, v in changes)
+    again = encode_pending(decode_pending(log))
+    assert decode_pending(again) == decode_pending(log) == dict(changes)
+    assert len(again) <= len(log)
+    assert encode_pending({}) == b""
+
+
+# ---- commit records in the meta record ------------------------------------------------
+_steps = st.lists(st.one_of(
+    st.tuples(st.just("commit"), st.sampled_from(["main", "b1", "b2"]),
+              st.integers(-3_000_000, 2_000_000)),  # µs the clock moves (back: > 1 s slack)
+    st.tuples(st.just("branch"), st.sampled_from(["b1", "b2"]), st.integers(0, 10**6)),
+    st.tuples(st.just("merge"), st.sampled_from(["b1", "b2"]), st.just(0)),
+    st.tuples(st.just("tag"), st.sampled_from(["t1", "t2"]), st.integers(0, 10**6)),
+    st.tuples(st.just("fold"), st.just(""), st.just(0)),
+    st.tuples(st.just("gc"), st.just(""), st.integers(1, 8))), min_size=1, max_size=40)
+
+
+def _folded(db):
+    """The newest state's catalog with its pending changes written into (a copy of) its
+    tree: what every read of the pending-aware catalog must agree with."""
+    from cowdb.history.catalog import Catalog
+    from cowdb.tree.btree import Tree
+    st_ = db._state
+    cat = Catalog(Tree(db._nodes, st_.catalog), dict(st_.pending), st_.pending_log)
+    cat.fold()
+    return db._catalog(st_), cat
+
+
+@settings(max_examples=40, deadline=None)
+@given(_steps)
+def test_catalog_reads_merge_pending_commits_as_if_folded(steps):
+    """commits(), last_version(), commit(v), refs and version_at() over the pending commit
+    records (and ref changes) answer what the same catalog folded into its tree does, for
+    any mix of commits on branches (the clock going back and forth), fast-forwards,
+    merges, tags, folds (a setting) and gc; and a reopened handle answers the same."""
+    import logging
+    from unittest import mock
+    clock = [1_700_000_000_000_000_000]
+    quiet = logging.getLogger("cowdb")  # the clock steps back on purpose: no warnings
+    with mock.patch("cowdb.db.now_ns", lambda: clock[0]), \
+            mock.patch.object(quiet, "disabled", True):
+        db = cowdb.open(page_size=1024, durability="none")
+        n = 0
+        for kind, name, arg in steps:
+            kept = [c.version for c in db._catalog(db._state).commits()]  # gc drops some
+            if kind == "commit":
+                clock[0] += arg * 1000
+                if name == "main" or name in db.branches():
+                    n += 1
+                    with db.write(message="m" * (n % 50), branch=name) as tx:
+                        tx[b"k%d" % (n % 7)] = b"%d" % n
+            elif kind == "branch" and name not in db.branches():
+                db.branch(name, kept[arg % len(kept)])
+            elif kind == "merge" and name in db.branches():
+                try:
+                    db.merge(name, resolve="ours")
+                except cowdb.errors.VersionReclaimed:
+                    pass
+            elif kind == "tag" and name not in db.tags():
+                db.tag(name, kept[arg % len(kept)])
+            elif kind == "fold":
+                db.set_retention()
+            elif kind == "gc":
+                db.set_retention(keep_last=arg)
+                db.gc()
+                db.set_retention()
+        pending, folded = _folded(db)
+        commits = list(folded.commits())
+        assert [c.version for c in pending.commits()] == [c.version for c in commits]
+        assert list(pending.commits(reverse=False)) == commits[::-1]
+        assert pending.last_version() == folded.last_version() == db.version
+        assert pending.refs(b"h") == folded.refs(b"h")
+        assert pending.refs(b"g") == folded.refs(b"g")
+        times = sorted({c.time_ns + d for c in commits for d in (-1, 0, 1)})
+        for branch in ("main", "b1", "b2"):
+            head = pending.head(branch)
+            for t in times:
+                assert pending.version_at(branch, t, head) == folded.version_at(
+                    branch, t, head), (branch, t)
+        raw = db._io
+        db.close()
+        again = cowdb.open(io=raw, page_size=1024)
+        assert [c.version for c in again.log()] == [c.version for c in
+                                                    db_log(pending, again.head())]
+        assert again.check().ok
+        again.close()
+
+
+def db_log(cat, head):
+    """main's first-parent chain from the catalog alone."""
+    v = head
+    while v is not None:
+        c = cat.commit(v)
+        if c is None:
+            return
+        yield c
+        v = c.parents[0] if c.parents else None
+
+
+def test_commits_ride_in_the_meta_record_until_it_runs_out_of_room(path):
+    """A commit writes no catalog page: its record and main's head ride in the meta
+    record; once they outgrow it, one commit folds them all into the catalog tree (the
+    log written again with each key once first), and every version stays readable,
+    through a reopen too."""
+    db = cowdb.open(path, page_size=1024)
+    _fill(db, 40)
+    room = db._store.pending_room
+    cat_pages, folds = db._store.meta.catalog, 0
+    for i in range(60):
+        with db.write(message=f"commit {i}") as tx:
+            tx[b"k%04d" % i] = b"w%d" % i
+        meta = db._store.meta
+        assert len(meta.pending) <= room
+        if meta.catalog != cat_pages:
+            folds += 1
+            assert meta.pending == b""
+            cat_pages = meta.catalog
+        else:
+            assert commit_key_in(meta.pending, db.version)
+    assert 3 <= folds <= 15
+    assert [c.message for c in db.log(limit=3)] == ["commit 59", "commit 58", "commit 57"]
+    db.close()
+    with cowdb.open(path) as again:
+        assert again.version == 61 and again.check().ok
+        for v in range(1, 62):
+            with again.at(v) as snap:
+                assert len(snap) == 40 + max(0, v - 41)
+        t = again.commit_info(45).time
+        assert again.at(t).version == 45
+
+
+def commit_key_in(pending: bytes, version: int) -> bool:
+    return b"c" + version.to_bytes(8, "big") in decode_pending(pending)
 
 
 def test_compact_copies_pending_refs(path, tmp_path):
@@ -253,4 +412,42 @@ def test_check_reports_a_ref_to_a_version_that_is_not_kept():
     assert db.tags() == {"t1": 1, "ghost": 99}
     report = db.check()
     assert not report.ok and any("ghost" in e and "99" in e for e in report.errors)
+    db.close()
+
+
+def test_a_commit_record_larger_than_the_room_folds_at_once():
+    db = cowdb.open(page_size=1024)
+    for i in range(5):
+        with db.write(message="x" * 3000 if i == 2 else f"c{i}") as tx:
+            tx[b"a%d" % i] = b"%d" % i
+        assert len(db._store.meta.pending) <= db._store.pending_room
+        if i == 2:  # too long to ride: everything pending went into the tree with it
+            assert db._store.meta.pending == b""
+    assert [len(c.message) for c in db.log()] == [2, 2, 3000, 2, 2, 6]
+    assert db.at(db.commit_info(3).time).version == 3 and db.check().ok
+    db.close()
+
+
+def test_a_pending_commit_older_than_the_tree_never_makes_a_version_number_reused():
+    """The file says every pending commit is newer than the tree's; a crafted record
+    that breaks this must not make the next commit take a number already in use."""
+    import msgpack
+    db = cowdb.open(page_size=1024)
+    _fill(db)
+    for i in range(3):
+        with db.write(message=f"c{i}") as tx:
+            tx[b"x"] = b"%d" % i
+    db.set_retention()  # everything folds: versions 0-4 in the tree
+    record = db._catalog(db._state).tree.get(b"c" + (2).to_bytes(8, "big"))
+    db.close()
+    data = bytearray(db._io.buf)
+    slots = {off: metamod.decode(bytes(data[off:off + 1024])) for off in (0, 1024)}
+    newest = max(slots, key=lambda off: slots[off].txn)
+    old = msgpack.packb([b"c" + (2).to_bytes(8, "big"), record])
+    _rewrite_slot(data, newest, lambda body, pending: (body, pending + old))
+    db = cowdb.open(io=MemoryIO(bytes(data)), page_size=1024)
+    assert db.version == 4
+    with db.write() as tx:
+        tx[b"y"] = b"1"
+    assert tx.version == 5 and [c.version for c in db.log(limit=2)] == [5, 4]
     db.close()

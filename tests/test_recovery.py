@@ -56,7 +56,8 @@ def build(path):
 
 
 def ranges(path):
-    """{version: [(offset, length)] of the images its tree reaches}, and the catalog's."""
+    """{version: [(offset, length)] of the images its tree reaches}, the catalog's, and
+    the newest free list image's (offset, length)."""
     io = OsFileIO(path, readonly=True)
     try:
         store = PageStore(io, page_size=PAGE, readonly=True)
@@ -69,11 +70,11 @@ def ranges(path):
             for page, n in walk(nodes, ref, 0):
                 out.append((page * store.unit, store.read_head(page)[4]))
             return out
-        from cowdb.history.catalog import Catalog
+        from cowdb.history.catalog import Catalog, decode_pending
         from cowdb.tree.btree import Tree
-        cat = Catalog(Tree(nodes, meta.catalog))
+        cat = Catalog(Tree(nodes, meta.catalog), decode_pending(meta.pending))
         per = {c.version: spans(c.root) for c in cat.commits()}
-        return per, spans(meta.catalog)
+        return per, spans(meta.catalog), (meta.freelist.page * store.unit, meta.freelist_len)
     finally:
         io.close()
 
@@ -83,8 +84,8 @@ def clean(tmp_path_factory):
     d = tmp_path_factory.mktemp("clean")
     path = str(d / "clean.cow")
     model = build(path)
-    per, catalog = ranges(path)
-    return path, model, per, catalog
+    per, catalog, freelist = ranges(path)
+    return path, model, per, catalog, freelist
 
 
 def hits(spans, bad):
@@ -158,7 +159,7 @@ def read_all(db, v):
 
 @pytest.mark.parametrize("how", CASES, ids=[f"{k}-{a}" for k, a in CASES])
 def test_damage_matrix(clean, tmp_path, how):
-    path, model, per, catalog = clean
+    path, model, per, catalog, _ = clean
     p, bad = damaged_copy(path, tmp_path, how)
     untouched = {v for v in model if not hits(per.get(v, []), bad)}
     strict = not hits(catalog + [(0, 2 * PAGE)], bad)
@@ -217,8 +218,8 @@ def test_damage_matrix(clean, tmp_path, how):
 
 
 def test_plain_open_names_file_and_command(clean, tmp_path):
-    path, *_ = clean
-    p, _ = damaged_copy(path, tmp_path, ("cut", 3 * PAGE))
+    path, _model, _per, catalog, _ = clean
+    p, _ = damaged_copy(path, tmp_path, ("zero", (catalog[0][0], 64)))  # the catalog root
     with pytest.raises(Corruption) as e:
         cowdb.open(p)
     assert p in str(e.value) and f"cowdb recover {p}" in str(e.value)
@@ -226,10 +227,10 @@ def test_plain_open_names_file_and_command(clean, tmp_path):
 
 
 def test_readonly_open_never_loads_the_free_list(clean, tmp_path):
-    """The free list image is the last page written: cut it off and a read-only open
-    still reads every version."""
-    path, model, *_ = clean
-    p, bad = damaged_copy(path, tmp_path, ("cut", 1))
+    """Damage the free list's newest image and a read-only open still reads every
+    version."""
+    path, model, *_, freelist = clean
+    p, bad = damaged_copy(path, tmp_path, ("zero", freelist))
     with cowdb.open(p, readonly=True) as db:
         for v in model:
             assert read_all(db, v) == model[v]
@@ -273,7 +274,7 @@ def test_recover_of_a_clean_file_changes_nothing(clean, tmp_path):
 
 
 def test_recover_reports_lost_versions_and_refs(clean, tmp_path):
-    path, model, per, catalog = clean
+    path, model, per, catalog, _ = clean
     # damage a page only version 4 (tagged) reaches, if there is one
     only4 = [o for o, n in per[4] if not any(hits([(o, n)], [(a, a + m)]) for v in per if v != 4
                                               for a, m in per[v])]
@@ -307,8 +308,8 @@ def _cli(*args, ok=True):
 
 
 def test_cli_recover_and_salvage(clean, tmp_path):
-    path, model, *_ = clean
-    p, _ = damaged_copy(path, tmp_path, ("cut", 1))
+    path, model, *_, freelist = clean
+    p, _ = damaged_copy(path, tmp_path, ("zero", freelist))  # no version reaches it
     out = _cli("salvage", p, str(tmp_path / "s.cow"))
     assert f"salvaged {len(model)} versions" in out
     out = _cli("--db", p, "recover")

@@ -8,7 +8,8 @@ traceback instead.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 import click
 
@@ -19,17 +20,29 @@ from . import engine
 if TYPE_CHECKING:
     from cowdb.db import Database
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+CONTEXT: dict[str, object] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 class Env:
     """What every command gets: the database path and the global flags."""
+    path: str
+    debug: bool
+    timeout: float | None
 
     def __init__(self, db: str, debug: bool, timeout: float | None) -> None:
         self.path, self.debug, self.timeout = db, debug, timeout
 
     def open(self, write: bool = False, create: bool = False) -> Database:
         return engine.open_db(self.path, write=write, create=create, timeout=self.timeout)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def pass_env(f: Callable[Concatenate[Env, P], R]) -> Callable[P, R]:
+    """``click.pass_obj`` for the commands: ``f`` is called with the Env first."""
+    return click.pass_obj(f)
 
 
 # The engine's messages point Python users at its API; point CLI users at commands.
@@ -55,8 +68,8 @@ SECTIONS = (("Start", ("tour", "init", "info")),
             ("Keys and values", ("get", "put", "delete", "scan", "import", "export")),
             ("Versions", ("log", "show", "diff", "history", "restore", "revert")),
             ("Branches and tags", ("branch", "tag", "merge")),
-            ("Upkeep", ("check", "stats", "retention", "gc", "compact", "backup", "recover",
-                        "salvage")),
+            ("Upkeep", ("check", "stats", "retention", "gc", "compact", "upgrade", "backup",
+                        "recover", "salvage")),
             ("Server", ("serve", "user", "protect", "unprotect")),
             ("Documents", ("doc",)))
 

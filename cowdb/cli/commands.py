@@ -14,13 +14,12 @@ import click
 from cowdb.checks import key_range
 
 from . import engine, fmt
-from .app import Env, cli
+from .app import Env, cli, pass_env
 
 if TYPE_CHECKING:
     from cowdb.db import Database
     from cowdb.history.commits import Commit
 
-pass_env = click.pass_obj
 F = TypeVar("F", bound=Callable[..., None])   # a command function
 
 

@@ -18,9 +18,7 @@ from cowdb.documents import Document
 from cowdb.documents.revert import span_back
 
 from . import fmt
-from .app import Env, cli
-
-pass_env = click.pass_obj
+from .app import Env, cli, pass_env
 
 
 def _since(s: str) -> datetime:

@@ -122,6 +122,6 @@ def diff(db: Database, a: VersionRef, b: VersionRef,
     (old/new None: absent), and closes the engine's Diff (which pins both versions)."""
     d = db.diff(a, b, prefix=prefix)
     try:
-        yield (tuple(ch) for ch in d)
+        yield ((ch.key, ch.old, ch.new) for ch in d)
     finally:
         d.close()

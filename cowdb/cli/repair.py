@@ -10,12 +10,11 @@ import cowdb
 from cowdb.recovery import salvage as salvage_file
 
 from . import fmt
-from .app import Env, cli
+from .app import Env, cli, pass_env
 
 if TYPE_CHECKING:
     from cowdb.recovery import RecoveryReport
 
-pass_env = click.pass_obj
 
 
 def _say_report(rep: RecoveryReport) -> None:

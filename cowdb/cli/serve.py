@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from .app import Env, cli
+from .app import Env, cli, pass_env
 
 if TYPE_CHECKING:
     from cowdb.server.accounts import Accounts
 
-pass_env = click.pass_obj
 T = TypeVar("T")
 
 

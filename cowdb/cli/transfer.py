@@ -17,13 +17,12 @@ import click
 from cowdb.errors import CowdbError
 
 from . import engine, fmt
-from .app import Env, cli
+from .app import Env, cli, pass_env
 from .commands import _allow_empty, _at, _escaped, author_default, key_arg, say_commit
 
 if TYPE_CHECKING:
     from cowdb.transaction import Transaction
 
-pass_env = click.pass_obj
 FORMATS = ("jsonl", "csv")
 Record = tuple[int, bytes, bytes | None]   # (line number, key, value: None deletes)
 
@@ -43,6 +42,14 @@ def _guess_format(name: str | None, given: str | None) -> str:
 class Progress:
     """A rich progress bar on stderr that appears only once a run has taken a second,
     and only on a terminal (COWDB_PROGRESS=1 forces it, =0 hides it)."""
+    description: str
+    total: int | None
+    unit: str
+    done: int
+    started: float
+    enabled: bool
+    delay: float
+    task: Any
 
     def __init__(self, description: str, total: int | None, unit: str = ""):
         self.description, self.total, self.unit = description, total, unit

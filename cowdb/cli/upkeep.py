@@ -1,4 +1,4 @@
-"""The upkeep commands: retention, gc, stats, compact."""
+"""The upkeep commands: retention, gc, stats, compact, upgrade."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,7 @@ from datetime import timedelta
 import click
 
 from . import engine, fmt
-from .app import Env, cli
-
-pass_env = click.pass_obj
-
+from .app import Env, cli, pass_env
 
 # ---------------------------------------------------------------- retention / gc / stats
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -143,3 +140,30 @@ def compact(env: Env, dest: str) -> None:
         db.compact(dest)
     was = "" if engine.is_url(env.path) else f", was {fmt.size(os.path.getsize(env.path))}"
     click.echo(f"wrote {dest} ({fmt.size(os.path.getsize(dest))}{was})")
+
+
+@cli.command()
+@click.argument("path", required=False)
+@pass_env
+def upgrade(env: Env, path: str | None) -> None:
+    """Rewrite an older file's meta records in the current format version, in place.
+
+    cowdb reads files of every older format version and upgrades one on its
+    first write; this does it without a write. Crash-safe: each of the two
+    meta records is rewritten by its own durable txn, so the file opens
+    whenever it stops. A file already current is left as it is. Its data stays
+    where it is (an old file keeps whole-page units): `cowdb compact` writes a
+    packed copy. PATH defaults to the --db path.
+
+    \b
+    Example:
+      cowdb upgrade shop.cow
+    """
+    from cowdb.pages.meta import FORMAT_VERSION
+    path = path or env.path
+    with engine.open_db(path, write=True, timeout=env.timeout) as db:
+        was = db._upgrade()
+    if was is None:
+        click.echo(f"ok: {path} is already at format version {FORMAT_VERSION}; nothing to do")
+    else:
+        click.echo(f"upgraded {path} from format version {was} to {FORMAT_VERSION}")

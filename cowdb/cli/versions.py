@@ -12,7 +12,7 @@ import click
 from cowdb.errors import MergeConflict
 
 from . import engine, fmt
-from .app import Env, cli
+from .app import Env, cli, pass_env
 from .commands import _allow_empty, _commit_json, _escaped, author_default, key_arg, say_commit
 
 _author = click.option("--author", default=None, help="The commit's author "
@@ -22,7 +22,6 @@ _author = click.option("--author", default=None, help="The commit's author "
 def _who(author: str | None) -> str:
     return author_default() if author is None else author
 
-pass_env = click.pass_obj
 F = TypeVar("F", bound=Callable[..., None])   # a command function
 Side = Literal["ours", "theirs"] | None        # what --resolve settles conflicts with
 

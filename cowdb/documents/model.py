@@ -139,6 +139,12 @@ def parse_message(message: str) -> tuple[str, str, int | None, str] | None:
 
 class Document:
     """One named document in a database opened with the bytes codec (the default)."""
+    db: Database
+    name: str
+    branch: str
+    prefix: bytes
+    bprefix: bytes
+    hprefix: bytes
 
     def __init__(self, db: Database, name: str, branch: str = "main",
                  rng: fkeys.Rng | None = None, trust: Callable[[str], bool] | None = None):

@@ -399,7 +399,7 @@ async def static(request: Request) -> Response:
     return FileResponse(os.path.join(HERE, "static", name))
 
 
-routes = [
+routes: list[Route] = [
     Route("/documents", index),
     Route("/documents", create, methods=["POST"]),
     Route("/documents/_static/{file}", static),

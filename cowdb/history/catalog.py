@@ -9,20 +9,34 @@
 Unlike a data tree, the catalog is not versioned: a commit replaces its
 pages, and the replaced ones are freed (``Tree(frees=True)``).
 
-Ref changes (branch, tag, their deletion, a fast-forward) are *pending*
-first: ``set_ref`` and ``delete_ref`` record them in a dict that every
-lookup here reads over the tree. A txn that writes the tree anyway (a
-commit, gc, a setting) folds them in; a txn that only moves refs publishes
-them in its meta record instead (``settle``), so naming a version writes one
-small record and no page: the copy-on-write of a catalog leaf and its path
-is deferred to the next txn that copies them anyway. They are bounded by
-the room in the meta slot (``PageStore.pending_room``); past it they fold.
+Ref changes (branch, tag, their deletion, a fast-forward) and new commit records
+are *pending* first: ``set_ref``, ``delete_ref`` and ``add_commit`` record them in a
+dict that every lookup here reads over the tree. A txn that writes the tree anyway
+(gc, a setting) folds them in; any other txn publishes them in its meta record
+instead (``settle``), so naming a version writes one small record and no page, and
+a commit writes no catalog page: the copy-on-write of the catalog's commit leaf,
+its time-index leaf and their path is deferred until the record runs out of room
+(``PageStore.pending_room``), and then done once for every commit pending.
 
-    pending = a log of msgpack arrays [catalog key (bin), u64be(version) (bin) or nil
-              (deleted)], applied in order: a change appends one (O(1), whatever
-              is pending already)
+    pending = a log of msgpack arrays, applied in order (a change appends one: O(1),
+              whatever is pending already; a log that outgrows the room is written
+              again with each key once before it folds):
+              [b"h"/b"g" + name (bin), u64be(version) (bin) or nil (deleted)]   a ref
+              [b"c" + u64be(version) (bin), commit record (bin)]              a new commit
+
+A pending commit's time-index entry is derived from its record when it folds; the
+readers that iterate (``commits``, ``last_version``, ``version_at``) merge the
+pending records with the tree's. Every pending commit is newer than every commit
+in the tree: versions only grow, and everything folds at once. A txn that drops or
+rewrites commit records (gc, relocation) folds first (``fold``).
 """
+from __future__ import annotations
+
+from collections.abc import Iterator
+from heapq import merge
+from operator import itemgetter
 from struct import Struct
+from typing import Any
 
 import msgpack
 
@@ -32,22 +46,32 @@ from ..tree.btree import Tree
 from .commits import Commit
 
 _U64 = Struct(">Q")
-BRANCH, TAG = b"h", b"g"
+BRANCH, TAG, COMMIT = b"h", b"g", b"c"
 MAIN_HEAD = BRANCH + b"main"  # the catalog key of main's head
 
 
 def commit_key(version: int) -> bytes:
-    return b"c" + _U64.pack(version)
+    return COMMIT + _U64.pack(version)
 
 
 def _time_key(branch: str, time_ns: int, version: int) -> bytes:
     return b"i" + branch.encode() + b"\x00" + _U64.pack(time_ns) + _U64.pack(version)
 
 
-def decode_pending(log: bytes) -> dict:
-    """The pending ref changes a meta record carries, replayed from its log (checked: it
-    is input from disk)."""
-    pending: dict = {}
+def _pending_change(k: object, v: object) -> bool:
+    """Whether (k, v) has the shape of a pending change: a ref and its version (or None),
+    or a commit key and a record."""
+    if type(k) is not bytes or len(k) < 2:
+        return False
+    if k[:1] in (BRANCH, TAG):
+        return v is None or type(v) is bytes and len(v) == 8
+    return k[:1] == COMMIT and len(k) == 9 and type(v) is bytes and len(v) > 0
+
+
+def decode_pending(log: bytes) -> dict[bytes, bytes | None]:
+    """The pending changes a meta record carries, replayed from its log (checked: it is
+    input from disk)."""
+    pending: dict[bytes, bytes | None] = {}
     if not log:
         return pending
     try:
@@ -55,15 +79,19 @@ def decode_pending(log: bytes) -> dict:
         unpacker.feed(log)
         while True:
             k, v = unpacker.unpack()
-            if not (type(k) is bytes and k[:1] in (BRANCH, TAG) and len(k) > 1 and
-                    (v is None or type(v) is bytes and len(v) == 8)):
+            if not _pending_change(k, v):
                 break
             pending[k] = v
             if unpacker.tell() == len(log):  # read whole (a cut-off change raises OutOfData)
                 return pending
     except Exception:
         pass
-    raise Corruption("the ref changes in the meta record do not decode")
+    raise Corruption("the pending catalog changes in the meta record do not decode")
+
+
+def encode_pending(pending: dict[bytes, bytes | None]) -> bytes:
+    """The log of a pending dict, each key once (what ``decode_pending`` reads back)."""
+    return b"".join(msgpack.packb([k, v]) for k, v in pending.items())
 
 
 class Catalog:
@@ -71,85 +99,153 @@ class Catalog:
     None = deleted) and ``log``, the same changes as the meta record carries them. A
     writer passes a copy of the dict, which it changes; a reader, the state's."""
     __slots__ = ("tree", "pending", "log")
+    tree: Tree
+    pending: dict[bytes, bytes | None]
+    log: bytes
 
-    def __init__(self, tree: Tree, pending: dict | None = None, log: bytes = b""):
+    def __init__(self, tree: Tree, pending: dict[bytes, bytes | None] | None = None,
+                 log: bytes = b"") -> None:
         self.tree = tree
         self.pending = {} if pending is None else pending
         self.log = log
 
-    def _change_ref(self, key: bytes, value: bytes | None) -> None:
+    def _change(self, key: bytes, value: bytes | None) -> None:
         self.pending[key] = value
         self.log += msgpack.packb([key, value])
 
     def settle(self, room: int) -> bytes:
         """What the meta record of this txn carries: the pending log, if the tree is not
-        being written anyway and the log fits in ``room``; else fold the changes into
-        the tree and carry nothing."""
-        pending = self.pending
-        if pending and not self.tree.dirty and len(self.log) <= room:
-            return self.log
-        for k, v in pending.items():
-            if v is None:
-                self.tree.delete(k)
-            else:
-                self.tree.put(k, v)
-        pending.clear()
-        self.log = b""
+        being written anyway and the log fits in ``room`` (written again with each key
+        once, if that makes it fit); else fold the changes into the tree and carry
+        nothing."""
+        if self.pending and not self.tree.dirty:
+            if len(self.log) > room:
+                self.log = encode_pending(self.pending)
+            if len(self.log) <= room:
+                return self.log
+        self.fold()
         return b""
 
+    def fold(self) -> None:
+        """Write every pending change into the tree (a commit with its time-index entry)."""
+        tree = self.tree
+        for k, v in self.pending.items():
+            if v is None:
+                tree.delete(k)
+                continue
+            tree.put(k, v)
+            if k[:1] == COMMIT:
+                c = self._decode(_U64.unpack_from(k, 1)[0], v)
+                tree.put(_time_key(c.branch, c.time_ns, c.version), b"")
+        self.pending.clear()
+        self.log = b""
+
     # ---- commits -------------------------------------------------------
-    def commit(self, version: int) -> Commit | None:
-        data = self.tree.get(commit_key(version))
-        if data is None:
-            return None
+    @staticmethod
+    def _decode(version: int, data: bytes) -> Commit:
         try:
             return Commit.decode(version, data)
         except Exception as e:
             raise Corruption(f"the commit record of version {version} does not decode: {e}") from e
 
+    def _record(self, version: int) -> bytes | None:
+        key = commit_key(version)
+        pending = self.pending
+        return pending[key] if key in pending else self.tree.get(key)
+
+    def commit(self, version: int) -> Commit | None:
+        data = self._record(version)
+        return None if data is None else self._decode(version, data)
+
+    def add_commit(self, c: Commit) -> None:
+        """Record a new version (newer than every other): pending until the next fold."""
+        self._change(commit_key(c.version), c.encode())
+
     def put_commit(self, c: Commit) -> None:
+        """Write a commit record into the tree (a copy, or one gc rewired)."""
+        self.fold()
         self.tree.put(commit_key(c.version), c.encode())
         self.tree.put(_time_key(c.branch, c.time_ns, c.version), b"")
 
     def drop_commit(self, c: Commit) -> None:
+        self.fold()
         self.tree.delete(commit_key(c.version))
         self.tree.delete(_time_key(c.branch, c.time_ns, c.version))
 
-    def commits(self, reverse: bool = True):
+    def _pending_commits(self) -> list[tuple[int, bytes]]:
+        """(version, record) of every pending commit, oldest first."""
+        return sorted((_U64.unpack_from(k, 1)[0], v) for k, v in self.pending.items()
+                      if k[:1] == COMMIT and v is not None)
+
+    def commits(self, reverse: bool = True) -> Iterator[Commit]:
         """Every kept commit, newest first (or oldest first)."""
-        for k, v in cursor.items(self.tree, b"c", b"d", reverse):
-            yield Commit.decode(_U64.unpack_from(k, 1)[0], v)
+        records = ((_U64.unpack_from(k, 1)[0], v)
+                   for k, v in cursor.items(self.tree, b"c", b"d", reverse))
+        pending = self._pending_commits()
+        if pending:
+            records = merge(records, reversed(pending) if reverse else pending,
+                            key=itemgetter(0), reverse=reverse)
+        for v, data in records:
+            yield self._decode(v, data)
 
     def last_version(self) -> int:
+        """The newest version kept. (A pending commit is newer than every one in the tree,
+        but this does not trust a file to say so: a new version must never reuse a
+        number.)"""
+        last = max((_U64.unpack_from(k, 1)[0] for k in self.pending if k[:1] == COMMIT),
+                   default=-1)
         for k, _ in cursor.items(self.tree, b"c", b"d", reverse=True):
-            return _U64.unpack_from(k, 1)[0]
-        return -1
+            newest: int = _U64.unpack_from(k, 1)[0]
+            return max(last, newest)
+        return last
 
     def version_at(self, branch: str, time_ns: int, head: int | None = None) -> int | None:
         """The version of ``branch``'s first-parent history with the latest commit time at
         or before time_ns (of equal times, the newest), or None; versions gc dropped are
-        skipped. O(log n) from the branch's time index, plus a walk over the versions a
-        fast-forward brought to the branch (they are indexed under the branch they were
-        committed on): between the branch's own commits around time_ns, or above its
-        newest own commit up to ``head``."""
+        skipped. O(log n) from the branch's time index (and the pending commits), plus a
+        walk over the versions a fast-forward brought to the branch (they are indexed
+        under the branch they were committed on): between the branch's own commits
+        around time_ns, or above its newest own commit up to ``head``."""
         if time_ns < 0:
             return None
         lo = b"i" + branch.encode() + b"\x00"
         hi = lo + _U64.pack(min(time_ns + 1, (1 << 64) - 1))
-        found = nxt = None
+        # the branch's own pending commits around hi: (index key, version, first parent)
+        found = after = None
+        for k, data in self.pending.items():
+            if k[:1] != COMMIT or data is None:  # None: a deleted ref (never a commit)
+                continue
+            try:  # only the fields needed (Commit.decode builds the whole record: 6x slower)
+                rec = msgpack.unpackb(data)
+                if rec[6] != branch:
+                    continue
+                own = (lo + _U64.pack(rec[0]) + k[1:], _U64.unpack_from(k, 1)[0],
+                       rec[3][0] if rec[3] else None)
+            except Exception as e:
+                raise Corruption(f"the commit record of version {k[1:].hex()} does not "
+                                 f"decode: {e}") from e
+            if own[0] < hi:
+                if found is None or own > found:
+                    found = own
+            elif after is None or own < after:
+                after = own
         for k, _ in cursor.items(self.tree, lo, hi, reverse=True):
+            if found is not None and k < found[0]:
+                break
             v = _U64.unpack_from(k, len(k) - 8)[0]
             if self.tree.get(commit_key(v)) is not None:  # else gc dropped it
-                found = v
+                found = (k, v, None)
                 break
         for k, _ in cursor.items(self.tree, hi, lo[:-1] + b"\x01"):
+            if after is not None and k > after[0]:
+                break
             v = _U64.unpack_from(k, len(k) - 8)[0]
             c = self.commit(v)
             if c is not None:
-                nxt = c.parents[0] if c.parents else None
+                after = (k, v, c.parents[0] if c.parents else None)
                 break
-        else:
-            nxt = head
+        nxt = head if after is None else after[2]
+        found = None if found is None else found[1]
         while nxt is not None and nxt != found and (found is None or nxt > found):
             c = self.commit(nxt)
             if c is None:
@@ -162,11 +258,13 @@ class Catalog:
     # ---- refs: branches and tags --------------------------------------
     def refs(self, kind: bytes) -> dict[str, int]:
         """Name -> version of every ref of a kind, in name order."""
-        found = dict(cursor.items(self.tree, kind, bytes([kind[0] + 1])))
+        found: dict[bytes, bytes | None] = dict(cursor.items(self.tree, kind,
+                                                             bytes([kind[0] + 1])))
         if self.pending:
             found.update((k, v) for k, v in self.pending.items() if k[:1] == kind)
             found = {k: found[k] for k in sorted(found) if found[k] is not None}
-        return {k[1:].decode(): _U64.unpack(v)[0] for k, v in found.items()}
+        return {k[1:].decode(): _U64.unpack(v)[0]  # type: ignore[arg-type]  # (None: dropped)
+                for k, v in found.items()}
 
     def ref(self, kind: bytes, name: str) -> int | None:
         key = kind + name.encode()
@@ -175,20 +273,20 @@ class Catalog:
         return None if v is None else _U64.unpack(v)[0]
 
     def set_ref(self, kind: bytes, name: str, version: int) -> None:
-        self._change_ref(kind + name.encode(), _U64.pack(version))
+        self._change(kind + name.encode(), _U64.pack(version))
 
     def delete_ref(self, kind: bytes, name: str) -> bool:
         existed = self.ref(kind, name) is not None
-        self._change_ref(kind + name.encode(), None)
+        self._change(kind + name.encode(), None)
         return existed
 
     def head(self, branch: str) -> int | None:
         return self.ref(BRANCH, branch)
 
     # ---- settings ------------------------------------------------------
-    def option(self, name: str, default=None):
+    def option(self, name: str, default: Any = None) -> Any:
         v = self.tree.get(b"o" + name.encode())
         return default if v is None else msgpack.unpackb(v)
 
-    def set_option(self, name: str, value) -> None:
+    def set_option(self, name: str, value: Any) -> None:
         self.tree.put(b"o" + name.encode(), msgpack.packb(value))

@@ -33,13 +33,14 @@ def seal(image: bytearray) -> int:
     return s
 
 
-def verify(data: bytes, ref: int) -> int:
+def verify(data: bytes | memoryview, ref: int) -> int:
     """Check an image read from page ``ref``; return its checksum.
 
     Raises :class:`Corruption` naming the page on any mismatch.
     """
     if len(data) < HEADER_SIZE:
         raise Corruption(f"page {ref} is truncated ({len(data)} bytes)", ref)
+    s: int  # (a declaration: no cost at run time)
     s, kind, _flags, _n, length, _txn = HEADER.unpack_from(data, 0)
     if length != len(data) or not LEAF <= kind <= LAST_TYPE:
         raise Corruption(f"page {ref} has a bad header (type {kind}, length {length})", ref)

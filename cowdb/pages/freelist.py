@@ -20,10 +20,17 @@ whole list (bbolt's flat free list, rewritten at every commit, is its known
 write amplification). Nothing here touches storage: the page store writes
 the images ``encode()`` and ``encode_delta()`` return.
 """
+from __future__ import annotations
+
 from array import array
 from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from struct import Struct
 from struct import error as struct_error
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .io import BytesLike
 
 _GROUP = Struct("<QQ")  # txn, run count; then count x (u64 first page, u64 length)
 _OP = Struct("<QQQQ")   # kind, a, b, c
@@ -62,14 +69,16 @@ def _coalesce(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 class FreeList:
     __slots__ = ("_pool", "pending", "changed", "_loose", "log", "chain", "_fit")
+    changed: bool
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._pool: list[tuple[int, int]] = []             # reusable runs, highest first
         self._fit: int | None = None    # no pool run is longer than this (None: unknown)
         self.pending: dict[int, list[tuple[int, int]]] = {}  # txn -> runs it freed
         self.changed = False
         self._loose: set[int] = set()   # pending groups not merged into runs yet
-        self.log: list[tuple] = []      # operations since the newest stored image
+        # operations (kind, a, b, c) since the newest stored image
+        self.log: list[tuple[int, int, int, int]] = []
         self.chain: list[tuple[int, int]] = []  # stored images (page, npages), base first
 
     @property
@@ -169,13 +178,13 @@ class FreeList:
         raise ValueError(f"free list replay: pages {start}+{n} are not free")
 
     @staticmethod
-    def pages_in(runs) -> int:
+    def pages_in(runs: Iterable[tuple[int, int]]) -> int:
         return sum(n for _, n in runs)
 
     def count(self) -> int:
         return self.pages_in(self.pool) + sum(self.pages_in(r) for r in self.pending.values())
 
-    def pages(self):
+    def pages(self) -> Iterator[int]:
         """Every free page, reusable or pending."""
         for runs in (self.pool, *self.pending.values()):
             for start, n in runs:
@@ -210,7 +219,7 @@ class FreeList:
             parts.append(array("Q", [x for run in runs for x in run]).tobytes())
         return b"".join(parts)
 
-    def encode_delta(self, prev) -> bytes:
+    def encode_delta(self, prev: tuple[int, int, int, int]) -> bytes:
         """This commit's operations, after a pointer to the previous image of the chain
         (``prev``: page, checksum, txn, length)."""
         return _PREV.pack(*prev) + b"".join(_OP.pack(*op) for op in self.log)
@@ -219,25 +228,25 @@ class FreeList:
         """Bytes of encode_delta(), counting one more take (the delta's own pages)."""
         return _PREV.size + _OP.size * (len(self.log) + 1)
 
-    def replay(self, data) -> None:
+    def replay(self, data: BytesLike) -> None:
         """Apply a delta's operations (after its pointer) to this list."""
-        handlers = {TAKE: lambda a, b, c: self._remove(a, b),
-                    FREE: lambda a, b, c: self.pending.setdefault(a, []).extend(
-                        _checked([(b, c)])),
-                    RELEASE: lambda a, b, c: self.release(a),
-                    TRIM: lambda a, b, c: self.trim_tail(a),
-                    GIVE: lambda a, b, c: self.give_back(*_checked([(a, b)])[0])}
+        handlers: dict[int, Callable[[int, int, int], object]] = {
+            TAKE: lambda a, b, c: self._remove(a, b),
+            FREE: lambda a, b, c: self.pending.setdefault(a, []).extend(_checked([(b, c)])),
+            RELEASE: lambda a, b, c: self.release(a),
+            TRIM: lambda a, b, c: self.trim_tail(a),
+            GIVE: lambda a, b, c: self.give_back(*_checked([(a, b)])[0])}
         for kind, a, b, c in _OP.iter_unpack(memoryview(data)[_PREV.size:]):
             handlers[kind](a, b, c)
         self.log.clear()
 
     @staticmethod
-    def previous(data) -> tuple:
+    def previous(data: BytesLike) -> tuple[int, int, int, int]:
         """The (page, checksum, txn, length) a delta points back to."""
         return _PREV.unpack_from(data, 0)
 
     @classmethod
-    def decode(cls, data) -> "FreeList":
+    def decode(cls, data: BytesLike) -> FreeList:
         fl = cls()
         pos, end = 0, len(data)
         while pos < end:

@@ -5,19 +5,26 @@ The page store talks to storage only through this small interface
 fault-injection tests can slip a faulty device underneath it and an
 in-memory database is the same code over a bytearray.
 """
+from __future__ import annotations
+
 import errno
 import os
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeAlias
 
 from ..errors import DatabaseClosed, DatabaseNotFound, ReadOnly
+
+# What pwrite takes: an image is built in a bytearray and written without a copy.
+BytesLike: TypeAlias = bytes | bytearray | memoryview
 
 
 class BlockIO:
     """The contract. Offsets and sizes are in bytes."""
 
     def pread(self, size: int, offset: int) -> bytes: raise NotImplementedError
-    def pwrite(self, data, offset: int) -> None: raise NotImplementedError
+    def pwrite(self, data: BytesLike, offset: int) -> None: raise NotImplementedError
     def sync(self) -> None: raise NotImplementedError
     def size(self) -> int: raise NotImplementedError
     def truncate(self, size: int) -> None: raise NotImplementedError
@@ -34,29 +41,30 @@ class BlockIO:
 
 class MemoryIO(BlockIO):
     """A growable bytearray; ``sync`` does nothing."""
+    buf: bytearray
 
-    def __init__(self, data: bytes = b""):
+    def __init__(self, data: bytes = b"") -> None:
         self.buf = bytearray(data)
 
-    def pread(self, size, offset):
+    def pread(self, size: int, offset: int) -> bytes:
         return bytes(self.buf[offset:offset + size])
 
-    def pwrite(self, data, offset):
+    def pwrite(self, data: BytesLike, offset: int) -> None:
         end = offset + len(data)
         if end > len(self.buf):
             self.buf.extend(bytes(end - len(self.buf)))
         self.buf[offset:end] = data
 
-    def sync(self):
+    def sync(self) -> None:
         pass
 
-    def size(self):
+    def size(self) -> int:
         return len(self.buf)
 
-    def truncate(self, size):
+    def truncate(self, size: int) -> None:
         del self.buf[size:]
 
-    def reserve(self, size):
+    def reserve(self, size: int) -> None:
         pass  # memory is not a disk that fills: nothing to set aside (writes extend buf)
 
 
@@ -65,13 +73,14 @@ _datasync = getattr(os, "fdatasync", os.fsync)
 
 class OsFileIO(BlockIO):
     """A file opened by path, read with pread and made durable with fsync."""
+    fd: int
 
-    def __init__(self, path: str, readonly: bool = False):
+    def __init__(self, path: str, readonly: bool = False) -> None:
         flags = os.O_RDONLY if readonly else os.O_RDWR | os.O_CREAT
         self.fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
         self.path = path
 
-    def pread(self, size, offset):
+    def pread(self, size: int, offset: int) -> bytes:
         try:
             return os.pread(self.fd, size, offset)
         except OSError as e:
@@ -80,25 +89,25 @@ class OsFileIO(BlockIO):
                                      "cowdb.open()") from e
             raise
 
-    def pwrite(self, data, offset):
+    def pwrite(self, data: BytesLike, offset: int) -> None:
         view = memoryview(data)
         while view:  # pwrite may write less than asked
             n = os.pwrite(self.fd, view, offset)
             view = view[n:]
             offset += n
 
-    def sync(self):
+    def sync(self) -> None:
         # fdatasync flushes the data and what reading it back needs (the file size)
         # and skips the rest (times): on Linux about half the cost of fsync.
         _datasync(self.fd)
 
-    def size(self):
+    def size(self) -> int:
         return os.fstat(self.fd).st_size
 
-    def truncate(self, size):
+    def truncate(self, size: int) -> None:
         os.ftruncate(self.fd, size)
 
-    def reserve(self, size):
+    def reserve(self, size: int) -> None:
         cur = self.size()
         if size > cur:
             try:
@@ -108,14 +117,14 @@ class OsFileIO(BlockIO):
                     raise
                 super().reserve(size)  # no fallocate here: write the zeros
 
-    def close(self):
+    def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
 
 
 @contextmanager
-def new_file(path: str):
+def new_file(path: str) -> Iterator[str]:
     """Yield a temporary path beside ``path`` to build a file in; on success that file
     appears at ``path`` at once and whole, and the folder is synced; on any failure it
     is removed.

@@ -20,20 +20,29 @@ from __future__ import annotations
 
 import mmap
 import os
+from typing import TYPE_CHECKING
 
 from ..errors import Corruption, DatabaseClosed
 from .checksum import BRANCH_DELTA, HEADER, HEADER_SIZE, LEAF_DELTA, verify
 
 MADE_MAX = 4096  # materialised images kept per process (each at most a page)
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .store import PageStore
+
 
 class PageMap:
     __slots__ = ("store", "fd", "buf", "verified", "unit", "made", "expand")
+    store: PageStore
+    fd: int
+    expand: Callable[[int, int, int], bytes] | None
 
-    def __init__(self, store, fd: int):
+    def __init__(self, store: PageStore, fd: int) -> None:
         self.store, self.fd = store, fd
         self.unit = store.unit  # an image sits at page x unit (known once the meta is read)
-        self.buf = b""          # the mmap (b"" until the first page is asked for)
+        self.buf: mmap.mmap | bytes = b""  # the mmap (b"" until the first page is asked for)
         self.verified: dict[int, int] = {}
         self.made: dict[int, bytes] = {}  # page -> the full image of a delta (header: its
                                           # reference's checksum and txn)
@@ -51,7 +60,7 @@ class PageMap:
             self.buf = mmap.mmap(self.fd, size, prot=mmap.PROT_READ)
         return True
 
-    def image(self, page: int, checksum: int, txn: int):
+    def image(self, page: int, checksum: int, txn: int) -> memoryview | bytes:
         """The verified image of ``page``, which its parent recorded as (checksum, txn):
         a memoryview of the map, or bytes read through the store. The file's size is
         checked before the map is touched, so a file truncated under it raises
@@ -63,7 +72,7 @@ class PageMap:
         store = self.store
         unit = self.unit = store.unit
         start = page * unit
-        data = None
+        data: memoryview | bytes | None = None
         if page not in store._queue and not store.outside(page) and \
                 self._covers(start + HEADER_SIZE):
             length = HEADER.unpack_from(self.buf, start)[4]

@@ -48,6 +48,8 @@ class Meta(NamedTuple):
     page_count: int       # units in use up to the high-water mark (incl. the meta pages)
     unit: int = 0         # bytes per allocation unit (0 in versions 1 and 2: the page size)
     pending: bytes = b""  # catalog changes not in the catalog tree yet (history/catalog.py)
+    version: int = FORMAT_VERSION  # the format version the record was read as (written:
+                                   # always FORMAT_VERSION; `cowdb upgrade` rewrites older)
 
     def encode(self) -> bytes:
         body = _META.pack(MAGIC, FORMAT_VERSION, self.page_size, self.txn, self.durable_base,
@@ -96,4 +98,4 @@ def decode(data: bytes) -> Meta:
     elif not unit or unit & (unit - 1) or unit > page_size or (2 * page_size) % unit:
         raise BadMeta(f"bad unit size {unit}")
     return Meta(txn, base, page_size, RootRef(cpage, csum, ctxn), RootRef(fpage, fsum, ftxn),
-                flen, count, unit, pending)
+                flen, count, unit, pending, version)

@@ -16,6 +16,9 @@ CHUNK = 256 * 1024
 
 
 class ChunkCache:
+    hits: int
+    disk_hits: int
+    misses: int
     def __init__(self, memory_bytes: int = 64 << 20, folder: str | None = None,
                  folder_bytes: int = 1 << 30):
         self.memory_bytes = memory_bytes

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
+
+T = TypeVar("T")
 
 
 class ObjectNotFound(KeyError):
@@ -71,48 +75,51 @@ class ObjectClient:
 
 class CountingClient(ObjectClient):
     """Counts requests and bytes by kind (for stats and the benchmark)."""
+    counts: dict[str, int]
+    bytes_up: int
+    bytes_down: int
 
-    def __init__(self, inner: ObjectClient):
+    def __init__(self, inner: ObjectClient) -> None:
         self.inner = inner
         self.counts = {"put": 0, "put_new": 0, "get": 0, "get_range": 0, "list": 0,
                        "delete": 0}
         self.bytes_up = self.bytes_down = 0
 
-    def put(self, key, data):
+    def put(self, key: str, data: bytes) -> None:
         self.counts["put"] += 1
         self.bytes_up += len(data)
         self.inner.put(key, data)
 
-    def put_new(self, key, data):
+    def put_new(self, key: str, data: bytes) -> None:
         self.counts["put_new"] += 1
         self.bytes_up += len(data)
         self.inner.put_new(key, data)
 
-    def get(self, key):
+    def get(self, key: str) -> bytes:
         self.counts["get"] += 1
         data = self.inner.get(key)
         self.bytes_down += len(data)
         return data
 
-    def get_range(self, key, start, end):
+    def get_range(self, key: str, start: int, end: int) -> bytes:
         self.counts["get_range"] += 1
         data = self.inner.get_range(key, start, end)
         self.bytes_down += len(data)
         return data
 
-    def list_after(self, prefix, after):
+    def list_after(self, prefix: str, after: str | None) -> list[str]:
         self.counts["list"] += 1
         return self.inner.list_after(prefix, after)
 
-    def list_info(self, prefix):
+    def list_info(self, prefix: str) -> list[tuple[str, float | None]]:
         self.counts["list"] += 1
         return self.inner.list_info(prefix)
 
-    def delete(self, key):
+    def delete(self, key: str) -> None:
         self.counts["delete"] += 1
         self.inner.delete(key)
 
-    def close(self):
+    def close(self) -> None:
         self.inner.close()
 
 
@@ -125,8 +132,10 @@ def _is_transient(e: Exception) -> bool:
 
 class ObstoreClient(ObjectClient):
     """An ObjectClient over an obstore store (imported only when used)."""
+    url: str
+    kind: str
 
-    def __init__(self, store, url: str = "the object store", kind: str = ""):
+    def __init__(self, store: Any, url: str = "the object store", kind: str = "") -> None:
         import obstore
         from obstore import exceptions
         self.store = store
@@ -134,7 +143,7 @@ class ObstoreClient(ObjectClient):
         self._ob = obstore
         self._exc = exceptions
 
-    def _map(self, e: Exception, key: str):
+    def _map(self, e: Exception, key: str) -> Exception:
         exc = self._exc
         text = str(e)
         first = text.strip().splitlines()[0][:300] if text.strip() else type(e).__name__
@@ -162,25 +171,25 @@ class ObstoreClient(ObjectClient):
             return TransientError(f"object store request for {key!r} failed: {e}")
         return OSError(f"object store request for {key!r} failed: {e}")
 
-    def put(self, key, data):
+    def put(self, key: str, data: bytes) -> None:
         try:
             self._ob.put(self.store, key, data, use_multipart=False)
         except Exception as e:
             raise self._map(e, key) from e
 
-    def put_new(self, key, data):
+    def put_new(self, key: str, data: bytes) -> None:
         try:
             self._ob.put(self.store, key, data, mode="create", use_multipart=False)
         except Exception as e:
             raise self._map(e, key) from e
 
-    def get(self, key):
+    def get(self, key: str) -> bytes:
         try:
             return bytes(self._ob.get(self.store, key).bytes())
         except Exception as e:
             raise self._map(e, key) from e
 
-    def get_range(self, key, start, end):
+    def get_range(self, key: str, start: int, end: int) -> bytes:
         try:
             return bytes(self._ob.get_range(self.store, key, start=start, end=end))
         except Exception as e:
@@ -189,9 +198,9 @@ class ObstoreClient(ObjectClient):
                 return b""   # a range wholly past the end of the object
             raise err from e
 
-    def list_after(self, prefix, after):
+    def list_after(self, prefix: str, after: str | None) -> list[str]:
         try:
-            out = []
+            out: list[str] = []
             for batch in self._ob.list(self.store, prefix=prefix, offset=after,
                                        chunk_size=1000):
                 out.extend(m["path"] for m in batch)
@@ -199,16 +208,16 @@ class ObstoreClient(ObjectClient):
         except Exception as e:
             raise self._map(e, prefix) from e
 
-    def list_info(self, prefix):
+    def list_info(self, prefix: str) -> list[tuple[str, float | None]]:
         try:
-            out = []
+            out: list[tuple[str, float | None]] = []
             for batch in self._ob.list(self.store, prefix=prefix, chunk_size=1000):
                 out.extend((m["path"], m["last_modified"].timestamp()) for m in batch)
             return sorted(out)
         except Exception as e:
             raise self._map(e, prefix) from e
 
-    def delete(self, key):
+    def delete(self, key: str) -> None:
         try:
             self._ob.delete(self.store, key)
         except Exception as e:
@@ -217,10 +226,11 @@ class ObstoreClient(ObjectClient):
                 raise err from e
 
 
-_memory_stores: dict = {}
+_memory_stores: dict[str, Any] = {}
 
 
-def client_for_url(url: str, options: dict | None = None) -> tuple[ObjectClient, str]:
+def client_for_url(url: object, options: dict[str, Any] | None = None
+                   ) -> tuple[ObjectClient, str]:
     """An ObstoreClient for ``s3://bucket/prefix``, ``gs://``, ``az://``, ``file:///path``
     or ``memory://name``, and a display name. Credentials and endpoints come from the
     usual environment variables (AWS_*, GOOGLE_*, AZURE_*) or ``options``; query
@@ -237,7 +247,7 @@ def client_for_url(url: str, options: dict | None = None) -> tuple[ObjectClient,
     except ValueError as e:
         raise InvalidValue(f"{url!r} is not a valid URL ({e})") from None
     scheme = parts.scheme.lower()
-    opts = dict(parse_qsl(parts.query))
+    opts: dict[str, Any] = dict(parse_qsl(parts.query))
     if options is not None and not isinstance(options, dict):
         raise InvalidValue(f"options must be a dict, not {type(options).__name__}")
     opts.update(options or {})
@@ -278,7 +288,7 @@ def client_for_url(url: str, options: dict | None = None) -> tuple[ObjectClient,
             if endpoint and endpoint.startswith("http://"):
                 client_options.setdefault("allow_http", True)
             retry = opts.pop("retry_config", None)
-            kw = {"client_options": client_options} if client_options else {}
+            kw: dict[str, Any] = {"client_options": client_options} if client_options else {}
             if retry is not None:
                 kw["retry_config"] = retry
             prefix = parts.path.strip("/") or None
@@ -297,7 +307,8 @@ def client_for_url(url: str, options: dict | None = None) -> tuple[ObjectClient,
     return ObstoreClient(st, base, kind), base
 
 
-def retry(fn, *args, attempts: int = 6, delay: float = 0.02, what: str = "request"):
+def retry(fn: Callable[..., T], *args: Any, attempts: int = 6, delay: float = 0.02,
+          what: str = "request") -> T:
     """Call ``fn(*args)``, retrying TransientError with exponential backoff."""
     for i in range(attempts):
         try:
@@ -306,3 +317,5 @@ def retry(fn, *args, attempts: int = 6, delay: float = 0.02, what: str = "reques
             if i == attempts - 1:
                 raise
             time.sleep(delay * (2 ** i))
+    from ..errors import InvalidValue
+    raise InvalidValue(f"attempts must be at least 1, not {attempts}")

@@ -32,17 +32,20 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from ..errors import AccessDenied, Corruption, CowdbError, ReadFailed, StoreNotFound
 from . import meta as metamod
-from .io import BlockIO
+from .io import BlockIO, BytesLike
 from .manifest import (DATA_PREFIX, INDEX_PREFIX, MANIFEST_PREFIX, Manifest, decode,
                        decode_index, encode_index, manifest_key, txn_of_key)
 from .objcache import CHUNK, ChunkCache
 from .objclient import (NoBucket, ObjectClient, ObjectExists, ObjectNotFound, Refused,
                         TransientError, retry)
 
+T = TypeVar("T")
 SHIFT = 40                 # index value: object number << SHIFT | byte offset in the object
 MASK = (1 << SHIFT) - 1
 
@@ -50,7 +53,7 @@ MASK = (1 << SHIFT) - 1
 class ManifestConflict(CowdbError):
     """Another writer published this txn first (internal: the database rebases)."""
 
-    def __init__(self, txn: int):
+    def __init__(self, txn: int) -> None:
         super().__init__(f"another writer published txn {txn} first")
         self.txn = txn
 
@@ -62,10 +65,22 @@ class UncertainCommit(CowdbError):
 
 
 class ObjectIO(BlockIO):
+    page_size: int
+    cache: ChunkCache
+    attempts: int
+    backoff: float
+    writer: str
+    lock: threading.RLock
+    head: int
+    meta_bytes: bytes
+    epoch: int
+    head_nonce: bytes
+    confirmed: float
+    bump_epoch: bool
     def __init__(self, client: ObjectClient, *, page_size: int = 4096,
                  cache: ChunkCache | None = None, lease: float = 600.0,
                  refresh_interval: float = 1.0, checkpoint_every: int = 64,
-                 attempts: int = 6, backoff: float = 0.05):
+                 attempts: int = 6, backoff: float = 0.05) -> None:
         self.client = client
         self.page_size = page_size
         self.cache = cache if cache is not None else ChunkCache()
@@ -81,12 +96,13 @@ class ObjectIO(BlockIO):
         self.head_nonce = b""           # the nonce of the head's manifest (the next one's prev)
         self.confirmed = 0.0            # monotonic time the head was last known to be newest
         self._listed = 0.0              # monotonic time of the last LIST of the manifests
-        self.checkpoint: tuple | None = None
+        self.checkpoint: tuple[int, str] | None = None
         self.index: dict[int, int] = {}
         self.objects: list[str] = []    # object number -> key
         self.sizes: list[int] = []      # object number -> bytes
         self._objno: dict[str, int] = {}
-        self.published: deque = deque()  # (txn, time_ns) of manifests seen, oldest first
+        # (txn, time_ns) of manifests seen, oldest first
+        self.published: deque[tuple[int, int]] = deque()
         self._floor = (0, 0)            # the newest (txn, time_ns) dropped from published
         self._buf: dict[int, bytes] = {}  # first page -> run, for the txn being written
         self._polled = 0.0
@@ -97,7 +113,7 @@ class ObjectIO(BlockIO):
         self.refresh()
 
     # ---- requests ------------------------------------------------------
-    def _retry(self, fn, *args):
+    def _retry(self, fn: Callable[..., T], *args: Any) -> T:
         return retry(fn, *args, attempts=self.attempts, delay=self.backoff)
 
     def _get_manifest(self, txn: int) -> Manifest | None:
@@ -144,7 +160,7 @@ class ObjectIO(BlockIO):
 
     def _refresh(self) -> int:
         with self.lock:
-            found: dict[int, Manifest] = {}
+            found: dict[int, Manifest | None] = {}
             if self.head:
                 m = self._get_manifest(self.head + 1)
                 if m is not None:
@@ -172,7 +188,7 @@ class ObjectIO(BlockIO):
             self._polled = self.confirmed = time.monotonic()
             return self.head
 
-    def _advance(self, newest: int, found: dict) -> None:
+    def _advance(self, newest: int, found: dict[int, Manifest | None]) -> None:
         """Apply the manifests after the head up to ``newest``: all of them, linked each to
         the one before (``prev``); or, when far behind, or when some were deleted by object
         gc (or one is not in the chain: a paused writer's, put where gc deleted one), the
@@ -188,17 +204,19 @@ class ObjectIO(BlockIO):
         if not (usable and (not self.head or newest - self.head > self.checkpoint_every)):
             chain = self._chain(start, newest, found, self.head_nonce if self.head else b"")
         if chain is None:
-            if usable:
+            if usable and cp is not None:
                 chain = self._chain(cp[0], newest, found, b"")
             if chain is None:
                 raise Corruption(f"the manifests from txn {start} to {newest} are not one "
                                  f"chain (missing or not linked) and no index checkpoint "
                                  f"covers the gap")
+            assert cp is not None  # (usable)
             self._load_checkpoint(cp)  # its own manifest is applied again: the same runs
         for m in chain:
             self._apply(m)
 
-    def _chain(self, first: int, last: int, found: dict, prev: bytes) -> list | None:
+    def _chain(self, first: int, last: int, found: dict[int, Manifest | None],
+               prev: bytes) -> list[Manifest] | None:
         """Manifests first..last, each linked to the one before (the first to ``prev``,
         if given); None if one is missing or a link is broken."""
         want = [t for t in range(first, last + 1) if t not in found]
@@ -209,7 +227,7 @@ class ObjectIO(BlockIO):
         else:
             for t in want:
                 found[t] = self._get_manifest(t)
-        chain = []
+        chain: list[Manifest] = []
         for t in range(first, last + 1):
             m = found.get(t)
             if m is None:
@@ -222,7 +240,7 @@ class ObjectIO(BlockIO):
             prev = m.nonce
         return chain
 
-    def _load_checkpoint(self, cp: tuple) -> None:
+    def _load_checkpoint(self, cp: tuple[int, str]) -> None:
         """Replace the page index by the checkpoint's. Its objects keep the numbers this
         handle gave them (new ones are appended): a reader thread between an index
         lookup and its object lookup never finds another object under that number."""
@@ -349,7 +367,7 @@ class ObjectIO(BlockIO):
             now = self.index.get(page)
         return now if now is not None and now != loc else None
 
-    def pwrite(self, data, offset: int) -> None:
+    def pwrite(self, data: BytesLike, offset: int) -> None:
         ps = self.page_size
         if offset < 2 * ps:
             if offset in (0, ps) and bytes(data[:8]) == metamod.MAGIC:
@@ -390,7 +408,9 @@ class ObjectIO(BlockIO):
                 raise ManifestConflict(txn)
             known = self.confirmed
         drop = self._copy_compacted(buf) if self.compact else []
-        runs, parts, off, ps = [], [], 0, self.page_size
+        runs: list[tuple[int, int, int]] = []
+        parts: list[bytes] = []
+        off, ps = 0, self.page_size
         for first in sorted(buf):
             run = buf[first]
             if runs and runs[-1][1] % ps == 0 and runs[-1][0] + runs[-1][1] // ps == first:
@@ -424,7 +444,7 @@ class ObjectIO(BlockIO):
             self.compact, self.dead = set(), set()
             self.last_object = key
 
-    def _copy_compacted(self, buf: dict) -> list:
+    def _copy_compacted(self, buf: dict[int, bytes]) -> list[tuple[int, int]]:
         """Add to this commit's object every indexed page that lives in an object being
         compacted (and that the commit does not write anew): the next manifest then maps
         those pages here, and the old objects are left to object gc. Pages in ``dead``
@@ -433,10 +453,10 @@ class ObjectIO(BlockIO):
         ps, chosen, dead = self.page_size, self.compact, self.dead
         with self.lock:
             moved = [(p, loc) for p, loc in self.index.items() if loc >> SHIFT in chosen]
-        written = set()
+        written: set[int] = set()
         for first, run in buf.items():
             written.update(range(first, first + -(-len(run) // ps)))
-        drop: list = []
+        drop: list[list[int]] = []
         for page, loc in sorted(moved):
             if page in written:
                 continue
@@ -452,10 +472,10 @@ class ObjectIO(BlockIO):
             except ObjectNotFound as e:
                 raise Corruption(f"object {e.args[0]} is missing: compaction cannot copy "
                                  f"page {page} out of it") from None
-        return drop
+        return [(first, n) for first, n in drop]  # (as a decoded manifest's)
 
     def small_objects(self, below: int, budget: int, sparse: float = 0.5,
-                      dead: set | frozenset = frozenset()) -> set[int]:
+                      dead: set[int] | frozenset[int] = frozenset()) -> set[int]:
         """What compaction should rewrite: objects smaller than ``below`` bytes (merged
         into one, when there are two or more), and objects of any size whose indexed
         pages not in ``dead`` fill less than ``sparse`` of them (their other pages were
@@ -494,7 +514,8 @@ class ObjectIO(BlockIO):
             return
         raise ManifestConflict(m.txn)
 
-    def _write_checkpoint(self, txn, key, blob, runs) -> tuple:
+    def _write_checkpoint(self, txn: int, key: str | None, blob: bytes,
+                          runs: list[tuple[int, int, int]]) -> tuple[int, str]:
         with self.lock:
             objects = list(zip(self.objects, self.sizes))
             index = dict(self.index)

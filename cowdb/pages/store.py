@@ -16,22 +16,44 @@ error it calls ``rollback`` and the store is as it was at ``begin``.
 """
 from __future__ import annotations
 
+import errno
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from ..errors import Corruption, CowdbError, NotACowdbFile, ReadFailed, WriteFailed
 from . import meta as metamod
 from .checksum import FREELIST, HEADER, HEADER_SIZE, seal, verify
 from .freelist import DECODE_ERRORS, MAX_CHAIN, FreeList
-from .io import BlockIO
+from .io import BlockIO, BytesLike
 from .meta import EMPTY, Meta, RootRef
+
+if TYPE_CHECKING:
+    from .mapfile import PageMap
 
 DEFAULT_PAGE_SIZE = 4096
 DEFAULT_UNIT = 64    # bytes per allocation unit of a new file (format 3)
 RESERVE_PAGES = 32   # pages kept allocated past the last unit, for gc() on a full disk
 RESERVE_STEP = 8     # ... renewed this many pages at a time
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a renewal failing so may use the reserve
 FREELIST_DELTA = 1   # free list image header flag: a delta of the chain, not a base
 META_PAGES = 2
 
 
 class PageStore:
+    # The current meta record: None only until adopt() (or initialize()) sets it, before
+    # anything but read() (see outside()) uses it.
+    meta: Meta
+    page_size: int
+    page_count: int
+    durable_slot: int
+    durable_txn: int
+    bytes_written: int
+    pages_written: int
+    unsynced_free_pages: int
+    rebase_freelist: bool
+    barrier: bool
+    may_use_reserve: bool
+
     def __init__(self, io: BlockIO, *, page_size: int = DEFAULT_PAGE_SIZE, readonly: bool = False,
                  unit: int | None = None):
         self.io = io
@@ -40,7 +62,7 @@ class PageStore:
         # unless its device asks for whole pages (an object store indexes pages)
         self.unit = unit or getattr(io, "unit", None) or DEFAULT_UNIT
         self.readonly = readonly
-        self.meta: Meta | None = None
+        self.meta = None  # type: ignore[assignment]  # (see meta above)
         self._freelist: FreeList | None = FreeList()  # None: not loaded (read-only opens)
         self.page_count = self.first_unit
         self.durable_slot = 0          # slot that holds the last durable commit
@@ -48,19 +70,21 @@ class PageStore:
         self.bytes_written = 0         # images written since open (for commit stats)
         self.pages_written = 0
         self._txn = 0
-        self._queue: dict[int, bytes] = {}   # images written by the txn, not yet flushed
+        # images written by the txn, not yet flushed
+        self._queue: dict[int, bytes | bytearray] = {}
         self._run = (0, 0)             # reused units the txn took and has not filled yet
         self.unsynced_free_pages = 0   # pages freed after the last durable txn: not reusable
                                        # until the next sync (kept exact without a scan)
-        self.rollback_hooks: list = []  # called with the txn a rollback forgets (node caches)
+        # called with the txn a rollback forgets (node caches)
+        self.rollback_hooks: list[Callable[[int], object]] = []
         self.rebase_freelist = False   # the txn writes its free list as a new base (low pages)
         self.barrier = False           # the txn syncs its images before its meta record
         self.may_use_reserve = False   # the txn may write into the reserve it cannot renew
-        self.pagemap = None            # a PageMap of the file (mapfile.py), if it has one
-        self._file_size = None         # bytes allocated to the file as last seen (None: ask)
-        self.hook = None               # tests: hook(point, txn) at "flushed" (the txn's
-                                       # pages written, not its meta) and "meta" (the meta
-                                       # record written, the commit not yet published)
+        self.pagemap: PageMap | None = None  # a PageMap of the file (mapfile.py), if it has one
+        self._file_size: int | None = None  # bytes allocated to the file as last seen (None: ask)
+        # tests: hook(point, txn) at "flushed" (the txn's pages written, not its meta) and
+        # "meta" (the meta record written, the commit not yet published)
+        self.hook: Callable[[str, int], object] | None = None
 
     # ---- opening -------------------------------------------------------
     def read_slots(self) -> list[tuple[int, Meta | metamod.BadMeta]]:
@@ -70,19 +94,22 @@ class PageStore:
         0 tells it, and if slot 0 is damaged every supported size is tried.
         """
         first = self._read_slot(0)
+        out: list[tuple[int, Meta | metamod.BadMeta]]
         try:
-            out = [(0, metamod.decode(first))]
-            sizes = [out[0][1].page_size]
+            m0 = metamod.decode(first)
+            out = [(0, m0)]
+            sizes = [m0.page_size]
         except metamod.BadMeta as e:
             out = [(0, e)]
             sizes = [self.page_size] + [1 << b for b in range(9, 17) if 1 << b != self.page_size]
-        second = None
+        second: Meta | metamod.BadMeta | None = None
         for ps in sizes:
             try:
                 second = metamod.decode(self._read_slot(ps))
                 break
             except metamod.BadMeta as e:
                 second = second or e
+        assert second is not None  # (sizes is never empty)
         return out + [(1, second)]
 
     def _read_slot(self, offset: int) -> bytes:
@@ -96,7 +123,7 @@ class PageStore:
         slots = self.read_slots()
         good = [(s, m) for s, m in slots if isinstance(m, Meta)]
         if not good:
-            bad = [m for _, m in slots]
+            bad = [m for _, m in slots if isinstance(m, metamod.BadMeta)]  # (all of them)
             versions = [m.version for m in bad if m.version is not None]
             if versions:
                 raise NotACowdbFile(f"this file uses cowdb format version {max(versions)}; this "
@@ -154,7 +181,8 @@ class PageStore:
 
     def _load_freelist(self, meta: Meta) -> FreeList:
         """Read the chain back from the newest image to its base, then replay it."""
-        images, ref = [], (meta.freelist.page, meta.freelist.checksum)
+        images: list[tuple[int, bytes]] = []
+        ref = (meta.freelist.page, meta.freelist.checksum)
         while ref[0]:
             page, checksum = ref
             data = self.read(page)
@@ -225,7 +253,7 @@ class PageStore:
         return page < self.first_unit or (self.meta is not None and page >= self.page_count
                                           and page >= self._high_water())
 
-    def read_head(self, page: int) -> tuple:
+    def read_head(self, page: int) -> tuple[int, int, int, int, int, int]:
         """The header fields (checksum, type, flags, n, length, txn) of an image, unverified:
         for walks that only need to know what a page is (one this txn wrote too)."""
         queued = self._queue.get(page) if self._queue else None
@@ -305,7 +333,7 @@ class PageStore:
         file never grows for it): for moving images down (see tree/copy.py)."""
         return self.freelist.take(npages, below)
 
-    def write(self, page: int, image) -> None:
+    def write(self, page: int, image: bytes | bytearray) -> None:
         """Queue an image for this txn; publish() writes the queue before the meta record."""
         self._queue[page] = image
         self.bytes_written += len(image)
@@ -328,8 +356,9 @@ class PageStore:
             self._file_size = end + (RESERVE_PAGES + RESERVE_STEP) * ps
         except OSError as e:
             self._file_size = None
-            if self.may_use_reserve and end <= size:
-                return
+            if self.may_use_reserve and end <= size and e.errno in _DISK_FULL:
+                return  # a full disk: what frees space writes into the reserve; an I/O
+                        # error is not absorbed (the txn fails, nothing written)
             raise WriteFailed(f"no room to grow the file ({e}); the commit was not applied. "
                               f"gc() can still run on the reserve kept for it: drop versions "
                               f"(set_retention) and call gc() to free space") from e
@@ -364,7 +393,8 @@ class PageStore:
         self.freelist.free(self._txn, page, npages)
         self.unsynced_free_pages += npages  # the txn being written is never durable yet
 
-    def write_image(self, kind: int, body, n: int = 0, page: int | None = None) -> RootRef:
+    def write_image(self, kind: int, body: BytesLike, n: int = 0, page: int | None = None
+                    ) -> RootRef:
         """Write a header + body image as a run of fresh pages (at ``page``: a run the
         caller allocated)."""
         image = bytearray(HEADER_SIZE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
     from .app import Server
 
-endpoint = ops.http_errors
+endpoint: Callable[[Handler], Handler] = ops.http_errors
 D = TypeVar("D")   # a default given back as it is
 
 
@@ -641,7 +642,7 @@ def methods(path: str, **handlers: Handler) -> Route:
     return Route(path, dispatch, methods=list(table))
 
 
-routes = [
+routes: list[Route] = [
     methods("/openapi.json", get=openapi),
     methods("/keys", get=list_keys),
     methods("/keys/{key:path}", get=get_key, put=put_key, delete=delete_key),

@@ -39,9 +39,11 @@ from .http import ApiError, BodyTooLarge, error_body, json_error
 from .web import HERE, make_env, render
 
 if TYPE_CHECKING:
+    from jinja2 import Environment
+
     from cowdb.db import Database
 
-log = logging.getLogger("cowdb.server")
+log: logging.Logger = logging.getLogger("cowdb.server")
 
 MAX_BODY = 16 * 1024 * 1024
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -69,6 +71,18 @@ def is_loopback(host: str) -> bool:
 
 class Server:
     """What every handler reaches through ``request.app.state.server``."""
+    db: Database
+    accounts: Accounts
+    host: str
+    open_allowed: bool
+    max_body: int
+    name: str
+    write_lock: threading.Lock
+    sessions: Sessions
+    limiter: LoginLimiter
+    secret: bytes
+    broker: Broker
+    templates: Environment
 
     def __init__(self, db: Database, accounts: Accounts, *, host: str, open_mode: bool,
                  max_body: int, poll: float, name: str) -> None:
@@ -114,6 +128,8 @@ class Guard:
     headers in open mode (DNS rebinding), adds security headers, starts the commit
     watcher, and turns any unhandled exception into a 500 with an id that is logged
     (never a traceback in a response)."""
+    app: ASGIApp
+    server: Server
 
     def __init__(self, app: ASGIApp, server: Server) -> None:
         self.app, self.server = app, server

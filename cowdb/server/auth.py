@@ -59,6 +59,8 @@ class Sessions:
 class LoginLimiter:
     """At most ``limit`` failed logins per ``window`` seconds per client address and per
     account name; beyond it, 429 until the oldest failure ages out."""
+    limit: int
+    window: float
 
     def __init__(self, limit: int = 10, window: float = 60.0):
         self.limit, self.window = limit, window

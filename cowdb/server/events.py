@@ -16,7 +16,7 @@ from .http import CommitJSON, commit_json, run
 if TYPE_CHECKING:
     from cowdb.db import Database
 
-log = logging.getLogger("cowdb.server")
+log: logging.Logger = logging.getLogger("cowdb.server")
 QUEUE = 10000   # a follower this far behind is dropped; it reconnects with Last-Event-ID
 
 
@@ -25,6 +25,9 @@ def sse(c: CommitJSON) -> str:
 
 
 class Broker:
+    db: Database
+    poll: float
+    last: int
     def __init__(self, db: Database, poll: float = 0.5) -> None:
         self.db, self.poll = db, poll
         self.last = db.version

@@ -50,6 +50,10 @@ class ApiError(Exception):
 
     ``extra`` is merged into the JSON body (e.g. ``head`` on 412, ``conflicts`` on 409).
     """
+    status: int
+    message: str
+    headers: dict[str, str] | None
+    extra: dict[str, object]
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
                  **extra: object) -> None:

@@ -52,7 +52,7 @@ TEXT = {"type": "string"}
 NTEXT = {"type": ["string", "null"]}
 INT = {"type": "integer"}
 NINT = {"type": ["integer", "null"]}
-REF_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+REF_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 200}
 
 
 def ref(name: str) -> Schema:

@@ -4,6 +4,7 @@ in the API. Forms post back here with a CSRF token; actions that change history
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.datastructures import FormData
@@ -23,7 +24,7 @@ from .auth import (
     require_branch_write,
     server_of,
 )
-from .http import ApiError, run
+from .http import ApiError, Handler, run
 from .web import render, url
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 PAGE = 40
 
 
-page = ops.http_errors
+page: Callable[[Handler], Handler] = ops.http_errors
 
 
 def _kind_ok(kind: str) -> None:
@@ -487,7 +488,7 @@ async def favicon(request: Request) -> Response:
     return Response(status_code=204)
 
 
-routes = [
+routes: list[Route] = [
     Route("/", index, methods=["GET"]),
     Route("/timeline.frag", timeline_fragment, methods=["GET"]),
     Route("/login", login, methods=["GET", "POST"]),

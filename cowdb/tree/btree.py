@@ -7,12 +7,21 @@ k updates copies at most k x depth nodes and usually far fewer. ``write``
 stores every dirty node bottom-up and returns the new root reference; the
 old root stays valid for every version that holds it.
 
+Typing note: ``kids[i]`` is a page (int) or a dirty node, told apart by ``type(kid) is
+int`` (no bool is ever a kid). A checker narrows that test only where it holds (int is not
+a final class), so the hot paths mark the other branch ``# type: ignore[...]  # (a node)``
+rather than pay for an isinstance() or a cast().
+
 Nodes split when their image outgrows a page and merge with a sibling when
 they fall under a quarter page, so every node is one page. Values longer
 than a quarter page go to overflow runs when written.
 """
+from __future__ import annotations
+
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable
 from itertools import islice
+from typing import Any
 
 from .._accelerators import load, wanted
 from ..errors import Corruption
@@ -25,6 +34,7 @@ from .node import (
     OVERFLOW_REF_SIZE,
     Branch,
     Leaf,
+    Node,
     Overflow,
     apply_delta,
     branch_size,
@@ -37,7 +47,7 @@ from .node import (
 )
 
 
-def py_get(node, key: bytes, nodes: "NodeCache"):
+def py_get(node: Node, key: bytes, nodes: NodeCache) -> bytes | Overflow | None:
     """The value under ``key`` below ``node`` (bytes or an Overflow), or None: the
     point-read descent. _tree_c.get is this loop in C (see the end of this file)."""
     get = nodes.get
@@ -49,7 +59,7 @@ def py_get(node, key: bytes, nodes: "NodeCache"):
             if n is None or n.txn != node.txns[i]:  # not cached, or the page was rewritten
                 n = nodes.load(kid, node.sums[i], node.txns[i])
             kid = n
-        node = kid
+        node = kid  # type: ignore[assignment]  # (a node)
     keys = node.keys
     i = bisect_left(keys, key)
     if i < len(keys) and keys[i] == key:
@@ -65,14 +75,14 @@ def read_overflow(store: PageStore, ov: Overflow) -> bytes:
     return data[HEADER_SIZE:]
 
 
-def images(store: PageStore, page: int, node) -> tuple:
+def images(store: PageStore, page: int, node: Node) -> tuple[tuple[int, int, int], ...]:
     """The images a clean node at ``page`` is made of, as (page, units, txn): its own,
     and if it is a delta, every image of its chain down to the full one."""
     chain = node.chain
     return chain if chain is not None else ((page, store.pages_for(node.size), node.txn),)
 
 
-class NodeCache(dict):
+class NodeCache(dict[int, Node]):
     """Decoded clean nodes by page number, bounded, oldest-first eviction.
 
     A delta image (node.py) is materialised here: its base is loaded (and cached) first,
@@ -90,15 +100,17 @@ class NodeCache(dict):
     same pages: ``forget_txn`` drops what it cached (the store's rollback calls it).
     """
     __slots__ = ("store", "cap")
+    store: PageStore
+    cap: int
 
-    def __init__(self, store: PageStore, cap: int = 65536):
+    def __init__(self, store: PageStore, cap: int = 65536) -> None:
         super().__init__()
         self.store, self.cap = store, cap
         hooks = getattr(store, "rollback_hooks", None)
         if hooks is not None:
             hooks.append(self.forget_txn)
 
-    def load(self, page: int, checksum: int, txn: int):
+    def load(self, page: int, checksum: int, txn: int) -> Node:
         """The node at ``page`` that its parent recorded as (checksum, txn)."""
         node = self.get(page)
         if node is None or node.txn != txn:
@@ -116,7 +128,7 @@ class NodeCache(dict):
             self.put(page, node)
         return node
 
-    def _materialise(self, data: bytes, page: int):
+    def _materialise(self, data: bytes, page: int) -> Node:
         """The node a delta image at ``page`` makes of its base (loaded first; a damaged
         base raises Corruption naming it)."""
         bpage, bsum, btxn, _depth = delta_base(data, page)
@@ -138,12 +150,12 @@ class NodeCache(dict):
         image[:8] = checksum.to_bytes(8, "little")
         return bytes(image)
 
-    def cached(self, page: int, txn: int):
+    def cached(self, page: int, txn: int) -> Node | None:
         """The cached node (page, txn), or None."""
         node = self.get(page)
         return node if node is not None and node.txn == txn else None
 
-    def put(self, page: int, node) -> None:
+    def put(self, page: int, node: Node) -> None:
         if len(self) >= self.cap:
             # threads share the cache, and one may insert while this walks it: even inside
             # a walk in C, since a collection there runs finalizers (Python code). dict.copy()
@@ -165,9 +177,17 @@ class Tree:
 
     __slots__ = ("store", "nodes", "page_size", "inline_max", "count", "mod", "frees",
                  "deltas", "_root", "_ref", "_dirty")
+    store: PageStore
+    nodes: NodeCache
+    page_size: int
+    inline_max: int
+    count: int
+    mod: int
+    frees: bool
+    deltas: bool
 
     def __init__(self, nodes: NodeCache, ref: RootRef = EMPTY, count: int | None = None,
-                 frees: bool = False):
+                 frees: bool = False) -> None:
         self.store = nodes.store
         self.nodes = nodes
         self.page_size = self.store.page_size
@@ -180,7 +200,8 @@ class Tree:
         self.mod = 0            # bumped on every change, so cursors can re-seek
         self._ref = ref
         self._dirty = False
-        self._root = nodes.load(ref.page, ref.checksum, ref.txn) if ref.page else None
+        self._root: Node | None = nodes.load(ref.page, ref.checksum, ref.txn) if ref.page \
+            else None
         if count is None:
             count = 0 if self._root is None else self._root.count()
         self.count = count
@@ -190,11 +211,11 @@ class Tree:
         """The root as last written (EMPTY for an empty tree)."""
         return self._ref
 
-    def root(self):
+    def root(self) -> Node | None:
         return self._root
 
     # ---- reading -------------------------------------------------------
-    def get(self, key: bytes, default=None):
+    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
         node = self._root
         if node is None:
             return default
@@ -208,17 +229,17 @@ class Tree:
         v = descend(node, key, self.nodes)
         if v is None:
             return default
-        return v if type(v) is bytes else self.read_overflow(v)
+        return v if type(v) is not Overflow else self.read_overflow(v)
 
     def contains(self, key: bytes) -> bool:
         """Whether key is in the tree, without reading its value if that is an overflow."""
         node = self._root
         return node is not None and descend(node, key, self.nodes) is not None
 
-    def kid(self, branch: Branch, i: int):
+    def kid(self, branch: Branch, i: int) -> Node:
         kid = branch.kids[i]
-        return kid if type(kid) is not int else self.nodes.load(kid, branch.sums[i],
-                                                                 branch.txns[i])
+        return kid if type(kid) is not int else self.nodes.load(  # type: ignore[return-value]
+            kid, branch.sums[i], branch.txns[i])  # (a node, or its page)
 
     def read_overflow(self, ov: Overflow) -> bytes:
         return read_overflow(self.store, ov)
@@ -237,7 +258,7 @@ class Tree:
         return r + bisect_left(node.keys, key)
 
     # ---- writing -------------------------------------------------------
-    def _own_root(self):
+    def _own_root(self) -> Node:
         root = self._root
         if root is None:  # empty (on disk, or emptied by this writer)
             root = self._root = Leaf([], [], HEADER_SIZE)
@@ -252,7 +273,7 @@ class Tree:
             self._dirty = True
         return root
 
-    def _own_kid(self, parent: Branch, i: int):
+    def _own_kid(self, parent: Branch, i: int) -> Node:
         kid = parent.kids[i]
         if type(kid) is int:
             node = self.nodes.load(kid, parent.sums[i], parent.txns[i])
@@ -262,20 +283,21 @@ class Tree:
             if self.deltas:
                 copy.base = (node, RootRef(kid, parent.sums[i], parent.txns[i]))
             return copy
-        return kid
+        return kid  # type: ignore[return-value]  # (a node)
 
-    def _descend(self, key: bytes):
+    def _descend(self, key: bytes) -> tuple[Leaf, list[tuple[Branch, int]]]:
         """Own the path to key's leaf; return (leaf, [(branch, index), ...])."""
         node = self._own_root()
-        path = []
+        path: list[tuple[Branch, int]] = []
         while type(node) is Branch:
             i = bisect_right(node.keys, key) - 1
             path.append((node, i))
             kid = node.kids[i]
-            node = kid if type(kid) is not int else self._own_kid(node, i)
+            node = kid if type(kid) is not int else self._own_kid(  # type: ignore[assignment]
+                node, i)  # (a node)
         return node, path
 
-    def _vsize(self, v) -> int:
+    def _vsize(self, v: bytes | Overflow) -> int:
         """The bytes a value takes in its leaf: the inline-value rule, in one place. A value
         of up to a quarter page lives in its leaf; a larger one (or an Overflow) takes a
         reference, and ``_write_node`` writes it to an overflow run. So for bytes ``v``,
@@ -283,7 +305,7 @@ class Tree:
         more than a reference's size)."""
         return len(v) if type(v) is bytes and len(v) <= self.inline_max else OVERFLOW_REF_SIZE
 
-    def _drop_value(self, v) -> None:
+    def _drop_value(self, v: bytes | Overflow) -> None:
         if self.frees and type(v) is Overflow:
             self.store.free(v.page, self.store.pages_for(HEADER_SIZE + v.length))
 
@@ -314,7 +336,7 @@ class Tree:
             self._split_up(leaf, path)
         return new
 
-    def put_sorted(self, items) -> int:
+    def put_sorted(self, items: Iterable[tuple[bytes, bytes]]) -> int:
         """Put (key, value) pairs given in strictly increasing key order; return how many
         keys were new.
 
@@ -327,8 +349,11 @@ class Tree:
             return self._build(items)
         page_size = self.page_size
         new_keys = 0
-        leaf = None
-        hi = path = keys = vals = None  # set at the first key (leaf is None)
+        leaf: Leaf | None = None
+        hi: bytes | None = None
+        path: list[tuple[Branch, int]] = []  # these three are set at the first key (leaf is
+        keys: list[bytes]                    # None)
+        vals: list[bytes | Overflow]
         added = pos = 0
         for key, val in items:
             if leaf is None or (hi is not None and key >= hi):
@@ -360,10 +385,13 @@ class Tree:
             new_keys += self._settle(leaf, path, added, pos >= len(leaf.keys))
         return new_keys
 
-    def _build(self, items) -> int:
+    def _build(self, items: Iterable[tuple[bytes, bytes]]) -> int:
         """Bulk load into an empty tree: cut the sorted items into full leaves, then
         stack full branch levels on them. No descents, no splits."""
         limit = HEADER_SIZE + (self.page_size - HEADER_SIZE) * 15 // 16
+        level: list[tuple[bytes, Node]]
+        keys: list[bytes]
+        vals: list[bytes | Overflow]
         level, keys, vals, size, big = [], [], [], HEADER_SIZE, False  # level: [(low, node)]
         vsize = self._vsize
         for k, v in items:
@@ -381,7 +409,8 @@ class Tree:
         if not level:
             return 0
         while len(level) > 1:
-            parents, node = [], None
+            parents: list[tuple[bytes, Node]] = []
+            node: Branch | None = None
             for low, kid in level:
                 if node is None or node.size + BRANCH_ENTRY + len(low) > limit:
                     node = Branch([b""], [kid], [kid.count()], [0], [0],
@@ -395,12 +424,13 @@ class Tree:
                     node.txns.append(0)
                     node.size += BRANCH_ENTRY + len(low)
             level = parents
-        level = [level[0][1]]
-        self._root, self._dirty = level[0], True
-        self.count = self._root.count()
+        root = self._root = level[0][1]
+        self._dirty = True
+        self.count = root.count()
         return self.count
 
-    def _settle(self, leaf, path, added: int, appending: bool) -> int:
+    def _settle(self, leaf: Leaf, path: list[tuple[Branch, int]], added: int,
+                appending: bool) -> int:
         """Account ``added`` new keys along the path and split the leaf if it overflowed."""
         if added:
             for b, j in path:
@@ -424,6 +454,7 @@ class Tree:
         for b, j in path:
             b.counts[j] -= 1
         self.count -= 1
+        node: Node
         node, low = leaf, self.page_size // 4
         while path and node.size < low:
             parent, i = path.pop()
@@ -442,11 +473,11 @@ class Tree:
                                                       RootRef(kid, root.sums[0], root.txns[0]),
                                                       False)
                 return
-            self._root = root = kid
+            self._root = root = kid  # type: ignore[assignment]  # (a node)
         if type(root) is Leaf and not root.keys:
             self._root = None
 
-    def _split(self, node, full_left: bool = False):
+    def _split(self, node: Node, full_left: bool = False) -> tuple[bytes, Node]:
         """Split node in two by bytes; node keeps the left part. Return (separator, right).
 
         In half, or (``full_left``, when appending in key order) leaving the left
@@ -455,6 +486,7 @@ class Tree:
         keys = node.keys
         limit = self.page_size - HEADER_SIZE
         target = limit * 15 // 16 if full_left else (node.size - HEADER_SIZE) // 2
+        right: Node
         if type(node) is Leaf:
             vsize = self._vsize
             m, acc = _cut([LEAF_ENTRY + len(k) + vsize(v) for k, v in zip(keys, node.vals)],
@@ -472,7 +504,8 @@ class Tree:
         node.size = branch_size(keys)
         return sep, right
 
-    def _split_up(self, node, path, full_left: bool = False) -> None:
+    def _split_up(self, node: Node, path: list[tuple[Branch, int]],
+                  full_left: bool = False) -> None:
         while node.size > self.page_size:
             sep, right = self._split(node, full_left)
             if path:
@@ -485,7 +518,7 @@ class Tree:
                 return
 
     @staticmethod
-    def _insert_kid(parent: Branch, i: int, left, sep: bytes, right) -> None:
+    def _insert_kid(parent: Branch, i: int, left: Node, sep: bytes, right: Node) -> None:
         parent.counts[i] = left.count()
         parent.keys.insert(i + 1, sep)
         parent.kids.insert(i + 1, right)
@@ -503,11 +536,13 @@ class Tree:
         left, right = self._own_kid(parent, lo), self._own_kid(parent, r)
         sep = parent.keys[r]
         if type(left) is Leaf:
+            assert type(right) is Leaf  # (siblings are alike)
             left.keys += right.keys
             left.vals += right.vals
             left.size += right.size - HEADER_SIZE
             left.big = left.big or right.big
         else:
+            assert type(right) is Branch
             left.keys += [sep] + right.keys[1:]
             left.kids += right.kids
             left.counts += right.counts
@@ -530,16 +565,16 @@ class Tree:
             return
         load = self.nodes.load
 
-        def reaches(node) -> bool:
+        def reaches(node: Node) -> bool:
             return type(node) is Branch and any(
                 k >= limit or reaches(load(k, s, t))
                 for k, s, t in zip(node.kids, node.sums, node.txns) if type(k) is int)
 
-        def own(node) -> None:
+        def own(node: Node) -> None:
             if type(node) is not Branch:
                 return
             for i, k in enumerate(node.kids):
-                if type(k) is not int:
+                if not isinstance(k, int):
                     own(k)
                 elif k >= limit or reaches(load(k, node.sums[i], node.txns[i])):
                     own(self._own_kid(node, i))
@@ -564,7 +599,7 @@ class Tree:
             self._dirty = False
         return self._ref
 
-    def _write_node(self, node, txn):
+    def _write_node(self, node: Node, txn: int) -> tuple[int, int]:
         store = self.store
         dirty = None
         if type(node) is Branch:
@@ -572,7 +607,7 @@ class Tree:
             dirty = []
             for i, kid in enumerate(kids):
                 if type(kid) is not int:
-                    kids[i], sums[i] = self._write_node(kid, txn)
+                    kids[i], sums[i] = self._write_node(kid, txn)  # type: ignore[arg-type]
                     txns[i] = txn
                     dirty.append(i)
         else:
@@ -628,8 +663,8 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
 # Python keeps the node objects.
 API = 4  # the _tree_c this code is written against (its API constant)
 _tree_c = load("cowdb.tree", "_tree_c", API)
-descend = py_get
-map_descend = None
+descend: Callable[[Node, bytes, NodeCache], bytes | Overflow | None] = py_get
+map_descend: Callable[..., Any] | None = None
 if _tree_c is not None:  # bound either way: the tests run both searches
     _tree_c.bind(Branch)
     _tree_c.bind_map(Corruption)

@@ -5,17 +5,34 @@ Used by compaction: every page reached from several roots is copied once
 as small as their unique pages, laid out densely in a fresh file. A node read
 from a delta chain is written as one full image (a consolidation).
 """
+from __future__ import annotations
+
 from struct import Struct
+from typing import TYPE_CHECKING
 
 from ..errors import Corruption
 from ..pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW, seal
 from ..pages.meta import EMPTY, RootRef
-from .node import Branch, Leaf, Overflow, delta_base, encode_branch, encode_delta, encode_leaf
+from .node import (
+    Branch,
+    Leaf,
+    Node,
+    Overflow,
+    delta_base,
+    encode_branch,
+    encode_delta,
+    encode_leaf,
+)
+
+if TYPE_CHECKING:
+    from ..pages.store import PageStore
+    from .btree import NodeCache
 
 _REF = Struct("<QQQ")
 
 
-def _visit(nodes, ref: RootRef, memo: dict):
+def _visit(nodes: NodeCache, ref: RootRef, memo: dict[int, RootRef]
+           ) -> tuple[RootRef | None, Node | None]:
     """(what ``memo`` holds for ``ref``'s page, None) if it was visited, else (None, its
     node)."""
     done = memo.get(ref.page)
@@ -23,20 +40,23 @@ def _visit(nodes, ref: RootRef, memo: dict):
                                                                    ref.txn))
 
 
-def copy_tree(nodes, dst_store, ref: RootRef, memo: dict, txn: int) -> RootRef:
+def copy_tree(nodes: NodeCache, dst_store: PageStore, ref: RootRef, memo: dict[int, RootRef],
+              txn: int) -> RootRef:
     if not ref.page:
         return EMPTY
     done, node = _visit(nodes, ref, memo)
     if done is not None:
         return done
+    assert node is not None  # (not visited: loaded)
     if type(node) is Branch:
-        kids = [copy_tree(nodes, dst_store, RootRef(k, s, t), memo, txn)
+        kids = [copy_tree(nodes, dst_store, RootRef(k, s, t),  # type: ignore[arg-type]
+                          memo, txn)  # (a clean branch: its kids are pages)
                 for k, s, t in zip(node.kids, node.sums, node.txns)]
         new = Branch(node.keys, [r.page for r in kids], node.counts,
                      [r.checksum for r in kids], [txn] * len(kids), node.size)
         image = encode_branch(new, txn)
     else:
-        vals = []
+        vals: list[bytes | Overflow] = []
         for v in node.vals:
             if type(v) is Overflow:
                 r = memo.get(v.page)
@@ -52,8 +72,8 @@ def copy_tree(nodes, dst_store, ref: RootRef, memo: dict, txn: int) -> RootRef:
     return out
 
 
-def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int,
-                  live: set | None = None) -> RootRef:
+def relocate_tree(nodes: NodeCache, store: PageStore, ref: RootRef, memo: dict[int, RootRef],
+                  txn: int, limit: int, live: set[int] | None = None) -> RootRef:
     """``ref``'s tree with every image at a page >= ``limit`` copied into the store's
     lowest free pages, and the path above each rewritten. A delta node is written again
     as a delta on its base (moved as an image, see ``_move_image``) when it or its base
@@ -76,16 +96,18 @@ def relocate_tree(nodes, store, ref: RootRef, memo: dict, txn: int, limit: int,
     done, node = _visit(nodes, ref, memo)
     if done is not None:
         return done
+    assert node is not None  # (not visited: loaded)
     moved, delta = False, node.chain is not None
     if type(node) is Branch:
-        kids = [relocate_tree(nodes, store, RootRef(k, s, t), memo, txn, limit, live)
+        kids = [relocate_tree(nodes, store, RootRef(k, s, t),  # type: ignore[arg-type]
+                              memo, txn, limit, live)  # (a clean branch: its kids are pages)
                 for k, s, t in zip(node.kids, node.sums, node.txns)]
         if any(r.page != k for r, k in zip(kids, node.kids)):
             moved = True
             node = Branch(node.keys, [r.page for r in kids], node.counts,
                           [r.checksum for r in kids], [r.txn for r in kids], node.size)
     elif node.big:
-        vals = []
+        vals: list[bytes | Overflow] = []
         for v in node.vals:
             if type(v) is Overflow and v.page >= limit:
                 r = memo.get(v.page)       # a value several leaves share moves once

@@ -9,37 +9,51 @@ while it is iterated (a transaction's: ``live=True``) is watched after every
 item instead: when it changed, the cursor re-seeks just past the last key it
 yielded, so it sees exactly the current tree.
 """
+from __future__ import annotations
+
 from bisect import bisect_left, bisect_right
+from collections.abc import Generator, Iterator
 from itertools import chain, starmap
 from operator import itemgetter
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .node import Branch
+from .node import Branch, Leaf, Overflow
+
+if TYPE_CHECKING:
+    from .btree import Tree
 
 _flat = chain.from_iterable
+# The cursor's path: [branch, index] from the root down, the index moved in place.
+Path: TypeAlias = list[list[Any]]
 
 
-def items(tree, start=None, stop=None, reverse=False, live=False):
+def items(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
+          reverse: bool = False, live: bool = False) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) in key order with start <= key < stop (reversed if asked)."""
     if live:
         return _backward(tree, start, stop) if reverse else _forward(tree, start, stop)
     return _flat(starmap(zip, runs(tree, start, stop, reverse)))
 
 
-def keys(tree, start=None, stop=None, reverse=False):
+def keys(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
+         reverse: bool = False) -> Iterator[bytes]:
     """The keys of ``items`` on a tree that does not change while iterated."""
     return _flat(map(itemgetter(0), runs(tree, start, stop, reverse)))
 
 
-def values(tree, start=None, stop=None, reverse=False):
+def values(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
+           reverse: bool = False) -> Iterator[bytes]:
     """The values of ``items`` on a tree that does not change while iterated."""
     return _flat(map(itemgetter(1), runs(tree, start, stop, reverse)))
 
 
-def runs(tree, start=None, stop=None, reverse=False):
+def runs(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
+         reverse: bool = False) -> Iterator[tuple[list[bytes], list[bytes]]]:
     """Yield (keys, values) lists, one per leaf, covering start <= key < stop in order
     (each list reversed too when ``reverse``)."""
     if tree.root() is None:
         return
+    leaf: Leaf | None  # (None past the last leaf)
     if reverse:
         leaf, path = _seek(tree, stop, True)
         j = len(leaf.keys) if stop is None else bisect_left(leaf.keys, stop)
@@ -67,7 +81,8 @@ def runs(tree, start=None, stop=None, reverse=False):
         leaf, i = _step(tree, path, True), 0
 
 
-def _watched(tree, ks, vs, mod):
+def _watched(tree: Tree, ks: list[bytes], vs: list[bytes], mod: int
+             ) -> Generator[tuple[bytes, bytes], None, bytes | None]:
     """Yield pairs one by one; stop early (returning the last key) if the tree changes."""
     for k, v in zip(ks, vs):
         yield k, v
@@ -76,16 +91,17 @@ def _watched(tree, ks, vs, mod):
     return None
 
 
-def _values(tree, leaf, i, j):
+def _values(tree: Tree, leaf: Leaf, i: int, j: int) -> list[bytes]:
     vals = leaf.vals[i:j]
     if not leaf.big:
-        return vals
-    return [v if type(v) is bytes else tree.read_overflow(v) for v in vals]
+        return vals  # type: ignore[return-value]  # (not big: every value is inline bytes)
+    return [v if type(v) is not Overflow else tree.read_overflow(v) for v in vals]
 
 
-def _seek(tree, key, right):
+def _seek(tree: Tree, key: bytes | None, right: bool) -> tuple[Leaf, Path]:
     """Path to the leaf holding key; ``right``: first leaf when key is None else last."""
     node, path = tree.root(), []
+    assert node is not None  # (runs() returned on an empty tree)
     while type(node) is Branch:
         if key is None:
             i = len(node.kids) - 1 if right else 0
@@ -96,7 +112,7 @@ def _seek(tree, key, right):
     return node, path
 
 
-def _step(tree, path, forward):
+def _step(tree: Tree, path: Path, forward: bool) -> Leaf | None:
     """Move path to the next (or previous) leaf; None at the end."""
     while path:
         top = path[-1]
@@ -112,7 +128,8 @@ def _step(tree, path, forward):
     return None
 
 
-def _forward(tree, start, stop):
+def _forward(tree: Tree, start: bytes | None, stop: bytes | None
+             ) -> Iterator[tuple[bytes, bytes]]:
     """A live tree's pairs in order, watched after every item (see the module's doc)."""
     mod = tree.mod
     for ks, vs in runs(tree, start, stop):
@@ -122,7 +139,8 @@ def _forward(tree, start, stop):
             return
 
 
-def _backward(tree, start, stop):
+def _backward(tree: Tree, start: bytes | None, stop: bytes | None
+              ) -> Iterator[tuple[bytes, bytes]]:
     mod = tree.mod
     for ks, vs in runs(tree, start, stop, True):
         last = yield from _watched(tree, ks, vs, mod)

@@ -26,15 +26,27 @@ stream cannot match it; it hands pairs that line up again back to
 Stream elements: (SUB, low, high, page, checksum, height, txn) or (ENT, key, value).
 ``low``/``high`` bound the keys a subtree can hold (None: unbounded above).
 """
+from __future__ import annotations
+
 import os
 import sys
 from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .btree import read_overflow
-from .node import Branch, branch_sig, leaf_sig
+from .node import Branch, Leaf, Node, Overflow, branch_sig, leaf_sig
+
+if TYPE_CHECKING:
+    from ..pages.meta import RootRef
+    from .btree import NodeCache
 
 SUB, ENT = 0, 1
+# A stream element (see above), told apart by its first item: read by position.
+Elem: TypeAlias = tuple[Any, ...]
+# Reads a leaf value: inline bytes as they are, an overflow value from its run.
+Reader: TypeAlias = Callable[[bytes | Overflow], bytes]
 
 # Whether Python's hash of bytes (SipHash) is keyed by a secret random per process: then
 # no user can craft two values whose 64-bit hashes collide, and leaf signatures may say
@@ -50,7 +62,7 @@ class Change:
     old: bytes | None   # None: the key was added
     new: bytes | None   # None: the key was deleted
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes | None]:
         return iter((self.key, self.old, self.new))
 
 
@@ -59,19 +71,20 @@ class DiffStats:
     pages_visited: int = 0
 
 
-def _height(nodes, ref) -> int:
+def _height(nodes: NodeCache, ref: RootRef) -> int:
     node, h = nodes.load(ref.page, ref.checksum, ref.txn), 0
-    while type(node) is Branch:
-        node, h = nodes.load(node.kids[0], node.sums[0], node.txns[0]), h + 1
+    while type(node) is Branch:  # (clean: its kids are pages)
+        node, h = nodes.load(node.kids[0], node.sums[0], node.txns[0]), h + 1  # type: ignore[arg-type]
     return h
 
 
-def _root_stream(nodes, ref):
+def _root_stream(nodes: NodeCache, ref: RootRef) -> list[Elem]:
     return ([(SUB, b"", None, ref.page, ref.checksum, _height(nodes, ref), ref.txn)]
             if ref.page else [])
 
 
-def changes(nodes, a_ref, b_ref, start=None, stop=None, stats: DiffStats | None = None):
+def changes(nodes: NodeCache, a_ref: RootRef, b_ref: RootRef, start: bytes | None = None,
+            stop: bytes | None = None, stats: DiffStats | None = None) -> Iterator[Change]:
     """Yield Change for every key whose value differs between tree a and tree b."""
     stats = stats if stats is not None else DiffStats()
     if a_ref.page == b_ref.page:  # the same image (or both empty): nothing differs
@@ -92,7 +105,9 @@ def changes(nodes, a_ref, b_ref, start=None, stop=None, stats: DiffStats | None 
                         stats)
 
 
-def _aligned(nodes, na, nb, low, high, height, start, stop, stats):
+def _aligned(nodes: NodeCache, a_node: Node, b_node: Node, low: bytes, high: bytes | None,
+             height: int, start: bytes | None, stop: bytes | None, stats: DiffStats
+             ) -> Iterator[Change]:
     """The changes between two nodes of the same height and key range (already counted
     as visited), walked pair by pair while their nodes line up (the same separator keys:
     always so after overwrites). For a pair of branches only the children whose pages
@@ -104,17 +119,20 @@ def _aligned(nodes, na, nb, low, high, height, start, stop, stats):
     load, get = nodes.load, nodes.get
     keyed = KEYED_HASH
     value = _reader(nodes)
-    todo = [(na, nb, low, high, height)]
+    # (na, nb, low, high, height): branches while height > 0, else leaves
+    todo: list[tuple[Any, Any, bytes, bytes | None, int]] = [(a_node, b_node, low, high,
+                                                               height)]
     pop, push = todo.pop, todo.append
     while todo:
         na, nb, low, high, height = pop()
         keys = na.keys
         if keys != nb.keys:
             if height:
-                a, b = [], []
-                _push(a, na, low, high, height, start, stop)
-                _push(b, nb, low, high, height, start, stop)
-                yield from _streams(nodes, a, b, start, stop, stats)
+                xs: list[Elem] = []
+                ys: list[Elem] = []
+                _push(xs, na, low, high, height, start, stop)
+                _push(ys, nb, low, high, height, start, stop)
+                yield from _streams(nodes, xs, ys, start, stop, stats)
             else:
                 yield from _leaves(na, nb, start, stop, value)
             continue
@@ -148,7 +166,7 @@ def _aligned(nodes, na, nb, low, high, height, start, stop, stats):
             continue
         x = (na.sig if na.sig is not None else leaf_sig(na)) ^ (
             nb.sig if nb.sig is not None else leaf_sig(nb))
-        differ = []
+        differ: list[int] = []
         while x:                  # the entries whose values differ, highest first
             i = (x.bit_length() - 1) >> 6
             x &= (1 << (i << 6)) - 1
@@ -165,7 +183,8 @@ def _aligned(nodes, na, nb, low, high, height, start, stop, stats):
                     yield Change(k, value(va[i]), value(vb[i]))
 
 
-def _leaves(na, nb, start, stop, value):
+def _leaves(na: Leaf, nb: Leaf, start: bytes | None, stop: bytes | None, value: Reader
+            ) -> list[Change]:
     """The changes between two leaves whose keys differ: a merge of two sorted lists."""
     ka, va, kb, vb = na.keys, na.vals, nb.keys, nb.vals
     i, j = 0, 0
@@ -174,7 +193,7 @@ def _leaves(na, nb, start, stop, value):
         i, j = bisect_left(ka, start), bisect_left(kb, start)
     if stop is not None:
         m, n = bisect_left(ka, stop, i), bisect_left(kb, stop, j)
-    out = []
+    out: list[Change] = []
     while i < m and j < n:
         x, y = ka[i], kb[j]
         if x == y:
@@ -193,7 +212,8 @@ def _leaves(na, nb, start, stop, value):
     return out
 
 
-def _push(stack, node, low, high, height, start, stop):
+def _push(stack: list[Elem], node: Node, low: bytes, high: bytes | None, height: int,
+          start: bytes | None, stop: bytes | None) -> None:
     """Push node's children (or entries) in reverse key order."""
     if type(node) is Branch:
         keys, n = node.keys, len(node.keys)
@@ -210,17 +230,18 @@ def _push(stack, node, low, high, height, start, stop):
                 stack.append((ENT, k, v))
 
 
-def _streams(nodes, a, b, start, stop, stats):
+def _streams(nodes: NodeCache, a: list[Elem], b: list[Elem], start: bytes | None,
+             stop: bytes | None, stats: DiffStats) -> Iterator[Change]:
     """The general case: merge two streams (stacks, head at the end) of subtrees and
     entries in key order, opening a subtree only when the other side cannot match it."""
     value = _reader(nodes)
 
-    def open_(stack):
+    def open_(stack: list[Elem]) -> None:
         _, low, high, page, checksum, height, txn = stack.pop()
         stats.pages_visited += 1
         _push(stack, nodes.load(page, checksum, txn), low, high, height, start, stop)
 
-    def open_both():
+    def open_both() -> Iterable[Change]:
         """Open the two head subtrees (same bounds and height, different content)."""
         _, low, high, page, checksum, height, txn = a.pop()
         na = nodes.load(page, checksum, txn)
@@ -287,19 +308,19 @@ def _streams(nodes, a, b, start, stop, stats):
                 open_(a)
 
 
-def _same(u, v, value) -> bool:
+def _same(u: bytes | Overflow, v: bytes | Overflow, value: Reader) -> bool:
     inline_u, inline_v = type(u) is bytes, type(v) is bytes
     if inline_u and inline_v:
         return u == v
     if inline_u != inline_v:
         return False  # inline values are at most a quarter page, overflow values longer
-    return (u.page == v.page and u.txn == v.txn) or (u.length == v.length and
-                                                     value(u) == value(v))
+    return (u.page == v.page and u.txn == v.txn) or (  # type: ignore[union-attr]
+        u.length == v.length and value(u) == value(v))  # type: ignore[union-attr]
 
 
-def _reader(nodes):
+def _reader(nodes: NodeCache) -> Reader:
     store = nodes.store
 
-    def value(v):
-        return v if type(v) is bytes else read_overflow(store, v)
+    def value(v: bytes | Overflow) -> bytes:
+        return v if type(v) is not Overflow else read_overflow(store, v)
     return value

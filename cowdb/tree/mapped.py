@@ -11,16 +11,23 @@ layouts are in node.py and docs/format.md.
 A damaged image that still passed its checksum (a crafted one) raises Corruption, never
 reads outside the image.
 """
+from __future__ import annotations
+
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
 from struct import unpack_from
+from typing import TYPE_CHECKING
 
 from ..errors import Corruption
 from ..pages.checksum import BRANCH, HEADER, HEADER_SIZE, LEAF
 from .node import OVERFLOW_FLAG, OVERFLOW_REF_SIZE
 
+if TYPE_CHECKING:
+    from ..pages.mapfile import PageMap
 
-def _keys(data, n: int, at: int, base: int, length: int, page: int):
+
+def _keys(data: bytes | memoryview, n: int, at: int, base: int, length: int, page: int
+          ) -> tuple[list[bytes], int]:
     """The n keys of an image, whose u16 lengths start at ``at`` and bytes at ``base``."""
     ko = list(accumulate(unpack_from(f"<{n}H", data, at), initial=base))
     if ko[-1] > length:
@@ -28,7 +35,7 @@ def _keys(data, n: int, at: int, base: int, length: int, page: int):
     return [bytes(data[a:b]) for a, b in zip(ko, ko[1:])], ko[-1]
 
 
-def image_of(pagemap, page: int, sumv: int, txn: int):
+def image_of(pagemap: PageMap, page: int, sumv: int, txn: int) -> bytes | memoryview:
     """The image of (page, txn): straight from the map once verified in this process."""
     if pagemap.verified.get(page) == txn:
         start = page * pagemap.unit
@@ -38,7 +45,8 @@ def image_of(pagemap, page: int, sumv: int, txn: int):
     return pagemap.image(page, sumv, txn)
 
 
-def py_map_get(pagemap, page: int, sumv: int, txn: int, key: bytes):
+def py_map_get(pagemap: PageMap, page: int, sumv: int, txn: int, key: bytes
+               ) -> bytes | tuple[int, int, int, int] | None:
     while True:
         data = image_of(pagemap, page, sumv, txn)
         _s, kind, _f, n, length, _t = HEADER.unpack_from(data, 0)

@@ -10,12 +10,25 @@ changed the same key differently (base -> ours), which is a conflict,
 settled by ``resolve`` or reported. A merge therefore reads and writes in
 proportion to where both sides changed, not to the size of the database.
 """
+from __future__ import annotations
+
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ..pages.meta import RootRef
 from . import diff as diffmod
 from .btree import Tree
 from .node import Branch
+
+if TYPE_CHECKING:
+    from .btree import NodeCache
+
+# How a conflict is settled: not at all (None: reported), one side, or a function
+# (key, base, ours, theirs) -> the value to keep (bytes-like), or None to delete the key.
+Settle: TypeAlias = Literal["ours", "theirs"] | Callable[[bytes, Any, Any, Any], Any] | None
+# (base, ours, theirs) references of subtrees that both sides changed
+_Triple: TypeAlias = tuple[RootRef, RootRef, RootRef]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,19 +39,21 @@ class Conflict:
     theirs: bytes | None
 
 
-def merge3(nodes, base_ref, ours: Tree, theirs_ref, resolve=None,
-           stats: diffmod.DiffStats | None = None) -> tuple[list[Conflict], int, int]:
+def merge3(nodes: NodeCache, base_ref: RootRef, ours: Tree, theirs_ref: RootRef,
+           resolve: Settle = None, stats: diffmod.DiffStats | None = None
+           ) -> tuple[list[Conflict], int, int]:
     """Apply base->theirs onto ``ours`` (a writable Tree). Returns the conflicts left
     unresolved (if any, ``ours`` must be thrown away) and the keys put and deleted one
     by one (subtrees grafted whole are not counted)."""
-    conflicts = []
+    conflicts: list[Conflict] = []
     applied = [0, 0]  # puts, deletes
     for b, o, t in _graft(nodes, base_ref, ours, theirs_ref):
         _merge_keys(nodes, b, o, ours, t, resolve, stats, conflicts, applied)
     return conflicts, applied[0], applied[1]
 
 
-def _graft(nodes, base_ref, ours: Tree, theirs_ref) -> list[tuple]:
+def _graft(nodes: NodeCache, base_ref: RootRef, ours: Tree, theirs_ref: RootRef
+           ) -> list[_Triple]:
     """Graft into ``ours`` every aligned subtree only theirs changed; return the
     subtrees (base, ours, theirs references) both sides changed, to merge key by key."""
     whole = [(base_ref, ours.ref, theirs_ref)]
@@ -51,16 +66,20 @@ def _graft(nodes, base_ref, ours: Tree, theirs_ref) -> list[tuple]:
     o = ours.root()
     if not (type(b) is type(t) is type(o) is Branch and b.keys == t.keys == o.keys):
         return whole
-    both: list[tuple] = []
-    _graft_children(nodes, ours, ours._own_root(), b, t, both)
-    ours.count = ours.root().count()
+    both: list[_Triple] = []
+    own = ours._own_root()
+    assert type(own) is Branch  # (a copy of o)
+    _graft_children(nodes, ours, own, b, t, both)
+    ours.count = own.count()
     ours.mod += 1
     return both
 
 
-def _graft_children(nodes, ours, o: Branch, b: Branch, t: Branch, both) -> None:
+def _graft_children(nodes: NodeCache, ours: Tree, o: Branch, b: Branch, t: Branch,
+                    both: list[_Triple]) -> None:
     # Children are told apart by page, never by checksum (a crafted value could make
     # two different subtrees' 64-bit checksums equal): equal pages are the same image.
+    # (b and t are clean, and o's children on this walk too: every kid here is a page.)
     for i in range(len(o.keys)):
         bp, tp = b.kids[i], t.kids[i]
         if bp == tp:
@@ -72,20 +91,22 @@ def _graft_children(nodes, ours, o: Branch, b: Branch, t: Branch, both) -> None:
             continue
         if mine == tp:                                 # ours already has theirs' child
             continue
-        bk = nodes.load(bp, bs, b.txns[i])
-        tk = nodes.load(tp, ts, t.txns[i])
-        ok = nodes.load(mine, o.sums[i], o.txns[i])
+        bk = nodes.load(bp, bs, b.txns[i])  # type: ignore[arg-type]
+        tk = nodes.load(tp, ts, t.txns[i])  # type: ignore[arg-type]
+        ok = nodes.load(mine, o.sums[i], o.txns[i])  # type: ignore[arg-type]
         if type(bk) is type(tk) is type(ok) is Branch and bk.keys == tk.keys == ok.keys:
             child = ours._own_kid(o, i)
-            _graft_children(nodes, ours, child, bk, tk, both)
+            _graft_children(nodes, ours, child, bk, tk, both)  # type: ignore[arg-type]
             o.counts[i] = child.count()
         else:   # both changed it, or the shapes differ: its keys are merged one by one
-            both.append((RootRef(b.kids[i], bs, b.txns[i]), RootRef(mine, o.sums[i], o.txns[i]),
-                         RootRef(t.kids[i], ts, t.txns[i])))
+            both.append((RootRef(b.kids[i], bs, b.txns[i]),  # type: ignore[arg-type]
+                         RootRef(mine, o.sums[i], o.txns[i]),  # type: ignore[arg-type]
+                         RootRef(t.kids[i], ts, t.txns[i])))  # type: ignore[arg-type]
 
 
-def _merge_keys(nodes, base_ref, ours_ref, ours, theirs_ref, resolve, stats,
-                conflicts, applied) -> None:
+def _merge_keys(nodes: NodeCache, base_ref: RootRef, ours_ref: RootRef, ours: Tree,
+                theirs_ref: RootRef, resolve: Settle, stats: diffmod.DiffStats | None,
+                conflicts: list[Conflict], applied: list[int]) -> None:
     """Merge two subtrees key by key into ``ours``: theirs' changes, unless ours changed
     the same key too."""
     mine = diffmod.changes(nodes, base_ref, ours_ref, stats=stats)
@@ -108,18 +129,19 @@ def _merge_keys(nodes, base_ref, ours_ref, ours, theirs_ref, resolve, stats,
             _apply(ours, t.key, t.new, applied)
 
 
-def _settle(resolve, c: Conflict):
+def _settle(resolve: Settle, c: Conflict) -> bytes | None:
     if resolve == "ours":
         return c.ours
     if resolve == "theirs":
         return c.theirs
+    assert resolve is not None  # (_merge_keys reports the conflict instead)
     value = resolve(c.key, c.base, c.ours, c.theirs)
     if value is not None and not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError(f"resolve() must return bytes or None, not {type(value).__name__}")
     return None if value is None else bytes(value)
 
 
-def _apply(tree: Tree, key: bytes, value, applied: list[int]) -> None:
+def _apply(tree: Tree, key: bytes, value: bytes | None, applied: list[int]) -> None:
     if value is None:
         applied[1] += tree.delete(key)
     else:

@@ -29,16 +29,23 @@ Reading one *materialises* it: the base node with each run's ``cut`` entries fro
 ``at`` replaced by its ``put`` entries. ``depth`` counts the deltas down to a full
 image (1 .. MAX_CHAIN), so a cold read applies at most MAX_CHAIN of them.
 """
+from __future__ import annotations
+
 import sys
 from array import array
+from collections.abc import Sequence
 from itertools import accumulate, chain, compress, count
 from operator import is_not, ne
 from struct import Struct, pack, unpack_from
 from struct import error as struct_error
+from typing import TYPE_CHECKING, TypeAlias, final
 
 from .._accelerators import load, wanted
 from ..errors import Corruption
 from ..pages.checksum import BRANCH, BRANCH_DELTA, HEADER, HEADER_SIZE, LEAF, LEAF_DELTA, seal
+
+if TYPE_CHECKING:
+    from ..pages.meta import RootRef
 
 if sys.byteorder != "little":  # arrays (here and in the free list) pack in native order
     raise ImportError("cowdb's page format is little-endian; this machine is big-endian")
@@ -53,53 +60,83 @@ DELTA_HEAD = Struct("<QQQHH")   # base page, checksum, txn; depth; splice count
 MAX_CHAIN = 8                   # deltas in a chain: the next write of its node is a full image
 
 
+@final
 class Overflow:
     """A value stored out of line in its own page run."""
     __slots__ = ("page", "length", "checksum", "txn")
+    page: int
+    length: int
+    checksum: int
+    txn: int
 
-    def __init__(self, page, length, checksum, txn):
+    def __init__(self, page: int, length: int, checksum: int, txn: int) -> None:
         self.page, self.length, self.checksum, self.txn = page, length, checksum, txn
 
 
+# Leaf and Branch are final, so ``type(node) is Branch`` tells a checker the other case too.
+@final
 class Leaf:
     """``big`` is True when some value is not inline bytes (an Overflow, or bytes that will
     go to one): readers and the writer check values one by one only then. ``sig`` (clean
     leaves only, else None): see ``leaf_sig``."""
     __slots__ = ("keys", "vals", "size", "big", "sig", "txn", "base", "chain")
+    keys: list[bytes]
+    vals: list[bytes | Overflow]
+    size: int
+    big: bool
+    txn: int
+    base: tuple[Leaf, RootRef] | None
+    chain: tuple[tuple[int, int, int], ...] | None
 
-    def __init__(self, keys, vals, size, big=False):
+    def __init__(self, keys: list[bytes], vals: list[bytes | Overflow], size: int,
+                 big: bool = False) -> None:
         self.keys, self.vals, self.size, self.big = keys, vals, size, big
-        self.sig = None
+        self.sig: int | None = None
         self.txn = 0    # clean nodes: the txn that wrote the image (see NodeCache)
         self.base = None   # dirty copies: (the clean node copied, its RootRef), see Tree
         self.chain = None  # clean nodes read from a delta: see ``images``
 
-    def copy(self):
+    def copy(self) -> Leaf:
         return Leaf(self.keys[:], self.vals[:], self.size, self.big)
 
-    def count(self):
+    def count(self) -> int:
         return len(self.keys)
 
 
+@final
 class Branch:
-    """``sig`` (clean branches only, else None): see ``branch_sig``."""
+    """``sig`` (clean branches only, else None): see ``branch_sig``. ``kids[i]`` is a
+    clean child's page (int), or in a dirty branch the dirty child node itself."""
     __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig", "txn", "base",
                  "chain")
+    keys: list[bytes]
+    kids: list[int | Node]
+    counts: list[int]
+    sums: list[int]
+    txns: list[int]
+    size: int
+    txn: int
+    base: tuple[Branch, RootRef] | None
+    chain: tuple[tuple[int, int, int], ...] | None
 
-    def __init__(self, keys, kids, counts, sums, txns, size):
+    def __init__(self, keys: list[bytes], kids: list[int | Node], counts: list[int],
+                 sums: list[int], txns: list[int], size: int) -> None:
         self.keys, self.kids, self.counts = keys, kids, counts
         self.sums, self.txns, self.size = sums, txns, size
-        self.sig = None
+        self.sig: int | None = None
         self.txn = 0    # clean nodes: the txn that wrote the image (see NodeCache)
         self.base = None   # dirty copies: (the clean node copied, its RootRef), see Tree
         self.chain = None  # clean nodes read from a delta: see ``images``
 
-    def copy(self):
+    def copy(self) -> Branch:
         return Branch(self.keys[:], self.kids[:], self.counts[:], self.sums[:], self.txns[:],
                       self.size)
 
-    def count(self):
+    def count(self) -> int:
         return sum(self.counts)
+
+
+Node: TypeAlias = Leaf | Branch
 
 
 def leaf_sig(leaf: Leaf) -> int:
@@ -113,9 +150,9 @@ def leaf_sig(leaf: Leaf) -> int:
     (PYTHONHASHSEED set), diff compares values instead (see diff.KEYED_HASH). Made when
     the writer writes the leaf (its values are at hand then), else on the first diff
     that needs it, and kept: a clean node never changes."""
-    vals = leaf.vals
+    vals: list[bytes | Overflow] | list[bytes | tuple[str, int]] = leaf.vals
     if leaf.big:
-        vals = [v if type(v) is bytes else ("overflow", v.page) for v in vals]
+        vals = [v if type(v) is not Overflow else ("overflow", v.page) for v in leaf.vals]
     sig = leaf.sig = int.from_bytes(pack(f"<{len(vals)}q", *map(hash, vals)), "little")
     return sig
 
@@ -132,7 +169,7 @@ def branch_sig(branch: Branch) -> int:
     return sig
 
 
-def branch_size(keys) -> int:
+def branch_size(keys: Sequence[bytes]) -> int:
     return HEADER_SIZE + sum(BRANCH_ENTRY + len(k) for k in keys)
 
 
@@ -174,7 +211,7 @@ def _branch_entries(data, n: int, at: int):
     return [data[a:b] for a, b in zip(ko, ko[1:])], ents, ko[-1]
 
 
-def decode(data: bytes, page: int):
+def decode(data: bytes, page: int) -> Node:
     """A full page image -> Leaf or Branch. The image's checksum was already verified."""
     try:
         _s, kind, _f, n, length, txn = HEADER.unpack_from(data, 0)
@@ -206,7 +243,7 @@ def _leaf_body(image: bytearray, keys, vals, big: bool) -> bool:
         image += pack(f"<{n}I", *[len(v) if type(v) is bytes else OVERFLOW_FLAG | OVERFLOW_REF_SIZE
                                   for v in vals])
         image += b"".join(keys)
-        image += b"".join([v if type(v) is bytes else
+        image += b"".join([v if type(v) is not Overflow else
                            _OVF.pack(v.page, v.length, v.checksum, v.txn) for v in vals])
         return any(type(v) is Overflow for v in vals)
     image += pack(f"<{n}I", *map(len, vals))
@@ -238,8 +275,9 @@ def encode_leaf(leaf: Leaf, txn: int) -> bytearray:
     return image
 
 
-def branch_refs(data: bytes, page: int):
-    """(kids, sums, txns) of a full branch image, without decoding its keys (for walks)."""
+def branch_refs(data: bytes, page: int
+                ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(kids, sums, txns) of a branch image, without decoding its keys (for walks)."""
     _s, kind, _f, n, length, _txn = HEADER.unpack_from(data, 0)
     if kind != BRANCH or not n or HEADER_SIZE + 34 * n > length:
         raise Corruption(f"page {page} is not a branch node (type {kind}, {n} entries)", page)

@@ -18,15 +18,23 @@ yielded with it (once), whatever walks first. ``seen`` holds the images yielded 
 as ``~page``, the nodes visited: an image met first as another delta's base is still
 walked as a node when a version reaches it as one (its children may differ).
 """
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 from ..errors import Corruption
 from ..pages.checksum import BRANCH, HEADER_SIZE, LEAF
 from ..pages.meta import RootRef
 from .btree import images
 from .node import HAS_OVERFLOW, Branch, Overflow, branch_refs
 
+if TYPE_CHECKING:
+    from .btree import NodeCache
 
-def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
-         light: bool = False):
+
+def walk(tree_nodes: NodeCache, ref: RootRef, newer_than: int = 0,
+         seen: set[int] | None = None, light: bool = False) -> Iterator[tuple[int, int]]:
     """Yield (unit, units) for each image under ``ref`` written after txn ``newer_than``."""
     if not ref.page or ref.txn <= newer_than or (seen is not None and ~ref.page in seen):
         return
@@ -42,13 +50,14 @@ def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
             head = store.read_head(page)
             if not HEADER_SIZE <= head[4] <= store.page_size:
                 raise Corruption(f"page {page} has a bad header (length {head[4]})", page)
+            assert seen is not None  # light walks always have seen
             if head[1] == BRANCH:
                 if page not in seen:
                     seen.add(page)
                     yield page, store.pages_for(head[4])
                 kids, sums, txns = branch_refs(store.read(page), page)
                 for kid, s, t in zip(kids, sums, txns):
-                    if t > newer_than and ~kid not in seen:  # light walks always have seen
+                    if t > newer_than and ~kid not in seen:
                         seen.add(~kid)
                         stack.append((kid, s, t))
                 continue
@@ -68,8 +77,8 @@ def walk(tree_nodes, ref: RootRef, newer_than: int = 0, seen: set | None = None,
                     continue
                 seen.add(p)
             yield p, units
-        if type(node) is Branch:
-            for kid, s, t in zip(node.kids, node.sums, node.txns):
+        if type(node) is Branch:  # (clean: its kids are pages)
+            for kid, s, t in zip(node.kids, node.sums, node.txns):  # type: ignore[assignment]
                 if t > newer_than and (seen is None or ~kid not in seen):
                     if seen is not None:
                         seen.add(~kid)
