@@ -150,7 +150,7 @@ def relocate_tree(nodes: NodeCache, store: PageStore, ref: RootRef, memo: dict[i
                 if base != was:
                     _REF.pack_into(image, HEADER_SIZE, base.page, base.checksum, base.txn)
                     seal(image)
-            elif not moved and direct and max(p for p, _u, _t in node.chain) < limit:
+            elif not moved and direct and max(p for p, _u, _t in node.chain or ()) < limit:
                 memo[ref.page] = ref   # nothing to move, nothing to compact
                 return ref
     elif not moved and ref.page < limit:
@@ -170,7 +170,8 @@ def relocate_tree(nodes: NodeCache, store: PageStore, ref: RootRef, memo: dict[i
     return out
 
 
-def _move_image(store, ref: RootRef, memo: dict, txn: int, limit: int) -> RootRef:
+def _move_image(store: PageStore, ref: RootRef, memo: dict[int, RootRef], txn: int,
+                limit: int) -> RootRef:
     """A delta's base, as an image: the same content (its header's txn and, for a delta,
     its base reference aside) below ``limit`` if it or an image of its chain was at or
     above it, else ``ref``. Its own children are not followed: a base reached only
@@ -206,7 +207,8 @@ def _move_image(store, ref: RootRef, memo: dict, txn: int, limit: int) -> RootRe
     return out
 
 
-def _base_of(store, ref: RootRef, live: set | None) -> tuple[RootRef, bool, bool]:
+def _base_of(store: PageStore, ref: RootRef, live: set[int] | None
+             ) -> tuple[RootRef, bool, bool]:
     """The image a delta at ``ref`` is to be written on: (its reference, whether it is
     the delta's own base, whether it is a kept node). Without ``live``, its own base;
     else the nearest image of its chain that is a kept node (in ``live``) or full."""

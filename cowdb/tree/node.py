@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import accumulate, chain, compress, count
 from operator import is_not, ne
 from struct import Struct, pack, unpack_from
 from struct import error as struct_error
-from typing import TYPE_CHECKING, TypeAlias, final
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, final
 
 from .._accelerators import load, wanted
 from ..errors import Corruption
@@ -46,6 +46,8 @@ from ..pages.checksum import BRANCH, BRANCH_DELTA, HEADER, HEADER_SIZE, LEAF, LE
 
 if TYPE_CHECKING:
     from ..pages.meta import RootRef
+
+T = TypeVar("T")
 
 if sys.byteorder != "little":  # arrays (here and in the free list) pack in native order
     raise ImportError("cowdb's page format is little-endian; this machine is big-endian")
@@ -85,7 +87,7 @@ class Leaf:
     size: int
     big: bool
     txn: int
-    base: tuple[Leaf, RootRef] | None
+    base: tuple[Node, RootRef] | None
     chain: tuple[tuple[int, int, int], ...] | None
 
     def __init__(self, keys: list[bytes], vals: list[bytes | Overflow], size: int,
@@ -116,7 +118,7 @@ class Branch:
     txns: list[int]
     size: int
     txn: int
-    base: tuple[Branch, RootRef] | None
+    base: tuple[Node, RootRef] | None
     chain: tuple[tuple[int, int, int], ...] | None
 
     def __init__(self, keys: list[bytes], kids: list[int | Node], counts: list[int],
@@ -173,7 +175,8 @@ def branch_size(keys: Sequence[bytes]) -> int:
     return HEADER_SIZE + sum(BRANCH_ENTRY + len(k) for k in keys)
 
 
-def _leaf_entries(data, n: int, at: int):
+def _leaf_entries(data: bytes, n: int, at: int
+                  ) -> tuple[list[bytes], list[bytes | Overflow], bool, int]:
     """The n leaf entries laid out from ``at`` (key lengths, value lengths, keys, values):
     (keys, vals, big, end)."""
     klens = unpack_from(f"<{n}H", data, at)
@@ -183,7 +186,7 @@ def _leaf_entries(data, n: int, at: int):
     pos = ko[-1]
     big = bool(n) and max(vlens) >= OVERFLOW_FLAG
     if big:
-        vals = []
+        vals: list[bytes | Overflow] = []
         for vl in vlens:
             if vl & OVERFLOW_FLAG:
                 vals.append(Overflow(*_OVF.unpack_from(data, pos)))
@@ -200,7 +203,8 @@ def _leaf_entries(data, n: int, at: int):
     return keys, vals, big, pos
 
 
-def _branch_entries(data, n: int, at: int):
+def _branch_entries(data: bytes, n: int, at: int
+                    ) -> tuple[list[bytes], tuple[int, ...], int]:
     """The n branch entries laid out from ``at``: (keys, flat (page, count, checksum, txn)
     tuple, end)."""
     klens = unpack_from(f"<{n}H", data, at)
@@ -219,9 +223,9 @@ def decode(data: bytes, page: int) -> Node:
             keys, vals, big, pos = _leaf_entries(data, n, HEADER_SIZE)
             if pos != length:
                 raise ValueError("entries do not fill the image")
-            node = Leaf(keys, vals, length, big)
-            node.txn = txn
-            return node
+            leaf = Leaf(keys, vals, length, big)
+            leaf.txn = txn
+            return leaf
         if kind == BRANCH and n:
             keys, ents, pos = _branch_entries(data, n, HEADER_SIZE)
             if pos != length:
@@ -235,7 +239,8 @@ def decode(data: bytes, page: int) -> Node:
     raise Corruption(f"page {page} is not a tree node (type {kind}, {n} entries)", page)
 
 
-def _leaf_body(image: bytearray, keys, vals, big: bool) -> bool:
+def _leaf_body(image: bytearray, keys: list[bytes], vals: list[bytes | Overflow],
+               big: bool) -> bool:
     """Append leaf entries to ``image``; whether one of them is an overflow value."""
     n = len(keys)
     image += pack(f"<{n}H", *map(len, keys))   # measured faster than array(...).tobytes()
@@ -246,19 +251,21 @@ def _leaf_body(image: bytearray, keys, vals, big: bool) -> bool:
         image += b"".join([v if type(v) is not Overflow else
                            _OVF.pack(v.page, v.length, v.checksum, v.txn) for v in vals])
         return any(type(v) is Overflow for v in vals)
-    image += pack(f"<{n}I", *map(len, vals))
-    image += b"".join(keys)
-    image += b"".join(vals)
+    image += pack(f"<{n}I", *map(len, vals))  # type: ignore[arg-type]  # (not big: every
+    image += b"".join(keys)                     # value is inline bytes)
+    image += b"".join(vals)  # type: ignore[arg-type]
     return False
 
 
-def _branch_body(image: bytearray, keys, kids, counts, sums, txns) -> None:
+def _branch_body(image: bytearray, keys: list[bytes], kids: list[int | Node], counts: list[int],
+                 sums: list[int], txns: list[int]) -> None:
     if _c_branch_body is not None:
         image += _c_branch_body(keys, kids, counts, sums, txns)
         return
     image += pack(f"<{len(keys)}H", *map(len, keys))
     entries = array("Q", bytes(32 * len(keys)))  # interleaved by slice assignment: 40%
-    entries[0::4] = array("Q", kids)             # faster than pack(*chain(zip(...))) for
+    entries[0::4] = array("Q", kids)  # type: ignore[arg-type, type-var]  # (pages: written)
+                                                 # faster than pack(*chain(zip(...))) for
     entries[1::4] = array("Q", counts)           # ~90 entries
     entries[2::4] = array("Q", sums)
     entries[3::4] = array("Q", txns)
@@ -294,7 +301,7 @@ def encode_branch(b: Branch, txn: int) -> bytearray:
 
 
 # ---- delta images (format 4) ---------------------------------------------------------
-def depth(node) -> int:
+def depth(node: Node) -> int:
     """How many deltas a clean node's image is made of (0: a full image)."""
     chain = node.chain
     return 0 if chain is None else len(chain) - 1
@@ -312,7 +319,7 @@ def _runs(idx: list[int]) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def _span(n: int, m: int, same) -> list[tuple[int, int, int, int]]:
+def _span(n: int, m: int, same: Callable[[int, int], bool]) -> list[tuple[int, int, int, int]]:
     """One run covering everything between the common prefix and suffix of a base of n
     entries and a node of m: ``same(i, j)`` tells base entry i from node entry j."""
     lim = min(n, m)
@@ -325,7 +332,8 @@ def _span(n: int, m: int, same) -> list[tuple[int, int, int, int]]:
     return [(p, n - s - p, p, m - s)] if (n - s - p or m - s - p) else []
 
 
-def _changes(node, base, dirty=None, by_value=False) -> list[tuple[int, int, int, int]]:
+def _changes(node: Node, base: Node, dirty: list[int] | None = None,
+             by_value: bool = False) -> list[tuple[int, int, int, int]]:
     """The runs (at, cut, lo, hi) that turn ``base``'s entries into ``node``'s: the
     base's entries at..at+cut-1 are replaced by the node's lo..hi-1. Values and keys are
     compared by identity (a copy shares its base's objects), references by value. For a
@@ -338,12 +346,14 @@ def _changes(node, base, dirty=None, by_value=False) -> list[tuple[int, int, int
     bk, nk = base.keys, node.keys
     same = len(bk) == len(nk) and bk == nk
     if type(node) is Leaf:
+        assert type(base) is Leaf  # (encode_delta checked)
         bv, nv = base.vals, node.vals
         if same:
             return _runs(list(compress(count(), map(ne if by_value else is_not, bv, nv))))
         if by_value:
             return _span(len(bk), len(nk), lambda i, j: bk[i] == nk[j] and bv[i] == nv[j])
         return _span(len(bk), len(nk), lambda i, j: bk[i] is nk[j] and bv[i] is nv[j])
+    assert type(node) is Branch and type(base) is Branch
     bkid, bs, bt, bc = base.kids, base.sums, base.txns, base.counts
     kid, ns, nt, nc = node.kids, node.sums, node.txns, node.counts
     if same and dirty is not None and _only(dirty, bkid, kid) and _only(dirty, bt, nt) \
@@ -357,7 +367,7 @@ def _changes(node, base, dirty=None, by_value=False) -> list[tuple[int, int, int
                  bs[i] == ns[j] and bt[i] == nt[j] and bc[i] == nc[j])
 
 
-def _only(dirty: list[int], old: list, new: list) -> bool:
+def _only(dirty: list[int], old: Sequence[object], new: list[Any]) -> bool:
     """Whether ``new`` equals ``old`` outside the indexes ``dirty``."""
     patched = new[:]
     for i in dirty:
@@ -365,14 +375,14 @@ def _only(dirty: list[int], old: list, new: list) -> bool:
     return patched == old
 
 
-def _picked(seq, runs) -> list:
+def _picked(seq: list[T], runs: list[tuple[int, int, int, int]]) -> list[T]:
     """The entries of ``seq`` that the runs put, in order."""
     if len(runs) == 1:
         return seq[runs[0][2]:runs[0][3]]
     return list(chain.from_iterable(seq[lo:hi] for _a, _c, lo, hi in runs))
 
 
-def encode_delta(node, base, ref, txn: int, dirty=None,
+def encode_delta(node: Node, base: Node, ref: RootRef, txn: int, dirty: list[int] | None = None,
                  by_value: bool = False) -> bytearray | None:
     """``node``'s image as a delta on ``base`` (the clean node at ``ref`` it was copied
     from), or None when a full image is due: the chain is MAX_CHAIN deltas long, or the
@@ -406,7 +416,7 @@ def encode_delta(node, base, ref, txn: int, dirty=None,
     return image
 
 
-def delta_base(data, page: int) -> tuple[int, int, int, int]:
+def delta_base(data: bytes, page: int) -> tuple[int, int, int, int]:
     """(base page, base checksum, base txn, depth) of a delta image."""
     if len(data) < HEADER_SIZE + DELTA_HEAD.size:
         raise Corruption(f"page {page} does not decode as a tree node: a delta cut short",
@@ -418,7 +428,7 @@ def delta_base(data, page: int) -> tuple[int, int, int, int]:
     return bpage, bsum, btxn, d
 
 
-def apply_delta(base, data, page: int):
+def apply_delta(base: Node, data: bytes, page: int) -> Node:
     """The node a delta image makes of its (already materialised) base: a new clean node,
     the base untouched. Raises Corruption if the delta does not fit its base."""
     try:
@@ -440,8 +450,9 @@ def apply_delta(base, data, page: int):
             cuts.append((prev, at, at + cut, sp[i + 2]))
             prev = at + cut
 
-        def spliced(old, new):
-            out, j = [], 0
+        def spliced(old: list[Any], new: Sequence[Any]) -> list[Any]:
+            out: list[Any] = []
+            j = 0
             for lo, at, _nxt, put in cuts:
                 out += old[lo:at]
                 out += new[j:j + put]
@@ -449,23 +460,26 @@ def apply_delta(base, data, page: int):
             out += old[prev:]
             return out
 
-        if want is Leaf:
+        node: Node
+        if type(base) is Leaf:
             keys, vals, _big, pos = _leaf_entries(data, m, at0)
             size = base.size + pos - at0
             bv = base.vals
             for _lo, at, nxt, _put in cuts:
-                size -= sum(LEAF_ENTRY + len(bk[i]) + (len(bv[i]) if type(bv[i]) is bytes
+                for i in range(at, nxt):
+                    v = bv[i]
+                    size -= LEAF_ENTRY + len(bk[i]) + (len(v) if type(v) is bytes
                                                        else OVERFLOW_REF_SIZE)
-                            for i in range(at, nxt))
             nvals = spliced(base.vals, vals)
             node = Leaf(spliced(bk, keys), nvals,
                         size, any(type(v) is not bytes for v in nvals))
         else:
-            keys, ents, pos = _branch_entries(data, m, at0)
+            assert type(base) is Branch
+            bkeys, ents, pos = _branch_entries(data, m, at0)
             size = base.size + pos - at0
             for _lo, at, nxt, _put in cuts:
                 size -= sum(BRANCH_ENTRY + len(bk[i]) for i in range(at, nxt))
-            node = Branch(spliced(bk, keys), spliced(base.kids, ents[0::4]),
+            node = Branch(spliced(bk, bkeys), spliced(base.kids, ents[0::4]),
                           spliced(base.counts, ents[1::4]), spliced(base.sums, ents[2::4]),
                           spliced(base.txns, ents[3::4]), size)
             if not node.keys or node.keys[0] != b"":
