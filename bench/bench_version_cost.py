@@ -6,9 +6,9 @@
 The W6 workload of bench_history.py (n keys b"key%012d" in one load, then
 versions of 10 random overwrites with 100-byte values, every version kept,
 durable commits). For every image a commit queues the script records its kind
-(data leaf, data branch, catalog leaf, catalog branch, free list, overflow),
-its bytes, the allocation units it takes, and whether those units were reused
-free space or file growth; and prints the mean per version.
+(data leaf, data branch, their delta images, catalog leaf, catalog branch, free
+list, overflow), its bytes, the allocation units it takes, and whether those units
+were reused free space or file growth; and prints the mean per version.
 """
 from __future__ import annotations
 
@@ -22,10 +22,19 @@ from collections import defaultdict
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cowdb  # noqa: E402
-from cowdb.pages.page import BRANCH, FREELIST, HEADER, LEAF, OVERFLOW  # noqa: E402
+from cowdb.pages.page import (  # noqa: E402
+    BRANCH,
+    BRANCH_DELTA,
+    FREELIST,
+    HEADER,
+    LEAF,
+    LEAF_DELTA,
+    OVERFLOW,
+)
 from cowdb.pages.store import PageStore  # noqa: E402
 
-KINDS = {LEAF: "leaf", BRANCH: "branch", OVERFLOW: "overflow", FREELIST: "free list"}
+KINDS = {LEAF: "leaf", BRANCH: "branch", OVERFLOW: "overflow", FREELIST: "free list",
+         LEAF_DELTA: "leaf delta", BRANCH_DELTA: "branch delta"}
 
 
 def measure(n: int, versions: int, seed: int = 20240603) -> None:
@@ -48,7 +57,7 @@ def measure(n: int, versions: int, seed: int = 20240603) -> None:
 
     def write(page: int, image) -> None:
         kind = KINDS.get(HEADER.unpack_from(image, 0)[1], "?")
-        if kind in ("leaf", "branch"):
+        if kind in ("leaf", "branch", "leaf delta", "branch delta"):
             kind = ("catalog " if state["catalog"] else "") + kind
         units = store.pages_for(len(image))
         row = rows[kind]

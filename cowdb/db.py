@@ -143,6 +143,7 @@ class Database:
         self._nodes = NodeCache(store, cache_nodes)
         if type(io) is OsFileIO:  # one read-only map of the file, for every snapshot
             store.pagemap = PageMap(store, io.fd)
+            store.pagemap.expand = self._nodes.full_image  # delta images (format 4)
             store.rollback_hooks.append(store.pagemap.forget_txn)
         lock = None if self.path is None else self.path + "-lock"
         new_lock = lock is not None and not os.path.exists(lock)

@@ -38,7 +38,7 @@ from .pages.meta import EMPTY, Meta, RootRef
 from .pages.page import BRANCH as BRANCH_IMAGE
 from .pages.page import HEADER, HEADER_SIZE, LEAF
 from .pages.store import DEFAULT_UNIT, META_PAGES, PageStore
-from .tree.btree import NodeCache, Tree, read_overflow
+from .tree.btree import NodeCache, Tree, images, read_overflow
 from .tree.node import Branch, Leaf, Node, Overflow, decode
 
 log: logging.Logger = logging.getLogger("cowdb")
@@ -312,7 +312,7 @@ def _verify(nodes: NodeCache, ref: RootRef, memo: _VerifyMemo, pages: set[int]) 
             return done
         try:
             node = nodes.load(page, checksum, txn)
-            mine = set(range(page, page + nodes.store.pages_for(node.size)))
+            mine = {u for p, n, _t in images(nodes.store, page, node) for u in range(p, p + n)}
             err: str | None = None
             if type(node) is Branch:
                 for kid, s, t in zip(node.kids, node.sums, node.txns):

@@ -44,7 +44,9 @@ def _disk_full(e: BaseException | None) -> bool:
 
 @dataclass(slots=True)
 class GcReport:
-    """What ``gc()`` did."""
+    """What ``gc()`` did. ``pages_freed`` counts the store's allocation units (64 bytes
+    from format 3 on, a whole page in older files; the name is kept for compatibility):
+    ``bytes_freed`` is the figure to show."""
     versions_dropped: int = 0
     pages_freed: int = 0
     bytes_freed: int = 0
@@ -125,7 +127,7 @@ class Upkeep:
                 report.versions_dropped = len(dropped)
                 report.pages_freed = freed
                 report.bytes_freed = report.pages_freed * store.unit
-            self._give_back_tail()
+            self._give_back_tail(compact=bool(dropped))
         report.file_bytes_after = self._db._io.size()
         return report
 
@@ -165,7 +167,7 @@ class Upkeep:
             remaining = [new.get(c.version, c) for c in remaining if c.version not in gone]
         return freed
 
-    def _give_back_tail(self) -> None:
+    def _give_back_tail(self, compact: bool = False) -> None:
         """Give the end of the file back (writer lock held): move what still lives near
         the end into free space lower down, then truncate the free pages at the end.
 
@@ -183,6 +185,8 @@ class Upkeep:
         durable, so a failure here leaves a correct, longer file that the next gc()
         shortens."""
         try:
+            if compact:
+                self._compact_chains()
             self._relocate_tail()
             self._trim_tail()
         except OSError:  # WriteFailed too
@@ -200,19 +204,57 @@ class Upkeep:
         limit = packed + max(least, packed // 8)
         if limit >= count:
             return
+        self._rewrite_kept(limit, False)
+
+    def _compact_chains(self) -> None:
+        """After versions were dropped: write the kept delta nodes whose chains hold
+        dropped versions' images again on the nearest image of the chain that is a kept
+        node or a full one, and free those images (see tree/copy.py, ``live``). Without
+        this, what a dropped version wrote would stay, cut into small holes between kept
+        chain images, for as long as a kept version's chain reaches it."""
+        self._rewrite_kept(self._db._store.page_count, True)
+
+    def _rewrite_kept(self, limit: int, compact: bool) -> None:
+        """One durable txn that relocates every kept version's tree (images at or past
+        ``limit`` moved lower; with ``compact``, delta chains compacted), frees what the
+        old trees reached and the new ones do not, and gives the commits their new roots.
+        Nothing to do, or (relocation) a file that would grow: the txn is rolled back."""
+        store = self._db._store
+        count = store.page_count
         nodes = self._db._nodes
 
         def change(cat: Catalog, txn: int) -> None:
             memo: dict[int, RootRef] = {}  # old page -> its new reference
-            for c in list(cat.commits(reverse=False)):
-                root = relocate_tree(nodes, store, c.root, memo, txn, limit)
+            commits = list(cat.commits(reverse=False))
+            old = [c.root for c in commits]
+            live = None
+            if compact:  # the pages of every node a kept version reaches (walk: ~page)
+                live = {~p for p in gcmod.mark(nodes, old) if p < 0}
+            roots = []
+            for c in commits:
+                root = relocate_tree(nodes, store, c.root, memo, txn, limit, live)
+                roots.append(root)
                 if root != c.root:
                     cat.put_commit(replace(c, root=root))
-            cat.tree.relocate(limit)
-            store.rebase_freelist = True
+            if compact and roots == old:
+                raise _NoRoom  # no chain to compact
+            # free what the old trees reached and the new ones do not (an image that a
+            # kept delta chain still reaches stays)
+            for page, n in gcmod.sweep(nodes, old, gcmod.mark(nodes, roots)):
+                store.free(page, n)
+            if not compact:
+                cat.tree.relocate(limit)
+                if store.page_count > count:
+                    # free space too cut up for what must move: moving would grow the
+                    # file, so do not
+                    raise _NoRoom
+                store.rebase_freelist = True
             store.barrier = True
             store.may_use_reserve = True
-        self._db._update(change, durable=True, forget=True)  # commit records got new roots
+        try:
+            self._db._update(change, durable=True, forget=True)  # new roots in commits
+        except _NoRoom:
+            pass
 
     def _trim_tail(self) -> None:
         store = self._db._store
@@ -301,6 +343,10 @@ class Upkeep:
         out.reclaimable_bytes = dead * ps
         out.free_bytes = fl.count() * ps
         return out
+
+
+class _NoRoom(Exception):
+    """Relocation would grow the file: its txn is rolled back (see _relocate_tail)."""
 
 
 def _fill(cat: Catalog, txn: int, nodes: NodeCache, dst_store: PageStore, kept: list[Commit],

@@ -710,8 +710,9 @@ def test_fault_at_every_operation(kind):
     assert not failures, f"{len(failures)} of {faults} {kind} faults failed:\n" + \
         "\n".join(failures[:5])
     # enospc strikes only writes that grow the file; packed images (64-byte units) grow
-    # it in fewer reserve renewals: 12 such points at seed 1 (pages: 17)
-    assert faults >= (10 if kind == "enospc" else 14)
+    # it in fewer reserve renewals: 12 such points at seed 1 (pages: 17), and delta
+    # images (format 4) in fewer still: 9
+    assert faults >= (8 if kind == "enospc" else 14)
 
 
 def test_a_no_sync_branch_is_made_durable_by_the_next_durable_commit():

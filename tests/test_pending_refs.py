@@ -140,7 +140,7 @@ def _rewrite_slot(data: bytearray, off: int, edit) -> None:
     data[off:off + metamod.META_SIZE + len(pending)] = rec + pending
 
 
-def test_a_format_version_1_file_opens_and_is_written_as_version_3():
+def test_a_format_version_1_file_opens_and_is_written_as_version_4():
     io = MemoryIO()
     io.unit = 1024  # whole-page units, as versions 1 and 2 allocate
     db = cowdb.open(io=io, page_size=1024)
@@ -159,7 +159,7 @@ def test_a_format_version_1_file_opens_and_is_written_as_version_3():
     db = cowdb.open(io=MemoryIO(bytes(data)), page_size=1024)
     assert dict(db.read().items()) == {b"k%04d" % i: b"v" * 50 for i in range(300)}
     db.branch("exp")
-    assert db._store.meta.pending and db._store.meta.encode()[8:12] == (3).to_bytes(4, "little")
+    assert db._store.meta.pending and db._store.meta.encode()[8:12] == (4).to_bytes(4, "little")
     db.close()
 
 

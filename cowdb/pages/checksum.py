@@ -14,10 +14,13 @@ from ..errors import Corruption
 
 # The header layout and page types live in page.py; imported from here too (they did).
 from .page import BRANCH as BRANCH
+from .page import BRANCH_DELTA as BRANCH_DELTA
 from .page import FREELIST as FREELIST
 from .page import HEADER as HEADER
 from .page import HEADER_SIZE as HEADER_SIZE
+from .page import LAST_TYPE
 from .page import LEAF as LEAF
+from .page import LEAF_DELTA as LEAF_DELTA
 from .page import OVERFLOW as OVERFLOW
 
 _SUM = Struct("<Q")
@@ -39,7 +42,7 @@ def verify(data: bytes | memoryview, ref: int) -> int:
         raise Corruption(f"page {ref} is truncated ({len(data)} bytes)", ref)
     s: int  # (a declaration: no cost at run time)
     s, kind, _flags, _n, length, _txn = HEADER.unpack_from(data, 0)
-    if length != len(data) or not LEAF <= kind <= FREELIST:
+    if length != len(data) or not LEAF <= kind <= LAST_TYPE:
         raise Corruption(f"page {ref} has a bad header (type {kind}, length {length})", ref)
     if xxh3_64_intdigest(memoryview(data)[8:]) != s:
         raise Corruption(f"page {ref} failed its checksum; the file is damaged "

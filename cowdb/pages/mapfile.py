@@ -20,6 +20,10 @@ Python (tree/mapped.py image_of) after ``covers`` checked the file's size, which
 leaves only the instant between that check and the read unguarded. An image that
 is not whole in the file at its page (a delta, materialised per process) is never
 marked verified, so every read of it goes through ``image``.
+A reference to a delta image (format 4) gets the full image its chain materialises
+to: bytes made once per process by ``expand`` (the tree layer's
+``NodeCache.full_image``) and kept in ``made`` (page -> bytes, bounded), which the
+mapped search (C and Python) looks in before it calls ``image``.
 """
 from __future__ import annotations
 
@@ -28,22 +32,30 @@ import os
 from typing import TYPE_CHECKING
 
 from ..errors import Corruption, DatabaseClosed
-from .checksum import HEADER, verify
+from .checksum import BRANCH_DELTA, HEADER, LEAF_DELTA, verify
+
+MADE_MAX = 4096  # materialised images kept per process (each at most a page)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .store import PageStore
 
 
 class PageMap:
-    __slots__ = ("store", "fd", "buf", "verified", "unit")
+    __slots__ = ("store", "fd", "buf", "verified", "unit", "made", "expand")
     store: PageStore
     fd: int
+    expand: Callable[[int, int, int], bytes] | None
 
     def __init__(self, store: PageStore, fd: int) -> None:
         self.store, self.fd = store, fd
         self.unit = store.unit  # an image sits at page x unit (known once the meta is read)
         self.buf: mmap.mmap | bytes = b""  # the mmap (b"" until the first page is asked for)
         self.verified: dict[int, int] = {}
+        self.made: dict[int, bytes] = {}  # page -> the full image of a delta (header: its
+                                          # reference's checksum and txn)
+        self.expand = None      # (page, checksum, txn) -> that full image; set by the db
 
     def covers(self, end: int) -> bool:
         """Whether the file reaches ``end`` bytes now (fstat: another process may have
@@ -66,6 +78,10 @@ class PageMap:
         database). Later reads of it in this process may take it from the map."""
         if self.fd < 0:
             raise DatabaseClosed("the database is closed; open it again with cowdb.open()")
+        made = self.made.get(page)
+        if made is not None and made[16:24] == txn.to_bytes(8, "little") and \
+                made[:8] == checksum.to_bytes(8, "little"):
+            return made
         store = self.store
         self.unit = store.unit
         if copied is not None and page not in store._queue and not store.outside(page):
@@ -80,10 +96,23 @@ class PageMap:
         if got != txn:
             raise Corruption(f"page {page} was written by txn {got}, its parent "
                              f"expects txn {txn}", page)
+        if LEAF_DELTA <= data[8] <= BRANCH_DELTA:
+            return self._materialised(page, checksum, txn)
         end = page * self.unit + len(data)
         if page not in store._queue and (len(self.buf) >= end or self.covers(end)):
             self.verified[page] = txn  # (reads from the map check the file's size first)
         return data
+
+    def _materialised(self, page: int, checksum: int, txn: int) -> bytes:
+        if self.expand is None:
+            raise Corruption(f"page {page} is a delta image and this map cannot "
+                             f"materialise it", page)
+        made = self.expand(page, checksum, txn)
+        if len(self.made) >= MADE_MAX:
+            for k in list(self.made)[:MADE_MAX // 8]:
+                self.made.pop(k, None)
+        self.made[page] = made
+        return made
 
     def close(self) -> None:
         """Let go of the map (it is unmapped once no reader holds a view of it) and of the
@@ -91,9 +120,13 @@ class PageMap:
         self.fd = -1
         self.buf = b""
         self.verified.clear()
+        self.made.clear()
 
     def forget_txn(self, txn: int) -> None:
         """A rolled-back txn's number will be reused: forget the pages it verified."""
         for page, t in list(self.verified.items()):
             if t >= txn:
                 self.verified.pop(page, None)
+        for page, image in list(self.made.items()):
+            if int.from_bytes(image[16:24], "little") >= txn:
+                self.made.pop(page, None)

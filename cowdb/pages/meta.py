@@ -16,9 +16,10 @@ from typing import NamedTuple
 from xxhash import xxh3_64_intdigest
 
 MAGIC = b"COWDB\x00\r\n"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)        # version 1: the same record, never with pending bytes;
-                                     # versions 1 and 2: flags (0) where 3 has the unit
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)     # version 1: the same record, never with pending bytes;
+                                     # versions 1 and 2: flags (0) where 3 has the unit;
+                                     # version 4: the record of 3, delta images may follow
 _META = Struct("<8sIIQQQQQQQQQQQQ")  # see docs/format.md, "Meta record"
 META_SIZE = _META.size + 8            # + checksum; pending bytes follow
 PENDING_MAX = 1024                    # bytes of pending changes a record may carry

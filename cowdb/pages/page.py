@@ -10,3 +10,6 @@ LEAF = 1
 BRANCH = 2
 OVERFLOW = 3
 FREELIST = 4
+LEAF_DELTA = 5     # format 4: a leaf written as its base's reference and the changed entries
+BRANCH_DELTA = 6   # format 4: the same for a branch (docs/format.md, "Delta images")
+LAST_TYPE = BRANCH_DELTA

@@ -255,8 +255,9 @@ class PageStore:
 
     def read_head(self, page: int) -> tuple[int, int, int, int, int, int]:
         """The header fields (checksum, type, flags, n, length, txn) of an image, unverified:
-        for walks that only need to know what a page is."""
-        data = self._pread(HEADER_SIZE, page * self.unit, page)
+        for walks that only need to know what a page is (one this txn wrote too)."""
+        queued = self._queue.get(page) if self._queue else None
+        data = queued if queued is not None else self._pread(HEADER_SIZE, page * self.unit, page)
         if len(data) < HEADER_SIZE:
             raise Corruption(f"page {page} is truncated", page)
         return HEADER.unpack_from(data, 0)
@@ -462,7 +463,10 @@ class PageStore:
         """Append a delta image to the free list's chain, or start a new chain with a
         base image (freeing the old chain) when it is long. See freelist.py."""
         fl = self.freelist
-        if fl.chain and len(fl.chain) <= MAX_CHAIN and not self.rebase_freelist:
+        if fl.chain and len(fl.chain) <= MAX_CHAIN and not self.rebase_freelist and \
+                fl.delta_size() <= max(fl.encoded_size(), self.page_size):
+            # (a txn of many frees, gc's, whose delta is over a page and longer than a
+            # base, which coalesces them, writes a base)
             need = self.pages_for(HEADER_SIZE + fl.delta_size())
             fresh = self.page_count
             page = self._take(need)         # logged, so the delta records its own pages

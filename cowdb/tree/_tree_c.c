@@ -30,7 +30,7 @@
 
 static PyTypeObject *branch_type = NULL;   /* node.Branch, set by bind() */
 static PyObject *s_keys, *s_kids, *s_sums, *s_txns, *s_txn, *s_vals, *s_load;
-static PyObject *s_buf, *s_verified, *s_image, *s_unit;
+static PyObject *s_buf, *s_verified, *s_image, *s_unit, *s_made;
 
 /* compare key (k, kl) with the searched key (q, ql) */
 static inline int
@@ -323,7 +323,7 @@ key_bisect(const unsigned char *d, const uint32_t *off, unsigned n, const char *
 /* PageMap's buf, verified and unit: read through the slots' offsets when pm is a PageMap
  * (bind_map gave its class), else by name */
 static PyTypeObject *pagemap_type = NULL;
-static Py_ssize_t off_buf = -1, off_verified = -1, off_unit = -1;
+static Py_ssize_t off_buf = -1, off_verified = -1, off_unit = -1, off_made = -1;
 
 static PyObject *
 pm_field(PyObject *pm, Py_ssize_t offset, PyObject *name)
@@ -457,7 +457,7 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
 {
     /* volatile: set after sigsetjmp and read after a jump back */
     volatile unsigned long long page = page_;
-    PyObject *bufobj = NULL, *verified = NULL, *pso = NULL;
+    PyObject *bufobj = NULL, *verified = NULL, *made = NULL, *pso = NULL;
     PyObject *volatile result = NULL;
     PyObject *volatile held = NULL;  /* an image pagemap.image returned, for this step */
     Py_buffer map = {0}, img = {0};
@@ -469,10 +469,11 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
         (psz = PyLong_AsSsize_t(pso)) <= 0 ||
         (bufobj = pm_field(pm, off_buf, s_buf)) == NULL ||
         PyObject_GetBuffer(bufobj, &map, PyBUF_SIMPLE) < 0 ||
-        (verified = pm_field(pm, off_verified, s_verified)) == NULL)
+        (verified = pm_field(pm, off_verified, s_verified)) == NULL ||
+        (made = pm_field(pm, off_made, s_made)) == NULL)
         goto done;
-    if (!PyDict_Check(verified)) {
-        PyErr_SetString(PyExc_TypeError, "pagemap.verified is not a dict");
+    if (!PyDict_Check(verified) || !PyDict_Check(made)) {
+        PyErr_SetString(PyExc_TypeError, "pagemap.verified or pagemap.made is not a dict");
         goto done;
     }
     if (sigsetjmp(map_jump, 0)) {
@@ -525,10 +526,23 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
                 PyBuffer_Release(&img);
                 Py_CLEAR(held);
             }
+            /* a delta image materialised earlier in this process (mapfile.py: made):
+             * its full image, whose header carries the reference's checksum and txn */
+            PyObject *mi = PyDict_GetItemWithError(made, pk);
+            if (mi != NULL && PyBytes_CheckExact(mi) && PyBytes_GET_SIZE(mi) >= 24 &&
+                    le64((const unsigned char *)PyBytes_AS_STRING(mi)) == sum &&
+                    le64((const unsigned char *)PyBytes_AS_STRING(mi) + 16) == txn) {
+                held = Py_NewRef(mi);
+            }
+            else if (PyErr_Occurred()) {
+                Py_DECREF(pk);
+                goto done;
+            }
             /* not verified yet: a copy of what the map holds there (read under the
-             * guard), verified here (checked()) or by pagemap.image, which otherwise
-             * reads the page again */
-            if (page < (unsigned long long)(PY_SSIZE_T_MAX / psz) &&
+             * guard), verified here (checked(): a whole leaf or branch) or by
+             * pagemap.image (a delta, materialised there; or a damaged page), which
+             * otherwise reads the page again */
+            if (held == NULL && page < (unsigned long long)(PY_SSIZE_T_MAX / psz) &&
                     (Py_ssize_t)page * psz + 24 <= map.len) {
                 Py_ssize_t start = (Py_ssize_t)page * psz;
                 GUARD(1);
@@ -554,7 +568,7 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
                 held = copied;
                 copied = NULL;
             }
-            else {
+            else if (held == NULL) {
                 PyObject *so = PyLong_FromUnsignedLongLong(sum);
                 PyObject *to = PyLong_FromUnsignedLongLong(txn);
                 if (so != NULL && to != NULL)
@@ -687,6 +701,7 @@ done:
     if (map.obj != NULL)
         PyBuffer_Release(&map);
     Py_XDECREF(verified);
+    Py_XDECREF(made);
     Py_XDECREF(bufobj);
     Py_XDECREF(pso);
     return result;
@@ -955,6 +970,7 @@ bind_map(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     off_buf = slot_offset(pmt, s_buf);
     off_verified = slot_offset(pmt, s_verified);
     off_unit = slot_offset(pmt, s_unit);
+    off_made = slot_offset(pmt, s_made);
     if (PyErr_Occurred())
         return NULL;
     Py_INCREF(pmt);
@@ -1083,6 +1099,7 @@ PyInit__tree_c(void)
         !(s_buf = PyUnicode_InternFromString("buf")) ||
         !(s_verified = PyUnicode_InternFromString("verified")) ||
         !(s_image = PyUnicode_InternFromString("image")) ||
+        !(s_made = PyUnicode_InternFromString("made")) ||
         !(s_unit = PyUnicode_InternFromString("unit")))
         return NULL;
     if (PyType_Ready(&RootType) < 0 || PyType_Ready(&GetMethodType) < 0)

@@ -25,7 +25,7 @@ from typing import Any
 
 from .._accelerators import load, wanted
 from ..errors import Corruption
-from ..pages.checksum import HEADER_SIZE, OVERFLOW, xxh3_64_intdigest
+from ..pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW, xxh3_64_intdigest
 from ..pages.mapfile import PageMap
 from ..pages.meta import EMPTY, RootRef
 from ..pages.store import PageStore
@@ -38,9 +38,12 @@ from .node import (
     Leaf,
     Node,
     Overflow,
+    apply_delta,
     branch_size,
     decode,
+    delta_base,
     encode_branch,
+    encode_delta,
     encode_leaf,
     leaf_sig,
 )
@@ -74,8 +77,19 @@ def read_overflow(store: PageStore, ov: Overflow) -> bytes:
     return data[HEADER_SIZE:]
 
 
+def images(store: PageStore, page: int, node: Node) -> tuple[tuple[int, int, int], ...]:
+    """The images a clean node at ``page`` is made of, as (page, units, txn): its own,
+    and if it is a delta, every image of its chain down to the full one."""
+    chain = node.chain
+    return chain if chain is not None else ((page, store.pages_for(node.size), node.txn),)
+
+
 class NodeCache(dict[int, Node]):
     """Decoded clean nodes by page number, bounded, oldest-first eviction.
+
+    A delta image (node.py) is materialised here: its base is loaded (and cached) first,
+    then the delta applied to a copy, so reading a chain costs one application per delta
+    not already cached, once per process; warm reads find the full node.
 
     A cached node is used only if the txn that wrote it (``node.txn``) is the
     txn its parent recorded for that page: (page, txn) names one image for the
@@ -106,12 +120,37 @@ class NodeCache(dict[int, Node]):
             if int.from_bytes(data[:8], "little") != checksum:
                 raise Corruption(f"page {page} does not hold the node its parent expects "
                                  f"(stale or overwritten page)", page)
-            node = decode(data, page)
+            if LEAF_DELTA <= data[8] <= BRANCH_DELTA:
+                node = self._materialise(data, page)
+            else:
+                node = decode(data, page)
             if node.txn != txn:
                 raise Corruption(f"page {page} was written by txn {node.txn}, its parent "
                                  f"expects txn {txn}", page)
             self.put(page, node)
         return node
+
+    def _materialise(self, data: bytes, page: int) -> Node:
+        """The node a delta image at ``page`` makes of its base (loaded first; a damaged
+        base raises Corruption naming it)."""
+        bpage, bsum, btxn, _depth = delta_base(data, page)
+        if bpage == page:
+            raise Corruption(f"page {page} does not decode as a tree node: a delta of "
+                             f"itself", page)
+        base = self.load(bpage, bsum, btxn)
+        node = apply_delta(base, data, page)
+        node.chain = ((page, self.store.pages_for(len(data)), node.txn),) + images(
+            self.store, bpage, base)
+        return node
+
+    def full_image(self, page: int, checksum: int, txn: int) -> bytes:
+        """The full image (leaf or branch layout) of the node at ``page``, a delta
+        materialised: what the mapped search reads for a reference to a delta. Its header
+        carries the reference's checksum and txn (the bytes are made here, not read)."""
+        node = self.load(page, checksum, txn)
+        image = encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
+        image[:8] = checksum.to_bytes(8, "little")
+        return bytes(image)
 
     def cached(self, page: int, txn: int) -> Node | None:
         """The cached node (page, txn), or None."""
@@ -139,7 +178,7 @@ class Tree:
     """One B+tree root: read it, or (if given ``writable``) change it by path copying."""
 
     __slots__ = ("store", "nodes", "page_size", "inline_max", "count", "mod", "frees",
-                 "_root", "_ref", "_dirty")
+                 "deltas", "_root", "_ref", "_dirty")
     store: PageStore
     nodes: NodeCache
     page_size: int
@@ -147,6 +186,7 @@ class Tree:
     count: int
     mod: int
     frees: bool
+    deltas: bool
 
     def __init__(self, nodes: NodeCache, ref: RootRef = EMPTY, count: int | None = None,
                  frees: bool = False) -> None:
@@ -155,6 +195,10 @@ class Tree:
         self.page_size = self.store.page_size
         self.inline_max = self.page_size // 4
         self.frees = frees      # free replaced pages (trees that no older version keeps)
+        # write a changed node as a delta on the image it was copied from (node.py): in a
+        # packed store (a page-sized unit would cost a delta a whole page), and not in a
+        # tree that frees what it replaces (a delta keeps its base alive)
+        self.deltas = not frees and self.store.unit < self.page_size
         self.mod = 0            # bumped on every change, so cursors can re-seek
         self._ref = ref
         self._dirty = False
@@ -224,7 +268,10 @@ class Tree:
         elif not self._dirty:
             if self.frees:
                 self.store.free(self._ref.page, self.store.pages_for(root.size))
-            root = self._root = root.copy()
+            copy = root.copy()
+            if self.deltas:
+                copy.base = (root, self._ref)
+            root = self._root = copy
             self._dirty = True
         return root
 
@@ -234,8 +281,10 @@ class Tree:
             node = self.nodes.load(kid, parent.sums[i], parent.txns[i])
             if self.frees:
                 self.store.free(kid, self.store.pages_for(node.size))
-            node = parent.kids[i] = node.copy()
-            return node
+            copy = parent.kids[i] = node.copy()
+            if self.deltas:
+                copy.base = (node, RootRef(kid, parent.sums[i], parent.txns[i]))
+            return copy
         return kid  # type: ignore[return-value]  # (a node)
 
     def _descend(self, key: bytes) -> tuple[Leaf, list[tuple[Branch, int]]]:
@@ -554,13 +603,15 @@ class Tree:
 
     def _write_node(self, node: Node, txn: int) -> tuple[int, int]:
         store = self.store
+        dirty = None
         if type(node) is Branch:
             kids, sums, txns = node.kids, node.sums, node.txns
+            dirty = []
             for i, kid in enumerate(kids):
                 if type(kid) is not int:
                     kids[i], sums[i] = self._write_node(kid, txn)  # type: ignore[arg-type]
                     txns[i] = txn
-            image = encode_branch(node, txn)
+                    dirty.append(i)
         else:
             if node.big:
                 vals, vsize = node.vals, self._vsize
@@ -569,13 +620,23 @@ class Tree:
                         ref = store.write_image(OVERFLOW, v)
                         vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
                 node.big = any(type(v) is not bytes for v in vals)
-            image = encode_leaf(node, txn)
             if not self.frees:  # a tree that frees what it replaces keeps no versions to diff
                 leaf_sig(node)
-        page = store.allocate(store.pages_for(len(image)))
+        image = None
+        base, node.base = node.base, None
+        if base is not None:
+            image = encode_delta(node, base[0], base[1], txn, dirty)
+        if image is None:
+            base = None
+            image = encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
+        units = store.pages_for(len(image))
+        page = store.allocate(units)
         store.write(page, image)
         s = int.from_bytes(image[:8], "little")
         node.txn = txn
+        # a delta's chain: its own image, then its base's
+        node.chain = None if base is None else ((page, units, txn),) + images(
+            store, base[1].page, base[0])
         self.nodes.put(page, node)
         return page, s
 

@@ -2,20 +2,33 @@
 
 Used by compaction: every page reached from several roots is copied once
 (``memo`` maps old page -> new reference), so the copy of many versions is
-as small as their unique pages, laid out densely in a fresh file.
+as small as their unique pages, laid out densely in a fresh file. A node read
+from a delta chain is written as one full image (a consolidation).
 """
 from __future__ import annotations
 
+from struct import Struct
 from typing import TYPE_CHECKING
 
 from ..errors import Corruption
-from ..pages.checksum import HEADER_SIZE, OVERFLOW
+from ..pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW, seal
 from ..pages.meta import EMPTY, RootRef
-from .node import Branch, Leaf, Node, Overflow, encode_branch, encode_leaf
+from .node import (
+    Branch,
+    Leaf,
+    Node,
+    Overflow,
+    delta_base,
+    encode_branch,
+    encode_delta,
+    encode_leaf,
+)
 
 if TYPE_CHECKING:
     from ..pages.store import PageStore
     from .btree import NodeCache
+
+_REF = Struct("<QQQ")
 
 
 def _visit(nodes: NodeCache, ref: RootRef, memo: dict[int, RootRef]
@@ -60,26 +73,34 @@ def copy_tree(nodes: NodeCache, dst_store: PageStore, ref: RootRef, memo: dict[i
 
 
 def relocate_tree(nodes: NodeCache, store: PageStore, ref: RootRef, memo: dict[int, RootRef],
-                  txn: int, limit: int) -> RootRef:
+                  txn: int, limit: int, live: set[int] | None = None) -> RootRef:
     """``ref``'s tree with every image at a page >= ``limit`` copied into the store's
-    lowest free pages, and the path above each rewritten; the replaced pages are freed.
+    lowest free pages, and the path above each rewritten. A delta node is written again
+    as a delta on its base (moved as an image, see ``_move_image``) when it or its base
+    moved or a child did.
+
+    ``live`` (the pages of every node the kept versions reach) also compacts delta
+    chains: a delta node whose chain holds images that are no kept node (a dropped
+    version's deltas) is written again on the nearest image of its chain that is a
+    kept node or a full image, so that those images can be freed.
 
     For giving the end of the file back after gc: ``memo`` (old page -> new reference)
     is shared by every tree relocated in one txn, so a subtree that several versions
-    share is copied once and every version points to the copy; the caller relocates
-    every tree that reaches a page, so a replaced page is reached by none (readers that
-    still hold one are protected by the reuse bound, like every freed page). A page
-    the store could only place at or above ``limit`` is left where it is."""
+    share is copied once and every version points to the copy. Nothing is freed here:
+    an image may still be another node's delta base, so the caller frees what the old
+    trees reached and the new ones do not (readers that still hold one are protected by
+    the reuse bound, like every freed page). A page the store could only place at or
+    above ``limit`` is left where it is."""
     if not ref.page:
         return ref
     done, node = _visit(nodes, ref, memo)
     if done is not None:
         return done
     assert node is not None  # (not visited: loaded)
-    moved = False
+    moved, delta = False, node.chain is not None
     if type(node) is Branch:
         kids = [relocate_tree(nodes, store, RootRef(k, s, t),  # type: ignore[arg-type]
-                              memo, txn, limit)  # (a clean branch: its kids are pages)
+                              memo, txn, limit, live)  # (a clean branch: its kids are pages)
                 for k, s, t in zip(node.kids, node.sums, node.txns)]
         if any(r.page != k for r, k in zip(kids, node.kids)):
             moved = True
@@ -101,7 +122,6 @@ def relocate_tree(nodes: NodeCache, store: PageStore, ref: RootRef, memo: dict[i
                             raise Corruption(f"page {v.page} does not hold the value its "
                                              f"leaf expects", v.page)
                         r = store.write_image(OVERFLOW, data[HEADER_SIZE:], page=page)
-                        store.free(v.page, npages)
                     memo[v.page] = r
                 if r.page != v.page:
                     v = Overflow(r.page, v.length, r.checksum, r.txn)
@@ -109,18 +129,102 @@ def relocate_tree(nodes: NodeCache, store: PageStore, ref: RootRef, memo: dict[i
             vals.append(v)
         if moved:
             node = Leaf(node.keys, vals, node.size, node.big)
-    if not moved and ref.page < limit:
+    image = None
+    if delta:  # a delta: keep it one, on its base (moved if that is due)
+        was, direct, kept = _base_of(store, ref, live)
+        if kept:  # a kept node: relocated (and compacted) as one, used by its version
+            base = relocate_tree(nodes, store, was, memo, txn, limit, live)
+            if not moved and ref.page < limit and direct and base == was:
+                memo[ref.page] = ref
+                return ref
+            image = encode_delta(node, nodes.load(base.page, base.checksum, base.txn),
+                                 base, txn, by_value=True)
+        else:  # an image only: moved only if the delta on it is written (else a leak)
+            image = encode_delta(node, nodes.load(was.page, was.checksum, was.txn), was,
+                                 txn, by_value=True)
+            if image is not None:
+                base = _move_image(store, was, memo, txn, limit)
+                if not moved and ref.page < limit and direct and base == was:
+                    memo[ref.page] = ref
+                    return ref
+                if base != was:
+                    _REF.pack_into(image, HEADER_SIZE, base.page, base.checksum, base.txn)
+                    seal(image)
+            elif not moved and direct and max(p for p, _u, _t in node.chain or ()) < limit:
+                memo[ref.page] = ref   # nothing to move, nothing to compact
+                return ref
+    elif not moved and ref.page < limit:
         memo[ref.page] = ref
         return ref
-    image = (encode_branch(node, txn) if type(node) is Branch else encode_leaf(node, txn))
+    if image is None:
+        image = encode_branch(node, txn) if type(node) is Branch else encode_leaf(node, txn)
     units = store.pages_for(len(image))
-    page = store.take_below(units, ref.page)
+    page = store.take_below(units, ref.page if ref.page >= limit else limit)
     if page is None:
-        if not moved:                        # no lower place for it: leave it
+        if not moved and not delta:  # no lower place for it: leave it
             memo[ref.page] = ref
             return ref
-        page = store.allocate(units)         # a child moved: this node must be rewritten
+        page = store.allocate(units)  # a child or the base moved: it must be rewritten
     store.write(page, image)
-    store.free(ref.page, store.pages_for(node.size))
     out = memo[ref.page] = RootRef(page, int.from_bytes(image[:8], "little"), txn)
     return out
+
+
+def _move_image(store: PageStore, ref: RootRef, memo: dict[int, RootRef], txn: int,
+                limit: int) -> RootRef:
+    """A delta's base, as an image: the same content (its header's txn and, for a delta,
+    its base reference aside) below ``limit`` if it or an image of its chain was at or
+    above it, else ``ref``. Its own children are not followed: a base reached only
+    through a later delta may name children that no kept version reaches (freed). Moves
+    are remembered in ``memo`` under ``~page`` (a page may be both a kept node, relocated
+    with its children, and another node's base)."""
+    done = memo.get(~ref.page)
+    if done is not None:
+        return done
+    data = store.read(ref.page)
+    if int.from_bytes(data[:8], "little") != ref.checksum:
+        raise Corruption(f"page {ref.page} does not hold the image its delta expects",
+                         ref.page)
+    image = bytearray(data)
+    moved = ref.page >= limit
+    if LEAF_DELTA <= image[8] <= BRANCH_DELTA:
+        bpage, bsum, btxn, _d = delta_base(data, ref.page)
+        base = _move_image(store, RootRef(bpage, bsum, btxn), memo, txn, limit)
+        if base.page != bpage:
+            _REF.pack_into(image, HEADER_SIZE, base.page, base.checksum, base.txn)
+            moved = True
+    if not moved:
+        memo[~ref.page] = ref
+        return ref
+    image[16:24] = txn.to_bytes(8, "little")   # (page, txn) names one image: a new txn
+    s = seal(image)
+    units = store.pages_for(len(image))
+    page = store.take_below(units, limit)
+    if page is None:
+        page = store.allocate(units)
+    store.write(page, image)
+    out = memo[~ref.page] = RootRef(page, s, txn)
+    return out
+
+
+def _base_of(store: PageStore, ref: RootRef, live: set[int] | None
+             ) -> tuple[RootRef, bool, bool]:
+    """The image a delta at ``ref`` is to be written on: (its reference, whether it is
+    the delta's own base, whether it is a kept node). Without ``live``, its own base;
+    else the nearest image of its chain that is a kept node (in ``live``) or full."""
+    data = store.read(ref.page)
+    bpage, bsum, btxn, _d = delta_base(data, ref.page)
+    out = RootRef(bpage, bsum, btxn)
+    if live is None:
+        return out, True, False
+    direct = True
+    while out.page not in live:
+        data = store.read(out.page)
+        if int.from_bytes(data[:8], "little") != out.checksum:
+            raise Corruption(f"page {out.page} does not hold the image its delta expects",
+                             out.page)
+        if not LEAF_DELTA <= data[8] <= BRANCH_DELTA:
+            return out, direct, False   # the full image at the chain's end
+        bpage, bsum, btxn, _d = delta_base(data, out.page)
+        out, direct = RootRef(bpage, bsum, btxn), False
+    return out, direct, True

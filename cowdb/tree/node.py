@@ -18,20 +18,36 @@ Key 0 of a branch is always empty: it stands for "everything below key 1".
 Each entry keeps the child's key count (for O(1) len and O(log n) ranks),
 checksum (a Merkle tree: a torn commit and equal subtrees are both visible
 from the parent) and writing txn (recovery walks only the newest pages).
+
+Delta image (format 4, a data tree's changed node): the reference of the image it
+changes (its *base*, itself a full image or a delta), then the runs of entries that
+differ from the base, each as (at, cut, put) and the put entries in the node's own
+layout:
+    u64 base page, u64 base checksum, u64 base txn | u16 depth | u16 s |
+    s x (u16 at, u16 cut, u16 put) | the put entries (leaf or branch layout, m = sum put)
+Reading one *materialises* it: the base node with each run's ``cut`` entries from
+``at`` replaced by its ``put`` entries. ``depth`` counts the deltas down to a full
+image (1 .. MAX_CHAIN), so a cold read applies at most MAX_CHAIN of them.
 """
 from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Sequence
-from itertools import accumulate
+from collections.abc import Callable, Sequence
+from itertools import accumulate, chain, compress, count
+from operator import is_not, ne
 from struct import Struct, pack, unpack_from
 from struct import error as struct_error
-from typing import TypeAlias, final
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, final
 
 from .._accelerators import load, wanted
 from ..errors import Corruption
-from ..pages.checksum import BRANCH, HEADER, HEADER_SIZE, LEAF, seal
+from ..pages.checksum import BRANCH, BRANCH_DELTA, HEADER, HEADER_SIZE, LEAF, LEAF_DELTA, seal
+
+if TYPE_CHECKING:
+    from ..pages.meta import RootRef
+
+T = TypeVar("T")
 
 if sys.byteorder != "little":  # arrays (here and in the free list) pack in native order
     raise ImportError("cowdb's page format is little-endian; this machine is big-endian")
@@ -42,6 +58,8 @@ _OVF = Struct("<QQQQ")
 OVERFLOW_REF_SIZE = _OVF.size   # bytes an overflow value takes in its leaf
 LEAF_ENTRY = 6                  # u16 + u32 per entry
 BRANCH_ENTRY = 34               # u16 + 4 x u64 per entry
+DELTA_HEAD = Struct("<QQQHH")   # base page, checksum, txn; depth; splice count
+MAX_CHAIN = 8                   # deltas in a chain: the next write of its node is a full image
 
 
 @final
@@ -63,18 +81,22 @@ class Leaf:
     """``big`` is True when some value is not inline bytes (an Overflow, or bytes that will
     go to one): readers and the writer check values one by one only then. ``sig`` (clean
     leaves only, else None): see ``leaf_sig``."""
-    __slots__ = ("keys", "vals", "size", "big", "sig", "txn")
+    __slots__ = ("keys", "vals", "size", "big", "sig", "txn", "base", "chain")
     keys: list[bytes]
     vals: list[bytes | Overflow]
     size: int
     big: bool
     txn: int
+    base: tuple[Node, RootRef] | None
+    chain: tuple[tuple[int, int, int], ...] | None
 
     def __init__(self, keys: list[bytes], vals: list[bytes | Overflow], size: int,
                  big: bool = False) -> None:
         self.keys, self.vals, self.size, self.big = keys, vals, size, big
         self.sig: int | None = None
         self.txn = 0    # clean nodes: the txn that wrote the image (see NodeCache)
+        self.base = None   # dirty copies: (the clean node copied, its RootRef), see Tree
+        self.chain = None  # clean nodes read from a delta: see ``images``
 
     def copy(self) -> Leaf:
         return Leaf(self.keys[:], self.vals[:], self.size, self.big)
@@ -87,7 +109,8 @@ class Leaf:
 class Branch:
     """``sig`` (clean branches only, else None): see ``branch_sig``. ``kids[i]`` is a
     clean child's page (int), or in a dirty branch the dirty child node itself."""
-    __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig", "txn")
+    __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig", "txn", "base",
+                 "chain")
     keys: list[bytes]
     kids: list[int | Node]
     counts: list[int]
@@ -95,6 +118,8 @@ class Branch:
     txns: list[int]
     size: int
     txn: int
+    base: tuple[Node, RootRef] | None
+    chain: tuple[tuple[int, int, int], ...] | None
 
     def __init__(self, keys: list[bytes], kids: list[int | Node], counts: list[int],
                  sums: list[int], txns: list[int], size: int) -> None:
@@ -102,6 +127,8 @@ class Branch:
         self.sums, self.txns, self.size = sums, txns, size
         self.sig: int | None = None
         self.txn = 0    # clean nodes: the txn that wrote the image (see NodeCache)
+        self.base = None   # dirty copies: (the clean node copied, its RootRef), see Tree
+        self.chain = None  # clean nodes read from a delta: see ``images``
 
     def copy(self) -> Branch:
         return Branch(self.keys[:], self.kids[:], self.counts[:], self.sums[:], self.txns[:],
@@ -148,42 +175,61 @@ def branch_size(keys: Sequence[bytes]) -> int:
     return HEADER_SIZE + sum(BRANCH_ENTRY + len(k) for k in keys)
 
 
+def _leaf_entries(data: bytes, n: int, at: int
+                  ) -> tuple[list[bytes], list[bytes | Overflow], bool, int]:
+    """The n leaf entries laid out from ``at`` (key lengths, value lengths, keys, values):
+    (keys, vals, big, end)."""
+    klens = unpack_from(f"<{n}H", data, at)
+    vlens = unpack_from(f"<{n}I", data, at + 2 * n)
+    ko = list(accumulate(klens, initial=at + 6 * n))
+    keys = [data[a:b] for a, b in zip(ko, ko[1:])]
+    pos = ko[-1]
+    big = bool(n) and max(vlens) >= OVERFLOW_FLAG
+    if big:
+        vals: list[bytes | Overflow] = []
+        for vl in vlens:
+            if vl & OVERFLOW_FLAG:
+                vals.append(Overflow(*_OVF.unpack_from(data, pos)))
+                pos += OVERFLOW_REF_SIZE
+            else:
+                vals.append(data[pos:pos + vl])
+                pos += vl
+    else:
+        vo = list(accumulate(vlens, initial=pos))
+        vals = [data[a:b] for a, b in zip(vo, vo[1:])]
+        pos = vo[-1]
+    if pos > len(data):
+        raise ValueError("entries past the image's end")
+    return keys, vals, big, pos
+
+
+def _branch_entries(data: bytes, n: int, at: int
+                    ) -> tuple[list[bytes], tuple[int, ...], int]:
+    """The n branch entries laid out from ``at``: (keys, flat (page, count, checksum, txn)
+    tuple, end)."""
+    klens = unpack_from(f"<{n}H", data, at)
+    ents = unpack_from(f"<{4 * n}Q", data, at + 2 * n)
+    ko = list(accumulate(klens, initial=at + 34 * n))
+    if ko[-1] > len(data):
+        raise ValueError("keys past the image's end")
+    return [data[a:b] for a, b in zip(ko, ko[1:])], ents, ko[-1]
+
+
 def decode(data: bytes, page: int) -> Node:
-    """Page image -> Leaf or Branch. The image's checksum was already verified."""
+    """A full page image -> Leaf or Branch. The image's checksum was already verified."""
     try:
         _s, kind, _f, n, length, txn = HEADER.unpack_from(data, 0)
         if kind == LEAF:
-            klens = unpack_from(f"<{n}H", data, HEADER_SIZE)
-            vlens = unpack_from(f"<{n}I", data, HEADER_SIZE + 2 * n)
-            ko = list(accumulate(klens, initial=HEADER_SIZE + 6 * n))
-            keys = [data[a:b] for a, b in zip(ko, ko[1:])]
-            pos = ko[-1]
-            vals: list[bytes | Overflow]
-            if n and max(vlens) & OVERFLOW_FLAG:
-                vals = []
-                for vl in vlens:
-                    if vl & OVERFLOW_FLAG:
-                        vals.append(Overflow(*_OVF.unpack_from(data, pos)))
-                        pos += OVERFLOW_REF_SIZE
-                    else:
-                        vals.append(data[pos:pos + vl])
-                        pos += vl
-            else:
-                vo = list(accumulate(vlens, initial=pos))
-                vals = [data[a:b] for a, b in zip(vo, vo[1:])]
-                pos = vo[-1]
+            keys, vals, big, pos = _leaf_entries(data, n, HEADER_SIZE)
             if pos != length:
                 raise ValueError("entries do not fill the image")
-            leaf = Leaf(keys, vals, length, bool(n) and max(vlens) >= OVERFLOW_FLAG)
+            leaf = Leaf(keys, vals, length, big)
             leaf.txn = txn
             return leaf
         if kind == BRANCH and n:
-            klens = unpack_from(f"<{n}H", data, HEADER_SIZE)
-            ents = unpack_from(f"<{4 * n}Q", data, HEADER_SIZE + 2 * n)
-            ko = list(accumulate(klens, initial=HEADER_SIZE + 34 * n))
-            if ko[-1] != length:
+            keys, ents, pos = _branch_entries(data, n, HEADER_SIZE)
+            if pos != length:
                 raise ValueError("entries do not fill the image")
-            keys = [data[a:b] for a, b in zip(ko, ko[1:])]
             node = Branch(keys, list(ents[0::4]), list(ents[1::4]), list(ents[2::4]),
                           list(ents[3::4]), length)
             node.txn = txn
@@ -193,24 +239,45 @@ def decode(data: bytes, page: int) -> Node:
     raise Corruption(f"page {page} is not a tree node (type {kind}, {n} entries)", page)
 
 
-def encode_leaf(leaf: Leaf, txn: int) -> bytearray:
-    """The leaf's image; every value must already be inline bytes or an Overflow."""
-    keys, vals = leaf.keys, leaf.vals
+def _leaf_body(image: bytearray, keys: list[bytes], vals: list[bytes | Overflow],
+               big: bool) -> bool:
+    """Append leaf entries to ``image``; whether one of them is an overflow value."""
     n = len(keys)
-    image = bytearray(HEADER_SIZE)
     image += pack(f"<{n}H", *map(len, keys))   # measured faster than array(...).tobytes()
-    if leaf.big:
+    if big:
         image += pack(f"<{n}I", *[len(v) if type(v) is bytes else OVERFLOW_FLAG | OVERFLOW_REF_SIZE
                                   for v in vals])
         image += b"".join(keys)
         image += b"".join([v if type(v) is not Overflow else
                            _OVF.pack(v.page, v.length, v.checksum, v.txn) for v in vals])
-    else:  # (not big: every value is inline bytes)
-        image += pack(f"<{n}I", *map(len, vals))  # type: ignore[arg-type]
-        image += b"".join(keys)
-        image += b"".join(vals)  # type: ignore[arg-type]
-    flags = HAS_OVERFLOW if leaf.big and any(type(v) is Overflow for v in vals) else 0
-    HEADER.pack_into(image, 0, 0, LEAF, flags, n, len(image), txn)
+        return any(type(v) is Overflow for v in vals)
+    image += pack(f"<{n}I", *map(len, vals))  # type: ignore[arg-type]  # (not big: every
+    image += b"".join(keys)                     # value is inline bytes)
+    image += b"".join(vals)  # type: ignore[arg-type]
+    return False
+
+
+def _branch_body(image: bytearray, keys: list[bytes], kids: list[int | Node], counts: list[int],
+                 sums: list[int], txns: list[int]) -> None:
+    if _c_branch_body is not None:
+        image += _c_branch_body(keys, kids, counts, sums, txns)
+        return
+    image += pack(f"<{len(keys)}H", *map(len, keys))
+    entries = array("Q", bytes(32 * len(keys)))  # interleaved by slice assignment: 40%
+    entries[0::4] = array("Q", kids)  # type: ignore[arg-type, type-var]  # (pages: written)
+                                                 # faster than pack(*chain(zip(...))) for
+    entries[1::4] = array("Q", counts)           # ~90 entries
+    entries[2::4] = array("Q", sums)
+    entries[3::4] = array("Q", txns)
+    image += entries
+    image += b"".join(keys)
+
+
+def encode_leaf(leaf: Leaf, txn: int) -> bytearray:
+    """The leaf's image; every value must already be inline bytes or an Overflow."""
+    image = bytearray(HEADER_SIZE)
+    flags = HAS_OVERFLOW if _leaf_body(image, leaf.keys, leaf.vals, leaf.big) else 0
+    HEADER.pack_into(image, 0, 0, LEAF, flags, len(leaf.keys), len(image), txn)
     seal(image)
     return image
 
@@ -226,28 +293,207 @@ def branch_refs(data: bytes, page: int
 
 
 def encode_branch(b: Branch, txn: int) -> bytearray:
-    keys = b.keys
-    n = len(keys)
     image = bytearray(HEADER_SIZE)
-    if _branch_body is not None:
-        image += _branch_body(keys, b.kids, b.counts, b.sums, b.txns)
-    else:
-        image += pack(f"<{n}H", *map(len, keys))
-        entries = array("Q", bytes(32 * n))  # interleaved by slice assignment: 40% faster
-        # than pack(*chain(zip(...))) for ~90 entries; every kid is a page now (written first)
-        entries[0::4] = array("Q", b.kids)  # type: ignore[arg-type, type-var]
-        entries[1::4] = array("Q", b.counts)
-        entries[2::4] = array("Q", b.sums)
-        entries[3::4] = array("Q", b.txns)
-        image += entries
-        image += b"".join(keys)
-    HEADER.pack_into(image, 0, 0, BRANCH, 0, n, len(image), txn)
+    _branch_body(image, b.keys, b.kids, b.counts, b.sums, b.txns)
+    HEADER.pack_into(image, 0, 0, BRANCH, 0, len(b.keys), len(image), txn)
     seal(image)
     return image
+
+
+# ---- delta images (format 4) ---------------------------------------------------------
+def depth(node: Node) -> int:
+    """How many deltas a clean node's image is made of (0: a full image)."""
+    chain = node.chain
+    return 0 if chain is None else len(chain) - 1
+
+
+def _runs(idx: list[int]) -> list[tuple[int, int, int, int]]:
+    """Consecutive indexes grouped into runs (at, cut, lo, hi) replacing entries in place."""
+    out: list[tuple[int, int, int, int]] = []
+    for i in idx:
+        if out and out[-1][3] == i:
+            at, cut, lo, hi = out[-1]
+            out[-1] = (at, cut + 1, lo, hi + 1)
+        else:
+            out.append((i, 1, i, i + 1))
+    return out
+
+
+def _span(n: int, m: int, same: Callable[[int, int], bool]) -> list[tuple[int, int, int, int]]:
+    """One run covering everything between the common prefix and suffix of a base of n
+    entries and a node of m: ``same(i, j)`` tells base entry i from node entry j."""
+    lim = min(n, m)
+    p = 0
+    while p < lim and same(p, p):
+        p += 1
+    s = 0
+    while s < lim - p and same(n - 1 - s, m - 1 - s):
+        s += 1
+    return [(p, n - s - p, p, m - s)] if (n - s - p or m - s - p) else []
+
+
+def _changes(node: Node, base: Node, dirty: list[int] | None = None,
+             by_value: bool = False) -> list[tuple[int, int, int, int]]:
+    """The runs (at, cut, lo, hi) that turn ``base``'s entries into ``node``'s: the
+    base's entries at..at+cut-1 are replaced by the node's lo..hi-1. Values and keys are
+    compared by identity (a copy shares its base's objects), references by value. For a
+    branch with the same keys as its base, ``dirty`` (the writer's: the entries whose
+    child it wrote) are usually the entries that differ; that is checked (a merge puts
+    other trees' children in place) with three list comparisons, then trusted: a
+    child's (page, txn) names one image, so its checksum cannot differ.
+    ``by_value``: a base read anew (relocation), whose objects the node does not share:
+    keys and values compare by value (overflow references still by identity)."""
+    bk, nk = base.keys, node.keys
+    same = len(bk) == len(nk) and bk == nk
+    if type(node) is Leaf:
+        assert type(base) is Leaf  # (encode_delta checked)
+        bv, nv = base.vals, node.vals
+        if same:
+            return _runs(list(compress(count(), map(ne if by_value else is_not, bv, nv))))
+        if by_value:
+            return _span(len(bk), len(nk), lambda i, j: bk[i] == nk[j] and bv[i] == nv[j])
+        return _span(len(bk), len(nk), lambda i, j: bk[i] is nk[j] and bv[i] is nv[j])
+    assert type(node) is Branch and type(base) is Branch
+    bkid, bs, bt, bc = base.kids, base.sums, base.txns, base.counts
+    kid, ns, nt, nc = node.kids, node.sums, node.txns, node.counts
+    if same and dirty is not None and _only(dirty, bkid, kid) and _only(dirty, bt, nt) \
+            and _only(dirty, bc, nc):
+        return _runs(dirty)
+    if same:
+        return _runs([i for i, (a, b, c, d, e, f, g, h)
+                      in enumerate(zip(bkid, kid, bs, ns, bt, nt, bc, nc))
+                      if a != b or c != d or e != f or g != h])
+    return _span(len(bk), len(nk), lambda i, j: bk[i] == nk[j] and bkid[i] == kid[j] and
+                 bs[i] == ns[j] and bt[i] == nt[j] and bc[i] == nc[j])
+
+
+def _only(dirty: list[int], old: Sequence[object], new: list[Any]) -> bool:
+    """Whether ``new`` equals ``old`` outside the indexes ``dirty``."""
+    patched = new[:]
+    for i in dirty:
+        patched[i] = old[i]
+    return patched == old
+
+
+def _picked(seq: list[T], runs: list[tuple[int, int, int, int]]) -> list[T]:
+    """The entries of ``seq`` that the runs put, in order."""
+    if len(runs) == 1:
+        return seq[runs[0][2]:runs[0][3]]
+    return list(chain.from_iterable(seq[lo:hi] for _a, _c, lo, hi in runs))
+
+
+def encode_delta(node: Node, base: Node, ref: RootRef, txn: int, dirty: list[int] | None = None,
+                 by_value: bool = False) -> bytearray | None:
+    """``node``'s image as a delta on ``base`` (the clean node at ``ref`` it was copied
+    from), or None when a full image is due: the chain is MAX_CHAIN deltas long, or the
+    delta would not be under half the full image. ``dirty``, ``by_value``: see
+    ``_changes``."""
+    d = depth(base) + 1
+    if d > MAX_CHAIN or type(node) is not type(base):
+        return None
+    runs = _changes(node, base, dirty, by_value)
+    if len(runs) > 0xFFFF:
+        return None
+    image = bytearray(HEADER_SIZE + DELTA_HEAD.size)
+    image += pack(f"<{3 * len(runs)}H", *[x for at, cut, lo, hi in runs
+                                         for x in (at, cut, hi - lo)])
+    keys = _picked(node.keys, runs)
+    flags = 0
+    if type(node) is Leaf:
+        _leaf_body(image, keys, _picked(node.vals, runs), node.big)
+        kind = LEAF_DELTA
+        if node.big and any(type(v) is Overflow for v in node.vals):
+            flags = HAS_OVERFLOW
+    else:
+        _branch_body(image, keys, _picked(node.kids, runs), _picked(node.counts, runs),
+                     _picked(node.sums, runs), _picked(node.txns, runs))
+        kind = BRANCH_DELTA
+    if 2 * len(image) > node.size:
+        return None
+    DELTA_HEAD.pack_into(image, HEADER_SIZE, ref.page, ref.checksum, ref.txn, d, len(runs))
+    HEADER.pack_into(image, 0, 0, kind, flags, len(node.keys), len(image), txn)
+    seal(image)
+    return image
+
+
+def delta_base(data: bytes, page: int) -> tuple[int, int, int, int]:
+    """(base page, base checksum, base txn, depth) of a delta image."""
+    if len(data) < HEADER_SIZE + DELTA_HEAD.size:
+        raise Corruption(f"page {page} does not decode as a tree node: a delta cut short",
+                         page)
+    bpage, bsum, btxn, d, _s = DELTA_HEAD.unpack_from(data, HEADER_SIZE)
+    if not 1 <= d <= MAX_CHAIN:
+        raise Corruption(f"page {page} does not decode as a tree node: a delta of depth {d}",
+                         page)
+    return bpage, bsum, btxn, d
+
+
+def apply_delta(base: Node, data: bytes, page: int) -> Node:
+    """The node a delta image makes of its (already materialised) base: a new clean node,
+    the base untouched. Raises Corruption if the delta does not fit its base."""
+    try:
+        _s, kind, _f, n, length, txn = HEADER.unpack_from(data, 0)
+        _p, _c, _t, d, ns = DELTA_HEAD.unpack_from(data, HEADER_SIZE)
+        want = Leaf if kind == LEAF_DELTA else Branch if kind == BRANCH_DELTA else None
+        if type(base) is not want or depth(base) != d - 1:
+            raise ValueError(f"its base is not a {kind} node of depth {d - 1}")
+        at0 = HEADER_SIZE + DELTA_HEAD.size
+        sp = unpack_from(f"<{3 * ns}H", data, at0)
+        m = sum(sp[2::3])
+        at0 += 6 * ns
+        bk = base.keys
+        prev, cuts = 0, []
+        for i in range(0, 3 * ns, 3):
+            at, cut = sp[i], sp[i + 1]
+            if at < prev or at + cut > len(bk):
+                raise ValueError("its runs do not fit the base's entries")
+            cuts.append((prev, at, at + cut, sp[i + 2]))
+            prev = at + cut
+
+        def spliced(old: list[Any], new: Sequence[Any]) -> list[Any]:
+            out: list[Any] = []
+            j = 0
+            for lo, at, _nxt, put in cuts:
+                out += old[lo:at]
+                out += new[j:j + put]
+                j += put
+            out += old[prev:]
+            return out
+
+        node: Node
+        if type(base) is Leaf:
+            keys, vals, _big, pos = _leaf_entries(data, m, at0)
+            size = base.size + pos - at0
+            bv = base.vals
+            for _lo, at, nxt, _put in cuts:
+                for i in range(at, nxt):
+                    v = bv[i]
+                    size -= LEAF_ENTRY + len(bk[i]) + (len(v) if type(v) is bytes
+                                                       else OVERFLOW_REF_SIZE)
+            nvals = spliced(base.vals, vals)
+            node = Leaf(spliced(bk, keys), nvals,
+                        size, any(type(v) is not bytes for v in nvals))
+        else:
+            assert type(base) is Branch
+            bkeys, ents, pos = _branch_entries(data, m, at0)
+            size = base.size + pos - at0
+            for _lo, at, nxt, _put in cuts:
+                size -= sum(BRANCH_ENTRY + len(bk[i]) for i in range(at, nxt))
+            node = Branch(spliced(bk, bkeys), spliced(base.kids, ents[0::4]),
+                          spliced(base.counts, ents[1::4]), spliced(base.sums, ents[2::4]),
+                          spliced(base.txns, ents[3::4]), size)
+            if not node.keys or node.keys[0] != b"":
+                raise ValueError("its first separator is not empty")
+        if pos != length or len(node.keys) != n:
+            raise ValueError("entries do not fill the image")
+    except (struct_error, ValueError, IndexError, OverflowError) as e:
+        raise Corruption(f"page {page} does not decode as a tree node: {e}", page) from e
+    node.txn = txn
+    return node
 
 
 # The optional C accelerator (_tree_c.c) writes a branch's body (``branch_body``) when it
 # is built and current, as btree.py's point reads do (see cowdb/_accelerators.py).
 API = 7  # the _tree_c this package is written against (its API constant; btree.py's too)
 _tree_c = load("cowdb.tree", "_tree_c", API)
-_branch_body = _tree_c.branch_body if _tree_c is not None and wanted() else None
+_c_branch_body = _tree_c.branch_body if _tree_c is not None and wanted() else None
