@@ -363,7 +363,7 @@ def gc_run(path, folder, rounds, res, notes, prof, log):
                 notes["gc_file_before"] = rep.file_bytes_before
                 notes["gc_file_after"] = rep.file_bytes_after
                 notes["gc_dropped"] = rep.versions_dropped
-                notes["gc_pages"] = rep.pages_freed
+                notes["gc_bytes"] = rep.bytes_freed
         finally:
             db.close()
             for q in (p, p + "-lock"):
@@ -371,7 +371,7 @@ def gc_run(path, folder, rounds, res, notes, prof, log):
                     os.remove(q)
         runs.append(dt)
         log(f"  gc round {r + 1}: {dt:.2f} s, {rep.versions_dropped} versions dropped, "
-            f"{rep.pages_freed:,} pages freed")
+            f"{rep.bytes_freed / 1e6:.1f} MB freed")
     best = min(runs)
     res["gc_s"] = best
     res["gc_s_per_gb"] = best / (notes["gc_live"] / 1e9)
@@ -479,8 +479,7 @@ def notes_lines(args, results, notes, sizes):
             f"GC at n = {n:,}: a copy of the database after all the steps above "
             f"({g['versions']:,} versions on main, {g['gc_file_before'] / 1e6:.0f} MB), "
             f"`set_retention(keep_last={GC_KEEP_LAST})`, then `gc()` (timed): it dropped "
-            f"{g['gc_dropped']:,} versions and freed {g['gc_pages']:,} pages "
-            f"({g['gc_pages'] * 4096 / 1e6:.0f} MB); live data marked {g['gc_live'] / 1e6:.0f} "
+            f"{g['gc_dropped']:,} versions and freed {g['gc_bytes'] / 1e6:.0f} MB; live data marked {g['gc_live'] / 1e6:.0f} "
             f"MB (`stats().live_bytes` after); file {g['gc_file_before'] / 1e6:.0f} → "
             f"{g['gc_file_after'] / 1e6:.0f} MB. Best of {g['gc_runs']} runs on fresh copies "
             f"(bounded to {GC_BUDGET_S:.0f} s in all; the runs took {g['gc_wall']:.0f} s "

@@ -44,7 +44,9 @@ def _disk_full(e: BaseException | None) -> bool:
 
 @dataclass(slots=True)
 class GcReport:
-    """What ``gc()`` did."""
+    """What ``gc()`` did. ``pages_freed`` counts the store's allocation units (64 bytes
+    from format 3 on, a whole page in older files; the name is kept for compatibility):
+    ``bytes_freed`` is the figure to show."""
     versions_dropped: int = 0
     pages_freed: int = 0
     bytes_freed: int = 0

@@ -83,8 +83,8 @@ def gc(env: Env) -> None:
     """
     with env.open(write=True) as db:
         r = db.gc()
-    click.echo(f"dropped {r.versions_dropped} version(s), freed {r.pages_freed} page(s) "
-               f"({fmt.size(r.bytes_freed)}); file {fmt.size(r.file_bytes_before)} -> "
+    click.echo(f"dropped {r.versions_dropped} version(s), freed {fmt.size(r.bytes_freed)}; "
+               f"file {fmt.size(r.file_bytes_before)} -> "
                f"{fmt.size(r.file_bytes_after)}")
     from cowdb.objdb import ObjectGcReport
     if isinstance(r, ObjectGcReport):   # a database at a URL: its objects too
