@@ -1,5 +1,6 @@
 """The free list: runs, and its chain of base + delta images, against replays."""
 import hypothesis.strategies as st
+import pytest
 from hypothesis import given, settings
 
 from cowdb.pages.freelist import MAX_CHAIN, FreeList, _coalesce
@@ -128,3 +129,84 @@ def test_every_unit_is_reachable_or_free_while_commits_reuse_runs():
             for _ in range(3):
                 tx[b"k%04d" % rng.randrange(300)] = rng.randbytes(50)
         assert db.check().errors == []
+
+
+def test_a_base_longer_than_a_page_is_written_in_pieces_in_the_holes():
+    """Issue 14: a base image of many runs (16 bytes each) needs one long run, which only
+    the end of the file has once gc has cut the free space into small holes, so the end
+    could not be given back. A base longer than a page is written as a chain of pieces
+    of a page each, taken from the holes: the file does not grow, and the list reloads
+    the same (every unit in use, free, or one of the pieces)."""
+    store = PageStore(MemoryIO(), page_size=1024)   # 64-byte units: 16 a page
+    store.initialize()
+    store.begin(2, 1)
+    first = store.allocate(2000)
+    fl = store.freelist
+    freed = [(first + 2 * k, 1) for k in range(400)]                # 400 one-unit holes
+    freed += [(first + 1000 + 40 * k, 16) for k in range(20)]       # 20 one-page holes
+    for page, n in freed:
+        fl.free(1, page, n)
+    fl.release(1)
+    assert fl.encoded_size() > 6000 and max(n for _, n in fl.pool) == 16
+    count = store.page_count
+    store.rebase_freelist = True
+    store.publish(EMPTY, b"", durable=True)
+    assert store.page_count == count                 # the pieces went into the holes
+    assert len(store.freelist.chain) > 6 and all(n == 16 for _, n in store.freelist.chain)
+    stored = store._load_freelist(store.meta)
+    assert state(stored) == state(store.freelist) and stored.chain == store.freelist.chain
+    in_use = set(range(first, first + 2000)) - {p for s, n in freed for p in range(s, s + n)}
+    pieces = {p for s, n in stored.chain for p in range(s, s + n)}
+    free = set(stored.pages())
+    assert not (in_use & free or pieces & free or in_use & pieces)
+    assert in_use | free | pieces == set(range(store.first_unit, store.page_count))
+    store.begin(3, 2)                                # a delta then points at the last piece
+    store.free(store.allocate(1))
+    store.publish(EMPTY, b"", durable=True)
+    assert state(store._load_freelist(store.meta)) == state(store.freelist)
+
+
+@settings(max_examples=80, deadline=None)
+@given(groups=st.dictionaries(st.integers(0, 6), st.lists(st.integers(1, 4), max_size=30)),
+       rooms=st.lists(st.integers(2, 20), min_size=1, max_size=12))
+def test_pieces_decode_to_the_list_they_cut(groups, rooms):
+    """encode_pieces cuts the groups anywhere (a group goes on in the next piece); the
+    pieces, decoded in order, are the same list; None only when they do not fit."""
+    fl, page, pool = FreeList(), 10, []
+    for txn, lengths in sorted(groups.items()):
+        for n in lengths:
+            if txn:
+                fl.free(txn, page, n)
+            else:
+                pool.append((page, n))
+            page += n + 1
+    fl.pool = _coalesce(pool)
+    room = [16 * r for r in rooms]
+    pieces = fl.encode_pieces(room)
+    runs = len(fl.pool) + sum(len(r) for r in fl.pending.values())
+    if pieces is None:   # only when a head and a run each would not fit
+        assert sum(r // 32 for r in room) < runs
+        return
+    assert [len(p) for p in pieces] == room
+    assert state(FreeList.decode(*pieces)) == state(fl)
+
+
+def test_a_damaged_piece_of_a_base_reads_as_corruption():
+    from cowdb.errors import Corruption
+    store = PageStore(MemoryIO(), page_size=1024)
+    store.initialize()
+    store.begin(2, 1)
+    first = store.allocate(1000)
+    for k in range(200):
+        store.freelist.free(1, first + 2 * k, 1)
+    store.freelist.release(1)
+    store.rebase_freelist = True
+    store.publish(EMPTY, b"", durable=True)
+    chain = store.freelist.chain
+    assert len(chain) > 2
+    page = chain[1][0]                       # a middle piece
+    raw = bytearray(store.io.pread(64, page * store.unit))
+    raw[40] ^= 1
+    store.io.pwrite(bytes(raw), page * store.unit)
+    with pytest.raises(Corruption):
+        store._load_freelist(store.meta)

@@ -88,11 +88,6 @@ def test_kept_versions_read_the_same_after_the_tail_moves(path):
     db.close()
 
 
-@pytest.mark.xfail(strict=True, reason="format 4 delta images (issue 14 step b) with step "
-                   "c's smaller catalog: gc's chain compaction frees many small images, the "
-                   "free list's base image (16 bytes a run) then needs one long run, which "
-                   "only the end of the file has, so the end is not cut; see "
-                   "docs/history-cost.md, 'What is left after step b'")
 def test_gc_gives_the_end_back_after_many_versions(path):
     db, size, _want = _versions_then_gc(path)
     assert os.path.getsize(path) < size
@@ -170,10 +165,6 @@ def many_versions_on_a_device(keys, versions, changes, seed, message=""):
     return io, db, rng
 
 
-@pytest.mark.xfail(strict=True, reason="format 4 delta images (issue 14 step b): on a "
-                   "full disk, what dropped versions free is cut into small holes, which the "
-                   "free list's rewritten image and the compacted chains' full images do not "
-                   "fit; see docs/history-cost.md, 'What is left'")
 def test_gc_frees_a_full_disk():
     """The disk fills: commits fail with WriteFailed, but set_retention() and gc() still
     run (on the reserve the store keeps) and give the end of the file back."""
@@ -204,10 +195,6 @@ def test_gc_frees_a_full_disk():
     db.close()
 
 
-@pytest.mark.xfail(strict=True, reason="format 4 delta images (issue 14 step b): on a "
-                   "full disk, what dropped versions free is cut into small holes, which the "
-                   "free list's rewritten image and the compacted chains' full images do not "
-                   "fit; see docs/history-cost.md, 'What is left'")
 def test_gc_on_a_full_disk_goes_in_rounds(monkeypatch):
     """When even the reserve cannot hold gc's one txn, it drops versions a few at a
     time, each round reusing what the one before freed."""

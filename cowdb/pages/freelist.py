@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 _GROUP = Struct("<QQ")  # txn, run count; then count x (u64 first page, u64 length)
 _OP = Struct("<QQQQ")   # kind, a, b, c
 _PREV = Struct("<QQQQ")  # previous image of the chain: page, checksum, txn, length
+POINTER_SIZE = _PREV.size
 TAKE, FREE, RELEASE, TRIM, GIVE = 1, 2, 3, 4, 5
 MAX_CHAIN = 32          # deltas after a base before the next base
 # What decode(), previous() and replay() raise for an image that does not decode (cut
@@ -68,7 +69,7 @@ def _coalesce(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 class FreeList:
-    __slots__ = ("_pool", "pending", "changed", "_loose", "log", "chain", "_fit")
+    __slots__ = ("_pool", "pending", "changed", "_loose", "log", "chain", "_fit", "pieces")
     changed: bool
 
     def __init__(self) -> None:
@@ -80,6 +81,7 @@ class FreeList:
         # operations (kind, a, b, c) since the newest stored image
         self.log: list[tuple[int, int, int, int]] = []
         self.chain: list[tuple[int, int]] = []  # stored images (page, npages), base first
+        self.pieces = 1   # chain[:pieces] are the base's pieces, the rest deltas
 
     @property
     def pool(self) -> list[tuple[int, int]]:
@@ -208,21 +210,56 @@ class FreeList:
         runs = len(self.pool) + sum(len(r) for r in self.pending.values())
         return _GROUP.size * (1 + len(self.pending)) + 16 * runs
 
-    def encode(self) -> bytes:
+    def _groups(self) -> list[tuple[int, list[tuple[int, int]]]]:
+        """(txn, runs) groups, the pool (txn 0) first."""
         for txn in self._loose:  # pages freed one by one (a gc sweep) merge into runs here
             if txn in self.pending:
                 self.pending[txn] = _coalesce(self.pending[txn])
         self._loose.clear()
+        return [(0, self.pool), *sorted(self.pending.items())]
+
+    def encode(self) -> bytes:
         parts = []
-        for txn, runs in [(0, self.pool), *sorted(self.pending.items())]:
+        for txn, runs in self._groups():
             parts.append(_GROUP.pack(txn, len(runs)))
             parts.append(array("Q", [x for run in runs for x in run]).tobytes())
         return b"".join(parts)
 
+    def encode_pieces(self, room: list[int]) -> list[bytes] | None:
+        """The list as groups cut into pieces of exactly ``room[i]`` bytes each (a
+        multiple of 16; a group cut between pieces goes on with its txn in the next one,
+        the rest padded with empty pool groups, which decode to nothing), or None if they
+        do not fit: a base longer than a page, written in the holes gc leaves."""
+        pieces: list[bytes] = []
+        parts: list[bytes] = []
+        left = room[0]
+        for txn, runs in self._groups():
+            i = 0
+            while i < len(runs):
+                if left < 32:   # no room for a group head and a run
+                    pieces.append(b"".join(parts) + bytes(left))
+                    if len(pieces) == len(room):
+                        return None
+                    parts, left = [], room[len(pieces)]
+                    continue
+                n = min(len(runs) - i, (left - 16) // 16)
+                parts.append(_GROUP.pack(txn, n))
+                parts.append(array("Q", [x for run in runs[i:i + n] for x in run]).tobytes())
+                i += n
+                left -= 16 + 16 * n
+        pieces.append(b"".join(parts) + bytes(left))
+        return pieces + [bytes(r) for r in room[len(pieces):]]
+
+    @staticmethod
+    def pointer(prev: tuple[int, int, int, int]) -> bytes:
+        """What a delta or a base's later piece starts with: the previous image of the
+        chain (page, checksum, txn, length)."""
+        return _PREV.pack(*prev)
+
     def encode_delta(self, prev: tuple[int, int, int, int]) -> bytes:
         """This commit's operations, after a pointer to the previous image of the chain
         (``prev``: page, checksum, txn, length)."""
-        return _PREV.pack(*prev) + b"".join(_OP.pack(*op) for op in self.log)
+        return self.pointer(prev) + b"".join(_OP.pack(*op) for op in self.log)
 
     def delta_size(self) -> int:
         """Bytes of encode_delta(), counting one more take (the delta's own pages)."""
@@ -246,18 +283,22 @@ class FreeList:
         return _PREV.unpack_from(data, 0)
 
     @classmethod
-    def decode(cls, data: BytesLike) -> FreeList:
+    def decode(cls, *pieces: BytesLike) -> FreeList:
+        """The list a base holds, from its pieces in order (after their pointers)."""
         fl = cls()
-        pos, end = 0, len(data)
-        while pos < end:
-            txn, n = _GROUP.unpack_from(data, pos)
-            pos += _GROUP.size
-            flat = array("Q")
-            flat.frombytes(data[pos:pos + 16 * n])
-            pos += 16 * n
-            runs = _checked(list(zip(flat[0::2], flat[1::2])))
-            if txn == 0:
-                fl.pool = _coalesce(runs)
-            else:
-                fl.pending[txn] = runs
+        pool: list[tuple[int, int]] = []
+        for data in pieces:
+            pos, end = 0, len(data)
+            while pos < end:
+                txn, n = _GROUP.unpack_from(data, pos)
+                pos += _GROUP.size
+                flat = array("Q")
+                flat.frombytes(data[pos:pos + 16 * n])
+                pos += 16 * n
+                runs = _checked(list(zip(flat[0::2], flat[1::2])))
+                if txn == 0:
+                    pool.extend(runs)
+                elif runs:
+                    fl.pending.setdefault(txn, []).extend(runs)
+        fl.pool = _coalesce(pool)
         return fl

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..errors import Corruption, CowdbError, NotACowdbFile, ReadFailed, WriteFailed
 from . import meta as metamod
 from .checksum import FREELIST, HEADER, HEADER_SIZE, seal, verify
-from .freelist import DECODE_ERRORS, MAX_CHAIN, FreeList
+from .freelist import DECODE_ERRORS, MAX_CHAIN, POINTER_SIZE, FreeList
 from .io import BlockIO, BytesLike
 from .meta import EMPTY, Meta, RootRef
 
@@ -36,7 +36,9 @@ RESERVE_PAGES = 32   # pages kept allocated past the last unit, for gc() on a fu
 RESERVE_STEP = 8     # ... renewed this many pages at a time
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a renewal failing so may use the reserve
 FREELIST_DELTA = 1   # free list image header flag: a delta of the chain, not a base
+FREELIST_PIECE = 2   # ... a later piece of a base that spans several images
 META_PAGES = 2
+PIECE_MIN = 4        # units: the shortest piece of a base written in pieces (see below)
 
 
 class PageStore:
@@ -183,14 +185,19 @@ class PageStore:
         """Read the chain back from the newest image to its base, then replay it."""
         images: list[tuple[int, bytes]] = []
         ref = (meta.freelist.page, meta.freelist.checksum)
+        deltas, seen = 0, set()
         while ref[0]:
             page, checksum = ref
             data = self.read(page)
-            if int.from_bytes(data[:8], "little") != checksum or len(images) > MAX_CHAIN + 1:
+            flags = data[9]
+            deltas += flags & FREELIST_DELTA
+            if int.from_bytes(data[:8], "little") != checksum or deltas > MAX_CHAIN + 1 or \
+                    page in seen or (flags & FREELIST_DELTA and len(images) > deltas - 1):
                 raise Corruption(f"page {page} does not hold the free list image its "
                                  f"successor expects", page)
+            seen.add(page)
             images.append((page, data))
-            if not data[9] & FREELIST_DELTA:
+            if not flags & (FREELIST_DELTA | FREELIST_PIECE):
                 break
             try:
                 ref = FreeList.previous(memoryview(data)[HEADER_SIZE:])[:2]
@@ -198,11 +205,14 @@ class PageStore:
                 raise Corruption(f"the free list image at page {page} is cut short", page) from e
         if not images:
             return FreeList()
-        page, base = images.pop()
+        base = images[deltas:][::-1]        # the base's pieces, first to last
         try:
-            fl = FreeList.decode(memoryview(base)[HEADER_SIZE:])
-            fl.chain = [(page, self.pages_for(len(base)))]
-            for page, delta in reversed(images):
+            fl = FreeList.decode(*(memoryview(data)[HEADER_SIZE + (POINTER_SIZE if i
+                                                                   else 0):]
+                                   for i, (_page, data) in enumerate(base)))
+            fl.chain = [(page, self.pages_for(len(data))) for page, data in base]
+            fl.pieces = len(base)
+            for page, delta in reversed(images[:deltas]):
                 fl.replay(memoryview(delta)[HEADER_SIZE:])
                 fl.chain.append((page, self.pages_for(len(delta))))
         except DECODE_ERRORS as e:
@@ -463,7 +473,7 @@ class PageStore:
         """Append a delta image to the free list's chain, or start a new chain with a
         base image (freeing the old chain) when it is long. See freelist.py."""
         fl = self.freelist
-        if fl.chain and len(fl.chain) <= MAX_CHAIN and not self.rebase_freelist and \
+        if fl.chain and len(fl.chain) - fl.pieces < MAX_CHAIN and not self.rebase_freelist and \
                 fl.delta_size() <= max(fl.encoded_size(), self.page_size):
             # (a txn of many frees, gc's, whose delta is over a page and longer than a
             # base, which coalesces them, writes a base)
@@ -484,6 +494,9 @@ class PageStore:
             for first, n in fl.chain:
                 self.free(first, n)
             need = self.pages_for(HEADER_SIZE + fl.encoded_size())
+            per = max(1, self.page_size // self.unit)
+            if need > per:
+                return self._write_base_pieces(per)
             fresh = self.page_count
             page = self._take(need)         # shrinks the list, so the image still fits
             body, flags = fl.encode(), 0
@@ -505,7 +518,7 @@ class PageStore:
                     used = self.pages_for(HEADER_SIZE + len(body))
                     page = self.page_count
                     self.page_count += used
-            fl.chain = [(page, used)]
+            fl.chain, fl.pieces = [(page, used)], 1
         fl.log.clear()
         self.rebase_freelist = False
         image = bytearray(HEADER_SIZE) + body
@@ -513,6 +526,44 @@ class PageStore:
         ref = RootRef(page, seal(image), self._txn)
         self.write(page, image)
         return ref, len(image)
+
+    def _write_base_pieces(self, per: int) -> tuple[RootRef, int]:
+        """A base longer than a page, written as pieces of up to ``per`` units (a page)
+        each, from the lowest pool runs of at least ``PIECE_MIN`` units (else the end of
+        the file): one long run, which gc's small holes lack, would have to come from the
+        end and stop it being given back. Each piece after the first starts with a
+        pointer to the one before; the meta record names the last. Takes never add a
+        run, so pieces are taken until the list they leave fits (``encode_pieces``)."""
+        fl = self.freelist
+        least = min(per, PIECE_MIN)
+
+        def room(units: int, first: bool) -> int:
+            return (units * self.unit - HEADER_SIZE - (0 if first else POINTER_SIZE)) // 16 * 16
+
+        pieces: list[tuple[int, int]] = []
+        rooms: list[int] = []
+        while True:
+            if sum(rooms) >= fl.encoded_size() + 16 * len(rooms):
+                bodies = fl.encode_pieces(rooms)
+                if bodies is not None:
+                    break
+            page = fl.take(least, most=per)
+            units = per if page is None else fl.taken
+            pieces.append((self._grow(per) if page is None else page, units))
+            rooms.append(room(units, not rooms))
+        fl.chain, fl.pieces = pieces, len(pieces)
+        fl.log.clear()
+        self.rebase_freelist = False
+        prev: tuple[int, int, int, int] | None = None
+        for (page, _units), body in zip(pieces, bodies):
+            image = bytearray(HEADER_SIZE)
+            image += body if prev is None else FreeList.pointer(prev) + body
+            HEADER.pack_into(image, 0, 0, FREELIST, 0 if prev is None else FREELIST_PIECE, 0,
+                             len(image), self._txn)
+            prev = (page, seal(image), self._txn, len(image))
+            self.write(page, image)
+        assert prev is not None
+        return RootRef(prev[0], prev[1], self._txn), prev[3]
 
     def _give_back(self, page: int, need: int, used: int, fresh: int) -> None:
         """An image allocated ``need`` pages at ``page`` and uses ``used``: return the rest
