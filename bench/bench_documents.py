@@ -3,6 +3,8 @@
     python bench/bench_documents.py               # the full run
     python bench/bench_documents.py --quick       # 200 revisions and a 2 MB document
     python bench/bench_documents.py --at HEAD     # cowdb as committed, not as edited
+    python bench/bench_documents.py --breakdown   # and where a revision's bytes go
+    python bench/bench_documents.py --sync        # the revisions saved durably
 
 Storage: a 500-paragraph document (~100 KB of seeded words), then 1,000 revisions,
 each replacing ~3 words of one random paragraph, by 5 authors in turn. The same
@@ -14,6 +16,10 @@ revisions go to
   git packed the same repository after `git gc --aggressive`: .git/objects / revisions;
   gzip       gzip -6 of the whole text of each revision (MediaWiki's model): mean size.
 Then reading: the text of a random old revision vs the head's (best of rounds, ms).
+With --breakdown, every image the revisions' commits queue, by kind, as
+bench_version_cost.py counts them (its saves are then timed with the counting on).
+The revisions are saved with durability="none" (no fsync; pages freed are reusable
+only after a sync, which comes when 4 MiB of them wait), with --sync durably.
 
 Speed: a 10 MB document (50,000 paragraphs of ~200 B). A one-paragraph edit saved
 as a block operation (durable, and with durability="none"), ms, median of 50; reading
@@ -75,7 +81,8 @@ def git(repo, *args, env=None):
     subprocess.run(["git", "-C", repo, *args], check=True, capture_output=True, env=env)
 
 
-def storage(cowdb, Document, revisions: int, workdir: str) -> dict:
+def storage(cowdb, Document, revisions: int, workdir: str, breakdown: bool = False,
+            durability: str = "none") -> dict:
     rng = random.Random(16)
     paras = [paragraph(rng) for _ in range(500)]
     # cowdb
@@ -84,10 +91,13 @@ def storage(cowdb, Document, revisions: int, workdir: str) -> dict:
     doc = Document(db, "handbook", rng=random.Random(1))
     doc.save("\n\n".join(paras), author="owner")
     db.close()
-    db = cowdb.open(path, durability="none")
+    db = cowdb.open(path, durability=durability)
     doc = Document(db, "handbook", rng=random.Random(1))
     ids = [b.id for b in doc.blocks()]
     size0 = os.path.getsize(path)
+    if breakdown:
+        from bench_version_cost import ImageLog
+        images = ImageLog(db)
     # git
     repo = os.path.join(workdir, "git")
     os.makedirs(repo)
@@ -116,6 +126,8 @@ def storage(cowdb, Document, revisions: int, workdir: str) -> dict:
         git(repo, "commit", "-q", "-a", "-m", "edit", env=genv)
         gz.append(len(gzip.compress(text.encode(), 6)))
     assert doc.text() == text
+    if breakdown:
+        images.close()
     db.close()
     cow = (os.path.getsize(path) - size0) / revisions
     loose = (du(os.path.join(repo, ".git", "objects")) - git0) / revisions
@@ -137,7 +149,7 @@ def storage(cowdb, Document, revisions: int, workdir: str) -> dict:
             "save_ms_median": median(save_s) * 1e3, "read_head_ms": t_head * 1e3,
             "read_old_ms": t_old * 1e3, "read_old_ms_median": t_old_med * 1e3,
             "revisions_list_ms": t_revs * 1e3, "blame_ms": t_blame * 1e3,
-            "revisions": revisions}
+            "revisions": revisions, "images": images if breakdown else None}
 
 
 def speed(cowdb, Document, megabytes: float, workdir: str) -> dict:
@@ -197,6 +209,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--at", default=None, help="measure cowdb as of this commit")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="count a revision's images by kind (bench_version_cost.py's table)")
+    ap.add_argument("--sync", action="store_true", help="save the 1,000 revisions durably")
     args = ap.parse_args(argv)
     where = _common.use_cowdb(args.at)
     import cowdb
@@ -206,14 +221,21 @@ def main(argv=None) -> None:
         revisions = 200 if args.quick else 1000
         mb = 2 if args.quick else 10
         print(f"cowdb from {where}; {_common.machine()}")
-        s = storage(cowdb, Document, revisions, work)
-        print(f"\nstorage: {s['bytes']:,} B document, {s['revisions']} revisions of ~3 words")
+        s = storage(cowdb, Document, revisions, work, args.breakdown,
+                    "sync" if args.sync else "none")
+        print(f"\nstorage: {s['bytes']:,} B document, {s['revisions']} revisions of ~3 words"
+              f"{', saved durably' if args.sync else ''}")
         kib = 1024
         for k, label in (("cowdb", "cowdb (file growth)"), ("git_loose", "git, loose objects"),
                          ("git_packed", "git after gc --aggressive"),
                          ("gzip", "gzip of the full text")):
             print(f"  {label:<28} {s[k]:>10,.0f} B/revision  ({s[k] / kib:.2f} KiB)")
         print(f"  target <= 1 KiB/revision: {'met' if s['cowdb'] <= kib else 'not met'}")
+        if s["images"] is not None:
+            print(f"\n  the images a revision's commit queues (mean per revision, "
+                  f"unit {s['images'].unit} B):")
+            s["images"].report(revisions, per="revision", scale=1)
+            print()
         print(f"  save (one block, no fsync), median: {s['save_ms_median']:.3f} ms")
         ratio = s["read_old_ms"] / s["read_head_ms"]
         print(f"  read the head {s['read_head_ms']:.3f} ms; a random old revision "

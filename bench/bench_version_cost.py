@@ -37,6 +37,63 @@ KINDS = {LEAF: "leaf", BRANCH: "branch", OVERFLOW: "overflow", FREELIST: "free l
          LEAF_DELTA: "leaf delta", BRANCH_DELTA: "branch delta"}
 
 
+class ImageLog:
+    """Counts every image the store of ``db`` queues from now on, by kind: images, bytes,
+    units taken, and of those units how many grew the file and how many were reused."""
+
+    def __init__(self, db) -> None:
+        from cowdb.history import catalog as catmod
+        store: PageStore = db._store
+        self.store, self.unit = store, store.unit
+        # images, bytes, units, fresh units, reused units
+        self.rows: dict = defaultdict(lambda: [0, 0, 0, 0, 0])
+        state = {"catalog": False, "fresh_from": store.page_count}
+        real_write, real_begin = store.write, store.begin
+        self._real_settle = real_settle = catmod.Catalog.settle
+        self._catmod = catmod
+
+        def write(page: int, image) -> None:
+            kind = KINDS.get(HEADER.unpack_from(image, 0)[1], "?")
+            if kind in ("leaf", "branch", "leaf delta", "branch delta"):
+                kind = ("catalog " if state["catalog"] else "") + kind
+            units = store.pages_for(len(image))
+            row = self.rows[kind]
+            row[0] += 1
+            row[1] += len(image)
+            row[2] += units
+            row[3 if page >= state["fresh_from"] else 4] += units
+            real_write(page, image)
+
+        def settle(cat, room):
+            # the catalog tree is written by publish()'s caller after the data tree
+            state["catalog"] = True
+            return real_settle(cat, room)
+
+        def begin(txn, bound):
+            state["catalog"] = False
+            state["fresh_from"] = store.page_count
+            return real_begin(txn, bound)
+
+        store.write, store.begin = write, begin
+        catmod.Catalog.settle = settle
+
+    def close(self) -> None:
+        """Stop counting: the catalog's class gets its own settle back."""
+        self._catmod.Catalog.settle = self._real_settle
+
+    def report(self, versions: int, per: str = "version", scale: int = 1024) -> None:
+        """The mean per version of each kind, and the total (in KiB, or B if scale=1)."""
+        unit = self.unit
+        print(f"{'image':16} {'per ' + per:>12} {'bytes used':>10} {'taken':>9} {'fill':>5} "
+              f"{'growth':>9} {'reused':>9}")
+        tot = [0, 0, 0, 0, 0]
+        for kind in sorted(self.rows):
+            row = self.rows[kind]
+            tot = [a + b for a, b in zip(tot, row)]
+            _line(kind, row, versions, unit, scale)
+        _line("total", tot, versions, unit, scale)
+
+
 def measure(n: int, versions: int, seed: int = 20240603) -> None:
     rng = random.Random(seed)
     keys = [b"key%012d" % i for i in range(n)]
@@ -47,47 +104,8 @@ def measure(n: int, versions: int, seed: int = 20240603) -> None:
     rng.shuffle(order)
     with db.write(message="load") as tx:
         tx.update({k: rng.randbytes(100) for k in order})
-    store: PageStore = db._store
-    rows: dict = defaultdict(lambda: [0, 0, 0, 0, 0])  # images, bytes, units, fresh, reused
-    state = {"catalog": False, "fresh_from": 0}
-    real_write, real_allocate = store.write, store.allocate
-
-    def allocate(npages: int) -> int:
-        return real_allocate(npages)
-
-    def write(page: int, image) -> None:
-        kind = KINDS.get(HEADER.unpack_from(image, 0)[1], "?")
-        if kind in ("leaf", "branch", "leaf delta", "branch delta"):
-            kind = ("catalog " if state["catalog"] else "") + kind
-        units = store.pages_for(len(image))
-        row = rows[kind]
-        row[0] += 1
-        row[1] += len(image)
-        row[2] += units
-        if page >= state["fresh_from"]:
-            row[3] += units
-        else:
-            row[4] += units
-        real_write(page, image)
-
-    store.write, store.allocate = write, allocate
-    # the catalog tree is written by publish()'s caller after the data tree: mark it
-    from cowdb.history import catalog as catmod
-    real_settle = catmod.Catalog.settle
-
-    def settle(self, room):
-        state["catalog"] = True
-        return real_settle(self, room)
-
-    catmod.Catalog.settle = settle
-    real_begin = store.begin
-
-    def begin(txn, bound):
-        state["catalog"] = False
-        state["fresh_from"] = store.page_count
-        return real_begin(txn, bound)
-
-    store.begin = begin
+    log = ImageLog(db)
+    store = log.store
     size0 = os.path.getsize(path)
     count0 = store.page_count
     for _ in range(versions):
@@ -100,22 +118,17 @@ def measure(n: int, versions: int, seed: int = 20240603) -> None:
     print(f"n = {n:,}, {versions} versions of 10 overwrites, unit {unit} B")
     print(f"file growth {growth / 1024:.1f} KiB/version; high-water mark "
           f"{units * unit / 1024:.1f} KiB/version")
-    print(f"{'image':16} {'per version':>11} {'bytes used':>10} {'taken':>9} {'fill':>5} "
-          f"{'growth':>9} {'reused':>9}")
-    tot = [0, 0, 0, 0, 0]
-    for kind in sorted(rows):
-        row = rows[kind]
-        tot = [a + b for a, b in zip(tot, row)]
-        _line(kind, row, versions, unit)
-    _line("total", tot, versions, unit)
+    log.report(versions)
+    log.close()
     db.close()
 
 
-def _line(kind: str, row, versions: int, unit: int) -> None:
+def _line(kind: str, row, versions: int, unit: int, scale: int) -> None:
     images, used, units, fresh, reused = (x / versions for x in row)
-    print(f"{kind:16} {images:11.2f} {used / 1024:8.2f} K {units * unit / 1024:7.2f} K "
-          f"{used / max(units * unit, 1):5.0%} {fresh * unit / 1024:7.2f} K "
-          f"{reused * unit / 1024:7.2f} K")
+    u = "K" if scale == 1024 else "B"
+    print(f"{kind:16} {images:12.2f} {used / scale:8.2f} {u} {units * unit / scale:7.2f} {u} "
+          f"{used / max(units * unit, 1):5.0%} {fresh * unit / scale:7.2f} {u} "
+          f"{reused * unit / scale:7.2f} {u}")
 
 
 if __name__ == "__main__":
