@@ -4,7 +4,7 @@ base's reference and the entries that changed; reads materialise the chain.
 Encode, apply and materialise are checked against the node they stand for (hypothesis);
 many versions of random changes read back exactly, warm and cold, through the node
 cache and both mapped searches (py_map_get and, when built, _tree_c.map_get); chains
-stay within MAX_CHAIN; a damaged delta or a damaged base reads as Corruption.
+stay within their bounds (LEAF_CHAIN, BRANCH_CHAIN <= MAX_CHAIN); a damaged delta or a damaged base reads as Corruption.
 """
 import os
 import random
@@ -21,6 +21,8 @@ from cowdb.tree import btree
 from cowdb.tree.btree import NodeCache, Tree, images
 from cowdb.tree.mapped import py_map_get
 from cowdb.tree.node import (
+    BRANCH_CHAIN,
+    LEAF_CHAIN,
     LEAF_ENTRY,
     MAX_CHAIN,
     Branch,
@@ -166,20 +168,25 @@ def test_chains_stay_within_the_bound(tmp_path):
     with db.write() as tx:
         for i in range(500):
             tx[b"key%05d" % i] = b"v" * 20
-    kinds = set()
-    for v in range(3 * MAX_CHAIN + 5):
+    kinds, parent_kinds = set(), set()
+    for v in range(2 * BRANCH_CHAIN + 5):
         with db.write() as tx:
             tx[b"key00007"] = b"%d" % v      # the same leaf, every version
         nodes = NodeCache(db._store)    # read from the file
         with db.read() as snap:
             tree = Tree(nodes, snap._commit.root)
-        node = tree.root()
+        node = parent = tree.root()
         while type(node) is Branch:
-            node = tree.kid(node, 0)
-        assert depth(node) <= MAX_CHAIN
-        assert len(images(db._store, 0, node)) <= MAX_CHAIN + 1
+            assert depth(node) <= BRANCH_CHAIN <= MAX_CHAIN
+            assert len(images(db._store, 0, node)) <= BRANCH_CHAIN + 1
+            parent, node = node, tree.kid(node, 0)
+        parent_kinds.add(depth(parent))
+        assert depth(node) <= LEAF_CHAIN
+        assert len(images(db._store, 0, node)) <= LEAF_CHAIN + 1
         kinds.add(depth(node))
-    assert 0 in kinds and MAX_CHAIN in kinds  # deltas were written, and consolidated
+    # deltas were written, and consolidated, each kind at its own bound
+    assert {0, LEAF_CHAIN + 1, BRANCH_CHAIN} <= parent_kinds
+    assert 0 in kinds and LEAF_CHAIN in kinds and LEAF_CHAIN + 1 not in kinds
     db.close()
 
 

@@ -59,7 +59,9 @@ OVERFLOW_REF_SIZE = _OVF.size   # bytes an overflow value takes in its leaf
 LEAF_ENTRY = 6                  # u16 + u32 per entry
 BRANCH_ENTRY = 34               # u16 + 4 x u64 per entry
 DELTA_HEAD = Struct("<QQQHH")   # base page, checksum, txn; depth; splice count
-MAX_CHAIN = 8                   # deltas in a chain: the next write of its node is a full image
+LEAF_CHAIN = 8                  # deltas in a leaf's chain: the next write of it is a full image
+BRANCH_CHAIN = 16               # deltas in a branch's chain (a root takes one every commit)
+MAX_CHAIN = BRANCH_CHAIN        # the deepest delta the format allows
 
 
 @final
@@ -385,11 +387,12 @@ def _picked(seq: list[T], runs: list[tuple[int, int, int, int]]) -> list[T]:
 def encode_delta(node: Node, base: Node, ref: RootRef, txn: int, dirty: list[int] | None = None,
                  by_value: bool = False) -> bytearray | None:
     """``node``'s image as a delta on ``base`` (the clean node at ``ref`` it was copied
-    from), or None when a full image is due: the chain is MAX_CHAIN deltas long, or the
+    from), or None when a full image is due: the chain is LEAF_CHAIN (a leaf's) or
+    BRANCH_CHAIN (a branch's) deltas long, or the
     delta would not be under half the full image. ``dirty``, ``by_value``: see
     ``_changes``."""
     d = depth(base) + 1
-    if d > MAX_CHAIN or type(node) is not type(base):
+    if d > (LEAF_CHAIN if type(node) is Leaf else BRANCH_CHAIN) or type(node) is not type(base):
         return None
     runs = _changes(node, base, dirty, by_value)
     if len(runs) > 0xFFFF:
