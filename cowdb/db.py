@@ -48,7 +48,7 @@ from .errors import (
     WriteFailed,
 )
 from .history.catalog import BRANCH, MAIN_HEAD, TAG, Catalog, decode_pending
-from .history.commits import Commit, CommitStats, now_ns, to_datetime, to_ns
+from .history.commits import Commit, CommitRoot, CommitStats, now_ns, to_datetime, to_ns
 from .history.retention import Retention
 from .locks import close_shared, open_shared
 from .pages.freelist import FreeList
@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 
 log: logging.Logger = logging.getLogger("cowdb")
 T = TypeVar("T")
+_Found = TypeVar("_Found", Commit, CommitRoot)  # a version's record, whole or its root
 DURABILITY = ("sync", "none")
 UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
 
@@ -91,6 +92,8 @@ class _State(NamedTuple):  # not a frozen dataclass: ~1.5 us to construct, per t
     commits: dict[int, Commit]  # version -> Commit, looked up so far: shared by the states that
                         # follow until a txn drops or rewrites commits (gc), then a new one,
                         # so a reader of an older state never caches into a newer one
+    roots: dict[int, CommitRoot]  # version -> what at(v) decoded of it (a snapshot needs no
+                        # more), for versions not in commits; shared and renewed as commits is
 
 
 class Database:
@@ -302,7 +305,7 @@ class Database:
         if head is None:
             raise Corruption("the catalog has no head for branch main")
         return _State(meta.txn, meta.catalog, cat.last_version(), head, cat.pending, cat.log,
-                      meta, {})
+                      meta, {}, {})
 
     def _map_meta(self) -> None:
         """Map the meta slots: noticing another process's commit is then two loads."""
@@ -386,19 +389,29 @@ class Database:
         return self._state.commits
 
     def _commit_record(self, st: _State, version: int) -> Commit:
+        return self._look_up(st, version, st.commits, Catalog.commit)
+
+    def _version_root(self, st: _State, version: int) -> Commit | CommitRoot:
+        """What a snapshot of an int version needs: its Commit if cached, else only its
+        root (at()'s first lookup of a version; see CommitRoot)."""
+        return st.commits.get(version) or self._look_up(st, version, st.roots, Catalog.root)
+
+    def _look_up(self, st: _State, version: int, cache: dict[int, _Found],
+                 find: Callable[[Catalog, int], _Found | None]) -> _Found:
+        """``find`` a version's record in the catalog of ``st``, through ``cache``."""
         if type(version) is not int:  # before the cache: 1.0 and True hash like 1
             raise InvalidType(f"a version is an int, a tag or branch name, or a datetime; "
                               f"not {type(version).__name__}")
-        c = st.commits.get(version)
+        c = cache.get(version)
         if c is None:
-            c = self._catalog(st).commit(version) if 0 <= version <= st.version else None
+            c = find(self._catalog(st), version) if 0 <= version <= st.version else None
             if c is None:
                 if 0 <= version <= st.version:
                     raise VersionReclaimed(f"version {version} was dropped by the retention "
                                            f"rule and reclaimed by gc(); it cannot be read")
                 raise VersionNotFound(f"version {version} does not exist (the newest is "
                                       f"{st.version})")
-            st.commits[version] = c
+            cache[version] = c
         return c
 
     # ---- public reading ------------------------------------------------
@@ -435,7 +448,7 @@ class Database:
             pin = self._pin_published(st)
             if pin is not None:
                 try:  # under the snapshot's own pin; a version looked up before is cached
-                    return Snapshot(self, st.commits.get(ref) or self._commit_record(st, ref),
+                    return Snapshot(self, st.roots.get(ref) or self._version_root(st, ref),
                                     pin)
                 except BaseException:
                     pin.release()
@@ -794,7 +807,7 @@ class Database:
             if getattr(e, "uncertain", False):
                 self._poison(str(e))
             raise
-        commits = {} if forget else st.commits
+        commits, roots = ({}, {}) if forget else (st.commits, st.roots)
         new, self._new = self._new, None
         if new is not None:
             commits[new.version] = new  # published: readers may now look it up
@@ -810,7 +823,7 @@ class Database:
         version = cat.last_version() if wrote_catalog else st.version if new is None \
             else new.version
         self._state = _State(meta.txn, meta.catalog, version, head, cat.pending, cat.log, meta,
-                             commits)
+                             commits, roots)
         self._wrote = True
         return result
 

@@ -21,7 +21,7 @@ from .tree.btree import MapGetMethod, MapRoot, Tree
 
 if TYPE_CHECKING:
     from .db import Database
-    from .history.commits import Commit
+    from .history.commits import Commit, CommitRoot
     from .transaction import Transaction
 
 
@@ -233,14 +233,14 @@ class _SnapshotBase:
                  "__weakref__")
     if TYPE_CHECKING:
         _tree: Tree | _Unopened | None  # None once closed
-        _commit: Commit
+        _commit: Commit | CommitRoot  # at(v) of a version not looked up whole: its root
         _db: Database
         _pin: Any        # a Pins.hold token
         _max_key: int
         _codec: Any
         _mget: Any       # btree.MapRoot, once opened on a mapped file
 
-    def __init__(self, db: Database, commit: Commit, pin: Any) -> None:
+    def __init__(self, db: Database, commit: Commit | CommitRoot, pin: Any) -> None:
         # kept to what open + close needs: _max_key and _codec are set on first use;
         # _mget, once opened on a mapped file: the version's root bound (btree.MapRoot)
         self._db, self._commit, self._pin, self._tree, self._mget = \

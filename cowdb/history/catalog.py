@@ -32,22 +32,23 @@ rewrites commit records (gc, relocation) folds first (``fold``).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from heapq import merge
 from operator import itemgetter
 from struct import Struct
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
 from ..errors import Corruption
 from ..tree import cursor
 from ..tree.btree import Tree
-from .commits import Commit
+from .commits import Commit, CommitRoot
 
 _U64 = Struct(">Q")
 BRANCH, TAG, COMMIT = b"h", b"g", b"c"
 MAIN_HEAD = BRANCH + b"main"  # the catalog key of main's head
+_Decoded = TypeVar("_Decoded", Commit, CommitRoot)
 
 
 def commit_key(version: int) -> bytes:
@@ -135,16 +136,17 @@ class Catalog:
                 continue
             tree.put(k, v)
             if k[:1] == COMMIT:
-                c = self._decode(_U64.unpack_from(k, 1)[0], v)
+                c = self._decode(_U64.unpack_from(k, 1)[0], v, Commit.decode)
                 tree.put(_time_key(c.branch, c.time_ns, c.version), b"")
         self.pending.clear()
         self.log = b""
 
     # ---- commits -------------------------------------------------------
     @staticmethod
-    def _decode(version: int, data: bytes) -> Commit:
+    def _decode(version: int, data: bytes,
+                decode: Callable[[int, bytes], _Decoded]) -> _Decoded:
         try:
-            return Commit.decode(version, data)
+            return decode(version, data)
         except Exception as e:
             raise Corruption(f"the commit record of version {version} does not decode: {e}") from e
 
@@ -155,7 +157,13 @@ class Catalog:
 
     def commit(self, version: int) -> Commit | None:
         data = self._record(version)
-        return None if data is None else self._decode(version, data)
+        return None if data is None else self._decode(version, data, Commit.decode)
+
+    def root(self, version: int) -> CommitRoot | None:
+        """What a snapshot of a version needs (see CommitRoot), or None: the record is read
+        only as far as that."""
+        data = self._record(version)
+        return None if data is None else self._decode(version, data, CommitRoot.decode)
 
     def add_commit(self, c: Commit) -> None:
         """Record a new version (newer than every other): pending until the next fold."""
@@ -186,7 +194,7 @@ class Catalog:
             records = merge(records, reversed(pending) if reverse else pending,
                             key=itemgetter(0), reverse=reverse)
         for v, data in records:
-            yield self._decode(v, data)
+            yield self._decode(v, data, Commit.decode)
 
     def last_version(self) -> int:
         """The newest version kept. (A pending commit is newer than every one in the tree,

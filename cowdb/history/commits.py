@@ -2,6 +2,7 @@
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import msgpack
 
@@ -67,3 +68,23 @@ class Commit:
             msgpack.unpackb(data)
         return cls(version, t, RootRef(*root), count, tuple(parents), message, author, branch,
                    txn, CommitStats(*stats), rewired)
+
+
+class CommitRoot(NamedTuple):
+    """What a snapshot needs of a commit: its version, tree root and key count. ``db.at(v)``
+    decodes only this on a version's first lookup (a NamedTuple: the whole ``Commit``, its
+    ``RootRef``, ``CommitStats`` and parents, take ~3 us to build, this ~1); ``commit_info``
+    and ``log`` decode the whole record."""
+    version: int
+    root: RootRef
+    count: int  # type: ignore[assignment]  # (shadows tuple.count, as Commit.count reads)
+
+    @classmethod
+    def decode(cls, version: int, data: bytes) -> "CommitRoot":
+        """The root of a commit record, checked as far as ``Commit.decode`` checks the
+        record's shape (ten fields, a root of three): the rest is read when asked for."""
+        rec = msgpack.unpackb(data)
+        if type(rec) is not list or len(rec) != 10:
+            raise ValueError("a commit record is an array of 10 fields")
+        page, checksum, txn = rec[1]
+        return cls(version, RootRef(page, checksum, txn), rec[2])
