@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Callable
 from itertools import compress
 from struct import Struct
+from types import ModuleType
 from typing import Any
 
 from ._accelerators import load, wanted
@@ -48,9 +49,9 @@ class PyPins:
     ``_pins_c.Pins``, which needs no lock (its methods are atomic under the GIL)."""
 
     def __init__(self) -> None:
-        self.mutex = threading.Lock()
+        self.mutex: threading.Lock = threading.Lock()
         self._counts: dict[int, int] = {}
-        self.slot_txn = 0
+        self.slot_txn: int = 0
         self._slot: memoryview | None = None
         self._index = 0
 
@@ -115,7 +116,7 @@ class PyPin:
 
     def __init__(self, pins: PyPins, txn: int) -> None:
         self._pins: PyPins | None = pins
-        self.txn = txn
+        self.txn: int = txn
 
     def release(self) -> None:
         pins, self._pins = self._pins, None
@@ -127,8 +128,9 @@ class PyPin:
 
 PINS_API = 2  # the _pins_c this code is written against
 _pins_c = load("cowdb", "_pins_c", PINS_API)
-pins_c = _pins_c if wanted() else None  # what runs (snapshot.py takes SnapshotBase from it)
-Pins = PyPins if pins_c is None else pins_c.Pins
+pins_c: ModuleType | None = _pins_c if wanted() else None  # what runs (snapshot.py takes
+                                                            # SnapshotBase from it)
+Pins: type[PyPins] = PyPins if pins_c is None else pins_c.Pins  # C or its Python twin
 
 
 class Shared:

@@ -81,7 +81,7 @@ class FreeList:
         # operations (kind, a, b, c) since the newest stored image
         self.log: list[tuple[int, int, int, int]] = []
         self.chain: list[tuple[int, int]] = []  # stored images (page, npages), base first
-        self.pieces = 1   # chain[:pieces] are the base's pieces, the rest deltas
+        self.pieces: int = 1   # chain[:pieces] are the base's pieces, the rest deltas
 
     @property
     def pool(self) -> list[tuple[int, int]]:
