@@ -37,18 +37,24 @@ def use_cowdb(at: str | None = None) -> str:
 
     ``at``: a commit of this repository; its cowdb/ is exported (git archive)
     to a temporary folder, so edits in progress in the work tree do not leak
-    into the figures. Otherwise PYTHONPATH decides if set, else this checkout.
+    into the figures, and its C accelerators are built there (an export holds
+    no compiled module: without the build it would measure the pure-Python
+    path). Otherwise PYTHONPATH decides if set, else this checkout.
     """
     if at:
         sha = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", at + "^{commit}"],
                              capture_output=True, text=True, check=True).stdout.strip()
         dest = tempfile.mkdtemp(prefix=f"cowdb-{sha}-")
         atexit.register(shutil.rmtree, dest, True)
-        tar = subprocess.run(["git", "-C", ROOT, "archive", sha, "cowdb"], capture_output=True,
+        tar = subprocess.run(["git", "-C", ROOT, "archive", sha, "cowdb", "setup.py",
+                              "pyproject.toml", "README.md"], capture_output=True,
                              check=True).stdout
         subprocess.run(["tar", "-x", "-C", dest], input=tar, check=True)
+        built = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                               cwd=dest, capture_output=True).returncode == 0
         sys.path.insert(0, dest)
-        return f"commit {sha} (exported from this repository)"
+        return (f"commit {sha} (exported from this repository; "
+                f"{'C accelerators built' if built else 'pure Python: the C build failed'})")
     if os.environ.get("PYTHONPATH"):
         return "PYTHONPATH"
     if ROOT not in sys.path:
