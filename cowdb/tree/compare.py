@@ -5,11 +5,12 @@ from __future__ import annotations
 from itertools import repeat
 from typing import TYPE_CHECKING
 
+from ..pages.meta import RootRef
 from .btree import read_overflow
+from .diff import changes
 from .node import Branch, Overflow
 
 if TYPE_CHECKING:
-    from ..pages.meta import RootRef
     from ..pages.store import PageStore
     from .btree import NodeCache
 
@@ -18,9 +19,9 @@ def same_content(nodes: NodeCache, a: RootRef, b: RootRef) -> bool:
     """Whether two trees hold the same keys and values: walked in step, skipping children
     that are one image (page, txn), comparing leaves' key and value lists (in C). Where the
     shapes part (keys deleted and put back merge and split leaves elsewhere), the two
-    subtrees' leaves are compared as streams of entries (``_same_entries``), still skipping
-    the leaves they share. Node signatures are left alone (see tree/node.py: commits must
-    not pay for them)."""
+    subtrees are compared by the structural diff (``diff.changes``), which lines their
+    leaves up and skips the ones they share. Node signatures are left alone (see
+    tree/node.py: commits must not pay for them)."""
     if a.page == b.page:  # identity is (page, txn), never the checksum (tree/btree.py)
         return a.page == 0 or a.txn == b.txn
     if not (a.page and b.page):
@@ -32,8 +33,8 @@ def same_content(nodes: NodeCache, a: RootRef, b: RootRef) -> bool:
             continue
         x, y = nodes.load(pa, sa, ta), nodes.load(pb, sb, tb)
         if type(x) is not type(y) or x.keys != y.keys:
-            if _same_entries(nodes, _leaves(nodes, (pa, sa, ta)), _leaves(nodes, (pb, sb, tb))):
-                continue
+            if next(changes(nodes, RootRef(pa, sa, ta), RootRef(pb, sb, tb)), None) is None:
+                continue  # another shape, the same entries (the diff skips shared leaves)
             return False
         # (x and y are alike, and clean: their kids are pages)
         if type(x) is Branch:
@@ -55,52 +56,3 @@ def _same_value(v: bytes | Overflow, w: bytes | Overflow, store: PageStore) -> b
         return True
     return read_overflow(store, v) == read_overflow(store, w)
 
-
-_Ref = tuple[int, int, int]  # (page, checksum, txn)
-
-
-def _leaves(nodes: NodeCache, ref: _Ref) -> list[_Ref]:
-    """The references of a subtree's leaves, in key order (only its branches are loaded)."""
-    node = nodes.load(*ref)
-    if type(node) is not Branch:
-        return [ref]
-    out: list[_Ref] = []
-    for kid in zip(node.kids, node.sums, node.txns):
-        out.extend(_leaves(nodes, kid))  # type: ignore[arg-type]  # clean: kids are pages
-    return out
-
-
-def _same_entries(nodes: NodeCache, xs: list[_Ref], ys: list[_Ref]) -> bool:
-    """Whether two runs of leaves hold the same entries, whatever their boundaries: the
-    leaves are read in step, and a leaf both runs share (one image) is skipped whenever
-    neither side has entries left over, so the cost is the leaves that differ."""
-    i = j = 0
-    xk: list[bytes] = []
-    xv: list[bytes | Overflow] = []
-    yk: list[bytes] = []
-    yv: list[bytes | Overflow] = []
-    while True:
-        if not xk and not yk:
-            while i < len(xs) and j < len(ys) and xs[i][0] == ys[j][0] and xs[i][2] == ys[j][2]:
-                i += 1
-                j += 1
-        if not xk:
-            if i == len(xs):
-                break
-            xk, xv = _entries(nodes, xs[i])
-            i += 1
-        if not yk:
-            if j == len(ys):
-                break
-            yk, yv = _entries(nodes, ys[j])
-            j += 1
-        n = min(len(xk), len(yk))
-        if xk[:n] != yk[:n] or not all(map(_same_value, xv[:n], yv[:n], repeat(nodes.store))):
-            return False
-        del xk[:n], xv[:n], yk[:n], yv[:n]
-    return not xk and not yk and i == len(xs) and j == len(ys)
-
-
-def _entries(nodes: NodeCache, ref: _Ref) -> tuple[list[bytes], list[bytes | Overflow]]:
-    leaf = nodes.load(*ref)
-    return list(leaf.keys), list(leaf.vals)  # type: ignore[union-attr]  # a leaf
