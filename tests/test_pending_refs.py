@@ -174,6 +174,22 @@ def test_a_version_1_record_with_pending_bytes_is_refused():
         metamod.decode(bytes(data))
 
 
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("page_size", [0, 256, 768, 3 * 4096, 1 << 17])
+def test_a_record_with_a_page_size_cowdb_never_writes_is_refused(version, page_size):
+    """The fuzzer found a version 1 record (checksum right) with any page size: decode took
+    it, so the store would have paged the file by it. Every version names a power of two
+    from 512 to 65536 (the sizes read_slots tries); anything else is not a record."""
+    m = metamod.Meta(5, 4, 1024, metamod.EMPTY, metamod.EMPTY, 0, 3, 256)
+    data = bytearray(m.encode())
+    data[8:12] = version.to_bytes(4, "little")
+    data[12:16] = page_size.to_bytes(4, "little")
+    body = bytes(data[:metamod.META_SIZE - 8])
+    data[metamod.META_SIZE - 8:metamod.META_SIZE] = xxh3_64_intdigest(body).to_bytes(8, "little")
+    with pytest.raises(metamod.BadMeta, match="page size"):
+        metamod.decode(bytes(data))
+
+
 def test_pending_bytes_that_do_not_decode_fall_back_to_the_other_slot():
     """A record whose checksum holds but whose pending bytes are not ref changes (a
     writer bug, not damage) is not adopted: the open takes the other slot."""

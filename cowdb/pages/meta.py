@@ -23,6 +23,7 @@ READABLE_VERSIONS = (1, 2, 3, 4)     # version 1: the same record, never with pe
 _META = Struct("<8sIIQQQQQQQQQQQQ")  # see docs/format.md, "Meta record"
 META_SIZE = _META.size + 8            # + checksum; pending bytes follow
 PENDING_MAX = 1024                    # bytes of pending changes a record may carry
+PAGE_SIZES = tuple(1 << b for b in range(9, 17))  # a record names one: 512 to 65536 bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,8 @@ def decode(data: bytes) -> Meta:
      count, unit, npending) = _META.unpack_from(data, 0)
     if version not in READABLE_VERSIONS:
         raise BadMeta(f"format version {version}", version=version)
+    if page_size not in PAGE_SIZES:
+        raise BadMeta(f"bad page size {page_size}")
     if npending > (PENDING_MAX if version >= 2 else 0) or len(data) < META_SIZE + npending:
         raise BadMeta(f"bad pending length {npending}")
     pending = bytes(data[META_SIZE:META_SIZE + npending])

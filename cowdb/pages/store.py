@@ -103,7 +103,7 @@ class PageStore:
             sizes = [m0.page_size]
         except metamod.BadMeta as e:
             out = [(0, e)]
-            sizes = [self.page_size] + [1 << b for b in range(9, 17) if 1 << b != self.page_size]
+            sizes = [self.page_size] + [ps for ps in metamod.PAGE_SIZES if ps != self.page_size]
         second: Meta | metamod.BadMeta | None = None
         for ps in sizes:
             try:
