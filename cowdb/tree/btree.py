@@ -42,10 +42,10 @@ from .node import (
     branch_size,
     decode,
     delta_base,
+    dirty_kids,
     encode_branch,
     encode_delta,
     encode_leaf,
-    leaf_sig,
 )
 
 
@@ -606,12 +606,10 @@ class Tree:
         dirty = None
         if type(node) is Branch:
             kids, sums, txns = node.kids, node.sums, node.txns
-            dirty = []
-            for i, kid in enumerate(kids):
-                if type(kid) is not int:
-                    kids[i], sums[i] = self._write_node(kid, txn)  # type: ignore[arg-type]
-                    txns[i] = txn
-                    dirty.append(i)
+            dirty = dirty_kids(kids)
+            for i in dirty:
+                kids[i], sums[i] = self._write_node(kids[i], txn)  # type: ignore[arg-type]
+                txns[i] = txn
         else:
             if node.big:
                 vals, vsize = node.vals, self._vsize
@@ -620,8 +618,6 @@ class Tree:
                         ref = store.write_image(OVERFLOW, v)
                         vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
                 node.big = any(type(v) is not bytes for v in vals)
-            if not self.frees:  # a tree that frees what it replaces keeps no versions to diff
-                leaf_sig(node)
         image = None
         base, node.base = node.base, None
         if base is not None:

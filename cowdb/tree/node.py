@@ -151,9 +151,10 @@ def leaf_sig(leaf: Leaf) -> int:
     instead of comparing every value (which touches every value object, wherever in
     memory it lives). Python's bytes and str hash is SipHash keyed at random per process,
     so a user cannot craft two values whose hashes collide; where the key is fixed
-    (PYTHONHASHSEED set), diff compares values instead (see diff.KEYED_HASH). Made when
-    the writer writes the leaf (its values are at hand then), else on the first diff
-    that needs it, and kept: a clean node never changes."""
+    (PYTHONHASHSEED set), diff compares values instead (see diff.KEYED_HASH). Made by
+    the first diff that needs it, not by the writer (hashing every value of every leaf
+    written cost a no-sync commit of 10 puts ~50 µs of its ~610), and kept: a clean node
+    never changes."""
     vals: list[bytes | Overflow] | list[bytes | tuple[str, int]] = leaf.vals
     if leaf.big:
         vals = [v if type(v) is not Overflow else ("overflow", v.page) for v in leaf.vals]
@@ -392,8 +393,16 @@ def encode_delta(node: Node, base: Node, ref: RootRef, txn: int, dirty: list[int
     delta would not be under half the full image. ``dirty``, ``by_value``: see
     ``_changes``."""
     d = depth(base) + 1
-    if d > (LEAF_CHAIN if type(node) is Leaf else BRANCH_CHAIN) or type(node) is not type(base):
+    leaf = type(node) is Leaf
+    if d > (LEAF_CHAIN if leaf else BRANCH_CHAIN) or type(node) is not type(base):
         return None
+    if _c_delta_image is not None and not by_value:
+        image = _c_delta_image(leaf, LEAF_DELTA if leaf else BRANCH_DELTA, node, base,
+                               ref.page, ref.checksum, ref.txn, d, txn)
+        if image is not NotImplemented:  # (other keys than the base's, or overflow values)
+            if image is not None:
+                seal(image)
+            return image  # type: ignore[no-any-return]  # (a bytearray, or None)
     runs = _changes(node, base, dirty, by_value)
     if len(runs) > 0xFFFF:
         return None
@@ -500,3 +509,20 @@ def apply_delta(base: Node, data: bytes, page: int) -> Node:
 API = 7  # the _tree_c this package is written against (its API constant; btree.py's too)
 _tree_c = load("cowdb.tree", "_tree_c", API)
 _c_branch_body = _tree_c.branch_body if _tree_c is not None and wanted() else None
+# _write_c.c encodes the delta of a node with its base's keys (``delta_image``: the commit's
+# common case, an overwrite) and finds a dirty branch's written children (``dirty_kids``,
+# used by btree.py); tests/test_write_c.py checks both against the Python here.
+WRITE_API = 1  # the _write_c this package is written against
+_write_c = load("cowdb.tree", "_write_c", WRITE_API)
+_c_delta_image: Callable[..., Any] | None = None
+if _write_c is not None and wanted():
+    _c_delta_image = _write_c.delta_image
+
+
+def py_dirty_kids(kids: list[int | Node]) -> list[int]:
+    """The indexes of a branch's kids that are dirty nodes (not pages)."""
+    return [i for i, kid in enumerate(kids) if type(kid) is not int]
+
+
+dirty_kids: Callable[[list[int | Node]], list[int]] = (
+    _write_c.dirty_kids if _write_c is not None and wanted() else py_dirty_kids)
