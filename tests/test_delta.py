@@ -68,7 +68,7 @@ def test_a_delta_applied_to_its_base_is_the_node(base_items, edits):
     node.vals = [next((bv for bk, bv in zip(base.keys, base.vals) if bk == k and
                        bv == model[k]), model[k]) for k in keys]
     node.size = HEADER_SIZE + sum(LEAF_ENTRY + len(k) + len(model[k]) for k in keys)
-    image = encode_delta(node, base, RootRef(5, 0, 7), 9)
+    image = encode_delta(node, base, 5, 0, 7, 9)
     if image is None:  # not under half the full image: written full instead
         assert 2 * (HEADER_SIZE + 28) > node.size or edits
         return

@@ -33,7 +33,7 @@ u64 = st.integers(0, 2 ** 64 - 1)
 def python_delta(node, base, ref, txn):
     c, nodemod._c_delta_image = nodemod._c_delta_image, None
     try:
-        return encode_delta(node, base, ref, txn)
+        return encode_delta(node, base, ref.page, ref.checksum, ref.txn, txn)
     finally:
         nodemod._c_delta_image = c
 
@@ -104,7 +104,7 @@ def test_what_the_c_declines_python_encodes():
     assert c_delta(big, base, RootRef(5, 1, 7), 9) is NotImplemented
     # and encode_delta, with the C in place, still encodes both (in Python)
     if nodemod._c_delta_image is not None:
-        assert encode_delta(other, base, RootRef(5, 1, 7), 9) == python_delta(
+        assert encode_delta(other, base, 5, 1, 7, 9) == python_delta(
             other, base, RootRef(5, 1, 7), 9)
 
 

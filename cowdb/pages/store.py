@@ -381,22 +381,30 @@ class PageStore:
         is a few system calls. Images are padded to whole units inside a run.
         """
         queue, self._queue = sorted(self._queue.items()), {}
-        ps = self.unit
-        i = 0
-        while i < len(queue):
-            first, parts, end = queue[i][0], [], queue[i][0]
-            while i < len(queue) and queue[i][0] == end:
-                page, image = queue[i]
-                end = page + self.pages_for(len(image))
+        unit = self.unit
+        first = end = pos = -1
+        parts: list[bytes | bytearray] = []
+        for page, image in queue:
+            at = page * unit
+            if page != end:  # a new run: write the one before
+                if parts:
+                    self._pwrite_run(first, end, parts)
+                first, parts = page, [image]
+            else:
+                if at > pos:
+                    parts.append(bytes(at - pos))  # pad the image before to its last unit
                 parts.append(image)
-                if i + 1 < len(queue) and queue[i + 1][0] == end:
-                    parts.append(bytes(end * ps - page * ps - len(image)))  # pad to the page
-                i += 1
-            try:
-                self.io.pwrite(b"".join(parts), first * ps)
-            except OSError as e:
-                raise WriteFailed(f"writing pages {first} to {end - 1} failed: {e}; the "
-                                  f"commit was not applied") from e
+            pos = at + len(image)
+            end = page - (-len(image) // unit)
+        if parts:
+            self._pwrite_run(first, end, parts)
+
+    def _pwrite_run(self, first: int, end: int, parts: list[bytes | bytearray]) -> None:
+        try:
+            self.io.pwrite(b"".join(parts), first * self.unit)
+        except OSError as e:
+            raise WriteFailed(f"writing pages {first} to {end - 1} failed: {e}; the "
+                              f"commit was not applied") from e
 
     def free(self, page: int, npages: int = 1) -> None:
         """Free a run that the current txn made unreachable from its catalog."""

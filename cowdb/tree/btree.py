@@ -270,7 +270,8 @@ class Tree:
                 self.store.free(self._ref.page, self.store.pages_for(root.size))
             copy = root.copy()
             if self.deltas:
-                copy.base = (root, self._ref)
+                ref = self._ref
+                copy.base = (root, ref.page, ref.checksum, ref.txn)
             root = self._root = copy
             self._dirty = True
         return root
@@ -278,12 +279,13 @@ class Tree:
     def _own_kid(self, parent: Branch, i: int) -> Node:
         kid = parent.kids[i]
         if type(kid) is int:
-            node = self.nodes.load(kid, parent.sums[i], parent.txns[i])
+            s, t = parent.sums[i], parent.txns[i]
+            node = self.nodes.load(kid, s, t)
             if self.frees:
                 self.store.free(kid, self.store.pages_for(node.size))
             copy = parent.kids[i] = node.copy()
             if self.deltas:
-                copy.base = (node, RootRef(kid, parent.sums[i], parent.txns[i]))
+                copy.base = (node, kid, s, t)
             return copy
         return kid  # type: ignore[return-value]  # (a node)
 
@@ -317,13 +319,17 @@ class Tree:
         leaf, path = self._descend(key)
         keys = leaf.keys
         i = bisect_left(keys, key)
-        vs = self._vsize(val)
-        if vs != len(val):
+        vs = len(val)  # (_vsize's rule inline, for bytes: the hot path)
+        if vs > self.inline_max:
+            vs = OVERFLOW_REF_SIZE
             leaf.big = True
         if i < len(keys) and keys[i] == key:
             old = leaf.vals[i]
-            leaf.size += vs - self._vsize(old)
-            self._drop_value(old)
+            if type(old) is bytes and len(old) <= self.inline_max:
+                leaf.size += vs - len(old)
+            else:
+                leaf.size += vs - OVERFLOW_REF_SIZE
+                self._drop_value(old)
             leaf.vals[i] = val
             new = False
         else:
@@ -607,34 +613,34 @@ class Tree:
         if type(node) is Branch:
             kids, sums, txns = node.kids, node.sums, node.txns
             dirty = dirty_kids(kids)
+            write = self._write_node
             for i in dirty:
-                kids[i], sums[i] = self._write_node(kids[i], txn)  # type: ignore[arg-type]
+                kids[i], sums[i] = write(kids[i], txn)  # type: ignore[arg-type]
                 txns[i] = txn
-        else:
-            if node.big:
-                vals, vsize = node.vals, self._vsize
-                for i, v in enumerate(vals):
-                    if type(v) is bytes and vsize(v) != len(v):
-                        ref = store.write_image(OVERFLOW, v)
-                        vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
-                node.big = any(type(v) is not bytes for v in vals)
+        elif node.big:
+            vals, vsize = node.vals, self._vsize
+            for i, v in enumerate(vals):
+                if type(v) is bytes and vsize(v) != len(v):
+                    ref = store.write_image(OVERFLOW, v)
+                    vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
+            node.big = any(type(v) is not bytes for v in vals)
         image = None
-        base, node.base = node.base, None
+        base = node.base
         if base is not None:
-            image = encode_delta(node, base[0], base[1], txn, dirty)
+            node.base = None
+            image = encode_delta(node, base[0], base[1], base[2], base[3], txn, dirty)
         if image is None:
             base = None
             image = encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
-        units = store.pages_for(len(image))
+        units = -(-len(image) // store.unit)  # (store.pages_for)
         page = store.allocate(units)
         store.write(page, image)
-        s = int.from_bytes(image[:8], "little")
         node.txn = txn
         # a delta's chain: its own image, then its base's
         node.chain = None if base is None else ((page, units, txn),) + images(
-            store, base[1].page, base[0])
+            store, base[1], base[0])
         self.nodes.put(page, node)
-        return page, s
+        return page, int.from_bytes(image[:8], "little")
 
 
 _MISSING = object()

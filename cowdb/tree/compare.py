@@ -2,7 +2,8 @@
 changed nothing make no version (``Database._commit_tree``)."""
 from __future__ import annotations
 
-from itertools import repeat
+from itertools import compress, count, repeat
+from operator import ne
 from typing import TYPE_CHECKING
 
 from ..pages.meta import RootRef
@@ -37,8 +38,11 @@ def same_content(nodes: NodeCache, a: RootRef, b: RootRef) -> bool:
                 continue  # another shape, the same entries (the diff skips shared leaves)
             return False
         # (x and y are alike, and clean: their kids are pages)
-        if type(x) is Branch:
-            todo.extend(zip(x.kids, x.sums, x.txns, y.kids, y.sums, y.txns))  # type: ignore[union-attr]
+        if type(x) is Branch:  # the children that are not one image (page, txn) in both
+            xk, xs, xt = x.kids, x.sums, x.txns
+            yk, ys, yt = y.kids, y.sums, y.txns  # type: ignore[union-attr]
+            todo += [(xk[i], xs[i], xt[i], yk[i], ys[i], yt[i])
+                     for i in compress(count(), map(ne, zip(xk, xt), zip(yk, yt)))]
         elif x.vals != y.vals and not all(map(_same_value, x.vals, y.vals, repeat(nodes.store))):  # type: ignore[union-attr]
             return False
     return True

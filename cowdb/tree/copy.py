@@ -138,10 +138,10 @@ def relocate_tree(nodes: NodeCache, store: PageStore, ref: RootRef, memo: dict[i
                 memo[ref.page] = ref
                 return ref
             image = encode_delta(node, nodes.load(base.page, base.checksum, base.txn),
-                                 base, txn, by_value=True)
+                                 base.page, base.checksum, base.txn, txn, by_value=True)
         else:  # an image only: moved only if the delta on it is written (else a leak)
-            image = encode_delta(node, nodes.load(was.page, was.checksum, was.txn), was,
-                                 txn, by_value=True)
+            image = encode_delta(node, nodes.load(was.page, was.checksum, was.txn), was.page,
+                                 was.checksum, was.txn, txn, by_value=True)
             if image is not None:
                 base = _move_image(store, was, memo, txn, limit)
                 if not moved and ref.page < limit and direct and base == was:

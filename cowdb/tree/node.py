@@ -38,14 +38,11 @@ from itertools import accumulate, chain, compress, count
 from operator import is_not, ne
 from struct import Struct, pack, unpack_from
 from struct import error as struct_error
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, final
+from typing import Any, TypeAlias, TypeVar, final
 
 from .._accelerators import load, wanted
 from ..errors import Corruption
 from ..pages.checksum import BRANCH, BRANCH_DELTA, HEADER, HEADER_SIZE, LEAF, LEAF_DELTA, seal
-
-if TYPE_CHECKING:
-    from ..pages.meta import RootRef
 
 T = TypeVar("T")
 
@@ -89,7 +86,7 @@ class Leaf:
     size: int
     big: bool
     txn: int
-    base: tuple[Node, RootRef] | None
+    base: tuple[Node, int, int, int] | None
     chain: tuple[tuple[int, int, int], ...] | None
 
     def __init__(self, keys: list[bytes], vals: list[bytes | Overflow], size: int,
@@ -97,7 +94,8 @@ class Leaf:
         self.keys, self.vals, self.size, self.big = keys, vals, size, big
         self.sig: int | None = None
         self.txn = 0    # clean nodes: the txn that wrote the image (see NodeCache)
-        self.base = None   # dirty copies: (the clean node copied, its RootRef), see Tree
+        self.base = None   # dirty copies: (the clean node copied, its page, checksum,
+        #                  txn), see Tree
         self.chain = None  # clean nodes read from a delta: see ``images``
 
     def copy(self) -> Leaf:
@@ -120,7 +118,7 @@ class Branch:
     txns: list[int]
     size: int
     txn: int
-    base: tuple[Node, RootRef] | None
+    base: tuple[Node, int, int, int] | None
     chain: tuple[tuple[int, int, int], ...] | None
 
     def __init__(self, keys: list[bytes], kids: list[int | Node], counts: list[int],
@@ -129,7 +127,8 @@ class Branch:
         self.sums, self.txns, self.size = sums, txns, size
         self.sig: int | None = None
         self.txn = 0    # clean nodes: the txn that wrote the image (see NodeCache)
-        self.base = None   # dirty copies: (the clean node copied, its RootRef), see Tree
+        self.base = None   # dirty copies: (the clean node copied, its page, checksum,
+        #                  txn), see Tree
         self.chain = None  # clean nodes read from a delta: see ``images``
 
     def copy(self) -> Branch:
@@ -385,12 +384,13 @@ def _picked(seq: list[T], runs: list[tuple[int, int, int, int]]) -> list[T]:
     return list(chain.from_iterable(seq[lo:hi] for _a, _c, lo, hi in runs))
 
 
-def encode_delta(node: Node, base: Node, ref: RootRef, txn: int, dirty: list[int] | None = None,
-                 by_value: bool = False) -> bytearray | None:
-    """``node``'s image as a delta on ``base`` (the clean node at ``ref`` it was copied
-    from), or None when a full image is due: the chain is LEAF_CHAIN (a leaf's) or
-    BRANCH_CHAIN (a branch's) deltas long, or the
-    delta would not be under half the full image. ``dirty``, ``by_value``: see
+def encode_delta(node: Node, base: Node, bpage: int, bsum: int, btxn: int, txn: int,
+                 dirty: list[int] | None = None, by_value: bool = False
+                 ) -> bytearray | None:
+    """``node``'s image as a delta on ``base`` (the clean node it was copied from, whose
+    image is (bpage, bsum, btxn)), or None when a full image is due: the chain is
+    LEAF_CHAIN (a leaf's) or BRANCH_CHAIN (a branch's) deltas long, or the delta would not
+    be under half the full image. ``dirty``, ``by_value``: see
     ``_changes``."""
     d = depth(base) + 1
     leaf = type(node) is Leaf
@@ -398,7 +398,7 @@ def encode_delta(node: Node, base: Node, ref: RootRef, txn: int, dirty: list[int
         return None
     if _c_delta_image is not None and not by_value:
         image = _c_delta_image(leaf, LEAF_DELTA if leaf else BRANCH_DELTA, node, base,
-                               ref.page, ref.checksum, ref.txn, d, txn)
+                               bpage, bsum, btxn, d, txn)
         if image is not NotImplemented:  # (other keys than the base's, or overflow values)
             if image is not None:
                 seal(image)
@@ -422,7 +422,7 @@ def encode_delta(node: Node, base: Node, ref: RootRef, txn: int, dirty: list[int
         kind = BRANCH_DELTA
     if 2 * len(image) > node.size:
         return None
-    DELTA_HEAD.pack_into(image, HEADER_SIZE, ref.page, ref.checksum, ref.txn, d, len(runs))
+    DELTA_HEAD.pack_into(image, HEADER_SIZE, bpage, bsum, btxn, d, len(runs))
     HEADER.pack_into(image, 0, 0, kind, flags, len(node.keys), len(image), txn)
     seal(image)
     return image
