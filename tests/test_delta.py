@@ -251,16 +251,25 @@ def test_a_damaged_delta_or_base_reads_as_corruption(tmp_path, which):
     db.close()
 
 
+def kinds_written(db, changes):
+    """The page types of the images one commit of ``changes`` queues (the write pass
+    queues every node's image through the store's place())."""
+    written = []
+    real = db._store.place
+    db._store.place = lambda image: written.append(image[8]) or real(image)
+    try:
+        with db.write() as tx:
+            tx.update(changes)
+    finally:
+        db._store.place = real
+    return written
+
+
 def test_delta_images_are_written_for_small_changes(tmp_path):
     db = cowdb.open(str(tmp_path / "w.cow"), page_size=4096)
     with db.write() as tx:
         tx.update({b"key%06d" % i: b"x" * 100 for i in range(20000)})
-    written = []
-    real = db._store.write
-    db._store.write = lambda page, image: written.append(image[8]) or real(page, image)
-    with db.write() as tx:
-        tx[b"key%06d" % 777] = b"y" * 100
-    db._store.write = real
+    written = kinds_written(db, {b"key%06d" % 777: b"y" * 100})
     assert LEAF_DELTA in written and BRANCH_DELTA in written
     db.close()
 
@@ -293,13 +302,7 @@ def test_a_format_3_file_opens_and_its_next_write_uses_deltas(tmp_path):
     with open(path, "rb") as f:
         assert f.read(12)[8:12] == (3).to_bytes(4, "little")
     assert dict(db.read().items()) == {b"key%05d" % i: b"v" * 30 for i in range(400)}
-    written = []
-    real = db._store.write
-    db._store.write = lambda page, image: written.append(image[8]) or real(page, image)
-    with db.write() as tx:
-        tx[b"key00100"] = b"changed"
-    db._store.write = real
-    assert LEAF_DELTA in written
+    assert LEAF_DELTA in kinds_written(db, {b"key00100": b"changed"})
     with open(path, "rb") as f:
         f.seek(PAGE)
         assert f.read(12)[8:12] == (4).to_bytes(4, "little")  # the slot it wrote

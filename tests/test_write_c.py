@@ -4,13 +4,20 @@ branch's children. The C declines (NotImplemented) what Python encodes: other ke
 the base's, and leaves with overflow values."""
 from __future__ import annotations
 
+import random
+from contextlib import contextmanager
+
 import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
 from cowdb.pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA
+from cowdb.pages.io import MemoryIO
 from cowdb.pages.meta import RootRef
+from cowdb.pages.store import PageStore
+from cowdb.tree import btree
 from cowdb.tree import node as nodemod
+from cowdb.tree.btree import NodeCache, Tree
 from cowdb.tree.node import (
     LEAF_ENTRY,
     Branch,
@@ -137,3 +144,112 @@ def test_bad_input_raises_not_crashes():
 def test_dirty_kids_finds_the_nodes_among_pages(kids):
     kids = [k if k is not None else Leaf([], [], HEADER_SIZE) for k in kids]
     assert write_c.dirty_kids(kids) == py_dirty_kids(kids)
+
+
+def new_tree():
+    store = PageStore(MemoryIO(), page_size=1024)
+    store.initialize()
+    return Tree(NodeCache(store))
+
+
+@contextmanager
+def writers(c):
+    """btree.py's put descent and write pass in C (c) or in Python, for the block."""
+    was = btree.write_tree, btree.own_path
+    btree.write_tree, btree.own_path = (write_c.write_tree, write_c.own_path) if c else \
+        (None, None)
+    try:
+        yield
+    finally:
+        btree.write_tree, btree.own_path = was
+
+
+def write_queued(tree, txn):
+    """tree.write(txn); (root, the images queued)."""
+    store = tree.store
+    queued = {}
+    real = store.place
+
+    def place(image):
+        page = real(image)
+        queued[page] = bytes(image)
+        return page
+    store.place = place
+    try:
+        ref = tree.write(txn)
+    finally:
+        del store.place
+    return ref, queued
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2 ** 32), st.integers(1, 20))
+def test_the_c_write_pass_writes_what_python_writes(seed, rounds):
+    """The same changes on two equal trees, put by own_path and written by write_tree, and
+    put by _descend and written by _write_node: the same images at the same pages, the
+    same roots, the same nodes cached."""
+    trees = [new_tree(), new_tree()]
+    images = 0
+    for txn in range(2, 2 + rounds):
+        rng = random.Random(seed + txn)
+        ops = [(b"k%05d" % rng.randrange(3000),
+                rng.choice([None, b"", b"v" * rng.randrange(80), b"w" * 900][txn == 2:]))
+               for _ in range(rng.choice([1, 10, 300]))]  # (the first round only puts)
+        got = []
+        for tree, c in zip(trees, (True, False)):
+            tree.store.begin(txn, txn - 1)
+            with writers(c):
+                for k, v in ops:
+                    tree.delete(k) if v is None else tree.put(k, v)
+                ref, queued = write_queued(tree, txn)
+            tree.store.publish(ref, b"", durable=False)
+            chains = {p: (n.txn, n.chain) for p, n in tree.nodes.items()}
+            got.append((ref, queued, chains))
+        assert got[0] == got[1]
+        images += len(got[0][1])
+    assert images  # (the test wrote something)
+
+
+def test_write_tree_refuses_what_is_not_a_node():
+    with pytest.raises(TypeError):
+        write_c.write_tree(object(), 2, 64, None, None, None, None)
+    with pytest.raises(ValueError):
+        write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, 0, None, None, None, None)
+
+
+def node_state(node):
+    """A node's fields, its dirty kids as their types, its base as the image it names."""
+    fields = [getattr(node, f) for f in type(node).__slots__ if f != "base"]
+    if type(node) is Branch:
+        fields[1] = [k if type(k) is int else type(k) for k in node.kids]
+    return type(node), fields, None if node.base is None else node.base[1:]
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2 ** 32))
+def test_own_path_owns_what_descend_owns(seed):
+    """own_path and _descend, on two equal trees, copy the same nodes the same way (lists,
+    size, big, sig, txn, chain, and the base each copy remembers), and return the same
+    path."""
+    rng = random.Random(seed)
+    trees = [new_tree(), new_tree()]
+    items = {b"k%05d" % rng.randrange(5000): b"v" * rng.randrange(60) for _ in range(2000)}
+    for tree in trees:
+        tree.store.begin(2, 1)
+        tree.put_sorted(sorted(items.items()))
+        tree.write(2)
+        tree.store.begin(3, 2)
+    for _ in range(30):
+        key = b"k%05d" % rng.randrange(5200)
+        (leaf, path), (leaf2, path2) = write_c.own_path(trees[0], key), trees[1]._descend(key)
+        assert node_state(leaf) == node_state(leaf2)
+        assert [(node_state(b), i) for b, i in path] == [(node_state(b), i) for b, i in path2]
+        assert leaf.base is None or leaf.base[0] is trees[0].nodes[leaf.base[1]]
+
+
+def test_own_path_refuses_a_tree_that_frees():
+    tree = Tree(NodeCache(new_tree().store), frees=True)
+    with pytest.raises(ValueError):
+        write_c.own_path(tree, b"k")
+    with pytest.raises(TypeError):
+        write_c.own_path(tree, "k")

@@ -343,6 +343,14 @@ class PageStore:
         file never grows for it): for moving images down (see tree/copy.py)."""
         return self.freelist.take(npages, below)
 
+    def place(self, image: bytearray) -> int:
+        """Allocate units for an image of this txn and queue it there; its first unit."""
+        page = self.allocate(-(-len(image) // self.unit))
+        self._queue[page] = image
+        self.bytes_written += len(image)
+        self.pages_written += 1
+        return page
+
     def write(self, page: int, image: bytes | bytearray) -> None:
         """Queue an image for this txn; publish() writes the queue before the meta record."""
         self._queue[page] = image

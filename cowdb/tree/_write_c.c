@@ -10,12 +10,23 @@
  *     the leaf holds values that are not inline bytes: node.py's Python encodes those.
  * dirty_kids(kids)
  *     the indexes of a branch's kids that are not ints (dirty nodes to write).
+ * write_tree(root, txn, unit, place, put, encode, overflows)
+ *     btree.py's Tree._write_node: every dirty node below root written bottom-up, each
+ *     a delta (delta_image) where its base allows, else encode(node, base, txn, dirty)'s
+ *     (Python: a sealed delta, or None) or encode(node, None, txn, None)'s full image;
+ *     placed by place(image) -> page, cached by put(page, node); overflows(leaf) writes a
+ *     leaf's big values first. Returns (page, checksum) of root's image.
+ * own_path(tree, key)
+ *     btree.py's Tree._descend for a tree that keeps what it replaces (not ``frees``):
+ *     the path from the root to key's leaf owned (clean nodes copied, as Leaf.copy and
+ *     Branch.copy do, with their bases), as (leaf, [(branch, index), ...]).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 
-#define API 1                 /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 3                 /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -86,6 +97,10 @@ u64_at(PyObject *list, Py_ssize_t i)
     return PyLong_AsUnsignedLongLong(PyList_GET_ITEM(list, i));
 }
 
+static PyObject *delta_core(int is_leaf, int kind, PyObject *node, PyObject *base,
+                            unsigned long long bpage, unsigned long long bsum,
+                            unsigned long long btxn, unsigned depth, unsigned long long txn);
+
 static PyObject *
 delta_image(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -107,7 +122,16 @@ delta_image(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "delta_image(): kind or depth out of range");
         return NULL;
     }
-    PyObject *node = args[2], *base = args[3];
+    return delta_core(is_leaf, (int)kind, args[2], args[3], bpage, bsum, btxn, (unsigned)depth,
+                      txn);
+}
+
+/* delta_image's work, its arguments converted (write_tree calls it too). */
+static PyObject *
+delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long long bpage,
+           unsigned long long bsum, unsigned long long btxn, unsigned depth,
+           unsigned long long txn)
+{
     PyObject *fields[2][5] = {{NULL}};  /* node's, base's: keys, then vals or 4 lists */
     PyObject *names[5] = {s_keys, s_vals, NULL, NULL, NULL};
     int nf = 2;
@@ -312,7 +336,539 @@ dirty_kids(PyObject *Py_UNUSED(self), PyObject *kids)
     return out;
 }
 
+/* ---- write_tree: btree.py's Tree._write_node in C ---------------------------------- */
+static PyObject *leaf_type, *branch_type, *digest;   /* set by bind() */
+static int leaf_kind, branch_kind;
+static Py_ssize_t leaf_chain, branch_chain;
+static PyObject *s_base, *s_chain, *s_txn;
+
+typedef struct {
+    PyObject *txn;              /* the txn, a Python int */
+    unsigned long long txn_v;
+    Py_ssize_t unit;
+    PyObject *place, *put, *encode, *overflows;
+} Writer;
+
+/* An image's checksum: computed into its first 8 bytes (seal), or read from them. */
+static int
+image_sum(PyObject *image, int seal, unsigned long long *sum)
+{
+    if (!PyByteArray_CheckExact(image) || PyByteArray_GET_SIZE(image) < HEADER_SIZE) {
+        PyErr_SetString(PyExc_TypeError, "write_tree(): an image is not a bytearray with a "
+                        "header");
+        return -1;
+    }
+    unsigned char *p = (unsigned char *)PyByteArray_AS_STRING(image);
+    if (seal) {
+        PyObject *mv = PyMemoryView_FromMemory((char *)p + 8,
+                                               PyByteArray_GET_SIZE(image) - 8, PyBUF_READ);
+        if (mv == NULL)
+            return -1;
+        PyObject *r = PyObject_CallOneArg(digest, mv);
+        Py_DECREF(mv);
+        if (r == NULL)
+            return -1;
+        unsigned long long v = PyLong_AsUnsignedLongLong(r);
+        Py_DECREF(r);
+        if (v == (unsigned long long)-1 && PyErr_Occurred())
+            return -1;
+        put64(p, v);
+    }
+    unsigned long long v = 0;
+    for (int b = 7; b >= 0; b--)
+        v = (v << 8) | p[b];
+    *sum = v;
+    return 0;
+}
+
+/* Write a branch's dirty children (bottom-up), their pages, checksums and txn into its
+ * lists; the new list of their indexes, or NULL. */
+static PyObject *write_node(Writer *w, PyObject *node);
+
+static PyObject *
+write_kids(Writer *w, PyObject *node)
+{
+    PyObject *kids = list_of(node, s_kids), *sums = NULL, *txns = NULL, *dirty = NULL;
+    if (kids == NULL || (sums = list_of(node, s_sums)) == NULL ||
+            (txns = list_of(node, s_txns)) == NULL || (dirty = PyList_New(0)) == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(kids); i++) {
+        PyObject *kid = PyList_GET_ITEM(kids, i);
+        if (PyLong_CheckExact(kid))
+            continue;
+        PyObject *ix = PyLong_FromSsize_t(i);
+        if (ix == NULL || PyList_Append(dirty, ix) < 0) {
+            Py_XDECREF(ix);
+            goto fail;
+        }
+        Py_DECREF(ix);
+        Py_INCREF(kid);
+        PyObject *r = write_node(w, kid);
+        Py_DECREF(kid);
+        if (r == NULL)
+            goto fail;
+        if (i >= PyList_GET_SIZE(kids) || i >= PyList_GET_SIZE(sums) ||
+                i >= PyList_GET_SIZE(txns)) {
+            Py_DECREF(r);
+            PyErr_SetString(PyExc_ValueError, "write_tree(): a branch's lists changed size");
+            goto fail;
+        }
+        PyList_SetItem(kids, i, Py_NewRef(PyTuple_GET_ITEM(r, 0)));
+        PyList_SetItem(sums, i, Py_NewRef(PyTuple_GET_ITEM(r, 1)));
+        PyList_SetItem(txns, i, Py_NewRef(w->txn));
+        Py_DECREF(r);
+    }
+    Py_DECREF(kids);
+    Py_DECREF(sums);
+    Py_DECREF(txns);
+    return dirty;
+fail:
+    Py_XDECREF(kids);
+    Py_XDECREF(sums);
+    Py_XDECREF(txns);
+    Py_XDECREF(dirty);
+    return NULL;
+}
+
+/* A written delta's chain: its own image, then its base's ((page, units, txn), ...). */
+static PyObject *
+delta_chain(Writer *w, PyObject *page, Py_ssize_t units, PyObject *base)
+{
+    PyObject *bnode = PyTuple_GET_ITEM(base, 0), *rest = PyObject_GetAttr(bnode, s_chain);
+    if (rest == NULL)
+        return NULL;
+    if (rest == Py_None) {  /* the base is a full image */
+        Py_DECREF(rest);
+        PyObject *size = PyObject_GetAttr(bnode, s_size), *btxn = NULL;
+        Py_ssize_t n = size == NULL ? -1 : PyLong_AsSsize_t(size);
+        Py_XDECREF(size);
+        if ((n == -1 && PyErr_Occurred()) || (btxn = PyObject_GetAttr(bnode, s_txn)) == NULL)
+            return NULL;
+        rest = Py_BuildValue("((OnN))", PyTuple_GET_ITEM(base, 1), (n + w->unit - 1) / w->unit,
+                             btxn);
+        if (rest == NULL)
+            return NULL;
+    }
+    PyObject *head = Py_BuildValue("((OnO))", page, units, w->txn), *chain = NULL;
+    if (head != NULL)
+        chain = PySequence_Concat(head, rest);
+    Py_XDECREF(head);
+    Py_DECREF(rest);
+    return chain;
+}
+
+static PyObject *
+write_node(Writer *w, PyObject *node)
+{
+    int is_leaf = (PyObject *)Py_TYPE(node) == leaf_type;
+    if (!is_leaf && (PyObject *)Py_TYPE(node) != branch_type) {
+        PyErr_SetString(PyExc_TypeError, "write_tree(): not a tree node");
+        return NULL;
+    }
+    PyObject *dirty = NULL, *base = NULL, *image = NULL, *page = NULL, *chain = NULL;
+    PyObject *out = NULL;
+    unsigned long long sum;
+    if (!is_leaf) {
+        if ((dirty = write_kids(w, node)) == NULL)
+            return NULL;
+    }
+    else {
+        PyObject *big = PyObject_GetAttr(node, s_big);
+        int b = big == NULL ? -1 : PyObject_IsTrue(big);
+        Py_XDECREF(big);
+        if (b < 0)
+            return NULL;
+        if (b) {
+            PyObject *r = PyObject_CallOneArg(w->overflows, node);
+            if (r == NULL)
+                return NULL;
+            Py_DECREF(r);
+        }
+    }
+    if ((base = PyObject_GetAttr(node, s_base)) == NULL)
+        goto done;
+    if (base != Py_None) {
+        if (PyObject_SetAttr(node, s_base, Py_None) < 0)
+            goto done;
+        if (!PyTuple_CheckExact(base) || PyTuple_GET_SIZE(base) != 4) {
+            PyErr_SetString(PyExc_TypeError, "write_tree(): a node's base is not "
+                            "(node, page, checksum, txn)");
+            goto done;
+        }
+        PyObject *bnode = PyTuple_GET_ITEM(base, 0);
+        if (Py_TYPE(bnode) == Py_TYPE(node)) {
+            PyObject *bchain = PyObject_GetAttr(bnode, s_chain);
+            if (bchain == NULL)
+                goto done;
+            Py_ssize_t d = bchain == Py_None ? 1 : PyObject_Length(bchain);
+            Py_DECREF(bchain);
+            if (d < 0)
+                goto done;
+            if (d <= (is_leaf ? leaf_chain : branch_chain)) {
+                unsigned long long bp = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(base, 1));
+                unsigned long long bs = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(base, 2));
+                unsigned long long bt = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(base, 3));
+                if (PyErr_Occurred())
+                    goto done;
+                image = delta_core(is_leaf, is_leaf ? leaf_kind : branch_kind, node, bnode, bp,
+                                   bs, bt, (unsigned)d, w->txn_v);
+                if (image == NULL)
+                    goto done;
+                if (image == Py_NotImplemented) {  /* Python's (sealed), or None */
+                    Py_DECREF(image);
+                    image = PyObject_CallFunctionObjArgs(w->encode, node, base, w->txn,
+                                                         dirty ? dirty : Py_None, NULL);
+                    if (image == NULL || (image != Py_None && image_sum(image, 0, &sum) < 0))
+                        goto done;
+                }
+                else if (image != Py_None && image_sum(image, 1, &sum) < 0)
+                    goto done;
+            }
+        }
+    }
+    if (image == NULL || image == Py_None) {  /* a full image */
+        Py_XDECREF(image);
+        Py_SETREF(base, Py_NewRef(Py_None));
+        image = PyObject_CallFunctionObjArgs(w->encode, node, Py_None, w->txn, Py_None, NULL);
+        if (image == NULL || image_sum(image, 0, &sum) < 0)
+            goto done;
+    }
+    Py_ssize_t units = (PyByteArray_GET_SIZE(image) + w->unit - 1) / w->unit;
+    if ((page = PyObject_CallOneArg(w->place, image)) == NULL)
+        goto done;
+    if (PyObject_SetAttr(node, s_txn, w->txn) < 0)
+        goto done;
+    chain = base == Py_None ? Py_NewRef(Py_None) : delta_chain(w, page, units, base);
+    if (chain == NULL || PyObject_SetAttr(node, s_chain, chain) < 0)
+        goto done;
+    PyObject *r = PyObject_CallFunctionObjArgs(w->put, page, node, NULL);
+    if (r == NULL)
+        goto done;
+    Py_DECREF(r);
+    out = Py_BuildValue("(OK)", page, sum);
+done:
+    Py_XDECREF(dirty);
+    Py_XDECREF(base);
+    Py_XDECREF(image);
+    Py_XDECREF(page);
+    Py_XDECREF(chain);
+    return out;
+}
+
+static PyObject *
+write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "write_tree(root, txn, unit, place, put, encode, "
+                        "overflows)");
+        return NULL;
+    }
+    if (leaf_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "write_tree(): bind() was not called");
+        return NULL;
+    }
+    Writer w = {args[1], PyLong_AsUnsignedLongLong(args[1]), PyLong_AsSsize_t(args[2]),
+                args[3], args[4], args[5], args[6]};
+    if (PyErr_Occurred())
+        return NULL;
+    if (w.unit <= 0) {
+        PyErr_SetString(PyExc_ValueError, "write_tree(): the unit must be positive");
+        return NULL;
+    }
+    return write_node(&w, args[0]);
+}
+
+/* ---- own_path: btree.py's Tree._descend in C ----------------------------------------- */
+enum { F_KEYS, F_VALS, F_KIDS, F_COUNTS, F_SUMS, F_TXNS, F_SIZE, F_BIG, F_SIG, F_TXN, F_BASE,
+       F_CHAIN, NF };
+static const char *field_names[NF] = {"keys", "vals", "kids", "counts", "sums", "txns", "size",
+                                      "big", "sig", "txn", "base", "chain"};
+static Py_ssize_t leaf_off[NF], branch_off[NF];   /* slot offsets, -1: not a slot */
+static PyObject *s__root, *s__dirty, *s_frees, *s_deltas, *s_nodes, *s__own_root, *zero;
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static int
+slot_offsets(PyTypeObject *cls, Py_ssize_t *off)
+{
+    for (int f = 0; f < NF; f++) {
+        off[f] = -1;
+        PyObject *d = PyDict_GetItemString(cls->tp_dict, field_names[f]);
+        if (d != NULL && Py_TYPE(d) == &PyMemberDescr_Type &&
+                ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX)
+            off[f] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    return 0;
+}
+
+/* A dirty copy of a clean node: node.py's Leaf.copy / Branch.copy without their Python
+ * frames (its lists sliced, sig/base/chain None, txn 0). */
+static PyObject *
+copy_node(PyObject *node)
+{
+    PyTypeObject *tp = Py_TYPE(node);
+    const Py_ssize_t *off = (PyObject *)tp == leaf_type ? leaf_off : branch_off;
+    static const int leaf_lists[] = {F_KEYS, F_VALS, -1};
+    static const int branch_lists[] = {F_KEYS, F_KIDS, F_COUNTS, F_SUMS, F_TXNS, -1};
+    const int *lists = (PyObject *)tp == leaf_type ? leaf_lists : branch_lists;
+    PyObject *copy = tp->tp_alloc(tp, 0);
+    if (copy == NULL)
+        return NULL;
+    for (int j = 0; lists[j] >= 0; j++) {
+        PyObject *v = SLOT(node, off[lists[j]]);
+        if (v == NULL || !PyList_CheckExact(v)) {
+            Py_DECREF(copy);
+            PyErr_Format(PyExc_TypeError, "a node's %s is not a list", field_names[lists[j]]);
+            return NULL;
+        }
+        if ((SLOT(copy, off[lists[j]]) = PyList_GetSlice(v, 0, PyList_GET_SIZE(v))) == NULL) {
+            Py_DECREF(copy);
+            return NULL;
+        }
+    }
+    PyObject *size = SLOT(node, off[F_SIZE]);
+    if (size == NULL) {
+        Py_DECREF(copy);
+        PyErr_SetString(PyExc_TypeError, "a node has no size");
+        return NULL;
+    }
+    SLOT(copy, off[F_SIZE]) = Py_NewRef(size);
+    if ((PyObject *)tp == leaf_type) {
+        PyObject *big = SLOT(node, off[F_BIG]);
+        SLOT(copy, off[F_BIG]) = Py_NewRef(big ? big : Py_False);
+    }
+    SLOT(copy, off[F_SIG]) = Py_NewRef(Py_None);
+    SLOT(copy, off[F_TXN]) = Py_NewRef(zero);
+    SLOT(copy, off[F_BASE]) = Py_NewRef(Py_None);
+    SLOT(copy, off[F_CHAIN]) = Py_NewRef(Py_None);
+    return copy;
+}
+
+/* bisect_right(keys, key) over a list of bytes. */
+static Py_ssize_t
+bisect_right(PyObject *keys, const char *q, Py_ssize_t ql)
+{
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        PyObject *k = PyList_GET_ITEM(keys, mid);
+        Py_ssize_t kl = PyBytes_GET_SIZE(k);
+        int c = memcmp(q, PyBytes_AS_STRING(k), ql < kl ? ql : kl);
+        if (c < 0 || (c == 0 && ql < kl))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* The dirty copy of a branch's i-th kid (copied now if it is a page). */
+static PyObject *
+own_kid(PyObject *branch, Py_ssize_t i, PyObject *nodes, int deltas)
+{
+    PyObject *kids = SLOT(branch, branch_off[F_KIDS]);
+    PyObject *kid = PyList_GET_ITEM(kids, i);
+    if (!PyLong_CheckExact(kid))
+        return Py_NewRef(kid);
+    PyObject *sums = SLOT(branch, branch_off[F_SUMS]), *txns = SLOT(branch, branch_off[F_TXNS]);
+    if (sums == NULL || txns == NULL || !PyList_CheckExact(sums) || !PyList_CheckExact(txns) ||
+            PyList_GET_SIZE(sums) <= i || PyList_GET_SIZE(txns) <= i) {
+        PyErr_SetString(PyExc_TypeError, "own_path(): a branch's lists do not match");
+        return NULL;
+    }
+    PyObject *s = Py_NewRef(PyList_GET_ITEM(sums, i)), *t = Py_NewRef(PyList_GET_ITEM(txns, i));
+    Py_INCREF(kid);
+    PyObject *node = PyDict_GetItemWithError(nodes, kid), *copy = NULL;  /* borrowed */
+    int hit = 0;
+    if (node != NULL && (Py_TYPE(node) == (PyTypeObject *)leaf_type ||
+                         Py_TYPE(node) == (PyTypeObject *)branch_type)) {
+        PyObject *ntxn = SLOT(node, Py_TYPE(node) == (PyTypeObject *)leaf_type ?
+                              leaf_off[F_TXN] : branch_off[F_TXN]);
+        hit = ntxn != NULL ? PyObject_RichCompareBool(ntxn, t, Py_EQ) : 0;
+        if (hit < 0)
+            goto done;
+    }
+    else if (node == NULL && PyErr_Occurred())
+        goto done;
+    if (hit)
+        Py_INCREF(node);
+    else if ((node = PyObject_CallMethod(nodes, "load", "OOO", kid, s, t)) == NULL)
+        goto done;
+    if ((PyObject *)Py_TYPE(node) != leaf_type && (PyObject *)Py_TYPE(node) != branch_type) {
+        PyErr_SetString(PyExc_TypeError, "own_path(): the node cache holds a non-node");
+        Py_DECREF(node);
+        goto done;
+    }
+    if ((copy = copy_node(node)) == NULL) {
+        Py_DECREF(node);
+        goto done;
+    }
+    if (deltas) {
+        PyObject *base = PyTuple_Pack(4, node, kid, s, t);
+        if (base == NULL) {
+            Py_CLEAR(copy);
+            Py_DECREF(node);
+            goto done;
+        }
+        Py_ssize_t bo = Py_TYPE(copy) == (PyTypeObject *)leaf_type ? leaf_off[F_BASE]
+                                                                    : branch_off[F_BASE];
+        Py_SETREF(SLOT(copy, bo), base);
+    }
+    Py_DECREF(node);
+    kids = SLOT(branch, branch_off[F_KIDS]);  /* (load ran Python: check again) */
+    if (kids == NULL || !PyList_CheckExact(kids) || PyList_GET_SIZE(kids) <= i) {
+        Py_CLEAR(copy);
+        PyErr_SetString(PyExc_RuntimeError, "own_path(): a branch changed under it");
+        goto done;
+    }
+    PyList_SetItem(kids, i, Py_NewRef(copy));
+done:
+    Py_DECREF(kid);
+    Py_DECREF(s);
+    Py_DECREF(t);
+    return copy;
+}
+
+static PyObject *
+own_path(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "own_path(tree, key): key is bytes");
+        return NULL;
+    }
+    if (leaf_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "own_path(): bind() was not called");
+        return NULL;
+    }
+    PyObject *tree = args[0], *key = args[1];
+    PyObject *node = NULL, *path = NULL, *nodes = NULL, *out = NULL;
+    int frees = -1, deltas = -1, dirty = -1;
+    PyObject *v;
+    if ((v = PyObject_GetAttr(tree, s_frees)) == NULL)
+        return NULL;
+    frees = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    if ((v = PyObject_GetAttr(tree, s_deltas)) == NULL)
+        return NULL;
+    deltas = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    if ((v = PyObject_GetAttr(tree, s__dirty)) == NULL)
+        return NULL;
+    dirty = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    if (frees < 0 || deltas < 0 || dirty < 0)
+        return NULL;
+    if (frees) {  /* a tree that frees what it replaces: Python's _descend */
+        PyErr_SetString(PyExc_ValueError, "own_path(): a tree that frees is Python's");
+        return NULL;
+    }
+    node = PyObject_GetAttr(tree, s__root);
+    if (node == NULL)
+        return NULL;
+    if (node == Py_None || !dirty) {
+        Py_SETREF(node, PyObject_CallMethodNoArgs(tree, s__own_root));
+        if (node == NULL)
+            return NULL;
+    }
+    if ((nodes = PyObject_GetAttr(tree, s_nodes)) == NULL || !PyDict_Check(nodes) ||
+            (path = PyList_New(0)) == NULL) {
+        if (nodes != NULL && !PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "own_path(): the node cache is not a dict");
+        goto done;
+    }
+    const char *q = PyBytes_AS_STRING(key);
+    Py_ssize_t ql = PyBytes_GET_SIZE(key);
+    while ((PyObject *)Py_TYPE(node) == branch_type) {
+        PyObject *keys = SLOT(node, branch_off[F_KEYS]), *kids = SLOT(node, branch_off[F_KIDS]);
+        if (keys == NULL || kids == NULL || !PyList_CheckExact(keys) ||
+                !PyList_CheckExact(kids) || PyList_GET_SIZE(keys) != PyList_GET_SIZE(kids) ||
+                PyList_GET_SIZE(keys) == 0) {
+            PyErr_SetString(PyExc_TypeError, "own_path(): a branch's keys and kids do not match");
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(keys); j++) {  /* (cheap next to a copy) */
+            if (!PyBytes_CheckExact(PyList_GET_ITEM(keys, j))) {
+                PyErr_SetString(PyExc_TypeError, "own_path(): a key is not bytes");
+                goto done;
+            }
+        }
+        Py_ssize_t i = bisect_right(keys, q, ql) - 1;
+        if (i < 0)
+            i = 0;  /* (key 0 of a branch is b"": never below it) */
+        PyObject *step = Py_BuildValue("(On)", node, i);
+        if (step == NULL || PyList_Append(path, step) < 0) {
+            Py_XDECREF(step);
+            goto done;
+        }
+        Py_DECREF(step);
+        PyObject *kid = own_kid(node, i, nodes, deltas);
+        if (kid == NULL)
+            goto done;
+        Py_SETREF(node, kid);
+    }
+    if ((PyObject *)Py_TYPE(node) != leaf_type) {
+        PyErr_SetString(PyExc_TypeError, "own_path(): not a tree node");
+        goto done;
+    }
+    out = PyTuple_Pack(2, node, path);
+done:
+    Py_XDECREF(node);
+    Py_XDECREF(path);
+    Py_XDECREF(nodes);
+    return out;
+}
+
+static PyObject *
+bind(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, "
+                        "LEAF_CHAIN, BRANCH_CHAIN, digest)");
+        return NULL;
+    }
+    long lk = PyLong_AsLong(args[2]), bk = PyLong_AsLong(args[3]);
+    Py_ssize_t lc = PyLong_AsSsize_t(args[4]), bc = PyLong_AsSsize_t(args[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (lk < 0 || lk > 255 || bk < 0 || bk > 255 || lc < 1 || lc > 0xFFFF || bc < 1 ||
+            bc > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "bind(): a kind or chain bound out of range");
+        return NULL;
+    }
+    slot_offsets((PyTypeObject *)args[0], leaf_off);
+    slot_offsets((PyTypeObject *)args[1], branch_off);
+    static const int leaf_needs[] = {F_KEYS, F_VALS, F_SIZE, F_BIG, F_SIG, F_TXN, F_BASE,
+                                     F_CHAIN, -1};
+    static const int branch_needs[] = {F_KEYS, F_KIDS, F_COUNTS, F_SUMS, F_TXNS, F_SIZE, F_SIG,
+                                       F_TXN, F_BASE, F_CHAIN, -1};
+    for (int j = 0; leaf_needs[j] >= 0; j++)
+        if (leaf_off[leaf_needs[j]] < 0)
+            return PyErr_Format(PyExc_TypeError, "bind(): Leaf has no slot %s",
+                                field_names[leaf_needs[j]]);
+    for (int j = 0; branch_needs[j] >= 0; j++)
+        if (branch_off[branch_needs[j]] < 0)
+            return PyErr_Format(PyExc_TypeError, "bind(): Branch has no slot %s",
+                                field_names[branch_needs[j]]);
+    Py_XSETREF(leaf_type, Py_NewRef(args[0]));
+    Py_XSETREF(branch_type, Py_NewRef(args[1]));
+    Py_XSETREF(digest, Py_NewRef(args[6]));
+    leaf_kind = (int)lk;
+    branch_kind = (int)bk;
+    leaf_chain = lc;
+    branch_chain = bc;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"own_path", (PyCFunction)(void (*)(void))own_path, METH_FASTCALL,
+     "own_path(tree, key): btree.py's Tree._descend for a tree that keeps what it "
+     "replaces: (leaf, [(branch, index), ...]), the path owned (copied) down to key's leaf."},
+    {"write_tree", (PyCFunction)(void (*)(void))write_tree, METH_FASTCALL,
+     "write_tree(root, txn, unit, place, put, encode, overflows): btree.py's "
+     "Tree._write_node in C; (page, checksum) of the root written."},
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
+     "bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN, digest): what "
+     "write_tree needs of node.py."},
     {"delta_image", (PyCFunction)(void (*)(void))delta_image, METH_FASTCALL,
      "delta_image(is_leaf, kind, node, base, bpage, bsum, btxn, depth, txn): node.py's "
      "encode_delta for a node with its base's keys, unsealed; None (a full image is due) "
@@ -337,7 +893,17 @@ PyInit__write_c(void)
         !(s_sums = PyUnicode_InternFromString("sums")) ||
         !(s_txns = PyUnicode_InternFromString("txns")) ||
         !(s_size = PyUnicode_InternFromString("size")) ||
-        !(s_big = PyUnicode_InternFromString("big")))
+        !(s_big = PyUnicode_InternFromString("big")) ||
+        !(s_base = PyUnicode_InternFromString("base")) ||
+        !(s_chain = PyUnicode_InternFromString("chain")) ||
+        !(s_txn = PyUnicode_InternFromString("txn")) ||
+        !(s__root = PyUnicode_InternFromString("_root")) ||
+        !(s__dirty = PyUnicode_InternFromString("_dirty")) ||
+        !(s_frees = PyUnicode_InternFromString("frees")) ||
+        !(s_deltas = PyUnicode_InternFromString("deltas")) ||
+        !(s_nodes = PyUnicode_InternFromString("nodes")) ||
+        !(s__own_root = PyUnicode_InternFromString("_own_root")) ||
+        !(zero = PyLong_FromLong(0)))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "API", API) < 0)

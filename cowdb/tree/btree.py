@@ -31,13 +31,16 @@ from ..pages.meta import EMPTY, RootRef
 from ..pages.store import PageStore
 from .node import (
     API,
+    BRANCH_CHAIN,
     BRANCH_ENTRY,
+    LEAF_CHAIN,
     LEAF_ENTRY,
     OVERFLOW_REF_SIZE,
     Branch,
     Leaf,
     Node,
     Overflow,
+    _write_c,
     apply_delta,
     branch_size,
     decode,
@@ -316,7 +319,8 @@ class Tree:
     def put(self, key: bytes, val: bytes) -> bool:
         """Set key to val; True if the key is new."""
         self.mod += 1
-        leaf, path = self._descend(key)
+        leaf, path = own_path(self, key) if own_path is not None and not self.frees else \
+            self._descend(key)
         keys = leaf.keys
         i = bisect_left(keys, key)
         vs = len(val)  # (_vsize's rule inline, for bytes: the hot path)
@@ -601,6 +605,11 @@ class Tree:
         if self._dirty:
             if self._root is None:
                 self._ref = EMPTY
+            elif write_tree is not None:
+                store = self.store
+                page, s = write_tree(self._root, txn, store.unit, store.place, self.nodes.put,
+                                     self._encode, self._write_overflows)
+                self._ref = RootRef(page, s, txn)
             else:
                 page, s = self._write_node(self._root, txn)
                 self._ref = RootRef(page, s, txn)
@@ -608,6 +617,8 @@ class Tree:
         return self._ref
 
     def _write_node(self, node: Node, txn: int) -> tuple[int, int]:
+        """Write ``node`` and every dirty node below it (bottom-up); (page, checksum) of its
+        image. _write_c.write_tree is this in C (see the end of this file)."""
         store = self.store
         dirty = None
         if type(node) is Branch:
@@ -618,29 +629,41 @@ class Tree:
                 kids[i], sums[i] = write(kids[i], txn)  # type: ignore[arg-type]
                 txns[i] = txn
         elif node.big:
-            vals, vsize = node.vals, self._vsize
-            for i, v in enumerate(vals):
-                if type(v) is bytes and vsize(v) != len(v):
-                    ref = store.write_image(OVERFLOW, v)
-                    vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
-            node.big = any(type(v) is not bytes for v in vals)
+            self._write_overflows(node)
         image = None
         base = node.base
         if base is not None:
             node.base = None
-            image = encode_delta(node, base[0], base[1], base[2], base[3], txn, dirty)
+            image = self._encode(node, base, txn, dirty)
         if image is None:
             base = None
-            image = encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
+            image = self._encode(node, None, txn, None)
+            assert image is not None  # (with no base: the full image)
         units = -(-len(image) // store.unit)  # (store.pages_for)
-        page = store.allocate(units)
-        store.write(page, image)
+        page = store.place(image)
         node.txn = txn
         # a delta's chain: its own image, then its base's
         node.chain = None if base is None else ((page, units, txn),) + images(
             store, base[1], base[0])
         self.nodes.put(page, node)
         return page, int.from_bytes(image[:8], "little")
+
+    def _encode(self, node: Node, base: tuple[Node, int, int, int] | None, txn: int,
+                dirty: list[int] | None) -> bytearray | None:
+        """A dirty node's sealed image: a delta on ``base`` (None when a full image is
+        due), or with no base the full image."""
+        if base is not None:
+            return encode_delta(node, base[0], base[1], base[2], base[3], txn, dirty)
+        return encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
+
+    def _write_overflows(self, leaf: Leaf) -> None:
+        """Write a leaf's values that are too big to live in it to overflow runs."""
+        vals, vsize = leaf.vals, self._vsize
+        for i, v in enumerate(vals):
+            if type(v) is bytes and vsize(v) != len(v):
+                ref = self.store.write_image(OVERFLOW, v)
+                vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
+        leaf.big = any(type(v) is not bytes for v in vals)
 
 
 _MISSING = object()
@@ -671,6 +694,15 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
 # per-call arguments) and may take MapGetMethod (_tree_c.GetMethod) as its get method:
 # one C call per point read. Both are None on the pure-Python path.
 _tree_c = load("cowdb.tree", "_tree_c", API)
+# _write_c.write_tree (node.py loads it) replaces Tree._write_node, the commit's write pass,
+# and _write_c.own_path Tree._descend in put() for a tree that keeps what it replaces.
+write_tree: Callable[..., tuple[int, int]] | None = None
+own_path: Callable[[Tree, bytes], tuple[Leaf, list[tuple[Branch, int]]]] | None = None
+if _write_c is not None:  # bound either way: the tests run both writers
+    _write_c.bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN,
+                  xxh3_64_intdigest)
+    if wanted():
+        write_tree, own_path = _write_c.write_tree, _write_c.own_path
 descend: Callable[[Node, bytes, NodeCache], bytes | Overflow | None] = py_get
 map_descend: Callable[..., Any] | None = None
 map_leaf: Callable[..., Any] | None = None

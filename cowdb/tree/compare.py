@@ -40,8 +40,8 @@ def same_content(nodes: NodeCache, a: RootRef, b: RootRef) -> bool:
         if type(x) is Branch:  # the children that are not one image (page, txn) in both
             xk, xs, xt = x.kids, x.sums, x.txns
             yk, ys, yt = y.kids, y.sums, y.txns  # type: ignore[union-attr]
-            todo += [(xk[i], xs[i], xt[i], yk[i], ys[i], yt[i])
-                     for i in compress(count(), map(ne, zip(xk, xt), zip(yk, yt)))]
+            todo += [(xk[i], xs[i], xt[i], yk[i], ys[i], yt[i])  # type: ignore[misc]
+                     for i in compress(count(), map(ne, zip(xk, xt), zip(yk, yt)))]  # (pages)
         else:  # only the values that differ as objects (bytes by value, in C) are asked
             xv, yv = x.vals, y.vals  # type: ignore[union-attr]
             if xv != yv:

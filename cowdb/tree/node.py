@@ -510,9 +510,10 @@ API = 7  # the _tree_c this package is written against (its API constant; btree.
 _tree_c = load("cowdb.tree", "_tree_c", API)
 _c_branch_body = _tree_c.branch_body if _tree_c is not None and wanted() else None
 # _write_c.c encodes the delta of a node with its base's keys (``delta_image``: the commit's
-# common case, an overwrite) and finds a dirty branch's written children (``dirty_kids``,
-# used by btree.py); tests/test_write_c.py checks both against the Python here.
-WRITE_API = 1  # the _write_c this package is written against
+# common case, an overwrite), finds a dirty branch's written children (``dirty_kids``),
+# runs btree.py's whole write pass (``write_tree``) and its put's descent (``own_path``,
+# both bound there); tests/test_write_c.py checks them against the Python.
+WRITE_API = 3  # the _write_c this package is written against
 _write_c = load("cowdb.tree", "_write_c", WRITE_API)
 _c_delta_image: Callable[..., Any] | None = None
 if _write_c is not None and wanted():
