@@ -154,14 +154,14 @@ def new_tree():
 
 @contextmanager
 def writers(c):
-    """btree.py's put descent and write pass in C (c) or in Python, for the block."""
-    was = btree.write_tree, btree.own_path
-    btree.write_tree, btree.own_path = (write_c.write_tree, write_c.own_path) if c else \
-        (None, None)
+    """btree.py's put and write pass in C (c) or in Python, for the block."""
+    was = btree.write_tree, btree.own_path, btree.put_over
+    btree.write_tree, btree.own_path, btree.put_over = (
+        (write_c.write_tree, write_c.own_path, write_c.put_over) if c else (None, None, None))
     try:
         yield
     finally:
-        btree.write_tree, btree.own_path = was
+        btree.write_tree, btree.own_path, btree.put_over = was
 
 
 def write_queued(tree, txn):
@@ -185,9 +185,9 @@ def write_queued(tree, txn):
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2 ** 32), st.integers(1, 20))
 def test_the_c_write_pass_writes_what_python_writes(seed, rounds):
-    """The same changes on two equal trees, put by own_path and written by write_tree, and
-    put by _descend and written by _write_node: the same images at the same pages, the
-    same roots, the same nodes cached."""
+    """The same changes on two equal trees, put by put_over and own_path and written by
+    write_tree, and put and written in Python: the same images at the same pages, the
+    same roots, the same nodes cached, the same counts and sizes."""
     trees = [new_tree(), new_tree()]
     images = 0
     for txn in range(2, 2 + rounds):
@@ -203,8 +203,8 @@ def test_the_c_write_pass_writes_what_python_writes(seed, rounds):
                     tree.delete(k) if v is None else tree.put(k, v)
                 ref, queued = write_queued(tree, txn)
             tree.store.publish(ref, b"", durable=False)
-            chains = {p: (n.txn, n.chain) for p, n in tree.nodes.items()}
-            got.append((ref, queued, chains))
+            chains = {p: (n.txn, n.chain, n.size) for p, n in tree.nodes.items()}
+            got.append((ref, queued, chains, tree.count, tree.mod))
         assert got[0] == got[1]
         images += len(got[0][1])
     assert images  # (the test wrote something)
@@ -247,9 +247,17 @@ def test_own_path_owns_what_descend_owns(seed):
         assert leaf.base is None or leaf.base[0] is trees[0].nodes[leaf.base[1]]
 
 
-def test_own_path_refuses_a_tree_that_frees():
+def test_own_path_and_put_over_refuse_bad_input():
     tree = Tree(NodeCache(new_tree().store), frees=True)
     with pytest.raises(ValueError):
         write_c.own_path(tree, b"k")
     with pytest.raises(TypeError):
         write_c.own_path(tree, "k")
+    with pytest.raises(TypeError):
+        write_c.put_over(tree, b"k", "v")
+    tree = new_tree()
+    tree.store.begin(2, 1)
+    assert write_c.put_over(tree, b"k", b"v" * 1000) is None  # (an overflow value)
+    assert write_c.put_over(tree, b"k", b"v") is None         # (a new key)
+    assert tree.put(b"k", b"v") and write_c.put_over(tree, b"k", b"w") is False
+    assert tree.get(b"k") == b"w" and tree.root().size == HEADER_SIZE + LEAF_ENTRY + 2

@@ -311,14 +311,18 @@ class PageStore:
         if start + npages <= end:
             self._run = (start + npages, end)
             return start
-        fl = self.freelist
+        fl = self._freelist
+        if fl is None:
+            fl = self.freelist  # (loaded on first use)
         page = fl.take(npages, most=max(npages, 2 * self.page_size // self.unit))
         if page is not None:
             end = page + fl.taken
             self._put_back_run()
             self._run = (page + npages, end)
             return page
-        return self._grow(npages)
+        page = self.page_count  # (_grow, inline: most images of a growing file come here)
+        self.page_count += npages
+        return page
 
     def _take(self, npages: int) -> int:
         """Exactly ``npages`` units from the free list (logged), else the end of the file:

@@ -20,13 +20,15 @@
  *     btree.py's Tree._descend for a tree that keeps what it replaces (not ``frees``):
  *     the path from the root to key's leaf owned (clean nodes copied, as Leaf.copy and
  *     Branch.copy do, with their bases), as (leaf, [(branch, index), ...]).
+ * put_over(tree, key, val)
+ *     btree.py's Tree.put when it overwrites an inline value with one, in such a tree.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
 
-#define API 3                 /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 4                 /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -585,6 +587,7 @@ static const char *field_names[NF] = {"keys", "vals", "kids", "counts", "sums", 
                                       "big", "sig", "txn", "base", "chain"};
 static Py_ssize_t leaf_off[NF], branch_off[NF];   /* slot offsets, -1: not a slot */
 static PyObject *s__root, *s__dirty, *s_frees, *s_deltas, *s_nodes, *s__own_root, *zero;
+static PyObject *s_inline_max, *s_page_size, *s_mod, *one;
 
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
@@ -729,6 +732,8 @@ done:
     return copy;
 }
 
+static PyObject *own_path_of(PyObject *tree, PyObject *key);
+
 static PyObject *
 own_path(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -740,7 +745,108 @@ own_path(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "own_path(): bind() was not called");
         return NULL;
     }
-    PyObject *tree = args[0], *key = args[1];
+    return own_path_of(args[0], args[1]);
+}
+
+/* An int attribute of the tree as a Py_ssize_t, or -1 with an error set. */
+static Py_ssize_t
+tree_int(PyObject *tree, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(tree, name);
+    if (v == NULL)
+        return -1;
+    Py_ssize_t n = PyLong_AsSsize_t(v);
+    Py_DECREF(v);
+    return n;
+}
+
+/* put_over(tree, key, val): Tree.put's common case in C, an inline value over an inline
+ * value that leaves the leaf within its page: False (the key was there). None: not that
+ * case (the path may be owned), Tree.put does the put. */
+static PyObject *
+put_over(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "put_over(tree, key, val): key and val are bytes");
+        return NULL;
+    }
+    if (leaf_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "put_over(): bind() was not called");
+        return NULL;
+    }
+    PyObject *tree = args[0], *key = args[1], *val = args[2];
+    Py_ssize_t inline_max = tree_int(tree, s_inline_max), page_size = -1;
+    if (inline_max == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyBytes_GET_SIZE(val) > inline_max)
+        Py_RETURN_NONE;
+    if ((page_size = tree_int(tree, s_page_size)) == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *r = own_path_of(tree, key);
+    if (r == NULL)
+        return NULL;
+    PyObject *leaf = PyTuple_GET_ITEM(r, 0), *out = NULL;
+    PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
+    PyObject *size = SLOT(leaf, leaf_off[F_SIZE]);
+    if (keys == NULL || vals == NULL || size == NULL || !PyList_CheckExact(keys) ||
+            !PyList_CheckExact(vals) || PyList_GET_SIZE(keys) != PyList_GET_SIZE(vals)) {
+        PyErr_SetString(PyExc_TypeError, "put_over(): a leaf's keys and values do not match");
+        goto done;
+    }
+    const char *q = PyBytes_AS_STRING(key);
+    Py_ssize_t ql = PyBytes_GET_SIZE(key), lo = 0, hi = PyList_GET_SIZE(keys);
+    while (lo < hi) {  /* bisect_left */
+        Py_ssize_t mid = (lo + hi) / 2;
+        PyObject *k = PyList_GET_ITEM(keys, mid);
+        if (!PyBytes_CheckExact(k)) {
+            PyErr_SetString(PyExc_TypeError, "put_over(): a key is not bytes");
+            goto done;
+        }
+        Py_ssize_t kl = PyBytes_GET_SIZE(k);
+        int c = memcmp(PyBytes_AS_STRING(k), q, kl < ql ? kl : ql);
+        if (c < 0 || (c == 0 && kl < ql))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == PyList_GET_SIZE(keys)) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *k = PyList_GET_ITEM(keys, lo), *old = PyList_GET_ITEM(vals, lo);
+    if (PyBytes_GET_SIZE(k) != ql || memcmp(PyBytes_AS_STRING(k), q, ql) ||
+            !PyBytes_CheckExact(old) || PyBytes_GET_SIZE(old) > inline_max) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(size);
+    if (n == -1 && PyErr_Occurred())
+        goto done;
+    n += PyBytes_GET_SIZE(val) - PyBytes_GET_SIZE(old);
+    if (n > page_size) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *mod = PyObject_GetAttr(tree, s_mod), *nsize = PyLong_FromSsize_t(n);
+    PyObject *mod1 = mod == NULL ? NULL : PyNumber_Add(mod, one);
+    Py_XDECREF(mod);
+    if (mod1 == NULL || nsize == NULL || PyObject_SetAttr(tree, s_mod, mod1) < 0) {
+        Py_XDECREF(mod1);
+        Py_XDECREF(nsize);
+        goto done;
+    }
+    Py_DECREF(mod1);
+    Py_SETREF(SLOT(leaf, leaf_off[F_SIZE]), nsize);
+    PyList_SetItem(vals, lo, Py_NewRef(val));
+    out = Py_NewRef(Py_False);
+done:
+    Py_DECREF(r);
+    return out;
+}
+
+static PyObject *
+own_path_of(PyObject *tree, PyObject *key)
+{
     PyObject *node = NULL, *path = NULL, *nodes = NULL, *out = NULL;
     int frees = -1, deltas = -1, dirty = -1;
     PyObject *v;
@@ -860,6 +966,9 @@ bind(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef methods[] = {
+    {"put_over", (PyCFunction)(void (*)(void))put_over, METH_FASTCALL,
+     "put_over(tree, key, val): btree.py's Tree.put for an inline value over an inline "
+     "value in a tree that keeps what it replaces: False, or None (Tree.put does it)."},
     {"own_path", (PyCFunction)(void (*)(void))own_path, METH_FASTCALL,
      "own_path(tree, key): btree.py's Tree._descend for a tree that keeps what it "
      "replaces: (leaf, [(branch, index), ...]), the path owned (copied) down to key's leaf."},
@@ -903,7 +1012,11 @@ PyInit__write_c(void)
         !(s_deltas = PyUnicode_InternFromString("deltas")) ||
         !(s_nodes = PyUnicode_InternFromString("nodes")) ||
         !(s__own_root = PyUnicode_InternFromString("_own_root")) ||
-        !(zero = PyLong_FromLong(0)))
+        !(zero = PyLong_FromLong(0)) ||
+        !(s_inline_max = PyUnicode_InternFromString("inline_max")) ||
+        !(s_page_size = PyUnicode_InternFromString("page_size")) ||
+        !(s_mod = PyUnicode_InternFromString("mod")) ||
+        !(one = PyLong_FromLong(1)))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "API", API) < 0)

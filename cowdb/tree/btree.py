@@ -318,6 +318,10 @@ class Tree:
 
     def put(self, key: bytes, val: bytes) -> bool:
         """Set key to val; True if the key is new."""
+        if put_over is not None and not self.frees:  # the common case, in C
+            done = put_over(self, key, val)
+            if done is not None:
+                return done
         self.mod += 1
         leaf, path = own_path(self, key) if own_path is not None and not self.frees else \
             self._descend(key)
@@ -694,15 +698,18 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
 # per-call arguments) and may take MapGetMethod (_tree_c.GetMethod) as its get method:
 # one C call per point read. Both are None on the pure-Python path.
 _tree_c = load("cowdb.tree", "_tree_c", API)
-# _write_c.write_tree (node.py loads it) replaces Tree._write_node, the commit's write pass,
-# and _write_c.own_path Tree._descend in put() for a tree that keeps what it replaces.
+# _write_c.write_tree (node.py loads it) replaces Tree._write_node, the commit's write pass;
+# _write_c.own_path Tree._descend in put() for a tree that keeps what it replaces, and
+# _write_c.put_over does such a tree's put of an inline value over one whole.
 write_tree: Callable[..., tuple[int, int]] | None = None
 own_path: Callable[[Tree, bytes], tuple[Leaf, list[tuple[Branch, int]]]] | None = None
+put_over: Callable[[Tree, bytes, bytes], bool | None] | None = None  # put()'s common case
 if _write_c is not None:  # bound either way: the tests run both writers
     _write_c.bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN,
                   xxh3_64_intdigest)
     if wanted():
         write_tree, own_path = _write_c.write_tree, _write_c.own_path
+        put_over = _write_c.put_over
 descend: Callable[[Node, bytes, NodeCache], bytes | Overflow | None] = py_get
 map_descend: Callable[..., Any] | None = None
 map_leaf: Callable[..., Any] | None = None
