@@ -212,9 +212,9 @@ def test_the_c_write_pass_writes_what_python_writes(seed, rounds):
 
 def test_write_tree_refuses_what_is_not_a_node():
     with pytest.raises(TypeError):
-        write_c.write_tree(object(), 2, 64, None, None, None, None)
+        write_c.write_tree(object(), 2, 64, None, None, None, None, None)
     with pytest.raises(ValueError):
-        write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, 0, None, None, None, None)
+        write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, 0, None, None, None, None, None)
 
 
 def node_state(node):

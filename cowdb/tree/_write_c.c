@@ -10,12 +10,13 @@
  *     the leaf holds values that are not inline bytes: node.py's Python encodes those.
  * dirty_kids(kids)
  *     the indexes of a branch's kids that are not ints (dirty nodes to write).
- * write_tree(root, txn, unit, place, put, encode, overflows)
+ * write_tree(root, txn, unit, place, put, encode, overflows, digest)
  *     btree.py's Tree._write_node: every dirty node below root written bottom-up, each
  *     a delta (delta_image) where its base allows, else encode(node, base, txn, dirty)'s
  *     (Python: a sealed delta, or None) or encode(node, None, txn, None)'s full image;
  *     placed by place(image) -> page, cached by put(page, node); overflows(leaf) writes a
- *     leaf's big values first. Returns (page, checksum) of root's image.
+ *     leaf's big values first; digest(bytes after the first 8) is the checksum (looked
+ *     up per call, as checksum.seal does). Returns (page, checksum) of root's image.
  * own_path(tree, key)
  *     btree.py's Tree._descend for a tree that keeps what it replaces (not ``frees``):
  *     the path from the root to key's leaf owned (clean nodes copied, as Leaf.copy and
@@ -28,7 +29,7 @@
 #include <structmember.h>
 #include <string.h>
 
-#define API 4                 /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 5                 /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -339,7 +340,7 @@ dirty_kids(PyObject *Py_UNUSED(self), PyObject *kids)
 }
 
 /* ---- write_tree: btree.py's Tree._write_node in C ---------------------------------- */
-static PyObject *leaf_type, *branch_type, *digest;   /* set by bind() */
+static PyObject *leaf_type, *branch_type;   /* set by bind() */
 static int leaf_kind, branch_kind;
 static Py_ssize_t leaf_chain, branch_chain;
 static PyObject *s_base, *s_chain, *s_txn;
@@ -348,12 +349,12 @@ typedef struct {
     PyObject *txn;              /* the txn, a Python int */
     unsigned long long txn_v;
     Py_ssize_t unit;
-    PyObject *place, *put, *encode, *overflows;
+    PyObject *place, *put, *encode, *overflows, *digest;
 } Writer;
 
 /* An image's checksum: computed into its first 8 bytes (seal), or read from them. */
 static int
-image_sum(PyObject *image, int seal, unsigned long long *sum)
+image_sum(Writer *w, PyObject *image, int seal, unsigned long long *sum)
 {
     if (!PyByteArray_CheckExact(image) || PyByteArray_GET_SIZE(image) < HEADER_SIZE) {
         PyErr_SetString(PyExc_TypeError, "write_tree(): an image is not a bytearray with a "
@@ -366,7 +367,7 @@ image_sum(PyObject *image, int seal, unsigned long long *sum)
                                                PyByteArray_GET_SIZE(image) - 8, PyBUF_READ);
         if (mv == NULL)
             return -1;
-        PyObject *r = PyObject_CallOneArg(digest, mv);
+        PyObject *r = PyObject_CallOneArg(w->digest, mv);
         Py_DECREF(mv);
         if (r == NULL)
             return -1;
@@ -520,10 +521,10 @@ write_node(Writer *w, PyObject *node)
                     Py_DECREF(image);
                     image = PyObject_CallFunctionObjArgs(w->encode, node, base, w->txn,
                                                          dirty ? dirty : Py_None, NULL);
-                    if (image == NULL || (image != Py_None && image_sum(image, 0, &sum) < 0))
+                    if (image == NULL || (image != Py_None && image_sum(w, image, 0, &sum) < 0))
                         goto done;
                 }
-                else if (image != Py_None && image_sum(image, 1, &sum) < 0)
+                else if (image != Py_None && image_sum(w, image, 1, &sum) < 0)
                     goto done;
             }
         }
@@ -532,7 +533,7 @@ write_node(Writer *w, PyObject *node)
         Py_XDECREF(image);
         Py_SETREF(base, Py_NewRef(Py_None));
         image = PyObject_CallFunctionObjArgs(w->encode, node, Py_None, w->txn, Py_None, NULL);
-        if (image == NULL || image_sum(image, 0, &sum) < 0)
+        if (image == NULL || image_sum(w, image, 0, &sum) < 0)
             goto done;
     }
     Py_ssize_t units = (PyByteArray_GET_SIZE(image) + w->unit - 1) / w->unit;
@@ -560,9 +561,9 @@ done:
 static PyObject *
 write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7) {
+    if (nargs != 8) {
         PyErr_SetString(PyExc_TypeError, "write_tree(root, txn, unit, place, put, encode, "
-                        "overflows)");
+                        "overflows, digest)");
         return NULL;
     }
     if (leaf_type == NULL) {
@@ -570,7 +571,7 @@ write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Writer w = {args[1], PyLong_AsUnsignedLongLong(args[1]), PyLong_AsSsize_t(args[2]),
-                args[3], args[4], args[5], args[6]};
+                args[3], args[4], args[5], args[6], args[7]};
     if (PyErr_Occurred())
         return NULL;
     if (w.unit <= 0) {
@@ -927,9 +928,9 @@ done:
 static PyObject *
 bind(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+    if (nargs != 6 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, "
-                        "LEAF_CHAIN, BRANCH_CHAIN, digest)");
+                        "LEAF_CHAIN, BRANCH_CHAIN)");
         return NULL;
     }
     long lk = PyLong_AsLong(args[2]), bk = PyLong_AsLong(args[3]);
@@ -957,7 +958,6 @@ bind(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
                                 field_names[branch_needs[j]]);
     Py_XSETREF(leaf_type, Py_NewRef(args[0]));
     Py_XSETREF(branch_type, Py_NewRef(args[1]));
-    Py_XSETREF(digest, Py_NewRef(args[6]));
     leaf_kind = (int)lk;
     branch_kind = (int)bk;
     leaf_chain = lc;
@@ -973,11 +973,11 @@ static PyMethodDef methods[] = {
      "own_path(tree, key): btree.py's Tree._descend for a tree that keeps what it "
      "replaces: (leaf, [(branch, index), ...]), the path owned (copied) down to key's leaf."},
     {"write_tree", (PyCFunction)(void (*)(void))write_tree, METH_FASTCALL,
-     "write_tree(root, txn, unit, place, put, encode, overflows): btree.py's "
+     "write_tree(root, txn, unit, place, put, encode, overflows, digest): btree.py's "
      "Tree._write_node in C; (page, checksum) of the root written."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
-     "bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN, digest): what "
-     "write_tree needs of node.py."},
+     "bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN): what "
+     "write_tree and own_path need of node.py."},
     {"delta_image", (PyCFunction)(void (*)(void))delta_image, METH_FASTCALL,
      "delta_image(is_leaf, kind, node, base, bpage, bsum, btxn, depth, txn): node.py's "
      "encode_delta for a node with its base's keys, unsealed; None (a full image is due) "

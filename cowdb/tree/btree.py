@@ -25,6 +25,7 @@ from typing import Any
 
 from .._accelerators import load, wanted
 from ..errors import Corruption
+from ..pages import checksum as checksum_mod
 from ..pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW, xxh3_64_intdigest
 from ..pages.mapfile import PageMap
 from ..pages.meta import EMPTY, RootRef
@@ -612,7 +613,8 @@ class Tree:
             elif write_tree is not None:
                 store = self.store
                 page, s = write_tree(self._root, txn, store.unit, store.place, self.nodes.put,
-                                     self._encode, self._write_overflows)
+                                     self._encode, self._write_overflows,
+                                     checksum_mod.xxh3_64_intdigest)  # (as seal() finds it)
                 self._ref = RootRef(page, s, txn)
             else:
                 page, s = self._write_node(self._root, txn)
@@ -705,8 +707,7 @@ write_tree: Callable[..., tuple[int, int]] | None = None
 own_path: Callable[[Tree, bytes], tuple[Leaf, list[tuple[Branch, int]]]] | None = None
 put_over: Callable[[Tree, bytes, bytes], bool | None] | None = None  # put()'s common case
 if _write_c is not None:  # bound either way: the tests run both writers
-    _write_c.bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN,
-                  xxh3_64_intdigest)
+    _write_c.bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN)
     if wanted():
         write_tree, own_path = _write_c.write_tree, _write_c.own_path
         put_over = _write_c.put_over
