@@ -130,14 +130,19 @@ class Catalog:
     def fold(self) -> None:
         """Write every pending change into the tree (a commit with its time-index entry)."""
         tree = self.tree
+        puts: list[tuple[bytes, bytes]] = []
         for k, v in self.pending.items():
             if v is None:
                 tree.delete(k)
                 continue
-            tree.put(k, v)
+            puts.append((k, v))
             if k[:1] == COMMIT:
                 c = self._decode(_U64.unpack_from(k, 1)[0], v, Commit.decode)
-                tree.put(_time_key(c.branch, c.time_ns, c.version), b"")
+                puts.append((_time_key(c.branch, c.time_ns, c.version), b""))
+        # in key order: the new commits and their index entries append to the last leaf
+        # of each range, which a sorted put fills before it splits (a put splits in half)
+        puts.sort()
+        tree.put_sorted(puts)
         self.pending.clear()
         self.log = b""
 

@@ -178,7 +178,7 @@ class Tree:
     """One B+tree root: read it, or (if given ``writable``) change it by path copying."""
 
     __slots__ = ("store", "nodes", "page_size", "inline_max", "count", "mod", "frees",
-                 "deltas", "_root", "_ref", "_dirty")
+                 "deltas", "_root", "_ref", "_dirty", "_replaced")
     store: PageStore
     nodes: NodeCache
     page_size: int
@@ -196,9 +196,11 @@ class Tree:
         self.inline_max = self.page_size // 4
         self.frees = frees      # free replaced pages (trees that no older version keeps)
         # write a changed node as a delta on the image it was copied from (node.py): in a
-        # packed store (a page-sized unit would cost a delta a whole page), and not in a
-        # tree that frees what it replaces (a delta keeps its base alive)
-        self.deltas = not frees and self.store.unit < self.page_size
+        # packed store (a page-sized unit would cost a delta a whole page)
+        self.deltas = self.store.unit < self.page_size
+        # a tree that frees: the clean nodes this writer copied, by page; write() frees the
+        # images of each (its whole chain) unless the copy was written as a delta on it
+        self._replaced: dict[int, Node] = {}
         self.mod = 0            # bumped on every change, so cursors can re-seek
         self._ref = ref
         self._dirty = False
@@ -267,7 +269,7 @@ class Tree:
             self._dirty = True
         elif not self._dirty:
             if self.frees:
-                self.store.free(self._ref.page, self.store.pages_for(root.size))
+                self._replaced[self._ref.page] = root
             copy = root.copy()
             if self.deltas:
                 copy.base = (root, self._ref)
@@ -280,7 +282,7 @@ class Tree:
         if type(kid) is int:
             node = self.nodes.load(kid, parent.sums[i], parent.txns[i])
             if self.frees:
-                self.store.free(kid, self.store.pages_for(node.size))
+                self._replaced[kid] = node
             copy = parent.kids[i] = node.copy()
             if self.deltas:
                 copy.base = (node, RootRef(kid, parent.sums[i], parent.txns[i]))
@@ -360,7 +362,7 @@ class Tree:
         for key, val in items:
             if leaf is None or (hi is not None and key >= hi):
                 if leaf is not None:
-                    new_keys += self._settle(leaf, path, added, pos >= len(leaf.keys))
+                    new_keys += self._settle(leaf, path, added, pos)
                 leaf, path = self._descend(key)
                 hi = next((b.keys[j + 1] for b, j in reversed(path) if j + 1 < len(b.keys)),
                           None)
@@ -381,10 +383,10 @@ class Tree:
                 added += 1
             pos = i + 1
             if leaf.size > page_size:
-                new_keys += self._settle(leaf, path, added, pos >= len(keys))
+                new_keys += self._settle(leaf, path, added, pos)
                 leaf = None
         if leaf is not None:
-            new_keys += self._settle(leaf, path, added, pos >= len(leaf.keys))
+            new_keys += self._settle(leaf, path, added, pos)
         return new_keys
 
     def _build(self, items: Iterable[tuple[bytes, bytes]]) -> int:
@@ -432,14 +434,16 @@ class Tree:
         return self.count
 
     def _settle(self, leaf: Leaf, path: list[tuple[Branch, int]], added: int,
-                appending: bool) -> int:
-        """Account ``added`` new keys along the path and split the leaf if it overflowed."""
+                pos: int) -> int:
+        """Account ``added`` new keys along the path and split the leaf if it overflowed
+        (``pos``: the entry after the last key put: the leaf splits there if a run of new
+        keys ends there, see ``_split``)."""
         if added:
             for b, j in path:
                 b.counts[j] += added
             self.count += added
         if leaf.size > self.page_size:
-            self._split_up(leaf, path, appending)
+            self._split_up(leaf, path, pos >= len(leaf.keys), pos if added > 1 else 0)
         return added
 
     def delete(self, key: bytes) -> bool:
@@ -479,11 +483,15 @@ class Tree:
         if type(root) is Leaf and not root.keys:
             self._root = None
 
-    def _split(self, node: Node, full_left: bool = False) -> tuple[bytes, Node]:
+    def _split(self, node: Node, full_left: bool = False, at: int = 0) -> tuple[bytes, Node]:
         """Split node in two by bytes; node keeps the left part. Return (separator, right).
 
         In half, or (``full_left``, when appending in key order) leaving the left
-        node as full as a page allows, so sequential loads fill their pages.
+        node as full as a page allows, so sequential loads fill their pages; or (``at``,
+        a leaf into whose middle keys were put in order) before entry ``at`` if at least
+        half the entries' bytes are before it: the next keys in order append to the
+        right node's start... and the left one, full, is left alone (a catalog fold puts
+        new commit records before the refs and index entries that share their leaf).
         """
         keys = node.keys
         limit = self.page_size - HEADER_SIZE
@@ -491,8 +499,10 @@ class Tree:
         right: Node
         if type(node) is Leaf:
             vsize = self._vsize
-            m, acc = _cut([LEAF_ENTRY + len(k) + vsize(v) for k, v in zip(keys, node.vals)],
-                          target, limit)
+            sizes = [LEAF_ENTRY + len(k) + vsize(v) for k, v in zip(keys, node.vals)]
+            if at and not full_left:
+                target = max(target, sum(sizes[:at]))
+            m, acc = _cut(sizes, target, limit)
             right = Leaf(keys[m:], node.vals[m:], node.size - acc, node.big)
             del keys[m:], node.vals[m:]
             node.size = HEADER_SIZE + acc
@@ -507,9 +517,10 @@ class Tree:
         return sep, right
 
     def _split_up(self, node: Node, path: list[tuple[Branch, int]],
-                  full_left: bool = False) -> None:
+                  full_left: bool = False, at: int = 0) -> None:
         while node.size > self.page_size:
-            sep, right = self._split(node, full_left)
+            sep, right = self._split(node, full_left, at)
+            at = 0
             if path:
                 parent, i = path.pop()
                 self._insert_kid(parent, i, node, sep, right)
@@ -565,23 +576,32 @@ class Tree:
         root = self._root
         if root is None:
             return
-        load = self.nodes.load
+        load, store = self.nodes.load, self.store
+
+        def far(page: int, node: Node) -> bool:  # an image of its chain is at >= limit
+            return any(p >= limit for p, _u, _t in images(store, page, node))
 
         def reaches(node: Node) -> bool:
             return type(node) is Branch and any(
-                k >= limit or reaches(load(k, s, t))
-                for k, s, t in zip(node.kids, node.sums, node.txns) if type(k) is int)
+                far(k, kid) or reaches(kid)
+                for k, kid in ((k, load(k, s, t)) for k, s, t
+                               in zip(node.kids, node.sums, node.txns) if type(k) is int))
 
         def own(node: Node) -> None:
+            base = node.base
+            if base is not None and far(base[1].page, base[0]):
+                node.base = None  # written whole, in the lowest free units: not a delta on it
             if type(node) is not Branch:
                 return
             for i, k in enumerate(node.kids):
                 if not isinstance(k, int):
                     own(k)
-                elif k >= limit or reaches(load(k, node.sums[i], node.txns[i])):
-                    own(self._own_kid(node, i))
+                else:
+                    kid = load(k, node.sums[i], node.txns[i])
+                    if far(k, kid) or reaches(kid):
+                        own(self._own_kid(node, i))
 
-        if self._dirty or self._ref.page >= limit or reaches(root):
+        if self._dirty or far(self._ref.page, root) or reaches(root):
             self.mod += 1
             own(self._own_root())
 
@@ -591,7 +611,9 @@ class Tree:
         return self._dirty
 
     def write(self, txn: int) -> RootRef:
-        """Store every dirty node (bottom-up) and return the new root reference."""
+        """Store every dirty node (bottom-up) and return the new root reference. A tree
+        that frees then frees the images of every node it replaced: a node written as a
+        delta keeps the chain it was copied from (its base), any other loses it whole."""
         if self._dirty:
             if self._root is None:
                 self._ref = EMPTY
@@ -599,6 +621,12 @@ class Tree:
                 page, s = self._write_node(self._root, txn)
                 self._ref = RootRef(page, s, txn)
             self._dirty = False
+        if self._replaced:
+            store = self.store
+            for page, node in self._replaced.items():
+                for p, units, _t in images(store, page, node):
+                    store.free(p, units)
+            self._replaced.clear()
         return self._ref
 
     def _write_node(self, node: Node, txn: int) -> tuple[int, int]:
@@ -626,7 +654,9 @@ class Tree:
         base, node.base = node.base, None
         if base is not None:
             image = encode_delta(node, base[0], base[1], txn, dirty)
-        if image is None:
+        if image is not None:
+            self._replaced.pop(base[1].page, None)  # (a tree that frees) kept as the base
+        else:
             base = None
             image = encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
         units = store.pages_for(len(image))
