@@ -418,8 +418,9 @@ class PageStore:
 
     @property
     def pending_room(self) -> int:
-        """Bytes of pending catalog changes a meta record may carry (see meta.py)."""
-        return min(metamod.PENDING_MAX, self.page_size - metamod.META_SIZE)
+        """Bytes of pending catalog changes a meta record may carry (see meta.py): the
+        rest of its page, in the format version this store writes."""
+        return metamod.pending_max(metamod.FORMAT_VERSION, self.page_size)
 
     def publish(self, catalog: RootRef, pending: bytes, durable: bool,
                 barrier: bool = False) -> Meta:
