@@ -46,20 +46,16 @@ def steps():
 def build(path):
     import cowdb
     db = cowdb.open(path, page_size=PAGE_SIZE)
+    do = {"tag": db.tag, "branch": db.branch, "gc": lambda _: db.gc(),
+          "retention": lambda n: db.set_retention(keep_last=n)}
     for kind, arg in steps():
-        if kind == "commit":
-            branch, puts = arg
-            with db.write(branch=branch, message=f"{branch} commit of {len(puts)} keys, "
-                                                 f"a message of some length") as tx:
-                tx.update(puts)
-        elif kind == "tag":
-            db.tag(arg)
-        elif kind == "branch":
-            db.branch(arg)
-        elif kind == "retention":
-            db.set_retention(keep_last=arg)
-        elif kind == "gc":
-            db.gc()
+        if kind != "commit":
+            do[kind](arg)
+            continue
+        branch, puts = arg
+        with db.write(branch=branch, message=f"{branch} commit of {len(puts)} keys, "
+                                             f"a message of some length") as tx:
+            tx.update(puts)
     db.close()
 
 
@@ -100,11 +96,13 @@ def _catalog_images(db) -> list[int]:
     return [store.read_head(p)[1] for p, _n in walk(db._nodes, store.meta.catalog)]
 
 
-def test_the_fixture_is_version_4_with_a_full_image_catalog():
+def test_the_fixture_is_version_4_with_a_full_image_catalog(tmp_path):
     import cowdb
     with open(DATA, "rb") as f:
         assert _versions(f.read(2 * PAGE_SIZE)) == [4, 4]
-    with cowdb.open(DATA, readonly=True) as db:
+    path = str(tmp_path / "v4.cowdb")
+    shutil.copyfile(DATA, path)  # (an open makes a lock file beside it)
+    with cowdb.open(path, readonly=True) as db:
         kinds = _catalog_images(db)
         assert len(kinds) > 3 and set(kinds) == {1, 2}  # leaves and branches, no delta
         assert db._store.meta.pending  # a commit and a tag not folded yet
