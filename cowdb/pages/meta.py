@@ -20,7 +20,7 @@ FORMAT_VERSION = 5
 READABLE_VERSIONS = (1, 2, 3, 4, 5)  # version 1: the same record, never with pending bytes;
                                      # versions 1 and 2: flags (0) where 3 has the unit;
                                      # version 4: the record of 3, delta images may follow;
-                                     # version 5: the record of 4, the catalog's nodes too
+                                     # version 5: the record of 4, the catalog's leaves too
                                      # may be delta images (a version-4 writer would free
                                      # them by their full size)
 _META = Struct("<8sIIQQQQQQQQQQQQ")  # see docs/format.md, "Meta record"

@@ -359,15 +359,18 @@ class Tree:
         keys: list[bytes]                    # None)
         vals: list[bytes | Overflow]
         added = pos = 0
+        first = -1  # the entry the first key put in this leaf went to
         for key, val in items:
             if leaf is None or (hi is not None and key >= hi):
                 if leaf is not None:
-                    new_keys += self._settle(leaf, path, added, pos)
+                    new_keys += self._settle(leaf, path, added, pos, first)
                 leaf, path = self._descend(key)
                 hi = next((b.keys[j + 1] for b, j in reversed(path) if j + 1 < len(b.keys)),
                           None)
-                keys, vals, added, pos = leaf.keys, leaf.vals, 0, 0
+                keys, vals, added, pos, first = leaf.keys, leaf.vals, 0, 0, -1
             i = bisect_left(keys, key, pos)
+            if first < 0:
+                first = i
             vs = self._vsize(val)
             if vs != len(val):
                 leaf.big = True
@@ -383,10 +386,10 @@ class Tree:
                 added += 1
             pos = i + 1
             if leaf.size > page_size:
-                new_keys += self._settle(leaf, path, added, pos)
+                new_keys += self._settle(leaf, path, added, pos, first)
                 leaf = None
         if leaf is not None:
-            new_keys += self._settle(leaf, path, added, pos)
+            new_keys += self._settle(leaf, path, added, pos, first)
         return new_keys
 
     def _build(self, items: Iterable[tuple[bytes, bytes]]) -> int:
@@ -434,16 +437,21 @@ class Tree:
         return self.count
 
     def _settle(self, leaf: Leaf, path: list[tuple[Branch, int]], added: int,
-                pos: int) -> int:
+                pos: int, first: int) -> int:
         """Account ``added`` new keys along the path and split the leaf if it overflowed
-        (``pos``: the entry after the last key put: the leaf splits there if a run of new
-        keys ends there, see ``_split``)."""
+        (``pos``: the entry after the last key put, ``first``: the entry of the first: the
+        leaf splits after a run of new keys, see ``_split``; in a tree that frees, before
+        new keys appended at its end, which leaves the entries before them as they were,
+        not written again: see ``_write_node``)."""
         if added:
             for b, j in path:
                 b.counts[j] += added
             self.count += added
         if leaf.size > self.page_size:
-            self._split_up(leaf, path, pos >= len(leaf.keys), pos if added > 1 else 0)
+            appending, at = pos >= len(leaf.keys), pos if added > 1 else 0
+            if appending and self.frees and 0 < first == len(leaf.keys) - added:
+                appending, at = False, first
+            self._split_up(leaf, path, appending, at)
         return added
 
     def delete(self, key: bytes) -> bool:
@@ -618,8 +626,7 @@ class Tree:
             if self._root is None:
                 self._ref = EMPTY
             else:
-                page, s = self._write_node(self._root, txn)
-                self._ref = RootRef(page, s, txn)
+                self._ref = RootRef(*self._write_node(self._root, txn))
             self._dirty = False
         if self._replaced:
             store = self.store
@@ -629,7 +636,8 @@ class Tree:
             self._replaced.clear()
         return self._ref
 
-    def _write_node(self, node: Node, txn: int) -> tuple[int, int]:
+    def _write_node(self, node: Node, txn: int) -> tuple[int, int, int]:
+        """Write a dirty node (its dirty children first); its (page, checksum, txn)."""
         store = self.store
         dirty = None
         if type(node) is Branch:
@@ -637,8 +645,7 @@ class Tree:
             dirty = []
             for i, kid in enumerate(kids):
                 if type(kid) is not int:
-                    kids[i], sums[i] = self._write_node(kid, txn)  # type: ignore[arg-type]
-                    txns[i] = txn
+                    kids[i], sums[i], txns[i] = self._write_node(kid, txn)  # type: ignore[arg-type]
                     dirty.append(i)
         else:
             if node.big:
@@ -652,11 +659,17 @@ class Tree:
                 leaf_sig(node)
         image = None
         base, node.base = node.base, None
-        if base is not None:
+        if base is not None and self.frees and _same_entries(node, base[0]):
+            self._replaced.pop(base[1].page, None)  # nothing changed: the image stays
+            return base[1].page, base[1].checksum, base[1].txn
+        # a tree that frees (the catalog) writes its branches whole: they are few and small,
+        # and every lookup reads its root first (a chain would cost the first one per
+        # process a materialisation, for a few dozen bytes a fold)
+        if base is not None and (dirty is None or not self.frees):
             image = encode_delta(node, base[0], base[1], txn, dirty)
-        if image is not None:
-            self._replaced.pop(base[1].page, None)  # (a tree that frees) kept as the base
-        else:
+            if image is not None:
+                self._replaced.pop(base[1].page, None)  # (a tree that frees) kept as the base
+        if image is None:
             base = None
             image = encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
         units = store.pages_for(len(image))
@@ -668,7 +681,17 @@ class Tree:
         node.chain = None if base is None else ((page, units, txn),) + images(
             store, base[1].page, base[0])
         self.nodes.put(page, node)
-        return page, s
+        return page, s, txn
+
+
+def _same_entries(node: Node, base: Node) -> bool:
+    """Whether a dirty copy holds what the clean node it was copied from holds."""
+    if type(node) is Leaf:
+        assert type(base) is Leaf  # (a copy is of its base's kind)
+        return node.keys == base.keys and node.vals == base.vals
+    assert type(base) is Branch
+    return (node.keys == base.keys and node.kids == base.kids and node.sums == base.sums
+            and node.txns == base.txns and node.counts == base.counts)
 
 
 _MISSING = object()
