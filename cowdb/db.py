@@ -387,7 +387,7 @@ class Database:
         found = self._read_catalog
         if found is not None and found[0] is st:
             return found[1]
-        cat = Catalog(Tree(self._nodes, st.catalog), st.pending, st.pending_log)
+        cat = Catalog.reader(Tree(self._nodes, st.catalog), st.pending, st.pending_log)
         self._read_catalog = (st, cat)  # one assignment: a thread sees one pair or the other
         return cat
 
