@@ -36,7 +36,7 @@ from .pages.freelist import FreeList
 from .pages.io import BlockIO
 from .pages.meta import EMPTY, Meta, RootRef
 from .pages.page import BRANCH as BRANCH_IMAGE
-from .pages.page import HEADER, HEADER_SIZE, LEAF
+from .pages.page import HEADER, HEADER_SIZE, LEAF, LEAF_DELTA
 from .pages.store import DEFAULT_UNIT, META_PAGES, PageStore
 from .tree.btree import NodeCache, Tree, images, read_overflow
 from .tree.node import Branch, Leaf, Node, Overflow, decode
@@ -259,9 +259,11 @@ def _scan_catalog_leaves(store: PageStore, nodes: NodeCache, damage: list[str]) 
     for page in range(store.first_unit, nunits):
         try:
             head = store.read_head(page)
-            if head[1] != LEAF or head[4] > ps:
+            if head[1] not in (LEAF, LEAF_DELTA) or head[4] > ps:
                 continue
-            node = decode(store.read(page), page)
+            # a leaf delta (a fold appends commit records as one) reads through its chain
+            node = decode(store.read(page), page) if head[1] == LEAF else nodes.load(
+                page, head[0], head[5])
         except (Corruption, OSError):
             continue
         if not _catalog_leaf(node):

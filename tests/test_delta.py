@@ -276,7 +276,7 @@ def test_delta_images_are_written_for_small_changes(tmp_path):
 
 def test_a_format_3_file_opens_and_its_next_write_uses_deltas(tmp_path):
     """A version-3 file is a version-4 file without delta images: it reads as it is,
-    and its first write makes its record version 4 (and may write deltas)."""
+    and its first write makes its record the current version (and may write deltas)."""
     from xxhash import xxh3_64_intdigest
 
     from cowdb.pages import meta as metamod
@@ -298,14 +298,15 @@ def test_a_format_3_file_opens_and_its_next_write_uses_deltas(tmp_path):
             f.seek(off)
             f.write(rec)
     db = cowdb.open(path)
-    assert db._store.meta.encode()[8:12] == (4).to_bytes(4, "little")  # as it would write
+    current = metamod.FORMAT_VERSION.to_bytes(4, "little")
+    assert db._store.meta.encode()[8:12] == current  # as it would write
     with open(path, "rb") as f:
         assert f.read(12)[8:12] == (3).to_bytes(4, "little")
     assert dict(db.read().items()) == {b"key%05d" % i: b"v" * 30 for i in range(400)}
     assert LEAF_DELTA in kinds_written(db, {b"key00100": b"changed"})
     with open(path, "rb") as f:
         f.seek(PAGE)
-        assert f.read(12)[8:12] == (4).to_bytes(4, "little")  # the slot it wrote
+        assert f.read(12)[8:12] == current  # the slot it wrote
     assert db.check().ok
     db.close()
 

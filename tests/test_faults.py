@@ -108,6 +108,7 @@ class Commit(Step):
     deletes: list
     durability: str = "sync"
     branch: str = "main"
+    message: str = "w"
 
     @property
     def durable(self):
@@ -123,7 +124,7 @@ class Commit(Step):
         return s.with_version(content, self.branch)
 
     def apply(self, run):
-        with run.db.write(message="w", branch=self.branch, durability=self.durability,
+        with run.db.write(message=self.message, branch=self.branch, durability=self.durability,
                           allow_empty=True) as tx:  # a step is a version
             for k in self.deletes:
                 tx.delete(k)
@@ -353,6 +354,23 @@ def workload(seed: int = 1) -> list[Step]:
         Close(),
         Commit(puts(2), [], "none"),                            # left for the final close
     ]
+
+
+def catalog_workload(seed: int = 1) -> list[Step]:
+    """Commits whose records fold into the catalog tree many times over: catalog leaves
+    written as delta images on the ones they replace, chains consolidated
+    (their images freed whole), leaves split after the commit records a fold appends;
+    then gc, whose relocation writes a chain that reaches past its limit whole."""
+    rng = random.Random(seed)
+    steps: list[Step] = [NewRef("branch", "exp")]
+    for i in range(70):
+        steps.append(Commit({b"k%03d" % rng.randrange(60): _value(rng)}, [],
+                            rng.choice(["sync", "none", "none"]),
+                            "exp" if i % 9 == 4 else "main",
+                            f"commit {i} " + "m" * rng.randrange(20, 70)))
+        if i in (30, 55):
+            steps.append(Close())
+    return [*steps, SetRetention(8), Gc(), Commit({b"end": b"e"}, []), Close()]
 
 
 # ---- running a workload over a device ---------------------------------------------
@@ -625,9 +643,11 @@ def run_one(steps, image, kind, k, seed, tally: Tally) -> None:
         check_image(bytes(run.io.durable), run, "the disk image after the final close")
 
 
-def campaign(seed: int, kinds=KINDS, stride: int = 1) -> tuple[Tally, list[str]]:
-    """Every kind at every operation (every ``stride``-th); returns the tally and failures."""
-    steps = workload(seed)
+def campaign(seed: int, kinds=KINDS, stride: int = 1,
+             steps: list[Step] | None = None) -> tuple[Tally, list[str]]:
+    """Every kind at every operation (every ``stride``-th) of ``steps`` (default: the
+    workload of ``seed``); returns the tally and failures."""
+    steps = workload(seed) if steps is None else steps
     image = base_image()
     dry = Run(steps, image)
     dry.execute()
@@ -713,6 +733,49 @@ def test_fault_at_every_operation(kind):
     # it in fewer reserve renewals: 12 such points at seed 1 (pages: 17), and delta
     # images (format 4) in fewer still: 9
     assert faults >= (8 if kind == "enospc" else 14)
+
+
+def test_the_catalog_workload_writes_catalog_deltas_and_consolidates_them(monkeypatch):
+    """What test_fault_in_catalog_folds strikes: folds that write catalog delta images,
+    and full catalog images written over chains (which frees them whole)."""
+    from cowdb.pages.checksum import BRANCH, BRANCH_DELTA, LEAF, LEAF_DELTA
+    from cowdb.pages.store import PageStore
+    from cowdb.tree.btree import Tree
+    written: list[tuple[int, int]] = []  # (type, depth of the node's chain before it)
+    catalog = [False]
+    real_write, real_tree_write = PageStore.write, Tree.write
+
+    def tree_write(tree, txn):
+        catalog[0] = tree.frees
+        try:
+            return real_tree_write(tree, txn)
+        finally:
+            catalog[0] = False
+
+    def write(store, page, image):
+        if catalog[0]:
+            written.append(image[8])
+        return real_write(store, page, image)
+    monkeypatch.setattr(Tree, "write", tree_write)
+    monkeypatch.setattr(PageStore, "write", write)
+    run = Run(catalog_workload(), base_image())
+    run.execute()
+    assert not run.errors
+    assert {LEAF, BRANCH, LEAF_DELTA} <= set(written)
+    assert BRANCH_DELTA not in written  # a catalog branch is written whole
+    # a leaf written full after deltas of it: a consolidation (or a split)
+    assert any(k == LEAF and LEAF_DELTA in written[:i] for i, k in enumerate(written))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fault_in_catalog_folds(kind):
+    """Each kind of fault at every operation (every third, every one under COWDB_LONG) of
+    the catalog workload: catalog deltas, their consolidations, gc's relocation."""
+    stride = 1 if LONG else 3
+    tally, failures = campaign(1, kinds=(kind,), stride=stride, steps=catalog_workload())
+    assert not failures, f"{len(failures)} of {tally.faults} {kind} faults failed:\n" + \
+        "\n".join(failures[:5])
+    assert tally.faults >= (1 if kind == "enospc" else 10)
 
 
 def test_a_no_sync_branch_is_made_durable_by_the_next_durable_commit():

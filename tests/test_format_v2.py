@@ -8,7 +8,7 @@
 
 ``model()`` replays the same steps in memory, so the test knows what every
 version must hold. Formats 3 and 4 (issue 14) read it as it is; the
-first write upgrades its meta record to version 4 with whole-page units (the
+first write upgrades its meta record to the current version with whole-page units (the
 file's references stay page numbers, and it gets no delta images: one would take
 a whole page); ``compact()`` copies it into a packed file (64-byte units).
 """
@@ -17,6 +17,8 @@ import random
 import shutil
 import struct
 import sys
+
+from cowdb.pages.meta import FORMAT_VERSION
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "v2.cowdb")
 PAGE_SIZE = 1024
@@ -132,14 +134,15 @@ def test_a_version_2_file_opens_reads_and_writes(tmp_path):
             versions[v].pop(b"k000", None)
             heads["main"] = v
             assert db.check().ok
-            # upgraded: a version-4 record; the file keeps its whole-page units
+            # upgraded: a current-version record; the file keeps its whole-page units
             m = db._store.meta
-            assert m.encode()[8:12] == (4).to_bytes(4, "little") and m.unit == PAGE_SIZE
+            assert m.encode()[8:12] == FORMAT_VERSION.to_bytes(4, "little") and \
+                m.unit == PAGE_SIZE
         db.close()
 
 
 def test_compact_packs_a_version_2_file(tmp_path):
-    """compact() writes a version-4 file with packed (64-byte) units and every kept
+    """compact() writes a current-version file with packed (64-byte) units and every kept
     version as it was."""
     import cowdb
     path, out = str(tmp_path / "v2.cowdb"), str(tmp_path / "v3.cowdb")
@@ -149,8 +152,8 @@ def test_compact_packs_a_version_2_file(tmp_path):
         kept = [c.version for c in db.log()]
         db.compact(out)
     with cowdb.open(out) as db:
-        assert db._store.unit == 64 and db._store.meta.encode()[8:12] == (4).to_bytes(4,
-                                                                                     "little")
+        assert db._store.unit == 64 and db._store.meta.encode()[8:12] == \
+            FORMAT_VERSION.to_bytes(4, "little")
         assert [c.version for c in db.log()] == kept and db.tags() == tags
         for v in kept:
             with db.at(v) as s:
@@ -175,7 +178,7 @@ def _holds_the_model(db) -> None:
 
 
 def test_cowdb_upgrade_rewrites_a_version_2_file_in_place(tmp_path):
-    """`cowdb upgrade PATH`: both meta records become version 4, every version, tag and
+    """`cowdb upgrade PATH`: both meta records become the current version, every version, tag and
     branch reads as before, the units stay whole pages; run again, it says so and
     writes nothing."""
     from click.testing import CliRunner
@@ -187,15 +190,16 @@ def test_cowdb_upgrade_rewrites_a_version_2_file_in_place(tmp_path):
     assert sorted(_versions(open(path, "rb").read())) == [2, 2]
     r = CliRunner().invoke(cli, ["upgrade", path])
     assert r.exit_code == 0, r.output
-    assert r.output == f"upgraded {path} from format version 2 to 4\n"
+    assert r.output == f"upgraded {path} from format version 2 to {FORMAT_VERSION}\n"
     data = open(path, "rb").read()
-    assert _versions(data) == [4, 4]
+    assert _versions(data) == [FORMAT_VERSION, FORMAT_VERSION]
     with cowdb.open(path) as db:
         assert db._store.unit == PAGE_SIZE
         _holds_the_model(db)
     before = open(path, "rb").read()
     r = CliRunner().invoke(cli, ["--db", path, "upgrade"])
-    assert r.exit_code == 0 and "already at format version 4; nothing to do" in r.output
+    assert r.exit_code == 0
+    assert f"already at format version {FORMAT_VERSION}; nothing to do" in r.output
     assert open(path, "rb").read() == before
     r = CliRunner().invoke(cli, ["upgrade", str(tmp_path / "none.cowdb")])
     assert r.exit_code == 1 and "no database at" in r.output
@@ -216,7 +220,7 @@ def test_an_upgrade_cut_short_at_any_operation_leaves_a_file_that_opens():
     n0 = len(dry.ops)
     assert db._upgrade() == 2 and db._upgrade() is None
     db.close()
-    assert _versions(bytes(dry.durable)) == [4, 4]
+    assert _versions(bytes(dry.durable)) == [FORMAT_VERSION, FORMAT_VERSION]
     struck = 0
     for kind in ("power", "power_torn", "power_lost", "eio", "torn", "fsync"):
         for k in fault_points(dry.ops, kind):
@@ -232,11 +236,11 @@ def test_an_upgrade_cut_short_at_any_operation_leaves_a_file_that_opens():
             if not io.dead:
                 db.close()
             after = io.crash_image() if io.dead else bytes(io.durable)
-            assert set(_versions(after)) <= {2, 4}
+            assert set(_versions(after)) <= {2, FORMAT_VERSION}
             with cowdb.open(io=MemoryIO(after), page_size=PAGE_SIZE) as again:
                 _holds_the_model(again)
                 again._upgrade()
-                assert _versions(bytes(again._io.buf)) == [4, 4]
+                assert _versions(bytes(again._io.buf)) == [FORMAT_VERSION, FORMAT_VERSION]
     assert struck >= 10
 
 

@@ -159,7 +159,8 @@ def test_a_format_version_1_file_opens_and_is_written_as_version_4():
     db = cowdb.open(io=MemoryIO(bytes(data)), page_size=1024)
     assert dict(db.read().items()) == {b"k%04d" % i: b"v" * 50 for i in range(300)}
     db.branch("exp")
-    assert db._store.meta.pending and db._store.meta.encode()[8:12] == (4).to_bytes(4, "little")
+    assert db._store.meta.pending and db._store.meta.encode()[8:12] == \
+        metamod.FORMAT_VERSION.to_bytes(4, "little")
     db.close()
 
 
@@ -213,7 +214,8 @@ def test_pending_bytes_that_do_not_decode_fall_back_to_the_other_slot():
 
 
 @settings(max_examples=200)
-@given(st.binary(max_size=metamod.PENDING_MAX), st.integers(1, 2**40), st.integers(0, 2**40))
+@given(st.binary(max_size=4096 - metamod.META_SIZE), st.integers(1, 2**40),
+       st.integers(0, 2**40))
 def test_meta_records_round_trip_with_pending_bytes(pending, txn, count):
     m = metamod.Meta(txn, txn - 1, 4096, metamod.RootRef(7, 8, 9), metamod.EMPTY, 0, count,
                      64, pending)
@@ -222,6 +224,46 @@ def test_meta_records_round_trip_with_pending_bytes(pending, txn, count):
     assert metamod.decode(data + b"junk") == m
     with pytest.raises(metamod.BadMeta):
         metamod.decode(data[:-1] if pending else data[:-9])
+
+
+@pytest.mark.parametrize("version, page_size, most", [
+    (1, 4096, 0), (2, 4096, 1024), (4, 4096, 1024), (4, 65536, 1024),
+    (5, 1024, 1024 - metamod.META_SIZE), (5, 4096, 4096 - metamod.META_SIZE),
+    (5, 65536, 4096 - metamod.META_SIZE)])
+def test_how_many_pending_bytes_a_record_may_carry(version, page_size, most):
+    """Version 5 records carry pending changes up to the end of a page of at most 4 KiB;
+    a record of an older version claiming more than it could is not a record."""
+    assert metamod.pending_max(version, page_size) == most
+    for n in {most, most + 1, 2000}:
+        m = metamod.Meta(9, 8, page_size, metamod.RootRef(7, 8, 9), metamod.EMPTY, 0, 50, 64,
+                         b"p" * n)
+        body = bytearray(m.encode())
+        body[8:12] = version.to_bytes(4, "little")
+        body[metamod.META_SIZE - 8:metamod.META_SIZE] = xxh3_64_intdigest(
+            bytes(body[:metamod.META_SIZE - 8]) + m.pending).to_bytes(8, "little")
+        data = bytes(body) + b"junk"
+        if n <= most:
+            assert metamod.decode(data).pending == m.pending
+            assert metamod.pending_length(data) == n
+        else:
+            with pytest.raises(metamod.BadMeta):
+                metamod.decode(data)
+            assert metamod.pending_length(data) == 0
+
+
+def test_commits_stay_pending_up_to_the_end_of_a_4k_meta_page(path):
+    """At 4 KiB pages a version-5 record carries ~37 commits of ~100-byte records before
+    they fold into the catalog tree (1024 bytes, ~10 commits, before version 5)."""
+    db = cowdb.open(path, durability="none")
+    catalog = db._store.meta.catalog
+    for i in range(30):
+        with db.write(message=f"commit {i} with a message about as long as a document's") as tx:
+            tx[b"k"] = b"%d" % i
+    assert db._store.meta.catalog == catalog  # no fold: no catalog page written
+    assert 2048 < len(db._store.meta.pending) <= db._store.pending_room == 4096 - 120
+    db.close()
+    with cowdb.open(path) as db:
+        assert [c.version for c in db.log()][:3] == [30, 29, 28]
 
 
 def _legal(k: bytes, v) -> bool:

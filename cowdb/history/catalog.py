@@ -42,7 +42,7 @@ import msgpack
 
 from ..errors import Corruption
 from ..tree import cursor
-from ..tree.btree import Tree
+from ..tree.btree import MapRoot, Tree
 from .commits import Commit, CommitRoot
 
 _U64 = Struct(">Q")
@@ -99,16 +99,29 @@ class Catalog:
     """The catalog tree with the pending ref changes over it: ``pending`` (key -> value,
     None = deleted) and ``log``, the same changes as the meta record carries them. A
     writer passes a copy of the dict, which it changes; a reader, the state's."""
-    __slots__ = ("tree", "pending", "log")
+    __slots__ = ("tree", "pending", "log", "_mapped")
     tree: Tree
     pending: dict[bytes, bytes | None]
     log: bytes
+    _mapped: Any  # btree.MapRoot of the tree's root, for a reader's lookups (see reader())
 
     def __init__(self, tree: Tree, pending: dict[bytes, bytes | None] | None = None,
                  log: bytes = b"") -> None:
         self.tree = tree
         self.pending = {} if pending is None else pending
         self.log = log
+        self._mapped = None
+
+    @classmethod
+    def reader(cls, tree: Tree, pending: dict[bytes, bytes | None], log: bytes) -> Catalog:
+        """A catalog that is only read (a published state's): on a mapped file its commit
+        records are looked up by one C call on the root bound once (btree.MapRoot), not
+        through ``Tree.get``."""
+        cat = cls(tree, pending, log)
+        pm, ref = tree.store.pagemap, tree.ref
+        if pm is not None and MapRoot is not None and ref.page:
+            cat._mapped = MapRoot(pm, ref.page, ref.checksum, ref.txn, tree.page_size, None)
+        return cat
 
     def _change(self, key: bytes, value: bytes | None) -> None:
         self.pending[key] = value
@@ -130,14 +143,19 @@ class Catalog:
     def fold(self) -> None:
         """Write every pending change into the tree (a commit with its time-index entry)."""
         tree = self.tree
+        puts: list[tuple[bytes, bytes]] = []
         for k, v in self.pending.items():
             if v is None:
                 tree.delete(k)
                 continue
-            tree.put(k, v)
+            puts.append((k, v))
             if k[:1] == COMMIT:
                 c = self._decode(_U64.unpack_from(k, 1)[0], v, Commit.decode)
-                tree.put(_time_key(c.branch, c.time_ns, c.version), b"")
+                puts.append((_time_key(c.branch, c.time_ns, c.version), b""))
+        # in key order: the new commits and their index entries append to the last leaf
+        # of each range, which a sorted put fills before it splits (a put splits in half)
+        puts.sort()
+        tree.put_sorted(puts)
         self.pending.clear()
         self.log = b""
 
@@ -153,7 +171,13 @@ class Catalog:
     def _record(self, version: int) -> bytes | None:
         key = commit_key(version)
         pending = self.pending
-        return pending[key] if key in pending else self.tree.get(key)
+        if key in pending:
+            return pending[key]
+        if self._mapped is not None:
+            v: bytes | None = self._mapped(key)
+            if v is not NotImplemented:  # (else: an overflow value, which Python reads)
+                return v
+        return self.tree.get(key)
 
     def commit(self, version: int) -> Commit | None:
         data = self._record(version)

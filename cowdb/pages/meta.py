@@ -9,26 +9,32 @@ A record may carry ``pending`` bytes after it: catalog changes (ref moves)
 not yet written into the catalog tree. Naming a version then costs this one
 write and no page (see history/catalog.py); the checksum covers them.
 """
-from dataclasses import dataclass
 from struct import Struct
 from typing import NamedTuple
 
 from xxhash import xxh3_64_intdigest
 
 MAGIC = b"COWDB\x00\r\n"
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)     # version 1: the same record, never with pending bytes;
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)  # version 1: the same record, never with pending bytes;
                                      # versions 1 and 2: flags (0) where 3 has the unit;
-                                     # version 4: the record of 3, delta images may follow
+                                     # version 4: the record of 3, delta images may follow;
+                                     # version 5: the record of 4, the catalog's leaves too
+                                     # may be delta images (a version-4 writer would free
+                                     # them by their full size)
 _META = Struct("<8sIIQQQQQQQQQQQQ")  # see docs/format.md, "Meta record"
+_VERSION_PAGE = Struct("<II")         # its format version and page size, at offset 8
 META_SIZE = _META.size + 8            # + checksum; pending bytes follow
-PENDING_MAX = 1024                    # bytes of pending changes a record may carry
+PENDING_MAX = 1024                    # bytes of pending changes a record of versions 2 to 4
+                                      # may carry; version 5: the rest of a 4 KiB page (a
+                                      # commit rewrites them all: no more with larger pages)
 PAGE_SIZES = tuple(1 << b for b in range(9, 17))  # a record names one: 512 to 65536 bytes
 
 
-@dataclass(frozen=True, slots=True)
-class RootRef:
-    """Where a tree or a page run lives: first page, checksum of its image, writing txn."""
+class RootRef(NamedTuple):
+    """Where a tree or a page run lives: first page, checksum of its image, writing txn.
+    (A NamedTuple, as Meta: a frozen dataclass took ~0.5 us to construct, and a version's
+    first lookup, ``db.at(v)``, builds one.)"""
     page: int
     checksum: int
     txn: int
@@ -71,13 +77,25 @@ class BadMeta(Exception):
         self.version = version
 
 
+def pending_max(version: int, page_size: int) -> int:
+    """The most pending bytes a record of a format version may carry: none in version 1,
+    1024 in versions 2 to 4, in version 5 the rest of its page up to a 4 KiB one
+    (min(page size, 4096) - META_SIZE)."""
+    if version < 2:
+        return 0
+    return min(page_size, 4096) - META_SIZE if version >= 5 else PENDING_MAX
+
+
 def pending_length(head: bytes) -> int:
     """How many pending bytes follow the record that ``head`` (its first META_SIZE bytes)
     begins, as it claims: unverified, 0 if implausible (decode then rejects the record)."""
     if len(head) < META_SIZE or head[:8] != MAGIC:
         return 0
+    version, page_size = _VERSION_PAGE.unpack_from(head, 8)
+    if version not in READABLE_VERSIONS or page_size not in PAGE_SIZES:
+        return 0
     n = int.from_bytes(head[_META.size - 8:_META.size], "little")
-    return n if n <= PENDING_MAX else 0
+    return n if n <= pending_max(version, page_size) else 0
 
 
 def decode(data: bytes) -> Meta:
@@ -90,7 +108,7 @@ def decode(data: bytes) -> Meta:
         raise BadMeta(f"format version {version}", version=version)
     if page_size not in PAGE_SIZES:
         raise BadMeta(f"bad page size {page_size}")
-    if npending > (PENDING_MAX if version >= 2 else 0) or len(data) < META_SIZE + npending:
+    if npending > pending_max(version, page_size) or len(data) < META_SIZE + npending:
         raise BadMeta(f"bad pending length {npending}")
     pending = bytes(data[META_SIZE:META_SIZE + npending])
     if xxh3_64_intdigest(data[:_META.size] + pending) != int.from_bytes(

@@ -350,9 +350,7 @@ class PageStore:
     def place(self, image: bytearray) -> int:
         """Allocate units for an image of this txn and queue it there; its first unit."""
         page = self.allocate(-(-len(image) // self.unit))
-        self._queue[page] = image
-        self.bytes_written += len(image)
-        self.pages_written += 1
+        self.write(page, image)
         return page
 
     def write(self, page: int, image: bytes | bytearray) -> None:
@@ -438,8 +436,9 @@ class PageStore:
 
     @property
     def pending_room(self) -> int:
-        """Bytes of pending catalog changes a meta record may carry (see meta.py)."""
-        return min(metamod.PENDING_MAX, self.page_size - metamod.META_SIZE)
+        """Bytes of pending catalog changes a meta record may carry (see meta.py): the
+        rest of its page, in the format version this store writes."""
+        return metamod.pending_max(metamod.FORMAT_VERSION, self.page_size)
 
     def publish(self, catalog: RootRef, pending: bytes, durable: bool,
                 barrier: bool = False) -> Meta:

@@ -182,7 +182,7 @@ class Tree:
     """One B+tree root: read it, or (if given ``writable``) change it by path copying."""
 
     __slots__ = ("store", "nodes", "page_size", "inline_max", "count", "mod", "frees",
-                 "deltas", "_root", "_ref", "_dirty")
+                 "deltas", "_root", "_ref", "_dirty", "_replaced")
     store: PageStore
     nodes: NodeCache
     page_size: int
@@ -200,9 +200,11 @@ class Tree:
         self.inline_max = self.page_size // 4
         self.frees = frees      # free replaced pages (trees that no older version keeps)
         # write a changed node as a delta on the image it was copied from (node.py): in a
-        # packed store (a page-sized unit would cost a delta a whole page), and not in a
-        # tree that frees what it replaces (a delta keeps its base alive)
-        self.deltas = not frees and self.store.unit < self.page_size
+        # packed store (a page-sized unit would cost a delta a whole page)
+        self.deltas = self.store.unit < self.page_size
+        # a tree that frees: the clean nodes this writer copied, by page; write() frees the
+        # images of each (its whole chain) unless the copy was written as a delta on it
+        self._replaced: dict[int, Node] = {}
         self.mod = 0            # bumped on every change, so cursors can re-seek
         self._ref = ref
         self._dirty = False
@@ -271,7 +273,7 @@ class Tree:
             self._dirty = True
         elif not self._dirty:
             if self.frees:
-                self.store.free(self._ref.page, self.store.pages_for(root.size))
+                self._replaced[self._ref.page] = root
             copy = root.copy()
             if self.deltas:
                 ref = self._ref
@@ -286,7 +288,7 @@ class Tree:
             s, t = parent.sums[i], parent.txns[i]
             node = self.nodes.load(kid, s, t)
             if self.frees:
-                self.store.free(kid, self.store.pages_for(node.size))
+                self._replaced[kid] = node
             copy = parent.kids[i] = node.copy()
             if self.deltas:
                 copy.base = (node, kid, s, t)
@@ -372,15 +374,18 @@ class Tree:
         keys: list[bytes]                    # None)
         vals: list[bytes | Overflow]
         added = pos = 0
+        first = -1  # the entry the first key put in this leaf went to
         for key, val in items:
             if leaf is None or (hi is not None and key >= hi):
                 if leaf is not None:
-                    new_keys += self._settle(leaf, path, added, pos >= len(leaf.keys))
+                    new_keys += self._settle(leaf, path, added, pos, first)
                 leaf, path = self._descend(key)
                 hi = next((b.keys[j + 1] for b, j in reversed(path) if j + 1 < len(b.keys)),
                           None)
-                keys, vals, added, pos = leaf.keys, leaf.vals, 0, 0
+                keys, vals, added, pos, first = leaf.keys, leaf.vals, 0, 0, -1
             i = bisect_left(keys, key, pos)
+            if first < 0:
+                first = i
             vs = self._vsize(val)
             if vs != len(val):
                 leaf.big = True
@@ -396,10 +401,10 @@ class Tree:
                 added += 1
             pos = i + 1
             if leaf.size > page_size:
-                new_keys += self._settle(leaf, path, added, pos >= len(keys))
+                new_keys += self._settle(leaf, path, added, pos, first)
                 leaf = None
         if leaf is not None:
-            new_keys += self._settle(leaf, path, added, pos >= len(leaf.keys))
+            new_keys += self._settle(leaf, path, added, pos, first)
         return new_keys
 
     def _build(self, items: Iterable[tuple[bytes, bytes]]) -> int:
@@ -447,14 +452,21 @@ class Tree:
         return self.count
 
     def _settle(self, leaf: Leaf, path: list[tuple[Branch, int]], added: int,
-                appending: bool) -> int:
-        """Account ``added`` new keys along the path and split the leaf if it overflowed."""
+                pos: int, first: int) -> int:
+        """Account ``added`` new keys along the path and split the leaf if it overflowed
+        (``pos``: the entry after the last key put, ``first``: the entry of the first: the
+        leaf splits after a run of new keys, see ``_split``; in a tree that frees, before
+        new keys appended at its end, which leaves the entries before them as they were,
+        not written again: see ``_write_node``)."""
         if added:
             for b, j in path:
                 b.counts[j] += added
             self.count += added
         if leaf.size > self.page_size:
-            self._split_up(leaf, path, appending)
+            appending, at = pos >= len(leaf.keys), pos if added > 1 else 0
+            if appending and self.frees and 0 < first == len(leaf.keys) - added:
+                appending, at = False, first
+            self._split_up(leaf, path, appending, at)
         return added
 
     def delete(self, key: bytes) -> bool:
@@ -494,11 +506,15 @@ class Tree:
         if type(root) is Leaf and not root.keys:
             self._root = None
 
-    def _split(self, node: Node, full_left: bool = False) -> tuple[bytes, Node]:
+    def _split(self, node: Node, full_left: bool = False, at: int = 0) -> tuple[bytes, Node]:
         """Split node in two by bytes; node keeps the left part. Return (separator, right).
 
         In half, or (``full_left``, when appending in key order) leaving the left
-        node as full as a page allows, so sequential loads fill their pages.
+        node as full as a page allows, so sequential loads fill their pages; or (``at``,
+        a leaf into whose middle keys were put in order) before entry ``at`` if at least
+        half the entries' bytes are before it: the next keys in order append to the
+        right node's start... and the left one, full, is left alone (a catalog fold puts
+        new commit records before the refs and index entries that share their leaf).
         """
         keys = node.keys
         limit = self.page_size - HEADER_SIZE
@@ -506,8 +522,10 @@ class Tree:
         right: Node
         if type(node) is Leaf:
             vsize = self._vsize
-            m, acc = _cut([LEAF_ENTRY + len(k) + vsize(v) for k, v in zip(keys, node.vals)],
-                          target, limit)
+            sizes = [LEAF_ENTRY + len(k) + vsize(v) for k, v in zip(keys, node.vals)]
+            if at and not full_left:
+                target = max(target, sum(sizes[:at]))
+            m, acc = _cut(sizes, target, limit)
             right = Leaf(keys[m:], node.vals[m:], node.size - acc, node.big)
             del keys[m:], node.vals[m:]
             node.size = HEADER_SIZE + acc
@@ -522,9 +540,10 @@ class Tree:
         return sep, right
 
     def _split_up(self, node: Node, path: list[tuple[Branch, int]],
-                  full_left: bool = False) -> None:
+                  full_left: bool = False, at: int = 0) -> None:
         while node.size > self.page_size:
-            sep, right = self._split(node, full_left)
+            sep, right = self._split(node, full_left, at)
+            at = 0
             if path:
                 parent, i = path.pop()
                 self._insert_kid(parent, i, node, sep, right)
@@ -580,23 +599,32 @@ class Tree:
         root = self._root
         if root is None:
             return
-        load = self.nodes.load
+        load, store = self.nodes.load, self.store
+
+        def far(page: int, node: Node) -> bool:  # an image of its chain is at >= limit
+            return any(p >= limit for p, _u, _t in images(store, page, node))
 
         def reaches(node: Node) -> bool:
             return type(node) is Branch and any(
-                k >= limit or reaches(load(k, s, t))
-                for k, s, t in zip(node.kids, node.sums, node.txns) if type(k) is int)
+                far(k, kid) or reaches(kid)
+                for k, kid in ((k, load(k, s, t)) for k, s, t
+                               in zip(node.kids, node.sums, node.txns) if type(k) is int))
 
         def own(node: Node) -> None:
+            base = node.base
+            if base is not None and far(base[1], base[0]):
+                node.base = None  # written whole, in the lowest free units: not a delta on it
             if type(node) is not Branch:
                 return
             for i, k in enumerate(node.kids):
                 if not isinstance(k, int):
                     own(k)
-                elif k >= limit or reaches(load(k, node.sums[i], node.txns[i])):
-                    own(self._own_kid(node, i))
+                else:
+                    kid = load(k, node.sums[i], node.txns[i])
+                    if far(k, kid) or reaches(kid):
+                        own(self._own_kid(node, i))
 
-        if self._dirty or self._ref.page >= limit or reaches(root):
+        if self._dirty or far(self._ref.page, root) or reaches(root):
             self.mod += 1
             own(self._own_root())
 
@@ -606,25 +634,33 @@ class Tree:
         return self._dirty
 
     def write(self, txn: int) -> RootRef:
-        """Store every dirty node (bottom-up) and return the new root reference."""
+        """Store every dirty node (bottom-up) and return the new root reference. A tree
+        that frees then frees the images of every node it replaced: a node written as a
+        delta keeps the chain it was copied from (its base), any other loses it whole."""
         if self._dirty:
             if self._root is None:
                 self._ref = EMPTY
-            elif write_tree is not None:
+            elif write_tree is not None and not self.frees:
                 store = self.store
                 page, s = write_tree(self._root, txn, store.unit, store.place, self.nodes.put,
                                      self._encode, self._write_overflows,
                                      checksum_mod.xxh3_64_intdigest)  # (as seal() finds it)
                 self._ref = RootRef(page, s, txn)
             else:
-                page, s = self._write_node(self._root, txn)
-                self._ref = RootRef(page, s, txn)
+                self._ref = RootRef(*self._write_node(self._root, txn))
             self._dirty = False
+        if self._replaced:
+            store = self.store
+            for page, node in self._replaced.items():
+                for p, units, _t in images(store, page, node):
+                    store.free(p, units)
+            self._replaced.clear()
         return self._ref
 
-    def _write_node(self, node: Node, txn: int) -> tuple[int, int]:
-        """Write ``node`` and every dirty node below it (bottom-up); (page, checksum) of its
-        image. _write_c.write_tree is this in C (see the end of this file)."""
+    def _write_node(self, node: Node, txn: int) -> tuple[int, int, int]:
+        """Write ``node`` and every dirty node below it (bottom-up); (page, checksum, txn)
+        of its image. _write_c.write_tree is this in C for a tree that keeps what it
+        replaces (see the end of this file); a tree that frees (the catalog) comes here."""
         store = self.store
         dirty = None
         if type(node) is Branch:
@@ -632,15 +668,24 @@ class Tree:
             dirty = dirty_kids(kids)
             write = self._write_node
             for i in dirty:
-                kids[i], sums[i] = write(kids[i], txn)  # type: ignore[arg-type]
-                txns[i] = txn
+                kids[i], sums[i], txns[i] = write(kids[i], txn)  # type: ignore[arg-type]
         elif node.big:
             self._write_overflows(node)
         image = None
-        base = node.base
+        base, node.base = node.base, None
+        if base is not None and self.frees:
+            if _same_entries(node, base[0]):
+                self._replaced.pop(base[1], None)  # nothing changed: the image stays
+                return base[1], base[2], base[3]
+            if dirty is not None:
+                # a tree that frees (the catalog) writes its branches whole: they are few
+                # and small, and every lookup reads its root first (a chain would cost the
+                # first one per process a materialisation, for a few dozen bytes a fold)
+                base = None
         if base is not None:
-            node.base = None
             image = self._encode(node, base, txn, dirty)
+            if image is not None:
+                self._replaced.pop(base[1], None)  # (a tree that frees) kept as the base
         if image is None:
             base = None
             image = self._encode(node, None, txn, None)
@@ -652,7 +697,7 @@ class Tree:
         node.chain = None if base is None else ((page, units, txn),) + images(
             store, base[1], base[0])
         self.nodes.put(page, node)
-        return page, int.from_bytes(image[:8], "little")
+        return page, int.from_bytes(image[:8], "little"), txn
 
     def _encode(self, node: Node, base: tuple[Node, int, int, int] | None, txn: int,
                 dirty: list[int] | None) -> bytearray | None:
@@ -670,6 +715,16 @@ class Tree:
                 ref = self.store.write_image(OVERFLOW, v)
                 vals[i] = Overflow(ref.page, len(v), ref.checksum, ref.txn)
         leaf.big = any(type(v) is not bytes for v in vals)
+
+
+def _same_entries(node: Node, base: Node) -> bool:
+    """Whether a dirty copy holds what the clean node it was copied from holds."""
+    if type(node) is Leaf:
+        assert type(base) is Leaf  # (a copy is of its base's kind)
+        return node.keys == base.keys and node.vals == base.vals
+    assert type(base) is Branch
+    return (node.keys == base.keys and node.kids == base.kids and node.sums == base.sums
+            and node.txns == base.txns and node.counts == base.counts)
 
 
 _MISSING = object()
