@@ -240,16 +240,27 @@ def test_empty_commits_make_no_version():
         tx[b"n"] = b"x"
         del tx[b"n"]               # put and taken back
     assert tx.skipped and db.version == 1
+    with db.write() as tx:
+        tx[b"big"] = b"x" * 5000   # an overflow value...
+    with db.write() as tx:
+        tx[b"big"] = b"x" * 5000   # ...written again: another run, the same bytes
+    assert tx.skipped and db.version == 2
+    with db.write() as tx:
+        tx[b"big"] = b"y" * 5000   # the same length, other bytes: a version
+    assert not tx.skipped and db.version == 3
+    db.revert(3)
+    db.revert(2)                   # back to the state of version 1
+    assert db.read().get(b"big") is None and db.version == 5
     with db.write(allow_empty=True) as tx:
         pass
-    assert not tx.skipped and tx.version == 2 and db.version == 2
+    assert not tx.skipped and tx.version == 6 and db.version == 6
     with db.write() as tx:
         tx[b"k"] = b"w"
-    assert db.version == 3
-    db.revert(3)
-    assert db.version == 4
-    assert db.revert(3) == 4 and db.version == 4     # already undone: nothing to do
-    assert db.revert(3, allow_empty=True) == 5
+    assert db.version == 7
+    db.revert(7)
+    assert db.version == 8
+    assert db.revert(7) == 8 and db.version == 8     # already undone: nothing to do
+    assert db.revert(7, allow_empty=True) == 9
 
 
 def test_keys_deleted_and_put_back_make_no_version_though_the_tree_changed_shape():

@@ -6,12 +6,10 @@ from itertools import repeat
 from typing import TYPE_CHECKING
 
 from ..pages.meta import RootRef
-from .btree import read_overflow
-from .diff import changes
-from .node import Branch, Overflow
+from .diff import changes, same_value, value_reader
+from .node import Branch
 
 if TYPE_CHECKING:
-    from ..pages.store import PageStore
     from .btree import NodeCache
 
 
@@ -26,6 +24,7 @@ def same_content(nodes: NodeCache, a: RootRef, b: RootRef) -> bool:
         return a.page == 0 or a.txn == b.txn
     if not (a.page and b.page):
         return False
+    value = value_reader(nodes)
     todo = [(a.page, a.checksum, a.txn, b.page, b.checksum, b.txn)]
     while todo:
         pa, sa, ta, pb, sb, tb = todo.pop()
@@ -39,20 +38,7 @@ def same_content(nodes: NodeCache, a: RootRef, b: RootRef) -> bool:
         # (x and y are alike, and clean: their kids are pages)
         if type(x) is Branch:
             todo.extend(zip(x.kids, x.sums, x.txns, y.kids, y.sums, y.txns))  # type: ignore[union-attr]
-        elif x.vals != y.vals and not all(map(_same_value, x.vals, y.vals, repeat(nodes.store))):  # type: ignore[union-attr]
+        elif x.vals != y.vals and not all(map(same_value, x.vals, y.vals, repeat(value))):  # type: ignore[union-attr]
             return False
     return True
-
-
-def _same_value(v: bytes | Overflow, w: bytes | Overflow, store: PageStore) -> bool:
-    """Leaf values, inline bytes or overflow refs. Two overflow refs are the same value
-    when they name one image (page, txn); otherwise the bytes are read (equal checksums
-    prove nothing: see tree/btree.py on identity)."""
-    if v is w or v == w:
-        return True
-    if type(v) is not Overflow or type(w) is not Overflow or v.length != w.length:
-        return False
-    if v.page == w.page and v.txn == w.txn:
-        return True
-    return read_overflow(store, v) == read_overflow(store, w)
 

@@ -118,7 +118,7 @@ def _aligned(nodes: NodeCache, a_node: Node, b_node: Node, low: bytes, high: byt
     reverse key order."""
     load, get = nodes.load, nodes.get
     keyed = KEYED_HASH
-    value = _reader(nodes)
+    value = value_reader(nodes)
     # (na, nb, low, high, height): branches while height > 0, else leaves
     todo: list[tuple[Any, Any, bytes, bytes | None, int]] = [(a_node, b_node, low, high,
                                                                height)]
@@ -179,7 +179,7 @@ def _aligned(nodes: NodeCache, a_node: Node, b_node: Node, low: bytes, high: byt
             for i in reversed(differ):
                 k = keys[i]
                 if ((start is None or k >= start) and (stop is None or k < stop)
-                        and not _same(va[i], vb[i], value)):
+                        and not same_value(va[i], vb[i], value)):
                     yield Change(k, value(va[i]), value(vb[i]))
 
 
@@ -197,7 +197,7 @@ def _leaves(na: Leaf, nb: Leaf, start: bytes | None, stop: bytes | None, value: 
     while i < m and j < n:
         x, y = ka[i], kb[j]
         if x == y:
-            if va[i] != vb[j] and not _same(va[i], vb[j], value):
+            if va[i] != vb[j] and not same_value(va[i], vb[j], value):
                 out.append(Change(x, value(va[i]), value(vb[j])))
             i += 1
             j += 1
@@ -234,7 +234,7 @@ def _streams(nodes: NodeCache, a: list[Elem], b: list[Elem], start: bytes | None
              stop: bytes | None, stats: DiffStats) -> Iterator[Change]:
     """The general case: merge two streams (stacks, head at the end) of subtrees and
     entries in key order, opening a subtree only when the other side cannot match it."""
-    value = _reader(nodes)
+    value = value_reader(nodes)
 
     def open_(stack: list[Elem]) -> None:
         _, low, high, page, checksum, height, txn = stack.pop()
@@ -279,7 +279,7 @@ def _streams(nodes: NodeCache, a: list[Elem], b: list[Elem], start: bytes | None
                 yield Change(y[1], None, value(y[2]))
             else:
                 a.pop(), b.pop()
-                if not _same(x[2], y[2], value):
+                if not same_value(x[2], y[2], value):
                     yield Change(x[1], value(x[2]), value(y[2]))
         elif x[0] == SUB and y[0] == SUB:
             if x[3] == y[3] and x[6] == y[6] and x[1] == y[1]:
@@ -308,7 +308,10 @@ def _streams(nodes: NodeCache, a: list[Elem], b: list[Elem], start: bytes | None
                 open_(a)
 
 
-def _same(u: bytes | Overflow, v: bytes | Overflow, value: Reader) -> bool:
+def same_value(u: bytes | Overflow, v: bytes | Overflow, value: Reader) -> bool:
+    """Whether two leaf values, inline bytes or overflow refs, are the same value. Two
+    overflow refs are when they name one image (page, txn); otherwise their bytes are read
+    (equal checksums prove nothing: see tree/btree.py on identity)."""
     inline_u, inline_v = type(u) is bytes, type(v) is bytes
     if inline_u and inline_v:
         return u == v
@@ -318,7 +321,8 @@ def _same(u: bytes | Overflow, v: bytes | Overflow, value: Reader) -> bool:
         u.length == v.length and value(u) == value(v))  # type: ignore[union-attr]
 
 
-def _reader(nodes: NodeCache) -> Reader:
+def value_reader(nodes: NodeCache) -> Reader:
+    """A value's bytes, read from its overflow run if it is not inline."""
     store = nodes.store
 
     def value(v: bytes | Overflow) -> bytes:
