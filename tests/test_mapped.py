@@ -305,6 +305,9 @@ def test_mapped_scans_match_the_model(tmp_path_factory, commits, bounds, reverse
                 got = getattr(snap, part)(start=start, stop=stop, reverse=reverse)
                 if start is None or stop is None or start < stop:
                     assert list(got) == want
+                    if part == "values":  # joined in C (one buffer) or by bytes.join
+                        assert snap.join_values(b", ", start, stop) == \
+                            b", ".join(want[::-1] if reverse else want)
                     lo = sum(1 for k in want_model if start is not None and k < start)
                     n = sum(1 for k in want_model
                             if (start is None or k >= start) and (stop is None or k < stop))
@@ -397,6 +400,37 @@ def test_a_walk_stops_after_an_error_and_after_its_end(tmp_path):
         btree.MapWalk(None, 1, 2, 3, "a", None, False, 0, None)
     with pytest.raises(TypeError):
         btree.MapWalk(None, 1, 2, 3, None, None, False, 7, None)
+    db = cowdb.open(path)
+    with db.read() as snap:
+        it = snap.values(b"key000100", b"key000200")
+        assert next(it) == b"v100"
+        assert it.join(b"") == b"".join(b"v%d" % i for i in range(101, 200))
+        assert it.join(b"") == b"" and list(it) == []
+        with pytest.raises(TypeError):
+            snap.keys(b"key000100", b"key000200").join(b"")
+    db.close()
+
+
+def test_join_values_raises_on_a_codec_and_a_bad_separator(tmp_path):
+    db = cowdb.open(str(tmp_path / "j.cow"), codec="json")
+    with db.write() as tx:
+        tx[b"a"] = [1]
+    with db.read() as snap, pytest.raises(cowdb.errors.InvalidType):
+        snap.join_values(b",")
+    db.close()
+    db = cowdb.open(str(tmp_path / "k.cow"))
+    with db.write() as tx:
+        tx[b"a"], tx[b"b"], tx[b"c"] = b"1", b"2", b"3" * 5000  # an overflow value
+    with db.read() as snap:
+        assert snap.join_values(b",") == b"1,2," + b"3" * 5000
+        assert snap.join_values(b",", b"b", b"a") == b""
+        assert snap.join_values(b"-", prefix=b"a") == b"1"
+        with pytest.raises(cowdb.errors.InvalidType):
+            snap.join_values(",")
+    with db.write() as tx:  # a transaction's (written) tree: the Python join
+        tx[b"d"] = b"4"
+        assert tx.join_values(b",", b"b", b"e") == b"2," + b"3" * 5000 + b",4"
+    db.close()
 
 
 @pytest.mark.parametrize("verify_first", [False, True])

@@ -965,33 +965,44 @@ static void
 walk_release(Walk *w)
 {
     Py_CLEAR(w->leaf);
-    while (w->depth > 0)
-        Py_CLEAR(w->path[--w->depth].img);
+    while (w->depth > 0) {  /* (Py_CLEAR names its argument twice) */
+        w->depth--;
+        Py_CLEAR(w->path[w->depth].img);
+    }
 }
 
-static PyObject *
-walk_next_entry(Walk *w)
+/* the index in the current leaf of the next entry to hand out (the walk moved past it),
+ * -1 past the last, -2 on error */
+static Py_ssize_t
+walk_advance(Walk *w)
 {
     if (w->state == 0) {
         w->state = 1;
         PyObject *key = w->reverse ? w->stop : w->start;
         if (walk_down(w, w->page, w->sum, w->txn, key == Py_None ? NULL : key) < 0)
-            return NULL;
+            return -2;
         walk_bounds(w, 1);
     }
     for (;;) {
         if (w->leaf != NULL && (w->reverse ? w->j >= w->end : w->j < w->end)) {
             Py_ssize_t j = w->j;
             w->j += w->reverse ? -1 : 1;
-            return walk_item(w, j);
+            return j;
         }
         if (w->state != 1)
-            return NULL;
+            return -1;
         int r = walk_step(w);
         if (r <= 0)
-            return NULL;
+            return r - 1;
         walk_bounds(w, 0);
     }
+}
+
+static PyObject *
+walk_next_entry(Walk *w)
+{
+    Py_ssize_t j = walk_advance(w);
+    return j < 0 ? NULL : walk_item(w, j);
 }
 
 static PyObject *
@@ -1012,6 +1023,81 @@ walk_next(Walk *w)
     }
     return r;
 }
+
+/* walk.join(sep): the values still to come, joined by sep into one bytes object, with
+ * no object made per value (a values walk only) */
+static PyObject *
+walk_join(Walk *w, PyObject *sep)
+{
+    if (!PyBytes_CheckExact(sep) || w->part != 2) {
+        PyErr_SetString(PyExc_TypeError, "join(sep: bytes) joins a values walk");
+        return NULL;
+    }
+    if (w->busy) {
+        PyErr_SetString(PyExc_ValueError, "a Walk is already running");
+        return NULL;
+    }
+    Py_ssize_t cap = 4096, used = 0, sl = PyBytes_GET_SIZE(sep);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, cap);
+    if (out == NULL || w->state == 3)
+        goto end;
+    w->busy = 1;
+    for (int first = 1;; first = 0) {
+        Py_ssize_t j = walk_advance(w);
+        if (j < 0) {
+            if (j == -2)
+                Py_CLEAR(out);
+            break;
+        }
+        const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(w->leaf);
+        PyObject *big = NULL;  /* an overflow value, read by the callback */
+        const char *v = (const char *)d + w->voff[j];
+        Py_ssize_t vl = w->voff[j + 1] - w->voff[j];
+        if (le32(d + 24 + 2 * w->n + 4 * j) & 0x80000000u) {
+            big = walk_item(w, j);
+            if (big != NULL && !PyBytes_Check(big)) {
+                PyErr_SetString(PyExc_TypeError, "an overflow value is not bytes");
+                Py_CLEAR(big);
+            }
+            if (big == NULL) {
+                Py_CLEAR(out);
+                break;
+            }
+            v = PyBytes_AS_STRING(big);
+            vl = PyBytes_GET_SIZE(big);
+        }
+        Py_ssize_t need = used + (first ? 0 : sl) + vl;
+        if (need > cap) {
+            cap = need > 2 * cap ? need : 2 * cap;
+            if (_PyBytes_Resize(&out, cap) < 0) {
+                Py_XDECREF(big);
+                break;
+            }
+        }
+        char *o = PyBytes_AS_STRING(out);
+        if (!first) {
+            memcpy(o + used, PyBytes_AS_STRING(sep), sl);
+            used += sl;
+        }
+        memcpy(o + used, v, vl);
+        used += vl;
+        Py_XDECREF(big);
+    }
+    w->busy = 0;
+end:
+    w->state = 3;  /* consumed (or failed): nothing more comes */
+    walk_release(w);
+    if (out != NULL && _PyBytes_Resize(&out, used) < 0)
+        return NULL;
+    return out;
+}
+
+static PyMethodDef walk_methods[] = {
+    {"join", (PyCFunction)walk_join, METH_O,
+     "join(sep): the values still to come joined by sep (bytes), as sep.join(walk) "
+     "but with no object made per value."},
+    {NULL, NULL, 0, NULL},
+};
 
 static PyObject *
 walk_new(PyTypeObject *type, PyObject *args, PyObject *kw)
@@ -1102,6 +1188,7 @@ static PyTypeObject WalkType = {
     .tp_clear = (inquiry)walk_clear,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)walk_next,
+    .tp_methods = walk_methods,
 };
 
 

@@ -72,10 +72,21 @@ def _walk(tree: Tree, start: bytes | None, stop: bytes | None, reverse: bool, pa
         return None
     ref = tree.ref
     if not ref.page:
-        return iter(())
+        return None  # (runs() has nothing to do either)
     walk: Iterator[Any] = btree.MapWalk(pm, ref.page, ref.checksum, ref.txn, start, stop,
                                         reverse, part, partial(_overflow, tree))
     return walk
+
+
+def join(tree: Tree, sep: bytes, start: bytes | None = None, stop: bytes | None = None
+         ) -> bytes:
+    """``sep.join(values(tree, start, stop))``; the C walk joins them with no object per
+    value (a document's text: one scan, one buffer)."""
+    walk = _walk(tree, start, stop, False, 2)
+    if walk is None:
+        return sep.join(values(tree, start, stop))
+    joined: bytes = walk.join(sep)  # type: ignore[attr-defined]  # (a _tree_c.Walk)
+    return joined
 
 
 def _overflow(tree: Tree, page: int, length: int, checksum: int, txn: int) -> bytes:
