@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, overload
 from .checks import Key, check_bound, check_key
 from .checks import key_range as key_range  # they lived here
 from .checks import prefix_end as prefix_end
-from .errors import DatabaseClosed, InvalidKey, KeyTooLarge, ReadOnly, TransactionClosed
+from .errors import (
+    DatabaseClosed,
+    InvalidKey,
+    InvalidType,
+    KeyTooLarge,
+    ReadOnly,
+    TransactionClosed,
+)
 from .locks import pins_c
 from .tree import cursor
 from .tree.btree import MapGetMethod, MapRoot, Tree
@@ -137,6 +144,24 @@ class _Reader:
         """A view, or with a range (as items()) an iterator over the values in it."""
         r = _range(args, start, stop, prefix, reverse, "values")
         return _ValuesView(self) if r is None else self._scan("values", *r)
+
+    def join_values(self, sep: bytes, start: Key | None = None, stop: Key | None = None,
+                    prefix: Key | None = None) -> bytes:
+        """The stored values of a key range (as ``items()`` takes it), in key order,
+        joined by ``sep``: ``sep.join(self.values(start, stop, prefix=prefix))``, but
+        with no object made per value on a mapped file (a document's text is one such
+        read). Values are the stored bytes: a database with a codec raises InvalidType."""
+        tree = self._live()
+        if self._codec is not None:
+            raise InvalidType("join_values() joins stored bytes, and this database decodes "
+                              "values with a codec: join the decoded values() yourself")
+        if type(sep) is not bytes:
+            raise InvalidType(f"join_values() takes a bytes separator, not "
+                              f"{type(sep).__name__}")
+        start, stop = key_range(start, stop, prefix)
+        if start is not None and stop is not None and start >= stop:
+            return b""
+        return cursor.join(tree, sep, start, stop)
 
     def _scan(self, part: str, start: object = None, stop: object = None,
               prefix: object = None, reverse: bool = False) -> Iterator[Any]:

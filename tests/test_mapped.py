@@ -15,8 +15,7 @@ from hypothesis import given, settings
 import cowdb
 from cowdb.errors import Corruption
 from cowdb.tree import btree, cursor
-from cowdb.tree.mapped import py_map_get, py_map_leaf
-from cowdb.tree.node import Branch, decode
+from cowdb.tree.mapped import py_map_get
 
 SEARCHES = [py_map_get] + ([btree._tree_c.map_get] if btree._tree_c is not None else [])
 PAGE = 1024
@@ -248,64 +247,72 @@ def test_snapshot_get_on_a_mapped_file_answers_as_any_reader(tmp_path, codec):
         snap2.get(b"key000014")
 
 
-LEAF_SPLITS = [py_map_leaf] + ([btree._tree_c.map_leaf] if btree._tree_c is not None else [])
+WALKS = [None] + ([btree._tree_c.Walk] if btree._tree_c is not None else [])
+PARTS = {"items": 0, "keys": 1, "values": 2}
 
 
-def leaves_and_branches(db, ref):
-    """Every (page, checksum, txn) below ref, with the node decode() makes of it."""
-    out, todo = [], [(ref.page, ref.checksum, ref.txn)]
-    while todo:
-        page, s, t = todo.pop()
-        node = decode(db._store.read(page), page)
-        out.append(((page, s, t), node))
-        if type(node) is Branch:
-            todo.extend(zip(node.kids, node.sums, node.txns))
-    return out
+def scan(tree, walk, start=None, stop=None, reverse=False, part="items"):
+    """A clean tree's scan: through walk (_tree_c.Walk over the map) or, for None, the
+    pure-Python cursor over decoded nodes (cursor.runs)."""
+    if walk is None:
+        pairs = [(k, v if type(v) is bytes else tree.read_overflow(v))
+                 for ks, vs in cursor.runs(tree, start, stop, reverse) for k, v in zip(ks, vs)]
+        return pairs if part == "items" else [p[PARTS[part] - 1] for p in pairs]
+    if not tree.ref.page:
+        return []
+    ref = tree.ref
+    return list(walk(tree.store.pagemap, ref.page, ref.checksum, ref.txn, start, stop,
+                     reverse, PARTS[part], partial(cursor._overflow, tree)))
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.dictionaries(keys, values, max_size=300),
-       st.tuples(st.one_of(st.none(), keys), st.one_of(st.none(), keys)), st.booleans())
-def test_mapped_scans_match_the_model(tmp_path_factory, model, bounds, reverse):
-    """map_leaf (both twins) splits every leaf as decode() does and says None for a
-    branch; a snapshot's scans, which split leaves from the map when they are not
-    cached, and the same scans through the pure-Python split, match a dict."""
+@given(st.lists(st.dictionaries(keys, st.one_of(st.none(), values), max_size=200),
+                min_size=1, max_size=4),
+       st.tuples(st.one_of(st.none(), keys), st.one_of(st.none(), keys)), st.booleans(),
+       st.sampled_from(sorted(PARTS)))
+def test_mapped_scans_match_the_model(tmp_path_factory, commits, bounds, reverse, part):
+    """The C walk over the mapped images and the pure-Python cursor over decoded nodes
+    scan every version alike, and as a dict would: later commits write delta images
+    (format 4) over the first one's, some values are overflow pages; counts too."""
     path = str(tmp_path_factory.mktemp("s") / "s.cow")
     db = cowdb.open(path, page_size=PAGE)
     try:
-        with db.write() as tx:
-            tx.update(model)
+        model, versions = {}, []
+        for edits in commits:
+            with db.write() as tx:
+                for k, v in edits.items():
+                    if v is None:
+                        tx.pop(k, None)
+                        model.pop(k, None)
+                    else:
+                        tx[k] = model[k] = v
+            versions.append((db.version, dict(model)))
         start, stop = bounds
-        want = sorted((k, v) for k, v in model.items()
-                      if (start is None or k >= start) and (stop is None or k < stop))
-        if reverse:
-            want.reverse()
-        with db.read() as snap:
-            tree = snap._live()
-            if tree.ref.page:
-                for (page, s, t), node in leaves_and_branches(db, tree.ref):
-                    for split in LEAF_SPLITS:
-                        got = split(db._store.pagemap, page, s, t, None, None)
-                        if type(node) is Branch:
-                            assert got is None
-                        else:
-                            ks, vs, big, size = got
-                            assert ks == node.keys and size == node.size and big == node.big
-                            assert [v if type(v) is bytes else btree.Overflow(*v)
-                                    for v in vs] == node.vals or big
-            for split in LEAF_SPLITS:
-                for window in (False, True):  # whole leaves, or windows of [start, stop)
-                    db._nodes.clear()  # every leaf is split from the map
-                    kids = cursor._MappedKids(tree, partial(split, db._store.pagemap),
-                                              *((start, stop) if window else ()))
-                    runs = cursor.runs(kids, start, stop, reverse) if tree.ref.page else []
-                    got = [(k, v if type(v) is bytes else tree.read_overflow(v))
-                           for ks, vs in runs for k, v in zip(ks, vs)]
-                    assert got == want
-            db._nodes.clear()
-            if start is None or stop is None or start < stop:
-                assert list(snap.items(start=start, stop=stop, reverse=reverse)) == want
-                assert list(snap.items(start=start, stop=stop, reverse=reverse)) == want
+        for version, want_model in versions:
+            want = sorted((k, v) for k, v in want_model.items()
+                          if (start is None or k >= start) and (stop is None or k < stop))
+            if reverse:
+                want.reverse()
+            if part != "items":
+                want = [p[PARTS[part] - 1] for p in want]
+            with db.at(version) as snap:
+                tree = snap._live()
+                for walk in WALKS:
+                    db._nodes.clear()
+                    db._store.pagemap.verified.clear()  # verified again on the way
+                    assert scan(tree, walk, start, stop, reverse, part) == want, walk
+                    assert scan(tree, walk, start, stop, reverse, part) == want, walk
+                got = getattr(snap, part)(start=start, stop=stop, reverse=reverse)
+                if start is None or stop is None or start < stop:
+                    assert list(got) == want
+                    if part == "values":  # joined in C (one buffer) or by bytes.join
+                        assert snap.join_values(b", ", start, stop) == \
+                            b", ".join(want[::-1] if reverse else want)
+                    lo = sum(1 for k in want_model if start is not None and k < start)
+                    n = sum(1 for k in want_model
+                            if (start is None or k >= start) and (stop is None or k < stop))
+                    assert snap.count(start, stop) == n
+                    assert tree.rank(start) == (len(want_model) if start is None else lo)
     finally:
         db.close()
 
@@ -317,20 +324,19 @@ def get_reads(db, ref, search):
                                  b"key%06d" % i), b"v%d" % i
 
 
-def leaf_reads(db, ref, split):
-    """(what split answered, as keys and values, what decode says) for every node."""
-    def read(p, s, t):
-        got = split(db._store.pagemap, p, s, t, None, None)
-        return None if got is None else tuple(got[:2])
-
-    for (p, s, t), node in leaves_and_branches(db, ref):
-        yield partial(read, p, s, t), None if type(node) is Branch else (node.keys, node.vals)
+def walk_reads(db, ref, walk):
+    """(a scan of the tree, by walk or the Python cursor, and what it should be)."""
+    want = [(b"key%06d" % i, b"v%d" % i) for i in range(3000)]
+    tree = db.read()._live()
+    yield lambda: scan(tree, walk), want
+    yield lambda: scan(tree, walk, b"key001000", b"key001500", True), want[1000:1500][::-1]
+    yield lambda: tree.rank(b"key002000"), 2000
 
 
 @pytest.mark.parametrize("reads, fn", [(get_reads, f) for f in SEARCHES] +
-                         [(leaf_reads, f) for f in LEAF_SPLITS])
+                         [(walk_reads, w) for w in WALKS])
 def test_a_damaged_page_is_corruption_never_wrong_data(tmp_path, reads, fn):
-    """A byte flipped in a page: every mapped read (point gets, leaf splits) raises
+    """A byte flipped in a page: every mapped read (point gets, scans, ranks) raises
     Corruption or answers right, never wrong data."""
     path = str(tmp_path / "d.cow")
     build(path)
@@ -348,30 +354,100 @@ def test_a_damaged_page_is_corruption_never_wrong_data(tmp_path, reads, fn):
             pass
 
 
-def test_scans_keep_no_leaf_and_a_range_splits_only_its_window(tmp_path):
-    """A snapshot's scans on a mapped file cache no leaf (only branches); a bounded
-    range asks map_leaf for its window only (see cursor.py)."""
+def test_scans_and_counts_build_no_node(tmp_path):
+    """A snapshot's scans, counts and membership tests on a mapped file build no node
+    (the root aside, which opening the tree loads): a forked reader copies nothing."""
     path = str(tmp_path / "k.cow")
     build(path)
     db = cowdb.open(path)
     try:
         with db.read() as snap:
+            snap._live()
             db._nodes.clear()
             assert sum(1 for _ in snap.items()) == 3000
             got = list(snap.items(b"key000100", b"key000200"))
             assert got == [(b"key%06d" % i, b"v%d" % i) for i in range(100, 200)]
             assert list(snap.keys(b"key000150", b"key000153", reverse=True)) == \
                 [b"key000152", b"key000151", b"key000150"]
-            if btree.map_leaf is not None:
-                assert [n for n in db._nodes.values() if type(n) is not Branch] == []
-        for split in LEAF_SPLITS:
-            with db.read() as snap:
-                ref = snap._live().ref
-                for (p, s, t), node in leaves_and_branches(db, ref):
-                    if type(node) is Branch:
-                        continue
-                    ks, vs, _big, _size = split(db._store.pagemap, p, s, t, node.keys[3],
-                                                node.keys[5])
-                    assert ks == node.keys[2:6] and vs == node.vals[2:6]
+            assert list(snap.values(b"key000150", b"key000152")) == [b"v150", b"v151"]
+            assert snap.count(b"key000100", b"key000200") == 100
+            assert b"key000007" in snap and b"key0000070" not in snap
+            if btree.MapWalk is not None:
+                assert len(db._nodes) == 0
     finally:
         db.close()
+
+
+def test_a_walk_stops_after_an_error_and_after_its_end(tmp_path):
+    """A walk that raised, or ran out, hands out nothing more; a closed database's walk
+    raises DatabaseClosed; a Walk is type-checked."""
+    if btree.MapWalk is None:
+        pytest.skip("the C accelerator is not built")
+    from cowdb.errors import DatabaseClosed
+    path = str(tmp_path / "e.cow")
+    build(path)
+    db = cowdb.open(path)
+    snap = db.read()
+    it = iter(snap.keys())
+    assert next(it) == b"key000000"
+    assert len(list(it)) == 2999 and list(it) == []
+    it = iter(snap.items())
+    db.close()
+    with pytest.raises(DatabaseClosed):
+        next(it)
+    assert list(it) == []
+    with pytest.raises(TypeError):
+        btree.MapWalk(None, 1, 2, 3, "a", None, False, 0, None)
+    with pytest.raises(TypeError):
+        btree.MapWalk(None, 1, 2, 3, None, None, False, 7, None)
+    db = cowdb.open(path)
+    with db.read() as snap:
+        it = snap.values(b"key000100", b"key000200")
+        assert next(it) == b"v100"
+        assert it.join(b"") == b"".join(b"v%d" % i for i in range(101, 200))
+        assert it.join(b"") == b"" and list(it) == []
+        with pytest.raises(TypeError):
+            snap.keys(b"key000100", b"key000200").join(b"")
+    db.close()
+
+
+def test_join_values_raises_on_a_codec_and_a_bad_separator(tmp_path):
+    db = cowdb.open(str(tmp_path / "j.cow"), codec="json")
+    with db.write() as tx:
+        tx[b"a"] = [1]
+    with db.read() as snap, pytest.raises(cowdb.errors.InvalidType):
+        snap.join_values(b",")
+    db.close()
+    db = cowdb.open(str(tmp_path / "k.cow"))
+    with db.write() as tx:
+        tx[b"a"], tx[b"b"], tx[b"c"] = b"1", b"2", b"3" * 5000  # an overflow value
+    with db.read() as snap:
+        assert snap.join_values(b",") == b"1,2," + b"3" * 5000
+        assert snap.join_values(b",", b"b", b"a") == b""
+        assert snap.join_values(b"-", prefix=b"a") == b"1"
+        with pytest.raises(cowdb.errors.InvalidType):
+            snap.join_values(",")
+    with db.write() as tx:  # a transaction's (written) tree: the Python join
+        tx[b"d"] = b"4"
+        assert tx.join_values(b",", b"b", b"e") == b"2," + b"3" * 5000 + b",4"
+    db.close()
+
+
+@pytest.mark.parametrize("verify_first", [False, True])
+def test_a_file_truncated_under_a_scan_raises(tmp_path, verify_first):
+    """Another process truncates the file while a scan runs (its pages verified by an
+    earlier scan, or not): the scan raises Corruption or ReadFailed, never SIGBUS."""
+    path = str(tmp_path / "w.cow")
+    build(path, 20000)
+    assert run_truncating(path, f"""
+if {verify_first!r}:
+    assert sum(1 for _ in snap.items()) == 20000
+it = iter(snap.items())
+assert next(it) == (b"key000000", b"v0")
+truncate()
+try:
+    n = sum(1 for _ in it)
+    print("read", n)
+except (Corruption, ReadFailed):
+    print("raised")
+""") in ("raised", "read 19999" if btree.MapWalk is None else "raised")

@@ -302,7 +302,7 @@ class Document:
         """The document as text: blocks separated by a blank line."""
         if at is None and admin:
             with self.db.read(self.branch) as snap:
-                return text_of(b"\n\n".join(snap.values(prefix=self.bprefix)))
+                return text_of(snap.join_values(b"\n\n", prefix=self.bprefix))
         return join_text(self.paragraphs(at, admin=admin))
 
     def exists(self) -> bool:

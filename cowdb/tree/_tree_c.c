@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define API 7  /* node.API must match: bump both on any change of get()'s or map_get()'s
+#define API 8  /* node.API must match: bump both on any change of get()'s or map_get()'s
                   contract */
 
 static PyTypeObject *branch_type = NULL;   /* node.Branch, set by bind() */
@@ -337,72 +337,6 @@ pm_field(PyObject *pm, Py_ssize_t offset, PyObject *name)
     return PyObject_GetAttr(pm, name);
 }
 
-/* (keys, values, big, length) of a leaf image d of n entries whose keys end at pos
- * (checked within length): values are bytes, or (page, length, checksum, txn) tuples of
- * overflow values (big is then True); only a window of them if start or stop (bytes, or
- * None) is given.  d is a private copy: no guard needed. */
-static PyObject *
-leaf_split(const unsigned char *d, unsigned n, const uint32_t *off, Py_ssize_t pos,
-           Py_ssize_t length, unsigned long long page, PyObject *start, PyObject *stop)
-{
-    const unsigned char *vl = d + 24 + 2 * (Py_ssize_t)n;
-    /* the window [lo, hi): the keys in [start, stop) and the nearest key outside on
-     * each side, so that bisecting start and stop in it stops where it would in the
-     * whole leaf (see cursor.py) */
-    Py_ssize_t lo = 0, hi = n;
-    if (start != Py_None) {
-        lo = key_bisect(d, off, n, PyBytes_AS_STRING(start), PyBytes_GET_SIZE(start), 0);
-        lo = lo > 0 ? lo - 1 : 0;
-    }
-    if (stop != Py_None) {
-        hi = key_bisect(d, off, n, PyBytes_AS_STRING(stop), PyBytes_GET_SIZE(stop), 0);
-        hi = hi < n ? hi + 1 : n;
-    }
-    if (hi < lo)
-        hi = lo;
-    for (Py_ssize_t j = 0; j < lo; j++) {
-        unsigned v = le32(vl + 4 * j);
-        pos += (v & 0x80000000u) ? 32 : v;
-    }
-    PyObject *keys = PyList_New(hi - lo), *vals = PyList_New(hi - lo);
-    int big = 0;
-    if (keys == NULL || vals == NULL)
-        goto fail;
-    for (Py_ssize_t j = lo; j < hi; j++) {
-        PyObject *k = PyBytes_FromStringAndSize((const char *)d + off[j], off[j + 1] - off[j]);
-        if (k == NULL)
-            goto fail;
-        PyList_SET_ITEM(keys, j - lo, k);
-        unsigned v = le32(vl + 4 * j);
-        Py_ssize_t size = (v & 0x80000000u) ? 32 : v;
-        if (pos + size > length) {
-            damaged(page, "values past its end");
-            goto fail;
-        }
-        PyObject *val;
-        if (v & 0x80000000u) {
-            big = 1;
-            val = Py_BuildValue("(KKKK)", le64(d + pos), le64(d + pos + 8), le64(d + pos + 16),
-                                le64(d + pos + 24));
-        }
-        else
-            val = PyBytes_FromStringAndSize((const char *)d + pos, size);
-        if (val == NULL)
-            goto fail;
-        PyList_SET_ITEM(vals, j - lo, val);
-        pos += size;
-    }
-    if (hi == n && pos != length) {
-        damaged(page, "entries do not fill the image");
-        goto fail;
-    }
-    return Py_BuildValue("(NNOn)", keys, vals, big ? Py_True : Py_False, length);
-fail:
-    Py_XDECREF(keys);
-    Py_XDECREF(vals);
-    return NULL;
-}
-
 /* pages a Root found verified (page + 1 and txn, by page modulo SEEN; 0: empty): the
  * upper levels of its tree are then not looked up in pagemap.verified on every read.
  * Sound while the Root lives: its pages are pinned, and forget_txn only drops txns
@@ -446,34 +380,126 @@ checked(PyObject *copied, unsigned long long sum, unsigned long long txn, PyObje
     return r < 0 ? -1 : 1;
 }
 
-/* the value under the key (q, ql) below the image (page, sum, txn) of pagemap pm: bytes,
- * an overflow reference (page, length, checksum, txn) as a tuple, or None.  With q NULL,
- * the image itself: (keys, values, big, length) of a leaf (leaf_split: start and stop
- * bound a window), None for a branch. */
+/* the verified image (page, sum, txn) of pagemap pm, as bytes (a new reference): a
+ * delta's full image from pagemap.made; else a copy of the map at that page, checked
+ * (unless pagemap.verified holds (page, txn) already: then only its header is); else
+ * pagemap.image's answer (a delta materialised, or a damaged page raising) */
 static PyObject *
-search(PyObject *pm, unsigned long long page_, unsigned long long sum,
-       unsigned long long txn, const char *q, Py_ssize_t ql, Seen *seen, PyObject *start,
-       PyObject *stop)
+fetch(PyObject *pm, unsigned long long page_, unsigned long long sum, unsigned long long txn)
 {
-    /* volatile: set after sigsetjmp and read after a jump back */
-    volatile unsigned long long page = page_;
-    PyObject *bufobj = NULL, *verified = NULL, *made = NULL, *pso = NULL;
-    PyObject *volatile result = NULL;
-    PyObject *volatile held = NULL;  /* an image pagemap.image returned, for this step */
-    Py_buffer map = {0}, img = {0};
-    uint32_t small[SMALLN + 1], *volatile off = small;
-    unsigned char *volatile copy = NULL;  /* leaf mode: the leaf's image, out of the map */
-    PyObject *volatile copied = NULL;     /* an image copied out of the map, to verify */
+    volatile unsigned long long page = page_;  /* set before sigsetjmp, read after */
+    PyObject *pso = NULL, *bufobj = NULL, *verified = NULL, *made = NULL, *pk = NULL;
+    PyObject *volatile copied = NULL;
+    PyObject *result = NULL;
+    Py_buffer map = {0};
     Py_ssize_t psz;
     if ((pso = pm_field(pm, off_unit, s_unit)) == NULL ||
         (psz = PyLong_AsSsize_t(pso)) <= 0 ||
         (bufobj = pm_field(pm, off_buf, s_buf)) == NULL ||
         PyObject_GetBuffer(bufobj, &map, PyBUF_SIMPLE) < 0 ||
         (verified = pm_field(pm, off_verified, s_verified)) == NULL ||
-        (made = pm_field(pm, off_made, s_made)) == NULL)
+        (made = pm_field(pm, off_made, s_made)) == NULL ||
+        (pk = PyLong_FromUnsignedLongLong(page)) == NULL)
         goto done;
     if (!PyDict_Check(verified) || !PyDict_Check(made)) {
         PyErr_SetString(PyExc_TypeError, "pagemap.verified or pagemap.made is not a dict");
+        goto done;
+    }
+    PyObject *mi = PyDict_GetItemWithError(made, pk);
+    if (mi != NULL && PyBytes_CheckExact(mi) && PyBytes_GET_SIZE(mi) >= 24 &&
+            le64((const unsigned char *)PyBytes_AS_STRING(mi)) == sum &&
+            le64((const unsigned char *)PyBytes_AS_STRING(mi) + 16) == txn) {
+        result = Py_NewRef(mi);
+        goto done;
+    }
+    if (PyErr_Occurred())
+        goto done;
+    if (page < (unsigned long long)(PY_SSIZE_T_MAX / psz) &&
+            (Py_ssize_t)page * psz + 24 <= map.len) {
+        Py_ssize_t at = (Py_ssize_t)page * psz;
+        if (sigsetjmp(map_jump, 0)) {
+            Py_CLEAR(copied);
+            damaged(page, "the file was truncated under its map (by another process?)");
+            goto done;
+        }
+        GUARD(1);
+        Py_ssize_t len = le32((const unsigned char *)map.buf + at + 12);
+        GUARD(0);
+        if (len >= 24 && len <= map.len - at) {
+            if ((copied = PyBytes_FromStringAndSize(NULL, len)) == NULL)
+                goto done;
+            GUARD(1);
+            memcpy(PyBytes_AS_STRING(copied), (const char *)map.buf + at, len);
+            GUARD(0);
+        }
+    }
+    if (copied != NULL) {
+        const unsigned char *c = (const unsigned char *)PyBytes_AS_STRING(copied);
+        PyObject *vt = PyDict_GetItemWithError(verified, pk);
+        if (vt != NULL && PyLong_AsUnsignedLongLong(vt) == txn && (c[8] == 1 || c[8] == 2) &&
+                le64(c) == sum && le64(c + 16) == txn) {
+            result = copied;
+            copied = NULL;
+            goto done;
+        }
+        if (PyErr_Occurred())
+            goto done;
+        int ok = checked(copied, sum, txn, verified, pk);
+        if (ok < 0)
+            goto done;
+        if (ok) {
+            result = copied;
+            copied = NULL;
+            goto done;
+        }
+    }
+    PyObject *so = PyLong_FromUnsignedLongLong(sum), *to = PyLong_FromUnsignedLongLong(txn);
+    if (so != NULL && to != NULL)
+        result = PyObject_CallMethodObjArgs(pm, s_image, pk, so, to,
+                                            copied != NULL ? copied : Py_None, NULL);
+    Py_XDECREF(so);
+    Py_XDECREF(to);
+    if (result != NULL && !PyBytes_CheckExact(result))
+        Py_SETREF(result, PyBytes_FromObject(result));
+done:
+    GUARD(0);
+    Py_XDECREF(copied);
+    if (map.obj != NULL)
+        PyBuffer_Release(&map);
+    Py_XDECREF(pk);
+    Py_XDECREF(verified);
+    Py_XDECREF(made);
+    Py_XDECREF(bufobj);
+    Py_XDECREF(pso);
+    return result;
+}
+
+/* the value under the key (q, ql) below the image (page, sum, txn) of pagemap pm: bytes,
+ * an overflow reference (page, length, checksum, txn) as a tuple, or None.  With rank
+ * (counting from *rank), how many keys sort before the key instead (an int): the
+ * counts the branches on the way record of the entries before the one followed, and
+ * the leaf's keys before the key. */
+static PyObject *
+search(PyObject *pm, unsigned long long page_, unsigned long long sum,
+       unsigned long long txn, const char *q, Py_ssize_t ql, Seen *seen,
+       unsigned long long *rank)
+{
+    /* volatile: set after sigsetjmp and read after a jump back */
+    volatile unsigned long long page = page_;
+    PyObject *bufobj = NULL, *verified = NULL, *pso = NULL;
+    PyObject *volatile result = NULL;
+    PyObject *volatile held = NULL;  /* an image pagemap.image returned, for this step */
+    Py_buffer map = {0}, img = {0};
+    uint32_t small[SMALLN + 1], *volatile off = small;
+    Py_ssize_t psz;
+    if ((pso = pm_field(pm, off_unit, s_unit)) == NULL ||
+        (psz = PyLong_AsSsize_t(pso)) <= 0 ||
+        (bufobj = pm_field(pm, off_buf, s_buf)) == NULL ||
+        PyObject_GetBuffer(bufobj, &map, PyBUF_SIMPLE) < 0 ||
+        (verified = pm_field(pm, off_verified, s_verified)) == NULL)
+        goto done;
+    if (!PyDict_Check(verified)) {
+        PyErr_SetString(PyExc_TypeError, "pagemap.verified is not a dict");
         goto done;
     }
     if (sigsetjmp(map_jump, 0)) {
@@ -517,8 +543,7 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
             }
         }
         if (d == NULL) {
-            if (PyErr_Occurred() || (pk == NULL &&
-                    (pk = PyLong_FromUnsignedLongLong(page)) == NULL)) {
+            if (PyErr_Occurred()) {
                 Py_XDECREF(pk);
                 goto done;
             }
@@ -526,62 +551,18 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
                 PyBuffer_Release(&img);
                 Py_CLEAR(held);
             }
-            /* a delta image materialised earlier in this process (mapfile.py: made):
-             * its full image, whose header carries the reference's checksum and txn */
-            PyObject *mi = PyDict_GetItemWithError(made, pk);
-            if (mi != NULL && PyBytes_CheckExact(mi) && PyBytes_GET_SIZE(mi) >= 24 &&
-                    le64((const unsigned char *)PyBytes_AS_STRING(mi)) == sum &&
-                    le64((const unsigned char *)PyBytes_AS_STRING(mi) + 16) == txn) {
-                held = Py_NewRef(mi);
-            }
-            else if (PyErr_Occurred()) {
-                Py_DECREF(pk);
-                goto done;
-            }
-            /* not verified yet: a copy of what the map holds there (read under the
-             * guard), verified here (checked(): a whole leaf or branch) or by
-             * pagemap.image (a delta, materialised there; or a damaged page), which
-             * otherwise reads the page again */
-            if (held == NULL && page < (unsigned long long)(PY_SSIZE_T_MAX / psz) &&
-                    (Py_ssize_t)page * psz + 24 <= map.len) {
-                Py_ssize_t start = (Py_ssize_t)page * psz;
-                GUARD(1);
-                Py_ssize_t len = le32((const unsigned char *)map.buf + start + 12);
-                GUARD(0);
-                if (len >= 24 && len <= map.len - start &&
-                        (copied = PyBytes_FromStringAndSize(NULL, len)) != NULL) {
-                    GUARD(1);
-                    memcpy(PyBytes_AS_STRING(copied), (const char *)map.buf + start, len);
-                    GUARD(0);
-                }
-                if (PyErr_Occurred()) {
-                    Py_DECREF(pk);
-                    goto done;
-                }
-            }
-            int ok_c = copied != NULL ? checked(copied, sum, txn, verified, pk) : 0;
-            if (ok_c < 0) {
-                Py_DECREF(pk);
-                goto done;
-            }
-            if (ok_c) {  /* verified here: the copy is the image */
-                held = copied;
-                copied = NULL;
-            }
-            else if (held == NULL) {
-                PyObject *so = PyLong_FromUnsignedLongLong(sum);
-                PyObject *to = PyLong_FromUnsignedLongLong(txn);
-                if (so != NULL && to != NULL)
-                    held = PyObject_CallMethodObjArgs(pm, s_image, pk, so, to,
-                                                      copied ? copied : Py_None, NULL);
-                Py_XDECREF(so);
-                Py_XDECREF(to);
-                Py_CLEAR(copied);
-            }
+            /* not verified yet (or not whole in the map): fetch() copies, verifies and
+             * remembers it, or has pagemap.image say what is wrong.  It set the SIGBUS
+             * guard's jump to itself: set it back here */
+            held = fetch(pm, page, sum, txn);
             if (held != NULL && PyObject_GetBuffer(held, &img, PyBUF_SIMPLE) < 0)
                 Py_CLEAR(held);
             if (held == NULL) {
-                Py_DECREF(pk);
+                Py_XDECREF(pk);
+                goto done;
+            }
+            if (sigsetjmp(map_jump, 0)) {
+                damaged(page, "the file was truncated under its map (by another process?)");
                 goto done;
             }
             d = img.buf;
@@ -611,11 +592,6 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
             }
         }
         GUARD(1);
-        if (kind == 2 && n && q == NULL) {
-            GUARD(0);
-            result = Py_NewRef(Py_None);
-            goto done;
-        }
         if (kind == 2 && n) {   /* a branch */
             Py_ssize_t base = 24 + 34 * (Py_ssize_t)n;
             if (base > length || key_offsets(d, n, base, off) > length) {
@@ -624,7 +600,12 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
                 goto done;
             }
             Py_ssize_t i = key_bisect(d, off, n, q, ql, 1) - 1;
-            const unsigned char *e = d + 24 + 2 * (Py_ssize_t)n + 32 * (i > 0 ? i : 0);
+            i = i > 0 ? i : 0;
+            const unsigned char *e = d + 24 + 2 * (Py_ssize_t)n + 32 * i;
+            if (rank != NULL) {  /* the keys of the entries before i: their counts */
+                for (Py_ssize_t j = 0; j < i; j++)
+                    *rank += le64(d + 24 + 2 * (Py_ssize_t)n + 32 * j + 8);
+            }
             page = le64(e);
             sum = le64(e + 16);
             txn = le64(e + 24);
@@ -641,16 +622,10 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
             damaged(page, "entries past its end");
             goto done;
         }
-        if (q == NULL) {  /* leaf mode: copy the image out of the map, then split it */
+        if (rank != NULL) {  /* rank mode: how many keys sort before the key */
+            Py_ssize_t i = key_bisect(d, off, n, q, ql, 0);
             GUARD(0);
-            if ((copy = PyMem_Malloc(length)) == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            GUARD(1);
-            memcpy(copy, d, length);
-            GUARD(0);
-            result = leaf_split(copy, n, off, pos, length, page, start, stop);
+            result = PyLong_FromUnsignedLongLong(*rank + (unsigned long long)i);
             goto done;
         }
         Py_ssize_t i = key_bisect(d, off, n, q, ql, 0);
@@ -696,28 +671,22 @@ done:
     }
     if (off != small)
         PyMem_Free(off);
-    PyMem_Free(copy);
-    Py_XDECREF(copied);
     if (map.obj != NULL)
         PyBuffer_Release(&map);
     Py_XDECREF(verified);
-    Py_XDECREF(made);
     Py_XDECREF(bufobj);
     Py_XDECREF(pso);
     return result;
 }
 
-/* map_get (with_key) and map_leaf: search() below (pagemap, page, checksum, txn) */
+/* map_get (rank NULL) and map_rank: search() below (pagemap, page, checksum, txn) */
 static PyObject *
-mapped(PyObject *const *args, Py_ssize_t nargs, int with_key)
+mapped(PyObject *const *args, Py_ssize_t nargs, unsigned long long *rank)
 {
-    int ok = with_key ? nargs == 5 && PyBytes_CheckExact(args[4])
-                      : nargs == 6 && (args[4] == Py_None || PyBytes_CheckExact(args[4])) &&
-                        (args[5] == Py_None || PyBytes_CheckExact(args[5]));
-    if (!ok) {
-        PyErr_SetString(PyExc_TypeError, with_key
+    if (nargs != 5 || !PyBytes_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, rank == NULL
                         ? "map_get(pagemap, page, checksum, txn, key: bytes)"
-                        : "map_leaf(pagemap, page, checksum, txn, start, stop: bytes or None)");
+                        : "map_rank(pagemap, page, checksum, txn, key: bytes)");
         return NULL;
     }
     if (corrupt == NULL) {
@@ -729,23 +698,499 @@ mapped(PyObject *const *args, Py_ssize_t nargs, int with_key)
     unsigned long long txn = PyLong_AsUnsignedLongLong(args[3]);
     if (PyErr_Occurred())
         return NULL;
-    if (!with_key)
-        return search(args[0], page, sum, txn, NULL, 0, NULL, args[4], args[5]);
     return search(args[0], page, sum, txn, PyBytes_AS_STRING(args[4]),
-                  PyBytes_GET_SIZE(args[4]), NULL, NULL, NULL);
+                  PyBytes_GET_SIZE(args[4]), NULL, rank);
 }
 
 static PyObject *
 map_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
-    return mapped(args, nargs, 1);
+    return mapped(args, nargs, NULL);
 }
 
 static PyObject *
-map_leaf(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+map_rank(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
-    return mapped(args, nargs, 0);
+    unsigned long long rank = 0;
+    return mapped(args, nargs, &rank);
 }
+
+/* ---- Walk: the entries of a mapped tree in key order, no node built ------------
+ *
+ * Walk(pagemap, page, checksum, txn, start, stop, reverse, part, overflow) iterates the
+ * entries with start <= key < stop (bytes, or None for no bound) below the root image
+ * (page, checksum, txn), in key order or reversed: (key, value) pairs (part 0), keys
+ * (part 1) or values (part 2); an overflow value is overflow(page, length, checksum,
+ * txn)'s answer.  It is cursor.runs over page images: the path from the root to the
+ * current leaf is kept as private copies of its branch images, each image (fetch()) is
+ * copied out of the map under the SIGBUS guard and verified the first time its (page,
+ * txn) is met in this process (checked(); a delta's full image comes from pagemap.made,
+ * and anything else from pagemap.image, as in search()), then read from the copy, with
+ * every offset checked against the image's length.  Nothing runs until the first next():
+ * a damaged page raises Corruption there, as the Python cursor would.
+ */
+#define WALK_DEPTH 48  /* deeper than any tree of 64 KiB keys and 2^64 entries */
+
+typedef struct {
+    PyObject *img;      /* a branch image (bytes) on the path */
+    Py_ssize_t i, n;    /* the entry followed, of its n */
+} Level;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *pm, *start, *stop, *overflow;
+    PyObject *pair;            /* the last (key, value) handed out, reused when unshared */
+    unsigned long long page, sum, txn;  /* the root */
+    int reverse, part, state;  /* state: 0 not started, 1 walking, 2 at the last leaf,
+                                  3 done */
+    int busy;
+    int depth;
+    Level path[WALK_DEPTH];
+    PyObject *leaf;            /* the current leaf image (bytes), or NULL */
+    Py_ssize_t n, j, end;      /* its entries; the next one; forward: up to end (not
+                                  included), reversed: down to end (included) */
+    uint32_t *off, *voff;      /* its keys' and values' offsets (n + 1 each) */
+    Py_ssize_t cap;            /* room in off and voff */
+} Walk;
+
+static PyTypeObject WalkType;
+
+static int
+walk_room(Walk *w, Py_ssize_t n)
+{
+    if (n + 1 <= w->cap)
+        return 0;
+    Py_ssize_t cap = n + 1 < 256 ? 256 : n + 1;
+    uint32_t *off = PyMem_Realloc(w->off, sizeof(uint32_t) * cap);
+    if (off != NULL)
+        w->off = off;
+    uint32_t *voff = off != NULL ? PyMem_Realloc(w->voff, sizeof(uint32_t) * cap) : NULL;
+    if (voff == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    w->voff = voff;
+    w->cap = cap;
+    return 0;
+}
+
+/* make the leaf image img (a reference taken over) the current leaf: its offsets,
+ * checked to fill the image exactly; 0, or -1 with Corruption set */
+static int
+walk_leaf(Walk *w, PyObject *img, unsigned long long page)
+{
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(img);
+    Py_ssize_t n = le16(d + 10), length = le32(d + 12);
+    Py_ssize_t base = 24 + 6 * n;
+    if (walk_room(w, n) < 0) {
+        Py_DECREF(img);
+        return -1;
+    }
+    const char *bad = base > length ? "entries past its end" : NULL;
+    Py_ssize_t o = base;
+    for (Py_ssize_t j = 0; j < n && bad == NULL; j++) {
+        w->off[j] = (uint32_t)o;
+        o += le16(d + 24 + 2 * j);
+    }
+    if (bad == NULL && o > length)
+        bad = "keys past its end";
+    w->off[n] = (uint32_t)o;
+    const unsigned char *vl = d + 24 + 2 * n;
+    for (Py_ssize_t j = 0; j < n && bad == NULL; j++) {
+        w->voff[j] = (uint32_t)o;
+        unsigned v = le32(vl + 4 * j);
+        o += (v & 0x80000000u) ? 32 : v;
+        if (o > length)
+            bad = "values past its end";
+    }
+    if (bad == NULL && o != length)
+        bad = "entries do not fill the image";
+    if (bad != NULL) {
+        Py_DECREF(img);
+        damaged(page, bad);
+        return -1;
+    }
+    w->voff[n] = (uint32_t)o;
+    Py_XSETREF(w->leaf, img);
+    w->n = n;
+    return 0;
+}
+
+/* from the image (page, sum, txn) down to a leaf, the branches on the way pushed on the
+ * path: in each, the entry bisect_right(key) - 1 (at least 0) if key is given, else the
+ * first (the last, reversed); 0, or -1 with an error set */
+static int
+walk_down(Walk *w, unsigned long long page, unsigned long long sum, unsigned long long txn,
+          PyObject *key)
+{
+    for (;;) {
+        PyObject *img = fetch(w->pm, page, sum, txn);
+        if (img == NULL)
+            return -1;
+        const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(img);
+        Py_ssize_t dl = PyBytes_GET_SIZE(img);
+        const char *bad = NULL;
+        Py_ssize_t n = dl >= 24 ? le16(d + 10) : 0, length = dl >= 24 ? le32(d + 12) : 0;
+        if (dl < 24)
+            bad = "shorter than its header";
+        else if (length > dl || length < 24)
+            bad = "its length is past its image";
+        else if (d[8] == 1)
+            return walk_leaf(w, img, page);
+        else if (d[8] != 2 || n == 0)
+            bad = "not a leaf or a branch";
+        else if (24 + 34 * n > length)
+            bad = "entries past its end";
+        else if (w->depth == WALK_DEPTH)
+            bad = "deeper than any tree";
+        Py_ssize_t i = w->reverse ? n - 1 : 0;
+        if (bad == NULL && key != NULL) {
+            if (walk_room(w, n) < 0) {
+                Py_DECREF(img);
+                return -1;
+            }
+            if (key_offsets(d, (unsigned)n, 24 + 34 * n, w->off) > length)
+                bad = "entries past its end";
+            else {
+                i = key_bisect(d, w->off, (unsigned)n, PyBytes_AS_STRING(key),
+                               PyBytes_GET_SIZE(key), 1) - 1;
+                i = i > 0 ? i : 0;
+            }
+        }
+        if (bad != NULL) {
+            Py_DECREF(img);
+            damaged(page, bad);
+            return -1;
+        }
+        w->path[w->depth++] = (Level){img, i, n};
+        const unsigned char *e = d + 24 + 2 * n + 32 * i;
+        page = le64(e);
+        sum = le64(e + 16);
+        txn = le64(e + 24);
+    }
+}
+
+/* the entries of the new current leaf to hand out: all of them but those outside
+ * [start, stop) (start only bounds the first leaf forward, stop the first reversed) */
+static void
+walk_bounds(Walk *w, int first)
+{
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(w->leaf);
+    Py_ssize_t n = w->n, lo = 0, hi = n;
+    if (w->start != Py_None && (first || w->reverse))
+        lo = key_bisect(d, w->off, (unsigned)n, PyBytes_AS_STRING(w->start),
+                        PyBytes_GET_SIZE(w->start), 0);
+    if (w->stop != Py_None && (first || !w->reverse))
+        hi = key_bisect(d, w->off, (unsigned)n, PyBytes_AS_STRING(w->stop),
+                        PyBytes_GET_SIZE(w->stop), 0);
+    if (w->reverse) {
+        w->j = hi - 1;
+        w->end = lo;
+        w->state = lo > 0 ? 2 : 1;
+    }
+    else {
+        w->j = lo;
+        w->end = hi;
+        w->state = hi < n ? 2 : 1;
+    }
+}
+
+/* to the next leaf (the previous, reversed): 1, 0 past the last, -1 on error */
+static int
+walk_step(Walk *w)
+{
+    Py_CLEAR(w->leaf);
+    while (w->depth > 0) {
+        Level *top = &w->path[w->depth - 1];
+        top->i += w->reverse ? -1 : 1;
+        if (top->i >= 0 && top->i < top->n) {
+            const unsigned char *e = (const unsigned char *)PyBytes_AS_STRING(top->img) +
+                24 + 2 * top->n + 32 * top->i;
+            return walk_down(w, le64(e), le64(e + 16), le64(e + 24), NULL) < 0 ? -1 : 1;
+        }
+        Py_CLEAR(top->img);
+        w->depth--;
+    }
+    return 0;
+}
+
+/* entry j of the current leaf, as the part asked for */
+static PyObject *
+walk_item(Walk *w, Py_ssize_t j)
+{
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(w->leaf);
+    PyObject *k = NULL, *v = NULL;
+    if (w->part != 2) {
+        k = PyBytes_FromStringAndSize((const char *)d + w->off[j], w->off[j + 1] - w->off[j]);
+        if (k == NULL || w->part == 1)
+            return k;
+    }
+    const unsigned char *p = d + w->voff[j];
+    if (le32(d + 24 + 2 * w->n + 4 * j) & 0x80000000u) {
+        PyObject *leaf = Py_NewRef(w->leaf);  /* (the call runs Python code) */
+        v = PyObject_CallFunction(w->overflow, "KKKK", le64(p), le64(p + 8), le64(p + 16),
+                                  le64(p + 24));
+        Py_DECREF(leaf);
+    }
+    else
+        v = PyBytes_FromStringAndSize((const char *)p, w->voff[j + 1] - w->voff[j]);
+    if (v == NULL || w->part == 2) {
+        Py_XDECREF(k);
+        return v;
+    }
+    PyObject *t = w->pair;
+    if (t != NULL && Py_REFCNT(t) == 1) {  /* handed out and dropped: reuse it */
+        PyObject *k0 = PyTuple_GET_ITEM(t, 0), *v0 = PyTuple_GET_ITEM(t, 1);
+        PyTuple_SET_ITEM(t, 0, k);
+        PyTuple_SET_ITEM(t, 1, v);
+        Py_DECREF(k0);
+        Py_DECREF(v0);
+        if (!PyObject_GC_IsTracked(t))
+            PyObject_GC_Track(t);
+        return Py_NewRef(t);
+    }
+    t = PyTuple_New(2);
+    if (t == NULL) {
+        Py_DECREF(k);
+        Py_DECREF(v);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, k);
+    PyTuple_SET_ITEM(t, 1, v);
+    Py_XSETREF(w->pair, Py_NewRef(t));
+    return t;
+}
+
+static void
+walk_release(Walk *w)
+{
+    Py_CLEAR(w->leaf);
+    while (w->depth > 0) {  /* (Py_CLEAR names its argument twice) */
+        w->depth--;
+        Py_CLEAR(w->path[w->depth].img);
+    }
+}
+
+/* the index in the current leaf of the next entry to hand out (the walk moved past it),
+ * -1 past the last, -2 on error */
+static Py_ssize_t
+walk_advance(Walk *w)
+{
+    if (w->state == 0) {
+        w->state = 1;
+        PyObject *key = w->reverse ? w->stop : w->start;
+        if (walk_down(w, w->page, w->sum, w->txn, key == Py_None ? NULL : key) < 0)
+            return -2;
+        walk_bounds(w, 1);
+    }
+    for (;;) {
+        if (w->leaf != NULL && (w->reverse ? w->j >= w->end : w->j < w->end)) {
+            Py_ssize_t j = w->j;
+            w->j += w->reverse ? -1 : 1;
+            return j;
+        }
+        if (w->state != 1)
+            return -1;
+        int r = walk_step(w);
+        if (r <= 0)
+            return r - 1;
+        walk_bounds(w, 0);
+    }
+}
+
+static PyObject *
+walk_next_entry(Walk *w)
+{
+    Py_ssize_t j = walk_advance(w);
+    return j < 0 ? NULL : walk_item(w, j);
+}
+
+static PyObject *
+walk_next(Walk *w)
+{
+    if (w->busy) {
+        PyErr_SetString(PyExc_ValueError, "a Walk is already running");
+        return NULL;
+    }
+    if (w->state == 3)
+        return NULL;
+    w->busy = 1;
+    PyObject *r = walk_next_entry(w);
+    w->busy = 0;
+    if (r == NULL) {  /* the end, or an error: nothing more comes */
+        w->state = 3;
+        walk_release(w);
+    }
+    return r;
+}
+
+/* walk.join(sep): the values still to come, joined by sep into one bytes object, with
+ * no object made per value (a values walk only) */
+static PyObject *
+walk_join(Walk *w, PyObject *sep)
+{
+    if (!PyBytes_CheckExact(sep) || w->part != 2) {
+        PyErr_SetString(PyExc_TypeError, "join(sep: bytes) joins a values walk");
+        return NULL;
+    }
+    if (w->busy) {
+        PyErr_SetString(PyExc_ValueError, "a Walk is already running");
+        return NULL;
+    }
+    Py_ssize_t cap = 4096, used = 0, sl = PyBytes_GET_SIZE(sep);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, cap);
+    if (out == NULL || w->state == 3)
+        goto end;
+    w->busy = 1;
+    for (int first = 1;; first = 0) {
+        Py_ssize_t j = walk_advance(w);
+        if (j < 0) {
+            if (j == -2)
+                Py_CLEAR(out);
+            break;
+        }
+        const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(w->leaf);
+        PyObject *big = NULL;  /* an overflow value, read by the callback */
+        const char *v = (const char *)d + w->voff[j];
+        Py_ssize_t vl = w->voff[j + 1] - w->voff[j];
+        if (le32(d + 24 + 2 * w->n + 4 * j) & 0x80000000u) {
+            big = walk_item(w, j);
+            if (big != NULL && !PyBytes_Check(big)) {
+                PyErr_SetString(PyExc_TypeError, "an overflow value is not bytes");
+                Py_CLEAR(big);
+            }
+            if (big == NULL) {
+                Py_CLEAR(out);
+                break;
+            }
+            v = PyBytes_AS_STRING(big);
+            vl = PyBytes_GET_SIZE(big);
+        }
+        Py_ssize_t need = used + (first ? 0 : sl) + vl;
+        if (need > cap) {
+            cap = need > 2 * cap ? need : 2 * cap;
+            if (_PyBytes_Resize(&out, cap) < 0) {
+                Py_XDECREF(big);
+                break;
+            }
+        }
+        char *o = PyBytes_AS_STRING(out);
+        if (!first) {
+            memcpy(o + used, PyBytes_AS_STRING(sep), sl);
+            used += sl;
+        }
+        memcpy(o + used, v, vl);
+        used += vl;
+        Py_XDECREF(big);
+    }
+    w->busy = 0;
+end:
+    w->state = 3;  /* consumed (or failed): nothing more comes */
+    walk_release(w);
+    if (out != NULL && _PyBytes_Resize(&out, used) < 0)
+        return NULL;
+    return out;
+}
+
+static PyMethodDef walk_methods[] = {
+    {"join", (PyCFunction)walk_join, METH_O,
+     "join(sep): the values still to come joined by sep (bytes), as sep.join(walk) "
+     "but with no object made per value."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *
+walk_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PyObject *pm, *start, *stop, *overflow;
+    unsigned long long page, sum, txn;
+    int reverse, part;
+    if (kw != NULL && PyDict_GET_SIZE(kw)) {
+        PyErr_SetString(PyExc_TypeError, "Walk() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OKKKOOpiO:Walk", &pm, &page, &sum, &txn, &start, &stop,
+                          &reverse, &part, &overflow))
+        return NULL;
+    if ((start != Py_None && !PyBytes_CheckExact(start)) ||
+            (stop != Py_None && !PyBytes_CheckExact(stop)) || part < 0 || part > 2) {
+        PyErr_SetString(PyExc_TypeError, "Walk(pagemap, page, checksum, txn, start, stop: "
+                        "bytes or None, reverse, part: 0 items 1 keys 2 values, overflow)");
+        return NULL;
+    }
+    if (corrupt == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cowdb.tree._tree_c.bind_map() was not called");
+        return NULL;
+    }
+    Walk *w = PyObject_GC_New(Walk, type);
+    if (w == NULL)
+        return NULL;
+    w->pm = Py_NewRef(pm);
+    w->start = Py_NewRef(start);
+    w->stop = Py_NewRef(stop);
+    w->overflow = Py_NewRef(overflow);
+    w->pair = w->leaf = NULL;
+    w->page = page;
+    w->sum = sum;
+    w->txn = txn;
+    w->reverse = reverse;
+    w->part = part;
+    w->state = w->busy = w->depth = 0;
+    w->n = w->j = w->end = 0;
+    w->off = w->voff = NULL;
+    w->cap = 0;
+    PyObject_GC_Track(w);
+    return (PyObject *)w;
+}
+
+static int
+walk_traverse(Walk *w, visitproc visit, void *arg)
+{
+    Py_VISIT(w->pm);
+    Py_VISIT(w->overflow);
+    Py_VISIT(w->pair);
+    return 0;
+}
+
+static int
+walk_clear(Walk *w)
+{
+    w->state = 3;  /* (nothing more comes) */
+    Py_CLEAR(w->pm);
+    Py_CLEAR(w->overflow);
+    Py_CLEAR(w->pair);
+    return 0;
+}
+
+static void
+walk_dealloc(Walk *w)
+{
+    PyObject_GC_UnTrack(w);
+    walk_clear(w);
+    walk_release(w);
+    Py_CLEAR(w->start);
+    Py_CLEAR(w->stop);
+    PyMem_Free(w->off);
+    PyMem_Free(w->voff);
+    PyObject_GC_Del(w);
+}
+
+static PyTypeObject WalkType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cowdb.tree._tree_c.Walk",
+    .tp_basicsize = sizeof(Walk),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Walk(pagemap, page, checksum, txn, start, stop, reverse, part, overflow): "
+              "the entries of a mapped tree in key order (see _tree_c.c).",
+    .tp_new = walk_new,
+    .tp_dealloc = (destructor)walk_dealloc,
+    .tp_traverse = (traverseproc)walk_traverse,
+    .tp_clear = (inquiry)walk_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)walk_next,
+    .tp_methods = walk_methods,
+};
+
 
 /* ---- Root: a version's root bound for point reads; GetMethod: a reader's get ----
  *
@@ -777,7 +1222,7 @@ root_search(Root *r, PyObject *key)
             PyBytes_GET_SIZE(key) > r->max_key)
         Py_RETURN_NOTIMPLEMENTED;
     PyObject *v = search(r->pm, r->page, r->sum, r->txn, PyBytes_AS_STRING(key),
-                         PyBytes_GET_SIZE(key), &r->seen, NULL, NULL);
+                         PyBytes_GET_SIZE(key), &r->seen, NULL);
     if (v == NULL || v == Py_None)
         return v;
     if (!PyBytes_CheckExact(v)) {  /* an overflow value: Python reads it */
@@ -1072,8 +1517,9 @@ static PyMethodDef methods[] = {
      "Overflow), or None; the descent of btree.py's py_get."},
     {"map_get", (PyCFunction)(void (*)(void))map_get, METH_FASTCALL,
      "map_get(pagemap, page, checksum, txn, key): mapped.py's py_map_get in C."},
-    {"map_leaf", (PyCFunction)(void (*)(void))map_leaf, METH_FASTCALL,
-     "map_leaf(pagemap, page, checksum, txn, start, stop): mapped.py's py_map_leaf in C."},
+    {"map_rank", (PyCFunction)(void (*)(void))map_rank, METH_FASTCALL,
+     "map_rank(pagemap, page, checksum, txn, key): how many keys below the root sort "
+     "before key; Tree.rank over the mapped images."},
     {"bind_map", (PyCFunction)(void (*)(void))bind_map, METH_FASTCALL,
      "bind_map(Corruption, PageMap, digest): the error a damaged image raises, the page "
      "map's class, the checksum function of an image's bytes after its first 8."},
@@ -1102,12 +1548,14 @@ PyInit__tree_c(void)
         !(s_made = PyUnicode_InternFromString("made")) ||
         !(s_unit = PyUnicode_InternFromString("unit")))
         return NULL;
-    if (PyType_Ready(&RootType) < 0 || PyType_Ready(&GetMethodType) < 0)
+    if (PyType_Ready(&RootType) < 0 || PyType_Ready(&GetMethodType) < 0 ||
+            PyType_Ready(&WalkType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && (PyModule_AddIntConstant(m, "API", API) < 0 ||
             PyModule_AddObjectRef(m, "Root", (PyObject *)&RootType) < 0 ||
-            PyModule_AddObjectRef(m, "GetMethod", (PyObject *)&GetMethodType) < 0))
+            PyModule_AddObjectRef(m, "GetMethod", (PyObject *)&GetMethodType) < 0 ||
+            PyModule_AddObjectRef(m, "Walk", (PyObject *)&WalkType) < 0))
         Py_CLEAR(m);
     return m;
 }

@@ -242,7 +242,13 @@ class Tree:
     def contains(self, key: bytes) -> bool:
         """Whether key is in the tree, without reading its value if that is an overflow."""
         node = self._root
-        return node is not None and descend(node, key, self.nodes) is not None
+        if node is None:
+            return False
+        pm = self.store.pagemap
+        if pm is not None and not self._dirty and map_descend is not None:
+            ref = self._ref
+            return map_descend(pm, ref.page, ref.checksum, ref.txn, key) is not None
+        return descend(node, key, self.nodes) is not None
 
     def kid(self, branch: Branch, i: int) -> Node:
         kid = branch.kids[i]
@@ -259,6 +265,11 @@ class Tree:
         node, r = self._root, 0
         if node is None:
             return 0
+        pm = self.store.pagemap
+        if pm is not None and not self._dirty and map_rank is not None:
+            ref = self._ref  # a clean tree: the counts its mapped branches record
+            rank: int = map_rank(pm, ref.page, ref.checksum, ref.txn, key)
+            return rank
         while type(node) is Branch:
             i = bisect_right(node.keys, key) - 1
             r += sum(node.counts[:i])
@@ -749,8 +760,8 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
 # Clean trees of a mapped file read through map_get (mapped.py), in C only: the pure-Python
 # search of images (py_map_get, tested beside it) is slower than its node cache, so pure
 # Python keeps the node objects.
-# Scans of a clean tree on a mapped file split each leaf's image in C (map_leaf, see
-# cursor.py) instead of building and caching Leaf nodes.
+# Scans of a clean tree on a mapped file walk its images in C (MapWalk, _tree_c.Walk: see
+# cursor.py), and count's ranks search them (map_rank), building no node.
 # A reader binds a version's root once (MapRoot, _tree_c.Root: map_get without the
 # per-call arguments) and may take MapGetMethod (_tree_c.GetMethod) as its get method:
 # one C call per point read. Both are None on the pure-Python path.
@@ -768,7 +779,8 @@ if _write_c is not None:  # bound either way: the tests run both writers
         put_over = _write_c.put_over
 descend: Callable[[Node, bytes, NodeCache], bytes | Overflow | None] = py_get
 map_descend: Callable[..., Any] | None = None
-map_leaf: Callable[..., Any] | None = None
+map_rank: Callable[..., Any] | None = None
+MapWalk: Callable[..., Any] | None = None
 MapRoot: Callable[..., Any] | None = None
 MapGetMethod: Callable[..., Any] | None = None
 if _tree_c is not None:  # bound either way: the tests run both searches
@@ -776,5 +788,5 @@ if _tree_c is not None:  # bound either way: the tests run both searches
     _tree_c.bind_map(Corruption, PageMap, xxh3_64_intdigest)
 if _tree_c is not None and wanted():
     descend = _tree_c.get
-    map_descend, map_leaf = _tree_c.map_get, _tree_c.map_leaf
+    map_descend, map_rank, MapWalk = _tree_c.map_get, _tree_c.map_rank, _tree_c.Walk
     MapRoot, MapGetMethod = _tree_c.Root, _tree_c.GetMethod

@@ -9,21 +9,19 @@ while it is iterated (a transaction's: ``live=True``) is watched after every
 item instead: when it changed, the cursor re-seeks just past the last key it
 yielded, so it sees exactly the current tree.
 
-On a clean tree of a mapped file (a snapshot's), with the C accelerator, a leaf
-that is not in the node cache is split in C straight from its page image
-(``btree.map_leaf``), not read and decoded in Python, and not cached: a scan
-builds no node it keeps (a forked child dirties nothing of its parent's), and
-memory is recycled as it goes. At 1M keys (CPU time per full scan): cold 195 ms
-(lmdb 153); later scans 133 ms (lmdb 147); caching the split leaves would make
-later scans 79 ms but the first 322 ms (the kept objects' fresh memory). A
-bounded range splits only its window of each leaf (map_leaf's start and stop),
-so a range of 100 keys makes about 100 pairs, not its leaves' every pair.
-Branches (about one per hundred leaves) are decoded and cached as before.
+On a clean tree of a mapped file (a snapshot's), with the C accelerator, ``items``,
+``keys`` and ``values`` are one C iterator (``btree.MapWalk``, _tree_c.Walk): it walks
+the page images in the map, from leaf to leaf with the path of branch images kept as
+private copies, each image verified the first time it is met in the process (as the
+mapped point get does), and hands out entries straight from the leaf's image: no node
+is built or cached (a forked child dirties nothing of its parent's) and no Python frame
+runs per leaf or per item. A bounded range seeks its first leaf and stops at its end,
+making only the pairs it returns. Pure Python keeps the node cache and ``runs``.
 """
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from functools import partial
 from itertools import chain, starmap
 from operator import itemgetter
@@ -45,59 +43,88 @@ def items(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
     """(key, value) in key order with start <= key < stop (reversed if asked)."""
     if live:
         return _backward(tree, start, stop) if reverse else _forward(tree, start, stop)
-    return _flat(starmap(zip, runs(tree, start, stop, reverse, mapped=True)))
+    walk = _walk(tree, start, stop, reverse, 0)
+    return walk if walk is not None else _flat(starmap(zip, runs(tree, start, stop, reverse)))
 
 
 def keys(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
          reverse: bool = False) -> Iterator[bytes]:
     """The keys of ``items`` on a tree that does not change while iterated."""
-    return _flat(map(itemgetter(0), runs(tree, start, stop, reverse, mapped=True)))
+    walk = _walk(tree, start, stop, reverse, 1)
+    return walk if walk is not None else \
+        _flat(map(itemgetter(0), runs(tree, start, stop, reverse)))
 
 
 def values(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
            reverse: bool = False) -> Iterator[bytes]:
     """The values of ``items`` on a tree that does not change while iterated."""
-    return _flat(map(itemgetter(1), runs(tree, start, stop, reverse, mapped=True)))
+    walk = _walk(tree, start, stop, reverse, 2)
+    return walk if walk is not None else \
+        _flat(map(itemgetter(1), runs(tree, start, stop, reverse)))
+
+
+def _walk(tree: Tree, start: bytes | None, stop: bytes | None, reverse: bool, part: int
+          ) -> Iterator[Any] | None:
+    """The C walk of a clean tree's mapped images (part 0 items, 1 keys, 2 values), or
+    None where it does not apply (pure Python, no map, a tree being written)."""
+    pm = tree.store.pagemap
+    if btree.MapWalk is None or pm is None or tree._dirty:
+        return None
+    ref = tree.ref
+    if not ref.page:
+        return None  # (runs() has nothing to do either)
+    walk: Iterator[Any] = btree.MapWalk(pm, ref.page, ref.checksum, ref.txn, start, stop,
+                                        reverse, part, partial(_overflow, tree))
+    return walk
+
+
+def join(tree: Tree, sep: bytes, start: bytes | None = None, stop: bytes | None = None
+         ) -> bytes:
+    """``sep.join(values(tree, start, stop))``; the C walk joins them with no object per
+    value (a document's text: one scan, one buffer)."""
+    walk = _walk(tree, start, stop, False, 2)
+    if walk is None:
+        return sep.join(values(tree, start, stop))
+    joined: bytes = walk.join(sep)  # type: ignore[attr-defined]  # (a _tree_c.Walk)
+    return joined
+
+
+def _overflow(tree: Tree, page: int, length: int, checksum: int, txn: int) -> bytes:
+    return tree.read_overflow(Overflow(page, length, checksum, txn))
 
 
 def runs(tree: Tree, start: bytes | None = None, stop: bytes | None = None,
-         reverse: bool = False, mapped: bool = False
-         ) -> Iterator[tuple[list[bytes], list[bytes]]]:
+         reverse: bool = False) -> Iterator[tuple[list[bytes], list[bytes]]]:
     """Yield (keys, values) lists, one per leaf, covering start <= key < stop in order
-    (each list reversed too when ``reverse``). ``mapped``: the tree does not change while
-    iterated, so leaves may be split from the map (see the module's docstring)."""
+    (each list reversed too when ``reverse``)."""
     if tree.root() is None:
         return
-    reader: Tree | _MappedKids = tree
-    if mapped and btree.map_leaf is not None and tree.store.pagemap is not None and \
-            not tree._dirty:
-        reader = _MappedKids(tree, partial(btree.map_leaf, tree.store.pagemap), start, stop)
     leaf: Leaf | None  # (None past the last leaf)
     if reverse:
-        leaf, path = _seek(reader, stop, True)
+        leaf, path = _seek(tree, stop, True)
         j = len(leaf.keys) if stop is None else bisect_left(leaf.keys, stop)
         while leaf is not None:
             keys = leaf.keys
             i = 0 if start is None or not keys or keys[0] >= start else \
                 bisect_left(keys, start, 0, j)
             if i < j:
-                yield keys[i:j][::-1], _values(reader, leaf, i, j)[::-1]
+                yield keys[i:j][::-1], _values(tree, leaf, i, j)[::-1]
             if i > 0:
                 return
-            leaf = _step(reader, path, False)
+            leaf = _step(tree, path, False)
             j = len(leaf.keys) if leaf is not None else 0
         return
-    leaf, path = _seek(reader, start, False)
+    leaf, path = _seek(tree, start, False)
     i = 0 if start is None else bisect_left(leaf.keys, start)
     while leaf is not None:
         keys = leaf.keys
         j = len(keys) if stop is None or not keys or keys[-1] < stop else \
             bisect_left(keys, stop, i)
         if i < j:
-            yield keys[i:j], _values(reader, leaf, i, j)
+            yield keys[i:j], _values(tree, leaf, i, j)
         if j < len(keys):
             return
-        leaf, i = _step(reader, path, True), 0
+        leaf, i = _step(tree, path, True), 0
 
 
 def _watched(tree: Tree, ks: list[bytes], vs: list[bytes], mod: int
@@ -110,14 +137,14 @@ def _watched(tree: Tree, ks: list[bytes], vs: list[bytes], mod: int
     return None
 
 
-def _values(tree: Tree | _MappedKids, leaf: Leaf, i: int, j: int) -> list[bytes]:
+def _values(tree: Tree, leaf: Leaf, i: int, j: int) -> list[bytes]:
     vals = leaf.vals[i:j]
     if not leaf.big:
         return vals  # type: ignore[return-value]  # (not big: every value is inline bytes)
     return [v if type(v) is not Overflow else tree.read_overflow(v) for v in vals]
 
 
-def _seek(tree: Tree | _MappedKids, key: bytes | None, right: bool) -> tuple[Leaf, Path]:
+def _seek(tree: Tree, key: bytes | None, right: bool) -> tuple[Leaf, Path]:
     """Path to the leaf holding key; ``right``: first leaf when key is None else last."""
     node, path = tree.root(), []
     assert node is not None  # (runs() returned on an empty tree)
@@ -131,7 +158,7 @@ def _seek(tree: Tree | _MappedKids, key: bytes | None, right: bool) -> tuple[Lea
     return node, path
 
 
-def _step(tree: Tree | _MappedKids, path: Path, forward: bool) -> Leaf | None:
+def _step(tree: Tree, path: Path, forward: bool) -> Leaf | None:
     """Move path to the next (or previous) leaf; None at the end."""
     while path:
         top = path[-1]
@@ -166,35 +193,3 @@ def _backward(tree: Tree, start: bytes | None, stop: bytes | None
         if last is not None:
             yield from _backward(tree, start, last)
             return
-
-
-class _MappedKids:
-    """A clean tree whose ``kid`` takes a node from the node cache, else has ``split``
-    (map_leaf) split a leaf's image into a Leaf, not cached: its window for [start,
-    stop) if bounded (see map_leaf), all of it if not. A branch is loaded (cached)."""
-    __slots__ = ("tree", "split", "start", "stop")
-
-    def __init__(self, tree: Tree, split: Callable[..., Any], start: bytes | None = None,
-                 stop: bytes | None = None) -> None:
-        self.tree, self.split, self.start, self.stop = tree, split, start, stop
-
-    def root(self) -> Branch | Leaf | None:
-        return self.tree.root()
-
-    def read_overflow(self, ov: Overflow) -> bytes:
-        return self.tree.read_overflow(ov)
-
-    def kid(self, branch: Branch, i: int) -> Branch | Leaf:
-        page: int = branch.kids[i]  # type: ignore[assignment]  # a clean tree: page numbers
-        txn = branch.txns[i]
-        nodes = self.tree.nodes
-        node = nodes.get(page)  # NodeCache.cached, inline: this runs once a leaf
-        if node is not None and node.txn == txn:
-            return node
-        parts = self.split(page, branch.sums[i], txn, self.start, self.stop)
-        if parts is None:  # a branch
-            return nodes.load(page, branch.sums[i], txn)
-        keys, vals, big, size = parts
-        if big:
-            vals = [v if type(v) is bytes else Overflow(*v) for v in vals]
-        return Leaf(keys, vals, size, big)

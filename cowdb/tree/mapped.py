@@ -1,19 +1,13 @@
 """Point reads inside page images: the descent of ``btree.py_get`` over a PageMap's
 mapped bytes, with no node objects built (see cowdb/pages/mapfile.py for why).
 
-``map_leaf(pagemap, page, checksum, txn, start, stop)`` is the image itself, for scans:
-(keys, values, big, length) of a leaf, its values bytes or (page, length, checksum, txn)
-tuples of overflow values (big is then True), or None for a branch (the cursor decodes
-those). With start or stop (else None), only a window: the entries in [start, stop)
-and the nearest one outside on each side, so that bisecting start and stop in the
-window stops where it would in the whole leaf (cursor.runs relies on it).
-
 ``map_get(pagemap, page, txn, key)`` starts at the root image (page, txn) and returns
 the value under ``key`` (bytes, or the (page, length, checksum, txn) tuple of an
 overflow value), or None. The images come from ``pagemap.image`` the first time a
 (page, txn) is met in this process, and from the map directly once it is in
-``pagemap.verified``. ``_tree_c.map_get`` and ``_tree_c.map_leaf`` are these functions
-in C; the leaf and branch layouts are in node.py and docs/format.md.
+``pagemap.verified``. ``_tree_c.map_get`` is this function in C (and ``_tree_c.Walk``,
+the scans of cursor.py, walks the same images leaf by leaf); the leaf and branch layouts
+are in node.py and docs/format.md.
 
 A damaged image that still passed its checksum (a crafted one) raises Corruption, never
 reads outside the image.
@@ -86,39 +80,3 @@ def py_map_get(pagemap: PageMap, page: int, sumv: int, txn: int, key: bytes
         if vl & OVERFLOW_FLAG:
             return unpack_from("<QQQQ", data, pos)
         return bytes(data[pos:pos + vl])
-
-
-def py_map_leaf(pagemap: PageMap, page: int, sumv: int, txn: int, start: bytes | None = None,
-                stop: bytes | None = None
-                ) -> tuple[list[bytes], list[bytes | tuple[int, ...]], bool, int] | None:
-    data = image_of(pagemap, page, sumv, txn)
-    _s, kind, _f, n, length, _t = HEADER.unpack_from(data, 0)
-    if kind == BRANCH and n:
-        return None
-    if kind != LEAF:
-        raise Corruption(f"page {page} is not a tree node (type {kind}, {n} entries)", page)
-    if HEADER_SIZE + 6 * n > length:
-        raise Corruption(f"page {page} does not decode as a tree node", page)
-    keys, pos = _keys(data, n, HEADER_SIZE, HEADER_SIZE + 6 * n, length, page)
-    lo = 0 if start is None else max(bisect_left(keys, start) - 1, 0)
-    hi = n if stop is None else min(bisect_left(keys, stop) + 1, n)
-    hi = max(hi, lo)
-    vlens = unpack_from(f"<{n}I", data, HEADER_SIZE + 2 * n)
-    pos += sum(OVERFLOW_REF_SIZE if v & OVERFLOW_FLAG else v for v in vlens[:lo])
-    vals: list[bytes | tuple[int, ...]] = []
-    big = False
-    for vl in vlens[lo:hi]:
-        size = OVERFLOW_REF_SIZE if vl & OVERFLOW_FLAG else vl
-        if pos + size > length:
-            raise Corruption(f"page {page} does not decode as a tree node: values past its "
-                             f"end", page)
-        if vl & OVERFLOW_FLAG:
-            big = True
-            vals.append(unpack_from("<QQQQ", data, pos))
-        else:
-            vals.append(bytes(data[pos:pos + size]))
-        pos += size
-    if hi == n and pos != length:
-        raise Corruption(f"page {page} does not decode as a tree node: entries do not fill "
-                         f"the image", page)
-    return keys[lo:hi], vals, big, length

@@ -506,7 +506,7 @@ def apply_delta(base: Node, data: bytes, page: int) -> Node:
 
 # The optional C accelerator (_tree_c.c) writes a branch's body (``branch_body``) when it
 # is built and current, as btree.py's point reads do (see cowdb/_accelerators.py).
-API = 7  # the _tree_c this package is written against (its API constant; btree.py's too)
+API = 8  # the _tree_c this package is written against (its API constant; btree.py's too)
 _tree_c = load("cowdb.tree", "_tree_c", API)
 _c_branch_body = _tree_c.branch_body if _tree_c is not None and wanted() else None
 # _write_c.c encodes the delta of a node with its base's keys (``delta_image``: the commit's
