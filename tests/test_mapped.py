@@ -211,6 +211,37 @@ def test_a_commit_after_the_map_is_read_through_a_grown_map(tmp_path):
     db.close()
 
 
+def test_a_file_that_shrinks_between_fstat_and_map_is_not_covered(tmp_path, monkeypatch):
+    # another process's gc may cut the file's tail between covers()'s fstat and its mmap:
+    # mmap then refuses a length past the end (ValueError); covers() must look again and
+    # answer for the file as it is now, not raise (seen once under load in
+    # test_processes.py::test_opening_while_a_writer_reuses_pages)
+    from cowdb.pages import mapfile
+    path = str(tmp_path / "s.cow")
+    build(path, 100)
+    db = cowdb.open(path, page_size=PAGE)
+    pm = db._store.pagemap
+    real = os.fstat(pm.fd).st_size
+    true_fstat = os.fstat
+    sizes = iter([real + 64 * PAGE])  # the first look sees the file before the cut
+
+    class Stat:
+        def __init__(self, size):
+            self.st_size = size
+
+    def fstat(fd):
+        size = next(sizes, None)
+        return true_fstat(fd) if size is None or fd != pm.fd else Stat(size)
+
+    pm.buf = b""
+    monkeypatch.setattr(mapfile.os, "fstat", fstat)
+    assert pm.covers(real + PAGE) is False   # not in the file any more: read it, and fail
+    assert pm.covers(real) is True and len(pm.buf) == real
+    monkeypatch.undo()
+    assert db.read()[b"key000001"] == b"v1"
+    db.close()
+
+
 @pytest.mark.parametrize("codec", ["bytes", "json"])
 def test_snapshot_get_on_a_mapped_file_answers_as_any_reader(tmp_path, codec):
     """Snapshot.get is one C call on a mapped file (btree.MapGetMethod) and hands what

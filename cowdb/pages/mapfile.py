@@ -62,12 +62,17 @@ class PageMap:
         truncated it) and the map does; the file is mapped again if it grew."""
         if self.fd < 0:
             raise DatabaseClosed("the database is closed; open it again with cowdb.open()")
-        size = os.fstat(self.fd).st_size
-        if size < end:
-            return False
-        if len(self.buf) < end:  # the old map goes when no reader holds it
-            self.buf = mmap.mmap(self.fd, size, prot=mmap.PROT_READ)
-        return True
+        while True:
+            size = os.fstat(self.fd).st_size
+            if size < end:
+                return False
+            if len(self.buf) >= end:
+                return True
+            try:  # the old map goes when no reader holds it
+                self.buf = mmap.mmap(self.fd, size, prot=mmap.PROT_READ)
+                return True
+            except ValueError:
+                continue  # cut shorter since fstat (another process's gc): look again
 
     def image(self, page: int, checksum: int, txn: int, copied: bytes | None = None
               ) -> bytes:
