@@ -169,6 +169,8 @@ class NodeCache(dict[int, Node]):
             # the copy. pop() tolerates a key another thread evicted meanwhile.
             for k in list(islice(self.copy(), self.cap // 8 + 1)):
                 self.pop(k, None)
+        if settle is not None:  # out of the cyclic collector's walks (see _write_c.settle)
+            settle(node)
         self[page] = node
 
     def forget_txn(self, txn: int) -> None:
@@ -772,11 +774,12 @@ _tree_c = load("cowdb.tree", "_tree_c", API)
 write_tree: Callable[..., tuple[int, int]] | None = None
 own_path: Callable[[Tree, bytes], tuple[Leaf, list[tuple[Branch, int]]]] | None = None
 put_over: Callable[[Tree, bytes, bytes], bool | None] | None = None  # put()'s common case
+settle: Callable[[Node], None] | None = None  # NodeCache.put: a clean node leaves the gc
 if _write_c is not None:  # bound either way: the tests run both writers
     _write_c.bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN)
     if wanted():
         write_tree, own_path = _write_c.write_tree, _write_c.own_path
-        put_over = _write_c.put_over
+        put_over, settle = _write_c.put_over, _write_c.settle
 descend: Callable[[Node, bytes, NodeCache], bytes | Overflow | None] = py_get
 map_descend: Callable[..., Any] | None = None
 map_rank: Callable[..., Any] | None = None
