@@ -32,8 +32,10 @@ class BlockIO:
 
     def reserve(self, size: int) -> None:
         """Make the file at least ``size`` bytes long, with its blocks allocated, so that
-        writes below ``size`` cannot fail for want of space (zeros are written past the
-        end; a file system device allocates them instead)."""
+        writes below ``size`` cannot fail for want of space: zeros are written past the
+        end. Written, not ``posix_fallocate``d: a write into a fallocated (unwritten)
+        extent converts it, and a write past the end changes the size, and either makes
+        the next fdatasync commit the file system's journal as well as flush the data."""
         cur = self.size()
         if size > cur:
             self.pwrite(bytes(size - cur), cur)
@@ -106,16 +108,6 @@ class OsFileIO(BlockIO):
 
     def truncate(self, size: int) -> None:
         os.ftruncate(self.fd, size)
-
-    def reserve(self, size: int) -> None:
-        cur = self.size()
-        if size > cur:
-            try:
-                os.posix_fallocate(self.fd, cur, size - cur)
-            except OSError as e:
-                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                    raise
-                super().reserve(size)  # no fallocate here: write the zeros
 
     def close(self) -> None:
         if self.fd >= 0:
