@@ -239,12 +239,12 @@ def unwritten_extents(fd):
     return out
 
 
-def test_the_reserve_is_written_blocks_grown_by_an_eighth(path):
+def test_the_reserve_is_written_blocks(path):
     """The reserve past the last unit is zeros written, not fallocated: a commit's images
     then overwrite blocks the file has, and its fdatasync flushes data alone (a fallocated
-    extent is converted by the first write into it, a journal commit). It is renewed by
-    an eighth of the file (8 to 256 pages), not a few pages per commit."""
-    from cowdb.pages.store import RESERVE_PAGES, RESERVE_STEP_MAX
+    extent is converted by the first write into it, a journal commit). It stays within
+    its bounds as the file grows."""
+    from cowdb.pages.store import RESERVE_PAGES, RESERVE_STEP
     db = cowdb.open(path)
     ps = db._store.page_size
     for r in range(40):
@@ -253,8 +253,7 @@ def test_the_reserve_is_written_blocks_grown_by_an_eighth(path):
                 tx[b"k%03d%04d" % (r, i)] = os.urandom(100)
         end = db._store.page_count * db._store.unit
         size = os.path.getsize(path)
-        assert end + RESERVE_PAGES * ps <= size <= end + (RESERVE_PAGES + max(
-            RESERVE_STEP_MAX, end // (8 * ps))) * ps
+        assert end + RESERVE_PAGES * ps <= size <= end + (RESERVE_PAGES + RESERVE_STEP) * ps
     found = unwritten_extents(db._io.fd)
     if found is None:
         db.close()

@@ -33,8 +33,7 @@ if TYPE_CHECKING:
 DEFAULT_PAGE_SIZE = 4096
 DEFAULT_UNIT = 64    # bytes per allocation unit of a new file (format 3)
 RESERVE_PAGES = 32   # pages kept allocated past the last unit, for gc() on a full disk
-RESERVE_STEP = 8     # ... renewed at least this many pages at a time,
-RESERVE_STEP_MAX = 256  # ... at most this many: an eighth of the file in between
+RESERVE_STEP = 8     # ... renewed this many pages at a time
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a renewal failing so may use the reserve
 FREELIST_DELTA = 1   # free list image header flag: a delta of the chain, not a base
 FREELIST_PIECE = 2   # ... a later piece of a base that spans several images
@@ -362,11 +361,11 @@ class PageStore:
 
     def _keep_reserve(self) -> None:
         """Before a txn's images are written: keep ``RESERVE_PAGES`` allocated past the
-        last page, renewed as the file grows by an eighth of the file (at least
-        ``RESERVE_STEP``, at most ``RESERVE_STEP_MAX`` pages). The file's io writes the
-        zeros (OsFileIO.reserve), so a commit's images overwrite blocks the file already
-        has and its fdatasync flushes data alone, no size or extent change: about 160
-        against 240-300 us on ext4 here (docs/benchmarks.md). When the disk is full a txn
+        last page, renewed ``RESERVE_STEP`` pages at a time as the file grows. The io
+        writes zeros there (BlockIO.reserve), so a commit's images overwrite blocks the
+        file already has and its fdatasync flushes data alone, no size or extent change:
+        about 160 against 240-300 us on ext4 here. (Renewing by more pages at a time
+        measured no faster, and a bigger tail would count in the file's size.) When the disk is
         fails here (nothing written, WriteFailed) unless it may use the reserve (gc, the
         checkpoint: the txns that give space back) and fits in it."""
         ps = self.page_size
@@ -376,10 +375,9 @@ class PageStore:
             size = self._file_size = self.io.size()
         if end + RESERVE_PAGES * ps <= size:
             return
-        step = min(max(end // (8 * ps), RESERVE_STEP), RESERVE_STEP_MAX)
         try:
-            self.io.reserve(end + (RESERVE_PAGES + step) * ps)
-            self._file_size = end + (RESERVE_PAGES + step) * ps
+            self.io.reserve(end + (RESERVE_PAGES + RESERVE_STEP) * ps)
+            self._file_size = end + (RESERVE_PAGES + RESERVE_STEP) * ps
         except OSError as e:
             self._file_size = None
             if self.may_use_reserve and end <= size and e.errno in _DISK_FULL:
