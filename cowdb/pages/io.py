@@ -7,7 +7,6 @@ in-memory database is the same code over a bytearray.
 """
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 from collections.abc import Iterator
