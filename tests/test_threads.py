@@ -14,6 +14,7 @@ import random
 import sys
 import threading
 import time
+import traceback
 
 import pytest
 
@@ -252,8 +253,8 @@ def run_stress(path, seconds: float, readers: int = 8, writers: int = 2, seed: i
                 with lock:
                     model[tx.version] = view
                     counts["commits"] += 1
-        except BaseException as e:
-            errors.append(("writer", w, repr(e)))
+        except BaseException:  # the whole traceback: a writer's failure can close the handle
+            errors.append(("writer", w, traceback.format_exc()))
 
     def reader(r):
         rnd, n = random.Random(seed * 100 + 50 + r), 0
@@ -292,7 +293,8 @@ def run_stress(path, seconds: float, readers: int = 8, writers: int = 2, seed: i
         out, err = child.communicate(timeout=seconds + 120)
         assert child.returncode == 0, err
         counts["commits"] += int(out)
-    assert errors == []
+    # a writer's error first: readers fail after it (a poisoned handle is closed)
+    assert errors == [], "\n".join(str(e) for e in sorted(errors, key=lambda e: e[0] != "writer"))
     assert db.check().errors == []
     last = db.version
     db.close()

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PAGE_SIZE = 4096
 DEFAULT_UNIT = 64    # bytes per allocation unit of a new file (format 3)
+META_REREADS = 1000  # reads of two damaged slots that keep changing (see candidates)
 RESERVE_PAGES = 32   # pages kept allocated past the last unit, for gc() on a full disk
 RESERVE_STEP = 8     # ... renewed this many pages at a time
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a renewal failing so may use the reserve
@@ -90,12 +91,17 @@ class PageStore:
 
     # ---- opening -------------------------------------------------------
     def read_slots(self) -> list[tuple[int, Meta | metamod.BadMeta]]:
-        """Decode both meta slots: [(slot, Meta or BadMeta)].
+        """Decode both meta slots: [(slot, Meta or BadMeta)]."""
+        return self._read_slots()[0]
+
+    def _read_slots(self) -> tuple[list[tuple[int, Meta | metamod.BadMeta]], list[bytes]]:
+        """Both slots decoded, and the bytes read for them.
 
         Slot 1 sits one page in, so its offset depends on the page size: slot
         0 tells it, and if slot 0 is damaged every supported size is tried.
         """
         first = self._read_slot(0)
+        raw = [first]
         out: list[tuple[int, Meta | metamod.BadMeta]]
         try:
             m0 = metamod.decode(first)
@@ -106,13 +112,14 @@ class PageStore:
             sizes = [self.page_size] + [ps for ps in metamod.PAGE_SIZES if ps != self.page_size]
         second: Meta | metamod.BadMeta | None = None
         for ps in sizes:
+            raw.append(self._read_slot(ps))
             try:
-                second = metamod.decode(self._read_slot(ps))
+                second = metamod.decode(raw[-1])
                 break
             except metamod.BadMeta as e:
                 second = second or e
         assert second is not None  # (sizes is never empty)
-        return out + [(1, second)]
+        return out + [(1, second)], raw
 
     def _read_slot(self, offset: int) -> bytes:
         """A slot's record and the pending bytes it claims to carry (see meta.py)."""
@@ -121,9 +128,22 @@ class PageStore:
         return data + self._pread(n, offset + metamod.META_SIZE, None) if n else data
 
     def candidates(self) -> list[tuple[int, Meta]]:
-        """Valid meta records, newest first. Raises if the file is not a cowdb file at all."""
-        slots = self.read_slots()
+        """Valid meta records, newest first. Raises if the file is not a cowdb file at all.
+
+        Both slots reading damaged are read again: a slot another process is writing
+        reads torn, and a reader delayed between its two reads can meet both so, one
+        commit after the other. A write in progress changes what the next read sees;
+        damage reads the same (``META_REREADS`` bounds the reads)."""
+        slots, raw = self._read_slots()
         good = [(s, m) for s, m in slots if isinstance(m, Meta)]
+        for _ in range(META_REREADS):
+            if good:
+                break
+            slots, again = self._read_slots()
+            good = [(s, m) for s, m in slots if isinstance(m, Meta)]
+            if again == raw:
+                break
+            raw = again
         if not good:
             bad = [m for _, m in slots if isinstance(m, metamod.BadMeta)]  # (all of them)
             versions = [m.version for m in bad if m.version is not None]
@@ -365,9 +385,9 @@ class PageStore:
         writes zeros there (BlockIO.reserve), so a commit's images overwrite blocks the
         file already has and its fdatasync flushes data alone, no size or extent change:
         about 160 against 240-300 us on ext4 here. (Renewing by more pages at a time
-        measured no faster, and a bigger tail would count in the file's size.) When the disk is
-        fails here (nothing written, WriteFailed) unless it may use the reserve (gc, the
-        checkpoint: the txns that give space back) and fits in it."""
+        measured no faster, and a bigger tail would count in the file's size.) When the
+        disk is full a txn fails here (nothing written, WriteFailed) unless it may use the
+        reserve (gc, the checkpoint: the txns that give space back) and fits in it."""
         ps = self.page_size
         end = self.page_count * self.unit
         size = self._file_size
