@@ -135,15 +135,14 @@ class PageStore:
         commit after the other. A write in progress changes what the next read sees;
         damage reads the same (``META_REREADS`` bounds the reads)."""
         slots, raw = self._read_slots()
-        good = [(s, m) for s, m in slots if isinstance(m, Meta)]
         for _ in range(META_REREADS):
-            if good:
+            if any(isinstance(m, Meta) for _, m in slots):
                 break
             slots, again = self._read_slots()
-            good = [(s, m) for s, m in slots if isinstance(m, Meta)]
             if again == raw:
                 break
             raw = again
+        good = [(s, m) for s, m in slots if isinstance(m, Meta)]
         if not good:
             bad = [m for _, m in slots if isinstance(m, metamod.BadMeta)]  # (all of them)
             versions = [m.version for m in bad if m.version is not None]
