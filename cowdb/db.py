@@ -804,6 +804,7 @@ class Database:
                                   UNSYNCED_FREE_LIMIT * store.page_size)
             self._shared.check_identity()  # the lock file replaced since the lock was taken?
             meta = store.publish(cat.tree.write(txn), pending, durable)
+            self._nodes.drop(cat.tree.superseded)
         except BaseException as e:
             self._new = None
             try:
@@ -876,6 +877,7 @@ class Database:
             root = tree.write(txn)
             if not allow_empty and same_content(self._nodes, head.root, root):
                 raise NothingChanged
+            self._nodes.drop(tree.superseded)  # (same_content read them: done with them)
             stats = CommitStats(puts, deletes, store.pages_written - pages0,
                                 store.bytes_written - bytes0)
             return self._new_commit(cat, txn, branch, root, tree.count, parents, message,

@@ -203,8 +203,12 @@ def test_the_c_write_pass_writes_what_python_writes(seed, rounds):
                     tree.delete(k) if v is None else tree.put(k, v)
                 ref, queued = write_queued(tree, txn)
             tree.store.publish(ref, b"", durable=False)
+            bases = [b[1:] for b in tree.superseded]  # (node, page, checksum, txn)
+            assert all(tree.nodes[b[1]] is b[0] for b in tree.superseded)
+            tree.nodes.drop(tree.superseded)
+            assert not tree.superseded and not {b[0] for b in bases} & set(tree.nodes)
             chains = {p: (n.txn, n.chain, n.size) for p, n in tree.nodes.items()}
-            got.append((ref, queued, chains, tree.count, tree.mod))
+            got.append((ref, queued, chains, tree.count, tree.mod, bases))
         assert got[0] == got[1]
         images += len(got[0][1])
     assert images  # (the test wrote something)
@@ -212,9 +216,11 @@ def test_the_c_write_pass_writes_what_python_writes(seed, rounds):
 
 def test_write_tree_refuses_what_is_not_a_node():
     with pytest.raises(TypeError):
-        write_c.write_tree(object(), 2, 64, None, None, None, None, None)
+        write_c.write_tree(object(), 2, 64, None, None, None, None, None, [])
+    with pytest.raises(TypeError):  # superseded must be a list
+        write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, 64, None, None, None, None, None, ())
     with pytest.raises(ValueError):
-        write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, 0, None, None, None, None, None)
+        write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, 0, None, None, None, None, None, [])
 
 
 def node_state(node):

@@ -10,13 +10,15 @@
  *     the leaf holds values that are not inline bytes: node.py's Python encodes those.
  * dirty_kids(kids)
  *     the indexes of a branch's kids that are not ints (dirty nodes to write).
- * write_tree(root, txn, unit, place, put, encode, overflows, digest)
+ * write_tree(root, txn, unit, place, put, encode, overflows, digest, superseded)
  *     btree.py's Tree._write_node: every dirty node below root written bottom-up, each
  *     a delta (delta_image) where its base allows, else encode(node, base, txn, dirty)'s
  *     (Python: a sealed delta, or None) or encode(node, None, txn, None)'s full image;
  *     placed by place(image) -> page, cached by put(page, node); overflows(leaf) writes a
  *     leaf's big values first; digest(bytes after the first 8) is the checksum (looked
- *     up per call, as checksum.seal does). Returns (page, checksum) of root's image.
+ *     up per call, as checksum.seal does); each written node's base (the clean node it
+ *     was copied from, as (node, page, checksum, txn)) is appended to the list superseded.
+ *     Returns (page, checksum) of root's image.
  * own_path(tree, key)
  *     btree.py's Tree._descend for a tree that keeps what it replaces (not ``frees``):
  *     the path from the root to key's leaf owned (clean nodes copied, as Leaf.copy and
@@ -29,7 +31,7 @@
 #include <structmember.h>
 #include <string.h>
 
-#define API 6                 /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 7                 /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -349,7 +351,7 @@ typedef struct {
     PyObject *txn;              /* the txn, a Python int */
     unsigned long long txn_v;
     Py_ssize_t unit;
-    PyObject *place, *put, *encode, *overflows, *digest;
+    PyObject *place, *put, *encode, *overflows, *digest, *superseded;
 } Writer;
 
 /* An image's checksum: computed into its first 8 bytes (seal), or read from them. */
@@ -498,6 +500,8 @@ write_node(Writer *w, PyObject *node)
                             "(node, page, checksum, txn)");
             goto done;
         }
+        if (PyList_Append(w->superseded, base) < 0)
+            goto done;
         PyObject *bnode = PyTuple_GET_ITEM(base, 0);
         if (Py_TYPE(bnode) == Py_TYPE(node)) {
             PyObject *bchain = PyObject_GetAttr(bnode, s_chain);
@@ -561,9 +565,9 @@ done:
 static PyObject *
 write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
+    if (nargs != 9 || !PyList_CheckExact(args[8])) {
         PyErr_SetString(PyExc_TypeError, "write_tree(root, txn, unit, place, put, encode, "
-                        "overflows, digest)");
+                        "overflows, digest, superseded): superseded is a list");
         return NULL;
     }
     if (leaf_type == NULL) {
@@ -571,7 +575,7 @@ write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Writer w = {args[1], PyLong_AsUnsignedLongLong(args[1]), PyLong_AsSsize_t(args[2]),
-                args[3], args[4], args[5], args[6], args[7]};
+                args[3], args[4], args[5], args[6], args[7], args[8]};
     if (PyErr_Occurred())
         return NULL;
     if (w.unit <= 0) {
@@ -999,7 +1003,7 @@ static PyMethodDef methods[] = {
      "own_path(tree, key): btree.py's Tree._descend for a tree that keeps what it "
      "replaces: (leaf, [(branch, index), ...]), the path owned (copied) down to key's leaf."},
     {"write_tree", (PyCFunction)(void (*)(void))write_tree, METH_FASTCALL,
-     "write_tree(root, txn, unit, place, put, encode, overflows, digest): btree.py's "
+     "write_tree(root, txn, unit, place, put, encode, overflows, digest, superseded): btree.py's "
      "Tree._write_node in C; (page, checksum) of the root written."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
      "bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN): what "

@@ -173,6 +173,18 @@ class NodeCache(dict[int, Node]):
             settle(node)
         self[page] = node
 
+    def drop(self, bases: list[tuple[Node, int, int, int]]) -> None:
+        """Drop the clean nodes a write replaced (its ``superseded``), where the cache still
+        holds them. The head reads their successors from now on; an older snapshot that
+        still reaches one loads it again. Dropped while its memory is warm, each costs
+        little, and the cache keeps room for live nodes: left to eviction, superseded nodes
+        filled it (a 10-put commit at 100k keys adds ~20) and were freed later, cold."""
+        get, pop = self.get, self.pop
+        for node, page, _checksum, _txn in bases:
+            if get(page) is node:
+                pop(page, None)  # (another thread may have dropped or replaced it)
+        bases.clear()
+
     def forget_txn(self, txn: int) -> None:
         """Drop every node written by ``txn`` (rolled back: its number will be reused)."""
         for page, node in self.copy().items():  # a copy, as in put()
@@ -184,7 +196,7 @@ class Tree:
     """One B+tree root: read it, or (if given ``writable``) change it by path copying."""
 
     __slots__ = ("store", "nodes", "page_size", "inline_max", "count", "mod", "frees",
-                 "deltas", "_root", "_ref", "_dirty", "_replaced")
+                 "deltas", "superseded", "_root", "_ref", "_dirty", "_replaced")
     store: PageStore
     nodes: NodeCache
     page_size: int
@@ -207,6 +219,9 @@ class Tree:
         # a tree that frees: the clean nodes this writer copied, by page; write() frees the
         # images of each (its whole chain) unless the copy was written as a delta on it
         self._replaced: dict[int, Node] = {}
+        # the bases (node, page, checksum, txn) of the nodes write() wrote: the caller drops
+        # them from the node cache (NodeCache.drop) once it has done reading the old tree
+        self.superseded: list[tuple[Node, int, int, int]] = []
         self.mod = 0            # bumped on every change, so cursors can re-seek
         self._ref = ref
         self._dirty = False
@@ -657,7 +672,8 @@ class Tree:
                 store = self.store
                 page, s = write_tree(self._root, txn, store.unit, store.place, self.nodes.put,
                                      self._encode, self._write_overflows,
-                                     checksum_mod.xxh3_64_intdigest)  # (as seal() finds it)
+                                     checksum_mod.xxh3_64_intdigest,  # (as seal() finds it)
+                                     self.superseded)
                 self._ref = RootRef(page, s, txn)
             else:
                 self._ref = RootRef(*self._write_node(self._root, txn))
@@ -686,11 +702,12 @@ class Tree:
             self._write_overflows(node)
         image = None
         base, node.base = node.base, None
-        if base is not None and self.frees:
-            if _same_entries(node, base[0]):
-                self._replaced.pop(base[1], None)  # nothing changed: the image stays
-                return base[1], base[2], base[3]
-            if dirty is not None:
+        if base is not None and self.frees and _same_entries(node, base[0]):
+            self._replaced.pop(base[1], None)  # nothing changed: the image stays
+            return base[1], base[2], base[3]
+        if base is not None:
+            self.superseded.append(base)  # (C's write_tree records the same)
+            if self.frees and dirty is not None:
                 # a tree that frees (the catalog) writes its branches whole: they are few
                 # and small, and every lookup reads its root first (a chain would cost the
                 # first one per process a materialisation, for a few dozen bytes a fold)
