@@ -858,7 +858,7 @@ class Database:
             return tx._head.version
         v = self._commit_tree(tree, tx._head, tx.branch, (tx._head.version,), tx.message,
                               tx.author, tx.puts, tx.deletes, tx.allow_empty,
-                              durable=tx.durability == "sync")
+                              durable=tx.durability == "sync", touched=tx._touched)
         if v is None:  # rolled back: no page and no version written
             tx.skipped = True
             return tx._head.version
@@ -866,16 +866,17 @@ class Database:
 
     def _commit_tree(self, tree: Tree, head: Commit, branch: str, parents: tuple[int, ...],
                      message: str, author: str, puts: int, deletes: int, allow_empty: bool,
-                     durable: bool | None = None) -> int | None:
+                     durable: bool | None = None, touched: bytes | None = None) -> int | None:
         """Commit ``tree`` on ``branch`` as one txn, with its stats (writer lock held):
         the new version, or None when the tree holds what ``head`` does and not
-        ``allow_empty`` (then nothing is written)."""
+        ``allow_empty`` (then nothing is written). ``touched``: a key the change wrote
+        (see same_content)."""
         store = self._store
 
         def change(cat: Catalog, txn: int) -> int:
             pages0, bytes0 = store.pages_written, store.bytes_written
             root = tree.write(txn)
-            if not allow_empty and same_content(self._nodes, head.root, root):
+            if not allow_empty and same_content(self._nodes, head.root, root, touched):
                 raise NothingChanged
             self._nodes.drop(tree.superseded)  # (same_content read them: done with them)
             stats = CommitStats(puts, deletes, store.pages_written - pages0,

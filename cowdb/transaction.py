@@ -30,9 +30,9 @@ class Transaction(_Reader, MutableMapping[bytes, Any]):
     allow_empty: bool
     skipped: bool
     _live_cursor = True   # writes may come between two steps of an iteration
-    __slots__ = ("_tree", "_db", "_max_key", "_codec", "_head", "message", "author", "branch",
-                 "durability", "version", "puts", "deletes", "allow_empty", "skipped",
-                 "__weakref__")
+    __slots__ = ("_tree", "_db", "_max_key", "_codec", "_head", "_touched", "message", "author",
+                 "branch", "durability", "version", "puts", "deletes", "allow_empty",
+                 "skipped", "__weakref__")
 
     def __init__(self, db: Database, tree: Tree, head: Commit, message: str, author: str,
                  branch: str, durability: str) -> None:
@@ -46,6 +46,9 @@ class Transaction(_Reader, MutableMapping[bytes, Any]):
         self.puts = self.deletes = 0
         self.allow_empty = False  # commit even if nothing changed
         self.skipped = False      # commit() found nothing changed and made no version
+        # the last key written: where head and the new tree differ on it, the commit
+        # changed something, found by two reads (see tree/compare.py's same_content)
+        self._touched: bytes | None = None
 
     def __setitem__(self, key: Key, value: Any) -> None:
         tree = self._tree
@@ -59,13 +62,16 @@ class Transaction(_Reader, MutableMapping[bytes, Any]):
             value = check_value(value)
         tree.put(key, value)
         self.puts += 1
+        self._touched = key
 
     put = __setitem__
 
     def delete(self, key: Key) -> bool:
         """Remove key; True if it was there."""
-        done = self._live().delete(check_key(key, self._max_key))
+        key = check_key(key, self._max_key)
+        done = self._live().delete(key)
         self.deletes += done
+        self._touched = key
         return done
 
     def __delitem__(self, key: Key) -> None:
@@ -95,6 +101,8 @@ class Transaction(_Reader, MutableMapping[bytes, Any]):
         order = sorted(batch)  # sorting bare keys is faster than sorting pairs
         tree.put_sorted(zip(order, map(batch.__getitem__, order)))
         self.puts += len(batch)
+        if order:
+            self._touched = order[-1]
 
     def commit(self) -> int:
         """Publish the changes as a new version and return it."""

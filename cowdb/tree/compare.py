@@ -7,6 +7,7 @@ from operator import ne
 from typing import TYPE_CHECKING
 
 from ..pages.meta import RootRef
+from . import btree
 from .diff import changes, same_value, value_reader
 from .node import Branch
 
@@ -14,18 +15,32 @@ if TYPE_CHECKING:
     from .btree import NodeCache
 
 
-def same_content(nodes: NodeCache, a: RootRef, b: RootRef) -> bool:
+def same_content(nodes: NodeCache, a: RootRef, b: RootRef, touched: bytes | None = None
+                 ) -> bool:
     """Whether two trees hold the same keys and values: walked in step, skipping children
     that are one image (page, txn), comparing leaves' key and value lists (in C). Where the
     shapes part (keys deleted and put back merge and split leaves elsewhere), the two
     subtrees are compared by the structural diff (``diff.changes``), which lines their
     leaves up and skips the ones they share. Node signatures are left alone (see
-    tree/node.py: commits must not pay for them)."""
+    tree/node.py: commits must not pay for them).
+
+    ``touched``: a key the change from ``a`` to ``b`` wrote. Where the trees hold
+    different values for it they differ, and two point reads replace the walk (a commit's
+    common case: the walk read ~20 nodes and was ~6% of a 10-put commit's CPU); where
+    they hold the same, the walk decides."""
     if a.page == b.page:  # identity is (page, txn), never the checksum (tree/btree.py)
         return a.page == 0 or a.txn == b.txn
     if not (a.page and b.page):
         return False
     value = value_reader(nodes)
+    if touched is not None:  # (node reads: b's images may not be in the file yet)
+        u, v = (btree.descend(nodes.load(r.page, r.checksum, r.txn), touched, nodes)
+                for r in (a, b))
+        if u is None or v is None:
+            if u is not v:
+                return False
+        elif not same_value(u, v, value):
+            return False
     todo = [(a.page, a.checksum, a.txn, b.page, b.checksum, b.txn)]
     while todo:
         pa, sa, ta, pb, sb, tb = todo.pop()
