@@ -28,17 +28,10 @@ def bound():
     return st.one_of(st.none(), st.sampled_from(KEYS), st.sampled_from([b"k", b"k02", b"k1"]))
 
 
-edits = st.dictionaries(st.sampled_from(KEYS), st.one_of(st.none(), st.sampled_from(VALUES)),
-                        max_size=120)
-
-
-@settings(max_examples=60, deadline=None)
-@given(base=st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=400),
-       edit=edits, start=bound(), stop=bound(), reopen=st.booleans())
-def test_diff_matches_model(tmp_path_factory, base, edit, start, stop, reopen):
-    path = str(tmp_path_factory.mktemp("diff") / "db.cow")
-    db = cowdb.open(path, page_size=1024)
-    with db.write(allow_empty=True) as tx:   # versions 1 and 2 even if they change nothing
+def two_versions(db, base: dict, edit: dict) -> dict:
+    """Version 1 holds base, version 2 base with edit applied (None deletes), even if they
+    change nothing; what version 2 holds."""
+    with db.write(allow_empty=True) as tx:
         tx.update(base)
     after = dict(base)
     with db.write(allow_empty=True) as tx:
@@ -49,6 +42,20 @@ def test_diff_matches_model(tmp_path_factory, base, edit, start, stop, reopen):
             else:
                 tx[k] = v
                 after[k] = v
+    return after
+
+
+edits = st.dictionaries(st.sampled_from(KEYS), st.one_of(st.none(), st.sampled_from(VALUES)),
+                        max_size=120)
+
+
+@settings(max_examples=60, deadline=None)
+@given(base=st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=400),
+       edit=edits, start=bound(), stop=bound(), reopen=st.booleans())
+def test_diff_matches_model(tmp_path_factory, base, edit, start, stop, reopen):
+    path = str(tmp_path_factory.mktemp("diff") / "db.cow")
+    db = cowdb.open(path, page_size=1024)
+    after = two_versions(db, base, edit)
     if reopen:  # decoded nodes: their signatures are made by the diff
         db.close()
         db = cowdb.open(path)
@@ -197,17 +204,7 @@ def test_same_content_with_a_touched_key_answers_as_the_walk(base, edit):
     values put back equal, overflow values, deletes of keys that were not there."""
     from cowdb.tree.compare import same_content
     db = cowdb.open(page_size=1024)
-    with db.write(allow_empty=True) as tx:
-        tx.update(base)
-    after = dict(base)
-    with db.write(allow_empty=True) as tx:
-        for k, v in edit.items():
-            if v is None:
-                tx.pop(k, None)
-                after.pop(k, None)
-            else:
-                tx[k] = v
-                after[k] = v
+    after = two_versions(db, base, edit)
     a, b = db.commit_info(1).root, db.commit_info(2).root
     same = same_content(db._nodes, a, b)
     assert same == (after == base)
