@@ -252,16 +252,17 @@ def test_a_damaged_delta_or_base_reads_as_corruption(tmp_path, which):
 
 
 def kinds_written(db, changes):
-    """The page types of the images one commit of ``changes`` queues (the write pass
-    queues every node's image through the store's place())."""
+    """The page types of the images one commit of ``changes`` writes (the store's queue,
+    as publish() flushes it)."""
     written = []
-    real = db._store.place
-    db._store.place = lambda image: written.append(image[8]) or real(image)
+    store = db._store
+    real = store._flush
+    store._flush = lambda: written.extend(image[8] for image in store._queue.values()) or real()
     try:
         with db.write() as tx:
             tx.update(changes)
     finally:
-        db._store.place = real
+        del store._flush
     return written
 
 

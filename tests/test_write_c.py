@@ -11,7 +11,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
-from cowdb.pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA
+from cowdb.pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW
 from cowdb.pages.io import MemoryIO
 from cowdb.pages.meta import RootRef
 from cowdb.pages.store import PageStore
@@ -146,10 +146,10 @@ def test_dirty_kids_finds_the_nodes_among_pages(kids):
     assert write_c.dirty_kids(kids) == py_dirty_kids(kids)
 
 
-def new_tree():
+def new_tree(cap=65536):
     store = PageStore(MemoryIO(), page_size=1024)
     store.initialize()
-    return Tree(NodeCache(store))
+    return Tree(NodeCache(store, cap))
 
 
 @contextmanager
@@ -165,62 +165,65 @@ def writers(c):
 
 
 def write_queued(tree, txn):
-    """tree.write(txn); (root, the images queued)."""
-    store = tree.store
-    queued = {}
-    real = store.place
-
-    def place(image):
-        page = real(image)
-        queued[page] = bytes(image)
-        return page
-    store.place = place
-    try:
-        ref = tree.write(txn)
-    finally:
-        del store.place
-    return ref, queued
+    """tree.write(txn); (root, the images it queued)."""
+    queue = tree.store._queue
+    before = set(queue)
+    ref = tree.write(txn)
+    return ref, {page: bytes(image) for page, image in queue.items() if page not in before}
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(0, 2 ** 32), st.integers(1, 20))
-def test_the_c_write_pass_writes_what_python_writes(seed, rounds):
+@given(st.integers(0, 2 ** 32), st.integers(1, 20), st.sampled_from([65536, 40]))
+def test_the_c_write_pass_writes_what_python_writes(seed, rounds, cap):
     """The same changes on two equal trees, put by put_over and own_path and written by
     write_tree, and put and written in Python: the same images at the same pages, the
-    same roots, the same nodes cached, the same counts and sizes."""
-    trees = [new_tree(), new_tree()]
+    same roots, the same nodes cached (a cache of 40 nodes: with evictions), the same
+    bases superseded, the same counts and sizes. Each round also writes junk images and
+    frees the last round's, so the write pass takes units from the free list's runs, from
+    a run it has begun and from the end of the file."""
+    trees = [new_tree(cap), new_tree(cap)]
     images = 0
+    junk: list[list[tuple[int, int]]] = [[], []]
     for txn in range(2, 2 + rounds):
         rng = random.Random(seed + txn)
         ops = [(b"k%05d" % rng.randrange(3000),
                 rng.choice([None, b"", b"v" * rng.randrange(80), b"w" * 900][txn == 2:]))
                for _ in range(rng.choice([1, 10, 300]))]  # (the first round only puts)
+        junk_sizes = [rng.randrange(1, 3000) for _ in range(rng.randrange(5))]
         got = []
-        for tree, c in zip(trees, (True, False)):
-            tree.store.begin(txn, txn - 1)
+        for tree, c, mine in zip(trees, (True, False), junk):
+            store = tree.store
+            store.begin(txn, txn - 1)
+            for page, units in mine:  # (freed at the last txn: reusable from the next)
+                store.free(page, units)
+            mine[:] = [(store.write_image(OVERFLOW, bytes(n)).page,
+                        store.pages_for(HEADER_SIZE + n)) for n in junk_sizes]
             with writers(c):
                 for k, v in ops:
                     tree.delete(k) if v is None else tree.put(k, v)
                 ref, queued = write_queued(tree, txn)
-            tree.store.publish(ref, b"", durable=False)
+            store.publish(ref, b"", durable=False)
             bases = [b[1:] for b in tree.superseded]  # (node, page, checksum, txn)
-            assert all(tree.nodes[b[1]] is b[0] for b in tree.superseded)
+            assert all(tree.nodes.get(b[1]) in (b[0], None) for b in tree.superseded)
             tree.nodes.drop(tree.superseded)
             assert not tree.superseded and not {b[0] for b in bases} & set(tree.nodes)
             chains = {p: (n.txn, n.chain, n.size) for p, n in tree.nodes.items()}
-            got.append((ref, queued, chains, tree.count, tree.mod, bases))
+            got.append((ref, queued, chains, tree.count, tree.mod, bases, store.page_count,
+                        store.pages_written, store.bytes_written))
         assert got[0] == got[1]
         images += len(got[0][1])
     assert images  # (the test wrote something)
 
 
 def test_write_tree_refuses_what_is_not_a_node():
+    tree = new_tree()
+    store, nodes = tree.store, tree.nodes
     with pytest.raises(TypeError):
-        write_c.write_tree(object(), 2, 64, None, None, None, None, None, [])
-    with pytest.raises(TypeError):  # superseded must be a list
-        write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, 64, None, None, None, None, None, ())
-    with pytest.raises(ValueError):
-        write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, 0, None, None, None, None, None, [])
+        write_c.write_tree(object(), 2, store, nodes, None, None, None, [])
+    with pytest.raises(TypeError):  # superseded must be a list, nodes a dict
+        write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, store, nodes, None, None, None, ())
+    with pytest.raises(TypeError):
+        write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, store, [], None, None, None, [])
 
 
 def node_state(node):

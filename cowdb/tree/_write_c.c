@@ -10,15 +10,16 @@
  *     the leaf holds values that are not inline bytes: node.py's Python encodes those.
  * dirty_kids(kids)
  *     the indexes of a branch's kids that are not ints (dirty nodes to write).
- * write_tree(root, txn, unit, place, put, encode, overflows, digest, superseded)
+ * write_tree(root, txn, store, nodes, encode, overflows, digest, superseded)
  *     btree.py's Tree._write_node: every dirty node below root written bottom-up, each
  *     a delta (delta_image) where its base allows, else encode(node, base, txn, dirty)'s
  *     (Python: a sealed delta, or None) or encode(node, None, txn, None)'s full image;
- *     placed by place(image) -> page, cached by put(page, node); overflows(leaf) writes a
- *     leaf's big values first; digest(bytes after the first 8) is the checksum (looked
- *     up per call, as checksum.seal does); each written node's base (the clean node it
- *     was copied from, as (node, page, checksum, txn)) is appended to the list superseded.
- *     Returns (page, checksum) of root's image.
+ *     placed as store.place(image) does and cached as nodes.put(page, node) does (see
+ *     place_image and cache_node); overflows(leaf) writes a leaf's big values first;
+ *     digest(bytes after the first 8) is the checksum (looked up per call, as
+ *     checksum.seal does); each written node's base (the clean node it was copied from,
+ *     as (node, page, checksum, txn)) is appended to the list superseded. Returns (page,
+ *     checksum) of root's image.
  * own_path(tree, key)
  *     btree.py's Tree._descend for a tree that keeps what it replaces (not ``frees``):
  *     the path from the root to key's leaf owned (clean nodes copied, as Leaf.copy and
@@ -31,7 +32,7 @@
 #include <structmember.h>
 #include <string.h>
 
-#define API 7                 /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 8                 /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -351,8 +352,122 @@ typedef struct {
     PyObject *txn;              /* the txn, a Python int */
     unsigned long long txn_v;
     Py_ssize_t unit;
-    PyObject *place, *put, *encode, *overflows, *digest, *superseded;
+    PyObject *store, *queue;    /* the PageStore and its _queue (a dict) */
+    Py_ssize_t run_start, run_end;   /* the store's _run, held here between Python calls */
+    Py_ssize_t grow_from;       /* an image of this many units or more grows the file */
+    Py_ssize_t pages_written, bytes_written;   /* added to the store's at the end */
+    PyObject *nodes;            /* the NodeCache (a dict) */
+    Py_ssize_t cap;             /* its cap */
+    PyObject *encode, *overflows, *digest, *superseded;
 } Writer;
+
+static PyObject *s__run, *s_page_count, *s_put, *s_pages_written,
+    *s_bytes_written;
+
+/* Set the store's _run to the writer's (before Python allocates, and at the end). */
+static int
+run_back(Writer *w)
+{
+    PyObject *run = Py_BuildValue("(nn)", w->run_start, w->run_end);
+    int r = run == NULL ? -1 : PyObject_SetAttr(w->store, s__run, run);
+    Py_XDECREF(run);
+    return r;
+}
+
+/* Read the store's _run into the writer. */
+static int
+run_in(Writer *w)
+{
+    PyObject *run = PyObject_GetAttr(w->store, s__run);
+    if (run == NULL)
+        return -1;
+    if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 2) {
+        Py_DECREF(run);
+        PyErr_SetString(PyExc_TypeError, "write_tree(): the store's _run is not a pair");
+        return -1;
+    }
+    w->run_start = PyLong_AsSsize_t(PyTuple_GET_ITEM(run, 0));
+    w->run_end = PyLong_AsSsize_t(PyTuple_GET_ITEM(run, 1));
+    Py_DECREF(run);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* store.place(image) without its Python frames: the page an image of this txn is queued
+ * at. Its units come as PageStore.allocate gives them: the next of the txn's run of
+ * reused units, else (Python) a new run from the free list or the end of the file. Once
+ * an image of n units grew the file, every image of n units or more does, with no search
+ * (its units come from the end here), until the free list gains: only when a new run is
+ * taken (the last one's rest goes back) or Python allocates (a leaf's overflow values). */
+static PyObject *
+place_image(Writer *w, PyObject *image)
+{
+    Py_ssize_t len = PyByteArray_GET_SIZE(image), n = (len + w->unit - 1) / w->unit;
+    PyObject *page = NULL;
+    if (w->run_start + n <= w->run_end) {
+        if ((page = PyLong_FromSsize_t(w->run_start)) == NULL)
+            return NULL;
+        w->run_start += n;
+    }
+    else {
+        PyObject *count = PyObject_GetAttr(w->store, s_page_count);
+        Py_ssize_t c = count == NULL ? -1 : PyLong_AsSsize_t(count);
+        Py_XDECREF(count);
+        if (c < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "write_tree(): a negative page count");
+            return NULL;
+        }
+        if (n >= w->grow_from) {  /* PageStore._grow */
+            PyObject *next = PyLong_FromSsize_t(c + n);
+            int r = next == NULL ? -1 : PyObject_SetAttr(w->store, s_page_count, next);
+            Py_XDECREF(next);
+            if (r < 0 || (page = PyLong_FromSsize_t(c)) == NULL)
+                return NULL;
+        }
+        else {
+            if (run_back(w) < 0 ||
+                    (page = PyObject_CallMethod(w->store, "allocate", "n", n)) == NULL)
+                return NULL;
+            if (run_in(w) < 0) {
+                Py_DECREF(page);
+                return NULL;
+            }
+            Py_ssize_t at = PyLong_AsSsize_t(page);
+            if (at == -1 && PyErr_Occurred()) {
+                Py_DECREF(page);
+                return NULL;
+            }
+            if (at != c)  /* a new run: the last one's rest went back to the free list,
+                           * where it may join free neighbours into a longer run */
+                w->grow_from = PY_SSIZE_T_MAX;
+            else if (n < w->grow_from)  /* it grew the file: no run of n units */
+                w->grow_from = n;
+        }
+    }
+    if (PyDict_SetItem(w->queue, page, image) < 0) {  /* PageStore.write */
+        Py_DECREF(page);
+        return NULL;
+    }
+    w->pages_written++;
+    w->bytes_written += len;
+    return page;
+}
+
+static PyObject *settle(PyObject *self, PyObject *node);
+
+/* nodes.put(page, node) without its Python frame while the cache has room (NodeCache.put
+ * evicts when it is full: called then). */
+static int
+cache_node(Writer *w, PyObject *page, PyObject *node)
+{
+    if (PyDict_GET_SIZE(w->nodes) >= w->cap) {
+        PyObject *r = PyObject_CallMethodObjArgs(w->nodes, s_put, page, node, NULL);
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
+    }
+    Py_DECREF(settle(NULL, node));  /* (returns None) */
+    return PyDict_SetItem(w->nodes, page, node);
+}
 
 /* An image's checksum: computed into its first 8 bytes (seal), or read from them. */
 static int
@@ -483,11 +598,14 @@ write_node(Writer *w, PyObject *node)
         Py_XDECREF(big);
         if (b < 0)
             return NULL;
-        if (b) {
-            PyObject *r = PyObject_CallOneArg(w->overflows, node);
+        if (b) {  /* (Python allocates their units: it gets the run, then gives it back) */
+            PyObject *r = run_back(w) < 0 ? NULL : PyObject_CallOneArg(w->overflows, node);
             if (r == NULL)
                 return NULL;
             Py_DECREF(r);
+            if (run_in(w) < 0)
+                return NULL;
+            w->grow_from = PY_SSIZE_T_MAX;  /* (as after a new run: see place_image) */
         }
     }
     if ((base = PyObject_GetAttr(node, s_base)) == NULL)
@@ -541,17 +659,15 @@ write_node(Writer *w, PyObject *node)
             goto done;
     }
     Py_ssize_t units = (PyByteArray_GET_SIZE(image) + w->unit - 1) / w->unit;
-    if ((page = PyObject_CallOneArg(w->place, image)) == NULL)
+    if ((page = place_image(w, image)) == NULL)
         goto done;
     if (PyObject_SetAttr(node, s_txn, w->txn) < 0)
         goto done;
     chain = base == Py_None ? Py_NewRef(Py_None) : delta_chain(w, page, units, base);
     if (chain == NULL || PyObject_SetAttr(node, s_chain, chain) < 0)
         goto done;
-    PyObject *r = PyObject_CallFunctionObjArgs(w->put, page, node, NULL);
-    if (r == NULL)
+    if (cache_node(w, page, node) < 0)
         goto done;
-    Py_DECREF(r);
     out = Py_BuildValue("(OK)", page, sum);
 done:
     Py_XDECREF(dirty);
@@ -565,24 +681,70 @@ done:
 static PyObject *
 write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9 || !PyList_CheckExact(args[8])) {
-        PyErr_SetString(PyExc_TypeError, "write_tree(root, txn, unit, place, put, encode, "
-                        "overflows, digest, superseded): superseded is a list");
+    if (nargs != 8 || !PyList_CheckExact(args[7]) || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "write_tree(root, txn, store, nodes, encode, "
+                        "overflows, digest, superseded): nodes is a dict, superseded a list");
         return NULL;
     }
     if (leaf_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "write_tree(): bind() was not called");
         return NULL;
     }
-    Writer w = {args[1], PyLong_AsUnsignedLongLong(args[1]), PyLong_AsSsize_t(args[2]),
-                args[3], args[4], args[5], args[6], args[7], args[8]};
+    Writer w = {.txn = args[1], .txn_v = PyLong_AsUnsignedLongLong(args[1]),
+                .store = args[2], .grow_from = PY_SSIZE_T_MAX, .nodes = args[3],
+                .encode = args[4], .overflows = args[5], .digest = args[6],
+                .superseded = args[7]};
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *v = PyObject_GetAttrString(w.store, "unit");
+    w.unit = v == NULL ? -1 : PyLong_AsSsize_t(v);
+    Py_XDECREF(v);
+    if ((v = PyObject_GetAttrString(w.nodes, "cap")) == NULL)
+        return NULL;
+    w.cap = PyLong_AsSsize_t(v);
+    Py_DECREF(v);
     if (PyErr_Occurred())
         return NULL;
     if (w.unit <= 0) {
         PyErr_SetString(PyExc_ValueError, "write_tree(): the unit must be positive");
         return NULL;
     }
-    return write_node(&w, args[0]);
+    if ((w.queue = PyObject_GetAttrString(w.store, "_queue")) == NULL)
+        return NULL;
+    if (!PyDict_CheckExact(w.queue)) {
+        Py_DECREF(w.queue);
+        PyErr_SetString(PyExc_TypeError, "write_tree(): the store's queue is not a dict");
+        return NULL;
+    }
+    if (run_in(&w) < 0) {
+        Py_DECREF(w.queue);
+        return NULL;
+    }
+    PyObject *out = write_node(&w, args[0]);
+    /* the store's run and counters as the Python's would be, on an error too (the txn
+     * then rolls back) */
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    int ok = run_back(&w) == 0;
+    PyObject *names[2] = {s_pages_written, s_bytes_written};
+    Py_ssize_t adds[2] = {w.pages_written, w.bytes_written};
+    for (int i = 0; i < 2 && ok; i++) {
+        PyObject *was = PyObject_GetAttr(w.store, names[i]), *add = PyLong_FromSsize_t(adds[i]);
+        PyObject *now = was == NULL || add == NULL ? NULL : PyNumber_Add(was, add);
+        ok = now != NULL && PyObject_SetAttr(w.store, names[i], now) == 0;
+        Py_XDECREF(was);
+        Py_XDECREF(add);
+        Py_XDECREF(now);
+    }
+    Py_DECREF(w.queue);
+    if (et != NULL) {  /* the first error is the one to raise */
+        PyErr_Restore(et, ev, tb);
+        Py_XDECREF(out);
+        return NULL;
+    }
+    if (!ok)
+        Py_CLEAR(out);
+    return out;
 }
 
 /* ---- own_path: btree.py's Tree._descend in C ----------------------------------------- */
@@ -1003,7 +1165,7 @@ static PyMethodDef methods[] = {
      "own_path(tree, key): btree.py's Tree._descend for a tree that keeps what it "
      "replaces: (leaf, [(branch, index), ...]), the path owned (copied) down to key's leaf."},
     {"write_tree", (PyCFunction)(void (*)(void))write_tree, METH_FASTCALL,
-     "write_tree(root, txn, unit, place, put, encode, overflows, digest, superseded): btree.py's "
+     "write_tree(root, txn, store, nodes, encode, overflows, digest, superseded): btree.py's "
      "Tree._write_node in C; (page, checksum) of the root written."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
      "bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN): what "
@@ -1050,6 +1212,11 @@ PyInit__write_c(void)
         !(s_inline_max = PyUnicode_InternFromString("inline_max")) ||
         !(s_page_size = PyUnicode_InternFromString("page_size")) ||
         !(s_mod = PyUnicode_InternFromString("mod")) ||
+        !(s__run = PyUnicode_InternFromString("_run")) ||
+        !(s_page_count = PyUnicode_InternFromString("page_count")) ||
+        !(s_put = PyUnicode_InternFromString("put")) ||
+        !(s_pages_written = PyUnicode_InternFromString("pages_written")) ||
+        !(s_bytes_written = PyUnicode_InternFromString("bytes_written")) ||
         !(one = PyLong_FromLong(1)))
         return NULL;
     PyObject *m = PyModule_Create(&module);

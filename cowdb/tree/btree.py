@@ -669,9 +669,8 @@ class Tree:
             if self._root is None:
                 self._ref = EMPTY
             elif write_tree is not None and not self.frees:
-                store = self.store
-                page, s = write_tree(self._root, txn, store.unit, store.place, self.nodes.put,
-                                     self._encode, self._write_overflows,
+                page, s = write_tree(self._root, txn, self.store, self.nodes, self._encode,
+                                     self._write_overflows,
                                      checksum_mod.xxh3_64_intdigest,  # (as seal() finds it)
                                      self.superseded)
                 self._ref = RootRef(page, s, txn)

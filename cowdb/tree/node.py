@@ -513,7 +513,7 @@ _c_branch_body = _tree_c.branch_body if _tree_c is not None and wanted() else No
 # common case, an overwrite), finds a dirty branch's written children (``dirty_kids``),
 # runs btree.py's whole write pass (``write_tree``) and its put's descent (``own_path``,
 # both bound there); tests/test_write_c.py checks them against the Python.
-WRITE_API = 7  # the _write_c this package is written against
+WRITE_API = 8  # the _write_c this package is written against
 _write_c = load("cowdb.tree", "_write_c", WRITE_API)
 _c_delta_image: Callable[..., Any] | None = None
 if _write_c is not None and wanted():
