@@ -215,6 +215,43 @@ def test_the_c_write_pass_writes_what_python_writes(seed, rounds, cap):
     assert images  # (the test wrote something)
 
 
+@pytest.mark.parametrize("fail_at", [1, 3, 8])
+def test_an_error_inside_the_write_pass_leaves_the_store_as_python_would(monkeypatch, fail_at):
+    """An error raised midway through write_tree (here: the n-th image Python encodes,
+    inside a write that takes units from a run, the end of the file and the free list)
+    reaches the commit, which rolls back: the store's run and page count are the last
+    published ones, nothing is queued, and the next commit writes and reads back."""
+    import cowdb
+    from cowdb.errors import CowdbError
+    db = cowdb.open(page_size=1024)
+    with db.write() as tx:
+        tx.update({b"k%05d" % i: b"v" * 60 for i in range(3000)})
+    for r in range(3):  # (durable: their frees become reusable)
+        with db.write() as tx:
+            tx.update({b"k%05d" % i: b"w%d" % r * 30 for i in range(0, 3000, 7)})
+    store = db._store
+    before = (store.meta.txn, store.page_count, dict(db.read().items()))
+    real, calls = Tree._encode, [0]
+
+    def encode(self, node, base, txn, dirty):
+        calls[0] += 1
+        if calls[0] == fail_at:
+            raise CowdbError("injected")
+        return real(self, node, base, txn, dirty)
+    monkeypatch.setattr(Tree, "_encode", encode)
+    with pytest.raises(CowdbError, match="injected"):
+        with db.write() as tx:
+            tx.update({b"k%05d" % i: b"x" * 200 for i in range(0, 3000, 3)})
+    assert calls[0] >= fail_at
+    assert (store.meta.txn, store.page_count, dict(db.read().items())) == before
+    assert store._queue == {} and store._run == (0, 0)
+    monkeypatch.setattr(Tree, "_encode", real)
+    with db.write() as tx:
+        tx[b"k00001"] = b"after"
+    assert db.read()[b"k00001"] == b"after" and db.check().ok
+    db.close()
+
+
 def test_write_tree_refuses_what_is_not_a_node():
     tree = new_tree()
     store, nodes = tree.store, tree.nodes
