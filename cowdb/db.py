@@ -59,7 +59,7 @@ from .pages.store import DEFAULT_PAGE_SIZE, PageStore
 from .snapshot import Snapshot
 from .transaction import Transaction
 from .tree.btree import NodeCache, Tree
-from .tree.compare import same_content
+from .tree.compare import same_content, unchanged
 from .tree.walk import walk
 from .upkeep import GcReport, Stats, Upkeep
 from .versions import Diff, Versions
@@ -884,6 +884,8 @@ class Database:
             return self._new_commit(cat, txn, branch, root, tree.count, parents, message,
                                     author, stats).version
 
+        if not allow_empty and unchanged(tree, head.root):
+            return None  # (no txn begun: nothing to roll back)
         try:
             return self._update(change, durable=durable)
         except NothingChanged:

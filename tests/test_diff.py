@@ -211,3 +211,51 @@ def test_same_content_with_a_touched_key_answers_as_the_walk(base, edit):
     for k in list(edit)[:20]:
         assert same_content(db._nodes, a, b, k) == same
         assert same_content(db._nodes, b, a, k) == same
+
+
+@settings(max_examples=60, deadline=None)
+@given(base=st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), min_size=1,
+                            max_size=400),
+       edit=edits, back=st.booleans())
+def test_unchanged_is_true_only_for_a_tree_that_holds_its_head(base, edit, back):
+    """unchanged() (a dirty tree against the clean nodes it copied, before any write)
+    says True only where the transaction's content is its head's."""
+    from cowdb.tree.compare import unchanged
+    db = cowdb.open(page_size=1024)
+    with db.write() as tx:
+        tx.update(base)
+    head = db.commit_info(db.version).root
+    tx = db.write()
+    after = dict(base)
+    for k, v in edit.items():
+        if v is None:
+            tx.pop(k, None)
+            after.pop(k, None)
+        else:
+            tx[k] = v
+            after[k] = v
+    if back:  # every key put back to its head's value, as a new bytes object
+        for k in edit:
+            if k in base:
+                tx[k] = bytes(bytearray(base[k]))
+                after[k] = base[k]
+    if unchanged(tx._tree, head):
+        assert after == base
+    tx.commit()
+    assert tx.skipped == (after == base) and dict(db.read().items()) == after
+    db.close()
+
+
+def test_a_commit_of_values_put_back_equal_begins_no_txn(monkeypatch):
+    """Overwrites with equal values (new bytes objects) are seen before the write: the
+    commit is skipped without a txn begun, so nothing is rolled back."""
+    db = cowdb.open(page_size=1024)
+    with db.write() as tx:
+        tx.update({k: b"v" * 50 for k in KEYS})
+    calls = []
+    monkeypatch.setattr(db._store, "begin", lambda *a: calls.append(a))
+    with db.write() as tx:
+        for k in KEYS[::37]:
+            tx[k] = bytes(bytearray(b"v" * 50))
+    assert tx.skipped and calls == [] and db.version == 1
+    db.close()
