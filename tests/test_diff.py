@@ -33,15 +33,20 @@ def two_versions(db, base: dict, edit: dict) -> dict:
     change nothing; what version 2 holds."""
     with db.write(allow_empty=True) as tx:
         tx.update(base)
-    after = dict(base)
     with db.write(allow_empty=True) as tx:
-        for k, v in edit.items():
-            if v is None:
-                tx.pop(k, None)
-                after.pop(k, None)
-            else:
-                tx[k] = v
-                after[k] = v
+        return apply(tx, edit, base)
+
+
+def apply(tx, edit: dict, before: dict) -> dict:
+    """Apply edit (None deletes) in tx; what the transaction then holds."""
+    after = dict(before)
+    for k, v in edit.items():
+        if v is None:
+            tx.pop(k, None)
+            after.pop(k, None)
+        else:
+            tx[k] = v
+            after[k] = v
     return after
 
 
@@ -226,14 +231,7 @@ def test_unchanged_is_true_only_for_a_tree_that_holds_its_head(base, edit, back)
         tx.update(base)
     head = db.commit_info(db.version).root
     tx = db.write()
-    after = dict(base)
-    for k, v in edit.items():
-        if v is None:
-            tx.pop(k, None)
-            after.pop(k, None)
-        else:
-            tx[k] = v
-            after[k] = v
+    after = apply(tx, edit, base)
     if back:  # every key put back to its head's value, as a new bytes object
         for k in edit:
             if k in base:
