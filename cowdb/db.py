@@ -59,7 +59,7 @@ from .pages.store import DEFAULT_PAGE_SIZE, PageStore
 from .snapshot import Snapshot
 from .transaction import Transaction
 from .tree.btree import NodeCache, Tree
-from .tree.compare import same_content, unchanged
+from .tree.compare import differs_at, same_content, unchanged
 from .tree.walk import walk
 from .upkeep import GcReport, Stats, Upkeep
 from .versions import Diff, Versions
@@ -870,13 +870,21 @@ class Database:
         """Commit ``tree`` on ``branch`` as one txn, with its stats (writer lock held):
         the new version, or None when the tree holds what ``head`` does and not
         ``allow_empty`` (then nothing is written). ``touched``: a key the change wrote
-        (see same_content)."""
+        (see tree/compare.py's differs_at)."""
         store = self._store
+
+        # the last key written read in both trees proves most commits change something;
+        # else the dirty tree against the nodes it copied, before any txn, then the trees
+        # as written (see tree/compare.py)
+        check = not allow_empty and (touched is None or not differs_at(tree, head.root,
+                                                                        touched))
+        if check and unchanged(tree, head.root):
+            return None  # (no txn begun: nothing to roll back)
 
         def change(cat: Catalog, txn: int) -> int:
             pages0, bytes0 = store.pages_written, store.bytes_written
             root = tree.write(txn)
-            if not allow_empty and same_content(self._nodes, head.root, root, touched):
+            if check and same_content(self._nodes, head.root, root):
                 raise NothingChanged
             self._nodes.drop(tree.superseded)  # (same_content read them: done with them)
             stats = CommitStats(puts, deletes, store.pages_written - pages0,
@@ -884,8 +892,6 @@ class Database:
             return self._new_commit(cat, txn, branch, root, tree.count, parents, message,
                                     author, stats).version
 
-        if not allow_empty and unchanged(tree, head.root):
-            return None  # (no txn begun: nothing to roll back)
         try:
             return self._update(change, durable=durable)
         except NothingChanged:

@@ -47,7 +47,7 @@ class Transaction(_Reader, MutableMapping[bytes, Any]):
         self.allow_empty = False  # commit even if nothing changed
         self.skipped = False      # commit() found nothing changed and made no version
         # the last key written: where head and the new tree differ on it, the commit
-        # changed something, found by two reads (see tree/compare.py's same_content)
+        # changed something, found by two reads (see tree/compare.py's differs_at)
         self._touched: bytes | None = None
 
     def __setitem__(self, key: Key, value: Any) -> None:

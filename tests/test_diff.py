@@ -203,19 +203,24 @@ def test_node_signatures_match_decoded_nodes():
 @settings(max_examples=60, deadline=None)
 @given(base=st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=400),
        edit=edits)
-def test_same_content_with_a_touched_key_answers_as_the_walk(base, edit):
-    """same_content's shortcut (two point reads of a key the change wrote) never answers
-    otherwise than the walk, and both answer as the dicts do: for every key written, with
-    values put back equal, overflow values, deletes of keys that were not there."""
-    from cowdb.tree.compare import same_content
+def test_same_content_and_differs_at_answer_as_the_dicts(base, edit):
+    """same_content (two written trees) answers as the dicts do; differs_at (a dirty tree
+    against its head, at one key) says exactly whether the key's value changed: with
+    values put back equal, overflow values (inline in the dirty tree, an overflow run in
+    its head), deletes of keys that were not there."""
+    from cowdb.tree.compare import differs_at, same_content
     db = cowdb.open(page_size=1024)
     after = two_versions(db, base, edit)
     a, b = db.commit_info(1).root, db.commit_info(2).root
-    same = same_content(db._nodes, a, b)
-    assert same == (after == base)
+    assert same_content(db._nodes, a, b) == (after == base)
+    assert same_content(db._nodes, b, a) == (after == base)
+    tx = db.write()
+    again = apply(tx, {k: base.get(k) for k in edit}, after)  # (edit undone: base again)
+    assert again == base
     for k in list(edit)[:20]:
-        assert same_content(db._nodes, a, b, k) == same
-        assert same_content(db._nodes, b, a, k) == same
+        assert differs_at(tx._tree, b, k) == (base.get(k) != after.get(k))
+    tx.abort()
+    db.close()
 
 
 @settings(max_examples=60, deadline=None)
