@@ -405,7 +405,10 @@ static PyObject *s__run, *s_page_count, *s_put, *s_pages_written,
 static int
 run_back(Writer *w)
 {
-    PyObject *run = Py_BuildValue("(nn)", w->run_start, w->run_end);
+    PyObject *a = PyLong_FromSsize_t(w->run_start), *b = PyLong_FromSsize_t(w->run_end);
+    PyObject *run = a == NULL || b == NULL ? NULL : PyTuple_Pack(2, a, b);
+    Py_XDECREF(a);
+    Py_XDECREF(b);
     int r = run == NULL ? -1 : PyObject_SetAttr(w->store, s__run, run);
     Py_XDECREF(run);
     return r;
@@ -587,29 +590,61 @@ fail:
     return NULL;
 }
 
+/* (a, n, c) as a tuple (Py_BuildValue parses its format on every call: ~3% of a
+ * commit's instructions went to that). */
+static PyObject *
+triple(PyObject *a, Py_ssize_t n, PyObject *c)
+{
+    PyObject *t = PyTuple_New(3), *v = PyLong_FromSsize_t(n);
+    if (t == NULL || v == NULL) {
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, Py_NewRef(a));
+    PyTuple_SET_ITEM(t, 1, v);
+    PyTuple_SET_ITEM(t, 2, Py_NewRef(c));
+    return t;
+}
+
 /* A written delta's chain: its own image, then its base's ((page, units, txn), ...). */
 static PyObject *
 delta_chain(Writer *w, PyObject *page, Py_ssize_t units, PyObject *base)
 {
-    PyObject *bnode = PyTuple_GET_ITEM(base, 0), *rest = field(bnode, F_CHAIN);
+    PyObject *bnode = PyTuple_GET_ITEM(base, 0), *rest = field(bnode, F_CHAIN), *own = NULL;
     if (rest == NULL)
         return NULL;
-    if (rest == Py_None) {  /* the base is a full image */
+    if (rest == Py_None) {  /* the base is a full image: its chain is itself */
         Py_DECREF(rest);
-        PyObject *size = field(bnode, F_SIZE), *btxn = NULL;
+        PyObject *size = field(bnode, F_SIZE), *btxn = NULL, *one = NULL;
         Py_ssize_t n = size == NULL ? -1 : PyLong_AsSsize_t(size);
         Py_XDECREF(size);
         if ((n == -1 && PyErr_Occurred()) || (btxn = field(bnode, F_TXN)) == NULL)
             return NULL;
-        rest = Py_BuildValue("((OnN))", PyTuple_GET_ITEM(base, 1), (n + w->unit - 1) / w->unit,
-                             btxn);
+        one = triple(PyTuple_GET_ITEM(base, 1), (n + w->unit - 1) / w->unit, btxn);
+        Py_DECREF(btxn);
+        if (one == NULL)
+            return NULL;
+        rest = PyTuple_Pack(1, one);
+        Py_DECREF(one);
         if (rest == NULL)
             return NULL;
     }
-    PyObject *head = Py_BuildValue("((OnO))", page, units, w->txn), *chain = NULL;
-    if (head != NULL)
-        chain = PySequence_Concat(head, rest);
-    Py_XDECREF(head);
+    if (!PyTuple_CheckExact(rest)) {
+        Py_DECREF(rest);
+        PyErr_SetString(PyExc_TypeError, "write_tree(): a node's chain is not a tuple");
+        return NULL;
+    }
+    Py_ssize_t m = PyTuple_GET_SIZE(rest);
+    PyObject *chain = PyTuple_New(m + 1);
+    if (chain == NULL || (own = triple(page, units, w->txn)) == NULL) {
+        Py_XDECREF(chain);
+        Py_DECREF(rest);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(chain, 0, own);
+    for (Py_ssize_t i = 0; i < m; i++)
+        PyTuple_SET_ITEM(chain, i + 1, Py_NewRef(PyTuple_GET_ITEM(rest, i)));
     Py_DECREF(rest);
     return chain;
 }
@@ -705,7 +740,11 @@ write_node(Writer *w, PyObject *node)
         goto done;
     if (cache_node(w, page, node) < 0)
         goto done;
-    out = Py_BuildValue("(OK)", page, sum);
+    PyObject *s = PyLong_FromUnsignedLongLong(sum);
+    if (s != NULL) {
+        out = PyTuple_Pack(2, page, s);
+        Py_DECREF(s);
+    }
 done:
     Py_XDECREF(dirty);
     Py_XDECREF(base);
@@ -1098,7 +1137,9 @@ own_path_of(PyObject *tree, PyObject *key)
         Py_ssize_t i = bisect_right(keys, q, ql) - 1;
         if (i < 0)
             i = 0;  /* (key 0 of a branch is b"": never below it) */
-        PyObject *step = Py_BuildValue("(On)", node, i);
+        PyObject *ix = PyLong_FromSsize_t(i);
+        PyObject *step = ix == NULL ? NULL : PyTuple_Pack(2, node, ix);
+        Py_XDECREF(ix);
         if (step == NULL || PyList_Append(path, step) < 0) {
             Py_XDECREF(step);
             goto done;
