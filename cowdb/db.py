@@ -58,7 +58,7 @@ from .pages.meta import EMPTY, FORMAT_VERSION, Meta, RootRef
 from .pages.store import DEFAULT_PAGE_SIZE, PageStore
 from .snapshot import Snapshot
 from .transaction import Transaction
-from .tree.btree import NodeCache, Tree
+from .tree.btree import NodeCache, Tree, evict_oldest
 from .tree.compare import differs_at, same_content, unchanged
 from .tree.walk import walk
 from .upkeep import GcReport, Stats, Upkeep
@@ -70,6 +70,16 @@ if TYPE_CHECKING:
 log: logging.Logger = logging.getLogger("cowdb")
 T = TypeVar("T")
 _Found = TypeVar("_Found", Commit, CommitRoot)  # a version's record, whole or its root
+RECORDS_CACHED = 4096  # records a handle keeps looked up, per cache: see _remember
+
+
+def _remember(cache: dict[int, _Found], version: int, record: _Found) -> None:
+    """Cache a version's record (``_State.commits`` or ``roots``). Past RECORDS_CACHED,
+    the eighth cached first goes: a writer cached every commit it made, forever (~150 B
+    each). A dropped record is read from the catalog again."""
+    if len(cache) >= RECORDS_CACHED:
+        evict_oldest(cache, RECORDS_CACHED // 8)
+    cache[version] = record
 DURABILITY = ("sync", "none")
 UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
 
@@ -419,7 +429,7 @@ class Database:
                                            f"rule and reclaimed by gc(); it cannot be read")
                 raise VersionNotFound(f"version {version} does not exist (the newest is "
                                       f"{st.version})")
-            cache[version] = c
+            _remember(cache, version, c)
         return c
 
     # ---- public reading ------------------------------------------------
@@ -819,7 +829,7 @@ class Database:
         commits, roots = ({}, {}) if forget else (st.commits, st.roots)
         new, self._new = self._new, None
         if new is not None:
-            commits[new.version] = new  # published: readers may now look it up
+            _remember(commits, new.version, new)  # published: readers may now look it up
         if wrote_catalog or MAIN_HEAD in cat.pending:
             main = cat.head("main")
             assert main is not None  # every catalog has a head of main

@@ -385,3 +385,22 @@ def test_closing_a_writer_keeps_the_pages_of_open_snapshots(path):
     assert other.check().ok
     other.close()
     reader.close()
+
+
+def test_the_commit_records_a_handle_caches_are_bounded(monkeypatch):
+    """A long-running writer cached the record of every commit it made and every version
+    it looked up, forever (~150 B each: 150 MB after a million commits). The caches keep
+    at most RECORDS_CACHED entries; a record dropped from them is read again."""
+    import cowdb.db as dbmod
+    monkeypatch.setattr(dbmod, "RECORDS_CACHED", 64)
+    db = cowdb.open()
+    for i in range(300):
+        with db.write(message=f"m{i}") as tx:
+            tx[b"k"] = b"%d" % i
+        if i % 7 == 0:
+            db.at(max(1, i - 50))  # (a lookup of an old version: the roots cache)
+    st = db._state
+    assert len(st.commits) <= 64 and len(st.roots) <= 64
+    assert db.commit_info(1).message == "m0" and db.at(1)[b"k"] == b"0"
+    assert [c.version for c in db.log(limit=3)] == [300, 299, 298]
+    db.close()

@@ -88,6 +88,16 @@ def images(store: PageStore, page: int, node: Node) -> tuple[tuple[int, int, int
     return chain if chain is not None else ((page, store.pages_for(node.size), node.txn),)
 
 
+def evict_oldest(cache: dict[int, Any], n: int) -> None:
+    """Drop the ``n`` entries cached first (a dict keeps insertion order), from a cache that
+    threads share: one may insert while this walks it, even inside a walk in C, since a
+    collection there runs finalizers (Python code). dict.copy() of int keys allocates
+    nothing per entry, so no collection runs inside it: the copy is walked. pop()
+    tolerates a key another thread evicted meanwhile."""
+    for k in list(islice(cache.copy(), n)):
+        cache.pop(k, None)
+
+
 class NodeCache(dict[int, Node]):
     """Decoded clean nodes by page number, bounded, oldest-first eviction.
 
@@ -163,12 +173,7 @@ class NodeCache(dict[int, Node]):
 
     def put(self, page: int, node: Node) -> None:
         if len(self) >= self.cap:
-            # threads share the cache, and one may insert while this walks it: even inside
-            # a walk in C, since a collection there runs finalizers (Python code). dict.copy()
-            # of int keys allocates nothing per entry, so no collection runs inside it: walk
-            # the copy. pop() tolerates a key another thread evicted meanwhile.
-            for k in list(islice(self.copy(), self.cap // 8 + 1)):
-                self.pop(k, None)
+            evict_oldest(self, self.cap // 8 + 1)
         if settle is not None:  # out of the cyclic collector's walks (see _write_c.settle)
             settle(node)
         self[page] = node
