@@ -36,7 +36,6 @@
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
-static PyObject *s_keys, *s_vals, *s_kids, *s_counts, *s_sums, *s_txns, *s_size, *s_big;
 
 /* A node's fields by their slots' offsets (bind() finds them): the commit reads a dozen
  * per node, and PyObject_GetAttr's lookups were ~8% of its instructions. */
@@ -383,7 +382,6 @@ dirty_kids(PyObject *Py_UNUSED(self), PyObject *kids)
 /* ---- write_tree: btree.py's Tree._write_node in C ---------------------------------- */
 static int leaf_kind, branch_kind;
 static Py_ssize_t leaf_chain, branch_chain;
-static PyObject *s_base, *s_chain, *s_txn;
 
 typedef struct {
     PyObject *txn;              /* the txn, a Python int */
@@ -1262,18 +1260,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__write_c(void)
 {
-    if (!(s_keys = PyUnicode_InternFromString("keys")) ||
-        !(s_vals = PyUnicode_InternFromString("vals")) ||
-        !(s_kids = PyUnicode_InternFromString("kids")) ||
-        !(s_counts = PyUnicode_InternFromString("counts")) ||
-        !(s_sums = PyUnicode_InternFromString("sums")) ||
-        !(s_txns = PyUnicode_InternFromString("txns")) ||
-        !(s_size = PyUnicode_InternFromString("size")) ||
-        !(s_big = PyUnicode_InternFromString("big")) ||
-        !(s_base = PyUnicode_InternFromString("base")) ||
-        !(s_chain = PyUnicode_InternFromString("chain")) ||
-        !(s_txn = PyUnicode_InternFromString("txn")) ||
-        !(s__root = PyUnicode_InternFromString("_root")) ||
+    if (!(s__root = PyUnicode_InternFromString("_root")) ||
         !(s__dirty = PyUnicode_InternFromString("_dirty")) ||
         !(s_frees = PyUnicode_InternFromString("frees")) ||
         !(s_deltas = PyUnicode_InternFromString("deltas")) ||
