@@ -71,6 +71,11 @@ log: logging.Logger = logging.getLogger("cowdb")
 T = TypeVar("T")
 _Found = TypeVar("_Found", Commit, CommitRoot)  # a version's record, whole or its root
 RECORDS_CACHED = 4096  # records a handle keeps looked up, per cache: see _remember
+DURABILITY = ("sync", "none")
+UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
+
+
+NO_STATS = CommitStats()  # a commit that records none (restore): immutable, so shared
 
 
 def _remember(cache: dict[int, _Found], version: int, record: _Found) -> None:
@@ -80,11 +85,6 @@ def _remember(cache: dict[int, _Found], version: int, record: _Found) -> None:
     if len(cache) >= RECORDS_CACHED:
         evict_oldest(cache, RECORDS_CACHED // 8)
     cache[version] = record
-DURABILITY = ("sync", "none")
-UNSYNCED_FREE_LIMIT = 1024   # pages (4 MiB at 4 KiB): see _update
-
-
-NO_STATS = CommitStats()  # a commit that records none (restore): immutable, so shared
 
 
 class NothingChanged(Exception):
@@ -814,7 +814,6 @@ class Database:
                                   UNSYNCED_FREE_LIMIT * store.page_size)
             self._shared.check_identity()  # the lock file replaced since the lock was taken?
             meta = store.publish(cat.tree.write(txn), pending, durable)
-            self._nodes.drop(cat.tree.superseded)
         except BaseException as e:
             self._new = None
             try:
@@ -826,6 +825,8 @@ class Database:
             if getattr(e, "uncertain", False):
                 self._poison(str(e))
             raise
+        # published: from here nothing may roll back (not even an interrupt)
+        self._nodes.drop(cat.tree.superseded)
         commits, roots = ({}, {}) if forget else (st.commits, st.roots)
         new, self._new = self._new, None
         if new is not None:

@@ -36,7 +36,6 @@
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
-
 /* A node's fields by their slots' offsets (bind() finds them): the commit reads a dozen
  * per node, and PyObject_GetAttr's lookups were ~8% of its instructions. */
 enum { F_KEYS, F_VALS, F_KIDS, F_COUNTS, F_SUMS, F_TXNS, F_SIZE, F_BIG, F_SIG, F_TXN, F_BASE,
