@@ -1,6 +1,6 @@
 """The commit's encoding in C (tree/_write_c.c) against the Python beside it (tree/node.py):
-a delta image of a node with its base's keys, byte for byte, and the search for a dirty
-branch's children. The C declines (NotImplemented) what Python encodes: other keys than
+a node's full image and a delta image of a node with its base's keys, byte for byte, and
+the search for a dirty branch's children. The C declines (NotImplemented) what Python encodes: other keys than
 the base's, and leaves with overflow values."""
 from __future__ import annotations
 
@@ -140,6 +140,52 @@ def test_bad_input_raises_not_crashes():
         write_c.dirty_kids((1, 2))
 
 
+def python_full(node, txn):
+    with writers(False):
+        return encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.binary(max_size=40), st.binary(max_size=300), max_size=60), u64)
+def test_a_leaf_s_full_image_is_python_s(items, txn):
+    keys = sorted(items)
+    leaf = Leaf(keys, [items[k] for k in keys], 0)
+    image = write_c.full_image(leaf, txn)
+    nodemod.seal(image)
+    assert image == python_full(leaf, txn)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=40), u64, u64, u64, u64), min_size=1,
+                max_size=90), u64)
+def test_a_branch_s_full_image_is_python_s(entries, txn):
+    keys, kids, counts, sums, txns = (list(f) for f in zip(*entries))
+    branch = Branch(keys, kids, counts, sums, txns, 0)
+    image = write_c.full_image(branch, txn)
+    nodemod.seal(image)
+    assert image == python_full(branch, txn)
+
+
+def test_full_image_declines_a_big_leaf_and_refuses_bad_nodes():
+    big = Leaf([b"k"], [nodemod.Overflow(9, 5000, 77, 3)], 0, big=True)
+    assert write_c.full_image(big, 2) is NotImplemented  # (Python encodes it)
+    assert encode_leaf(big, 2) == python_full(big, 2)
+    with pytest.raises(TypeError, match="not inline bytes"):  # not marked big
+        write_c.full_image(Leaf([b"k"], [nodemod.Overflow(9, 5000, 77, 3)], 0), 2)
+    with pytest.raises(TypeError, match="not a page"):  # a dirty kid not written yet
+        write_c.full_image(Branch([b""], [Leaf([], [], 0)], [0], [0], [0], 0), 2)
+    with pytest.raises(ValueError, match="differ in length"):
+        write_c.full_image(Branch([b"", b"m"], [1], [0], [0], [0], 0), 2)
+    with pytest.raises(ValueError, match="bytes of < 64 KiB"):
+        write_c.full_image(Leaf([b"k" * 70000], [b""], 0), 2)
+    with pytest.raises(OverflowError):
+        write_c.full_image(Branch([b""], [-1], [0], [0], [0], 0), 2)
+    with pytest.raises(TypeError, match="not a tree node"):
+        write_c.full_image(object(), 2)
+    with pytest.raises(OverflowError):
+        write_c.full_image(Leaf([], [], 0), -1)
+
+
 @given(st.lists(st.one_of(st.integers(0, 2 ** 64 - 1), st.just(None)), max_size=200))
 def test_dirty_kids_finds_the_nodes_among_pages(kids):
     kids = [k if k is not None else Leaf([], [], HEADER_SIZE) for k in kids]
@@ -154,14 +200,19 @@ def new_tree(cap=65536):
 
 @contextmanager
 def writers(c):
-    """btree.py's put and write pass in C (c) or in Python, for the block."""
-    was = btree.write_tree, btree.own_path, btree.put_over
-    btree.write_tree, btree.own_path, btree.put_over = (
-        (write_c.write_tree, write_c.own_path, write_c.put_over) if c else (None, None, None))
+    """btree.py's put and write pass, and node.py's images, in C (c) or in Python, for the
+    block."""
+    was = (btree.write_tree, btree.own_path, btree.put_over, nodemod._c_delta_image,
+           nodemod._c_full_image)
+    (btree.write_tree, btree.own_path, btree.put_over, nodemod._c_delta_image,
+     nodemod._c_full_image) = (
+        (write_c.write_tree, write_c.own_path, write_c.put_over, write_c.delta_image,
+         write_c.full_image) if c else (None,) * 5)
     try:
         yield
     finally:
-        btree.write_tree, btree.own_path, btree.put_over = was
+        (btree.write_tree, btree.own_path, btree.put_over, nodemod._c_delta_image,
+         nodemod._c_full_image) = was
 
 
 def write_queued(tree, txn):

@@ -25,8 +25,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define API 8  /* node.API must match: bump both on any change of get()'s or map_get()'s
-                  contract */
+#define API 9  /* btree.API must match: bump both on any change of the module's
+                  contract (9: branch_body moved to _write_c's full_image) */
 
 static PyTypeObject *branch_type = NULL;   /* node.Branch, set by bind() */
 static PyObject *s_keys, *s_kids, *s_sums, *s_txns, *s_txn, *s_vals, *s_load;
@@ -1525,70 +1525,7 @@ bind(PyObject *Py_UNUSED(self), PyObject *cls)
     Py_RETURN_NONE;
 }
 
-/* branch_body(keys, kids, counts, sums, txns): a branch image after its header:
- * n x u16 key lengths, n x (u64 page, count, checksum, txn), the keys; the body of
- * node.encode_branch in C (converting ~320 Python ints, most of them 64-bit checksums,
- * is most of a branch's encoding). */
-static PyObject *
-branch_body(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "branch_body(keys, kids, counts, sums, txns)");
-        return NULL;
-    }
-    for (int j = 0; j < 5; j++) {
-        if (!PyList_CheckExact(args[j])) {
-            PyErr_SetString(PyExc_TypeError, "branch_body() takes 5 lists");
-            return NULL;
-        }
-    }
-    PyObject *keys = args[0];
-    Py_ssize_t n = PyList_GET_SIZE(keys), klen = 0;
-    for (int j = 1; j < 5; j++) {
-        if (PyList_GET_SIZE(args[j]) != n) {
-            PyErr_SetString(PyExc_ValueError, "branch_body(): the lists differ in length");
-            return NULL;
-        }
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *k = PyList_GET_ITEM(keys, i);
-        if (!PyBytes_CheckExact(k) || PyBytes_GET_SIZE(k) > 0xFFFF) {
-            PyErr_SetString(PyExc_ValueError, "branch_body(): a key is not bytes of < 64 KiB");
-            return NULL;
-        }
-        klen += PyBytes_GET_SIZE(k);
-    }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, 34 * n + klen);
-    if (out == NULL)
-        return NULL;
-    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t l = PyBytes_GET_SIZE(PyList_GET_ITEM(keys, i));
-        *p++ = (unsigned char)l;
-        *p++ = (unsigned char)(l >> 8);
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        for (int j = 1; j < 5; j++) {
-            unsigned long long v = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(args[j], i));
-            if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-                Py_DECREF(out);
-                return NULL;
-            }
-            for (int b = 0; b < 8; b++)
-                *p++ = (unsigned char)(v >> (8 * b));
-        }
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *k = PyList_GET_ITEM(keys, i);
-        memcpy(p, PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k));
-        p += PyBytes_GET_SIZE(k);
-    }
-    return out;
-}
-
 static PyMethodDef methods[] = {
-    {"branch_body", (PyCFunction)(void (*)(void))branch_body, METH_FASTCALL,
-     "branch_body(keys, kids, counts, sums, txns): a branch image after its header."},
     {"get", (PyCFunction)(void (*)(void))tree_get, METH_FASTCALL,
      "get(root, key, nodes): the value stored under key below root (bytes or an "
      "Overflow), or None; the descent of btree.py's py_get."},

@@ -8,12 +8,16 @@
  *     the caller to seal; None when the delta would not be under half the node's full
  *     image (a full image is due); NotImplemented when node and base differ in keys, or
  *     the leaf holds values that are not inline bytes: node.py's Python encodes those.
+ * full_image(node, txn)
+ *     node's full image (encode_leaf, encode_branch), checksum left zero for the caller
+ *     to seal; NotImplemented for a leaf marked big: node.py's Python encodes those.
  * dirty_kids(kids)
  *     the indexes of a branch's kids that are not ints (dirty nodes to write).
  * write_tree(root, txn, store, nodes, encode, overflows, digest, superseded)
  *     btree.py's Tree._write_node: every dirty node below root written bottom-up, each
  *     a delta (delta_image) where its base allows, else encode(node, base, txn, dirty)'s
- *     (Python: a sealed delta, or None) or encode(node, None, txn, None)'s full image;
+ *     (Python: a sealed delta, or None), else its full image (full_image; for a big leaf
+ *     encode(node, None, txn, None)'s);
  *     placed as store.place(image) does and cached as nodes.put(page, node) does (see
  *     place_image and cache_node); overflows(leaf) writes a leaf's big values first;
  *     digest(bytes after the first 8) is the checksum (looked up per call, as
@@ -32,7 +36,7 @@
 #include <structmember.h>
 #include <string.h>
 
-#define API 8                 /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 9                 /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -137,6 +141,30 @@ static inline unsigned long long
 u64_at(PyObject *list, Py_ssize_t i)
 {
     return PyLong_AsUnsignedLongLong(PyList_GET_ITEM(list, i));
+}
+
+/* A new image of ``size`` bytes, its header written (the checksum zero, sealed by the
+ * caller; flags 0: no overflow value); *body points past the header. NULL with ValueError
+ * when n or size do not fit their header fields (``who`` names the caller). */
+static PyObject *
+new_image(const char *who, int kind, Py_ssize_t n, Py_ssize_t size, unsigned long long txn,
+          unsigned char **body)
+{
+    if (size > 0xFFFFFFFFLL || n > 0xFFFF) {
+        PyErr_Format(PyExc_ValueError, "%s(): the node is too large for a page", who);
+        return NULL;
+    }
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, size);
+    if (out == NULL)
+        return NULL;
+    unsigned char *p = (unsigned char *)PyByteArray_AS_STRING(out);
+    p = put64(p, 0);
+    *p++ = (unsigned char)kind;
+    *p++ = 0;
+    p = put16(p, (unsigned)n);
+    p = put32(p, (unsigned long)size);
+    *body = put64(p, txn);
+    return out;
 }
 
 static PyObject *delta_core(int is_leaf, int kind, PyObject *node, PyObject *base,
@@ -275,20 +303,10 @@ delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long 
         goto done;
     if (2 * (long long)size > full_size)
         goto full;
-    if (size > 0xFFFFFFFFLL || n > 0xFFFF) {
-        PyErr_SetString(PyExc_ValueError, "delta_image(): the node is too large for a page");
+    unsigned char *p;
+    if ((out = new_image("delta_image", kind, n, size, txn, &p)) == NULL)
         goto done;
-    }
-    out = PyByteArray_FromStringAndSize(NULL, size);
-    if (out == NULL)
-        goto done;
-    unsigned char *start = (unsigned char *)PyByteArray_AS_STRING(out), *p = start;
-    p = put64(p, 0);                       /* the checksum, sealed by the caller */
-    *p++ = (unsigned char)kind;
-    *p++ = 0;                              /* flags: no overflow value (not big) */
-    p = put16(p, (unsigned)n);
-    p = put32(p, (unsigned long)size);
-    p = put64(p, txn);
+    unsigned char *start = (unsigned char *)PyByteArray_AS_STRING(out);
     p = put64(p, bpage);
     p = put64(p, bsum);
     p = put64(p, btxn);
@@ -353,6 +371,120 @@ done:
     return out;
 }
 
+/* ---- full images: node.py's encode_leaf and encode_branch ------------------------ */
+static int leaf_kind, branch_kind;            /* the delta kinds (bind) */
+static int leaf_full_kind, branch_full_kind;  /* the full-image kinds (bind) */
+
+/* A node's full image, header and body, its checksum left zero for the caller to seal;
+ * NotImplemented for a leaf marked big (a value may be an Overflow: Python encodes it).
+ * A branch's kids must all be pages (ints): its dirty kids written first. */
+static PyObject *
+full_core(PyObject *node, int is_leaf, unsigned long long txn)
+{
+    PyObject *keys = NULL, *lists[4] = {NULL};   /* vals, or kids, counts, sums, txns */
+    PyObject *out = NULL;
+    int nl = is_leaf ? 1 : 4;
+    if (is_leaf) {
+        PyObject *big = field(node, F_BIG);
+        int b = big == NULL ? -1 : PyObject_IsTrue(big);
+        Py_XDECREF(big);
+        if (b < 0)
+            return NULL;
+        if (b)
+            return Py_NewRef(Py_NotImplemented);
+    }
+    static const int branch_fields[4] = {F_KIDS, F_COUNTS, F_SUMS, F_TXNS};
+    if ((keys = list_of(node, F_KEYS)) == NULL)
+        goto done;
+    for (int f = 0; f < nl; f++)
+        if ((lists[f] = list_of(node, is_leaf ? F_VALS : branch_fields[f])) == NULL)
+            goto done;
+    Py_ssize_t n = PyList_GET_SIZE(keys), size = HEADER_SIZE + (is_leaf ? 6 : 34) * n;
+    for (int f = 0; f < nl; f++) {
+        if (PyList_GET_SIZE(lists[f]) != n) {
+            PyErr_SetString(PyExc_ValueError, "full_image(): a node's lists differ in length");
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyList_GET_ITEM(keys, i);
+        if (!PyBytes_CheckExact(k) || PyBytes_GET_SIZE(k) > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "full_image(): a key is not bytes of < 64 KiB");
+            goto done;
+        }
+        size += PyBytes_GET_SIZE(k);
+        if (is_leaf) {
+            PyObject *v = PyList_GET_ITEM(lists[0], i);
+            if (!PyBytes_CheckExact(v) || PyBytes_GET_SIZE(v) >= 0x80000000LL) {
+                PyErr_SetString(PyExc_TypeError, "full_image(): a leaf not marked big holds "
+                                "a value that is not inline bytes");
+                goto done;
+            }
+            size += PyBytes_GET_SIZE(v);
+        }
+    }
+    unsigned char *p;
+    out = new_image("full_image", is_leaf ? leaf_full_kind : branch_full_kind, n, size, txn, &p);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++)
+        p = put16(p, (unsigned)PyBytes_GET_SIZE(PyList_GET_ITEM(keys, i)));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (is_leaf) {
+            p = put32(p, (unsigned long)PyBytes_GET_SIZE(PyList_GET_ITEM(lists[0], i)));
+            continue;
+        }
+        for (int f = 0; f < 4; f++) {      /* page, count, checksum, txn */
+            PyObject *v = PyList_GET_ITEM(lists[f], i);
+            unsigned long long u = PyLong_Check(v) ? PyLong_AsUnsignedLongLong(v) : 0;
+            if (!PyLong_Check(v) || (u == (unsigned long long)-1 && PyErr_Occurred())) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "full_image(): a branch's kid is not a "
+                                    "page (write its dirty kids first)");
+                Py_CLEAR(out);
+                goto done;
+            }
+            p = put64(p, u);
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyList_GET_ITEM(keys, i);
+        memcpy(p, PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k));
+        p += PyBytes_GET_SIZE(k);
+    }
+    if (is_leaf) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *v = PyList_GET_ITEM(lists[0], i);
+            memcpy(p, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
+            p += PyBytes_GET_SIZE(v);
+        }
+    }
+done:
+    Py_XDECREF(keys);
+    for (int f = 0; f < 4; f++)
+        Py_XDECREF(lists[f]);
+    return out;
+}
+
+static PyObject *
+full_image(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "full_image(node, txn)");
+        return NULL;
+    }
+    PyObject *tp = (PyObject *)Py_TYPE(args[0]);
+    if (leaf_type == NULL || (tp != leaf_type && tp != branch_type)) {
+        PyErr_SetString(PyExc_TypeError, "full_image(): not a tree node (or bind() was not "
+                        "called)");
+        return NULL;
+    }
+    unsigned long long txn = PyLong_AsUnsignedLongLong(args[1]);
+    if (txn == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    return full_core(args[0], tp == leaf_type, txn);
+}
+
 static PyObject *
 dirty_kids(PyObject *Py_UNUSED(self), PyObject *kids)
 {
@@ -379,7 +511,6 @@ dirty_kids(PyObject *Py_UNUSED(self), PyObject *kids)
 }
 
 /* ---- write_tree: btree.py's Tree._write_node in C ---------------------------------- */
-static int leaf_kind, branch_kind;
 static Py_ssize_t leaf_chain, branch_chain;
 
 typedef struct {
@@ -723,9 +854,19 @@ write_node(Writer *w, PyObject *node)
     if (image == NULL || image == Py_None) {  /* a full image */
         Py_XDECREF(image);
         Py_SETREF(base, Py_NewRef(Py_None));
-        image = PyObject_CallFunctionObjArgs(w->encode, node, Py_None, w->txn, Py_None, NULL);
-        if (image == NULL || image_sum(w, image, 0, &sum) < 0)
+        if ((image = full_core(node, is_leaf, w->txn_v)) == NULL)
             goto done;
+        if (image != Py_NotImplemented) {
+            if (image_sum(w, image, 1, &sum) < 0)
+                goto done;
+        }
+        else {  /* a big leaf: Python's (sealed) */
+            Py_DECREF(image);
+            image = PyObject_CallFunctionObjArgs(w->encode, node, Py_None, w->txn, Py_None,
+                                                 NULL);
+            if (image == NULL || image_sum(w, image, 0, &sum) < 0)
+                goto done;
+        }
     }
     Py_ssize_t units = (PyByteArray_GET_SIZE(image) + w->unit - 1) / w->unit;
     if ((page = place_image(w, image)) == NULL)
@@ -1162,16 +1303,17 @@ done:
 static PyObject *
 bind(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, "
-                        "LEAF_CHAIN, BRANCH_CHAIN)");
+    if (nargs != 8 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, "
+                        "BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN)");
         return NULL;
     }
-    long lk = PyLong_AsLong(args[2]), bk = PyLong_AsLong(args[3]);
-    Py_ssize_t lc = PyLong_AsSsize_t(args[4]), bc = PyLong_AsSsize_t(args[5]);
+    long lf = PyLong_AsLong(args[2]), bf = PyLong_AsLong(args[3]);
+    long lk = PyLong_AsLong(args[4]), bk = PyLong_AsLong(args[5]);
+    Py_ssize_t lc = PyLong_AsSsize_t(args[6]), bc = PyLong_AsSsize_t(args[7]);
     if (PyErr_Occurred())
         return NULL;
-    if (lk < 0 || lk > 255 || bk < 0 || bk > 255 || lc < 1 || lc > 0xFFFF || bc < 1 ||
+    if (lf < 0 || lf > 255 || bf < 0 || bf > 255 || lk < 0 || lk > 255 || bk < 0 || bk > 255 || lc < 1 || lc > 0xFFFF || bc < 1 ||
             bc > 0xFFFF) {
         PyErr_SetString(PyExc_ValueError, "bind(): a kind or chain bound out of range");
         return NULL;
@@ -1192,6 +1334,8 @@ bind(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
                                 field_names[branch_needs[j]]);
     Py_XSETREF(leaf_type, Py_NewRef(args[0]));
     Py_XSETREF(branch_type, Py_NewRef(args[1]));
+    leaf_full_kind = (int)lf;
+    branch_full_kind = (int)bf;
     leaf_kind = (int)lk;
     branch_kind = (int)bk;
     leaf_chain = lc;
@@ -1236,8 +1380,11 @@ static PyMethodDef methods[] = {
      "write_tree(root, txn, store, nodes, encode, overflows, digest, superseded): btree.py's "
      "Tree._write_node in C; (page, checksum) of the root written."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
-     "bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN): what "
-     "write_tree and own_path need of node.py."},
+     "bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN): "
+     "what write_tree, own_path and full_image need of node.py."},
+    {"full_image", (PyCFunction)(void (*)(void))full_image, METH_FASTCALL,
+     "full_image(node, txn): node.py's encode_leaf / encode_branch, unsealed; "
+     "NotImplemented for a leaf marked big (Python encodes it)."},
     {"delta_image", (PyCFunction)(void (*)(void))delta_image, METH_FASTCALL,
      "delta_image(is_leaf, kind, node, base, bpage, bsum, btxn, depth, txn): node.py's "
      "encode_delta for a node with its base's keys, unsealed; None (a full image is due) "

@@ -26,12 +26,19 @@ from typing import Any
 from .._accelerators import load, wanted
 from ..errors import Corruption
 from ..pages import checksum as checksum_mod
-from ..pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW, xxh3_64_intdigest
+from ..pages.checksum import (
+    BRANCH,
+    BRANCH_DELTA,
+    HEADER_SIZE,
+    LEAF,
+    LEAF_DELTA,
+    OVERFLOW,
+    xxh3_64_intdigest,
+)
 from ..pages.mapfile import PageMap
 from ..pages.meta import EMPTY, RootRef
 from ..pages.store import PageStore
 from .node import (
-    API,
     BRANCH_CHAIN,
     BRANCH_ENTRY,
     LEAF_CHAIN,
@@ -788,6 +795,7 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
 # A reader binds a version's root once (MapRoot, _tree_c.Root: map_get without the
 # per-call arguments) and may take MapGetMethod (_tree_c.GetMethod) as its get method:
 # one C call per point read. Both are None on the pure-Python path.
+API = 9  # the _tree_c this package is written against (its API constant)
 _tree_c = load("cowdb.tree", "_tree_c", API)
 # _write_c.write_tree (node.py loads it) replaces Tree._write_node, the commit's write pass;
 # _write_c.own_path Tree._descend in put() for a tree that keeps what it replaces, and
@@ -797,7 +805,7 @@ own_path: Callable[[Tree, bytes], tuple[Leaf, list[tuple[Branch, int]]]] | None 
 put_over: Callable[[Tree, bytes, bytes], bool | None] | None = None  # put()'s common case
 settle: Callable[[Node], None] | None = None  # NodeCache.put: a clean node leaves the gc
 if _write_c is not None:  # bound either way: the tests run both writers
-    _write_c.bind(Leaf, Branch, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN)
+    _write_c.bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN)
     if wanted():
         write_tree, own_path = _write_c.write_tree, _write_c.own_path
         put_over, settle = _write_c.put_over, _write_c.settle

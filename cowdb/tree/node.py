@@ -261,9 +261,6 @@ def _leaf_body(image: bytearray, keys: list[bytes], vals: list[bytes | Overflow]
 
 def _branch_body(image: bytearray, keys: list[bytes], kids: list[int | Node], counts: list[int],
                  sums: list[int], txns: list[int]) -> None:
-    if _c_branch_body is not None:
-        image += _c_branch_body(keys, kids, counts, sums, txns)
-        return
     image += pack(f"<{len(keys)}H", *map(len, keys))
     entries = array("Q", bytes(32 * len(keys)))  # interleaved by slice assignment: 40%
     entries[0::4] = array("Q", kids)  # type: ignore[arg-type, type-var]  # (pages: written)
@@ -277,6 +274,10 @@ def _branch_body(image: bytearray, keys: list[bytes], kids: list[int | Node], co
 
 def encode_leaf(leaf: Leaf, txn: int) -> bytearray:
     """The leaf's image; every value must already be inline bytes or an Overflow."""
+    if _c_full_image is not None and not leaf.big:
+        image = _c_full_image(leaf, txn)
+        seal(image)
+        return image
     image = bytearray(HEADER_SIZE)
     flags = HAS_OVERFLOW if _leaf_body(image, leaf.keys, leaf.vals, leaf.big) else 0
     HEADER.pack_into(image, 0, 0, LEAF, flags, len(leaf.keys), len(image), txn)
@@ -295,6 +296,10 @@ def branch_refs(data: bytes, page: int
 
 
 def encode_branch(b: Branch, txn: int) -> bytearray:
+    if _c_full_image is not None:
+        image = _c_full_image(b, txn)
+        seal(image)
+        return image
     image = bytearray(HEADER_SIZE)
     _branch_body(image, b.keys, b.kids, b.counts, b.sums, b.txns)
     HEADER.pack_into(image, 0, 0, BRANCH, 0, len(b.keys), len(image), txn)
@@ -504,20 +509,18 @@ def apply_delta(base: Node, data: bytes, page: int) -> Node:
     return node
 
 
-# The optional C accelerator (_tree_c.c) writes a branch's body (``branch_body``) when it
-# is built and current, as btree.py's point reads do (see cowdb/_accelerators.py).
-API = 8  # the _tree_c this package is written against (its API constant; btree.py's too)
-_tree_c = load("cowdb.tree", "_tree_c", API)
-_c_branch_body = _tree_c.branch_body if _tree_c is not None and wanted() else None
-# _write_c.c encodes the delta of a node with its base's keys (``delta_image``: the commit's
-# common case, an overwrite), finds a dirty branch's written children (``dirty_kids``),
-# runs btree.py's whole write pass (``write_tree``) and its put's descent (``own_path``,
-# both bound there); tests/test_write_c.py checks them against the Python.
-WRITE_API = 8  # the _write_c this package is written against
+# _write_c.c encodes a node's full image (``full_image``) and the delta of a node with its
+# base's keys (``delta_image``: the commit's common case, an overwrite), finds a dirty
+# branch's written children (``dirty_kids``), runs btree.py's whole write pass
+# (``write_tree``) and its put's descent (``own_path``, both bound there) when it is built
+# and current (see cowdb/_accelerators.py); tests/test_write_c.py checks them against the
+# Python.
+WRITE_API = 9  # the _write_c this package is written against
 _write_c = load("cowdb.tree", "_write_c", WRITE_API)
 _c_delta_image: Callable[..., Any] | None = None
+_c_full_image: Callable[[Node, int], bytearray] | None = None
 if _write_c is not None and wanted():
-    _c_delta_image = _write_c.delta_image
+    _c_delta_image, _c_full_image = _write_c.delta_image, _write_c.full_image
 
 
 def py_dirty_kids(kids: list[int | Node]) -> list[int]:

@@ -100,17 +100,26 @@ def fuzz_freelist(data: bytes) -> None:
 
 
 def fuzz_tree_c(data: bytes) -> None:
-    """The C accelerator (_tree_c) against the pure-Python code on a decoded node: a branch's
-    body encoded by branch_body, and a point read in a leaf by get."""
-    from cowdb.tree.btree import _tree_c  # bound to Branch on import
-    if _tree_c is None:
-        raise SystemExit("cowdb.tree._tree_c is not built: python3 setup.py build_ext --inplace")
+    """The C accelerators against the pure-Python code on a decoded node: its body as
+    _write_c.full_image encodes it (a branch, or a leaf not marked big), and a point read
+    in a leaf by _tree_c.get."""
+    from cowdb.tree.btree import _tree_c  # (btree binds both C modules on import)
+    from cowdb.tree.node import _write_c
+    if _tree_c is None or _write_c is None:
+        raise SystemExit("cowdb.tree's C accelerators are not built: python3 setup.py "
+                         "build_ext --inplace")
     n, data = _sealed_node(data)
     if n is None:
         return
-    if isinstance(n, node.Branch):
-        body = _tree_c.branch_body(n.keys, n.kids, n.counts, n.sums, n.txns)
+    if isinstance(n, node.Branch) or not n.big:
+        body = bytearray()
+        if isinstance(n, node.Branch):
+            node._branch_body(body, n.keys, n.kids, n.counts, n.sums, n.txns)
+        else:
+            node._leaf_body(body, n.keys, n.vals, False)
+        assert _write_c.full_image(n, n.txn)[HEADER_SIZE:] == body
         assert body == bytes(data[HEADER_SIZE:n.size])
+    if isinstance(n, node.Branch):
         return
     keys = n.keys
     if keys != sorted(keys):
