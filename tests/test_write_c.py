@@ -5,6 +5,7 @@ the base's, and leaves with overflow values."""
 from __future__ import annotations
 
 import random
+from array import array
 from contextlib import contextmanager
 
 import hypothesis.strategies as st
@@ -34,6 +35,15 @@ write_c = nodemod._write_c
 pytestmark = pytest.mark.skipif(write_c is None, reason="_write_c is not built")
 
 small_keys = st.integers(0, 400).map(lambda i: b"k%05d" % i)
+
+
+def u64s(ints):
+    return array(nodemod.U64, ints)
+
+
+def refs(n):
+    """A branch's counts, sums and txns for n entries, all zero."""
+    return u64s([0] * n), u64s([0] * n), u64s([0] * n)
 u64 = st.integers(0, 2 ** 64 - 1)
 
 
@@ -88,8 +98,8 @@ def test_a_leaf_overwrite_encodes_as_python_does(items, edits, bsum, txn):
 def test_a_branch_with_new_children_encodes_as_python_does(seps, edits, txn):
     keys = [b""] + sorted(seps)[1:]
     n = len(keys)
-    base = Branch(keys, list(range(100, 100 + n)), [3] * n, list(range(n)), [6] * n,
-                  branch_size(keys))
+    base = Branch(keys, list(range(100, 100 + n)), u64s([3] * n), u64s(range(n)),
+                  u64s([6] * n), branch_size(keys))
     base = decode(bytes(encode_branch(base, 7)), 5)
     node = base.copy()
     fields = (node.kids, node.counts, node.sums, node.txns)
@@ -160,7 +170,7 @@ def test_a_leaf_s_full_image_is_python_s(items, txn):
                 max_size=90), u64)
 def test_a_branch_s_full_image_is_python_s(entries, txn):
     keys, kids, counts, sums, txns = (list(f) for f in zip(*entries))
-    branch = Branch(keys, kids, counts, sums, txns, 0)
+    branch = Branch(keys, kids, u64s(counts), u64s(sums), u64s(txns), 0)
     image = write_c.full_image(branch, txn)
     nodemod.seal(image)
     assert image == python_full(branch, txn)
@@ -173,13 +183,19 @@ def test_full_image_declines_a_big_leaf_and_refuses_bad_nodes():
     with pytest.raises(TypeError, match="not inline bytes"):  # not marked big
         write_c.full_image(Leaf([b"k"], [nodemod.Overflow(9, 5000, 77, 3)], 0), 2)
     with pytest.raises(TypeError, match="not a page"):  # a dirty kid not written yet
-        write_c.full_image(Branch([b""], [Leaf([], [], 0)], [0], [0], [0], 0), 2)
+        write_c.full_image(Branch([b""], [Leaf([], [], 0)], *refs(1), 0), 2)
     with pytest.raises(ValueError, match="differ in length"):
-        write_c.full_image(Branch([b"", b"m"], [1], [0], [0], [0], 0), 2)
+        write_c.full_image(Branch([b"", b"m"], [1], *refs(1), 0), 2)
+    with pytest.raises(ValueError, match="differ in length"):
+        write_c.full_image(Branch([b"", b"m"], [1, 2], *refs(1), 0), 2)
+    with pytest.raises(TypeError, match="not an array of u64"):  # (lists, as before 10)
+        write_c.full_image(Branch([b""], [1], [0], [0], [0], 0), 2)
+    with pytest.raises(TypeError, match="not an array of u64"):
+        write_c.full_image(Branch([b""], [1], array("q", [0]), *refs(1)[1:], 0), 2)
     with pytest.raises(ValueError, match="bytes of < 64 KiB"):
         write_c.full_image(Leaf([b"k" * 70000], [b""], 0), 2)
     with pytest.raises(OverflowError):
-        write_c.full_image(Branch([b""], [-1], [0], [0], [0], 0), 2)
+        write_c.full_image(Branch([b""], [-1], *refs(1), 0), 2)
     with pytest.raises(TypeError, match="not a tree node"):
         write_c.full_image(object(), 2)
     with pytest.raises(OverflowError):

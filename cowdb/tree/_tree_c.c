@@ -25,8 +25,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define API 9  /* btree.API must match: bump both on any change of the module's
-                  contract (9: branch_body moved to _write_c's full_image) */
+#define API 10 /* btree.API must match: bump both on any change of the module's
+                  contract (9: branch_body moved to _write_c's full_image; 10: a
+                  branch's sums and txns are arrays) */
 
 static PyTypeObject *branch_type = NULL;   /* node.Branch, set by bind() */
 static PyObject *s_keys, *s_kids, *s_sums, *s_txns, *s_txn, *s_vals, *s_load;
@@ -149,6 +150,19 @@ list_item(PyObject *node, PyObject *name, Py_ssize_t i)
     return item;
 }
 
+/* node.<name>[i] of a branch's counts, sums or txns (arrays of u64, see node.Branch),
+ * a new reference */
+static PyObject *
+ref_item(PyObject *node, PyObject *name, Py_ssize_t i)
+{
+    PyObject *refs = PyObject_GetAttr(node, name);
+    if (refs == NULL)
+        return NULL;
+    PyObject *item = PySequence_GetItem(refs, i);
+    Py_DECREF(refs);
+    return item;
+}
+
 /* the index of key in node.keys: bisect_right (right = 1) or bisect_left; -1 on error */
 static Py_ssize_t
 key_index(PyObject *node, PyObject *key, int right, int *found)
@@ -195,7 +209,7 @@ tree_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         if (kid == NULL)
             goto fail;
         if (PyLong_CheckExact(kid)) {  /* clean: cached by (page, txn), or loaded */
-            PyObject *txn = list_item(node, s_txns, i);
+            PyObject *txn = ref_item(node, s_txns, i);
             if (txn == NULL) {
                 Py_DECREF(kid);
                 goto fail;
@@ -210,14 +224,14 @@ tree_get(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
                     Py_CLEAR(child);
                 else if (!same) {  /* the page was rewritten since: not this image */
                     Py_CLEAR(child);
-                    PyObject *sum = list_item(node, s_sums, i);
+                    PyObject *sum = ref_item(node, s_sums, i);
                     if (sum != NULL)
                         child = PyObject_CallMethodObjArgs(nodes, s_load, kid, sum, txn, NULL);
                     Py_XDECREF(sum);
                 }
             }
             else if (!PyErr_Occurred()) {
-                PyObject *sum = list_item(node, s_sums, i);
+                PyObject *sum = ref_item(node, s_sums, i);
                 if (sum != NULL)
                     child = PyObject_CallMethodObjArgs(nodes, s_load, kid, sum, txn, NULL);
                 Py_XDECREF(sum);

@@ -36,7 +36,7 @@
 #include <structmember.h>
 #include <string.h>
 
-#define API 9                 /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 10                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -143,6 +143,60 @@ u64_at(PyObject *list, Py_ssize_t i)
     return PyLong_AsUnsignedLongLong(PyList_GET_ITEM(list, i));
 }
 
+/* A branch's counts, sums or txns (field f: an array of u64, node.py's U64) as C memory,
+ * the array's buffer held in *view until PyBuffer_Release; n entries expected (n < 0: any
+ * number). NULL with TypeError or ValueError (view then holds nothing to release). */
+static unsigned long long *
+u64s_of(PyObject *node, int f, Py_buffer *view, Py_ssize_t n, int writable)
+{
+    PyObject *v = field(node, f);
+    if (v == NULL)
+        return NULL;
+    int r = PyObject_GetBuffer(v, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS |
+                                        (writable ? PyBUF_WRITABLE : 0));
+    Py_DECREF(v);  /* (the view holds its own reference) */
+    if (r < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "a branch's %s is not %s of u64", field_names[f],
+                     writable ? "a writable array" : "an array");
+        return NULL;
+    }
+    if (view->itemsize != 8 || view->format == NULL || strcmp(view->format, "Q") != 0) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "a branch's %s is not an array of u64", field_names[f]);
+        return NULL;
+    }
+    if (n >= 0 && view->len != 8 * n) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "a branch's lists and arrays differ in length");
+        return NULL;
+    }
+    return (unsigned long long *)view->buf;
+}
+
+/* A branch's counts, sums and txns (F_COUNTS..F_TXNS), n entries each, in u[0..2] with
+ * their buffers in views[0..2]; -1 with an error (nothing then held). */
+static int
+refs_of(PyObject *node, Py_buffer views[3], unsigned long long *u[3], Py_ssize_t n,
+        int writable)
+{
+    for (int j = 0; j < 3; j++) {
+        if ((u[j] = u64s_of(node, F_COUNTS + j, &views[j], n, writable)) == NULL) {
+            while (j--)
+                PyBuffer_Release(&views[j]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+release_refs(Py_buffer views[3])
+{
+    for (int j = 0; j < 3; j++)
+        PyBuffer_Release(&views[j]);
+}
+
 /* A new image of ``size`` bytes, its header written (the checksum zero, sealed by the
  * caller; flags 0: no overflow value); *body points past the header. NULL with ValueError
  * when n or size do not fit their header fields (``who`` names the caller). */
@@ -202,29 +256,32 @@ delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long 
            unsigned long long bsum, unsigned long long btxn, unsigned depth,
            unsigned long long txn)
 {
-    PyObject *fields[2][5] = {{NULL}};  /* node's, base's: keys, then vals or 4 lists */
-    int names[5] = {F_KEYS, F_VALS, F_COUNTS, F_SUMS, F_TXNS};
-    int nf = 2;
-    if (!is_leaf) {
-        names[1] = F_KIDS;
-        nf = 5;
-    }
+    PyObject *fields[2][2] = {{NULL}};  /* node's, base's: keys, then vals or kids */
+    Py_buffer views[2][3];               /* a branch's: counts, sums, txns */
+    unsigned long long *refs[2][3];
+    int held[2] = {0, 0};
+    int names[2] = {F_KEYS, is_leaf ? F_VALS : F_KIDS};
     PyObject *out = NULL;
     Py_ssize_t *runs = NULL;   /* pairs (at, length) of entries that differ */
     for (int w = 0; w < 2; w++) {
-        for (int f = 0; f < nf; f++) {
+        for (int f = 0; f < 2; f++) {
             fields[w][f] = list_of(w ? base : node, names[f]);
             if (fields[w][f] == NULL)
                 goto done;
         }
+        if (PyList_GET_SIZE(fields[w][1]) != PyList_GET_SIZE(fields[w][0])) {
+            PyErr_SetString(PyExc_ValueError, "delta_image(): a node's lists differ in length");
+            goto done;
+        }
     }
     PyObject *keys = fields[0][0];
     Py_ssize_t n = PyList_GET_SIZE(keys);
-    for (int f = 1; f < nf; f++) {
-        if (PyList_GET_SIZE(fields[0][f]) != n || PyList_GET_SIZE(fields[1][f]) !=
-                PyList_GET_SIZE(fields[1][0])) {
-            PyErr_SetString(PyExc_ValueError, "delta_image(): a node's lists differ in length");
-            goto done;
+    if (!is_leaf) {
+        for (int w = 0; w < 2; w++) {
+            if (refs_of(w ? base : node, views[w], refs[w], PyList_GET_SIZE(fields[w][0]),
+                        0) < 0)
+                goto done;
+            held[w] = 1;
         }
     }
     int same = same_keys(keys, fields[1][0]);
@@ -255,16 +312,16 @@ delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long 
             differs = PyList_GET_ITEM(fields[0][1], i) != PyList_GET_ITEM(fields[1][1], i);
         }
         else {          /* references by value */
-            for (int f = 1; f < 5 && !differs; f++) {
-                PyObject *a = PyList_GET_ITEM(fields[0][f], i);
-                PyObject *b = PyList_GET_ITEM(fields[1][f], i);
-                if (a == b)  /* (a copy shares its base's objects: the common case) */
-                    continue;
+            PyObject *a = PyList_GET_ITEM(fields[0][1], i);
+            PyObject *b = PyList_GET_ITEM(fields[1][1], i);
+            if (a != b) {  /* (a copy shares its base's objects: the common case) */
                 int eq = PyObject_RichCompareBool(a, b, Py_EQ);
                 if (eq < 0)
                     goto done;
                 differs = !eq;
             }
+            for (int j = 0; j < 3 && !differs; j++)
+                differs = refs[0][j][i] != refs[1][j][i];
         }
         if (!differs)
             continue;
@@ -327,14 +384,14 @@ delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long 
                 p = put32(p, (unsigned long)PyBytes_GET_SIZE(PyList_GET_ITEM(fields[0][1], i)));
                 continue;
             }
-            for (int f = 1; f < 5; f++) {  /* page, count, checksum, txn */
-                unsigned long long v = u64_at(fields[0][f], i);
-                if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-                    Py_CLEAR(out);
-                    goto done;
-                }
-                p = put64(p, v);
+            unsigned long long v = u64_at(fields[0][1], i);   /* page */
+            if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+                Py_CLEAR(out);
+                goto done;
             }
+            p = put64(p, v);
+            for (int j = 0; j < 3; j++)    /* count, checksum, txn */
+                p = put64(p, refs[0][j][i]);
         }
     }
     for (Py_ssize_t r = 0; r < s; r++) {
@@ -365,9 +422,12 @@ python:
     out = Py_NewRef(Py_NotImplemented);
 done:
     PyMem_Free(runs);
-    for (int w = 0; w < 2; w++)
-        for (int f = 0; f < 5; f++)
+    for (int w = 0; w < 2; w++) {
+        for (int f = 0; f < 2; f++)
             Py_XDECREF(fields[w][f]);
+        if (held[w])
+            release_refs(views[w]);
+    }
     return out;
 }
 
@@ -381,9 +441,11 @@ static int leaf_full_kind, branch_full_kind;  /* the full-image kinds (bind) */
 static PyObject *
 full_core(PyObject *node, int is_leaf, unsigned long long txn)
 {
-    PyObject *keys = NULL, *lists[4] = {NULL};   /* vals, or kids, counts, sums, txns */
+    PyObject *keys = NULL, *list = NULL;   /* vals, or kids */
+    Py_buffer views[3];                    /* a branch's counts, sums, txns */
+    unsigned long long *refs[3];
+    int held = 0;
     PyObject *out = NULL;
-    int nl = is_leaf ? 1 : 4;
     if (is_leaf) {
         PyObject *big = field(node, F_BIG);
         int b = big == NULL ? -1 : PyObject_IsTrue(big);
@@ -393,18 +455,18 @@ full_core(PyObject *node, int is_leaf, unsigned long long txn)
         if (b)
             return Py_NewRef(Py_NotImplemented);
     }
-    static const int branch_fields[4] = {F_KIDS, F_COUNTS, F_SUMS, F_TXNS};
-    if ((keys = list_of(node, F_KEYS)) == NULL)
+    if ((keys = list_of(node, F_KEYS)) == NULL ||
+            (list = list_of(node, is_leaf ? F_VALS : F_KIDS)) == NULL)
         goto done;
-    for (int f = 0; f < nl; f++)
-        if ((lists[f] = list_of(node, is_leaf ? F_VALS : branch_fields[f])) == NULL)
-            goto done;
     Py_ssize_t n = PyList_GET_SIZE(keys), size = HEADER_SIZE + (is_leaf ? 6 : 34) * n;
-    for (int f = 0; f < nl; f++) {
-        if (PyList_GET_SIZE(lists[f]) != n) {
-            PyErr_SetString(PyExc_ValueError, "full_image(): a node's lists differ in length");
+    if (PyList_GET_SIZE(list) != n) {
+        PyErr_SetString(PyExc_ValueError, "full_image(): a node's lists differ in length");
+        goto done;
+    }
+    if (!is_leaf) {
+        if (refs_of(node, views, refs, n, 0) < 0)
             goto done;
-        }
+        held = 1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *k = PyList_GET_ITEM(keys, i);
@@ -414,7 +476,7 @@ full_core(PyObject *node, int is_leaf, unsigned long long txn)
         }
         size += PyBytes_GET_SIZE(k);
         if (is_leaf) {
-            PyObject *v = PyList_GET_ITEM(lists[0], i);
+            PyObject *v = PyList_GET_ITEM(list, i);
             if (!PyBytes_CheckExact(v) || PyBytes_GET_SIZE(v) >= 0x80000000LL) {
                 PyErr_SetString(PyExc_TypeError, "full_image(): a leaf not marked big holds "
                                 "a value that is not inline bytes");
@@ -431,21 +493,21 @@ full_core(PyObject *node, int is_leaf, unsigned long long txn)
         p = put16(p, (unsigned)PyBytes_GET_SIZE(PyList_GET_ITEM(keys, i)));
     for (Py_ssize_t i = 0; i < n; i++) {
         if (is_leaf) {
-            p = put32(p, (unsigned long)PyBytes_GET_SIZE(PyList_GET_ITEM(lists[0], i)));
+            p = put32(p, (unsigned long)PyBytes_GET_SIZE(PyList_GET_ITEM(list, i)));
             continue;
         }
-        for (int f = 0; f < 4; f++) {      /* page, count, checksum, txn */
-            PyObject *v = PyList_GET_ITEM(lists[f], i);
-            unsigned long long u = PyLong_Check(v) ? PyLong_AsUnsignedLongLong(v) : 0;
-            if (!PyLong_Check(v) || (u == (unsigned long long)-1 && PyErr_Occurred())) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_TypeError, "full_image(): a branch's kid is not a "
-                                    "page (write its dirty kids first)");
-                Py_CLEAR(out);
-                goto done;
-            }
-            p = put64(p, u);
+        PyObject *v = PyList_GET_ITEM(list, i);  /* page */
+        unsigned long long u = PyLong_Check(v) ? PyLong_AsUnsignedLongLong(v) : 0;
+        if (!PyLong_Check(v) || (u == (unsigned long long)-1 && PyErr_Occurred())) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "full_image(): a branch's kid is not a "
+                                "page (write its dirty kids first)");
+            Py_CLEAR(out);
+            goto done;
         }
+        p = put64(p, u);
+        for (int j = 0; j < 3; j++)        /* count, checksum, txn */
+            p = put64(p, refs[j][i]);
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *k = PyList_GET_ITEM(keys, i);
@@ -454,15 +516,16 @@ full_core(PyObject *node, int is_leaf, unsigned long long txn)
     }
     if (is_leaf) {
         for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *v = PyList_GET_ITEM(lists[0], i);
+            PyObject *v = PyList_GET_ITEM(list, i);
             memcpy(p, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
             p += PyBytes_GET_SIZE(v);
         }
     }
 done:
     Py_XDECREF(keys);
-    for (int f = 0; f < 4; f++)
-        Py_XDECREF(lists[f]);
+    Py_XDECREF(list);
+    if (held)
+        release_refs(views);
     return out;
 }
 
@@ -670,15 +733,14 @@ image_sum(Writer *w, PyObject *image, int seal, unsigned long long *sum)
 }
 
 /* Write a branch's dirty children (bottom-up), their pages, checksums and txn into its
- * lists; the new list of their indexes, or NULL. */
+ * kids, sums and txns; the new list of their indexes, or NULL. */
 static PyObject *write_node(Writer *w, PyObject *node);
 
 static PyObject *
 write_kids(Writer *w, PyObject *node)
 {
-    PyObject *kids = list_of(node, F_KIDS), *sums = NULL, *txns = NULL, *dirty = NULL;
-    if (kids == NULL || (sums = list_of(node, F_SUMS)) == NULL ||
-            (txns = list_of(node, F_TXNS)) == NULL || (dirty = PyList_New(0)) == NULL)
+    PyObject *kids = list_of(node, F_KIDS), *dirty = NULL;
+    if (kids == NULL || (dirty = PyList_New(0)) == NULL)
         goto fail;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(kids); i++) {
         PyObject *kid = PyList_GET_ITEM(kids, i);
@@ -695,25 +757,31 @@ write_kids(Writer *w, PyObject *node)
         Py_DECREF(kid);
         if (r == NULL)
             goto fail;
-        if (i >= PyList_GET_SIZE(kids) || i >= PyList_GET_SIZE(sums) ||
-                i >= PyList_GET_SIZE(txns)) {
+        /* (the buffers are taken after the child's write, which may run Python) */
+        Py_buffer views[3];
+        unsigned long long *refs[3];
+        unsigned long long sum = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(r, 1));
+        if ((sum == (unsigned long long)-1 && PyErr_Occurred()) ||
+                refs_of(node, views, refs, -1, 1) < 0) {
+            Py_DECREF(r);
+            goto fail;
+        }
+        if (i >= PyList_GET_SIZE(kids) || 8 * i >= views[1].len || 8 * i >= views[2].len) {
+            release_refs(views);
             Py_DECREF(r);
             PyErr_SetString(PyExc_ValueError, "write_tree(): a branch's lists changed size");
             goto fail;
         }
         PyList_SetItem(kids, i, Py_NewRef(PyTuple_GET_ITEM(r, 0)));
-        PyList_SetItem(sums, i, Py_NewRef(PyTuple_GET_ITEM(r, 1)));
-        PyList_SetItem(txns, i, Py_NewRef(w->txn));
+        refs[1][i] = sum;
+        refs[2][i] = w->txn_v;
+        release_refs(views);
         Py_DECREF(r);
     }
     Py_DECREF(kids);
-    Py_DECREF(sums);
-    Py_DECREF(txns);
     return dirty;
 fail:
     Py_XDECREF(kids);
-    Py_XDECREF(sums);
-    Py_XDECREF(txns);
     Py_XDECREF(dirty);
     return NULL;
 }
@@ -979,7 +1047,7 @@ slot_offsets(PyTypeObject *cls, Py_ssize_t *off)
 }
 
 /* A dirty copy of a clean node: node.py's Leaf.copy / Branch.copy without their Python
- * frames (its lists sliced, sig/base/chain None, txn 0). */
+ * frames (its lists and a branch's arrays sliced whole, sig/base/chain None, txn 0). */
 static PyObject *
 copy_node(PyObject *node)
 {
@@ -993,12 +1061,16 @@ copy_node(PyObject *node)
         return NULL;
     for (int j = 0; lists[j] >= 0; j++) {
         PyObject *v = SLOT(node, off[lists[j]]);
-        if (v == NULL || !PyList_CheckExact(v)) {
+        int is_list = v != NULL && PyList_CheckExact(v);
+        if (v == NULL || (!is_list && lists[j] < F_COUNTS)) {
             Py_DECREF(copy);
             PyErr_Format(PyExc_TypeError, "a node's %s is not a list", field_names[lists[j]]);
             return NULL;
         }
-        if ((SLOT(copy, off[lists[j]]) = PyList_GetSlice(v, 0, PyList_GET_SIZE(v))) == NULL) {
+        /* (a branch's counts, sums and txns: arrays, which u64s_of checks where read) */
+        PyObject *c = is_list ? PyList_GetSlice(v, 0, PyList_GET_SIZE(v))
+                              : PySequence_GetSlice(v, 0, PY_SSIZE_T_MAX);
+        if ((SLOT(copy, off[lists[j]]) = c) == NULL) {
             Py_DECREF(copy);
             return NULL;
         }
@@ -1047,23 +1119,30 @@ own_kid(PyObject *branch, Py_ssize_t i, PyObject *nodes, int deltas)
     PyObject *kid = PyList_GET_ITEM(kids, i);
     if (!PyLong_CheckExact(kid))
         return Py_NewRef(kid);
-    PyObject *sums = SLOT(branch, branch_off[F_SUMS]), *txns = SLOT(branch, branch_off[F_TXNS]);
-    if (sums == NULL || txns == NULL || !PyList_CheckExact(sums) || !PyList_CheckExact(txns) ||
-            PyList_GET_SIZE(sums) <= i || PyList_GET_SIZE(txns) <= i) {
-        PyErr_SetString(PyExc_TypeError, "own_path(): a branch's lists do not match");
+    Py_buffer views[3];
+    unsigned long long *refs[3];
+    if (refs_of(branch, views, refs, PyList_GET_SIZE(kids), 0) < 0)
         return NULL;
-    }
-    PyObject *s = Py_NewRef(PyList_GET_ITEM(sums, i)), *t = Py_NewRef(PyList_GET_ITEM(txns, i));
+    unsigned long long tv = refs[2][i];
+    PyObject *s = PyLong_FromUnsignedLongLong(refs[1][i]), *t = PyLong_FromUnsignedLongLong(tv);
+    release_refs(views);
+    PyObject *node = NULL, *copy = NULL;
     Py_INCREF(kid);
-    PyObject *node = PyDict_GetItemWithError(nodes, kid), *copy = NULL;  /* borrowed */
+    if (s == NULL || t == NULL)
+        goto done;
+    node = PyDict_GetItemWithError(nodes, kid);  /* borrowed */
     int hit = 0;
     if (node != NULL && (Py_TYPE(node) == (PyTypeObject *)leaf_type ||
                          Py_TYPE(node) == (PyTypeObject *)branch_type)) {
         PyObject *ntxn = SLOT(node, Py_TYPE(node) == (PyTypeObject *)leaf_type ?
                               leaf_off[F_TXN] : branch_off[F_TXN]);
-        hit = ntxn != NULL ? PyObject_RichCompareBool(ntxn, t, Py_EQ) : 0;
-        if (hit < 0)
-            goto done;
+        if (ntxn != NULL && PyLong_CheckExact(ntxn)) {
+            unsigned long long nv = PyLong_AsUnsignedLongLong(ntxn);
+            if (nv == (unsigned long long)-1 && PyErr_Occurred())
+                PyErr_Clear();  /* (not a txn: not a hit) */
+            else
+                hit = nv == tv;
+        }
     }
     else if (node == NULL && PyErr_Occurred())
         goto done;
@@ -1101,8 +1180,8 @@ own_kid(PyObject *branch, Py_ssize_t i, PyObject *nodes, int deltas)
     PyList_SetItem(kids, i, Py_NewRef(copy));
 done:
     Py_DECREF(kid);
-    Py_DECREF(s);
-    Py_DECREF(t);
+    Py_XDECREF(s);
+    Py_XDECREF(t);
     return copy;
 }
 
@@ -1344,10 +1423,12 @@ bind(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* settle(node): a clean node entering the node cache leaves the cyclic garbage collector,
- * with its lists. The cache holds up to 65,536 nodes, each with two to five lists: tracked,
+ * with its lists and arrays. The cache holds up to 65,536 nodes, each with two lists (and
+ * a branch with three arrays, which the collector tracks too): tracked,
  * they made every full collection walk ~250,000 objects (about 45% of a no-sync commit's
  * CPU at 100,000 keys, docs/benchmarks.md). Untracking is safe because no cycle can pass
- * through a node: a node holds bytes, ints, None, tuples of ints and lists of those, or
+ * through a node: a node holds bytes, ints, None, tuples of ints, lists of those and
+ * arrays of u64, or
  * (while dirty) its kids, which never refer back up; an untracked container is only ever
  * missed by the collector as a member of a cycle. */
 static PyObject *
@@ -1362,8 +1443,9 @@ settle(PyObject *Py_UNUSED(self), PyObject *node)
         Py_RETURN_NONE;
     for (int f = F_KEYS; f <= F_TXNS; f++) {
         PyObject *v = off[f] >= 0 ? SLOT(node, off[f]) : NULL;
-        if (v != NULL && PyList_CheckExact(v))
-            PyObject_GC_UnTrack(v);
+        if (v != NULL && (PyList_CheckExact(v) || (f >= F_COUNTS && PyObject_IS_GC(v) &&
+                                                   PyObject_CheckBuffer(v))))
+            PyObject_GC_UnTrack(v);  /* (a list, or a branch's array of u64) */
     }
     PyObject_GC_UnTrack(node);
     Py_RETURN_NONE;

@@ -18,6 +18,7 @@ than a quarter page go to overflow runs when written.
 """
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from itertools import islice
@@ -44,6 +45,7 @@ from .node import (
     LEAF_CHAIN,
     LEAF_ENTRY,
     OVERFLOW_REF_SIZE,
+    U64,
     Branch,
     Leaf,
     Node,
@@ -475,8 +477,8 @@ class Tree:
             node: Branch | None = None
             for low, kid in level:
                 if node is None or node.size + BRANCH_ENTRY + len(low) > limit:
-                    node = Branch([b""], [kid], [kid.count()], [0], [0],
-                                  HEADER_SIZE + BRANCH_ENTRY)
+                    node = Branch([b""], [kid], array(U64, [kid.count()]), array(U64, [0]),
+                                  array(U64, [0]), HEADER_SIZE + BRANCH_ENTRY)
                     parents.append((low, node))
                 else:
                     node.keys.append(low)
@@ -589,8 +591,10 @@ class Tree:
                 self._insert_kid(parent, i, node, sep, right)
                 node = parent
             else:
-                self._root = Branch([b"", sep], [node, right], [node.count(), right.count()],
-                                    [0, 0], [0, 0], branch_size([b"", sep]))
+                self._root = Branch([b"", sep], [node, right],
+                                    array(U64, [node.count(), right.count()]),
+                                    array(U64, [0, 0]), array(U64, [0, 0]),
+                                    branch_size([b"", sep]))
                 return
 
     @staticmethod
@@ -795,7 +799,7 @@ def _cut(sizes: list[int], target: int, limit: int) -> tuple[int, int]:
 # A reader binds a version's root once (MapRoot, _tree_c.Root: map_get without the
 # per-call arguments) and may take MapGetMethod (_tree_c.GetMethod) as its get method:
 # one C call per point read. Both are None on the pure-Python path.
-API = 9  # the _tree_c this package is written against (its API constant)
+API = 10  # the _tree_c this package is written against (its API constant)
 _tree_c = load("cowdb.tree", "_tree_c", API)
 # _write_c.write_tree (node.py loads it) replaces Tree._write_node, the commit's write pass;
 # _write_c.own_path Tree._descend in put() for a tree that keeps what it replaces, and

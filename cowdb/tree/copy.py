@@ -7,6 +7,7 @@ from a delta chain is written as one full image (a consolidation).
 """
 from __future__ import annotations
 
+from array import array
 from struct import Struct
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from ..errors import Corruption
 from ..pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW, seal
 from ..pages.meta import EMPTY, RootRef
 from .node import (
+    U64,
     Branch,
     Leaf,
     Node,
@@ -53,7 +55,8 @@ def copy_tree(nodes: NodeCache, dst_store: PageStore, ref: RootRef, memo: dict[i
                           memo, txn)  # (a clean branch: its kids are pages)
                 for k, s, t in zip(node.kids, node.sums, node.txns)]
         new = Branch(node.keys, [r.page for r in kids], node.counts,
-                     [r.checksum for r in kids], [txn] * len(kids), node.size)
+                     array(U64, [r.checksum for r in kids]), array(U64, [txn] * len(kids)),
+                     node.size)
         image = encode_branch(new, txn)
     else:
         vals: list[bytes | Overflow] = []
@@ -105,7 +108,8 @@ def relocate_tree(nodes: NodeCache, store: PageStore, ref: RootRef, memo: dict[i
         if any(r.page != k for r, k in zip(kids, node.kids)):
             moved = True
             node = Branch(node.keys, [r.page for r in kids], node.counts,
-                          [r.checksum for r in kids], [r.txn for r in kids], node.size)
+                          array(U64, [r.checksum for r in kids]),
+                          array(U64, [r.txn for r in kids]), node.size)
     elif node.big:
         vals: list[bytes | Overflow] = []
         for v in node.vals:

@@ -49,6 +49,7 @@ T = TypeVar("T")
 if sys.byteorder != "little":  # arrays (here and in the free list) pack in native order
     raise ImportError("cowdb's page format is little-endian; this machine is big-endian")
 
+U64 = "Q"   # the array type code of a branch's counts, sums and txns (see Branch)
 OVERFLOW_FLAG = 1 << 31
 HAS_OVERFLOW = 1                # leaf header flag: some value is in an overflow run
 _OVF = Struct("<QQQQ")
@@ -108,21 +109,25 @@ class Leaf:
 @final
 class Branch:
     """``sig`` (clean branches only, else None): see ``branch_sig``. ``kids[i]`` is a
-    clean child's page (int), or in a dirty branch the dirty child node itself."""
+    clean child's page (int), or in a dirty branch the dirty child node itself. The
+    children's counts, checksums and txns are arrays of u64 (``U64``), not lists: a
+    branch's copy (every put copies the branches on its path) is then three memcpys, not
+    three lists of Python ints each touched to count a reference, and its image is
+    written without converting an int per field."""
     __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig", "txn", "base",
                  "chain")
     keys: list[bytes]
     kids: list[int | Node]
-    counts: list[int]
-    sums: list[int]
-    txns: list[int]
+    counts: array[int]
+    sums: array[int]
+    txns: array[int]
     size: int
     txn: int
     base: tuple[Node, int, int, int] | None
     chain: tuple[tuple[int, int, int], ...] | None
 
-    def __init__(self, keys: list[bytes], kids: list[int | Node], counts: list[int],
-                 sums: list[int], txns: list[int], size: int) -> None:
+    def __init__(self, keys: list[bytes], kids: list[int | Node], counts: array[int],
+                 sums: array[int], txns: array[int], size: int) -> None:
         self.keys, self.kids, self.counts = keys, kids, counts
         self.sums, self.txns, self.size = sums, txns, size
         self.sig: int | None = None
@@ -206,11 +211,13 @@ def _leaf_entries(data: bytes, n: int, at: int
 
 
 def _branch_entries(data: bytes, n: int, at: int
-                    ) -> tuple[list[bytes], tuple[int, ...], int]:
+                    ) -> tuple[list[bytes], array[int], int]:
     """The n branch entries laid out from ``at``: (keys, flat (page, count, checksum, txn)
-    tuple, end)."""
+    array, end)."""
     klens = unpack_from(f"<{n}H", data, at)
-    ents = unpack_from(f"<{4 * n}Q", data, at + 2 * n)
+    if at + 34 * n > len(data):
+        raise ValueError("entries past the image's end")
+    ents = array(U64, data[at + 2 * n:at + 34 * n])  # (native order: little-endian, checked)
     ko = list(accumulate(klens, initial=at + 34 * n))
     if ko[-1] > len(data):
         raise ValueError("keys past the image's end")
@@ -232,8 +239,8 @@ def decode(data: bytes, page: int) -> Node:
             keys, ents, pos = _branch_entries(data, n, HEADER_SIZE)
             if pos != length:
                 raise ValueError("entries do not fill the image")
-            node = Branch(keys, list(ents[0::4]), list(ents[1::4]), list(ents[2::4]),
-                          list(ents[3::4]), length)
+            kids: list[int | Node] = ents[0::4].tolist()  # type: ignore[assignment]
+            node = Branch(keys, kids, ents[1::4], ents[2::4], ents[3::4], length)
             node.txn = txn
             return node
     except (struct_error, ValueError, IndexError, OverflowError) as e:
@@ -259,15 +266,15 @@ def _leaf_body(image: bytearray, keys: list[bytes], vals: list[bytes | Overflow]
     return False
 
 
-def _branch_body(image: bytearray, keys: list[bytes], kids: list[int | Node], counts: list[int],
-                 sums: list[int], txns: list[int]) -> None:
+def _branch_body(image: bytearray, keys: list[bytes], kids: list[int | Node],
+                 counts: Sequence[int], sums: Sequence[int], txns: Sequence[int]) -> None:
     image += pack(f"<{len(keys)}H", *map(len, keys))
-    entries = array("Q", bytes(32 * len(keys)))  # interleaved by slice assignment: 40%
-    entries[0::4] = array("Q", kids)  # type: ignore[arg-type, type-var]  # (pages: written)
+    entries = array(U64, bytes(32 * len(keys)))  # interleaved by slice assignment: 40%
+    entries[0::4] = array(U64, kids)  # type: ignore[arg-type, type-var]  # (pages: written)
                                                  # faster than pack(*chain(zip(...))) for
-    entries[1::4] = array("Q", counts)           # ~90 entries
-    entries[2::4] = array("Q", sums)
-    entries[3::4] = array("Q", txns)
+    entries[1::4] = array(U64, counts)           # ~90 entries
+    entries[2::4] = array(U64, sums)
+    entries[3::4] = array(U64, txns)
     image += entries
     image += b"".join(keys)
 
@@ -374,7 +381,7 @@ def _changes(node: Node, base: Node, dirty: list[int] | None = None,
                  bs[i] == ns[j] and bt[i] == nt[j] and bc[i] == nc[j])
 
 
-def _only(dirty: list[int], old: Sequence[object], new: list[Any]) -> bool:
+def _only(dirty: list[int], old: Sequence[Any], new: list[Any] | array[int]) -> bool:
     """Whether ``new`` equals ``old`` outside the indexes ``dirty``."""
     patched = new[:]
     for i in dirty:
@@ -382,10 +389,10 @@ def _only(dirty: list[int], old: Sequence[object], new: list[Any]) -> bool:
     return patched == old
 
 
-def _picked(seq: list[T], runs: list[tuple[int, int, int, int]]) -> list[T]:
-    """The entries of ``seq`` that the runs put, in order."""
+def _picked(seq: Sequence[T], runs: list[tuple[int, int, int, int]]) -> list[T]:
+    """The entries of ``seq`` (a list, or a branch's array) that the runs put, in order."""
     if len(runs) == 1:
-        return seq[runs[0][2]:runs[0][3]]
+        return list(seq[runs[0][2]:runs[0][3]])
     return list(chain.from_iterable(seq[lo:hi] for _a, _c, lo, hi in runs))
 
 
@@ -467,7 +474,7 @@ def apply_delta(base: Node, data: bytes, page: int) -> Node:
             cuts.append((prev, at, at + cut, sp[i + 2]))
             prev = at + cut
 
-        def spliced(old: list[Any], new: Sequence[Any]) -> list[Any]:
+        def spliced(old: Sequence[Any], new: Sequence[Any]) -> list[Any]:
             out: list[Any] = []
             j = 0
             for lo, at, _nxt, put in cuts:
@@ -497,8 +504,9 @@ def apply_delta(base: Node, data: bytes, page: int) -> Node:
             for _lo, at, nxt, _put in cuts:
                 size -= sum(BRANCH_ENTRY + len(bk[i]) for i in range(at, nxt))
             node = Branch(spliced(bk, bkeys), spliced(base.kids, ents[0::4]),
-                          spliced(base.counts, ents[1::4]), spliced(base.sums, ents[2::4]),
-                          spliced(base.txns, ents[3::4]), size)
+                          array(U64, spliced(base.counts, ents[1::4])),
+                          array(U64, spliced(base.sums, ents[2::4])),
+                          array(U64, spliced(base.txns, ents[3::4])), size)
             if not node.keys or node.keys[0] != b"":
                 raise ValueError("its first separator is not empty")
         if pos != length or len(node.keys) != n:
@@ -515,7 +523,7 @@ def apply_delta(base: Node, data: bytes, page: int) -> Node:
 # (``write_tree``) and its put's descent (``own_path``, both bound there) when it is built
 # and current (see cowdb/_accelerators.py); tests/test_write_c.py checks them against the
 # Python.
-WRITE_API = 9  # the _write_c this package is written against
+WRITE_API = 10  # the _write_c this package is written against
 _write_c = load("cowdb.tree", "_write_c", WRITE_API)
 _c_delta_image: Callable[..., Any] | None = None
 _c_full_image: Callable[[Node, int], bytearray] | None = None

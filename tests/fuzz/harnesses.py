@@ -42,7 +42,8 @@ def fuzz_node(data: bytes) -> None:
     if isinstance(n, node.Branch):
         assert node.encode_branch(n, n.txn)[HEADER_SIZE:] == bytes(data[HEADER_SIZE:n.size])
         kids, sums, txns = node.branch_refs(data, 7)
-        assert list(kids) == n.kids and list(sums) == n.sums and list(txns) == n.txns
+        assert list(kids) == n.kids and list(sums) == list(n.sums) and \
+            list(txns) == list(n.txns)
     else:
         assert isinstance(n, node.Leaf) and len(n.keys) == len(n.vals)
 

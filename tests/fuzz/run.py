@@ -9,6 +9,7 @@ tests/test_fuzz_regressions.py replays it, then fix the decoder.
 """
 import os
 import sys
+from array import array
 import tempfile
 
 import atheris
@@ -29,7 +30,8 @@ def seeds(target: str) -> list[bytes]:
     """Real images of what the target decodes."""
     leaf = node.Leaf([b"a", b"bc", b"d"], [b"1", b"", b"xyz"], 0)
     big = node.Leaf([b"k"], [node.Overflow(9, 5000, 77, 3)], 0, big=True)
-    branch = node.Branch([b"", b"m"], [4, 5], [3, 2], [11, 12], [1, 2], 0)
+    branch = node.Branch([b"", b"m"], [4, 5], *(array(node.U64, f) for f in
+                                                 ([3, 2], [11, 12], [1, 2])), 0)
     fl = FreeList()
     fl.free(3, 10, 4)
     fl.free(4, 20)
