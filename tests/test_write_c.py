@@ -202,6 +202,36 @@ def test_full_image_declines_a_big_leaf_and_refuses_bad_nodes():
         write_c.full_image(Leaf([], [], 0), -1)
 
 
+@given(st.lists(st.tuples(st.integers(0, 30), st.sampled_from(["same", "other", "none"])),
+                max_size=40))
+def test_drop_drops_what_python_drops(bases):
+    """Each base's page leaves the cache only where the cache still holds that very node
+    (not where another node replaced it, nor twice); the list is emptied."""
+    caches, lists = [], []
+    for c in (True, False):
+        store = PageStore(MemoryIO(), page_size=1024)
+        cache, mine = NodeCache(store), []
+        for page, held in bases:
+            node = Leaf([], [], HEADER_SIZE)
+            if held != "none":
+                cache[page] = node if held == "same" else Leaf([], [], HEADER_SIZE)
+            mine.append((node, page, 0, 0))
+        with writers(c):
+            cache.drop(mine)
+        caches.append({p: type(n) for p, n in cache.items()})
+        lists.append(mine)
+    assert caches[0] == caches[1] and lists == [[], []]
+
+
+def test_drop_refuses_bad_input():
+    with pytest.raises(TypeError):
+        write_c.drop({}, [(1, 2)])
+    with pytest.raises(TypeError):
+        write_c.drop([], [])
+    with pytest.raises(TypeError):
+        write_c.drop({}, ((Leaf([], [], 0), 1, 0, 0),))
+
+
 @given(st.lists(st.one_of(st.integers(0, 2 ** 64 - 1), st.just(None)), max_size=200))
 def test_dirty_kids_finds_the_nodes_among_pages(kids):
     kids = [k if k is not None else Leaf([], [], HEADER_SIZE) for k in kids]
@@ -218,17 +248,17 @@ def new_tree(cap=65536):
 def writers(c):
     """btree.py's put and write pass, and node.py's images, in C (c) or in Python, for the
     block."""
-    was = (btree.write_tree, btree.own_path, btree.put_over, nodemod._c_delta_image,
-           nodemod._c_full_image)
-    (btree.write_tree, btree.own_path, btree.put_over, nodemod._c_delta_image,
-     nodemod._c_full_image) = (
-        (write_c.write_tree, write_c.own_path, write_c.put_over, write_c.delta_image,
-         write_c.full_image) if c else (None,) * 5)
+    was = (btree.write_tree, btree.own_path, btree.put_over, btree.drop_superseded,
+           nodemod._c_delta_image, nodemod._c_full_image)
+    (btree.write_tree, btree.own_path, btree.put_over, btree.drop_superseded,
+     nodemod._c_delta_image, nodemod._c_full_image) = (
+        (write_c.write_tree, write_c.own_path, write_c.put_over, write_c.drop,
+         write_c.delta_image, write_c.full_image) if c else (None,) * 6)
     try:
         yield
     finally:
-        (btree.write_tree, btree.own_path, btree.put_over, nodemod._c_delta_image,
-         nodemod._c_full_image) = was
+        (btree.write_tree, btree.own_path, btree.put_over, btree.drop_superseded,
+         nodemod._c_delta_image, nodemod._c_full_image) = was
 
 
 def write_queued(tree, txn):
@@ -269,10 +299,10 @@ def test_the_c_write_pass_writes_what_python_writes(seed, rounds, cap):
                 for k, v in ops:
                     tree.delete(k) if v is None else tree.put(k, v)
                 ref, queued = write_queued(tree, txn)
-            store.publish(ref, b"", durable=False)
-            bases = [b[1:] for b in tree.superseded]  # (node, page, checksum, txn)
-            assert all(tree.nodes.get(b[1]) in (b[0], None) for b in tree.superseded)
-            tree.nodes.drop(tree.superseded)
+                store.publish(ref, b"", durable=False)
+                bases = [b[1:] for b in tree.superseded]  # (node, page, checksum, txn)
+                assert all(tree.nodes.get(b[1]) in (b[0], None) for b in tree.superseded)
+                tree.nodes.drop(tree.superseded)
             assert not tree.superseded and not {b[0] for b in bases} & set(tree.nodes)
             chains = {p: (n.txn, n.chain, n.size) for p, n in tree.nodes.items()}
             got.append((ref, queued, chains, tree.count, tree.mod, bases, store.page_count,

@@ -30,13 +30,15 @@
  *     Branch.copy do, with their bases), as (leaf, [(branch, index), ...]).
  * put_over(tree, key, val)
  *     btree.py's Tree.put when it overwrites an inline value with one, in such a tree.
+ * drop(nodes, bases)
+ *     btree.py's NodeCache.drop: the superseded nodes leave the cache, bases is emptied.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
 
-#define API 10                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 11                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -1451,7 +1453,40 @@ settle(PyObject *Py_UNUSED(self), PyObject *node)
     Py_RETURN_NONE;
 }
 
+/* drop(nodes, bases): btree.py's NodeCache.drop; each base is (node, page, checksum, txn):
+ * the page's entry is deleted where the cache still holds that very node; then bases is
+ * emptied (freeing the nodes, while their memory is warm). */
+static PyObject *
+drop(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_Check(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "drop(nodes, bases): a dict and a list");
+        return NULL;
+    }
+    PyObject *nodes = args[0], *bases = args[1];
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(bases); i++) {
+        PyObject *b = PyList_GET_ITEM(bases, i);
+        if (!PyTuple_CheckExact(b) || PyTuple_GET_SIZE(b) != 4) {
+            PyErr_SetString(PyExc_TypeError, "drop(): a base is not (node, page, checksum, "
+                            "txn)");
+            return NULL;
+        }
+        PyObject *page = PyTuple_GET_ITEM(b, 1);
+        PyObject *cached = PyDict_GetItemWithError(nodes, page);  /* borrowed */
+        if (cached == NULL && PyErr_Occurred())
+            return NULL;
+        if (cached == PyTuple_GET_ITEM(b, 0) && PyDict_DelItem(nodes, page) < 0)
+            return NULL;
+    }
+    if (PyList_SetSlice(bases, 0, PY_SSIZE_T_MAX, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"drop", (PyCFunction)(void (*)(void))drop, METH_FASTCALL,
+     "drop(nodes, bases): btree.py's NodeCache.drop (the superseded bases' nodes leave "
+     "the cache where it still holds them; bases is emptied)."},
     {"put_over", (PyCFunction)(void (*)(void))put_over, METH_FASTCALL,
      "put_over(tree, key, val): btree.py's Tree.put for an inline value over an inline "
      "value in a tree that keeps what it replaces: False, or None (Tree.put does it)."},

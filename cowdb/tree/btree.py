@@ -193,6 +193,9 @@ class NodeCache(dict[int, Node]):
         still reaches one loads it again. Dropped while its memory is warm, each costs
         little, and the cache keeps room for live nodes: left to eviction, superseded nodes
         filled it (a 10-put commit at 100k keys adds ~20) and were freed later, cold."""
+        if drop_superseded is not None:
+            drop_superseded(self, bases)
+            return
         get, pop = self.get, self.pop
         for node, page, _checksum, _txn in bases:
             if get(page) is node:
@@ -808,11 +811,12 @@ write_tree: Callable[..., tuple[int, int]] | None = None
 own_path: Callable[[Tree, bytes], tuple[Leaf, list[tuple[Branch, int]]]] | None = None
 put_over: Callable[[Tree, bytes, bytes], bool | None] | None = None  # put()'s common case
 settle: Callable[[Node], None] | None = None  # NodeCache.put: a clean node leaves the gc
+drop_superseded: Callable[[NodeCache, list[Any]], None] | None = None  # NodeCache.drop
 if _write_c is not None:  # bound either way: the tests run both writers
     _write_c.bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN)
     if wanted():
         write_tree, own_path = _write_c.write_tree, _write_c.own_path
-        put_over, settle = _write_c.put_over, _write_c.settle
+        put_over, settle, drop_superseded = _write_c.put_over, _write_c.settle, _write_c.drop
 descend: Callable[[Node, bytes, NodeCache], bytes | Overflow | None] = py_get
 map_descend: Callable[..., Any] | None = None
 map_rank: Callable[..., Any] | None = None
