@@ -16,4 +16,5 @@ setup(ext_modules=[
     Extension("cowdb.tree._tree_c", ["cowdb/tree/_tree_c.c"], optional=True),
     Extension("cowdb.tree._write_c", ["cowdb/tree/_write_c.c"], optional=True),
     Extension("cowdb._pins_c", ["cowdb/_pins_c.c"], optional=True),
+    Extension("cowdb.pages._pages_c", ["cowdb/pages/_pages_c.c"], optional=True),
 ])

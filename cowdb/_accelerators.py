@@ -1,5 +1,5 @@
 """Loading the optional compiled accelerators (cowdb.pds._champ_c, cowdb.tree._tree_c,
-cowdb.tree._write_c, cowdb._pins_c).
+cowdb.tree._write_c, cowdb._pins_c, cowdb.pages._pages_c).
 
 Each replaces a hot pure-Python path that stays beside it and passes the same
 tests. One rule for all of them: a module that was not built is simply absent;

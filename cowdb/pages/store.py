@@ -20,6 +20,7 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._accelerators import load, wanted
 from ..errors import Corruption, CowdbError, NotACowdbFile, ReadFailed, WriteFailed
 from . import meta as metamod
 from .checksum import FREELIST, HEADER, HEADER_SIZE, seal, verify
@@ -29,6 +30,14 @@ from .meta import EMPTY, Meta, RootRef
 
 if TYPE_CHECKING:
     from .mapfile import PageMap
+
+# The optional C accelerator (_pages_c.c) joins the write queue into runs (``runs``: the
+# loop of _flush) when it is built and current (see cowdb/_accelerators.py);
+# tests/test_store.py checks it against the Python.
+PAGES_API = 1  # the _pages_c this module is written against
+_pages_c = load("cowdb.pages", "_pages_c", PAGES_API)
+join_runs: Callable[[dict[int, bytes | bytearray], int], list[tuple[int, int, bytes]]] | None \
+    = _pages_c.runs if _pages_c is not None and wanted() else None
 
 DEFAULT_PAGE_SIZE = 4096
 DEFAULT_UNIT = 64    # bytes per allocation unit of a new file (format 3)
@@ -413,6 +422,11 @@ class PageStore:
         end of the file, reused ones in runs), so a commit of a few dozen images
         is a few system calls. Images are padded to whole units inside a run.
         """
+        if join_runs is not None:
+            queue_c, self._queue = self._queue, {}
+            for first, end, data in join_runs(queue_c, self.unit):
+                self._pwrite_run(first, end, data)
+            return
         queue, self._queue = sorted(self._queue.items()), {}
         unit = self.unit
         first = end = pos = -1
@@ -421,7 +435,7 @@ class PageStore:
             at = page * unit
             if page != end:  # a new run: write the one before
                 if parts:
-                    self._pwrite_run(first, end, parts)
+                    self._pwrite_run(first, end, b"".join(parts))
                 first, parts = page, [image]
             else:
                 if at > pos:
@@ -430,11 +444,11 @@ class PageStore:
             pos = at + len(image)
             end = page - (-len(image) // unit)
         if parts:
-            self._pwrite_run(first, end, parts)
+            self._pwrite_run(first, end, b"".join(parts))
 
-    def _pwrite_run(self, first: int, end: int, parts: list[bytes | bytearray]) -> None:
+    def _pwrite_run(self, first: int, end: int, data: bytes) -> None:
         try:
-            self.io.pwrite(b"".join(parts), first * self.unit)
+            self.io.pwrite(data, first * self.unit)
         except OSError as e:
             raise WriteFailed(f"writing pages {first} to {end - 1} failed: {e}; the "
                               f"commit was not applied") from e

@@ -1,0 +1,75 @@
+"""The page store's write queue joined into runs in C (pages/_pages_c.c) against the Python
+of PageStore._flush: the same pwrites, byte for byte and offset for offset."""
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given, settings
+
+from cowdb.pages import store as storemod
+from cowdb.pages.io import MemoryIO
+from cowdb.pages.store import PageStore
+
+pages_c = storemod._pages_c
+pytestmark = pytest.mark.skipif(pages_c is None, reason="_pages_c is not built")
+
+
+def flushed(queue, unit, c):
+    """The pwrites (offset, bytes) of PageStore._flush over ``queue``, in C or in Python."""
+    store = PageStore(MemoryIO(), page_size=1024, unit=unit)
+    store.initialize()
+    writes = []
+    store.io.pwrite = lambda data, at: writes.append((at, bytes(data)))
+    was, storemod.join_runs = storemod.join_runs, (pages_c.runs if c else None)
+    try:
+        store._queue = dict(queue)
+        store._flush()
+    finally:
+        storemod.join_runs = was
+    assert store._queue == {}
+    return writes
+
+
+@st.composite
+def queues(draw):
+    """Images laid out as a txn lays them out: runs of consecutive units, each image at
+    the unit after the one before ends, with gaps (and, rarely, overlaps) between runs;
+    bytes or bytearrays, some empty."""
+    unit = draw(st.sampled_from([1, 16, 64, 1024]))
+    queue, page = {}, draw(st.integers(2, 50))
+    for _ in range(draw(st.integers(0, 30))):
+        image = draw(st.binary(max_size=3 * unit + 5))
+        queue[page] = bytearray(image) if draw(st.booleans()) else image
+        page += -(-len(image) // unit) + draw(st.sampled_from([0, 0, 0, 1, 7, -1]))
+        page = max(page, 2)
+    return unit, queue
+
+
+@settings(max_examples=300, deadline=None)
+@given(queues())
+def test_runs_write_what_python_writes(unit_queue):
+    unit, queue = unit_queue
+    assert flushed(queue, unit, True) == flushed(queue, unit, False)
+
+
+def test_runs_pad_each_image_to_its_last_unit_and_cut_at_gaps():
+    runs = pages_c.runs({8: b"ab", 5: bytearray(b"xyz"), 6: b"", 9: b"q", 6 + 6: b"12345"}, 4)
+    # unit 5 holds b"xyz" (padded to its end by the empty image at 6, which ends where it
+    # starts, so the image at 8 starts a new run); 8 and 9 are consecutive; 12 is alone
+    assert runs == [(5, 6, b"xyz\0"), (8, 10, b"ab\0\0q"), (12, 14, b"12345")]
+    assert pages_c.runs({}, 64) == []
+
+
+def test_runs_refuse_bad_input():
+    with pytest.raises(TypeError):
+        pages_c.runs([], 64)
+    with pytest.raises(TypeError):
+        pages_c.runs({1: "text"}, 64)
+    with pytest.raises(ValueError):
+        pages_c.runs({1: b"x"}, 0)
+    with pytest.raises(ValueError):
+        pages_c.runs({-1: b"x"}, 64)
+    with pytest.raises(ValueError):
+        pages_c.runs({2 ** 70: b"x"}, 64)
+    with pytest.raises(TypeError):
+        pages_c.runs({1: b"x", "a": b"y"}, 64)  # (unorderable pages: the sort refuses)
