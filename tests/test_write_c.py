@@ -406,6 +406,32 @@ def test_own_path_and_put_over_refuse_bad_input():
     assert tree.get(b"k") == b"w" and tree.root().size == HEADER_SIZE + LEAF_ENTRY + 2
 
 
+def test_put_over_reads_a_tree_subclass_s_attributes_too():
+    """The C reads a Tree's attributes by their slots, learnt per type: trees of two types
+    in turn (a subclass with an attribute of its own shadowing nothing, then Tree) are
+    each put to as Python puts."""
+    class Mine(Tree):
+        pass
+
+    trees = []
+    for cls in (Mine, Tree, Mine):
+        store = PageStore(MemoryIO(), page_size=1024)
+        store.initialize()
+        tree = cls(NodeCache(store))
+        tree.store.begin(2, 1)
+        for i in range(200):
+            tree.put(b"k%03d" % i, b"v")
+        trees.append(tree)
+    for r in range(3):
+        for tree in trees:
+            for i in range(0, 200, 7):
+                assert write_c.put_over(tree, b"k%03d" % i, b"w%d" % r) is False
+    for tree in trees:
+        assert [tree.get(b"k%03d" % i) for i in range(200)] == [
+            b"w2" if i % 7 == 0 else b"v" for i in range(200)]
+        assert tree.mod == trees[1].mod and tree.dirty
+
+
 def test_cached_nodes_leave_the_cyclic_collector(tmp_path):
     """Every node the cache holds (decoded, materialised from a delta, or written by a
     commit) is out of the cyclic collector's walks, with its lists (_write_c.settle): a

@@ -38,7 +38,7 @@
 #include <structmember.h>
 #include <string.h>
 
-#define API 11                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 12                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -1187,7 +1187,7 @@ done:
     return copy;
 }
 
-static PyObject *own_path_of(PyObject *tree, PyObject *key);
+static PyObject *own_path_of(PyObject *tree, PyObject *key, int with_path);
 
 static PyObject *
 own_path(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
@@ -1200,19 +1200,83 @@ own_path(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "own_path(): bind() was not called");
         return NULL;
     }
-    return own_path_of(args[0], args[1]);
+    return own_path_of(args[0], args[1], 1);
+}
+
+/* A Tree's attributes by their slots' offsets, as a node's (a put reads eight of them,
+ * and PyObject_GetAttr on a slotted class is a type lookup each: ~2% of a commit's
+ * instructions). The offsets are learnt for the first Tree type seen, and again if
+ * another type comes (a subclass); an attribute that is not a slot is read by name. */
+enum { T_FREES, T_DELTAS, T_DIRTY, T_ROOT, T_NODES, T_INLINE_MAX, T_PAGE_SIZE, T_MOD, NT };
+static PyObject **tree_names[NT] = {&s_frees, &s_deltas, &s__dirty, &s__root, &s_nodes,
+                                    &s_inline_max, &s_page_size, &s_mod};
+static PyTypeObject *tree_type;   /* the type tree_off was learnt for (a strong reference) */
+static Py_ssize_t tree_off[NT];
+
+static int
+learn_tree(PyTypeObject *tp)
+{
+    for (int a = 0; a < NT; a++) {
+        tree_off[a] = -1;
+        PyObject *d = PyObject_GetAttr((PyObject *)tp, *tree_names[a]);
+        if (d == NULL) {
+            PyErr_Clear();  /* (an instance attribute, or none: read by name) */
+            continue;
+        }
+        if (Py_TYPE(d) == &PyMemberDescr_Type &&
+                ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX)
+            tree_off[a] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_DECREF(d);
+    }
+    Py_XSETREF(tree_type, (PyTypeObject *)Py_NewRef(tp));
+    return 0;
+}
+
+/* Attribute a of the tree (a new reference), or NULL with an error. */
+static PyObject *
+tree_attr(PyObject *tree, int a)
+{
+    if (Py_TYPE(tree) != tree_type)
+        learn_tree(Py_TYPE(tree));
+    if (tree_off[a] < 0)
+        return PyObject_GetAttr(tree, *tree_names[a]);
+    PyObject *v = SLOT(tree, tree_off[a]);
+    if (v == NULL)
+        PyErr_Format(PyExc_AttributeError, "the tree's %U is unset", *tree_names[a]);
+    return Py_XNewRef(v);
+}
+
+static int
+tree_set(PyObject *tree, int a, PyObject *v)
+{
+    if (Py_TYPE(tree) != tree_type)
+        learn_tree(Py_TYPE(tree));
+    if (tree_off[a] < 0)
+        return PyObject_SetAttr(tree, *tree_names[a], v);
+    Py_XSETREF(SLOT(tree, tree_off[a]), Py_NewRef(v));
+    return 0;
 }
 
 /* An int attribute of the tree as a Py_ssize_t, or -1 with an error set. */
 static Py_ssize_t
-tree_int(PyObject *tree, PyObject *name)
+tree_int(PyObject *tree, int a)
 {
-    PyObject *v = PyObject_GetAttr(tree, name);
+    PyObject *v = tree_attr(tree, a);
     if (v == NULL)
         return -1;
     Py_ssize_t n = PyLong_AsSsize_t(v);
     Py_DECREF(v);
     return n;
+}
+
+/* A bool attribute of the tree: 1, 0, or -1 with an error set. */
+static int
+tree_bool(PyObject *tree, int a)
+{
+    PyObject *v = tree_attr(tree, a);
+    int b = v == NULL ? -1 : PyObject_IsTrue(v);
+    Py_XDECREF(v);
+    return b;
 }
 
 /* put_over(tree, key, val): Tree.put's common case in C, an inline value over an inline
@@ -1230,14 +1294,14 @@ put_over(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *tree = args[0], *key = args[1], *val = args[2];
-    Py_ssize_t inline_max = tree_int(tree, s_inline_max), page_size = -1;
+    Py_ssize_t inline_max = tree_int(tree, T_INLINE_MAX), page_size = -1;
     if (inline_max == -1 && PyErr_Occurred())
         return NULL;
     if (PyBytes_GET_SIZE(val) > inline_max)
         Py_RETURN_NONE;
-    if ((page_size = tree_int(tree, s_page_size)) == -1 && PyErr_Occurred())
+    if ((page_size = tree_int(tree, T_PAGE_SIZE)) == -1 && PyErr_Occurred())
         return NULL;
-    PyObject *r = own_path_of(tree, key);
+    PyObject *r = own_path_of(tree, key, 0);
     if (r == NULL)
         return NULL;
     PyObject *leaf = PyTuple_GET_ITEM(r, 0), *out = NULL;
@@ -1282,10 +1346,10 @@ put_over(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         out = Py_NewRef(Py_None);
         goto done;
     }
-    PyObject *mod = PyObject_GetAttr(tree, s_mod), *nsize = PyLong_FromSsize_t(n);
+    PyObject *mod = tree_attr(tree, T_MOD), *nsize = PyLong_FromSsize_t(n);
     PyObject *mod1 = mod == NULL ? NULL : PyNumber_Add(mod, one);
     Py_XDECREF(mod);
-    if (mod1 == NULL || nsize == NULL || PyObject_SetAttr(tree, s_mod, mod1) < 0) {
+    if (mod1 == NULL || nsize == NULL || tree_set(tree, T_MOD, mod1) < 0) {
         Py_XDECREF(mod1);
         Py_XDECREF(nsize);
         goto done;
@@ -1300,30 +1364,18 @@ done:
 }
 
 static PyObject *
-own_path_of(PyObject *tree, PyObject *key)
+own_path_of(PyObject *tree, PyObject *key, int with_path)
 {
     PyObject *node = NULL, *path = NULL, *nodes = NULL, *out = NULL;
-    int frees = -1, deltas = -1, dirty = -1;
-    PyObject *v;
-    if ((v = PyObject_GetAttr(tree, s_frees)) == NULL)
-        return NULL;
-    frees = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    if ((v = PyObject_GetAttr(tree, s_deltas)) == NULL)
-        return NULL;
-    deltas = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    if ((v = PyObject_GetAttr(tree, s__dirty)) == NULL)
-        return NULL;
-    dirty = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    if (frees < 0 || deltas < 0 || dirty < 0)
+    int frees = tree_bool(tree, T_FREES), deltas = -1, dirty = -1;
+    if (frees < 0 || (deltas = tree_bool(tree, T_DELTAS)) < 0 ||
+            (dirty = tree_bool(tree, T_DIRTY)) < 0)
         return NULL;
     if (frees) {  /* a tree that frees what it replaces: Python's _descend */
         PyErr_SetString(PyExc_ValueError, "own_path(): a tree that frees is Python's");
         return NULL;
     }
-    node = PyObject_GetAttr(tree, s__root);
+    node = tree_attr(tree, T_ROOT);
     if (node == NULL)
         return NULL;
     if (node == Py_None || !dirty) {
@@ -1331,8 +1383,8 @@ own_path_of(PyObject *tree, PyObject *key)
         if (node == NULL)
             return NULL;
     }
-    if ((nodes = PyObject_GetAttr(tree, s_nodes)) == NULL || !PyDict_Check(nodes) ||
-            (path = PyList_New(0)) == NULL) {
+    if ((nodes = tree_attr(tree, T_NODES)) == NULL || !PyDict_Check(nodes) ||
+            (with_path && (path = PyList_New(0)) == NULL)) {
         if (nodes != NULL && !PyErr_Occurred())
             PyErr_SetString(PyExc_TypeError, "own_path(): the node cache is not a dict");
         goto done;
@@ -1356,14 +1408,16 @@ own_path_of(PyObject *tree, PyObject *key)
         Py_ssize_t i = bisect_right(keys, q, ql) - 1;
         if (i < 0)
             i = 0;  /* (key 0 of a branch is b"": never below it) */
-        PyObject *ix = PyLong_FromSsize_t(i);
-        PyObject *step = ix == NULL ? NULL : PyTuple_Pack(2, node, ix);
-        Py_XDECREF(ix);
-        if (step == NULL || PyList_Append(path, step) < 0) {
-            Py_XDECREF(step);
-            goto done;
+        if (with_path) {
+            PyObject *ix = PyLong_FromSsize_t(i);
+            PyObject *step = ix == NULL ? NULL : PyTuple_Pack(2, node, ix);
+            Py_XDECREF(ix);
+            if (step == NULL || PyList_Append(path, step) < 0) {
+                Py_XDECREF(step);
+                goto done;
+            }
+            Py_DECREF(step);
         }
-        Py_DECREF(step);
         PyObject *kid = own_kid(node, i, nodes, deltas);
         if (kid == NULL)
             goto done;
@@ -1373,7 +1427,7 @@ own_path_of(PyObject *tree, PyObject *key)
         PyErr_SetString(PyExc_TypeError, "own_path(): not a tree node");
         goto done;
     }
-    out = PyTuple_Pack(2, node, path);
+    out = PyTuple_Pack(2, node, with_path ? path : Py_None);
 done:
     Py_XDECREF(node);
     Py_XDECREF(path);
