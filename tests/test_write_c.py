@@ -358,6 +358,10 @@ def test_write_tree_refuses_what_is_not_a_node():
         write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, store, nodes, None, None, None, ())
     with pytest.raises(TypeError):
         write_c.write_tree(Leaf([], [], HEADER_SIZE), 2, store, [], None, None, None, [])
+    store.begin(2, 1)
+    with pytest.raises(TypeError, match="digest is not an int"):
+        write_c.write_tree(Leaf([b"k"], [b"v"], HEADER_SIZE + LEAF_ENTRY + 2), 2, store,
+                           nodes, None, None, lambda data: "not an int", [])
 
 
 def node_state(node):

@@ -38,7 +38,7 @@
 #include <structmember.h>
 #include <string.h>
 
-#define API 12                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 13                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -721,10 +721,16 @@ image_sum(Writer *w, PyObject *image, int seal, unsigned long long *sum)
         Py_DECREF(mv);
         if (r == NULL)
             return -1;
-        unsigned long long v = PyLong_AsUnsignedLongLong(r);
+        /* (the digest is a u64: the mask conversion is exact, and has no slow path for
+         * 64-bit ints as PyLong_AsUnsignedLongLong has) */
+        unsigned long long v = PyLong_Check(r) ? PyLong_AsUnsignedLongLongMask(r) : 0;
+        int bad = !PyLong_Check(r) || (v == (unsigned long long)-1 && PyErr_Occurred());
         Py_DECREF(r);
-        if (v == (unsigned long long)-1 && PyErr_Occurred())
+        if (bad) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "write_tree(): the digest is not an int");
             return -1;
+        }
         put64(p, v);
     }
     unsigned long long v = 0;
@@ -736,7 +742,7 @@ image_sum(Writer *w, PyObject *image, int seal, unsigned long long *sum)
 
 /* Write a branch's dirty children (bottom-up), their pages, checksums and txn into its
  * kids, sums and txns; the new list of their indexes, or NULL. */
-static PyObject *write_node(Writer *w, PyObject *node);
+static PyObject *write_node(Writer *w, PyObject *node, unsigned long long *sum);
 
 static PyObject *
 write_kids(Writer *w, PyObject *node)
@@ -755,30 +761,28 @@ write_kids(Writer *w, PyObject *node)
         }
         Py_DECREF(ix);
         Py_INCREF(kid);
-        PyObject *r = write_node(w, kid);
+        unsigned long long sum;
+        PyObject *page = write_node(w, kid, &sum);
         Py_DECREF(kid);
-        if (r == NULL)
+        if (page == NULL)
             goto fail;
         /* (the buffers are taken after the child's write, which may run Python) */
         Py_buffer views[3];
         unsigned long long *refs[3];
-        unsigned long long sum = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(r, 1));
-        if ((sum == (unsigned long long)-1 && PyErr_Occurred()) ||
-                refs_of(node, views, refs, -1, 1) < 0) {
-            Py_DECREF(r);
+        if (refs_of(node, views, refs, -1, 1) < 0) {
+            Py_DECREF(page);
             goto fail;
         }
         if (i >= PyList_GET_SIZE(kids) || 8 * i >= views[1].len || 8 * i >= views[2].len) {
             release_refs(views);
-            Py_DECREF(r);
+            Py_DECREF(page);
             PyErr_SetString(PyExc_ValueError, "write_tree(): a branch's lists changed size");
             goto fail;
         }
-        PyList_SetItem(kids, i, Py_NewRef(PyTuple_GET_ITEM(r, 0)));
+        PyList_SetItem(kids, i, page);  /* (steals the reference) */
         refs[1][i] = sum;
         refs[2][i] = w->txn_v;
         release_refs(views);
-        Py_DECREF(r);
     }
     Py_DECREF(kids);
     return dirty;
@@ -847,8 +851,10 @@ delta_chain(Writer *w, PyObject *page, Py_ssize_t units, PyObject *base)
     return chain;
 }
 
+/* Write node (its dirty children first); its image's first unit (a new reference) and
+ * its checksum in *sum, or NULL. */
 static PyObject *
-write_node(Writer *w, PyObject *node)
+write_node(Writer *w, PyObject *node, unsigned long long *sum_out)
 {
     int is_leaf = (PyObject *)Py_TYPE(node) == leaf_type;
     if (!is_leaf && (PyObject *)Py_TYPE(node) != branch_type) {
@@ -948,11 +954,8 @@ write_node(Writer *w, PyObject *node)
         goto done;
     if (cache_node(w, page, node) < 0)
         goto done;
-    PyObject *s = PyLong_FromUnsignedLongLong(sum);
-    if (s != NULL) {
-        out = PyTuple_Pack(2, page, s);
-        Py_DECREF(s);
-    }
+    *sum_out = sum;
+    out = Py_NewRef(page);
 done:
     Py_XDECREF(dirty);
     Py_XDECREF(base);
@@ -1004,7 +1007,14 @@ write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(w.queue);
         return NULL;
     }
-    PyObject *out = write_node(&w, args[0]);
+    unsigned long long sum;
+    PyObject *page = write_node(&w, args[0], &sum), *out = NULL;
+    if (page != NULL) {
+        PyObject *s = PyLong_FromUnsignedLongLong(sum);
+        out = s == NULL ? NULL : PyTuple_Pack(2, page, s);
+        Py_XDECREF(s);
+        Py_DECREF(page);
+    }
     /* the store's run and counters as the Python's would be, on an error too (the txn
      * then rolls back) */
     PyObject *et, *ev, *tb;
