@@ -5,6 +5,7 @@ the record runs out of room."""
 import shutil
 
 import hypothesis.strategies as st
+import msgpack
 import pytest
 from hypothesis import given, settings
 from xxhash import xxh3_64_intdigest
@@ -509,3 +510,25 @@ def test_a_pending_commit_older_than_the_tree_never_makes_a_version_number_reuse
         tx[b"y"] = b"1"
     assert tx.version == 5 and [c.version for c in db.log(limit=2)] == [5, 4]
     db.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 2 ** 40), st.integers(0, 2 ** 63), st.text(max_size=20),
+       st.text(max_size=20), st.text(min_size=1, max_size=20))
+def test_a_fold_reads_branch_and_time_as_the_whole_record_says(version, time_ns, message,
+                                                               author, branch):
+    """A fold's time-index entry takes only (branch, time) of a pending commit record:
+    what Commit.decode reads there; a record of another shape is Corruption."""
+    from cowdb.errors import Corruption
+    from cowdb.history.catalog import Catalog
+    from cowdb.history.commits import Commit, CommitStats, branch_and_time
+    from cowdb.pages.meta import RootRef
+    c = Commit(version, time_ns, RootRef(5, 6, 7), 3, (version - 1,), message, author,
+               branch, 9, CommitStats(1, 2, 3, 4))
+    whole = Commit.decode(version, c.encode())
+    assert branch_and_time(version, c.encode()) == (whole.branch, whole.time_ns)
+    wrong_branch = msgpack.unpackb(c.encode())
+    wrong_branch[6] = 7
+    for bad in ([1, 2, 3], [], wrong_branch, {"a": 1}):
+        with pytest.raises(Corruption, match=f"version {version}"):
+            Catalog._decode(version, msgpack.packb(bad), branch_and_time)

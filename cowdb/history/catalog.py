@@ -43,12 +43,12 @@ import msgpack
 from ..errors import Corruption
 from ..tree import cursor
 from ..tree.btree import MapRoot, Tree
-from .commits import Commit, CommitRoot
+from .commits import Commit, CommitRoot, branch_and_time
 
 _U64 = Struct(">Q")
 BRANCH, TAG, COMMIT = b"h", b"g", b"c"
 MAIN_HEAD = BRANCH + b"main"  # the catalog key of main's head
-_Decoded = TypeVar("_Decoded", Commit, CommitRoot)
+_Decoded = TypeVar("_Decoded", Commit, CommitRoot, tuple[str, int])
 
 
 def commit_key(version: int) -> bytes:
@@ -150,8 +150,9 @@ class Catalog:
                 continue
             puts.append((k, v))
             if k[:1] == COMMIT:
-                c = self._decode(_U64.unpack_from(k, 1)[0], v, Commit.decode)
-                puts.append((_time_key(c.branch, c.time_ns, c.version), b""))
+                version = _U64.unpack_from(k, 1)[0]
+                branch, time_ns = self._decode(version, v, branch_and_time)
+                puts.append((_time_key(branch, time_ns, version), b""))
         # in key order: the new commits and their index entries append to the last leaf
         # of each range, which a sorted put fills before it splits (a put splits in half)
         puts.sort()
