@@ -38,7 +38,7 @@
 #include <structmember.h>
 #include <string.h>
 
-#define API 13                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 14                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -748,9 +748,20 @@ static PyObject *
 write_kids(Writer *w, PyObject *node)
 {
     PyObject *kids = list_of(node, F_KIDS), *dirty = NULL;
+    Py_ssize_t *at = NULL, m = 0;            /* the dirty kids' indexes, */
+    unsigned long long *sums = NULL;         /* ... their images' checksums */
+    PyObject **pages = NULL;                 /* ... and first units */
     if (kids == NULL || (dirty = PyList_New(0)) == NULL)
         goto fail;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(kids); i++) {
+    Py_ssize_t n = PyList_GET_SIZE(kids);
+    at = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
+    sums = PyMem_Malloc(sizeof(unsigned long long) * (size_t)(n ? n : 1));
+    pages = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n ? n : 1));
+    if (at == NULL || sums == NULL || pages == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(kids) && i < n; i++) {
         PyObject *kid = PyList_GET_ITEM(kids, i);
         if (PyLong_CheckExact(kid))
             continue;
@@ -761,32 +772,43 @@ write_kids(Writer *w, PyObject *node)
         }
         Py_DECREF(ix);
         Py_INCREF(kid);
-        unsigned long long sum;
-        PyObject *page = write_node(w, kid, &sum);
+        PyObject *page = write_node(w, kid, &sums[m]);
         Py_DECREF(kid);
         if (page == NULL)
             goto fail;
-        /* (the buffers are taken after the child's write, which may run Python) */
+        pages[m] = page;
+        at[m++] = i;
+    }
+    /* every child written (each write may run Python): each one's page, checksum and txn
+     * set together, through the arrays' buffers taken once */
+    if (m) {
         Py_buffer views[3];
         unsigned long long *refs[3];
-        if (refs_of(node, views, refs, -1, 1) < 0) {
-            Py_DECREF(page);
-            goto fail;
-        }
-        if (i >= PyList_GET_SIZE(kids) || 8 * i >= views[1].len || 8 * i >= views[2].len) {
-            release_refs(views);
-            Py_DECREF(page);
+        if (at[m - 1] >= PyList_GET_SIZE(kids)) {
             PyErr_SetString(PyExc_ValueError, "write_tree(): a branch's lists changed size");
             goto fail;
         }
-        PyList_SetItem(kids, i, page);  /* (steals the reference) */
-        refs[1][i] = sum;
-        refs[2][i] = w->txn_v;
+        if (refs_of(node, views, refs, PyList_GET_SIZE(kids), 1) < 0)
+            goto fail;
+        for (Py_ssize_t j = 0; j < m; j++) {
+            PyList_SetItem(kids, at[j], pages[j]);  /* (steals the reference) */
+            refs[1][at[j]] = sums[j];
+            refs[2][at[j]] = w->txn_v;
+        }
+        m = 0;  /* (the pages are the list's now) */
         release_refs(views);
     }
+    PyMem_Free(at);
+    PyMem_Free(sums);
+    PyMem_Free(pages);
     Py_DECREF(kids);
     return dirty;
 fail:
+    for (Py_ssize_t j = 0; j < m; j++)
+        Py_DECREF(pages[j]);
+    PyMem_Free(at);
+    PyMem_Free(sums);
+    PyMem_Free(pages);
     Py_XDECREF(kids);
     Py_XDECREF(dirty);
     return NULL;
