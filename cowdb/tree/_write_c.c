@@ -38,7 +38,7 @@
 #include <structmember.h>
 #include <string.h>
 
-#define API 14                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 15                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -1153,17 +1153,24 @@ own_kid(PyObject *branch, Py_ssize_t i, PyObject *nodes, int deltas)
     PyObject *kid = PyList_GET_ITEM(kids, i);
     if (!PyLong_CheckExact(kid))
         return Py_NewRef(kid);
-    Py_buffer views[3];
-    unsigned long long *refs[3];
-    if (refs_of(branch, views, refs, PyList_GET_SIZE(kids), 0) < 0)
+    /* its checksum and txn, as ints (the base tuple and a load take them so): one item
+     * of each array, not their buffers */
+    PyObject *sums = SLOT(branch, branch_off[F_SUMS]), *txns = SLOT(branch, branch_off[F_TXNS]);
+    if (sums == NULL || txns == NULL) {
+        PyErr_SetString(PyExc_TypeError, "own_path(): a branch's sums or txns are unset");
         return NULL;
-    unsigned long long tv = refs[2][i];
-    PyObject *s = PyLong_FromUnsignedLongLong(refs[1][i]), *t = PyLong_FromUnsignedLongLong(tv);
-    release_refs(views);
+    }
+    PyObject *s = PySequence_GetItem(sums, i), *t = PySequence_GetItem(txns, i);
     PyObject *node = NULL, *copy = NULL;
+    unsigned long long tv = 0;
     Py_INCREF(kid);
-    if (s == NULL || t == NULL)
+    if (s == NULL || t == NULL || !PyLong_Check(s) || !PyLong_Check(t) ||
+            ((tv = PyLong_AsUnsignedLongLong(t)) == (unsigned long long)-1 && PyErr_Occurred())) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "own_path(): a branch's sums or txns are not "
+                            "ints");
         goto done;
+    }
     node = PyDict_GetItemWithError(nodes, kid);  /* borrowed */
     int hit = 0;
     if (node != NULL && (Py_TYPE(node) == (PyTypeObject *)leaf_type ||
