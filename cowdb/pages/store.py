@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 # The optional C accelerator (_pages_c.c) joins the write queue into runs (``runs``: the
 # loop of _flush) when it is built and current (see cowdb/_accelerators.py);
-# tests/test_store.py checks it against the Python.
+# tests/test_pages_c.py checks it against the Python.
 PAGES_API = 1  # the _pages_c this module is written against
 _pages_c = load("cowdb.pages", "_pages_c", PAGES_API)
 join_runs: Callable[[dict[int, bytes | bytearray], int], list[tuple[int, int, bytes]]] | None \
