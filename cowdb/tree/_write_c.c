@@ -146,8 +146,8 @@ u64_at(PyObject *list, Py_ssize_t i)
 }
 
 /* A branch's counts, sums or txns (field f: an array of u64, node.py's U64) as C memory,
- * the array's buffer held in *view until PyBuffer_Release; n entries expected (n < 0: any
- * number). NULL with TypeError or ValueError (view then holds nothing to release). */
+ * the array's buffer held in *view until PyBuffer_Release; n entries expected. NULL with
+ * TypeError or ValueError (view then holds nothing to release). */
 static unsigned long long *
 u64s_of(PyObject *node, int f, Py_buffer *view, Py_ssize_t n, int writable)
 {
@@ -168,7 +168,7 @@ u64s_of(PyObject *node, int f, Py_buffer *view, Py_ssize_t n, int writable)
         PyErr_Format(PyExc_TypeError, "a branch's %s is not an array of u64", field_names[f]);
         return NULL;
     }
-    if (n >= 0 && view->len != 8 * n) {
+    if (view->len != 8 * n) {
         PyBuffer_Release(view);
         PyErr_SetString(PyExc_ValueError, "a branch's lists and arrays differ in length");
         return NULL;
@@ -1067,17 +1067,22 @@ write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 static PyObject *s__root, *s__dirty, *s_frees, *s_deltas, *s_nodes, *s__own_root, *zero;
 static PyObject *s_inline_max, *s_page_size, *s_mod, *one;
 
-static int
+/* The offset of the slot a class attribute describes, or -1 when it is not an object
+ * slot (or absent): what lets a node's and a Tree's fields be read without a lookup. */
+static Py_ssize_t
+slot_offset(PyObject *descr)
+{
+    if (descr != NULL && Py_TYPE(descr) == &PyMemberDescr_Type &&
+            ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX)
+        return ((PyMemberDescrObject *)descr)->d_member->offset;
+    return -1;
+}
+
+static void
 slot_offsets(PyTypeObject *cls, Py_ssize_t *off)
 {
-    for (int f = 0; f < NF; f++) {
-        off[f] = -1;
-        PyObject *d = PyDict_GetItemString(cls->tp_dict, field_names[f]);
-        if (d != NULL && Py_TYPE(d) == &PyMemberDescr_Type &&
-                ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX)
-            off[f] = ((PyMemberDescrObject *)d)->d_member->offset;
-    }
-    return 0;
+    for (int f = 0; f < NF; f++)
+        off[f] = slot_offset(PyDict_GetItemString(cls->tp_dict, field_names[f]));
 }
 
 /* A dirty copy of a clean node: node.py's Leaf.copy / Branch.copy without their Python
@@ -1252,23 +1257,17 @@ static PyObject **tree_names[NT] = {&s_frees, &s_deltas, &s__dirty, &s__root, &s
 static PyTypeObject *tree_type;   /* the type tree_off was learnt for (a strong reference) */
 static Py_ssize_t tree_off[NT];
 
-static int
+static void
 learn_tree(PyTypeObject *tp)
 {
     for (int a = 0; a < NT; a++) {
-        tree_off[a] = -1;
-        PyObject *d = PyObject_GetAttr((PyObject *)tp, *tree_names[a]);
-        if (d == NULL) {
+        PyObject *d = PyObject_GetAttr((PyObject *)tp, *tree_names[a]);  /* (the MRO's) */
+        if (d == NULL)
             PyErr_Clear();  /* (an instance attribute, or none: read by name) */
-            continue;
-        }
-        if (Py_TYPE(d) == &PyMemberDescr_Type &&
-                ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX)
-            tree_off[a] = ((PyMemberDescrObject *)d)->d_member->offset;
-        Py_DECREF(d);
+        tree_off[a] = slot_offset(d);
+        Py_XDECREF(d);
     }
     Py_XSETREF(tree_type, (PyTypeObject *)Py_NewRef(tp));
-    return 0;
 }
 
 /* Attribute a of the tree (a new reference), or NULL with an error. */
