@@ -5,6 +5,8 @@ import warnings
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cowdb
 from cowdb.documents import Document
@@ -17,6 +19,7 @@ with warnings.catch_warnings():
 
 from cowdb.server.accounts import Accounts  # noqa: E402
 from cowdb.server.app import create_app  # noqa: E402
+from cowdb.server.http import iso  # noqa: E402
 
 HTML = {"accept": "text/html"}
 
@@ -155,3 +158,96 @@ def test_block_operations_as_json(site):
     assert ed.post("/documents/big/ops.json", json=ops).status_code == 403     # no CSRF
     assert ed.post("/documents/big/ops.json", headers=h,
                    json={"base": base, "ops": [["move", "x"]]}).status_code == 400
+
+
+def test_every_page_has_a_json_twin(site):
+    """Each read page of a document has a JSON twin that says what the page shows, under
+    the same roles (a hidden revision's content is a 403 for a reader there too), and the
+    page links to it."""
+    db, client = site
+    boss, rita = client("boss"), client("rita")
+    doc = Document(db, "hb")
+    doc.save("one\n\ntwo <b>2</b>", author="ed", summary="start")
+    doc.save("one more\n\ntwo <b>2</b>\n\nthree", author="vic")
+    bad = doc.save("one more\n\nspam\n\nthree", author="vic").revision
+    doc.hide(bad, by="boss", reason="spam")
+    Document(db, "other").save("x", author="ed")
+
+    assert rita.get("/documents.json").json() == {"documents": ["hb", "other"]}
+    hist = rita.get("/documents/hb/history.json").json()
+    revs = doc.revisions()
+    assert hist["document"] == "hb"
+    assert [r["revision"] for r in hist["revisions"]] == [r.number for r in revs]
+    assert [(r["author"], r["op"], r["hidden"]) for r in hist["revisions"]] == \
+        [(r.author, r.op, r.hidden) for r in revs]
+    assert hist["revisions"][-1]["summary"] == "start"
+    assert datetime.fromisoformat(hist["revisions"][0]["time"].replace("Z", "+00:00")) == \
+        revs[0].time
+
+    second = revs[1].number
+    d = rita.get(f"/documents/hb/diff.json?a={second}").json()
+    assert d["a"] == str(second) and d["b"] is None
+    assert [(c["kind"], c["old"], c["new"]) for c in d["changes"]] == \
+        [(c.kind, c.old, c.new) for c in doc.diff(second)]
+    assert [c["segments"] for c in d["changes"]] == \
+        [[list(s) for s in c.segments] for c in doc.diff(second)]
+    assert any(op == "+" and "more" in text for op, text in d["changes"][0]["segments"])
+    # a hidden revision: a reader gets 403 as on the page, with a JSON body; an admin reads it
+    r = rita.get(f"/documents/hb/diff.json?a={bad}")
+    assert r.status_code == 403 and "hidden" in r.json()["error"]["message"]
+    assert boss.get(f"/documents/hb/diff.json?a={bad}").status_code == 200
+    assert rita.get(f"/documents/hb/blame.json?at={bad}").status_code == 403
+
+    blame = rita.get(f"/documents/hb/blame.json?at={second}").json()
+    assert [(b["text"], b["author"], b["revision"]) for b in blame["lines"]] == \
+        [(b.text, b.author, b.revision) for b in doc.blame(second)]
+    assert blame["lines"][1]["text"] == "two <b>2</b>"     # data, not markup
+
+    # bad input: the right status and a JSON body saying what to do
+    r = rita.get("/documents/hb/diff.json")
+    assert r.status_code == 400 and "?a=" in r.json()["error"]["message"]
+    assert rita.get("/documents/hb/blame.json?at=999").status_code == 404
+    assert rita.get("/documents/-bad-/history.json").status_code == 404
+    assert rita.get("/documents/nobody/history.json").status_code == 404
+
+    # every page links its twin
+    for page, twin in (("/documents", "/documents.json"),
+                       (f"/documents/hb?at={second}", f"/documents/hb/blocks.json?at={second}"),
+                       ("/documents/hb/history", "/documents/hb/history.json"),
+                       (f"/documents/hb/diff?a={second}", f"/documents/hb/diff.json?a={second}"),
+                       (f"/documents/hb/blame?at={second}",
+                        f"/documents/hb/blame.json?at={second}")):
+        r = rita.get(page, headers=HTML)
+        assert r.status_code == 200 and f'href="{twin}"' in r.text, page
+    assert 'href="/documents/hb/blocks.json"' in boss.get("/documents/hb", headers=HTML).text
+
+
+paragraph = st.text(st.sampled_from("ab <>&\"'é"), min_size=1, max_size=8).map(str.strip) \
+    .filter(bool)
+
+
+@settings(max_examples=25, deadline=None)
+@given(saves=st.lists(st.tuples(st.sampled_from(["ann", "bob", "<i>eve</i>"]),
+                                st.lists(paragraph, min_size=1, max_size=5)),
+                      min_size=1, max_size=6))
+def test_the_twins_say_what_the_model_says(saves):
+    """For any history: history.json is the model's revisions, blame.json its paragraphs
+    with their authors, diff.json of each revision the model's diff of it."""
+    db = cowdb.open()
+    try:
+        doc = Document(db, "d")
+        for author, paras in saves:
+            doc.save("\n\n".join(paras), author=author)
+        c = TestClient(create_app(db), base_url="http://127.0.0.1")
+        revs = doc.revisions()
+        assert c.get("/documents/d/history.json").json()["revisions"] == \
+            [r.as_json(iso) for r in revs]
+        lines = c.get("/documents/d/blame.json").json()["lines"]
+        assert [b["text"] for b in lines] == doc.paragraphs()
+        assert [(b["author"], b["revision"]) for b in lines] == \
+            [(b.author, b.revision) for b in doc.blame()]
+        for r in revs:
+            got = c.get(f"/documents/d/diff.json?a={r.number}").json()["changes"]
+            assert got == [ch.as_json() for ch in doc.diff(r.number)]
+    finally:
+        db.close()

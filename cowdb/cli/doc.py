@@ -74,11 +74,7 @@ def doc_log(env: Env, name: str, limit: int | None, author: str | None,
     with env.open() as db:
         revs = Document(db, name).revisions(limit=limit, author=author)
     if as_json:
-        click.echo(json.dumps([{"revision": r.number, "time": fmt.iso(r.time),
-                                "author": r.author, "op": r.op, "summary": r.summary,
-                                "base": r.base, "blocks_changed": r.blocks_changed,
-                                "bytes_changed": r.bytes_changed, "hidden": r.hidden}
-                               for r in revs], indent=2))
+        click.echo(json.dumps([r.as_json(fmt.iso) for r in revs], indent=2))
         return
     if not revs:
         click.echo(f"document {name!r} has no revisions")

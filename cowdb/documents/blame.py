@@ -4,9 +4,10 @@ Walks the revisions newest first, each one's changes found by a structural diff
 (O(changes x depth) pages), and stops as soon as every block has its answer."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .history import walk
 from .model import At, Document
@@ -22,6 +23,10 @@ class BlameLine:
     revision: int
     author: str
     time: datetime
+
+    def as_json(self, iso: Callable[[datetime], str]) -> dict[str, Any]:
+        return {"block": self.block, "text": self.text, "revision": self.revision,
+                "author": self.author, "time": iso(self.time)}
 
 
 def blame(doc: Document, at: At = None, admin: bool = True) -> list[BlameLine]:

@@ -3,11 +3,11 @@ level. A revision is a commit on the document's branch that changed one of its b
 (commits that only hide a revision, or that touch other documents, are not)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from difflib import SequenceMatcher
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import NotARevision
 from .merge import words
@@ -39,6 +39,15 @@ class Revision:
     def merged(self) -> bool:
         return self.base is not None and self.parent is not None and self.base != self.parent
 
+    def as_json(self, iso: Callable[[datetime], str]) -> dict[str, Any]:
+        """The revision for ``doc log --json`` and the history page's JSON twin; ``iso``
+        writes the time as the caller's other output does."""
+        return {"revision": self.number, "time": iso(self.time), "author": self.author,
+                "op": self.op, "summary": self.summary, "base": self.base,
+                "parent": self.parent, "blocks_changed": self.blocks_changed,
+                "blocks_added": self.blocks_added, "blocks_deleted": self.blocks_deleted,
+                "bytes_changed": self.bytes_changed, "hidden": self.hidden}
+
 
 @dataclass(frozen=True, slots=True)
 class BlockChange:
@@ -49,6 +58,10 @@ class BlockChange:
     old: str | None
     new: str | None
     segments: tuple[tuple[str, str], ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"block": self.block, "kind": self.kind, "old": self.old, "new": self.new,
+                "segments": [list(s) for s in self.segments]}
 
 
 def changes_of(doc: Document, commit: Commit) -> list[RawChange]:

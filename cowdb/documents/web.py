@@ -13,7 +13,10 @@ server's EXTENSIONS list.
     POST /documents/{name}/undo        writers: undo one revision
     POST /documents/{name}/restore     writers: a new revision equal to an old one
     POST /documents/{name}/hide        admins: hide (or show again) a revision's content
+    GET  /documents.json               the documents' names (JSON); each read page below
+                                       has such a twin, linked from its footer:
     GET  /documents/{name}/blocks.json the blocks and the revision they are at (JSON)
+    GET  /documents/{name}/history.json, diff.json?a=&b=, blame.json?at=
     POST /documents/{name}/ops.json    block operations on a base revision (JSON): how a
                                        client saves one paragraph of a large document
 
@@ -36,13 +39,14 @@ from starlette.routing import Route
 
 from cowdb import errors as E
 from cowdb.server.auth import csrf_token, require, require_branch_write, server_of
-from cowdb.server.http import ApiError, read_json, run
+from cowdb.server.http import ApiError, iso, read_json, run
 from cowdb.server.ui import form_of, fstr, see_other
 from cowdb.server.web import render, url
 
 from . import Document, documents
+from .blame import BlameLine
 from .errors import DocumentError, InvalidName, RevisionHidden
-from .history import Revision
+from .history import BlockChange, Revision
 from .model import Block, BlockOp, HiddenRecord, SaveResult
 from .revert import RevertPlan, span_back
 
@@ -109,6 +113,11 @@ async def index(request: Request) -> Response:
     names = await run(documents, server_of(request).db)
     return await render(request, "doc_index.html", {"names": names, "title": "Documents",
                                                     "can_write": account.can("writer")})
+
+
+async def index_json(request: Request) -> Response:
+    await require(request, "reader")
+    return JSONResponse({"documents": await run(documents, server_of(request).db)})
 
 
 async def create(request: Request) -> Response:
@@ -183,6 +192,16 @@ def _revisions_ctx(doc: Document, account: Account
     return revs, hidden, authors
 
 
+async def history_json(request: Request) -> Response:
+    await require(request, "reader")
+    doc = _doc(request)
+    revs = await _call(doc.revisions)
+    if not revs:
+        raise ApiError(404, f"there is no document named {doc.name!r}: GET /documents.json "
+                            f"lists them")
+    return JSONResponse({"document": doc.name, "revisions": [r.as_json(iso) for r in revs]})
+
+
 async def history(request: Request) -> Response:
     account = await require(request, "reader")
     doc = _doc(request)
@@ -211,13 +230,24 @@ async def scrub(request: Request) -> Response:
                                                     "hidden": hidden, "at": at})
 
 
-async def diff(request: Request) -> Response:
+async def _changes(request: Request) -> tuple[Document, str, str | None, list[BlockChange]]:
+    """What the diff page and its twin show: (the document, a, b, the block changes)."""
     account = await require(request, "reader")
     doc = _doc(request)
     a, b = _at(request, "a"), _at(request, "b")
     if a is None:
         raise ApiError(400, "give a revision: ?a=REV (what it changed) or ?a=REV&b=REV2")
-    changes = await _call(doc.diff, a, b, admin=account.can("admin"))
+    return doc, a, b, await _call(doc.diff, a, b, admin=account.can("admin"))
+
+
+async def diff_json(request: Request) -> Response:
+    doc, a, b, changes = await _changes(request)
+    return JSONResponse({"document": doc.name, "a": a, "b": b,
+                         "changes": [c.as_json() for c in changes]})
+
+
+async def diff(request: Request) -> Response:
+    doc, a, b, changes = await _changes(request)
     info = None
     if b is None:
         info = await _call(doc.revision, int(await _call(doc.resolve, a)))
@@ -226,11 +256,22 @@ async def diff(request: Request) -> Response:
         "info": info, "colour": colour, "when": _when})
 
 
-async def blame(request: Request) -> Response:
+async def _blame(request: Request) -> tuple[Document, str | None, list[BlameLine]]:
+    """What the blame page and its twin show: (the document, at, the lines)."""
     account = await require(request, "reader")
     doc = _doc(request)
     at = _at(request)
-    lines = await _call(doc.blame, at, admin=account.can("admin"))
+    return doc, at, await _call(doc.blame, at, admin=account.can("admin"))
+
+
+async def blame_json(request: Request) -> Response:
+    doc, at, lines = await _blame(request)
+    return JSONResponse({"document": doc.name, "at": at,
+                         "lines": [b.as_json(iso) for b in lines]})
+
+
+async def blame(request: Request) -> Response:
+    doc, at, lines = await _blame(request)
     authors = []
     for b in sorted(lines, key=lambda b: b.revision):
         if b.author not in authors:
@@ -402,8 +443,12 @@ async def static(request: Request) -> Response:
 routes: list[Route] = [
     Route("/documents", index),
     Route("/documents", create, methods=["POST"]),
+    Route("/documents.json", index_json),
     Route("/documents/_static/{file}", static),
     Route("/documents/{name}/blocks.json", blocks_json),
+    Route("/documents/{name}/history.json", history_json),
+    Route("/documents/{name}/diff.json", diff_json),
+    Route("/documents/{name}/blame.json", blame_json),
     Route("/documents/{name}/ops.json", ops_json, methods=["POST"]),
     Route("/documents/{name}", view),
     Route("/documents/{name}/edit", edit, methods=["GET", "POST"]),
