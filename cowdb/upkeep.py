@@ -56,12 +56,19 @@ class GcReport:
 
 @dataclass(slots=True)
 class Stats:
-    """Where the bytes are. ``pinned`` maps "tag NAME", "version V" and "reader TXN" to the
-    bytes each holds beyond what the branch heads (and newer kept versions) hold."""
+    """Where the bytes are: ``file_bytes`` is the sum of ``header_bytes`` (the two meta
+    pages), ``live_bytes`` (what kept versions, tags, the catalog and the free list's
+    images use), ``reclaimable_bytes`` (what only versions retention drops use: gc frees
+    it), ``free_bytes`` (free inside the file, reused before it grows) and
+    ``reserve_bytes`` (kept past the end so that gc can run on a full disk). ``pinned``
+    maps "tag NAME", "version V" and "reader TXN" to the bytes each holds beyond what the
+    branch heads (and newer kept versions) hold."""
     file_bytes: int = 0
     live_bytes: int = 0
     reclaimable_bytes: int = 0
     free_bytes: int = 0
+    header_bytes: int = 0
+    reserve_bytes: int = 0
     versions: int = 0
     kept_versions: int = 0
     pinned: dict[str, int] = field(default_factory=dict)
@@ -339,9 +346,13 @@ class Upkeep:
         for txn in sorted(t for t, n in pins.items() if n > 0):
             held = sum(fl.pages_in(runs) for t, runs in fl.pending.items() if t > txn)
             out.pinned[f"reader {txn}"] = held * ps
-        out.live_bytes = (live + store.pages_for(st.meta.freelist_len)) * ps
+        # the free list is a chain of images (a base and its deltas): all of them are live
+        out.live_bytes = (live + sum(n for _, n in fl.chain)) * ps
         out.reclaimable_bytes = dead * ps
         out.free_bytes = fl.count() * ps
+        out.header_bytes = store.first_unit * ps
+        # (in memory there is no reserve, and the last image's unused tail is not stored)
+        out.reserve_bytes = max(0, out.file_bytes - st.meta.page_count * ps)
         return out
 
 

@@ -408,9 +408,14 @@ def test_revert(db):
 def test_retention_gc_stats(db):
     assert run(db, "retention").output.strip() == "keep every version"
     before = json.loads(run(db, "stats", "--json").output)
-    assert sorted(before) == ["file_bytes", "free_bytes", "kept_versions", "live_bytes",
-                              "pinned", "reclaimable_bytes", "versions"]
+    assert sorted(before) == ["file_bytes", "free_bytes", "header_bytes", "kept_versions",
+                              "live_bytes", "pinned", "reclaimable_bytes", "reserve_bytes",
+                              "versions"]
     assert before["versions"] == 4 and before["reclaimable_bytes"] == 0
+    assert before["file_bytes"] == sum(before[k] for k in (
+        "header_bytes", "live_bytes", "reclaimable_bytes", "free_bytes", "reserve_bytes"))
+    text = run(db, "stats").output
+    assert "reserve:" in text and "gc can run on a full disk" in text and "header:" in text
     run(db, "retention", "--keep-last", "1")
     assert "newest 1 versions" in run(db, "retention").output
     s = json.loads(run(db, "stats", "--json").output)

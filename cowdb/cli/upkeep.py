@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from datetime import timedelta
 
 import click
@@ -96,7 +97,7 @@ def gc(env: Env) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @pass_env
 def stats(env: Env, as_json: bool) -> None:
-    """Where the bytes are: live, reclaimable by gc, free, and what pins them.
+    """Where the bytes are: live, reclaimable by gc, free, reserved, and what pins them.
 
     \b
     Example:
@@ -105,16 +106,16 @@ def stats(env: Env, as_json: bool) -> None:
     """
     with env.open() as db:
         s = db.stats()
-    d = {"file_bytes": s.file_bytes, "live_bytes": s.live_bytes,
-         "reclaimable_bytes": s.reclaimable_bytes, "free_bytes": s.free_bytes,
-         "versions": s.versions, "kept_versions": s.kept_versions, "pinned": dict(s.pinned)}
     if as_json:
-        click.echo(json.dumps(d, indent=2))
+        click.echo(json.dumps(asdict(s), indent=2))
         return
-    click.echo(f"file:         {fmt.size(s.file_bytes)}")
+    click.echo(f"file:         {fmt.size(s.file_bytes)}, of which")
     click.echo(f"live:         {fmt.size(s.live_bytes)}")
     click.echo(f"reclaimable:  {fmt.size(s.reclaimable_bytes)} (by `cowdb gc`)")
-    click.echo(f"free:         {fmt.size(s.free_bytes)}")
+    click.echo(f"free:         {fmt.size(s.free_bytes)} (reused before the file grows)")
+    click.echo(f"reserve:      {fmt.size(s.reserve_bytes)} (kept so that gc can run on a full "
+               f"disk)")
+    click.echo(f"header:       {fmt.size(s.header_bytes)} (the meta pages)")
     click.echo(f"versions:     {s.versions} ({s.kept_versions} kept by retention)")
     if s.pinned:
         click.echo("pinned (bytes held beyond the branch heads):")

@@ -254,7 +254,8 @@ def spec() -> Spec:
             "file_bytes_before": INT, "file_bytes_after": INT})))},
         "/stats": {"get": op("Where the bytes are", ok(obj({
             "file_bytes": INT, "live_bytes": INT, "reclaimable_bytes": INT, "free_bytes": INT,
-            "versions": INT, "kept_versions": INT, "head": INT, "newest_version": INT,
+            "header_bytes": INT, "reserve_bytes": INT, "versions": INT, "kept_versions": INT,
+            "head": INT, "newest_version": INT,
             "branches": INT, "tags": INT, "pinned": {"type": "object",
                                                       "additionalProperties": INT}})))},
         "/check": {"get": op("Verify every page (admin)", ok(obj({

@@ -49,6 +49,8 @@ class StatsJSON(TypedDict):
     live_bytes: int
     reclaimable_bytes: int
     free_bytes: int
+    header_bytes: int
+    reserve_bytes: int
     versions: int
     kept_versions: int
     pinned: dict[str, int]
@@ -424,6 +426,7 @@ def stats(db: Database) -> StatsJSON:
     s = db.stats()
     return {"file_bytes": s.file_bytes, "live_bytes": s.live_bytes,
             "reclaimable_bytes": s.reclaimable_bytes, "free_bytes": s.free_bytes,
+            "header_bytes": s.header_bytes, "reserve_bytes": s.reserve_bytes,
             "versions": s.versions, "kept_versions": s.kept_versions,
             "pinned": {str(k): int(v) for k, v in s.pinned.items()}, "head": db.head("main"),
             "newest_version": db.version, "branches": len(db.branches()),
