@@ -184,7 +184,7 @@ class Database:
             self._settle_codec(codec, created)
         except Corruption as e:
             self._close_failed(new_lock)
-            raise Corruption(self._damaged(e), e.page) from e
+            raise Corruption(self._damaged(e, recover), e.page) from e
         except NotACowdbFile as e:
             pages = self.path is not None and "no cowdb header" in str(e) and _has_pages(io)
             self._close_failed(new_lock)
@@ -223,13 +223,15 @@ class Database:
                 self._update(lambda cat, txn: cat.set_option("codec", name))
             self._wrote = False  # no checkpoint needed for the record alone
 
-    def _damaged(self, e: Exception) -> str:
+    def _damaged(self, e: Exception, recovering: bool = False) -> str:
         where = self.path or "the database"
-        if self.path is None:
+        if self.path is None or recovering:  # (recovery's own message says what is left)
             return f"{where} is damaged: {e}"
         return (f"{where} is damaged: {e}. Open its newest intact version with `cowdb recover "
                 f"{self.path}` (or cowdb.open(path, recover=True)), or copy every intact "
-                f"version to a new file with `cowdb salvage {self.path} NEW_PATH`")
+                f"version to a new file with `cowdb salvage {self.path} NEW_PATH` (with "
+                f"--partial, also what still reads of the versions that do not verify: "
+                f"before a recovery, which frees their pages)")
 
     def _open_file(self, page_size: int) -> BlockIO:
         path = self.path

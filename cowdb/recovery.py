@@ -12,7 +12,11 @@ checksum:
   kept tree uses, and the old meta record stays until the new one is
   durable, so a crash during recovery leaves a file that recovers again.
 - ``salvage`` (``cowdb salvage SRC DST``) never writes the source: it copies
-  every intact version, branch and tag into a new file.
+  every intact version, branch and tag into a new file. With ``partial=True``
+  (``--partial``) it also copies what still reads of each branch head that does
+  not verify: one more version on that branch holding every pair whose pages
+  verify, and the key ranges that did not read in the report. (Recovery in place
+  frees the pages of lost versions, so a partial salvage comes first.)
 
 Where the catalog comes from: the newest meta record whose catalog reads
 whole; if its catalog is damaged, the older record's catalog fills in what
@@ -23,9 +27,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from itertools import islice
 from struct import Struct
-from typing import Any, TypeAlias, TypeGuard, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard, cast
 
 from .errors import Corruption, CowdbError, NotACowdbFile
 from .history.catalog import BRANCH, TAG, Catalog, decode_pending
@@ -41,6 +47,9 @@ from .pages.store import DEFAULT_UNIT, META_PAGES, PageStore
 from .tree.btree import NodeCache, Tree, images, read_overflow
 from .tree.node import Branch, Leaf, Node, Overflow, decode
 
+if TYPE_CHECKING:
+    from .db import Database
+
 log: logging.Logger = logging.getLogger("cowdb")
 _U64 = Struct(">Q")
 PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)
@@ -51,6 +60,28 @@ _Source: TypeAlias = tuple[dict[int, Commit], dict[bytes, dict[str, int]], dict[
 _VerifyMemo: TypeAlias = dict[tuple[int, int, int], tuple[str | None, frozenset[int]]]
 
 
+KeyRange: TypeAlias = tuple[bytes | None, bytes | None]   # [first, end); None: unbounded
+
+
+@dataclass
+class PartialCopy:
+    """A branch head that did not verify, copied as far as it reads (``salvage(...,
+    partial=True)``): ``source`` is its version in the damaged file, ``version`` the
+    version of the copy holding the ``keys`` pairs that read, ``lost`` the key ranges
+    [first, end) whose pages did not (None: unbounded)."""
+    branch: str
+    source: int
+    version: int
+    keys: int
+    lost: list[KeyRange]
+
+
+def _show_range(r: KeyRange) -> str:
+    first, end = r
+    return f"[{'the first key' if first is None else repr(first)}, " \
+           f"{'the last key]' if end is None else repr(end) + ')'}"
+
+
 @dataclass
 class RecoveryReport:
     """What recovery or salvage found and did.
@@ -59,7 +90,8 @@ class RecoveryReport:
     why it could not be read; ``refs_lost``: "tag NAME" / "branch NAME" -> the lost
     version it named; ``refs_moved``: "branch NAME" -> (from, to); ``damage``: what
     else was damaged (meta records, catalog pages, the free list); ``head``: the
-    head of main in the result; ``rewritten``: the file was changed.
+    head of main in the result; ``rewritten``: the file was changed; ``partial``: the
+    branch heads a partial salvage copied as far as they read.
     """
     path: str | None = None
     kept: list[int] = field(default_factory=list)
@@ -69,6 +101,7 @@ class RecoveryReport:
     damage: list[str] = field(default_factory=list)
     head: int | None = None
     rewritten: bool = False
+    partial: list[PartialCopy] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -88,6 +121,10 @@ class RecoveryReport:
             out.append(f"lost {name} (it named version {v})")
         for name, (a, b) in sorted(self.refs_moved.items()):
             out.append(f"moved {name} from version {a} to {b}")
+        for pc in self.partial:
+            out.append(f"partly salvaged branch {pc.branch}: {pc.keys} keys of version "
+                       f"{pc.source} read, as version {pc.version}")
+            out += [f"  lost keys in {_show_range(r)}" for r in pc.lost]
         return out
 
 
@@ -340,8 +377,9 @@ def _verify(nodes: NodeCache, ref: RootRef, memo: _VerifyMemo, pages: set[int]) 
     return err
 
 
-def analyze(store: PageStore, nodes: NodeCache) -> _Analysis:
-    """Read what a damaged file still holds (never writes)."""
+def analyze(store: PageStore, nodes: NodeCache, partial: bool = False) -> _Analysis:
+    """Read what a damaged file still holds (never writes). Without an intact version
+    this raises Corruption, unless ``partial`` (a partial salvage reads the heads)."""
     a = _Analysis()
     rep = a.report
     try:
@@ -385,8 +423,10 @@ def analyze(store: PageStore, nodes: NodeCache) -> _Analysis:
             a.kept[v] = c
         else:
             rep.lost[v] = err
-    if not a.kept:
-        raise Corruption("no version's tree verifies: nothing can be recovered")
+    if not a.kept and not partial:
+        raise Corruption("no version's tree verifies: nothing can be recovered whole. "
+                         "`cowdb salvage --partial` (salvage(..., partial=True)) copies "
+                         "every key that still reads into a new file")
     if scanned:  # refs may come from old catalog pages: a branch's newest commit is newer
         for name, v in list(a.refs[BRANCH].items()):
             on = [x for x, c in a.kept.items() if c.branch == name]
@@ -394,7 +434,7 @@ def analyze(store: PageStore, nodes: NodeCache) -> _Analysis:
                 a.refs[BRANCH][name] = max(on)
     _fix_refs(a)
     rep.kept = sorted(a.kept)
-    rep.head = a.refs[BRANCH]["main"]
+    rep.head = a.refs[BRANCH].get("main")
     return a
 
 
@@ -424,7 +464,7 @@ def _fix_refs(a: _Analysis) -> None:
         else:
             rep.refs_moved[f"branch {name}"] = (v, w)
             a.refs[BRANCH][name] = w
-    if "main" not in a.refs[BRANCH]:
+    if "main" not in a.refs[BRANCH] and a.kept:
         a.refs[BRANCH]["main"] = max(a.kept)
         rep.refs_moved["branch main"] = (None, max(a.kept))
 
@@ -541,9 +581,11 @@ def _rewrite(store: PageStore, nodes: NodeCache, a: _Analysis) -> None:
 
 def salvage(src: str | bytes | os.PathLike[str] | os.PathLike[bytes],
             dst: str | bytes | os.PathLike[str] | os.PathLike[bytes],
-            page_size: int = 4096) -> RecoveryReport:
+            page_size: int = 4096, partial: bool = False) -> RecoveryReport:
     """Copy every version, branch and tag of ``src`` that verifies into a new file
-    ``dst``. The source is only read."""
+    ``dst``. The source is only read. ``partial``: also copy what still reads of each
+    branch head that does not verify (see ``PartialCopy``); then ``dst`` is written even
+    when no version verifies whole."""
     from .db import Database
     from .pages.io import OsFileIO, new_file
     from .tree.copy import copy_tree
@@ -554,30 +596,117 @@ def salvage(src: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     io = OsFileIO(src_path, readonly=True)
     try:
         store, nodes = _store_for(io, page_size)
-        a = analyze(store, nodes)
+        a = analyze(store, nodes, partial)
         rep = a.report
         rep.path = dst_path
         with new_file(dst_path) as tmp:
             out = Database(io=OsFileIO(tmp), page_size=store.page_size)
             try:
                 def fill(cat: Catalog, txn: int) -> None:
-                    for c in list(cat.commits()):
-                        cat.drop_commit(c)
-                    memo: dict[int, RootRef] = {}
-                    from dataclasses import replace
-                    for v in sorted(a.kept):
-                        c = a.kept[v]
-                        root = copy_tree(nodes, out._store, c.root, memo, txn)
-                        cat.put_commit(replace(c, root=root, txn=txn))
-                    for kind, names in a.refs.items():
-                        for name, v in names.items():
-                            cat.set_ref(kind, name, v)
+                    if a.kept:  # (else the new file's empty version 0 stays the head)
+                        for c in list(cat.commits()):
+                            cat.drop_commit(c)
+                        memo: dict[int, RootRef] = {}
+                        for v in sorted(a.kept):
+                            c = a.kept[v]
+                            root = copy_tree(nodes, out._store, c.root, memo, txn)
+                            cat.put_commit(replace(c, root=root, txn=txn))
+                        for kind, names in a.refs.items():
+                            for name, v in names.items():
+                                cat.set_ref(kind, name, v)
                     for opt, value in a.options.items():
                         cat.tree.put(b"o" + opt, value)
                 with out._writer():
                     out._update(fill, durable=True)
+                if partial:
+                    _copy_partial(a, nodes, out)
+                rep.head = out.head()
             finally:
                 out.close()
     finally:
         io.close()
     return rep
+
+
+def _lost_heads(rep: RecoveryReport) -> dict[str, int]:
+    """Branch -> the version its head named in the damaged file, for heads that were lost
+    (moved back to an intact ancestor, or dropped)."""
+    heads = {name[7:]: v for name, (v, _to) in rep.refs_moved.items()
+             if name.startswith("branch ") and v is not None}
+    heads.update((name[7:], v) for name, v in rep.refs_lost.items()
+                 if name.startswith("branch "))
+    return heads
+
+
+def _copy_partial(a: _Analysis, nodes: NodeCache, out: Database) -> None:
+    """For each lost branch head: one more version on that branch in ``out`` holding
+    exactly the pairs of the lost version that read (main first: a branch created here
+    starts from it)."""
+    rep = a.report
+    for branch, v in sorted(_lost_heads(rep).items(), key=lambda bv: bv[0] != "main"):
+        c = a.commits.get(v)
+        if c is None:  # its commit record did not read either: no root to start from
+            continue
+        if c.root.page:
+            try:
+                nodes.load(c.root.page, c.root.checksum, c.root.txn)
+            except (Corruption, OSError) as e:  # nothing reads: no empty version on top
+                rep.damage.append(f"nothing of version {v} (the head of branch {branch}) "
+                                  f"reads: its root is damaged ({e})")
+                continue
+        if branch not in out.branches():
+            out.branch(branch)
+        lost: list[KeyRange] = []
+        read: set[bytes] = set()
+        with out.write(branch=branch, author="cowdb salvage",
+                       message=f"salvaged: the pairs of version {v} that still read") as tx:
+            pairs = readable(nodes, c.root, lost)
+            while chunk := list(islice(pairs, 4096)):
+                tx.update(chunk)
+                read.update(k for k, _ in chunk)
+            for k in [k for k in tx.keys() if k not in read]:
+                del tx[k]
+        assert tx.version is not None  # committed (or skipped: then the head's version)
+        rep.partial.append(PartialCopy(branch, v, tx.version, len(read), _merged(lost)))
+
+
+def readable(nodes: NodeCache, ref: RootRef, lost: list[KeyRange]
+             ) -> Iterator[tuple[bytes, bytes]]:
+    """The pairs of the tree at ``ref`` whose pages read and verify, in key order. The key
+    range under each subtree (or the key of each overflow value) that does not is
+    appended to ``lost``."""
+    def sub(page: int, checksum: int, txn: int, lo: bytes | None, hi: bytes | None
+            ) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            node = nodes.load(page, checksum, txn)
+        except (Corruption, OSError):
+            lost.append((lo, hi))
+            return
+        if type(node) is Branch:
+            keys = node.keys
+            for i, (kid, s, t) in enumerate(zip(node.kids, node.sums, node.txns)):
+                yield from sub(kid, s, t, lo if i == 0 else keys[i],  # type: ignore[arg-type]
+                               keys[i + 1] if i + 1 < len(keys) else hi)
+            return
+        assert type(node) is Leaf
+        for k, v in zip(node.keys, node.vals):
+            if type(v) is Overflow:
+                try:
+                    v = read_overflow(nodes.store, v)
+                except (Corruption, OSError):
+                    lost.append((k, k + b"\0"))  # [k, k + 0x00): the key alone
+                    continue
+            yield k, v
+    if ref.page:
+        yield from sub(ref.page, ref.checksum, ref.txn, None, None)
+
+
+def _merged(ranges: list[KeyRange]) -> list[KeyRange]:
+    """Adjacent ranges ([a, b) then [b, c)) as one."""
+    out: list[KeyRange] = []
+    for first, end in ranges:
+        if out and out[-1][1] is not None and out[-1][1] == first:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((first, end))
+    return out

@@ -10,7 +10,9 @@ swapped, garbage appended, on the newest pages and on old ones. For each:
 - ``open(recover=True)`` keeps exactly the versions whose pages the damage
   missed and opens at the newest of them, when the damage spared the meta
   records and the catalog (else it keeps a subset, every one exact);
-- ``salvage`` copies the same versions into a new file, every one exact.
+- ``salvage`` copies the same versions into a new file, every one exact; with
+  ``partial=True`` also each lost branch head's pairs that read, exactly as the model
+  has them, every missing key inside a reported lost range.
 
 Which pages a version reaches is computed from the clean file beforehand.
 """
@@ -27,7 +29,7 @@ from cowdb.pages.checksum import HEADER, HEADER_SIZE
 from cowdb.pages.io import OsFileIO
 from cowdb.pages.store import PageStore
 from cowdb.recovery import salvage
-from cowdb.tree.btree import NodeCache
+from cowdb.tree.btree import NodeCache, Tree
 from cowdb.tree.walk import walk
 
 PAGE = 1024
@@ -193,6 +195,29 @@ def test_damage_matrix(clean, tmp_path, how):
         with cowdb.open(out, readonly=True) as db:
             for v in rep.kept:
                 assert read_all(db, v) == model[v]
+            assert db.check().ok
+
+    # a partial salvage: the same versions whole, and of each lost head exactly the pairs
+    # outside the lost ranges, each as the model has it
+    out = str(tmp_path / "partial.cow")
+    try:
+        rep = salvage(p, out, partial=True)
+    except Corruption:
+        assert not strict
+    else:
+        assert set(rep.kept) <= untouched
+        with cowdb.open(out, readonly=True) as db:
+            for v in rep.kept:
+                assert read_all(db, v) == model[v]
+            for pc in rep.partial:
+                got = read_all(db, pc.version)
+                assert len(got) == pc.keys
+                want = model[pc.source]
+                for k, v in got.items():
+                    assert want[k] == v and not any(
+                        (a is None or a <= k) and (b is None or k < b) for a, b in pc.lost)
+                assert all(any((a is None or a <= k) and (b is None or k < b)
+                               for a, b in pc.lost) for k in set(want) - set(got))
             assert db.check().ok
 
     # recover in place
@@ -385,3 +410,143 @@ def test_recover_scan_reads_commit_records_in_catalog_deltas(tmp_path):
         for v in model:
             assert read_all(db, v) == model[v]
         assert db.check().ok
+
+
+# ---- partial salvage: what still reads of heads that do not verify --------------------
+def leaf_offset(db, key):
+    """The byte offset of the leaf that holds ``key`` at the head of main."""
+    from cowdb.tree.node import Branch
+    tree = Tree(db._nodes, db.commit_info(db.head()).root)
+    node, page = tree.root(), None
+    while type(node) is Branch:
+        i = max(0, sum(1 for k in node.keys[1:] if k <= key))
+        page = node.kids[i]
+        node = tree.kid(node, i)
+    return page * db._store.unit
+
+
+def build_shared(path, versions=4):
+    """A few versions that all share most leaves: only k0000 changes after the load; the
+    empty version 0 dropped by retention, as in a database that has lived a while."""
+    model = {}
+    with cowdb.open(path, page_size=PAGE) as db:
+        cur = {b"k%04d" % i: b"v%d" % i * 20 for i in range(600)}
+        cur[b"k0300"] = os.urandom(5000)        # an overflow value, in the damaged leaf's range
+        with db.write() as tx:
+            tx.update(cur)
+        model[tx.version] = dict(cur)
+        for n in range(versions - 1):
+            with db.write() as tx:
+                tx[b"k0000"] = b"n%d" % n
+            cur[b"k0000"] = b"n%d" % n
+            model[tx.version] = dict(cur)
+        db.set_retention(keep_last=versions)
+        db.gc()
+        at = leaf_offset(db, b"k0299")
+    return model, at
+
+
+def damage(path, at):
+    with open(path, "r+b") as f:
+        f.seek(at + 40)
+        b = f.read(2)
+        f.seek(at + 40)
+        f.write(bytes(x ^ 0xff for x in b))
+
+
+def assert_partial(got, want, lost):
+    """``got`` holds exactly what ``want`` holds outside the lost ranges, and every key
+    ``want`` has that ``got`` lacks lies in one of them."""
+    def inside(k):
+        return any((a is None or a <= k) and (b is None or k < b) for a, b in lost)
+    for k, v in got.items():
+        assert want[k] == v and not inside(k), k
+    missing = set(want) - set(got)
+    assert missing and all(inside(k) for k in missing)
+
+
+def test_no_intact_version_recover_points_to_partial_salvage(tmp_path):
+    p = str(tmp_path / "s.cow")
+    _model, at = build_shared(p)
+    damage(p, at)
+    with pytest.raises(Corruption) as e:
+        cowdb.open(p, recover=True)
+    msg = str(e.value)
+    assert "salvage --partial" in msg and "cowdb recover" not in msg and p in msg
+    with pytest.raises(Corruption) as e:
+        salvage(p, str(tmp_path / "whole.cow"))
+    assert "--partial" in str(e.value)
+    assert not os.path.exists(str(tmp_path / "whole.cow"))
+
+
+def test_partial_salvage_copies_every_pair_that_reads(tmp_path):
+    p, out = str(tmp_path / "s.cow"), str(tmp_path / "out.cow")
+    model, at = build_shared(p)
+    damage(p, at)
+    rep = salvage(p, out, partial=True)
+    assert rep.kept == [] and set(rep.lost) == set(model)
+    (pc,) = rep.partial
+    assert pc.branch == "main" and pc.source == max(model)
+    with cowdb.open(out) as db:
+        assert db.head() == pc.version
+        got = read_all(db, pc.version)
+        assert len(got) == pc.keys
+        assert_partial(got, model[max(model)], pc.lost)
+        assert db.check().ok
+        info = db.commit_info(pc.version)
+        assert f"version {pc.source}" in info.message and info.author == "cowdb salvage"
+    assert any(line.startswith("partly salvaged branch main") for line in rep.lines())
+    assert any("k0" in line and "lost keys" in line for line in rep.lines())
+
+
+def test_partial_salvage_on_top_of_the_intact_ancestor(tmp_path):
+    """Damage only what the newest version wrote: the older versions are copied whole,
+    and main gets one more version: the newest's pairs that read."""
+    p, out = str(tmp_path / "s.cow"), str(tmp_path / "out.cow")
+    model, _ = build_shared(p, versions=3)
+    with cowdb.open(p, page_size=PAGE) as db:
+        with db.write() as tx:
+            tx.update({b"k%04d" % i: b"new" for i in range(100, 140)})
+        model[tx.version] = {**model[max(model)],
+                             **{b"k%04d" % i: b"new" for i in range(100, 140)}}
+        db.branch("side", tx.version)
+        at = leaf_offset(db, b"k0120")
+    damage(p, at)
+    rep = salvage(p, out, partial=True)
+    newest = max(model)
+    assert rep.kept == sorted(v for v in model if v != newest)
+    assert {pc.branch for pc in rep.partial} == {"main", "side"}
+    with cowdb.open(out) as db:
+        for v in rep.kept:
+            assert read_all(db, v) == model[v]
+        for pc in rep.partial:
+            assert pc.source == newest
+            head = db.head(pc.branch)
+            assert head == pc.version
+            assert_partial(read_all(db, head), model[newest], pc.lost)
+        main = db.commit_info(db.head())
+        assert main.parents == (max(rep.kept),)
+        assert db.check().ok
+
+
+def test_cli_partial_salvage(tmp_path):
+    p, out = str(tmp_path / "s.cow"), str(tmp_path / "out.cow")
+    _model, at = build_shared(p)
+    damage(p, at)
+    r = _cli("salvage", p, out, ok=False)
+    assert "--partial" in r
+    r = _cli("salvage", "--partial", p, out)
+    assert "partly salvaged branch main" in r and f"into {out}" in r
+
+
+def test_partial_salvage_writes_no_empty_head_when_the_root_is_lost(clean, tmp_path):
+    """Cut the newest images (the newest root among them): nothing of the head reads, so
+    main stays at its intact ancestor instead of gaining an empty version."""
+    path, model, *_ = clean
+    p, _ = damaged_copy(path, tmp_path, ("cut", 1))
+    out = str(tmp_path / "o.cow")
+    rep = salvage(p, out, partial=True)
+    assert rep.partial == [] and any("nothing of version" in d for d in rep.damage)
+    with cowdb.open(out) as db:
+        assert db.head() == rep.head == max(rep.kept)
+        assert read_all(db, db.head()) == model[db.head()]

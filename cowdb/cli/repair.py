@@ -55,18 +55,25 @@ def recover(env: Env, path: str | None) -> None:
 @cli.command()
 @click.argument("src")
 @click.argument("dest")
-def salvage(src: str, dest: str) -> None:
+@click.option("--partial", is_flag=True,
+              help="Also copy what still reads of each branch head that does not verify.")
+def salvage(src: str, dest: str, partial: bool) -> None:
     """Copy every version, branch and tag of SRC that still verifies into DEST.
 
     SRC is only read. DEST must not exist. Prints what could not be read.
+    With --partial, each branch whose head does not verify gets one more
+    version in DEST holding every key of that head whose pages still verify,
+    and the key ranges that did not read are printed. Run it before `cowdb
+    recover`, which frees the pages of the versions it drops.
 
     \b
     Example:
       cowdb salvage damaged.cow rescued.cow
+      cowdb salvage --partial damaged.cow rescued.cow
     """
     if not os.path.exists(src):
         raise click.ClickException(f"no database at {src}")
-    rep = salvage_file(src, dest)
+    rep = salvage_file(src, dest, partial=partial)
     _say_report(rep)
     click.echo(f"salvaged {len(rep.kept)} versions into {dest} (head of main: version "
                f"{rep.head})")
