@@ -276,7 +276,7 @@ def test_the_reserve_is_written_blocks(path):
 def test_stats_account_for_every_byte_of_the_file(tmp_path_factory, ops, on_file):
     """The header, live, reclaimable, free and reserve bytes of stats() add up to the
     file's size, whatever was written, dropped, pinned and collected (the free list's
-    images were once counted as its newest alone)."""
+    images were once counted as its newest alone), and agree with check()'s own walk."""
     path = str(tmp_path_factory.mktemp("s") / "db") if on_file else None
     db = cowdb.open(path)
     readers = []
@@ -305,6 +305,9 @@ def test_stats_account_for_every_byte_of_the_file(tmp_path_factory, ops, on_file
                 assert sum(parts) == s.file_bytes, (i, op, s)
             else:  # in memory: no reserve, and the last image's unused tail is not stored
                 assert 0 <= sum(parts) - s.file_bytes < db._store.unit, (i, op, s)
+            report = db.check()  # an independent walk: every unit owned, or free
+            assert report.pages * db._store.unit == s.live_bytes + s.reclaimable_bytes
+            assert report.free_pages * db._store.unit == s.free_bytes
     finally:
         for r in readers:
             r.close()
