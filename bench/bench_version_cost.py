@@ -2,6 +2,7 @@
 
     python bench/bench_version_cost.py                 # n = 100,000, 200 versions
     python bench/bench_version_cost.py --n 1000000
+    python bench/bench_version_cost.py --after 30000 --versions 5000   # steady state
 
 The W6 workload of bench_history.py (n keys b"key%012d" in one load, then
 versions of 10 random overwrites with 100-byte values, every version kept,
@@ -9,6 +10,12 @@ durable commits). For every image a commit queues the script records its kind
 (data leaf, data branch, their delta images, catalog leaf, catalog branch, free
 list, overflow), its bytes, the allocation units it takes, and whether those units
 were reused free space or file growth; and prints the mean per version.
+
+``--after N`` commits N versions of the same kind first, not counted: W6 (and the
+default here) measures the first versions after the load, when most leaves are
+written for the first time since it and so as one small delta on their full image;
+after tens of thousands the chains have reached their bound everywhere and a
+version also pays its share of the full images that consolidate them.
 """
 from __future__ import annotations
 
@@ -38,8 +45,12 @@ KINDS = {LEAF: "leaf", BRANCH: "branch", OVERFLOW: "overflow", FREELIST: "free l
 
 
 class ImageLog:
-    """Counts every image the store of ``db`` queues from now on, by kind: images, bytes,
-    units taken, and of those units how many grew the file and how many were reused."""
+    """Counts every image the store of ``db`` writes from now on, by kind: images, bytes,
+    units taken, and of those units how many grew the file and how many were reused.
+
+    Images are counted from the store's write queue as each commit flushes it, whoever
+    queued them (the C write pass queues data images without ``PageStore.write``); the
+    ones queued before the catalog settles are the data tree's."""
 
     def __init__(self, db) -> None:
         from cowdb.history import catalog as catmod
@@ -47,34 +58,36 @@ class ImageLog:
         self.store, self.unit = store, store.unit
         # images, bytes, units, fresh units, reused units
         self.rows: dict = defaultdict(lambda: [0, 0, 0, 0, 0])
-        state = {"catalog": False, "fresh_from": store.page_count}
-        real_write, real_begin = store.write, store.begin
+        state = {"data": set(), "fresh_from": store.page_count}
+        real_flush, real_begin = store._flush, store.begin
         self._real_settle = real_settle = catmod.Catalog.settle
         self._catmod = catmod
 
-        def write(page: int, image) -> None:
-            kind = KINDS.get(HEADER.unpack_from(image, 0)[1], "?")
-            if kind in ("leaf", "branch", "leaf delta", "branch delta"):
-                kind = ("catalog " if state["catalog"] else "") + kind
-            units = store.pages_for(len(image))
-            row = self.rows[kind]
-            row[0] += 1
-            row[1] += len(image)
-            row[2] += units
-            row[3 if page >= state["fresh_from"] else 4] += units
-            real_write(page, image)
+        def flush() -> None:
+            for page, image in store._queue.items():
+                kind = KINDS.get(HEADER.unpack_from(image, 0)[1], "?")
+                if kind in ("leaf", "branch", "leaf delta", "branch delta") and \
+                        page not in state["data"]:
+                    kind = "catalog " + kind
+                units = store.pages_for(len(image))
+                row = self.rows[kind]
+                row[0] += 1
+                row[1] += len(image)
+                row[2] += units
+                row[3 if page >= state["fresh_from"] else 4] += units
+            real_flush()
 
         def settle(cat, room):
             # the catalog tree is written by publish()'s caller after the data tree
-            state["catalog"] = True
+            state["data"] = set(store._queue)
             return real_settle(cat, room)
 
         def begin(txn, bound):
-            state["catalog"] = False
+            state["data"] = set()
             state["fresh_from"] = store.page_count
             return real_begin(txn, bound)
 
-        store.write, store.begin = write, begin
+        store._flush, store.begin = flush, begin
         catmod.Catalog.settle = settle
 
     def close(self) -> None:
@@ -94,7 +107,7 @@ class ImageLog:
         _line("total", tot, versions, unit, scale)
 
 
-def measure(n: int, versions: int, seed: int = 20240603) -> None:
+def measure(n: int, versions: int, seed: int = 20240603, after: int = 0) -> None:
     rng = random.Random(seed)
     keys = [b"key%012d" % i for i in range(n)]
     folder = tempfile.mkdtemp()
@@ -104,6 +117,10 @@ def measure(n: int, versions: int, seed: int = 20240603) -> None:
     rng.shuffle(order)
     with db.write(message="load") as tx:
         tx.update({k: rng.randbytes(100) for k in order})
+    for _ in range(after):
+        with db.write(message="v") as tx:
+            for k in rng.sample(keys, 10):
+                tx[k] = rng.randbytes(100)
     log = ImageLog(db)
     store = log.store
     size0 = os.path.getsize(path)
@@ -115,7 +132,8 @@ def measure(n: int, versions: int, seed: int = 20240603) -> None:
     growth = (os.path.getsize(path) - size0) / versions
     units = (store.page_count - count0) / versions
     unit = store.unit
-    print(f"n = {n:,}, {versions} versions of 10 overwrites, unit {unit} B")
+    print(f"n = {n:,}, {versions} versions of 10 overwrites"
+          f"{f' after {after:,} others' if after else ''}, unit {unit} B")
     print(f"file growth {growth / 1024:.1f} KiB/version; high-water mark "
           f"{units * unit / 1024:.1f} KiB/version")
     log.report(versions)
@@ -135,5 +153,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--versions", type=int, default=200)
+    ap.add_argument("--after", type=int, default=0,
+                    help="versions committed first and not counted (default 0)")
     a = ap.parse_args()
-    measure(a.n, a.versions)
+    measure(a.n, a.versions, after=a.after)
