@@ -184,10 +184,61 @@ def test_chains_stay_within_the_bound(tmp_path):
         assert depth(node) <= LEAF_CHAIN
         assert len(images(db._store, 0, node)) <= LEAF_CHAIN + 1
         kinds.add(depth(node))
-    # deltas were written, and consolidated, each kind at its own bound
-    assert {0, LEAF_CHAIN + 1, BRANCH_CHAIN} <= parent_kinds
-    assert 0 in kinds and LEAF_CHAIN in kinds and LEAF_CHAIN + 1 not in kinds
+    # deltas were written up to each kind's bound, and at the bound rebased on the chain's
+    # full image (one entry changed since it: far under half the node), not rewritten whole
+    assert parent_kinds == set(range(1, BRANCH_CHAIN + 1))
+    assert kinds == set(range(1, LEAF_CHAIN + 1))
     db.close()
+
+
+def chain_of(db, key):
+    """The chain (page, units, txn), newest first, of the leaf holding key at the head, read
+    from the file."""
+    nodes = NodeCache(db._store)
+    with db.read() as snap:
+        tree = Tree(nodes, snap._commit.root)
+    node = tree.root()
+    while type(node) is Branch:
+        node = tree.kid(node, max(0, sum(1 for k in node.keys[1:] if k <= key)))
+    return node.chain or ()
+
+
+def test_a_chain_at_its_bound_is_rebased_on_its_full_image(tmp_path):
+    """At the bound, a leaf is written as a delta of depth 1 on the full image its chain
+    began with, while what changed since that image is under half the leaf; past that, a
+    full image again. Every version reads back exactly, from the file."""
+    db = cowdb.open(str(tmp_path / "r.cow"), page_size=PAGE)
+    keys = [b"key%05d" % i for i in range(12)]     # one leaf
+    model = {k: b"v" * 40 for k in keys}
+    expect = {}
+
+    def put(k, v):
+        with db.write() as tx:
+            tx[k] = v
+        model[k] = v
+        expect[tx.version] = dict(model)
+        chain = chain_of(db, k)
+        return chain, len(chain) - 1 if chain else 0
+    with db.write() as tx:
+        tx.update(model)
+    full = None
+    depths = []
+    for v in range(3 * (LEAF_CHAIN + 1)):   # the same entry each time: changes stay small
+        chain, d = put(keys[0], b"%d" % v)
+        depths.append(d)
+        full = full or chain[-1]
+        assert chain[-1] == full    # every chain ends in the load's full image
+    assert depths == [i % LEAF_CHAIN + 1 for i in range(3 * (LEAF_CHAIN + 1))]
+    # each version a different entry: past the bound, 9 of 12 entries differ from the
+    # full image, more than half the leaf: a full image is written
+    depths = [put(k, b"w%d" % v)[1] for v, k in enumerate(keys[1:] * 2)]
+    assert 0 in depths and max(depths) <= LEAF_CHAIN
+    db.close()
+    with cowdb.open(str(tmp_path / "r.cow")) as db:   # cold: every chain materialised anew
+        for version, want in expect.items():
+            with db.at(version) as snap:
+                assert dict(snap.items()) == want
+        assert db.check().ok
 
 
 def delta_pages(db):
@@ -346,3 +397,31 @@ def test_merges_and_reverts_read_the_same_cold(tmp_path, seed):
             assert dict(snap.items()) == model, v
     assert db.check().ok
     db.close()
+
+
+def test_a_damaged_full_image_is_not_rebased_on(tmp_path):
+    """A chain at its bound whose full image was damaged on disk: the commit writes the
+    node as a full image, as before rebasing was built (no delta on bad bytes, and no
+    commit fails that would not have), and the new head reads back from the file."""
+    path = str(tmp_path / "d.cow")
+    db = cowdb.open(path, page_size=PAGE)
+    keys = [b"key%05d" % i for i in range(12)]
+    with db.write() as tx:
+        tx.update({k: b"v" * 40 for k in keys})
+    for v in range(LEAF_CHAIN):                 # the chain reaches its bound
+        with db.write() as tx:
+            tx[keys[0]] = b"%d" % v
+    full_page = chain_of(db, keys[0])[-1][0]
+    with open(path, "r+b") as f:
+        f.seek(full_page * db._store.unit + 30)
+        b = f.read(1)
+        f.seek(full_page * db._store.unit + 30)
+        f.write(bytes([b[0] ^ 0xFF]))
+    with db.write() as tx:
+        tx[keys[0]] = b"after the damage"
+    assert chain_of(db, keys[0]) == ()          # a full image
+    assert not db.check().ok                    # (the older versions do reach the damage)
+    db.close()
+    with cowdb.open(path, readonly=True) as db:
+        with db.read() as snap:
+            assert snap[keys[0]] == b"after the damage" and len(snap) == 12

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 
 from cowdb.pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW
-from cowdb.pages.io import MemoryIO
+from cowdb.pages.io import MemoryIO, OsFileIO
 from cowdb.pages.meta import RootRef
 from cowdb.pages.store import PageStore
 from cowdb.tree import btree
@@ -29,6 +29,7 @@ from cowdb.tree.node import (
     encode_delta,
     encode_leaf,
     py_dirty_kids,
+    rebase_delta,
 )
 
 write_c = nodemod._write_c
@@ -131,6 +132,101 @@ def test_a_delta_not_under_half_the_node_is_declined():
     node = base.copy()
     node.vals = [b"w" * 20] * 4  # every entry changed
     assert c_delta(node, base, RootRef(5, 1, 7), 9) is None
+
+
+def python_rebase(node, full, fpage, txn):
+    c, nodemod._c_rebase_image = nodemod._c_rebase_image, None
+    try:
+        return rebase_delta(node, full, fpage, txn)
+    finally:
+        nodemod._c_rebase_image = c
+
+
+def same_rebase(node, full, fpage, txn):
+    """At a chain's bound: the C's delta on the chain's full image is the Python's, sealed
+    (or both say a full image is due)."""
+    want = python_rebase(node, full, fpage, txn)
+    leaf = type(node) is Leaf
+    got = write_c.rebase_image(leaf, LEAF_DELTA if leaf else BRANCH_DELTA, node, full, fpage,
+                               txn)
+    if want is None:
+        assert got is None
+    else:
+        nodemod.seal(got)
+        assert got == want
+        assert nodemod.delta_base(bytes(got), 1)[:2] == (fpage, int.from_bytes(full[:8],
+                                                                                "little"))
+    return want
+
+
+def sealed(image):
+    nodemod.seal(image)
+    return bytes(image)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(small_keys, st.binary(max_size=60), min_size=1, max_size=60),
+       st.lists(st.tuples(st.integers(0, 59), st.binary(max_size=60)), max_size=40),
+       st.sampled_from(["values", "equal copies", "a key put", "an overflow value"]), u64)
+def test_a_rebase_on_a_leaf_s_full_image_is_python_s(items, edits, how, txn):
+    """The node that reached its chain's bound against the full image its chain started
+    from: entries compared by value (a value put again as an equal copy is no change)."""
+    keys = sorted(items)
+    vals = [items[k] for k in keys]
+    full = sealed(encode_leaf(Leaf(keys, vals, HEADER_SIZE + sum(
+        LEAF_ENTRY + len(k) + len(v) for k, v in zip(keys, vals))), 7))
+    node = decode(full, 5).copy()
+    for i, v in edits:
+        i %= len(keys)
+        node.size += len(v) - len(node.vals[i])
+        node.vals[i] = v
+    if how == "equal copies":
+        node.vals = [bytes(bytearray(v)) for v in node.vals]
+    elif how == "a key put":
+        node.keys.insert(0, b"a")
+        node.vals.insert(0, b"")
+        node.size += LEAF_ENTRY + 1
+    elif how == "an overflow value":
+        node.big = True
+    got = same_rebase(node, full, 5, txn)
+    if how in ("a key put", "an overflow value"):
+        assert got is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(small_keys, min_size=1, max_size=80, unique=True),
+       st.lists(st.tuples(st.integers(0, 79), st.integers(0, 3), u64), max_size=30), u64)
+def test_a_rebase_on_a_branch_s_full_image_is_python_s(seps, edits, txn):
+    keys = [b""] + sorted(seps)[1:]
+    n = len(keys)
+    full = sealed(encode_branch(Branch(keys, list(range(100, 100 + n)), u64s([3] * n),
+                                       u64s(range(n)), u64s([6] * n), branch_size(keys)), 7))
+    node = decode(full, 5).copy()
+    fields = (node.kids, node.counts, node.sums, node.txns)
+    for i, f, v in edits:
+        fields[f][i % n] = v
+    same_rebase(node, full, 5, txn)
+
+
+def test_a_rebase_declines_what_is_not_the_node_s_full_image():
+    keys = [b"a%03d" % i for i in range(40)]
+    leaf = a_leaf(keys, [b"v" * 20] * 40)
+    full = sealed(encode_leaf(leaf, 7))
+    node = leaf.copy()
+    node.vals[3] = b"w"
+    node.size -= 19
+    assert same_rebase(node, full, 5, 9) is not None           # one entry: a small delta
+    branch = decode(sealed(encode_branch(Branch(
+        [b""], [100], u64s([1]), u64s([2]), u64s([3]), branch_size([b""])), 7)), 5)
+    assert same_rebase(node, sealed(encode_branch(branch, 7)), 5, 9) is None  # other kind
+    ovf = Leaf(list(keys), [b"v" * 20] * 40, leaf.size)
+    ovf.vals[0], ovf.big = nodemod.Overflow(9, 900, 1, 2), True
+    assert same_rebase(node, sealed(encode_leaf(ovf, 7)), 5, 9) is None  # an overflow in it
+    everything = leaf.copy()
+    everything.vals = [b"w" * 20] * 40
+    assert same_rebase(everything, full, 5, 9) is None          # not under half the node
+    with pytest.raises(TypeError):
+        write_c.rebase_image(True, LEAF_DELTA, node, 12, 5, 9)     # not bytes
 
 
 def test_bad_input_raises_not_crashes():
@@ -238,8 +334,10 @@ def test_dirty_kids_finds_the_nodes_among_pages(kids):
     assert write_c.dirty_kids(kids) == py_dirty_kids(kids)
 
 
-def new_tree(cap=65536):
-    store = PageStore(MemoryIO(), page_size=1024)
+def new_tree(cap=65536, path=None):
+    """A tree on a store in memory, or on a file at ``path`` (the C write pass then reads a
+    chain's full image straight from it when it rebases; from memory, by store.read)."""
+    store = PageStore(MemoryIO() if path is None else OsFileIO(path), page_size=1024)
     store.initialize()
     return Tree(NodeCache(store, cap))
 
@@ -249,16 +347,16 @@ def writers(c):
     """btree.py's put and write pass, and node.py's images, in C (c) or in Python, for the
     block."""
     was = (btree.write_tree, btree.own_path, btree.put_over, btree.drop_superseded,
-           nodemod._c_delta_image, nodemod._c_full_image)
+           nodemod._c_delta_image, nodemod._c_full_image, nodemod._c_rebase_image)
     (btree.write_tree, btree.own_path, btree.put_over, btree.drop_superseded,
-     nodemod._c_delta_image, nodemod._c_full_image) = (
+     nodemod._c_delta_image, nodemod._c_full_image, nodemod._c_rebase_image) = (
         (write_c.write_tree, write_c.own_path, write_c.put_over, write_c.drop,
-         write_c.delta_image, write_c.full_image) if c else (None,) * 6)
+         write_c.delta_image, write_c.full_image, write_c.rebase_image) if c else (None,) * 7)
     try:
         yield
     finally:
         (btree.write_tree, btree.own_path, btree.put_over, btree.drop_superseded,
-         nodemod._c_delta_image, nodemod._c_full_image) = was
+         nodemod._c_delta_image, nodemod._c_full_image, nodemod._c_rebase_image) = was
 
 
 def write_queued(tree, txn):
@@ -270,15 +368,19 @@ def write_queued(tree, txn):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(0, 2 ** 32), st.integers(1, 20), st.sampled_from([65536, 40]))
-def test_the_c_write_pass_writes_what_python_writes(seed, rounds, cap):
+@given(st.integers(0, 2 ** 32), st.integers(1, 20), st.sampled_from([65536, 40]),
+       st.booleans())
+def test_the_c_write_pass_writes_what_python_writes(tmp_path_factory, seed, rounds, cap,
+                                                    on_file):
     """The same changes on two equal trees, put by put_over and own_path and written by
     write_tree, and put and written in Python: the same images at the same pages, the
     same roots, the same nodes cached (a cache of 40 nodes: with evictions), the same
     bases superseded, the same counts and sizes. Each round also writes junk images and
     frees the last round's, so the write pass takes units from the free list's runs, from
     a run it has begun and from the end of the file."""
-    trees = [new_tree(cap), new_tree(cap)]
+    folder = tmp_path_factory.mktemp("w") if on_file else None
+    trees = [new_tree(cap, None if folder is None else str(folder / name))
+             for name in ("c.cow", "py.cow")]
     images = 0
     junk: list[list[tuple[int, int]]] = [[], []]
     for txn in range(2, 2 + rounds):
@@ -310,6 +412,8 @@ def test_the_c_write_pass_writes_what_python_writes(seed, rounds, cap):
         assert got[0] == got[1]
         images += len(got[0][1])
     assert images  # (the test wrote something)
+    for tree in trees:
+        tree.store.io.close()
 
 
 @pytest.mark.parametrize("fail_at", [1, 3, 8])

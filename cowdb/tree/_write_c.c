@@ -11,12 +11,18 @@
  * full_image(node, txn)
  *     node's full image (encode_leaf, encode_branch), checksum left zero for the caller
  *     to seal; NotImplemented for a leaf marked big: node.py's Python encodes those.
+ * rebase_image(is_leaf, kind, node, image, fpage, txn)
+ *     node.py's rebase_delta: at a chain's bound, node's image as a delta of depth 1 on
+ *     the full image (bytes, verified) its chain starts from, entries compared by value;
+ *     None when a full image is due (other keys, an overflow value, not under half).
  * dirty_kids(kids)
  *     the indexes of a branch's kids that are not ints (dirty nodes to write).
  * write_tree(root, txn, store, nodes, encode, overflows, digest, superseded)
  *     btree.py's Tree._write_node: every dirty node below root written bottom-up, each
  *     a delta (delta_image) where its base allows, else encode(node, base, txn, dirty)'s
- *     (Python: a sealed delta, or None), else its full image (full_image; for a big leaf
+ *     (Python: a sealed delta, or None); at its chain's bound a delta on the chain's
+ *     full image (rebase_image; the image read straight from the file, or by
+ *     store.read; unreadable: none); else its full image (full_image; for a big leaf
  *     encode(node, None, txn, None)'s);
  *     placed as store.place(image) does and cached as nodes.put(page, node) does (see
  *     place_image and cache_node); overflows(leaf) writes a leaf's big values first;
@@ -37,8 +43,11 @@
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+#ifndef _WIN32
+#include <unistd.h>   /* pread: a rebase reads its full image straight from the file */
+#endif
 
-#define API 15                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 16                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 
@@ -252,6 +261,112 @@ delta_image(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
                       txn);
 }
 
+/* Entry i differs from the base's: the last of the s runs (at, length) grows, or a run
+ * begins. */
+static inline void
+run_add(Py_ssize_t *runs, Py_ssize_t *s, Py_ssize_t i)
+{
+    if (*s && runs[2 * (*s - 1)] + runs[2 * (*s - 1) + 1] == i)
+        runs[2 * (*s - 1) + 1]++;
+    else {
+        runs[2 * *s] = i;
+        runs[2 * *s + 1] = 1;
+        (*s)++;
+    }
+}
+
+/* The delta image (checksum zero) of a node whose entries in the s runs (at, length) of
+ * ``runs`` differ from its base's, in place: keys and vk (its vals, or kids) are its lists,
+ * refs a branch's counts, sums and txns; size the image's bytes, counted by the caller. */
+static PyObject *
+encode_runs(int is_leaf, int kind, PyObject *keys, PyObject *vk, unsigned long long *refs[3],
+            Py_ssize_t n, const Py_ssize_t *runs, Py_ssize_t s, Py_ssize_t size,
+            unsigned long long bpage, unsigned long long bsum, unsigned long long btxn,
+            unsigned depth, unsigned long long txn)
+{
+    unsigned char *p;
+    PyObject *out = new_image("delta_image", kind, n, size, txn, &p);
+    if (out == NULL)
+        return NULL;
+    unsigned char *start = (unsigned char *)PyByteArray_AS_STRING(out);
+    p = put64(p, bpage);
+    p = put64(p, bsum);
+    p = put64(p, btxn);
+    p = put16(p, depth);
+    p = put16(p, (unsigned)s);
+    for (Py_ssize_t r = 0; r < s; r++) {
+        p = put16(p, (unsigned)runs[2 * r]);
+        p = put16(p, (unsigned)runs[2 * r + 1]);
+        p = put16(p, (unsigned)runs[2 * r + 1]);
+    }
+    /* the put entries, in the node's own layout: key lengths first */
+    for (Py_ssize_t r = 0; r < s; r++)
+        for (Py_ssize_t i = runs[2 * r]; i < runs[2 * r] + runs[2 * r + 1]; i++)
+            p = put16(p, (unsigned)PyBytes_GET_SIZE(PyList_GET_ITEM(keys, i)));
+    for (Py_ssize_t r = 0; r < s; r++) {
+        for (Py_ssize_t i = runs[2 * r]; i < runs[2 * r] + runs[2 * r + 1]; i++) {
+            if (is_leaf) {
+                p = put32(p, (unsigned long)PyBytes_GET_SIZE(PyList_GET_ITEM(vk, i)));
+                continue;
+            }
+            unsigned long long v = u64_at(vk, i);   /* page */
+            if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            p = put64(p, v);
+            for (int j = 0; j < 3; j++)    /* count, checksum, txn */
+                p = put64(p, refs[j][i]);
+        }
+    }
+    for (Py_ssize_t r = 0; r < s; r++) {
+        for (Py_ssize_t i = runs[2 * r]; i < runs[2 * r] + runs[2 * r + 1]; i++) {
+            PyObject *k = PyList_GET_ITEM(keys, i);
+            memcpy(p, PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k));
+            p += PyBytes_GET_SIZE(k);
+        }
+    }
+    if (is_leaf) {
+        for (Py_ssize_t r = 0; r < s; r++) {
+            for (Py_ssize_t i = runs[2 * r]; i < runs[2 * r] + runs[2 * r + 1]; i++) {
+                PyObject *v = PyList_GET_ITEM(vk, i);
+                memcpy(p, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
+                p += PyBytes_GET_SIZE(v);
+            }
+        }
+    }
+    if (p != start + size) {  /* (cannot happen: the sizes were summed by the caller) */
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_SystemError, "delta_image(): the image's size was miscounted");
+        return NULL;
+    }
+    return out;
+}
+
+/* The delta of the s runs (encode_runs; body: the put entries' bytes), or None when a
+ * full image is due: too many runs, or a delta not under half the node's full image. */
+static PyObject *
+delta_of_runs(int is_leaf, int kind, PyObject *node, PyObject *keys, PyObject *vk,
+              unsigned long long *refs[3], Py_ssize_t n, const Py_ssize_t *runs, Py_ssize_t s,
+              Py_ssize_t body, unsigned long long bpage, unsigned long long bsum,
+              unsigned long long btxn, unsigned depth, unsigned long long txn)
+{
+    if (s > 0xFFFF)
+        return Py_NewRef(Py_None);
+    Py_ssize_t size = HEADER_SIZE + DELTA_HEAD + 6 * s + body;
+    PyObject *nsize = field(node, F_SIZE);
+    if (nsize == NULL)
+        return NULL;
+    long long full_size = PyLong_AsLongLong(nsize);
+    Py_DECREF(nsize);
+    if (full_size == -1 && PyErr_Occurred())
+        return NULL;
+    if (2 * (long long)size > full_size)
+        return Py_NewRef(Py_None);
+    return encode_runs(is_leaf, kind, keys, vk, refs, n, runs, s, size, bpage, bsum, btxn,
+                       depth, txn);
+}
+
 /* delta_image's work, its arguments converted (write_tree calls it too). */
 static PyObject *
 delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long long bpage,
@@ -307,7 +422,7 @@ delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long 
         PyErr_NoMemory();
         goto done;
     }
-    Py_ssize_t s = 0, m = 0, body = 0;
+    Py_ssize_t s = 0, body = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         int differs = 0;
         if (is_leaf) {  /* values by identity: a copy shares its base's objects */
@@ -341,84 +456,10 @@ delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long 
         }
         else
             body += 34;
-        m++;
-        if (s && runs[2 * (s - 1)] + runs[2 * (s - 1) + 1] == i)
-            runs[2 * (s - 1) + 1]++;
-        else {
-            runs[2 * s] = i;
-            runs[2 * s + 1] = 1;
-            s++;
-        }
+        run_add(runs, &s, i);
     }
-    if (s > 0xFFFF)
-        goto full;
-    Py_ssize_t size = HEADER_SIZE + DELTA_HEAD + 6 * s + body;
-    PyObject *nsize = field(node, F_SIZE);
-    if (nsize == NULL)
-        goto done;
-    long long full_size = PyLong_AsLongLong(nsize);
-    Py_DECREF(nsize);
-    if (full_size == -1 && PyErr_Occurred())
-        goto done;
-    if (2 * (long long)size > full_size)
-        goto full;
-    unsigned char *p;
-    if ((out = new_image("delta_image", kind, n, size, txn, &p)) == NULL)
-        goto done;
-    unsigned char *start = (unsigned char *)PyByteArray_AS_STRING(out);
-    p = put64(p, bpage);
-    p = put64(p, bsum);
-    p = put64(p, btxn);
-    p = put16(p, (unsigned)depth);
-    p = put16(p, (unsigned)s);
-    for (Py_ssize_t r = 0; r < s; r++) {
-        p = put16(p, (unsigned)runs[2 * r]);
-        p = put16(p, (unsigned)runs[2 * r + 1]);
-        p = put16(p, (unsigned)runs[2 * r + 1]);
-    }
-    /* the put entries, in the node's own layout: key lengths first */
-    for (Py_ssize_t r = 0; r < s; r++)
-        for (Py_ssize_t i = runs[2 * r]; i < runs[2 * r] + runs[2 * r + 1]; i++)
-            p = put16(p, (unsigned)PyBytes_GET_SIZE(PyList_GET_ITEM(keys, i)));
-    for (Py_ssize_t r = 0; r < s; r++) {
-        for (Py_ssize_t i = runs[2 * r]; i < runs[2 * r] + runs[2 * r + 1]; i++) {
-            if (is_leaf) {
-                p = put32(p, (unsigned long)PyBytes_GET_SIZE(PyList_GET_ITEM(fields[0][1], i)));
-                continue;
-            }
-            unsigned long long v = u64_at(fields[0][1], i);   /* page */
-            if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-                Py_CLEAR(out);
-                goto done;
-            }
-            p = put64(p, v);
-            for (int j = 0; j < 3; j++)    /* count, checksum, txn */
-                p = put64(p, refs[0][j][i]);
-        }
-    }
-    for (Py_ssize_t r = 0; r < s; r++) {
-        for (Py_ssize_t i = runs[2 * r]; i < runs[2 * r] + runs[2 * r + 1]; i++) {
-            PyObject *k = PyList_GET_ITEM(keys, i);
-            memcpy(p, PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k));
-            p += PyBytes_GET_SIZE(k);
-        }
-    }
-    if (is_leaf) {
-        for (Py_ssize_t r = 0; r < s; r++) {
-            for (Py_ssize_t i = runs[2 * r]; i < runs[2 * r] + runs[2 * r + 1]; i++) {
-                PyObject *v = PyList_GET_ITEM(fields[0][1], i);
-                memcpy(p, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
-                p += PyBytes_GET_SIZE(v);
-            }
-        }
-    }
-    if (p != start + size) {  /* (cannot happen: the sizes were summed above) */
-        Py_CLEAR(out);
-        PyErr_SetString(PyExc_SystemError, "delta_image(): the image's size was miscounted");
-    }
-    goto done;
-full:
-    out = Py_NewRef(Py_None);
+    out = delta_of_runs(is_leaf, kind, node, keys, fields[0][1], refs[0], n, runs, s, body,
+                        bpage, bsum, btxn, depth, txn);
     goto done;
 python:
     out = Py_NewRef(Py_NotImplemented);
@@ -436,6 +477,138 @@ done:
 /* ---- full images: node.py's encode_leaf and encode_branch ------------------------ */
 static int leaf_kind, branch_kind;            /* the delta kinds (bind) */
 static int leaf_full_kind, branch_full_kind;  /* the full-image kinds (bind) */
+
+static inline unsigned long long
+get_le(const unsigned char *p, int bytes)
+{
+    unsigned long long v = 0;
+    for (int b = bytes - 1; b >= 0; b--)
+        v = (v << 8) | p[b];
+    return v;
+}
+
+/* rebase_image's work: node's image as a delta of depth 1 on ``img``, the full image (of
+ * len bytes, verified by the caller) at page fpage that its base's chain starts from,
+ * comparing entries by value; checksum left zero. None when a full image is due: img is
+ * not a full image of node's kind, node's keys are not img's, a value is not inline
+ * bytes, or the delta would not be under half the node (as delta_image's). */
+static PyObject *
+rebase_core(int is_leaf, int kind, PyObject *node, const unsigned char *img, Py_ssize_t len,
+            unsigned long long fpage, unsigned long long txn)
+{
+    PyObject *keys = NULL, *vk = NULL, *out = NULL;
+    Py_buffer views[3];
+    unsigned long long *refs[3] = {NULL, NULL, NULL};
+    int held = 0;
+    Py_ssize_t *runs = NULL;
+    if (len < HEADER_SIZE || img[8] != (is_leaf ? leaf_full_kind : branch_full_kind) ||
+            (Py_ssize_t)get_le(img + 12, 4) != len)
+        goto full;
+    Py_ssize_t n = (Py_ssize_t)get_le(img + 10, 2);
+    if ((keys = list_of(node, F_KEYS)) == NULL ||
+            (vk = list_of(node, is_leaf ? F_VALS : F_KIDS)) == NULL)
+        goto done;
+    if (PyList_GET_SIZE(keys) != n || PyList_GET_SIZE(vk) != n)
+        goto full;
+    if (is_leaf) {
+        PyObject *big = field(node, F_BIG);
+        int b = big == NULL ? -1 : PyObject_IsTrue(big);
+        Py_XDECREF(big);
+        if (b < 0)
+            goto done;
+        if (b)
+            goto full;
+    }
+    else {
+        if (refs_of(node, views, refs, n, 0) < 0)
+            goto done;
+        held = 1;
+    }
+    /* the image's layout: key lengths (u16), then a leaf's value lengths (u32) or a
+     * branch's (page, count, checksum, txn) (u64 each), then keys, then a leaf's values */
+    Py_ssize_t at = HEADER_SIZE, ents = at + 2 * n, pos = at + (is_leaf ? 6 : 34) * n;
+    if (pos > len)
+        goto full;
+    Py_ssize_t kpos = pos, vpos;
+    for (Py_ssize_t i = 0; i < n; i++) {   /* the keys must be the node's */
+        Py_ssize_t kl = (Py_ssize_t)get_le(img + at + 2 * i, 2);
+        PyObject *k = PyList_GET_ITEM(keys, i);
+        if (!PyBytes_CheckExact(k) || PyBytes_GET_SIZE(k) != kl || kpos + kl > len ||
+                memcmp(PyBytes_AS_STRING(k), img + kpos, (size_t)kl))
+            goto full;
+        kpos += kl;
+    }
+    vpos = kpos;
+    runs = PyMem_Malloc(sizeof(Py_ssize_t) * 2 * (size_t)(n ? n : 1));
+    if (runs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t s = 0, body = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int differs = 0;
+        if (is_leaf) {
+            unsigned long long vl = get_le(img + ents + 4 * i, 4);
+            PyObject *v = PyList_GET_ITEM(vk, i);
+            if ((vl >> 31) || vpos + (Py_ssize_t)vl > len || !PyBytes_CheckExact(v))
+                goto full;   /* an overflow value (its own run), or not inline bytes */
+            differs = PyBytes_GET_SIZE(v) != (Py_ssize_t)vl ||
+                      memcmp(PyBytes_AS_STRING(v), img + vpos, (size_t)vl);
+            vpos += (Py_ssize_t)vl;
+        }
+        else {
+            const unsigned char *e = img + ents + 32 * i;
+            unsigned long long page = u64_at(vk, i);
+            if (page == (unsigned long long)-1 && PyErr_Occurred())
+                goto done;
+            differs = page != get_le(e, 8);
+            for (int j = 0; j < 3 && !differs; j++)
+                differs = refs[j][i] != get_le(e + 8 * (j + 1), 8);
+        }
+        if (!differs)
+            continue;
+        body += PyBytes_GET_SIZE(PyList_GET_ITEM(keys, i)) +
+                (is_leaf ? 6 + PyBytes_GET_SIZE(PyList_GET_ITEM(vk, i)) : 34);
+        run_add(runs, &s, i);
+    }
+    out = delta_of_runs(is_leaf, kind, node, keys, vk, refs, n, runs, s, body, fpage,
+                        get_le(img, 8), get_le(img + 16, 8), 1, txn);
+    goto done;
+full:
+    out = Py_NewRef(Py_None);
+done:
+    PyMem_Free(runs);
+    Py_XDECREF(keys);
+    Py_XDECREF(vk);
+    if (held)
+        release_refs(views);
+    return out;
+}
+
+static PyObject *
+rebase_image(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "rebase_image(is_leaf, kind, node, image, fpage, txn)");
+        return NULL;
+    }
+    int is_leaf = PyObject_IsTrue(args[0]);
+    long kind = PyLong_AsLong(args[1]);
+    unsigned long long fpage = PyLong_AsUnsignedLongLong(args[4]);
+    unsigned long long txn = PyLong_AsUnsignedLongLong(args[5]);
+    if (is_leaf < 0 || PyErr_Occurred())
+        return NULL;
+    if (kind < 0 || kind > 255) {
+        PyErr_SetString(PyExc_ValueError, "rebase_image(): kind out of range");
+        return NULL;
+    }
+    Py_buffer img;
+    if (PyObject_GetBuffer(args[3], &img, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *out = rebase_core(is_leaf, (int)kind, args[2], img.buf, img.len, fpage, txn);
+    PyBuffer_Release(&img);
+    return out;
+}
 
 /* A node's full image, header and body, its checksum left zero for the caller to seal;
  * NotImplemented for a leaf marked big (a value may be an Overflow: Python encodes it).
@@ -589,10 +762,13 @@ typedef struct {
     PyObject *nodes;            /* the NodeCache (a dict) */
     Py_ssize_t cap;             /* its cap */
     PyObject *encode, *overflows, *digest, *superseded;
+    int fd;                     /* the store's file (io.fd), -1: read by store.read; */
+    int fd_known;               /* ... looked up at the first rebase */
+    Py_ssize_t page_size;
 } Writer;
 
 static PyObject *s__run, *s_page_count, *s_put, *s_pages_written,
-    *s_bytes_written;
+    *s_bytes_written, *s_read;
 
 /* Set the store's _run to the writer's (before Python allocates, and at the end). */
 static int
@@ -873,6 +1049,142 @@ delta_chain(Writer *w, PyObject *page, Py_ssize_t units, PyObject *base)
     return chain;
 }
 
+/* 1 when the error set is what store.read raises for a page it cannot give (Corruption,
+ * ReadFailed: cowdb.errors), 0 when it is another, -1 when those cannot be looked up. */
+static int
+unreadable_error(void)
+{
+    static PyObject *kinds = NULL;   /* (Corruption, ReadFailed), looked up once */
+    if (kinds == NULL) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *mod = PyImport_ImportModule("cowdb.errors");
+        PyObject *a = mod == NULL ? NULL : PyObject_GetAttrString(mod, "Corruption");
+        PyObject *b = mod == NULL ? NULL : PyObject_GetAttrString(mod, "ReadFailed");
+        if (a != NULL && b != NULL)
+            kinds = PyTuple_Pack(2, a, b);
+        Py_XDECREF(mod);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+        if (kinds == NULL)
+            return -1;
+    }
+    return PyErr_ExceptionMatches(kinds);
+}
+
+/* The verified image at page (len bytes) read straight from the store's file into a new
+ * PyMem buffer, or NULL (no error set) when it cannot be: the store's io has no file
+ * (memory, an object store, a test's faulty device), the read fails or comes short, or
+ * the image does not verify. Callers then read it by store.read, which is slower (a
+ * Python call, ~20,000 instructions) but raises what a failed read raises. */
+static unsigned char *
+read_direct(Writer *w, unsigned long long page, Py_ssize_t *len)
+{
+#ifdef _WIN32
+    return NULL;
+#else
+    if (!w->fd_known) {
+        w->fd_known = 1;
+        w->fd = -1;
+        PyObject *io = PyObject_GetAttrString(w->store, "io");
+        PyObject *fd = io == NULL ? NULL : PyObject_GetAttrString(io, "fd");
+        PyObject *ps = PyObject_GetAttrString(w->store, "page_size");
+        if (fd != NULL && PyLong_CheckExact(fd) && ps != NULL && PyLong_CheckExact(ps)) {
+            long v = PyLong_AsLong(fd);
+            Py_ssize_t n = PyLong_AsSsize_t(ps);
+            if (v >= 0 && v <= 0x7FFFFFFF && n >= HEADER_SIZE && !PyErr_Occurred()) {
+                w->fd = (int)v;
+                w->page_size = n;
+            }
+        }
+        PyErr_Clear();
+        Py_XDECREF(io);
+        Py_XDECREF(fd);
+        Py_XDECREF(ps);
+    }
+    if (w->fd < 0 || page > (unsigned long long)PY_SSIZE_T_MAX / (unsigned long long)w->unit)
+        return NULL;
+    unsigned char *buf = PyMem_Malloc((size_t)w->page_size);
+    if (buf == NULL)
+        return NULL;
+    ssize_t got = pread(w->fd, buf, (size_t)w->page_size, (off_t)(page * (unsigned long long)w->unit));
+    Py_ssize_t n = got >= HEADER_SIZE ? (Py_ssize_t)get_le(buf + 12, 4) : 0;
+    if (n < HEADER_SIZE || n > got) {
+        PyMem_Free(buf);
+        return NULL;
+    }
+    PyObject *mv = PyMemoryView_FromMemory((char *)buf + 8, n - 8, PyBUF_READ);
+    PyObject *r = mv == NULL ? NULL : PyObject_CallOneArg(w->digest, mv);
+    int ok = r != NULL && PyLong_Check(r) && PyLong_AsUnsignedLongLongMask(r) == get_le(buf, 8);
+    Py_XDECREF(mv);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    if (!ok) {
+        PyMem_Free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+#endif
+}
+
+/* At a chain's bound: node's image as a delta on the full image its base bnode's chain
+ * starts from (rebase_core; the image read from the file and verified, by read_direct or
+ * store.read), or None (a full image is due); *bottom gets that image's (page, units,
+ * txn) when a delta is returned. NULL on error. */
+static PyObject *
+rebase_at_bound(Writer *w, PyObject *node, int is_leaf, PyObject *bnode, PyObject **bottom)
+{
+    PyObject *bchain = field(bnode, F_CHAIN), *data = NULL, *out = NULL;
+    unsigned char *buf = NULL;
+    if (bchain == NULL)
+        return NULL;
+    if (!PyTuple_CheckExact(bchain) || PyTuple_GET_SIZE(bchain) < 2) {
+        Py_DECREF(bchain);
+        PyErr_SetString(PyExc_TypeError, "write_tree(): a delta's chain is not a tuple");
+        return NULL;
+    }
+    PyObject *last = PyTuple_GET_ITEM(bchain, PyTuple_GET_SIZE(bchain) - 1);
+    if (!PyTuple_CheckExact(last) || PyTuple_GET_SIZE(last) != 3) {
+        Py_DECREF(bchain);
+        PyErr_SetString(PyExc_TypeError, "write_tree(): a chain's link is not (page, units, "
+                        "txn)");
+        return NULL;
+    }
+    unsigned long long fpage = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(last, 0));
+    if (PyErr_Occurred())
+        goto done;
+    Py_ssize_t len = 0;
+    const unsigned char *img = buf = read_direct(w, fpage, &len);
+    if (img == NULL) {
+        data = PyObject_CallMethodOneArg(w->store, s_read, PyTuple_GET_ITEM(last, 0));
+        if (data == NULL) {  /* damaged or unreadable: a full image, as without rebasing */
+            if (unreadable_error() > 0) {
+                PyErr_Clear();
+                out = Py_NewRef(Py_None);
+            }
+            goto done;
+        }
+        if (!PyBytes_CheckExact(data)) {
+            PyErr_SetString(PyExc_TypeError, "write_tree(): store.read() did not return bytes");
+            goto done;
+        }
+        img = (const unsigned char *)PyBytes_AS_STRING(data);
+        len = PyBytes_GET_SIZE(data);
+    }
+    out = rebase_core(is_leaf, is_leaf ? leaf_kind : branch_kind, node, img, len, fpage,
+                      w->txn_v);
+    if (out != NULL && out != Py_None)
+        *bottom = Py_NewRef(last);
+done:
+    PyMem_Free(buf);
+    Py_XDECREF(data);
+    Py_DECREF(bchain);
+    return out;
+}
+
 /* Write node (its dirty children first); its image's first unit (a new reference) and
  * its checksum in *sum, or NULL. */
 static PyObject *
@@ -884,6 +1196,7 @@ write_node(Writer *w, PyObject *node, unsigned long long *sum_out)
         return NULL;
     }
     PyObject *dirty = NULL, *base = NULL, *image = NULL, *page = NULL, *chain = NULL;
+    PyObject *bottom = NULL;   /* a rebased delta's base: the (page, units, txn) it is on */
     PyObject *out = NULL;
     unsigned long long sum;
     if (!is_leaf) {
@@ -947,6 +1260,12 @@ write_node(Writer *w, PyObject *node, unsigned long long *sum_out)
                 else if (image != Py_None && image_sum(w, image, 1, &sum) < 0)
                     goto done;
             }
+            else {  /* the chain is at its bound: a delta on the full image it starts from */
+                if ((image = rebase_at_bound(w, node, is_leaf, bnode, &bottom)) == NULL)
+                    goto done;
+                if (image != Py_None && image_sum(w, image, 1, &sum) < 0)
+                    goto done;
+            }
         }
     }
     if (image == NULL || image == Py_None) {  /* a full image */
@@ -971,7 +1290,15 @@ write_node(Writer *w, PyObject *node, unsigned long long *sum_out)
         goto done;
     if (set_field(node, F_TXN, w->txn) < 0)
         goto done;
-    chain = base == Py_None ? Py_NewRef(Py_None) : delta_chain(w, page, units, base);
+    if (base == Py_None)
+        chain = Py_NewRef(Py_None);
+    else if (bottom != NULL) {  /* a rebased delta: itself, then the full image */
+        PyObject *own = triple(page, units, w->txn);
+        chain = own == NULL ? NULL : PyTuple_Pack(2, own, bottom);
+        Py_XDECREF(own);
+    }
+    else
+        chain = delta_chain(w, page, units, base);
     if (chain == NULL || set_field(node, F_CHAIN, chain) < 0)
         goto done;
     if (cache_node(w, page, node) < 0)
@@ -984,6 +1311,7 @@ done:
     Py_XDECREF(image);
     Py_XDECREF(page);
     Py_XDECREF(chain);
+    Py_XDECREF(bottom);
     return out;
 }
 
@@ -1579,6 +1907,9 @@ static PyMethodDef methods[] = {
     {"drop", (PyCFunction)(void (*)(void))drop, METH_FASTCALL,
      "drop(nodes, bases): btree.py's NodeCache.drop (the superseded bases' nodes leave "
      "the cache where it still holds them; bases is emptied)."},
+    {"rebase_image", (PyCFunction)(void (*)(void))rebase_image, METH_FASTCALL,
+     "rebase_image(is_leaf, kind, node, image, fpage, txn): node.py's rebase_delta: node's "
+     "image as a delta on the full image its base's chain starts from, or None"},
     {"put_over", (PyCFunction)(void (*)(void))put_over, METH_FASTCALL,
      "put_over(tree, key, val): btree.py's Tree.put for an inline value over an inline "
      "value in a tree that keeps what it replaces: False, or None (Tree.put does it)."},
@@ -1630,6 +1961,7 @@ PyInit__write_c(void)
         !(s_put = PyUnicode_InternFromString("put")) ||
         !(s_pages_written = PyUnicode_InternFromString("pages_written")) ||
         !(s_bytes_written = PyUnicode_InternFromString("bytes_written")) ||
+        !(s_read = PyUnicode_InternFromString("read")) ||
         !(one = PyLong_FromLong(1)))
         return NULL;
     PyObject *m = PyModule_Create(&module);

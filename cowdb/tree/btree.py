@@ -25,7 +25,7 @@ from itertools import islice
 from typing import Any
 
 from .._accelerators import load, wanted
-from ..errors import Corruption
+from ..errors import Corruption, ReadFailed
 from ..pages import checksum as checksum_mod
 from ..pages.checksum import (
     BRANCH,
@@ -55,10 +55,12 @@ from .node import (
     branch_size,
     decode,
     delta_base,
+    depth,
     dirty_kids,
     encode_branch,
     encode_delta,
     encode_leaf,
+    rebase_delta,
 )
 
 
@@ -730,10 +732,24 @@ class Tree:
                 # and small, and every lookup reads its root first (a chain would cost the
                 # first one per process a materialisation, for a few dozen bytes a fold)
                 base = None
+        bottom = None  # a rebased delta's base: the chain's full image (page, units, txn)
         if base is not None:
             image = self._encode(node, base, txn, dirty)
             if image is not None:
                 self._replaced.pop(base[1], None)  # (a tree that frees) kept as the base
+            elif not self.frees and type(node) is type(base[0]) and depth(base[0]) >= (
+                    LEAF_CHAIN if type(node) is Leaf else BRANCH_CHAIN):
+                # at the chain's bound: a delta on the full image it starts from (a tree
+                # that frees may have freed that image: it writes a full one, as before)
+                links = base[0].chain
+                assert links is not None  # (a delta: the chain's bound is at least 1)
+                try:
+                    full = store.read(links[-1][0])
+                except (Corruption, ReadFailed):  # a full image, as without rebasing
+                    full = None
+                if full is not None:
+                    image = rebase_delta(node, full, links[-1][0], txn)
+                    bottom = links[-1] if image is not None else None
         if image is None:
             base = None
             image = self._encode(node, None, txn, None)
@@ -741,9 +757,9 @@ class Tree:
         units = -(-len(image) // store.unit)  # (store.pages_for)
         page = store.place(image)
         node.txn = txn
-        # a delta's chain: its own image, then its base's
-        node.chain = None if base is None else ((page, units, txn),) + images(
-            store, base[1], base[0])
+        # a delta's chain: its own image, then its base's (a rebased one's: the full image)
+        node.chain = None if base is None else ((page, units, txn),) + (
+            (bottom,) if bottom is not None else images(store, base[1], base[0]))
         self.nodes.put(page, node)
         return page, int.from_bytes(image[:8], "little"), txn
 

@@ -440,6 +440,30 @@ def encode_delta(node: Node, base: Node, bpage: int, bsum: int, btxn: int, txn: 
     return image
 
 
+def rebase_delta(node: Node, full: bytes, fpage: int, txn: int) -> bytearray | None:
+    """At a chain's bound (LEAF_CHAIN or BRANCH_CHAIN deltas): ``node``'s image as a delta
+    of depth 1 on ``full``, the full image (read and verified, at ``fpage``) that its base's
+    chain starts from: every entry that differs from it, by value. None when a full image
+    is due: ``full`` is not a full image of the node's kind, the keys differ, a value is
+    not inline bytes, or the delta would not be under half the node. A consolidation so
+    writes what changed since the full image, not the whole node again (a full image only
+    once that passes half of it: see docs/history-cost.md, "After 30,000 versions")."""
+    leaf = type(node) is Leaf
+    if _c_rebase_image is not None:
+        image: bytearray | None = _c_rebase_image(leaf, LEAF_DELTA if leaf else BRANCH_DELTA,
+                                                  node, full, fpage, txn)
+        if image is not None:
+            seal(image)
+        return image
+    if len(full) < HEADER_SIZE or full[8] != (LEAF if leaf else BRANCH):
+        return None
+    base = decode(full, fpage)
+    if base.keys != node.keys or (leaf and (node.big or base.big)):  # type: ignore[union-attr]
+        return None
+    return encode_delta(node, base, fpage, int.from_bytes(full[:8], "little"), base.txn, txn,
+                        by_value=True)
+
+
 def delta_base(data: bytes, page: int) -> tuple[int, int, int, int]:
     """(base page, base checksum, base txn, depth) of a delta image."""
     if len(data) < HEADER_SIZE + DELTA_HEAD.size:
@@ -517,18 +541,21 @@ def apply_delta(base: Node, data: bytes, page: int) -> Node:
     return node
 
 
-# _write_c.c encodes a node's full image (``full_image``) and the delta of a node with its
-# base's keys (``delta_image``: the commit's common case, an overwrite), finds a dirty
+# _write_c.c encodes a node's full image (``full_image``), the delta of a node with its
+# base's keys (``delta_image``: the commit's common case, an overwrite) and a chain's
+# rebase on its full image (``rebase_image``: see rebase_delta), finds a dirty
 # branch's written children (``dirty_kids``), runs btree.py's whole write pass
 # (``write_tree``) and its put's descent (``own_path``, both bound there) when it is built
 # and current (see cowdb/_accelerators.py); tests/test_write_c.py checks them against the
 # Python.
-WRITE_API = 15  # the _write_c this package is written against
+WRITE_API = 16  # the _write_c this package is written against
 _write_c = load("cowdb.tree", "_write_c", WRITE_API)
 _c_delta_image: Callable[..., Any] | None = None
 _c_full_image: Callable[[Node, int], bytearray] | None = None
+_c_rebase_image: Callable[..., Any] | None = None
 if _write_c is not None and wanted():
     _c_delta_image, _c_full_image = _write_c.delta_image, _write_c.full_image
+    _c_rebase_image = _write_c.rebase_image
 
 
 def py_dirty_kids(kids: list[int | Node]) -> list[int]:
