@@ -45,10 +45,12 @@ DECODE_ERRORS = (ValueError, KeyError, struct_error)
 
 
 def _checked(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """``runs`` read from an image, or ValueError if one ends past the largest page number
-    (a u64): the list could not be encoded again."""
-    if runs and max(s + n for s, n in runs) > 1 << 64:
-        raise ValueError("a free-list run ends past the largest page number")
+    """``runs`` read from an image, or ValueError if one reaches the largest u64 page
+    number: the list could not be encoded again (a run ending exactly at 2**64, merged with
+    the runs below it down to page 0, would be 2**64 pages long, a length no u64 holds;
+    no real file comes near)."""
+    if runs and max(s + n for s, n in runs) >= 1 << 64:
+        raise ValueError("a free-list run reaches the largest page number")
     return runs
 
 
