@@ -113,6 +113,16 @@ put64(unsigned char *p, unsigned long long v)
     return p;
 }
 
+/* The little-endian unsigned integer of ``bytes`` bytes at p. */
+static inline unsigned long long
+get_le(const unsigned char *p, int bytes)
+{
+    unsigned long long v = 0;
+    for (int b = bytes - 1; b >= 0; b--)
+        v = (v << 8) | p[b];
+    return v;
+}
+
 /* A list attribute of a node (a new reference), or NULL with TypeError. */
 static PyObject *
 list_of(PyObject *node, int f)
@@ -477,15 +487,6 @@ done:
 /* ---- full images: node.py's encode_leaf and encode_branch ------------------------ */
 static int leaf_kind, branch_kind;            /* the delta kinds (bind) */
 static int leaf_full_kind, branch_full_kind;  /* the full-image kinds (bind) */
-
-static inline unsigned long long
-get_le(const unsigned char *p, int bytes)
-{
-    unsigned long long v = 0;
-    for (int b = bytes - 1; b >= 0; b--)
-        v = (v << 8) | p[b];
-    return v;
-}
 
 /* rebase_image's work: node's image as a delta of depth 1 on ``img``, the full image (of
  * len bytes, verified by the caller) at page fpage that its base's chain starts from,
@@ -878,6 +879,32 @@ cache_node(Writer *w, PyObject *page, PyObject *node)
     return PyDict_SetItem(w->nodes, page, node);
 }
 
+/* The checksum of an image of n bytes at p (the digest of its bytes after the first 8),
+ * in *sum; -1 with an error set. */
+static int
+digest_of(Writer *w, const unsigned char *p, Py_ssize_t n, unsigned long long *sum)
+{
+    PyObject *mv = PyMemoryView_FromMemory((char *)p + 8, n - 8, PyBUF_READ);
+    if (mv == NULL)
+        return -1;
+    PyObject *r = PyObject_CallOneArg(w->digest, mv);
+    Py_DECREF(mv);
+    if (r == NULL)
+        return -1;
+    /* (the digest is a u64: the mask conversion is exact, and has no slow path for
+     * 64-bit ints as PyLong_AsUnsignedLongLong has) */
+    unsigned long long v = PyLong_Check(r) ? PyLong_AsUnsignedLongLongMask(r) : 0;
+    int bad = !PyLong_Check(r) || (v == (unsigned long long)-1 && PyErr_Occurred());
+    Py_DECREF(r);
+    if (bad) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "write_tree(): the digest is not an int");
+        return -1;
+    }
+    *sum = v;
+    return 0;
+}
+
 /* An image's checksum: computed into its first 8 bytes (seal), or read from them. */
 static int
 image_sum(Writer *w, PyObject *image, int seal, unsigned long long *sum)
@@ -889,30 +916,12 @@ image_sum(Writer *w, PyObject *image, int seal, unsigned long long *sum)
     }
     unsigned char *p = (unsigned char *)PyByteArray_AS_STRING(image);
     if (seal) {
-        PyObject *mv = PyMemoryView_FromMemory((char *)p + 8,
-                                               PyByteArray_GET_SIZE(image) - 8, PyBUF_READ);
-        if (mv == NULL)
+        unsigned long long v;
+        if (digest_of(w, p, PyByteArray_GET_SIZE(image), &v) < 0)
             return -1;
-        PyObject *r = PyObject_CallOneArg(w->digest, mv);
-        Py_DECREF(mv);
-        if (r == NULL)
-            return -1;
-        /* (the digest is a u64: the mask conversion is exact, and has no slow path for
-         * 64-bit ints as PyLong_AsUnsignedLongLong has) */
-        unsigned long long v = PyLong_Check(r) ? PyLong_AsUnsignedLongLongMask(r) : 0;
-        int bad = !PyLong_Check(r) || (v == (unsigned long long)-1 && PyErr_Occurred());
-        Py_DECREF(r);
-        if (bad) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_TypeError, "write_tree(): the digest is not an int");
-            return -1;
-        }
         put64(p, v);
     }
-    unsigned long long v = 0;
-    for (int b = 7; b >= 0; b--)
-        v = (v << 8) | p[b];
-    *sum = v;
+    *sum = get_le(p, 8);
     return 0;
 }
 
@@ -1115,11 +1124,8 @@ read_direct(Writer *w, unsigned long long page, Py_ssize_t *len)
         PyMem_Free(buf);
         return NULL;
     }
-    PyObject *mv = PyMemoryView_FromMemory((char *)buf + 8, n - 8, PyBUF_READ);
-    PyObject *r = mv == NULL ? NULL : PyObject_CallOneArg(w->digest, mv);
-    int ok = r != NULL && PyLong_Check(r) && PyLong_AsUnsignedLongLongMask(r) == get_le(buf, 8);
-    Py_XDECREF(mv);
-    Py_XDECREF(r);
+    unsigned long long sum;
+    int ok = digest_of(w, buf, n, &sum) == 0 && sum == get_le(buf, 8);
     PyErr_Clear();
     if (!ok) {
         PyMem_Free(buf);
