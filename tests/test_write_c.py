@@ -78,6 +78,35 @@ def a_leaf(keys, vals):
     return decode(bytes(encode_leaf(Leaf(keys, vals, size), 7)), 5)  # clean, as read
 
 
+def overwritten(base, edits):
+    """A copy of leaf ``base`` with the (index, value) edits put over its values."""
+    node = base.copy()
+    for i, v in edits:
+        i %= len(node.keys)
+        node.size += len(v) - len(node.vals[i])
+        node.vals[i] = v
+    return node
+
+
+def a_branch(seps):
+    """A clean branch (as read) over the separators, children 100, 101, ..."""
+    keys = [b""] + sorted(seps)[1:]
+    n = len(keys)
+    return decode(bytes(encode_branch(Branch(keys, list(range(100, 100 + n)), u64s([3] * n),
+                                             u64s(range(n)), u64s([6] * n),
+                                             branch_size(keys)), 7)), 5)
+
+
+def with_new_children(base, edits):
+    """A copy of branch ``base`` with the (index, field, value) edits made to its kids,
+    counts, sums and txns."""
+    node = base.copy()
+    fields = (node.kids, node.counts, node.sums, node.txns)
+    for i, f, v in edits:
+        fields[f][i % len(node.keys)] = v
+    return node
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(small_keys, st.binary(max_size=60), min_size=1, max_size=60),
        st.lists(st.tuples(st.integers(0, 59), st.binary(max_size=60)), max_size=12),
@@ -85,28 +114,15 @@ def a_leaf(keys, vals):
 def test_a_leaf_overwrite_encodes_as_python_does(items, edits, bsum, txn):
     keys = sorted(items)
     base = a_leaf(keys, [items[k] for k in keys])
-    node = base.copy()
-    for i, v in edits:
-        i %= len(keys)
-        node.size += len(v) - len(node.vals[i])
-        node.vals[i] = v
-    same_image(node, base, RootRef(5, bsum, 7), txn)
+    same_image(overwritten(base, edits), base, RootRef(5, bsum, 7), txn)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(small_keys, min_size=1, max_size=80, unique=True),
        st.lists(st.tuples(st.integers(0, 79), st.integers(0, 3), u64), max_size=12), u64)
 def test_a_branch_with_new_children_encodes_as_python_does(seps, edits, txn):
-    keys = [b""] + sorted(seps)[1:]
-    n = len(keys)
-    base = Branch(keys, list(range(100, 100 + n)), u64s([3] * n), u64s(range(n)),
-                  u64s([6] * n), branch_size(keys))
-    base = decode(bytes(encode_branch(base, 7)), 5)
-    node = base.copy()
-    fields = (node.kids, node.counts, node.sums, node.txns)
-    for i, f, v in edits:
-        fields[f][i % n] = v
-    same_image(node, base, RootRef(5, 11, 7), txn)
+    base = a_branch(seps)
+    same_image(with_new_children(base, edits), base, RootRef(5, 11, 7), txn)
 
 
 def test_what_the_c_declines_python_encodes():
@@ -172,14 +188,9 @@ def test_a_rebase_on_a_leaf_s_full_image_is_python_s(items, edits, how, txn):
     """The node that reached its chain's bound against the full image its chain started
     from: entries compared by value (a value put again as an equal copy is no change)."""
     keys = sorted(items)
-    vals = [items[k] for k in keys]
-    full = sealed(encode_leaf(Leaf(keys, vals, HEADER_SIZE + sum(
-        LEAF_ENTRY + len(k) + len(v) for k, v in zip(keys, vals))), 7))
-    node = decode(full, 5).copy()
-    for i, v in edits:
-        i %= len(keys)
-        node.size += len(v) - len(node.vals[i])
-        node.vals[i] = v
+    base = a_leaf(keys, [items[k] for k in keys])
+    full = sealed(encode_leaf(base, 7))
+    node = overwritten(base, edits)
     if how == "equal copies":
         node.vals = [bytes(bytearray(v)) for v in node.vals]
     elif how == "a key put":
@@ -197,15 +208,8 @@ def test_a_rebase_on_a_leaf_s_full_image_is_python_s(items, edits, how, txn):
 @given(st.lists(small_keys, min_size=1, max_size=80, unique=True),
        st.lists(st.tuples(st.integers(0, 79), st.integers(0, 3), u64), max_size=30), u64)
 def test_a_rebase_on_a_branch_s_full_image_is_python_s(seps, edits, txn):
-    keys = [b""] + sorted(seps)[1:]
-    n = len(keys)
-    full = sealed(encode_branch(Branch(keys, list(range(100, 100 + n)), u64s([3] * n),
-                                       u64s(range(n)), u64s([6] * n), branch_size(keys)), 7))
-    node = decode(full, 5).copy()
-    fields = (node.kids, node.counts, node.sums, node.txns)
-    for i, f, v in edits:
-        fields[f][i % n] = v
-    same_rebase(node, full, 5, txn)
+    base = a_branch(seps)
+    same_rebase(with_new_children(base, edits), sealed(encode_branch(base, 7)), 5, txn)
 
 
 def test_a_rebase_declines_what_is_not_the_node_s_full_image():
