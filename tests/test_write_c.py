@@ -5,6 +5,7 @@ the base's, and leaves with overflow values."""
 from __future__ import annotations
 
 import random
+import struct
 from array import array
 from contextlib import contextmanager
 
@@ -250,6 +251,58 @@ def test_bad_input_raises_not_crashes():
         write_c.dirty_kids((1, 2))
 
 
+def slices_or_error(fn, *args):
+    """What a slicer returns, or "error" for what decode turns into Corruption."""
+    try:
+        return fn(*args)
+    except (struct.error, ValueError):
+        return "error"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 70), st.integers(0, 320),
+       st.sampled_from([2, 4]), st.integers(0, 330))
+def test_slices_reads_any_bytes_as_python_does(data, n, at, width, first):
+    """Arbitrary bytes, as a damaged image holds: the same strings, or both refuse them."""
+    assert slices_or_error(write_c.slices, data, n, at, width, first) == \
+        slices_or_error(nodemod.py_slices, data, n, at, width, first)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.binary(max_size=40), st.binary(max_size=300), max_size=60),
+       st.lists(st.integers(0, 59), max_size=3), u64)
+def test_a_decoded_leaf_is_python_s(items, overflow_at, txn):
+    """Decoded through the C slices and through Python alone: the same leaf, overflow
+    references included (the C declines those: None)."""
+    keys = sorted(items)
+    vals = [nodemod.Overflow(9, 5000, 77, 3) if i in overflow_at else items[k]
+            for i, k in enumerate(keys)]
+    big = any(type(v) is nodemod.Overflow for v in vals)
+    image = bytes(encode_leaf(Leaf(keys, vals, 0, big=big), txn))
+    got = decode(image, 5)
+    with writers(False):
+        want = decode(image, 5)
+
+    def fields(leaf):
+        return (leaf.keys, [v if type(v) is bytes else (v.page, v.length, v.checksum, v.txn)
+                            for v in leaf.vals], leaf.big, leaf.size)
+    assert fields(got) == fields(want) == fields(Leaf(keys, vals, len(image), big=big))
+    assert got.txn == want.txn == txn
+
+
+def test_slices_refuses_bad_input():
+    with pytest.raises(TypeError, match="bytes"):
+        write_c.slices(bytearray(8), 1, 0, 2, 2)
+    with pytest.raises(TypeError):
+        write_c.slices(b"\0" * 8, 1, 0, 2)
+    with pytest.raises(ValueError, match="2 or 4"):
+        write_c.slices(b"\0" * 8, 1, 0, 8, 2)
+    with pytest.raises(ValueError, match="past the image's end"):
+        write_c.slices(b"\5\0abcd", 1, 0, 2, 2)   # a 5-byte string in 4
+    assert write_c.slices(b"\4\0abcd", 1, 0, 2, 2) == ([b"abcd"], 6)
+    assert write_c.slices(b"\0\0\0\x80", 1, 0, 4, 4) is None  # (an overflow reference)
+
+
 def python_full(node, txn):
     with writers(False):
         return encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
@@ -348,19 +401,21 @@ def new_tree(cap=65536, path=None):
 
 @contextmanager
 def writers(c):
-    """btree.py's put and write pass, and node.py's images, in C (c) or in Python, for the
-    block."""
-    was = (btree.write_tree, btree.own_path, btree.put_over, btree.drop_superseded,
-           nodemod._c_delta_image, nodemod._c_full_image, nodemod._c_rebase_image)
-    (btree.write_tree, btree.own_path, btree.put_over, btree.drop_superseded,
-     nodemod._c_delta_image, nodemod._c_full_image, nodemod._c_rebase_image) = (
-        (write_c.write_tree, write_c.own_path, write_c.put_over, write_c.drop,
-         write_c.delta_image, write_c.full_image, write_c.rebase_image) if c else (None,) * 7)
+    """btree.py's put and write pass, and node.py's images and decoding, in C (c) or in
+    Python, for the block."""
+    names = ((btree, "write_tree"), (btree, "own_path"), (btree, "put_over"),
+             (btree, "drop_superseded"), (nodemod, "_c_delta_image"),
+             (nodemod, "_c_full_image"), (nodemod, "_c_rebase_image"), (nodemod, "_c_slices"))
+    was = [getattr(m, a) for m, a in names]
+    for (m, a), fn in zip(names, (write_c.write_tree, write_c.own_path, write_c.put_over,
+                                  write_c.drop, write_c.delta_image, write_c.full_image,
+                                  write_c.rebase_image, write_c.slices)):
+        setattr(m, a, fn if c else None)
     try:
         yield
     finally:
-        (btree.write_tree, btree.own_path, btree.put_over, btree.drop_superseded,
-         nodemod._c_delta_image, nodemod._c_full_image, nodemod._c_rebase_image) = was
+        for (m, a), fn in zip(names, was):
+            setattr(m, a, fn)
 
 
 def write_queued(tree, txn):

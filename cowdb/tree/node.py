@@ -182,46 +182,59 @@ def branch_size(keys: Sequence[bytes]) -> int:
     return HEADER_SIZE + sum(BRANCH_ENTRY + len(k) for k in keys)
 
 
+def py_slices(data: bytes, n: int, at: int, width: int, first: int
+              ) -> tuple[list[bytes], int] | None:
+    """The n byte strings whose little-endian lengths (``width`` 2 or 4 bytes each) are at
+    ``at``, laid out one after another from ``first``: (strings, end); None when a 4-byte
+    length carries OVERFLOW_FLAG (a leaf's overflow reference, read by _leaf_entries).
+    _write_c.slices is this in C."""
+    lens = unpack_from(f"<{n}{'H' if width == 2 else 'I'}", data, at)
+    if width == 4 and n and max(lens) >= OVERFLOW_FLAG:
+        return None
+    offs = list(accumulate(lens, initial=first))
+    if offs[-1] > len(data):
+        raise ValueError("entries past the image's end")
+    return [data[a:b] for a, b in zip(offs, offs[1:])], offs[-1]
+
+
+def _slices(data: bytes, n: int, at: int, width: int, first: int
+            ) -> tuple[list[bytes], int] | None:
+    if _c_slices is not None and type(data) is bytes:
+        return _c_slices(data, n, at, width, first)
+    return py_slices(data, n, at, width, first)
+
+
 def _leaf_entries(data: bytes, n: int, at: int
                   ) -> tuple[list[bytes], list[bytes | Overflow], bool, int]:
     """The n leaf entries laid out from ``at`` (key lengths, value lengths, keys, values):
     (keys, vals, big, end)."""
-    klens = unpack_from(f"<{n}H", data, at)
-    vlens = unpack_from(f"<{n}I", data, at + 2 * n)
-    ko = list(accumulate(klens, initial=at + 6 * n))
-    keys = [data[a:b] for a, b in zip(ko, ko[1:])]
-    pos = ko[-1]
-    big = bool(n) and max(vlens) >= OVERFLOW_FLAG
-    if big:
-        vals: list[bytes | Overflow] = []
-        for vl in vlens:
-            if vl & OVERFLOW_FLAG:
-                vals.append(Overflow(*_OVF.unpack_from(data, pos)))
-                pos += OVERFLOW_REF_SIZE
-            else:
-                vals.append(data[pos:pos + vl])
-                pos += vl
-    else:
-        vo = list(accumulate(vlens, initial=pos))
-        vals = [data[a:b] for a, b in zip(vo, vo[1:])]
-        pos = vo[-1]
+    keys, pos = _slices(data, n, at, 2, at + 6 * n)  # type: ignore[misc]  # (2: never None)
+    inline = _slices(data, n, at + 2 * n, 4, pos)
+    if inline is not None:
+        vals, pos = inline
+        return keys, vals, False, pos  # type: ignore[return-value]  # (list invariance)
+    big: list[bytes | Overflow] = []
+    for vl in unpack_from(f"<{n}I", data, at + 2 * n):
+        if vl & OVERFLOW_FLAG:
+            big.append(Overflow(*_OVF.unpack_from(data, pos)))
+            pos += OVERFLOW_REF_SIZE
+        else:
+            big.append(data[pos:pos + vl])
+            pos += vl
     if pos > len(data):
         raise ValueError("entries past the image's end")
-    return keys, vals, big, pos
+    return keys, big, True, pos
 
 
 def _branch_entries(data: bytes, n: int, at: int
                     ) -> tuple[list[bytes], array[int], int]:
     """The n branch entries laid out from ``at``: (keys, flat (page, count, checksum, txn)
     array, end)."""
-    klens = unpack_from(f"<{n}H", data, at)
     if at + 34 * n > len(data):
         raise ValueError("entries past the image's end")
     ents = array(U64, data[at + 2 * n:at + 34 * n])  # (native order: little-endian, checked)
-    ko = list(accumulate(klens, initial=at + 34 * n))
-    if ko[-1] > len(data):
-        raise ValueError("keys past the image's end")
-    return [data[a:b] for a, b in zip(ko, ko[1:])], ents, ko[-1]
+    keys, end = _slices(data, n, at, 2, at + 34 * n)  # type: ignore[misc]  # (2: never None)
+    return keys, ents, end
 
 
 def decode(data: bytes, page: int) -> Node:
@@ -541,21 +554,23 @@ def apply_delta(base: Node, data: bytes, page: int) -> Node:
     return node
 
 
-# _write_c.c encodes a node's full image (``full_image``), the delta of a node with its
-# base's keys (``delta_image``: the commit's common case, an overwrite) and a chain's
-# rebase on its full image (``rebase_image``: see rebase_delta), finds a dirty
+# _write_c.c slices a node's keys and values out of its image (``slices``), encodes a
+# node's full image (``full_image``), the delta of a node with its base's keys
+# (``delta_image``: the commit's common case, an overwrite) and a chain's rebase on its
+# full image (``rebase_image``: see rebase_delta), finds a dirty
 # branch's written children (``dirty_kids``), runs btree.py's whole write pass
 # (``write_tree``) and its put's descent (``own_path``, both bound there) when it is built
 # and current (see cowdb/_accelerators.py); tests/test_write_c.py checks them against the
 # Python.
-WRITE_API = 16  # the _write_c this package is written against
+WRITE_API = 17  # the _write_c this package is written against
 _write_c = load("cowdb.tree", "_write_c", WRITE_API)
 _c_delta_image: Callable[..., Any] | None = None
 _c_full_image: Callable[[Node, int], bytearray] | None = None
 _c_rebase_image: Callable[..., Any] | None = None
+_c_slices: Callable[[bytes, int, int, int, int], tuple[list[bytes], int] | None] | None = None
 if _write_c is not None and wanted():
     _c_delta_image, _c_full_image = _write_c.delta_image, _write_c.full_image
-    _c_rebase_image = _write_c.rebase_image
+    _c_rebase_image, _c_slices = _write_c.rebase_image, _write_c.slices
 
 
 def py_dirty_kids(kids: list[int | Node]) -> list[int]:

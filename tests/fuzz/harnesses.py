@@ -7,6 +7,7 @@ under atheris (coverage-guided); tests/test_fuzz_regressions.py replays every in
 in tests/fuzz/regressions/ through the same targets.
 """
 from bisect import bisect_left
+from struct import error as struct_error
 
 from cowdb.errors import Corruption
 from cowdb.history.catalog import Catalog, decode_pending
@@ -100,15 +101,27 @@ def fuzz_freelist(data: bytes) -> None:
     fl.encode()
 
 
+def _sliced(fn, *args):
+    try:
+        return fn(*args)
+    except (struct_error, ValueError):
+        return "refused"
+
+
 def fuzz_tree_c(data: bytes) -> None:
-    """The C accelerators against the pure-Python code on a decoded node: its body as
-    _write_c.full_image encodes it (a branch, or a leaf not marked big), and a point read
-    in a leaf by _tree_c.get."""
+    """The C accelerators against the pure-Python code: _write_c.slices on the raw bytes
+    (lengths at data[0], strings from data[1], data[2] of them); on a decoded node, its body
+    as _write_c.full_image encodes it (a branch, or a leaf not marked big), and a point
+    read in a leaf by _tree_c.get."""
     from cowdb.tree.btree import _tree_c  # (btree binds both C modules on import)
     from cowdb.tree.node import _write_c
     if _tree_c is None or _write_c is None:
         raise SystemExit("cowdb.tree's C accelerators are not built: python3 setup.py "
                          "build_ext --inplace")
+    if len(data) >= 3:
+        for width in (2, 4):
+            args = (data, data[2], data[0], width, data[1])
+            assert _sliced(_write_c.slices, *args) == _sliced(node.py_slices, *args)
     n, data = _sealed_node(data)
     if n is None:
         return
