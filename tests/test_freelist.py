@@ -70,6 +70,58 @@ def test_give_back_merges_runs_as_a_full_sort_does(runs):
         assert fl.pool == _coalesce(kept)
 
 
+def model_take(pool, n, below, most):
+    """The lowest run of at least n pages (ending by ``below``): its start and how many
+    pages a take gets, or None."""
+    for start, length in sorted(pool):
+        if below is not None and start + n > below:
+            return None
+        if length >= n:
+            return start, max(n, min(length, most))
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["give", "take", "take_below", "put_back", "trim",
+                                           "free_release"]),
+                          st.integers(0, 300), st.integers(1, 9), st.integers(0, 12)),
+                max_size=80))
+def test_take_finds_the_lowest_run_that_fits(ops):
+    """Whatever gave pages back, took, trimmed or released them, take finds the lowest
+    run long enough (the free list's shortcut, the longest run it last saw, never hides
+    one) and takes up to ``most`` pages of it."""
+    fl, free = FreeList(), set()
+
+    def pool_pages():
+        return {p for s, n in fl.pool for p in range(s, s + n)}
+
+    for op, start, n, most in ops:
+        run = set(range(start, start + n))
+        if op in ("give", "put_back", "free_release"):
+            if run & free:
+                continue
+            free |= run
+            if op == "give":
+                fl.give_back(start, n)
+            elif op == "put_back":
+                fl.put_back(start, n)
+            else:
+                fl.free(7, start, n)
+                fl.release(7)
+        elif op == "trim":
+            fl.trim_tail(max((s + k for s, k in fl.pool), default=0))
+            free = pool_pages()
+        else:
+            below = start if op == "take_below" else None
+            want = model_take(fl.pool, n, below, most)
+            got = fl.take(n, below, most)
+            assert (got, fl.taken if got is not None else None) == \
+                (want if want is not None else (None, None))
+            if got is not None:
+                free -= set(range(got, got + fl.taken))
+        assert pool_pages() == free
+
+
 def test_runs_merge_and_take_lowest_first():
     fl = FreeList()
     for p in (9, 3, 4, 5, 10, 20):

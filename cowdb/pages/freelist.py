@@ -164,7 +164,8 @@ class FreeList:
             del pool[i - 1]
             i -= 1
         pool.insert(i, (start, n))
-        self._fit = None
+        if self._fit is not None and n > self._fit:  # the one run that grew: still a bound
+            self._fit = n
 
     def put_back(self, start: int, n: int) -> None:
         """Return pages taken (and logged) by this txn and not used, to the pool, logged."""
