@@ -303,6 +303,34 @@ def test_slices_refuses_bad_input():
     assert write_c.slices(b"\0\0\0\x80", 1, 0, 4, 4) is None  # (an overflow reference)
 
 
+def leaves_as_fields(level):
+    return [(low, leaf.keys, leaf.vals, leaf.size, leaf.big, leaf.txn) for low, leaf in level]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.binary(min_size=1, max_size=40), st.binary(max_size=1200),
+                       max_size=120),
+       st.integers(24, 5000), st.integers(0, 1100))
+def test_a_bulk_load_cuts_the_leaves_python_cuts(items, limit, inline_max):
+    """The same leaves, entry for entry, size and big flag, whatever the page and the
+    inline bound (a leaf holds at least one pair, even one over the limit)."""
+    pairs = sorted(items.items())
+    got = write_c.leaves(iter(pairs), limit, inline_max)
+    want = btree.py_leaves(iter(pairs), limit, inline_max)
+    assert leaves_as_fields(got) == leaves_as_fields(want)
+    assert [kv for _low, leaf in got for kv in zip(leaf.keys, leaf.vals)] == pairs
+    assert all(leaf.size <= limit or len(leaf.keys) == 1 for _low, leaf in got)
+
+
+@pytest.mark.parametrize("cut", ["c", "python"])
+def test_leaves_refuse_what_is_not_a_bytes_pair(cut):
+    fn = write_c.leaves if cut == "c" else btree.py_leaves
+    for bad in ([(b"k", bytearray(b"v"))], [(b"k", b"v", b"x")], [("k", b"v")], [b"kv"]):
+        with pytest.raises((TypeError, ValueError)):
+            fn(bad, 4000, 1000)
+    assert fn([], 4000, 1000) == []
+
+
 def python_full(node, txn):
     with writers(False):
         return encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
@@ -405,12 +433,14 @@ def writers(c):
     Python, for the block."""
     names = ((btree, "write_tree"), (btree, "own_path"), (btree, "put_over"),
              (btree, "drop_superseded"), (nodemod, "_c_delta_image"),
-             (nodemod, "_c_full_image"), (nodemod, "_c_rebase_image"), (nodemod, "_c_slices"))
+             (nodemod, "_c_full_image"), (nodemod, "_c_rebase_image"), (nodemod, "_c_slices"),
+             (btree, "cut_leaves"))
     was = [getattr(m, a) for m, a in names]
-    for (m, a), fn in zip(names, (write_c.write_tree, write_c.own_path, write_c.put_over,
-                                  write_c.drop, write_c.delta_image, write_c.full_image,
-                                  write_c.rebase_image, write_c.slices)):
-        setattr(m, a, fn if c else None)
+    for (m, a), fn, py in zip(names, (write_c.write_tree, write_c.own_path, write_c.put_over,
+                                      write_c.drop, write_c.delta_image, write_c.full_image,
+                                      write_c.rebase_image, write_c.slices, write_c.leaves),
+                              (None,) * 8 + (btree.py_leaves,)):
+        setattr(m, a, fn if c else py)
     try:
         yield
     finally:

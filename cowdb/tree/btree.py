@@ -211,6 +211,32 @@ class NodeCache(dict[int, Node]):
                 self.pop(page, None)
 
 
+def py_leaves(items: Iterable[tuple[bytes, bytes]], limit: int, inline_max: int
+              ) -> list[tuple[bytes, Leaf]]:
+    """A bulk load's (key, value) pairs, in key order, cut into leaves of at most ``limit``
+    bytes: [(first key, leaf), ...]. A value over ``inline_max`` counts as an overflow
+    reference (Tree._vsize's rule) and marks its leaf big. _write_c.leaves is this in C."""
+    level: list[tuple[bytes, Leaf]] = []
+    keys: list[bytes] = []
+    vals: list[bytes | Overflow] = []
+    size, big = HEADER_SIZE, False
+    for k, v in items:
+        if type(k) is not bytes or type(v) is not bytes:
+            raise TypeError("leaves(): an item is not a (bytes, bytes) pair")
+        vs = len(v) if len(v) <= inline_max else OVERFLOW_REF_SIZE
+        es = LEAF_ENTRY + len(k) + vs
+        if size + es > limit and keys:
+            level.append((keys[0], Leaf(keys, vals, size, big)))
+            keys, vals, size, big = [], [], HEADER_SIZE, False
+        big = big or vs != len(v)
+        keys.append(k)
+        vals.append(v)
+        size += es
+    if keys:
+        level.append((keys[0], Leaf(keys, vals, size, big)))
+    return level
+
+
 class Tree:
     """One B+tree root: read it, or (if given ``writable``) change it by path copying."""
 
@@ -459,22 +485,7 @@ class Tree:
         stack full branch levels on them. No descents, no splits."""
         limit = HEADER_SIZE + (self.page_size - HEADER_SIZE) * 15 // 16
         level: list[tuple[bytes, Node]]
-        keys: list[bytes]
-        vals: list[bytes | Overflow]
-        level, keys, vals, size, big = [], [], [], HEADER_SIZE, False  # level: [(low, node)]
-        vsize = self._vsize
-        for k, v in items:
-            vs = vsize(v)
-            es = LEAF_ENTRY + len(k) + vs
-            if size + es > limit and keys:
-                level.append((keys[0], Leaf(keys, vals, size, big)))
-                keys, vals, size, big = [], [], HEADER_SIZE, False
-            big = big or vs != len(v)
-            keys.append(k)
-            vals.append(v)
-            size += es
-        if keys:
-            level.append((keys[0], Leaf(keys, vals, size, big)))
+        level = cut_leaves(items, limit, self.inline_max)  # type: ignore[assignment]
         if not level:
             return 0
         while len(level) > 1:
@@ -828,11 +839,14 @@ own_path: Callable[[Tree, bytes], tuple[Leaf, list[tuple[Branch, int]]]] | None 
 put_over: Callable[[Tree, bytes, bytes], bool | None] | None = None  # put()'s common case
 settle: Callable[[Node], None] | None = None  # NodeCache.put: a clean node leaves the gc
 drop_superseded: Callable[[NodeCache, list[Any]], None] | None = None  # NodeCache.drop
+cut_leaves: Callable[[Iterable[tuple[bytes, bytes]], int, int], list[tuple[bytes, Leaf]]] = \
+    py_leaves  # a bulk load's leaves
 if _write_c is not None:  # bound either way: the tests run both writers
     _write_c.bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN)
     if wanted():
         write_tree, own_path = _write_c.write_tree, _write_c.own_path
         put_over, settle, drop_superseded = _write_c.put_over, _write_c.settle, _write_c.drop
+        cut_leaves = _write_c.leaves
 descend: Callable[[Node, bytes, NodeCache], bytes | Overflow | None] = py_get
 map_descend: Callable[..., Any] | None = None
 map_rank: Callable[..., Any] | None = None
