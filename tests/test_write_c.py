@@ -598,9 +598,50 @@ def test_own_path_and_put_over_refuse_bad_input():
     tree = new_tree()
     tree.store.begin(2, 1)
     assert write_c.put_over(tree, b"k", b"v" * 1000) is None  # (an overflow value)
-    assert write_c.put_over(tree, b"k", b"v") is None         # (a new key)
-    assert tree.put(b"k", b"v") and write_c.put_over(tree, b"k", b"w") is False
+    assert tree.count == 0 and tree.mod == 0                  # (nothing changed)
+    assert write_c.put_over(tree, b"k", b"v") is True         # (a new key)
+    assert write_c.put_over(tree, b"k", b"w") is False        # (over it)
     assert tree.get(b"k") == b"w" and tree.root().size == HEADER_SIZE + LEAF_ENTRY + 2
+    assert tree.count == 1 and tree.mod == 2
+    for k in (b"m", b"n", b"o"):   # entries of 257 bytes: 803 of the page's 1,024
+        assert write_c.put_over(tree, k, b"v" * 250) is True
+    assert write_c.put_over(tree, b"p", b"v" * 250) is None  # 1,060: a split, Python's
+    assert tree.count == 4 and tree.mod == 5
+    assert tree.root().size == HEADER_SIZE + LEAF_ENTRY + 2 + 3 * (LEAF_ENTRY + 1 + 250)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2 ** 32), st.sampled_from([1, 20, 400]))
+def test_put_over_puts_new_keys_as_python_does(seed, n):
+    """Puts of new and old keys (some too big for the leaf, some overflow values) on two
+    equal trees of three levels, through put_over and in Python: the same nodes (keys,
+    values, sizes, the counts above every leaf), the same count and mod, and the same
+    answer from each put."""
+    rng = random.Random(seed)
+    trees = [new_tree(), new_tree()]
+    items = {b"k%05d" % rng.randrange(0, 20000, 2): b"v" * rng.randrange(60)
+             for _ in range(3000)}
+    for tree in trees:
+        tree.store.begin(2, 1)
+        tree.put_sorted(sorted(items.items()))
+        tree.write(2)
+        tree.store.begin(3, 2)
+    ops = [(b"k%05d" % rng.randrange(20001),
+            rng.choice([b"", b"w" * rng.randrange(40), b"x" * 200, b"y" * 300]))
+           for _ in range(n)]
+    answers = []
+    for tree, c in zip(trees, (True, False)):
+        with writers(c):
+            answers.append([tree.put(k, v) for k, v in ops])
+
+    def state(node):
+        if type(node) is Leaf:
+            return node_state(node)
+        return node_state(node), [state(k) for k in node.kids if type(k) is not int]
+    assert answers[0] == answers[1]
+    assert (state(trees[0].root()), trees[0].count, trees[0].mod) == \
+        (state(trees[1].root()), trees[1].count, trees[1].mod)
+    assert trees[0].count == len(items | dict(ops))
 
 
 def test_put_over_reads_a_tree_subclass_s_attributes_too():

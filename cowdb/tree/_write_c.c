@@ -35,7 +35,9 @@
  *     the path from the root to key's leaf owned (clean nodes copied, as Leaf.copy and
  *     Branch.copy do, with their bases), as (leaf, [(branch, index), ...]).
  * put_over(tree, key, val)
- *     btree.py's Tree.put when it overwrites an inline value with one, in such a tree.
+ *     btree.py's Tree.put of an inline value, in such a tree, over an inline value or as
+ *     a new key that its leaf has room for (True: new, False: overwritten); None (Tree.put
+ *     does it) for a split, an overflow value, or over one.
  * drop(nodes, bases)
  *     btree.py's NodeCache.drop: the superseded nodes leave the cache, bases is emptied.
  * leaves(items, limit, inline_max)
@@ -58,7 +60,7 @@
 #include <unistd.h>   /* pread: a rebase reads its full image straight from the file */
 #endif
 
-#define API 18                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 19                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 #define LEAF_ENTRY 6          /* a leaf entry's lengths: u16 key, u32 value */
@@ -1412,7 +1414,7 @@ write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 
 /* ---- own_path: btree.py's Tree._descend in C ----------------------------------------- */
 static PyObject *s__root, *s__dirty, *s_frees, *s_deltas, *s_nodes, *s__own_root, *zero;
-static PyObject *s_inline_max, *s_page_size, *s_mod, *one;
+static PyObject *s_inline_max, *s_page_size, *s_mod, *s_count, *one;
 
 /* The offset of the slot a class attribute describes, or -1 when it is not an object
  * slot (or absent): what lets a node's and a Tree's fields be read without a lookup. */
@@ -1598,9 +1600,10 @@ own_path(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
  * and PyObject_GetAttr on a slotted class is a type lookup each: ~2% of a commit's
  * instructions). The offsets are learnt for the first Tree type seen, and again if
  * another type comes (a subclass); an attribute that is not a slot is read by name. */
-enum { T_FREES, T_DELTAS, T_DIRTY, T_ROOT, T_NODES, T_INLINE_MAX, T_PAGE_SIZE, T_MOD, NT };
+enum { T_FREES, T_DELTAS, T_DIRTY, T_ROOT, T_NODES, T_INLINE_MAX, T_PAGE_SIZE, T_MOD, T_COUNT,
+       NT };
 static PyObject **tree_names[NT] = {&s_frees, &s_deltas, &s__dirty, &s__root, &s_nodes,
-                                    &s_inline_max, &s_page_size, &s_mod};
+                                    &s_inline_max, &s_page_size, &s_mod, &s_count};
 static PyTypeObject *tree_type;   /* the type tree_off was learnt for (a strong reference) */
 static Py_ssize_t tree_off[NT];
 
@@ -1667,6 +1670,78 @@ tree_bool(PyObject *tree, int a)
 /* put_over(tree, key, val): Tree.put's common case in C, an inline value over an inline
  * value that leaves the leaf within its page: False (the key was there). None: not that
  * case (the path may be owned), Tree.put does the put. */
+/* Increment an int attribute of the tree (mod, count). */
+static int
+tree_incr(PyObject *tree, int a)
+{
+    PyObject *v = tree_attr(tree, a);
+    PyObject *v1 = v == NULL ? NULL : PyNumber_Add(v, one);
+    Py_XDECREF(v);
+    int r = v1 == NULL ? -1 : tree_set(tree, a, v1);
+    Py_XDECREF(v1);
+    return r;
+}
+
+#define MAX_DEPTH 64   /* branch levels put_new counts on (a tree of 2**64 keys has < 64) */
+
+/* put_over's new key: key and val inserted at entry ``at`` of the owned leaf, the leaf's
+ * size, the counts of the branches above it, the tree's count and mod moved as Tree.put
+ * moves them; None (nothing changed) when the leaf would outgrow the page: Tree.put
+ * splits it. Everything that can fail runs before the first change. */
+static PyObject *
+put_new(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t at,
+        Py_ssize_t page_size)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(SLOT(leaf, leaf_off[F_SIZE]));
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    n += LEAF_ENTRY + PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(val);
+    if (n > page_size)
+        Py_RETURN_NONE;
+    /* the path again (owned by now: no copy), for the counts to move */
+    PyObject *r = own_path_of(tree, key, 1), *out = NULL, *nsize = NULL;
+    if (r == NULL)
+        return NULL;
+    PyObject *path = PyTuple_GET_ITEM(r, 1);
+    Py_ssize_t depth = PyList_GET_SIZE(path), held = 0;
+    Py_buffer views[MAX_DEPTH];
+    unsigned long long *counts[MAX_DEPTH];
+    if (PyTuple_GET_ITEM(r, 0) != leaf || depth > MAX_DEPTH) {
+        PyErr_SetString(PyExc_RuntimeError, "put_over(): the path to the leaf changed");
+        goto done;
+    }
+    for (; held < depth; held++) {
+        PyObject *step = PyList_GET_ITEM(path, held), *branch = PyTuple_GET_ITEM(step, 0);
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 1));
+        PyObject *bkeys = SLOT(branch, branch_off[F_KEYS]);
+        unsigned long long *c = u64s_of(branch, F_COUNTS, &views[held],
+                                        PyList_GET_SIZE(bkeys), 1);
+        if (c == NULL)
+            goto done;
+        counts[held] = c + i;   /* (0 <= i < len(keys): own_path_of's bisect) */
+    }
+    PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
+    if ((nsize = PyLong_FromSsize_t(n)) == NULL || PyList_Insert(keys, at, key) < 0)
+        goto done;
+    if (PyList_Insert(vals, at, val) < 0) {
+        PySequence_DelItem(keys, at);
+        goto done;
+    }
+    if (tree_incr(tree, T_COUNT) < 0 || tree_incr(tree, T_MOD) < 0)
+        goto done;   /* (an int attribute that cannot be incremented: the tree is broken) */
+    Py_SETREF(SLOT(leaf, leaf_off[F_SIZE]), nsize);
+    nsize = NULL;
+    for (Py_ssize_t j = 0; j < depth; j++)
+        *counts[j] += 1;
+    out = Py_NewRef(Py_True);
+done:
+    while (held > 0)
+        PyBuffer_Release(&views[--held]);
+    Py_XDECREF(nsize);
+    Py_DECREF(r);
+    return out;
+}
+
 static PyObject *
 put_over(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1713,13 +1788,13 @@ put_over(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         else
             hi = mid;
     }
-    if (lo == PyList_GET_SIZE(keys)) {
-        out = Py_NewRef(Py_None);
+    PyObject *k = lo < PyList_GET_SIZE(keys) ? PyList_GET_ITEM(keys, lo) : NULL;
+    if (k == NULL || PyBytes_GET_SIZE(k) != ql || memcmp(PyBytes_AS_STRING(k), q, ql)) {
+        out = put_new(tree, leaf, key, val, lo, page_size);
         goto done;
     }
-    PyObject *k = PyList_GET_ITEM(keys, lo), *old = PyList_GET_ITEM(vals, lo);
-    if (PyBytes_GET_SIZE(k) != ql || memcmp(PyBytes_AS_STRING(k), q, ql) ||
-            !PyBytes_CheckExact(old) || PyBytes_GET_SIZE(old) > inline_max) {
+    PyObject *old = PyList_GET_ITEM(vals, lo);
+    if (!PyBytes_CheckExact(old) || PyBytes_GET_SIZE(old) > inline_max) {
         out = Py_NewRef(Py_None);
         goto done;
     }
@@ -2116,6 +2191,7 @@ PyInit__write_c(void)
         !(s_inline_max = PyUnicode_InternFromString("inline_max")) ||
         !(s_page_size = PyUnicode_InternFromString("page_size")) ||
         !(s_mod = PyUnicode_InternFromString("mod")) ||
+        !(s_count = PyUnicode_InternFromString("count")) ||
         !(s__run = PyUnicode_InternFromString("_run")) ||
         !(s_page_count = PyUnicode_InternFromString("page_count")) ||
         !(s_put = PyUnicode_InternFromString("put")) ||

@@ -394,7 +394,7 @@ class Tree:
 
     def put(self, key: bytes, val: bytes) -> bool:
         """Set key to val; True if the key is new."""
-        if put_over is not None and not self.frees:  # the common case, in C
+        if put_over is not None and not self.frees:  # the common cases, in C
             done = put_over(self, key, val)
             if done is not None:
                 return done
@@ -833,10 +833,11 @@ API = 10  # the _tree_c this package is written against (its API constant)
 _tree_c = load("cowdb.tree", "_tree_c", API)
 # _write_c.write_tree (node.py loads it) replaces Tree._write_node, the commit's write pass;
 # _write_c.own_path Tree._descend in put() for a tree that keeps what it replaces, and
-# _write_c.put_over does such a tree's put of an inline value over one whole.
+# _write_c.put_over does such a tree's put of an inline value, over one or as a new key
+# that fits its leaf (no split), whole.
 write_tree: Callable[..., tuple[int, int]] | None = None
 own_path: Callable[[Tree, bytes], tuple[Leaf, list[tuple[Branch, int]]]] | None = None
-put_over: Callable[[Tree, bytes, bytes], bool | None] | None = None  # put()'s common case
+put_over: Callable[[Tree, bytes, bytes], bool | None] | None = None  # put()'s common cases
 settle: Callable[[Node], None] | None = None  # NodeCache.put: a clean node leaves the gc
 drop_superseded: Callable[[NodeCache, list[Any]], None] | None = None  # NodeCache.drop
 cut_leaves: Callable[[Iterable[tuple[bytes, bytes]], int, int], list[tuple[bytes, Leaf]]] = \
