@@ -579,8 +579,12 @@ class Tree:
         target = limit * 15 // 16 if full_left else (node.size - HEADER_SIZE) // 2
         right: Node
         if type(node) is Leaf:
-            vsize = self._vsize
-            sizes = [LEAF_ENTRY + len(k) + vsize(v) for k, v in zip(keys, node.vals)]
+            if node.big:
+                vsize = self._vsize
+                sizes = [LEAF_ENTRY + len(k) + vsize(v) for k, v in zip(keys, node.vals)]
+            else:  # every value inline bytes: its length (a third of a put loop's splits)
+                sizes = [LEAF_ENTRY + a + b for a, b in zip(map(len, keys),
+                                                            map(len, node.vals))]
             if at and not full_left:
                 target = max(target, sum(sizes[:at]))
             m, acc = _cut(sizes, target, limit)
