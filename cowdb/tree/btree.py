@@ -582,9 +582,9 @@ class Tree:
             if node.big:
                 vsize = self._vsize
                 sizes = [LEAF_ENTRY + len(k) + vsize(v) for k, v in zip(keys, node.vals)]
-            else:  # every value inline bytes: its length (a third of a put loop's splits)
-                sizes = [LEAF_ENTRY + a + b for a, b in zip(map(len, keys),
-                                                            map(len, node.vals))]
+            else:  # every value inline bytes (not big): sized by length, no call per entry
+                lens = map(len, node.vals)  # type: ignore[arg-type]  # (bytes only)
+                sizes = [LEAF_ENTRY + a + b for a, b in zip(map(len, keys), lens)]
             if at and not full_left:
                 target = max(target, sum(sizes[:at]))
             m, acc = _cut(sizes, target, limit)
