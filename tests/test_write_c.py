@@ -322,6 +322,32 @@ def test_a_bulk_load_cuts_the_leaves_python_cuts(items, limit, inline_max):
     assert all(leaf.size <= limit or len(leaf.keys) == 1 for _low, leaf in got)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.one_of(st.builds(bytes.__add__, st.sampled_from(
+                           [b"", b"k", b"0123456789abcde", b"0123456789abcdef",
+                            b"0123456789abcdefg"]), st.binary(max_size=4)),
+                                 st.text(max_size=3)),
+                       st.one_of(st.binary(max_size=8), st.just(bytearray(b"x"))),
+                       max_size=60),
+       st.integers(0, 22))
+def test_sorted_items_are_python_s(mapping, max_key):
+    """A dict's pairs in key order (bytes compare as Python compares them: shorter first
+    on a shared prefix, keys alike in their first 16 bytes too), or None when a key or value needs Python's conversion or checks:
+    a str or empty or too long key, a bytearray value."""
+    got = write_c.sorted_items(mapping, max_key)
+    assert got == btree.py_sorted_items(mapping, max_key)
+    plain = all(type(k) is bytes and 0 < len(k) <= max_key and type(v) is bytes
+                for k, v in mapping.items())
+    assert got == (sorted(mapping.items()) if plain else None)
+
+
+def test_sorted_items_compare_past_the_first_16_bytes():
+    head = b"0123456789abcdef"
+    mapping = {head + b"b": b"1", head + b"a": b"2", head: b"3", head + b"ab": b"4",
+               head[:8]: b"5", head + b"a\0": b"6"}
+    assert write_c.sorted_items(mapping, 20) == sorted(mapping.items())
+
+
 @pytest.mark.parametrize("cut", ["c", "python"])
 def test_leaves_refuse_what_is_not_a_bytes_pair(cut):
     fn = write_c.leaves if cut == "c" else btree.py_leaves

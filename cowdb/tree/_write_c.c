@@ -40,6 +40,10 @@
  *     does it) for a split, an overflow value, or over one.
  * drop(nodes, bases)
  *     btree.py's NodeCache.drop: the superseded nodes leave the cache, bases is emptied.
+ * sorted_items(mapping, max_key)
+ *     btree.py's py_sorted_items: a dict's (key, value) pairs in key order, when every key
+ *     is bytes of 1 to max_key bytes and every value bytes; None otherwise (the caller's
+ *     Python converts and checks them).
  * leaves(items, limit, inline_max)
  *     btree.py's py_leaves, a bulk load's leaves: the (key, value) pairs of the iterable
  *     items (bytes, in key order) cut into Leaf nodes of at most limit bytes each (a
@@ -60,7 +64,7 @@
 #include <unistd.h>   /* pread: a rebase reads its full image straight from the file */
 #endif
 
-#define API 19                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 20                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 #define LEAF_ENTRY 6          /* a leaf entry's lengths: u16 key, u32 value */
@@ -1997,6 +2001,87 @@ drop(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* sorted_items(mapping, max_key): btree.py's py_sorted_items. A bulk load of a dict
+ * checked each pair in a Python loop into a second dict, then sorted the pairs with
+ * Python's comparisons: ~55% of a 100,000-pair load. Here a pass of checks and a qsort
+ * of records that carry each key's first bytes. */
+typedef struct {
+    unsigned long long head[2];   /* the key's first 16 bytes, big-endian, zero-padded */
+    Py_ssize_t kl;
+    PyObject *key, *val;   /* borrowed from the dict, which the caller holds */
+} Pair;
+
+/* As bytes compare: the first 16 bytes from the record (most keys differ there, and the
+ * keys themselves lie scattered in memory: ~3x fewer cache misses than memcmp alone),
+ * then the rest, then the length (a key sorts after its prefixes). */
+static int
+pair_cmp(const void *a, const void *b)
+{
+    const Pair *x = a, *y = b;
+    for (int j = 0; j < 2; j++)
+        if (x->head[j] != y->head[j])
+            return x->head[j] < y->head[j] ? -1 : 1;
+    Py_ssize_t m = x->kl < y->kl ? x->kl : y->kl;
+    if (m > 16) {
+        int c = memcmp(PyBytes_AS_STRING(x->key) + 16, PyBytes_AS_STRING(y->key) + 16,
+                       (size_t)(m - 16));
+        if (c)
+            return c;
+    }
+    return (x->kl > y->kl) - (x->kl < y->kl);
+}
+
+static PyObject *
+sorted_items(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "sorted_items(mapping, max_key): a dict and an int");
+        return NULL;
+    }
+    Py_ssize_t max_key = PyLong_AsSsize_t(args[1]);
+    if (max_key == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *d = args[0], *key, *val, *out = NULL;
+    Py_ssize_t n = PyDict_GET_SIZE(d), pos = 0, i = 0;
+    Pair *pairs = PyMem_Malloc(sizeof(Pair) * (size_t)(n ? n : 1));
+    if (pairs == NULL)
+        return PyErr_NoMemory();
+    while (PyDict_Next(d, &pos, &key, &val)) {
+        if (i == n || !PyBytes_CheckExact(key) || !PyBytes_CheckExact(val) ||
+                PyBytes_GET_SIZE(key) < 1 || PyBytes_GET_SIZE(key) > max_key) {
+            out = Py_NewRef(Py_None);   /* (i == n: the dict grew under us; cannot here) */
+            goto done;
+        }
+        const unsigned char *k = (const unsigned char *)PyBytes_AS_STRING(key);
+        Py_ssize_t kl = PyBytes_GET_SIZE(key);
+        Pair *pr = &pairs[i++];
+        pr->head[0] = pr->head[1] = 0;
+        for (Py_ssize_t j = 0; j < 16 && j < kl; j++)
+            pr->head[j >> 3] |= (unsigned long long)k[j] << (8 * (7 - (j & 7)));
+        pr->kl = kl;
+        pr->key = key;
+        pr->val = val;
+    }
+    if (i != n) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    qsort(pairs, (size_t)n, sizeof(Pair), pair_cmp);
+    if ((out = PyList_New(n)) == NULL)
+        goto done;
+    for (i = 0; i < n; i++) {
+        PyObject *t = PyTuple_Pack(2, pairs[i].key, pairs[i].val);
+        if (t == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, t);
+    }
+done:
+    PyMem_Free(pairs);
+    return out;
+}
+
 /* One leaf of a bulk load appended to out as (first key, Leaf(keys, vals, size, big)). */
 static int
 cut_leaf(PyObject *out, PyObject *keys, PyObject *vals, Py_ssize_t size, int big)
@@ -2132,6 +2217,9 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"sorted_items", (PyCFunction)(void (*)(void))sorted_items, METH_FASTCALL,
+     "sorted_items(mapping, max_key): btree.py's py_sorted_items: a dict's pairs in key "
+     "order when its keys are bytes of 1 to max_key bytes and its values bytes, else None."},
     {"leaves", (PyCFunction)(void (*)(void))leaves, METH_FASTCALL,
      "leaves(items, limit, inline_max): btree.py's py_leaves: a bulk load's (key, value) "
      "pairs cut into leaves of at most limit bytes: [(first key, Leaf), ...]."},

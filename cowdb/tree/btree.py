@@ -22,6 +22,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from .._accelerators import load, wanted
@@ -209,6 +210,16 @@ class NodeCache(dict[int, Node]):
         for page, node in self.copy().items():  # a copy, as in put()
             if node.txn >= txn:
                 self.pop(page, None)
+
+
+def py_sorted_items(mapping: dict[Any, Any], max_key: int) -> list[tuple[bytes, bytes]] | None:
+    """A dict's (key, value) pairs in key order, when every key is bytes of 1 to
+    ``max_key`` bytes and every value bytes (a bulk load that needs no conversion); None
+    otherwise. _write_c.sorted_items is this in C."""
+    for k, v in mapping.items():
+        if type(k) is not bytes or not 0 < len(k) <= max_key or type(v) is not bytes:
+            return None
+    return sorted(mapping.items(), key=itemgetter(0))
 
 
 def py_leaves(items: Iterable[tuple[bytes, bytes]], limit: int, inline_max: int
@@ -846,12 +857,14 @@ settle: Callable[[Node], None] | None = None  # NodeCache.put: a clean node leav
 drop_superseded: Callable[[NodeCache, list[Any]], None] | None = None  # NodeCache.drop
 cut_leaves: Callable[[Iterable[tuple[bytes, bytes]], int, int], list[tuple[bytes, Leaf]]] = \
     py_leaves  # a bulk load's leaves
+sorted_items: Callable[[dict[Any, Any], int], list[tuple[bytes, bytes]] | None] = \
+    py_sorted_items  # a bulk load's pairs
 if _write_c is not None:  # bound either way: the tests run both writers
     _write_c.bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN)
     if wanted():
         write_tree, own_path = _write_c.write_tree, _write_c.own_path
         put_over, settle, drop_superseded = _write_c.put_over, _write_c.settle, _write_c.drop
-        cut_leaves = _write_c.leaves
+        cut_leaves, sorted_items = _write_c.leaves, _write_c.sorted_items
 descend: Callable[[Node, bytes, NodeCache], bytes | Overflow | None] = py_get
 map_descend: Callable[..., Any] | None = None
 map_rank: Callable[..., Any] | None = None
