@@ -1674,16 +1674,14 @@ tree_bool(PyObject *tree, int a)
 /* put_over(tree, key, val): Tree.put's common case in C, an inline value over an inline
  * value that leaves the leaf within its page: False (the key was there). None: not that
  * case (the path may be owned), Tree.put does the put. */
-/* Increment an int attribute of the tree (mod, count). */
-static int
-tree_incr(PyObject *tree, int a)
+/* An int attribute of the tree (mod, count) plus one: a new reference, or NULL. */
+static PyObject *
+tree_plus_one(PyObject *tree, int a)
 {
     PyObject *v = tree_attr(tree, a);
     PyObject *v1 = v == NULL ? NULL : PyNumber_Add(v, one);
     Py_XDECREF(v);
-    int r = v1 == NULL ? -1 : tree_set(tree, a, v1);
-    Py_XDECREF(v1);
-    return r;
+    return v1;
 }
 
 #define MAX_DEPTH 64   /* branch levels put_new counts on (a tree of 2**64 keys has < 64) */
@@ -1703,7 +1701,8 @@ put_new(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t
     if (n > page_size)
         Py_RETURN_NONE;
     /* the path again (owned by now: no copy), for the counts to move */
-    PyObject *r = own_path_of(tree, key, 1), *out = NULL, *nsize = NULL;
+    PyObject *r = own_path_of(tree, key, 1), *out = NULL, *nsize = NULL, *count = NULL;
+    PyObject *mod = NULL;
     if (r == NULL)
         return NULL;
     PyObject *path = PyTuple_GET_ITEM(r, 1);
@@ -1725,14 +1724,17 @@ put_new(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t
         counts[held] = c + i;   /* (0 <= i < len(keys): own_path_of's bisect) */
     }
     PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
-    if ((nsize = PyLong_FromSsize_t(n)) == NULL || PyList_Insert(keys, at, key) < 0)
+    if ((nsize = PyLong_FromSsize_t(n)) == NULL ||
+            (count = tree_plus_one(tree, T_COUNT)) == NULL ||
+            (mod = tree_plus_one(tree, T_MOD)) == NULL || PyList_Insert(keys, at, key) < 0)
         goto done;
     if (PyList_Insert(vals, at, val) < 0) {
         PySequence_DelItem(keys, at);
         goto done;
     }
-    if (tree_incr(tree, T_COUNT) < 0 || tree_incr(tree, T_MOD) < 0)
-        goto done;   /* (an int attribute that cannot be incremented: the tree is broken) */
+    /* (a Tree's count and mod are slots: setting them cannot fail) */
+    if (tree_set(tree, T_COUNT, count) < 0 || tree_set(tree, T_MOD, mod) < 0)
+        goto done;
     Py_SETREF(SLOT(leaf, leaf_off[F_SIZE]), nsize);
     nsize = NULL;
     for (Py_ssize_t j = 0; j < depth; j++)
@@ -1742,6 +1744,8 @@ done:
     while (held > 0)
         PyBuffer_Release(&views[--held]);
     Py_XDECREF(nsize);
+    Py_XDECREF(count);
+    Py_XDECREF(mod);
     Py_DECREF(r);
     return out;
 }
