@@ -36,8 +36,9 @@
  *     Branch.copy do, with their bases), as (leaf, [(branch, index), ...]).
  * put_over(tree, key, val)
  *     btree.py's Tree.put of an inline value, in such a tree, over an inline value or as
- *     a new key that its leaf has room for (True: new, False: overwritten); None (Tree.put
- *     does it) for a split, an overflow value, or over one.
+ *     a new key (True: new, False: overwritten), splitting a full leaf of inline values
+ *     whose parent has room; None (Tree.put does it) for a root leaf's split, a split
+ *     that reaches the parent, a big leaf's, an overflow value, or a put over one.
  * drop(nodes, bases)
  *     btree.py's NodeCache.drop: the superseded nodes leave the cache, bases is emptied.
  * sorted_items(mapping, max_key)
@@ -64,11 +65,12 @@
 #include <unistd.h>   /* pread: a rebase reads its full image straight from the file */
 #endif
 
-#define API 20                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 21                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 #define LEAF_ENTRY 6          /* a leaf entry's lengths: u16 key, u32 value */
 #define OVERFLOW_REF 32       /* an overflow value's reference in its leaf: 4 x u64 */
+#define BRANCH_ENTRY 34       /* a branch entry's key length and (page, count, sum, txn) */
 
 /* A node's fields by their slots' offsets (bind() finds them): the commit reads a dozen
  * per node, and PyObject_GetAttr's lookups were ~8% of its instructions. */
@@ -1418,7 +1420,7 @@ write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 
 /* ---- own_path: btree.py's Tree._descend in C ----------------------------------------- */
 static PyObject *s__root, *s__dirty, *s_frees, *s_deltas, *s_nodes, *s__own_root, *zero;
-static PyObject *s_inline_max, *s_page_size, *s_mod, *s_count, *one;
+static PyObject *s_inline_max, *s_page_size, *s_mod, *s_count, *s_insert, *one;
 
 /* The offset of the slot a class attribute describes, or -1 when it is not an object
  * slot (or absent): what lets a node's and a Tree's fields be read without a lookup. */
@@ -1686,10 +1688,156 @@ tree_plus_one(PyObject *tree, int a)
 
 #define MAX_DEPTH 64   /* branch levels put_new counts on (a tree of 2**64 keys has < 64) */
 
+/* put_new's key into a full leaf: Tree.put's insert and _split_up for a leaf of inline
+ * values whose parent has room for one more entry (a put loop splits a leaf every ~15
+ * puts): the entries with the new one cut where _split cuts them (half the bytes, by
+ * _cut's rule), the right half a new leaf after the left in the parent, the counts as
+ * _insert_kid leaves them. None (nothing changed) for a root leaf or a full parent:
+ * Tree.put's Python splits those (and splits up). Allocations run first; the parent's
+ * inserts are undone if one fails. */
+static PyObject *
+put_split(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t at,
+          Py_ssize_t n, Py_ssize_t page_size, PyObject *path)
+{
+    Py_ssize_t depth = PyList_GET_SIZE(path);
+    if (depth < 1 || depth > MAX_DEPTH)
+        Py_RETURN_NONE;
+    PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
+    Py_ssize_t nk = PyList_GET_SIZE(keys) + 1;   /* entries with the new one */
+    PyObject *ek = PyList_GetSlice(keys, 0, nk - 1), *ev = PyList_GetSlice(vals, 0, nk - 1);
+    PyObject *out = NULL, *lk = NULL, *lv = NULL, *rk = NULL, *rv = NULL, *right = NULL;
+    PyObject *lsize = NULL, *psize = NULL, *count = NULL, *mod = NULL;
+    Py_buffer views[MAX_DEPTH];
+    Py_ssize_t held = 0;
+    int inserted = 0;   /* the parent's lists and arrays changed so far */
+    if (ek == NULL || ev == NULL || PyList_Insert(ek, at, key) < 0 ||
+            PyList_Insert(ev, at, val) < 0)
+        goto done;
+    /* _cut: the leading entries that reach half the bytes without passing a page */
+    Py_ssize_t target = (n - HEADER_SIZE) / 2, limit = page_size - HEADER_SIZE, acc = 0;
+    Py_ssize_t m = nk - 1;
+    for (Py_ssize_t j = 0; j < nk; j++) {
+        PyObject *v = PyList_GET_ITEM(ev, j);
+        if (!PyBytes_CheckExact(v)) {
+            out = Py_NewRef(Py_None);   /* (not big, yet not bytes: Python decides) */
+            goto done;
+        }
+    }
+    for (Py_ssize_t j = 0; j < nk - 1; j++) {
+        Py_ssize_t size = LEAF_ENTRY + PyBytes_GET_SIZE(PyList_GET_ITEM(ek, j)) +
+                          PyBytes_GET_SIZE(PyList_GET_ITEM(ev, j));
+        if (j && acc + size > limit) {
+            m = j;
+            break;
+        }
+        acc += size;
+        if (acc >= target) {
+            m = j + 1;
+            break;
+        }
+    }
+    PyObject *step = PyList_GET_ITEM(path, depth - 1), *parent = PyTuple_GET_ITEM(step, 0);
+    Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 1));
+    PyObject *sep = PyList_GET_ITEM(ek, m);
+    PyObject *pkeys = SLOT(parent, branch_off[F_KEYS]), *pkids = SLOT(parent, branch_off[F_KIDS]);
+    PyObject *parr[3] = {SLOT(parent, branch_off[F_COUNTS]), SLOT(parent, branch_off[F_SUMS]),
+                         SLOT(parent, branch_off[F_TXNS])};
+    Py_ssize_t ps = PyLong_AsSsize_t(SLOT(parent, branch_off[F_SIZE]));
+    if (ps == -1 && PyErr_Occurred())
+        goto done;
+    ps += BRANCH_ENTRY + PyBytes_GET_SIZE(sep);
+    if (ps > page_size) {
+        out = Py_NewRef(Py_None);   /* the parent splits too: Python's _split_up */
+        goto done;
+    }
+    /* every allocation and check before the first change */
+    if ((lk = PyList_GetSlice(ek, 0, m)) == NULL || (lv = PyList_GetSlice(ev, 0, m)) == NULL ||
+            (rk = PyList_GetSlice(ek, m, nk)) == NULL || (rv = PyList_GetSlice(ev, m, nk)) == NULL ||
+            (right = PyObject_CallFunction(leaf_type, "OOnO", rk, rv, n - acc, Py_False)) == NULL ||
+            (lsize = PyLong_FromSsize_t(HEADER_SIZE + acc)) == NULL ||
+            (psize = PyLong_FromSsize_t(ps)) == NULL ||
+            (count = tree_plus_one(tree, T_COUNT)) == NULL ||
+            (mod = tree_plus_one(tree, T_MOD)) == NULL)
+        goto done;
+    for (; held < depth; held++) {   /* (the parent's view is let go before its inserts) */
+        PyObject *st = PyList_GET_ITEM(path, held), *b = PyTuple_GET_ITEM(st, 0);
+        if (u64s_of(b, F_COUNTS, &views[held], PyList_GET_SIZE(SLOT(b, branch_off[F_KEYS])),
+                    1) == NULL)
+            goto done;
+    }
+    for (int a = 0; a < 3; a++)
+        if (parr[a] == NULL || !PyObject_HasAttr(parr[a], s_insert)) {
+            PyErr_SetString(PyExc_TypeError, "put_over(): a branch's arrays cannot grow");
+            goto done;
+        }
+    PyBuffer_Release(&views[--held]);
+    /* the parent: the separator and the right leaf after entry i, its count, sum 0, txn 0 */
+    if (PyList_Insert(pkeys, i + 1, sep) < 0)
+        goto done;
+    inserted = 1;
+    if (PyList_Insert(pkids, i + 1, right) < 0)
+        goto done;
+    inserted = 2;
+    for (int a = 0; a < 3; a++) {
+        PyObject *got = PyObject_CallMethod(parr[a], "insert", "nn", i + 1,
+                                            a == 0 ? nk - m : (Py_ssize_t)0);
+        if (got == NULL)
+            goto done;
+        Py_DECREF(got);
+        inserted = 3 + a;
+    }
+    unsigned long long *pc = u64s_of(parent, F_COUNTS, &views[held], PyList_GET_SIZE(pkeys), 1);
+    if (pc == NULL)
+        goto done;
+    held++;
+    inserted = 0;   /* from here nothing fails */
+    pc[i] = (unsigned long long)m;
+    for (Py_ssize_t j = 0; j < depth - 1; j++) {
+        PyObject *st = PyList_GET_ITEM(path, j);
+        ((unsigned long long *)views[j].buf)[PyLong_AsSsize_t(PyTuple_GET_ITEM(st, 1))] += 1;
+    }
+    Py_SETREF(SLOT(leaf, leaf_off[F_KEYS]), lk);
+    Py_SETREF(SLOT(leaf, leaf_off[F_VALS]), lv);
+    Py_SETREF(SLOT(leaf, leaf_off[F_SIZE]), lsize);
+    Py_SETREF(SLOT(parent, branch_off[F_SIZE]), psize);
+    lk = lv = lsize = psize = NULL;
+    if (tree_set(tree, T_COUNT, count) < 0 || tree_set(tree, T_MOD, mod) < 0)
+        goto done;   /* (slots: cannot fail for a Tree) */
+    out = Py_NewRef(Py_True);
+done:
+    if (inserted) {   /* undo the parent's inserts, newest first */
+        PyObject *et, *ev_, *tb;
+        PyErr_Fetch(&et, &ev_, &tb);
+        for (int a = inserted - 2; a-- > 0;) {   /* (inserted 3 + a: arrays 0..a done) */
+            PyObject *got = PyObject_CallMethod(parr[a], "pop", "n", i + 1);
+            Py_XDECREF(got);
+        }
+        if (inserted >= 2)
+            PySequence_DelItem(pkids, i + 1);
+        PySequence_DelItem(pkeys, i + 1);
+        PyErr_Clear();
+        PyErr_Restore(et, ev_, tb);
+    }
+    while (held > 0)
+        PyBuffer_Release(&views[--held]);
+    Py_XDECREF(ek);
+    Py_XDECREF(ev);
+    Py_XDECREF(lk);
+    Py_XDECREF(lv);
+    Py_XDECREF(rk);
+    Py_XDECREF(rv);
+    Py_XDECREF(right);
+    Py_XDECREF(lsize);
+    Py_XDECREF(psize);
+    Py_XDECREF(count);
+    Py_XDECREF(mod);
+    return out;
+}
+
 /* put_over's new key: key and val inserted at entry ``at`` of the owned leaf, the leaf's
  * size, the counts of the branches above it, the tree's count and mod moved as Tree.put
- * moves them; None (nothing changed) when the leaf would outgrow the page: Tree.put
- * splits it. Everything that can fail runs before the first change. */
+ * moves them. A leaf that would outgrow its page splits in put_split. Everything that can
+ * fail runs before the first change. */
 static PyObject *
 put_new(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t at,
         Py_ssize_t page_size)
@@ -1698,14 +1846,20 @@ put_new(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t
     if (n == -1 && PyErr_Occurred())
         return NULL;
     n += LEAF_ENTRY + PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(val);
-    if (n > page_size)
-        Py_RETURN_NONE;
+    PyObject *big = SLOT(leaf, leaf_off[F_BIG]);
+    if (n > page_size && (big == NULL || big != Py_False))
+        Py_RETURN_NONE;   /* (a big leaf's split sizes its values by the inline rule) */
     /* the path again (owned by now: no copy), for the counts to move */
     PyObject *r = own_path_of(tree, key, 1), *out = NULL, *nsize = NULL, *count = NULL;
     PyObject *mod = NULL;
     if (r == NULL)
         return NULL;
     PyObject *path = PyTuple_GET_ITEM(r, 1);
+    if (n > page_size) {
+        out = put_split(tree, leaf, key, val, at, n, page_size, path);
+        Py_DECREF(r);
+        return out;
+    }
     Py_ssize_t depth = PyList_GET_SIZE(path), held = 0;
     Py_buffer views[MAX_DEPTH];
     unsigned long long *counts[MAX_DEPTH];
@@ -2284,6 +2438,7 @@ PyInit__write_c(void)
         !(s_page_size = PyUnicode_InternFromString("page_size")) ||
         !(s_mod = PyUnicode_InternFromString("mod")) ||
         !(s_count = PyUnicode_InternFromString("count")) ||
+        !(s_insert = PyUnicode_InternFromString("insert")) ||
         !(s__run = PyUnicode_InternFromString("_run")) ||
         !(s_page_count = PyUnicode_InternFromString("page_count")) ||
         !(s_put = PyUnicode_InternFromString("put")) ||

@@ -849,7 +849,7 @@ _tree_c = load("cowdb.tree", "_tree_c", API)
 # _write_c.write_tree (node.py loads it) replaces Tree._write_node, the commit's write pass;
 # _write_c.own_path Tree._descend in put() for a tree that keeps what it replaces, and
 # _write_c.put_over does such a tree's put of an inline value, over one or as a new key
-# that fits its leaf (no split), whole.
+# (splitting a full leaf of inline values into a parent with room), whole.
 write_tree: Callable[..., tuple[int, int]] | None = None
 own_path: Callable[[Tree, bytes], tuple[Leaf, list[tuple[Branch, int]]]] | None = None
 put_over: Callable[[Tree, bytes, bytes], bool | None] | None = None  # put()'s common cases
