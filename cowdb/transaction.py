@@ -82,7 +82,9 @@ class Transaction(_Reader, MutableMapping[bytes, Any]):
 
     def update(self, other: Any = (), /, **kw: Any) -> None:
         """Put many pairs (a mapping, pairs, or keywords). Sorted first, then inserted
-        leaf by leaf: much faster than a loop of puts, and it fills pages."""
+        leaf by leaf: much faster than a loop of puts, and it fills pages. A dict of
+        bytes keys and bytes values (no codec) is the fastest input: checked and sorted
+        in one C call where the accelerators are built."""
         tree = self._live()
         items: Iterable[tuple[Any, Any]]
         if isinstance(other, Mapping):
