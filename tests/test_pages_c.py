@@ -1,11 +1,13 @@
-"""The page store's write queue joined into runs in C (pages/_pages_c.c) against the Python
-of PageStore._flush: the same pwrites, byte for byte and offset for offset."""
+"""The page store's accelerators in C (pages/_pages_c.c) against the Python: the write queue
+joined into runs by PageStore._flush (the same pwrites, byte for byte and offset for
+offset), and the free list's first-fit search."""
 from __future__ import annotations
 
 import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
+from cowdb.pages import freelist as freelistmod
 from cowdb.pages import store as storemod
 from cowdb.pages.io import MemoryIO
 from cowdb.pages.store import PageStore
@@ -73,3 +75,41 @@ def test_runs_refuse_bad_input():
         pages_c.runs({2 ** 70: b"x"}, 64)
     with pytest.raises(TypeError):
         pages_c.runs({1: b"x", "a": b"y"}, 64)  # (unorderable pages: the sort refuses)
+
+
+@st.composite
+def pools(draw):
+    """A free list's pool: disjoint runs, highest first."""
+    starts = sorted(draw(st.sets(st.integers(0, 2 ** 40), max_size=40)), reverse=True)
+    runs, above = [], None
+    for s in starts:
+        room = 2 ** 20 if above is None else above - s
+        if room < 1:
+            continue
+        runs.append((s, draw(st.integers(1, min(room, 300)))))
+        above = s
+    return runs
+
+
+@settings(max_examples=300, deadline=None)
+@given(pools(), st.integers(1, 320), st.one_of(st.none(), st.integers(0, 2 ** 41)))
+def test_first_fit_finds_what_python_finds(pool, n, below):
+    """The lowest run that fits (its index), the longest run when none does, or the stop
+    at ``below``: the C and the Python agree, and either is what a sorted search says."""
+    got = pages_c.first_fit(pool, n, below)
+    assert got == freelistmod.py_first_fit(pool, n, below)
+    fits = [i for i in range(len(pool) - 1, -1, -1) if pool[i][1] >= n]
+    if got[0] >= 0:
+        assert got[0] == fits[0]
+    elif got[1] >= 0:
+        assert not fits and got[1] == max((r[1] for r in pool), default=0)
+
+
+def test_first_fit_refuses_what_is_not_a_pool():
+    with pytest.raises(TypeError):
+        pages_c.first_fit(((1, 2),), 1, None)
+    with pytest.raises(TypeError):
+        pages_c.first_fit([(1, 2, 3)], 1, None)
+    with pytest.raises(TypeError):
+        pages_c.first_fit([(1, "2")], 1, None)
+    assert pages_c.first_fit([], 1, None) == (-1, 0)

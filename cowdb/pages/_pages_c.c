@@ -1,4 +1,5 @@
-/* The optional C accelerator of cowdb/pages/store.py: the write queue joined into runs.
+/* The optional C accelerators of cowdb/pages: the write queue joined into runs (store.py),
+ * the free list's first-fit search (freelist.py).
  *
  * runs(queue, unit) is the loop of PageStore._flush: the txn's queued images ({first
  * unit: image}, bytes or bytearray) in unit order, cut into runs of consecutive units,
@@ -13,7 +14,7 @@
 #include <Python.h>
 #include <string.h>
 
-#define API 1  /* store.py's PAGES_API must match */
+#define API 2  /* freelist.py's PAGES_API must match */
 
 /* An image's bytes and length (bytes or bytearray); NULL with TypeError otherwise. */
 static const char *
@@ -133,7 +134,49 @@ done:
     return out;
 }
 
+/* first_fit(pool, n, below): freelist.py's py_first_fit. After a long life the pool holds
+ * hundreds of one-unit runs below the long ones (the rest of a txn's run that the next
+ * image did not fit), and take's Python loop walked ~150 of them per success: ~5-7 µs of
+ * a commit (docs/history-cost.md). */
+static PyObject *
+first_fit(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "first_fit(pool, n, below): pool is a list");
+        return NULL;
+    }
+    PyObject *pool = args[0];
+    long long n = PyLong_AsLongLong(args[1]), below = -1;
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    int bounded = args[2] != Py_None;
+    if (bounded && (below = PyLong_AsLongLong(args[2])) == -1 && PyErr_Occurred())
+        return NULL;
+    long long longest = 0;
+    for (Py_ssize_t i = PyList_GET_SIZE(pool) - 1; i >= 0; i--) {
+        PyObject *run = PyList_GET_ITEM(pool, i);
+        if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 2) {
+            PyErr_SetString(PyExc_TypeError, "first_fit(): a run is not (start, length)");
+            return NULL;
+        }
+        long long start = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 0));
+        long long length = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 1));
+        if ((start == -1 || length == -1) && PyErr_Occurred())
+            return NULL;
+        if (bounded && start + n > below)
+            return Py_BuildValue("(ii)", -1, -1);
+        if (length > longest)
+            longest = length;
+        if (length >= n)
+            return Py_BuildValue("(ni)", i, 0);
+    }
+    return Py_BuildValue("(iL)", -1, longest);
+}
+
 static PyMethodDef methods[] = {
+    {"first_fit", (PyCFunction)(void (*)(void))first_fit, METH_FASTCALL,
+     "first_fit(pool, n, below): freelist.py's py_first_fit: (index of the lowest run of at "
+     "least n units, 0), (-1, the longest run) if none, (-1, -1) if stopped by below."},
     {"runs", (PyCFunction)(void (*)(void))runs, METH_FASTCALL,
      "runs(queue, unit): store.py's PageStore._flush loop: the queued images ({first unit: "
      "image}) in runs of consecutive units, each joined with zero padding: "
@@ -142,7 +185,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_pages_c", "The page store's write queue joined into runs, in C.",
+    PyModuleDef_HEAD_INIT, "_pages_c", "The page store's write queue joined into runs and the free list's first fit, in C.",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 

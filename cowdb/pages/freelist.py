@@ -29,6 +29,8 @@ from struct import Struct
 from struct import error as struct_error
 from typing import TYPE_CHECKING
 
+from .._accelerators import load, wanted
+
 if TYPE_CHECKING:
     from .io import BytesLike
 
@@ -68,6 +70,32 @@ def _coalesce(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
             out.append((start, n))
     out.reverse()
     return out
+
+
+def py_first_fit(pool: list[tuple[int, int]], n: int, below: int | None
+                 ) -> tuple[int, int]:
+    """The lowest run of ``pool`` (highest first) at least n pages long: (its index, 0);
+    (-1, the longest run) if none is; (-1, -1) if the search reached a run that would end
+    past ``below`` first. _pages_c.first_fit is this in C."""
+    longest = 0
+    for i in range(len(pool) - 1, -1, -1):
+        start, length = pool[i]
+        if below is not None and start + n > below:
+            return -1, -1
+        if length > longest:
+            longest = length
+        if length >= n:
+            return i, 0
+    return -1, longest
+
+
+# The optional C accelerator (_pages_c.c) does first_fit (and store.py's queue runs) when
+# it is built and current (see cowdb/_accelerators.py); tests/test_pages_c.py checks it
+# against the Python.
+PAGES_API = 2  # the _pages_c this package is written against
+_pages_c = load("cowdb.pages", "_pages_c", PAGES_API)
+first_fit: Callable[[list[tuple[int, int]], int, int | None], tuple[int, int]] = (
+    _pages_c.first_fit if _pages_c is not None and wanted() else py_first_fit)
 
 
 class FreeList:
@@ -127,24 +155,20 @@ class FreeList:
         if fit is not None and n > fit:   # takes only shorten runs: still none fits
             return None
         pool = self._pool
-        longest = 0
-        for i in range(len(pool) - 1, -1, -1):
-            start, length = pool[i]
-            if below is not None and start + n > below:
-                return None
-            if length > longest:
-                longest = length
-            if length >= n:
-                n = max(n, min(length, most))
-                if length == n:
-                    del pool[i]
-                else:
-                    pool[i] = (start + n, length - n)
-                self.changed = True
-                self.log.append((TAKE, start, n, 0))
-                return start
-        self._fit = longest
-        return None
+        i, longest = first_fit(pool, n, below)
+        if i < 0:
+            if longest >= 0:   # (not stopped by below: no run is longer than this)
+                self._fit = longest
+            return None
+        start, length = pool[i]
+        n = max(n, min(length, most))
+        if length == n:
+            del pool[i]
+        else:
+            pool[i] = (start + n, length - n)
+        self.changed = True
+        self.log.append((TAKE, start, n, 0))
+        return start
 
     @property
     def taken(self) -> int:

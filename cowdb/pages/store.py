@@ -20,22 +20,20 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .._accelerators import load, wanted
+from .._accelerators import wanted
 from ..errors import Corruption, CowdbError, NotACowdbFile, ReadFailed, WriteFailed
 from . import meta as metamod
 from .checksum import FREELIST, HEADER, HEADER_SIZE, seal, verify
-from .freelist import DECODE_ERRORS, MAX_CHAIN, POINTER_SIZE, FreeList
+from .freelist import DECODE_ERRORS, MAX_CHAIN, POINTER_SIZE, FreeList, _pages_c
 from .io import BlockIO, BytesLike
 from .meta import EMPTY, Meta, RootRef
 
 if TYPE_CHECKING:
     from .mapfile import PageMap
 
-# The optional C accelerator (_pages_c.c) joins the write queue into runs (``runs``: the
-# loop of _flush) when it is built and current (see cowdb/_accelerators.py);
-# tests/test_pages_c.py checks it against the Python.
-PAGES_API = 1  # the _pages_c this module is written against
-_pages_c = load("cowdb.pages", "_pages_c", PAGES_API)
+# The optional C accelerator (_pages_c.c, loaded by freelist.py) joins the write queue into
+# runs (``runs``: the loop of _flush) when it is built and current (see
+# cowdb/_accelerators.py); tests/test_pages_c.py checks it against the Python.
 join_runs: Callable[[dict[int, bytes | bytearray], int], list[tuple[int, int, bytes]]] | None \
     = _pages_c.runs if _pages_c is not None and wanted() else None
 
