@@ -1,7 +1,8 @@
-"""The commit's encoding in C (tree/_write_c.c) against the Python beside it (tree/node.py):
-a node's full image and a delta image of a node with its base's keys, byte for byte, and
-the search for a dirty branch's children. The C declines (NotImplemented) what Python encodes: other keys than
-the base's, and leaves with overflow values."""
+"""The write path's C (tree/_write_c.c) against the Python beside it (tree/node.py,
+tree/btree.py): node images encoded (byte for byte) and sliced back, the put (overwrites,
+inserts, a leaf's split), the commit's write pass, a bulk load's sorted pairs and leaves.
+The C declines (NotImplemented or None) what Python does: other keys than the base's,
+leaves with overflow values, splits that reach a parent."""
 from __future__ import annotations
 
 import random

@@ -1,7 +1,8 @@
-/* cowdb.tree._write_c: the commit's node encoding in C (tree/node.py's encode_delta for
- * a node with its base's keys, and btree.py's search for a dirty branch's written
- * children). Optional: node.py and btree.py keep the pure-Python paths, and both pass the
- * same tests (tests/test_write_c.py compares them image for image).
+/* cowdb.tree._write_c: the write path's node work in C: node images encoded (full, delta,
+ * rebased) and sliced back, the put (descent, path copy, overwrite, insert, a leaf's
+ * split), the commit's write pass, a bulk load's sorting and leaves. Optional: node.py and
+ * btree.py keep the pure-Python paths, and both pass the same tests (tests/test_write_c.py
+ * compares them image for image and node for node).
  *
  * delta_image(is_leaf, kind, node, base, bpage, bsum, btxn, depth, txn)
  *     node's image as a delta on base (format 4, see node.py), checksum left zero for
