@@ -1689,6 +1689,30 @@ tree_plus_one(PyObject *tree, int a)
 
 #define MAX_DEPTH 64   /* branch levels put_new counts on (a tree of 2**64 keys has < 64) */
 
+/* The counts arrays of the path's branches from *held up to ``upto``, held writable in
+ * views (each checked as long as its branch's keys); -1 with an error if one is not. */
+static int
+hold_counts(PyObject *path, Py_ssize_t upto, Py_buffer *views, Py_ssize_t *held)
+{
+    for (; *held < upto; (*held)++) {
+        PyObject *b = PyTuple_GET_ITEM(PyList_GET_ITEM(path, *held), 0);
+        if (u64s_of(b, F_COUNTS, &views[*held], PyList_GET_SIZE(SLOT(b, branch_off[F_KEYS])),
+                    1) == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+/* One key more under each of the path's first ``upto`` steps (their counts held). */
+static void
+bump_counts(PyObject *path, Py_buffer *views, Py_ssize_t upto)
+{
+    for (Py_ssize_t j = 0; j < upto; j++) {   /* (0 <= index < len: own_path_of's bisect) */
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(PyList_GET_ITEM(path, j), 1));
+        ((unsigned long long *)views[j].buf)[i] += 1;
+    }
+}
+
 /* put_new's key into a full leaf: Tree.put's insert and _split_up for a leaf of inline
  * values whose parent has room for one more entry (a put loop splits a leaf every ~15
  * puts): the entries with the new one cut where _split cuts them (half the bytes, by
@@ -1701,7 +1725,7 @@ put_split(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize
           Py_ssize_t n, Py_ssize_t page_size, PyObject *path)
 {
     Py_ssize_t depth = PyList_GET_SIZE(path);
-    if (depth < 1 || depth > MAX_DEPTH)
+    if (depth < 1)
         Py_RETURN_NONE;
     PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
     Py_ssize_t nk = PyList_GET_SIZE(keys) + 1;   /* entries with the new one */
@@ -1717,16 +1741,13 @@ put_split(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize
     /* _cut: the leading entries that reach half the bytes without passing a page */
     Py_ssize_t target = (n - HEADER_SIZE) / 2, limit = page_size - HEADER_SIZE, acc = 0;
     Py_ssize_t m = nk - 1;
-    for (Py_ssize_t j = 0; j < nk; j++) {
-        PyObject *v = PyList_GET_ITEM(ev, j);
-        if (!PyBytes_CheckExact(v)) {
+    for (Py_ssize_t j = 0; j < nk - 1; j++) {
+        PyObject *k = PyList_GET_ITEM(ek, j), *v = PyList_GET_ITEM(ev, j);
+        if (!PyBytes_CheckExact(k) || !PyBytes_CheckExact(v)) {
             out = Py_NewRef(Py_None);   /* (not big, yet not bytes: Python decides) */
             goto done;
         }
-    }
-    for (Py_ssize_t j = 0; j < nk - 1; j++) {
-        Py_ssize_t size = LEAF_ENTRY + PyBytes_GET_SIZE(PyList_GET_ITEM(ek, j)) +
-                          PyBytes_GET_SIZE(PyList_GET_ITEM(ev, j));
+        Py_ssize_t size = LEAF_ENTRY + PyBytes_GET_SIZE(k) + PyBytes_GET_SIZE(v);
         if (j && acc + size > limit) {
             m = j;
             break;
@@ -1760,18 +1781,14 @@ put_split(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize
             (count = tree_plus_one(tree, T_COUNT)) == NULL ||
             (mod = tree_plus_one(tree, T_MOD)) == NULL)
         goto done;
-    for (; held < depth; held++) {   /* (the parent's view is let go before its inserts) */
-        PyObject *st = PyList_GET_ITEM(path, held), *b = PyTuple_GET_ITEM(st, 0);
-        if (u64s_of(b, F_COUNTS, &views[held], PyList_GET_SIZE(SLOT(b, branch_off[F_KEYS])),
-                    1) == NULL)
-            goto done;
-    }
+    if (hold_counts(path, depth, views, &held) < 0)
+        goto done;
     for (int a = 0; a < 3; a++)
         if (parr[a] == NULL || !PyObject_HasAttr(parr[a], s_insert)) {
             PyErr_SetString(PyExc_TypeError, "put_over(): a branch's arrays cannot grow");
             goto done;
         }
-    PyBuffer_Release(&views[--held]);
+    PyBuffer_Release(&views[--held]);   /* (an array with a view held cannot grow) */
     /* the parent: the separator and the right leaf after entry i, its count, sum 0, txn 0 */
     if (PyList_Insert(pkeys, i + 1, sep) < 0)
         goto done;
@@ -1787,16 +1804,11 @@ put_split(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize
         Py_DECREF(got);
         inserted = 3 + a;
     }
-    unsigned long long *pc = u64s_of(parent, F_COUNTS, &views[held], PyList_GET_SIZE(pkeys), 1);
-    if (pc == NULL)
+    if (hold_counts(path, depth, views, &held) < 0)   /* (the parent's again, grown) */
         goto done;
-    held++;
     inserted = 0;   /* from here nothing fails */
-    pc[i] = (unsigned long long)m;
-    for (Py_ssize_t j = 0; j < depth - 1; j++) {
-        PyObject *st = PyList_GET_ITEM(path, j);
-        ((unsigned long long *)views[j].buf)[PyLong_AsSsize_t(PyTuple_GET_ITEM(st, 1))] += 1;
-    }
+    ((unsigned long long *)views[depth - 1].buf)[i] = (unsigned long long)m;
+    bump_counts(path, views, depth - 1);
     Py_SETREF(SLOT(leaf, leaf_off[F_KEYS]), lk);
     Py_SETREF(SLOT(leaf, leaf_off[F_VALS]), lv);
     Py_SETREF(SLOT(leaf, leaf_off[F_SIZE]), lsize);
@@ -1856,28 +1868,18 @@ put_new(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t
     if (r == NULL)
         return NULL;
     PyObject *path = PyTuple_GET_ITEM(r, 1);
-    if (n > page_size) {
-        out = put_split(tree, leaf, key, val, at, n, page_size, path);
-        Py_DECREF(r);
-        return out;
-    }
     Py_ssize_t depth = PyList_GET_SIZE(path), held = 0;
     Py_buffer views[MAX_DEPTH];
-    unsigned long long *counts[MAX_DEPTH];
     if (PyTuple_GET_ITEM(r, 0) != leaf || depth > MAX_DEPTH) {
         PyErr_SetString(PyExc_RuntimeError, "put_over(): the path to the leaf changed");
         goto done;
     }
-    for (; held < depth; held++) {
-        PyObject *step = PyList_GET_ITEM(path, held), *branch = PyTuple_GET_ITEM(step, 0);
-        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 1));
-        PyObject *bkeys = SLOT(branch, branch_off[F_KEYS]);
-        unsigned long long *c = u64s_of(branch, F_COUNTS, &views[held],
-                                        PyList_GET_SIZE(bkeys), 1);
-        if (c == NULL)
-            goto done;
-        counts[held] = c + i;   /* (0 <= i < len(keys): own_path_of's bisect) */
+    if (n > page_size) {
+        out = put_split(tree, leaf, key, val, at, n, page_size, path);
+        goto done;
     }
+    if (hold_counts(path, depth, views, &held) < 0)
+        goto done;
     PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
     if ((nsize = PyLong_FromSsize_t(n)) == NULL ||
             (count = tree_plus_one(tree, T_COUNT)) == NULL ||
@@ -1892,8 +1894,7 @@ put_new(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t
         goto done;
     Py_SETREF(SLOT(leaf, leaf_off[F_SIZE]), nsize);
     nsize = NULL;
-    for (Py_ssize_t j = 0; j < depth; j++)
-        *counts[j] += 1;
+    bump_counts(path, views, depth);
     out = Py_NewRef(Py_True);
 done:
     while (held > 0)
