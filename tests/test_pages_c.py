@@ -80,7 +80,8 @@ def test_runs_refuse_bad_input():
 @st.composite
 def pools(draw):
     """A free list's pool: disjoint runs, highest first."""
-    starts = sorted(draw(st.sets(st.integers(0, 2 ** 40), max_size=40)), reverse=True)
+    top = draw(st.sampled_from([2 ** 40, 2 ** 64 - 2 ** 21]))  # (runs end below 2**64)
+    starts = sorted(draw(st.sets(st.integers(0, top), max_size=40)), reverse=True)
     runs, above = [], None
     for s in starts:
         room = 2 ** 20 if above is None else above - s
@@ -92,7 +93,7 @@ def pools(draw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(pools(), st.integers(1, 320), st.one_of(st.none(), st.integers(0, 2 ** 41)))
+@given(pools(), st.integers(1, 320), st.one_of(st.none(), st.integers(0, 2 ** 64 - 1)))
 def test_first_fit_finds_what_python_finds(pool, n, below):
     """The lowest run that fits (its index), the longest run when none does, or the stop
     at ``below``: the C and the Python agree, and either is what a sorted search says."""

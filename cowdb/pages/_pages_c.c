@@ -146,31 +146,34 @@ first_fit(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *pool = args[0];
-    long long n = PyLong_AsLongLong(args[1]), below = -1;
-    if (n == -1 && PyErr_Occurred())
+    /* page numbers are u64 (a run ends below 2**64: freelist._checked) */
+    unsigned long long n = PyLong_AsUnsignedLongLong(args[1]), below = 0;
+    if (n == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
     int bounded = args[2] != Py_None;
-    if (bounded && (below = PyLong_AsLongLong(args[2])) == -1 && PyErr_Occurred())
+    if (bounded && (below = PyLong_AsUnsignedLongLong(args[2])) == (unsigned long long)-1 &&
+            PyErr_Occurred())
         return NULL;
-    long long longest = 0;
+    unsigned long long longest = 0;
     for (Py_ssize_t i = PyList_GET_SIZE(pool) - 1; i >= 0; i--) {
         PyObject *run = PyList_GET_ITEM(pool, i);
         if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 2) {
             PyErr_SetString(PyExc_TypeError, "first_fit(): a run is not (start, length)");
             return NULL;
         }
-        long long start = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 0));
-        long long length = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 1));
-        if ((start == -1 || length == -1) && PyErr_Occurred())
+        unsigned long long start = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(run, 0));
+        unsigned long long length = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(run, 1));
+        if ((start == (unsigned long long)-1 || length == (unsigned long long)-1) &&
+                PyErr_Occurred())
             return NULL;
-        if (bounded && start + n > below)
+        if (bounded && (n > below || start > below - n))   /* start + n > below, no wrap */
             return Py_BuildValue("(ii)", -1, -1);
         if (length > longest)
             longest = length;
         if (length >= n)
             return Py_BuildValue("(ni)", i, 0);
     }
-    return Py_BuildValue("(iL)", -1, longest);
+    return Py_BuildValue("(iK)", -1, longest);
 }
 
 static PyMethodDef methods[] = {
@@ -185,7 +188,8 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_pages_c", "The page store's write queue joined into runs and the free list's first fit, in C.",
+    PyModuleDef_HEAD_INIT, "_pages_c",
+    "The page store's write queue joined into runs and the free list's first fit, in C.",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 
