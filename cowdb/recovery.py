@@ -76,6 +76,17 @@ class PartialCopy:
     lost: list[KeyRange]
 
 
+def _show_versions(versions: list[int]) -> str:
+    """Sorted version numbers as runs: "0-68, 70, 72-75"."""
+    runs: list[list[int]] = []
+    for v in versions:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def _show_range(r: KeyRange) -> str:
     first, end = r
     return f"[{'the first key' if first is None else repr(first)}, " \
@@ -87,15 +98,20 @@ class RecoveryReport:
     """What recovery or salvage found and did.
 
     ``kept``: versions that verify (and are in the result); ``lost``: version ->
-    why it could not be read; ``refs_lost``: "tag NAME" / "branch NAME" -> the lost
-    version it named; ``refs_moved``: "branch NAME" -> (from, to); ``damage``: what
-    else was damaged (meta records, catalog pages, the free list); ``head``: the
-    head of main in the result; ``rewritten``: the file was changed; ``partial``: the
-    branch heads a partial salvage copied as far as they read.
+    why it could not be read; ``unrecorded``: when the catalog was damaged, the versions
+    below the newest found whose commit record no catalog could give (lost with the
+    damaged pages, unless retention had dropped them before: a gap looks the same);
+    ``refs_lost``: "tag NAME" / "branch NAME" -> the lost version it named;
+    ``refs_moved``: "branch NAME" -> (from, to), from None when the branch's record was
+    unreadable and its kept commits named it; ``damage``: what else was damaged (meta
+    records, catalog pages, the free list); ``head``: the head of main in the result;
+    ``rewritten``: the file was changed; ``partial``: the branch heads a partial salvage
+    copied as far as they read.
     """
     path: str | None = None
     kept: list[int] = field(default_factory=list)
     lost: dict[int, str] = field(default_factory=dict)
+    unrecorded: list[int] = field(default_factory=list)
     refs_lost: dict[str, int] = field(default_factory=dict)
     refs_moved: dict[str, tuple[int | None, int]] = field(default_factory=dict)
     damage: list[str] = field(default_factory=list)
@@ -106,21 +122,29 @@ class RecoveryReport:
     @property
     def ok(self) -> bool:
         """Nothing was lost or damaged."""
-        return not (self.lost or self.refs_lost or self.damage)
+        return not (self.lost or self.unrecorded or self.refs_lost or self.damage)
 
     def lines(self) -> list[str]:
         out = []
         if self.rewritten:
             out.append(f"recovered: head of main is version {self.head}; "
-                       f"{len(self.kept)} versions kept, {len(self.lost)} lost")
+                       f"{len(self.kept)} versions kept, {len(self.lost)} lost" +
+                       (f", {len(self.unrecorded)} without a readable record"
+                        if self.unrecorded else ""))
         for d in self.damage:
             out.append(f"damaged: {d}")
+        if self.unrecorded:
+            out.append(f"no record of versions {_show_versions(self.unrecorded)}: their "
+                       f"commit records were on damaged catalog pages (or retention had "
+                       f"dropped them before)")
         for v, why in sorted(self.lost.items()):
             out.append(f"lost version {v}: {why}")
         for name, v in sorted(self.refs_lost.items()):
             out.append(f"lost {name} (it named version {v})")
         for name, (a, b) in sorted(self.refs_moved.items()):
-            out.append(f"moved {name} from version {a} to {b}")
+            out.append(f"moved {name} from version {a} to {b}" if a is not None else
+                       f"recreated {name} at version {b}: its record was unreadable, and its "
+                       f"newest kept commit is there")
         for pc in self.partial:
             out.append(f"partly salvaged branch {pc.branch}: {pc.keys} keys of version "
                        f"{pc.source} read, as version {pc.version}")
@@ -139,6 +163,7 @@ class _Analysis:
         self.options: dict[bytes, bytes] = {}
         self.used: set[int] = set()              # pages the kept trees reach
         self.max_txn = 0
+        self.catalog_damaged = False             # some catalog page did not read
         self.metas: list[tuple[int, Meta]] = []
         self.report = RecoveryReport()
 
@@ -401,6 +426,7 @@ def analyze(store: PageStore, nodes: NodeCache, partial: bool = False) -> _Analy
         sources.append(src)
         if not src[3]:
             break
+    a.catalog_damaged = any(src[3] for src in sources)
     scanned = not sources or all(src[3] for src in sources)
     if scanned:  # no catalog reads whole: take every catalog leaf the file still holds
         sources.append(_scan_catalog_leaves(store, nodes, rep.damage))
@@ -435,6 +461,9 @@ def analyze(store: PageStore, nodes: NodeCache, partial: bool = False) -> _Analy
     _fix_refs(a)
     rep.kept = sorted(a.kept)
     rep.head = a.refs[BRANCH].get("main")
+    if a.catalog_damaged:  # versions are numbered densely: a gap had a record once
+        newest = max([*a.commits, *a.refs[BRANCH].values(), *a.refs[TAG].values()])
+        rep.unrecorded = sorted(set(range(newest + 1)) - a.commits.keys())
     return a
 
 
@@ -464,6 +493,12 @@ def _fix_refs(a: _Analysis) -> None:
         else:
             rep.refs_moved[f"branch {name}"] = (v, w)
             a.refs[BRANCH][name] = w
+    if a.catalog_damaged:  # a branch whose record was lost: its commits still name it
+        for v in sorted(a.kept, reverse=True):
+            name = a.kept[v].branch
+            if name not in a.refs[BRANCH] and f"branch {name}" not in rep.refs_lost:
+                a.refs[BRANCH][name] = v
+                rep.refs_moved[f"branch {name}"] = (None, v)
     if "main" not in a.refs[BRANCH] and a.kept:
         a.refs[BRANCH]["main"] = max(a.kept)
         rep.refs_moved["branch main"] = (None, max(a.kept))

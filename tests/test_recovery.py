@@ -550,3 +550,96 @@ def test_partial_salvage_writes_no_empty_head_when_the_root_is_lost(clean, tmp_p
     with cowdb.open(out) as db:
         assert db.head() == rep.head == max(rep.kept)
         assert read_all(db, db.head()) == model[db.head()]
+
+
+# ---- a damaged catalog: what recovery can no longer name ------------------------------
+def _catalog_leaves(db):
+    """[(page, first key, last key)] of the catalog's leaves, in key order."""
+    from cowdb.tree.node import Branch
+    out = []
+
+    def visit(page, checksum, txn):
+        node = db._nodes.load(page, checksum, txn)
+        if type(node) is Branch:
+            for kid, s, t in zip(node.kids, node.sums, node.txns):
+                visit(kid, s, t)
+        else:
+            out.append((page, node.keys[0], node.keys[-1]))
+
+    ref = db._store.meta.catalog
+    visit(ref.page, ref.checksum, ref.txn)
+    return out
+
+
+def test_recover_names_versions_whose_records_were_on_a_damaged_catalog_page(tmp_path):
+    """The commit records of versions 0.. lie on the catalog's first leaf, which every
+    meta record reaches (the catalog changes at a fold, not at every commit). Damaged,
+    those versions cannot be kept: the report must say so, not "0 lost"."""
+    path = str(tmp_path / "c.cow")
+    with cowdb.open(path, page_size=4096) as db:
+        for i in range(150):
+            with db.write(message=f"commit {i}") as tx:
+                tx[b"k%03d" % i] = b"v"
+        db.set_retention(keep_last=1000)  # a setting: the pending commits fold
+        before = {c.version for c in db.log()}
+        leaves = _catalog_leaves(db)
+        assert len(leaves) > 1 and leaves[0][1][:1] == b"c"
+        unit = db._store.unit
+    with open(path, "r+b") as f:
+        f.seek(leaves[0][0] * unit + 30)
+        f.write(b"\xff" * 8)
+    with cowdb.open(path, recover=True) as db:
+        rep = db.recovery
+        gone = before - set(rep.kept) - set(rep.lost)
+        assert gone, "the damaged leaf held commit records"
+        assert set(rep.unrecorded) == gone
+        assert not rep.ok
+        head = rep.lines()[0]
+        assert f"{len(gone)} without a readable record" in head
+        assert any(line.startswith("no record of versions ") for line in rep.lines())
+        assert db.check().ok
+
+
+def test_recover_names_no_unrecorded_versions_when_the_catalog_reads(clean, tmp_path):
+    """Versions retention dropped leave gaps too; only a damaged catalog makes a gap
+    something recovery reports."""
+    path, model, per, catalog, _ = clean
+    p = str(tmp_path / "g.cow")
+    shutil.copy(path, p)
+    with cowdb.open(p) as db:
+        db.set_retention(keep_last=3)
+        db.gc()
+    with cowdb.open(p, recover=True) as db:
+        assert db.recovery.unrecorded == []
+
+
+def test_recover_recreates_a_branch_whose_record_was_on_a_damaged_catalog_page(tmp_path):
+    """A branch's record lost with its catalog leaf: its kept commits still name it, so
+    recovery puts it back at the newest of them, and says so."""
+    path = str(tmp_path / "b.cow")
+    with cowdb.open(path, page_size=4096) as db:
+        with db.write() as tx:
+            tx[b"a"] = b"1"
+        db.branch("feature")
+        for i in range(3):
+            with db.write(branch="feature") as tx:
+                tx[b"f%d" % i] = b"v"
+        feature = db.branches()["feature"]
+        for i in range(150):
+            with db.write(message=f"commit {i}") as tx:
+                tx[b"k%03d" % i] = b"v"
+        db.set_retention(keep_last=1000)  # a setting: the pending commits fold
+        leaf = [page for page, first, last in _catalog_leaves(db)
+                if first <= b"hfeature" <= last]
+        assert len(leaf) == 1
+        unit = db._store.unit
+    with open(path, "r+b") as f:
+        f.seek(leaf[0] * unit + 30)
+        f.write(b"\xff" * 8)
+    with cowdb.open(path, recover=True) as db:
+        assert db.branches()["feature"] == feature
+        assert db.recovery.refs_moved["branch feature"] == (None, feature)
+        assert f"recreated branch feature at version {feature}" in "\n".join(
+            db.recovery.lines())
+        with db.at("feature") as s:
+            assert s[b"f2"] == b"v"
