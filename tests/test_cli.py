@@ -150,7 +150,7 @@ def test_delete(db):
 def test_escaped_keys_round_trip(db):
     keys = run(db, "scan", "--keys-only").output.splitlines()
     assert keys == ["apple", "bin\\xff", "cherry"]
-    assert run(db, "get", "-e", "bin\\xff").output == "\x00\\xfe\n"   # text: NUL is UTF-8
+    assert run(db, "get", "-e", "bin\\xff").output == "\\x00\\xfe\n"   # NUL escaped too
     run(db, "delete", "-e", "bin\\xff")
     assert run(db, "scan", "-k").output.splitlines() == ["apple", "cherry"]
 
@@ -398,7 +398,7 @@ def test_revert(db):
     assert run(db, "revert", "2").output.startswith("[main 4]")
     assert run(db, "get", "banana").output == "yellow\n"
     assert run(db, "get", "apple").output == "red\n"
-    assert run(db, "get", "-e", "bin\\xff").output == "\x00\\xfe\n"     # version 3 stays
+    assert run(db, "get", "-e", "bin\\xff").output == "\\x00\\xfe\n"   # version 3 stays
     run(db, "put", "apple", "blue")
     r = run(db, "revert", "2", ok=False)                    # apple changed again since
     assert r.exit_code == 1 and "conflict: apple" in r.stderr

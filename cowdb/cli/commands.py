@@ -156,8 +156,10 @@ def info(env: Env, path: str | None, as_json: bool) -> None:
 def get(env: Env, key: str, at: str | None, escaped: bool, raw: bool) -> None:
     """Print the value of KEY (exit 1 if there is none).
 
-    The value is shown as UTF-8 text, with bytes that are not UTF-8 escaped
-    as \\xNN; --raw writes the bytes exactly (for binary values).
+    The value is shown as UTF-8 text, the same on a terminal and on a pipe:
+    newlines and tabs as they are, other control characters escaped (\\x1b,
+    \\r, \\x00) and bytes that are not UTF-8 as \\xNN, so no value can drive
+    the terminal. For the exact bytes (a binary value, a copy), use --raw.
 
     \b
     Example:

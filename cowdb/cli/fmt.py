@@ -2,8 +2,10 @@
 
 Keys and values are bytes. On the command line they are UTF-8 text:
 
-- ``text(b)``: the bytes as UTF-8 when they decode, else escaped (``\\xff``);
-  for showing one value on its own.
+- ``text(b)``: for showing one value on its own: UTF-8 text where it decodes
+  (bytes that are not UTF-8 as ``\\xff``), control characters escaped as
+  ``safe`` does except newline and tab, which stay: a multi-line value reads as
+  text, and no value can drive the terminal. ``get --raw`` has the exact bytes.
 - ``inline(b)``: always one line and reversible: control characters, bytes
   that are not UTF-8 and the backslash itself are escaped (``\\n``,
   ``\\xff``, ``\\\\``). ``unescape()`` turns that back into the bytes, so a
@@ -21,11 +23,9 @@ _ESC = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def text(b: bytes) -> str:
-    """UTF-8 where it decodes; otherwise every byte that does not decode as \\xNN."""
-    try:
-        return b.decode("utf-8")
-    except UnicodeDecodeError:
-        return b.decode("utf-8", "backslashreplace")
+    """The bytes as text to show: UTF-8 where it decodes, every byte that does not as
+    \\xNN, and control characters escaped (\\x1b, \\r) except newline and tab."""
+    return safe(b.decode("utf-8", "backslashreplace"), keep="\n\t")
 
 
 _PLAIN_ASCII = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")
@@ -56,17 +56,21 @@ def inline(b: bytes) -> str:
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
-def safe(s: str) -> str:
+def safe(s: str, keep: str = "") -> str:
     """User text (a message, an author, a ref name) made safe for a terminal: control
     characters (escape sequences, newlines), lone surrogates and line separators are
     shown escaped (\\x1b, \\n), so text can neither drive the terminal nor forge a
-    line. Everything else (any printable Unicode) stays as it is."""
+    line. Everything else (any printable Unicode) stays as it is. The characters in
+    ``keep`` stay too: ``keep="\\n"`` for a message of several lines. The backslash
+    is not escaped, so ``safe`` of its own output changes nothing."""
     if not _CONTROL.search(s):
         return s
     out = []
     for ch in s:
         o = ord(ch)
-        if ch in _ESC and ch != "\\":
+        if ch in keep:
+            out.append(ch)
+        elif ch in _ESC and ch != "\\":
             out.append(_ESC[ch])
         elif o < 0x80 and (o < 0x20 or o == 0x7F):
             out.append(f"\\x{o:02x}")
