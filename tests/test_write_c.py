@@ -1,4 +1,4 @@
-"""The write path's C (tree/_write_c.c) against the Python beside it (tree/node.py,
+"""The write path's C (tree/_write_*.c) against the Python beside it (tree/node.py,
 tree/btree.py): node images encoded (byte for byte) and sliced back, the put (overwrites,
 inserts, a leaf's split), the commit's write pass, a bulk load's sorted pairs and leaves.
 The C declines (NotImplemented or None) what Python does: other keys than the base's,
@@ -333,8 +333,9 @@ def test_a_bulk_load_cuts_the_leaves_python_cuts(items, limit, inline_max):
        st.integers(0, 22))
 def test_sorted_items_are_python_s(mapping, max_key):
     """A dict's pairs in key order (bytes compare as Python compares them: shorter first
-    on a shared prefix, keys alike in their first 16 bytes too), or None when a key or value needs Python's conversion or checks:
-    a str or empty or too long key, a bytearray value."""
+    on a shared prefix, keys alike in their first 16 bytes too), or None when a key or
+    value needs Python's conversion or checks: a str or empty or too long key, a bytearray
+    value."""
     got = write_c.sorted_items(mapping, max_key)
     assert got == btree.py_sorted_items(mapping, max_key)
     plain = all(type(k) is bytes and 0 < len(k) <= max_key and type(v) is bytes

@@ -554,14 +554,13 @@ def apply_delta(base: Node, data: bytes, page: int) -> Node:
     return node
 
 
-# _write_c.c slices a node's keys and values out of its image (``slices``), encodes a
-# node's full image (``full_image``), the delta of a node with its base's keys
-# (``delta_image``: the commit's common case, an overwrite) and a chain's rebase on its
-# full image (``rebase_image``: see rebase_delta), finds a dirty
-# branch's written children (``dirty_kids``), runs btree.py's whole write pass
-# (``write_tree``) and its put's descent (``own_path``, both bound there) when it is built
-# and current (see cowdb/_accelerators.py); tests/test_write_c.py checks them against the
-# Python.
+# _write_c (tree/_write_*.c) slices a node's keys and values out of its image
+# (``slices``), encodes a node's full image (``full_image``), the delta of a node with its
+# base's keys (``delta_image``: the commit's common case, an overwrite) and a chain's
+# rebase on its full image (``rebase_image``: see rebase_delta), finds a dirty branch's
+# written children (``dirty_kids``), runs btree.py's whole write pass (``write_tree``) and
+# its put (``own_path``, ``put_over``, both bound there) when it is built and current (see
+# cowdb/_accelerators.py); tests/test_write_c.py checks them against the Python.
 WRITE_API = 21  # the _write_c this package is written against
 _write_c = load("cowdb.tree", "_write_c", WRITE_API)
 _c_delta_image: Callable[..., Any] | None = None

@@ -1,0 +1,643 @@
+/* The put (one file of cowdb.tree._write_c, see _write_c.h): btree.py's Tree._descend
+ * and Tree.put in C for a tree that keeps what it replaces: the path from the root to a
+ * key's leaf owned (clean nodes copied), then the value put over an inline value, or
+ * inserted as a new key, splitting a full leaf of inline values whose parent has room. */
+#include "_write_c.h"
+
+static PyObject *s__root, *s__dirty, *s_frees, *s_deltas, *s_nodes, *s__own_root;
+static PyObject *s_inline_max, *s_page_size, *s_mod, *s_count, *s_insert;
+
+int
+put_init(void)
+{
+    return (s__root = PyUnicode_InternFromString("_root")) &&
+        (s__dirty = PyUnicode_InternFromString("_dirty")) &&
+        (s_frees = PyUnicode_InternFromString("frees")) &&
+        (s_deltas = PyUnicode_InternFromString("deltas")) &&
+        (s_nodes = PyUnicode_InternFromString("nodes")) &&
+        (s__own_root = PyUnicode_InternFromString("_own_root")) &&
+        (s_inline_max = PyUnicode_InternFromString("inline_max")) &&
+        (s_page_size = PyUnicode_InternFromString("page_size")) &&
+        (s_mod = PyUnicode_InternFromString("mod")) &&
+        (s_count = PyUnicode_InternFromString("count")) &&
+        (s_insert = PyUnicode_InternFromString("insert")) ? 0 : -1;
+}
+
+/* A dirty copy of a clean node: node.py's Leaf.copy / Branch.copy without their Python
+ * frames (its lists and a branch's arrays sliced whole, sig/base/chain None, txn 0). */
+static PyObject *
+copy_node(PyObject *node)
+{
+    PyTypeObject *tp = Py_TYPE(node);
+    const Py_ssize_t *off = (PyObject *)tp == leaf_type ? leaf_off : branch_off;
+    static const int leaf_lists[] = {F_KEYS, F_VALS, -1};
+    static const int branch_lists[] = {F_KEYS, F_KIDS, F_COUNTS, F_SUMS, F_TXNS, -1};
+    const int *lists = (PyObject *)tp == leaf_type ? leaf_lists : branch_lists;
+    PyObject *copy = tp->tp_alloc(tp, 0);
+    if (copy == NULL)
+        return NULL;
+    for (int j = 0; lists[j] >= 0; j++) {
+        PyObject *v = SLOT(node, off[lists[j]]);
+        int is_list = v != NULL && PyList_CheckExact(v);
+        if (v == NULL || (!is_list && lists[j] < F_COUNTS)) {
+            Py_DECREF(copy);
+            PyErr_Format(PyExc_TypeError, "a node's %s is not a list", field_names[lists[j]]);
+            return NULL;
+        }
+        /* (a branch's counts, sums and txns: arrays, which u64s_of checks where read) */
+        PyObject *c = is_list ? PyList_GetSlice(v, 0, PyList_GET_SIZE(v))
+                              : PySequence_GetSlice(v, 0, PY_SSIZE_T_MAX);
+        if ((SLOT(copy, off[lists[j]]) = c) == NULL) {
+            Py_DECREF(copy);
+            return NULL;
+        }
+    }
+    PyObject *size = SLOT(node, off[F_SIZE]);
+    if (size == NULL) {
+        Py_DECREF(copy);
+        PyErr_SetString(PyExc_TypeError, "a node has no size");
+        return NULL;
+    }
+    SLOT(copy, off[F_SIZE]) = Py_NewRef(size);
+    if ((PyObject *)tp == leaf_type) {
+        PyObject *big = SLOT(node, off[F_BIG]);
+        SLOT(copy, off[F_BIG]) = Py_NewRef(big ? big : Py_False);
+    }
+    SLOT(copy, off[F_SIG]) = Py_NewRef(Py_None);
+    SLOT(copy, off[F_TXN]) = Py_NewRef(zero);
+    SLOT(copy, off[F_BASE]) = Py_NewRef(Py_None);
+    SLOT(copy, off[F_CHAIN]) = Py_NewRef(Py_None);
+    return copy;
+}
+
+/* bisect_right(keys, key) over a list of bytes. */
+static Py_ssize_t
+bisect_right(PyObject *keys, const char *q, Py_ssize_t ql)
+{
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        PyObject *k = PyList_GET_ITEM(keys, mid);
+        Py_ssize_t kl = PyBytes_GET_SIZE(k);
+        int c = memcmp(q, PyBytes_AS_STRING(k), ql < kl ? ql : kl);
+        if (c < 0 || (c == 0 && ql < kl))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* The dirty copy of a branch's i-th kid (copied now if it is a page). */
+static PyObject *
+own_kid(PyObject *branch, Py_ssize_t i, PyObject *nodes, int deltas)
+{
+    PyObject *kids = SLOT(branch, branch_off[F_KIDS]);
+    PyObject *kid = PyList_GET_ITEM(kids, i);
+    if (!PyLong_CheckExact(kid))
+        return Py_NewRef(kid);
+    /* its checksum and txn, as ints (the base tuple and a load take them so): one item
+     * of each array, not their buffers */
+    PyObject *sums = SLOT(branch, branch_off[F_SUMS]), *txns = SLOT(branch, branch_off[F_TXNS]);
+    if (sums == NULL || txns == NULL) {
+        PyErr_SetString(PyExc_TypeError, "own_path(): a branch's sums or txns are unset");
+        return NULL;
+    }
+    PyObject *s = PySequence_GetItem(sums, i), *t = PySequence_GetItem(txns, i);
+    PyObject *node = NULL, *copy = NULL;
+    unsigned long long tv = 0;
+    Py_INCREF(kid);
+    if (s == NULL || t == NULL || !PyLong_Check(s) || !PyLong_Check(t) ||
+            ((tv = PyLong_AsUnsignedLongLong(t)) == (unsigned long long)-1 && PyErr_Occurred())) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "own_path(): a branch's sums or txns are not "
+                            "ints");
+        goto done;
+    }
+    node = PyDict_GetItemWithError(nodes, kid);  /* borrowed */
+    int hit = 0;
+    if (node != NULL && (Py_TYPE(node) == (PyTypeObject *)leaf_type ||
+                         Py_TYPE(node) == (PyTypeObject *)branch_type)) {
+        PyObject *ntxn = SLOT(node, Py_TYPE(node) == (PyTypeObject *)leaf_type ?
+                              leaf_off[F_TXN] : branch_off[F_TXN]);
+        if (ntxn != NULL && PyLong_CheckExact(ntxn)) {
+            unsigned long long nv = PyLong_AsUnsignedLongLong(ntxn);
+            if (nv == (unsigned long long)-1 && PyErr_Occurred())
+                PyErr_Clear();  /* (not a txn: not a hit) */
+            else
+                hit = nv == tv;
+        }
+    }
+    else if (node == NULL && PyErr_Occurred())
+        goto done;
+    if (hit)
+        Py_INCREF(node);
+    else if ((node = PyObject_CallMethod(nodes, "load", "OOO", kid, s, t)) == NULL)
+        goto done;
+    if ((PyObject *)Py_TYPE(node) != leaf_type && (PyObject *)Py_TYPE(node) != branch_type) {
+        PyErr_SetString(PyExc_TypeError, "own_path(): the node cache holds a non-node");
+        Py_DECREF(node);
+        goto done;
+    }
+    if ((copy = copy_node(node)) == NULL) {
+        Py_DECREF(node);
+        goto done;
+    }
+    if (deltas) {
+        PyObject *base = PyTuple_Pack(4, node, kid, s, t);
+        if (base == NULL) {
+            Py_CLEAR(copy);
+            Py_DECREF(node);
+            goto done;
+        }
+        Py_ssize_t bo = Py_TYPE(copy) == (PyTypeObject *)leaf_type ? leaf_off[F_BASE]
+                                                                    : branch_off[F_BASE];
+        Py_SETREF(SLOT(copy, bo), base);
+    }
+    Py_DECREF(node);
+    kids = SLOT(branch, branch_off[F_KIDS]);  /* (load ran Python: check again) */
+    if (kids == NULL || !PyList_CheckExact(kids) || PyList_GET_SIZE(kids) <= i) {
+        Py_CLEAR(copy);
+        PyErr_SetString(PyExc_RuntimeError, "own_path(): a branch changed under it");
+        goto done;
+    }
+    PyList_SetItem(kids, i, Py_NewRef(copy));
+done:
+    Py_DECREF(kid);
+    Py_XDECREF(s);
+    Py_XDECREF(t);
+    return copy;
+}
+
+static PyObject *own_path_of(PyObject *tree, PyObject *key, int with_path);
+
+PyObject *
+own_path(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "own_path(tree, key): key is bytes");
+        return NULL;
+    }
+    if (leaf_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "own_path(): bind() was not called");
+        return NULL;
+    }
+    return own_path_of(args[0], args[1], 1);
+}
+
+/* A Tree's attributes by their slots' offsets, as a node's (a put reads eight of them,
+ * and PyObject_GetAttr on a slotted class is a type lookup each: ~2% of a commit's
+ * instructions). The offsets are learnt for the first Tree type seen, and again if
+ * another type comes (a subclass); an attribute that is not a slot is read by name. */
+enum { T_FREES, T_DELTAS, T_DIRTY, T_ROOT, T_NODES, T_INLINE_MAX, T_PAGE_SIZE, T_MOD, T_COUNT,
+       NT };
+static PyObject **tree_names[NT] = {&s_frees, &s_deltas, &s__dirty, &s__root, &s_nodes,
+                                    &s_inline_max, &s_page_size, &s_mod, &s_count};
+static PyTypeObject *tree_type;   /* the type tree_off was learnt for (a strong reference) */
+static Py_ssize_t tree_off[NT];
+
+static void
+learn_tree(PyTypeObject *tp)
+{
+    for (int a = 0; a < NT; a++) {
+        PyObject *d = PyObject_GetAttr((PyObject *)tp, *tree_names[a]);  /* (the MRO's) */
+        if (d == NULL)
+            PyErr_Clear();  /* (an instance attribute, or none: read by name) */
+        tree_off[a] = slot_offset(d);
+        Py_XDECREF(d);
+    }
+    Py_XSETREF(tree_type, (PyTypeObject *)Py_NewRef(tp));
+}
+
+/* Attribute a of the tree (a new reference), or NULL with an error. */
+static PyObject *
+tree_attr(PyObject *tree, int a)
+{
+    if (Py_TYPE(tree) != tree_type)
+        learn_tree(Py_TYPE(tree));
+    if (tree_off[a] < 0)
+        return PyObject_GetAttr(tree, *tree_names[a]);
+    PyObject *v = SLOT(tree, tree_off[a]);
+    if (v == NULL)
+        PyErr_Format(PyExc_AttributeError, "the tree's %U is unset", *tree_names[a]);
+    return Py_XNewRef(v);
+}
+
+static int
+tree_set(PyObject *tree, int a, PyObject *v)
+{
+    if (Py_TYPE(tree) != tree_type)
+        learn_tree(Py_TYPE(tree));
+    if (tree_off[a] < 0)
+        return PyObject_SetAttr(tree, *tree_names[a], v);
+    Py_XSETREF(SLOT(tree, tree_off[a]), Py_NewRef(v));
+    return 0;
+}
+
+/* An int attribute of the tree as a Py_ssize_t, or -1 with an error set. */
+static Py_ssize_t
+tree_int(PyObject *tree, int a)
+{
+    PyObject *v = tree_attr(tree, a);
+    if (v == NULL)
+        return -1;
+    Py_ssize_t n = PyLong_AsSsize_t(v);
+    Py_DECREF(v);
+    return n;
+}
+
+/* A bool attribute of the tree: 1, 0, or -1 with an error set. */
+static int
+tree_bool(PyObject *tree, int a)
+{
+    PyObject *v = tree_attr(tree, a);
+    int b = v == NULL ? -1 : PyObject_IsTrue(v);
+    Py_XDECREF(v);
+    return b;
+}
+
+/* put_over(tree, key, val): Tree.put's common case in C, an inline value over an inline
+ * value that leaves the leaf within its page: False (the key was there). None: not that
+ * case (the path may be owned), Tree.put does the put. */
+/* An int attribute of the tree (mod, count) plus one: a new reference, or NULL. */
+static PyObject *
+tree_plus_one(PyObject *tree, int a)
+{
+    PyObject *v = tree_attr(tree, a);
+    PyObject *v1 = v == NULL ? NULL : PyNumber_Add(v, one);
+    Py_XDECREF(v);
+    return v1;
+}
+
+#define MAX_DEPTH 64   /* branch levels put_new counts on (a tree of 2**64 keys has < 64) */
+
+/* The counts arrays of the path's branches from *held up to ``upto``, held writable in
+ * views (each checked as long as its branch's keys); -1 with an error if one is not. */
+static int
+hold_counts(PyObject *path, Py_ssize_t upto, Py_buffer *views, Py_ssize_t *held)
+{
+    for (; *held < upto; (*held)++) {
+        PyObject *b = PyTuple_GET_ITEM(PyList_GET_ITEM(path, *held), 0);
+        if (u64s_of(b, F_COUNTS, &views[*held], PyList_GET_SIZE(SLOT(b, branch_off[F_KEYS])),
+                    1) == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+/* One key more under each of the path's first ``upto`` steps (their counts held). */
+static void
+bump_counts(PyObject *path, Py_buffer *views, Py_ssize_t upto)
+{
+    for (Py_ssize_t j = 0; j < upto; j++) {   /* (0 <= index < len: own_path_of's bisect) */
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(PyList_GET_ITEM(path, j), 1));
+        ((unsigned long long *)views[j].buf)[i] += 1;
+    }
+}
+
+/* put_new's key into a full leaf: Tree.put's insert and _split_up for a leaf of inline
+ * values whose parent has room for one more entry (a put loop splits a leaf every ~15
+ * puts): the entries with the new one cut where _split cuts them (half the bytes, by
+ * _cut's rule), the right half a new leaf after the left in the parent, the counts as
+ * _insert_kid leaves them. None (nothing changed) for a root leaf or a full parent:
+ * Tree.put's Python splits those (and splits up). Allocations run first; the parent's
+ * inserts are undone if one fails. */
+static PyObject *
+put_split(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t at,
+          Py_ssize_t n, Py_ssize_t page_size, PyObject *path)
+{
+    Py_ssize_t depth = PyList_GET_SIZE(path);
+    if (depth < 1)
+        Py_RETURN_NONE;
+    PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
+    Py_ssize_t nk = PyList_GET_SIZE(keys) + 1;   /* entries with the new one */
+    PyObject *ek = PyList_GetSlice(keys, 0, nk - 1), *ev = PyList_GetSlice(vals, 0, nk - 1);
+    PyObject *out = NULL, *lk = NULL, *lv = NULL, *rk = NULL, *rv = NULL, *right = NULL;
+    PyObject *lsize = NULL, *psize = NULL, *count = NULL, *mod = NULL;
+    Py_buffer views[MAX_DEPTH];
+    Py_ssize_t held = 0;
+    int inserted = 0;   /* the parent's lists and arrays changed so far */
+    if (ek == NULL || ev == NULL || PyList_Insert(ek, at, key) < 0 ||
+            PyList_Insert(ev, at, val) < 0)
+        goto done;
+    /* _cut: the leading entries that reach half the bytes without passing a page */
+    Py_ssize_t target = (n - HEADER_SIZE) / 2, limit = page_size - HEADER_SIZE, acc = 0;
+    Py_ssize_t m = nk - 1;
+    for (Py_ssize_t j = 0; j < nk - 1; j++) {
+        PyObject *k = PyList_GET_ITEM(ek, j), *v = PyList_GET_ITEM(ev, j);
+        if (!PyBytes_CheckExact(k) || !PyBytes_CheckExact(v)) {
+            out = Py_NewRef(Py_None);   /* (not big, yet not bytes: Python decides) */
+            goto done;
+        }
+        Py_ssize_t size = LEAF_ENTRY + PyBytes_GET_SIZE(k) + PyBytes_GET_SIZE(v);
+        if (j && acc + size > limit) {
+            m = j;
+            break;
+        }
+        acc += size;
+        if (acc >= target) {
+            m = j + 1;
+            break;
+        }
+    }
+    PyObject *step = PyList_GET_ITEM(path, depth - 1), *parent = PyTuple_GET_ITEM(step, 0);
+    Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 1));
+    PyObject *sep = PyList_GET_ITEM(ek, m);
+    PyObject *pkeys = SLOT(parent, branch_off[F_KEYS]), *pkids = SLOT(parent, branch_off[F_KIDS]);
+    PyObject *parr[3] = {SLOT(parent, branch_off[F_COUNTS]), SLOT(parent, branch_off[F_SUMS]),
+                         SLOT(parent, branch_off[F_TXNS])};
+    Py_ssize_t ps = PyLong_AsSsize_t(SLOT(parent, branch_off[F_SIZE]));
+    if (ps == -1 && PyErr_Occurred())
+        goto done;
+    ps += BRANCH_ENTRY + PyBytes_GET_SIZE(sep);
+    if (ps > page_size) {
+        out = Py_NewRef(Py_None);   /* the parent splits too: Python's _split_up */
+        goto done;
+    }
+    /* every allocation and check before the first change */
+    if ((lk = PyList_GetSlice(ek, 0, m)) == NULL || (lv = PyList_GetSlice(ev, 0, m)) == NULL ||
+            (rk = PyList_GetSlice(ek, m, nk)) == NULL || (rv = PyList_GetSlice(ev, m, nk)) == NULL ||
+            (right = PyObject_CallFunction(leaf_type, "OOnO", rk, rv, n - acc, Py_False)) == NULL ||
+            (lsize = PyLong_FromSsize_t(HEADER_SIZE + acc)) == NULL ||
+            (psize = PyLong_FromSsize_t(ps)) == NULL ||
+            (count = tree_plus_one(tree, T_COUNT)) == NULL ||
+            (mod = tree_plus_one(tree, T_MOD)) == NULL)
+        goto done;
+    if (hold_counts(path, depth, views, &held) < 0)
+        goto done;
+    for (int a = 0; a < 3; a++)
+        if (parr[a] == NULL || !PyObject_HasAttr(parr[a], s_insert)) {
+            PyErr_SetString(PyExc_TypeError, "put_over(): a branch's arrays cannot grow");
+            goto done;
+        }
+    PyBuffer_Release(&views[--held]);   /* (an array with a view held cannot grow) */
+    /* the parent: the separator and the right leaf after entry i, its count, sum 0, txn 0 */
+    if (PyList_Insert(pkeys, i + 1, sep) < 0)
+        goto done;
+    inserted = 1;
+    if (PyList_Insert(pkids, i + 1, right) < 0)
+        goto done;
+    inserted = 2;
+    for (int a = 0; a < 3; a++) {
+        PyObject *got = PyObject_CallMethod(parr[a], "insert", "nn", i + 1,
+                                            a == 0 ? nk - m : (Py_ssize_t)0);
+        if (got == NULL)
+            goto done;
+        Py_DECREF(got);
+        inserted = 3 + a;
+    }
+    if (hold_counts(path, depth, views, &held) < 0)   /* (the parent's again, grown) */
+        goto done;
+    inserted = 0;   /* from here nothing fails */
+    ((unsigned long long *)views[depth - 1].buf)[i] = (unsigned long long)m;
+    bump_counts(path, views, depth - 1);
+    Py_SETREF(SLOT(leaf, leaf_off[F_KEYS]), lk);
+    Py_SETREF(SLOT(leaf, leaf_off[F_VALS]), lv);
+    Py_SETREF(SLOT(leaf, leaf_off[F_SIZE]), lsize);
+    Py_SETREF(SLOT(parent, branch_off[F_SIZE]), psize);
+    lk = lv = lsize = psize = NULL;
+    if (tree_set(tree, T_COUNT, count) < 0 || tree_set(tree, T_MOD, mod) < 0)
+        goto done;   /* (slots: cannot fail for a Tree) */
+    out = Py_NewRef(Py_True);
+done:
+    if (inserted) {   /* undo the parent's inserts, newest first */
+        PyObject *et, *ev_, *tb;
+        PyErr_Fetch(&et, &ev_, &tb);
+        for (int a = inserted - 2; a-- > 0;) {   /* (inserted 3 + a: arrays 0..a done) */
+            PyObject *got = PyObject_CallMethod(parr[a], "pop", "n", i + 1);
+            Py_XDECREF(got);
+        }
+        if (inserted >= 2)
+            PySequence_DelItem(pkids, i + 1);
+        PySequence_DelItem(pkeys, i + 1);
+        PyErr_Clear();
+        PyErr_Restore(et, ev_, tb);
+    }
+    while (held > 0)
+        PyBuffer_Release(&views[--held]);
+    Py_XDECREF(ek);
+    Py_XDECREF(ev);
+    Py_XDECREF(lk);
+    Py_XDECREF(lv);
+    Py_XDECREF(rk);
+    Py_XDECREF(rv);
+    Py_XDECREF(right);
+    Py_XDECREF(lsize);
+    Py_XDECREF(psize);
+    Py_XDECREF(count);
+    Py_XDECREF(mod);
+    return out;
+}
+
+/* put_over's new key: key and val inserted at entry ``at`` of the owned leaf, the leaf's
+ * size, the counts of the branches above it, the tree's count and mod moved as Tree.put
+ * moves them. A leaf that would outgrow its page splits in put_split. Everything that can
+ * fail runs before the first change. */
+static PyObject *
+put_new(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t at,
+        Py_ssize_t page_size)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(SLOT(leaf, leaf_off[F_SIZE]));
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    n += LEAF_ENTRY + PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(val);
+    PyObject *big = SLOT(leaf, leaf_off[F_BIG]);
+    if (n > page_size && (big == NULL || big != Py_False))
+        Py_RETURN_NONE;   /* (a big leaf's split sizes its values by the inline rule) */
+    /* the path again (owned by now: no copy), for the counts to move */
+    PyObject *r = own_path_of(tree, key, 1), *out = NULL, *nsize = NULL, *count = NULL;
+    PyObject *mod = NULL;
+    if (r == NULL)
+        return NULL;
+    PyObject *path = PyTuple_GET_ITEM(r, 1);
+    Py_ssize_t depth = PyList_GET_SIZE(path), held = 0;
+    Py_buffer views[MAX_DEPTH];
+    if (PyTuple_GET_ITEM(r, 0) != leaf || depth > MAX_DEPTH) {
+        PyErr_SetString(PyExc_RuntimeError, "put_over(): the path to the leaf changed");
+        goto done;
+    }
+    if (n > page_size) {
+        out = put_split(tree, leaf, key, val, at, n, page_size, path);
+        goto done;
+    }
+    if (hold_counts(path, depth, views, &held) < 0)
+        goto done;
+    PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
+    if ((nsize = PyLong_FromSsize_t(n)) == NULL ||
+            (count = tree_plus_one(tree, T_COUNT)) == NULL ||
+            (mod = tree_plus_one(tree, T_MOD)) == NULL || PyList_Insert(keys, at, key) < 0)
+        goto done;
+    if (PyList_Insert(vals, at, val) < 0) {
+        PySequence_DelItem(keys, at);
+        goto done;
+    }
+    /* (a Tree's count and mod are slots: setting them cannot fail) */
+    if (tree_set(tree, T_COUNT, count) < 0 || tree_set(tree, T_MOD, mod) < 0)
+        goto done;
+    Py_SETREF(SLOT(leaf, leaf_off[F_SIZE]), nsize);
+    nsize = NULL;
+    bump_counts(path, views, depth);
+    out = Py_NewRef(Py_True);
+done:
+    while (held > 0)
+        PyBuffer_Release(&views[--held]);
+    Py_XDECREF(nsize);
+    Py_XDECREF(count);
+    Py_XDECREF(mod);
+    Py_DECREF(r);
+    return out;
+}
+
+PyObject *
+put_over(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "put_over(tree, key, val): key and val are bytes");
+        return NULL;
+    }
+    if (leaf_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "put_over(): bind() was not called");
+        return NULL;
+    }
+    PyObject *tree = args[0], *key = args[1], *val = args[2];
+    Py_ssize_t inline_max = tree_int(tree, T_INLINE_MAX), page_size = -1;
+    if (inline_max == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyBytes_GET_SIZE(val) > inline_max)
+        Py_RETURN_NONE;
+    if ((page_size = tree_int(tree, T_PAGE_SIZE)) == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *r = own_path_of(tree, key, 0);
+    if (r == NULL)
+        return NULL;
+    PyObject *leaf = PyTuple_GET_ITEM(r, 0), *out = NULL;
+    PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
+    PyObject *size = SLOT(leaf, leaf_off[F_SIZE]);
+    if (keys == NULL || vals == NULL || size == NULL || !PyList_CheckExact(keys) ||
+            !PyList_CheckExact(vals) || PyList_GET_SIZE(keys) != PyList_GET_SIZE(vals)) {
+        PyErr_SetString(PyExc_TypeError, "put_over(): a leaf's keys and values do not match");
+        goto done;
+    }
+    const char *q = PyBytes_AS_STRING(key);
+    Py_ssize_t ql = PyBytes_GET_SIZE(key), lo = 0, hi = PyList_GET_SIZE(keys);
+    while (lo < hi) {  /* bisect_left */
+        Py_ssize_t mid = (lo + hi) / 2;
+        PyObject *k = PyList_GET_ITEM(keys, mid);
+        if (!PyBytes_CheckExact(k)) {
+            PyErr_SetString(PyExc_TypeError, "put_over(): a key is not bytes");
+            goto done;
+        }
+        Py_ssize_t kl = PyBytes_GET_SIZE(k);
+        int c = memcmp(PyBytes_AS_STRING(k), q, kl < ql ? kl : ql);
+        if (c < 0 || (c == 0 && kl < ql))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    PyObject *k = lo < PyList_GET_SIZE(keys) ? PyList_GET_ITEM(keys, lo) : NULL;
+    if (k == NULL || PyBytes_GET_SIZE(k) != ql || memcmp(PyBytes_AS_STRING(k), q, ql)) {
+        out = put_new(tree, leaf, key, val, lo, page_size);
+        goto done;
+    }
+    PyObject *old = PyList_GET_ITEM(vals, lo);
+    if (!PyBytes_CheckExact(old) || PyBytes_GET_SIZE(old) > inline_max) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(size);
+    if (n == -1 && PyErr_Occurred())
+        goto done;
+    n += PyBytes_GET_SIZE(val) - PyBytes_GET_SIZE(old);
+    if (n > page_size) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *mod = tree_attr(tree, T_MOD), *nsize = PyLong_FromSsize_t(n);
+    PyObject *mod1 = mod == NULL ? NULL : PyNumber_Add(mod, one);
+    Py_XDECREF(mod);
+    if (mod1 == NULL || nsize == NULL || tree_set(tree, T_MOD, mod1) < 0) {
+        Py_XDECREF(mod1);
+        Py_XDECREF(nsize);
+        goto done;
+    }
+    Py_DECREF(mod1);
+    Py_SETREF(SLOT(leaf, leaf_off[F_SIZE]), nsize);
+    PyList_SetItem(vals, lo, Py_NewRef(val));
+    out = Py_NewRef(Py_False);
+done:
+    Py_DECREF(r);
+    return out;
+}
+
+static PyObject *
+own_path_of(PyObject *tree, PyObject *key, int with_path)
+{
+    PyObject *node = NULL, *path = NULL, *nodes = NULL, *out = NULL;
+    int frees = tree_bool(tree, T_FREES), deltas = -1, dirty = -1;
+    if (frees < 0 || (deltas = tree_bool(tree, T_DELTAS)) < 0 ||
+            (dirty = tree_bool(tree, T_DIRTY)) < 0)
+        return NULL;
+    if (frees) {  /* a tree that frees what it replaces: Python's _descend */
+        PyErr_SetString(PyExc_ValueError, "own_path(): a tree that frees is Python's");
+        return NULL;
+    }
+    node = tree_attr(tree, T_ROOT);
+    if (node == NULL)
+        return NULL;
+    if (node == Py_None || !dirty) {
+        Py_SETREF(node, PyObject_CallMethodNoArgs(tree, s__own_root));
+        if (node == NULL)
+            return NULL;
+    }
+    if ((nodes = tree_attr(tree, T_NODES)) == NULL || !PyDict_Check(nodes) ||
+            (with_path && (path = PyList_New(0)) == NULL)) {
+        if (nodes != NULL && !PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "own_path(): the node cache is not a dict");
+        goto done;
+    }
+    const char *q = PyBytes_AS_STRING(key);
+    Py_ssize_t ql = PyBytes_GET_SIZE(key);
+    while ((PyObject *)Py_TYPE(node) == branch_type) {
+        PyObject *keys = SLOT(node, branch_off[F_KEYS]), *kids = SLOT(node, branch_off[F_KIDS]);
+        if (keys == NULL || kids == NULL || !PyList_CheckExact(keys) ||
+                !PyList_CheckExact(kids) || PyList_GET_SIZE(keys) != PyList_GET_SIZE(kids) ||
+                PyList_GET_SIZE(keys) == 0) {
+            PyErr_SetString(PyExc_TypeError, "own_path(): a branch's keys and kids do not match");
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(keys); j++) {  /* (cheap next to a copy) */
+            if (!PyBytes_CheckExact(PyList_GET_ITEM(keys, j))) {
+                PyErr_SetString(PyExc_TypeError, "own_path(): a key is not bytes");
+                goto done;
+            }
+        }
+        Py_ssize_t i = bisect_right(keys, q, ql) - 1;
+        if (i < 0)
+            i = 0;  /* (key 0 of a branch is b"": never below it) */
+        if (with_path) {
+            PyObject *ix = PyLong_FromSsize_t(i);
+            PyObject *step = ix == NULL ? NULL : PyTuple_Pack(2, node, ix);
+            Py_XDECREF(ix);
+            if (step == NULL || PyList_Append(path, step) < 0) {
+                Py_XDECREF(step);
+                goto done;
+            }
+            Py_DECREF(step);
+        }
+        PyObject *kid = own_kid(node, i, nodes, deltas);
+        if (kid == NULL)
+            goto done;
+        Py_SETREF(node, kid);
+    }
+    if ((PyObject *)Py_TYPE(node) != leaf_type) {
+        PyErr_SetString(PyExc_TypeError, "own_path(): not a tree node");
+        goto done;
+    }
+    out = PyTuple_Pack(2, node, with_path ? path : Py_None);
+done:
+    Py_XDECREF(node);
+    Py_XDECREF(path);
+    Py_XDECREF(nodes);
+    return out;
+}
+
