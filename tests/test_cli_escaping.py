@@ -6,21 +6,24 @@ raw escape sequence would reach the output (on a pipe click strips it, which cha
 text instead: both are wrong).
 """
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import unicodedata
 
+import click
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, strategies as st
 
 import cowdb
 from cowdb.cli import cli, fmt
+from cowdb.cli.app import CowdbGroup
 from cowdb.documents import Document
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BAD = "\x1b[31mx\x01y"          # an escape sequence and a ^A in what the user typed
+BAD = "\x1b[2Jx\x01y"    # what the user typed: a clear-screen sequence and a ^A in it
 
 
 def controls(s, keep="\n\t"):
@@ -39,8 +42,10 @@ def out(r):
 
 
 def assert_escaped(r, *wanted):
+    """No control character in r's output but newline, tab and the colors of click.style
+    (the user's sequences in these tests are others: erase, \\x01, \\x07)."""
     text = out(r)
-    assert controls(text) == [], text
+    assert controls(re.sub("\x1b\\[[0-9;]*m", "", text)) == [], text
     for w in wanted:
         assert w in text, text
 
@@ -118,3 +123,101 @@ def test_get_escapes_the_value_on_a_pipe_too(db):
 def test_get_help_says_how_the_value_is_shown():
     h = cowdb_("get", "--help").output
     assert "--raw" in h and "control characters escaped" in h and "exact bytes" in h
+
+
+# ---------------------------------------------------------------- messages
+def test_errors_escape_what_the_user_typed(db, tmp_path):
+    bad = str(tmp_path / BAD)
+    assert_escaped(cowdb_("--db", bad, "log"), "no database at", "\\x1b[2Jx\\x01y")
+    assert_escaped(cowdb_("--db", db, "import", bad), "cannot read", "\\x1b[2Jx\\x01y")
+    r = cowdb_("--db", db, "put", "x", "--file", bad)          # click's own file error
+    assert r.exit_code == 2
+    assert_escaped(r, "\\x1b[2Jx\\x01y")
+    r = cowdb_("--db", db, "get", "k", "--at", BAD)
+    assert r.exit_code == 1
+    assert_escaped(r, "\\x1b[2Jx\\x01y")
+
+
+def test_usage_errors_escape_what_the_user_typed(db):
+    r = cowdb_("--db", db, "--bogus" + BAD, "log")                # the group's own options
+    assert r.exit_code == 2
+    assert_escaped(r, "\\x1b[2Jx\\x01y")
+    r = cowdb_("--db", db, BAD)                                     # no such command
+    assert r.exit_code == 2
+    assert_escaped(r, "\\x1b[2Jx\\x01y")
+    r = cowdb_("--db", db, "scan", "--limit", BAD)                  # a subcommand's option
+    assert r.exit_code == 2
+    assert_escaped(r, "\\x1b[2Jx\\x01y")
+    r = cowdb_("--db", db, "doc", "log")                            # a nested group
+    assert r.exit_code == 2 and "NAME" in r.stderr
+
+
+def test_errors_of_the_groups_own_parsing_are_escaped(monkeypatch):
+    def bad(self, ctx, args):
+        raise click.UsageError("bad " + BAD, ctx)
+    monkeypatch.setattr(CowdbGroup, "parse_args", bad)
+    r = cowdb_("log")
+    assert r.exit_code == 2
+    assert_escaped(r, "Error: bad \\x1b[2Jx\\x01y")
+
+
+def test_success_lines_escape_paths(db, tmp_path):
+    bad = str(tmp_path / BAD)
+    assert_escaped(cowdb_("init", bad + "-new.cow"), "created", "\\x1b[2Jx\\x01y-new.cow")
+    assert_escaped(cowdb_("--db", db, "compact", bad + "-c.cow"), "wrote", "\\x01y-c.cow")
+    assert_escaped(cowdb_("backup", db, bad + "-b.cow"), "backed up", "\\x01y-b.cow")
+    assert_escaped(cowdb_("salvage", db, bad + "-s.cow"), "salvaged", "\\x01y-s.cow")
+    assert_escaped(cowdb_("recover", bad + "-b.cow"), "not damaged", "\\x01y-b.cow")
+    assert_escaped(cowdb_("upgrade", bad + "-b.cow"), "already", "\\x01y-b.cow")
+    r = cowdb_("--db", db, "export", "-o", bad + ".jsonl")
+    assert r.exit_code == 0
+    assert_escaped(r, "exported", "\\x01y.jsonl")
+    r = cowdb_("--db", bad + "-imported.cow", "import", bad + ".jsonl")
+    assert r.exit_code == 0
+    assert_escaped(r, "\\x01y.jsonl")
+    assert_escaped(cowdb_("--db", db, "protect", "x" + BAD), "\\x01y' is protected")
+
+
+def test_tour_escapes_its_path_and_takes_it_as_no_markup(tmp_path):
+    (tmp_path / "d[").mkdir()
+    p = str(tmp_path / "d[" / ("]" + BAD + ".cow"))               # '[/]' closes rich markup
+    r = cowdb_("tour", p)
+    assert r.exit_code == 0, r.output
+    assert_escaped(r, "d[/]\\x1b[2Jx\\x01y.cow")
+
+
+def test_import_progress_takes_the_file_name_as_no_markup(db, tmp_path):
+    (tmp_path / "d[").mkdir()
+    f = tmp_path / "d[" / "]x.jsonl"
+    f.write_text('{"key": "a", "value": "b"}\n')
+    r = cowdb_("--db", db, "import", str(f), env={"COWDB_PROGRESS": "1"})
+    assert r.exit_code == 0, r.output
+
+
+def test_doc_commands_escape_authors_and_text(db):
+    with cowdb.open(db) as d:
+        doc = Document(d, "handbook")
+        doc.save("one\x1b[2J para\n\nsecond \x01para", author="mal\x1b[2Kory",
+                 summary="sum\x1bx")
+        doc.save("one\x1b[2J para changed\n\nsecond \x01para", author="ann\x07")
+    for args in (["show"], ["show", "--blocks"], ["diff", "3"], ["diff", "2", "3"],
+                 ["blame"]):
+        r = cowdb_("--db", db, "doc", args[0], "handbook", *args[1:])
+        assert r.exit_code == 0, (args, r.output)
+        assert_escaped(r, "one\\x1b[2J ")
+    r = cowdb_("--db", db, "doc", "log", "handbook")
+    assert_escaped(r, "mal\\x1b[2Kory", "ann\\x07", "sum\\x1bx")
+    assert cowdb_("--db", db, "doc", "show", "handbook").stdout == \
+        "one\\x1b[2J para changed\n\nsecond \\x01para\n"
+    r = cowdb_("--db", db, "doc", "revert-author", "handbook", "mal\x1b[2Kory", "--since",
+               "1h", "--apply", "--author", "me\x01")
+    assert r.exit_code == 0, r.output
+    assert_escaped(r, "mal\\x1b[2Kory")
+
+
+def test_commit_lines_and_log_escape_messages_and_authors(db):
+    r = cowdb_("--db", db, "put", BAD, "v", "-m", "msg" + BAD, "--author", "au" + BAD)
+    assert_escaped(r, "msg\\x1b[2Jx\\x01y")
+    assert_escaped(cowdb_("--db", db, "log"), "msg\\x1b[2Jx", "au\\x1b[2Jx")
+    assert_escaped(cowdb_("--db", db, "show"), "msg\\x1b[2Jx", "au\\x1b[2Jx")
+    assert_escaped(cowdb_("--db", db, "scan"), "\\x1b[2Jx\\x01y\tv")

@@ -3,13 +3,14 @@
 Every command opens the database named by ``--db``, then ``COWDB_PATH``,
 then ``./cowdb.db``. Errors print one line (``Error: ...``) to stderr and
 exit 1; usage errors exit 2; ``--debug`` (or ``COWDB_DEBUG=1``) shows the
-traceback instead.
+traceback instead. Every error is shown with its control characters escaped
+(``\\x1b``): what the user typed is data, never terminal control.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
@@ -64,6 +65,23 @@ def _one_line(e: BaseException) -> str:
     return safe(" ".join(msg.split()))
 
 
+def _escape(e: click.ClickException) -> None:
+    """Show ``e`` with control characters escaped and its lines kept: a click error's
+    message holds what the user typed (a path, a name, an option's value), in ours and
+    in click's own (UsageError, BadParameter, FileError), and on a terminal an escape
+    sequence in it would drive the terminal (on a pipe click would strip it, and the
+    message would name another file). ``fmt.safe`` leaves its own output as it is, so
+    escaping twice changes nothing."""
+    if "format_message" in vars(e):
+        return
+    from .fmt import safe
+    message = e.format_message
+
+    def escaped() -> str:
+        return safe(message(), keep="\n")
+    e.format_message = escaped  # type: ignore[method-assign]  # (what show() prints)
+
+
 SECTIONS = (("Start", ("tour", "init", "info")),
             ("Keys and values", ("get", "put", "delete", "scan", "import", "export")),
             ("Versions", ("log", "show", "diff", "history", "restore", "revert")),
@@ -75,8 +93,8 @@ SECTIONS = (("Start", ("tour", "init", "info")),
 
 
 class CowdbGroup(click.Group):
-    """A group that turns any exception into one line on stderr (unless --debug),
-    and lists its commands by topic."""
+    """A group that turns any exception into one line on stderr (unless --debug), shows
+    every error with control characters escaped, and lists its commands by topic."""
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         placed = set()
@@ -92,10 +110,21 @@ class CowdbGroup(click.Group):
                 with formatter.section(title):
                     formatter.write_dl(rows)
 
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:   # the group's own options and arguments are parsed here, outside invoke
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as e:
+            _escape(e)
+            raise
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except click.ClickException as e:
+            _escape(e)
+            raise
+        except (click.exceptions.Exit, click.Abort):
             raise
         except (KeyboardInterrupt, BrokenPipeError):
             raise

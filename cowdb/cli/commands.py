@@ -102,7 +102,7 @@ def init(env: Env, path: str | None) -> None:
                                    f"path")
     import cowdb
     cowdb.open(path).close()
-    click.echo(f"created {path} (version 0, empty)")
+    click.echo(f"created {fmt.safe(path)} (version 0, empty)")
 
 
 @cli.command()
@@ -388,5 +388,5 @@ def check(env: Env, path: str | None) -> None:
         return
     click.echo(f"damaged: {summary}")
     for e in r.errors:
-        click.echo(f"problem: {e}")
+        click.echo(f"problem: {fmt.safe(str(e))}")
     raise click.ClickException(f"{len(r.errors)} problem(s) found in {path}")

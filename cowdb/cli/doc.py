@@ -30,6 +30,11 @@ def _since(s: str) -> datetime:
     return t
 
 
+def _text(text: str) -> str:
+    """A document's text as text: newlines and tabs kept, other controls escaped."""
+    return fmt.safe(text, keep="\n\t")
+
+
 def _rev(s: str | None) -> int | datetime | str | None:
     if s is None:
         return None
@@ -38,9 +43,10 @@ def _rev(s: str | None) -> int | datetime | str | None:
 
 
 def _short(text: str | None, n: int = 70) -> str:
+    """One line of at most n characters, control characters escaped."""
     if text is None:
         return "-"
-    t = " ".join(text.split())
+    t = fmt.safe(" ".join(text.split()))
     return t if len(t) <= n else t[:n - 1] + "…"
 
 
@@ -81,8 +87,9 @@ def doc_log(env: Env, name: str, limit: int | None, author: str | None,
     for r in revs:
         mark = " [hidden]" if r.hidden else ""
         merged = f" (merged onto {r.parent}, based on {r.base})" if r.merged else ""
-        click.echo(f"{r.number:>6}  {fmt.when(r.time)}  {r.author:<12} "
-                   f"{r.bytes_changed:>6} B  {r.op}: {r.summary}{merged}{mark}")
+        click.echo(f"{r.number:>6}  {fmt.when(r.time)}  {fmt.safe(r.author):<12} "
+                   f"{r.bytes_changed:>6} B  {fmt.safe(r.op)}: {fmt.safe(r.summary)}{merged}"
+                   f"{mark}")
 
 
 @doc.command("show")
@@ -103,9 +110,9 @@ def doc_show(env: Env, name: str, at: str | None, blocks: bool) -> None:
         d = Document(db, name)
         if blocks:
             for b in d.blocks(_rev(at)):
-                click.echo(f"[{b.id}] {b.text}")
+                click.echo(f"[{fmt.safe(b.id)}] {_text(b.text)}")
         else:
-            click.echo(d.text(_rev(at)))
+            click.echo(_text(d.text(_rev(at))))
 
 
 @doc.command("diff")
@@ -127,13 +134,14 @@ def doc_diff(env: Env, name: str, rev: str, rev2: str | None) -> None:
         head = {"added": "A", "deleted": "D", "modified": "M"}[c.kind]
         out = []
         for op, t in c.segments:
+            t = _text(t)
             if op == "=":
                 out.append(t)
             elif op == "-":
                 out.append(click.style(f"[-{t}-]", fg="red"))
             else:
                 out.append(click.style(f"{{+{t}+}}", fg="green"))
-        click.echo(f"{head} {c.block}  " + "".join(out))
+        click.echo(f"{head} {fmt.safe(c.block)}  " + "".join(out))
 
 
 @doc.command("blame")
@@ -150,7 +158,8 @@ def doc_blame(env: Env, name: str, at: str | None) -> None:
     with env.open() as db:
         lines = Document(db, name).blame(_rev(at))
     for b in lines:
-        click.echo(f"{b.revision:>6} {b.author:<12} {fmt.when(b.time)}  {_short(b.text)}")
+        click.echo(f"{b.revision:>6} {fmt.safe(b.author):<12} {fmt.when(b.time)}  "
+                   f"{_short(b.text)}")
 
 
 @doc.command("revert-author")
@@ -182,14 +191,14 @@ def doc_revert_author(env: Env, name: str, account: str, since: str, until: str 
     with env.open(write=apply_) as db:
         d = Document(db, name)
         plan = d.revert_author(account, t0, t1)
-        click.echo(plan.summary())
+        click.echo(fmt.safe(plan.summary()))
         sign = {"reverted": "M", "restored": "+", "removed": "-"}
         for c in plan.changes:
-            click.echo(f"  {sign[c.kind]} {c.block}  {_short(c.current, 35)} -> "
+            click.echo(f"  {sign[c.kind]} {fmt.safe(c.block)}  {_short(c.current, 35)} -> "
                        f"{_short(c.target, 35)}")
         for k in plan.kept:
-            who = ", ".join(f"{a} in {r}" for r, a in k.later)
-            click.echo(f"  = {k.block}  kept: changed later by {who}")
+            who = ", ".join(f"{fmt.safe(a)} in {r}" for r, a in k.later)
+            click.echo(f"  = {fmt.safe(k.block)}  kept: changed later by {who}")
         if not apply_:
             if plan.changes:
                 click.echo("preview only: add --apply to write it")

@@ -46,7 +46,7 @@ def recover(env: Env, path: str | None) -> None:
         rep = db.recovery
         assert rep is not None  # open(recover=True) reports
         if not rep.rewritten:
-            click.echo(f"ok: {path} is not damaged; nothing to recover (head of main: "
+            click.echo(f"ok: {fmt.safe(path)} is not damaged; nothing to recover (head of main: "
                        f"version {db.head()})")
             return
         _say_report(rep)
@@ -75,7 +75,7 @@ def salvage(src: str, dest: str, partial: bool) -> None:
         raise click.ClickException(f"no database at {src}")
     rep = salvage_file(src, dest, partial=partial)
     _say_report(rep)
-    click.echo(f"salvaged {len(rep.kept)} versions into {dest} (head of main: version "
+    click.echo(f"salvaged {len(rep.kept)} versions into {fmt.safe(dest)} (head of main: version "
                f"{rep.head})")
 
 
@@ -97,4 +97,4 @@ def backup(env: Env, src: str, dest: str) -> None:
         raise click.ClickException(f"no database at {src}")
     with cowdb.open(src, readonly=True) as db:
         v = db.backup(dest)
-    click.echo(f"backed up {src} to {dest} (newest version {v})")
+    click.echo(f"backed up {fmt.safe(src)} to {fmt.safe(dest)} (newest version {v})")

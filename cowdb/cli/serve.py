@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from . import fmt
 from .app import Env, cli, pass_env
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def serve(env: Env, path: str | None, host: str, port: int, max_body: int, log_l
     if not engine.is_url(path) and not os.path.exists(path):
         import cowdb
         cowdb.open(path).close()
-        click.echo(f"created {path}", err=True)
+        click.echo(f"created {fmt.safe(path)}", err=True)
     try:
         app = create_app(path, host=host, max_body=max_body,
                          timeout=30.0 if env.timeout is None else env.timeout,
@@ -106,7 +107,8 @@ def serve(env: Env, path: str | None, host: str, port: int, max_body: int, log_l
     server = app.state.server
     mode = "open (no accounts: everyone on this machine is the local admin)" \
         if server.open_mode else f"{len(server.accounts.list())} accounts"
-    click.echo(f"cowdb serving {path} on http://{host}:{port}  [{mode}]", err=True)
+    click.echo(f"cowdb serving {fmt.safe(path)} on http://{fmt.safe(host)}:{port}  [{mode}]",
+               err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=2)
 
@@ -135,7 +137,8 @@ def user_add(env: Env, name: str, role: str) -> None:
     """Add an account and print its token (shown this once; only a hash is kept)."""
     token = _change(env, lambda accounts: accounts.add(name, role))
     click.echo(token)
-    click.echo(f"account {name!r} ({role}) added; the token above is shown only now", err=True)
+    click.echo(f"account '{fmt.safe(name)}' ({role}) added; the token above is shown only now",
+               err=True)
 
 
 @user.command("list")
@@ -143,7 +146,7 @@ def user_add(env: Env, name: str, role: str) -> None:
 def user_list(env: Env) -> None:
     """List the accounts and their roles."""
     for a in _accounts(env).list():
-        click.echo(f"{a.name}\t{a.role}")
+        click.echo(f"{fmt.safe(a.name)}\t{a.role}")
 
 
 @user.command("remove")
@@ -152,7 +155,7 @@ def user_list(env: Env) -> None:
 def user_remove(env: Env, name: str) -> None:
     """Remove an account: its token stops working at once."""
     _change(env, lambda accounts: accounts.remove(name))
-    click.echo(f"account {name!r} removed")
+    click.echo(f"account '{fmt.safe(name)}' removed")
 
 
 @cli.command()
@@ -166,7 +169,7 @@ def protect(env: Env, branch: str) -> None:
       cowdb --db shop.cow protect main
     """
     _accounts(env).protect(branch)
-    click.echo(f"branch {branch!r} is protected")
+    click.echo(f"branch '{fmt.safe(branch)}' is protected")
 
 
 @cli.command()
@@ -180,4 +183,4 @@ def unprotect(env: Env, branch: str) -> None:
       cowdb --db shop.cow unprotect main
     """
     _change(env, lambda accounts: accounts.unprotect(branch))
-    click.echo(f"branch {branch!r} is no longer protected")
+    click.echo(f"branch '{fmt.safe(branch)}' is no longer protected")

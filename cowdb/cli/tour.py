@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import tempfile
 
 import click
@@ -35,6 +36,13 @@ class _Narrator:
         self.c.print(f"   {text}", markup=False)
 
 
+def _plain(text: str) -> str:
+    """User text (a path) inside rich markup: control characters escaped, and its
+    brackets shown as they are, never read as markup ("[/]" would even fail)."""
+    from rich.markup import escape
+    return escape(fmt.safe(text))
+
+
 def _show(v: bytes | None) -> str:
     return "-" if v is None else repr(v)
 
@@ -57,14 +65,15 @@ def tour(path: str | None) -> None:
     """
     path = path or os.path.join(tempfile.gettempdir(), "cowdb-tour.cow")
     t = _Narrator()
-    t.c.print(f"[bold]A tour of cowdb {cowdb.__version__}[/] on [bold]{path}[/]")
+    t.c.print(f"[bold]A tour of cowdb {cowdb.__version__}[/] on [bold]{_plain(path)}[/]")
     removed = [p for p in (path, path + "-lock") if os.path.exists(p)]
     if os.path.isdir(path):
         raise click.ClickException(f"{path} is a folder; give the path of a file")
     for p in removed:
         os.remove(p)
     if removed:
-        t.say(f"Starting fresh: deleted {' and '.join(removed)} left by an earlier run.")
+        t.say(f"Starting fresh: deleted {_plain(' and '.join(removed))} left by an earlier "
+              f"run.")
 
     # 1. create and write
     t.step("Open (or create) a database file")
@@ -193,4 +202,4 @@ def tour(path: str | None) -> None:
     t.c.print()
     t.c.print("[bold]Look around yourself:[/]")
     for cmd in ("log", "scan", f"scan --at {v1}", f"diff {v1} {v2}", "branch", "info"):
-        t.c.print(f"   cowdb --db {path} {cmd}", markup=False)
+        t.c.print(f"   cowdb --db {fmt.safe(shlex.quote(path))} {cmd}", markup=False)

@@ -85,7 +85,9 @@ class Progress:
                     TimeRemainingColumn()]
             self.bar = Bar(*cols, console=Console(stderr=True), transient=True)
             self.bar.start()
-            self.task = self.bar.add_task(self.description, total=self.total)
+            from rich.markup import escape  # a file name is no markup: "[/]" would fail
+            self.task = self.bar.add_task(escape(fmt.safe(self.description)),
+                                          total=self.total)
         self.bar.update(self.task, completed=self.done)
 
     def close(self) -> None:
@@ -164,7 +166,7 @@ def export(env: Env, output: str, form: str | None, prefix: str | None, at: str 
             out.close()
             os.unlink(tmp)
     if output != "-":
-        click.echo(f"exported {n} keys of version {version} to {output}", err=True)
+        click.echo(f"exported {n} keys of version {version} to {fmt.safe(output)}", err=True)
 
 
 def _csv_text(b: bytes, what: str, key: bytes) -> str:

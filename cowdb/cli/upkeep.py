@@ -140,7 +140,7 @@ def compact(env: Env, dest: str) -> None:
     with env.open() as db:
         db.compact(dest)
     was = "" if engine.is_url(env.path) else f", was {fmt.size(os.path.getsize(env.path))}"
-    click.echo(f"wrote {dest} ({fmt.size(os.path.getsize(dest))}{was})")
+    click.echo(f"wrote {fmt.safe(dest)} ({fmt.size(os.path.getsize(dest))}{was})")
 
 
 @cli.command()
@@ -165,6 +165,7 @@ def upgrade(env: Env, path: str | None) -> None:
     with engine.open_db(path, write=True, timeout=env.timeout) as db:
         was = db._upgrade()
     if was is None:
-        click.echo(f"ok: {path} is already at format version {FORMAT_VERSION}; nothing to do")
+        click.echo(f"ok: {fmt.safe(path)} is already at format version {FORMAT_VERSION}; "
+                   f"nothing to do")
     else:
-        click.echo(f"upgraded {path} from format version {was} to {FORMAT_VERSION}")
+        click.echo(f"upgraded {fmt.safe(path)} from format version {was} to {FORMAT_VERSION}")
