@@ -337,7 +337,7 @@ def test_history_of_a_key(db):
 # ---------------------------------------------------------------- tags and branches
 def test_tags(db):
     assert run(db, "tag").output == ""
-    assert run(db, "tag", "v1", "--at", "1").output.strip() == "created tag v1 at version 1"
+    assert run(db, "tag", "v1", "--at", "1").output.strip() == "created tag 'v1' at version 1"
     run(db, "tag", "head")
     assert json.loads(run(db, "tag", "--json").output) == {"head": 3, "v1": 1}
     assert run(db, "get", "banana", "--at", "v1").output == "yellow\n"

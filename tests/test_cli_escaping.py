@@ -221,3 +221,45 @@ def test_commit_lines_and_log_escape_messages_and_authors(db):
     assert_escaped(cowdb_("--db", db, "log"), "msg\\x1b[2Jx", "au\\x1b[2Jx")
     assert_escaped(cowdb_("--db", db, "show"), "msg\\x1b[2Jx", "au\\x1b[2Jx")
     assert_escaped(cowdb_("--db", db, "scan"), "\\x1b[2Jx\\x01y\tv")
+
+
+# ---------------------------------------------------------------- small messages
+def test_missing_key_is_escaped_once_and_quoted(db):
+    r = cowdb_("--db", db, "get", "\x1b[32mnokey")
+    assert r.exit_code == 1
+    assert r.stderr == "Error: no key '\\x1b[32mnokey' at version 1\n"
+    r = cowdb_("--db", db, "delete", "\x1b[32mnokey")
+    assert r.stderr.startswith("Error: no key '\\x1b[32mnokey' on main;")
+
+
+def test_an_existing_branch_is_not_described_as_a_tag(db):
+    r = cowdb_("--db", db, "branch", "main")
+    assert r.exit_code == 1
+    assert "tag" not in r.stderr and "branch named 'main' exists" in r.stderr
+    assert "choose another name" in r.stderr
+    cowdb_("--db", db, "branch", "feat")
+    r = cowdb_("--db", db, "branch", "feat")
+    assert "tag" not in r.stderr and "cowdb branch -d feat" in r.stderr
+    cowdb_("--db", db, "tag", "v1")
+    r = cowdb_("--db", db, "branch", "v1")
+    assert "a tag named 'v1' exists" in r.stderr and "share one namespace" in r.stderr
+    r = cowdb_("--db", db, "tag", "v1")
+    assert "a tag named 'v1' exists (tags never move)" in r.stderr
+    assert "cowdb tag -d v1" in r.stderr
+    r = cowdb_("--db", db, "tag", "feat")
+    assert "a branch named 'feat' exists" in r.stderr and "never move" not in r.stderr
+
+
+
+
+
+
+
+
+def test_ref_names_are_quoted(db):
+    r = cowdb_("--db", db, "branch", "bad name")
+    assert r.stdout == "created branch 'bad name' at version 1\n"
+    r = cowdb_("--db", db, "tag", "good")
+    assert r.stdout == "created tag 'good' at version 1\n"
+    r = cowdb_("--db", db, "branch", "-d", "bad name")
+    assert r.stdout == "deleted branch 'bad name' (was at version 1)\n"

@@ -171,7 +171,7 @@ def get(env: Env, key: str, at: str | None, escaped: bool, raw: bool) -> None:
     with env.open() as db, engine.at(db, at) as snap:
         v = snap.get(k)
         if v is None:
-            raise click.ClickException(f"no key {fmt.inline(k)!r} at version {snap.version}")
+            raise click.ClickException(f"no key '{fmt.inline(k)}' at version {snap.version}")
     if raw:
         out = sys.stdout.buffer
         out.write(v)
@@ -250,7 +250,7 @@ def delete(env: Env, keys: tuple[str, ...], force: bool, escaped: bool, message:
             if gone and not force:
                 tx.abort()
                 raise click.ClickException(
-                    f"no key {fmt.inline(gone[0])!r} on {branch}; nothing was deleted "
+                    f"no key '{fmt.inline(gone[0])}' on {branch}; nothing was deleted "
                     f"(--force ignores missing keys)")
             if len(gone) == len(ks):
                 tx.abort()

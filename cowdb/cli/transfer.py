@@ -174,7 +174,7 @@ def _csv_text(b: bytes, what: str, key: bytes) -> str:
         return b.decode("utf-8")
     except UnicodeDecodeError:
         raise click.ClickException(
-            f"the {what} {fmt.inline(key)!r} is not UTF-8 text, which CSV cannot hold; export "
+            f"the {what} '{fmt.inline(key)}' is not UTF-8 text, which CSV cannot hold; export "
             f"as JSON Lines (--format jsonl), which keeps bytes as base64") from None
 
 

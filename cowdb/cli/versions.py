@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Callable, Iterable
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import click
 
-from cowdb.errors import MergeConflict
+from cowdb.errors import MergeConflict, RefExists
 
 from . import engine, fmt
 from .app import Env, cli, pass_env
 from .commands import _allow_empty, _commit_json, _escaped, author_default, key_arg, say_commit
+
+if TYPE_CHECKING:
+    from cowdb.db import Database
 
 _author = click.option("--author", default=None, help="The commit's author "
                        "(default: $COWDB_AUTHOR, else your login name).")
@@ -231,11 +235,28 @@ def _ref_command(env: Env, kind: str, name: str | None, at: str | None, delete: 
         if delete:
             refs = engine.branches(db) if kind == "branch" else engine.tags(db)
             (db.delete_branch if kind == "branch" else db.delete_tag)(name)
-            click.echo(f"deleted {kind} {fmt.safe(name)} (was at version {refs.get(name)})")
+            click.echo(f"deleted {kind} '{fmt.safe(name)}' (was at version {refs.get(name)})")
         else:
-            v = (db.branch if kind == "branch" else db.tag)(name, None if at is None
-                                                            else fmt.ref(at))
-            click.echo(f"created {kind} {fmt.safe(name)} at version {v}")
+            try:
+                v = (db.branch if kind == "branch" else db.tag)(name, None if at is None
+                                                                else fmt.ref(at))
+            except RefExists as e:
+                raise click.ClickException(_taken(db, kind, name)) from e
+            click.echo(f"created {kind} '{fmt.safe(name)}' at version {v}")
+
+
+def _taken(db: Database, kind: str, name: str) -> str:
+    """Why NAME cannot name a new ``kind`` (tag or branch), and what to do instead. (The
+    engine's message says "tags never move" for a branch too, and names db.tags().)"""
+    other = "tag" if name in engine.tags(db) else "branch"
+    why = ("tags and branches share one namespace" if other != kind else
+           "tags never move" if kind == "tag" else "")
+    said = f"a {other} named '{fmt.safe(name)}' exists" + (f" ({why})" if why else "")
+    if other == "branch" and name == "main":
+        return f"{said}; choose another name (main cannot be deleted)"
+    it = "it" if other == kind else f"the {other}"
+    return (f"{said}; choose another name, or delete {it} first with "
+            f"`cowdb {other} -d {shlex.quote(name)}`")
 
 
 def _ref_command_of(kind: str,
