@@ -138,3 +138,42 @@ async def test_a_branch_keeps_its_lane_from_page_to_page(setup):
     # main first, then the others by name: the same x on both pages
     assert {b: len(xs) for b, xs in x_of.items()} == {"main": 1, "alpha": 1, "zeta": 1}
     assert min(x_of["main"]) < min(x_of["alpha"]) < min(x_of["zeta"])
+
+
+@pytest.mark.parametrize("key", [b"plain", b"a/b c?d#e&f", b"..", b"x/../y", "caf\u00e9".encode(),
+                                 b"\xff\x00bin"])
+async def test_key_and_history_pages_link_their_json_twins(setup, key):
+    """Every page links its JSON twin (docs/server.md): the key page links the key's API
+    read at the same ref, the history page the key's history on the same branch. The link
+    names the key whatever its bytes: a path segment for text, base64url otherwise (and
+    for text a browser would read as a dot segment)."""
+    import base64
+    app, db, tok, _ = setup
+    with db.write() as tx:
+        tx[key] = b"one"
+    db.branch("side")
+    with db.write(branch="side") as tx:
+        tx[key] = b"two"
+    try:
+        q = {"k": key.decode()}
+    except UnicodeDecodeError:
+        q = {"kb": base64.urlsafe_b64encode(key).decode().rstrip("=")}
+    async with client(app, tok) as c:
+        page = await c.get("/key", params={**q, "ref": "side"})
+        assert page.status_code == 200
+        twin = re.search(r'JSON twin: <a href="([^"]+)"', page.text)
+        assert twin, "the key page links its JSON twin"
+        href = twin.group(1).replace("&amp;", "&")
+        assert "/./" not in href + "/" and "/../" not in href + "/"
+        r = await c.get(href)
+        assert r.status_code == 200, href
+        body = r.json()
+        assert body["version"] == db.branches()["side"]
+        assert (body["value"], body["value_encoding"]) == ("two", "utf8"), body
+        page = await c.get("/history", params={**q, "branch": "side"})
+        twin = re.search(r'JSON twin: <a href="([^"]+)"', page.text)
+        assert twin, "the history page links its JSON twin"
+        r = await c.get(twin.group(1).replace("&amp;", "&"))
+        assert r.status_code == 200
+        assert [e["version"] for e in r.json()["versions"]] == [
+            v for v, _, _ in db.history(key, branch="side")]

@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Literal, NotRequired, TypedDict
+from urllib.parse import quote
 
 Segment = tuple[bool, str]                  # (changed?, text)
 # (kind: same/del/add/gap, old line number or "", new line number or "", segments)
@@ -59,6 +60,20 @@ def key_query(k: bytes) -> dict[str, str]:
         return {"k": k.decode("utf-8")}
     except UnicodeDecodeError:
         return {"kb": base64.urlsafe_b64encode(k).decode().rstrip("=")}
+
+
+def api_key_path(prefix: str, k: bytes) -> tuple[str, dict[str, str]]:
+    """(path, query) of a key in the API's URLs (``prefix`` + the key): its text
+    percent-encoded as one path segment, or base64url with key_encoding=base64 when it is
+    not UTF-8 or a browser would resolve part of it as a dot segment ("." or "..")."""
+    try:
+        text = k.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or {".", ".."} & set(text.split("/")):
+        return (prefix + base64.urlsafe_b64encode(k).decode().rstrip("="),
+                {"key_encoding": "base64"})
+    return prefix + quote(text, safe=""), {}
 
 
 def key_from_query(params: Mapping[str, str]) -> bytes | None:

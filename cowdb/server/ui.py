@@ -274,8 +274,10 @@ async def key_page(request: Request) -> Response:
     if value is None:
         raise ApiError(404, f"no key {diffview.key_label(key)!r} at {ref}")
     text = diffview.as_text(value)
+    api, api_q = diffview.api_key_path("/api/v1/keys/", key)
     return await render(request, "key.html", {
         "key": diffview.key_label(key), "q": diffview.key_query(key), "ref": ref,
+        "api": url(api, **api_q, ref=ref),
         "version": version, "size": len(value), "text": text, "url": url,
         "hex": diffview.hexdump(value) if text is None else None,
         "title": diffview.key_label(key)})
@@ -295,8 +297,10 @@ async def history_page(request: Request) -> Response:
                         "preview": None if value is None else _preview(value)})
         return out
     rows = await run(read)
+    api, api_q = diffview.api_key_path("/api/v1/history/", key)
     return await render(request, "history.html", {
         "key": diffview.key_label(key), "q": diffview.key_query(key), "branch": branch,
+        "api": url(api, **api_q, branch=branch),
         "rows": rows, "title": "History of " + diffview.key_label(key), "url": url})
 
 
