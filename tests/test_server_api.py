@@ -120,6 +120,18 @@ async def test_read_at_a_time_a_tag_and_a_version(app, db):
         assert r.status_code == 404 and "nope" in r.json()["error"]["message"]
 
 
+async def test_errors_point_at_the_api_not_at_python_calls(app, db):
+    """The engine's messages name its Python API (db.tags(), db.branches()); an HTTP
+    client is pointed at the endpoints that list them instead."""
+    async with client(app) as c:
+        for path, params in (("/api/v1/keys/a", {"ref": "nope"}),
+                             ("/api/v1/log", {"branch": "nope"})):
+            r = await c.get(path, params=params)
+            msg = r.json()["error"]["message"]
+            assert r.status_code == 404 and "nope" in msg, msg
+            assert "db." not in msg and "/api/v1/branches" in msg, msg
+
+
 # ---- optimistic concurrency -------------------------------------------------------------
 async def test_writes_need_if_match_and_a_stale_one_is_412(app, db):
     async with client(app) as c:

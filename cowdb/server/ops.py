@@ -69,9 +69,20 @@ class CheckJSON(TypedDict):
     page_count: int
 
 
+# The engine's messages point Python users at its API; point HTTP clients at the API's.
+_HINTS = (("see db.tags() and db.branches()", "see /api/v1/branches and /api/v1/tags"),
+          ("see db.branches()", "see /api/v1/branches"),
+          ("see db.tags()", "see /api/v1/tags"),
+          ("pass resolve='ours', 'theirs' or a function",
+           "send resolve: 'ours', 'theirs' or a list of {key, value}"),
+          ("or pass a larger timeout=", "(Retry-After says when)"))
+
+
 def cowdb_error(e: E.CowdbError) -> ApiError:
     """The HTTP answer to a cowdb exception."""
     msg = " ".join(str(e).split()) or type(e).__name__
+    for api, http_hint in _HINTS:
+        msg = msg.replace(api, http_hint)
     if isinstance(e, E.MergeConflict):
         return ApiError(409, msg, conflicts=[conflict_json(c) for c in e.conflicts])
     if isinstance(e, E.VersionNotFound):        # also RefNotFound, VersionReclaimed
@@ -145,7 +156,7 @@ def check_branch_name(name: object) -> str:
 def branch_head(db: Database, branch: str) -> int:
     check_branch_name(branch)
     if branch not in db.branches():
-        raise ApiError(404, f"no branch named {branch!r}")
+        raise ApiError(404, f"no branch named {branch!r}; see /api/v1/branches")
     return db.head(branch)
 
 
