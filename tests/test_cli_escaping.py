@@ -250,10 +250,44 @@ def test_an_existing_branch_is_not_described_as_a_tag(db):
     assert "a branch named 'feat' exists" in r.stderr and "never move" not in r.stderr
 
 
+def test_export_to_a_missing_folder_names_the_folder(db, tmp_path):
+    r = cowdb_("--db", db, "export", "-o", "/nodir/f.jsonl")
+    assert r.exit_code == 1
+    assert r.stderr == "Error: cannot create /nodir/f.jsonl: folder /nodir does not exist\n"
+    (tmp_path / "afile").write_text("")
+    r = cowdb_("--db", db, "export", "-o", str(tmp_path / "afile" / "f.jsonl"))
+    assert r.exit_code == 1 and f"{tmp_path / 'afile'} is not a folder" in r.stderr
+    assert ".cowdb-export" not in r.stderr
+    r = cowdb_("--db", db, "export", "-o", str(tmp_path))
+    assert r.stderr == f"Error: {tmp_path} is a folder; give the path of a file\n"
 
 
+def test_not_a_database_names_the_file(tmp_path):
+    p = tmp_path / ("junk" + BAD)
+    p.write_bytes(b"hello" * 2000)
+    for cmd in (["log"], ["info"], ["put", "a", "b"], ["recover", str(p)],
+                ["backup", str(p), str(tmp_path / "b.cow")],
+                ["salvage", str(p), str(tmp_path / "s.cow")]):
+        r = cowdb_("--db", str(p), *cmd)
+        assert r.exit_code == 1
+        assert_escaped(r, f"Error: {tmp_path}/junk\\x1b[2Jx\\x01y", "not a cowdb database")
+        assert "this file" not in r.stderr
 
 
+def test_a_bad_duration_or_time_names_its_option(db):
+    r = cowdb_("--db", db, "retention", "--keep-within", "3x")
+    assert r.exit_code == 2 and "'--keep-within'" in r.stderr and "'3x'" in r.stderr
+    r = cowdb_("--db", db, "doc", "revert-author", "handbook", "mallory", "--since", "3x")
+    assert r.exit_code == 2 and "'--since'" in r.stderr
+    r = cowdb_("--db", db, "doc", "revert-author", "handbook", "mallory", "--since", "1h",
+               "--until", "3x")
+    assert r.exit_code == 2 and "'--until'" in r.stderr
+    r = cowdb_("--db", db, "scan", "-e", "--prefix", "a\\q")
+    assert r.exit_code == 2 and "'--prefix'" in r.stderr
+    r = cowdb_("--db", db, "get", "-e", "a\\q")
+    assert r.exit_code == 2 and "Invalid value for KEY: unknown escape in 'a\\q'" in r.stderr
+    r = cowdb_("--db", db, "retention", "--keep-within", "0s")    # not taken as "no rule"
+    assert r.exit_code == 2 and "'--keep-within'" in r.stderr and "positive" in r.stderr
 
 
 def test_ref_names_are_quoted(db):

@@ -52,7 +52,8 @@ _HINTS = (("see db.tags() and db.branches()", "see `cowdb tag` and `cowdb branch
           ("see db.tags()", "see `cowdb tag`"),
           ("open it with readonly=True to read it", "only commands that read will work"),
           ("pass resolve='ours', 'theirs' or a function", "--resolve ours|theirs settles it"),
-          ("pass a larger timeout=", "pass a larger --timeout"))
+          ("pass a larger timeout=", "pass a larger --timeout"),
+          ("; check the path, or open a new file", "; check the path"))
 
 
 def _one_line(e: BaseException) -> str:

@@ -44,12 +44,14 @@ def author_default() -> str:
         return ""
 
 
-def key_arg(s: str, escaped: bool) -> bytes:
+def key_arg(s: str, escaped: bool, what: str = "KEY") -> bytes:
+    """A key (or value, prefix...) typed on the command line as bytes; with --escaped, its
+    backslash escapes read. ``what`` names the argument or option in an error."""
     if escaped:
         try:
             return fmt.unescape(s)
         except ValueError as e:
-            raise click.BadParameter(str(e)) from e
+            raise click.BadParameter(str(e), param_hint=what) from e
     return s.encode("utf-8", "surrogateescape")
 
 
@@ -214,7 +216,7 @@ def put(env: Env, key: str, value: str | None, file: IO[bytes] | None, escaped: 
             raise click.UsageError("give a VALUE, --file PATH, or pipe the value on stdin")
         v = stdin.read()
     else:
-        v = key_arg(value, escaped)
+        v = key_arg(value, escaped, "VALUE")
     message = f"put {fmt.inline(k)}" if message is None else message
     with env.open(write=True) as db:
         with db.write(message=message, author=author_default() if author is None else author,
@@ -289,9 +291,9 @@ def scan(env: Env, prefix: str | None, start: str | None, stop: str | None, limi
       cowdb scan --start a --stop c --reverse
       cowdb scan --at v1.0 --keys-only
     """
-    def conv(s: str | None) -> bytes | None:
-        return None if s is None else key_arg(s, escaped)
-    p, lo, hi = conv(prefix), conv(start), conv(stop)
+    def conv(s: str | None, what: str) -> bytes | None:
+        return None if s is None else key_arg(s, escaped, what)
+    p, lo, hi = conv(prefix, "'--prefix'"), conv(start, "'--start'"), conv(stop, "'--stop'")
     if p == b"":
         p = None
     with env.open() as db, engine.at(db, at) as snap:

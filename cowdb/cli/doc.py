@@ -21,8 +21,11 @@ from . import fmt
 from .app import Env, cli, pass_env
 
 
-def _since(s: str) -> datetime:
-    """An ISO time, or a span back from now: 30m, 2h, 7d."""
+def _since(ctx: click.Context, param: click.Parameter, s: str | None) -> datetime | None:
+    """An option's callback: an ISO time, or a span back from now: 30m, 2h, 7d. Click
+    names the option in the error of a bad one."""
+    if s is None:
+        return None
     t = span_back(s) or fmt.parse_time(s)
     if t is None:
         raise click.BadParameter(f"{s!r} is not a time: give an ISO time "
@@ -165,15 +168,16 @@ def doc_blame(env: Env, name: str, at: str | None) -> None:
 @doc.command("revert-author")
 @click.argument("name")
 @click.argument("account")
-@click.option("--since", "since", required=True, metavar="TIME",
+@click.option("--since", "since", callback=_since, required=True, metavar="TIME",
               help="Revert ACCOUNT's revisions at or after this time (ISO, or 2h, 7d).")
-@click.option("--until", "until", default=None, metavar="TIME", help="... and at or before this.")
+@click.option("--until", "until", callback=_since, default=None, metavar="TIME",
+              help="... and at or before this.")
 @click.option("--apply", "apply_", is_flag=True,
               help="Write the revert (without it: only the preview).")
 @click.option("--author", default=None, help="Who reverts (default: the login name).")
 @pass_env
-def doc_revert_author(env: Env, name: str, account: str, since: str, until: str | None,
-                      apply_: bool, author: str | None) -> None:
+def doc_revert_author(env: Env, name: str, account: str, since: datetime,
+                      until: datetime | None, apply_: bool, author: str | None) -> None:
     """Undo everything ACCOUNT changed in NAME since TIME, keeping everyone else's work.
 
     \b
@@ -186,11 +190,9 @@ def doc_revert_author(env: Env, name: str, account: str, since: str, until: str 
       cowdb doc revert-author handbook mallory --since 2026-12-05T08:00Z
       cowdb doc revert-author handbook mallory --since 2026-12-05T08:00Z --apply
     """
-    t0 = _since(since)
-    t1 = _since(until) if until else None
     with env.open(write=apply_) as db:
         d = Document(db, name)
-        plan = d.revert_author(account, t0, t1)
+        plan = d.revert_author(account, since, until)
         click.echo(fmt.safe(plan.summary()))
         sign = {"reverted": "M", "restored": "+", "removed": "-"}
         for c in plan.changes:

@@ -21,6 +21,29 @@ if TYPE_CHECKING:
 Change = tuple[bytes, bytes | None, bytes | None]   # (key, old, new): None is absent
 
 
+@contextmanager
+def about(path: str) -> Iterator[None]:
+    """Names ``path`` in a NotACowdbFile raised inside, which the engine words as "this
+    file is not a cowdb database": the command line says which file."""
+    from ..errors import NotACowdbFile
+    try:
+        yield
+    except NotACowdbFile as e:
+        msg = str(e)
+        if msg.startswith(path):
+            raise
+        if msg.startswith("this file "):
+            msg = f"{path} {msg.removeprefix('this file ')}"
+        else:
+            msg = f"{path}: {msg}"
+        raise type(e)(msg) from e
+
+
+def _open(path: str, **kw: Any) -> Database:
+    with about(path):
+        return cowdb.open(path, **kw)
+
+
 def open_db(path: str, *, write: bool = False, create: bool = False,
             timeout: float | None = None) -> Database:
     """Open the database at path, refusing to create one unless ``create``. A URL
@@ -32,14 +55,14 @@ def open_db(path: str, *, write: bool = False, create: bool = False,
         # memory:// lives only as long as this process: it can only be created here
         if not write and not create and not path.lower().startswith("memory://"):
             try:
-                return cowdb.open(path, readonly=True)
+                return _open(path, readonly=True)
             except DatabaseNotFound as e:
                 if type(e) is not DatabaseNotFound:
                     raise          # StoreNotFound: no bucket, said by the engine
                 raise click.ClickException(
                     f"no database at {path}; create one with `cowdb --db {path} init`, or "
                     f"choose another with --db or COWDB_PATH") from None
-        return cowdb.open(path, **kw)
+        return _open(path, **kw)
     if not os.path.exists(path):
         if not create:
             raise click.ClickException(
@@ -47,7 +70,7 @@ def open_db(path: str, *, write: bool = False, create: bool = False,
                 f"another with --db or COWDB_PATH")
         if not write:
             cowdb.open(path).close()
-    return cowdb.open(path, readonly=not write, **kw)
+    return _open(path, readonly=not write, **kw)
 
 
 def at(db: Database, spec: str | None) -> Snapshot:

@@ -100,7 +100,8 @@ def unescape(s: str) -> bytes:
         pos = m.end()
     rest = s[pos:]
     if "\\" in rest:
-        raise ValueError(f"unknown escape in {s!r}: use \\\\, \\n, \\r, \\t, \\0, \\xNN or \\uNNNN")
+        raise ValueError(f"unknown escape in '{safe(s)}': use \\\\, \\n, \\r, \\t, \\0, \\xNN "
+                         f"or \\uNNNN")
     out += rest.encode("utf-8")
     return bytes(out)
 

@@ -9,7 +9,7 @@ import click
 import cowdb
 from cowdb.recovery import salvage as salvage_file
 
-from . import fmt
+from . import engine, fmt
 from .app import Env, cli, pass_env
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def recover(env: Env, path: str | None) -> None:
     if not os.path.exists(path):
         raise click.ClickException(f"no database at {path}")
     kw: dict[str, Any] = {} if env.timeout is None else {"timeout": env.timeout}
-    with cowdb.open(path, recover=True, **kw) as db:
+    with engine.about(path), cowdb.open(path, recover=True, **kw) as db:
         rep = db.recovery
         assert rep is not None  # open(recover=True) reports
         if not rep.rewritten:
@@ -73,7 +73,8 @@ def salvage(src: str, dest: str, partial: bool) -> None:
     """
     if not os.path.exists(src):
         raise click.ClickException(f"no database at {src}")
-    rep = salvage_file(src, dest, partial=partial)
+    with engine.about(src):
+        rep = salvage_file(src, dest, partial=partial)
     _say_report(rep)
     click.echo(f"salvaged {len(rep.kept)} versions into {fmt.safe(dest)} (head of main: version "
                f"{rep.head})")
@@ -95,6 +96,6 @@ def backup(env: Env, src: str, dest: str) -> None:
     """
     if not os.path.exists(src):
         raise click.ClickException(f"no database at {src}")
-    with cowdb.open(src, readonly=True) as db:
+    with engine.about(src), cowdb.open(src, readonly=True) as db:
         v = db.backup(dest)
     click.echo(f"backed up {fmt.safe(src)} to {fmt.safe(dest)} (newest version {v})")

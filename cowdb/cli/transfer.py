@@ -129,13 +129,18 @@ def export(env: Env, output: str, form: str | None, prefix: str | None, at: str 
       cowdb export --prefix user: | gzip > users.jsonl.gz
     """
     form = _guess_format(output, form)
-    p = None if prefix is None else key_arg(prefix, escaped)
+    p = None if prefix is None else key_arg(prefix, escaped, "'--prefix'")
     tmp = None
     if output == "-":
         out = sys.stdout
     else:
+        if os.path.isdir(output):
+            raise click.ClickException(f"{output} is a folder; give the path of a file")
         folder = os.path.dirname(os.path.abspath(output))
-        fd, tmp = tempfile.mkstemp(prefix=".cowdb-export-", dir=folder)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".cowdb-export-", dir=folder)
+        except OSError as e:   # (the temporary file's name would mean nothing to the user)
+            raise click.ClickException(f"cannot create {output}: {_why(folder, e)}") from e
         out = open(fd, "w", encoding="utf-8", newline="")
     n = 0
     try:
@@ -167,6 +172,17 @@ def export(env: Env, output: str, form: str | None, prefix: str | None, at: str 
             os.unlink(tmp)
     if output != "-":
         click.echo(f"exported {n} keys of version {version} to {fmt.safe(output)}", err=True)
+
+
+def _why(folder: str, e: OSError) -> str:
+    """Why no file can be made in folder, as init and backup say it."""
+    if isinstance(e, FileNotFoundError):
+        return f"folder {folder} does not exist"
+    if isinstance(e, NotADirectoryError):
+        return f"{folder} is not a folder"
+    if isinstance(e, PermissionError):
+        return f"folder {folder} is not writable"
+    return e.strerror or type(e).__name__
 
 
 def _csv_text(b: bytes, what: str, key: bytes) -> str:

@@ -24,6 +24,18 @@ def parse_duration(s: str) -> timedelta:
     return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 
+def _positive_duration(ctx: click.Context, param: click.Parameter,
+                       value: str | None) -> timedelta | None:
+    """An option's callback: a positive duration (90m, 12h, 7d, 2w). Click names the
+    option in the error of a bad one."""
+    if value is None:
+        return None
+    t = parse_duration(value)
+    if t <= timedelta(0):
+        raise click.BadParameter(f"{value!r} is not a positive duration (e.g. 90m, 7d)")
+    return t
+
+
 def _show_duration(t: timedelta) -> str:
     s = t.total_seconds()
     for u in ("w", "d", "h", "m"):
@@ -35,11 +47,11 @@ def _show_duration(t: timedelta) -> str:
 @cli.command()
 @click.option("--keep-last", type=click.IntRange(min=1), default=None,
               help="Keep the newest N versions.")
-@click.option("--keep-within", default=None, metavar="DURATION",
+@click.option("--keep-within", callback=_positive_duration, default=None, metavar="DURATION",
               help="Keep versions younger than this (90m, 12h, 7d, 2w).")
 @click.option("--keep-all", is_flag=True, help="Keep every version (the default rule).")
 @pass_env
-def retention(env: Env, keep_last: int | None, keep_within: str | None,
+def retention(env: Env, keep_last: int | None, keep_within: timedelta | None,
               keep_all: bool) -> None:
     """Show or set which versions gc keeps.
 
@@ -51,9 +63,9 @@ def retention(env: Env, keep_last: int | None, keep_within: str | None,
       cowdb retention --keep-last 100 --keep-within 7d
       cowdb retention --keep-all
     """
-    if keep_all and (keep_last or keep_within):
+    if keep_all and (keep_last is not None or keep_within is not None):
         raise click.UsageError("--keep-all does not go with --keep-last or --keep-within")
-    if not (keep_all or keep_last or keep_within):
+    if not keep_all and keep_last is None and keep_within is None:
         with env.open() as db:
             r = db.retention
         if r.keeps_everything:
@@ -66,9 +78,8 @@ def retention(env: Env, keep_last: int | None, keep_within: str | None,
                 rules.append(f"versions younger than {_show_duration(r.keep_within)}")
             click.echo(f"keep {' and '.join(rules)}, and every tag and branch head")
         return
-    within = None if keep_within is None else parse_duration(keep_within)
     with env.open(write=True) as db:
-        db.set_retention(keep_last=keep_last, keep_within=within)
+        db.set_retention(keep_last=keep_last, keep_within=keep_within)
     click.echo("retention set; `cowdb gc` applies it")
 
 

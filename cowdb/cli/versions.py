@@ -163,7 +163,7 @@ def diff(env: Env, a: str, b: str, prefix: str | None, stat: bool, limit: int | 
       cowdb diff v1.0 main --stat
       cowdb diff main feature --json
     """
-    p = None if prefix is None else key_arg(prefix, escaped)
+    p = None if prefix is None else key_arg(prefix, escaped, "'--prefix'")
     with env.open() as db:
         with engine.diff(db, fmt.ref(a), fmt.ref(b), prefix=p) as changes:
             if as_json:
