@@ -5,6 +5,7 @@ The runs pass color=True to CliRunner, as a terminal would: click then strips no
 raw escape sequence would reach the output (on a pipe click strips it, which changes the
 text instead: both are wrong).
 """
+import json
 import os
 import re
 import subprocess
@@ -297,3 +298,29 @@ def test_ref_names_are_quoted(db):
     assert r.stdout == "created tag 'good' at version 1\n"
     r = cowdb_("--db", db, "branch", "-d", "bad name")
     assert r.stdout == "deleted branch 'bad name' (was at version 1)\n"
+
+
+# ---------------------------------------------------------------- JSON output
+@given(st.text())
+def test_log_json_shows_any_message_with_no_control_character(store, message):
+    with cowdb.open(store) as d, d.write(message=message, author=message, allow_empty=True):
+        pass
+    r = cowdb_("--db", store, "log", "--json", "-n", "1")
+    assert r.exit_code == 0, r.stderr
+    assert controls(r.stdout, keep="\n") == []            # C1 controls, U+2028 too
+    (c,) = json.loads(r.stdout)
+    assert (c["message"], c["author"]) == (message, message)
+
+
+def test_json_outputs_escape_c1_controls_and_line_separators(db, tmp_path):
+    value = "a\x85b\x9b2J\u2028c\x7f"
+    with cowdb.open(db) as d, d.write() as tx:
+        tx["k\u2029".encode()] = value.encode()
+    for args in (["show", "--json"], ["diff", "1", "--json"], ["export"]):
+        r = cowdb_("--db", db, *args)
+        assert r.exit_code == 0, r.stderr
+        assert controls(r.stdout, keep="\n") == [], r.stdout
+        assert "a\\u0085b\\u009b2J\\u2028c\\u007f" in r.stdout
+    lines = cowdb_("--db", db, "export").stdout.splitlines()    # splitlines splits on U+2028
+    assert [json.loads(ln) for ln in lines] == [{"key": "apple", "value": "red"},
+                                                 {"key": "k\u2029", "value": value}]

@@ -352,8 +352,7 @@ def log(env: Env, limit: int | None, branch: str, all_: bool, as_json: bool) -> 
         else:
             commits = engine.log(db, limit=limit, branch=branch)
         if as_json:
-            click.echo(json.dumps([_commit_json(c) for c in commits], indent=2,
-                                  ensure_ascii=False))
+            click.echo(fmt.json_text([_commit_json(c) for c in commits], indent=2))
             return
         deco = _decorations(db)
         for c in commits:

@@ -16,6 +16,7 @@ Keys and values are bytes. On the command line they are UTF-8 text:
 from __future__ import annotations
 
 import base64
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -104,6 +105,18 @@ def unescape(s: str) -> bytes:
                          f"or \\uNNNN")
     out += rest.encode("utf-8")
     return bytes(out)
+
+
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def json_text(obj: object, indent: int | None = None) -> str:
+    """JSON with non-ASCII text as it is (ensure_ascii=False), except what json leaves raw but
+    a terminal or a line splitter acts on: DEL, the C1 controls (\\u009b starts an
+    escape sequence) and the line separators U+2028/2029, written \\uNNNN. The same
+    value to any JSON reader."""
+    s = json.dumps(obj, indent=indent, ensure_ascii=False)
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
 
 
 def jvalue(b: bytes | None) -> str | dict[str, str] | None:

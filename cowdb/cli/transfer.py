@@ -149,8 +149,8 @@ def export(env: Env, output: str, form: str | None, prefix: str | None, at: str 
             with Progress(f"export {snap.version}", total) as bar:
                 if form == "jsonl":
                     for k, v in snap.items(prefix=p):
-                        out.write(json.dumps({"key": fmt.jvalue(k), "value": fmt.jvalue(v)},
-                                             ensure_ascii=False) + "\n")
+                        out.write(fmt.json_text({"key": fmt.jvalue(k),
+                                                 "value": fmt.jvalue(v)}) + "\n")
                         n += 1
                         bar.advance()
                 else:

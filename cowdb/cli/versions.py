@@ -2,7 +2,6 @@
 (retention, gc, stats and compact are in upkeep.py)."""
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from collections.abc import Callable, Iterable
@@ -110,7 +109,7 @@ def show(env: Env, ref: str, stat: bool, limit: int | None, as_json: bool) -> No
             else:
                 with changes_cm as ch:
                     d["changes"] = [_change_json(*x) for x in ch]
-            click.echo(json.dumps(d, indent=2, ensure_ascii=False))
+            click.echo(fmt.json_text(d, indent=2))
             return
         deco = [fmt.safe(n) for n, v in engine.branches(db).items() if v == c.version]
         deco += [f"tag: {fmt.safe(n)}" for n, v in engine.tags(db).items() if v == c.version]
@@ -174,7 +173,7 @@ def diff(env: Env, a: str, b: str, prefix: str | None, stat: bool, limit: int | 
                     if limit is not None and n >= limit:
                         break
                     out.write(("," if n else "") + "\n  " +
-                              json.dumps(_change_json(*ch), ensure_ascii=False))
+                              fmt.json_text(_change_json(*ch)))
                     n += 1
                 out.write("\n]\n" if n else "]\n")
                 return
@@ -211,7 +210,7 @@ def history(env: Env, key: str, limit: int | None, branch: str, escaped: bool) -
 # ---------------------------------------------------------------- refs
 def _list_refs(refs: dict[str, int], as_json: bool, current: str | None = None) -> None:
     if as_json:
-        click.echo(json.dumps(dict(sorted(refs.items())), indent=2, ensure_ascii=False))
+        click.echo(fmt.json_text(dict(sorted(refs.items())), indent=2))
         return
     width = max((len(n) for n in refs), default=0)
     for name, v in sorted(refs.items()):
