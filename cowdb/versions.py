@@ -194,9 +194,14 @@ class Versions:
             cat = self._db._catalog(st)
             for other in (kind, TAG if kind == BRANCH else BRANCH):
                 if cat.ref(other, name) is not None:
-                    raise RefExists(f"{self._REF_WORDS[other][1]} named {name!r} exists (tags "
-                                    f"never move; tags and branches share one namespace); "
-                                    f"delete it first or choose another name")
+                    why = (" (tags never move)" if other == kind == TAG else
+                           " (tags and branches share one namespace)" if other != kind else "")
+                    owner = self._REF_WORDS[other][0]
+                    way = ("choose another name (main cannot be deleted)"
+                           if other == BRANCH and name == "main" else
+                           f"delete it first with db.delete_{owner}() or choose another name")
+                    raise RefExists(f"{self._REF_WORDS[other][1]} named {name!r} exists{why}; "
+                                    f"{way}")
             self._db._update(lambda cat, txn: cat.set_ref(kind, name, v))
         return v
 

@@ -147,6 +147,23 @@ def test_at_datetime_picks_newest_at_or_before():
         db.at(1.5)
 
 
+@pytest.mark.parametrize("existing, new", [("tag", "tag"), ("branch", "branch"),
+                                           ("tag", "branch"), ("branch", "tag")])
+def test_a_taken_ref_name_says_what_holds_it_and_why(existing, new):
+    """The message names what holds the name; "tags never move" only where a tag is in
+    the way of a tag, the shared namespace only where the other kind is."""
+    db = cowdb.open()
+    fill(db, 2)
+    getattr(db, existing)("x")
+    with pytest.raises(RefExists) as e:
+        getattr(db, new)("x")
+    msg = str(e.value)
+    assert msg.startswith(f"a {existing} named 'x' exists"), msg
+    assert ("tags never move" in msg) == (existing == new == "tag"), msg
+    assert ("share one namespace" in msg) == (existing != new), msg
+    assert f"delete it first with db.delete_{existing}()" in msg, msg
+
+
 def test_tags_are_immutable():
     db = cowdb.open()
     fill(db, 3)

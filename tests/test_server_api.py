@@ -130,6 +130,10 @@ async def test_errors_point_at_the_api_not_at_python_calls(app, db):
             msg = r.json()["error"]["message"]
             assert r.status_code == 404 and "nope" in msg, msg
             assert "db." not in msg and "/api/v1/branches" in msg, msg
+        db.tag("t")
+        r = await c.post("/api/v1/tags", json={"name": "t"})
+        msg = r.json()["error"]["message"]
+        assert r.status_code == 409 and "db." not in msg and "DELETE /api/v1/tags/" in msg, msg
 
 
 # ---- optimistic concurrency -------------------------------------------------------------

@@ -75,7 +75,9 @@ _HINTS = (("see db.tags() and db.branches()", "see /api/v1/branches and /api/v1/
           ("see db.tags()", "see /api/v1/tags"),
           ("pass resolve='ours', 'theirs' or a function",
            "send resolve: 'ours', 'theirs' or a list of {key, value}"),
-          ("or pass a larger timeout=", "(Retry-After says when)"))
+          ("or pass a larger timeout=", "(Retry-After says when)"),
+          ("with db.delete_tag()", "(DELETE /api/v1/tags/{name})"),
+          ("with db.delete_branch()", "(DELETE /api/v1/branches/{name})"))
 
 
 def cowdb_error(e: E.CowdbError) -> ApiError:
