@@ -474,6 +474,21 @@ def test_export_to_file_is_all_or_nothing(db, tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".cowdb-export")]
 
 
+def test_export_to_file_has_the_mode_a_new_file_gets_or_keeps_the_old_one(db, tmp_path):
+    """The export is written to a temporary file (mkstemp: mode 0600) and renamed: the
+    result must not be private where a plain write would not be."""
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "x.jsonl"
+        run(db, "export", "-o", str(out))
+        assert out.stat().st_mode & 0o777 == 0o644
+        out.chmod(0o640)
+        run(db, "export", "-o", str(out))
+        assert out.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+
+
 def test_import_csv_replace_and_deletes(db, tmp_path):
     f = tmp_path / "in.csv"
     f.write_text('value,key\n"a,b",x\n1,apple\n')

@@ -5,8 +5,9 @@ import csv
 import io
 import json
 import os
+import secrets
+import stat
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from types import TracebackType
@@ -137,10 +138,17 @@ def export(env: Env, output: str, form: str | None, prefix: str | None, at: str 
         if os.path.isdir(output):
             raise click.ClickException(f"{output} is a folder; give the path of a file")
         folder = os.path.dirname(os.path.abspath(output))
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".cowdb-export-", dir=folder)
+        tmp = os.path.join(folder, f".cowdb-export-{os.getpid()}-{secrets.token_hex(4)}")
+        try:  # the mode a plain write gives: 0666 less the umask (mkstemp's is 0600), or
+            # the mode of the file it replaces
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except OSError as e:   # (the temporary file's name would mean nothing to the user)
+            tmp = None
             raise click.ClickException(f"cannot create {output}: {_why(folder, e)}") from e
+        try:
+            os.chmod(fd, stat.S_IMODE(os.stat(output).st_mode))
+        except OSError:  # no file there yet (or none we may read): the new file's mode
+            pass
         out = open(fd, "w", encoding="utf-8", newline="")
     n = 0
     try:
