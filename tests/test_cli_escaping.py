@@ -27,10 +27,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BAD = "\x1b[2Jx\x01y"    # what the user typed: a clear-screen sequence and a ^A in it
 
 
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # embeddings, overrides,
+#                                                           isolates ("Trojan Source")
+
+
 def controls(s, keep="\n\t"):
-    """The characters of s that could drive a terminal or forge a line."""
+    """The characters of s that could drive a terminal, forge a line or reorder how a
+    line reads (bidirectional overrides)."""
     return [c for c in s if c not in keep and
-            (unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp"))]
+            (unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in BIDI)]
 
 
 def cowdb_(*args, input=None, env=None):
@@ -67,8 +72,20 @@ def test_safe_escapes_every_control_but_what_it_keeps_and_is_idempotent(s, keep)
     assert fmt.safe(once) == fmt.safe(s)     # keeping lines, then not: as not keeping them
 
 
-_PRINTABLE = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
-                     | st.sampled_from("\n\t"))
+_PRINTABLE = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"),
+                                   blacklist_characters=BIDI) | st.sampled_from("\n\t"))
+
+
+@pytest.mark.parametrize("ch", BIDI)
+def test_bidi_controls_are_shown_escaped(ch):
+    """A name, message or key holding a right-to-left override would show its text
+    reordered: every escaper shows the character as \\uNNNN instead."""
+    s = f"user{ch}gnp.exe"
+    assert fmt.safe(s) == f"user\\u{ord(ch):04x}gnp.exe"
+    assert fmt.safe(s, keep="\n\t") == fmt.safe(s)
+    assert fmt.text(s.encode()) == fmt.safe(s)
+    shown = fmt.inline(s.encode())
+    assert ch not in shown and fmt.unescape(shown) == s.encode()
 
 
 @given(_PRINTABLE)

@@ -29,8 +29,15 @@ def text(b: bytes) -> str:
     return safe(b.decode("utf-8", "backslashreplace"), keep="\n\t")
 
 
+def _bidi(o: int) -> bool:
+    """Whether code point o is a bidirectional embedding, override or isolate: shown as
+    is, it reorders how the rest of the line reads ("Trojan Source")."""
+    return 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069
+
+
 _PLAIN_ASCII = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")
-_NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff]")
+_NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                           "\udc80-\udcff]")
 
 
 def inline(b: bytes) -> str:
@@ -47,23 +54,25 @@ def inline(b: bytes) -> str:
             out.append(_ESC[ch])
         elif 0xDC80 <= o <= 0xDCFF:          # a byte that is not UTF-8
             out.append(f"\\x{o - 0xDC00:02x}")
-        elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0 or o in (0x2028, 0x2029):
+        elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0 or o in (0x2028, 0x2029) or _bidi(o):
             out.append(f"\\x{o:02x}" if o < 0x80 else f"\\u{o:04x}")
         else:
             out.append(ch)
     return "".join(out)
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
 
 
 def safe(s: str, keep: str = "") -> str:
     """User text (a message, an author, a ref name) made safe for a terminal: control
-    characters (escape sequences, newlines), lone surrogates and line separators are
-    shown escaped (\\x1b, \\n), so text can neither drive the terminal nor forge a
-    line. Everything else (any printable Unicode) stays as it is. The characters in
-    ``keep`` stay too: ``keep="\\n"`` for a message of several lines. The backslash
-    is not escaped, so ``safe`` of its own output changes nothing."""
+    characters (escape sequences, newlines), lone surrogates, line separators and
+    bidirectional overrides are shown escaped (\\x1b, \\n, \\u202e), so text can neither
+    drive the terminal, forge a line nor reorder one. Everything else (any printable
+    Unicode) stays as it is. The characters in ``keep`` stay too: ``keep="\\n"`` for a
+    message of several lines. The backslash is not escaped, so ``safe`` of its own output
+    changes nothing."""
     if not _CONTROL.search(s):
         return s
     out = []
@@ -75,7 +84,7 @@ def safe(s: str, keep: str = "") -> str:
             out.append(_ESC[ch])
         elif o < 0x80 and (o < 0x20 or o == 0x7F):
             out.append(f"\\x{o:02x}")
-        elif 0x80 <= o < 0xA0 or o in (0x2028, 0x2029) or 0xD800 <= o <= 0xDFFF:
+        elif 0x80 <= o < 0xA0 or o in (0x2028, 0x2029) or 0xD800 <= o <= 0xDFFF or _bidi(o):
             out.append(f"\\u{o:04x}")
         else:
             out.append(ch)
@@ -107,13 +116,14 @@ def unescape(s: str) -> bytes:
     return bytes(out)
 
 
-_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029]")
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def json_text(obj: object, indent: int | None = None) -> str:
     """JSON with non-ASCII text as it is (ensure_ascii=False), except what json leaves raw but
     a terminal or a line splitter acts on: DEL, the C1 controls (\\u009b starts an
-    escape sequence) and the line separators U+2028/2029, written \\uNNNN. The same
+    escape sequence), the line separators U+2028/2029 and the bidirectional overrides,
+    written \\uNNNN. The same
     value to any JSON reader."""
     s = json.dumps(obj, indent=indent, ensure_ascii=False)
     return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
