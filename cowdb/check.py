@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import Corruption
+from .errors import Corruption, damage_of
 from .history.catalog import BRANCH, TAG, Catalog
 from .tree.btree import NodeCache, Tree
 from .tree.walk import walk
@@ -46,17 +46,17 @@ def check_state(db: Database, st: _State) -> CheckReport:
             try:
                 used.extend(walk(nodes, c.root, 0, seen))
             except Corruption as e:
-                report.errors.append(f"version {c.version}: {e}")
+                report.errors.append(f"version {c.version}: {damage_of(e)}")
         for kind, word in ((BRANCH, "branch"), (TAG, "tag")):
             report.errors += [f"{word} {name!r} names version {v}, which is not kept"
                               for name, v in cat.refs(kind).items() if v not in kept]
     except Corruption as e:
-        report.errors.append(f"catalog: {e}")
+        report.errors.append(f"catalog: {damage_of(e)}")
     meta = st.meta  # not the store's: a writer thread may be changing those
     try:  # every image of the chain, read from the file
         fl = store._load_freelist(meta)
     except Corruption as e:
-        report.errors.append(f"free list: {e}")
+        report.errors.append(f"free list: {damage_of(e)}")
         fl = None
     if fl is not None:
         used.extend(fl.chain)

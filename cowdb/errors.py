@@ -23,12 +23,21 @@ class NotACowdbFile(CowdbError, ValueError):
 class Corruption(CowdbError):
     """A page or meta record failed its checksum or does not decode.
 
-    ``page`` is the page number that failed (None for a meta record).
+    ``page`` is the page number that failed (None for a meta record). ``what`` is the
+    damage alone; the message adds ``advice`` (what to do) when it was given: a report
+    that gives its own (``check()``, recovery) shows ``what``.
     """
 
-    def __init__(self, message: str, page: int | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, page: int | None = None, advice: str = ""):
+        super().__init__(f"{message}; {advice}" if advice else message)
         self.page = page
+        self.what = message
+
+
+def damage_of(e: BaseException) -> str:
+    """What an exception says was damaged or failed, without the advice a Corruption
+    carries (for reports that say what to do themselves)."""
+    return e.what if isinstance(e, Corruption) else str(e)
 
 
 class VersionNotFound(CowdbError, KeyError):

@@ -33,7 +33,7 @@ from itertools import islice
 from struct import Struct
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard, cast
 
-from .errors import Corruption, CowdbError, NotACowdbFile
+from .errors import Corruption, CowdbError, NotACowdbFile, damage_of
 from .history.catalog import BRANCH, TAG, Catalog, decode_pending
 from .history.commits import Commit
 from .pages import meta as metamod
@@ -232,7 +232,7 @@ def _entries(nodes: NodeCache, ref: RootRef, damage: list[str], what: str
         try:
             node = nodes.load(page, checksum, txn)
         except (Corruption, OSError) as e:
-            damage.append(f"{what}: {e}")
+            damage.append(f"{what}: {damage_of(e)}")
             continue
         if type(node) is Branch:
             stack.extend(zip(node.kids, node.sums, node.txns))  # type: ignore[arg-type]  # (pages)
@@ -242,7 +242,7 @@ def _entries(nodes: NodeCache, ref: RootRef, damage: list[str], what: str
                 try:
                     v = read_overflow(nodes.store, v)
                 except (Corruption, OSError) as e:
-                    damage.append(f"{what}: {e}")
+                    damage.append(f"{what}: {damage_of(e)}")
                     continue
             out[bytes(k)] = bytes(v)
     return out
@@ -260,7 +260,7 @@ def _catalog_source(nodes: NodeCache, ref: RootRef, pending: bytes, what: str) -
                 else:
                     ents[k] = v
         except Corruption as e:
-            damage.append(f"{what}: {e}")
+            damage.append(f"{what}: {damage_of(e)}")
     commits: dict[int, Commit] = {}
     refs: dict[bytes, dict[str, int]] = {BRANCH: {}, TAG: {}}
     options: dict[bytes, bytes] = {}
@@ -392,7 +392,7 @@ def _verify(nodes: NodeCache, ref: RootRef, memo: _VerifyMemo, pages: set[int]) 
                         mine.update(range(v.page, v.page + nodes.store.pages_for(
                             HEADER_SIZE + v.length)))
         except (Corruption, OSError) as e:
-            err = str(e)
+            err = damage_of(e)
         out = memo[key] = (err, frozenset() if err else frozenset(mine))
         return out
 
@@ -411,7 +411,7 @@ def analyze(store: PageStore, nodes: NodeCache, partial: bool = False) -> _Analy
         slots = store.read_slots()
     except (OSError, CowdbError) as e:
         slots = []
-        rep.damage.append(f"the meta records cannot be read: {e}")
+        rep.damage.append(f"the meta records cannot be read: {damage_of(e)}")
     metas = sorted(((s, m) for s, m in slots if isinstance(m, Meta)),
                    key=lambda sm: sm[1].txn, reverse=True)
     for s, m in slots:
@@ -687,7 +687,7 @@ def _copy_partial(a: _Analysis, nodes: NodeCache, out: Database) -> None:
                 nodes.load(c.root.page, c.root.checksum, c.root.txn)
             except (Corruption, OSError) as e:  # nothing reads: no empty version on top
                 rep.damage.append(f"nothing of version {v} (the head of branch {branch}) "
-                                  f"reads: its root is damaged ({e})")
+                                  f"reads: its root is damaged ({damage_of(e)})")
                 continue
         if branch not in out.branches():
             out.branch(branch)

@@ -344,6 +344,36 @@ def test_cli_recover_and_salvage(clean, tmp_path):
     _cli("--db", p, "check")
 
 
+def test_cli_check_and_recover_report_damage_once_without_pointing_at_themselves(
+        tmp_path):
+    """`cowdb check` and `cowdb recover` say what is damaged; the advice a failed read
+    carries elsewhere ("run `cowdb check`") is not theirs to repeat, and recover prints
+    its report once (the library's log line says the same: not shown again)."""
+    import subprocess
+    import sys
+    p = str(tmp_path / "a.cow")
+    with cowdb.open(p) as db:
+        for i in range(3):
+            with db.write() as tx:
+                tx[b"k%d" % i] = b"v"
+        pages = [pg for pg, _ in walk(db._nodes, db.commit_info(db.head()).root)]
+        unit = db._store.unit
+    with open(p, "r+b") as f:
+        f.seek(pages[0] * unit + 30)
+        f.write(b"\xff" * 4)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "cowdb", "--db", p, *args],
+                              capture_output=True, text=True)
+    r = cli("check")
+    assert r.returncode == 1 and "failed its checksum" in r.stdout + r.stderr
+    assert "cowdb check" not in r.stdout + r.stderr
+    r = cli("recover")
+    both = r.stdout + r.stderr
+    assert r.returncode == 0 and "lost version 3: page" in both, both
+    assert "cowdb check" not in both and both.count("recovered: head of main") == 1, both
+
+
 def test_backup_while_writing(tmp_path):
     """A backup taken while another thread commits opens, checks and holds exactly the
     versions it says it copied."""

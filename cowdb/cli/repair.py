@@ -1,7 +1,10 @@
 """The repair and copy commands: recover, salvage, backup."""
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,6 +23,19 @@ if TYPE_CHECKING:
 def _say_report(rep: RecoveryReport) -> None:
     for line in rep.lines():
         click.echo(fmt.safe(line))
+
+
+@contextmanager
+def _report_said_here() -> Iterator[None]:
+    """The library logs its recovery report, for programs that do not show it; `cowdb
+    recover` prints it: without a handler, Python's last resort printed it again."""
+    log = logging.getLogger("cowdb")
+    here = logging.NullHandler()
+    log.addHandler(here)
+    try:
+        yield
+    finally:
+        log.removeHandler(here)
 
 
 @cli.command()
@@ -42,7 +58,7 @@ def recover(env: Env, path: str | None) -> None:
     if not os.path.exists(path):
         raise click.ClickException(f"no database at {path}")
     kw: dict[str, Any] = {} if env.timeout is None else {"timeout": env.timeout}
-    with engine.about(path), cowdb.open(path, recover=True, **kw) as db:
+    with engine.about(path), _report_said_here(), cowdb.open(path, recover=True, **kw) as db:
         rep = db.recovery
         assert rep is not None  # open(recover=True) reports
         if not rep.rewritten:

@@ -45,6 +45,7 @@ def verify(data: bytes | memoryview, ref: int) -> int:
     if length != len(data) or not LEAF <= kind <= LAST_TYPE:
         raise Corruption(f"page {ref} has a bad header (type {kind}, length {length})", ref)
     if xxh3_64_intdigest(memoryview(data)[8:]) != s:
-        raise Corruption(f"page {ref} failed its checksum; the file is damaged "
-                         f"(run `cowdb check` and restore from a backup)", ref)
+        raise Corruption(f"page {ref} failed its checksum", ref,
+                         advice="the file is damaged (run `cowdb check` and restore from a "
+                                "backup)")
     return s
