@@ -341,3 +341,15 @@ def test_json_outputs_escape_c1_controls_and_line_separators(db, tmp_path):
     lines = cowdb_("--db", db, "export").stdout.splitlines()    # splitlines splits on U+2028
     assert [json.loads(ln) for ln in lines] == [{"key": "apple", "value": "red"},
                                                  {"key": "k\u2029", "value": value}]
+
+
+def test_the_init_hint_is_a_command_that_pastes(tmp_path):
+    """"create one with `cowdb --db PATH init`": the path shell-quoted, so a path with a
+    space gives a command that runs as shown."""
+    import shlex
+    path = str(tmp_path / "my shop.cow")
+    for args in (("--db", path, "log"), ("--db", path, "put", "k", "v"),
+                 ("--db", path, "user", "list")):
+        r = cowdb_(*args)
+        assert r.exit_code == 1, r.stderr
+        assert f"`cowdb --db {shlex.quote(path)} init`" in r.stderr, r.stderr

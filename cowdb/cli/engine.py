@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,14 @@ def about(path: str) -> Iterator[None]:
         raise type(e)(msg) from e
 
 
+def no_database(path: str) -> click.ClickException:
+    """There is no database at ``path``: the error, with the command that makes one (the
+    path shell-quoted, so the command runs as shown)."""
+    return click.ClickException(f"no database at {path}; create one with `cowdb --db "
+                                f"{shlex.quote(path)} init`, or choose another with --db or "
+                                f"COWDB_PATH")
+
+
 def _open(path: str, **kw: Any) -> Database:
     with about(path):
         return cowdb.open(path, **kw)
@@ -59,15 +68,11 @@ def open_db(path: str, *, write: bool = False, create: bool = False,
             except DatabaseNotFound as e:
                 if type(e) is not DatabaseNotFound:
                     raise          # StoreNotFound: no bucket, said by the engine
-                raise click.ClickException(
-                    f"no database at {path}; create one with `cowdb --db {path} init`, or "
-                    f"choose another with --db or COWDB_PATH") from None
+                raise no_database(path) from None
         return _open(path, **kw)
     if not os.path.exists(path):
         if not create:
-            raise click.ClickException(
-                f"no database at {path}; create one with `cowdb --db {path} init`, or choose "
-                f"another with --db or COWDB_PATH")
+            raise no_database(path)
         if not write:
             cowdb.open(path).close()
     return _open(path, readonly=not write, **kw)

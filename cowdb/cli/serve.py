@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -37,11 +38,10 @@ def _accounts(env: Env) -> Accounts:
         if not path:
             raise click.ClickException(
                 f"{env.path} is a URL: its accounts live in a local file; set COWDB_ACCOUNTS="
-                f"FILE here, and serve with `cowdb serve {env.path} --accounts FILE`")
+                f"FILE here, and serve with `cowdb serve {shlex.quote(env.path)} --accounts FILE`")
         return Accounts(path)
     if not os.path.exists(env.path):
-        raise click.ClickException(f"no database at {env.path}; create one with "
-                                   f"`cowdb --db {env.path} init`, or choose another with --db")
+        raise engine.no_database(env.path)
     return Accounts(accounts_path(env.path))
 
 
