@@ -1,5 +1,6 @@
 """The command line: through click's CliRunner, and a few real subprocesses for exit codes."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -79,6 +80,12 @@ def test_tour_from_fresh_and_again(tmp_path):
     r = CliRunner().invoke(cli, ["tour", p], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert "Starting fresh" not in r.output
+    # every step shows its code (>>>) before what it prints, the output indented under it
+    steps = {s.split("\n")[0]: s.split("\n")[1:] for s in re.split(r"\n\d+\. ", r.output)}
+    reopen = next(lines for title, lines in steps.items() if title.startswith("Close, reopen"))
+    row = next(i for i, line in enumerate(reopen) if "stock the bowl" in line)
+    assert reopen[row].startswith("   "), reopen
+    assert any(line.startswith("   >>> for v in") for line in reopen[:row]), reopen
     with cowdb.open(p, readonly=True) as d:
         v = d.version
         assert v >= 2 and d.check().ok

@@ -140,6 +140,9 @@ def tour(path: str | None) -> None:
     t.step("Close, reopen the file: every version is still there")
     t.code(f"db = cowdb.open({path!r})")
     db = cowdb.open(path)
+    t.code("for v in range(db.version + 1):\n"
+           "    s = db.at(v); print(v, db.commit_info(v).message, s.get(b\"apple\"), ...)")
+    from rich.padding import Padding
     from rich.table import Table
     table = Table(show_edge=False, pad_edge=False)
     for col in ("version", "message", "apple", "banana", "cherry", "date"):
@@ -149,7 +152,7 @@ def tour(path: str | None) -> None:
         with db.at(v) as s:
             table.add_row(str(v), c.message, *(_show(s.get(k)) for k in
                                                (b"apple", b"banana", b"cherry", b"date")))
-    t.c.print(table)
+    t.c.print(Padding(table, (0, 0, 0, 3), expand=False))  # indented as any output
 
     # 5. history: tags, log, diff, restore, branches and merge
     t.step("Tags name versions")
