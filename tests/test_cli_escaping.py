@@ -76,6 +76,15 @@ _PRINTABLE = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")
                                    blacklist_characters=BIDI) | st.sampled_from("\n\t"))
 
 
+def test_a_typed_path_that_is_not_utf8_shows_its_bytes():
+    """Python decodes a command line's non-UTF-8 bytes as lone surrogates
+    (surrogateescape): shown, each is the byte it stands for (\\xff), as values show."""
+    import os
+    typed = os.fsdecode(b"/tmp/caf\xe9.cow")
+    assert fmt.safe(typed) == "/tmp/caf\\xe9.cow"
+    assert fmt.safe("\ud800") == "\\ud800"          # a surrogate no byte stands for
+
+
 @pytest.mark.parametrize("ch", BIDI)
 def test_bidi_controls_are_shown_escaped(ch):
     """A name, message or key holding a right-to-left override would show its text

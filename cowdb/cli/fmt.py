@@ -84,6 +84,8 @@ def safe(s: str, keep: str = "") -> str:
             out.append(_ESC[ch])
         elif o < 0x80 and (o < 0x20 or o == 0x7F):
             out.append(f"\\x{o:02x}")
+        elif 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8 (a typed path's, decoded
+            out.append(f"\\x{o - 0xDC00:02x}")  # with surrogateescape): the byte
         elif 0x80 <= o < 0xA0 or o in (0x2028, 0x2029) or 0xD800 <= o <= 0xDFFF or _bidi(o):
             out.append(f"\\u{o:04x}")
         else:
