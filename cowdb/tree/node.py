@@ -460,7 +460,7 @@ def rebase_delta(node: Node, full: bytes, fpage: int, txn: int) -> bytearray | N
     is due: ``full`` is not a full image of the node's kind, the keys differ, a value is
     not inline bytes, or the delta would not be under half the node. A consolidation so
     writes what changed since the full image, not the whole node again (a full image only
-    once that passes half of it: see docs/history-cost.md, "After 30,000 versions")."""
+    once that passes half of it: see docs/history-cost.md, "Rebased at the bound")."""
     leaf = type(node) is Leaf
     if _c_rebase_image is not None:
         image: bytearray | None = _c_rebase_image(leaf, LEAF_DELTA if leaf else BRANCH_DELTA,
