@@ -16,7 +16,7 @@ setup(ext_modules=[
     Extension("cowdb.tree._tree_c", ["cowdb/tree/_tree_c.c"], optional=True),
     Extension("cowdb.tree._write_c",
               [f"cowdb/tree/_write_{part}.c" for part in ("c", "image", "pass", "put", "cache",
-                                                          "load")],
+                                                          "load", "chain")],
               depends=["cowdb/tree/_write_c.h"], optional=True),
     Extension("cowdb._pins_c", ["cowdb/_pins_c.c"], optional=True),
     Extension("cowdb.pages._pages_c", ["cowdb/pages/_pages_c.c"], optional=True),

@@ -18,6 +18,11 @@ file, then:
            (their mean in a run)
   growth   the file's growth per version over them (KiB; not durable commits, so a
            version's frees are not reused the way W6's durable ones are)
+  reopened the file reopened after them: 100,000 random gets at the head, µs/get of the
+           first pass (cold: each delta chain the gets reach is materialised from the
+           file) and the best of 3 more (warm)
+
+--versions sets how many versions (200 by default; more make longer chains).
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ import tempfile
 CHILD = r"""
 import json, os, random, sys, time
 import cowdb
-n, path = int(sys.argv[1]), sys.argv[2]
+n, path, versions = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 rng = random.Random(20240603)
 keys = [b"key%012d" % i for i in range(n)]
 order = keys[:]
@@ -54,15 +59,15 @@ with db.read() as s:
     out["w2_warm"] = min(timed(s, probe) for _ in range(5))
 size0 = os.path.getsize(path)
 cpu = 0.0
-for v in range(200):
+for v in range(versions):
     batch = {keys[rng.randrange(n)]: rng.randbytes(100) for _ in range(10)}
     t = time.process_time()
     with db.write(durability="none") as tx:
         for k, val in batch.items():
             tx[k] = val
     cpu += time.process_time() - t
-out["commit_us"] = cpu / 200 * 1e6
-out["growth_kib"] = (os.path.getsize(path) - size0) / 200 / 1024
+out["commit_us"] = cpu / versions * 1e6
+out["growth_kib"] = (os.path.getsize(path) - size0) / versions / 1024
 head = db.version
 probe = probe[:100_000]
 with db.at(head) as sh, db.at(head - 100) as so:
@@ -72,17 +77,22 @@ with db.at(head) as sh, db.at(head - 100) as so:
 out["get_head"] = min(h for h, _o in passes)
 out["get_old"] = min(o for _h, o in passes)
 db.close()
+db = cowdb.open(path)
+with db.read() as s:
+    out["reopened_cold"] = timed(s, probe)
+    out["reopened_warm"] = min(timed(s, probe) for _ in range(3))
+db.close()
 print(json.dumps(out))
 """
 
 
-def run(tree: str, n: int) -> dict:
+def run(tree: str, n: int, versions: int) -> dict:
     folder = tempfile.mkdtemp()
     path = os.path.join(folder, "ab.cow")
     env = {**os.environ, "PYTHONPATH": tree}
     env.pop("COWDB_PURE_PYTHON", None)
     try:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(n), path], env=env,
+        out = subprocess.run([sys.executable, "-c", CHILD, str(n), path, str(versions)], env=env,
                              capture_output=True, text=True, check=True, cwd=folder)
     finally:
         for f in os.listdir(folder):
@@ -98,15 +108,17 @@ def main() -> None:
     ap.add_argument("--b", required=True, help="checkout B (e.g. the commit before)")
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--versions", type=int, default=200)
     args = ap.parse_args()
     res: dict[str, list[dict]] = {"A": [], "B": []}
     for r in range(args.rounds):
         for name, tree in (("A", args.a), ("B", args.b)) if r % 2 == 0 else \
                 (("B", args.b), ("A", args.a)):
-            res[name].append(run(tree, args.n))
+            res[name].append(run(tree, args.n, args.versions))
             print(f"round {r + 1} {name}: " + ", ".join(
                 f"{k} {v:.2f}" for k, v in res[name][-1].items()), flush=True)
-    print(f"\nn = {args.n:,}, best of {args.rounds} rounds (A = {args.a}, B = {args.b})")
+    print(f"\nn = {args.n:,}, {args.versions} versions, best of {args.rounds} rounds "
+          f"(A = {args.a}, B = {args.b})")
     print(f"{'':12} {'A':>9} {'B':>9} {'A/B':>6}")
     for k in res["A"][0]:
         a = min(x[k] for x in res["A"])

@@ -1,5 +1,5 @@
 """Replays every input saved in tests/fuzz/regressions/ through the fuzz target it names
-(TARGET-anything), and each target's seed images: the inputs the atheris runs found, kept
+(TARGET-anything): the inputs the atheris runs found, kept
 so the bug stays fixed without atheris installed (see tests/fuzz/README.md)."""
 import os
 import sys

@@ -58,6 +58,12 @@
  *     another from first, as (list, end); None when a 4-byte length carries the overflow
  *     flag (a leaf's overflow reference: node.py's Python reads those); ValueError when
  *     they do not fit in data.
+ * apply_chain(images)
+ *     the full image (a bytearray, checksum left zero, txn the last image's) that a delta
+ *     chain stands for: images are bytes, the chain's full image first, then each delta
+ *     on the one before (read, verified and linked by the caller: btree.py's
+ *     NodeCache.chain_images); None when they do not apply (the Python path then says
+ *     why, as Corruption).
  */
 #include "_write_c.h"
 
@@ -173,6 +179,9 @@ static PyMethodDef methods[] = {
      "settle(node): untrack a clean node and its lists from the cyclic garbage collector "
      "(no cycle passes through a node); anything else is left as it is. NodeCache.put "
      "calls it."},
+    {"apply_chain", apply_chain, METH_O,
+     "apply_chain(images): the full image a delta chain stands for (its full image "
+     "first, then each delta), checksum zero; None when the images do not apply."},
     {"dirty_kids", dirty_kids, METH_O,
      "dirty_kids(kids): the indexes of a branch's kids that are not ints."},
     {NULL, NULL, 0, NULL},

@@ -11,6 +11,7 @@
  *   _write_cache.c  the node cache's entries: settled out of the cyclic collector,
  *                   dropped when superseded
  *   _write_load.c   a bulk load: a dict's pairs checked and sorted, cut into leaves
+ *   _write_chain.c  a delta chain's images applied into the full image it stands for
  *
  * Everything here is internal to the one extension module (hidden from other shared
  * objects); only PyInit__write_c is exported. */
@@ -28,7 +29,7 @@
 #define INTERNAL
 #endif
 
-#define API 21                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 22                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 #define LEAF_ENTRY 6          /* a leaf entry's lengths: u16 key, u32 value */
@@ -197,6 +198,9 @@ INTERNAL PyObject *rebase_image(PyObject *self, PyObject *const *args, Py_ssize_
 INTERNAL PyObject *full_image(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 INTERNAL PyObject *dirty_kids(PyObject *self, PyObject *kids);
 INTERNAL PyObject *slices(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* _write_chain.c */
+INTERNAL PyObject *apply_chain(PyObject *self, PyObject *images);
 
 /* _write_pass.c */
 INTERNAL int pass_init(void);

@@ -43,8 +43,10 @@ from ..pages.store import PageStore
 from .node import (
     BRANCH_CHAIN,
     BRANCH_ENTRY,
+    DELTA_HEAD,
     LEAF_CHAIN,
     LEAF_ENTRY,
+    MAX_CHAIN,
     OVERFLOW_REF_SIZE,
     U64,
     Branch,
@@ -169,14 +171,55 @@ class NodeCache(dict[int, Node]):
             self.store, bpage, base)
         return node
 
-    def full_image(self, page: int, checksum: int, txn: int) -> bytes:
+    def full_image(self, page: int, checksum: int, txn: int, head: bytes | None = None
+                   ) -> bytes:
         """The full image (leaf or branch layout) of the node at ``page``, a delta
         materialised: what the mapped search reads for a reference to a delta. Its header
-        carries the reference's checksum and txn (the bytes are made here, not read)."""
-        node = self.load(page, checksum, txn)
+        carries the reference's checksum and txn (the bytes are made here, not read).
+        Where the node is not cached, its chain's images are applied on their bytes in C
+        (``apply_chain``: no node is built); else, or where they do not apply (a damaged
+        chain, which the node path then names as Corruption), through the node. ``head``:
+        the image at ``page``, already read and verified (the map's)."""
+        node = self.cached(page, txn)
+        if node is None and apply_chain is not None:
+            chain = self.chain_images(page, checksum, txn, head)
+            made = None if chain is None else apply_chain(chain)
+            if made is not None:
+                made[:8] = checksum.to_bytes(8, "little")
+                return bytes(made)
+        if node is None:
+            node = self.load(page, checksum, txn)
         image = encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
         image[:8] = checksum.to_bytes(8, "little")
         return bytes(image)
+
+    def chain_images(self, page: int, checksum: int, txn: int, head: bytes | None = None
+                     ) -> list[bytes] | None:
+        """The images of the chain that the reference (page, checksum, txn) heads, its full
+        image first: each read and verified (``head``, if given, is the first, already
+        read), each the image its parent (the reference, or the delta after it) names by
+        checksum and txn, each delta one deeper than the delta on it. None where they do
+        not link so (``load`` then says how, as Corruption)."""
+        chain: list[bytes] = []
+        want: int | None = None  # the depth the next image must have (0: a full image)
+        data = head
+        while True:
+            if data is None:
+                data = self.store.read(page)
+            if len(data) < HEADER_SIZE or int.from_bytes(data[:8], "little") != checksum \
+                    or int.from_bytes(data[16:24], "little") != txn:
+                return None
+            chain.append(data)
+            if data[8] == LEAF or data[8] == BRANCH:
+                chain.reverse()
+                return chain if not want else None
+            if not LEAF_DELTA <= data[8] <= BRANCH_DELTA or \
+                    len(data) < HEADER_SIZE + DELTA_HEAD.size:
+                return None
+            bpage, checksum, txn, d, _runs = DELTA_HEAD.unpack_from(data, HEADER_SIZE)
+            if not 1 <= d <= MAX_CHAIN or (want is not None and d != want) or bpage == page:
+                return None
+            want, page, data = d - 1, bpage, None
 
     def cached(self, page: int, txn: int) -> Node | None:
         """The cached node (page, txn), or None."""
@@ -859,12 +902,14 @@ cut_leaves: Callable[[Iterable[tuple[bytes, bytes]], int, int], list[tuple[bytes
     py_leaves  # a bulk load's leaves
 sorted_items: Callable[[dict[Any, Any], int], list[tuple[bytes, bytes]] | None] = \
     py_sorted_items  # a bulk load's pairs
+apply_chain: Callable[[list[bytes]], bytearray | None] | None = None  # NodeCache.full_image
 if _write_c is not None:  # bound either way: the tests run both writers
     _write_c.bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN)
     if wanted():
         write_tree, own_path = _write_c.write_tree, _write_c.own_path
         put_over, settle, drop_superseded = _write_c.put_over, _write_c.settle, _write_c.drop
         cut_leaves, sorted_items = _write_c.leaves, _write_c.sorted_items
+        apply_chain = _write_c.apply_chain
 descend: Callable[[Node, bytes, NodeCache], bytes | Overflow | None] = py_get
 map_descend: Callable[..., Any] | None = None
 map_rank: Callable[..., Any] | None = None

@@ -6,16 +6,16 @@ decode, or the decoder raises the error its caller turns into ``cowdb.errors.Cor
 under atheris (coverage-guided); tests/test_fuzz_regressions.py replays every input saved
 in tests/fuzz/regressions/ through the same targets.
 """
+from array import array
 from bisect import bisect_left
 from struct import error as struct_error
 
 from cowdb.errors import Corruption
 from cowdb.history.catalog import Catalog, decode_pending
 from cowdb.pages import meta
-from cowdb.pages.checksum import HEADER, HEADER_SIZE, seal, verify
+from cowdb.pages.checksum import BRANCH_DELTA, HEADER, HEADER_SIZE, LEAF_DELTA, seal, verify
 from cowdb.pages.freelist import DECODE_ERRORS, FreeList
 from cowdb.tree import node
-
 
 
 def _sealed_node(data: bytes):
@@ -145,6 +145,70 @@ def fuzz_tree_c(data: bytes) -> None:
 
 
 
+def chain_reference(chain: list[bytes]) -> bytes | None:
+    """node.py's reading of a delta chain (decode the full image, then apply_delta each
+    delta) as the full image's bytes after the checksum; None where that raises
+    Corruption. Depths are the walk's to check (NodeCache.chain_images), not the
+    application's: each delta is applied as one of depth 1."""
+    depth_at = HEADER_SIZE + 24   # (node.DELTA_HEAD: base page, checksum, txn; depth)
+    try:
+        n = node.decode(chain[0], 1)
+        for img in chain[1:]:
+            n.chain = None
+            n = node.apply_delta(n, img[:depth_at] + b"\x01\x00" + img[depth_at + 2:], 1)
+    except Corruption:
+        return None
+    txn = HEADER.unpack_from(chain[-1], 0)[5]
+    image = node.encode_leaf(n, txn) if type(n) is node.Leaf else node.encode_branch(n, txn)
+    return bytes(image[8:])
+
+
+def _chain_bases() -> tuple[bytes, bytes]:
+    leaf = node.Leaf([b"k%02d" % i for i in range(12)], [b"v" * 20] * 12, 0)
+    branch = node.Branch([b""] + [b"m%02d" % i for i in range(1, 8)], list(range(40, 48)),
+                         *(array(node.U64, range(8)) for _ in range(3)), 0)
+    return bytes(node.encode_leaf(leaf, 1)), bytes(node.encode_branch(branch, 2))
+
+
+CHAIN_BASES = _chain_bases()
+
+
+def chain_seeds() -> list[bytes]:
+    """Real deltas on CHAIN_BASES, as fuzz_chain reads its input."""
+    leaf, branch = (node.decode(b, 1) for b in CHAIN_BASES)
+    new_leaf = leaf.copy()
+    new_leaf.vals[3] = b"changed"
+    new_leaf.size -= 13
+    new_branch = branch.copy()
+    new_branch.kids[2] = 99
+    out = []
+    for which, (n, base) in enumerate(((new_leaf, leaf), (new_branch, branch))):
+        image = node.encode_delta(n, base, 5, 6, base.txn, 9, by_value=True)
+        assert image is not None
+        out.append(bytes([which]) + bytes(image))
+    return out
+
+
+def fuzz_chain(data: bytes) -> None:
+    """_write_c.apply_chain (the mapped read of a delta) against the node path
+    (chain_reference): data[0] picks the base, a leaf's full image or a branch's
+    (CHAIN_BASES), and the rest is a delta on it, its kind and length field set, every
+    other byte the fuzzer's: the same full image, or None where the node path raises
+    Corruption."""
+    from cowdb.tree.node import _write_c
+    if _write_c is None:
+        raise SystemExit("cowdb.tree's C accelerators are not built: python3 setup.py "
+                         "build_ext --inplace")
+    if len(data) < 2:
+        return
+    delta = bytearray(data[1:])
+    if len(delta) >= HEADER_SIZE:
+        delta[8] = BRANCH_DELTA if data[0] & 1 else LEAF_DELTA
+        delta[12:16] = len(delta).to_bytes(4, "little")
+    chain = [CHAIN_BASES[data[0] & 1], bytes(delta)]
+    made = _write_c.apply_chain(chain)
+    assert (None if made is None else bytes(made[8:])) == chain_reference(chain)
+
 
 TARGETS = {"node": fuzz_node, "meta": fuzz_meta, "catalog": fuzz_catalog,
-           "freelist": fuzz_freelist, "tree_c": fuzz_tree_c}
+           "freelist": fuzz_freelist, "tree_c": fuzz_tree_c, "chain": fuzz_chain}

@@ -9,8 +9,8 @@ tests/test_fuzz_regressions.py replays it, then fix the decoder.
 """
 import os
 import sys
-from array import array
 import tempfile
+from array import array
 
 import atheris
 
@@ -45,7 +45,8 @@ def seeds(target: str) -> list[bytes]:
             "tree_c": [bytes(node.encode_leaf(leaf, 1)), bytes(node.encode_branch(branch, 3))],
             "meta": [m.encode(), m._replace(pending=b"").encode()],
             "catalog": [commit.encode(), m.pending],
-            "freelist": [fl.encode(), fl.encode_delta((2, 3, 4, 5))]}[target]
+            "freelist": [fl.encode(), fl.encode_delta((2, 3, 4, 5))],
+            "chain": harnesses.chain_seeds()}[target]
 
 
 def main() -> None:
