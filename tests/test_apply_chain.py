@@ -65,13 +65,23 @@ def delta_refs(db):
     return out
 
 
-def node_path(db, ref):
-    """The full image through nodes (a fresh cache, apply_chain unbound)."""
+def node_path(db, ref, load=False):
+    """The full image (or with ``load`` the node) through nodes: a fresh cache,
+    apply_chain unbound."""
     bound, btree.apply_chain = btree.apply_chain, None
     try:
-        return NodeCache(db._store).full_image(*ref)
+        nodes = NodeCache(db._store)
+        return nodes.load(*ref) if load else nodes.full_image(*ref)
     finally:
         btree.apply_chain = bound
+
+
+def fields(node):
+    if type(node) is Leaf:
+        return (node.keys, [v if type(v) is bytes else (v.page, v.length, v.checksum, v.txn)
+                            for v in node.vals], node.size, node.big, node.txn, node.chain)
+    return (node.keys, node.kids, list(node.counts), list(node.sums), list(node.txns),
+            node.size, node.txn, node.chain)
 
 
 @settings(max_examples=8, deadline=None)
@@ -84,12 +94,14 @@ def test_every_delta_materialises_as_the_node_path_does(tmp_path_factory, seed):
     for ref in refs:
         chain = NodeCache(db._store).chain_images(*ref)
         assert chain is not None and 2 <= len(chain) <= nodemod.MAX_CHAIN + 1
-        made = write_c.apply_chain(chain)
+        made = write_c.apply_chain([image for _page, image in chain])
         assert made is not None
         kinds.add(made[8])
         made[:8] = ref[1].to_bytes(8, "little")
         assert bytes(made) == node_path(db, ref)
         assert NodeCache(db._store).full_image(*ref) == bytes(made)   # the path reads use
+        # the writer's node, decoded from that image, is the node path's
+        assert fields(NodeCache(db._store).load(*ref)) == fields(node_path(db, ref, True))
     assert len(kinds) == 2   # leaves and branches both
     db.close()
 
@@ -100,7 +112,8 @@ def test_a_damaged_chain_is_refused_where_the_node_path_refuses_it(tmp_path_fact
                                                                     data):
     path = tmp_path_factory.mktemp("d") / "d.cow"
     db = history(str(path), seed, versions=30)
-    chains = [NodeCache(db._store).chain_images(*ref) for ref in delta_refs(db)]
+    chains = [[image for _page, image in NodeCache(db._store).chain_images(*ref)]
+              for ref in delta_refs(db)]
     db.close()
     chain = list(data.draw(st.sampled_from(chains)))
     assert chain_reference(chain) is not None

@@ -31,6 +31,7 @@ from ..pages import checksum as checksum_mod
 from ..pages.checksum import (
     BRANCH,
     BRANCH_DELTA,
+    HEADER,
     HEADER_SIZE,
     LEAF,
     LEAF_DELTA,
@@ -115,9 +116,10 @@ def evict_oldest(cache: dict[int, Any], n: int) -> None:
 class NodeCache(dict[int, Node]):
     """Decoded clean nodes by page number, bounded, oldest-first eviction.
 
-    A delta image (node.py) is materialised here: its base is loaded (and cached) first,
-    then the delta applied to a copy, so reading a chain costs one application per delta
-    not already cached, once per process; warm reads find the full node.
+    A delta image (node.py) is materialised here: where its base is cached, the delta is
+    applied to a copy of it; else the chain's images are applied on their bytes in C and
+    the full image decoded (one node, not one per image); once per process either way:
+    warm reads find the full node.
 
     A cached node is used only if the txn that wrote it (``node.txn``) is the
     txn its parent recorded for that page: (page, txn) names one image for the
@@ -159,9 +161,21 @@ class NodeCache(dict[int, Node]):
         return node
 
     def _materialise(self, data: bytes, page: int) -> Node:
-        """The node a delta image at ``page`` makes of its base (loaded first; a damaged
-        base raises Corruption naming it)."""
+        """The node a delta image at ``page`` makes of its base: where the base is not
+        cached and the chain links and applies (see ``full_image``), decoded from the full
+        image ``apply_chain`` makes; else through its base, loaded first (a damaged base
+        raises Corruption naming it)."""
         bpage, bsum, btxn, _depth = delta_base(data, page)
+        if apply_chain is not None and self.cached(bpage, btxn) is None:
+            chain = self.chain_images(page, int.from_bytes(data[:8], "little"),
+                                      int.from_bytes(data[16:24], "little"), data)
+            made = None if chain is None else apply_chain([image for _p, image in chain])
+            if made is not None and chain is not None:
+                node = decode(bytes(made), page)
+                pages_for = self.store.pages_for
+                node.chain = tuple((p, pages_for(len(image)), HEADER.unpack_from(image)[5])
+                                   for p, image in reversed(chain))
+                return node
         if bpage == page:
             raise Corruption(f"page {page} does not decode as a tree node: a delta of "
                              f"itself", page)
@@ -183,7 +197,7 @@ class NodeCache(dict[int, Node]):
         node = self.cached(page, txn)
         if node is None and apply_chain is not None:
             chain = self.chain_images(page, checksum, txn, head)
-            made = None if chain is None else apply_chain(chain)
+            made = None if chain is None else apply_chain([image for _p, image in chain])
             if made is not None:
                 made[:8] = checksum.to_bytes(8, "little")
                 return bytes(made)
@@ -194,13 +208,13 @@ class NodeCache(dict[int, Node]):
         return bytes(image)
 
     def chain_images(self, page: int, checksum: int, txn: int, head: bytes | None = None
-                     ) -> list[bytes] | None:
-        """The images of the chain that the reference (page, checksum, txn) heads, its full
-        image first: each read and verified (``head``, if given, is the first, already
-        read), each the image its parent (the reference, or the delta after it) names by
-        checksum and txn, each delta one deeper than the delta on it. None where they do
-        not link so (``load`` then says how, as Corruption)."""
-        chain: list[bytes] = []
+                     ) -> list[tuple[int, bytes]] | None:
+        """The images of the chain that the reference (page, checksum, txn) heads, as
+        (page, image), its full image first: each read and verified (``head``, if given, is
+        the first, already read), each the image its parent (the reference, or the delta
+        after it) names by checksum and txn, each delta one deeper than the delta on it.
+        None where they do not link so (``load`` then says how, as Corruption)."""
+        chain: list[tuple[int, bytes]] = []
         want: int | None = None  # the depth the next image must have (0: a full image)
         data = head
         while True:
@@ -209,7 +223,7 @@ class NodeCache(dict[int, Node]):
             if len(data) < HEADER_SIZE or int.from_bytes(data[:8], "little") != checksum \
                     or int.from_bytes(data[16:24], "little") != txn:
                 return None
-            chain.append(data)
+            chain.append((page, data))
             if data[8] == LEAF or data[8] == BRANCH:
                 chain.reverse()
                 return chain if not want else None
