@@ -4,6 +4,7 @@ Both searches run here whatever COWDB_PURE_PYTHON says: py_map_get (pure Python)
 when built, _tree_c.map_get; a snapshot's gets go through the C one.
 """
 import os
+import random
 import subprocess
 import sys
 from functools import partial
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 
 import cowdb
 from cowdb.errors import Corruption
+from cowdb.pages.checksum import BRANCH_DELTA, LEAF_DELTA
 from cowdb.tree import btree, cursor
 from cowdb.tree.mapped import py_map_get
 
@@ -519,3 +521,33 @@ try:
 except (Corruption, ReadFailed):
     print("raised")
 """) in ("raised", "read 19999" if btree.MapWalk is None else "raised")
+
+
+def test_a_root_holding_delta_images_reads_them_and_refuses_after_close(tmp_path):
+    """A snapshot's Root keeps the full images of the deltas it read (no dict lookup per
+    level on the next get): they read right version after version, and a closed database
+    still refuses the read though the Root holds them."""
+    from cowdb.errors import DatabaseClosed
+    path = str(tmp_path / "r.cow")
+    db = cowdb.open(path, page_size=PAGE)
+    with db.write() as tx:
+        for i in range(500):
+            tx[b"key%06d" % i] = b"v0"
+    rng = random.Random(3)
+    model = {b"key%06d" % i: b"v0" for i in range(500)}
+    for v in range(1, 40):
+        with db.write() as tx:
+            for _ in range(5):
+                k = b"key%06d" % rng.randrange(500)
+                tx[k] = model[k] = b"v%d" % v
+    db.close()
+    db = cowdb.open(path)
+    snap = db.read()
+    assert db._store.read(snap._commit.root.page)[8] in (LEAF_DELTA, BRANCH_DELTA)
+    for _ in range(2):   # the second pass reads what the Root holds
+        for k, val in model.items():
+            assert snap.get(k) == val
+    db.close()
+    for k in list(model)[:20]:
+        with pytest.raises(DatabaseClosed):
+            snap.get(k)

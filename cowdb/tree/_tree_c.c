@@ -417,14 +417,20 @@ pm_field(PyObject *pm, Py_ssize_t offset, PyObject *name)
     return PyObject_GetAttr(pm, name);
 }
 
-/* pages a Root found verified (page + 1 and txn, by page modulo SEEN; 0: empty): the
- * upper levels of its tree are then not looked up in pagemap.verified on every read.
+/* branch pages a Root found verified (page + 1 and txn, by page modulo SEEN; 0: empty):
+ * the upper levels of its tree are then not looked up in pagemap.verified on every read
+ * (leaves are not kept: a get reads one of thousands, and each pushed a branch out).
  * Sound while the Root lives: its pages are pinned, and forget_txn only drops txns
  * newer than any committed one; a closed page map has an empty map, so nothing is read
- * in place whatever this says. */
+ * in place whatever this says. For a delta, which is never read in place, ``made`` holds
+ * (a reference to) the full image pagemap.made gave for it: (page, txn) names one image
+ * for the file's life, so its materialised bytes stay right, and the upper levels of a
+ * tree written by many versions (mostly deltas) are not looked up in two dicts and
+ * fetched on every read either. */
 #define SEEN 64
 typedef struct {
     unsigned long long page[SEEN], txn[SEEN];
+    PyObject *made[SEEN];   /* a delta's full image (bytes), or NULL */
 } Seen;
 
 /* A leaf or branch image copied out of the map, checked as PageMap.image checks one:
@@ -554,6 +560,30 @@ done:
     return result;
 }
 
+/* If image is pagemap.made's full image of the delta branch at page (pk), the Root's
+ * seen slot holds it from now on (not a leaf's: a get reads one leaf of thousands, which
+ * would only push the branches out); 0, or -1 with an error. */
+static int
+remember_made(PyObject *pm, PyObject *pk, PyObject *image, Seen *seen, unsigned slot,
+              unsigned long long page, unsigned long long txn)
+{
+    if (PyBytes_GET_SIZE(image) < 24 || PyBytes_AS_STRING(image)[8] != 2)
+        return 0;
+    PyObject *made = pm_field(pm, off_made, s_made);
+    if (made == NULL)
+        return -1;
+    PyObject *mi = PyDict_Check(made) ? PyDict_GetItemWithError(made, pk) : NULL;
+    Py_DECREF(made);
+    if (mi == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (mi == image) {
+        Py_XSETREF(seen->made[slot], Py_NewRef(image));
+        seen->page[slot] = page + 1;
+        seen->txn[slot] = txn;
+    }
+    return 0;
+}
+
 /* the value under the key (q, ql) below the image (page, sum, txn) of pagemap pm: bytes,
  * an overflow reference (page, length, checksum, txn) as a tuple, or None.  With rank
  * (counting from *rank), how many keys sort before the key instead (an int): the
@@ -592,19 +622,33 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
         Py_ssize_t dl = 0;
         PyObject *pk = NULL;
         int ok = 0;  /* verified in this process: seen by this root, or in pagemap.verified */
+        int learn = 0;  /* verified by pagemap.verified: the seen slot takes it if a branch */
         if (page < (unsigned long long)(PY_SSIZE_T_MAX / psz)) {
             unsigned slot = (unsigned)(page % SEEN);
-            if (seen != NULL && seen->page[slot] == page + 1 && seen->txn[slot] == txn)
-                ok = 1;
+            if (seen != NULL && seen->page[slot] == page + 1 && seen->txn[slot] == txn) {
+                if (seen->made[slot] == NULL)
+                    ok = 1;
+                else if (map.len > 0) {   /* a delta's full image, held by the Root (a
+                                           * closed map is empty: fetch() then raises) */
+                    if (held != NULL) {
+                        PyBuffer_Release(&img);
+                        Py_CLEAR(held);
+                    }
+                    held = Py_NewRef(seen->made[slot]);
+                    if (PyObject_GetBuffer(held, &img, PyBUF_SIMPLE) < 0) {
+                        Py_CLEAR(held);
+                        goto done;
+                    }
+                    d = img.buf;
+                    dl = img.len;
+                }
+            }
             else {
                 if ((pk = PyLong_FromUnsignedLongLong(page)) == NULL)
                     goto done;
                 PyObject *vt = PyDict_GetItemWithError(verified, pk);
                 ok = vt != NULL && PyLong_AsUnsignedLongLong(vt) == txn;
-                if (ok && seen != NULL) {
-                    seen->page[slot] = page + 1;
-                    seen->txn[slot] = txn;
-                }
+                learn = ok && seen != NULL;   /* (remembered below if a branch) */
             }
         }
         /* verified and inside the map held: read it in place */
@@ -641,6 +685,12 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
                 Py_XDECREF(pk);
                 goto done;
             }
+            if (seen != NULL && pk != NULL && remember_made(pm, pk, held, seen,
+                                                            (unsigned)(page % SEEN), page,
+                                                            txn) < 0) {
+                Py_XDECREF(pk);
+                goto done;
+            }
             if (sigsetjmp(map_jump, 0)) {
                 damaged(page, "the file was truncated under its map (by another process?)");
                 goto done;
@@ -673,6 +723,13 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
         }
         GUARD(1);
         if (kind == 2 && n) {   /* a branch */
+            if (learn) {   /* (not a leaf: a get reads one of thousands, each would push a
+                            * branch out of its slot) */
+                unsigned slot = (unsigned)(page % SEEN);
+                seen->page[slot] = page + 1;
+                seen->txn[slot] = txn;
+                Py_CLEAR(seen->made[slot]);
+            }
             Py_ssize_t base = 24 + 34 * (Py_ssize_t)n, k0, kl;
             int fixed = one_length(d + 24, n, 2, &k0, &kl);
             if (base > length || (fixed ? base + ENTRY_AT(n, k0, kl)
@@ -1368,6 +1425,8 @@ root_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 static void
 root_dealloc(Root *r)
 {
+    for (int i = 0; i < SEEN; i++)
+        Py_XDECREF(r->seen.made[i]);
     Py_DECREF(r->pm);
     Py_DECREF(r->decode);
     Py_TYPE(r)->tp_free((PyObject *)r);
