@@ -479,16 +479,13 @@ fetch(PyObject *pm, unsigned long long page_, unsigned long long sum, unsigned l
     PyObject *result = NULL;
     Py_buffer map = {0};
     Py_ssize_t psz;
-    if ((pso = pm_field(pm, off_unit, s_unit)) == NULL ||
-        (psz = PyLong_AsSsize_t(pso)) <= 0 ||
-        (bufobj = pm_field(pm, off_buf, s_buf)) == NULL ||
-        PyObject_GetBuffer(bufobj, &map, PyBUF_SIMPLE) < 0 ||
-        (verified = pm_field(pm, off_verified, s_verified)) == NULL ||
-        (made = pm_field(pm, off_made, s_made)) == NULL ||
+    /* a delta's full image first: a get on a file of many versions finds most leaves
+     * there, and needs nothing else of the page map */
+    if ((made = pm_field(pm, off_made, s_made)) == NULL ||
         (pk = PyLong_FromUnsignedLongLong(page)) == NULL)
         goto done;
-    if (!PyDict_Check(verified) || !PyDict_Check(made)) {
-        PyErr_SetString(PyExc_TypeError, "pagemap.verified or pagemap.made is not a dict");
+    if (!PyDict_Check(made)) {
+        PyErr_SetString(PyExc_TypeError, "pagemap.made is not a dict");
         goto done;
     }
     PyObject *mi = PyDict_GetItemWithError(made, pk);
@@ -498,8 +495,17 @@ fetch(PyObject *pm, unsigned long long page_, unsigned long long sum, unsigned l
         result = Py_NewRef(mi);
         goto done;
     }
-    if (PyErr_Occurred())
+    if (PyErr_Occurred() ||
+        (pso = pm_field(pm, off_unit, s_unit)) == NULL ||
+        (psz = PyLong_AsSsize_t(pso)) <= 0 ||
+        (bufobj = pm_field(pm, off_buf, s_buf)) == NULL ||
+        PyObject_GetBuffer(bufobj, &map, PyBUF_SIMPLE) < 0 ||
+        (verified = pm_field(pm, off_verified, s_verified)) == NULL)
         goto done;
+    if (!PyDict_Check(verified)) {
+        PyErr_SetString(PyExc_TypeError, "pagemap.verified is not a dict");
+        goto done;
+    }
     if (page < (unsigned long long)(PY_SSIZE_T_MAX / psz) &&
             (Py_ssize_t)page * psz + 24 <= map.len) {
         Py_ssize_t at = (Py_ssize_t)page * psz;
