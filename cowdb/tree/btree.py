@@ -196,7 +196,9 @@ class NodeCache(dict[int, Node]):
         the image at ``page``, already read and verified (the map's)."""
         node = self.cached(page, txn)
         if node is None and apply_chain is not None:
-            chain = self.chain_images(page, checksum, txn, head)
+            pagemap = self.store.pagemap
+            chain = self.chain_images(page, checksum, txn, head,
+                                      pagemap.made if pagemap is not None else None)
             made = None if chain is None else apply_chain([image for _p, image in chain])
             if made is not None:
                 made[:8] = checksum.to_bytes(8, "little")
@@ -207,18 +209,28 @@ class NodeCache(dict[int, Node]):
         image[:8] = checksum.to_bytes(8, "little")
         return bytes(image)
 
-    def chain_images(self, page: int, checksum: int, txn: int, head: bytes | None = None
-                     ) -> list[tuple[int, bytes]] | None:
+    def chain_images(self, page: int, checksum: int, txn: int, head: bytes | None = None,
+                     made: dict[int, bytes] | None = None) -> list[tuple[int, bytes]] | None:
         """The images of the chain that the reference (page, checksum, txn) heads, as
         (page, image), its full image first: each read and verified (``head``, if given, is
         the first, already read), each the image its parent (the reference, or the delta
         after it) names by checksum and txn, each delta one deeper than the delta on it.
+        With ``made`` (the page map's: the full images of deltas this process has
+        materialised), a base found there ends the chain as its full image: reading
+        versions one after another then applies one delta each, as a cached base node did.
+        (Not for a node: its chain, which bounds the next delta's depth, is every image.)
         None where they do not link so (``load`` then says how, as Corruption)."""
         chain: list[tuple[int, bytes]] = []
         want: int | None = None  # the depth the next image must have (0: a full image)
         data = head
         while True:
             if data is None:
+                full = made.get(page) if made is not None else None
+                if full is not None and int.from_bytes(full[:8], "little") == checksum \
+                        and int.from_bytes(full[16:24], "little") == txn:
+                    chain.append((page, full))
+                    chain.reverse()
+                    return chain
                 data = self.store.read(page)
             if len(data) < HEADER_SIZE or int.from_bytes(data[:8], "little") != checksum \
                     or int.from_bytes(data[16:24], "little") != txn:
