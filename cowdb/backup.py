@@ -52,7 +52,7 @@ def backup(db: Engine, dest: StrPath) -> int:
                             dcat.drop_commit(c)
                         memo: dict[int, RootRef] = {}
                         for c in commits:
-                            root = copy_tree(db._nodes, out._store, c.root, memo, txn)
+                            root = copy_tree(db._nodes, out._nodes, c.root, memo, txn)
                             dcat.put_commit(replace(c, root=root, txn=txn))
                         for kind, names in refs.items():
                             for name, v in names.items():

@@ -644,7 +644,7 @@ def salvage(src: str | bytes | os.PathLike[str] | os.PathLike[bytes],
                         memo: dict[int, RootRef] = {}
                         for v in sorted(a.kept):
                             c = a.kept[v]
-                            root = copy_tree(nodes, out._store, c.root, memo, txn)
+                            root = copy_tree(nodes, out._nodes, c.root, memo, txn)
                             cat.put_commit(replace(c, root=root, txn=txn))
                         for kind, names in a.refs.items():
                             for name, v in names.items():

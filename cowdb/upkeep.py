@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from .history.catalog import Catalog
     from .history.commits import Commit
     from .pages.meta import RootRef
-    from .pages.store import PageStore
     from .tree.btree import NodeCache
 
 RELOCATE_MIN_PAGES = 16   # gc moves images down to give the end back only past this much
@@ -300,7 +299,7 @@ class Upkeep:
                     try:
                         with dst._writer():
                             dst._update(lambda dcat, txn: _fill(
-                                dcat, txn, self._db._nodes, dst._store, kept, refs, retention,
+                                dcat, txn, self._db._nodes, dst._nodes, kept, refs, retention,
                                 codec))
                     finally:
                         dst.close()
@@ -360,7 +359,7 @@ class _NoRoom(Exception):
     """Relocation would grow the file: its txn is rolled back (see _relocate_tail)."""
 
 
-def _fill(cat: Catalog, txn: int, nodes: NodeCache, dst_store: PageStore, kept: list[Commit],
+def _fill(cat: Catalog, txn: int, nodes: NodeCache, dst_nodes: NodeCache, kept: list[Commit],
           refs: dict[bytes, dict[str, int]], retention: bytes | None,
           codec: bytes | None = None) -> None:
     """Fill a fresh catalog with copies of the kept commits and the refs."""
@@ -368,7 +367,7 @@ def _fill(cat: Catalog, txn: int, nodes: NodeCache, dst_store: PageStore, kept: 
         cat.drop_commit(c)
     memo: dict[int, RootRef] = {}  # old page -> its new reference
     for c in kept:
-        root = copy_tree(nodes, dst_store, c.root, memo, txn)
+        root = copy_tree(nodes, dst_nodes, c.root, memo, txn)
         cat.put_commit(replace(c, root=root, txn=txn))
     for kind, names in refs.items():
         for name, v in names.items():

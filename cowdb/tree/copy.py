@@ -1,9 +1,12 @@
 """Copy trees into another page store, keeping their sharing.
 
-Used by compaction: every page reached from several roots is copied once
-(``memo`` maps old page -> new reference), so the copy of many versions is
-as small as their unique pages, laid out densely in a fresh file. A node read
-from a delta chain is written as one full image (a consolidation).
+Used by compaction, backup and salvage: every page reached from several roots is
+copied once (``memo`` maps old page -> new reference), so the copy of many versions is
+as small as their unique pages, laid out densely in a fresh file. A node that is a delta
+in the source is a delta in the copy too, on the copy of its base where that base was
+copied as a node before it (versions are copied oldest first), within the chain bounds;
+else, or where the delta would not be under half the node, a full image. (Written full,
+a compacted file of 500 versions at 100k keys was 3.3 times the file it copied.)
 """
 from __future__ import annotations
 
@@ -42,22 +45,25 @@ def _visit(nodes: NodeCache, ref: RootRef, memo: dict[int, RootRef]
                                                                    ref.txn))
 
 
-def copy_tree(nodes: NodeCache, dst_store: PageStore, ref: RootRef, memo: dict[int, RootRef],
-              txn: int) -> RootRef:
+def copy_tree(nodes: NodeCache, dst_nodes: NodeCache, ref: RootRef,
+              memo: dict[int, RootRef], txn: int) -> RootRef:
+    """``ref``'s tree (read through ``nodes``) written into ``dst_nodes``' store by
+    ``txn``: its new reference. See the module's docstring."""
     if not ref.page:
         return EMPTY
     done, node = _visit(nodes, ref, memo)
     if done is not None:
         return done
     assert node is not None  # (not visited: loaded)
+    dst_store = dst_nodes.store
+    new: Node
     if type(node) is Branch:
-        kids = [copy_tree(nodes, dst_store, RootRef(k, s, t),  # type: ignore[arg-type]
+        kids = [copy_tree(nodes, dst_nodes, RootRef(k, s, t),  # type: ignore[arg-type]
                           memo, txn)  # (a clean branch: its kids are pages)
                 for k, s, t in zip(node.kids, node.sums, node.txns)]
         new = Branch(node.keys, [r.page for r in kids], node.counts,
                      array(U64, [r.checksum for r in kids]), array(U64, [txn] * len(kids)),
                      node.size)
-        image = encode_branch(new, txn)
     else:
         vals: list[bytes | Overflow] = []
         for v in node.vals:
@@ -68,7 +74,16 @@ def copy_tree(nodes: NodeCache, dst_store: PageStore, ref: RootRef, memo: dict[i
                     r = memo[v.page] = dst_store.write_image(OVERFLOW, body)
                 v = Overflow(r.page, v.length, r.checksum, r.txn)
             vals.append(v)
-        image = encode_leaf(Leaf(node.keys, vals, node.size, node.big), txn)
+        new = Leaf(node.keys, vals, node.size, node.big)
+    image = None
+    if node.chain is not None:  # a delta in the source: on its base's copy, if there is one
+        bpage, _bsum, _btxn, _depth = delta_base(nodes.store.read(ref.page), ref.page)
+        base = memo.get(bpage)
+        if base is not None:
+            image = encode_delta(new, dst_nodes.load(base.page, base.checksum, base.txn),
+                                 base.page, base.checksum, base.txn, txn, by_value=True)
+    if image is None:
+        image = encode_branch(new, txn) if type(new) is Branch else encode_leaf(new, txn)
     page = dst_store.allocate(dst_store.pages_for(len(image)))
     dst_store.write(page, image)
     out = memo[ref.page] = RootRef(page, int.from_bytes(image[:8], "little"), txn)
