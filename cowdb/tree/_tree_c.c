@@ -469,9 +469,11 @@ checked(PyObject *copied, unsigned long long sum, unsigned long long txn, PyObje
 /* the verified image (page, sum, txn) of pagemap pm, as bytes (a new reference): a
  * delta's full image from pagemap.made; else a copy of the map at that page, checked
  * (unless pagemap.verified holds (page, txn) already: then only its header is); else
- * pagemap.image's answer (a delta materialised, or a damaged page raising) */
+ * pagemap.image's answer (a delta materialised, or a damaged page raising). *is_made
+ * (if not NULL) tells whether the answer is pagemap.made's image of a delta. */
 static PyObject *
-fetch(PyObject *pm, unsigned long long page_, unsigned long long sum, unsigned long long txn)
+fetch(PyObject *pm, unsigned long long page_, unsigned long long sum, unsigned long long txn,
+      int *is_made)
 {
     volatile unsigned long long page = page_;  /* set before sigsetjmp, read after */
     PyObject *pso = NULL, *bufobj = NULL, *verified = NULL, *made = NULL, *pk = NULL;
@@ -493,6 +495,8 @@ fetch(PyObject *pm, unsigned long long page_, unsigned long long sum, unsigned l
             le64((const unsigned char *)PyBytes_AS_STRING(mi)) == sum &&
             le64((const unsigned char *)PyBytes_AS_STRING(mi) + 16) == txn) {
         result = Py_NewRef(mi);
+        if (is_made != NULL)
+            *is_made = 1;
         goto done;
     }
     if (PyErr_Occurred() ||
@@ -553,6 +557,12 @@ fetch(PyObject *pm, unsigned long long page_, unsigned long long sum, unsigned l
     Py_XDECREF(to);
     if (result != NULL && !PyBytes_CheckExact(result))
         Py_SETREF(result, PyBytes_FromObject(result));
+    if (result != NULL && is_made != NULL) {   /* a delta image() materialised just now */
+        mi = PyDict_GetItemWithError(made, pk);
+        *is_made = mi == result;
+        if (mi == NULL && PyErr_Occurred())
+            Py_CLEAR(result);
+    }
 done:
     GUARD(0);
     Py_XDECREF(copied);
@@ -564,30 +574,6 @@ done:
     Py_XDECREF(bufobj);
     Py_XDECREF(pso);
     return result;
-}
-
-/* If image is pagemap.made's full image of the delta branch at page (pk), the Root's
- * seen slot holds it from now on (not a leaf's: a get reads one leaf of thousands, which
- * would only push the branches out); 0, or -1 with an error. */
-static int
-remember_made(PyObject *pm, PyObject *pk, PyObject *image, Seen *seen, unsigned slot,
-              unsigned long long page, unsigned long long txn)
-{
-    if (PyBytes_GET_SIZE(image) < 24 || PyBytes_AS_STRING(image)[8] != 2)
-        return 0;
-    PyObject *made = pm_field(pm, off_made, s_made);
-    if (made == NULL)
-        return -1;
-    PyObject *mi = PyDict_Check(made) ? PyDict_GetItemWithError(made, pk) : NULL;
-    Py_DECREF(made);
-    if (mi == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    if (mi == image) {
-        Py_XSETREF(seen->made[slot], Py_NewRef(image));
-        seen->page[slot] = page + 1;
-        seen->txn[slot] = txn;
-    }
-    return 0;
 }
 
 /* the value under the key (q, ql) below the image (page, sum, txn) of pagemap pm: bytes,
@@ -684,18 +670,23 @@ search(PyObject *pm, unsigned long long page_, unsigned long long sum,
             /* not verified yet (or not whole in the map): fetch() copies, verifies and
              * remembers it, or has pagemap.image say what is wrong.  It set the SIGBUS
              * guard's jump to itself: set it back here */
-            held = fetch(pm, page, sum, txn);
+            int is_made = 0;
+            held = fetch(pm, page, sum, txn, &is_made);
             if (held != NULL && PyObject_GetBuffer(held, &img, PyBUF_SIMPLE) < 0)
                 Py_CLEAR(held);
             if (held == NULL) {
                 Py_XDECREF(pk);
                 goto done;
             }
-            if (seen != NULL && pk != NULL && remember_made(pm, pk, held, seen,
-                                                            (unsigned)(page % SEEN), page,
-                                                            txn) < 0) {
-                Py_XDECREF(pk);
-                goto done;
+            if (is_made && seen != NULL && img.len >= 24 &&
+                    ((const unsigned char *)img.buf)[8] == 2) {
+                /* a delta branch's full image: the Root holds it from now on (not a
+                 * leaf's: a get reads one leaf of thousands, which would only push the
+                 * branches out) */
+                unsigned slot = (unsigned)(page % SEEN);
+                Py_XSETREF(seen->made[slot], Py_NewRef(held));
+                seen->page[slot] = page + 1;
+                seen->txn[slot] = txn;
             }
             if (sigsetjmp(map_jump, 0)) {
                 damaged(page, "the file was truncated under its map (by another process?)");
@@ -978,7 +969,7 @@ walk_down(Walk *w, unsigned long long page, unsigned long long sum, unsigned lon
           PyObject *key)
 {
     for (;;) {
-        PyObject *img = fetch(w->pm, page, sum, txn);
+        PyObject *img = fetch(w->pm, page, sum, txn, NULL);
         if (img == NULL)
             return -1;
         const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(img);

@@ -16,11 +16,10 @@ typedef struct {
 
 #define OVERFLOW_FLAG 0x80000000UL
 
+/* The bytes a leaf value takes in its image, by its length field. */
 static unsigned long
-val_size(int is_leaf, unsigned long vlen_field)
+val_size(unsigned long vlen_field)
 {
-    if (!is_leaf)
-        return 32;
     return vlen_field & OVERFLOW_FLAG ? OVERFLOW_REF : vlen_field;
 }
 
@@ -41,17 +40,15 @@ read_entries(const unsigned char *d, Py_ssize_t len, Py_ssize_t at, Py_ssize_t m
         pos += (Py_ssize_t)out[i].klen;
         if (is_leaf)
             out[i].vlen_field = (unsigned long)get_le(d + at + 2 * m + 4 * i, 4);
-        else {
-            out[i].vlen_field = 32;
+        else
             out[i].val = d + at + 2 * m + 32 * i;
-        }
     }
     if (pos > len)
         return -1;
     if (is_leaf) {
         for (Py_ssize_t i = 0; i < m; i++) {
             out[i].val = d + pos;
-            pos += (Py_ssize_t)val_size(1, out[i].vlen_field);
+            pos += (Py_ssize_t)val_size(out[i].vlen_field);
             if (pos > len)
                 return -1;
         }
@@ -62,17 +59,16 @@ read_entries(const unsigned char *d, Py_ssize_t len, Py_ssize_t at, Py_ssize_t m
 /* A bytes object's buffer and the header fields a chain needs: kind, n, length (checked
  * against the bytes). 0, or -1 when the object is not bytes or too short. */
 static int
-header_of(PyObject *img, const unsigned char **d, Py_ssize_t *len, int *kind, Py_ssize_t *n,
+header_of(PyObject *img, const unsigned char **d, int *kind, Py_ssize_t *n,
           Py_ssize_t *length)
 {
     if (!PyBytes_CheckExact(img) || PyBytes_GET_SIZE(img) < HEADER_SIZE)
         return -1;
     *d = (const unsigned char *)PyBytes_AS_STRING(img);
-    *len = PyBytes_GET_SIZE(img);
     *kind = (*d)[8];
     *n = (Py_ssize_t)get_le(*d + 10, 2);
     *length = (Py_ssize_t)get_le(*d + 12, 4);
-    return *length <= *len ? 0 : -1;
+    return *length <= PyBytes_GET_SIZE(img) ? 0 : -1;
 }
 
 /* apply_chain(images): see _write_c.c. */
@@ -85,9 +81,9 @@ apply_chain(PyObject *Py_UNUSED(self), PyObject *images)
         return NULL;
     }
     const unsigned char *d;
-    Py_ssize_t len, n, length;
+    Py_ssize_t n, length;
     int kind;
-    if (header_of(PyList_GET_ITEM(images, 0), &d, &len, &kind, &n, &length) < 0 ||
+    if (header_of(PyList_GET_ITEM(images, 0), &d, &kind, &n, &length) < 0 ||
             (kind != leaf_full_kind && kind != branch_full_kind))
         Py_RETURN_NONE;
     int is_leaf = kind == leaf_full_kind;
@@ -99,7 +95,7 @@ apply_chain(PyObject *Py_UNUSED(self), PyObject *images)
         goto none;   /* (a full branch has entries: node.py's decode) */
     for (Py_ssize_t i = 1; i < PyList_GET_SIZE(images); i++) {
         Py_ssize_t n2, length2;
-        if (header_of(PyList_GET_ITEM(images, i), &d, &len, &kind, &n2, &length2) < 0 ||
+        if (header_of(PyList_GET_ITEM(images, i), &d, &kind, &n2, &length2) < 0 ||
                 kind != (is_leaf ? leaf_kind : branch_kind) ||
                 length2 < HEADER_SIZE + DELTA_HEAD)
             goto none;
@@ -149,7 +145,7 @@ apply_chain(PyObject *Py_UNUSED(self), PyObject *images)
     Py_ssize_t size = HEADER_SIZE + (is_leaf ? LEAF_ENTRY : BRANCH_ENTRY) * n;
     int overflow = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        size += (Py_ssize_t)cur[i].klen + (is_leaf ? (Py_ssize_t)val_size(1, cur[i].vlen_field)
+        size += (Py_ssize_t)cur[i].klen + (is_leaf ? (Py_ssize_t)val_size(cur[i].vlen_field)
                                                    : 0);
         overflow |= is_leaf && (cur[i].vlen_field & OVERFLOW_FLAG) != 0;
     }
@@ -182,7 +178,7 @@ apply_chain(PyObject *Py_UNUSED(self), PyObject *images)
     }
     if (is_leaf)
         for (Py_ssize_t i = 0; i < n; i++) {
-            unsigned long vs = val_size(1, cur[i].vlen_field);
+            unsigned long vs = val_size(cur[i].vlen_field);
             memcpy(p, cur[i].val, vs);
             p += vs;
         }

@@ -166,16 +166,16 @@ class NodeCache(dict[int, Node]):
         image ``apply_chain`` makes; else through its base, loaded first (a damaged base
         raises Corruption naming it)."""
         bpage, bsum, btxn, _depth = delta_base(data, page)
-        if apply_chain is not None and self.cached(bpage, btxn) is None:
-            chain = self.chain_images(page, int.from_bytes(data[:8], "little"),
-                                      int.from_bytes(data[16:24], "little"), data)
-            made = None if chain is None else apply_chain([image for _p, image in chain])
-            if made is not None and chain is not None:
-                node = decode(bytes(made), page)
-                pages_for = self.store.pages_for
-                node.chain = tuple((p, pages_for(len(image)), HEADER.unpack_from(image)[5])
-                                   for p, image in reversed(chain))
-                return node
+        applied = None if self.cached(bpage, btxn) is not None else self._applied(
+            page, int.from_bytes(data[:8], "little"), int.from_bytes(data[16:24], "little"),
+            data)
+        if applied is not None:
+            chain, made = applied
+            node = decode(bytes(made), page)
+            pages_for = self.store.pages_for
+            node.chain = tuple((p, pages_for(len(image)), HEADER.unpack_from(image)[5])
+                               for p, image in reversed(chain))
+            return node
         if bpage == page:
             raise Corruption(f"page {page} does not decode as a tree node: a delta of "
                              f"itself", page)
@@ -195,19 +195,29 @@ class NodeCache(dict[int, Node]):
         chain, which the node path then names as Corruption), through the node. ``head``:
         the image at ``page``, already read and verified (the map's)."""
         node = self.cached(page, txn)
-        if node is None and apply_chain is not None:
+        if node is None:
             pagemap = self.store.pagemap
-            chain = self.chain_images(page, checksum, txn, head,
-                                      pagemap.made if pagemap is not None else None)
-            made = None if chain is None else apply_chain([image for _p, image in chain])
-            if made is not None:
+            applied = self._applied(page, checksum, txn, head,
+                                    pagemap.made if pagemap is not None else None)
+            if applied is not None:
+                made = applied[1]
                 made[:8] = checksum.to_bytes(8, "little")
                 return bytes(made)
-        if node is None:
             node = self.load(page, checksum, txn)
         image = encode_leaf(node, txn) if type(node) is Leaf else encode_branch(node, txn)
         image[:8] = checksum.to_bytes(8, "little")
         return bytes(image)
+
+    def _applied(self, page: int, checksum: int, txn: int, head: bytes | None,
+                 made: dict[int, bytes] | None = None
+                 ) -> tuple[list[tuple[int, bytes]], bytearray] | None:
+        """The chain ``chain_images`` reads and the full image ``apply_chain`` makes of it
+        (checksum zero); None without the C, or where they do not link or apply."""
+        if apply_chain is None:
+            return None
+        chain = self.chain_images(page, checksum, txn, head, made)
+        image = None if chain is None else apply_chain([img for _p, img in chain])
+        return None if chain is None or image is None else (chain, image)
 
     def chain_images(self, page: int, checksum: int, txn: int, head: bytes | None = None,
                      made: dict[int, bytes] | None = None) -> list[tuple[int, bytes]] | None:

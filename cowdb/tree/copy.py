@@ -77,8 +77,7 @@ def copy_tree(nodes: NodeCache, dst_nodes: NodeCache, ref: RootRef,
         new = Leaf(node.keys, vals, node.size, node.big)
     image = None
     if node.chain is not None:  # a delta in the source: on its base's copy, if there is one
-        bpage, _bsum, _btxn, _depth = delta_base(nodes.store.read(ref.page), ref.page)
-        base = memo.get(bpage)
+        base = memo.get(node.chain[1][0])   # (the chain's images, its own first)
         if base is not None:
             image = encode_delta(new, dst_nodes.load(base.page, base.checksum, base.txn),
                                  base.page, base.checksum, base.txn, txn, by_value=True)
