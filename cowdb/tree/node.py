@@ -368,13 +368,16 @@ def _changes(node: Node, base: Node, dirty: list[int] | None = None,
     child it wrote) are usually the entries that differ; that is checked (a merge puts
     other trees' children in place) with three list comparisons, then trusted: a
     child's (page, txn) names one image, so its checksum cannot differ.
-    ``by_value``: a base read anew (relocation), whose objects the node does not share:
-    keys and values compare by value (overflow references still by identity)."""
+    ``by_value``: a base read anew (a copy's, a relocation's), whose objects the node does
+    not share: keys and values compare by value, overflow values by their reference."""
     bk, nk = base.keys, node.keys
     same = len(bk) == len(nk) and bk == nk
     if type(node) is Leaf:
         assert type(base) is Leaf  # (encode_delta checked)
-        bv, nv = base.vals, node.vals
+        bv: Sequence[object] = base.vals
+        nv: Sequence[object] = node.vals
+        if by_value and (base.big or node.big):
+            bv, nv = _as_refs(base.vals), _as_refs(node.vals)
         if same:
             return _runs(list(compress(count(), map(ne if by_value else is_not, bv, nv))))
         if by_value:
@@ -407,6 +410,13 @@ def _picked(seq: Sequence[T], runs: list[tuple[int, int, int, int]]) -> list[T]:
     if len(runs) == 1:
         return list(seq[runs[0][2]:runs[0][3]])
     return list(chain.from_iterable(seq[lo:hi] for _a, _c, lo, hi in runs))
+
+
+def _as_refs(vals: list[bytes | Overflow]) -> list[bytes | tuple[int, int, int, int]]:
+    """A leaf's values with each overflow value as its reference (page, length, checksum,
+    txn), for comparing by value: a page and its txn name one image."""
+    return [v if type(v) is not Overflow else (v.page, v.length, v.checksum, v.txn)
+            for v in vals]
 
 
 def encode_delta(node: Node, base: Node, bpage: int, bsum: int, btxn: int, txn: int,
