@@ -286,7 +286,10 @@ class Upkeep:
         with self._db._pinned() as st:  # the source stays readable whatever its writer does
             cat = self._db._catalog(st)
             commits, keep = self._plan(st)
-            kept = [c for c in reversed(commits) if c.version in keep]
+            # what gc() would drop goes, and the kept versions it would rewire are rewired
+            rewired = {c.version: c for c in gcmod.rewire(
+                commits, {c.version for c in commits if c.version not in keep})}
+            kept = [rewired.get(c.version, c) for c in reversed(commits) if c.version in keep]
             refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
             retention = cat.option("retention")
             codec = cat.option("codec")

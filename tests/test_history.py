@@ -376,6 +376,39 @@ def test_copies_keep_the_deltas_of_leaves_with_overflow_values(tmp_path, copy):
     src.close()
 
 
+@pytest.mark.parametrize("gc_first", [False, True])
+def test_compact_rewires_parents_as_gc_does(tmp_path, gc_first):
+    """compact() drops what gc() would, and rewires as gc() does: a kept version whose
+    parent it drops names that parent's nearest kept ancestors, so merge bases stay
+    findable and revert refuses the rewired version (found by the versions model: the
+    copy kept the dropped parent's number, and merge then failed)."""
+    db = cowdb.open(str(tmp_path / "a.cow"), page_size=1024)
+    with db.write() as tx:
+        tx[b"a"] = b"1"                      # version 1
+    db.branch("b1")                          # at 1
+    with db.write() as tx:
+        tx[b"b"] = b"2"                      # 2, dropped by the rule
+    with db.write() as tx:
+        tx[b"c"] = b"3"                      # 3
+    with db.write(branch="b1") as tx:
+        tx[b"d"] = b"4"                      # 4 on b1
+    db.tag("t", 1)
+    db.set_retention(keep_last=2)            # keeps 3, 4, the heads and tags: 0 and 2 go
+    if gc_first:
+        db.gc()
+    db.compact(str(tmp_path / "b.cow"))
+    copy = cowdb.open(str(tmp_path / "b.cow"))
+    assert [c.version for c in copy.log()] == [3, 1]
+    assert copy.commit_info(3).parents == (1,) and copy.commit_info(3).rewired
+    with pytest.raises(VersionReclaimed):
+        copy.revert(3)
+    merged = copy.merge("b1", into="main")
+    assert dict(copy.at(merged).items()) == {b"a": b"1", b"b": b"2", b"c": b"3", b"d": b"4"}
+    assert copy.check().ok
+    copy.close()
+    db.close()
+
+
 def test_another_handle_sees_versions_reclaimed_by_the_writer(path):
     writer = cowdb.open(path)
     fill(writer, 5)

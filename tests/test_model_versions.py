@@ -3,8 +3,10 @@
 The model keeps a dict per version, the parents of each version, branch
 heads, tags and the retention rule. Random commits on branches, tags,
 restores, diffs, merges (every resolve mode), reverts, branch deletion,
-gc() and reopening are checked against it: every kept version matches its
-dict, reclaimed ones raise VersionReclaimed, open snapshots never change.
+gc(), reopening, and going on in a compact() or backup() copy are checked
+against it: every kept version matches its dict and its parents (as gc
+rewires them), reclaimed ones raise VersionReclaimed, open snapshots never
+change.
 """
 import os
 import shutil
@@ -364,6 +366,45 @@ class VersionsModel(RuleBasedStateMachine):
             if os.path.exists(copy + "-lock"):
                 os.unlink(copy + "-lock")
 
+    @precondition(lambda self: self.kind == "file")
+    @rule(how=st.sampled_from(["compact", "backup"]))
+    def go_on_in_a_copy(self, how):
+        """compact() or backup() into a new file, then go on in the copy: it holds every
+        version the model keeps (compact drops what gc would, backup nothing), their
+        parents, the branches, tags and retention rule, and takes commits, merges and gc
+        as its source did (its nodes are deltas on copied bases: tree/copy.py)."""
+        old = self.path
+        self.path = f"{old[:-len('.cow')]}-{how}-{len(self.content)}.cow"
+        getattr(self.db, how)(self.path)
+        for s, _ in self.snaps:
+            s.close()
+        self.snaps.clear()
+        for db in (self.db, self.reader):
+            db.close()
+        for name in (old, old + "-lock"):
+            if os.path.exists(name):
+                os.unlink(name)
+        self.db = cowdb.open(self.path)
+        self.reader = cowdb.open(self.path, readonly=True)
+        if how == "compact":
+            self.gc_model()  # (which checks the copy)
+        else:
+            assert self.db.check().ok
+        for v in self._existing():
+            with self.db.at(v) as snap:
+                assert dict(snap.items()) == self.content[v]
+            assert self.db.commit_info(v).parents == self._kept_parents(v)
+
+    def _kept_parents(self, v):
+        """v's parents as gc leaves them: each reclaimed one replaced by its nearest kept
+        ancestors, in order, each once."""
+        out = []
+        for p in self.parents[v]:
+            for a in (self._kept_parents(p) if p in self.reclaimed else (p,)):
+                if a not in out:
+                    out.append(a)
+        return tuple(out)
+
     @invariant()
     def everything_matches(self):
         if self.db is None:
@@ -373,6 +414,7 @@ class VersionsModel(RuleBasedStateMachine):
         for v in self._existing()[-4:]:
             with self.db.at(v) as snap:
                 assert dict(snap.items()) == self.content[v]
+            assert self.db.commit_info(v).parents == self._kept_parents(v)
         for name, v in self.heads.items():
             with self.db.read(branch=name) as snap:
                 assert snap.version == v
