@@ -6,8 +6,10 @@ checksum:
 
 - ``recover`` (``cowdb.open(path, recover=True)``, ``cowdb recover PATH``)
   rewrites the file in place: a new catalog holding every commit whose whole
-  tree verifies, branch heads moved back to their newest intact ancestor,
-  tags of lost versions dropped, and a free list rebuilt from what is
+  tree verifies (one whose parent was lost naming that parent's nearest
+  intact ancestors instead, as gc() rewires), branch heads moved back to
+  their newest intact ancestor, tags of lost versions dropped, and a free
+  list rebuilt from what is
   reachable. The new catalog and free list are written past every page a
   kept tree uses, and the old meta record stays until the new one is
   durable, so a crash during recovery leaves a file that recovers again.
@@ -34,6 +36,7 @@ from struct import Struct
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard, cast
 
 from .errors import Corruption, CowdbError, NotACowdbFile, damage_of
+from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG, Catalog, decode_pending
 from .history.commits import Commit
 from .pages import meta as metamod
@@ -449,6 +452,12 @@ def analyze(store: PageStore, nodes: NodeCache, partial: bool = False) -> _Analy
             a.kept[v] = c
         else:
             rep.lost[v] = err
+    # a kept version whose parent was lost (or never read) names its nearest kept
+    # ancestors instead, as after gc(): log() and merge bases go on past the loss
+    gone = set(a.commits) - set(a.kept) | {p for c in a.kept.values() for p in c.parents
+                                           if p not in a.kept}
+    for c in gcmod.rewire(sorted(a.commits.values(), key=_version, reverse=True), gone):
+        a.kept[c.version] = c
     if not a.kept and not partial:
         raise Corruption("no version's tree verifies: nothing can be recovered whole. "
                          "`cowdb salvage --partial` (salvage(..., partial=True)) copies "
@@ -465,6 +474,10 @@ def analyze(store: PageStore, nodes: NodeCache, partial: bool = False) -> _Analy
         newest = max([*a.commits, *a.refs[BRANCH].values(), *a.refs[TAG].values()])
         rep.unrecorded = sorted(set(range(newest + 1)) - a.commits.keys())
     return a
+
+
+def _version(c: Commit) -> int:
+    return c.version
 
 
 def _fix_refs(a: _Analysis) -> None:

@@ -292,9 +292,10 @@ class Versions:
         with self._db._writer() as st:
             c = self._db._resolve(st, version)
             if c.rewired:
-                raise VersionReclaimed(f"the parent of version {c.version} was reclaimed by "
-                                       f"gc(), so its changes are no longer known; restore() "
-                                       f"an older version instead")
+                raise VersionReclaimed(f"the parent of version {c.version} is gone (reclaimed "
+                                       f"by gc() or compact(), or lost to damage and skipped "
+                                       f"by recovery), so its changes are no longer known; "
+                                       f"restore() an older version instead")
             parent = (self._db._commit_record(st, c.parents[0]) if c.parents else
                       replace(c, root=EMPTY, count=0))  # the first version's parent: empty
             head = self._db._commit_record(st, self._db._branch_version(st, branch))

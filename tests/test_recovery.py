@@ -673,3 +673,44 @@ def test_recover_recreates_a_branch_whose_record_was_on_a_damaged_catalog_page(t
             db.recovery.lines())
         with db.at("feature") as s:
             assert s[b"f2"] == b"v"
+
+
+@pytest.mark.parametrize("how", ["salvage", "recover"])
+def test_a_lost_middle_version_is_bridged_by_its_kept_ancestors(tmp_path, how):
+    """Version 2 is lost (its overflow value's page damaged) while 3, which overwrote that
+    value, verifies: the result rewires 3's parent to 1, as gc() does for a dropped one,
+    so log() and merge bases go on past the loss and revert(3) refuses (it had named the
+    lost version: log() stopped at 3)."""
+    p = str(tmp_path / "a.cow")
+    with cowdb.open(p, page_size=PAGE) as db:
+        with db.write() as tx:
+            tx.update({b"k%04d" % i: b"v" for i in range(200)})    # 1
+        db.branch("side")
+        with db.write() as tx:
+            tx[b"k0100"] = b"B" * 5000                              # 2: an overflow value
+        with db.write() as tx:
+            tx[b"k0100"] = b"small"                                 # 3
+        with db.write(branch="side") as tx:
+            tx[b"side"] = b"s"                                      # 4, from 1
+    per, _catalog, _freelist = ranges(p)
+    only2 = max((s for s in per[2] if all(s not in per[v] for v in per if v != 2)),
+                key=lambda s: s[1])   # the value's overflow run, the largest image
+    assert only2[1] > 5000
+    with open(p, "r+b") as f:
+        f.seek(only2[0] + HEADER_SIZE + 8)
+        f.write(b"\xff" * 8)
+    if how == "salvage":
+        rep = salvage(p, str(tmp_path / "b.cow"))
+        db = cowdb.open(str(tmp_path / "b.cow"))
+    else:
+        db = cowdb.open(p, recover=True)
+        rep = db.recovery
+    assert rep.kept == [0, 1, 3, 4] and set(rep.lost) == {2}
+    assert [c.version for c in db.log()] == [3, 1, 0]
+    assert db.commit_info(3).parents == (1,) and db.commit_info(3).rewired
+    with pytest.raises(cowdb.errors.VersionReclaimed):
+        db.revert(3)
+    merged = db.merge("side", into="main")
+    assert dict(db.at(merged).items())[b"side"] == b"s"
+    assert db.check().ok
+    db.close()

@@ -48,7 +48,8 @@ class Commit:
     branch: str = "main"
     txn: int = 0                     # the meta txn that published it
     stats: CommitStats = field(default_factory=CommitStats)
-    rewired: bool = False            # gc replaced a reclaimed parent by its kept ancestors
+    rewired: bool = False            # a parent gone (gc, compact, recovery) was replaced
+    #                                  by its kept ancestors
 
     @property
     def time(self) -> datetime:
