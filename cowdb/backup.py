@@ -14,7 +14,6 @@ that), with the versions' shared pages shared in the copy too.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .checks import check_path
@@ -22,13 +21,9 @@ from .db import Database
 from .errors import RefExists
 from .history.catalog import BRANCH, TAG
 from .pages.io import OsFileIO, new_file
-from .tree import cursor
-from .tree.copy import copy_tree
 
 if TYPE_CHECKING:
     from .engine import Engine, StrPath
-    from .history.catalog import Catalog
-    from .pages.meta import RootRef
 
 
 def backup(db: Engine, dest: StrPath) -> int:
@@ -41,26 +36,15 @@ def backup(db: Engine, dest: StrPath) -> int:
         cat = db._catalog(st)
         commits = list(cat.commits(reverse=False))
         refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
-        options = [(bytes(k), value) for k, value in cursor.items(cat.tree, b"o", b"p")]
+        options = cat.options()
         try:
             with new_file(path) as tmp:
                 # a file, whatever the source is (an object store too), as compact()'s
                 out = Database(io=OsFileIO(tmp), page_size=db._store.page_size)
                 try:
-                    def fill(dcat: Catalog, txn: int) -> None:
-                        for c in list(dcat.commits()):
-                            dcat.drop_commit(c)
-                        memo: dict[int, RootRef] = {}
-                        for c in commits:
-                            root = copy_tree(db._nodes, out._nodes, c.root, memo, txn)
-                            dcat.put_commit(replace(c, root=root, txn=txn))
-                        for kind, names in refs.items():
-                            for name, v in names.items():
-                                dcat.set_ref(kind, name, v)
-                        for k, value in options:
-                            dcat.tree.put(k, bytes(value))
                     with out._writer():
-                        out._update(fill, durable=True)
+                        out._update(lambda dcat, txn: dcat.fill(
+                            commits, db._nodes, out._nodes, txn, refs, options), durable=True)
                 finally:
                     out.close()
         except FileExistsError:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import islice
 from struct import Struct
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard, cast
@@ -456,7 +456,7 @@ def analyze(store: PageStore, nodes: NodeCache, partial: bool = False) -> _Analy
     # ancestors instead, as after gc(): log() and merge bases go on past the loss
     gone = set(a.commits) - set(a.kept) | {p for c in a.kept.values() for p in c.parents
                                            if p not in a.kept}
-    for c in gcmod.rewire(sorted(a.commits.values(), key=_version, reverse=True), gone):
+    for c in gcmod.rewire([a.commits[v] for v in sorted(a.commits, reverse=True)], gone):
         a.kept[c.version] = c
     if not a.kept and not partial:
         raise Corruption("no version's tree verifies: nothing can be recovered whole. "
@@ -474,10 +474,6 @@ def analyze(store: PageStore, nodes: NodeCache, partial: bool = False) -> _Analy
         newest = max([*a.commits, *a.refs[BRANCH].values(), *a.refs[TAG].values()])
         rep.unrecorded = sorted(set(range(newest + 1)) - a.commits.keys())
     return a
-
-
-def _version(c: Commit) -> int:
-    return c.version
 
 
 def _fix_refs(a: _Analysis) -> None:
@@ -636,7 +632,6 @@ def salvage(src: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     when no version verifies whole."""
     from .db import Database
     from .pages.io import OsFileIO, new_file
-    from .tree.copy import copy_tree
     src_path, dst_path = os.fsdecode(src), os.fsdecode(dst)
     if os.path.exists(dst_path):
         from .errors import RefExists
@@ -650,22 +645,12 @@ def salvage(src: str | bytes | os.PathLike[str] | os.PathLike[bytes],
         with new_file(dst_path) as tmp:
             out = Database(io=OsFileIO(tmp), page_size=store.page_size)
             try:
-                def fill(cat: Catalog, txn: int) -> None:
-                    if a.kept:  # (else the new file's empty version 0 stays the head)
-                        for c in list(cat.commits()):
-                            cat.drop_commit(c)
-                        memo: dict[int, RootRef] = {}
-                        for v in sorted(a.kept):
-                            c = a.kept[v]
-                            root = copy_tree(nodes, out._nodes, c.root, memo, txn)
-                            cat.put_commit(replace(c, root=root, txn=txn))
-                        for kind, names in a.refs.items():
-                            for name, v in names.items():
-                                cat.set_ref(kind, name, v)
-                    for opt, value in a.options.items():
-                        cat.tree.put(b"o" + opt, value)
+                # (nothing kept: the new file's empty version 0 stays the head)
+                kept = [a.kept[v] for v in sorted(a.kept)]
                 with out._writer():
-                    out._update(fill, durable=True)
+                    out._update(lambda cat, txn: cat.fill(
+                        kept, nodes, out._nodes, txn, a.refs if kept else {}, a.options),
+                        durable=True)
                 if partial:
                     _copy_partial(a, nodes, out)
                 rep.head = out.head()

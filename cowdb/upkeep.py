@@ -18,7 +18,7 @@ from .history.catalog import BRANCH, TAG
 from .history.retention import Retention
 from .pages.io import OsFileIO, new_file
 from .pages.store import RESERVE_PAGES, RESERVE_STEP
-from .tree.copy import copy_tree, relocate_tree
+from .tree.copy import relocate_tree
 from .tree.walk import walk
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from .history.catalog import Catalog
     from .history.commits import Commit
     from .pages.meta import RootRef
-    from .tree.btree import NodeCache
 
 RELOCATE_MIN_PAGES = 16   # gc moves images down to give the end back only past this much
 GC_ROUND = 8              # on a full disk, gc drops this many versions per txn
@@ -291,8 +290,7 @@ class Upkeep:
                 commits, {c.version for c in commits if c.version not in keep})}
             kept = [rewired.get(c.version, c) for c in reversed(commits) if c.version in keep]
             refs = {kind: cat.refs(kind) for kind in (BRANCH, TAG)}
-            retention = cat.option("retention")
-            codec = cat.option("codec")
+            options = cat.options()  # (the retention rule, the codec)
             try:
                 with new_file(dest_path) as tmp:  # appears whole at dest_path, or not at all
                     from .db import Database  # (db.py imports this module)
@@ -301,9 +299,8 @@ class Upkeep:
                     dst = Database(io=OsFileIO(tmp), page_size=self._db._store.page_size)
                     try:
                         with dst._writer():
-                            dst._update(lambda dcat, txn: _fill(
-                                dcat, txn, self._db._nodes, dst._nodes, kept, refs, retention,
-                                codec))
+                            dst._update(lambda dcat, txn: dcat.fill(
+                                kept, self._db._nodes, dst._nodes, txn, refs, options))
                     finally:
                         dst.close()
             except FileExistsError:
@@ -361,21 +358,3 @@ class Upkeep:
 class _NoRoom(Exception):
     """Relocation would grow the file: its txn is rolled back (see _relocate_tail)."""
 
-
-def _fill(cat: Catalog, txn: int, nodes: NodeCache, dst_nodes: NodeCache, kept: list[Commit],
-          refs: dict[bytes, dict[str, int]], retention: bytes | None,
-          codec: bytes | None = None) -> None:
-    """Fill a fresh catalog with copies of the kept commits and the refs."""
-    for c in list(cat.commits()):
-        cat.drop_commit(c)
-    memo: dict[int, RootRef] = {}  # old page -> its new reference
-    for c in kept:
-        root = copy_tree(nodes, dst_nodes, c.root, memo, txn)
-        cat.put_commit(replace(c, root=root, txn=txn))
-    for kind, names in refs.items():
-        for name, v in names.items():
-            cat.set_ref(kind, name, v)
-    if retention is not None:
-        cat.set_option("retention", retention)
-    if codec is not None:  # the copy reads as the original does
-        cat.set_option("codec", codec)

@@ -33,6 +33,7 @@ rewrites commit records (gc, relocation) folds first (``fold``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from heapq import merge
 from operator import itemgetter
 from struct import Struct
@@ -41,8 +42,10 @@ from typing import Any, TypeVar
 import msgpack
 
 from ..errors import Corruption
+from ..pages.meta import RootRef
 from ..tree import cursor
-from ..tree.btree import MapRoot, Tree
+from ..tree.btree import MapRoot, NodeCache, Tree
+from ..tree.copy import copy_tree
 from .commits import Commit, CommitRoot, branch_and_time
 
 _U64 = Struct(">Q")
@@ -323,3 +326,28 @@ class Catalog:
 
     def set_option(self, name: str, value: Any) -> None:
         self.tree.put(b"o" + name.encode(), msgpack.packb(value))
+
+    def options(self) -> dict[bytes, bytes]:
+        """Every setting as stored: name -> its msgpack bytes."""
+        return {bytes(k[1:]): bytes(v) for k, v in cursor.items(self.tree, b"o", b"p")}
+
+    # ---- copies ----------------------------------------------------------
+    def fill(self, commits: list[Commit], nodes: NodeCache, dst_nodes: NodeCache, txn: int,
+             refs: dict[bytes, dict[str, int]], options: dict[bytes, bytes]) -> None:
+        """Make this catalog, a new file's, hold copies of ``commits`` (oldest first; none:
+        its empty version 0 stays), the ``refs`` (kind -> name -> version) and the
+        ``options`` (as ``options()`` gives them): what compact(), backup() and salvage
+        write. Each tree is read through ``nodes`` and written into ``dst_nodes``' store
+        by ``txn``, with one memo, so a page versions share is copied once (tree/copy.py)."""
+        if commits:
+            for c in list(self.commits()):
+                self.drop_commit(c)
+        memo: dict[int, RootRef] = {}  # old page -> its new reference
+        for c in commits:
+            self.put_commit(replace(c, root=copy_tree(nodes, dst_nodes, c.root, memo, txn),
+                                    txn=txn))
+        for kind, names in refs.items():
+            for name, v in names.items():
+                self.set_ref(kind, name, v)
+        for setting, value in options.items():
+            self.tree.put(b"o" + setting, value)
