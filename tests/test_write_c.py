@@ -18,7 +18,7 @@ from cowdb.pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW
 from cowdb.pages.io import MemoryIO, OsFileIO
 from cowdb.pages.meta import RootRef
 from cowdb.pages.store import PageStore
-from cowdb.tree import btree
+from cowdb.tree import btree, cursor
 from cowdb.tree import node as nodemod
 from cowdb.tree.btree import NodeCache, Tree
 from cowdb.tree.node import (
@@ -733,3 +733,81 @@ def test_settle_leaves_what_is_not_a_node_tracked():
     import gc
     other = [[b"k"]]
     assert write_c.settle(other) is None and gc.is_tracked(other)
+
+
+
+def clean_state(tree):
+    """Every clean node the tree's root reaches: (node, its lists' contents as they are)."""
+    seen = []
+
+    def visit(node):
+        seen.append((node, list(node.keys), list(node.kids if type(node) is Branch
+                                                 else node.vals)))
+        if type(node) is Branch:
+            for i in range(len(node.kids)):
+                visit(tree.kid(node, i))
+    visit(tree.root())
+    return seen
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2 ** 32), st.booleans())
+def test_changes_never_reach_the_clean_nodes_a_copy_borrows_keys_from(seed, c):
+    """A dirty copy borrows its base's keys list (node.own_keys): puts of old and new keys
+    (splits, new roots), deletes (merges) and sorted puts, in C or in Python, leave every
+    clean node of the tree they copied as it was, and what is written reads back as the
+    model."""
+    rng = random.Random(seed)
+    tree = new_tree()
+    tree.store.begin(2, 1)
+    model = {b"k%05d" % rng.randrange(0, 20000, 2): b"v" * rng.randrange(60)
+             for _ in range(2000)}
+    tree.put_sorted(sorted(model.items()))
+    tree.write(2)
+    tree.store.begin(3, 2)
+    before = clean_state(tree)
+    with writers(c):
+        for _ in range(rng.choice([5, 60, 400])):
+            key, r = b"k%05d" % rng.randrange(20001), rng.random()
+            if r < 0.3:  # a run of deletes, so that leaves merge
+                for k in range(int(key[1:]), int(key[1:]) + rng.choice([1, 600])):
+                    key = b"k%05d" % k
+                    assert tree.delete(key) == (key in model)
+                    model.pop(key, None)
+            elif r < 0.4:
+                start, step = rng.randrange(20000), rng.randrange(1, 9)
+                run = [(b"k%05d" % k, b"s" * rng.randrange(80))
+                       for k in range(start, min(20001, start + 60 * step), step)]
+                tree.put_sorted(run)
+                model.update(run)
+            else:
+                val = rng.choice([b"", b"w" * rng.randrange(40), b"x" * 200])
+                assert tree.put(key, val) == (key not in model)
+                model[key] = val
+        for node, keys, rest in before:
+            assert (node.keys, node.kids if type(node) is Branch else node.vals) == (keys, rest)
+        ref = tree.write(3)
+    assert list(cursor.items(Tree(tree.nodes, ref))) == sorted(model.items())
+
+
+@pytest.mark.parametrize("c", [True, False])
+def test_an_overwrite_s_copies_borrow_their_keys(c):
+    """Overwrites change values only: every copy on their paths still borrows the keys
+    list of the node it copied (no list of keys copied), and a new key then makes its
+    leaf's list its own, leaving the clean leaf's as it was."""
+    tree = new_tree()
+    tree.store.begin(2, 1)
+    tree.put_sorted([(b"k%05d" % i, b"v" * 20) for i in range(0, 6000, 2)])
+    tree.write(2)
+    tree.store.begin(3, 2)
+    with writers(c):
+        for i in (10, 3000, 5998):
+            assert tree.put(b"k%05d" % i, b"w") is False
+        leaf, path = tree._descend(b"k03000")
+        copies = [leaf] + [b for b, _ in path]
+        assert len(copies) >= 3 and all(n.keys is n.base[0].keys for n in copies)
+        clean = leaf.base[0]
+        keys = list(clean.keys)
+        assert tree.put(b"k03001", b"new") is True
+        assert leaf.keys is not clean.keys and clean.keys == keys
+        assert b"k03001" in leaf.keys

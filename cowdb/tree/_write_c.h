@@ -29,7 +29,7 @@
 #define INTERNAL
 #endif
 
-#define API 22                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 23                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 #define LEAF_ENTRY 6          /* a leaf entry's lengths: u16 key, u32 value */

@@ -24,9 +24,10 @@ put_init(void)
 }
 
 /* A dirty copy of a clean node: node.py's Leaf.copy / Branch.copy without their Python
- * frames (its lists and a branch's arrays sliced whole, sig/base/chain None, txn 0). */
+ * frames (its lists and a branch's arrays sliced whole, sig/base/chain None, txn 0), its
+ * keys list borrowed from node when ``share_keys`` (see own_keys). */
 static PyObject *
-copy_node(PyObject *node)
+copy_node(PyObject *node, int share_keys)
 {
     PyTypeObject *tp = Py_TYPE(node);
     const Py_ssize_t *off = (PyObject *)tp == leaf_type ? leaf_off : branch_off;
@@ -45,8 +46,9 @@ copy_node(PyObject *node)
             return NULL;
         }
         /* (a branch's counts, sums and txns: arrays, which u64s_of checks where read) */
-        PyObject *c = is_list ? PyList_GetSlice(v, 0, PyList_GET_SIZE(v))
-                              : PySequence_GetSlice(v, 0, PY_SSIZE_T_MAX);
+        PyObject *c = lists[j] == F_KEYS && share_keys ? Py_NewRef(v)
+                      : is_list ? PyList_GetSlice(v, 0, PyList_GET_SIZE(v))
+                      : PySequence_GetSlice(v, 0, PY_SSIZE_T_MAX);
         if ((SLOT(copy, off[lists[j]]) = c) == NULL) {
             Py_DECREF(copy);
             return NULL;
@@ -70,7 +72,32 @@ copy_node(PyObject *node)
     return copy;
 }
 
-/* bisect_right(keys, key) over a list of bytes. */
+/* node.py's own_keys: the dirty node's keys list made its own before it changes (a copy
+ * borrows the copied node's list while it has that node as its base); borrowed, or NULL. */
+static PyObject *
+own_keys(PyObject *node)
+{
+    const Py_ssize_t *off = (PyObject *)Py_TYPE(node) == leaf_type ? leaf_off : branch_off;
+    PyObject *keys = SLOT(node, off[F_KEYS]), *base = SLOT(node, off[F_BASE]);
+    if (keys == NULL || !PyList_CheckExact(keys)) {
+        PyErr_SetString(PyExc_TypeError, "a node's keys are not a list");
+        return NULL;
+    }
+    if (base != NULL && PyTuple_CheckExact(base) && PyTuple_GET_SIZE(base) == 4) {
+        PyObject *lender = PyTuple_GET_ITEM(base, 0);
+        if (Py_TYPE(lender) == Py_TYPE(node) && SLOT(lender, off[F_KEYS]) == keys) {
+            PyObject *own = PyList_GetSlice(keys, 0, PyList_GET_SIZE(keys));
+            if (own == NULL)
+                return NULL;
+            Py_SETREF(SLOT(node, off[F_KEYS]), own);
+            keys = own;
+        }
+    }
+    return keys;
+}
+
+/* bisect_right(keys, key) over a list of bytes; -1 with TypeError if a key it compares is
+ * not bytes (checked where compared: a check of every key would touch them all). */
 static Py_ssize_t
 bisect_right(PyObject *keys, const char *q, Py_ssize_t ql)
 {
@@ -78,6 +105,10 @@ bisect_right(PyObject *keys, const char *q, Py_ssize_t ql)
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
         PyObject *k = PyList_GET_ITEM(keys, mid);
+        if (!PyBytes_CheckExact(k)) {
+            PyErr_SetString(PyExc_TypeError, "own_path(): a key is not bytes");
+            return -1;
+        }
         Py_ssize_t kl = PyBytes_GET_SIZE(k);
         int c = memcmp(q, PyBytes_AS_STRING(k), ql < kl ? ql : kl);
         if (c < 0 || (c == 0 && ql < kl))
@@ -139,7 +170,7 @@ own_kid(PyObject *branch, Py_ssize_t i, PyObject *nodes, int deltas)
         Py_DECREF(node);
         goto done;
     }
-    if ((copy = copy_node(node)) == NULL) {
+    if ((copy = copy_node(node, deltas)) == NULL) {
         Py_DECREF(node);
         goto done;
     }
@@ -343,7 +374,7 @@ put_split(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize
     PyObject *step = PyList_GET_ITEM(path, depth - 1), *parent = PyTuple_GET_ITEM(step, 0);
     Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 1));
     PyObject *sep = PyList_GET_ITEM(ek, m);
-    PyObject *pkeys = SLOT(parent, branch_off[F_KEYS]), *pkids = SLOT(parent, branch_off[F_KIDS]);
+    PyObject *pkeys = NULL, *pkids = SLOT(parent, branch_off[F_KIDS]);
     PyObject *parr[3] = {SLOT(parent, branch_off[F_COUNTS]), SLOT(parent, branch_off[F_SUMS]),
                          SLOT(parent, branch_off[F_TXNS])};
     Py_ssize_t ps = PyLong_AsSsize_t(SLOT(parent, branch_off[F_SIZE]));
@@ -361,7 +392,7 @@ put_split(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize
             (lsize = PyLong_FromSsize_t(HEADER_SIZE + acc)) == NULL ||
             (psize = PyLong_FromSsize_t(ps)) == NULL ||
             (count = tree_plus_one(tree, T_COUNT)) == NULL ||
-            (mod = tree_plus_one(tree, T_MOD)) == NULL)
+            (mod = tree_plus_one(tree, T_MOD)) == NULL || (pkeys = own_keys(parent)) == NULL)
         goto done;
     if (hold_counts(path, depth, views, &held) < 0)
         goto done;
@@ -462,8 +493,8 @@ put_new(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t
     }
     if (hold_counts(path, depth, views, &held) < 0)
         goto done;
-    PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
-    if ((nsize = PyLong_FromSsize_t(n)) == NULL ||
+    PyObject *keys = own_keys(leaf), *vals = SLOT(leaf, leaf_off[F_VALS]);
+    if (keys == NULL || (nsize = PyLong_FromSsize_t(n)) == NULL ||
             (count = tree_plus_one(tree, T_COUNT)) == NULL ||
             (mod = tree_plus_one(tree, T_MOD)) == NULL || PyList_Insert(keys, at, key) < 0)
         goto done;
@@ -605,13 +636,9 @@ own_path_of(PyObject *tree, PyObject *key, int with_path)
             PyErr_SetString(PyExc_TypeError, "own_path(): a branch's keys and kids do not match");
             goto done;
         }
-        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(keys); j++) {  /* (cheap next to a copy) */
-            if (!PyBytes_CheckExact(PyList_GET_ITEM(keys, j))) {
-                PyErr_SetString(PyExc_TypeError, "own_path(): a key is not bytes");
-                goto done;
-            }
-        }
         Py_ssize_t i = bisect_right(keys, q, ql) - 1;
+        if (i < -1)
+            goto done;
         if (i < 0)
             i = 0;  /* (key 0 of a branch is b"": never below it) */
         if (with_path) {

@@ -64,6 +64,7 @@ from .node import (
     encode_branch,
     encode_delta,
     encode_leaf,
+    own_keys,
     rebase_delta,
 )
 
@@ -437,7 +438,7 @@ class Tree:
         elif not self._dirty:
             if self.frees:
                 self._replaced[self._ref.page] = root
-            copy = root.copy()
+            copy = root.copy(share_keys=self.deltas)  # (borrowed while root is its base)
             if self.deltas:
                 ref = self._ref
                 copy.base = (root, ref.page, ref.checksum, ref.txn)
@@ -452,7 +453,7 @@ class Tree:
             node = self.nodes.load(kid, s, t)
             if self.frees:
                 self._replaced[kid] = node
-            copy = parent.kids[i] = node.copy()
+            copy = parent.kids[i] = node.copy(share_keys=self.deltas)
             if self.deltas:
                 copy.base = (node, kid, s, t)
             return copy
@@ -507,7 +508,7 @@ class Tree:
             leaf.vals[i] = val
             new = False
         else:
-            keys.insert(i, key)
+            own_keys(leaf).insert(i, key)
             leaf.vals.insert(i, val)
             leaf.size += LEAF_ENTRY + len(key) + vs
             for b, j in path:
@@ -558,6 +559,7 @@ class Tree:
                 self._drop_value(old)
                 vals[i] = val
             else:
+                keys = own_keys(leaf)
                 keys.insert(i, key)
                 vals.insert(i, val)
                 leaf.size += LEAF_ENTRY + len(key) + vs
@@ -627,7 +629,7 @@ class Tree:
         old = leaf.vals[i]
         leaf.size -= LEAF_ENTRY + len(key) + self._vsize(old)
         self._drop_value(old)
-        del leaf.keys[i], leaf.vals[i]
+        del own_keys(leaf)[i], leaf.vals[i]
         for b, j in path:
             b.counts[j] -= 1
         self.count -= 1
@@ -679,14 +681,16 @@ class Tree:
                 target = max(target, sum(sizes[:at]))
             m, acc = _cut(sizes, target, limit)
             right = Leaf(keys[m:], node.vals[m:], node.size - acc, node.big)
-            del keys[m:], node.vals[m:]
+            node.keys = keys[:m]  # (a new list: keys may be borrowed, see own_keys)
+            del node.vals[m:]
             node.size = HEADER_SIZE + acc
             return right.keys[0], right
         m, _ = _cut([BRANCH_ENTRY + len(k) for k in keys], target, limit)
         sep = keys[m]
         right = Branch([b""] + keys[m + 1:], node.kids[m:], node.counts[m:], node.sums[m:],
                        node.txns[m:], 0)
-        del keys[m:], node.kids[m:], node.counts[m:], node.sums[m:], node.txns[m:]
+        node.keys = keys = keys[:m]  # (a new list: keys may be borrowed, see own_keys)
+        del node.kids[m:], node.counts[m:], node.sums[m:], node.txns[m:]
         right.size = branch_size(right.keys)
         node.size = branch_size(keys)
         return sep, right
@@ -710,7 +714,7 @@ class Tree:
     @staticmethod
     def _insert_kid(parent: Branch, i: int, left: Node, sep: bytes, right: Node) -> None:
         parent.counts[i] = left.count()
-        parent.keys.insert(i + 1, sep)
+        own_keys(parent).insert(i + 1, sep)
         parent.kids.insert(i + 1, right)
         parent.counts.insert(i + 1, right.count())
         parent.sums.insert(i + 1, 0)
@@ -727,19 +731,19 @@ class Tree:
         sep = parent.keys[r]
         if type(left) is Leaf:
             assert type(right) is Leaf  # (siblings are alike)
-            left.keys += right.keys
+            left.keys = left.keys + right.keys  # (new lists: keys may be borrowed)
             left.vals += right.vals
             left.size += right.size - HEADER_SIZE
             left.big = left.big or right.big
         else:
             assert type(right) is Branch
-            left.keys += [sep] + right.keys[1:]
+            left.keys = left.keys + [sep] + right.keys[1:]
             left.kids += right.kids
             left.counts += right.counts
             left.sums += right.sums
             left.txns += right.txns
             left.size += right.size - HEADER_SIZE + len(sep)
-        del parent.keys[r], parent.kids[r], parent.counts[r], parent.sums[r], parent.txns[r]
+        del own_keys(parent)[r], parent.kids[r], parent.counts[r], parent.sums[r], parent.txns[r]
         parent.size -= BRANCH_ENTRY + len(sep)
         parent.counts[lo] = left.count()
         if left.size > self.page_size:
@@ -767,6 +771,7 @@ class Tree:
         def own(node: Node) -> None:
             base = node.base
             if base is not None and far(base[1], base[0]):
+                own_keys(node)  # (no longer borrowed once base is gone)
                 node.base = None  # written whole, in the lowest free units: not a delta on it
             if type(node) is not Branch:
                 return
