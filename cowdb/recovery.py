@@ -377,10 +377,11 @@ def _verify(nodes: NodeCache, ref: RootRef, memo: _VerifyMemo, pages: set[int]) 
         done = memo.get(key)
         if done is not None:
             return done
+        mine: set[int] = set()
+        err: str | None = None
         try:
             node = nodes.load(page, checksum, txn)
             mine = {u for p, n, _t in images(nodes.store, page, node) for u in range(p, p + n)}
-            err: str | None = None
             if type(node) is Branch:
                 for kid, s, t in zip(node.kids, node.sums, node.txns):
                     e, p = sub(kid, s, t)  # type: ignore[arg-type]  # (clean: a page)
