@@ -10,6 +10,8 @@ static int
 same_keys(PyObject *a, PyObject *b)
 {
     Py_ssize_t n = PyList_GET_SIZE(a);
+    if (a == b)
+        return 1;  /* (a copy that kept its keys borrows its base's list: node.own_keys) */
     if (PyList_GET_SIZE(b) != n)
         return 0;
     for (Py_ssize_t i = 0; i < n; i++) {
