@@ -157,9 +157,10 @@ def own_keys(node: Node) -> list[bytes]:
     node's keys list instead of copying it: most changes replace values (a leaf) or
     children (a branch) and leave the keys as they were, and a copy of the list touched
     every key object to count a reference (and the drop of the node it replaced touched
-    them again): ~5% of a no-sync commit of 10 puts at 100k and 1M keys. Every change to a dirty node's keys
-    goes through here (or _write_c's own_keys), which copies the list while it is still
-    the base's: a clean node never changes. Written, the node keeps the list it has."""
+    them again): ~5% of a no-sync commit of 10 puts at 100k and 1M keys. Every change to
+    a dirty node's keys goes through here (or _write_c's own_keys), which copies the list
+    while it is still the base's: a clean node never changes. Written, the node keeps the
+    list it has."""
     keys = node.keys
     base = node.base
     if base is not None and base[0].keys is keys:
