@@ -72,6 +72,7 @@ class VersionsModel(RuleBasedStateMachine):
         super().__init__()
         self.path = tempfile.mkdtemp() + "/v.cow"
         self.db = self.reader = None
+        self.copies = 0  # files go_on_in_a_copy made
 
     @initialize(kind=st.sampled_from(KINDS))
     def open_db(self, kind):
@@ -374,7 +375,8 @@ class VersionsModel(RuleBasedStateMachine):
         parents, the branches, tags and retention rule, and takes commits, merges and gc
         as its source did (its nodes are deltas on copied bases: tree/copy.py)."""
         old = self.path
-        self.path = f"{old[:-len('.cow')]}-{how}-{len(self.content)}.cow"
+        self.copies += 1  # (a name per copy: one grown by each copy passed 255 bytes)
+        self.path = os.path.join(os.path.dirname(old), f"{how}-{self.copies}.cow")
         getattr(self.db, how)(self.path)
         for s, _ in self.snaps:
             s.close()
@@ -428,3 +430,16 @@ class VersionsModel(RuleBasedStateMachine):
 
 VersionsModel.TestCase.settings = model_settings(100, 60)  # 6,000 steps
 TestVersionsModel = VersionsModel.TestCase
+
+
+def test_the_model_goes_on_through_many_copies():
+    """A run of copies one after another (hypothesis found 25): each copy's file name
+    stays short (it once grew with every copy, past the 255 bytes a name may have)."""
+    m = VersionsModel()
+    m.open_db("file")
+    try:
+        for i in range(30):
+            m.go_on_in_a_copy("compact" if i % 3 else "backup")
+        assert len(os.path.basename(m.path)) < 40
+    finally:
+        m.teardown()
