@@ -200,7 +200,25 @@ done:
     return copy;
 }
 
-static PyObject *own_path_of(PyObject *tree, PyObject *key, int with_path);
+#define MAX_DEPTH 64   /* branch levels a path holds (a tree of 2**64 keys has < 64) */
+
+/* The branches from the root to a leaf and the child taken in each, as own_path_of
+ * leaves them (a reference held on each branch): put_over descends once and its insert
+ * and split move the counts on this, not on a second descent. */
+typedef struct {
+    PyObject *node[MAX_DEPTH];
+    Py_ssize_t at[MAX_DEPTH];
+    Py_ssize_t depth;
+} Path;
+
+static void
+path_clear(Path *path)
+{
+    while (path->depth > 0)
+        Py_DECREF(path->node[--path->depth]);
+}
+
+static PyObject *own_path_of(PyObject *tree, PyObject *key, Path *path);
 
 PyObject *
 own_path(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
@@ -213,7 +231,22 @@ own_path(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "own_path(): bind() was not called");
         return NULL;
     }
-    return own_path_of(args[0], args[1], 1);
+    Path path = {.depth = 0};
+    PyObject *leaf = own_path_of(args[0], args[1], &path), *steps = NULL, *out = NULL;
+    if (leaf == NULL || (steps = PyList_New(path.depth)) == NULL)
+        goto done;
+    for (Py_ssize_t j = 0; j < path.depth; j++) {
+        PyObject *step = Py_BuildValue("(On)", path.node[j], path.at[j]);
+        if (step == NULL)
+            goto done;
+        PyList_SET_ITEM(steps, j, step);
+    }
+    out = PyTuple_Pack(2, leaf, steps);
+done:
+    path_clear(&path);
+    Py_XDECREF(leaf);
+    Py_XDECREF(steps);
+    return out;
 }
 
 /* A Tree's attributes by their slots' offsets, as a node's (a put reads eight of them,
@@ -300,15 +333,13 @@ tree_plus_one(PyObject *tree, int a)
     return v1;
 }
 
-#define MAX_DEPTH 64   /* branch levels put_new counts on (a tree of 2**64 keys has < 64) */
-
 /* The counts arrays of the path's branches from *held up to ``upto``, held writable in
  * views (each checked as long as its branch's keys); -1 with an error if one is not. */
 static int
-hold_counts(PyObject *path, Py_ssize_t upto, Py_buffer *views, Py_ssize_t *held)
+hold_counts(const Path *path, Py_ssize_t upto, Py_buffer *views, Py_ssize_t *held)
 {
     for (; *held < upto; (*held)++) {
-        PyObject *b = PyTuple_GET_ITEM(PyList_GET_ITEM(path, *held), 0);
+        PyObject *b = path->node[*held];
         if (u64s_of(b, F_COUNTS, &views[*held], PyList_GET_SIZE(SLOT(b, branch_off[F_KEYS])),
                     1) == NULL)
             return -1;
@@ -318,12 +349,10 @@ hold_counts(PyObject *path, Py_ssize_t upto, Py_buffer *views, Py_ssize_t *held)
 
 /* One key more under each of the path's first ``upto`` steps (their counts held). */
 static void
-bump_counts(PyObject *path, Py_buffer *views, Py_ssize_t upto)
+bump_counts(const Path *path, Py_buffer *views, Py_ssize_t upto)
 {
-    for (Py_ssize_t j = 0; j < upto; j++) {   /* (0 <= index < len: own_path_of's bisect) */
-        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(PyList_GET_ITEM(path, j), 1));
-        ((unsigned long long *)views[j].buf)[i] += 1;
-    }
+    for (Py_ssize_t j = 0; j < upto; j++)   /* (0 <= at < len: own_path_of's bisect) */
+        ((unsigned long long *)views[j].buf)[path->at[j]] += 1;
 }
 
 /* put_new's key into a full leaf: Tree.put's insert and _split_up for a leaf of inline
@@ -335,9 +364,9 @@ bump_counts(PyObject *path, Py_buffer *views, Py_ssize_t upto)
  * inserts are undone if one fails. */
 static PyObject *
 put_split(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t at,
-          Py_ssize_t n, Py_ssize_t page_size, PyObject *path)
+          Py_ssize_t n, Py_ssize_t page_size, const Path *path)
 {
-    Py_ssize_t depth = PyList_GET_SIZE(path);
+    Py_ssize_t depth = path->depth;
     if (depth < 1)
         Py_RETURN_NONE;
     PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
@@ -371,8 +400,8 @@ put_split(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize
             break;
         }
     }
-    PyObject *step = PyList_GET_ITEM(path, depth - 1), *parent = PyTuple_GET_ITEM(step, 0);
-    Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 1));
+    PyObject *parent = path->node[depth - 1];
+    Py_ssize_t i = path->at[depth - 1];
     PyObject *sep = PyList_GET_ITEM(ek, m);
     PyObject *pkeys = NULL, *pkids = SLOT(parent, branch_off[F_KIDS]);
     PyObject *parr[3] = {SLOT(parent, branch_off[F_COUNTS]), SLOT(parent, branch_off[F_SUMS]),
@@ -466,7 +495,7 @@ done:
  * fail runs before the first change. */
 static PyObject *
 put_new(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t at,
-        Py_ssize_t page_size)
+        Py_ssize_t page_size, const Path *path)
 {
     Py_ssize_t n = PyLong_AsSsize_t(SLOT(leaf, leaf_off[F_SIZE]));
     if (n == -1 && PyErr_Occurred())
@@ -475,18 +504,9 @@ put_new(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize_t
     PyObject *big = SLOT(leaf, leaf_off[F_BIG]);
     if (n > page_size && (big == NULL || big != Py_False))
         Py_RETURN_NONE;   /* (a big leaf's split sizes its values by the inline rule) */
-    /* the path again (owned by now: no copy), for the counts to move */
-    PyObject *r = own_path_of(tree, key, 1), *out = NULL, *nsize = NULL, *count = NULL;
-    PyObject *mod = NULL;
-    if (r == NULL)
-        return NULL;
-    PyObject *path = PyTuple_GET_ITEM(r, 1);
-    Py_ssize_t depth = PyList_GET_SIZE(path), held = 0;
+    PyObject *out = NULL, *nsize = NULL, *count = NULL, *mod = NULL;
+    Py_ssize_t depth = path->depth, held = 0;
     Py_buffer views[MAX_DEPTH];
-    if (PyTuple_GET_ITEM(r, 0) != leaf || depth > MAX_DEPTH) {
-        PyErr_SetString(PyExc_RuntimeError, "put_over(): the path to the leaf changed");
-        goto done;
-    }
     if (n > page_size) {
         out = put_split(tree, leaf, key, val, at, n, page_size, path);
         goto done;
@@ -515,7 +535,6 @@ done:
     Py_XDECREF(nsize);
     Py_XDECREF(count);
     Py_XDECREF(mod);
-    Py_DECREF(r);
     return out;
 }
 
@@ -538,10 +557,12 @@ put_over(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
     if ((page_size = tree_int(tree, T_PAGE_SIZE)) == -1 && PyErr_Occurred())
         return NULL;
-    PyObject *r = own_path_of(tree, key, 0);
-    if (r == NULL)
+    Path path = {.depth = 0};
+    PyObject *leaf = own_path_of(tree, key, &path), *out = NULL;
+    if (leaf == NULL) {
+        path_clear(&path);
         return NULL;
-    PyObject *leaf = PyTuple_GET_ITEM(r, 0), *out = NULL;
+    }
     PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
     PyObject *size = SLOT(leaf, leaf_off[F_SIZE]);
     if (keys == NULL || vals == NULL || size == NULL || !PyList_CheckExact(keys) ||
@@ -567,7 +588,7 @@ put_over(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *k = lo < PyList_GET_SIZE(keys) ? PyList_GET_ITEM(keys, lo) : NULL;
     if (k == NULL || PyBytes_GET_SIZE(k) != ql || memcmp(PyBytes_AS_STRING(k), q, ql)) {
-        out = put_new(tree, leaf, key, val, lo, page_size);
+        out = put_new(tree, leaf, key, val, lo, page_size, &path);
         goto done;
     }
     PyObject *old = PyList_GET_ITEM(vals, lo);
@@ -596,14 +617,18 @@ put_over(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     PyList_SetItem(vals, lo, Py_NewRef(val));
     out = Py_NewRef(Py_False);
 done:
-    Py_DECREF(r);
+    path_clear(&path);
+    Py_DECREF(leaf);
     return out;
 }
 
+/* Own the path from the tree's root to key's leaf (clean nodes copied): the leaf (a new
+ * reference), with each branch on the way and the child taken in ``path`` (a reference
+ * held on each: path_clear drops them, on error too); NULL with an error set. */
 static PyObject *
-own_path_of(PyObject *tree, PyObject *key, int with_path)
+own_path_of(PyObject *tree, PyObject *key, Path *path)
 {
-    PyObject *node = NULL, *path = NULL, *nodes = NULL, *out = NULL;
+    PyObject *node = NULL, *nodes = NULL, *out = NULL;
     int frees = tree_bool(tree, T_FREES), deltas = -1, dirty = -1;
     if (frees < 0 || (deltas = tree_bool(tree, T_DELTAS)) < 0 ||
             (dirty = tree_bool(tree, T_DIRTY)) < 0)
@@ -620,9 +645,8 @@ own_path_of(PyObject *tree, PyObject *key, int with_path)
         if (node == NULL)
             return NULL;
     }
-    if ((nodes = tree_attr(tree, T_NODES)) == NULL || !PyDict_Check(nodes) ||
-            (with_path && (path = PyList_New(0)) == NULL)) {
-        if (nodes != NULL && !PyErr_Occurred())
+    if ((nodes = tree_attr(tree, T_NODES)) == NULL || !PyDict_Check(nodes)) {
+        if (nodes != NULL)
             PyErr_SetString(PyExc_TypeError, "own_path(): the node cache is not a dict");
         goto done;
     }
@@ -636,21 +660,17 @@ own_path_of(PyObject *tree, PyObject *key, int with_path)
             PyErr_SetString(PyExc_TypeError, "own_path(): a branch's keys and kids do not match");
             goto done;
         }
+        if (path->depth == MAX_DEPTH) {
+            PyErr_SetString(PyExc_RuntimeError, "own_path(): the tree is deeper than 64 levels");
+            goto done;
+        }
         Py_ssize_t i = bisect_right(keys, q, ql) - 1;
         if (i < -1)
             goto done;
         if (i < 0)
             i = 0;  /* (key 0 of a branch is b"": never below it) */
-        if (with_path) {
-            PyObject *ix = PyLong_FromSsize_t(i);
-            PyObject *step = ix == NULL ? NULL : PyTuple_Pack(2, node, ix);
-            Py_XDECREF(ix);
-            if (step == NULL || PyList_Append(path, step) < 0) {
-                Py_XDECREF(step);
-                goto done;
-            }
-            Py_DECREF(step);
-        }
+        path->node[path->depth] = Py_NewRef(node);
+        path->at[path->depth++] = i;
         PyObject *kid = own_kid(node, i, nodes, deltas);
         if (kid == NULL)
             goto done;
@@ -660,10 +680,9 @@ own_path_of(PyObject *tree, PyObject *key, int with_path)
         PyErr_SetString(PyExc_TypeError, "own_path(): not a tree node");
         goto done;
     }
-    out = PyTuple_Pack(2, node, with_path ? path : Py_None);
+    out = Py_NewRef(node);
 done:
     Py_XDECREF(node);
-    Py_XDECREF(path);
     Py_XDECREF(nodes);
     return out;
 }
