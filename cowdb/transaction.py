@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .checks import Key, check_key, check_value
 from .snapshot import _Reader
-from .tree.btree import sorted_items
+from .tree.btree import Tree, put_method, sorted_items
 
 if TYPE_CHECKING:
     from .db import Database
     from .history.commits import Commit
-    from .tree.btree import Tree
 
 
 class Transaction(_Reader, MutableMapping[bytes, Any]):
@@ -160,3 +159,9 @@ class Transaction(_Reader, MutableMapping[bytes, Any]):
     def __repr__(self) -> str:
         state = "closed" if self._tree is None else f"{len(self)} keys"
         return f"<cowdb.Transaction on {self.branch!r} from version {self._head.version} {state}>"
+
+
+py_setitem = Transaction.__setitem__  # the Python method: the C one's fallback and twin
+if put_method is not None:  # its common case in C, without the put's two Python frames
+    Transaction.__setitem__ = Transaction.put = put_method(  # type: ignore[method-assign]
+        Transaction, py_setitem, Tree)

@@ -14,6 +14,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
+import cowdb
 from cowdb.pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW
 from cowdb.pages.io import MemoryIO, OsFileIO
 from cowdb.pages.meta import RootRef
@@ -811,3 +812,45 @@ def test_an_overwrite_s_copies_borrow_their_keys(c):
         assert tree.put(b"k03001", b"new") is True
         assert leaf.keys is not clean.keys and clean.keys == keys
         assert b"k03001" in leaf.keys
+
+
+put_keys = st.one_of(st.binary(min_size=0, max_size=5), st.just(b"k" * 5000),
+                     st.text(max_size=3), st.integers(0, 9), st.none())
+put_vals = st.one_of(st.binary(max_size=8), st.just(b"v" * 2000), st.text(max_size=3),
+                     st.integers(0, 9), st.none(), st.lists(st.integers(0, 3), max_size=2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.binary(min_size=1, max_size=4), st.binary(max_size=8)),
+                          st.tuples(put_keys, put_vals)), max_size=40),
+       st.sampled_from([None, "json"]), st.booleans())
+def test_the_c_put_method_is_the_python_one(ops, codec, close_first):
+    """Transaction.__setitem__ in C (_write_c.put_method) against the Python method it
+    falls back to (transaction.py_setitem), on two databases: the same answer or the
+    same exception for every put (keys and values of every type, too long, overflow
+    values, a codec, a closed transaction), the same count of puts, the same last key
+    touched, and the same contents committed."""
+    if btree.put_method is None:
+        pytest.skip("the C put method is not built")
+    from cowdb import transaction
+
+    dbs = [cowdb.open(codec=codec, page_size=1024) for _ in range(2)]
+    outcomes = []
+    for db, put in zip(dbs, (transaction.Transaction.__setitem__, transaction.py_setitem)):
+        assert (put is transaction.py_setitem) == (db is dbs[1])
+        tx = db.write()
+        if close_first:
+            tx.abort()
+        seen = []
+        for k, v in ops:
+            try:
+                seen.append(("ok", put(tx, k, v)))
+            except Exception as e:  # (compared: the same type and message)
+                seen.append((type(e), str(e)))
+        seen.append(("state", tx.puts, getattr(tx, "_touched", None)))
+        if not close_first:
+            tx.commit()
+        seen.append(("contents", sorted(db.read().items())))
+        outcomes.append(seen)
+        db.close()
+    assert outcomes[0] == outcomes[1]

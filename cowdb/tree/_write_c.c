@@ -41,6 +41,11 @@
  *     a new key (True: new, False: overwritten), splitting a full leaf of inline values
  *     whose parent has room; None (Tree.put does it) for a root leaf's split, a split
  *     that reaches the parent, a big leaf's, an overflow value, or a put over one.
+ * put_method(cls, fallback, tree_cls)
+ *     transaction.py's Transaction.__setitem__ as a method of cls (whose slots it reads):
+ *     a bytes key of 1 to max_key bytes and a bytes value, no codec, put by put_over on
+ *     the transaction's tree (of type tree_cls) with puts counted and the key touched;
+ *     anything else, or what put_over leaves to Tree.put, by fallback(self, ...).
  * drop(nodes, bases)
  *     btree.py's NodeCache.drop: the superseded nodes leave the cache, bases is emptied.
  * sorted_items(mapping, max_key)
@@ -159,6 +164,9 @@ static PyMethodDef methods[] = {
     {"put_over", (PyCFunction)(void (*)(void))put_over, METH_FASTCALL,
      "put_over(tree, key, val): btree.py's Tree.put for an inline value over an inline "
      "value in a tree that keeps what it replaces: False, or None (Tree.put does it)."},
+    {"put_method", (PyCFunction)(void (*)(void))put_method, METH_FASTCALL,
+     "put_method(cls, fallback, tree_cls): transaction.py's Transaction.__setitem__ as a "
+     "method of cls: its common case in C, anything else by fallback(self, ...)."},
     {"own_path", (PyCFunction)(void (*)(void))own_path, METH_FASTCALL,
      "own_path(tree, key): btree.py's Tree._descend for a tree that keeps what it "
      "replaces: (leaf, [(branch, index), ...]), the path owned (copied) down to key's leaf."},

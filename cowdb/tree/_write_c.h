@@ -29,7 +29,7 @@
 #define INTERNAL
 #endif
 
-#define API 23                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 24                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 #define LEAF_ENTRY 6          /* a leaf entry's lengths: u16 key, u32 value */
@@ -210,6 +210,7 @@ INTERNAL PyObject *write_tree(PyObject *self, PyObject *const *args, Py_ssize_t 
 INTERNAL int put_init(void);
 INTERNAL PyObject *own_path(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 INTERNAL PyObject *put_over(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+INTERNAL PyObject *put_method(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* _write_cache.c */
 INTERNAL PyObject *settle(PyObject *self, PyObject *node);

@@ -538,6 +538,8 @@ done:
     return out;
 }
 
+static PyObject *put_over_of(PyObject *tree, PyObject *key, PyObject *val);
+
 PyObject *
 put_over(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -549,7 +551,13 @@ put_over(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "put_over(): bind() was not called");
         return NULL;
     }
-    PyObject *tree = args[0], *key = args[1], *val = args[2];
+    return put_over_of(args[0], args[1], args[2]);
+}
+
+/* put_over's work, for it and for the transaction's put (bytes key and val). */
+static PyObject *
+put_over_of(PyObject *tree, PyObject *key, PyObject *val)
+{
     Py_ssize_t inline_max = tree_int(tree, T_INLINE_MAX), page_size = -1;
     if (inline_max == -1 && PyErr_Occurred())
         return NULL;
@@ -687,3 +695,87 @@ done:
     return out;
 }
 
+
+/* The transaction's put: Transaction.__setitem__ (transaction.py) in its common case, a
+ * bytes key of 1 to max_key bytes and a bytes value with no codec, done by put_over_of
+ * on the transaction's tree, without the two Python frames the put went through (~70 of
+ * a 10-put commit's ~4,000 opcodes each). Anything else (a closed transaction, another
+ * type, a codec, a put put_over leaves to Tree.put) calls the Python method, which checks
+ * and does it all. put_method(cls, fallback, tree_cls) binds it to cls's slots. */
+enum { X_TREE, X_MAX_KEY, X_CODEC, X_PUTS, X_TOUCHED, NX };
+static const char *tx_names[NX] = {"_tree", "_max_key", "_codec", "puts", "_touched"};
+static Py_ssize_t tx_off[NX];
+static PyObject *tx_fallback, *tx_tree_type;
+
+static PyObject *
+tx_put(PyObject *tx, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 2 && kwnames == NULL && PyBytes_CheckExact(args[0]) &&
+            PyBytes_CheckExact(args[1])) {
+        PyObject *tree = SLOT(tx, tx_off[X_TREE]), *mk = SLOT(tx, tx_off[X_MAX_KEY]);
+        PyObject *codec = SLOT(tx, tx_off[X_CODEC]), *puts = SLOT(tx, tx_off[X_PUTS]);
+        Py_ssize_t kl = PyBytes_GET_SIZE(args[0]), max_key = -1;
+        if (mk != NULL && PyLong_CheckExact(mk) && (max_key = PyLong_AsSsize_t(mk)) == -1)
+            PyErr_Clear();  /* (not a size: the Python method says what is wrong) */
+        if (tree != NULL && (PyObject *)Py_TYPE(tree) == tx_tree_type && codec == Py_None &&
+                puts != NULL && PyLong_CheckExact(puts) && 0 < kl && kl <= max_key) {
+            int frees = tree_bool(tree, T_FREES);
+            if (frees < 0)
+                return NULL;
+            PyObject *done = frees ? Py_NewRef(Py_None) : put_over_of(tree, args[0], args[1]);
+            if (done == NULL)
+                return NULL;
+            if (done != Py_None) {
+                Py_DECREF(done);
+                PyObject *puts1 = PyNumber_Add(puts, one);
+                if (puts1 == NULL)
+                    return NULL;
+                Py_SETREF(SLOT(tx, tx_off[X_PUTS]), puts1);
+                Py_XSETREF(SLOT(tx, tx_off[X_TOUCHED]), Py_NewRef(args[0]));
+                Py_RETURN_NONE;
+            }
+            Py_DECREF(done);
+        }
+    }
+    /* the Python method: (tx, *args) with the keywords' values after them */
+    Py_ssize_t n = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    PyObject *small[8], **all = n < 8 ? small : PyMem_New(PyObject *, n + 1);
+    if (all == NULL)
+        return PyErr_NoMemory();
+    all[0] = tx;
+    for (Py_ssize_t i = 0; i < n; i++)
+        all[i + 1] = args[i];
+    PyObject *out = PyObject_Vectorcall(tx_fallback, all, nargs + 1, kwnames);
+    if (all != small)
+        PyMem_Free(all);
+    return out;
+}
+
+static PyMethodDef tx_put_def = {
+    "__setitem__", (PyCFunction)(void (*)(void))tx_put, METH_FASTCALL | METH_KEYWORDS,
+    "Set key to value (transaction.py's Transaction.__setitem__, its common case in C)."};
+
+PyObject *
+put_method(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyCallable_Check(args[1]) ||
+            !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "put_method(cls, fallback, tree_cls)");
+        return NULL;
+    }
+    Py_ssize_t off[NX];
+    for (int a = 0; a < NX; a++) {
+        PyObject *d = PyObject_GetAttrString(args[0], tx_names[a]);
+        off[a] = slot_offset(d);
+        Py_XDECREF(d);
+        if (off[a] < 0) {
+            PyErr_Clear();
+            return PyErr_Format(PyExc_TypeError, "put_method(): %R has no slot %s", args[0],
+                                tx_names[a]);
+        }
+    }
+    memcpy(tx_off, off, sizeof off);
+    Py_XSETREF(tx_fallback, Py_NewRef(args[1]));
+    Py_XSETREF(tx_tree_type, Py_NewRef(args[2]));
+    return PyDescr_NewMethod((PyTypeObject *)args[0], &tx_put_def);
+}

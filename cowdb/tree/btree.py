@@ -937,6 +937,8 @@ _tree_c = load("cowdb.tree", "_tree_c", API)
 write_tree: Callable[..., tuple[int, int]] | None = None
 own_path: Callable[[Tree, bytes], tuple[Leaf, list[tuple[Branch, int]]]] | None = None
 put_over: Callable[[Tree, bytes, bytes], bool | None] | None = None  # put()'s common cases
+# Transaction.__setitem__ in C for put_over's cases (transaction.py binds it)
+put_method: Callable[[type, Callable[..., None], type], Callable[..., None]] | None = None
 settle: Callable[[Node], None] | None = None  # NodeCache.put: a clean node leaves the gc
 drop_superseded: Callable[[NodeCache, list[Any]], None] | None = None  # NodeCache.drop
 cut_leaves: Callable[[Iterable[tuple[bytes, bytes]], int, int], list[tuple[bytes, Leaf]]] = \
@@ -951,6 +953,7 @@ if _write_c is not None:  # bound either way: the tests run both writers
         put_over, settle, drop_superseded = _write_c.put_over, _write_c.settle, _write_c.drop
         cut_leaves, sorted_items = _write_c.leaves, _write_c.sorted_items
         apply_chain = _write_c.apply_chain
+        put_method = _write_c.put_method
 descend: Callable[[Node, bytes, NodeCache], bytes | Overflow | None] = py_get
 map_descend: Callable[..., Any] | None = None
 map_rank: Callable[..., Any] | None = None
