@@ -5,7 +5,7 @@ writes it."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from itertools import chain
 from operator import itemgetter
 from types import TracebackType
@@ -161,7 +161,8 @@ class Transaction(_Reader, MutableMapping[bytes, Any]):
         return f"<cowdb.Transaction on {self.branch!r} from version {self._head.version} {state}>"
 
 
-py_setitem = Transaction.__setitem__  # the Python method: the C one's fallback and twin
+# the Python method: the C one's fallback and twin (tests compare them)
+py_setitem: Callable[[Transaction, Key, Any], None] = Transaction.__setitem__
 if put_method is not None:  # its common case in C, without the put's two Python frames
     Transaction.__setitem__ = Transaction.put = put_method(  # type: ignore[method-assign]
         Transaction, py_setitem, Tree)
