@@ -24,10 +24,11 @@ put_init(void)
 }
 
 /* A dirty copy of a clean node: node.py's Leaf.copy / Branch.copy without their Python
- * frames (its lists and a branch's arrays sliced whole, sig/base/chain None, txn 0), its
- * keys list borrowed from node when ``share_keys`` (see own_keys). */
+ * frames (its lists and a branch's arrays sliced whole, sig/chain None, txn 0); with
+ * ``base`` (node's reference, a tuple; else NULL) as its base, its keys list borrowed
+ * from node (see own_keys). */
 static PyObject *
-copy_node(PyObject *node, int share_keys)
+copy_node(PyObject *node, PyObject *base)
 {
     PyTypeObject *tp = Py_TYPE(node);
     const Py_ssize_t *off = (PyObject *)tp == leaf_type ? leaf_off : branch_off;
@@ -46,7 +47,7 @@ copy_node(PyObject *node, int share_keys)
             return NULL;
         }
         /* (a branch's counts, sums and txns: arrays, which u64s_of checks where read) */
-        PyObject *c = lists[j] == F_KEYS && share_keys ? Py_NewRef(v)
+        PyObject *c = lists[j] == F_KEYS && base != NULL ? Py_NewRef(v)
                       : is_list ? PyList_GetSlice(v, 0, PyList_GET_SIZE(v))
                       : PySequence_GetSlice(v, 0, PY_SSIZE_T_MAX);
         if ((SLOT(copy, off[lists[j]]) = c) == NULL) {
@@ -67,7 +68,7 @@ copy_node(PyObject *node, int share_keys)
     }
     SLOT(copy, off[F_SIG]) = Py_NewRef(Py_None);
     SLOT(copy, off[F_TXN]) = Py_NewRef(zero);
-    SLOT(copy, off[F_BASE]) = Py_NewRef(Py_None);
+    SLOT(copy, off[F_BASE]) = Py_NewRef(base != NULL ? base : Py_None);
     SLOT(copy, off[F_CHAIN]) = Py_NewRef(Py_None);
     return copy;
 }
@@ -170,21 +171,13 @@ own_kid(PyObject *branch, Py_ssize_t i, PyObject *nodes, int deltas)
         Py_DECREF(node);
         goto done;
     }
-    if ((copy = copy_node(node, deltas)) == NULL) {
+    PyObject *base = deltas ? PyTuple_Pack(4, node, kid, s, t) : NULL;
+    if ((deltas && base == NULL) || (copy = copy_node(node, base)) == NULL) {
+        Py_XDECREF(base);
         Py_DECREF(node);
         goto done;
     }
-    if (deltas) {
-        PyObject *base = PyTuple_Pack(4, node, kid, s, t);
-        if (base == NULL) {
-            Py_CLEAR(copy);
-            Py_DECREF(node);
-            goto done;
-        }
-        Py_ssize_t bo = Py_TYPE(copy) == (PyTypeObject *)leaf_type ? leaf_off[F_BASE]
-                                                                    : branch_off[F_BASE];
-        Py_SETREF(SLOT(copy, bo), base);
-    }
+    Py_XDECREF(base);
     Py_DECREF(node);
     kids = SLOT(branch, branch_off[F_KIDS]);  /* (load ran Python: check again) */
     if (kids == NULL || !PyList_CheckExact(kids) || PyList_GET_SIZE(kids) <= i) {

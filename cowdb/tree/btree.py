@@ -438,11 +438,9 @@ class Tree:
         elif not self._dirty:
             if self.frees:
                 self._replaced[self._ref.page] = root
-            copy = root.copy(share_keys=self.deltas)  # (borrowed while root is its base)
-            if self.deltas:
-                ref = self._ref
-                copy.base = (root, ref.page, ref.checksum, ref.txn)
-            root = self._root = copy
+            ref = self._ref
+            root = self._root = root.copy(
+                (root, ref.page, ref.checksum, ref.txn) if self.deltas else None)
             self._dirty = True
         return root
 
@@ -453,9 +451,7 @@ class Tree:
             node = self.nodes.load(kid, s, t)
             if self.frees:
                 self._replaced[kid] = node
-            copy = parent.kids[i] = node.copy(share_keys=self.deltas)
-            if self.deltas:
-                copy.base = (node, kid, s, t)
+            copy = parent.kids[i] = node.copy((node, kid, s, t) if self.deltas else None)
             return copy
         return kid  # type: ignore[return-value]  # (a node)
 

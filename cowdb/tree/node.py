@@ -99,10 +99,12 @@ class Leaf:
         #                  txn), see Tree
         self.chain = None  # clean nodes read from a delta: see ``images``
 
-    def copy(self, share_keys: bool = False) -> Leaf:
-        """A dirty copy; ``share_keys``: it borrows this leaf's keys list (see own_keys)."""
-        return Leaf(self.keys if share_keys else self.keys[:], self.vals[:], self.size,
-                    self.big)
+    def copy(self, base: tuple[Node, int, int, int] | None = None) -> Leaf:
+        """A dirty copy; with its ``base`` (this leaf's reference, for a delta on it) it
+        borrows this leaf's keys list (see own_keys)."""
+        copy = Leaf(self.keys if base else self.keys[:], self.vals[:], self.size, self.big)
+        copy.base = base
+        return copy
 
     def count(self) -> int:
         return len(self.keys)
@@ -138,10 +140,13 @@ class Branch:
         #                  txn), see Tree
         self.chain = None  # clean nodes read from a delta: see ``images``
 
-    def copy(self, share_keys: bool = False) -> Branch:
-        """A dirty copy; ``share_keys``: it borrows this branch's keys list (see own_keys)."""
-        return Branch(self.keys if share_keys else self.keys[:], self.kids[:], self.counts[:],
+    def copy(self, base: tuple[Node, int, int, int] | None = None) -> Branch:
+        """A dirty copy; with its ``base`` (this branch's reference, for a delta on it) it
+        borrows this branch's keys list (see own_keys)."""
+        copy = Branch(self.keys if base else self.keys[:], self.kids[:], self.counts[:],
                       self.sums[:], self.txns[:], self.size)
+        copy.base = base
+        return copy
 
     def count(self) -> int:
         return sum(self.counts)
