@@ -596,11 +596,7 @@ def _rewrite(store: PageStore, nodes: NodeCache, a: _Analysis) -> None:
     cat = Catalog(Tree(nodes, EMPTY))
     for v in sorted(a.kept):
         cat.put_commit(a.kept[v])
-    for kind, names in a.refs.items():
-        for name, v in names.items():
-            cat.set_ref(kind, name, v)
-    for opt, value in a.options.items():
-        cat.tree.put(b"o" + opt, value)
+    cat.set_refs_and_options(a.refs, a.options)
     cat.settle(0)
     root = cat.tree.write(txn)
     used = a.used

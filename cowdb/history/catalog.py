@@ -346,6 +346,12 @@ class Catalog:
         for c in commits:
             self.put_commit(replace(c, root=copy_tree(nodes, dst_nodes, c.root, memo, txn),
                                     txn=txn))
+        self.set_refs_and_options(refs, options)
+
+    def set_refs_and_options(self, refs: dict[bytes, dict[str, int]],
+                             options: dict[bytes, bytes]) -> None:
+        """Set every ref (kind -> name -> version) and setting (as ``options()`` gives
+        them): the end of a copy's catalog (``fill``) or a recovered one."""
         for kind, names in refs.items():
             for name, v in names.items():
                 self.set_ref(kind, name, v)
