@@ -86,6 +86,36 @@ def test_snapshot_never_sees_later_writes():
     assert db.read()[b"k000"] == b"new"
 
 
+@pytest.mark.parametrize("on_file", [True, False])
+def test_a_scan_keeps_its_values_while_a_writer_overwrites_them(tmp_path, on_file):
+    """A snapshot's scan, begun before a commit that overwrites keys in the leaves it
+    reads, and a transaction aborted after such puts: the scan sees the values of its
+    version, and after the abort the head is what it was. (A put takes the lists of a
+    clean node only the node cache holds, tree/node.py's restore_base: a node a reader
+    holds must be copied, and one taken is read again from its page.)"""
+    db = cowdb.open(str(tmp_path / "db") if on_file else None)
+    old = {b"k%05d" % i: b"old%d" % i for i in range(5000)}
+    with db.write() as tx:
+        tx.update(old)
+    snap = db.read()
+    scan = iter(snap.items())
+    seen = [next(scan) for _ in range(700)]
+    with db.write(durability="none") as tx:
+        for i in range(0, 5000, 7):
+            tx[b"k%05d" % i] = b"new"
+    new = old | {b"k%05d" % i: b"new" for i in range(0, 5000, 7)}
+    assert dict(seen + list(scan)) == old
+    tx = db.write()
+    for i in range(1, 5000, 3):
+        tx[b"k%05d" % i] = b"gone"
+    assert tx[b"k00001"] == b"gone"
+    tx.abort()
+    assert dict(db.read().items()) == new and dict(snap.items()) == old
+    assert dict(db.at(db.version - 1).items()) == old
+    snap.close()
+    db.close()
+
+
 def test_second_writer_thread_waits_and_nested_raises():
     db = cowdb.open()
     order = []

@@ -73,13 +73,14 @@
 #include "_write_c.h"
 
 const char *field_names[NF] = {"keys", "vals", "kids", "counts", "sums", "txns", "size", "big",
-                               "sig", "txn", "base", "chain"};
+                               "sig", "txn", "base", "chain", "undo"};
 Py_ssize_t leaf_off[NF], branch_off[NF];
 PyObject *leaf_type, *branch_type;
 int leaf_kind, branch_kind;
 int leaf_full_kind, branch_full_kind;
 Py_ssize_t leaf_chain, branch_chain;
 PyObject *zero, *one;
+PyObject *restore_fn;
 
 /* The offset of the slot a class attribute describes, or -1 when it is not an object
  * slot (or absent): what lets a node's and a Tree's fields be read without a lookup. */
@@ -104,9 +105,10 @@ slot_offsets(PyTypeObject *cls, Py_ssize_t *off)
 static PyObject *
 bind(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+    if (nargs != 9 || !PyType_Check(args[0]) || !PyType_Check(args[1]) ||
+            !PyCallable_Check(args[8])) {
         PyErr_SetString(PyExc_TypeError, "bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, "
-                        "BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN)");
+                        "BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN, restore_base)");
         return NULL;
     }
     long lf = PyLong_AsLong(args[2]), bf = PyLong_AsLong(args[3]);
@@ -122,9 +124,9 @@ bind(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     slot_offsets((PyTypeObject *)args[0], leaf_off);
     slot_offsets((PyTypeObject *)args[1], branch_off);
     static const int leaf_needs[] = {F_KEYS, F_VALS, F_SIZE, F_BIG, F_SIG, F_TXN, F_BASE,
-                                     F_CHAIN, -1};
+                                     F_CHAIN, F_UNDO, -1};
     static const int branch_needs[] = {F_KEYS, F_KIDS, F_COUNTS, F_SUMS, F_TXNS, F_SIZE, F_SIG,
-                                       F_TXN, F_BASE, F_CHAIN, -1};
+                                       F_TXN, F_BASE, F_CHAIN, F_UNDO, -1};
     for (int j = 0; leaf_needs[j] >= 0; j++)
         if (leaf_off[leaf_needs[j]] < 0)
             return PyErr_Format(PyExc_TypeError, "bind(): Leaf has no slot %s",
@@ -135,6 +137,7 @@ bind(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
                                 field_names[branch_needs[j]]);
     Py_XSETREF(leaf_type, Py_NewRef(args[0]));
     Py_XSETREF(branch_type, Py_NewRef(args[1]));
+    Py_XSETREF(restore_fn, Py_NewRef(args[8]));
     leaf_full_kind = (int)lf;
     branch_full_kind = (int)bf;
     leaf_kind = (int)lk;
@@ -174,8 +177,8 @@ static PyMethodDef methods[] = {
      "write_tree(root, txn, store, nodes, encode, overflows, digest, superseded): btree.py's "
      "Tree._write_node in C; (page, checksum) of the root written."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
-     "bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN): "
-     "what write_tree, own_path and full_image need of node.py."},
+     "bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN, "
+     "restore_base): what write_tree, own_path and full_image need of node.py."},
     {"full_image", (PyCFunction)(void (*)(void))full_image, METH_FASTCALL,
      "full_image(node, txn): node.py's encode_leaf / encode_branch, unsealed; "
      "NotImplemented for a leaf marked big (Python encodes it)."},

@@ -29,7 +29,7 @@
 #define INTERNAL
 #endif
 
-#define API 24                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 25                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 #define LEAF_ENTRY 6          /* a leaf entry's lengths: u16 key, u32 value */
@@ -39,7 +39,7 @@
 /* A node's fields by their slots' offsets (bind() finds them): the commit reads a dozen
  * per node, and PyObject_GetAttr's lookups were ~8% of its instructions. */
 enum { F_KEYS, F_VALS, F_KIDS, F_COUNTS, F_SUMS, F_TXNS, F_SIZE, F_BIG, F_SIG, F_TXN, F_BASE,
-       F_CHAIN, NF };
+       F_CHAIN, F_UNDO, NF };
 INTERNAL extern const char *field_names[NF];
 INTERNAL extern Py_ssize_t leaf_off[NF], branch_off[NF];   /* slot offsets, -1: not a slot */
 INTERNAL extern PyObject *leaf_type, *branch_type;         /* set by bind() */
@@ -47,6 +47,7 @@ INTERNAL extern int leaf_kind, branch_kind;                /* the delta kinds (b
 INTERNAL extern int leaf_full_kind, branch_full_kind;      /* the full-image kinds (bind) */
 INTERNAL extern Py_ssize_t leaf_chain, branch_chain;       /* deltas in a chain (bind) */
 INTERNAL extern PyObject *zero, *one;                      /* the ints 0 and 1 */
+INTERNAL extern PyObject *restore_fn;                     /* node.py's restore_base (bind) */
 
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
@@ -208,6 +209,7 @@ INTERNAL PyObject *write_tree(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 /* _write_put.c */
 INTERNAL int put_init(void);
+INTERNAL int restore(PyObject *node);
 INTERNAL PyObject *own_path(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 INTERNAL PyObject *put_over(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 INTERNAL PyObject *put_method(PyObject *self, PyObject *const *args, Py_ssize_t nargs);

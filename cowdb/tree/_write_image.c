@@ -185,7 +185,98 @@ delta_of_runs(int is_leaf, int kind, PyObject *node, PyObject *keys, PyObject *v
                        depth, txn);
 }
 
-/* delta_image's work, its arguments converted (write_tree calls it too). */
+/* Entry i differs from the base's: its bytes added to *body and i to the runs; 0, 1 when
+ * Python must encode the node (a value neither big nor bytes: it says what is wrong),
+ * or -1 with an error. */
+static int
+add_differing(int is_leaf, PyObject *keys, PyObject *vk, Py_ssize_t i, Py_ssize_t *body,
+              Py_ssize_t *runs, Py_ssize_t *s)
+{
+    PyObject *k = PyList_GET_ITEM(keys, i);
+    if (!PyBytes_CheckExact(k) || PyBytes_GET_SIZE(k) > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "delta_image(): a key is not bytes of < 64 KiB");
+        return -1;
+    }
+    *body += PyBytes_GET_SIZE(k);
+    if (is_leaf) {
+        PyObject *v = PyList_GET_ITEM(vk, i);
+        if (!PyBytes_CheckExact(v))
+            return 1;
+        *body += 6 + PyBytes_GET_SIZE(v);
+    }
+    else
+        *body += 34;
+    run_add(runs, s, i);
+    return 0;
+}
+
+/* Whether a branch's entry i (kid a, references u[0..2][i]) differs from (kid b, refs
+ * br[0..2]): 1, 0, or -1 with an error. Kids by value, the common case by identity (a
+ * copy shares its base's objects). */
+static int
+kid_differs(PyObject *a, PyObject *b, unsigned long long *u[3], Py_ssize_t i,
+            const unsigned long long br[3])
+{
+    if (a != b) {
+        int eq = PyObject_RichCompareBool(a, b, Py_EQ);
+        if (eq <= 0)
+            return eq < 0 ? -1 : 1;
+    }
+    for (int j = 0; j < 3; j++)
+        if (u[j][i] != br[j])
+            return 1;
+    return 0;
+}
+
+/* The runs of a node that took its base's lists: only the entries its undo record holds
+ * can differ from the base's (node.py's restore_base), each compared as delta_core
+ * compares it; 0, 1 (Python encodes), or -1 with an error. */
+static int
+undo_runs(int is_leaf, PyObject *undo, PyObject *keys, PyObject *vk, unsigned long long *u[3],
+          Py_ssize_t n, Py_ssize_t *body, Py_ssize_t *runs, Py_ssize_t *s)
+{
+    if (!PyDict_CheckExact(undo)) {
+        PyErr_SetString(PyExc_TypeError, "delta_image(): a node's undo record is not a dict");
+        return -1;
+    }
+    PyObject *at = PyDict_Keys(undo);
+    int out = at == NULL || PyList_Sort(at) < 0 ? -1 : 0;
+    for (Py_ssize_t j = 0; out == 0 && j < PyList_GET_SIZE(at); j++) {
+        PyObject *key = PyList_GET_ITEM(at, j), *old = PyDict_GetItem(undo, key);
+        Py_ssize_t i = PyLong_AsSsize_t(key);
+        if (i == -1 && PyErr_Occurred())
+            out = -1;
+        else if (i < 0 || i >= n || old == NULL) {
+            PyErr_SetString(PyExc_ValueError, "delta_image(): an undo record's entry is past "
+                            "the node's");
+            out = -1;
+        }
+        else if (is_leaf) {
+            if (PyList_GET_ITEM(vk, i) != old)
+                out = add_differing(is_leaf, keys, vk, i, body, runs, s);
+        }
+        else {
+            unsigned long long br[3];
+            if (!PyTuple_CheckExact(old) || PyTuple_GET_SIZE(old) != 4) {
+                PyErr_SetString(PyExc_TypeError, "delta_image(): a branch's undo entry is "
+                                "not (page, count, checksum, txn)");
+                out = -1;
+                break;
+            }
+            for (int f = 0; f < 3; f++)
+                br[f] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(old, f + 1));
+            int d = PyErr_Occurred() ? -1
+                    : kid_differs(PyList_GET_ITEM(vk, i), PyTuple_GET_ITEM(old, 0), u, i, br);
+            out = d <= 0 ? d : add_differing(is_leaf, keys, vk, i, body, runs, s);
+        }
+    }
+    Py_XDECREF(at);
+    return out;
+}
+
+/* delta_image's work, its arguments converted (write_tree calls it too). A node that took
+ * its base's lists (an undo record, see node.py's restore_base) is compared with the
+ * record, the base's lists being None. */
 PyObject *
 delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long long bpage,
            unsigned long long bsum, unsigned long long btxn, unsigned depth,
@@ -198,7 +289,11 @@ delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long 
     int names[2] = {F_KEYS, is_leaf ? F_VALS : F_KIDS};
     PyObject *out = NULL;
     Py_ssize_t *runs = NULL;   /* pairs (at, length) of entries that differ */
-    for (int w = 0; w < 2; w++) {
+    PyObject *undo = field(node, F_UNDO);
+    if (undo == NULL)
+        return NULL;
+    int sides = undo == Py_None ? 2 : 1;   /* (with a record, only the node's lists) */
+    for (int w = 0; w < sides; w++) {
         for (int f = 0; f < 2; f++) {
             fields[w][f] = list_of(w ? base : node, names[f]);
             if (fields[w][f] == NULL)
@@ -212,18 +307,28 @@ delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long 
     PyObject *keys = fields[0][0];
     Py_ssize_t n = PyList_GET_SIZE(keys);
     if (!is_leaf) {
-        for (int w = 0; w < 2; w++) {
+        for (int w = 0; w < sides; w++) {
             if (refs_of(w ? base : node, views[w], refs[w], PyList_GET_SIZE(fields[w][0]),
                         0) < 0)
                 goto done;
             held[w] = 1;
         }
     }
-    int same = same_keys(keys, fields[1][0]);
-    if (same < 0)
-        goto done;
-    if (!same)
-        goto python;
+    if (sides == 2) {
+        int same = same_keys(keys, fields[1][0]);
+        if (same < 0)
+            goto done;
+        if (!same)
+            goto python;
+    }
+    else {  /* a record holds while the keys are the base's (a change of them restores) */
+        PyObject *bkeys = field(base, F_KEYS);
+        if (bkeys == NULL)
+            goto done;
+        Py_DECREF(bkeys);
+        if (bkeys != keys)
+            goto python;
+    }
     if (is_leaf) {
         PyObject *big = field(node, F_BIG);
         if (big == NULL)
@@ -241,47 +346,33 @@ delta_core(int is_leaf, int kind, PyObject *node, PyObject *base, unsigned long 
         goto done;
     }
     Py_ssize_t s = 0, body = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int differs = 0;
-        if (is_leaf) {  /* values by identity: a copy shares its base's objects */
-            differs = PyList_GET_ITEM(fields[0][1], i) != PyList_GET_ITEM(fields[1][1], i);
+    int r = 0;
+    if (sides == 1)
+        r = undo_runs(is_leaf, undo, keys, fields[0][1], refs[0], n, &body, runs, &s);
+    for (Py_ssize_t i = 0; sides == 2 && r == 0 && i < n; i++) {
+        PyObject *a = PyList_GET_ITEM(fields[0][1], i), *b = PyList_GET_ITEM(fields[1][1], i);
+        int differs;
+        if (is_leaf)  /* values by identity: a copy shares its base's objects */
+            differs = a != b;
+        else {        /* references by value */
+            const unsigned long long br[3] = {refs[1][0][i], refs[1][1][i], refs[1][2][i]};
+            if ((differs = kid_differs(a, b, refs[0], i, br)) < 0)
+                goto done;
         }
-        else {          /* references by value */
-            PyObject *a = PyList_GET_ITEM(fields[0][1], i);
-            PyObject *b = PyList_GET_ITEM(fields[1][1], i);
-            if (a != b) {  /* (a copy shares its base's objects: the common case) */
-                int eq = PyObject_RichCompareBool(a, b, Py_EQ);
-                if (eq < 0)
-                    goto done;
-                differs = !eq;
-            }
-            for (int j = 0; j < 3 && !differs; j++)
-                differs = refs[0][j][i] != refs[1][j][i];
-        }
-        if (!differs)
-            continue;
-        PyObject *k = PyList_GET_ITEM(keys, i);
-        if (!PyBytes_CheckExact(k) || PyBytes_GET_SIZE(k) > 0xFFFF) {
-            PyErr_SetString(PyExc_ValueError, "delta_image(): a key is not bytes of < 64 KiB");
-            goto done;
-        }
-        body += PyBytes_GET_SIZE(k);
-        if (is_leaf) {
-            PyObject *v = PyList_GET_ITEM(fields[0][1], i);
-            if (!PyBytes_CheckExact(v))
-                goto python;  /* (not big, yet not bytes: Python says what is wrong) */
-            body += 6 + PyBytes_GET_SIZE(v);
-        }
-        else
-            body += 34;
-        run_add(runs, &s, i);
+        if (differs)
+            r = add_differing(is_leaf, keys, fields[0][1], i, &body, runs, &s);
     }
+    if (r < 0)
+        goto done;
+    if (r > 0)
+        goto python;
     out = delta_of_runs(is_leaf, kind, node, keys, fields[0][1], refs[0], n, runs, s, body,
                         bpage, bsum, btxn, depth, txn);
     goto done;
 python:
     out = Py_NewRef(Py_NotImplemented);
 done:
+    Py_DECREF(undo);
     PyMem_Free(runs);
     for (int w = 0; w < 2; w++) {
         for (int f = 0; f < 2; f++)

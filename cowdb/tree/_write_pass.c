@@ -524,6 +524,9 @@ write_node(Writer *w, PyObject *node, unsigned long long *sum_out)
                     goto done;
                 if (image == Py_NotImplemented) {  /* Python's (sealed), or None */
                     Py_DECREF(image);
+                    image = NULL;
+                    if (restore(node) < 0)   /* (Python compares with the base's lists) */
+                        goto done;
                     image = PyObject_CallFunctionObjArgs(w->encode, node, base, w->txn,
                                                          dirty ? dirty : Py_None, NULL);
                     if (image == NULL || (image != Py_None && image_sum(w, image, 0, &sum) < 0))
@@ -560,8 +563,8 @@ write_node(Writer *w, PyObject *node, unsigned long long *sum_out)
     Py_ssize_t units = (PyByteArray_GET_SIZE(image) + w->unit - 1) / w->unit;
     if ((page = place_image(w, image)) == NULL)
         goto done;
-    if (set_field(node, F_TXN, w->txn) < 0)
-        goto done;
+    if (set_field(node, F_TXN, w->txn) < 0 || set_field(node, F_UNDO, Py_None) < 0)
+        goto done;   /* (written, the node is clean: the undo record has served) */
     if (base == Py_None)
         chain = Py_NewRef(Py_None);
     else if (bottom != NULL) {  /* a rebased delta: itself, then the full image */

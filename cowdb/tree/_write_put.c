@@ -5,7 +5,7 @@
 #include "_write_c.h"
 
 static PyObject *s__root, *s__dirty, *s_frees, *s_deltas, *s_nodes, *s__own_root;
-static PyObject *s_inline_max, *s_page_size, *s_mod, *s_count, *s_insert;
+static PyObject *s_inline_max, *s_page_size, *s_mod, *s_count, *s_insert, *s_stolen;
 
 int
 put_init(void)
@@ -20,15 +20,56 @@ put_init(void)
         (s_page_size = PyUnicode_InternFromString("page_size")) &&
         (s_mod = PyUnicode_InternFromString("mod")) &&
         (s_count = PyUnicode_InternFromString("count")) &&
-        (s_insert = PyUnicode_InternFromString("insert")) ? 0 : -1;
+        (s_insert = PyUnicode_InternFromString("insert")) &&
+        (s_stolen = PyUnicode_InternFromString("stolen")) ? 0 : -1;
+}
+
+/* node.py's restore_base, called there (the rare paths: a change of keys, a fallback to
+ * Python): the lists a dirty node took from its base given back; 0, or -1 with an error. */
+int
+restore(PyObject *node)
+{
+    PyObject *tp = (PyObject *)Py_TYPE(node);
+    const Py_ssize_t *off = tp == leaf_type ? leaf_off : tp == branch_type ? branch_off : NULL;
+    if (off == NULL || SLOT(node, off[F_UNDO]) == NULL || SLOT(node, off[F_UNDO]) == Py_None)
+        return 0;
+    PyObject *r = PyObject_CallOneArg(restore_fn, node);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* Whether own_kid may take the lists of ``node``, a clean node just found in (or loaded
+ * into) the cache ``nodes`` under ``page``, instead of copying them (see node.py's
+ * restore_base): nothing holds it but the cache and the caller (a reader's cursor, a
+ * snapshot's walk would hold a reference), nothing holds its lists but it, and it is a
+ * leaf of inline values or a branch. */
+static int
+may_take(PyObject *node, PyObject *nodes, PyObject *page)
+{
+    if (Py_REFCNT(node) != 2 || PyDict_GetItemWithError(nodes, page) != node)
+        return 0;   /* (an error from the lookup: the caller's next call reports it) */
+    int is_leaf = (PyObject *)Py_TYPE(node) == leaf_type;
+    const Py_ssize_t *off = is_leaf ? leaf_off : branch_off;
+    static const int leaf_taken[] = {F_VALS, -1};
+    static const int branch_taken[] = {F_KIDS, F_COUNTS, F_SUMS, F_TXNS, -1};
+    if (is_leaf && SLOT(node, off[F_BIG]) != Py_False)
+        return 0;
+    for (const int *f = is_leaf ? leaf_taken : branch_taken; *f >= 0; f++) {
+        PyObject *v = SLOT(node, off[*f]);
+        if (v == NULL || Py_REFCNT(v) != 1 || (*f <= F_KIDS && !PyList_CheckExact(v)))
+            return 0;
+    }
+    return 1;
 }
 
 /* A dirty copy of a clean node: node.py's Leaf.copy / Branch.copy without their Python
  * frames (its lists and a branch's arrays sliced whole, sig/chain None, txn 0); with
  * ``base`` (node's reference, a tuple; else NULL) as its base, its keys list borrowed
- * from node (see own_keys). */
+ * from node (see own_keys). ``take`` (with a base that may_take allowed): the lists and
+ * arrays other than the keys are taken from node, not sliced, and the copy gets an empty
+ * undo record (see node.py's restore_base); nothing is taken unless the copy is made. */
 static PyObject *
-copy_node(PyObject *node, PyObject *base)
+copy_node(PyObject *node, PyObject *base, int take)
 {
     PyTypeObject *tp = Py_TYPE(node);
     const Py_ssize_t *off = (PyObject *)tp == leaf_type ? leaf_off : branch_off;
@@ -38,6 +79,12 @@ copy_node(PyObject *node, PyObject *base)
     PyObject *copy = tp->tp_alloc(tp, 0);
     if (copy == NULL)
         return NULL;
+    PyObject *undo = take ? PyDict_New() : Py_NewRef(Py_None);
+    if (undo == NULL) {
+        Py_DECREF(copy);
+        return NULL;
+    }
+    SLOT(copy, off[F_UNDO]) = undo;
     for (int j = 0; lists[j] >= 0; j++) {
         PyObject *v = SLOT(node, off[lists[j]]);
         int is_list = v != NULL && PyList_CheckExact(v);
@@ -47,6 +94,8 @@ copy_node(PyObject *node, PyObject *base)
             return NULL;
         }
         /* (a branch's counts, sums and txns: arrays, which u64s_of checks where read) */
+        if (take && lists[j] != F_KEYS)
+            continue;   /* (taken below, once nothing can fail) */
         PyObject *c = lists[j] == F_KEYS && base != NULL ? Py_NewRef(v)
                       : is_list ? PyList_GetSlice(v, 0, PyList_GET_SIZE(v))
                       : PySequence_GetSlice(v, 0, PY_SSIZE_T_MAX);
@@ -70,6 +119,12 @@ copy_node(PyObject *node, PyObject *base)
     SLOT(copy, off[F_TXN]) = Py_NewRef(zero);
     SLOT(copy, off[F_BASE]) = Py_NewRef(base != NULL ? base : Py_None);
     SLOT(copy, off[F_CHAIN]) = Py_NewRef(Py_None);
+    for (int j = 0; take && lists[j] >= 0; j++) {
+        if (lists[j] != F_KEYS) {   /* the reference moves: node holds None instead */
+            SLOT(copy, off[lists[j]]) = SLOT(node, off[lists[j]]);
+            SLOT(node, off[lists[j]]) = Py_NewRef(Py_None);
+        }
+    }
     return copy;
 }
 
@@ -79,6 +134,8 @@ static PyObject *
 own_keys(PyObject *node)
 {
     const Py_ssize_t *off = (PyObject *)Py_TYPE(node) == leaf_type ? leaf_off : branch_off;
+    if (restore(node) < 0)   /* (a change of keys moves the undo record's indexes) */
+        return NULL;
     PyObject *keys = SLOT(node, off[F_KEYS]), *base = SLOT(node, off[F_BASE]);
     if (keys == NULL || !PyList_CheckExact(keys)) {
         PyErr_SetString(PyExc_TypeError, "a node's keys are not a list");
@@ -120,9 +177,42 @@ bisect_right(PyObject *keys, const char *q, Py_ssize_t ql)
     return lo;
 }
 
-/* The dirty copy of a branch's i-th kid (copied now if it is a page). */
+/* Record in a dirty branch's undo record (if it has one: it took its base's lists) the
+ * i-th entry as it is, before its first change: (page, count, checksum, txn); 0, or -1
+ * with an error. */
+static int
+record_kid(PyObject *branch, Py_ssize_t i, PyObject *kid, PyObject *s, PyObject *t)
+{
+    PyObject *undo = SLOT(branch, branch_off[F_UNDO]);
+    if (undo == NULL || undo == Py_None)
+        return 0;
+    PyObject *at = PyLong_FromSsize_t(i), *count = NULL, *entry = NULL;
+    int out = -1;
+    if (at == NULL || !PyDict_CheckExact(undo))
+        goto done;
+    int has = PyDict_Contains(undo, at);
+    if (has != 0) {
+        out = has < 0 ? -1 : 0;
+        goto done;
+    }
+    PyObject *counts = SLOT(branch, branch_off[F_COUNTS]);
+    if (counts == NULL || (count = PySequence_GetItem(counts, i)) == NULL ||
+            (entry = PyTuple_Pack(4, kid, count, s, t)) == NULL)
+        goto done;
+    out = PyDict_SetItem(undo, at, entry);
+done:
+    if (out < 0 && !PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "own_path(): a branch's undo record is not a dict");
+    Py_XDECREF(at);
+    Py_XDECREF(count);
+    Py_XDECREF(entry);
+    return out;
+}
+
+/* The dirty copy of a branch's i-th kid (copied now if it is a page). ``take``: the copy
+ * may take the clean kid's lists (see may_take); *took is set when it did. */
 static PyObject *
-own_kid(PyObject *branch, Py_ssize_t i, PyObject *nodes, int deltas)
+own_kid(PyObject *branch, Py_ssize_t i, PyObject *nodes, int deltas, int take, int *took)
 {
     PyObject *kids = SLOT(branch, branch_off[F_KIDS]);
     PyObject *kid = PyList_GET_ITEM(kids, i);
@@ -171,12 +261,24 @@ own_kid(PyObject *branch, Py_ssize_t i, PyObject *nodes, int deltas)
         Py_DECREF(node);
         goto done;
     }
+    if (record_kid(branch, i, kid, s, t) < 0) {
+        Py_DECREF(node);
+        goto done;
+    }
+    /* taken: the node leaves the cache first (should the copy then fail, it is only
+     * loaded again from its page) */
+    take = take && deltas && may_take(node, nodes, kid);
+    if (take && PyDict_DelItem(nodes, kid) < 0) {
+        Py_DECREF(node);
+        goto done;
+    }
     PyObject *base = deltas ? PyTuple_Pack(4, node, kid, s, t) : NULL;
-    if ((deltas && base == NULL) || (copy = copy_node(node, base)) == NULL) {
+    if ((deltas && base == NULL) || (copy = copy_node(node, base, take)) == NULL) {
         Py_XDECREF(base);
         Py_DECREF(node);
         goto done;
     }
+    *took |= take;
     Py_XDECREF(base);
     Py_DECREF(node);
     kids = SLOT(branch, branch_off[F_KIDS]);  /* (load ran Python: check again) */
@@ -211,7 +313,7 @@ path_clear(Path *path)
         Py_DECREF(path->node[--path->depth]);
 }
 
-static PyObject *own_path_of(PyObject *tree, PyObject *key, Path *path);
+static PyObject *own_path_of(PyObject *tree, PyObject *key, Path *path, int take);
 
 PyObject *
 own_path(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
@@ -225,7 +327,7 @@ own_path(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Path path = {.depth = 0};
-    PyObject *leaf = own_path_of(args[0], args[1], &path), *steps = NULL, *out = NULL;
+    PyObject *leaf = own_path_of(args[0], args[1], &path, 0), *steps = NULL, *out = NULL;
     if (leaf == NULL || (steps = PyList_New(path.depth)) == NULL)
         goto done;
     for (Py_ssize_t j = 0; j < path.depth; j++) {
@@ -247,9 +349,9 @@ done:
  * instructions). The offsets are learnt for the first Tree type seen, and again if
  * another type comes (a subclass); an attribute that is not a slot is read by name. */
 enum { T_FREES, T_DELTAS, T_DIRTY, T_ROOT, T_NODES, T_INLINE_MAX, T_PAGE_SIZE, T_MOD, T_COUNT,
-       NT };
+       T_STOLEN, NT };
 static PyObject **tree_names[NT] = {&s_frees, &s_deltas, &s__dirty, &s__root, &s_nodes,
-                                    &s_inline_max, &s_page_size, &s_mod, &s_count};
+                                    &s_inline_max, &s_page_size, &s_mod, &s_count, &s_stolen};
 static PyTypeObject *tree_type;   /* the type tree_off was learnt for (a strong reference) */
 static Py_ssize_t tree_off[NT];
 
@@ -362,6 +464,8 @@ put_split(PyObject *tree, PyObject *leaf, PyObject *key, PyObject *val, Py_ssize
     Py_ssize_t depth = path->depth;
     if (depth < 1)
         Py_RETURN_NONE;
+    if (restore(leaf) < 0)   /* (its lists are replaced below, not changed through own_keys) */
+        return NULL;
     PyObject *keys = SLOT(leaf, leaf_off[F_KEYS]), *vals = SLOT(leaf, leaf_off[F_VALS]);
     Py_ssize_t nk = PyList_GET_SIZE(keys) + 1;   /* entries with the new one */
     PyObject *ek = PyList_GetSlice(keys, 0, nk - 1), *ev = PyList_GetSlice(vals, 0, nk - 1);
@@ -559,7 +663,7 @@ put_over_of(PyObject *tree, PyObject *key, PyObject *val)
     if ((page_size = tree_int(tree, T_PAGE_SIZE)) == -1 && PyErr_Occurred())
         return NULL;
     Path path = {.depth = 0};
-    PyObject *leaf = own_path_of(tree, key, &path), *out = NULL;
+    PyObject *leaf = own_path_of(tree, key, &path, 1), *out = NULL;
     if (leaf == NULL) {
         path_clear(&path);
         return NULL;
@@ -605,6 +709,18 @@ put_over_of(PyObject *tree, PyObject *key, PyObject *val)
         out = Py_NewRef(Py_None);
         goto done;
     }
+    PyObject *undo = SLOT(leaf, leaf_off[F_UNDO]);
+    if (undo != NULL && undo != Py_None) {   /* the value as the base has it, at its first change */
+        PyObject *at = PyLong_FromSsize_t(lo);
+        PyObject *kept = at == NULL || !PyDict_CheckExact(undo) ? NULL
+                         : PyDict_SetDefault(undo, at, old);
+        Py_XDECREF(at);
+        if (kept == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "put_over(): a leaf's undo record is not a dict");
+            goto done;
+        }
+    }
     PyObject *mod = tree_attr(tree, T_MOD), *nsize = PyLong_FromSsize_t(n);
     PyObject *mod1 = mod == NULL ? NULL : PyNumber_Add(mod, one);
     Py_XDECREF(mod);
@@ -625,11 +741,14 @@ done:
 
 /* Own the path from the tree's root to key's leaf (clean nodes copied): the leaf (a new
  * reference), with each branch on the way and the child taken in ``path`` (a reference
- * held on each: path_clear drops them, on error too); NULL with an error set. */
+ * held on each: path_clear drops them, on error too); NULL with an error set. ``take``:
+ * a copy may take its clean node's lists (put_over's puts only: Python changes what
+ * own_path gives it without keeping an undo record); the tree's ``stolen`` is then set. */
 static PyObject *
-own_path_of(PyObject *tree, PyObject *key, Path *path)
+own_path_of(PyObject *tree, PyObject *key, Path *path, int take)
 {
     PyObject *node = NULL, *nodes = NULL, *out = NULL;
+    int took = 0;
     int frees = tree_bool(tree, T_FREES), deltas = -1, dirty = -1;
     if (frees < 0 || (deltas = tree_bool(tree, T_DELTAS)) < 0 ||
             (dirty = tree_bool(tree, T_DIRTY)) < 0)
@@ -672,7 +791,7 @@ own_path_of(PyObject *tree, PyObject *key, Path *path)
             i = 0;  /* (key 0 of a branch is b"": never below it) */
         path->node[path->depth] = Py_NewRef(node);
         path->at[path->depth++] = i;
-        PyObject *kid = own_kid(node, i, nodes, deltas);
+        PyObject *kid = own_kid(node, i, nodes, deltas, take, &took);
         if (kid == NULL)
             goto done;
         Py_SETREF(node, kid);
@@ -683,6 +802,8 @@ own_path_of(PyObject *tree, PyObject *key, Path *path)
     }
     out = Py_NewRef(node);
 done:
+    if (took && tree_set(tree, T_STOLEN, Py_True) < 0)   /* (a slot: cannot fail for a Tree) */
+        Py_CLEAR(out);
     Py_XDECREF(node);
     Py_XDECREF(nodes);
     return out;

@@ -66,6 +66,7 @@ from .node import (
     encode_leaf,
     own_keys,
     rebase_delta,
+    restore_base,
 )
 
 
@@ -332,7 +333,7 @@ class Tree:
     """One B+tree root: read it, or (if given ``writable``) change it by path copying."""
 
     __slots__ = ("store", "nodes", "page_size", "inline_max", "count", "mod", "frees",
-                 "deltas", "superseded", "_root", "_ref", "_dirty", "_replaced")
+                 "deltas", "superseded", "stolen", "_root", "_ref", "_dirty", "_replaced")
     store: PageStore
     nodes: NodeCache
     page_size: int
@@ -341,6 +342,7 @@ class Tree:
     mod: int
     frees: bool
     deltas: bool
+    stolen: bool
 
     def __init__(self, nodes: NodeCache, ref: RootRef = EMPTY, count: int | None = None,
                  frees: bool = False) -> None:
@@ -359,6 +361,7 @@ class Tree:
         # them from the node cache (NodeCache.drop) once it has done reading the old tree
         self.superseded: list[tuple[Node, int, int, int]] = []
         self.mod = 0            # bumped on every change, so cursors can re-seek
+        self.stolen = False     # some dirty node took its base's lists (see restore)
         self._ref = ref
         self._dirty = False
         self._root: Node | None = nodes.load(ref.page, ref.checksum, ref.txn) if ref.page \
@@ -430,7 +433,21 @@ class Tree:
         return r + bisect_left(node.keys, key)
 
     # ---- writing -------------------------------------------------------
+    def restore(self) -> None:
+        """Every dirty node that took its base's lists gives them back (node.py's
+        ``restore_base``): the C put's fast case takes them; any other change, and any
+        comparison with the bases, starts here."""
+        todo = [self._root] if self._dirty and self._root is not None else []
+        while todo:
+            node = todo.pop()
+            restore_base(node)
+            if type(node) is Branch:
+                todo += [kid for kid in node.kids if type(kid) is not int]  # type: ignore[misc]
+        self.stolen = False
+
     def _own_root(self) -> Node:
+        if self.stolen:  # (every Python change of the tree owns its root first)
+            self.restore()
         root = self._root
         if root is None:  # empty (on disk, or emptied by this writer)
             root = self._root = Leaf([], [], HEADER_SIZE)
@@ -485,6 +502,8 @@ class Tree:
             done = put_over(self, key, val)
             if done is not None:
                 return done
+        if self.stolen:
+            self.restore()
         self.mod += 1
         leaf, path = own_path(self, key) if own_path is not None and not self.frees else \
             self._descend(key)
@@ -943,7 +962,8 @@ sorted_items: Callable[[dict[Any, Any], int], list[tuple[bytes, bytes]] | None] 
     py_sorted_items  # a bulk load's pairs
 apply_chain: Callable[[list[bytes]], bytearray | None] | None = None  # NodeCache.full_image
 if _write_c is not None:  # bound either way: the tests run both writers
-    _write_c.bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN)
+    _write_c.bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN,
+                  restore_base)
     if wanted():
         write_tree, own_path = _write_c.write_tree, _write_c.own_path
         put_over, settle, drop_superseded = _write_c.put_over, _write_c.settle, _write_c.drop

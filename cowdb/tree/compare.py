@@ -4,6 +4,7 @@ is written, node by node against the clean nodes it copied; ``same_content`` for
 written trees, walked in step."""
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from itertools import compress, count, repeat
 from operator import ne
 from typing import TYPE_CHECKING
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 from ..pages.meta import RootRef
 from . import btree
 from .diff import changes, same_value, value_reader
-from .node import Branch, Leaf, Node
+from .node import Branch, Leaf, Node, Overflow
 
 if TYPE_CHECKING:
     from .btree import NodeCache, Tree
@@ -26,12 +27,41 @@ def differs_at(tree: Tree, ref: RootRef, key: bytes) -> bool:
     nodes = tree.nodes
     value = value_reader(nodes)
     root = tree.root()
+    if tree.stolen:  # the nodes on the put's path left the cache: their undo records
+        both = _values_at(tree, ref, key)
+        if both is not None:
+            return value(both[0]) != value(both[1])
+        tree.restore()
     u = None if root is None else btree.descend(root, key, nodes)
     v = btree.descend(nodes.load(ref.page, ref.checksum, ref.txn), key, nodes) if ref.page \
         else None
     if u is None or v is None:
         return u is not v
     return value(u) != value(v)
+
+
+def _values_at(tree: Tree, ref: RootRef, key: bytes
+               ) -> tuple[bytes | Overflow, bytes | Overflow] | None:
+    """``key``'s values in a dirty tree and in the tree at ``ref`` it was copied from, told
+    without reading ``ref``'s nodes (the C put took their lists and dropped them from the
+    cache): in the leaf where the dirty tree holds the key, the base's value is the leaf's
+    undo record's, or the leaf's own where the record has none. None when that does not
+    tell (another root, a leaf with no record, the key not there)."""
+    root = tree.root()
+    if root is None or root.base is None or root.base[1:] != (ref.page, ref.checksum, ref.txn):
+        return None
+    node = root
+    while type(node) is Branch:
+        kid = node.kids[bisect_right(node.keys, key) - 1]
+        if type(kid) is int:
+            return None  # (a clean child: no put went there)
+        node = kid  # type: ignore[assignment]  # (a node)
+    assert type(node) is Leaf
+    undo, keys = node.undo, node.keys
+    i = bisect_left(keys, key)
+    if undo is None or i == len(keys) or keys[i] != key:
+        return None
+    return node.vals[i], undo.get(i, node.vals[i])
 
 
 def unchanged(tree: Tree, ref: RootRef) -> bool:
@@ -43,6 +73,7 @@ def unchanged(tree: Tree, ref: RootRef) -> bool:
     another shape): the caller then writes the tree and asks ``same_content``. A commit
     that changes nothing so makes no txn, and no rollback (which re-reads the free list:
     most of such a commit's ~700 µs)."""
+    tree.restore()  # (compared with the bases' own lists)
     root = tree.root()
     if root is None or root.base is None:
         return False

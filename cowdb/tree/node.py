@@ -81,7 +81,7 @@ class Leaf:
     """``big`` is True when some value is not inline bytes (an Overflow, or bytes that will
     go to one): readers and the writer check values one by one only then. ``sig`` (clean
     leaves only, else None): see ``leaf_sig``."""
-    __slots__ = ("keys", "vals", "size", "big", "sig", "txn", "base", "chain")
+    __slots__ = ("keys", "vals", "size", "big", "sig", "txn", "base", "chain", "undo")
     keys: list[bytes]
     vals: list[bytes | Overflow]
     size: int
@@ -89,6 +89,7 @@ class Leaf:
     txn: int
     base: tuple[Node, int, int, int] | None
     chain: tuple[tuple[int, int, int], ...] | None
+    undo: dict[int, bytes | Overflow] | None
 
     def __init__(self, keys: list[bytes], vals: list[bytes | Overflow], size: int,
                  big: bool = False) -> None:
@@ -98,6 +99,7 @@ class Leaf:
         self.base = None   # dirty copies: (the clean node copied, its page, checksum,
         #                  txn), see Tree
         self.chain = None  # clean nodes read from a delta: see ``images``
+        self.undo = None   # a copy that took its base's lists: see ``restore_base``
 
     def copy(self, base: tuple[Node, int, int, int] | None = None) -> Leaf:
         """A dirty copy; with its ``base`` (this leaf's reference, for a delta on it) it
@@ -119,7 +121,7 @@ class Branch:
     three lists of Python ints each touched to count a reference, and its image is
     written without converting an int per field."""
     __slots__ = ("keys", "kids", "counts", "sums", "txns", "size", "sig", "txn", "base",
-                 "chain")
+                 "chain", "undo")
     keys: list[bytes]
     kids: list[int | Node]
     counts: array[int]
@@ -129,6 +131,7 @@ class Branch:
     txn: int
     base: tuple[Node, int, int, int] | None
     chain: tuple[tuple[int, int, int], ...] | None
+    undo: dict[int, tuple[int, int, int, int]] | None
 
     def __init__(self, keys: list[bytes], kids: list[int | Node], counts: array[int],
                  sums: array[int], txns: array[int], size: int) -> None:
@@ -139,6 +142,7 @@ class Branch:
         self.base = None   # dirty copies: (the clean node copied, its page, checksum,
         #                  txn), see Tree
         self.chain = None  # clean nodes read from a delta: see ``images``
+        self.undo = None   # a copy that took its base's lists: see ``restore_base``
 
     def copy(self, base: tuple[Node, int, int, int] | None = None) -> Branch:
         """A dirty copy; with its ``base`` (this branch's reference, for a delta on it) it
@@ -166,11 +170,48 @@ def own_keys(node: Node) -> list[bytes]:
     a dirty node's keys goes through here (or _write_c's own_keys), which copies the list
     while it is still the base's: a clean node never changes. Written, the node keeps the
     list it has."""
+    restore_base(node)  # (a change of keys moves entries: the undo record's indexes)
     keys = node.keys
     base = node.base
     if base is not None and base[0].keys is keys:
         keys = node.keys = keys[:]
     return keys
+
+
+def restore_base(node: Node) -> None:
+    """Give back the lists a dirty ``node`` took from its base, rebuilt from its own.
+
+    A put copies every node on its path, and the copy of a list touched every entry
+    object twice (a reference counted by the copy, and again dropped with the node it
+    replaced): ~15% of a no-sync commit of 10 puts. Where the clean node copied is held
+    by nothing but the node cache (its references counted), the C put (_write_put.c's
+    own_kid) instead *takes* its values (a leaf) or children and their arrays (a
+    branch), leaves None in their place, drops the node from the cache (a reader
+    that wants its page loads it again from the page, which no writer changes) and
+    records in ``undo``, before each change of an entry, the entry as the base had it:
+    (page, count, checksum, txn) for a branch's child, the value for a leaf. The base's
+    entries are then the node's own with those put back, which is all the commit reads
+    of a base while the keys are the same (the delta's runs: _write_image.c's
+    delta_core; ``compare.differs_at``). Anything else first calls this: a change of the
+    keys (``own_keys``), every Python change of the tree (``Tree.restore``), a comparison
+    with the base. Afterwards the node is a plain copy of its base."""
+    if node.undo is None:
+        return
+    base = node.base
+    assert base is not None  # (a node takes lists only from its base)
+    if type(node) is Leaf:
+        vals = node.vals[:]
+        for i, old in node.undo.items():
+            vals[i] = old
+        base[0].vals = vals  # type: ignore[union-attr]  # (a copy is of its base's kind)
+    else:
+        b = base[0]
+        assert type(b) is Branch  # (a copy is of its base's kind)
+        kids, counts, sums, txns = node.kids[:], node.counts[:], node.sums[:], node.txns[:]
+        for i, (kid, c, s, t) in node.undo.items():
+            kids[i], counts[i], sums[i], txns[i] = kid, c, s, t
+        b.kids, b.counts, b.sums, b.txns = kids, counts, sums, txns
+    node.undo = None
 
 
 def leaf_sig(leaf: Leaf) -> int:
@@ -597,7 +638,7 @@ def apply_delta(base: Node, data: bytes, page: int) -> Node:
 # written children (``dirty_kids``), runs btree.py's whole write pass (``write_tree``) and
 # its put (``own_path``, ``put_over``, both bound there) when it is built and current (see
 # cowdb/_accelerators.py); tests/test_write_c.py checks them against the Python.
-WRITE_API = 24  # the _write_c this package is written against
+WRITE_API = 25  # the _write_c this package is written against
 _write_c = load("cowdb.tree", "_write_c", WRITE_API)
 _c_delta_image: Callable[..., Any] | None = None
 _c_full_image: Callable[[Node, int], bytearray] | None = None
