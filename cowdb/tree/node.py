@@ -3,7 +3,9 @@
 A node read from a page is *clean*: immutable, cached by page number and
 shared by every reader and version that reaches it. A writer copies a clean
 node before touching it; the copy is *dirty*, owned by that transaction and
-edited in place until the commit writes it. In a dirty branch, ``kids[i]``
+edited in place until the commit writes it. (A copy may take the lists of a clean
+node that nothing but the node cache holds, which then leaves the cache: see
+``restore_base``.) In a dirty branch, ``kids[i]``
 is either an ``int`` (a clean child's page) or the dirty child node itself,
 so "is this child mine to edit" is just ``type(kid) is not int``.
 
