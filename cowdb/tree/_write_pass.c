@@ -192,13 +192,16 @@ image_sum(Writer *w, PyObject *image, int seal, unsigned long long *sum)
 }
 
 /* Write a branch's dirty children (bottom-up), their pages, checksums and txn into its
- * kids, sums and txns; the new list of their indexes, or NULL. */
+ * kids, sums and txns; the new list of their indexes, or NULL. A branch with an undo
+ * record (it took its base's lists: node.py's restore_base) has its dirty children among
+ * the record's indexes, and only those are looked at: the test of every child's type
+ * touched every child's int, cold in a large tree. */
 static PyObject *write_node(Writer *w, PyObject *node, unsigned long long *sum);
 
 static PyObject *
 write_kids(Writer *w, PyObject *node)
 {
-    PyObject *kids = list_of(node, F_KIDS), *dirty = NULL;
+    PyObject *kids = list_of(node, F_KIDS), *dirty = NULL, *undo = NULL, *changed = NULL;
     Py_ssize_t *at = NULL, m = 0;            /* the dirty kids' indexes, */
     unsigned long long *sums = NULL;         /* ... their images' checksums */
     PyObject **pages = NULL;                 /* ... and first units */
@@ -212,7 +215,25 @@ write_kids(Writer *w, PyObject *node)
         PyErr_NoMemory();
         goto fail;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(kids) && i < n; i++) {
+    if ((undo = field(node, F_UNDO)) == NULL)
+        goto fail;
+    if (undo != Py_None && (!PyDict_CheckExact(undo) || (changed = PyDict_Keys(undo)) == NULL ||
+                            PyList_Sort(changed) < 0)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "write_tree(): a branch's undo record is not a "
+                            "dict");
+        goto fail;
+    }
+    Py_ssize_t tries = changed != NULL ? PyList_GET_SIZE(changed) : n;
+    for (Py_ssize_t t = 0; t < tries; t++) {
+        Py_ssize_t i = changed != NULL ? PyLong_AsSsize_t(PyList_GET_ITEM(changed, t)) : t;
+        if (i == -1 && PyErr_Occurred())
+            goto fail;
+        if (i < 0 || i >= PyList_GET_SIZE(kids) || i >= n) {
+            PyErr_SetString(PyExc_ValueError, "write_tree(): a branch's undo record is past "
+                            "its children");
+            goto fail;
+        }
         PyObject *kid = PyList_GET_ITEM(kids, i);
         if (PyLong_CheckExact(kid))
             continue;
@@ -253,6 +274,8 @@ write_kids(Writer *w, PyObject *node)
     PyMem_Free(sums);
     PyMem_Free(pages);
     Py_DECREF(kids);
+    Py_DECREF(undo);
+    Py_XDECREF(changed);
     return dirty;
 fail:
     for (Py_ssize_t j = 0; j < m; j++)
@@ -262,6 +285,8 @@ fail:
     PyMem_Free(pages);
     Py_XDECREF(kids);
     Py_XDECREF(dirty);
+    Py_XDECREF(undo);
+    Py_XDECREF(changed);
     return NULL;
 }
 
