@@ -822,7 +822,7 @@ class Tree:
                 self._ref = RootRef(page, s, txn)
             else:
                 self._ref = RootRef(*self._write_node(self._root, txn))
-            self._dirty = False
+            self._dirty = self.stolen = False  # (written nodes keep no undo record)
         if self._replaced:
             store = self.store
             for page, node in self._replaced.items():
