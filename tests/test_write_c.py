@@ -675,7 +675,8 @@ def test_put_over_takes_the_lists_only_the_cache_holds_and_records_what_they_hel
             for p, k in ((taken[0], b"k00010"), (taken[1], b"k00010"))]
     del taken[1:]     # (the test no longer holds them: the put may take them)
     kept = kept[:1]
-    assert write_c.put_over(tree, b"k00010", b"new") is False
+    assert write_c.put_over(tree, b"k00010", b"first") is False
+    assert write_c.put_over(tree, b"k00010", b"new") is False  # (recorded once: the first)
     assert write_c.put_over(tree, b"k05990", b"new") is False
     assert tree.stolen
     root = tree.root()
