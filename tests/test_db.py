@@ -93,20 +93,21 @@ def test_a_scan_keeps_its_values_while_a_writer_overwrites_them(tmp_path, on_fil
     version, and after the abort the head is what it was. (A put takes the lists of a
     clean node only the node cache holds, tree/node.py's restore_base: a node a reader
     holds must be copied, and one taken is read again from its page.)"""
-    db = cowdb.open(str(tmp_path / "db") if on_file else None)
-    old = {b"k%05d" % i: b"old%d" % i for i in range(5000)}
+    db = cowdb.open(str(tmp_path / "db") if on_file else None, page_size=1024)
+    n = 20000  # (small pages: three levels, so a scan's path holds a branch below the root)
+    old = {b"k%05d" % i: b"old%d" % i for i in range(n)}
     with db.write() as tx:
         tx.update(old)
     snap = db.read()
     scan = iter(snap.items())
     seen = [next(scan) for _ in range(700)]
     with db.write(durability="none") as tx:
-        for i in range(0, 5000, 7):
+        for i in range(0, n, 7):
             tx[b"k%05d" % i] = b"new"
-    new = old | {b"k%05d" % i: b"new" for i in range(0, 5000, 7)}
+    new = old | {b"k%05d" % i: b"new" for i in range(0, n, 7)}
     assert dict(seen + list(scan)) == old
     tx = db.write()
-    for i in range(1, 5000, 3):
+    for i in range(1, n, 3):
         tx[b"k%05d" % i] = b"gone"
     assert tx[b"k00001"] == b"gone"
     tx.abort()

@@ -2,8 +2,8 @@
 checked against a model that keeps one dict per version.
 """
 import hypothesis.strategies as st
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant,
-                                 precondition, rule)
+from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, initialize,
+                                 invariant, precondition, rule)
 
 import cowdb
 from conftest import KINDS, check_store_counters, forget, location, model_settings
@@ -22,6 +22,7 @@ class DatabaseModel(RuleBasedStateMachine):
     """The model: versions[v] is the dict committed as version v."""
 
     snaps = Bundle("snaps")
+    scans = Bundle("scans")
 
     def __init__(self):
         super().__init__()
@@ -155,6 +156,27 @@ class DatabaseModel(RuleBasedStateMachine):
         model = self.versions[v]
         assert len(snap) == len(model)
         assert list(snap.items()) == sorted(model.items())
+
+    @rule(target=scans, s=snaps, n=st.integers(0, 30))
+    def start_scan(self, s, n):
+        """A scan begun and left open across what the rules do next (a writer's put takes
+        only the lists of nodes nothing else holds: tree/node.py's restore_base)."""
+        snap, v = s
+        if snap._tree is None:
+            return None
+        scan = iter(snap.items())
+        return scan, [pair for _, pair in zip(range(n), scan)], v
+
+    @rule(sc=consumes(scans))
+    def finish_scan(self, sc):
+        if sc is None:
+            return
+        scan, seen, v = sc
+        try:
+            seen += scan
+        except TransactionClosed:
+            return  # (its snapshot closed meanwhile, or the database reopened)
+        assert seen == sorted(self.versions[v].items())
 
     @rule(s=snaps, a=keys, b=keys, reverse=st.booleans())
     def check_range(self, s, a, b, reverse):
