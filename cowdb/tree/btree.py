@@ -436,7 +436,9 @@ class Tree:
     def restore(self) -> None:
         """Every dirty node that took its base's lists gives them back (node.py's
         ``restore_base``): the C put's fast case takes them; any other change, and any
-        comparison with the bases, starts here."""
+        comparison with the bases, starts here (nothing taken: nothing to do)."""
+        if not self.stolen:
+            return
         todo = [self._root] if self._dirty and self._root is not None else []
         while todo:
             node = todo.pop()
@@ -446,8 +448,7 @@ class Tree:
         self.stolen = False
 
     def _own_root(self) -> Node:
-        if self.stolen:  # (every Python change of the tree owns its root first)
-            self.restore()
+        self.restore()  # (every Python change of the tree owns its root first)
         root = self._root
         if root is None:  # empty (on disk, or emptied by this writer)
             root = self._root = Leaf([], [], HEADER_SIZE)
@@ -502,8 +503,7 @@ class Tree:
             done = put_over(self, key, val)
             if done is not None:
                 return done
-        if self.stolen:
-            self.restore()
+        self.restore()
         self.mod += 1
         leaf, path = own_path(self, key) if own_path is not None and not self.frees else \
             self._descend(key)
