@@ -38,6 +38,11 @@ restore(PyObject *node)
     return r == NULL ? -1 : 0;
 }
 
+/* A node's lists (and a branch's arrays) that a copy copies, or takes: its keys first,
+ * which a copy borrows instead (see own_keys) and never takes. */
+static const int leaf_lists[] = {F_KEYS, F_VALS, -1};
+static const int branch_lists[] = {F_KEYS, F_KIDS, F_COUNTS, F_SUMS, F_TXNS, -1};
+
 /* Whether own_kid may take the lists of ``node``, a clean node just found in (or loaded
  * into) the cache ``nodes`` under ``page``, instead of copying them (see node.py's
  * restore_base): nothing holds it but the cache and the caller (a reader's cursor, a
@@ -50,11 +55,9 @@ may_take(PyObject *node, PyObject *nodes, PyObject *page)
         return 0;   /* (an error from the lookup: the caller's next call reports it) */
     int is_leaf = (PyObject *)Py_TYPE(node) == leaf_type;
     const Py_ssize_t *off = is_leaf ? leaf_off : branch_off;
-    static const int leaf_taken[] = {F_VALS, -1};
-    static const int branch_taken[] = {F_KIDS, F_COUNTS, F_SUMS, F_TXNS, -1};
     if (is_leaf && SLOT(node, off[F_BIG]) != Py_False)
         return 0;
-    for (const int *f = is_leaf ? leaf_taken : branch_taken; *f >= 0; f++) {
+    for (const int *f = (is_leaf ? leaf_lists : branch_lists) + 1; *f >= 0; f++) {
         PyObject *v = SLOT(node, off[*f]);
         if (v == NULL || Py_REFCNT(v) != 1 || (*f <= F_KIDS && !PyList_CheckExact(v)))
             return 0;
@@ -73,8 +76,6 @@ copy_node(PyObject *node, PyObject *base, int take)
 {
     PyTypeObject *tp = Py_TYPE(node);
     const Py_ssize_t *off = (PyObject *)tp == leaf_type ? leaf_off : branch_off;
-    static const int leaf_lists[] = {F_KEYS, F_VALS, -1};
-    static const int branch_lists[] = {F_KEYS, F_KIDS, F_COUNTS, F_SUMS, F_TXNS, -1};
     const int *lists = (PyObject *)tp == leaf_type ? leaf_lists : branch_lists;
     PyObject *copy = tp->tp_alloc(tp, 0);
     if (copy == NULL)
