@@ -202,7 +202,10 @@ def test_gc_on_a_full_disk_goes_in_rounds(monkeypatch):
     time, each round reusing what the one before freed."""
     from cowdb.pages import store as storemod
 
+    # a reserve of 8 pages renewed 8 at a time: gc's one txn cannot fit in the 8 to 16
+    # pages past the end when the disk fills, and each round does
     monkeypatch.setattr(storemod, "RESERVE_PAGES", 8)
+    monkeypatch.setattr(storemod, "RESERVE_STEP_MAX", 8)
     io, db, rng = many_versions_on_a_device(2000, 150, 20, seed=5, message="m" * 200)
     io.full = True
     calls = []
@@ -245,17 +248,23 @@ def test_the_reserve_is_written_blocks(path):
     """The reserve past the last unit is zeros written, not fallocated: a commit's images
     then overwrite blocks the file has, and its fdatasync flushes data alone (a fallocated
     extent is converted by the first write into it, a journal commit). It stays within
-    its bounds as the file grows."""
-    from cowdb.pages.store import RESERVE_PAGES, RESERVE_STEP
+    its bounds as the file grows, renewed by more pages at a time as the file grows
+    (``reserve_step``: a 64th of the file, 8 to 32 pages)."""
+    from cowdb.pages.store import RESERVE_PAGES, RESERVE_STEP, RESERVE_STEP_MAX
     db = cowdb.open(path)
-    ps = db._store.page_size
-    for r in range(40):
+    store = db._store
+    ps = store.page_size
+    steps = set()
+    for r in range(60):
         with db.write() as tx:
-            for i in range(200):
+            for i in range(400):
                 tx[b"k%03d%04d" % (r, i)] = os.urandom(100)
-        end = db._store.page_count * db._store.unit
+        end = store.page_count * store.unit
         size = os.path.getsize(path)
-        assert end + RESERVE_PAGES * ps <= size <= end + (RESERVE_PAGES + RESERVE_STEP) * ps
+        steps.add(store.reserve_step())
+        assert RESERVE_STEP <= store.reserve_step() <= RESERVE_STEP_MAX
+        assert end + RESERVE_PAGES * ps <= size <= end + (RESERVE_PAGES + store.reserve_step()) * ps
+    assert min(steps) == RESERVE_STEP and max(steps) > RESERVE_STEP   # it grew with the file
     found = unwritten_extents(db._io.fd)
     if found is None:
         db.close()
