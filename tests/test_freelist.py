@@ -262,3 +262,22 @@ def test_a_damaged_piece_of_a_base_reads_as_corruption():
     store.io.pwrite(bytes(raw), page * store.unit)
     with pytest.raises(Corruption):
         store._load_freelist(store.meta)
+
+
+@given(txns=st.lists(st.integers(1, 50), min_size=1, max_size=12, unique=True),
+       bounds=st.lists(st.integers(0, 60), max_size=8))
+def test_release_moves_exactly_the_groups_old_enough(txns, bounds):
+    """release(bound) moves every group freed at a txn <= bound into the pool and no other,
+    after a round trip through the encoded base too (release looks only at the oldest
+    group to find that none is ready: groups are kept in txn order)."""
+    txns.sort()   # a writer frees in txn order
+    fl = FreeList()
+    for t in txns:
+        fl.free(t, 100 * t, 1 + t % 3)
+    for bound in bounds:
+        for f in (fl, FreeList.decode(fl.encode())):
+            want_pool = sorted(fl_pages(fl.pool) + [p for t in txns if t <= bound
+                                                      for p in fl_pages(fl.pending.get(t, []))])
+            f.release(bound)
+            assert sorted(fl_pages(f.pool)) == want_pool
+            assert all(t > bound for t in f.pending)
