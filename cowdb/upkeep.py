@@ -17,7 +17,6 @@ from .history import gc as gcmod
 from .history.catalog import BRANCH, TAG
 from .history.retention import Retention
 from .pages.io import OsFileIO, new_file
-from .pages.store import RESERVE_PAGES
 from .tree.copy import relocate_tree
 from .tree.walk import walk
 
@@ -271,8 +270,7 @@ class Upkeep:
         if fl.reusable_count(self._db._reuse_bound()) and fl.is_free(store.page_count - 1):
             before = store.page_count
             self._db._update(change, durable=True)
-            end = (store.page_count * store.unit +
-                   (RESERVE_PAGES + store.reserve_step()) * store.page_size)
+            end = store.reserve_end()
             if store.page_count < before and self._db._io.size() > end:
                 self._db._io.truncate(end)   # the reserve stays, for the next gc on a full disk
                 store._file_size = None

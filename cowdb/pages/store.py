@@ -388,7 +388,7 @@ class PageStore:
 
     def _keep_reserve(self) -> None:
         """Before a txn's images are written: keep ``RESERVE_PAGES`` allocated past the
-        last page, renewed ``RESERVE_STEP`` pages at a time as the file grows. The io
+        last page, renewed ``reserve_step()`` pages at a time as the file grows. The io
         writes zeros there (BlockIO.reserve), so a commit's images overwrite blocks the
         file already has and its fdatasync flushes data alone, no size or extent change:
         about 160 against 240-300 us on ext4 here. A renewal changes the size, so its
@@ -402,7 +402,7 @@ class PageStore:
             size = self._file_size = self.io.size()
         if end + RESERVE_PAGES * ps <= size:
             return
-        want = end + (RESERVE_PAGES + self.reserve_step()) * ps
+        want = self.reserve_end()
         try:
             self.io.reserve(want)
             self._file_size = want
@@ -414,6 +414,11 @@ class PageStore:
             raise WriteFailed(f"no room to grow the file ({e}); the commit was not applied. "
                               f"gc() can still run on the reserve kept for it: drop versions "
                               f"(set_retention) and call gc() to free space") from e
+
+    def reserve_end(self) -> int:
+        """Where a renewal of the reserve ends the file (gc cuts its free tail there)."""
+        return self.page_count * self.unit + (RESERVE_PAGES + self.reserve_step()) * \
+            self.page_size
 
     def reserve_step(self) -> int:
         """Pages the reserve is renewed by: a 64th of the file, from ``RESERVE_STEP`` to
