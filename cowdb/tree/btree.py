@@ -545,7 +545,7 @@ class Tree:
         self.mod += 1
         if self._root is None:
             return self._build(items)
-        page_size = self.page_size
+        page_size, inline_max = self.page_size, self.inline_max
         new_keys = 0
         leaf: Leaf | None = None
         hi: bytes | None = None
@@ -554,6 +554,7 @@ class Tree:
         vals: list[bytes | Overflow]
         added = pos = 0
         first = -1  # the entry the first key put in this leaf went to
+        owned = False  # whether keys is the leaf's own list (own_keys, once per leaf)
         for key, val in items:
             if leaf is None or (hi is not None and key >= hi):
                 if leaf is not None:
@@ -561,12 +562,14 @@ class Tree:
                 leaf, path = self._descend(key)
                 hi = next((b.keys[j + 1] for b, j in reversed(path) if j + 1 < len(b.keys)),
                           None)
-                keys, vals, added, pos, first = leaf.keys, leaf.vals, 0, 0, -1
+                keys, vals, added, pos, first, owned = leaf.keys, leaf.vals, 0, 0, -1, False
             i = bisect_left(keys, key, pos)
             if first < 0:
                 first = i
-            vs = self._vsize(val)
-            if vs != len(val):
+            if type(val) is bytes and len(val) <= inline_max:  # (_vsize, inline: a fold's
+                vs = len(val)                                  # loop, ~2% of a commit)
+            else:
+                vs = OVERFLOW_REF_SIZE
                 leaf.big = True
             if i < len(keys) and keys[i] == key:
                 old = vals[i]
@@ -574,7 +577,8 @@ class Tree:
                 self._drop_value(old)
                 vals[i] = val
             else:
-                keys = own_keys(leaf)
+                if not owned:
+                    keys, owned = own_keys(leaf), True
                 keys.insert(i, key)
                 vals.insert(i, val)
                 leaf.size += LEAF_ENTRY + len(key) + vs
