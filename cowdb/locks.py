@@ -21,6 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from functools import cache
 from itertools import compress
 from struct import Struct
 from types import ModuleType
@@ -31,7 +32,6 @@ from .errors import Locked, LockFileReplaced, NestedTransaction, ReadersFull, Wr
 
 SLOTS = 126
 _SLOT = Struct("<QQ")          # pid, txn
-_SLOT_TXNS = Struct("<" + "Q8x" * (SLOTS - 1) + "Q")  # the txn of every slot
 _TABLE = 64                    # first slot's offset
 _LOCK_SIZE = 4096
 _SLOT_LOCK_BASE = 4096         # fcntl byte that guards slot i: 4096 + i
@@ -126,7 +126,7 @@ class PyPin:
     __del__ = release
 
 
-PINS_API = 2  # the _pins_c this code is written against
+PINS_API = 3  # the _pins_c this code is written against
 _pins_c = load("cowdb", "_pins_c", PINS_API)
 pins_c: ModuleType | None = _pins_c if wanted() else None  # what runs (snapshot.py takes
                                                             # SnapshotBase from it)
@@ -147,6 +147,7 @@ class Shared:
     def __init__(self, fd: int | None, path: str | None = None):
         self.fd = fd
         self.path = path
+        self._bpath = None if path is None else os.fsencode(path)  # (stat()ed per commit)
         self.identity = None if fd is None else _identity(os.fstat(fd))
         self.mm = mmap.mmap(fd, _LOCK_SIZE) if fd is not None else None
         self.forked_without_slot = False
@@ -229,12 +230,9 @@ class Shared:
         """Raise LockFileReplaced if the lock file's path no longer names the file this
         process locks (deleted, or replaced by another file): a process opening the
         database now would lock the new file and write beside this one."""
-        if self.fd is None or self.path is None:
+        if self.fd is None or self._bpath is None:
             return
-        try:
-            now = _identity(os.stat(self.path))
-        except OSError:
-            now = None
+        now = file_identity(self._bpath)
         if now != self.identity:
             raise LockFileReplaced(
                 f"the lock file {self.path} was {'deleted' if now is None else 'replaced'} "
@@ -300,11 +298,7 @@ class Shared:
         mm, fd = self.mm, self.fd
         if mm is None or fd is None:  # in memory (both are None), or closed
             return best
-        txns = _SLOT_TXNS.unpack_from(mm, _TABLE + 8)
-        for i in compress(range(SLOTS), txns):  # the used slots, found at C speed
-            if i == self.slot:
-                continue
-            txn = txns[i]
+        for i, txn in used_slots(mm, _TABLE + 8, 16, SLOTS, self.slot):
             try:  # if we can lock its slot, its owner is gone: reap it
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SLOT_LOCK_BASE + i)
             except OSError:
@@ -427,6 +421,35 @@ def close_shared(s: Shared) -> None:
 
 def _identity(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
+
+
+def py_used_slots(mm: Any, first: int, stride: int, count: int, own: int
+                  ) -> list[tuple[int, int]]:
+    """(slot, txn) of every reader slot but ``own`` whose txn is not 0: the u64s at
+    ``first + stride * slot`` of the lock file's map. _pins_c.used_slots is its twin."""
+    txns = _u64s(stride, count).unpack_from(mm, first)
+    return [(i, txns[i]) for i in compress(range(count), txns) if i != own]
+
+
+@cache
+def _u64s(stride: int, count: int) -> Struct:
+    return Struct("<" + f"Q{stride - 8}x" * (count - 1) + "Q")
+
+
+def py_file_identity(path: bytes) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file ``path`` names, or None where there is none.
+    _pins_c.file_identity is its twin."""
+    try:
+        return _identity(os.stat(path))
+    except OSError:
+        return None
+
+
+# the lock file's per-commit checks: in C where built (see _pins_c.c)
+used_slots: Callable[[Any, int, int, int, int], list[tuple[int, int]]] = \
+    py_used_slots if pins_c is None else pins_c.used_slots
+file_identity: Callable[[bytes], tuple[int, int] | None] = \
+    py_file_identity if pins_c is None else pins_c.file_identity
 
 
 def _open_lock_file(path: str) -> int | None:

@@ -7,6 +7,7 @@ so pins of other threads wait).
 """
 import gc
 import mmap
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -167,3 +168,61 @@ def test_snapshot_bases_open_close_and_unpin_alike(base):
     del u
     gc.collect()
     assert ref() is None and pins.counts() == {}
+
+
+# ---- the lock file's per-commit checks (locks.py's twins) -------------------------------
+
+C = locks._pins_c
+needs_c = pytest.mark.skipif(C is None, reason="the C accelerator _pins_c is not built")
+
+
+@needs_c
+@settings(max_examples=200, deadline=None)
+@given(txns=st.lists(st.one_of(st.just(0), st.integers(1, 2**64 - 1)), max_size=12),
+       stride=st.sampled_from([8, 16, 24]), first=st.sampled_from([0, 8, 64]),
+       own=st.integers(-1, 12))
+def test_used_slots_twins_agree_with_the_model(txns, stride, first, own):
+    """Both list (slot, txn) for every slot but the caller's whose txn is set, read from
+    where Pins writes a slot's txn (any word of a table of any stride)."""
+    buf = mmap.mmap(-1, 4096)
+    for i, txn in enumerate(txns):
+        memoryview(buf).cast("Q")[(first + stride * i) // 8] = txn
+        if stride > 8:  # the other words of a slot (a pid) are never read as txns
+            memoryview(buf).cast("Q")[(first + stride * i) // 8 + 1] = 7
+    want = [(i, t) for i, t in enumerate(txns) if t and i != own]
+    args = (buf, first, stride, len(txns), own)
+    assert locks.py_used_slots(*args) == want
+    assert C.used_slots(*args) == want
+
+
+@needs_c
+def test_used_slots_refuses_a_table_outside_the_map():
+    buf = bytearray(64)
+    for args in [(buf, 0, 16, 5, -1), (buf, -8, 16, 1, -1), (buf, 4, 16, 1, -1),
+                 (buf, 0, 4, 2, -1)]:
+        with pytest.raises(ValueError, match="do not fit"):
+            C.used_slots(*args)
+    assert C.used_slots(buf, 56, 16, 1, -1) == []   # the last word: fits
+    with pytest.raises(TypeError):
+        C.used_slots(buf, 0, 16)
+
+
+@pytest.mark.parametrize("identity", [locks.py_file_identity] + (
+    [C.file_identity] if C is not None else []), ids=["python", "c"][:1 + (C is not None)])
+def test_file_identity_names_the_file_a_path_holds_now(identity, tmp_path):
+    """(st_dev, st_ino) of the file a path names, as os.stat gives them; None once it is
+    gone; another file at the same path: another identity."""
+    path = tmp_path / "f-lock"
+    path.write_bytes(b"x")
+    st = os.stat(path)
+    assert identity(os.fsencode(path)) == (st.st_dev, st.st_ino)
+    other = tmp_path / "g"
+    other.write_bytes(b"y")
+    os.replace(other, path)
+    assert identity(os.fsencode(path)) == (os.stat(path).st_dev, os.stat(path).st_ino) \
+        != (st.st_dev, st.st_ino)
+    path.unlink()
+    assert identity(os.fsencode(path)) is None
+    if identity is not locks.py_file_identity:
+        with pytest.raises(TypeError):
+            identity(str(path))
