@@ -626,8 +626,8 @@ def node_state(node):
 @given(st.integers(0, 2 ** 32))
 def test_own_path_owns_what_descend_owns(seed):
     """own_path and _descend, on two equal trees, copy the same nodes the same way (lists,
-    size, big, sig, txn, chain, and the base each copy remembers), and return the same
-    path."""
+    size, big, sig, txn, chain, and the base each copy remembers; the clean root too, which
+    becomes the tree's dirty root), and return the same path."""
     rng = random.Random(seed)
     trees = [new_tree(), new_tree()]
     items = {b"k%05d" % rng.randrange(5000): b"v" * rng.randrange(60) for _ in range(2000)}
@@ -642,6 +642,9 @@ def test_own_path_owns_what_descend_owns(seed):
         assert node_state(leaf) == node_state(leaf2)
         assert [(node_state(b), i) for b, i in path] == [(node_state(b), i) for b, i in path2]
         assert leaf.base is None or leaf.base[0] is trees[0].nodes[leaf.base[1]]
+        for tree, first in ((trees[0], path[0][0] if path else leaf),
+                            (trees[1], path2[0][0] if path2 else leaf2)):
+            assert tree.dirty and tree.root() is first  # (the root: copied once, kept)
 
 
 def clean_path(tree, key):

@@ -5,7 +5,7 @@
 #include "_write_c.h"
 
 static PyObject *s__root, *s__dirty, *s_frees, *s_deltas, *s_nodes, *s__own_root;
-static PyObject *s_inline_max, *s_page_size, *s_mod, *s_count, *s_insert, *s_stolen;
+static PyObject *s_inline_max, *s_page_size, *s_mod, *s_count, *s_insert, *s_stolen, *s__ref;
 
 int
 put_init(void)
@@ -21,7 +21,8 @@ put_init(void)
         (s_mod = PyUnicode_InternFromString("mod")) &&
         (s_count = PyUnicode_InternFromString("count")) &&
         (s_insert = PyUnicode_InternFromString("insert")) &&
-        (s_stolen = PyUnicode_InternFromString("stolen")) ? 0 : -1;
+        (s_stolen = PyUnicode_InternFromString("stolen")) &&
+        (s__ref = PyUnicode_InternFromString("_ref")) ? 0 : -1;
 }
 
 /* node.py's restore_base, called there (the rare paths: a change of keys, a fallback to
@@ -350,9 +351,10 @@ done:
  * instructions). The offsets are learnt for the first Tree type seen, and again if
  * another type comes (a subclass); an attribute that is not a slot is read by name. */
 enum { T_FREES, T_DELTAS, T_DIRTY, T_ROOT, T_NODES, T_INLINE_MAX, T_PAGE_SIZE, T_MOD, T_COUNT,
-       T_STOLEN, NT };
+       T_STOLEN, T_REF, NT };
 static PyObject **tree_names[NT] = {&s_frees, &s_deltas, &s__dirty, &s__root, &s_nodes,
-                                    &s_inline_max, &s_page_size, &s_mod, &s_count, &s_stolen};
+                                    &s_inline_max, &s_page_size, &s_mod, &s_count, &s_stolen,
+                                    &s__ref};
 static PyTypeObject *tree_type;   /* the type tree_off was learnt for (a strong reference) */
 static Py_ssize_t tree_off[NT];
 
@@ -740,6 +742,44 @@ done:
     return out;
 }
 
+/* btree.py's Tree._own_root for a clean tree that keeps what it replaces: its root
+ * copied (as Leaf.copy and Branch.copy do; nothing taken, as there), with its base (root,
+ * page, checksum, txn of the tree's ref) if deltas, becomes the tree's dirty root. Steals
+ * the reference to root; returns the copy (a new reference), or NULL with an error.
+ * (In Python this was ~1.7% of a no-sync commit's instructions: it ran at every commit's
+ * first put.) A clean tree has no taken lists, so there is nothing to restore first. */
+static PyObject *
+own_root(PyObject *tree, PyObject *root, int deltas)
+{
+    PyObject *base = NULL, *copy = NULL, *ref = NULL;
+    if ((PyObject *)Py_TYPE(root) != leaf_type && (PyObject *)Py_TYPE(root) != branch_type) {
+        PyErr_SetString(PyExc_TypeError, "own_path(): the tree's root is not a node");
+        goto done;
+    }
+    if (deltas) {
+        if ((ref = tree_attr(tree, T_REF)) == NULL)
+            goto done;
+        if (!PyTuple_Check(ref) || PyTuple_GET_SIZE(ref) != 3) {
+            PyErr_SetString(PyExc_TypeError, "own_path(): the tree's ref is not (page, "
+                            "checksum, txn)");
+            goto done;
+        }
+        base = PyTuple_Pack(4, root, PyTuple_GET_ITEM(ref, 0), PyTuple_GET_ITEM(ref, 1),
+                            PyTuple_GET_ITEM(ref, 2));
+        if (base == NULL)
+            goto done;
+    }
+    if ((copy = copy_node(root, base, 0)) == NULL)
+        goto done;
+    if (tree_set(tree, T_ROOT, copy) < 0 || tree_set(tree, T_DIRTY, Py_True) < 0)
+        Py_CLEAR(copy);
+done:
+    Py_DECREF(root);
+    Py_XDECREF(ref);
+    Py_XDECREF(base);
+    return copy;
+}
+
 /* Own the path from the tree's root to key's leaf (clean nodes copied): the leaf (a new
  * reference), with each branch on the way and the child taken in ``path`` (a reference
  * held on each: path_clear drops them, on error too); NULL with an error set. ``take``:
@@ -761,11 +801,13 @@ own_path_of(PyObject *tree, PyObject *key, Path *path, int take)
     node = tree_attr(tree, T_ROOT);
     if (node == NULL)
         return NULL;
-    if (node == Py_None || !dirty) {
+    if (node == Py_None) {  /* an empty tree: Python's _own_root makes its first leaf */
         Py_SETREF(node, PyObject_CallMethodNoArgs(tree, s__own_root));
         if (node == NULL)
             return NULL;
     }
+    else if (!dirty && (node = own_root(tree, node, deltas)) == NULL)
+        return NULL;
     if ((nodes = tree_attr(tree, T_NODES)) == NULL || !PyDict_Check(nodes)) {
         if (nodes != NULL)
             PyErr_SetString(PyExc_TypeError, "own_path(): the node cache is not a dict");
