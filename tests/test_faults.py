@@ -875,3 +875,27 @@ def test_a_fault_in_the_publish_window_while_a_thread_reads(kind, what):
             assert any(holds(d, want) for want in allowed)
         finally:
             d.close()
+
+
+@pytest.mark.parametrize("most", [1, 7, 4096])
+def test_a_file_written_a_few_bytes_per_system_call_still_gets_every_byte(tmp_path,
+                                                                          monkeypatch, most):
+    """pwrite(2) may write less than asked (a signal, a nearly full quota): OsFileIO
+    writes the rest, so a commit's pages and meta record land whole."""
+    real = os.pwrite
+    calls = []
+
+    def short(fd, data, offset):
+        calls.append(len(data))
+        return real(fd, bytes(data)[:most], offset)
+
+    path = str(tmp_path / "db")
+    db = cowdb.open(path)
+    monkeypatch.setattr(os, "pwrite", short)
+    with db.write() as tx:
+        tx.update({b"k%03d" % i: b"v" * 300 for i in range(40)})
+    monkeypatch.setattr(os, "pwrite", real)
+    db.close()
+    assert calls and (most == 4096 or any(n > most for n in calls))  # (it was cut short)
+    with cowdb.open(path) as db:
+        assert dict(db.read().items()) == {b"k%03d" % i: b"v" * 300 for i in range(40)}

@@ -91,11 +91,14 @@ class OsFileIO(BlockIO):
             raise
 
     def pwrite(self, data: BytesLike, offset: int) -> None:
-        view = memoryview(data)
+        n = os.pwrite(self.fd, data, offset)
+        if n == len(data):  # (the rule: no view made, twice a commit)
+            return
+        view = memoryview(data)[n:]
         while view:  # pwrite may write less than asked
+            offset += n
             n = os.pwrite(self.fd, view, offset)
             view = view[n:]
-            offset += n
 
     def sync(self) -> None:
         # fdatasync flushes the data and what reading it back needs (the file size)
