@@ -92,7 +92,7 @@ class OsFileIO(BlockIO):
 
     def pwrite(self, data: BytesLike, offset: int) -> None:
         n = os.pwrite(self.fd, data, offset)
-        if n == len(data):  # (the rule: no view made, twice a commit)
+        if n == len(data):  # (almost always: then no view of data is made)
             return
         view = memoryview(data)[n:]
         while view:  # pwrite may write less than asked

@@ -545,7 +545,7 @@ class Tree:
         self.mod += 1
         if self._root is None:
             return self._build(items)
-        page_size, inline_max = self.page_size, self.inline_max
+        page_size = self.page_size
         new_keys = 0
         leaf: Leaf | None = None
         hi: bytes | None = None
@@ -566,10 +566,8 @@ class Tree:
             i = bisect_left(keys, key, pos)
             if first < 0:
                 first = i
-            if type(val) is bytes and len(val) <= inline_max:  # (_vsize, inline: a fold's
-                vs = len(val)                                  # loop, ~2% of a commit)
-            else:
-                vs = OVERFLOW_REF_SIZE
+            vs = self._vsize(val)
+            if vs != len(val):
                 leaf.big = True
             if i < len(keys) and keys[i] == key:
                 old = vals[i]
