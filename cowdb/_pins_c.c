@@ -548,7 +548,8 @@ used_slots(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     PyObject *found = NULL;
     if (first < 0 || first % 8 || stride < 8 || stride % 8 || count < 0 ||
-            (count && first + stride * (count - 1) + 8 > view.len)) {
+            (count && (first > view.len - 8 || count - 1 > (view.len - 8 - first) / stride))) {
+        /* (aligned u64s inside the map; divided, not multiplied, so no size overflows) */
         PyErr_SetString(PyExc_ValueError, "used_slots(): the slots do not fit the map");
         goto done;
     }

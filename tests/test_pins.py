@@ -199,7 +199,7 @@ def test_used_slots_twins_agree_with_the_model(txns, stride, first, own):
 def test_used_slots_refuses_a_table_outside_the_map():
     buf = bytearray(64)
     for args in [(buf, 0, 16, 5, -1), (buf, -8, 16, 1, -1), (buf, 4, 16, 1, -1),
-                 (buf, 0, 4, 2, -1)]:
+                 (buf, 0, 4, 2, -1), (buf, 64, 16, 1, -1), (buf, 0, 2**62, 3, -1)]:
         with pytest.raises(ValueError, match="do not fit"):
             C.used_slots(*args)
     assert C.used_slots(buf, 56, 16, 1, -1) == []   # the last word: fits
