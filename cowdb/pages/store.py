@@ -392,9 +392,9 @@ class PageStore:
         writes zeros there (BlockIO.reserve), so a commit's images overwrite blocks the
         file already has and its fdatasync flushes data alone, no size or extent change:
         about 160 against 240-300 us on ext4 here. A renewal changes the size, so its
-        commit's sync pays that: see ``reserve_step``. When the
-        disk is full a txn fails here (nothing written, WriteFailed) unless it may use the
-        reserve (gc, the checkpoint: the txns that give space back) and fits in it."""
+        commit's sync pays that: see ``reserve_step``. When the disk is full a txn fails
+        here (nothing written, WriteFailed) unless it may use the reserve (gc, the
+        checkpoint: the txns that give space back) and fits in it."""
         ps = self.page_size
         end = self.page_count * self.unit
         size = self._file_size
