@@ -14,9 +14,10 @@ from contextlib import contextmanager
 import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
+from xxhash import xxh3_64_intdigest
 
 import cowdb
-from cowdb.pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW
+from cowdb.pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW, verify
 from cowdb.pages.io import MemoryIO, OsFileIO
 from cowdb.pages.meta import RootRef
 from cowdb.pages.store import PageStore
@@ -503,6 +504,30 @@ def write_queued(tree, txn):
     before = set(queue)
     ref = tree.write(txn)
     return ref, {page: bytes(image) for page, image in queue.items() if page not in before}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=1024), min_size=1, max_size=12), st.integers(0, 3))
+def test_the_c_checksum_is_xxhash_s(values, edits):
+    """The write pass computes XXH3-64 in C (xxHash's code, vendored: _xxh3.h) where its
+    digest is the xxhash package's: each image it seals, full or a delta, of any length
+    (XXH3 has paths for up to 128, 240 and more bytes), carries the package's sum."""
+    tree = Tree(NodeCache(PageStore(MemoryIO(), page_size=4096)))
+    tree.store.initialize()
+    queued: dict[int, bytes] = {}
+    with writers(True):
+        for txn in range(2, 3 + edits):
+            tree.store.begin(txn, txn - 1)
+            for i, v in enumerate(values if txn == 2 else values[txn % len(values):][:1]):
+                tree.put(b"k%03d" % i, v[:txn * 7] if txn > 2 else v)
+            ref, images = write_queued(tree, txn)
+            tree.store.publish(ref, b"", durable=False)
+            tree.nodes.drop(tree.superseded)
+            queued.update(images)
+    assert queued
+    for page, image in queued.items():
+        assert int.from_bytes(image[:8], "little") == xxh3_64_intdigest(image[8:])
+        verify(image, page)
 
 
 @settings(max_examples=30, deadline=None)

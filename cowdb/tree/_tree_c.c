@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_xxh3.h"
+
 #define API 10 /* btree.API must match: bump both on any change of the module's
                   contract (9: branch_body moved to _write_c's full_image; 10: a
                   branch's sums and txns are arrays) */
@@ -439,6 +441,7 @@ typedef struct {
  * do.  1 if so, 0 if not (image() then says what is wrong, or reads what is not a whole
  * image at its page), -1 on error. */
 static PyObject *digest = NULL;
+static int digest_xxh3 = 0;  /* digest is xxhash's XXH3-64: computed here (_xxh3.h) */
 
 static int
 checked(PyObject *copied, unsigned long long sum, unsigned long long txn, PyObject *verified,
@@ -449,15 +452,20 @@ checked(PyObject *copied, unsigned long long sum, unsigned long long txn, PyObje
     if (digest == NULL || len < 24 || (c[8] != 1 && c[8] != 2) || le64(c) != sum ||
             le64(c + 16) != txn || (Py_ssize_t)le32(c + 12) != len)
         return 0;
-    PyObject *mv = PyMemoryView_FromMemory((char *)c + 8, len - 8, PyBUF_READ);
-    PyObject *h = mv != NULL ? PyObject_CallOneArg(digest, mv) : NULL;
-    Py_XDECREF(mv);
-    if (h == NULL)
-        return -1;
-    unsigned long long hv = PyLong_AsUnsignedLongLong(h);
-    Py_DECREF(h);
-    if (hv == (unsigned long long)-1 && PyErr_Occurred())
-        return -1;
+    unsigned long long hv;
+    if (digest_xxh3)
+        hv = XXH3_64bits(c + 8, (size_t)(len - 8));
+    else {
+        PyObject *mv = PyMemoryView_FromMemory((char *)c + 8, len - 8, PyBUF_READ);
+        PyObject *h = mv != NULL ? PyObject_CallOneArg(digest, mv) : NULL;
+        Py_XDECREF(mv);
+        if (h == NULL)
+            return -1;
+        hv = PyLong_AsUnsignedLongLong(h);
+        Py_DECREF(h);
+        if (hv == (unsigned long long)-1 && PyErr_Occurred())
+            return -1;
+    }
     if (hv != sum)
         return 0;
     PyObject *to = PyLong_FromUnsignedLongLong(txn);
@@ -1557,6 +1565,7 @@ bind_map(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     }
     Py_INCREF(args[2]);
     Py_XSETREF(digest, args[2]);
+    digest_xxh3 = is_xxh3(digest);
     PyObject *cls = args[0];
     PyTypeObject *pmt = (PyTypeObject *)args[1];
     off_buf = slot_offset(pmt, s_buf);

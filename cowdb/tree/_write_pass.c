@@ -4,6 +4,7 @@
  * image, else in full; placed in the store's current run as PageStore.place does and
  * cached as NodeCache.put does. */
 #include "_write_c.h"
+#include "_xxh3.h"
 
 #ifndef _WIN32
 #include <unistd.h>   /* pread: a rebase reads its full image straight from the file */
@@ -20,6 +21,7 @@ typedef struct {
     PyObject *nodes;            /* the NodeCache (a dict) */
     Py_ssize_t cap;             /* its cap */
     PyObject *encode, *overflows, *digest, *superseded;
+    int xxh3;                   /* digest is xxhash's XXH3-64: computed here (_xxh3.h) */
     int fd;                     /* the store's file (io.fd), -1: read by store.read; */
     int fd_known;               /* ... looked up at the first rebase */
     Py_ssize_t page_size;
@@ -150,6 +152,10 @@ cache_node(Writer *w, PyObject *page, PyObject *node)
 static int
 digest_of(Writer *w, const unsigned char *p, Py_ssize_t n, unsigned long long *sum)
 {
+    if (w->xxh3) {
+        *sum = XXH3_64bits(p + 8, (size_t)(n - 8));
+        return 0;
+    }
     PyObject *mv = PyMemoryView_FromMemory((char *)p + 8, n - 8, PyBUF_READ);
     if (mv == NULL)
         return -1;
@@ -630,7 +636,7 @@ write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     Writer w = {.txn = args[1], .txn_v = PyLong_AsUnsignedLongLong(args[1]),
                 .store = args[2], .grow_from = PY_SSIZE_T_MAX, .nodes = args[3],
                 .encode = args[4], .overflows = args[5], .digest = args[6],
-                .superseded = args[7]};
+                .superseded = args[7], .xxh3 = is_xxh3(args[6])};
     if (PyErr_Occurred())
         return NULL;
     PyObject *v = PyObject_GetAttrString(w.store, "unit");
