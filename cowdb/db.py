@@ -804,18 +804,17 @@ class Database:
         txn = store.meta.txn + 1
         store.begin(txn, self._reuse_bound())
         try:
-            cat = Catalog(Tree(self._nodes, st.catalog, frees=True), dict(st.pending),
-                          st.pending_log)
+            cat = Catalog.writing(self._nodes, st.catalog, dict(st.pending), st.pending_log)
             result = change(cat, txn)
             pending = cat.settle(store.pending_room)  # a txn that only moves refs writes no page
-            wrote_catalog = cat.tree.dirty
+            wrote_catalog = cat.dirty
             # Without syncs, pages freed since the last sync can never be reused (a crash
             # may fall back to a version that reaches them), so they pile up and the free
             # list grows with every commit: sync once they pass a bound.
             durable = durable or (store.unsynced_free_pages * store.unit >
                                   UNSYNCED_FREE_LIMIT * store.page_size)
             self._shared.check_identity()  # the lock file replaced since the lock was taken?
-            meta = store.publish(cat.tree.write(txn), pending, durable)
+            meta = store.publish(cat.write(txn), pending, durable)
         except BaseException as e:
             self._new = None
             try:
@@ -828,7 +827,7 @@ class Database:
                 self._poison(str(e))
             raise
         # published: from here nothing may roll back (not even an interrupt)
-        self._nodes.drop(cat.tree.superseded)
+        self._nodes.drop(cat.superseded)
         commits, roots = ({}, {}) if forget else (st.commits, st.roots)
         new, self._new = self._new, None
         if new is not None:
