@@ -28,7 +28,7 @@ typedef struct {
 } Writer;
 
 static PyObject *s__run, *s_page_count, *s_put, *s_pages_written,
-    *s_bytes_written, *s_read;
+    *s_bytes_written, *s_read, *s_allocate;
 
 int
 pass_init(void)
@@ -38,7 +38,8 @@ pass_init(void)
         (s_put = PyUnicode_InternFromString("put")) &&
         (s_pages_written = PyUnicode_InternFromString("pages_written")) &&
         (s_bytes_written = PyUnicode_InternFromString("bytes_written")) &&
-        (s_read = PyUnicode_InternFromString("read")) ? 0 : -1;
+        (s_read = PyUnicode_InternFromString("read")) &&
+        (s_allocate = PyUnicode_InternFromString("allocate")) ? 0 : -1;
 }
 
 /* Set the store's _run to the writer's (before Python allocates, and at the end). */
@@ -105,8 +106,11 @@ place_image(Writer *w, PyObject *image)
                 return NULL;
         }
         else {
-            if (run_back(w) < 0 ||
-                    (page = PyObject_CallMethod(w->store, "allocate", "n", n)) == NULL)
+            PyObject *units = run_back(w) < 0 ? NULL : PyLong_FromSsize_t(n);
+            page = units == NULL ? NULL : PyObject_CallMethodOneArg(w->store, s_allocate,
+                                                                    units);
+            Py_XDECREF(units);
+            if (page == NULL)
                 return NULL;
             if (run_in(w) < 0) {
                 Py_DECREF(page);

@@ -6,6 +6,7 @@
 
 static PyObject *s__root, *s__dirty, *s_frees, *s_deltas, *s_nodes, *s__own_root;
 static PyObject *s_inline_max, *s_page_size, *s_mod, *s_count, *s_insert, *s_stolen, *s__ref;
+static PyObject *s_load;
 
 int
 put_init(void)
@@ -22,7 +23,8 @@ put_init(void)
         (s_count = PyUnicode_InternFromString("count")) &&
         (s_insert = PyUnicode_InternFromString("insert")) &&
         (s_stolen = PyUnicode_InternFromString("stolen")) &&
-        (s__ref = PyUnicode_InternFromString("_ref")) ? 0 : -1;
+        (s__ref = PyUnicode_InternFromString("_ref")) &&
+        (s_load = PyUnicode_InternFromString("load")) ? 0 : -1;
 }
 
 /* node.py's restore_base, called there (the rare paths: a change of keys, a fallback to
@@ -256,7 +258,7 @@ own_kid(PyObject *branch, Py_ssize_t i, PyObject *nodes, int deltas, int take, i
         goto done;
     if (hit)
         Py_INCREF(node);
-    else if ((node = PyObject_CallMethod(nodes, "load", "OOO", kid, s, t)) == NULL)
+    else if ((node = PyObject_CallMethodObjArgs(nodes, s_load, kid, s, t, NULL)) == NULL)
         goto done;
     if ((PyObject *)Py_TYPE(node) != leaf_type && (PyObject *)Py_TYPE(node) != branch_type) {
         PyErr_SetString(PyExc_TypeError, "own_path(): the node cache holds a non-node");
