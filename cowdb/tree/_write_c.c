@@ -29,9 +29,9 @@
  *     placed as store.place(image) does and cached as nodes.put(page, node) does (see
  *     place_image and cache_node); overflows(leaf) writes a leaf's big values first;
  *     digest(bytes after the first 8) is the checksum (looked up per call, as
- *     checksum.seal does); each written node's base (the clean node it was copied from,
- *     as (node, page, checksum, txn)) is appended to the list superseded. Returns (page,
- *     checksum) of root's image.
+ *     checksum.seal does; computed in C where it is xxhash's own, see _xxh3.h); each
+ *     written node's base (the clean node it was copied from, as (node, page, checksum,
+ *     txn)) is appended to the list superseded. Returns (page, checksum) of root's image.
  * own_path(tree, key)
  *     btree.py's Tree._descend for a tree that keeps what it replaces (not ``frees``):
  *     the path from the root to key's leaf owned (clean nodes copied, as Leaf.copy and

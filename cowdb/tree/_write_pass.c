@@ -640,9 +640,10 @@ write_tree(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     Writer w = {.txn = args[1], .txn_v = PyLong_AsUnsignedLongLong(args[1]),
                 .store = args[2], .grow_from = PY_SSIZE_T_MAX, .nodes = args[3],
                 .encode = args[4], .overflows = args[5], .digest = args[6],
-                .superseded = args[7], .xxh3 = is_xxh3(args[6])};
+                .superseded = args[7]};
     if (PyErr_Occurred())
         return NULL;
+    w.xxh3 = is_xxh3(w.digest);
     PyObject *v = PyObject_GetAttrString(w.store, "unit");
     w.unit = v == NULL ? -1 : PyLong_AsSsize_t(v);
     Py_XDECREF(v);
