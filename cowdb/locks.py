@@ -298,7 +298,7 @@ class Shared:
         mm, fd = self.mm, self.fd
         if mm is None or fd is None:  # in memory (both are None), or closed
             return best
-        for i, txn in used_slots(mm, _TABLE + 8, 16, SLOTS, self.slot):
+        for i, txn in used_slots(mm, _TABLE + 8, _SLOT.size, SLOTS, self.slot):
             try:  # if we can lock its slot, its owner is gone: reap it
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SLOT_LOCK_BASE + i)
             except OSError:
