@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from xxhash import xxh3_64_intdigest
 
 import cowdb
-from cowdb.pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW, verify
+from cowdb.pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW, seal, verify
 from cowdb.pages.io import MemoryIO, OsFileIO
 from cowdb.pages.meta import RootRef
 from cowdb.pages.store import PageStore
@@ -294,6 +294,79 @@ def test_a_decoded_leaf_is_python_s(items, overflow_at, txn):
     assert got.txn == want.txn == txn
 
 
+def leaf_fields(leaf):
+    """Every slot of a leaf (its lists as lists, overflow references as tuples)."""
+    return (type(leaf), list(leaf.keys), [v if type(v) is bytes else
+                                          (v.page, v.length, v.checksum, v.txn)
+                                          for v in leaf.vals], leaf.size, leaf.big, leaf.sig,
+            leaf.txn, leaf.base, leaf.chain, leaf.undo)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.binary(max_size=40), st.binary(max_size=300), max_size=60),
+       st.lists(st.integers(0, 59), max_size=2), u64, st.integers(0, 2 ** 16),
+       st.integers(1, 255), st.booleans())
+def test_a_checked_leaf_is_what_python_verifies_and_decodes(items, overflow_at, txn, at, xor,
+                                                            call_digest):
+    """NodeCache.load's C past the read (checked_leaf) against its Python (verify, the
+    parent's checksum and txn, decode): an intact leaf image of inline values gives the
+    leaf decode gives, every slot alike; an overflow value, a damaged byte, a byte short
+    or over, another checksum or txn than the parent's, give None (the Python then says
+    what is wrong). A digest other than xxhash's is called (the tests' colliding one)."""
+    keys = sorted(items)
+    vals = [nodemod.Overflow(9, 5000, 77, 3) if i in overflow_at else items[k]
+            for i, k in enumerate(keys)]
+    big = any(type(v) is nodemod.Overflow for v in vals)
+    image = encode_leaf(Leaf(keys, vals, 0, big=big), txn)
+    checksum = seal(image)
+    image = bytes(image)
+    digest = (lambda data: xxh3_64_intdigest(data)) if call_digest else xxh3_64_intdigest
+    got = write_c.checked_leaf(image, checksum, txn, digest)
+    if big:
+        assert got is None
+    else:
+        assert leaf_fields(got) == leaf_fields(decode(image, 5))
+    damaged = bytearray(image)
+    damaged[at % len(image)] ^= xor
+    for bad, s, t in ((bytes(damaged), checksum, txn), (image[:-1], checksum, txn),
+                      (image + b"\0", checksum, txn), (image, checksum ^ xor, txn),
+                      (image, checksum, txn ^ xor)):
+        assert write_c.checked_leaf(bad, s, t, digest) is None
+
+
+def test_a_checked_leaf_is_only_a_full_leaf_and_refuses_bad_input():
+    """A branch's image and a delta's give None; a digest's error is raised; arguments of
+    the wrong types raise TypeError."""
+    counts, sums, txns = refs(2)
+    branch = encode_branch(Branch([b"a", b"b"], [3, 4], counts, sums, txns, 0), 7)
+    leaf = Leaf([b"a", b"b"], [b"1", b"2"], 0)
+    base = encode_leaf(Leaf([b"k%02d" % i for i in range(20)], [b"v" * 50] * 20, 0), 5)
+    bsum = seal(base)
+    clean = decode(bytes(base), 2)
+    dirty = clean.copy((clean, 2, bsum, 5))
+    dirty.vals[1] = b"w" * 50   # (a delta is written only where it is under half the image)
+    delta = encode_delta(dirty, clean, 2, bsum, 5, 7)
+    assert delta is not None and delta[8] == LEAF_DELTA
+    for image in (branch, delta):
+        checksum = seal(image)
+        assert write_c.checked_leaf(bytes(image), checksum, 7, xxh3_64_intdigest) is None
+    image = encode_leaf(leaf, 7)
+    checksum = seal(image)
+
+    def fails(data):
+        raise OSError("no digest")
+    with pytest.raises(OSError, match="no digest"):
+        write_c.checked_leaf(bytes(image), checksum, 7, fails)
+    with pytest.raises(TypeError, match="not an int"):
+        write_c.checked_leaf(bytes(image), checksum, 7, lambda data: "sum")
+    for args in ((bytearray(image), checksum, 7, xxh3_64_intdigest),
+                 (bytes(image), "sum", 7, xxh3_64_intdigest), (bytes(image), checksum, 7)):
+        with pytest.raises(TypeError):
+            write_c.checked_leaf(*args)
+    with pytest.raises(OverflowError):
+        write_c.checked_leaf(bytes(image), -1, 7, xxh3_64_intdigest)
+
+
 def test_slices_refuses_bad_input():
     with pytest.raises(TypeError, match="bytes"):
         write_c.slices(bytearray(8), 1, 0, 2, 2)
@@ -465,12 +538,13 @@ def writers(c):
     names = ((btree, "write_tree"), (btree, "own_path"), (btree, "put_over"),
              (btree, "drop_superseded"), (nodemod, "_c_delta_image"),
              (nodemod, "_c_full_image"), (nodemod, "_c_rebase_image"), (nodemod, "_c_slices"),
-             (btree, "cut_leaves"))
+             (btree, "checked_leaf"), (btree, "cut_leaves"))
     was = [getattr(m, a) for m, a in names]
     for (m, a), fn, py in zip(names, (write_c.write_tree, write_c.own_path, write_c.put_over,
                                       write_c.drop, write_c.delta_image, write_c.full_image,
-                                      write_c.rebase_image, write_c.slices, write_c.leaves),
-                              (None,) * 8 + (btree.py_leaves,)):
+                                      write_c.rebase_image, write_c.slices, write_c.checked_leaf,
+                                      write_c.leaves),
+                              (None,) * 9 + (btree.py_leaves,)):
         setattr(m, a, fn if c else py)
     try:
         yield

@@ -453,19 +453,8 @@ checked(PyObject *copied, unsigned long long sum, unsigned long long txn, PyObje
             le64(c + 16) != txn || (Py_ssize_t)le32(c + 12) != len)
         return 0;
     unsigned long long hv;
-    if (digest_xxh3)
-        hv = XXH3_64bits(c + 8, (size_t)(len - 8));
-    else {
-        PyObject *mv = PyMemoryView_FromMemory((char *)c + 8, len - 8, PyBUF_READ);
-        PyObject *h = mv != NULL ? PyObject_CallOneArg(digest, mv) : NULL;
-        Py_XDECREF(mv);
-        if (h == NULL)
-            return -1;
-        hv = PyLong_AsUnsignedLongLong(h);
-        Py_DECREF(h);
-        if (hv == (unsigned long long)-1 && PyErr_Occurred())
-            return -1;
-    }
+    if (image_digest(digest, digest_xxh3, c, len, &hv) < 0)
+        return -1;
     if (hv != sum)
         return 0;
     PyObject *to = PyLong_FromUnsignedLongLong(txn);

@@ -63,6 +63,12 @@
  *     another from first, as (list, end); None when a 4-byte length carries the overflow
  *     flag (a leaf's overflow reference: node.py's Python reads those); ValueError when
  *     they do not fit in data.
+ * checked_leaf(data, checksum, txn, digest)
+ *     btree.py's NodeCache.load past its read, for a leaf: the Leaf (txn set) that the bytes
+ *     data decode to, when they are a full leaf image of inline values whose header
+ *     carries the (checksum, txn) its parent recorded and whose checksum digest (called,
+ *     or computed here where it is xxhash's) verifies; None for anything else (the
+ *     Python then verifies and decodes, and raises Corruption naming what is wrong).
  * apply_chain(images)
  *     the full image (a bytearray, checksum left zero, txn the last image's) that a delta
  *     chain stands for: images are bytes, the chain's full image first, then each delta
@@ -158,6 +164,10 @@ static PyMethodDef methods[] = {
      "slices(data, n, at, width, first): node.py's py_slices: the n byte strings whose "
      "lengths (width bytes each) are at at, laid out from first: (list, end); None for an "
      "overflow reference."},
+    {"checked_leaf", (PyCFunction)(void (*)(void))checked_leaf, METH_FASTCALL,
+     "checked_leaf(data, checksum, txn, digest): the Leaf a full image of inline values "
+     "decodes to, when its header carries (checksum, txn) and its checksum verifies; else "
+     "None."},
     {"drop", (PyCFunction)(void (*)(void))drop, METH_FASTCALL,
      "drop(nodes, bases): btree.py's NodeCache.drop (the superseded bases' nodes leave "
      "the cache where it still holds them; bases is emptied)."},

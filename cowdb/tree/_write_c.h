@@ -4,7 +4,8 @@
  *   _write_c.c      the module: its entry points' table, bind() (what it needs of
  *                   node.py: the node classes' slots, the image kinds, the chain bounds)
  *   _write_image.c  node images: full, delta and rebased images encoded; a node's keys
- *                   and values sliced back out of one (decode)
+ *                   and values sliced back out of one (decode); a leaf's image checked
+ *                   and decoded whole, for the node cache (checked_leaf)
  *   _write_pass.c   the commit's write pass: every dirty node written bottom-up, placed
  *                   in the store's run and cached
  *   _write_put.c    the put: descent, path copy, overwrite, insert, a leaf's split
@@ -29,7 +30,7 @@
 #define INTERNAL
 #endif
 
-#define API 25                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 26                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 #define LEAF_ENTRY 6          /* a leaf entry's lengths: u16 key, u32 value */
@@ -199,6 +200,7 @@ INTERNAL PyObject *rebase_image(PyObject *self, PyObject *const *args, Py_ssize_
 INTERNAL PyObject *full_image(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 INTERNAL PyObject *dirty_kids(PyObject *self, PyObject *kids);
 INTERNAL PyObject *slices(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+INTERNAL PyObject *checked_leaf(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* _write_chain.c */
 INTERNAL PyObject *apply_chain(PyObject *self, PyObject *images);

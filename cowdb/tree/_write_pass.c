@@ -151,36 +151,6 @@ cache_node(Writer *w, PyObject *page, PyObject *node)
     return PyDict_SetItem(w->nodes, page, node);
 }
 
-/* The checksum of an image of n bytes at p (the digest of its bytes after the first 8),
- * in *sum; -1 with an error set. */
-static int
-digest_of(Writer *w, const unsigned char *p, Py_ssize_t n, unsigned long long *sum)
-{
-    if (w->xxh3) {
-        *sum = XXH3_64bits(p + 8, (size_t)(n - 8));
-        return 0;
-    }
-    PyObject *mv = PyMemoryView_FromMemory((char *)p + 8, n - 8, PyBUF_READ);
-    if (mv == NULL)
-        return -1;
-    PyObject *r = PyObject_CallOneArg(w->digest, mv);
-    Py_DECREF(mv);
-    if (r == NULL)
-        return -1;
-    /* (the digest is a u64: the mask conversion is exact, and has no slow path for
-     * 64-bit ints as PyLong_AsUnsignedLongLong has) */
-    unsigned long long v = PyLong_Check(r) ? PyLong_AsUnsignedLongLongMask(r) : 0;
-    int bad = !PyLong_Check(r) || (v == (unsigned long long)-1 && PyErr_Occurred());
-    Py_DECREF(r);
-    if (bad) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "write_tree(): the digest is not an int");
-        return -1;
-    }
-    *sum = v;
-    return 0;
-}
-
 /* An image's checksum: computed into its first 8 bytes (seal), or read from them. */
 static int
 image_sum(Writer *w, PyObject *image, int seal, unsigned long long *sum)
@@ -193,7 +163,7 @@ image_sum(Writer *w, PyObject *image, int seal, unsigned long long *sum)
     unsigned char *p = (unsigned char *)PyByteArray_AS_STRING(image);
     if (seal) {
         unsigned long long v;
-        if (digest_of(w, p, PyByteArray_GET_SIZE(image), &v) < 0)
+        if (image_digest(w->digest, w->xxh3, p, PyByteArray_GET_SIZE(image), &v) < 0)
             return -1;
         put64(p, v);
     }
@@ -426,7 +396,7 @@ read_direct(Writer *w, unsigned long long page, Py_ssize_t *len)
         return NULL;
     }
     unsigned long long sum;
-    int ok = digest_of(w, buf, n, &sum) == 0 && sum == get_le(buf, 8);
+    int ok = image_digest(w->digest, w->xxh3, buf, n, &sum) == 0 && sum == get_le(buf, 8);
     PyErr_Clear();
     if (!ok) {
         PyMem_Free(buf);

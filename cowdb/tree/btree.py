@@ -36,6 +36,7 @@ from ..pages.checksum import (
     LEAF,
     LEAF_DELTA,
     OVERFLOW,
+    verify,
     xxh3_64_intdigest,
 )
 from ..pages.mapfile import PageMap
@@ -148,18 +149,29 @@ class NodeCache(dict[int, Node]):
         """The node at ``page`` that its parent recorded as (checksum, txn)."""
         node = self.get(page)
         if node is None or node.txn != txn:
-            data = self.store.read(page)
-            if int.from_bytes(data[:8], "little") != checksum:
-                raise Corruption(f"page {page} does not hold the node its parent expects "
-                                 f"(stale or overwritten page)", page)
-            if LEAF_DELTA <= data[8] <= BRANCH_DELTA:
-                node = self._materialise(data, page)
-            else:
-                node = decode(data, page)
-            if node.txn != txn:
-                raise Corruption(f"page {page} was written by txn {node.txn}, its parent "
-                                 f"expects txn {txn}", page)
+            data = self.store.image(page)
+            node = None if checked_leaf is None else checked_leaf(
+                data, checksum, txn, checksum_mod.xxh3_64_intdigest)  # (as verify finds it)
+            if node is None:
+                node = self._decoded(data, page, checksum, txn)
             self.put(page, node)
+        return node
+
+    def _decoded(self, data: bytes, page: int, checksum: int, txn: int) -> Node:
+        """The node the image ``data`` read from ``page`` holds, verified against its
+        parent's (checksum, txn): what _write_c.checked_leaf leaves (a branch, a delta, a
+        leaf with overflow values, damage), or every node in pure Python."""
+        verify(data, page)
+        if int.from_bytes(data[:8], "little") != checksum:
+            raise Corruption(f"page {page} does not hold the node its parent expects "
+                             f"(stale or overwritten page)", page)
+        if LEAF_DELTA <= data[8] <= BRANCH_DELTA:
+            node = self._materialise(data, page)
+        else:
+            node = decode(data, page)
+        if node.txn != txn:
+            raise Corruption(f"page {page} was written by txn {node.txn}, its parent "
+                             f"expects txn {txn}", page)
         return node
 
     def _materialise(self, data: bytes, page: int) -> Node:
@@ -963,6 +975,7 @@ cut_leaves: Callable[[Iterable[tuple[bytes, bytes]], int, int], list[tuple[bytes
 sorted_items: Callable[[dict[Any, Any], int], list[tuple[bytes, bytes]] | None] = \
     py_sorted_items  # a bulk load's pairs
 apply_chain: Callable[[list[bytes]], bytearray | None] | None = None  # NodeCache.full_image
+checked_leaf: Callable[[bytes, int, int, Callable[[Any], int]], Leaf | None] | None = None
 if _write_c is not None:  # bound either way: the tests run both writers
     _write_c.bind(Leaf, Branch, LEAF, BRANCH, LEAF_DELTA, BRANCH_DELTA, LEAF_CHAIN, BRANCH_CHAIN,
                   restore_base)
@@ -970,7 +983,7 @@ if _write_c is not None:  # bound either way: the tests run both writers
         write_tree, own_path = _write_c.write_tree, _write_c.own_path
         put_over, settle, drop_superseded = _write_c.put_over, _write_c.settle, _write_c.drop
         cut_leaves, sorted_items = _write_c.leaves, _write_c.sorted_items
-        apply_chain = _write_c.apply_chain
+        apply_chain, checked_leaf = _write_c.apply_chain, _write_c.checked_leaf
         put_method = _write_c.put_method
 descend: Callable[[Node, bytes, NodeCache], bytes | Overflow | None] = py_get
 map_descend: Callable[..., Any] | None = None
