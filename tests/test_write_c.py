@@ -21,7 +21,7 @@ from cowdb.pages.checksum import BRANCH_DELTA, HEADER_SIZE, LEAF_DELTA, OVERFLOW
 from cowdb.pages.io import MemoryIO, OsFileIO
 from cowdb.pages.meta import RootRef
 from cowdb.pages.store import PageStore
-from cowdb.tree import btree, cursor
+from cowdb.tree import btree, compare, cursor
 from cowdb.tree import node as nodemod
 from cowdb.tree.btree import NodeCache, Tree
 from cowdb.tree.node import (
@@ -367,6 +367,47 @@ def test_a_checked_leaf_is_only_a_full_leaf_and_refuses_bad_input():
         write_c.checked_leaf(bytes(image), -1, 7, xxh3_64_intdigest)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(small_keys, min_size=1, max_size=30), st.lists(small_keys, max_size=10),
+       st.booleans())
+def test_values_at_is_python_s(puts, probes, empty):
+    """A commit's proof that it changed something (compare.py's differs_at) reads a key's
+    value and its base's from the undo record of the key's leaf: values_at in C and
+    py_values_at tell the same for every key put and others, against the head the tree was
+    copied from and against another reference (None), on trees the C put changed."""
+    db = cowdb.open(durability="none")
+    if not empty:   # (~14 KiB of entries: a root branch over leaves)
+        with db.write() as tx:
+            tx.update({b"k%05d" % i: b"v" * 60 for i in range(0, 400, 2)})
+    tx = db.write()
+    for i, key in enumerate(puts):
+        tx[key] = b"new %d" % i
+    tree, head = tx._tree, tx._head.root
+    for key in puts + probes:
+        for page, checksum, txn in ((head.page, head.checksum, head.txn),
+                                    (head.page, head.checksum ^ 1, head.txn),
+                                    (head.page + 1, head.checksum, head.txn)):
+            assert write_c.values_at(tree.root(), page, checksum, txn, key) == \
+                compare.py_values_at(tree.root(), page, checksum, txn, key)
+    tx.abort()
+    if not empty:   # the common case, one overwrite of a key the head holds: told
+        with db.write() as tx:
+            tx[b"k00010"] = b"newer"
+            assert tx._tree.stolen
+            assert write_c.values_at(tx._tree.root(), head.page, head.checksum, head.txn,
+                                     b"k00010") == (b"newer", b"v" * 60)
+    db.close()
+
+
+def test_values_at_refuses_bad_input():
+    with pytest.raises(TypeError, match="values_at"):
+        write_c.values_at(None, 1, 2, 3, "key")
+    with pytest.raises(TypeError, match="values_at"):
+        write_c.values_at(None, 1, 2, 3)
+    assert write_c.values_at(None, 1, 2, 3, b"key") is None
+    assert write_c.values_at("not a node", 1, 2, 3, b"key") is None
+
+
 def test_slices_refuses_bad_input():
     with pytest.raises(TypeError, match="bytes"):
         write_c.slices(bytearray(8), 1, 0, 2, 2)
@@ -538,13 +579,13 @@ def writers(c):
     names = ((btree, "write_tree"), (btree, "own_path"), (btree, "put_over"),
              (btree, "drop_superseded"), (nodemod, "_c_delta_image"),
              (nodemod, "_c_full_image"), (nodemod, "_c_rebase_image"), (nodemod, "_c_slices"),
-             (btree, "checked_leaf"), (btree, "cut_leaves"))
+             (btree, "checked_leaf"), (compare, "values_at"), (btree, "cut_leaves"))
     was = [getattr(m, a) for m, a in names]
     for (m, a), fn, py in zip(names, (write_c.write_tree, write_c.own_path, write_c.put_over,
                                       write_c.drop, write_c.delta_image, write_c.full_image,
                                       write_c.rebase_image, write_c.slices, write_c.checked_leaf,
-                                      write_c.leaves),
-                              (None,) * 9 + (btree.py_leaves,)):
+                                      write_c.values_at, write_c.leaves),
+                              (None,) * 9 + (compare.py_values_at, btree.py_leaves)):
         setattr(m, a, fn if c else py)
     try:
         yield

@@ -46,6 +46,10 @@
  *     a bytes key of 1 to max_key bytes and a bytes value, no codec, put by put_over on
  *     the transaction's tree (of type tree_cls) with puts counted and the key touched;
  *     anything else, or what put_over leaves to Tree.put, by fallback(self, ...).
+ * values_at(root, page, checksum, txn, key)
+ *     compare.py's py_values_at: key's values (value, base value) in the dirty tree under
+ *     root and in the tree at (page, checksum, txn) it was copied from, told by the undo
+ *     record of key's leaf; None when that does not tell.
  * drop(nodes, bases)
  *     btree.py's NodeCache.drop: the superseded nodes leave the cache, bases is emptied.
  * sorted_items(mapping, max_key)
@@ -180,6 +184,9 @@ static PyMethodDef methods[] = {
     {"put_method", (PyCFunction)(void (*)(void))put_method, METH_FASTCALL,
      "put_method(cls, fallback, tree_cls): transaction.py's Transaction.__setitem__ as a "
      "method of cls: its common case in C, anything else by fallback(self, ...)."},
+    {"values_at", (PyCFunction)(void (*)(void))values_at, METH_FASTCALL,
+     "values_at(root, page, checksum, txn, key): compare.py's py_values_at: key's (value, "
+     "base value) told by its leaf's undo record, or None."},
     {"own_path", (PyCFunction)(void (*)(void))own_path, METH_FASTCALL,
      "own_path(tree, key): btree.py's Tree._descend for a tree that keeps what it "
      "replaces: (leaf, [(branch, index), ...]), the path owned (copied) down to key's leaf."},

@@ -30,7 +30,7 @@
 #define INTERNAL
 #endif
 
-#define API 26                /* node.py's WRITE_API: bump with any change of behaviour */
+#define API 27                /* node.py's WRITE_API: bump with any change of behaviour */
 #define HEADER_SIZE 24        /* <QBBHIQ: checksum, type, flags, n, length, txn */
 #define DELTA_HEAD 28         /* <QQQHH: base page, checksum, txn; depth; run count */
 #define LEAF_ENTRY 6          /* a leaf entry's lengths: u16 key, u32 value */
@@ -215,6 +215,7 @@ INTERNAL int restore(PyObject *node);
 INTERNAL PyObject *own_path(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 INTERNAL PyObject *put_over(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 INTERNAL PyObject *put_method(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+INTERNAL PyObject *values_at(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* _write_cache.c */
 INTERNAL PyObject *settle(PyObject *self, PyObject *node);

@@ -181,6 +181,22 @@ bisect_right(PyObject *keys, const char *q, Py_ssize_t ql)
     return lo;
 }
 
+/* A branch's keys and kids (borrowed), lists of one length, not empty; -1 with TypeError
+ * (naming the caller, who) otherwise. */
+static int
+branch_entries(PyObject *node, PyObject **keys, PyObject **kids, const char *who)
+{
+    *keys = SLOT(node, branch_off[F_KEYS]);
+    *kids = SLOT(node, branch_off[F_KIDS]);
+    if (*keys == NULL || *kids == NULL || !PyList_CheckExact(*keys) ||
+            !PyList_CheckExact(*kids) || PyList_GET_SIZE(*keys) != PyList_GET_SIZE(*kids) ||
+            PyList_GET_SIZE(*keys) == 0) {
+        PyErr_Format(PyExc_TypeError, "%s(): a branch's keys and kids do not match", who);
+        return -1;
+    }
+    return 0;
+}
+
 /* Record in a dirty branch's undo record (if it has one: it took its base's lists) the
  * i-th entry as it is, before its first change: (page, count, checksum, txn); 0, or -1
  * with an error. */
@@ -818,13 +834,9 @@ own_path_of(PyObject *tree, PyObject *key, Path *path, int take)
     const char *q = PyBytes_AS_STRING(key);
     Py_ssize_t ql = PyBytes_GET_SIZE(key);
     while ((PyObject *)Py_TYPE(node) == branch_type) {
-        PyObject *keys = SLOT(node, branch_off[F_KEYS]), *kids = SLOT(node, branch_off[F_KIDS]);
-        if (keys == NULL || kids == NULL || !PyList_CheckExact(keys) ||
-                !PyList_CheckExact(kids) || PyList_GET_SIZE(keys) != PyList_GET_SIZE(kids) ||
-                PyList_GET_SIZE(keys) == 0) {
-            PyErr_SetString(PyExc_TypeError, "own_path(): a branch's keys and kids do not match");
+        PyObject *keys, *kids;
+        if (branch_entries(node, &keys, &kids, "own_path") < 0)
             goto done;
-        }
         if (path->depth == MAX_DEPTH) {
             PyErr_SetString(PyExc_RuntimeError, "own_path(): the tree is deeper than 64 levels");
             goto done;
@@ -854,6 +866,71 @@ done:
     return out;
 }
 
+
+/* values_at(root, page, checksum, txn, key): compare.py's py_values_at, the common case of
+ * a commit's proof that it changed something (differs_at: ~17 Python lines a commit).
+ * key's values (value, base value) in the dirty tree under root and in the tree at (page,
+ * checksum, txn) that root was copied from, told by the undo record of the leaf that
+ * holds key; None when that does not tell (another root, a clean child on the way, a
+ * leaf with no record, the key not there). */
+PyObject *
+values_at(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyBytes_CheckExact(args[4]) || leaf_type == NULL) {
+        PyErr_SetString(PyExc_TypeError, "values_at(root, page, checksum, txn, key): a node "
+                        "or None, three ints and bytes, after bind()");
+        return NULL;
+    }
+    PyObject *node = args[0], *key = args[4];
+    PyTypeObject *tp = Py_TYPE(node);
+    if ((PyObject *)tp != leaf_type && (PyObject *)tp != branch_type)
+        Py_RETURN_NONE;   /* (an empty tree: None) */
+    PyObject *base = SLOT(node, ((PyObject *)tp == leaf_type ? leaf_off : branch_off)[F_BASE]);
+    if (base == NULL || !PyTuple_CheckExact(base) || PyTuple_GET_SIZE(base) != 4)
+        Py_RETURN_NONE;
+    for (int j = 1; j < 4; j++) {
+        int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(base, j), args[j], Py_EQ);
+        if (eq < 0)
+            return NULL;
+        if (!eq)
+            Py_RETURN_NONE;
+    }
+    const char *q = PyBytes_AS_STRING(key);
+    Py_ssize_t ql = PyBytes_GET_SIZE(key);
+    while ((PyObject *)Py_TYPE(node) == branch_type) {
+        PyObject *keys, *kids;
+        if (branch_entries(node, &keys, &kids, "values_at") < 0)
+            return NULL;
+        Py_ssize_t i = bisect_right(keys, q, ql) - 1;
+        if (i < -1)
+            return NULL;
+        node = PyList_GET_ITEM(kids, i < 0 ? 0 : i);
+        if ((PyObject *)Py_TYPE(node) != leaf_type && (PyObject *)Py_TYPE(node) != branch_type)
+            Py_RETURN_NONE;   /* (a clean child, a page: no put went there) */
+    }
+    PyObject *undo = SLOT(node, leaf_off[F_UNDO]), *keys = SLOT(node, leaf_off[F_KEYS]);
+    PyObject *vals = SLOT(node, leaf_off[F_VALS]);
+    if (undo == NULL || !PyDict_CheckExact(undo) || keys == NULL || vals == NULL ||
+            !PyList_CheckExact(keys) || !PyList_CheckExact(vals) ||
+            PyList_GET_SIZE(keys) != PyList_GET_SIZE(vals))
+        Py_RETURN_NONE;   /* (no record: a leaf that took nothing) */
+    Py_ssize_t i = bisect_right(keys, q, ql) - 1;
+    if (i < -1)
+        return NULL;
+    if (i < 0)
+        Py_RETURN_NONE;
+    PyObject *k = PyList_GET_ITEM(keys, i);
+    if (PyBytes_GET_SIZE(k) != ql || memcmp(PyBytes_AS_STRING(k), q, (size_t)ql) != 0)
+        Py_RETURN_NONE;
+    PyObject *value = PyList_GET_ITEM(vals, i), *ix = PyLong_FromSsize_t(i);
+    if (ix == NULL)
+        return NULL;
+    PyObject *was = PyDict_GetItemWithError(undo, ix);   /* borrowed */
+    Py_DECREF(ix);
+    if (was == NULL && PyErr_Occurred())
+        return NULL;
+    return PyTuple_Pack(2, value, was != NULL ? was : value);
+}
 
 /* The transaction's put: Transaction.__setitem__ (transaction.py) in its common case, a
  * bytes key of 1 to max_key bytes and a bytes value with no codec, done by put_over_of

@@ -5,14 +5,16 @@ written trees, walked in step."""
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from itertools import compress, count, repeat
 from operator import ne
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .._accelerators import wanted
 from ..pages.meta import RootRef
 from . import btree
 from .diff import changes, same_value, value_reader
-from .node import Branch, Leaf, Node, Overflow
+from .node import Branch, Leaf, Node, Overflow, _write_c
 
 if TYPE_CHECKING:
     from .btree import NodeCache, Tree
@@ -25,13 +27,17 @@ def differs_at(tree: Tree, ref: RootRef, key: bytes) -> bool:
     were ~6% of a 10-put commit's CPU). Values are compared as bytes: a dirty tree holds a
     big value inline until it is written, its head as an overflow run."""
     nodes = tree.nodes
-    value = value_reader(nodes)
     root = tree.root()
     if tree.stolen:  # the nodes on the put's path left the cache: their undo records
-        both = _values_at(tree, ref, key)
+        both = values_at(root, ref.page, ref.checksum, ref.txn, key)
         if both is not None:
-            return value(both[0]) != value(both[1])
+            u, v = both
+            if type(u) is bytes and type(v) is bytes:
+                return u != v
+            value = value_reader(nodes)
+            return value(u) != value(v)
         tree.restore()
+    value = value_reader(nodes)
     u = None if root is None else btree.descend(root, key, nodes)
     v = btree.descend(nodes.load(ref.page, ref.checksum, ref.txn), key, nodes) if ref.page \
         else None
@@ -40,15 +46,15 @@ def differs_at(tree: Tree, ref: RootRef, key: bytes) -> bool:
     return value(u) != value(v)
 
 
-def _values_at(tree: Tree, ref: RootRef, key: bytes
-               ) -> tuple[bytes | Overflow, bytes | Overflow] | None:
-    """``key``'s values in a dirty tree and in the tree at ``ref`` it was copied from, told
-    without reading ``ref``'s nodes (the C put took their lists and dropped them from the
-    cache): in the leaf where the dirty tree holds the key, the base's value is the leaf's
-    undo record's, or the leaf's own where the record has none. None when that does not
-    tell (another root, a leaf with no record, the key not there)."""
-    root = tree.root()
-    if root is None or root.base is None or root.base[1:] != (ref.page, ref.checksum, ref.txn):
+def py_values_at(root: Node | None, page: int, checksum: int, txn: int, key: bytes
+                 ) -> tuple[bytes | Overflow, bytes | Overflow] | None:
+    """``key``'s values in the dirty tree under ``root`` and in the tree at (page,
+    checksum, txn) it was copied from, told without reading that tree's nodes (the C put
+    took their lists and dropped them from the cache): in the leaf where the dirty tree
+    holds the key, the base's value is the leaf's undo record's, or the leaf's own where
+    the record has none. None when that does not tell (another root, a clean child on the
+    way, a leaf with no record, the key not there). _write_c.values_at is this in C."""
+    if root is None or root.base is None or root.base[1:] != (page, checksum, txn):
         return None
     node = root
     while type(node) is Branch:
@@ -62,6 +68,13 @@ def _values_at(tree: Tree, ref: RootRef, key: bytes
     if undo is None or i == len(keys) or keys[i] != key:
         return None
     return node.vals[i], undo.get(i, node.vals[i])
+
+
+# _write_c.values_at (tree/_write_put.c) is py_values_at in C, when it is built and
+# current (cowdb/_accelerators.py); tests/test_write_c.py checks it against the Python.
+values_at: Callable[..., Any] = py_values_at
+if _write_c is not None and wanted():
+    values_at = _write_c.values_at
 
 
 def unchanged(tree: Tree, ref: RootRef) -> bool:

@@ -640,7 +640,7 @@ def apply_delta(base: Node, data: bytes, page: int) -> Node:
 # written children (``dirty_kids``), runs btree.py's whole write pass (``write_tree``) and
 # its put (``own_path``, ``put_over``, both bound there) when it is built and current (see
 # cowdb/_accelerators.py); tests/test_write_c.py checks them against the Python.
-WRITE_API = 26  # the _write_c this package is written against
+WRITE_API = 27  # the _write_c this package is written against
 _write_c = load("cowdb.tree", "_write_c", WRITE_API)
 _c_delta_image: Callable[..., Any] | None = None
 _c_full_image: Callable[[Node, int], bytearray] | None = None
