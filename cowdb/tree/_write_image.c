@@ -725,9 +725,10 @@ slices(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
  * not cached, past the read: pages/checksum.py's verify, the parent's (checksum, txn)
  * compared with the image's, and node.py's decode, in one call. At 1M keys a commit
  * loads ~5 such leaves (W3's window), and the Python of those three steps was ~2 µs of
- * each ~7 µs load (a loop loading every leaf at 100k: 6.9 -> 4.9 µs a leaf). Only the common case: a full leaf image of inline values, whole and
- * verified; None for anything else (a branch, a delta, an overflow value, a damaged
- * image), which the Python then verifies and decodes, and names what is wrong. */
+ * each ~7 µs load (a loop loading every leaf at 100k: 6.9 -> 4.9 µs a leaf). Only the
+ * common case: a full leaf image of inline values, whole and verified; None for
+ * anything else (a branch, a delta, an overflow value, a damaged image), which the
+ * Python then verifies and decodes, and names what is wrong. */
 PyObject *
 checked_leaf(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -753,7 +754,7 @@ checked_leaf(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     if (computed != sum || pos > len)
         Py_RETURN_NONE;
     const unsigned char *kls = d + HEADER_SIZE, *vls = kls + 2 * n;
-    Py_ssize_t end = pos;   /* (at most 24 + 6 + 0xFFFF * (0xFFFF + 0x7FFFFFFF): no overflow) */
+    Py_ssize_t end = pos;   /* (< 2^48: n, a key and a value length are bounded) */
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned long long vl = get_le(vls + 4 * i, 4);
         if (vl >> 31)
