@@ -270,9 +270,9 @@ class PageStore:
         return data
 
     def image(self, page: int) -> bytes:
-        """The image stored at ``page`` (one page or a run), not verified: as long as its
-        header says where that says anything (``read`` verifies it; the node cache's C
-        verifies the leaves it decodes)."""
+        """The image stored at ``page`` (one page or a run), not verified: as many bytes as
+        its header's length gives, or the page where the header does not give a length
+        (``read`` verifies it; the node cache's C verifies the leaves it decodes)."""
         if self._queue and page in self._queue:  # written by this txn, not flushed yet
             return bytes(self._queue[page])
         ps = self.page_size

@@ -8,7 +8,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from itertools import compress, count, repeat
 from operator import ne
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._accelerators import wanted
 from ..pages.meta import RootRef
@@ -31,11 +31,11 @@ def differs_at(tree: Tree, ref: RootRef, key: bytes) -> bool:
     if tree.stolen:  # the nodes on the put's path left the cache: their undo records
         both = values_at(root, ref.page, ref.checksum, ref.txn, key)
         if both is not None:
-            u, v = both
-            if type(u) is bytes and type(v) is bytes:
-                return u != v
+            new, was = both
+            if type(new) is bytes and type(was) is bytes:
+                return new != was
             value = value_reader(nodes)
-            return value(u) != value(v)
+            return value(new) != value(was)
         tree.restore()
     value = value_reader(nodes)
     u = None if root is None else btree.descend(root, key, nodes)
@@ -72,7 +72,8 @@ def py_values_at(root: Node | None, page: int, checksum: int, txn: int, key: byt
 
 # _write_c.values_at (tree/_write_put.c) is py_values_at in C, when it is built and
 # current (cowdb/_accelerators.py); tests/test_write_c.py checks it against the Python.
-values_at: Callable[..., Any] = py_values_at
+values_at: Callable[[Node | None, int, int, int, bytes],
+                    tuple[bytes | Overflow, bytes | Overflow] | None] = py_values_at
 if _write_c is not None and wanted():
     values_at = _write_c.values_at
 
